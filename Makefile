@@ -1,0 +1,34 @@
+# Relance — the two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test install bench clean help
+
+help:
+	@echo "make run    install into $(VENV) and start Temporal, the worker, the API and the mail sink"
+	@echo "make test   install into $(VENV) and run the test suite"
+	@echo "make bench  run the benchmarks in bench/"
+	@echo "make clean  remove $(VENV) and local data (var/)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Relance needs Python 3.11 or newer; set PYTHON=python3.11")'
+	@echo "==> creating $(VENV) and installing Relance with its test tools (first time takes a minute)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	@$(PY) -m relance.devstack
+
+test: $(STAMP)
+	@$(PY) -m pytest
+
+bench: $(STAMP)
+	@$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

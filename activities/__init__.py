@@ -1,0 +1,28 @@
+"""Activities: everything a journey does to the outside world (database, SMTP, SMS, CRM).
+
+``build_activities`` wires them to one set of settings; the worker registers the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.engine import Engine
+
+from activities.email import EmailActivities
+from activities.leads import LeadActivities
+from activities.scoring import ScoringActivities
+from activities.sms import SmsActivities
+from relance.rendering import Renderer
+from relance.settings import Settings
+from relance.tokens import TokenSigner
+
+
+def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
+    signer = TokenSigner(settings.secret_key, max_age_seconds=settings.tracking_token_max_age_days * 86400)
+    renderer = Renderer(signer, settings.public_base_url)
+    leads = LeadActivities(engine)
+    email = EmailActivities(settings, engine, renderer)
+    sms = SmsActivities(settings, engine, renderer)
+    scoring = ScoringActivities(settings, engine)
+    return [leads.check_consent, leads.get_lead_facts, email.send_email, sms.send_sms, scoring.add_score]

@@ -1,0 +1,74 @@
+"""Read what a journey needs to decide its path: consent and a few facts about the lead.
+
+Results carry booleans and numbers only, never the lead's email or phone, so workflow
+histories hold no readable personal data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from relance.consent import has_consent
+from relance.models import Lead, Message, as_utc
+
+
+@dataclass
+class ConsentQuestion:
+    lead_id: str
+    channel: str  # email | sms
+    purpose: str = "marketing"
+
+
+@dataclass
+class ConsentAnswer:
+    granted: bool
+    reason: str
+
+
+@dataclass
+class LeadRef:
+    lead_id: str
+
+
+@dataclass
+class LeadFacts:
+    known_contact: bool  # was already a contact before this sign-up (seed 002)
+    has_phone: bool
+    score: int
+
+
+class LeadActivities:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _lead(self, session: Session, lead_id: str) -> Lead:
+        lead = session.get(Lead, lead_id)
+        if lead is None:
+            raise ApplicationError(f"lead {lead_id} does not exist", type="LeadNotFound", non_retryable=True)
+        return lead
+
+    @activity.defn(name="check_consent")
+    def check_consent(self, question: ConsentQuestion) -> ConsentAnswer:
+        with Session(self.engine) as session:
+            self._lead(session, question.lead_id)
+            if has_consent(session, question.lead_id, question.channel, question.purpose):
+                return ConsentAnswer(True, f"{question.purpose} consent for {question.channel} is granted")
+            return ConsentAnswer(False, f"no {question.purpose} consent for {question.channel}")
+
+    @activity.defn(name="get_lead_facts")
+    def get_lead_facts(self, ref: LeadRef) -> LeadFacts:
+        with Session(self.engine) as session:
+            lead = self._lead(session, ref.lead_id)
+            signed_up = as_utc(lead.last_signup_at)
+            created_before_signup = signed_up is not None and as_utc(lead.created_at) < signed_up
+            earlier_message = session.exec(select(Message.id).where(Message.lead_id == lead.id).limit(1)).first()
+            return LeadFacts(
+                known_contact=created_before_signup or earlier_message is not None,
+                has_phone=bool(lead.phone),
+                score=lead.score,
+            )

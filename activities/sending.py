@@ -1,0 +1,100 @@
+"""What every send shares: the idempotency ledger (``messages`` table) and the consent gate.
+
+A send is keyed by ``<workflow id>:<step>``. Before talking to a provider, the activity claims
+that key; a retried activity that finds the key already ``sent`` returns the earlier result
+and sends nothing. Marketing sends re-check consent here, at the moment of sending, so no
+journey can bypass a withdrawal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from temporalio.exceptions import ApplicationError
+
+from relance.consent import has_consent
+from relance.db import session_scope
+from relance.models import Lead, Message, utcnow
+
+
+@dataclass
+class SendRequest:
+    """One message of a journey to one lead. Ids only: the activity loads the lead itself."""
+
+    lead_id: str
+    workflow_id: str
+    journey: str
+    step: str
+    template: str
+    kind: str = "marketing"  # marketing | transactional
+
+
+@dataclass
+class SendResult:
+    status: str  # sent | skipped
+    message_id: str | None = None
+    reason: str = ""
+    already_sent: bool = False
+
+
+@dataclass
+class Claim:
+    """The outcome of claiming a send key: either a message to send now, or a final result."""
+
+    message: Message | None
+    lead: Lead | None
+    result: SendResult | None
+
+
+class SendLedger:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def claim(self, request: SendRequest, channel: str) -> Claim:
+        key = f"{request.workflow_id}:{request.step}"
+        with session_scope(self.engine) as session:
+            message = session.exec(select(Message).where(Message.send_key == key)).first()
+            if message is not None and message.status in ("sent", "skipped"):
+                return Claim(None, None, SendResult(message.status, message.id, message.reason or "", True))
+            lead = session.get(Lead, request.lead_id)
+            if lead is None:
+                raise ApplicationError(f"lead {request.lead_id} does not exist", type="LeadNotFound", non_retryable=True)
+            if message is None:
+                message = Message(
+                    send_key=key, lead_id=lead.id, workflow_id=request.workflow_id, journey=request.journey,
+                    step=request.step, channel=channel, template=request.template, kind=request.kind, status="sending",
+                )
+                session.add(message)
+                try:
+                    session.flush()
+                except IntegrityError:  # a concurrent attempt claimed it first: let Temporal retry
+                    raise ApplicationError(f"send {key} is being claimed concurrently", type="SendRace")
+            reason = self._blocked_reason(session, lead, channel, request.kind)
+            if reason:
+                message.status, message.reason = "skipped", reason
+                return Claim(None, None, SendResult("skipped", message.id, reason))
+            session.expunge(lead)
+            return Claim(message, lead, None)
+
+    @staticmethod
+    def _blocked_reason(session: Session, lead: Lead, channel: str, kind: str) -> str:
+        if channel == "sms" and not lead.phone:
+            return "the lead has no phone number"
+        if kind == "marketing" and not has_consent(session, lead.id, channel):
+            return f"no marketing consent for {channel}"
+        return ""
+
+    def mark_sent(self, message: Message, *, subject: str | None = None, provider_id: str | None = None) -> SendResult:
+        with session_scope(self.engine) as session:
+            row = session.get(Message, message.id)
+            row.status, row.sent_at = "sent", utcnow()
+            row.subject, row.provider_id = subject, provider_id
+        return SendResult("sent", message.id)
+
+    def mark_failed(self, message: Message, reason: str) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(Message, message.id)
+            row.status, row.reason = "failed", reason[:500]

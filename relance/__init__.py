@@ -1,0 +1,1 @@
+"""Relance: code-first marketing automation. Shared core: settings, database, models, tokens."""

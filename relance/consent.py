@@ -1,0 +1,27 @@
+"""Consent, derived from the append-only ledger (``consents`` table).
+
+A lead may be contacted for a purpose on a channel when the latest ledger row for that
+channel and purpose says ``granted``. No row means no consent.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from relance.models import Consent
+
+CHANNELS = ("email", "sms")
+
+
+def latest_consent(session: Session, lead_id: str, channel: str, purpose: str = "marketing") -> Consent | None:
+    return session.exec(
+        select(Consent)
+        .where(Consent.lead_id == lead_id, Consent.channel == channel, Consent.purpose == purpose)
+        .order_by(col(Consent.id).desc())
+        .limit(1)
+    ).first()
+
+
+def has_consent(session: Session, lead_id: str, channel: str, purpose: str = "marketing") -> bool:
+    row = latest_consent(session, lead_id, channel, purpose)
+    return row is not None and row.status == "granted"

@@ -1,0 +1,129 @@
+"""The app database's tables (SQLModel). API request/response shapes live in ``api/schemas.py``.
+
+Ids are random (uuid4 hex), never sequential, so a lead id cannot be guessed from another.
+Times are stored in UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back without a zone; they are UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _when(*, nullable: bool = True, index: bool = False) -> Column:
+    return Column(DateTime(timezone=True), nullable=nullable, index=index)
+
+
+class Lead(SQLModel, table=True):
+    __tablename__ = "leads"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    # Normalised (trimmed, domain lower-cased): the deduplication key.
+    email: str = Field(unique=True, index=True, max_length=320)
+    first_name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=32)  # E.164
+    locale: str = Field(default="en", max_length=35)
+    time_zone: str = Field(default="UTC", max_length=64)
+    score: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    # The latest sign-up form: a lead created before it was "already a contact" (seed 002).
+    last_signup_at: datetime | None = Field(default=None, sa_column=_when())
+    last_activity_at: datetime | None = Field(default=None, sa_column=_when())
+
+
+class Consent(SQLModel, table=True):
+    """Append-only consent ledger: the current state is the latest row per channel/purpose."""
+
+    __tablename__ = "consents"
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
+    channel: str = Field(max_length=16)  # email | sms
+    purpose: str = Field(default="marketing", max_length=64)
+    status: str = Field(max_length=16)  # granted | withdrawn
+    source_url: str | None = Field(default=None, max_length=2048)
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=1024)
+    wording_version: str | None = Field(default=None, max_length=64)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class Message(SQLModel, table=True):
+    """Every email or SMS a journey sends, keyed by its idempotency key (workflow id + step)."""
+
+    __tablename__ = "messages"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    send_key: str = Field(unique=True, max_length=300)
+    lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
+    workflow_id: str = Field(index=True, max_length=255)
+    journey: str = Field(max_length=64)
+    step: str = Field(max_length=64)
+    channel: str = Field(max_length=16)  # email | sms
+    template: str = Field(max_length=128)
+    kind: str = Field(default="marketing", max_length=16)  # marketing | transactional
+    status: str = Field(max_length=16)  # sending | sent | skipped | failed
+    reason: str | None = Field(default=None, max_length=500)
+    subject: str | None = Field(default=None, max_length=500)
+    provider_id: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=_when())
+    opened_at: datetime | None = Field(default=None, sa_column=_when())
+    clicked_at: datetime | None = Field(default=None, sa_column=_when())
+
+
+class ScoreEvent(SQLModel, table=True):
+    """Every change to a lead's score, with its reason. ``key`` makes a retried change count once."""
+
+    __tablename__ = "score_events"
+    __table_args__ = (UniqueConstraint("key", name="uq_score_events_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
+    key: str = Field(max_length=300)
+    event: str = Field(max_length=64)
+    points: int
+    reason: str = Field(max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class TrackingEvent(SQLModel, table=True):
+    """A tracking hit (open, click), kept durably first and then signalled to its journey.
+
+    This is the outbox between the public tracking endpoints and Temporal: the endpoint answers
+    at once; ``relance.outbox`` delivers the signal in order, once, and stamps ``delivered_at``.
+    """
+
+    __tablename__ = "tracking_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # opened | clicked
+    message_id: str = Field(index=True, max_length=32)
+    lead_id: str = Field(index=True, max_length=32)
+    workflow_id: str = Field(max_length=255)
+    url: str | None = Field(default=None, max_length=2048)
+    user_agent: str | None = Field(default=None, max_length=1024)
+    ip: str | None = Field(default=None, max_length=64)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    delivered_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    attempts: int = 0
+    delivery_note: str | None = Field(default=None, max_length=500)

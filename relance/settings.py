@@ -1,0 +1,85 @@
+"""All of Relance's configuration, in one place.
+
+Every field can be set by an environment variable named ``RELANCE_<FIELD>`` (upper case) or in a
+``.env`` file in the working directory. ``make run`` writes a ``.env`` with a generated API key and
+secret key on first start.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELANCE_", env_file=".env", extra="ignore")
+
+    # Where local state lives (SQLite files, dev server database).
+    data_dir: Path = Path("var")
+    # SQLAlchemy URL of the app database. SQLite by default; PostgreSQL in production, e.g.
+    # postgresql+psycopg://relance:relance@db:5432/relance
+    database_url: str = "sqlite:///var/relance.db"
+
+    # Temporal
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "relance"
+    temporal_ui_port: int = 8233
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # The address leads' browsers and mail clients use to reach the tracking endpoints.
+    public_base_url: str = "http://localhost:8000"
+    # Management endpoints require this in the X-API-Key header. Empty: they refuse everything.
+    api_key: str = ""
+    # Signs tracking, click and unsubscribe tokens. Keep it secret; rotate it and old links die.
+    secret_key: str = ""
+    tracking_token_max_age_days: int = 180
+
+    # Email (SMTP). In dev the local mail sink listens on smtp_port.
+    smtp_host: str = "localhost"
+    smtp_port: int = 1025
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 10.0
+    mail_from: str = "Relance <hello@relance.localhost>"
+    # What templates call the sender, and the website their links point to.
+    brand_name: str = "Relance"
+    site_url: str = "https://example.com"
+    mail_domain: str = "relance.localhost"
+    unsubscribe_mailto: str = "unsubscribe@relance.localhost"
+
+    # SMS provider: JSON over HTTP (see activities/sms.py). In dev the mail sink also takes SMS.
+    sms_provider_url: str = "http://localhost:8025/sms"
+    sms_api_token: str = ""
+    sms_sender: str = "Relance"
+    # Region used to read phone numbers written without a +country prefix.
+    default_phone_region: str = "FR"
+
+    # Dev mail sink (make run): SMTP port is smtp_port, the inbox page is on this port.
+    mailsink_http_port: int = 8025
+
+    # Welcome journey
+    welcome_relance_after_hours: float = 48.0
+    welcome_relance_by_sms: bool = True
+    welcome_engagement_window_days: float = 7.0
+
+    # Scoring
+    score_email_clicked: int = Field(default=5, description="Points for a click in a journey email")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix):
+            return Path(self.database_url[len(prefix) :])
+        return None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

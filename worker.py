@@ -1,0 +1,56 @@
+"""The Relance worker: runs every journey and every activity on the ``relance`` task queue.
+
+    python worker.py
+
+Reads its configuration from RELANCE_* environment variables (see relance/settings.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import build_activities
+from relance.db import make_engine
+from relance.settings import Settings, get_settings
+from relance.temporal import connect, ensure_search_attributes
+from workflows import ALL_JOURNEYS
+
+log = logging.getLogger("relance.worker")
+
+
+def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
+    """A worker with every journey and activity, for ``worker.py`` and for the tests."""
+    return Worker(
+        client,
+        task_queue=task_queue or settings.temporal_task_queue,
+        workflows=ALL_JOURNEYS,
+        activities=build_activities(settings, engine),
+        activity_executor=ThreadPoolExecutor(max_workers=32),
+        max_concurrent_activities=32,
+    )
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("temporalio").setLevel(logging.WARNING)
+    settings = get_settings()
+    log.info("connecting to Temporal at %s", settings.temporal_address)
+    client = await connect(settings)
+    await ensure_search_attributes(client, settings.temporal_namespace)
+    engine = make_engine(settings.database_url)
+    worker = build_worker(client, settings, engine)
+    log.info("ready: running %s on task queue %r", ", ".join(j.__name__ for j in ALL_JOURNEYS), settings.temporal_task_queue)
+    await worker.run()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        log.info("stopped")

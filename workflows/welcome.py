@@ -1,0 +1,232 @@
+"""The welcome journey (seed 002 "workflow de bienvenue", seed 000 "relance après 48 h").
+
+    sign-up ─► consent for email? ──no──► end (reason recorded)
+                   │ yes
+                   ▼
+         new contact? ─► "welcome" email     already a contact? ─► "other content" email
+                   │
+                   ▼
+         wait up to 48 h for an open or a click
+                   │ nothing
+                   ▼
+         relance: SMS if the lead has a phone and SMS consent, else an email with another subject
+                   │
+                   ▼
+         count clicks (score) until the engagement window closes; a click ends the journey
+
+Inputs are ids and knobs only; every fact about the lead comes from an activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from workflows import search_attributes as sa
+from workflows.signals import CLICKED, OPENED, TrackingSignal
+
+with workflow.unsafe.imports_passed_through():
+    from activities.email import EmailActivities
+    from activities.leads import ConsentQuestion, LeadActivities, LeadFacts, LeadRef
+    from activities.scoring import ScoreChange, ScoringActivities
+    from activities.sending import SendRequest, SendResult
+    from activities.sms import SmsActivities
+
+JOURNEY = "welcome"
+
+ACTIVITY_OPTIONS = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
+)
+
+
+@dataclass
+class WelcomeInput:
+    lead_id: str
+    relance_after_hours: float = 48.0
+    relance_by_sms: bool = True  # relance by SMS when the lead has a phone and SMS consent
+    engagement_window_days: float = 7.0  # how long after the welcome clicks still count
+
+
+@dataclass
+class SentMessage:
+    step: str
+    channel: str
+    template: str
+    status: str  # sent | skipped
+    message_id: str | None
+    at: datetime  # workflow time when the send finished
+    reason: str = ""
+
+
+@dataclass
+class WelcomeStatus:
+    step: str
+    opened: bool
+    clicked: bool
+    score: int
+    messages: list[SentMessage] = field(default_factory=list)
+
+
+@dataclass
+class WelcomeResult:
+    outcome: str  # not_sent | clicked | opened | no_reaction
+    reason: str
+    opened: bool
+    clicked: bool
+    relanced_by: str | None  # email | sms | None
+    score: int
+    messages: list[SentMessage] = field(default_factory=list)
+
+
+@workflow.defn(name="WelcomeJourney")
+class WelcomeJourney:
+    @workflow.init
+    def __init__(self, input: WelcomeInput) -> None:
+        self.input = input
+        self.step = "starting"
+        self.opened = False
+        self.clicked = False
+        self.score = 0
+        self.messages: list[SentMessage] = []
+        self._scored_messages: set[str] = set()
+
+    @workflow.run
+    async def run(self, input: WelcomeInput) -> WelcomeResult:
+        # 1. Consent first: no marketing email without it.
+        self._enter("checking_consent", "Checking the lead's marketing consent for email")
+        consent = await workflow.execute_activity_method(
+            LeadActivities.check_consent, ConsentQuestion(input.lead_id, "email"), **ACTIVITY_OPTIONS
+        )
+        if not consent.granted:
+            return self._finish("not_sent", consent.reason)
+        facts = await workflow.execute_activity_method(
+            LeadActivities.get_lead_facts, LeadRef(input.lead_id), **ACTIVITY_OPTIONS
+        )
+        self._set_score(facts.score)
+
+        # 2. Welcome a new contact; offer other content to someone already known.
+        template = "welcome_known" if facts.known_contact else "welcome_new"
+        self._enter("sending_welcome", f"Sending the welcome email ({template})")
+        welcome = await self._send("welcome", "email", template)
+        if welcome.status != "sent":
+            return self._finish("not_sent", welcome.reason)
+        window_end = workflow.now() + timedelta(days=input.engagement_window_days)
+
+        # 3. Wait for the lead to open or click.
+        wait = timedelta(hours=input.relance_after_hours)
+        self._enter("waiting_for_open", f"Welcome email sent; waiting up to {_hours(wait)} for an open or a click")
+        engaged = await self._wait_for(lambda: self.opened or self.clicked, wait)
+
+        # 4. Nothing: relance, by SMS when allowed, else by email with another subject.
+        relanced_by = None if engaged else await self._relance(facts)
+
+        # 5. Clicks are what we want: count them until the window closes, end at the first one.
+        if not self.clicked:
+            self._enter("waiting_for_click", f"Counting clicks until {window_end:%Y-%m-%d %H:%M} UTC")
+            await self._wait_for(lambda: self.clicked, window_end - workflow.now())
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+        outcome = "clicked" if self.clicked else "opened" if self.opened else "no_reaction"
+        reasons = {
+            "clicked": "the lead clicked a link",
+            "opened": "the lead opened the welcome email but did not click",
+            "no_reaction": "no open or click before the engagement window closed",
+        }
+        return self._finish(outcome, reasons[outcome], relanced_by)
+
+    # What the lead does ------------------------------------------------------------------
+    @workflow.signal(name=OPENED)
+    def on_opened(self, signal: TrackingSignal) -> None:
+        self.opened = True
+
+    @workflow.signal(name=CLICKED)
+    async def on_clicked(self, signal: TrackingSignal) -> None:
+        self.clicked = True
+        self.opened = True  # a click implies the message was seen, even with images blocked
+        if signal.message_id in self._scored_messages:
+            return  # one score per message, however many clicks or link scanners
+        self._scored_messages.add(signal.message_id)
+        step = next((m.step for m in self.messages if m.message_id == signal.message_id), "a")
+        result = await workflow.execute_activity_method(
+            ScoringActivities.add_score,
+            ScoreChange(
+                lead_id=self.input.lead_id,
+                event="email_clicked",
+                key=f"{workflow.info().workflow_id}:click:{signal.message_id}",
+                reason=f"clicked a link in the {step} message of the welcome journey",
+            ),
+            **ACTIVITY_OPTIONS,
+        )
+        self._set_score(result.score)
+
+    @workflow.query(name="status")
+    def status(self) -> WelcomeStatus:
+        return WelcomeStatus(self.step, self.opened, self.clicked, self.score, list(self.messages))
+
+    # Steps -------------------------------------------------------------------------------
+    async def _relance(self, facts: LeadFacts) -> str | None:
+        if self.input.relance_by_sms and facts.has_phone:
+            sms_consent = await workflow.execute_activity_method(
+                LeadActivities.check_consent, ConsentQuestion(self.input.lead_id, "sms"), **ACTIVITY_OPTIONS
+            )
+            if sms_consent.granted:
+                self._enter("sending_relance", "No open after the wait: relance by SMS")
+                if (await self._send("relance_sms", "sms", "welcome_relance")).status == "sent":
+                    return "sms"
+        self._enter("sending_relance", "No open after the wait: relance by email with another subject")
+        if (await self._send("relance_email", "email", "welcome_relance")).status == "sent":
+            return "email"
+        return None
+
+    async def _send(self, step: str, channel: str, template: str) -> SendResult:
+        request = SendRequest(
+            lead_id=self.input.lead_id,
+            workflow_id=workflow.info().workflow_id,
+            journey=JOURNEY,
+            step=step,
+            template=template,
+        )
+        method = EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
+        result = await workflow.execute_activity_method(
+            method, request, summary=f"{channel} {template}", **ACTIVITY_OPTIONS
+        )
+        self.messages.append(
+            SentMessage(step, channel, template, result.status, result.message_id, workflow.now(), result.reason)
+        )
+        return result
+
+    async def _wait_for(self, condition: Callable[[], bool], timeout: timedelta) -> bool:
+        if condition():
+            return True
+        if timeout <= timedelta(0):
+            return False
+        try:
+            await workflow.wait_condition(condition, timeout=timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    # What the Temporal UI shows -----------------------------------------------------------
+    def _enter(self, step: str, details: str) -> None:
+        self.step = step
+        workflow.upsert_search_attributes([sa.STEP.value_set(step)])
+        workflow.set_current_details(f"**{step}**: {details}")
+        workflow.logger.info("welcome journey for lead %s: %s", self.input.lead_id, details)
+
+    def _set_score(self, score: int) -> None:
+        self.score = score
+        workflow.upsert_search_attributes([sa.SCORE.value_set(score)])
+
+    def _finish(self, outcome: str, reason: str, relanced_by: str | None = None) -> WelcomeResult:
+        self._enter("completed", f"Journey over: {outcome} ({reason})")
+        return WelcomeResult(outcome, reason, self.opened, self.clicked, relanced_by, self.score, list(self.messages))
+
+
+def _hours(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 3600:g} h"
