@@ -1,0 +1,34 @@
+# Relance application image: one image for the API, the worker and the migrations.
+# docker-compose.yml picks the process with `command:`; the default runs the API.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONPATH=/app
+
+# Unprivileged account the processes run as.
+RUN groupadd --system --gid 10001 relance \
+    && useradd --system --uid 10001 --gid relance --home-dir /app --no-create-home \
+       --shell /usr/sbin/nologin relance
+
+WORKDIR /app
+
+# The whole project is copied (see .dockerignore for what stays out). worker.py, alembic.ini,
+# migrations/ and templates/ are not part of the installed package, and relance/migrate.py and
+# relance/rendering.py find them next to the relance/ directory: PYTHONPATH=/app makes the
+# code in /app win over the copy pip puts in site-packages, whatever the working directory.
+COPY . .
+
+# Installed as root into the system site-packages; the app user only needs to read them.
+# var/ is the default RELANCE_DATA_DIR and must be writable by the app user.
+RUN pip install --no-cache-dir . \
+    && mkdir -p /app/var \
+    && chown relance:relance /app/var
+
+USER relance
+
+EXPOSE 8000
+
+CMD ["uvicorn", "--factory", "api.main:create_app", "--host", "0.0.0.0", "--port", "8000"]
