@@ -23,17 +23,17 @@ import hmac
 import html
 import logging
 import re
-import socket
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.message import EmailMessage
 
-import uvicorn
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
+
+from relance.serving import ServedApp, listening_socket
 
 log = logging.getLogger("relance.devsink")
 
@@ -105,25 +105,6 @@ class _SmtpHandler:
         return "250 Message accepted for delivery"
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to whoever owns the event loop."""
-
-    def capture_signals(self):
-        return contextlib.nullcontext()
-
-
-def _listening_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(100)
-    return sock
-
-
 class DevSink:
     def __init__(self, *, host: str = "127.0.0.1", smtp_port: int, http_port: int, sms_token: str = ""):
         self.host = host
@@ -137,15 +118,14 @@ class DevSink:
         self._sms_seq = 0
         self._sms_by_reference: dict[str, str] = {}
         self._controller: Controller | None = None
-        self._server: _Server | None = None
-        self._server_task: asyncio.Task | None = None
+        self._http: ServedApp | None = None
         self.app = self._build_app()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         # Bind here first: Controller cannot use port 0, and only reports a busy port after ready_timeout.
-        with contextlib.closing(_listening_socket(self.host, self.smtp_port)) as probe:
+        with contextlib.closing(listening_socket(self.host, self.smtp_port)) as probe:
             self.smtp_port = probe.getsockname()[1]
         controller = Controller(
             _SmtpHandler(self), hostname=self.host, port=self.smtp_port,
@@ -154,26 +134,17 @@ class DevSink:
         await asyncio.to_thread(controller.start)
         self._controller = controller
         try:
-            sock = _listening_socket(self.host, self.http_port)
-            self.http_port = sock.getsockname()[1]
-            config = uvicorn.Config(self.app, lifespan="off", log_level="warning", timeout_graceful_shutdown=2)
-            self._server = _Server(config)
-            self._server_task = asyncio.create_task(self._server.serve(sockets=[sock]))
-            while not self._server.started:
-                if self._server_task.done():
-                    self._server_task.result()  # re-raise why it died
-                    raise RuntimeError("mail sink: HTTP server stopped during start-up")
-                await asyncio.sleep(0.01)
+            self._http = ServedApp(self.app, host=self.host, port=self.http_port)
+            self.http_port = self._http.port
+            await self._http.start()
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
-        if self._server is not None and self._server_task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(self._server_task, timeout=5)
-        self._server = self._server_task = None
+        if self._http is not None:
+            await self._http.stop()
+            self._http = None
         if self._controller is not None:
             await asyncio.to_thread(self._controller.stop)
             self._controller = None

@@ -31,8 +31,10 @@ def bundled_binary(name: str) -> str:
     return found
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+    """A client for the configured server; ``lazy`` connects on first use (the API starts even
+    while Temporal is down, and its tracking endpoints keep answering)."""
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy)
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> None:

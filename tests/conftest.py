@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
@@ -19,6 +21,7 @@ from relance import migrate
 from relance.db import make_engine, session_scope
 from relance.devsink import DevSink
 from relance.models import Consent, Lead, utcnow
+from relance.serving import ServedApp, listening_socket
 from relance.settings import Settings
 from relance.temporal import bundled_binary, ensure_search_attributes
 from workflows import search_attributes
@@ -110,3 +113,40 @@ def unique_id(prefix: str) -> str:
 @pytest.fixture
 def client(time_skipping_env: WorkflowEnvironment) -> Client:
     return time_skipping_env.client
+
+
+@dataclass
+class LiveStack:
+    """The API served by uvicorn on a real port, a worker, the dev server and the sink."""
+
+    settings: Settings
+    http: httpx.AsyncClient  # with the API key
+    public: httpx.AsyncClient  # no API key, like a mail client or a browser
+    temporal: Client
+    sink: DevSink
+    engine: Engine
+
+
+@pytest.fixture(scope="session")
+async def live(dev_server_env: WorkflowEnvironment, settings: Settings, engine: Engine,
+               sink: DevSink) -> AsyncIterator[LiveStack]:
+    from api.main import create_app
+    from worker import build_worker
+
+    sock = listening_socket("127.0.0.1", 0)
+    live_settings = settings.model_copy(update={
+        "temporal_address": dev_server_env.client.service_client.config.target_host,
+        "public_base_url": f"http://127.0.0.1:{sock.getsockname()[1]}",
+        "temporal_task_queue": "relance-e2e",
+    })
+    api = ServedApp(create_app(live_settings), sock=sock, lifespan="on")
+    await api.start()
+    try:
+        async with (
+            build_worker(dev_server_env.client, live_settings, engine),
+            httpx.AsyncClient(base_url=api.url, headers={"X-API-Key": live_settings.api_key}) as http,
+            httpx.AsyncClient(base_url=api.url) as public,
+        ):
+            yield LiveStack(live_settings, http, public, dev_server_env.client, sink, engine)
+    finally:
+        await api.stop()

@@ -1,0 +1,82 @@
+"""Lead writes and reads shared by the routes (keyword-only, one session passed in)."""
+
+from __future__ import annotations
+
+import phonenumbers
+from fastapi import HTTPException, status
+from sqlmodel import Session, select
+
+from api.schemas import LeadCreate, LeadPublic
+from relance.consent import CHANNELS, latest_consent
+from relance.models import Consent, Lead, as_utc, utcnow
+
+
+def normalize_email(email: str) -> str:
+    """The deduplication key: trimmed and lower-cased (validated already by the schema)."""
+    return email.strip().lower()
+
+
+def normalize_phone(phone: str, default_region: str) -> str:
+    def invalid(msg: str) -> HTTPException:
+        return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                             [{"loc": ["body", "phone"], "msg": msg, "type": "value_error", "input": phone}])
+
+    try:
+        number = phonenumbers.parse(phone, default_region)
+    except phonenumbers.NumberParseException as err:
+        raise invalid(f"not a phone number: {err}") from err
+    if not phonenumbers.is_valid_number(number):
+        raise invalid("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def get_lead_by_email(*, session: Session, email: str) -> Lead | None:
+    return session.exec(select(Lead).where(Lead.email == normalize_email(email))).first()
+
+
+def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str) -> tuple[Lead, bool]:
+    """Create the lead, or update the one with the same normalised email. Commits."""
+    phone = normalize_phone(data.phone, default_phone_region) if data.phone else None
+    now = utcnow()
+    lead = get_lead_by_email(session=session, email=data.email)
+    created = lead is None
+    if lead is None:
+        lead = Lead(email=normalize_email(data.email), created_at=now)
+    for field in ("first_name", "locale", "time_zone"):
+        if field in data.model_fields_set or created:
+            setattr(lead, field, getattr(data, field))
+    if phone:
+        lead.phone = phone
+    lead.updated_at = lead.last_signup_at = now
+    session.add(lead)
+    session.flush()
+    for consent in data.consents:
+        session.add(Consent(
+            lead_id=lead.id, channel=consent.channel, purpose=consent.purpose,
+            status="granted" if consent.granted else "withdrawn",
+            source_url=str(consent.source_url) if consent.source_url else None,
+            ip=str(consent.ip) if consent.ip else None, user_agent=consent.user_agent,
+            wording_version=consent.wording_version, recorded_at=now,
+        ))
+    session.commit()
+    session.refresh(lead)
+    return lead, created
+
+
+def get_lead_or_404(*, session: Session, lead_id: str) -> Lead:
+    lead = session.get(Lead, lead_id)
+    if lead is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead with id {lead_id}")
+    return lead
+
+
+def lead_public(*, session: Session, lead: Lead) -> LeadPublic:
+    consents = {}
+    for channel in CHANNELS:
+        row = latest_consent(session, lead.id, channel)
+        consents[channel] = row.status if row else "none"
+    return LeadPublic(
+        id=lead.id, email=lead.email, first_name=lead.first_name, phone=lead.phone, locale=lead.locale,
+        time_zone=lead.time_zone, score=lead.score, consents=consents, created_at=as_utc(lead.created_at),
+        updated_at=as_utc(lead.updated_at), last_activity_at=as_utc(lead.last_activity_at),
+    )

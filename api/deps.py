@@ -1,0 +1,56 @@
+"""FastAPI dependencies: settings, a database session, the Temporal client, the API key check."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader
+from sqlmodel import Session
+from temporalio.client import Client
+
+from relance.outbox import OutboxDispatcher
+from relance.settings import Settings
+from relance.tokens import TokenSigner
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        yield session
+
+
+def get_temporal(request: Request) -> Client:
+    return request.app.state.temporal
+
+
+def get_signer(request: Request) -> TokenSigner:
+    return request.app.state.signer
+
+
+def get_outbox(request: Request) -> OutboxDispatcher:
+    return request.app.state.outbox
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_db)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+SignerDep = Annotated[TokenSigner, Depends(get_signer)]
+OutboxDep = Annotated[OutboxDispatcher, Depends(get_outbox)]
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The key printed by `make run`")
+
+
+def require_api_key(settings: SettingsDep, key: Annotated[str | None, Security(api_key_header)]) -> str:
+    if not settings.api_key:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "no API key is configured on the server (RELANCE_API_KEY)")
+    if not key:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header")
+    if not hmac.compare_digest(key.encode(), settings.api_key.encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key")
+    return key

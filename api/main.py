@@ -1,0 +1,57 @@
+"""The Relance API application.
+
+    uvicorn --factory api.main:create_app
+
+The lifespan opens the database engine and the Temporal client once, and runs the outbox
+dispatcher that turns stored tracking hits into journey signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.routes import health, leads, tracking
+from relance.db import make_engine
+from relance.outbox import OutboxDispatcher
+from relance.settings import Settings, get_settings
+from relance.temporal import connect
+from relance.tokens import TokenSigner
+
+log = logging.getLogger("relance.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.settings = settings
+        app.state.engine = make_engine(settings.database_url)
+        app.state.signer = TokenSigner(settings.secret_key,
+                                       max_age_seconds=settings.tracking_token_max_age_days * 86400)
+        app.state.temporal = await connect(settings, lazy=True)
+        app.state.outbox = OutboxDispatcher(app.state.engine, app.state.temporal)
+        dispatcher = asyncio.create_task(app.state.outbox.run(), name="outbox-dispatcher")
+        if not settings.api_key:
+            log.warning("RELANCE_API_KEY is not set: every management endpoint will answer 401")
+        try:
+            yield
+        finally:
+            dispatcher.cancel()
+            await asyncio.gather(dispatcher, return_exceptions=True)
+            app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Relance",
+        summary="Code-first marketing automation: lead journeys as durable Temporal workflows.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(leads.router)
+    app.include_router(tracking.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,81 @@
+"""Leads and their journeys: sign-up (create or update), read, enroll, follow."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi.responses import JSONResponse
+from sqlmodel import col, select
+from temporalio.service import RPCError
+
+from api import crud
+from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
+from api.journeys import enroll, journey_status
+from api.schemas import EnrollmentPublic, JourneyName, JourneyStatusPublic, LeadCreate, LeadPublic, LeadSaved, MessagePublic
+from relance.models import Message, as_utc
+
+router = APIRouter(prefix="/leads", tags=["leads"], dependencies=[Depends(require_api_key)])
+
+TEMPORAL_DOWN = "the journey engine (Temporal) is unreachable; the lead is saved, retry the enrollment"
+
+
+@router.post("", response_model=LeadSaved, status_code=status.HTTP_201_CREATED,
+             responses={200: {"description": "An existing lead (same email) was updated"}})
+async def create_or_update_lead(data: LeadCreate, session: SessionDep, settings: SettingsDep,
+                                temporal: TemporalDep, response: Response) -> LeadSaved:
+    """A form submission. Deduplicates by normalised email; records the consent evidence;
+    optionally enrolls the lead in journeys (`"journeys": ["welcome"]`)."""
+    lead, created = crud.upsert_lead(session=session, data=data, default_phone_region=settings.default_phone_region)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    enrollments = []
+    for journey in dict.fromkeys(data.journeys):
+        try:
+            enrollments.append(await enroll(temporal, settings, lead_id=lead.id, score=lead.score, journey=journey))
+        except RPCError as err:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{TEMPORAL_DOWN} (lead id {lead.id})") from err
+    return LeadSaved(lead=crud.lead_public(session=session, lead=lead), created=created, enrollments=enrollments)
+
+
+@router.get("/{lead_id}", response_model=LeadPublic)
+def read_lead(lead_id: str, session: SessionDep) -> LeadPublic:
+    return crud.lead_public(session=session, lead=crud.get_lead_or_404(session=session, lead_id=lead_id))
+
+
+@router.get("/{lead_id}/messages", response_model=list[MessagePublic])
+def read_lead_messages(lead_id: str, session: SessionDep) -> list[MessagePublic]:
+    crud.get_lead_or_404(session=session, lead_id=lead_id)
+    rows = session.exec(select(Message).where(Message.lead_id == lead_id).order_by(col(Message.created_at))).all()
+    return [
+        MessagePublic.model_validate({
+            **row.model_dump(),
+            **{k: as_utc(getattr(row, k)) for k in ("created_at", "sent_at", "opened_at", "clicked_at")},
+        })
+        for row in rows
+    ]
+
+
+@router.post("/{lead_id}/journeys/{journey}", response_model=EnrollmentPublic, status_code=status.HTTP_201_CREATED,
+             responses={409: {"description": "The lead is already in (or went through) this journey"}})
+async def enroll_lead(lead_id: str, journey: JourneyName, session: SessionDep, settings: SettingsDep,
+                      temporal: TemporalDep):
+    lead = crud.get_lead_or_404(session=session, lead_id=lead_id)
+    try:
+        enrollment = await enroll(temporal, settings, lead_id=lead.id, score=lead.score, journey=journey)
+    except RPCError as err:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, TEMPORAL_DOWN) from err
+    if enrollment.status == "already_enrolled":
+        return JSONResponse(status_code=status.HTTP_409_CONFLICT,
+                            content={"detail": enrollment.detail, **enrollment.model_dump(exclude={"detail"})})
+    return enrollment
+
+
+@router.get("/{lead_id}/journeys/{journey}", response_model=JourneyStatusPublic)
+async def read_journey(lead_id: str, journey: JourneyName, session: SessionDep, temporal: TemporalDep):
+    crud.get_lead_or_404(session=session, lead_id=lead_id)
+    try:
+        found = await journey_status(temporal, lead_id=lead_id, journey=journey)
+    except RPCError as err:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"could not read the journey: {err.message}") from err
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"lead {lead_id} was never enrolled in the {journey} journey")
+    return found

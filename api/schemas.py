@@ -1,0 +1,114 @@
+"""What the API takes and returns (separate from the tables in relance/models.py)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo, available_timezones
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, IPvAnyAddress, field_validator
+
+JourneyName = Literal["welcome"]
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+
+class ConsentIn(BaseModel):
+    """Consent evidence, as the sign-up form collected it (the proof kept in the ledger)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["email", "sms"]
+    purpose: str = Field(default="marketing", min_length=1, max_length=64)
+    granted: bool = True
+    source_url: HttpUrl | None = Field(default=None, description="The page of the form")
+    ip: IPvAnyAddress | None = None
+    user_agent: str | None = Field(default=None, max_length=1024)
+    wording_version: str | None = Field(default=None, max_length=64, description="Version of the consent text shown")
+
+
+class LeadCreate(BaseModel):
+    """A form submission: creates the lead, or updates the one with the same email."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr
+    phone: str | None = Field(default=None, max_length=32, description="E.164, or national format in the default region")
+    first_name: str | None = Field(default=None, min_length=1, max_length=200)
+    locale: str = Field(default="en", max_length=35, examples=["fr-FR"])
+    time_zone: str = Field(default="UTC", max_length=64, examples=["Europe/Paris"])
+    consents: list[ConsentIn] = Field(default_factory=list, max_length=10)
+    journeys: list[JourneyName] = Field(default_factory=list, description="Journeys to enroll the lead in at once")
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        if not _LOCALE.match(value):
+            raise ValueError("locale must look like 'fr' or 'fr-FR'")
+        return value.replace("_", "-")
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        if value not in available_timezones():
+            raise ValueError("time_zone must be an IANA zone such as 'Europe/Paris'")
+        ZoneInfo(value)
+        return value
+
+
+class LeadPublic(BaseModel):
+    id: str
+    email: str
+    first_name: str | None
+    phone: str | None
+    locale: str
+    time_zone: str
+    score: int
+    consents: dict[str, str] = Field(description="Current marketing consent per channel: granted | withdrawn | none")
+    created_at: datetime
+    updated_at: datetime
+    last_activity_at: datetime | None
+
+
+class EnrollmentPublic(BaseModel):
+    lead_id: str
+    journey: JourneyName
+    workflow_id: str
+    run_id: str | None = None
+    status: Literal["started", "already_enrolled"]
+    detail: str
+
+
+class LeadSaved(BaseModel):
+    lead: LeadPublic
+    created: bool
+    enrollments: list[EnrollmentPublic] = Field(default_factory=list)
+
+
+class MessagePublic(BaseModel):
+    id: str
+    journey: str
+    step: str
+    channel: str
+    template: str
+    status: str
+    reason: str | None
+    subject: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    opened_at: datetime | None
+    clicked_at: datetime | None
+
+
+class JourneyStatusPublic(BaseModel):
+    lead_id: str
+    journey: JourneyName
+    workflow_id: str
+    run_id: str | None
+    status: str = Field(description="Temporal's execution status: RUNNING, COMPLETED, TERMINATED, ...")
+    step: str | None
+    opened: bool | None
+    clicked: bool | None
+    score: int | None
+    messages: list[dict] = Field(default_factory=list)
+    result: dict | None = None

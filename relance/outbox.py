@@ -1,0 +1,102 @@
+"""Deliver tracking hits to their journeys, from the durable outbox (``tracking_events``).
+
+The tracking endpoints never wait for Temporal (a signal round-trip is far slower than serving
+a GIF, and Temporal may be down): they write the hit and return. This dispatcher, running
+beside the API, signals each undelivered hit in the order received and stamps it delivered.
+When Temporal is unreachable it backs off and tries again; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from relance.models import TrackingEvent, utcnow
+from workflows.signals import TrackingSignal
+
+log = logging.getLogger("relance.outbox")
+
+
+class OutboxDispatcher:
+    def __init__(self, engine: Engine, client: Client, *, batch_size: int = 200, poll_seconds: float = 1.0,
+                 max_backoff_seconds: float = 30.0) -> None:
+        self.engine = engine
+        self.client = client
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Called by an endpoint right after it stored a hit."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = 0.0
+        while True:
+            try:
+                delivered, blocked = await self.deliver_batch()
+            except Exception:  # a database hiccup must not kill delivery for good
+                log.exception("outbox: delivery failed; will try again")
+                delivered, blocked = 0, True
+            if blocked:
+                backoff = min(max(backoff * 2, 0.5), self.max_backoff_seconds)
+                await asyncio.sleep(backoff)
+                continue
+            backoff = 0.0
+            if delivered < self.batch_size:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def deliver_batch(self) -> tuple[int, bool]:
+        """Signal up to one batch of pending hits, in order. Returns (delivered, blocked)."""
+        pending = await asyncio.to_thread(self._pending)
+        done: list[tuple[int, str | None]] = []
+        blocked = False
+        for event in pending:
+            try:
+                handle = self.client.get_workflow_handle(event.workflow_id)
+                await handle.signal(event.kind, TrackingSignal(message_id=event.message_id, url=event.url))
+                done.append((event.id, None))
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    done.append((event.id, "journey no longer running"))
+                    continue
+                log.warning("outbox: Temporal did not take signal %s for %s (%s); will retry",
+                            event.kind, event.workflow_id, err.message)
+                await asyncio.to_thread(self._count_attempt, event.id, err.message)
+                blocked = True
+                break  # keep the order: later hits wait for this one
+        if done:
+            await asyncio.to_thread(self._mark_delivered, done)
+        return len(done), blocked
+
+    def _pending(self) -> list[TrackingEvent]:
+        with Session(self.engine) as session:
+            return list(session.exec(
+                select(TrackingEvent).where(col(TrackingEvent.delivered_at).is_(None))
+                .order_by(col(TrackingEvent.id)).limit(self.batch_size)
+            ).all())
+
+    def _mark_delivered(self, done: list[tuple[int, str | None]]) -> None:
+        now = utcnow()
+        with Session(self.engine) as session:
+            for event_id, note in done:
+                session.execute(update(TrackingEvent).where(col(TrackingEvent.id) == event_id)
+                                .values(delivered_at=now, delivery_note=note, attempts=TrackingEvent.attempts + 1))
+            session.commit()
+
+    def _count_attempt(self, event_id: int, error: str) -> None:
+        with Session(self.engine) as session:
+            session.execute(update(TrackingEvent).where(col(TrackingEvent.id) == event_id)
+                            .values(attempts=TrackingEvent.attempts + 1, delivery_note=error[:500]))
+            session.commit()

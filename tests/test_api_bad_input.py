@@ -1,0 +1,96 @@
+"""Bad input gets a clear 4xx and changes nothing; management endpoints need the API key."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from relance.models import Consent, Lead
+from tests.conftest import LiveStack
+from tests.test_api_welcome_e2e import sign_up_body
+
+
+def counts(live: LiveStack) -> tuple[int, int]:
+    with Session(live.engine) as session:
+        return (session.exec(select(func.count()).select_from(Lead)).one(),
+                session.exec(select(func.count()).select_from(Consent)).one())
+
+
+def email() -> str:
+    return f"bad-{uuid.uuid4().hex[:8]}@example.com"
+
+
+BAD_SIGN_UPS = {
+    "missing email": lambda: {k: v for k, v in sign_up_body(email()).items() if k != "email"},
+    "invalid email": lambda: sign_up_body("not-an-email"),
+    "invalid phone": lambda: sign_up_body(email(), phone="12"),
+    "unknown time zone": lambda: sign_up_body(email(), time_zone="Mars/Olympus"),
+    "bad locale": lambda: sign_up_body(email(), locale="french!"),
+    "unknown field": lambda: sign_up_body(email(), favourite_colour="blue"),
+    "unknown journey": lambda: sign_up_body(email(), journeys=["nope"]),
+    "unknown consent channel": lambda: {**sign_up_body(email()), "consents": [{"channel": "pigeon"}]},
+    "consent ip not an ip": lambda: {**sign_up_body(email()), "consents": [{"channel": "email", "ip": "x"}]},
+}
+
+
+@pytest.mark.parametrize("case", BAD_SIGN_UPS)
+async def test_bad_sign_up_is_refused_with_a_clear_message_and_writes_nothing(live: LiveStack, case: str):
+    before = counts(live)
+    response = await live.http.post("/leads", json=BAD_SIGN_UPS[case]())
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, list) and detail[0]["msg"] and detail[0]["loc"][0] == "body"
+    assert counts(live) == before
+
+
+async def test_malformed_json_is_refused(live: LiveStack):
+    before = counts(live)
+    response = await live.http.post("/leads", content=b'{"email": "a@example.com",',
+                                    headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "JSON" in response.text
+    assert counts(live) == before
+
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/leads/{id}"),
+    ("GET", "/leads/{id}/messages"),
+    ("POST", "/leads/{id}/journeys/welcome"),
+    ("GET", "/leads/{id}/journeys/welcome"),
+])
+async def test_unknown_lead_is_404(live: LiveStack, method: str, path: str):
+    lead_id = uuid.uuid4().hex
+    response = await live.http.request(method, path.format(id=lead_id))
+    assert response.status_code == 404 and response.json() == {"detail": f"no lead with id {lead_id}"}
+
+
+async def test_unknown_journey_name_is_422(live: LiveStack):
+    lead = (await live.http.post("/leads", json=sign_up_body(email()))).json()["lead"]
+    response = await live.http.post(f"/leads/{lead['id']}/journeys/not-a-journey")
+    assert response.status_code == 422
+
+
+async def test_a_lead_never_enrolled_has_no_journey_state(live: LiveStack):
+    lead = (await live.http.post("/leads", json=sign_up_body(email()))).json()["lead"]
+    response = await live.http.get(f"/leads/{lead['id']}/journeys/welcome")
+    assert response.status_code == 404 and "never enrolled" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("headers,detail", [
+    ({}, "missing X-API-Key header"),
+    ({"X-API-Key": "wrong"}, "invalid API key"),
+])
+async def test_management_endpoints_need_the_api_key(live: LiveStack, headers: dict, detail: str):
+    before = counts(live)
+    for method, path in [("POST", "/leads"), ("GET", f"/leads/{uuid.uuid4().hex}")]:
+        response = await live.public.request(method, path, headers=headers, json=sign_up_body(email()))
+        assert response.status_code == 401 and response.json() == {"detail": detail}
+    assert counts(live) == before
+
+
+async def test_tracking_endpoints_are_public(live: LiveStack):
+    response = await live.public.get("/t/o/anything")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/gif"
+    assert (await live.public.get("/health")).json()["temporal"] == "ok"

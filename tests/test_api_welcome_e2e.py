@@ -1,0 +1,136 @@
+"""End to end on the real dev server: HTTP enroll → SMTP sink → pixel/click → journey state."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+
+from sqlmodel import Session, select
+
+from relance.models import TrackingEvent
+from tests.conftest import LiveStack
+
+
+def sign_up_body(email: str, **extra) -> dict:
+    return {
+        "email": email,
+        "first_name": "Grace",
+        "locale": "fr-FR",
+        "time_zone": "Europe/Paris",
+        "consents": [{
+            "channel": "email", "purpose": "marketing", "source_url": "https://example.com/newsletter",
+            "ip": "203.0.113.9", "user_agent": "Mozilla/5.0", "wording_version": "2026-01",
+        }],
+        **extra,
+    }
+
+
+def new_email() -> str:
+    return f"Grace.{uuid.uuid4().hex[:10]}@Example.COM"
+
+
+async def enroll(live: LiveStack) -> tuple[str, str]:
+    email = new_email()
+    response = await live.http.post("/leads", json=sign_up_body(email, journeys=["welcome"]))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["created"] is True
+    [enrollment] = body["enrollments"]
+    assert enrollment["status"] == "started" and enrollment["workflow_id"] == f"welcome-{body['lead']['id']}"
+    return body["lead"]["id"], email.lower()
+
+
+async def journey_when(live: LiveStack, lead_id: str, predicate, timeout: float = 10.0) -> dict:
+    """Poll GET /leads/{id}/journeys/welcome until the predicate holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        response = await live.http.get(f"/leads/{lead_id}/journeys/welcome")
+        assert response.status_code == 200, response.text
+        state = response.json()
+        if predicate(state):
+            return state
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"journey never reached the expected state; last: {state}")
+        await asyncio.sleep(0.05)
+
+
+def links(html: str, kind: str) -> list[str]:
+    return re.findall(rf'(?:src|href)="(http://127\.0\.0\.1:\d+/t/{kind}/[^"]+)"', html)
+
+
+async def test_enroll_over_http_then_the_pixel_hit_advances_the_journey(live: LiveStack):
+    lead_id, email = await enroll(live)
+    [mail] = await live.sink.wait_for_mail(to=email)
+    assert mail.subject == "Welcome to Relance, Grace!"
+    await journey_when(live, lead_id, lambda s: s["step"] == "waiting_for_open")
+
+    [pixel] = links(mail.html, "o")
+    response = await live.public.get(pixel)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/gif"
+    assert len(response.content) == 43 and "no-store" in response.headers["cache-control"]
+
+    state = await journey_when(live, lead_id, lambda s: s["opened"])
+    assert state["status"] == "RUNNING" and state["step"] == "waiting_for_click" and not state["clicked"]
+    [message] = (await live.http.get(f"/leads/{lead_id}/messages")).json()
+    assert message["status"] == "sent" and message["opened_at"] is not None
+
+    # The Temporal UI finds the journey by its search attributes.
+    found = [wf.id async for wf in live.temporal.list_workflows(f'Journey = "welcome" AND LeadId = "{lead_id}"')]
+    assert found == [f"welcome-{lead_id}"]
+
+
+async def test_a_click_redirects_to_the_signed_destination_and_raises_the_score(live: LiveStack):
+    lead_id, email = await enroll(live)
+    [mail] = await live.sink.wait_for_mail(to=email)
+    click = links(mail.html, "c")[0]
+
+    response = await live.public.get(click)
+    assert response.status_code == 302
+    assert response.headers["location"] == "https://example.com/guides/first-journey"
+
+    state = await journey_when(live, lead_id, lambda s: s["status"] == "COMPLETED")
+    assert state["result"]["outcome"] == "clicked" and state["score"] == live.settings.score_email_clicked
+    lead = (await live.http.get(f"/leads/{lead_id}")).json()
+    assert lead["score"] == live.settings.score_email_clicked and lead["last_activity_at"] is not None
+
+
+async def test_tampered_or_forged_tokens_signal_nothing_and_redirect_nowhere(live: LiveStack):
+    lead_id, email = await enroll(live)
+    [mail] = await live.sink.wait_for_mail(to=email)
+    [pixel] = links(mail.html, "o")
+    click = links(mail.html, "c")[0]
+    pixel_token, click_token = pixel.rsplit("/", 1)[1], click.rsplit("/", 1)[1]
+
+    def tamper(token: str) -> str:
+        middle = len(token) // 3
+        return token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1:]
+
+    response = await live.public.get(f"/t/o/{tamper(pixel_token)}")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/gif"
+    for bad in (tamper(click_token), pixel_token, "not-a-token", click_token + "x"):
+        response = await live.public.get(f"/t/c/{bad}")
+        assert response.status_code == 404 and "location" not in response.headers, bad
+
+    await asyncio.sleep(0.3)  # give a wrongly stored hit time to be delivered
+    state = await journey_when(live, lead_id, lambda s: s["step"] == "waiting_for_open")
+    assert not state["opened"] and not state["clicked"]
+    with Session(live.engine) as session:
+        assert session.exec(select(TrackingEvent).where(TrackingEvent.lead_id == lead_id)).all() == []
+
+
+async def test_enrolling_twice_answers_409_with_the_running_journey(live: LiveStack):
+    lead_id, _ = await enroll(live)
+    response = await live.http.post(f"/leads/{lead_id}/journeys/welcome")
+    assert response.status_code == 409
+    body = response.json()
+    assert body["workflow_id"] == f"welcome-{lead_id}" and "already in the welcome journey" in body["detail"]
+
+
+async def test_signing_up_again_updates_the_same_lead(live: LiveStack):
+    email = new_email()
+    first = await live.http.post("/leads", json=sign_up_body(email))
+    again = await live.http.post("/leads", json=sign_up_body(email.upper(), first_name="G."))
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json()["lead"]["id"] == first.json()["lead"]["id"]
+    assert again.json()["lead"]["first_name"] == "G." and again.json()["lead"]["consents"]["email"] == "granted"
