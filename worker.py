@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
@@ -45,12 +46,15 @@ async def main() -> None:
     await ensure_search_attributes(client, settings.temporal_namespace)
     engine = make_engine(settings.database_url)
     worker = build_worker(client, settings, engine)
-    log.info("ready: running %s on task queue %r", ", ".join(j.__name__ for j in ALL_JOURNEYS), settings.temporal_task_queue)
-    await worker.run()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    async with worker:
+        log.info("ready: running %s on task queue %r", ", ".join(j.__name__ for j in ALL_JOURNEYS), settings.temporal_task_queue)
+        await stop.wait()
+        log.info("stopping: finishing the tasks in hand")
+    log.info("stopped")
 
 
 if __name__ == "__main__":
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        log.info("stopped")
+    asyncio.run(main())

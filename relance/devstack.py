@@ -1,0 +1,215 @@
+"""``make run``: the whole stack in one terminal, with readable, prefixed log lines.
+
+Starts, in order: the Temporal dev server (SQLite file under the data folder, UI on 8233,
+the search attributes registered), the dev mail sink, the worker and the API. Ctrl-C stops
+them all, the API first and Temporal last. On first start it writes a ``.env`` with a fresh
+API key and secret key, and prints the key.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from relance import migrate
+from relance.settings import Settings
+from relance.temporal import bundled_binary
+from workflows import search_attributes
+
+ROOT = Path(__file__).resolve().parent.parent
+COLOURS = {"temporal": "35", "mailsink": "33", "worker": "36", "api": "32", "relance": "1"}
+_print_lock = threading.Lock()
+
+
+def say(name: str, line: str) -> None:
+    prefix = f"{name:>8} | "
+    if sys.stdout.isatty():
+        prefix = f"\033[{COLOURS.get(name, '0')}m{prefix}\033[0m"
+    with _print_lock:
+        print(prefix + line, flush=True)
+
+
+def ensure_env_file(path: Path) -> list[str]:
+    """Create the API key and secret key on first start; returns what was generated."""
+    existing = path.read_text() if path.exists() else ""
+    generated = []
+    for name in ("RELANCE_API_KEY", "RELANCE_SECRET_KEY"):
+        if f"{name}=" not in existing and not os.environ.get(name):
+            existing += ("" if not existing or existing.endswith("\n") else "\n") + f"{name}={secrets.token_urlsafe(24)}\n"
+            generated.append(name)
+    if generated:
+        path.write_text(existing)
+        path.chmod(0o600)
+    return generated
+
+
+def host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host or "localhost", int(port)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_until(what: str, check, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def can_connect(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start(self, name: str, args: list[str]) -> None:
+        say("relance", f"starting {name}")
+        process = subprocess.Popen(
+            args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.processes[name] = process
+        threading.Thread(target=self._relay, args=(name, process), daemon=True).start()
+
+    def _relay(self, name: str, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            say(name, line.rstrip())
+
+    def stop(self) -> None:
+        # Another Ctrl-C while stopping must not orphan anything: each child gets 10 s at most.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for name, process in reversed(list(self.processes.items())):
+            if process.poll() is None:
+                say("relance", f"stopping {name}")
+                process.terminate()  # SIGTERM: every part shuts down gracefully on it
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    say("relance", f"{name} did not stop in 10 s; killing it")
+                    process.kill()
+                    process.wait()
+
+    def watch(self) -> int:
+        while True:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    say("relance", f"{name} exited with code {process.returncode}; stopping everything")
+                    return 1
+            time.sleep(0.3)
+
+
+def temporal_args(s: Settings) -> list[str]:
+    host, port = host_port(s.temporal_address)
+    args = [
+        bundled_binary("temporal"), "server", "start-dev",
+        "--db-filename", str(s.data_dir / "temporal.db"),
+        "--ip", "127.0.0.1" if host == "localhost" else host, "--port", str(port),
+        "--ui-port", str(s.temporal_ui_port), "--namespace", s.temporal_namespace,
+        "--log-level", "error",
+    ]
+    for key in search_attributes.ALL:
+        kind = "Int" if key.indexed_value_type.name == "INT" else "Keyword"
+        args += ["--search-attribute", f"{key.name}={kind}"]
+    return args
+
+
+def main() -> int:
+    os.chdir(ROOT)
+    generated = ensure_env_file(ROOT / ".env")
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    temporal_host, temporal_port = host_port(settings.temporal_address)
+    for what, host, port in [("Temporal", temporal_host, temporal_port), ("Temporal UI", "127.0.0.1", settings.temporal_ui_port),
+                             ("the mail sink", "127.0.0.1", settings.smtp_port),
+                             ("the mail sink inbox", "127.0.0.1", settings.mailsink_http_port),
+                             ("the API", settings.api_host, settings.api_port)]:
+        if not port_is_free("127.0.0.1" if host == "localhost" else host, port):
+            say("relance", f"port {port} for {what} is already in use: is another `make run` still running?")
+            return 1
+
+    say("relance", f"bringing the database schema up to date ({settings.database_url})")
+    migrate.upgrade(settings.database_url)
+
+    stack = Stack(settings)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        stack.start("temporal", temporal_args(settings))
+        stack.start("mailsink", [sys.executable, "-m", "relance.devsink"])
+        wait_until("Temporal", lambda: can_connect(temporal_host, temporal_port))
+        stack.start("worker", [sys.executable, "worker.py"])
+        stack.start("api", [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
+                            "--host", settings.api_host, "--port", str(settings.api_port), "--log-level", "warning"])
+        api = f"http://{settings.api_host}:{settings.api_port}"
+        wait_until("the API", lambda: _healthy(api))
+        banner(settings, api, generated)
+        return stack.watch()
+    except KeyboardInterrupt:
+        say("relance", "Ctrl-C: stopping everything")
+        return 0
+    except RuntimeError as err:
+        say("relance", str(err))
+        return 1
+    finally:
+        stack.stop()
+        say("relance", "all stopped")
+
+
+def _stop_on_sigterm(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def banner(s: Settings, api: str, generated: list[str]) -> None:
+    lines = [
+        "Relance is running:",
+        f"  API and docs      {api}/docs",
+        f"  Temporal UI       http://localhost:{s.temporal_ui_port}",
+        f"  Dev inbox         http://localhost:{s.mailsink_http_port}",
+        f"  API key           {s.api_key}" + ("   (new: written to .env)" if "RELANCE_API_KEY" in generated else "   (from .env)"),
+        "Try it (README.md has the walkthrough):",
+        f"  curl -s -X POST {api}/leads -H 'X-API-Key: {s.api_key}' -H 'Content-Type: application/json' \\",
+        "    -d '{\"email\": \"ada@example.com\", \"first_name\": \"Ada\", \"consents\": [{\"channel\": \"email\"}], \"journeys\": [\"welcome\"]}'",
+        "Press Ctrl-C to stop everything.",
+    ]
+    for line in lines:
+        say("relance", line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
