@@ -53,7 +53,8 @@ class SendLedger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def claim(self, request: SendRequest, channel: str) -> Claim:
+    def claim(self, request: SendRequest, channel: str, *, channel_blocked: str = "") -> Claim:
+        """``channel_blocked``: why this channel cannot send at all (e.g. no SMS provider set up)."""
         key = f"{request.workflow_id}:{request.step}"
         with session_scope(self.engine) as session:
             message = session.exec(select(Message).where(Message.send_key == key)).first()
@@ -72,7 +73,7 @@ class SendLedger:
                     session.flush()
                 except IntegrityError:  # a concurrent attempt claimed it first: let Temporal retry
                     raise ApplicationError(f"send {key} is being claimed concurrently", type="SendRace")
-            reason = self._blocked_reason(session, lead, channel, request.kind)
+            reason = channel_blocked or self._blocked_reason(session, lead, channel, request.kind)
             if reason:
                 message.status, message.reason = "skipped", reason
                 return Claim(None, None, SendResult("skipped", message.id, reason))

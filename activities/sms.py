@@ -27,7 +27,8 @@ class SmsActivities:
 
     @activity.defn(name="send_sms")
     def send_sms(self, request: SendRequest) -> SendResult:
-        claim = self.ledger.claim(request, "sms")
+        not_configured = "" if self.settings.sms_provider_url else "no SMS provider is configured"
+        claim = self.ledger.claim(request, "sms", channel_blocked=not_configured)
         if claim.result is not None:
             return claim.result
         message, lead = claim.message, claim.lead

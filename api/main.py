@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import health, leads, tracking
+from api.routes import health, leads, tracking, unsubscribe
 from relance.db import make_engine
 from relance.outbox import OutboxDispatcher
 from relance.settings import Settings, get_settings
@@ -53,5 +53,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(leads.router)
     app.include_router(tracking.router)
+    app.include_router(unsubscribe.router)
     app.include_router(health.router)
     return app

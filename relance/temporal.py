@@ -57,6 +57,10 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
     }
     if missing:
         log.info("registering search attributes %s", ", ".join(sorted(missing)))
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
-        )
+        try:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+            )
+        except RPCError as err:  # another worker starting at the same moment registered them
+            if err.status != RPCStatusCode.ALREADY_EXISTS:
+                raise

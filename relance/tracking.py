@@ -1,6 +1,8 @@
-"""Record a tracking hit: the outbox row, the message's first open/click, the lead's activity.
+"""Record what a lead does through a signed link: the outbox row, plus its lasting effect.
 
-One short transaction; the signal to the journey is sent later by ``relance.outbox``.
+An open or click stamps the message's first open/click and the lead's last activity; an
+unsubscribe appends a withdrawal to the consent ledger. One short transaction each; the
+signal to the journey is sent afterwards by ``relance.outbox``.
 """
 
 from __future__ import annotations
@@ -9,23 +11,30 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from relance.models import Lead, Message, TrackingEvent, utcnow
+from relance.consent import latest_consent
+from relance.models import Consent, Lead, Message, TrackingEvent, utcnow
 from relance.tokens import TrackingToken
-
-_MESSAGE_STAMP = {"opened": "opened_at", "clicked": "clicked_at"}
+from workflows.signals import CLICKED, OPENED, UNSUBSCRIBED
+_MESSAGE_STAMPS = {OPENED: ("opened_at",), CLICKED: ("clicked_at", "opened_at")}
 
 
 def record_hit(engine: Engine, token: TrackingToken, *, kind: str, user_agent: str | None, ip: str | None) -> None:
     now = utcnow()
+    user_agent = (user_agent or "")[:1024] or None
     with Session(engine) as session:
         session.add(TrackingEvent(
             kind=kind, message_id=token.message_id, lead_id=token.lead_id, workflow_id=token.workflow_id,
-            url=token.url, user_agent=(user_agent or "")[:1024] or None, ip=ip, received_at=now,
+            url=token.url, user_agent=user_agent, ip=ip, received_at=now,
         ))
-        stamp = _MESSAGE_STAMP[kind]
-        stamps = {stamp: now} if kind == "opened" else {stamp: now, "opened_at": now}
-        for column, value in stamps.items():
+        for column in _MESSAGE_STAMPS.get(kind, ()):
             session.execute(update(Message).where(col(Message.id) == token.message_id,
-                                                  col(getattr(Message, column)).is_(None)).values({column: value}))
-        session.execute(update(Lead).where(col(Lead.id) == token.lead_id).values(last_activity_at=now))
+                                                  col(getattr(Message, column)).is_(None)).values({column: now}))
+        if kind in (OPENED, CLICKED):
+            session.execute(update(Lead).where(col(Lead.id) == token.lead_id).values(last_activity_at=now))
+        if kind == UNSUBSCRIBED:
+            current = latest_consent(session, token.lead_id, "email")
+            if current is None or current.status != "withdrawn":
+                session.add(Consent(lead_id=token.lead_id, channel="email", purpose="marketing", status="withdrawn",
+                                    source_url=f"one-click unsubscribe, message {token.message_id}",
+                                    ip=ip, user_agent=user_agent, recorded_at=now))
         session.commit()

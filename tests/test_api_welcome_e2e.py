@@ -8,7 +8,7 @@ import uuid
 
 from sqlmodel import Session, select
 
-from relance.models import TrackingEvent
+from relance.models import Consent, TrackingEvent
 from tests.conftest import LiveStack
 
 
@@ -134,3 +134,41 @@ async def test_signing_up_again_updates_the_same_lead(live: LiveStack):
     assert first.status_code == 201 and again.status_code == 200
     assert again.json()["lead"]["id"] == first.json()["lead"]["id"]
     assert again.json()["lead"]["first_name"] == "G." and again.json()["lead"]["consents"]["email"] == "granted"
+
+
+def unsubscribe_url(mail) -> str:
+    header = mail.message["List-Unsubscribe"]
+    return re.search(r"<(http[^>]+/u/[^>]+)>", header).group(1)
+
+
+async def test_one_click_unsubscribe_withdraws_consent_and_ends_the_journey(live: LiveStack):
+    lead_id, email = await enroll(live)
+    [mail] = await live.sink.wait_for_mail(to=email)
+    url = unsubscribe_url(mail)
+
+    page = await live.public.get(url)
+    assert page.status_code == 200 and "<form method='post'" in page.text
+    response = await live.public.post(url, content=b"List-Unsubscribe=One-Click",
+                                      headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200 and "unsubscribed" in response.text  # RFC 8058: no redirect
+    again = await live.public.post(url, content=b"List-Unsubscribe=One-Click")
+    assert again.status_code == 200
+
+    state = await journey_when(live, lead_id, lambda s: s["status"] == "COMPLETED")
+    assert state["result"]["outcome"] == "unsubscribed" and state["result"]["relanced_by"] is None
+    assert (await live.http.get(f"/leads/{lead_id}")).json()["consents"]["email"] == "withdrawn"
+    with Session(live.engine) as session:
+        rows = session.exec(select(Consent).where(Consent.lead_id == lead_id).order_by(Consent.id)).all()
+    assert [r.status for r in rows] == ["granted", "withdrawn"]  # twice clicked, recorded once
+
+
+async def test_a_tampered_unsubscribe_link_changes_nothing(live: LiveStack):
+    lead_id, email = await enroll(live)
+    [mail] = await live.sink.wait_for_mail(to=email)
+    url = unsubscribe_url(mail)
+    forged = url[:-6] + ("AAAAAA" if not url.endswith("AAAAAA") else "BBBBBB")
+
+    assert (await live.public.get(forged)).status_code == 404
+    response = await live.public.post(forged, content=b"List-Unsubscribe=One-Click")
+    assert response.status_code == 404 and "location" not in response.headers
+    assert (await live.http.get(f"/leads/{lead_id}")).json()["consents"]["email"] == "granted"

@@ -158,3 +158,45 @@ async def test_a_retried_send_does_not_send_twice(settings, engine, sink, make_l
     assert first.status == "sent" and second.already_sent and second.message_id == first.message_id
     await sink.wait_for_mail(to=lead.email)
     assert len(sink.mails_to(lead.email)) == 1
+
+
+async def test_consent_withdrawn_during_the_wait_blocks_the_relance(client, settings, worker, sink, make_lead, engine):
+    """No signal reaches the journey here: the send activity itself refuses."""
+    from relance.db import session_scope
+    from relance.models import Consent
+
+    lead = make_lead()
+    handle = await start(client, settings, lead)
+    await wait_for_step(handle, "waiting_for_open")
+    with session_scope(engine) as session:
+        session.add(Consent(lead_id=lead.id, channel="email", status="withdrawn", source_url="support ticket"))
+    result = await handle.result()
+
+    assert result.relanced_by is None
+    assert [(m.step, m.status, m.reason) for m in result.messages] == [
+        ("welcome", "sent", ""), ("relance_email", "skipped", "no marketing consent for email")]
+    assert len(sink.mails_to(lead.email)) == 1
+
+
+async def test_unsubscribe_during_the_wait_ends_the_journey_at_once(client, settings, worker, sink, make_lead):
+    from workflows.signals import UNSUBSCRIBED
+
+    lead = make_lead()
+    handle = await start(client, settings, lead)
+    status = await wait_for_step(handle, "waiting_for_open")
+    await handle.signal(UNSUBSCRIBED, TrackingSignal(message_id=status.messages[0].message_id))
+    result = await handle.result()
+    assert result.outcome == "unsubscribed" and [m.step for m in result.messages] == ["welcome"]
+
+
+async def test_without_an_sms_provider_the_relance_falls_back_to_email(client, worker, settings, engine, sink, make_lead):
+    no_sms = settings.model_copy(update={"sms_provider_url": "", "temporal_task_queue": unique_id("no-sms")})
+    lead = make_lead(consents=("email", "sms"), phone="+33611223344")
+    async with build_worker(client, no_sms, engine):
+        handle = await client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
+                                             id=unique_id(f"welcome-{lead.id}"), task_queue=no_sms.temporal_task_queue)
+        result = await handle.result()
+    assert result.relanced_by == "email"
+    assert [(m.step, m.status) for m in result.messages] == [("welcome", "sent"), ("relance_sms", "skipped"),
+                                                              ("relance_email", "sent")]
+    assert result.messages[1].reason == "no SMS provider is configured"

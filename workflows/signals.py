@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 OPENED = "opened"
 CLICKED = "clicked"
+UNSUBSCRIBED = "unsubscribed"
 
 
 @dataclass

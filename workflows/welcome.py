@@ -14,6 +14,8 @@
                    ▼
          count clicks (score) until the engagement window closes; a click ends the journey
 
+    An unsubscribe, at any point, ends the journey at once.
+
 Inputs are ids and knobs only; every fact about the lead comes from an activity.
 """
 
@@ -28,7 +30,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from workflows import search_attributes as sa
-from workflows.signals import CLICKED, OPENED, TrackingSignal
+from workflows.signals import CLICKED, OPENED, UNSUBSCRIBED, TrackingSignal
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -75,7 +77,7 @@ class WelcomeStatus:
 
 @dataclass
 class WelcomeResult:
-    outcome: str  # not_sent | clicked | opened | no_reaction
+    outcome: str  # not_sent | clicked | opened | no_reaction | unsubscribed
     reason: str
     opened: bool
     clicked: bool
@@ -92,6 +94,7 @@ class WelcomeJourney:
         self.step = "starting"
         self.opened = False
         self.clicked = False
+        self.unsubscribed = False
         self.score = 0
         self.messages: list[SentMessage] = []
         self._scored_messages: set[str] = set()
@@ -121,19 +124,21 @@ class WelcomeJourney:
         # 3. Wait for the lead to open or click.
         wait = timedelta(hours=input.relance_after_hours)
         self._enter("waiting_for_open", f"Welcome email sent; waiting up to {_hours(wait)} for an open or a click")
-        engaged = await self._wait_for(lambda: self.opened or self.clicked, wait)
+        engaged = await self._wait_for(lambda: self.opened or self.clicked or self.unsubscribed, wait)
 
         # 4. Nothing: relance, by SMS when allowed, else by email with another subject.
         relanced_by = None if engaged else await self._relance(facts)
 
         # 5. Clicks are what we want: count them until the window closes, end at the first one.
-        if not self.clicked:
+        if not (self.clicked or self.unsubscribed):
             self._enter("waiting_for_click", f"Counting clicks until {window_end:%Y-%m-%d %H:%M} UTC")
-            await self._wait_for(lambda: self.clicked, window_end - workflow.now())
+            await self._wait_for(lambda: self.clicked or self.unsubscribed, window_end - workflow.now())
         await workflow.wait_condition(workflow.all_handlers_finished)
 
-        outcome = "clicked" if self.clicked else "opened" if self.opened else "no_reaction"
+        outcome = ("unsubscribed" if self.unsubscribed else "clicked" if self.clicked
+                   else "opened" if self.opened else "no_reaction")
         reasons = {
+            "unsubscribed": "the lead unsubscribed",
             "clicked": "the lead clicked a link",
             "opened": "the lead opened the welcome email but did not click",
             "no_reaction": "no open or click before the engagement window closed",
@@ -164,6 +169,10 @@ class WelcomeJourney:
             **ACTIVITY_OPTIONS,
         )
         self._set_score(result.score)
+
+    @workflow.signal(name=UNSUBSCRIBED)
+    def on_unsubscribed(self, signal: TrackingSignal) -> None:
+        self.unsubscribed = True  # the withdrawal is in the ledger already; sends would be refused
 
     @workflow.query(name="status")
     def status(self) -> WelcomeStatus:

@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse
 
 from api.deps import OutboxDep, SignerDep
 from relance.tracking import record_hit
+from workflows.signals import CLICKED, OPENED
 
 router = APIRouter(prefix="/t", tags=["tracking"])
 
@@ -33,7 +34,7 @@ async def open_pixel(token: str, request: Request, signer: SignerDep, outbox: Ou
     hit = signer.verify("open", token)
     if hit is not None:
         user_agent, ip = _client(request)
-        await run_in_threadpool(record_hit, request.app.state.engine, hit, kind="opened", user_agent=user_agent, ip=ip)
+        await run_in_threadpool(record_hit, request.app.state.engine, hit, kind=OPENED, user_agent=user_agent, ip=ip)
         outbox.wake()
     return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
 
@@ -44,6 +45,6 @@ async def click_redirect(token: str, request: Request, signer: SignerDep, outbox
     if hit is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this link is not valid")
     user_agent, ip = _client(request)
-    await run_in_threadpool(record_hit, request.app.state.engine, hit, kind="clicked", user_agent=user_agent, ip=ip)
+    await run_in_threadpool(record_hit, request.app.state.engine, hit, kind=CLICKED, user_agent=user_agent, ip=ip)
     outbox.wake()
     return RedirectResponse(hit.url, status_code=status.HTTP_302_FOUND, headers=NO_CACHE)

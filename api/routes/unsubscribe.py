@@ -1,0 +1,63 @@
+"""One-click unsubscribe (RFC 8058), public: the link in every marketing email's footer and
+in its ``List-Unsubscribe`` header.
+
+``POST /u/{token}`` is what mail providers send (body ``List-Unsubscribe=One-Click``, no
+cookie, no login): it answers 200, never a redirect. ``GET /u/{token}`` is the footer link in
+a browser: a small page with one button that makes that POST. Both act only on a valid
+signed token; the withdrawal goes into the consent ledger and the lead's journey is told.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from fastapi import APIRouter, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+
+from api.deps import OutboxDep, SettingsDep, SignerDep
+from relance.tracking import record_hit
+from workflows.signals import UNSUBSCRIBED
+
+router = APIRouter(prefix="/u", tags=["consent"])
+
+
+def _page(title: str, body: str, code: int = status.HTTP_200_OK) -> HTMLResponse:
+    return HTMLResponse(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        "<meta name='viewport' content='width=device-width'></head>"
+        "<body style='font-family:Helvetica,Arial,sans-serif;max-width:480px;margin:64px auto;color:#222'>"
+        f"<h1 style='font-size:20px'>{escape(title)}</h1>{body}</body></html>",
+        status_code=code,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+INVALID = ("This link is not valid", "<p>It may be incomplete or too old. Use the link in a more recent email.</p>")
+
+
+@router.get("/{token}", response_class=HTMLResponse)
+def unsubscribe_page(token: str, signer: SignerDep, settings: SettingsDep) -> HTMLResponse:
+    if signer.verify("unsubscribe", token) is None:
+        return _page(*INVALID, code=status.HTTP_404_NOT_FOUND)
+    return _page(
+        f"Unsubscribe from {settings.brand_name} emails?",
+        f"<p>You will no longer receive marketing emails from {escape(settings.brand_name)}.</p>"
+        f"<form method='post' action='/u/{escape(token)}'>"
+        "<input type='hidden' name='List-Unsubscribe' value='One-Click'>"
+        "<button type='submit' style='padding:10px 16px'>Unsubscribe</button></form>",
+    )
+
+
+@router.post("/{token}", response_class=HTMLResponse)
+async def unsubscribe(token: str, request: Request, signer: SignerDep, outbox: OutboxDep,
+                      settings: SettingsDep) -> HTMLResponse:
+    hit = signer.verify("unsubscribe", token)
+    if hit is None:
+        return _page(*INVALID, code=status.HTTP_404_NOT_FOUND)
+    user_agent = request.headers.get("user-agent")
+    ip = request.client.host if request.client else None
+    await run_in_threadpool(record_hit, request.app.state.engine, hit, kind=UNSUBSCRIBED, user_agent=user_agent, ip=ip)
+    outbox.wake()
+    return _page("You are unsubscribed",
+                 f"<p>You will not receive marketing emails from {escape(settings.brand_name)} any more.</p>")
