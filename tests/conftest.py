@@ -81,8 +81,7 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture
-def make_lead(engine: Engine) -> Callable[..., Lead]:
+def make_lead_factory(engine: Engine) -> Callable[..., Lead]:
     """Write a lead straight into the database (for journey tests that skip the API)."""
 
     def _make(*, consents: tuple[str, ...] = ("email",), phone: str | None = None,
@@ -104,6 +103,11 @@ def make_lead(engine: Engine) -> Callable[..., Lead]:
         return lead
 
     return _make
+
+
+@pytest.fixture
+def make_lead(engine: Engine) -> Callable[..., Lead]:
+    return make_lead_factory(engine)
 
 
 def unique_id(prefix: str) -> str:
