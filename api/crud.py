@@ -80,3 +80,12 @@ def lead_public(*, session: Session, lead: Lead) -> LeadPublic:
         time_zone=lead.time_zone, score=lead.score, consents=consents, created_at=as_utc(lead.created_at),
         updated_at=as_utc(lead.updated_at), last_activity_at=as_utc(lead.last_activity_at),
     )
+
+
+def save_sign_up(*, session: Session, data: LeadCreate, default_phone_region: str) -> tuple[LeadPublic, bool]:
+    lead, created = upsert_lead(session=session, data=data, default_phone_region=default_phone_region)
+    return lead_public(session=session, lead=lead), created
+
+
+def read_lead_public(*, session: Session, lead_id: str) -> LeadPublic:
+    return lead_public(session=session, lead=get_lead_or_404(session=session, lead_id=lead_id))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
@@ -25,6 +27,28 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
+T = TypeVar("T")
+
+
+class Database:
+    """For async endpoints: runs one unit of database work in the threadpool, in its own
+    session, so no session (nor pooled connection) is ever held across an ``await``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def run(self, work: Callable[..., T], /, **kwargs) -> T:
+        def in_session() -> T:
+            with Session(self.engine, expire_on_commit=False) as session:
+                return work(session=session, **kwargs)
+
+        return await run_in_threadpool(in_session)
+
+
+def get_database(request: Request) -> Database:
+    return Database(request.app.state.engine)
+
+
 def get_temporal(request: Request) -> Client:
     return request.app.state.temporal
 
@@ -38,7 +62,8 @@ def get_outbox(request: Request) -> OutboxDispatcher:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_db)]
+SessionDep = Annotated[Session, Depends(get_db)]  # for sync (def) endpoints
+DatabaseDep = Annotated[Database, Depends(get_database)]  # for async endpoints
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 SignerDep = Annotated[TokenSigner, Depends(get_signer)]
 OutboxDep = Annotated[OutboxDispatcher, Depends(get_outbox)]

@@ -172,3 +172,13 @@ async def test_a_tampered_unsubscribe_link_changes_nothing(live: LiveStack):
     response = await live.public.post(forged, content=b"List-Unsubscribe=One-Click")
     assert response.status_code == 404 and "location" not in response.headers
     assert (await live.http.get(f"/leads/{lead_id}")).json()["consents"]["email"] == "granted"
+
+
+async def test_many_concurrent_enrollments_all_succeed(live: LiveStack):
+    """More concurrent sign-ups than the database pool has connections (15): none may wait on
+    another's session while it awaits Temporal."""
+    responses = await asyncio.wait_for(asyncio.gather(*(
+        live.http.post("/leads", json=sign_up_body(new_email(), journeys=["welcome"])) for _ in range(40))), timeout=30)
+    assert [r.status_code for r in responses] == [201] * 40
+    ids = {r.json()["enrollments"][0]["workflow_id"] for r in responses}
+    assert len(ids) == 40

@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from api.deps import SessionDep, TemporalDep
+from api.deps import DatabaseDep, TemporalDep
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-async def health(session: SessionDep, temporal: TemporalDep) -> dict:
-    session.exec(text("SELECT 1"))
+async def health(db: DatabaseDep, temporal: TemporalDep) -> dict:
+    await db.run(lambda session: session.exec(text("SELECT 1")))
     try:
         temporal_ok = await temporal.service_client.check_health()
     except Exception:

@@ -8,7 +8,7 @@ from sqlmodel import col, select
 from temporalio.service import RPCError
 
 from api import crud
-from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
+from api.deps import DatabaseDep, SessionDep, SettingsDep, TemporalDep, require_api_key
 from api.journeys import enroll, journey_status
 from api.schemas import EnrollmentPublic, JourneyName, JourneyStatusPublic, LeadCreate, LeadPublic, LeadSaved, MessagePublic
 from relance.models import Message, as_utc
@@ -20,11 +20,11 @@ TEMPORAL_DOWN = "the journey engine (Temporal) is unreachable; the lead is saved
 
 @router.post("", response_model=LeadSaved, status_code=status.HTTP_201_CREATED,
              responses={200: {"description": "An existing lead (same email) was updated"}})
-async def create_or_update_lead(data: LeadCreate, session: SessionDep, settings: SettingsDep,
+async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: SettingsDep,
                                 temporal: TemporalDep, response: Response) -> LeadSaved:
     """A form submission. Deduplicates by normalised email; records the consent evidence;
     optionally enrolls the lead in journeys (`"journeys": ["welcome"]`)."""
-    lead, created = crud.upsert_lead(session=session, data=data, default_phone_region=settings.default_phone_region)
+    lead, created = await db.run(crud.save_sign_up, data=data, default_phone_region=settings.default_phone_region)
     if not created:
         response.status_code = status.HTTP_200_OK
     enrollments = []
@@ -33,12 +33,12 @@ async def create_or_update_lead(data: LeadCreate, session: SessionDep, settings:
             enrollments.append(await enroll(temporal, settings, lead_id=lead.id, score=lead.score, journey=journey))
         except RPCError as err:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{TEMPORAL_DOWN} (lead id {lead.id})") from err
-    return LeadSaved(lead=crud.lead_public(session=session, lead=lead), created=created, enrollments=enrollments)
+    return LeadSaved(lead=lead, created=created, enrollments=enrollments)
 
 
 @router.get("/{lead_id}", response_model=LeadPublic)
 def read_lead(lead_id: str, session: SessionDep) -> LeadPublic:
-    return crud.lead_public(session=session, lead=crud.get_lead_or_404(session=session, lead_id=lead_id))
+    return crud.read_lead_public(session=session, lead_id=lead_id)
 
 
 @router.get("/{lead_id}/messages", response_model=list[MessagePublic])
@@ -56,9 +56,9 @@ def read_lead_messages(lead_id: str, session: SessionDep) -> list[MessagePublic]
 
 @router.post("/{lead_id}/journeys/{journey}", response_model=EnrollmentPublic, status_code=status.HTTP_201_CREATED,
              responses={409: {"description": "The lead is already in (or went through) this journey"}})
-async def enroll_lead(lead_id: str, journey: JourneyName, session: SessionDep, settings: SettingsDep,
+async def enroll_lead(lead_id: str, journey: JourneyName, db: DatabaseDep, settings: SettingsDep,
                       temporal: TemporalDep):
-    lead = crud.get_lead_or_404(session=session, lead_id=lead_id)
+    lead = await db.run(crud.read_lead_public, lead_id=lead_id)
     try:
         enrollment = await enroll(temporal, settings, lead_id=lead.id, score=lead.score, journey=journey)
     except RPCError as err:
@@ -70,8 +70,8 @@ async def enroll_lead(lead_id: str, journey: JourneyName, session: SessionDep, s
 
 
 @router.get("/{lead_id}/journeys/{journey}", response_model=JourneyStatusPublic)
-async def read_journey(lead_id: str, journey: JourneyName, session: SessionDep, temporal: TemporalDep):
-    crud.get_lead_or_404(session=session, lead_id=lead_id)
+async def read_journey(lead_id: str, journey: JourneyName, db: DatabaseDep, temporal: TemporalDep):
+    await db.run(crud.get_lead_or_404, lead_id=lead_id)
     try:
         found = await journey_status(temporal, lead_id=lead_id, journey=journey)
     except RPCError as err:
