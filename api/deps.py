@@ -13,9 +13,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
-from relance.outbox import OutboxDispatcher
 from relance.settings import Settings
 from relance.tokens import TokenSigner
+from relance.tracking import HitRecorder
 
 
 def get_settings(request: Request) -> Settings:
@@ -57,8 +57,8 @@ def get_signer(request: Request) -> TokenSigner:
     return request.app.state.signer
 
 
-def get_outbox(request: Request) -> OutboxDispatcher:
-    return request.app.state.outbox
+def get_hits(request: Request) -> HitRecorder:
+    return request.app.state.hits
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -66,7 +66,7 @@ SessionDep = Annotated[Session, Depends(get_db)]  # for sync (def) endpoints
 DatabaseDep = Annotated[Database, Depends(get_database)]  # for async endpoints
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 SignerDep = Annotated[TokenSigner, Depends(get_signer)]
-OutboxDep = Annotated[OutboxDispatcher, Depends(get_outbox)]
+HitsDep = Annotated[HitRecorder, Depends(get_hits)]
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The key printed by `make run`")
 

@@ -20,6 +20,7 @@ from relance.outbox import OutboxDispatcher
 from relance.settings import Settings, get_settings
 from relance.temporal import connect
 from relance.tokens import TokenSigner
+from relance.tracking import HitRecorder
 
 log = logging.getLogger("relance.api")
 
@@ -35,12 +36,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                        max_age_seconds=settings.tracking_token_max_age_days * 86400)
         app.state.temporal = await connect(settings, lazy=True)
         app.state.outbox = OutboxDispatcher(app.state.engine, app.state.temporal)
+        app.state.hits = HitRecorder(app.state.engine, on_committed=app.state.outbox.wake)
         dispatcher = asyncio.create_task(app.state.outbox.run(), name="outbox-dispatcher")
+        recorder = asyncio.create_task(app.state.hits.run(), name="hit-recorder")
         if not settings.api_key:
             log.warning("RELANCE_API_KEY is not set: every management endpoint will answer 401")
         try:
             yield
         finally:
+            recorder.cancel()
+            await asyncio.gather(recorder, return_exceptions=True)
+            await app.state.hits.flush()
             dispatcher.cancel()
             await asyncio.gather(dispatcher, return_exceptions=True)
             app.state.engine.dispose()

@@ -1,11 +1,20 @@
 """Record what a lead does through a signed link: the outbox row, plus its lasting effect.
 
 An open or click stamps the message's first open/click and the lead's last activity; an
-unsubscribe appends a withdrawal to the consent ledger. One short transaction each; the
-signal to the journey is sent afterwards by ``relance.outbox``.
+unsubscribe appends a withdrawal to the consent ledger. The signal to the journey is sent
+afterwards by ``relance.outbox``.
+
+Hits arrive in bursts (a campaign's opens come within minutes), so ``HitRecorder`` commits
+them in groups: each hit is answered only once its row is committed, but the hits that
+arrived while one transaction was being written share the next one.
 """
 
 from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -15,26 +24,85 @@ from relance.consent import latest_consent
 from relance.models import Consent, Lead, Message, TrackingEvent, utcnow
 from relance.tokens import TrackingToken
 from workflows.signals import CLICKED, OPENED, UNSUBSCRIBED
+
+log = logging.getLogger("relance.tracking")
+
 _MESSAGE_STAMPS = {OPENED: ("opened_at",), CLICKED: ("clicked_at", "opened_at")}
 
 
-def record_hit(engine: Engine, token: TrackingToken, *, kind: str, user_agent: str | None, ip: str | None) -> None:
+@dataclass(frozen=True)
+class Hit:
+    token: TrackingToken
+    kind: str  # opened | clicked | unsubscribed
+    user_agent: str | None
+    ip: str | None
+
+
+def record_hits(engine: Engine, hits: list[Hit]) -> None:
+    """Store a group of hits in one transaction."""
     now = utcnow()
-    user_agent = (user_agent or "")[:1024] or None
     with Session(engine) as session:
-        session.add(TrackingEvent(
-            kind=kind, message_id=token.message_id, lead_id=token.lead_id, workflow_id=token.workflow_id,
-            url=token.url, user_agent=user_agent, ip=ip, received_at=now,
-        ))
-        for column in _MESSAGE_STAMPS.get(kind, ()):
-            session.execute(update(Message).where(col(Message.id) == token.message_id,
-                                                  col(getattr(Message, column)).is_(None)).values({column: now}))
-        if kind in (OPENED, CLICKED):
-            session.execute(update(Lead).where(col(Lead.id) == token.lead_id).values(last_activity_at=now))
-        if kind == UNSUBSCRIBED:
-            current = latest_consent(session, token.lead_id, "email")
-            if current is None or current.status != "withdrawn":
-                session.add(Consent(lead_id=token.lead_id, channel="email", purpose="marketing", status="withdrawn",
-                                    source_url=f"one-click unsubscribe, message {token.message_id}",
-                                    ip=ip, user_agent=user_agent, recorded_at=now))
+        for hit in hits:
+            token, user_agent = hit.token, (hit.user_agent or "")[:1024] or None
+            session.add(TrackingEvent(
+                kind=hit.kind, message_id=token.message_id, lead_id=token.lead_id, workflow_id=token.workflow_id,
+                url=token.url, user_agent=user_agent, ip=hit.ip, received_at=now,
+            ))
+            for column in _MESSAGE_STAMPS.get(hit.kind, ()):
+                session.execute(update(Message).where(col(Message.id) == token.message_id,
+                                                      col(getattr(Message, column)).is_(None)).values({column: now}))
+            if hit.kind in (OPENED, CLICKED):
+                session.execute(update(Lead).where(col(Lead.id) == token.lead_id).values(last_activity_at=now))
+            if hit.kind == UNSUBSCRIBED:
+                session.flush()
+                current = latest_consent(session, token.lead_id, "email")
+                if current is None or current.status != "withdrawn":
+                    session.add(Consent(lead_id=token.lead_id, channel="email", purpose="marketing", status="withdrawn",
+                                        source_url=f"one-click unsubscribe, message {token.message_id}",
+                                        ip=hit.ip, user_agent=user_agent, recorded_at=now))
         session.commit()
+
+
+class HitRecorder:
+    def __init__(self, engine: Engine, *, on_committed: Callable[[], None], max_batch: int = 1000) -> None:
+        self.engine = engine
+        self.on_committed = on_committed
+        self.max_batch = max_batch
+        self._waiting: list[tuple[Hit, asyncio.Future]] = []
+        self._wake = asyncio.Event()
+
+    async def record(self, hit: Hit) -> None:
+        """Return once the hit is committed (raises if the database refused it)."""
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((hit, done))
+        self._wake.set()
+        await done
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._write_waiting()
+
+    async def flush(self) -> None:
+        while self._waiting:
+            await self._write_waiting()
+
+    async def _write_waiting(self) -> None:
+        batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch:]
+        if self._waiting:
+            self._wake.set()
+        if not batch:
+            return
+        try:
+            await asyncio.to_thread(record_hits, self.engine, [hit for hit, _ in batch])
+        except Exception as err:
+            log.exception("tracking: could not store %d hits", len(batch))
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(err)
+            return
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
+        self.on_committed()

@@ -12,11 +12,10 @@ from __future__ import annotations
 from html import escape
 
 from fastapi import APIRouter, Request, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from api.deps import OutboxDep, SettingsDep, SignerDep
-from relance.tracking import record_hit
+from api.deps import HitsDep, SettingsDep, SignerDep
+from relance.tracking import Hit
 from workflows.signals import UNSUBSCRIBED
 
 router = APIRouter(prefix="/u", tags=["consent"])
@@ -50,14 +49,13 @@ def unsubscribe_page(token: str, signer: SignerDep, settings: SettingsDep) -> HT
 
 
 @router.post("/{token}", response_class=HTMLResponse)
-async def unsubscribe(token: str, request: Request, signer: SignerDep, outbox: OutboxDep,
+async def unsubscribe(token: str, request: Request, signer: SignerDep, hits: HitsDep,
                       settings: SettingsDep) -> HTMLResponse:
-    hit = signer.verify("unsubscribe", token)
-    if hit is None:
+    valid = signer.verify("unsubscribe", token)
+    if valid is None:
         return _page(*INVALID, code=status.HTTP_404_NOT_FOUND)
-    user_agent = request.headers.get("user-agent")
     ip = request.client.host if request.client else None
-    await run_in_threadpool(record_hit, request.app.state.engine, hit, kind=UNSUBSCRIBED, user_agent=user_agent, ip=ip)
-    outbox.wake()
+    # Unlike a pixel, a withdrawal that was not stored must not be confirmed: errors propagate (500).
+    await hits.record(Hit(valid, UNSUBSCRIBED, request.headers.get("user-agent"), ip))
     return _page("You are unsubscribed",
                  f"<p>You will not receive marketing emails from {escape(settings.brand_name)} any more.</p>")
