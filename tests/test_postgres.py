@@ -1,0 +1,101 @@
+"""The same code on PostgreSQL: migrations, sign-up, a welcome journey with a click.
+
+Starts a throwaway PostgreSQL cluster (initdb + pg_ctl from the machine's PostgreSQL) on a
+Unix socket; skipped, saying why, where no PostgreSQL server is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from api import crud
+from api.schemas import LeadCreate
+from relance import migrate
+from relance.db import make_engine
+from relance.models import ScoreEvent
+from tests.conftest import unique_id
+from worker import build_worker
+from workflows.signals import CLICKED, TrackingSignal
+from workflows.welcome import WelcomeInput, WelcomeJourney
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("no PostgreSQL server installed (initdb/pg_ctl not found)")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        if not shutil.which("runuser"):
+            pytest.skip("running as root without runuser: cannot start PostgreSQL")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    workdir = Path(tempfile.mkdtemp(prefix="relance-pg-"))
+    data, sockets = workdir / "data", workdir / "sock"
+    sockets.mkdir()
+    if as_user:
+        shutil.chown(workdir, "postgres")
+        shutil.chown(sockets, "postgres")
+    run = lambda *args: subprocess.run([*as_user, *args], check=True, capture_output=True, text=True)  # noqa: E731
+    run(initdb, "-D", str(data), "-U", "relance", "--auth=trust", "-E", "UTF8")
+    run(pg_ctl, "-D", str(data), "-l", str(workdir / "log"), "-w", "-o", f"-k {sockets} -c listen_addresses='' -p 54329",
+        "start")
+    try:
+        url = f"postgresql+psycopg://relance@/postgres?host={sockets}&port=54329"
+        migrate.upgrade(url)
+        yield url
+    finally:
+        run(pg_ctl, "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_sign_up_on_postgres_deduplicates_by_email(postgres_url):
+    engine = make_engine(postgres_url)
+    data = LeadCreate(email="Lin@Example.com", first_name="Lin", consents=[{"channel": "email"}])
+    with Session(engine) as session:
+        first, created = crud.save_sign_up(session=session, data=data, default_phone_region="FR")
+    with Session(engine) as session:
+        again, created_again = crud.save_sign_up(session=session, data=data.model_copy(update={"email": "lin@example.com"}),
+                                                 default_phone_region="FR")
+    assert created and not created_again and first.id == again.id
+    assert again.consents == {"email": "granted", "sms": "none"}
+
+
+async def test_a_welcome_journey_runs_on_postgres(postgres_url, time_skipping_env, settings, sink):
+    engine = make_engine(postgres_url)
+    pg_settings = settings.model_copy(update={"database_url": postgres_url, "temporal_task_queue": unique_id("pg")})
+    with Session(engine) as session:
+        lead, _ = crud.save_sign_up(session=session, data=LeadCreate(
+            email=f"{unique_id('pg')}@example.com", first_name="Lin", consents=[{"channel": "email"}]),
+            default_phone_region="FR")
+    client = time_skipping_env.client
+    async with build_worker(client, pg_settings, engine):
+        handle = await client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
+                                             id=unique_id(f"welcome-{lead.id}"), task_queue=pg_settings.temporal_task_queue)
+        [mail] = await sink.wait_for_mail(to=lead.email)
+        assert mail.subject == "Welcome to Relance, Lin!"
+        status = await handle.query(WelcomeJourney.status)
+        while not status.messages:  # the mail is out; the activity result lands a moment later
+            await asyncio.sleep(0.02)
+            status = await handle.query(WelcomeJourney.status)
+        await handle.signal(CLICKED, TrackingSignal(status.messages[0].message_id, "https://example.com/guides"))
+        result = await handle.result()
+    assert result.outcome == "clicked" and result.score == settings.score_email_clicked
+    with Session(engine) as session:
+        assert len(session.exec(select(ScoreEvent).where(ScoreEvent.lead_id == lead.id)).all()) == 1
