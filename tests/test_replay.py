@@ -9,7 +9,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from workflows import ALL_JOURNEYS
+from worker import ALL_JOURNEYS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 

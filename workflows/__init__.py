@@ -1,5 +1,6 @@
-"""Journeys: one Temporal workflow per marketer's diagram. ``ALL_JOURNEYS`` is what the worker runs."""
+"""Journeys: one Temporal workflow per marketer's diagram (``welcome.py``, ...).
 
-from workflows.welcome import WelcomeJourney
-
-ALL_JOURNEYS = [WelcomeJourney]
+``signals.py`` and ``search_attributes.py`` are the journeys' contract with the API and the
+Temporal UI; they import nothing else, so any layer may use them. The worker's list of
+journeys is ``worker.ALL_JOURNEYS``.
+"""
