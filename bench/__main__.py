@@ -230,7 +230,10 @@ async def main() -> None:
                 for process in (api, worker):
                     if process.poll() is None:
                         process.terminate()
-                        process.wait(timeout=30)
+                        try:
+                            process.wait(timeout=30)
+                        except subprocess.TimeoutExpired:  # a hung process must not outlive the run
+                            process.kill()
         await env.shutdown()
     rows = record(args, tracking, enrollment)
     say(f"recorded in {RESULTS.relative_to(ROOT)}:\n{rows}")
