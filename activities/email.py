@@ -46,7 +46,8 @@ class EmailActivities:
             return claim.result
         message, lead = claim.message, claim.lead
         tracking = Tracking(message.id, lead.id, request.workflow_id)
-        rendered = self.renderer.email(request.template, template_context(self.settings, lead), tracking)
+        context = {**template_context(self.settings, lead), **claim.extras.context}
+        rendered = self.renderer.email(request.template, context, tracking)
 
         mime = EmailMessage()
         mime["From"] = self.settings.mail_from
@@ -59,6 +60,9 @@ class EmailActivities:
         mime["X-Relance-Journey"] = f"{request.journey}/{request.step}"
         mime.set_content(rendered.text)
         mime.add_alternative(rendered.html, subtype="html")
+        for attachment in claim.extras.attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            mime.add_attachment(attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename)
 
         try:
             self._deliver(mime, lead.email)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from temporalio.exceptions import ApplicationError
 
+from activities.message_context import MessageExtras, load_extras
 from relance.consent import has_consent
 from relance.db import session_scope
 from relance.models import Lead, Message, utcnow
@@ -30,6 +31,7 @@ class SendRequest:
     step: str
     template: str
     kind: str = "marketing"  # marketing | transactional
+    about: str = ""  # what else the message is about, "<kind>:<id>" (see message_context.py)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Claim:
     message: Message | None
     lead: Lead | None
     result: SendResult | None
+    extras: MessageExtras | None = None
 
 
 class SendLedger:
@@ -77,8 +80,9 @@ class SendLedger:
             if reason:
                 message.status, message.reason = "skipped", reason
                 return Claim(None, None, SendResult("skipped", message.id, reason))
+            extras = load_extras(session, lead, request.about)
             session.expunge(lead)
-            return Claim(message, lead, None)
+            return Claim(message, lead, None, extras)
 
     @staticmethod
     def _blocked_reason(session: Session, lead: Lead, channel: str, kind: str) -> str:

@@ -32,7 +32,7 @@ class SmsActivities:
         if claim.result is not None:
             return claim.result
         message, lead = claim.message, claim.lead
-        body = self.renderer.sms(request.template, template_context(self.settings, lead),
+        body = self.renderer.sms(request.template, {**template_context(self.settings, lead), **claim.extras.context},
                                  Tracking(message.id, lead.id, request.workflow_id))
         headers = {"Authorization": f"Bearer {self.settings.sms_api_token}"} if self.settings.sms_api_token else {}
         response = httpx.post(
