@@ -20,11 +20,13 @@ from activities import build_activities
 from relance.db import make_engine
 from relance.settings import Settings, get_settings
 from relance.temporal import connect, ensure_search_attributes
+from workflows.abandoned_cart import AbandonedCartJourney
+from workflows.purchase import PurchaseFollowUp
 from workflows.welcome import WelcomeJourney
 
 log = logging.getLogger("relance.worker")
 
-ALL_JOURNEYS = [WelcomeJourney]
+ALL_JOURNEYS = [WelcomeJourney, AbandonedCartJourney, PurchaseFollowUp]
 
 
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:

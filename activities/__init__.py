@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
+from activities.commerce import CommerceActivities
 from activities.email import EmailActivities
 from activities.leads import LeadActivities
 from activities.scoring import ScoringActivities
@@ -25,4 +26,6 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     email = EmailActivities(settings, engine, renderer)
     sms = SmsActivities(settings, engine, renderer)
     scoring = ScoringActivities(settings, engine)
-    return [leads.check_consent, leads.get_lead_facts, email.send_email, sms.send_sms, scoring.add_score]
+    commerce = CommerceActivities(engine, loyal_list=settings.loyal_customers_list)
+    return [leads.check_consent, leads.get_lead_facts, email.send_email, sms.send_sms, scoring.add_score,
+            commerce.issue_promo_code, commerce.record_purchase]

@@ -76,11 +76,11 @@ class SendLedger:
                     session.flush()
                 except IntegrityError:  # a concurrent attempt claimed it first: let Temporal retry
                     raise ApplicationError(f"send {key} is being claimed concurrently", type="SendRace")
-            reason = channel_blocked or self._blocked_reason(session, lead, channel, request.kind)
+            extras = load_extras(session, lead, request.about)
+            reason = channel_blocked or self._blocked_reason(session, lead, channel, request.kind) or extras.skip_reason
             if reason:
                 message.status, message.reason = "skipped", reason
                 return Claim(None, None, SendResult("skipped", message.id, reason))
-            extras = load_extras(session, lead, request.about)
             session.expunge(lead)
             return Claim(message, lead, None, extras)
 

@@ -6,9 +6,12 @@ import phonenumbers
 from fastapi import HTTPException, status
 from sqlmodel import Session, select
 
-from api.schemas import LeadCreate, LeadPublic
+from sqlalchemy import update
+from sqlmodel import col
+
+from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
 from relance.consent import CHANNELS, latest_consent
-from relance.models import Consent, Lead, as_utc, utcnow
+from relance.models import Cart, Consent, Lead, Order, as_utc, utcnow
 
 
 def normalize_email(email: str) -> str:
@@ -89,3 +92,36 @@ def save_sign_up(*, session: Session, data: LeadCreate, default_phone_region: st
 
 def read_lead_public(*, session: Session, lead_id: str) -> LeadPublic:
     return lead_public(session=session, lead=get_lead_or_404(session=session, lead_id=lead_id))
+
+
+def save_cart(*, session: Session, lead_id: str, cart: CartIn) -> int:
+    """Store the cart as the shop reports it now; returns its number of items. 404 for an unknown lead."""
+    get_lead_or_404(session=session, lead_id=lead_id)
+    row = session.get(Cart, cart.id)
+    if row is not None and row.lead_id != lead_id:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"cart {cart.id} belongs to another lead")
+    row = row or Cart(id=cart.id, lead_id=lead_id)
+    row.items = [item.model_dump(mode="json") for item in cart.items]
+    row.currency, row.total, row.updated_at = cart.currency, cart.total, utcnow()
+    row.status = "open" if cart.items else "emptied"
+    session.add(row)
+    session.execute(update(Lead).where(col(Lead.id) == lead_id).values(last_activity_at=utcnow()))
+    session.commit()
+    return len(cart.items)
+
+
+def save_order(*, session: Session, lead_id: str, order: OrderIn) -> bool:
+    """Store the order (once: a retried event finds it) and close the lead's open carts.
+    Returns whether it was new."""
+    get_lead_or_404(session=session, lead_id=lead_id)
+    existing = session.get(Order, order.id)
+    if existing is not None:
+        if existing.lead_id != lead_id:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"order {order.id} belongs to another lead")
+        return False
+    session.add(Order(id=order.id, lead_id=lead_id, cart_id=order.cart_id, currency=order.currency,
+                      total=order.total, items=[item.model_dump(mode="json") for item in order.items]))
+    session.execute(update(Cart).where(col(Cart.lead_id) == lead_id, col(Cart.status) == "open").values(status="purchased"))
+    session.execute(update(Lead).where(col(Lead.id) == lead_id).values(last_activity_at=utcnow()))
+    session.commit()
+    return True

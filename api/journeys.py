@@ -19,6 +19,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.schemas import EnrollmentPublic, JourneyStatusPublic
 from relance.settings import Settings
 from workflows import search_attributes as sa
+from workflows.abandoned_cart import AbandonedCartJourney, CartInput
+from workflows.purchase import PurchaseFollowUp, PurchaseInput
+from workflows.signals import CART_UPDATED, PURCHASED, CartSignal, PurchaseSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 
@@ -97,3 +100,64 @@ async def journey_status(client: Client, *, lead_id: str, journey: str) -> Journ
         clicked=status.get("clicked"), score=status.get("score"), messages=status.get("messages", []),
         result=result,
     )
+
+
+def _attributes(journey: str, lead_id: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes([SearchAttributePair(sa.JOURNEY, journey), SearchAttributePair(sa.LEAD_ID, lead_id),
+                                  SearchAttributePair(sa.STEP, "starting")])
+
+
+def cart_input(settings: Settings, lead_id: str) -> CartInput:
+    return CartInput(lead_id=lead_id, reminder_delays_hours=list(settings.cart_reminder_delays_hours),
+                     last_reminder_percent_off=settings.cart_last_reminder_percent_off)
+
+
+async def cart_updated(client: Client, settings: Settings, *, lead_id: str, cart_id: str, items: int) -> str | None:
+    """Signal-with-start: the first update starts the lead's cart journey, later ones reach it.
+    Atomic on the server, so concurrent or repeated events make one journey. An emptied cart
+    only reaches a running journey (it ends it); it never starts one."""
+    workflow_id = f"cart-{lead_id}"
+    signal = CartSignal(cart_id=cart_id, item_count=items)
+    if items == 0:
+        try:
+            await client.get_workflow_handle(workflow_id).signal(CART_UPDATED, signal)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return None
+        return workflow_id
+    await client.start_workflow(
+        AbandonedCartJourney.run,
+        cart_input(settings, lead_id),
+        id=workflow_id,
+        task_queue=settings.temporal_task_queue,
+        start_signal=CART_UPDATED,
+        start_signal_args=[signal],
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,  # running: just deliver the signal
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,  # a new cart after the last journey ended
+        search_attributes=_attributes("cart", lead_id),
+        static_summary=f"abandoned-cart journey for lead {lead_id}",
+    )
+    return workflow_id
+
+
+async def purchased(client: Client, settings: Settings, *, lead_id: str, order_id: str) -> str:
+    """End the lead's cart journey, if any, and start the order's follow-up (once per order)."""
+    try:
+        await client.get_workflow_handle(f"cart-{lead_id}").signal(PURCHASED, PurchaseSignal(order_id))
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+    workflow_id = f"purchase-{order_id}"
+    try:
+        await client.start_workflow(
+            PurchaseFollowUp.run,
+            PurchaseInput(order_id=order_id, first_purchase_percent_off=settings.first_purchase_percent_off),
+            id=workflow_id, task_queue=settings.temporal_task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=_attributes("purchase", lead_id),
+            static_summary=f"follow-up of order {order_id} for lead {lead_id}",
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # the shop retried: the order is followed up already
+    return workflow_id

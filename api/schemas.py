@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, IPvAnyAddress, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, IPvAnyAddress, StringConstraints, field_validator
 
 JourneyName = Literal["welcome"]
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
@@ -112,3 +112,75 @@ class JourneyStatusPublic(BaseModel):
     score: int | None
     messages: list[dict] = Field(default_factory=list)
     result: dict | None = None
+
+
+# Shop events (POST /events/track) ---------------------------------------------------------------
+ShopId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")]
+
+
+class LineItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=300)
+    qty: int = Field(ge=1, le=10_000)
+    unit_price: float = Field(ge=0)
+    url: HttpUrl | None = None
+    image_url: HttpUrl | None = None
+
+
+class CartIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: ShopId
+    items: list[LineItem] = Field(max_length=500, description="Empty: the cart was emptied")
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    total: float = Field(ge=0)
+
+
+class OrderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: ShopId
+    cart_id: ShopId | None = None
+    items: list[LineItem] = Field(default_factory=list, max_length=500)
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    total: float = Field(ge=0)
+
+
+class CartUpdated(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["cart_updated"]
+    lead: str = Field(description="The lead's id")
+    cart: CartIn
+
+
+class Purchase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["purchase"]
+    lead: str = Field(description="The lead's id")
+    order: OrderIn
+
+
+TrackedEvent = Annotated[CartUpdated | Purchase, Field(discriminator="type")]
+
+
+class TrackedEventAccepted(BaseModel):
+    type: str
+    lead_id: str
+    workflow_id: str | None = Field(description="The journey the event went to, when there is one")
+    detail: str
+
+
+class ListPublic(BaseModel):
+    name: str
+    members: int
+
+
+class ListMemberPublic(BaseModel):
+    lead_id: str
+    email: str
+    reason: str
+    added_at: datetime

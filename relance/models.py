@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -127,3 +127,57 @@ class TrackingEvent(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_column=_when(index=True))
     attempts: int = 0
     delivery_note: str | None = Field(default=None, max_length=500)
+
+
+class Cart(SQLModel, table=True):
+    """The shop's cart as last reported (``cart_updated``); ``id`` is the shop's own cart id."""
+
+    __tablename__ = "carts"
+
+    id: str = Field(primary_key=True, max_length=128)
+    lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
+    currency: str = Field(default="EUR", max_length=3)
+    total: float = 0.0
+    items: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="open", max_length=16)  # open | purchased | emptied
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class Order(SQLModel, table=True):
+    """A purchase reported by the shop; ``id`` is the shop's order id (a retried event counts once)."""
+
+    __tablename__ = "orders"
+
+    id: str = Field(primary_key=True, max_length=128)
+    lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
+    cart_id: str | None = Field(default=None, max_length=128)
+    currency: str = Field(default="EUR", max_length=3)
+    total: float = 0.0
+    items: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class PromoCode(SQLModel, table=True):
+    """A single-use promo code, generated for one lead by one journey step."""
+
+    __tablename__ = "promo_codes"
+
+    code: str = Field(primary_key=True, max_length=32)
+    lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
+    issued_for: str = Field(unique=True, max_length=300)  # workflow id + step: one code per step
+    percent_off: int
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    redeemed_at: datetime | None = Field(default=None, sa_column=_when())
+
+
+class ListMember(SQLModel, table=True):
+    """Membership of a named list ("loyal-customers", ...). Lists are data: a list exists while it has members."""
+
+    __tablename__ = "list_members"
+    __table_args__ = (UniqueConstraint("list_name", "lead_id", name="uq_list_members"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    list_name: str = Field(index=True, max_length=64)
+    lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
+    reason: str = Field(max_length=300)
+    added_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))

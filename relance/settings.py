@@ -69,8 +69,18 @@ class Settings(BaseSettings):
     welcome_relance_by_sms: bool = True
     welcome_engagement_window_days: float = 7.0
 
+    # Abandoned cart: hours of inactivity before each reminder (each counted from the previous
+    # reminder, the clock restarting at every cart update), and the last reminder's incentive.
+    cart_reminder_delays_hours: list[float] = [1.0, 24.0, 72.0]
+    cart_last_reminder_percent_off: int = 10  # 0: no promo code
+    # Purchases: a first purchase gets a thank-you with a code for the next order; a repeat
+    # purchase puts the lead on this list.
+    first_purchase_percent_off: int = 10
+    loyal_customers_list: str = "loyal-customers"
+
     # Scoring
     score_email_clicked: int = Field(default=5, description="Points for a click in a journey email")
+    score_purchase: int = Field(default=25, description="Points for a purchase")
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -11,3 +11,18 @@ UNSUBSCRIBED = "unsubscribed"
 class TrackingSignal:
     message_id: str
     url: str | None = None  # the destination, for clicks
+
+# What the shop tells a cart journey (POST /events/track).
+CART_UPDATED = "cart_updated"
+PURCHASED = "purchased"
+
+
+@dataclass
+class CartSignal:
+    cart_id: str
+    item_count: int  # 0: the cart was emptied
+
+
+@dataclass
+class PurchaseSignal:
+    order_id: str

@@ -1,0 +1,36 @@
+"""What the shop tells Relance: ``POST /events/track`` with cart updates and purchases.
+
+The event is stored first (carts, orders), then passed to the journeys: a cart update starts
+or feeds the lead's abandoned-cart journey (signal-with-start), a purchase ends it and starts
+the order's follow-up. A shop that retries an event changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, status
+from temporalio.service import RPCError
+
+from api import crud
+from api.deps import DatabaseDep, SettingsDep, TemporalDep, require_api_key
+from api.journeys import cart_updated, purchased
+from api.schemas import CartUpdated, TrackedEvent, TrackedEventAccepted
+
+router = APIRouter(prefix="/events", tags=["shop events"], dependencies=[Depends(require_api_key)])
+
+
+@router.post("/track", response_model=TrackedEventAccepted, status_code=status.HTTP_202_ACCEPTED)
+async def track(event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, temporal: TemporalDep) -> TrackedEventAccepted:
+    try:
+        if isinstance(event, CartUpdated):
+            items = await db.run(crud.save_cart, lead_id=event.lead, cart=event.cart)
+            workflow_id = await cart_updated(temporal, settings, lead_id=event.lead, cart_id=event.cart.id, items=items)
+            detail = (f"cart {event.cart.id} stored ({items} items)" if workflow_id
+                      else f"cart {event.cart.id} is empty and no cart journey is running")
+        else:
+            new = await db.run(crud.save_order, lead_id=event.lead, order=event.order)
+            workflow_id = await purchased(temporal, settings, lead_id=event.lead, order_id=event.order.id)
+            detail = f"order {event.order.id} " + ("stored" if new else "was already recorded")
+    except RPCError as err:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            "the event is stored but the journey engine (Temporal) is unreachable; send it again") from err
+    return TrackedEventAccepted(type=event.type, lead_id=event.lead, workflow_id=workflow_id, detail=detail)

@@ -1,0 +1,192 @@
+"""The abandoned-cart journey (seed 002: "relancer les contacts ayant abandonné leur panier").
+
+    cart_updated ─► wait 1 h without an update ─► reminder 1 (the cart's items)
+        (every update restarts the clock)   ─► wait 24 h more ─► reminder 2
+                                             ─► wait 72 h more ─► last reminder + single-use promo code
+    purchase, at any point ─► end at once (no reminder after it, even one being retried)
+    cart emptied           ─► end quietly
+    unsubscribe            ─► end
+
+One journey per lead (id ``cart-<lead id>``), started and fed by signal-with-start, so any
+number of concurrent or repeated shop events make exactly one journey.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from workflows import search_attributes as sa
+from workflows.signals import CART_UPDATED, CLICKED, PURCHASED, UNSUBSCRIBED, CartSignal, PurchaseSignal, TrackingSignal
+
+with workflow.unsafe.imports_passed_through():
+    from activities.commerce import CommerceActivities, PromoRequest
+    from activities.email import EmailActivities
+    from activities.scoring import ScoreChange, ScoringActivities
+    from activities.sending import SendRequest, SendResult
+
+JOURNEY = "cart"
+ACTIVITY_OPTIONS = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
+)
+
+
+@dataclass
+class CartInput:
+    lead_id: str
+    reminder_delays_hours: list[float] = field(default_factory=lambda: [1.0, 24.0, 72.0])
+    last_reminder_percent_off: int = 10  # 0: no promo code in the last reminder
+
+
+@dataclass
+class CartMessage:
+    step: str
+    status: str
+    message_id: str | None
+    at: datetime
+    reason: str = ""
+    promo_code: str | None = None
+
+
+@dataclass
+class CartStatus:
+    step: str
+    cart_id: str | None
+    updates: int
+    last_update: datetime | None
+    messages: list[CartMessage]
+
+
+@dataclass
+class CartResult:
+    outcome: str  # purchased | emptied | unsubscribed | all_reminders_sent
+    reminders_sent: int
+    messages: list[CartMessage]
+
+
+@workflow.defn(name="AbandonedCartJourney")
+class AbandonedCartJourney:
+    @workflow.init
+    def __init__(self, input: CartInput) -> None:
+        self.input = input
+        self.step = "starting"
+        self.cart_id: str | None = None
+        self.items = 0
+        self.updates = 0
+        self.last_update: datetime | None = None
+        self.purchased = False
+        self.unsubscribed = False
+        self.messages: list[CartMessage] = []
+        self._scored: set[str] = set()
+
+    @workflow.run
+    async def run(self, input: CartInput) -> CartResult:
+        await self._reminders(input)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._finish()
+
+    async def _reminders(self, input: CartInput) -> None:
+        await workflow.wait_condition(lambda: self.updates > 0 or self._over())  # the start signal
+        for number, delay_hours in enumerate(input.reminder_delays_hours, start=1):
+            last = number == len(input.reminder_delays_hours)
+            # Wait for the cart to stay untouched for the whole delay; an update restarts the clock.
+            while not self._over():
+                due = self.last_update + timedelta(hours=delay_hours)
+                self._enter(f"waiting_for_reminder_{number}",
+                            f"Reminder {number} at {due:%Y-%m-%d %H:%M} UTC unless the cart changes or is bought")
+                seen = self.updates
+                if not await self._wait_for(lambda: self._over() or self.updates != seen, due - workflow.now()):
+                    break
+            if self._over():
+                return
+            self.last_update = workflow.now()  # the next delay counts from this reminder
+            await self._remind(number, with_promo=last and input.last_reminder_percent_off > 0)
+            if self._over():
+                return
+
+    # What the shop and the lead do ------------------------------------------------------------
+    @workflow.signal(name=CART_UPDATED)
+    def on_cart_updated(self, signal: CartSignal) -> None:
+        self.cart_id, self.items = signal.cart_id, signal.item_count
+        self.updates += 1
+        self.last_update = workflow.now()
+
+    @workflow.signal(name=PURCHASED)
+    def on_purchased(self, signal: PurchaseSignal) -> None:
+        self.purchased = True
+
+    @workflow.signal(name=UNSUBSCRIBED)
+    def on_unsubscribed(self, signal: TrackingSignal) -> None:
+        self.unsubscribed = True
+
+    @workflow.signal(name=CLICKED)
+    async def on_clicked(self, signal: TrackingSignal) -> None:
+        if signal.message_id in self._scored:
+            return
+        self._scored.add(signal.message_id)
+        await workflow.execute_activity_method(ScoringActivities.add_score, ScoreChange(
+            lead_id=self.input.lead_id, event="email_clicked",
+            key=f"{workflow.info().workflow_id}:click:{signal.message_id}",
+            reason="clicked a link in an abandoned-cart reminder"), **ACTIVITY_OPTIONS)
+
+    @workflow.query(name="status")
+    def status(self) -> CartStatus:
+        return CartStatus(self.step, self.cart_id, self.updates, self.last_update, list(self.messages))
+
+    # Steps --------------------------------------------------------------------------------------
+    def _over(self) -> bool:
+        return self.purchased or self.unsubscribed or (self.updates > 0 and self.items == 0)
+
+    async def _remind(self, number: int, *, with_promo: bool) -> None:
+        step = f"reminder_{number}"
+        self._enter(f"sending_{step}", f"Sending abandoned-cart reminder {number}")
+        about, code = f"cart:{self.cart_id}", None
+        template = "cart_reminder_last" if number == len(self.input.reminder_delays_hours) else f"cart_reminder_{number}"
+        if with_promo:
+            code = await workflow.execute_activity_method(CommerceActivities.issue_promo_code, PromoRequest(
+                self.input.lead_id, f"{workflow.info().workflow_id}:{self.cart_id}:{step}",
+                self.input.last_reminder_percent_off), **ACTIVITY_OPTIONS)
+            about += f",promo:{code}"
+        # Send unless the purchase comes first: a send being retried is abandoned at once, and
+        # the send activity itself refuses a bought cart.
+        send = asyncio.ensure_future(workflow.execute_activity_method(EmailActivities.send_email, SendRequest(
+            lead_id=self.input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
+            step=f"{self.cart_id}:{step}", template=template, about=about), summary=f"email {template}",
+            **ACTIVITY_OPTIONS))
+        await workflow.wait_condition(lambda: send.done() or self.purchased)
+        if not send.done():
+            send.cancel()
+            self.messages.append(CartMessage(step, "cancelled", None, workflow.now(), "the cart was bought"))
+            return
+        result: SendResult = send.result()
+        self.messages.append(CartMessage(step, result.status, result.message_id, workflow.now(), result.reason,
+                                         code if result.status == "sent" else None))
+
+    async def _wait_for(self, condition: Callable[[], bool], timeout: timedelta) -> bool:
+        if condition():
+            return True
+        if timeout <= timedelta(0):
+            return False
+        try:
+            await workflow.wait_condition(condition, timeout=timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def _enter(self, step: str, details: str) -> None:
+        self.step = step
+        workflow.upsert_search_attributes([sa.STEP.value_set(step)])
+        workflow.set_current_details(f"**{step}**: {details}")
+
+    def _finish(self) -> CartResult:
+        outcome = ("purchased" if self.purchased else "unsubscribed" if self.unsubscribed
+                   else "emptied" if self.updates > 0 and self.items == 0 else "all_reminders_sent")
+        self._enter("completed", f"Journey over: {outcome}")
+        sent = sum(1 for m in self.messages if m.status == "sent")
+        return CartResult(outcome, sent, list(self.messages))

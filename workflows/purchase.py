@@ -1,0 +1,73 @@
+"""After a purchase (seed 002: "clients fidèles"): score it, then
+
+    first purchase  ─► thank-you email with a promo code for the next order
+    repeat purchase ─► the lead joins the "loyal customers" list
+
+One run per order (id ``purchase-<order id>``), so a shop retrying the event counts it once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from workflows import search_attributes as sa
+
+with workflow.unsafe.imports_passed_through():
+    from activities.commerce import CommerceActivities, PromoRequest, PurchaseRef
+    from activities.email import EmailActivities
+    from activities.scoring import ScoreChange, ScoringActivities
+    from activities.sending import SendRequest
+
+ACTIVITY_OPTIONS = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
+)
+
+
+@dataclass
+class PurchaseInput:
+    order_id: str
+    first_purchase_percent_off: int = 10
+
+
+@dataclass
+class PurchaseResult:
+    lead_id: str
+    first_purchase: bool
+    score: int
+    thank_you: str | None  # sent | skipped | None (not a first purchase)
+    promo_code: str | None
+    added_to_list: str | None
+
+
+@workflow.defn(name="PurchaseFollowUp")
+class PurchaseFollowUp:
+    @workflow.run
+    async def run(self, input: PurchaseInput) -> PurchaseResult:
+        facts = await workflow.execute_activity_method(
+            CommerceActivities.record_purchase, PurchaseRef(input.order_id), **ACTIVITY_OPTIONS)
+        workflow.upsert_search_attributes([sa.LEAD_ID.value_set(facts.lead_id)])
+        score = await workflow.execute_activity_method(ScoringActivities.add_score, ScoreChange(
+            lead_id=facts.lead_id, event="purchase", key=f"purchase:{input.order_id}",
+            reason=f"purchase (order {input.order_id})"), **ACTIVITY_OPTIONS)
+        workflow.upsert_search_attributes([sa.SCORE.value_set(score.score)])
+        if not facts.first_purchase:
+            workflow.set_current_details(f"Repeat purchase: the lead is on the {facts.added_to_list!r} list")
+            return PurchaseResult(facts.lead_id, False, score.score, None, None, facts.added_to_list)
+
+        code = None
+        about = f"order:{input.order_id}"
+        if input.first_purchase_percent_off > 0:
+            code = await workflow.execute_activity_method(CommerceActivities.issue_promo_code, PromoRequest(
+                facts.lead_id, f"{workflow.info().workflow_id}:next-order", input.first_purchase_percent_off),
+                **ACTIVITY_OPTIONS)
+            about += f",promo:{code}"
+        sent = await workflow.execute_activity_method(EmailActivities.send_email, SendRequest(
+            lead_id=facts.lead_id, workflow_id=workflow.info().workflow_id, journey="purchase", step="thank_you",
+            template="purchase_thank_you", about=about), summary="email purchase_thank_you", **ACTIVITY_OPTIONS)
+        workflow.set_current_details(f"First purchase: thank-you {sent.status}, promo code {code}")
+        return PurchaseResult(facts.lead_id, True, score.score, sent.status, code, None)
