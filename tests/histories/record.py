@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
@@ -26,6 +27,22 @@ from workflows.signals import CLICKED, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 HERE = Path(__file__).parent
+
+
+async def record_cart_histories(env, engine, make_lead) -> None:
+    from tests.test_cart_journey import buy, put_cart, update_cart
+
+    cart_settings = Settings(_env_file=None, temporal_task_queue="record")
+    for name, purchase in (("cart_three_reminders", False), ("cart_purchased", True)):
+        lead = make_lead()
+        handle = await update_cart(env.client, cart_settings, engine, lead.id, f"cart-{name}")
+        if purchase:
+            await env.sleep(timedelta(hours=2))
+            await buy(env.client, engine, lead.id)
+        await handle.result()
+        history = await handle.fetch_history()
+        (HERE / f"{name}.json").write_text(history.to_json())
+        print(f"recorded {name}: {len(history.events)} events")
 
 
 async def main() -> None:
@@ -47,6 +64,7 @@ async def main() -> None:
                     "welcome_clicked": (make_lead(), CLICKED),
                     "welcome_no_consent": (make_lead(consents=()), None),
                 }
+                await record_cart_histories(env, engine, make_lead)
                 for name, (lead, signal) in scenarios.items():
                     handle = await env.client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
                                                              id=f"welcome-{lead.id}", task_queue="record")
