@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.testing import ActivityEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities import build_activities
 from activities.sending import SendRequest
@@ -18,6 +18,7 @@ from api.journeys import cart_input
 from api.schemas import CartIn, OrderIn
 from relance.devsink import DevSink
 from relance.models import PromoCode
+from relance.temporal import bundled_binary, ensure_search_attributes
 from tests.conftest import unique_id
 from worker import build_worker
 from workflows.abandoned_cart import AbandonedCartJourney, CartResult
@@ -116,7 +117,20 @@ async def test_a_purchase_after_reminder_1_ends_the_journey(client, settings, wo
     assert len(sink.mails_to(lead.email)) == 1
 
 
-async def test_a_purchase_while_a_send_is_being_retried_stops_it(client, settings, engine, make_lead, time_skipping_env):
+@pytest.fixture
+async def own_time_skipping_env():
+    """A time-skipping server for this test alone: the test server keeps re-dispatching the
+    cancelled, retrying send of the finished journey (a real server drops it), which would
+    hold time still for every later test sharing the server."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=bundled_binary("temporal-test-server"))
+    await ensure_search_attributes(env.client, "default")
+    yield env
+    await env.shutdown()
+
+
+async def test_a_purchase_while_a_send_is_being_retried_stops_it(settings, engine, make_lead, own_time_skipping_env):
+    time_skipping_env = own_time_skipping_env
+    client = time_skipping_env.client
     async with DevSink(smtp_port=0, http_port=0) as late_sink:
         port = late_sink.smtp_port
     # Nothing listens on `port` now: every send attempt fails and is retried.

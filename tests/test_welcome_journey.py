@@ -128,6 +128,9 @@ async def test_the_email_is_real_mime_with_tracking_and_unsubscribe_headers(clie
     lead = make_lead()
     handle = await start(client, settings, lead)
     [mail] = await sink.wait_for_mail(to=lead.email)
+    # Terminate only once the send activity has finished: the time-skipping server never
+    # releases the time held by an activity whose journey was terminated under it.
+    await wait_for_step(handle, "waiting_for_open")
     await handle.terminate("test over")
 
     base = settings.public_base_url
