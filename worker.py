@@ -20,11 +20,12 @@ from activities import build_activities
 from relance.db import make_engine
 from relance.settings import Settings, get_settings
 from relance.temporal import connect, ensure_search_attributes
+from workflows.event_reminder import EventReminderJourney
 from workflows.welcome import WelcomeJourney
 
 log = logging.getLogger("relance.worker")
 
-ALL_JOURNEYS = [WelcomeJourney]
+ALL_JOURNEYS = [WelcomeJourney, EventReminderJourney]
 
 
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:

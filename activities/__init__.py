@@ -10,6 +10,7 @@ from collections.abc import Callable
 from sqlalchemy.engine import Engine
 
 from activities.email import EmailActivities
+from activities.events import EventActivities  # also registers the "event" message context loaders
 from activities.leads import LeadActivities
 from activities.scoring import ScoringActivities
 from activities.sms import SmsActivities
@@ -25,4 +26,6 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     email = EmailActivities(settings, engine, renderer)
     sms = SmsActivities(settings, engine, renderer)
     scoring = ScoringActivities(settings, engine)
-    return [leads.check_consent, leads.get_lead_facts, email.send_email, sms.send_sms, scoring.add_score]
+    events = EventActivities(engine)
+    return [leads.check_consent, leads.get_lead_facts, email.send_email, sms.send_sms, scoring.add_score,
+            events.get_event_schedule, events.find_next_event]

@@ -11,3 +11,8 @@ UNSUBSCRIBED = "unsubscribed"
 class TrackingSignal:
     message_id: str
     url: str | None = None  # the destination, for clicks
+
+
+# What the events API tells an event journey (ids only, no payload to trust: the journey re-reads).
+EVENT_CHANGED = "event_changed"  # rescheduled or cancelled: re-read the schedule
+ATTENDED = "attended"  # the lead was at the event
