@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import health, leads, tracking, unsubscribe
+from api.routes import events, health, leads, tracking, unsubscribe
 from relance.db import make_engine
 from relance.outbox import OutboxDispatcher
 from relance.settings import Settings, get_settings
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(leads.router)
+    app.include_router(events.router)
     app.include_router(tracking.router)
     app.include_router(unsubscribe.router)
     app.include_router(health.router)

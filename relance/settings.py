@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     welcome_relance_by_sms: bool = True
     welcome_engagement_window_days: float = 7.0
 
+    # Event journey: the hour-before reminder by SMS when the lead has a phone and SMS consent
+    event_reminder_by_sms: bool = True
+
     # Scoring
     score_email_clicked: int = Field(default=5, description="Points for a click in a journey email")
 
