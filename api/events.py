@@ -82,7 +82,7 @@ def update_event(*, session: Session, event_id: str, data: EventUpdate) -> tuple
     return event_public(session=session, event=event), to_tell
 
 
-def create_registration(*, session: Session, event_id: str, lead_id: str) -> tuple[Registration, Lead | None]:
+def create_registration(*, session: Session, event_id: str, lead_id: str) -> tuple[Registration, Lead | None, Event]:
     """The registration row, claimed before the journey starts. An existing one comes back with
     ``None`` for the lead: the caller answers 409."""
     event = get_event_or_404(session=session, event_id=event_id)
@@ -90,7 +90,7 @@ def create_registration(*, session: Session, event_id: str, lead_id: str) -> tup
     existing = session.exec(select(Registration).where(Registration.event_id == event_id,
                                                        Registration.lead_id == lead_id)).first()
     if existing is not None:
-        return existing, None
+        return existing, None, event
     if event.status == "cancelled":
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the event is cancelled")
     if as_utc(event.starts_at) + timedelta(minutes=event.duration_minutes) <= utcnow():
@@ -102,8 +102,8 @@ def create_registration(*, session: Session, event_id: str, lead_id: str) -> tup
     except IntegrityError:  # a concurrent registration of the same lead won
         session.rollback()
         return session.exec(select(Registration).where(Registration.event_id == event_id,
-                                                       Registration.lead_id == lead_id)).one(), None
-    return registration, lead
+                                                       Registration.lead_id == lead_id)).one(), None, event
+    return registration, lead, event
 
 
 def delete_registration(*, session: Session, registration_id: int) -> None:
@@ -156,8 +156,11 @@ class Started:
     run_id: str | None
 
 
-async def start_journey(client: Client, settings: Settings, *, event_id: str, lead_id: str, score: int) -> Started:
+async def start_journey(client: Client, settings: Settings, *, event: Event, lead_id: str, score: int) -> Started:
     """Raises ``WorkflowAlreadyStartedError`` when the registration's journey exists already."""
+    event_id = event.id
+    # A safety net, not a plan: the journey ends a week after the event; a year more for reschedules.
+    until_end = as_utc(event.starts_at) + timedelta(minutes=event.duration_minutes) - utcnow()
     handle = await client.start_workflow(
         EventReminderJourney.run,
         EventReminderInput(event_id=event_id, lead_id=lead_id, reminder_by_sms=settings.event_reminder_by_sms),
@@ -165,7 +168,7 @@ async def start_journey(client: Client, settings: Settings, *, event_id: str, le
         task_queue=settings.temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        execution_timeout=timedelta(days=365),
+        execution_timeout=max(until_end, timedelta(0)) + timedelta(days=365),
         search_attributes=TypedSearchAttributes([
             SearchAttributePair(sa.JOURNEY, JOURNEY), SearchAttributePair(sa.LEAD_ID, lead_id),
             SearchAttributePair(sa.STEP, "starting"), SearchAttributePair(sa.SCORE, score),

@@ -52,11 +52,11 @@ async def update_event(event_id: str, data: EventUpdate, db: DatabaseDep, tempor
                         422: {"description": "The event is cancelled or over"}})
 async def register(event_id: str, data: RegistrationCreate, db: DatabaseDep, settings: SettingsDep,
                    temporal: TemporalDep):
-    registration, lead = await db.run(events.create_registration, event_id=event_id, lead_id=data.lead_id)
+    registration, lead, event = await db.run(events.create_registration, event_id=event_id, lead_id=data.lead_id)
     if lead is None:
         return _already(registration)
     try:
-        started = await events.start_journey(temporal, settings, event_id=event_id, lead_id=lead.id, score=lead.score)
+        started = await events.start_journey(temporal, settings, event=event, lead_id=lead.id, score=lead.score)
     except WorkflowAlreadyStartedError:
         return _already(registration)
     except RPCError as err:
