@@ -22,11 +22,12 @@ from relance.settings import Settings, get_settings
 from relance.temporal import connect, ensure_search_attributes
 from workflows.abandoned_cart import AbandonedCartJourney
 from workflows.purchase import PurchaseFollowUp
+from workflows.event_reminder import EventReminderJourney
 from workflows.welcome import WelcomeJourney
 
 log = logging.getLogger("relance.worker")
 
-ALL_JOURNEYS = [WelcomeJourney, AbandonedCartJourney, PurchaseFollowUp]
+ALL_JOURNEYS = [WelcomeJourney, AbandonedCartJourney, PurchaseFollowUp, EventReminderJourney]
 
 
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:

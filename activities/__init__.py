@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities
+from activities.events import EventActivities  # also registers the "event" message context loaders
 from activities.leads import LeadActivities
 from activities.scoring import ScoringActivities
 from activities.sms import SmsActivities
@@ -27,5 +28,6 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     sms = SmsActivities(settings, engine, renderer)
     scoring = ScoringActivities(settings, engine)
     commerce = CommerceActivities(engine, loyal_list=settings.loyal_customers_list)
+    events = EventActivities(engine)
     return [leads.check_consent, leads.get_lead_facts, email.send_email, sms.send_sms, scoring.add_score,
-            commerce.issue_promo_code, commerce.record_purchase]
+            commerce.issue_promo_code, commerce.record_purchase, events.get_event_schedule, events.find_next_event]

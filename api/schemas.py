@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, IPvAnyAddress, StringConstraints, field_validator
+from pydantic import (BaseModel, ConfigDict, EmailStr, Field, HttpUrl, IPvAnyAddress, StringConstraints,
+                      field_validator, model_validator)
 
 JourneyName = Literal["welcome"]
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
@@ -184,3 +185,119 @@ class ListMemberPublic(BaseModel):
     email: str
     reason: str
     added_at: datetime
+
+
+# Events (issue 3) -------------------------------------------------------------------------
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError("starts_at needs a time zone, e.g. '2026-12-01T18:00:00+01:00' or '...Z'")
+    return value
+
+
+def _iana(value: str | None) -> str | None:
+    if value is not None and value not in available_timezones():
+        raise ValueError("time_zone must be an IANA zone such as 'Europe/Paris'")
+    return value
+
+
+class EventCreate(BaseModel):
+    """A webinar, workshop, breakfast... Online (``join_url``), in person (``address``), or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    starts_at: datetime = Field(description="With its time zone; stored in UTC")
+    time_zone: str = Field(default="UTC", max_length=64, examples=["Europe/Paris"],
+                           description="The organiser's zone, for display; each lead sees their own")
+    duration_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    join_url: HttpUrl | None = None
+    address: str | None = Field(default=None, min_length=1, max_length=500)
+    speakers: list[str] = Field(default_factory=list, max_length=50)
+    topics: list[str] = Field(default_factory=list, max_length=50)
+    replay_url: HttpUrl | None = None
+    survey_url: HttpUrl | None = None
+    series: str | None = Field(default=None, min_length=1, max_length=100,
+                               description="Events of one series invite each other's registrants")
+
+    _starts_at = field_validator("starts_at")(classmethod(lambda cls, v: _aware(v)))
+    _time_zone = field_validator("time_zone")(classmethod(lambda cls, v: _iana(v)))
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> EventCreate:
+        if not (self.join_url or self.address):
+            raise ValueError("an event needs a join_url, an address, or both")
+        return self
+
+
+class EventUpdate(BaseModel):
+    """Only the fields given change. A new ``starts_at`` reschedules every registration's journey;
+    ``"status": "cancelled"`` cancels the event and ends them (cancelling cannot be undone)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    starts_at: datetime | None = None
+    time_zone: str | None = Field(default=None, max_length=64)
+    duration_minutes: int | None = Field(default=None, ge=1, le=7 * 24 * 60)
+    join_url: HttpUrl | None = None
+    address: str | None = Field(default=None, min_length=1, max_length=500)
+    speakers: list[str] | None = Field(default=None, max_length=50)
+    topics: list[str] | None = Field(default=None, max_length=50)
+    replay_url: HttpUrl | None = None
+    survey_url: HttpUrl | None = None
+    series: str | None = Field(default=None, min_length=1, max_length=100)
+    status: Literal["scheduled", "cancelled"] | None = None
+
+    _starts_at = field_validator("starts_at")(classmethod(lambda cls, v: _aware(v)))
+    _time_zone = field_validator("time_zone")(classmethod(lambda cls, v: _iana(v)))
+
+
+class EventPublic(BaseModel):
+    id: str
+    name: str
+    starts_at: datetime
+    ends_at: datetime
+    time_zone: str
+    duration_minutes: int
+    join_url: str | None
+    address: str | None
+    speakers: list[str]
+    topics: list[str]
+    replay_url: str | None
+    survey_url: str | None
+    series: str | None
+    status: str
+    sequence: int = Field(description="How many times the event was rescheduled")
+    registrations: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class RegistrationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lead_id: str = Field(min_length=1, max_length=32)
+
+
+class RegistrationPublic(BaseModel):
+    event_id: str
+    lead_id: str
+    workflow_id: str
+    run_id: str | None = None
+    registered_at: datetime
+    attended: bool
+    detail: str
+
+
+class AttendanceIn(BaseModel):
+    """Who was there: lead ids, emails, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lead_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    emails: list[str] = Field(default_factory=list, max_length=10_000)
+
+
+class AttendancePublic(BaseModel):
+    attended: list[str] = Field(description="Lead ids marked as attended (their journeys were told)")
+    not_registered: list[str] = Field(description="Ids or emails given that match no registration to this event")

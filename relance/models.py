@@ -181,3 +181,42 @@ class ListMember(SQLModel, table=True):
     lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
     reason: str = Field(max_length=300)
     added_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class Event(SQLModel, table=True):
+    """An event leads register to (webinar, workshop, breakfast...). Data, not a journey:
+    each registration runs its own ``EventReminderJourney`` (seed 002 "workflow d'évènement")."""
+
+    __tablename__ = "events"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    starts_at: datetime = Field(sa_column=_when(nullable=False, index=True))  # UTC
+    time_zone: str = Field(default="UTC", max_length=64)  # IANA, the organiser's, for display
+    duration_minutes: int = 60
+    join_url: str | None = Field(default=None, max_length=2048)  # online events
+    address: str | None = Field(default=None, max_length=500)  # in-person events
+    speakers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    topics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    replay_url: str | None = Field(default=None, max_length=2048)
+    survey_url: str | None = Field(default=None, max_length=2048)
+    series: str | None = Field(default=None, max_length=100, index=True)  # the next one is invited to
+    status: str = Field(default="scheduled", max_length=16)  # scheduled | cancelled
+    sequence: int = 0  # bumped at each reschedule: the .ics SEQUENCE, so calendars update
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class Registration(SQLModel, table=True):
+    """A lead registered to an event, and the journey that accompanies them."""
+
+    __tablename__ = "registrations"
+    __table_args__ = (UniqueConstraint("event_id", "lead_id", name="uq_registrations_event_lead"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(foreign_key="events.id", index=True, max_length=32)
+    lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
+    workflow_id: str = Field(max_length=255)
+    registered_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    attended: bool = False
+    attended_at: datetime | None = Field(default=None, sa_column=_when())

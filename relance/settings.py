@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # purchase puts the lead on this list.
     first_purchase_percent_off: int = 10
     loyal_customers_list: str = "loyal-customers"
+    # Event journey: the hour-before reminder by SMS when the lead has a phone and SMS consent
+    event_reminder_by_sms: bool = True
 
     # Scoring
     score_email_clicked: int = Field(default=5, description="Points for a click in a journey email")

@@ -26,3 +26,7 @@ class CartSignal:
 @dataclass
 class PurchaseSignal:
     order_id: str
+
+# What the events API tells an event journey (ids only, no payload to trust: the journey re-reads).
+EVENT_CHANGED = "event_changed"  # rescheduled or cancelled: re-read the schedule
+ATTENDED = "attended"  # the lead was at the event

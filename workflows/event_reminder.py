@@ -1,0 +1,276 @@
+"""The event journey (seed 002 "le workflow d'évènement"): one per registration.
+
+    registration ─► thank-you email: speakers, topics, date, place or link, + invite.ics
+                   │
+                   ▼
+         the day before (starts − 24 h) ─► reminder email
+                   │
+                   ▼
+         one hour before ─► reminder: SMS if the lead has a phone and SMS consent, else email
+                   │
+                   ▼
+         the day after (ends + 24 h) ─┬─ attended ─► thank-you, CTA, survey link
+                                      └─ did not ─► replay link and resources
+                   │
+                   ▼
+         a week after (ends + 7 days) ─► invitation to the next event of the series, if any
+
+    A reminder whose moment has already passed is skipped (recorded), never sent late.
+    Rescheduled (signal): the timers move to the new date, a "new date" email (+ updated .ics)
+    goes out, reminders already sent for the old date are re-armed for the new one.
+    Cancelled (signal): a cancellation email (+ .ics that removes it) and the journey ends.
+    An unsubscribe, at any point, ends the journey at once.
+
+Inputs are ids and knobs only; the event's schedule comes from an activity and is re-read
+whenever the API says the event changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from workflows import search_attributes as sa
+from workflows.signals import ATTENDED, CLICKED, EVENT_CHANGED, OPENED, UNSUBSCRIBED, TrackingSignal
+
+with workflow.unsafe.imports_passed_through():
+    from activities.email import EmailActivities
+    from activities.events import EventActivities, EventRef, EventSchedule, NextEventQuestion
+    from activities.leads import ConsentQuestion, LeadActivities, LeadRef
+    from activities.sending import SendRequest, SendResult
+    from activities.sms import SmsActivities
+
+JOURNEY = "event"
+
+ACTIVITY_OPTIONS = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
+)
+
+# The timed steps, in order. The reminders before the event are re-armed by a reschedule.
+STEPS = ("reminder_day", "reminder_hour", "follow_up", "next_event")
+BEFORE_THE_EVENT = ("reminder_day", "reminder_hour")
+
+
+@dataclass
+class EventReminderInput:
+    event_id: str
+    lead_id: str
+    day_before_hours: float = 24.0  # first reminder, before the start
+    hour_before_minutes: float = 60.0  # last reminder, before the start
+    follow_up_after_hours: float = 24.0  # after the end: thanks (attended) or replay (did not)
+    next_event_after_days: float = 7.0  # after the end: invitation to the next of the series
+    reminder_by_sms: bool = True  # the last reminder by SMS when the lead has a phone and SMS consent
+
+
+@dataclass
+class SentMessage:
+    step: str
+    channel: str
+    template: str
+    status: str  # sent | skipped
+    message_id: str | None
+    at: datetime  # workflow time when the send finished (or was skipped)
+    reason: str = ""
+
+
+@dataclass
+class EventReminderStatus:
+    step: str
+    starts_at: datetime | None
+    attended: bool
+    messages: list[SentMessage] = field(default_factory=list)
+
+
+@dataclass
+class EventReminderResult:
+    outcome: str  # completed | cancelled | unsubscribed | not_sent
+    reason: str
+    attended: bool
+    messages: list[SentMessage] = field(default_factory=list)
+
+
+@workflow.defn(name="EventReminderJourney")
+class EventReminderJourney:
+    @workflow.init
+    def __init__(self, input: EventReminderInput) -> None:
+        self.input = input
+        self.step = "starting"
+        self.schedule: EventSchedule | None = None
+        self.attended = False
+        self.unsubscribed = False
+        self.change_pending = False
+        self.done: set[str] = set()
+        self.sends: dict[str, int] = {}  # how many times a step was sent (re-armed steps get a new key)
+        self.messages: list[SentMessage] = []
+
+    @workflow.run
+    async def run(self, input: EventReminderInput) -> EventReminderResult:
+        # 1. Registered: read the event, thank the lead with everything they need and the .ics.
+        self._enter("reading_event", "Reading the event's schedule")
+        self.schedule = await self._read_schedule()
+        if self.schedule.status == "cancelled":
+            return self._finish("cancelled", "the event was cancelled before the journey started")
+        self._enter("sending_confirmation", "Registered: sending the thank-you with the calendar invite")
+        confirmation = await self._send("confirmation", "email", "event_confirmation", about="event")
+        if confirmation.status != "sent":
+            return self._finish("not_sent", confirmation.reason)
+
+        # 2. Each timed step in turn: wait for its moment, unless the event changes meanwhile.
+        while (step := next((s for s in STEPS if s not in self.done), None)) is not None:
+            due = self._due(step)
+            if due <= workflow.now():
+                self._skip(step, f"its moment ({due:%Y-%m-%d %H:%M} UTC) had passed; never sent late")
+                continue
+            self._enter(f"waiting_for_{step}", f"Next: {step} at {due:%Y-%m-%d %H:%M} UTC")
+            interrupted = await self._wait_for(lambda: self.unsubscribed or self.change_pending, due - workflow.now())
+            if self.unsubscribed:
+                return self._finish("unsubscribed", "the lead unsubscribed")
+            if interrupted:
+                if not await self._apply_change():
+                    return self._finish("cancelled", "the event was cancelled")
+                continue
+            await self._timed_step(step)
+            self.done.add(step)
+
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._finish("completed", "every step of the event journey ran")
+
+    # What the API tells the journey --------------------------------------------------------
+    @workflow.signal(name=EVENT_CHANGED)
+    def on_event_changed(self) -> None:
+        self.change_pending = True  # re-read the schedule: rescheduled, or cancelled
+
+    @workflow.signal(name=ATTENDED)
+    def on_attended(self) -> None:
+        self.attended = True
+
+    @workflow.signal(name=UNSUBSCRIBED)
+    def on_unsubscribed(self, signal: TrackingSignal) -> None:
+        self.unsubscribed = True  # the withdrawal is in the ledger already; sends would be refused
+
+    @workflow.signal(name=OPENED)
+    def on_opened(self, signal: TrackingSignal) -> None:
+        pass  # the tracking endpoints record opens and clicks on the message; this journey does not branch on them
+
+    @workflow.signal(name=CLICKED)
+    def on_clicked(self, signal: TrackingSignal) -> None:
+        pass
+
+    @workflow.query(name="status")
+    def status(self) -> EventReminderStatus:
+        starts_at = self.schedule.starts_at if self.schedule else None
+        return EventReminderStatus(self.step, starts_at, self.attended, list(self.messages))
+
+    # Steps -------------------------------------------------------------------------------
+    def _due(self, step: str) -> datetime:
+        s, i = self.schedule, self.input
+        return {
+            "reminder_day": s.starts_at - timedelta(hours=i.day_before_hours),
+            "reminder_hour": s.starts_at - timedelta(minutes=i.hour_before_minutes),
+            "follow_up": s.ends_at + timedelta(hours=i.follow_up_after_hours),
+            "next_event": s.ends_at + timedelta(days=i.next_event_after_days),
+        }[step]
+
+    async def _timed_step(self, step: str) -> None:
+        if step == "reminder_day":
+            self._enter("sending_reminder_day", "The day before: reminder email")
+            await self._send(step, "email", "event_reminder_day", about="event")
+        elif step == "reminder_hour":
+            await self._hour_reminder()
+        elif step == "follow_up":
+            template = "event_thanks" if self.attended else "event_replay"
+            self._enter("sending_follow_up", f"The day after: {template} ({'attended' if self.attended else 'did not attend'})")
+            await self._send(step, "email", template, about="event-recap")
+        else:
+            self._enter("finding_next_event", "A week after: is there a next event in the series?")
+            found = await workflow.execute_activity_method(
+                EventActivities.find_next_event, NextEventQuestion(self.input.event_id, workflow.now()),
+                **ACTIVITY_OPTIONS)
+            if found.event_id is None:
+                self._skip(step, "the series has no next event")
+            else:
+                await self._send(step, "email", "event_next", about="event-recap", about_id=found.event_id)
+
+    async def _hour_reminder(self) -> None:
+        if self.input.reminder_by_sms:
+            facts = await workflow.execute_activity_method(
+                LeadActivities.get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS)
+            if facts.has_phone:
+                consent = await workflow.execute_activity_method(
+                    LeadActivities.check_consent, ConsentQuestion(self.input.lead_id, "sms"), **ACTIVITY_OPTIONS)
+                if consent.granted:
+                    self._enter("sending_reminder_hour", "One hour before: reminder by SMS")
+                    if (await self._send("reminder_hour", "sms", "event_reminder_hour", about="event-recap")).status == "sent":
+                        return
+        self._enter("sending_reminder_hour", "One hour before: reminder by email")
+        await self._send("reminder_hour_email", "email", "event_reminder_hour", about="event")
+
+    async def _apply_change(self) -> bool:
+        """Re-read the event. Cancelled: say so and return False. Moved: say so, re-arm."""
+        self.change_pending = False
+        self._enter("reading_event", "The event changed: reading its schedule again")
+        before, self.schedule = self.schedule, await self._read_schedule()
+        if self.schedule.status == "cancelled":
+            self._enter("sending_cancellation", "The event is cancelled: telling the lead")
+            await self._send("cancelled", "email", "event_cancelled", about="event")
+            return False
+        if self.schedule.starts_at != before.starts_at or self.schedule.ends_at != before.ends_at:
+            self._enter("sending_new_date", f"The event moved to {self.schedule.starts_at:%Y-%m-%d %H:%M} UTC")
+            await self._send(f"rescheduled_{self.schedule.sequence}", "email", "event_rescheduled", about="event")
+            for step in BEFORE_THE_EVENT:  # reminders for the old date count for nothing now
+                if self._due(step) > workflow.now():
+                    self.done.discard(step)
+        return True
+
+    async def _read_schedule(self) -> EventSchedule:
+        return await workflow.execute_activity_method(
+            EventActivities.get_event_schedule, EventRef(self.input.event_id), **ACTIVITY_OPTIONS)
+
+    async def _send(self, step: str, channel: str, template: str, *, about: str, about_id: str = "") -> SendResult:
+        count = self.sends.get(step, 0)
+        self.sends[step] = count + 1
+        request = SendRequest(
+            lead_id=self.input.lead_id,
+            workflow_id=workflow.info().workflow_id,
+            journey=JOURNEY,
+            step=step if count == 0 else f"{step}_{count + 1}",  # a re-armed reminder is a new send
+            template=template,
+            about=f"{about}:{about_id or self.input.event_id}",
+        )
+        method = EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
+        result = await workflow.execute_activity_method(method, request, summary=f"{channel} {template}",
+                                                        **ACTIVITY_OPTIONS)
+        self.messages.append(SentMessage(request.step, channel, template, result.status, result.message_id,
+                                         workflow.now(), result.reason))
+        return result
+
+    def _skip(self, step: str, reason: str) -> None:
+        self.done.add(step)
+        self.messages.append(SentMessage(step, "", "", "skipped", None, workflow.now(), reason))
+        workflow.logger.info("event journey for lead %s: %s skipped: %s", self.input.lead_id, step, reason)
+
+    async def _wait_for(self, condition: Callable[[], bool], timeout: timedelta) -> bool:
+        if condition():
+            return True
+        try:
+            await workflow.wait_condition(condition, timeout=timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    # What the Temporal UI shows -----------------------------------------------------------
+    def _enter(self, step: str, details: str) -> None:
+        self.step = step
+        workflow.upsert_search_attributes([sa.STEP.value_set(step)])
+        workflow.set_current_details(f"**{step}**: {details}")
+        workflow.logger.info("event journey for lead %s: %s", self.input.lead_id, details)
+
+    def _finish(self, outcome: str, reason: str) -> EventReminderResult:
+        self._enter("completed", f"Journey over: {outcome} ({reason})")
+        return EventReminderResult(outcome, reason, self.attended, list(self.messages))
