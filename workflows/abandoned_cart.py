@@ -14,14 +14,12 @@ number of concurrent or repeated shop events make exactly one journey.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
-from workflows import search_attributes as sa
+from workflows.steps import ACTIVITY_OPTIONS, show_step, wait_for
 from workflows.signals import CART_UPDATED, CLICKED, PURCHASED, UNSUBSCRIBED, CartSignal, PurchaseSignal, TrackingSignal
 
 with workflow.unsafe.imports_passed_through():
@@ -31,10 +29,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.sending import SendRequest, SendResult
 
 JOURNEY = "cart"
-ACTIVITY_OPTIONS = dict(
-    start_to_close_timeout=timedelta(seconds=60),
-    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
-)
 
 
 @dataclass
@@ -101,7 +95,7 @@ class AbandonedCartJourney:
                 self._enter(f"waiting_for_reminder_{number}",
                             f"Reminder {number} at {due:%Y-%m-%d %H:%M} UTC unless the cart changes or is bought")
                 seen = self.updates
-                if not await self._wait_for(lambda: self._over() or self.updates != seen, due - workflow.now()):
+                if not await wait_for(lambda: self._over() or self.updates != seen, due - workflow.now()):
                     break
             if self._over():
                 return
@@ -168,21 +162,10 @@ class AbandonedCartJourney:
         self.messages.append(CartMessage(step, result.status, result.message_id, workflow.now(), result.reason,
                                          code if result.status == "sent" else None))
 
-    async def _wait_for(self, condition: Callable[[], bool], timeout: timedelta) -> bool:
-        if condition():
-            return True
-        if timeout <= timedelta(0):
-            return False
-        try:
-            await workflow.wait_condition(condition, timeout=timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
 
     def _enter(self, step: str, details: str) -> None:
         self.step = step
-        workflow.upsert_search_attributes([sa.STEP.value_set(step)])
-        workflow.set_current_details(f"**{step}**: {details}")
+        show_step(step, details)
 
     def _finish(self) -> CartResult:
         outcome = ("purchased" if self.purchased else "unsubscribed" if self.unsubscribed

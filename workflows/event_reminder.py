@@ -27,15 +27,12 @@ whenever the API says the event changed.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
-from workflows import search_attributes as sa
+from workflows.steps import ACTIVITY_OPTIONS, show_step, wait_for
 from workflows.signals import ATTENDED, CLICKED, EVENT_CHANGED, OPENED, UNSUBSCRIBED, TrackingSignal
 
 with workflow.unsafe.imports_passed_through():
@@ -47,10 +44,6 @@ with workflow.unsafe.imports_passed_through():
 
 JOURNEY = "event"
 
-ACTIVITY_OPTIONS = dict(
-    start_to_close_timeout=timedelta(seconds=60),
-    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
-)
 
 # The timed steps, in order. The reminders before the event are re-armed by a reschedule.
 STEPS = ("reminder_day", "reminder_hour", "follow_up", "next_event")
@@ -128,7 +121,7 @@ class EventReminderJourney:
                 self._skip(step, f"its moment ({due:%Y-%m-%d %H:%M} UTC) had passed; never sent late")
                 continue
             self._enter(f"waiting_for_{step}", f"Next: {step} at {due:%Y-%m-%d %H:%M} UTC")
-            interrupted = await self._wait_for(lambda: self.unsubscribed or self.change_pending, due - workflow.now())
+            interrupted = await wait_for(lambda: self.unsubscribed or self.change_pending, due - workflow.now())
             if self.unsubscribed:
                 return self._finish("unsubscribed", "the lead unsubscribed")
             if interrupted:
@@ -255,20 +248,11 @@ class EventReminderJourney:
         self.messages.append(SentMessage(step, "", "", "skipped", None, workflow.now(), reason))
         workflow.logger.info("event journey for lead %s: %s skipped: %s", self.input.lead_id, step, reason)
 
-    async def _wait_for(self, condition: Callable[[], bool], timeout: timedelta) -> bool:
-        if condition():
-            return True
-        try:
-            await workflow.wait_condition(condition, timeout=timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
 
     # What the Temporal UI shows -----------------------------------------------------------
     def _enter(self, step: str, details: str) -> None:
         self.step = step
-        workflow.upsert_search_attributes([sa.STEP.value_set(step)])
-        workflow.set_current_details(f"**{step}**: {details}")
+        show_step(step, details)
         workflow.logger.info("event journey for lead %s: %s", self.input.lead_id, details)
 
     def _finish(self, outcome: str, reason: str) -> EventReminderResult:

@@ -9,12 +9,11 @@ One run per order (id ``purchase-<order id>``), so a shop retrying the event cou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 from workflows import search_attributes as sa
+from workflows.steps import ACTIVITY_OPTIONS
 
 with workflow.unsafe.imports_passed_through():
     from activities.commerce import CommerceActivities, PromoRequest, PurchaseRef
@@ -22,10 +21,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.scoring import ScoreChange, ScoringActivities
     from activities.sending import SendRequest
 
-ACTIVITY_OPTIONS = dict(
-    start_to_close_timeout=timedelta(seconds=60),
-    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
-)
 
 
 @dataclass

@@ -21,15 +21,13 @@ Inputs are ids and knobs only; every fact about the lead comes from an activity.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 from workflows import search_attributes as sa
+from workflows.steps import ACTIVITY_OPTIONS, show_step, wait_for
 from workflows.signals import CLICKED, OPENED, UNSUBSCRIBED, TrackingSignal
 
 with workflow.unsafe.imports_passed_through():
@@ -41,10 +39,6 @@ with workflow.unsafe.imports_passed_through():
 
 JOURNEY = "welcome"
 
-ACTIVITY_OPTIONS = dict(
-    start_to_close_timeout=timedelta(seconds=60),
-    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
-)
 
 
 @dataclass
@@ -124,7 +118,7 @@ class WelcomeJourney:
         # 3. Wait for the lead to open or click.
         wait = timedelta(hours=input.relance_after_hours)
         self._enter("waiting_for_open", f"Welcome email sent; waiting up to {_hours(wait)} for an open or a click")
-        engaged = await self._wait_for(lambda: self.opened or self.clicked or self.unsubscribed, wait)
+        engaged = await wait_for(lambda: self.opened or self.clicked or self.unsubscribed, wait)
 
         # 4. Nothing: relance, by SMS when allowed, else by email with another subject.
         relanced_by = None if engaged else await self._relance(facts)
@@ -132,7 +126,7 @@ class WelcomeJourney:
         # 5. Clicks are what we want: count them until the window closes, end at the first one.
         if not (self.clicked or self.unsubscribed):
             self._enter("waiting_for_click", f"Counting clicks until {window_end:%Y-%m-%d %H:%M} UTC")
-            await self._wait_for(lambda: self.clicked or self.unsubscribed, window_end - workflow.now())
+            await wait_for(lambda: self.clicked or self.unsubscribed, window_end - workflow.now())
         await workflow.wait_condition(workflow.all_handlers_finished)
 
         outcome = ("unsubscribed" if self.unsubscribed else "clicked" if self.clicked
@@ -210,22 +204,11 @@ class WelcomeJourney:
         )
         return result
 
-    async def _wait_for(self, condition: Callable[[], bool], timeout: timedelta) -> bool:
-        if condition():
-            return True
-        if timeout <= timedelta(0):
-            return False
-        try:
-            await workflow.wait_condition(condition, timeout=timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
 
     # What the Temporal UI shows -----------------------------------------------------------
     def _enter(self, step: str, details: str) -> None:
         self.step = step
-        workflow.upsert_search_attributes([sa.STEP.value_set(step)])
-        workflow.set_current_details(f"**{step}**: {details}")
+        show_step(step, details)
         workflow.logger.info("welcome journey for lead %s: %s", self.input.lead_id, details)
 
     def _set_score(self, score: int) -> None:

@@ -30,7 +30,7 @@ HERE = Path(__file__).parent
 
 
 async def record_cart_histories(env, engine, make_lead) -> None:
-    from tests.test_cart_journey import buy, put_cart, update_cart
+    from tests.test_cart_journey import buy, update_cart
 
     cart_settings = Settings(_env_file=None, temporal_task_queue="record")
     for name, purchase in (("cart_three_reminders", False), ("cart_purchased", True)):
