@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
-from workflows.steps import ACTIVITY_OPTIONS, show_step, wait_for
+from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
 from workflows.signals import ATTENDED, CLICKED, EVENT_CHANGED, OPENED, UNSUBSCRIBED, TrackingSignal
 
 with workflow.unsafe.imports_passed_through():
@@ -61,15 +61,6 @@ class EventReminderInput:
     reminder_by_sms: bool = True  # the last reminder by SMS when the lead has a phone and SMS consent
 
 
-@dataclass
-class SentMessage:
-    step: str
-    channel: str
-    template: str
-    status: str  # sent | skipped
-    message_id: str | None
-    at: datetime  # workflow time when the send finished (or was skipped)
-    reason: str = ""
 
 
 @dataclass

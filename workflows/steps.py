@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -20,6 +21,19 @@ ACTIVITY_OPTIONS = dict(
     start_to_close_timeout=timedelta(seconds=60),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
 )
+
+
+@dataclass
+class SentMessage:
+    """One message step of a journey, as its status query and result report it."""
+
+    step: str
+    channel: str
+    template: str
+    status: str  # sent | skipped
+    message_id: str | None
+    at: datetime  # workflow time when the send finished (or was skipped)
+    reason: str = ""
 
 
 async def wait_for(condition: Callable[[], bool], timeout: timedelta) -> bool:

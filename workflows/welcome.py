@@ -22,12 +22,12 @@ Inputs are ids and knobs only; every fact about the lead comes from an activity.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
 
 from workflows import search_attributes as sa
-from workflows.steps import ACTIVITY_OPTIONS, show_step, wait_for
+from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
 from workflows.signals import CLICKED, OPENED, UNSUBSCRIBED, TrackingSignal
 
 with workflow.unsafe.imports_passed_through():
@@ -49,15 +49,6 @@ class WelcomeInput:
     engagement_window_days: float = 7.0  # how long after the welcome clicks still count
 
 
-@dataclass
-class SentMessage:
-    step: str
-    channel: str
-    template: str
-    status: str  # sent | skipped
-    message_id: str | None
-    at: datetime  # workflow time when the send finished
-    reason: str = ""
 
 
 @dataclass

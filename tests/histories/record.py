@@ -1,6 +1,7 @@
-"""Record the welcome journey's histories that tests/test_replay.py replays.
+"""Record the journey histories that tests/test_replay.py replays.
 
-    .venv/bin/python -m tests.histories.record
+    .venv/bin/python -m tests.histories.record          # welcome and cart journeys
+    .venv/bin/python -m tests.histories.record_event    # event journey
 
 Run it only when a journey changed on purpose *and* running journeys may be left behind (then
 keep the old files too, and guard the change with ``workflow.patched``). Each scenario runs on
@@ -11,14 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from relance import migrate
 from relance.db import make_engine
 from relance.devsink import DevSink
+from relance.models import Lead
 from relance.settings import Settings
 from relance.temporal import bundled_binary, ensure_search_attributes
 from tests.conftest import make_lead_factory
@@ -27,57 +34,80 @@ from workflows.signals import CLICKED, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 HERE = Path(__file__).parent
+TASK_QUEUE = "record"
 
 
-async def record_cart_histories(env, engine, make_lead) -> None:
-    from tests.test_cart_journey import buy, update_cart
+@dataclass
+class Recording:
+    env: WorkflowEnvironment
+    engine: Engine
+    sink: DevSink
+    settings: Settings
+    make_lead: Callable[..., Lead]
 
-    cart_settings = Settings(_env_file=None, temporal_task_queue="record")
-    for name, purchase in (("cart_three_reminders", False), ("cart_purchased", True)):
-        lead = make_lead()
-        handle = await update_cart(env.client, cart_settings, engine, lead.id, f"cart-{name}")
-        if purchase:
-            await env.sleep(timedelta(hours=2))
-            await buy(env.client, engine, lead.id)
+    async def save(self, handle: WorkflowHandle, name: str) -> None:
+        """Wait for the journey's end and write its history as ``tests/histories/<name>.json``."""
         await handle.result()
         history = await handle.fetch_history()
         (HERE / f"{name}.json").write_text(history.to_json())
         print(f"recorded {name}: {len(history.events)} events")
 
 
-async def main() -> None:
+@asynccontextmanager
+async def recording() -> AsyncIterator[Recording]:
+    """A scratch database, a mail sink, the time-skipping server and a worker on ``TASK_QUEUE``."""
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/record.db"
         migrate.upgrade(url)
         engine = make_engine(url)
-        make_lead = make_lead_factory(engine)
         async with DevSink(smtp_port=0, http_port=0) as sink:
             settings = Settings(_env_file=None, database_url=url, smtp_host="127.0.0.1", smtp_port=sink.smtp_port,
                                 sms_provider_url=f"http://127.0.0.1:{sink.http_port}/sms", secret_key="record",
-                                public_base_url="http://relance.invalid", temporal_task_queue="record")
-            env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=bundled_binary("temporal-test-server"))
-            await ensure_search_attributes(env.client, "default")
-            async with build_worker(env.client, settings, engine):
-                scenarios = {
-                    "welcome_relanced_by_email_no_reaction": (make_lead(), None),
-                    "welcome_relanced_by_sms": (make_lead(consents=("email", "sms"), phone="+33612345678"), None),
-                    "welcome_clicked": (make_lead(), CLICKED),
-                    "welcome_no_consent": (make_lead(consents=()), None),
-                }
-                await record_cart_histories(env, engine, make_lead)
-                for name, (lead, signal) in scenarios.items():
-                    handle = await env.client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
-                                                             id=f"welcome-{lead.id}", task_queue="record")
-                    if signal:
-                        await sink.wait_for_mail(to=lead.email)
-                        await asyncio.sleep(0.5)
-                        status = await handle.query(WelcomeJourney.status)
-                        await handle.signal(signal, TrackingSignal(status.messages[0].message_id, "https://example.com/x"))
-                    await handle.result()
-                    history = await handle.fetch_history()
-                    (HERE / f"{name}.json").write_text(history.to_json())
-                    print(f"recorded {name}: {len(history.events)} events")
-            await env.shutdown()
+                                public_base_url="http://relance.invalid", temporal_task_queue=TASK_QUEUE)
+            env = await WorkflowEnvironment.start_time_skipping(
+                test_server_existing_path=bundled_binary("temporal-test-server"))
+            try:
+                await ensure_search_attributes(env.client, "default")
+                async with build_worker(env.client, settings, engine):
+                    yield Recording(env, engine, sink, settings, make_lead_factory(engine))
+            finally:
+                await env.shutdown()
+
+
+async def record_cart_histories(rec: Recording) -> None:
+    from tests.test_cart_journey import buy, update_cart
+
+    for name, purchase in (("cart_three_reminders", False), ("cart_purchased", True)):
+        lead = rec.make_lead()
+        handle = await update_cart(rec.env.client, rec.settings, rec.engine, lead.id, f"cart-{name}")
+        if purchase:
+            await rec.env.sleep(timedelta(hours=2))
+            await buy(rec.env.client, rec.engine, lead.id)
+        await rec.save(handle, name)
+
+
+async def record_welcome_histories(rec: Recording) -> None:
+    scenarios = {
+        "welcome_relanced_by_email_no_reaction": (rec.make_lead(), None),
+        "welcome_relanced_by_sms": (rec.make_lead(consents=("email", "sms"), phone="+33612345678"), None),
+        "welcome_clicked": (rec.make_lead(), CLICKED),
+        "welcome_no_consent": (rec.make_lead(consents=()), None),
+    }
+    for name, (lead, signal) in scenarios.items():
+        handle = await rec.env.client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
+                                                     id=f"welcome-{lead.id}", task_queue=TASK_QUEUE)
+        if signal:
+            await rec.sink.wait_for_mail(to=lead.email)
+            await asyncio.sleep(0.5)
+            status = await handle.query(WelcomeJourney.status)
+            await handle.signal(signal, TrackingSignal(status.messages[0].message_id, "https://example.com/x"))
+        await rec.save(handle, name)
+
+
+async def main() -> None:
+    async with recording() as rec:
+        await record_cart_histories(rec)
+        await record_welcome_histories(rec)
 
 
 if __name__ == "__main__":
