@@ -21,6 +21,9 @@ from relance.db import session_scope
 from relance.models import Lead, Message, utcnow
 
 
+RESENT = "an earlier attempt ended without the provider's confirmation; sent again with the same Message-ID"
+
+
 @dataclass
 class SendRequest:
     """One message of a journey to one lead. Ids only: the activity loads the lead itself."""
@@ -76,6 +79,12 @@ class SendLedger:
                     session.flush()
                 except IntegrityError:  # a concurrent attempt claimed it first: let Temporal retry
                     raise ApplicationError(f"send {key} is being claimed concurrently", type="SendRace")
+            elif message.status == "sending":
+                # An earlier attempt died between claiming and recording the provider's answer
+                # (worker killed, connection dropped before the reply). The provider may have the
+                # message already; SMTP cannot tell. Sending again reuses the same Message-ID, by
+                # which mailboxes recognise a second copy; the row says it happened.
+                message.reason = RESENT
             extras = load_extras(session, lead, request.about)
             reason = channel_blocked or self._blocked_reason(session, lead, channel, request.kind) or extras.skip_reason
             if reason:

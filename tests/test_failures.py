@@ -1,0 +1,292 @@
+"""Failure tests (issue 8): what happens to journeys and tracking hits when a part of the stack
+dies. Each test runs its own real Temporal dev server on a SQLite file, so it can stop and
+restart it (same port, same file) without disturbing the other tests.
+
+    pytest -m failure        # just these
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from activities.sending import RESENT
+from relance.devsink import DevSink
+from relance.models import Message, TrackingEvent
+from relance.serving import ServedApp, listening_socket
+from relance.settings import Settings
+from relance.temporal import bundled_binary
+from tests.test_api_welcome_e2e import links, sign_up_body
+from workflows import search_attributes
+from workflows.welcome import WelcomeInput, WelcomeJourney
+
+pytestmark = pytest.mark.failure
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    sock = listening_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+class RestartableTemporal:
+    """A real dev server that can be stopped and started again on the same port and database."""
+
+    def __init__(self, db_file: Path) -> None:
+        self.db_file = db_file
+        self.port = free_port()
+        self.env: WorkflowEnvironment | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=bundled_binary("temporal"),
+            dev_server_database_filename=str(self.db_file),
+            port=self.port,
+            search_attributes=search_attributes.ALL,
+        )
+
+    async def stop(self) -> None:
+        assert self.env is not None
+        await self.env.shutdown()
+        self.env = None
+
+
+@pytest.fixture
+async def temporal(tmp_path: Path) -> AsyncIterator[RestartableTemporal]:
+    server = RestartableTemporal(tmp_path / "temporal.db")
+    await server.start()
+    try:
+        yield server
+    finally:
+        if server.env is not None:
+            await server.stop()
+
+
+@pytest.fixture
+def own_settings(settings: Settings, temporal: RestartableTemporal) -> Settings:
+    return settings.model_copy(update={
+        "temporal_address": temporal.address,
+        "temporal_task_queue": f"failures-{uuid.uuid4().hex[:8]}",
+        "welcome_relance_by_sms": False,
+    })
+
+
+async def signals_received(client: Client, workflow_id: str) -> list[str]:
+    names = []
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            names.append(event.workflow_execution_signaled_event_attributes.signal_name)
+    return names
+
+
+async def eventually(check, *, timeout: float, what: str, every: float = 0.2):
+    """Poll ``check`` (sync or async) until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+# Temporal down while tracking hits arrive ---------------------------------------------------
+
+
+async def test_hits_while_temporal_is_down_are_kept_and_delivered_once_it_is_back(
+        temporal: RestartableTemporal, own_settings: Settings, engine: Engine, sink: DevSink):
+    from api.main import create_app
+    from worker import build_worker
+
+    sock = listening_socket("127.0.0.1", 0)
+    settings = own_settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{sock.getsockname()[1]}"})
+    api = ServedApp(create_app(settings), sock=sock, lifespan="on")
+    await api.start()
+    try:
+        async with httpx.AsyncClient(base_url=api.url, headers={"X-API-Key": settings.api_key}) as http:
+            # A lead enrolled while everything runs gets the welcome email.
+            worker_client = await Client.connect(temporal.address)
+            async with build_worker(worker_client, settings, engine):
+                email = f"outage-{uuid.uuid4().hex[:10]}@example.com"
+                response = await http.post("/leads", json=sign_up_body(email, journeys=["welcome"]))
+                assert response.status_code == 201, response.text
+                lead_id = response.json()["lead"]["id"]
+                workflow_id = f"welcome-{lead_id}"
+                [mail] = await sink.wait_for_mail(to=email)
+                [pixel] = links(mail.html, "o")
+                click = links(mail.html, "c")[0]
+
+            # Temporal goes down. The mail client still gets its GIF and its redirect.
+            await temporal.stop()
+            async with httpx.AsyncClient() as mail_client:
+                opened = await mail_client.get(pixel)
+                clicked = await mail_client.get(click)
+            assert opened.status_code == 200 and opened.headers["content-type"] == "image/gif"
+            assert clicked.status_code == 302 and clicked.headers["location"].startswith("https://example.com/")
+
+            def kept() -> list[TrackingEvent]:
+                with Session(engine) as session:
+                    return list(session.exec(select(TrackingEvent).where(TrackingEvent.lead_id == lead_id)
+                                             .order_by(TrackingEvent.id)).all())
+
+            rows = await eventually(lambda: len(kept()) == 2 and kept(), timeout=5, what="both hits stored")
+            assert [r.kind for r in rows] == ["opened", "clicked"]
+            await asyncio.sleep(2)  # the dispatcher is trying meanwhile (the client retries, then the outbox backs off)
+            assert all(r.delivered_at is None for r in kept())
+
+            # Temporal is back (same database): both hits reach the journey, in order, once each.
+            await temporal.start()
+            client = temporal.env.client
+            async with build_worker(client, settings, engine):
+                await eventually(lambda: all(r.delivered_at for r in kept()), timeout=40,
+                                 what="the kept hits to be delivered after the restart")
+                result = await asyncio.wait_for(client.get_workflow_handle_for(WelcomeJourney.run, workflow_id).result(), timeout=20)
+            assert result.outcome == "clicked" and result.opened
+            assert await signals_received(client, workflow_id) == ["opened", "clicked"]
+            assert [r.delivery_note for r in kept()] == [None, None]
+    finally:
+        await api.stop()
+
+
+# Temporal restarted while journeys wait on timers --------------------------------------------
+
+
+async def test_timers_that_fall_due_while_temporal_is_down_fire_after_the_restart(
+        temporal: RestartableTemporal, own_settings: Settings, engine: Engine, sink: DevSink, make_lead):
+    from worker import build_worker
+
+    leads = [make_lead() for _ in range(3)]
+    client = temporal.env.client
+    async with build_worker(client, own_settings, engine):
+        for lead in leads:
+            await client.start_workflow(
+                WelcomeJourney.run,
+                WelcomeInput(lead.id, relance_after_hours=3 / 3600, relance_by_sms=False,
+                             engagement_window_days=6 / 86400),
+                id=f"welcome-{lead.id}", task_queue=own_settings.temporal_task_queue,
+            )
+        for lead in leads:
+            await sink.wait_for_mail(to=lead.email)  # the welcome; the relance is due 3 s later
+    await temporal.stop()
+    await asyncio.sleep(4)  # every relance timer falls due while the server is down
+    await temporal.start()
+    client = temporal.env.client
+    async with build_worker(client, own_settings, engine):
+        results = await asyncio.wait_for(asyncio.gather(*(
+            client.get_workflow_handle_for(WelcomeJourney.run, f"welcome-{lead.id}").result() for lead in leads)), timeout=30)
+    assert [r.relanced_by for r in results] == ["email"] * 3
+    for lead in leads:
+        mails = sink.mails_to(lead.email)
+        assert len(mails) == 2 and mails[0].subject != mails[1].subject
+
+
+# The worker killed in the middle of journeys ---------------------------------------------------
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen
+    log: Path
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+async def start_worker_process(settings: Settings, log: Path) -> WorkerProcess:
+    """``python worker.py`` as production runs it, configured by RELANCE_* variables only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELANCE_")}
+    for name in ("database_url", "temporal_address", "temporal_task_queue", "smtp_host", "smtp_port",
+                 "secret_key", "public_base_url", "sms_provider_url", "sms_api_token"):
+        env[f"RELANCE_{name.upper()}"] = str(getattr(settings, name))
+    out = log.open("ab")
+    process = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=log.parent, env=env,
+                               stdout=out, stderr=subprocess.STDOUT)
+    worker = WorkerProcess(process, log)
+    await eventually(lambda: "ready:" in log.read_text() or process.poll() is not None, timeout=30,
+                     what="the worker to start")
+    assert process.poll() is None, log.read_text()
+    return worker
+
+
+async def test_a_worker_killed_mid_journey_is_replaced_and_every_email_goes_out_once(
+        temporal: RestartableTemporal, own_settings: Settings, engine: Engine, sink: DevSink, make_lead,
+        tmp_path: Path):
+    client = temporal.env.client
+    leads = [make_lead() for _ in range(12)]
+    log = tmp_path / "worker.log"
+    first = await start_worker_process(own_settings, log)
+    try:
+        for lead in leads:
+            await client.start_workflow(
+                WelcomeJourney.run,
+                WelcomeInput(lead.id, relance_after_hours=2 / 3600, relance_by_sms=False,
+                             engagement_window_days=4 / 86400),
+                id=f"welcome-{lead.id}", task_queue=own_settings.temporal_task_queue,
+            )
+        # Kill it as soon as a few welcomes are out: others are being sent or wait on their timers.
+        await eventually(lambda: sum(len(sink.mails_to(lead.email)) for lead in leads) >= 3, timeout=30,
+                         what="the first welcome emails")
+        first.kill()
+        killed_at = sum(len(sink.mails_to(lead.email)) for lead in leads)
+        assert killed_at < 2 * len(leads), "the worker finished everything before it was killed"
+
+        second = await start_worker_process(own_settings, log)
+        try:
+            # An activity that died with the worker is retried once its 60 s start-to-close passes.
+            results = await asyncio.wait_for(asyncio.gather(*(
+                client.get_workflow_handle_for(WelcomeJourney.run, f"welcome-{lead.id}").result() for lead in leads)), timeout=150)
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+    assert [r.outcome for r in results] == ["no_reaction"] * len(leads)
+    for lead in leads:
+        with Session(engine) as session:
+            rows = session.exec(select(Message).where(Message.lead_id == lead.id)).all()
+        assert sorted(r.step for r in rows) == ["relance_email", "welcome"]
+        assert all(r.status == "sent" for r in rows)
+        # Every step reached the mailbox once, under the Message-ID of its row. A send the kill
+        # cut between the SMTP server's acceptance and the ledger's record is sent again with
+        # the same Message-ID (SMTP cannot say whether it arrived), and its row says so.
+        received = [m.message["Message-ID"] for m in sink.mails_to(lead.email)]
+        message_ids = {r.id: f"<{r.id}@{own_settings.mail_domain}>" for r in rows}
+        assert set(received) == set(message_ids.values())
+        for row in rows:
+            copies = received.count(message_ids[row.id])
+            assert copies == 1 or (copies == 2 and row.reason == RESENT), (row.step, copies, row.reason)
