@@ -27,11 +27,14 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from activities.sending import RESENT
+from relance import migrate
+from relance.db import make_engine
 from relance.devsink import DevSink
 from relance.models import Message, TrackingEvent
 from relance.serving import ServedApp, listening_socket
 from relance.settings import Settings
 from relance.temporal import bundled_binary
+from tests.conftest import make_lead_factory
 from tests.test_api_welcome_e2e import links, sign_up_body
 from workflows import search_attributes
 from workflows.welcome import WelcomeInput, WelcomeJourney
@@ -86,12 +89,26 @@ async def temporal(tmp_path: Path) -> AsyncIterator[RestartableTemporal]:
 
 
 @pytest.fixture
-def own_settings(settings: Settings, temporal: RestartableTemporal) -> Settings:
+def own_settings(settings: Settings, temporal: RestartableTemporal, tmp_path: Path) -> Settings:
+    """Its own database too: another test's API would deliver (and close) this test's kept hits."""
+    database_url = f"sqlite:///{tmp_path / 'relance.db'}"
+    migrate.upgrade(database_url)
     return settings.model_copy(update={
+        "database_url": database_url,
         "temporal_address": temporal.address,
         "temporal_task_queue": f"failures-{uuid.uuid4().hex[:8]}",
         "welcome_relance_by_sms": False,
     })
+
+
+@pytest.fixture
+def engine(own_settings: Settings) -> Engine:
+    return make_engine(own_settings.database_url)
+
+
+@pytest.fixture
+def make_lead(engine: Engine):
+    return make_lead_factory(engine)
 
 
 async def signals_received(client: Client, workflow_id: str) -> list[str]:
