@@ -13,7 +13,6 @@ from email.utils import formataddr, formatdate
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.sending import SendLedger, SendRequest, SendResult
 from relance.models import Lead
@@ -67,11 +66,10 @@ class EmailActivities:
         try:
             self._deliver(mime, lead.email)
         except smtplib.SMTPResponseException as err:
-            if 500 <= err.smtp_code < 600:  # permanent: retrying will not help
-                self.ledger.mark_failed(message, f"SMTP {err.smtp_code}: {err.smtp_error!r}")
-                raise ApplicationError(f"SMTP server refused the message: {err.smtp_code}", type="SmtpPermanent",
-                                       non_retryable=True) from err
-            raise
+            if 500 <= err.smtp_code < 600:  # permanent: retrying will not help; the journey goes on without it
+                activity.logger.warning("email %s refused by the SMTP server: %s", message.id, err.smtp_code)
+                return self.ledger.mark_failed(message, f"SMTP {err.smtp_code}: {err.smtp_error.decode(errors='replace')}")
+            raise  # 4xx, connection refused or dropped: Temporal retries with backoff
         activity.logger.info("email %s sent for %s step %s", message.id, request.journey, request.step)
         return self.ledger.mark_sent(message, subject=rendered.subject)
 

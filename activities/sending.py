@@ -39,7 +39,7 @@ class SendRequest:
 
 @dataclass
 class SendResult:
-    status: str  # sent | skipped
+    status: str  # sent | skipped | failed (refused for good by the provider)
     message_id: str | None = None
     reason: str = ""
     already_sent: bool = False
@@ -64,7 +64,7 @@ class SendLedger:
         key = f"{request.workflow_id}:{request.step}"
         with session_scope(self.engine) as session:
             message = session.exec(select(Message).where(Message.send_key == key)).first()
-            if message is not None and message.status in ("sent", "skipped"):
+            if message is not None and message.status in ("sent", "skipped", "failed"):
                 return Claim(None, None, SendResult(message.status, message.id, message.reason or "", True))
             lead = session.get(Lead, request.lead_id)
             if lead is None:
@@ -108,7 +108,9 @@ class SendLedger:
             row.subject, row.provider_id = subject, provider_id
         return SendResult("sent", message.id)
 
-    def mark_failed(self, message: Message, reason: str) -> None:
+    def mark_failed(self, message: Message, reason: str) -> SendResult:
+        """The provider refused the message for good: final, never retried, the journey goes on."""
         with session_scope(self.engine) as session:
             row = session.get(Message, message.id)
             row.status, row.reason = "failed", reason[:500]
+        return SendResult("failed", message.id, reason[:500])

@@ -44,9 +44,8 @@ class SmsActivities:
         if response.status_code >= 500 or response.status_code == 429:
             raise ApplicationError(f"SMS provider answered {response.status_code}; will retry", type="SmsTemporary")
         if response.status_code >= 400:
-            self.ledger.mark_failed(message, f"SMS provider refused: {response.status_code} {response.text[:200]}")
-            raise ApplicationError(f"SMS provider refused the message: {response.status_code}", type="SmsPermanent",
-                                   non_retryable=True)
+            activity.logger.warning("sms %s refused by the provider: %s", message.id, response.status_code)
+            return self.ledger.mark_failed(message, f"SMS provider refused: {response.status_code} {response.text[:200]}")
         provider_id = str(response.json().get("id", "")) or None
         activity.logger.info("sms %s accepted by the provider for %s step %s", message.id, request.journey, request.step)
         return self.ledger.mark_sent(message, subject=None, provider_id=provider_id)

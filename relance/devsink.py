@@ -38,6 +38,7 @@ from relance.serving import ServedApp, listening_socket
 log = logging.getLogger("relance.devsink")
 
 MAX_KEPT = 1000  # per kind; the oldest are dropped first
+DROP_AFTER_ACCEPT = "drop-after-accept"
 
 
 @dataclass
@@ -101,7 +102,12 @@ class _SmtpHandler:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
+        fault = self.sink._next_fault()
+        if fault and fault != DROP_AFTER_ACCEPT:
+            return fault  # an SMTP error reply: nothing is kept
         self.sink._store_mail(envelope.mail_from or "", list(envelope.rcpt_tos), raw)
+        if fault == DROP_AFTER_ACCEPT:
+            server.transport.close()  # accepted, but the client never hears it
         return "250 Message accepted for delivery"
 
 
@@ -117,6 +123,7 @@ class DevSink:
         self._mail_seq = 0
         self._sms_seq = 0
         self._sms_by_reference: dict[str, str] = {}
+        self.faults: list[str] = []  # see fail_next
         self._controller: Controller | None = None
         self._http: ServedApp | None = None
         self.app = self._build_app()
@@ -155,6 +162,19 @@ class DevSink:
 
     async def __aexit__(self, *exc_info) -> None:
         await self.stop()
+
+    # -- a misbehaving server, to see what journeys do then ------------------------------------
+
+    def fail_next(self, *faults: str) -> None:
+        """Answer the next messages with these faults, in order: an SMTP reply such as
+        ``"451 4.3.0 Try again later"`` or ``"550 5.1.1 No such mailbox"`` (nothing kept), or
+        ``DROP_AFTER_ACCEPT`` (kept, then the connection closes before the reply)."""
+        with self._lock:
+            self.faults.extend(faults)
+
+    def _next_fault(self) -> str | None:
+        with self._lock:
+            return self.faults.pop(0) if self.faults else None
 
     # -- storage -----------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.sending import RESENT
 from relance import migrate
 from relance.db import make_engine
-from relance.devsink import DevSink
+from relance.devsink import DROP_AFTER_ACCEPT, DevSink
 from relance.models import Message, TrackingEvent
 from relance.serving import ServedApp, listening_socket
 from relance.settings import Settings
@@ -208,8 +208,8 @@ async def test_timers_that_fall_due_while_temporal_is_down_fire_after_the_restar
                              engagement_window_days=6 / 86400),
                 id=f"welcome-{lead.id}", task_queue=own_settings.temporal_task_queue,
             )
-        for lead in leads:
-            await sink.wait_for_mail(to=lead.email)  # the welcome; the relance is due 3 s later
+        for lead in leads:  # the welcome sent and recorded; the relance is due 3 s later
+            await wait_for_step(client.get_workflow_handle(f"welcome-{lead.id}"), "waiting_for_open")
     await temporal.stop()
     await asyncio.sleep(4)  # every relance timer falls due while the server is down
     await temporal.start()
@@ -307,3 +307,106 @@ async def test_a_worker_killed_mid_journey_is_replaced_and_every_email_goes_out_
         for row in rows:
             copies = received.count(message_ids[row.id])
             assert copies == 1 or (copies == 2 and row.reason == RESENT), (row.step, copies, row.reason)
+
+
+# The SMTP server down or refusing ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def smtp_case(dev_server_env: WorkflowEnvironment, settings: Settings, engine: Engine, make_lead):
+    """A welcome journey on the dev server (real time, real retries) against its own SMTP server,
+    started by the test (so it can start late or misbehave)."""
+    from worker import build_worker
+
+    @dataclass
+    class Case:
+        settings: Settings
+        client: Client
+
+        async def welcome(self):
+            lead = make_lead()
+            handle = await self.client.start_workflow(
+                WelcomeJourney.run, WelcomeInput(lead.id, relance_by_sms=False), id=f"welcome-{lead.id}",
+                task_queue=self.settings.temporal_task_queue)
+            return lead, handle
+
+        def messages(self, lead) -> list[Message]:
+            with Session(engine) as session:
+                return list(session.exec(select(Message).where(Message.lead_id == lead.id)).all())
+
+    case_settings = settings.model_copy(update={
+        "smtp_port": free_port(), "temporal_task_queue": f"smtp-{uuid.uuid4().hex[:8]}"})
+    async with build_worker(dev_server_env.client, case_settings, engine):
+        yield Case(case_settings, dev_server_env.client)
+
+
+async def send_attempts(client: Client, workflow_id: str) -> list[int]:
+    """The attempt number of every started send_email activity, from the journey's history."""
+    sends, attempts = set(), []
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            if event.activity_task_scheduled_event_attributes.activity_type.name == "send_email":
+                sends.add(event.event_id)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started = event.activity_task_started_event_attributes
+            if started.scheduled_event_id in sends:
+                attempts.append(started.attempt)
+    return attempts
+
+
+async def wait_for_step(handle, step: str, timeout: float = 15.0):
+    return await eventually(lambda: _step_is(handle, step), timeout=timeout, what=f"step {step}")
+
+
+async def _step_is(handle, step: str):
+    status = await handle.query(WelcomeJourney.status)
+    return status if status.step == step else None
+
+
+async def test_smtp_down_at_first_the_send_retries_until_it_is_up(smtp_case):
+    lead, handle = await smtp_case.welcome()
+    await asyncio.sleep(2.5)  # connection refused, retried after 1 s, 2 s...
+    async with DevSink(smtp_port=smtp_case.settings.smtp_port, http_port=0) as late_sink:
+        [mail] = await late_sink.wait_for_mail(to=lead.email, timeout=15)
+        await wait_for_step(handle, "waiting_for_open")
+    [row] = smtp_case.messages(lead)
+    assert row.status == "sent" and mail.message["Message-ID"] == f"<{row.id}@{smtp_case.settings.mail_domain}>"
+    assert max(await send_attempts(smtp_case.client, handle.id)) >= 2
+    await handle.terminate("test over")  # waiting on its timer, no activity running
+
+
+async def test_smtp_4xx_is_retried_with_backoff_and_sent_once(smtp_case):
+    async with DevSink(smtp_port=smtp_case.settings.smtp_port, http_port=0) as sink:
+        sink.fail_next("451 4.3.0 Try again later", "421 4.7.0 Too many connections")
+        lead, handle = await smtp_case.welcome()
+        await wait_for_step(handle, "waiting_for_open")
+        assert len(sink.mails_to(lead.email)) == 1 and sink.faults == []
+    [row] = smtp_case.messages(lead)
+    assert row.status == "sent" and row.reason == RESENT  # nothing was accepted before, the row cannot know
+    assert await send_attempts(smtp_case.client, handle.id) == [3]
+    await handle.terminate("test over")
+
+
+async def test_accepted_but_dropped_before_the_reply_is_sent_again_under_the_same_message_id(smtp_case):
+    async with DevSink(smtp_port=smtp_case.settings.smtp_port, http_port=0) as sink:
+        sink.fail_next(DROP_AFTER_ACCEPT)
+        lead, handle = await smtp_case.welcome()
+        await wait_for_step(handle, "waiting_for_open")
+        copies = sink.mails_to(lead.email)
+    [row] = smtp_case.messages(lead)
+    assert row.status == "sent" and row.reason == RESENT
+    assert [m.message["Message-ID"] for m in copies] == [f"<{row.id}@{smtp_case.settings.mail_domain}>"] * 2
+    assert copies[0].subject == copies[1].subject
+    await handle.terminate("test over")
+
+
+async def test_a_permanent_5xx_marks_the_message_failed_and_the_journey_ends_cleanly(smtp_case):
+    async with DevSink(smtp_port=smtp_case.settings.smtp_port, http_port=0) as sink:
+        sink.fail_next("550 5.1.1 No such mailbox")
+        lead, handle = await smtp_case.welcome()
+        result = await asyncio.wait_for(handle.result(), timeout=15)
+        assert sink.mails_to(lead.email) == []
+    assert result.outcome == "not_sent" and "550" in result.reason
+    [row] = smtp_case.messages(lead)
+    assert row.status == "failed" and "No such mailbox" in row.reason
+    assert await send_attempts(smtp_case.client, handle.id) == [1]  # never retried

@@ -30,7 +30,7 @@ class SentMessage:
     step: str
     channel: str
     template: str
-    status: str  # sent | skipped
+    status: str  # sent | skipped | failed
     message_id: str | None
     at: datetime  # workflow time when the send finished (or was skipped)
     reason: str = ""
