@@ -115,36 +115,41 @@ class ReEngagementActivities:
                                 .values(reengagement_status=IN_JOURNEY, reengagement_at=now))
             session.commit()
 
-    @activity.defn(name="enroll_inactive_page")
-    async def enroll_inactive_page(self, request: PageRequest) -> PageResult:
+    async def start_journey(self, lead_id: str) -> bool:
+        """Start ``reengage-<lead id>``; False when it is running already (then it is skipped)."""
         from workflows.reengagement import ReEngagementInput, ReEngagementJourney  # the journey imports this module
 
-        lead_ids = await asyncio.to_thread(self.eligible_page, request.cutoff, request.after, request.limit)
-        client = activity.client()
-        gate = asyncio.Semaphore(STARTS_IN_FLIGHT)
         s = self.settings
+        try:
+            await activity.client().start_workflow(
+                ReEngagementJourney.run,
+                ReEngagementInput(lead_id=lead_id, delays_days=list(s.reengagement_delays_days),
+                                  sunset=s.reengagement_sunset),
+                id=reengage_workflow_id(lead_id),
+                task_queue=s.temporal_task_queue,
+                # Running: this lead is enrolled already (an overlapping sweep); skip it.
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                # Closed: a lead who came back and went quiet again may be re-engaged again.
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                search_attributes=TypedSearchAttributes([
+                    SearchAttributePair(sa.JOURNEY, "reengage"), SearchAttributePair(sa.LEAD_ID, lead_id),
+                    SearchAttributePair(sa.STEP, "starting")]),
+                static_summary=f"re-engagement journey for lead {lead_id}",
+            )
+            return True
+        except WorkflowAlreadyStartedError:
+            return False
+
+    @activity.defn(name="enroll_inactive_page")
+    async def enroll_inactive_page(self, request: PageRequest) -> PageResult:
+        # One more than the page, to know whether another page follows without reading an empty one.
+        found = await asyncio.to_thread(self.eligible_page, request.cutoff, request.after, request.limit + 1)
+        lead_ids = found[: request.limit]
+        gate = asyncio.Semaphore(STARTS_IN_FLIGHT)
 
         async def start(lead_id: str) -> bool:
             async with gate:
-                try:
-                    await client.start_workflow(
-                        ReEngagementJourney.run,
-                        ReEngagementInput(lead_id=lead_id, delays_days=list(s.reengagement_delays_days),
-                                          sunset=s.reengagement_sunset),
-                        id=reengage_workflow_id(lead_id),
-                        task_queue=s.temporal_task_queue,
-                        # Running: this lead is enrolled already (an overlapping sweep); skip it.
-                        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                        # Closed: a lead who came back and went quiet again may be re-engaged again.
-                        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                        search_attributes=TypedSearchAttributes([
-                            SearchAttributePair(sa.JOURNEY, "reengage"), SearchAttributePair(sa.LEAD_ID, lead_id),
-                            SearchAttributePair(sa.STEP, "starting")]),
-                        static_summary=f"re-engagement journey for lead {lead_id}",
-                    )
-                    return True
-                except WorkflowAlreadyStartedError:
-                    return False
+                return await self.start_journey(lead_id)
 
         started = await asyncio.gather(*(start(lead_id) for lead_id in lead_ids))
         await asyncio.to_thread(self._mark_in_journey, lead_ids)
@@ -152,7 +157,7 @@ class ReEngagementActivities:
         activity.logger.info("re-engagement sweep page after %r: %d leads, %d journeys started",
                              request.after, len(lead_ids), count)
         return PageResult(leads=len(lead_ids), started=count, already_enrolled=len(lead_ids) - count,
-                          next_cursor=lead_ids[-1] if len(lead_ids) == request.limit else None)
+                          next_cursor=lead_ids[-1] if len(found) > request.limit else None)
 
     # The journey -----------------------------------------------------------------------------
     @activity.defn(name="record_reengagement")
