@@ -52,7 +52,7 @@ class PageResult:
 @dataclass
 class OutcomeRecord:
     lead_id: str
-    status: str  # in_journey | re_engaged | unsubscribed | consent_withdrawn | sunset_suppressed
+    status: str  # in_journey | not_sent | re_engaged | unsubscribed | consent_withdrawn | sunset_suppressed
 
 
 @dataclass

@@ -49,7 +49,7 @@ class Lead(SQLModel, table=True):
     last_signup_at: datetime | None = Field(default=None, sa_column=_when())
     last_activity_at: datetime | None = Field(default=None, sa_column=_when())
     # Re-engagement (issue 5): null (never in it), in_journey, re_engaged, unsubscribed,
-    # sunset_suppressed. A lead sunset with the ``delete`` policy is erased, so it has no row.
+    # consent_withdrawn, not_sent (no consent when it started), sunset_suppressed. A lead sunset with the ``delete`` policy is erased, so it has no row.
     reengagement_status: str | None = Field(default=None, max_length=32)
     reengagement_at: datetime | None = Field(default=None, sa_column=_when())  # when the status last changed
     premium_offered_at: datetime | None = Field(default=None, sa_column=_when())  # the premium offer goes once

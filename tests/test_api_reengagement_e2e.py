@@ -106,3 +106,17 @@ async def test_a_very_active_lead_gets_the_premium_offer_once(live: LiveStack):
     assert len(live.sink.mails_to(email)) == 1
     with Session(live.engine) as session:
         assert session.get(Lead, lead_id).premium_offered_at is not None
+
+
+async def test_opening_another_journeys_email_ends_the_re_engagement_too(live: LiveStack):
+    """The outbox dispatcher passes the open of a welcome email on to the lead's re-engagement journey."""
+    lead_id, email = await inactive_lead(live, days=300)
+    await sweep(live, {"inactive_days": 250})
+    await reengagement_step(live, lead_id, "waiting_after_email_1")
+    enrolled = await live.http.post(f"/leads/{lead_id}/journeys/welcome")
+    assert enrolled.status_code == 201, enrolled.text
+    [welcome] = await live.sink.wait_for_mail(to=email, subject_contains="more from Relance")  # a known contact
+
+    assert (await live.public.get(links(welcome.html, "o")[0])).status_code == 200
+    result = await live.temporal.get_workflow_handle(f"reengage-{lead_id}").result()
+    assert result["outcome"] == "re_engaged" and result["reaction"] == "opened"

@@ -126,4 +126,5 @@ async def test_no_consent_means_nothing_is_sent(client, settings, worker, sink, 
     result = await (await start(client, settings, lead)).result()
     assert result.outcome == "not_sent" and result.messages == []
     with Session(engine) as session:
-        assert session.get(Lead, lead.id).reengagement_status is None
+        assert session.get(Lead, lead.id).reengagement_status == "not_sent"
+        assert session.exec(select(Message).where(Message.lead_id == lead.id)).all() == []

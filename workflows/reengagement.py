@@ -88,6 +88,7 @@ class ReEngagementJourney:
         consent = await workflow.execute_activity_method(
             LeadActivities.check_consent, ConsentQuestion(input.lead_id, "email"), **ACTIVITY_OPTIONS)
         if not consent.granted:
+            await self._record("not_sent")
             return self._finish("not_sent", consent.reason)
         await self._record("in_journey")
 
