@@ -85,6 +85,8 @@ def lead_public(*, session: Session, lead: Lead) -> LeadPublic:
         id=lead.id, email=lead.email, first_name=lead.first_name, phone=lead.phone, locale=lead.locale,
         time_zone=lead.time_zone, score=lead.score, consents=consents, created_at=as_utc(lead.created_at),
         updated_at=as_utc(lead.updated_at), last_activity_at=as_utc(lead.last_activity_at),
+        reengagement_status=lead.reengagement_status, reengagement_at=as_utc(lead.reengagement_at),
+        premium_offered_at=as_utc(lead.premium_offered_at),
     )
 
 

@@ -69,6 +69,10 @@ class LeadPublic(BaseModel):
     created_at: datetime
     updated_at: datetime
     last_activity_at: datetime | None
+    reengagement_status: str | None = Field(
+        default=None, description="in_journey | re_engaged | unsubscribed | consent_withdrawn | not_sent | sunset_suppressed")
+    reengagement_at: datetime | None = None
+    premium_offered_at: datetime | None = None
 
 
 class EnrollmentPublic(BaseModel):
