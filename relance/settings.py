@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -82,13 +82,21 @@ class Settings(BaseSettings):
     event_reminder_by_sms: bool = True
 
     # Re-engagement (issue 5): a daily sweep starts the journey for leads inactive this long.
-    reengagement_inactive_days: int = 60
+    reengagement_inactive_days: int = Field(default=60, ge=1)
     # Days after email 1 before email 2, after email 2 before email 3, after email 3 before the sunset.
     reengagement_delays_days: list[float] = [7.0, 7.0, 7.0]
+
+    @field_validator("reengagement_delays_days")
+    @classmethod
+    def _three_delays(cls, value: list[float]) -> list[float]:
+        if len(value) != 3 or any(d <= 0 for d in value):
+            raise ValueError("three positive delays in days: after email 1, after email 2, after email 3")
+        return value
+
     # No reaction to the 3 emails: "suppress" (marketing email consent withdrawn, reason "sunset",
     # lead kept) or "delete" (the lead is erased as for a GDPR request).
     reengagement_sunset: Literal["suppress", "delete"] = "suppress"
-    reengagement_batch_size: int = 500  # leads per page of the sweep (one activity each)
+    reengagement_batch_size: int = Field(default=500, ge=1, le=10_000)  # leads per page of the sweep (one activity each)
     # When the daily sweep runs (a Temporal Schedule, UTC); the schedule is created or updated at worker start.
     reengagement_schedule_hour: int = Field(default=6, ge=0, le=23)
     reengagement_schedule_minute: int = Field(default=0, ge=0, le=59)

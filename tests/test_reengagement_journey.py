@@ -128,3 +128,14 @@ async def test_no_consent_means_nothing_is_sent(client, settings, worker, sink, 
     with Session(engine) as session:
         assert session.get(Lead, lead.id).reengagement_status == "not_sent"
         assert session.exec(select(Message).where(Message.lead_id == lead.id)).all() == []
+
+
+async def test_a_series_without_three_delays_fails_at_once(client, settings, worker, make_lead):
+    from temporalio.client import WorkflowFailureError
+
+    lead = make_lead()
+    with pytest.raises(WorkflowFailureError) as failure:
+        await (await start(client, settings, lead, delays_days=[7, 7])).result()
+    assert "delays_days needs 3 values" in str(failure.value.cause)
+    with pytest.raises(ValueError, match="three positive delays"):
+        type(settings)(_env_file=None, reengagement_delays_days=[7, 7])

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 from workflows import search_attributes as sa
 from workflows.signals import ACTIVITY, CLICKED, OPENED, UNSUBSCRIBED, ActivitySignal, TrackingSignal
@@ -81,8 +82,9 @@ class ReEngagementJourney:
 
     @workflow.run
     async def run(self, input: ReEngagementInput) -> ReEngagementResult:
-        if len(input.delays_days) != len(EMAILS):
-            raise ValueError(f"delays_days needs {len(EMAILS)} values, got {input.delays_days}")
+        if len(input.delays_days) != len(EMAILS):  # fails the run (a ValueError would retry the task for ever)
+            raise ApplicationError(f"delays_days needs {len(EMAILS)} values, got {input.delays_days}",
+                                   type="BadJourneyInput", non_retryable=True)
         # 1. Consent first (the sweep checked it, but it may have changed since).
         self._enter("checking_consent", "Checking the lead's marketing consent for email")
         consent = await workflow.execute_activity_method(
