@@ -18,16 +18,21 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from relance.db import make_engine
+from relance.schedules import ensure_reengagement_schedule
 from relance.settings import Settings, get_settings
 from relance.temporal import connect, ensure_search_attributes
 from workflows.abandoned_cart import AbandonedCartJourney
 from workflows.purchase import PurchaseFollowUp
 from workflows.event_reminder import EventReminderJourney
+from workflows.premium import PremiumOfferJourney
+from workflows.reengagement import ReEngagementJourney
+from workflows.sweep import ReEngagementSweep
 from workflows.welcome import WelcomeJourney
 
 log = logging.getLogger("relance.worker")
 
-ALL_JOURNEYS = [WelcomeJourney, AbandonedCartJourney, PurchaseFollowUp, EventReminderJourney]
+ALL_JOURNEYS = [WelcomeJourney, AbandonedCartJourney, PurchaseFollowUp, EventReminderJourney, ReEngagementJourney,
+                ReEngagementSweep, PremiumOfferJourney]
 
 
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
@@ -49,6 +54,7 @@ async def main() -> None:
     log.info("connecting to Temporal at %s", settings.temporal_address)
     client = await connect(settings)
     await ensure_search_attributes(client, settings.temporal_namespace)
+    await ensure_reengagement_schedule(client, settings)
     engine = make_engine(settings.database_url)
     worker = build_worker(client, settings, engine)
     stop = asyncio.Event()

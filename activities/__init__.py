@@ -13,6 +13,7 @@ from activities.commerce import CommerceActivities
 from activities.email import EmailActivities
 from activities.events import EventActivities  # also registers the "event" message context loaders
 from activities.leads import LeadActivities
+from activities.reengagement import ReEngagementActivities
 from activities.scoring import ScoringActivities
 from activities.sms import SmsActivities
 from relance.rendering import Renderer
@@ -29,5 +30,8 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     scoring = ScoringActivities(settings, engine)
     commerce = CommerceActivities(engine, loyal_list=settings.loyal_customers_list)
     events = EventActivities(engine)
+    reengagement = ReEngagementActivities(settings, engine)
     return [leads.check_consent, leads.get_lead_facts, email.send_email, sms.send_sms, scoring.add_score,
-            commerce.issue_promo_code, commerce.record_purchase, events.get_event_schedule, events.find_next_event]
+            commerce.issue_promo_code, commerce.record_purchase, events.get_event_schedule, events.find_next_event,
+            reengagement.enroll_inactive_page, reengagement.record_reengagement, reengagement.sunset_lead,
+            reengagement.record_premium_offer]

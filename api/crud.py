@@ -11,6 +11,8 @@ from sqlmodel import col
 
 from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
 from relance.consent import CHANNELS, latest_consent
+from relance.lead_activity import FollowUp, follow_ups, note_activity
+from relance.settings import Settings
 from relance.models import Cart, Consent, Lead, Order, as_utc, utcnow
 
 
@@ -53,6 +55,7 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
     lead.updated_at = lead.last_signup_at = now
     session.add(lead)
     session.flush()
+    note_activity(session, lead_id=lead.id, kind="form")
     for consent in data.consents:
         session.add(Consent(
             lead_id=lead.id, channel=consent.channel, purpose=consent.purpose,
@@ -82,6 +85,8 @@ def lead_public(*, session: Session, lead: Lead) -> LeadPublic:
         id=lead.id, email=lead.email, first_name=lead.first_name, phone=lead.phone, locale=lead.locale,
         time_zone=lead.time_zone, score=lead.score, consents=consents, created_at=as_utc(lead.created_at),
         updated_at=as_utc(lead.updated_at), last_activity_at=as_utc(lead.last_activity_at),
+        reengagement_status=lead.reengagement_status, reengagement_at=as_utc(lead.reengagement_at),
+        premium_offered_at=as_utc(lead.premium_offered_at),
     )
 
 
@@ -105,7 +110,7 @@ def save_cart(*, session: Session, lead_id: str, cart: CartIn) -> int:
     row.currency, row.total, row.updated_at = cart.currency, cart.total, utcnow()
     row.status = "open" if cart.items else "emptied"
     session.add(row)
-    session.execute(update(Lead).where(col(Lead.id) == lead_id).values(last_activity_at=utcnow()))
+    note_activity(session, lead_id=lead_id, kind="cart_updated")
     session.commit()
     return len(cart.items)
 
@@ -122,6 +127,18 @@ def save_order(*, session: Session, lead_id: str, order: OrderIn) -> bool:
     session.add(Order(id=order.id, lead_id=lead_id, cart_id=order.cart_id, currency=order.currency,
                       total=order.total, items=[item.model_dump(mode="json") for item in order.items]))
     session.execute(update(Cart).where(col(Cart.lead_id) == lead_id, col(Cart.status) == "open").values(status="purchased"))
-    session.execute(update(Lead).where(col(Lead.id) == lead_id).values(last_activity_at=utcnow()))
+    note_activity(session, lead_id=lead_id, kind="purchase")
     session.commit()
     return True
+
+
+def save_page_view(*, session: Session, lead_id: str, url: str) -> None:
+    """A visit: stamps the lead's last activity and keeps it (counted for the premium offer). 404 for an unknown lead."""
+    get_lead_or_404(session=session, lead_id=lead_id)
+    note_activity(session, lead_id=lead_id, kind="page_view", url=url[:2048])
+    session.commit()
+
+
+def activity_follow_ups(*, session: Session, settings: Settings, lead_id: str, kind: str) -> list[FollowUp]:
+    """What the lead's activity sets in motion (re-engagement journey told, premium offer due)."""
+    return follow_ups(session, settings, {lead_id: kind})

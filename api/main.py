@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import events, health, leads, lists, shop_events, tracking, unsubscribe
+from api.routes import events, health, leads, lists, shop_events, sweeps, tracking, unsubscribe
 from relance.db import make_engine
 from relance.outbox import OutboxDispatcher
 from relance.settings import Settings, get_settings
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.signer = TokenSigner(settings.secret_key,
                                        max_age_seconds=settings.tracking_token_max_age_days * 86400)
         app.state.temporal = await connect(settings, lazy=True)
-        app.state.outbox = OutboxDispatcher(app.state.engine, app.state.temporal)
+        app.state.outbox = OutboxDispatcher(app.state.engine, app.state.temporal, settings=settings)
         app.state.hits = HitRecorder(app.state.engine, on_committed=app.state.outbox.wake)
         dispatcher = asyncio.create_task(app.state.outbox.run(), name="outbox-dispatcher")
         recorder = asyncio.create_task(app.state.hits.run(), name="hit-recorder")
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(shop_events.router)  # before any /events/{id} route
     app.include_router(lists.router)
     app.include_router(events.router)
+    app.include_router(sweeps.router)
     app.include_router(tracking.router)
     app.include_router(unsubscribe.router)
     app.include_router(health.router)

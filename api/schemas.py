@@ -69,6 +69,10 @@ class LeadPublic(BaseModel):
     created_at: datetime
     updated_at: datetime
     last_activity_at: datetime | None
+    reengagement_status: str | None = Field(
+        default=None, description="in_journey | re_engaged | unsubscribed | consent_withdrawn | not_sent | sunset_suppressed")
+    reengagement_at: datetime | None = None
+    premium_offered_at: datetime | None = None
 
 
 class EnrollmentPublic(BaseModel):
@@ -165,7 +169,17 @@ class Purchase(BaseModel):
     order: OrderIn
 
 
-TrackedEvent = Annotated[CartUpdated | Purchase, Field(discriminator="type")]
+class PageView(BaseModel):
+    """A visit to the site (the lead's browser, through the shop or site backend)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["page_view"]
+    lead: str = Field(description="The lead's id")
+    url: HttpUrl
+
+
+TrackedEvent = Annotated[CartUpdated | Purchase | PageView, Field(discriminator="type")]
 
 
 class TrackedEventAccepted(BaseModel):
@@ -301,3 +315,21 @@ class AttendanceIn(BaseModel):
 class AttendancePublic(BaseModel):
     attended: list[str] = Field(description="Lead ids marked as attended (their journeys were told)")
     not_registered: list[str] = Field(description="Ids or emails given that match no registration to this event")
+
+
+# Re-engagement sweeps (issue 5) -------------------------------------------------------------
+class SweepCreate(BaseModel):
+    """A one-shot re-engagement campaign. Empty body: the daily sweep's settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inactive_days: int | None = Field(default=None, ge=1, le=3650,
+                                      description="Leads inactive this many days (default: RELANCE_REENGAGEMENT_INACTIVE_DAYS)")
+
+
+class SweepPublic(BaseModel):
+    workflow_id: str
+    run_id: str | None = None
+    status: str = Field(description="Temporal's execution status of the sweep's latest run: RUNNING, COMPLETED, ...")
+    inactive_days: float | None = Field(default=None, description="Given when the sweep is started")
+    result: dict | None = Field(default=None, description="When completed: pages, leads, started, already_enrolled, runs")

@@ -48,6 +48,11 @@ class Lead(SQLModel, table=True):
     # The latest sign-up form: a lead created before it was "already a contact" (seed 002).
     last_signup_at: datetime | None = Field(default=None, sa_column=_when())
     last_activity_at: datetime | None = Field(default=None, sa_column=_when())
+    # Re-engagement (issue 5): null (never in it), in_journey, re_engaged, unsubscribed,
+    # consent_withdrawn, not_sent (no consent when it started), sunset_suppressed. A lead sunset with the ``delete`` policy is erased, so it has no row.
+    reengagement_status: str | None = Field(default=None, max_length=32)
+    reengagement_at: datetime | None = Field(default=None, sa_column=_when())  # when the status last changed
+    premium_offered_at: datetime | None = Field(default=None, sa_column=_when())  # the premium offer goes once
 
 
 class Consent(SQLModel, table=True):
@@ -64,6 +69,7 @@ class Consent(SQLModel, table=True):
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=1024)
     wording_version: str | None = Field(default=None, max_length=64)
+    reason: str | None = Field(default=None, max_length=200)  # why it changed, e.g. "sunset"
     recorded_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
 
 
@@ -220,3 +226,16 @@ class Registration(SQLModel, table=True):
     registered_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
     attended: bool = False
     attended_at: datetime | None = Field(default=None, sa_column=_when())
+
+
+class LeadActivity(SQLModel, table=True):
+    """What a lead did outside email: a page view, a form, a purchase (opens and clicks are in
+    ``tracking_events``). Counted, with clicks, for the "very active" premium offer."""
+
+    __tablename__ = "lead_activities"
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
+    kind: str = Field(max_length=16)  # page_view | form | purchase
+    url: str | None = Field(default=None, max_length=2048)
+    at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False, index=True))

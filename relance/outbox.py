@@ -4,6 +4,10 @@ The tracking endpoints never wait for Temporal (a signal round-trip is far slowe
 a GIF, and Temporal may be down): they write the hit and return. This dispatcher, running
 beside the API, signals each undelivered hit in the order received and stamps it delivered.
 When Temporal is unreachable it backs off and tries again; nothing is lost.
+
+After each batch it also passes the lead's activity on (relance/lead_activity.py): a lead in a
+re-engagement journey who opened or clicked another journey's message has come back, and a
+click may make the premium offer due. One query per batch, off the tracking endpoints' path.
 """
 
 from __future__ import annotations
@@ -17,17 +21,20 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from relance.lead_activity import FollowUp, act_on, follow_ups
 from relance.models import TrackingEvent, utcnow
+from relance.settings import Settings
 from workflows.signals import TrackingSignal
 
 log = logging.getLogger("relance.outbox")
 
 
 class OutboxDispatcher:
-    def __init__(self, engine: Engine, client: Client, *, batch_size: int = 200, poll_seconds: float = 1.0,
-                 max_backoff_seconds: float = 30.0) -> None:
+    def __init__(self, engine: Engine, client: Client, *, settings: Settings | None = None, batch_size: int = 200,
+                 poll_seconds: float = 1.0, max_backoff_seconds: float = 30.0) -> None:
         self.engine = engine
         self.client = client
+        self.settings = settings  # None: tracking hits are signalled, nothing more
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.max_backoff_seconds = max_backoff_seconds
@@ -78,7 +85,31 @@ class OutboxDispatcher:
                 break  # keep the order: later hits wait for this one
         if done:
             await asyncio.to_thread(self._mark_delivered, done)
+            await self._pass_activity_on(pending[: len(done)])
         return len(done), blocked
+
+    async def _pass_activity_on(self, delivered: list[TrackingEvent]) -> None:
+        if self.settings is None:
+            return
+        activity: dict[str, str] = {}
+        told_directly: set[str] = set()  # hits on a re-engagement email reached that journey already
+        for event in delivered:
+            if event.kind not in ("opened", "clicked"):
+                continue
+            activity[event.lead_id] = "clicked" if "clicked" in (event.kind, activity.get(event.lead_id)) else "opened"
+            if event.workflow_id == f"reengage-{event.lead_id}":
+                told_directly.add(event.lead_id)
+        try:
+            due = await asyncio.to_thread(self._follow_ups, activity)
+            due = [FollowUp(f.lead_id, f.kind, f.reengaging and f.lead_id not in told_directly, f.premium_due)
+                   for f in due]
+            await act_on(self.client, self.settings, due)
+        except Exception:  # the hits are delivered; what they set in motion is best effort
+            log.exception("outbox: could not pass %d leads' activity on", len(activity))
+
+    def _follow_ups(self, activity: dict[str, str]) -> list[FollowUp]:
+        with Session(self.engine) as session:
+            return follow_ups(session, self.settings, activity)
 
     def _pending(self) -> list[TrackingEvent]:
         with Session(self.engine) as session:

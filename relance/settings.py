@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -80,9 +81,35 @@ class Settings(BaseSettings):
     # Event journey: the hour-before reminder by SMS when the lead has a phone and SMS consent
     event_reminder_by_sms: bool = True
 
+    # Re-engagement (issue 5): a daily sweep starts the journey for leads inactive this long.
+    reengagement_inactive_days: int = Field(default=60, ge=1)
+    # Days after email 1 before email 2, after email 2 before email 3, after email 3 before the sunset.
+    reengagement_delays_days: list[float] = [7.0, 7.0, 7.0]
+
+    @field_validator("reengagement_delays_days")
+    @classmethod
+    def _three_delays(cls, value: list[float]) -> list[float]:
+        if len(value) != 3 or any(d <= 0 for d in value):
+            raise ValueError("three positive delays in days: after email 1, after email 2, after email 3")
+        return value
+
+    # No reaction to the 3 emails: "suppress" (marketing email consent withdrawn, reason "sunset",
+    # lead kept) or "delete" (the lead is erased as for a GDPR request).
+    reengagement_sunset: Literal["suppress", "delete"] = "suppress"
+    reengagement_batch_size: int = Field(default=500, ge=1, le=10_000)  # leads per page of the sweep (one activity each)
+    # When the daily sweep runs (a Temporal Schedule, UTC); the schedule is created or updated at worker start.
+    reengagement_schedule_hour: int = Field(default=6, ge=0, le=23)
+    reengagement_schedule_minute: int = Field(default=0, ge=0, le=59)
+    reengagement_schedule_enabled: bool = True
+    # Very active leads: this many clicks, page views, forms and purchases within the window get
+    # the premium-content offer, once per lead ever (0: never).
+    premium_offer_threshold: int = 20
+    premium_offer_window_days: int = 30
+
     # Scoring
     score_email_clicked: int = Field(default=5, description="Points for a click in a journey email")
     score_purchase: int = Field(default=25, description="Points for a purchase")
+    score_reengaged: int = Field(default=10, description="Points when an inactive lead comes back during re-engagement")
 
     @property
     def sqlite_path(self) -> Path | None:

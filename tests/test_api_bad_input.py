@@ -94,3 +94,47 @@ async def test_tracking_endpoints_are_public(live: LiveStack):
     response = await live.public.get("/t/o/anything")
     assert response.status_code == 200 and response.headers["content-type"] == "image/gif"
     assert (await live.public.get("/health")).json()["temporal"] == "ok"
+
+
+# Re-engagement: page views and sweeps ------------------------------------------------------------
+def activity_rows(live: LiveStack) -> int:
+    from relance.models import LeadActivity
+
+    with Session(live.engine) as session:
+        return session.exec(select(func.count()).select_from(LeadActivity)).one()
+
+
+@pytest.mark.parametrize("body", [
+    {"type": "page_view", "lead": "x"},  # no url
+    {"type": "page_view", "lead": "x", "url": "not a url"},
+    {"type": "page_view", "lead": "x", "url": "https://example.com/", "referrer": "y"},  # unknown field
+    {"type": "page_visit", "lead": "x", "url": "https://example.com/"},  # unknown type
+])
+async def test_bad_page_view_is_422_and_records_nothing(live: LiveStack, body: dict):
+    before = activity_rows(live)
+    response = await live.http.post("/events/track", json=body)
+    assert response.status_code == 422, response.text
+    assert activity_rows(live) == before
+
+
+async def test_page_view_of_an_unknown_lead_is_404(live: LiveStack):
+    lead_id = uuid.uuid4().hex
+    before = activity_rows(live)
+    response = await live.http.post("/events/track", json={"type": "page_view", "lead": lead_id,
+                                                            "url": "https://example.com/"})
+    assert response.status_code == 404 and response.json() == {"detail": f"no lead with id {lead_id}"}
+    assert activity_rows(live) == before
+
+
+@pytest.mark.parametrize("body", [{"inactive_days": 0}, {"inactive_days": "sixty"}, {"batch": 3}])
+async def test_bad_sweep_request_is_422_naming_the_body(live: LiveStack, body: dict):
+    response = await live.http.post("/sweeps/re-engagement", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][0] == "body"
+
+
+async def test_sweeps_need_the_api_key_and_unknown_sweeps_are_404(live: LiveStack):
+    assert (await live.public.post("/sweeps/re-engagement", json={})).status_code == 401
+    response = await live.http.get("/sweeps/re-engagement/reengagement-sweep-manual-nope")
+    assert response.status_code == 404 and "no re-engagement sweep" in response.json()["detail"]
+    assert (await live.http.get("/sweeps/re-engagement/welcome-abc")).status_code == 404

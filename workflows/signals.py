@@ -30,3 +30,12 @@ class PurchaseSignal:
 # What the events API tells an event journey (ids only, no payload to trust: the journey re-reads).
 EVENT_CHANGED = "event_changed"  # rescheduled or cancelled: re-read the schedule
 ATTENDED = "attended"  # the lead was at the event
+
+# What the API tells a re-engagement journey about activity outside its own emails
+# (a page view, a purchase, an open or click of another journey's message).
+ACTIVITY = "activity"
+
+
+@dataclass
+class ActivitySignal:
+    kind: str  # page_view | purchase | opened | clicked | form

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
@@ -11,7 +13,10 @@ from api import crud
 from api.deps import DatabaseDep, SessionDep, SettingsDep, TemporalDep, require_api_key
 from api.journeys import enroll, journey_status
 from api.schemas import EnrollmentPublic, JourneyName, JourneyStatusPublic, LeadCreate, LeadPublic, LeadSaved, MessagePublic
+from relance.lead_activity import act_on
 from relance.models import Message, as_utc
+
+log = logging.getLogger("relance.api")
 
 router = APIRouter(prefix="/leads", tags=["leads"], dependencies=[Depends(require_api_key)])
 
@@ -27,6 +32,11 @@ async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: Set
     lead, created = await db.run(crud.save_sign_up, data=data, default_phone_region=settings.default_phone_region)
     if not created:
         response.status_code = status.HTTP_200_OK
+        try:  # a known lead filling a form is active: a re-engagement journey ends, a premium offer may be due
+            await act_on(temporal, settings, await db.run(crud.activity_follow_ups, settings=settings,
+                                                          lead_id=lead.id, kind="form"))
+        except RPCError as err:
+            log.warning("sign-up of lead %s: could not tell its journeys about the activity (%s)", lead.id, err.message)
     enrollments = []
     for journey in dict.fromkeys(data.journeys):
         try:

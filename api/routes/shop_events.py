@@ -1,8 +1,11 @@
-"""What the shop tells Relance: ``POST /events/track`` with cart updates and purchases.
+"""What the shop tells Relance: ``POST /events/track`` with cart updates, purchases and page views.
 
-The event is stored first (carts, orders), then passed to the journeys: a cart update starts
-or feeds the lead's abandoned-cart journey (signal-with-start), a purchase ends it and starts
-the order's follow-up. A shop that retries an event changes nothing the second time.
+The event is stored first (carts, orders, activities), then passed to the journeys: a cart
+update starts or feeds the lead's abandoned-cart journey (signal-with-start), a purchase ends it
+and starts the order's follow-up. A shop that retries an event changes nothing the second time.
+Every event is the lead's activity: it stamps ``last_activity_at``, tells a running
+re-engagement journey the lead came back, and may make the premium offer due
+(relance/lead_activity.py).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from temporalio.service import RPCError
 from api import crud
 from api.deps import DatabaseDep, SettingsDep, TemporalDep, require_api_key
 from api.journeys import cart_updated, purchased
-from api.schemas import CartUpdated, TrackedEvent, TrackedEventAccepted
+from api.schemas import CartUpdated, PageView, TrackedEvent, TrackedEventAccepted
+from relance.lead_activity import act_on
 
 router = APIRouter(prefix="/events", tags=["shop events"], dependencies=[Depends(require_api_key)])
 
@@ -26,10 +30,17 @@ async def track(event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, tem
             workflow_id = await cart_updated(temporal, settings, lead_id=event.lead, cart_id=event.cart.id, items=items)
             detail = (f"cart {event.cart.id} stored ({items} items)" if workflow_id
                       else f"cart {event.cart.id} is empty and no cart journey is running")
+        elif isinstance(event, PageView):
+            await db.run(crud.save_page_view, lead_id=event.lead, url=str(event.url))
+            workflow_id, detail = None, "page view recorded"
         else:
             new = await db.run(crud.save_order, lead_id=event.lead, order=event.order)
             workflow_id = await purchased(temporal, settings, lead_id=event.lead, order_id=event.order.id)
             detail = f"order {event.order.id} " + ("stored" if new else "was already recorded")
+        due = await db.run(crud.activity_follow_ups, settings=settings, lead_id=event.lead, kind=event.type)
+        await act_on(temporal, settings, due)
+        if any(f.reengaging for f in due) and workflow_id is None:
+            workflow_id = f"reengage-{event.lead}"
     except RPCError as err:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             "the event is stored but the journey engine (Temporal) is unreachable; send it again") from err

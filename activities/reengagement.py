@@ -1,0 +1,197 @@
+"""Re-engagement (issue 5): find inactive leads page by page and start their journeys, record
+each journey's outcome on the lead, and sunset the leads who never came back.
+
+The sweep reads eligible leads with a keyset cursor (``id > cursor ORDER BY id``), so a page
+costs the same at lead 1 and at lead 100,000, and starts one ``reengage-<lead id>`` journey per
+lead from the activity (a Temporal client call), so the sweep's own history holds one activity
+per page, not one event per lead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from temporalio import activity
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+from relance.consent import latest_consent
+from relance.erasure import erase_lead
+from relance.models import Consent, Lead, utcnow
+from relance.settings import Settings
+from workflows import search_attributes as sa
+
+IN_JOURNEY = "in_journey"
+STARTS_IN_FLIGHT = 50  # concurrent start_workflow calls per page
+
+
+def reengage_workflow_id(lead_id: str) -> str:
+    return f"reengage-{lead_id}"
+
+
+@dataclass
+class PageRequest:
+    cutoff: datetime  # leads whose last activity (or creation, if none) is before this
+    after: str  # keyset cursor: the last lead id of the previous page ("" for the first)
+    limit: int
+
+
+@dataclass
+class PageResult:
+    leads: int  # eligible leads read on this page
+    started: int  # journeys started
+    already_enrolled: int  # a journey was already running (started by an overlapping sweep)
+    next_cursor: str | None  # None: this was the last page
+
+
+@dataclass
+class OutcomeRecord:
+    lead_id: str
+    status: str  # in_journey | not_sent | re_engaged | unsubscribed | consent_withdrawn | sunset_suppressed
+
+
+@dataclass
+class SunsetRequest:
+    lead_id: str
+    policy: str  # suppress | delete
+    workflow_id: str
+
+
+@dataclass
+class SunsetResult:
+    policy: str
+    rows_deleted: dict[str, int] = field(default_factory=dict)  # delete: what the erasure removed
+
+
+@dataclass
+class PremiumRecord:
+    lead_id: str
+
+
+class ReEngagementActivities:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+
+    # The sweep -------------------------------------------------------------------------------
+    def eligible_page(self, cutoff: datetime, after: str, limit: int) -> list[str]:
+        """Leads inactive since ``cutoff``, with marketing email consent, not in a running journey."""
+        latest_email_consent = (
+            select(Consent.status)
+            .where(Consent.lead_id == Lead.id, Consent.channel == "email", Consent.purpose == "marketing")
+            .order_by(col(Consent.id).desc()).limit(1)
+            .correlate(Lead).scalar_subquery()
+        )
+        # A status stuck at in_journey past the journey's longest possible run (terminated by
+        # hand, say) does not keep the lead out for ever.
+        stale = utcnow() - timedelta(days=sum(self.settings.reengagement_delays_days) + 2)
+        query = (
+            select(Lead.id)
+            .where(
+                col(Lead.id) > after,
+                or_(col(Lead.last_activity_at) < cutoff,
+                    and_(col(Lead.last_activity_at).is_(None), col(Lead.created_at) < cutoff)),
+                or_(col(Lead.reengagement_status).is_(None), col(Lead.reengagement_status) != IN_JOURNEY,
+                    col(Lead.reengagement_at) < stale),
+                latest_email_consent == "granted",
+            )
+            .order_by(col(Lead.id)).limit(limit)
+        )
+        with Session(self.engine) as session:
+            return list(session.exec(query).all())
+
+    def _mark_in_journey(self, lead_ids: list[str]) -> None:
+        if not lead_ids:
+            return
+        now = utcnow()
+        with Session(self.engine) as session:
+            for start in range(0, len(lead_ids), 500):
+                session.execute(update(Lead).where(col(Lead.id).in_(lead_ids[start:start + 500]))
+                                .values(reengagement_status=IN_JOURNEY, reengagement_at=now))
+            session.commit()
+
+    async def start_journey(self, lead_id: str) -> bool:
+        """Start ``reengage-<lead id>``; False when it is running already (then it is skipped)."""
+        from workflows.reengagement import ReEngagementInput, ReEngagementJourney  # the journey imports this module
+
+        s = self.settings
+        try:
+            await activity.client().start_workflow(
+                ReEngagementJourney.run,
+                ReEngagementInput(lead_id=lead_id, delays_days=list(s.reengagement_delays_days),
+                                  sunset=s.reengagement_sunset),
+                id=reengage_workflow_id(lead_id),
+                task_queue=s.temporal_task_queue,
+                # Running: this lead is enrolled already (an overlapping sweep); skip it.
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                # Closed: a lead who came back and went quiet again may be re-engaged again.
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                search_attributes=TypedSearchAttributes([
+                    SearchAttributePair(sa.JOURNEY, "reengage"), SearchAttributePair(sa.LEAD_ID, lead_id),
+                    SearchAttributePair(sa.STEP, "starting")]),
+                static_summary=f"re-engagement journey for lead {lead_id}",
+            )
+            return True
+        except WorkflowAlreadyStartedError:
+            return False
+
+    @activity.defn(name="enroll_inactive_page")
+    async def enroll_inactive_page(self, request: PageRequest) -> PageResult:
+        # One more than the page, to know whether another page follows without reading an empty one.
+        found = await asyncio.to_thread(self.eligible_page, request.cutoff, request.after, request.limit + 1)
+        lead_ids = found[: request.limit]
+        gate = asyncio.Semaphore(STARTS_IN_FLIGHT)
+
+        async def start(lead_id: str) -> bool:
+            async with gate:
+                return await self.start_journey(lead_id)
+
+        started = await asyncio.gather(*(start(lead_id) for lead_id in lead_ids))
+        await asyncio.to_thread(self._mark_in_journey, lead_ids)
+        count = sum(started)
+        activity.logger.info("re-engagement sweep page after %r: %d leads, %d journeys started",
+                             request.after, len(lead_ids), count)
+        return PageResult(leads=len(lead_ids), started=count, already_enrolled=len(lead_ids) - count,
+                          next_cursor=lead_ids[-1] if len(found) > request.limit else None)
+
+    # The journey -----------------------------------------------------------------------------
+    @activity.defn(name="record_reengagement")
+    def record_reengagement(self, record: OutcomeRecord) -> None:
+        with Session(self.engine) as session:
+            session.execute(update(Lead).where(col(Lead.id) == record.lead_id)
+                            .values(reengagement_status=record.status, reengagement_at=utcnow()))
+            session.commit()
+
+    @activity.defn(name="sunset_lead")
+    def sunset_lead(self, request: SunsetRequest) -> SunsetResult:
+        """No reaction to the whole series: stop emailing the lead (suppress) or erase it (delete)."""
+        if request.policy == "delete":
+            report = erase_lead(self.engine, request.lead_id, actor=request.workflow_id,
+                                reason="sunset: no reaction to the re-engagement emails")
+            return SunsetResult("delete", report.rows_deleted)
+        if request.policy != "suppress":
+            raise ApplicationError(f"unknown sunset policy {request.policy!r}", type="BadSunsetPolicy", non_retryable=True)
+        with Session(self.engine) as session:
+            if session.get(Lead, request.lead_id) is None:
+                return SunsetResult("suppress")  # erased meanwhile: nothing left to suppress
+            current = latest_consent(session, request.lead_id, "email")
+            if current is None or current.status != "withdrawn" or current.reason != "sunset":
+                session.add(Consent(lead_id=request.lead_id, channel="email", purpose="marketing", status="withdrawn",
+                                    reason="sunset", source_url=f"re-engagement sunset ({request.workflow_id})"))
+            session.execute(update(Lead).where(col(Lead.id) == request.lead_id)
+                            .values(reengagement_status="sunset_suppressed", reengagement_at=utcnow()))
+            session.commit()
+        return SunsetResult("suppress")
+
+    # The premium offer -----------------------------------------------------------------------
+    @activity.defn(name="record_premium_offer")
+    def record_premium_offer(self, record: PremiumRecord) -> None:
+        with Session(self.engine) as session:
+            session.execute(update(Lead).where(col(Lead.id) == record.lead_id, col(Lead.premium_offered_at).is_(None))
+                            .values(premium_offered_at=utcnow()))
+            session.commit()

@@ -1,0 +1,51 @@
+"""The premium-content offer (seed 001: "if a user is very active, offer premium content").
+
+    activity count over 30 days passes the threshold (checked where activity is recorded)
+        ─► consent for email? ─► premium-offer email ─► recorded on the lead: never again
+
+Id ``premium-<lead id>``, started with REJECT_DUPLICATE; the send ledger (key
+``premium-<lead id>:premium_offer``) and ``leads.premium_offered_at`` make it once per lead
+ever, even after Temporal has forgotten the closed workflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio import workflow
+
+from workflows.steps import ACTIVITY_OPTIONS, show_step
+
+with workflow.unsafe.imports_passed_through():
+    from activities.email import EmailActivities
+    from activities.reengagement import PremiumRecord, ReEngagementActivities
+    from activities.sending import SendRequest
+
+JOURNEY = "premium"
+
+
+@dataclass
+class PremiumInput:
+    lead_id: str
+
+
+@dataclass
+class PremiumResult:
+    status: str  # sent | skipped
+    reason: str
+    message_id: str | None
+
+
+@workflow.defn(name="PremiumOfferJourney")
+class PremiumOfferJourney:
+    @workflow.run
+    async def run(self, input: PremiumInput) -> PremiumResult:
+        show_step("sending_offer", "The lead is very active: sending the premium-content offer")
+        result = await workflow.execute_activity_method(EmailActivities.send_email, SendRequest(
+            lead_id=input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY, step="premium_offer",
+            template="premium_offer"), summary="email premium_offer", **ACTIVITY_OPTIONS)
+        # Recorded even when skipped (no consent): the offer is a moment, not a debt to pay later.
+        await workflow.execute_activity_method(
+            ReEngagementActivities.record_premium_offer, PremiumRecord(input.lead_id), **ACTIVITY_OPTIONS)
+        show_step("completed", f"Premium offer {result.status}" + (f" ({result.reason})" if result.reason else ""))
+        return PremiumResult(result.status, result.reason, result.message_id)
