@@ -13,6 +13,7 @@ from activities.commerce import CommerceActivities
 from activities.email import EmailActivities
 from activities.events import EventActivities  # also registers the "event" message context loaders
 from activities.leads import LeadActivities
+from activities.sales import SalesActivities
 from activities.scoring import ScoringActivities
 from activities.sms import SmsActivities
 from relance.rendering import Renderer
@@ -29,5 +30,7 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     scoring = ScoringActivities(settings, engine)
     commerce = CommerceActivities(engine, loyal_list=settings.loyal_customers_list)
     events = EventActivities(engine)
+    sales = SalesActivities(settings, engine, renderer)
     return [leads.check_consent, leads.get_lead_facts, email.send_email, sms.send_sms, scoring.add_score,
-            commerce.issue_promo_code, commerce.record_purchase, events.get_event_schedule, events.find_next_event]
+            commerce.issue_promo_code, commerce.record_purchase, events.get_event_schedule, events.find_next_event,
+            sales.create_sales_task, sales.escalate_sales_task, sales.notify_sales_task]

@@ -45,7 +45,7 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
     created = lead is None
     if lead is None:
         lead = Lead(email=normalize_email(data.email), created_at=now)
-    for field in ("first_name", "locale", "time_zone"):
+    for field in ("first_name", "locale", "time_zone", "country"):
         if field in data.model_fields_set or created:
             setattr(lead, field, getattr(data, field))
     if phone:
@@ -80,7 +80,7 @@ def lead_public(*, session: Session, lead: Lead) -> LeadPublic:
         consents[channel] = row.status if row else "none"
     return LeadPublic(
         id=lead.id, email=lead.email, first_name=lead.first_name, phone=lead.phone, locale=lead.locale,
-        time_zone=lead.time_zone, score=lead.score, consents=consents, created_at=as_utc(lead.created_at),
+        time_zone=lead.time_zone, country=lead.country, score=lead.score, consents=consents, created_at=as_utc(lead.created_at),
         updated_at=as_utc(lead.updated_at), last_activity_at=as_utc(lead.last_activity_at),
     )
 
@@ -125,3 +125,10 @@ def save_order(*, session: Session, lead_id: str, order: OrderIn) -> bool:
     session.execute(update(Lead).where(col(Lead.id) == lead_id).values(last_activity_at=utcnow()))
     session.commit()
     return True
+
+
+def touch_lead(*, session: Session, lead_id: str) -> None:
+    """The lead did something (a download, a booking): 404 for an unknown lead."""
+    get_lead_or_404(session=session, lead_id=lead_id)
+    session.execute(update(Lead).where(col(Lead.id) == lead_id).values(last_activity_at=utcnow()))
+    session.commit()

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import events, health, leads, lists, shop_events, tracking, unsubscribe
+from api.routes import events, health, leads, lists, shop_events, tasks, tracking, unsubscribe
 from relance.db import make_engine
 from relance.outbox import OutboxDispatcher
 from relance.settings import Settings, get_settings
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(shop_events.router)  # before any /events/{id} route
     app.include_router(lists.router)
     app.include_router(events.router)
+    app.include_router(tasks.router)
     app.include_router(tracking.router)
     app.include_router(unsubscribe.router)
     app.include_router(health.router)

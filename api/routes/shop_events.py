@@ -1,8 +1,11 @@
-"""What the shop tells Relance: ``POST /events/track`` with cart updates and purchases.
+"""What the shop (or the site) tells Relance: ``POST /events/track`` with cart updates,
+purchases, content downloads and demo bookings.
 
 The event is stored first (carts, orders), then passed to the journeys: a cart update starts
 or feeds the lead's abandoned-cart journey (signal-with-start), a purchase ends it and starts
-the order's follow-up. A shop that retries an event changes nothing the second time.
+the order's follow-up (and ends a nurturing journey: goal reached). A download
+(``asset_downloaded``) or a demo booking (``demo_booked``) goes to the lead's running nurturing
+journey, if any. A shop that retries an event changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from temporalio.service import RPCError
 
 from api import crud
 from api.deps import DatabaseDep, SettingsDep, TemporalDep, require_api_key
-from api.journeys import cart_updated, purchased
-from api.schemas import CartUpdated, TrackedEvent, TrackedEventAccepted
+from api.journeys import cart_updated, purchased, tell_nurturing
+from api.schemas import AssetDownloaded, CartUpdated, DemoBooked, Purchase, TrackedEvent, TrackedEventAccepted
+from workflows.signals import ASSET_DOWNLOADED, DEMO_BOOKED, AssetSignal
 
 router = APIRouter(prefix="/events", tags=["shop events"], dependencies=[Depends(require_api_key)])
 
@@ -26,7 +30,18 @@ async def track(event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, tem
             workflow_id = await cart_updated(temporal, settings, lead_id=event.lead, cart_id=event.cart.id, items=items)
             detail = (f"cart {event.cart.id} stored ({items} items)" if workflow_id
                       else f"cart {event.cart.id} is empty and no cart journey is running")
+        elif isinstance(event, AssetDownloaded):
+            await db.run(crud.touch_lead, lead_id=event.lead)
+            workflow_id = await tell_nurturing(temporal, event.lead, ASSET_DOWNLOADED, AssetSignal(event.asset))
+            detail = f"download of {event.asset} " + ("passed to the nurturing journey" if workflow_id
+                                                        else "noted; no nurturing journey is running")
+        elif isinstance(event, DemoBooked):
+            await db.run(crud.touch_lead, lead_id=event.lead)
+            workflow_id = await tell_nurturing(temporal, event.lead, DEMO_BOOKED)
+            detail = "demo booked: " + ("the nurturing journey ends (goal reached)" if workflow_id
+                                        else "no nurturing journey is running")
         else:
+            assert isinstance(event, Purchase)
             new = await db.run(crud.save_order, lead_id=event.lead, order=event.order)
             workflow_id = await purchased(temporal, settings, lead_id=event.lead, order_id=event.order.id)
             detail = f"order {event.order.id} " + ("stored" if new else "was already recorded")
