@@ -236,6 +236,22 @@ async def test_crossing_the_mql_threshold_creates_a_task_once_per_crossing(
     assert result.outcome == "converted" and len(result.tasks) == 2
 
 
+async def test_a_lead_already_above_the_threshold_is_handed_off_at_enrollment(
+        client, sales, worker, make_lead, engine):
+    lead = make_lead()
+    with Session(engine) as session:
+        row = session.get(Lead, lead.id)
+        row.score = 60  # from other journeys' clicks and purchases
+        session.add(row)
+        session.commit()
+    handle = await start(client, sales, lead)
+    [task] = await wait_for_tasks(engine, lead.id)
+    assert task.reason == f"score 60 reached the MQL threshold ({sales.score_mql_threshold})"
+    await handle.signal(TASK_COMPLETED, TaskSignal(task.id, "not_interested"))
+    result = await handle.result()
+    assert result.outcome == "not_interested" and result.score == 60 and len(result.tasks) == 1
+
+
 def test_due_dates_skip_the_weekend():
     friday = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
     assert add_business_days(friday, 2) == datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)  # Tuesday

@@ -165,10 +165,7 @@ class LeadNurturingJourney:
         )
         if not consent.granted:
             return await self._finish("not_sent", consent.reason)
-        facts = await workflow.execute_activity_method(
-            LeadActivities.get_lead_facts, LeadRef(input.lead_id), **ACTIVITY_OPTIONS
-        )
-        self._set_score(facts.score)
+        await self._refresh_score()
 
         for step in self.seq.steps:
             if step.gate:
@@ -177,6 +174,7 @@ class LeadNurturingJourney:
                 self._enter(f"waiting_for_{step.name}", f"Waiting {step.delay_days:g} days before {step.name}")
                 if await wait_for(lambda: self.stop is not None, timedelta(days=step.delay_days)):
                     break
+                await self._refresh_score()  # other journeys (clicks, purchases) may have moved it
             if step.gate and not await self._pass_gate(step, step.gate):
                 if self.stop:
                     break
@@ -286,6 +284,12 @@ class LeadNurturingJourney:
         self.downloads.append(asset)
         if asset in self.seq.hand_off_downloads:
             self._hand_off(f"download-{asset}", f"downloaded the {asset}")
+
+    async def _refresh_score(self) -> None:
+        facts = await workflow.execute_activity_method(
+            LeadActivities.get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
+        )
+        self._set_score(facts.score)
 
     def _set_score(self, score: int) -> None:
         self.score = score
