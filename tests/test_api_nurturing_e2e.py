@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from relance.models import SalesTask
 from tests.conftest import LiveStack
-from tests.test_api_welcome_e2e import sign_up_body
+from tests.test_api_welcome_e2e import links, sign_up_body
 
 REP = "e2e-rep@sales.example.com"
 
@@ -103,3 +103,36 @@ async def test_a_download_without_a_running_journey_is_accepted_and_goes_nowhere
                                                           "asset": "white-paper"})
     assert response.status_code == 202 and response.json()["workflow_id"] is None
     assert (await live.http.get("/tasks", params={"lead": lead["id"]})).json() == []
+
+
+async def test_a_click_on_the_tracked_white_paper_link_is_a_download(live: LiveStack):
+    """The real path: the email's signed link, the redirect, the outbox, the click signal with its URL."""
+    from relance.nurturing import parse_sequence
+    from workflows.nurturing import LeadNurturingJourney, NurturingInput
+
+    sequence = parse_sequence("""
+steps:
+  - {name: white_paper, template: nurture_white_paper, delay_days: 0}
+  - name: demo_proposal
+    template: nurture_demo_proposal
+    delay_days: 3
+    requires: {downloaded: white-paper, alternatives: [nurture_case_study_alt]}
+assets: {white-paper: /resources/white-paper}
+hand_off: {on_download: [white-paper]}
+""")
+    lead = (await sign_up(live))["lead"]
+    handle = await live.temporal.start_workflow(
+        LeadNurturingJourney.run, NurturingInput(lead_id=lead["id"], sequence=sequence),
+        id=f"nurture-{lead['id']}", task_queue=live.settings.temporal_task_queue)
+    [mail] = await live.sink.wait_for_mail(to=lead["email"])
+    [link] = links(mail.html, "c")  # the white paper's call to action (the unsubscribe link is not a click link)
+    response = await live.public.get(link)
+    assert response.status_code == 302 and response.headers["location"].endswith("/resources/white-paper")
+
+    state = await state_when(live, lead["id"], lambda s: s["downloads"] and s["open_tasks"])
+    assert state["downloads"] == ["white-paper"] and state["step"] == "waiting_for_demo_proposal"
+    [task] = await tasks_when(live, {"lead": lead["id"]}, 1)
+    done = await live.http.post(f"/tasks/{task['id']}/complete", json={"outcome": "not_interested"})
+    assert done.status_code == 200
+    result = await handle.result()
+    assert result.outcome == "not_interested" and result.steps_sent == ["white_paper"]
