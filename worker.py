@@ -18,12 +18,14 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from relance.db import make_engine
+from relance.nurturing import SequenceError, load_sequence
 from relance.schedules import ensure_reengagement_schedule
 from relance.settings import Settings, get_settings
 from relance.temporal import connect, ensure_search_attributes
 from workflows.abandoned_cart import AbandonedCartJourney
 from workflows.purchase import PurchaseFollowUp
 from workflows.event_reminder import EventReminderJourney
+from workflows.nurturing import LeadNurturingJourney
 from workflows.premium import PremiumOfferJourney
 from workflows.reengagement import ReEngagementJourney
 from workflows.sweep import ReEngagementSweep
@@ -32,7 +34,7 @@ from workflows.welcome import WelcomeJourney
 log = logging.getLogger("relance.worker")
 
 ALL_JOURNEYS = [WelcomeJourney, AbandonedCartJourney, PurchaseFollowUp, EventReminderJourney, ReEngagementJourney,
-                ReEngagementSweep, PremiumOfferJourney]
+                ReEngagementSweep, PremiumOfferJourney, LeadNurturingJourney]
 
 
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
@@ -51,6 +53,11 @@ async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("temporalio").setLevel(logging.WARNING)
     settings = get_settings()
+    try:
+        sequence = load_sequence(settings.nurturing_sequence_file)  # a broken sequence file stops the worker here
+    except SequenceError as err:
+        raise SystemExit(f"worker: {err}") from None
+    log.info("nurturing sequence %s: %s", sequence.version, " -> ".join(s.name for s in sequence.steps))
     log.info("connecting to Temporal at %s", settings.temporal_address)
     client = await connect(settings)
     await ensure_search_attributes(client, settings.temporal_namespace)

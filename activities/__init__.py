@@ -14,6 +14,7 @@ from activities.email import EmailActivities
 from activities.events import EventActivities  # also registers the "event" message context loaders
 from activities.leads import LeadActivities
 from activities.reengagement import ReEngagementActivities
+from activities.sales import SalesActivities
 from activities.scoring import ScoringActivities
 from activities.sms import SmsActivities
 from relance.rendering import Renderer
@@ -31,7 +32,9 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     commerce = CommerceActivities(engine, loyal_list=settings.loyal_customers_list)
     events = EventActivities(engine)
     reengagement = ReEngagementActivities(settings, engine)
+    sales = SalesActivities(settings, engine, renderer)
     return [leads.check_consent, leads.get_lead_facts, email.send_email, sms.send_sms, scoring.add_score,
             commerce.issue_promo_code, commerce.record_purchase, events.get_event_schedule, events.find_next_event,
             reengagement.enroll_inactive_page, reengagement.record_reengagement, reengagement.sunset_lead,
-            reengagement.record_premium_offer]
+            reengagement.record_premium_offer,
+            sales.create_sales_task, sales.escalate_sales_task, sales.notify_sales_task]

@@ -74,10 +74,14 @@ class EmailActivities:
         return self.ledger.mark_sent(message, subject=rendered.subject)
 
     def _deliver(self, mime: EmailMessage, to: str) -> None:
-        s = self.settings
-        with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds) as smtp:
-            if s.smtp_starttls:
-                smtp.starttls()
-            if s.smtp_username:
-                smtp.login(s.smtp_username, s.smtp_password)
-            smtp.send_message(mime, to_addrs=[to])
+        deliver(self.settings, mime, to)
+
+
+def deliver(s: Settings, mime: EmailMessage, to: str) -> None:
+    """One message over the configured SMTP server (journey emails and internal emails alike)."""
+    with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds) as smtp:
+        if s.smtp_starttls:
+            smtp.starttls()
+        if s.smtp_username:
+            smtp.login(s.smtp_username, s.smtp_password)
+        smtp.send_message(mime, to_addrs=[to])

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import phonenumbers
 from fastapi import HTTPException, status
-from sqlmodel import Session, select
-
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import Session, col, select
 
 from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
 from relance.consent import CHANNELS, latest_consent
 from relance.lead_activity import FollowUp, follow_ups, note_activity
-from relance.settings import Settings
 from relance.models import Cart, Consent, Lead, Order, as_utc, utcnow
+from relance.settings import Settings
 
 
 def normalize_email(email: str) -> str:
@@ -47,7 +45,7 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
     created = lead is None
     if lead is None:
         lead = Lead(email=normalize_email(data.email), created_at=now)
-    for field in ("first_name", "locale", "time_zone"):
+    for field in ("first_name", "locale", "time_zone", "country"):
         if field in data.model_fields_set or created:
             setattr(lead, field, getattr(data, field))
     if phone:
@@ -83,7 +81,7 @@ def lead_public(*, session: Session, lead: Lead) -> LeadPublic:
         consents[channel] = row.status if row else "none"
     return LeadPublic(
         id=lead.id, email=lead.email, first_name=lead.first_name, phone=lead.phone, locale=lead.locale,
-        time_zone=lead.time_zone, score=lead.score, consents=consents, created_at=as_utc(lead.created_at),
+        time_zone=lead.time_zone, country=lead.country, score=lead.score, consents=consents, created_at=as_utc(lead.created_at),
         updated_at=as_utc(lead.updated_at), last_activity_at=as_utc(lead.last_activity_at),
         reengagement_status=lead.reengagement_status, reengagement_at=as_utc(lead.reengagement_at),
         premium_offered_at=as_utc(lead.premium_offered_at),
@@ -142,3 +140,8 @@ def save_page_view(*, session: Session, lead_id: str, url: str) -> None:
 def activity_follow_ups(*, session: Session, settings: Settings, lead_id: str, kind: str) -> list[FollowUp]:
     """What the lead's activity sets in motion (re-engagement journey told, premium offer due)."""
     return follow_ups(session, settings, {lead_id: kind})
+def touch_lead(*, session: Session, lead_id: str, kind: str) -> None:
+    """The lead did something (a download, a booking): stamps its last activity. 404 for an unknown lead."""
+    get_lead_or_404(session=session, lead_id=lead_id)
+    note_activity(session, lead_id=lead_id, kind=kind)
+    session.commit()

@@ -11,17 +11,20 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from fastapi import HTTPException, status as http_status
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.schemas import EnrollmentPublic, JourneyStatusPublic
+from relance.nurturing import SequenceError, load_sequence
 from relance.settings import Settings
 from workflows import search_attributes as sa
 from workflows.abandoned_cart import AbandonedCartJourney, CartInput
 from workflows.purchase import PurchaseFollowUp, PurchaseInput
 from workflows.signals import CART_UPDATED, PURCHASED, CartSignal, PurchaseSignal
+from workflows.nurturing import WORKFLOW_ID_PREFIX as NURTURE, LeadNurturingJourney, NurturingInput
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 
@@ -32,9 +35,21 @@ class JourneySpec:
     make_input: Callable[[Settings, str], Any]
     # Running already: refuse (409). Closed already: the welcome is once per lead, so refuse too.
     reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE
+    id_prefix: str = ""  # the workflow id is "<id_prefix or name>-<lead id>"
 
     def workflow_id(self, lead_id: str) -> str:
-        return f"{self.name}-{lead_id}"
+        return f"{self.id_prefix or self.name}-{lead_id}"
+
+
+def nurturing_input(settings: Settings, lead_id: str) -> NurturingInput:
+    """The sequence file is read (and checked) at each enrollment and travels in the input."""
+    try:
+        sequence = load_sequence(settings.nurturing_sequence_file)
+    except SequenceError as err:
+        raise HTTPException(http_status.HTTP_500_INTERNAL_SERVER_ERROR,
+                            f"the nurturing sequence file is invalid, nobody can be enrolled: {err}") from err
+    return NurturingInput(lead_id=lead_id, sequence=sequence, mql_threshold=settings.score_mql_threshold,
+                          task_due_business_days=settings.sales_task_due_business_days)
 
 
 JOURNEYS: dict[str, JourneySpec] = {
@@ -48,6 +63,9 @@ JOURNEYS: dict[str, JourneySpec] = {
             engagement_window_days=s.welcome_engagement_window_days,
         ),
     ),
+    # Once per lead, like the welcome: its sends are keyed by workflow id + step.
+    "nurturing": JourneySpec(name="nurturing", run=LeadNurturingJourney.run, make_input=nurturing_input,
+                             id_prefix=NURTURE),
 }
 
 
@@ -98,6 +116,7 @@ async def journey_status(client: Client, *, lead_id: str, journey: str) -> Journ
         lead_id=lead_id, journey=journey, workflow_id=handle.id, run_id=description.run_id,
         status=description.status.name, step=status.get("step"), opened=status.get("opened"),
         clicked=status.get("clicked"), score=status.get("score"), messages=status.get("messages", []),
+        gate=status.get("gate"), downloads=status.get("downloads"), open_tasks=status.get("open_tasks"),
         result=result,
     )
 
@@ -148,6 +167,7 @@ async def purchased(client: Client, settings: Settings, *, lead_id: str, order_i
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
+    await tell_nurturing(client, lead_id, PURCHASED, PurchaseSignal(order_id))  # buying on their own: goal reached
     workflow_id = f"purchase-{order_id}"
     try:
         await client.start_workflow(
@@ -160,4 +180,16 @@ async def purchased(client: Client, settings: Settings, *, lead_id: str, order_i
         )
     except WorkflowAlreadyStartedError:
         pass  # the shop retried: the order is followed up already
+    return workflow_id
+
+
+async def tell_nurturing(client: Client, lead_id: str, signal: str, *args: Any) -> str | None:
+    """Signal the lead's nurturing journey, if one runs; returns its workflow id, or None."""
+    workflow_id = f"{NURTURE}-{lead_id}"
+    try:
+        await client.get_workflow_handle(workflow_id).signal(signal, *args)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
     return workflow_id

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import events, health, leads, lists, shop_events, sweeps, tracking, unsubscribe
+from api.routes import events, health, leads, lists, shop_events, sweeps, tasks, tracking, unsubscribe
 from relance.db import make_engine
 from relance.outbox import OutboxDispatcher
 from relance.settings import Settings, get_settings
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lists.router)
     app.include_router(events.router)
     app.include_router(sweeps.router)
+    app.include_router(tasks.router)
     app.include_router(tracking.router)
     app.include_router(unsubscribe.router)
     app.include_router(health.router)

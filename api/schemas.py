@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
+import phonenumbers
 from pydantic import (BaseModel, ConfigDict, EmailStr, Field, HttpUrl, IPvAnyAddress, StringConstraints,
                       field_validator, model_validator)
 
-JourneyName = Literal["welcome"]
+JourneyName = Literal["welcome", "nurturing"]
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 
 
@@ -38,6 +39,8 @@ class LeadCreate(BaseModel):
     first_name: str | None = Field(default=None, min_length=1, max_length=200)
     locale: str = Field(default="en", max_length=35, examples=["fr-FR"])
     time_zone: str = Field(default="UTC", max_length=64, examples=["Europe/Paris"])
+    country: str | None = Field(default=None, max_length=2, examples=["FR"],
+                                description="ISO 3166 alpha-2 (any case; stored upper case): the sales territory")
     consents: list[ConsentIn] = Field(default_factory=list, max_length=10)
     journeys: list[JourneyName] = Field(default_factory=list, description="Journeys to enroll the lead in at once")
 
@@ -56,6 +59,16 @@ class LeadCreate(BaseModel):
         ZoneInfo(value)
         return value
 
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.strip().upper()
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError("country must be an ISO 3166 alpha-2 code such as 'FR' or 'DE'")
+        return code
+
 
 class LeadPublic(BaseModel):
     id: str
@@ -64,6 +77,7 @@ class LeadPublic(BaseModel):
     phone: str | None
     locale: str
     time_zone: str
+    country: str | None = None
     score: int
     consents: dict[str, str] = Field(description="Current marketing consent per channel: granted | withdrawn | none")
     created_at: datetime
@@ -116,6 +130,9 @@ class JourneyStatusPublic(BaseModel):
     clicked: bool | None
     score: int | None
     messages: list[dict] = Field(default_factory=list)
+    gate: str | None = Field(default=None, description="Nurturing: the validation rule the journey waits on")
+    downloads: list[str] | None = Field(default=None, description="Nurturing: the assets the lead downloaded")
+    open_tasks: list[dict] | None = Field(default=None, description="Nurturing: the lead's open sales tasks")
     result: dict | None = None
 
 
@@ -179,7 +196,29 @@ class PageView(BaseModel):
     url: HttpUrl
 
 
-TrackedEvent = Annotated[CartUpdated | Purchase | PageView, Field(discriminator="type")]
+AssetId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+
+
+class AssetDownloaded(BaseModel):
+    """The lead downloaded a content asset (white paper, guide...): it may open a gated nurturing step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["asset_downloaded"]
+    lead: str = Field(description="The lead's id")
+    asset: AssetId = Field(examples=["white-paper"])
+
+
+class DemoBooked(BaseModel):
+    """The lead booked a demo on their own: the nurturing journey's goal is reached."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["demo_booked"]
+    lead: str = Field(description="The lead's id")
+
+
+TrackedEvent = Annotated[CartUpdated | Purchase | PageView | AssetDownloaded | DemoBooked, Field(discriminator="type")]
 
 
 class TrackedEventAccepted(BaseModel):
@@ -333,3 +372,30 @@ class SweepPublic(BaseModel):
     status: str = Field(description="Temporal's execution status of the sweep's latest run: RUNNING, COMPLETED, ...")
     inactive_days: float | None = Field(default=None, description="Given when the sweep is started")
     result: dict | None = Field(default=None, description="When completed: pages, leads, started, already_enrolled, runs")
+# Sales hand-off tasks (issue 9) ------------------------------------------------------------
+TaskOutcome = Literal["called", "meeting_booked", "not_interested"]
+TaskStatus = Literal["open", "done", "escalated"]
+
+
+class SalesTaskPublic(BaseModel):
+    id: str
+    lead_id: str
+    workflow_id: str
+    reason: str
+    assignee: str | None = Field(description="The rep's email; null when no rep is configured")
+    territory: str | None = Field(description="The lead country that chose the rep; null: round-robin")
+    due_at: datetime
+    status: TaskStatus
+    outcome: TaskOutcome | None
+    note: str | None
+    created_at: datetime
+    escalated_at: datetime | None
+    completed_at: datetime | None
+
+
+class TaskCompletion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: TaskOutcome = Field(description="meeting_booked ends the nurturing as converted; "
+                                             "not_interested stops its marketing emails")
+    note: str | None = Field(default=None, max_length=2000)

@@ -42,6 +42,7 @@ class Lead(SQLModel, table=True):
     phone: str | None = Field(default=None, max_length=32)  # E.164
     locale: str = Field(default="en", max_length=35)
     time_zone: str = Field(default="UTC", max_length=64)
+    country: str | None = Field(default=None, max_length=2)  # ISO 3166 alpha-2, upper case: the sales territory
     score: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
@@ -239,3 +240,37 @@ class LeadActivity(SQLModel, table=True):
     kind: str = Field(max_length=16)  # page_view | form | purchase
     url: str | None = Field(default=None, max_length=2048)
     at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False, index=True))
+class SalesTask(SQLModel, table=True):
+    """A hand-off to a sales rep (seed 003 "roles"): call this lead, with the reason and a due date.
+
+    ``task_key`` (workflow id + reason) makes a retried creation find the task it made.
+    """
+
+    __tablename__ = "sales_tasks"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    task_key: str = Field(unique=True, max_length=300)
+    lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
+    workflow_id: str = Field(max_length=255)
+    reason: str = Field(max_length=300)
+    assignee: str | None = Field(default=None, index=True, max_length=320)  # the rep's email; None: no rep configured
+    territory: str | None = Field(default=None, max_length=2)  # the lead country that chose the rep, if any
+    due_at: datetime = Field(sa_column=_when(nullable=False))
+    status: str = Field(default="open", max_length=16, index=True)  # open | done | escalated
+    outcome: str | None = Field(default=None, max_length=32)  # called | meeting_booked | not_interested
+    note: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    notified_at: datetime | None = Field(default=None, sa_column=_when())  # the rep's email went out
+    escalated_at: datetime | None = Field(default=None, sa_column=_when())
+    escalation_notified_at: datetime | None = Field(default=None, sa_column=_when())  # the manager's email
+    completed_at: datetime | None = Field(default=None, sa_column=_when())
+
+
+class Counter(SQLModel, table=True):
+    """Named counters, incremented atomically (round-robin assignment of sales tasks)."""
+
+    __tablename__ = "counters"
+
+    name: str = Field(primary_key=True, max_length=100)
+    value: int = 0

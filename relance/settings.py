@@ -11,8 +11,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SalesRep(BaseModel):
+    """A sales rep who takes hand-off tasks (``RELANCE_SALES_REPS``, a JSON list of these)."""
+
+    email: str = Field(min_length=3, max_length=320)
+    name: str = Field(default="", max_length=200)
+    countries: list[str] = Field(default_factory=list, description="ISO 3166 alpha-2 codes: the rep's territory")
 
 
 class Settings(BaseSettings):
@@ -105,8 +113,18 @@ class Settings(BaseSettings):
     # the premium-content offer, once per lead ever (0: never).
     premium_offer_threshold: int = 20
     premium_offer_window_days: int = 30
+    # Lead nurturing (seed 003): the content sequence is a YAML file, read at worker start and at
+    # each enrollment; a running journey keeps the sequence it was enrolled with.
+    nurturing_sequence_file: Path = Path(__file__).resolve().parent.parent / "config" / "nurturing.yaml"
+    # Sales hand-off tasks: reps as JSON, e.g.
+    # RELANCE_SALES_REPS='[{"email": "ana@example.com", "name": "Ana", "countries": ["FR", "BE"]}]'
+    sales_reps: list[SalesRep] = Field(default_factory=list)
+    sales_manager_email: str = ""  # overdue tasks are escalated to this address, once
+    sales_task_due_business_days: int = Field(default=2, ge=1, le=30)
+    sales_mail_from: str = ""  # internal emails to reps and the manager; empty: mail_from
 
     # Scoring
+    score_mql_threshold: int = Field(default=50, description="A lead at or above this score is a marketing-qualified lead")
     score_email_clicked: int = Field(default=5, description="Points for a click in a journey email")
     score_purchase: int = Field(default=25, description="Points for a purchase")
     score_reengaged: int = Field(default=10, description="Points when an inactive lead comes back during re-engagement")

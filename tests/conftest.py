@@ -22,7 +22,7 @@ from relance.db import make_engine, session_scope
 from relance.devsink import DevSink
 from relance.models import Consent, Lead, utcnow
 from relance.serving import ServedApp, listening_socket
-from relance.settings import Settings
+from relance.settings import SalesRep, Settings
 from relance.temporal import bundled_binary, ensure_search_attributes
 from workflows import search_attributes
 
@@ -58,6 +58,8 @@ def settings(sink: DevSink, database_url: str) -> Settings:
         secret_key="test-secret-key",
         public_base_url="http://testserver.invalid",
         temporal_task_queue="relance-tests",
+        sales_reps=[SalesRep(email="e2e-rep@sales.example.com", name="Rep")],
+        sales_manager_email="e2e-manager@sales.example.com",
     )
 
 

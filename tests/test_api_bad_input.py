@@ -138,3 +138,46 @@ async def test_sweeps_need_the_api_key_and_unknown_sweeps_are_404(live: LiveStac
     response = await live.http.get("/sweeps/re-engagement/reengagement-sweep-manual-nope")
     assert response.status_code == 404 and "no re-engagement sweep" in response.json()["detail"]
     assert (await live.http.get("/sweeps/re-engagement/welcome-abc")).status_code == 404
+# Sales tasks and nurturing events (issue 9) -----------------------------------------------------
+async def test_unknown_task_is_404(live: LiveStack):
+    task_id = uuid.uuid4().hex
+    for response in (await live.http.get(f"/tasks/{task_id}"),
+                     await live.http.post(f"/tasks/{task_id}/complete", json={"outcome": "called"})):
+        assert response.status_code == 404 and response.json() == {"detail": f"no sales task with id {task_id}"}
+
+
+@pytest.mark.parametrize("body", [{}, {"outcome": "maybe"}, {"outcome": "called", "extra": 1},
+                                  {"outcome": "called", "note": "x" * 2001}])
+async def test_bad_task_completion_is_422(live: LiveStack, body: dict):
+    response = await live.http.post(f"/tasks/{uuid.uuid4().hex}/complete", json=body)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"][0] == "body"
+
+
+@pytest.mark.parametrize("params", [{"status": "finished"}, {"limit": 0}, {"limit": 501}])
+async def test_bad_task_query_is_422(live: LiveStack, params: dict):
+    assert (await live.http.get("/tasks", params=params)).status_code == 422
+
+
+async def test_task_endpoints_need_the_api_key(live: LiveStack):
+    assert (await live.public.get("/tasks")).status_code == 401
+    assert (await live.public.post(f"/tasks/{uuid.uuid4().hex}/complete", json={"outcome": "called"})).status_code == 401
+
+
+@pytest.mark.parametrize("event,code", [
+    ({"type": "asset_downloaded", "lead": "nobody", "asset": "white-paper"}, 404),
+    ({"type": "asset_downloaded", "lead": "x", "asset": "white paper!"}, 422),
+    ({"type": "asset_downloaded", "lead": "x"}, 422),
+    ({"type": "demo_booked", "lead": "nobody"}, 404),
+    ({"type": "demo_booked", "lead": "x", "when": "now"}, 422),
+])
+async def test_bad_nurturing_events_are_refused(live: LiveStack, event: dict, code: int):
+    response = await live.http.post("/events/track", json=event)
+    assert response.status_code == code, response.text
+
+
+@pytest.mark.parametrize("country", ["XX", "France", "F1", ""])
+async def test_a_sign_up_with_an_unknown_country_is_refused(live: LiveStack, country: str):
+    before = counts(live)
+    response = await live.http.post("/leads", json=sign_up_body(email(), country=country))
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "country"]
+    assert counts(live) == before

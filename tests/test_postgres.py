@@ -99,3 +99,42 @@ async def test_a_welcome_journey_runs_on_postgres(postgres_url, time_skipping_en
     assert result.outcome == "clicked" and result.score == settings.score_email_clicked
     with Session(engine) as session:
         assert len(session.exec(select(ScoreEvent).where(ScoreEvent.lead_id == lead.id)).all()) == 1
+
+
+def test_sales_tasks_round_robin_on_postgres_even_when_concurrent(postgres_url, settings):
+    """The counter row is incremented under a row lock: 8 tasks created at once, by 8 threads,
+    go 4 and 4 to two reps, each created once however often its creation is retried."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import datetime, timedelta, timezone
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.sales import SalesActivities, TaskRequest
+    from relance.models import SalesTask
+    from relance.rendering import Renderer
+    from relance.settings import SalesRep
+    from relance.tokens import TokenSigner
+
+    engine = make_engine(postgres_url)
+    reps = [SalesRep(email=f"{n}@sales.example.com", name=n) for n in ("ana", "bo")]
+    activities = SalesActivities(settings.model_copy(update={"sales_reps": reps}), engine,
+                                 Renderer(TokenSigner("k", max_age_seconds=60), "http://x"))
+    leads = []
+    with Session(engine) as session:
+        for _ in range(8):
+            lead, _ = crud.save_sign_up(session=session, data=LeadCreate(email=f"{unique_id('rr')}@example.com"),
+                                        default_phone_region="FR")
+            leads.append(lead.id)
+    due = datetime.now(timezone.utc) + timedelta(days=2)
+
+    def create(lead_id: str) -> str:
+        request = TaskRequest(lead_id, f"nurture-{lead_id}", f"nurture-{lead_id}:t", "test", due)
+        first = ActivityEnvironment().run(activities.create_sales_task, request)
+        assert ActivityEnvironment().run(activities.create_sales_task, request).task_id == first.task_id
+        return first.task_id
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        task_ids = list(pool.map(create, leads))
+    with Session(engine) as session:
+        assignees = [session.get(SalesTask, task_id).assignee for task_id in task_ids]
+    assert sorted(assignees) == ["ana@sales.example.com"] * 4 + ["bo@sales.example.com"] * 4

@@ -39,3 +39,24 @@ ACTIVITY = "activity"
 @dataclass
 class ActivitySignal:
     kind: str  # page_view | purchase | opened | clicked | form
+# What the API tells a nurturing journey (``nurture-<lead id>``): ids and names only.
+ASSET_DOWNLOADED = "asset_downloaded"  # POST /events/track {"type": "asset_downloaded"}
+DEMO_BOOKED = "demo_booked"  # POST /events/track {"type": "demo_booked"}: goal reached
+TASK_COMPLETED = "task_completed"  # POST /tasks/{id}/complete
+SCORE_CHANGED = "score_changed"  # the lead's score changed elsewhere
+
+
+@dataclass
+class AssetSignal:
+    asset: str  # e.g. "white-paper"
+
+
+@dataclass
+class TaskSignal:
+    task_id: str
+    outcome: str  # called | meeting_booked | not_interested
+
+
+@dataclass
+class ScoreSignal:
+    score: int

@@ -1,8 +1,11 @@
-"""What the shop tells Relance: ``POST /events/track`` with cart updates, purchases and page views.
+"""What the shop (or the site) tells Relance: ``POST /events/track`` with cart updates,
+purchases, page views, content downloads and demo bookings.
 
 The event is stored first (carts, orders, activities), then passed to the journeys: a cart
 update starts or feeds the lead's abandoned-cart journey (signal-with-start), a purchase ends it
-and starts the order's follow-up. A shop that retries an event changes nothing the second time.
+and starts the order's follow-up (and ends a nurturing journey: goal reached). A download
+(``asset_downloaded``) or a demo booking (``demo_booked``) goes to the lead's running nurturing
+journey, if any. A shop that retries an event changes nothing the second time.
 Every event is the lead's activity: it stamps ``last_activity_at``, tells a running
 re-engagement journey the lead came back, and may make the premium offer due
 (relance/lead_activity.py).
@@ -15,9 +18,10 @@ from temporalio.service import RPCError
 
 from api import crud
 from api.deps import DatabaseDep, SettingsDep, TemporalDep, require_api_key
-from api.journeys import cart_updated, purchased
-from api.schemas import CartUpdated, PageView, TrackedEvent, TrackedEventAccepted
+from api.journeys import cart_updated, purchased, tell_nurturing
+from api.schemas import AssetDownloaded, CartUpdated, DemoBooked, PageView, Purchase, TrackedEvent, TrackedEventAccepted
 from relance.lead_activity import act_on
+from workflows.signals import ASSET_DOWNLOADED, DEMO_BOOKED, AssetSignal
 
 router = APIRouter(prefix="/events", tags=["shop events"], dependencies=[Depends(require_api_key)])
 
@@ -33,7 +37,18 @@ async def track(event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, tem
         elif isinstance(event, PageView):
             await db.run(crud.save_page_view, lead_id=event.lead, url=str(event.url))
             workflow_id, detail = None, "page view recorded"
+        elif isinstance(event, AssetDownloaded):
+            await db.run(crud.touch_lead, lead_id=event.lead, kind=event.type)
+            workflow_id = await tell_nurturing(temporal, event.lead, ASSET_DOWNLOADED, AssetSignal(event.asset))
+            detail = f"download of {event.asset} " + ("passed to the nurturing journey" if workflow_id
+                                                        else "noted; no nurturing journey is running")
+        elif isinstance(event, DemoBooked):
+            await db.run(crud.touch_lead, lead_id=event.lead, kind=event.type)
+            workflow_id = await tell_nurturing(temporal, event.lead, DEMO_BOOKED)
+            detail = "demo booked: " + ("the nurturing journey ends (goal reached)" if workflow_id
+                                        else "no nurturing journey is running")
         else:
+            assert isinstance(event, Purchase)
             new = await db.run(crud.save_order, lead_id=event.lead, order=event.order)
             workflow_id = await purchased(temporal, settings, lead_id=event.lead, order_id=event.order.id)
             detail = f"order {event.order.id} " + ("stored" if new else "was already recorded")

@@ -1,0 +1,380 @@
+"""The lead-nurturing journey (seed 003: object, sequence of tasks, validation rules, feedback
+loops, roles).
+
+    enroll ─► consent for email? ──no──► end (not_sent)
+                 │ yes
+                 ▼
+    the sequence (config/nurturing.yaml, read at enrollment; default 4 days apart):
+        welcome newsletter ─► case study ─► white paper ─► demo proposal ─► promotional offer
+                                                              │
+                    gate: "the demo proposal requires the white paper downloaded"
+                    after the wait: downloaded? ──yes──► send the demo proposal
+                                        │ no
+                                        ▼
+                    feedback loop: send the alternative (another case study), wait up to
+                    4 days for the download (it ends the wait), check again; at most N times
+                    (default 2), then skip the step or end the journey (per configuration)
+                                                              ▼
+    sequence over ─► stay while a sales task is open (until it is done or escalated) ─► end
+
+    At any point:
+      white paper downloaded, or score crosses the MQL threshold ─► a sales task for a rep
+          (territory or round-robin), the rep emailed; still open at its due date (2 business
+          days) ─► escalated to the manager, once
+      task completed "meeting_booked" ─► end: converted; "not_interested" ─► end the marketing steps
+      demo booked or purchase (the lead on their own) ─► end: goal reached;  unsubscribe ─► end
+
+One journey per lead, id ``nurture-<lead id>``. The input carries the sequence itself (names,
+templates, delays, gates: no personal data), so editing the file never changes a running journey.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+from workflows import search_attributes as sa
+from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
+from workflows.signals import (ASSET_DOWNLOADED, CLICKED, DEMO_BOOKED, OPENED, PURCHASED, SCORE_CHANGED,
+                               TASK_COMPLETED, UNSUBSCRIBED, AssetSignal, PurchaseSignal, ScoreSignal, TaskSignal,
+                               TrackingSignal)
+
+with workflow.unsafe.imports_passed_through():
+    from activities.email import EmailActivities
+    from activities.leads import ConsentQuestion, LeadActivities, LeadRef
+    from activities.sales import SalesActivities, TaskNotice, TaskRef, TaskRequest
+    from activities.scoring import ScoreChange, ScoringActivities
+    from activities.sending import SendRequest, SendResult
+
+JOURNEY = "nurturing"
+WORKFLOW_ID_PREFIX = "nurture"
+
+
+# The sequence (validated from YAML by relance/nurturing.py) -----------------------------------
+@dataclass
+class Gate:
+    """A validation rule: the step goes out only once the lead downloaded ``downloaded``."""
+
+    downloaded: str  # an asset name, e.g. "white-paper"
+    alternatives: list[str]  # templates of the feedback loop, in order (the last one repeats)
+    max_loops: int = 2  # how many alternatives at most before giving up on the step
+    retry_after_days: float = 4.0  # how long each alternative waits for the condition
+    on_exhausted: str = "end"  # end (the journey) | skip (the step, and go on)
+
+
+@dataclass
+class NurturingStep:
+    name: str
+    template: str
+    delay_days: float  # wait before this step (from the previous one)
+    gate: Gate | None = None
+
+
+@dataclass
+class NurturingSequence:
+    version: str  # a hash of the file it came from
+    steps: list[NurturingStep]
+    assets: dict[str, str] = field(default_factory=dict)  # asset -> part of its URL: a click on it is a download
+    hand_off_downloads: list[str] = field(default_factory=list)  # a download of one of these makes a sales task
+    hand_off_on_mql: bool = True  # crossing the MQL threshold makes a sales task
+
+
+@dataclass
+class NurturingInput:
+    lead_id: str
+    sequence: NurturingSequence
+    mql_threshold: int = 50
+    task_due_business_days: int = 2
+
+
+@dataclass
+class TaskView:
+    task_id: str
+    reason: str
+    assignee: str | None  # the rep's name
+    due_at: datetime
+    status: str  # open | done | escalated
+    outcome: str | None = None
+    escalated: bool = False
+
+
+@dataclass
+class NurturingStatus:
+    step: str
+    gate: str | None  # the validation rule the journey waits on, if any
+    downloads: list[str]
+    score: int
+    open_tasks: list[TaskView]
+    messages: list[SentMessage] = field(default_factory=list)
+
+
+@dataclass
+class NurturingResult:
+    # converted | goal_reached | not_interested | unsubscribed | not_sent | gate_not_met | sequence_completed
+    outcome: str
+    reason: str
+    steps_sent: list[str]
+    loops: dict[str, int]  # alternatives sent per gated step
+    downloads: list[str]
+    score: int
+    tasks: list[TaskView]
+    messages: list[SentMessage] = field(default_factory=list)
+
+
+def add_business_days(start: datetime, days: int) -> datetime:
+    """``days`` working days after ``start``, same time of day, Saturdays and Sundays skipped."""
+    current, added = start, 0
+    while added < days:
+        current += timedelta(days=1)
+        if current.weekday() < 5:
+            added += 1
+    return current
+
+
+@workflow.defn(name="LeadNurturingJourney")
+class LeadNurturingJourney:
+    @workflow.init
+    def __init__(self, input: NurturingInput) -> None:
+        self.input = input
+        self.seq = input.sequence
+        self.step = "starting"
+        self.gate: str | None = None
+        self.score = 0
+        self.downloads: list[str] = []
+        self.messages: list[SentMessage] = []
+        self.steps_sent: list[str] = []
+        self.loops: dict[str, int] = {}
+        self.tasks: dict[str, TaskView] = {}
+        self.stop: tuple[str, str] | None = None  # (outcome, reason): something ended the sequence
+        self._mql = False
+        self._mql_crossings = 0
+        self._handed_off: set[str] = set()
+        self._scored_messages: set[str] = set()
+        self._background: list[asyncio.Task] = []
+        self._closing = False
+
+    @workflow.run
+    async def run(self, input: NurturingInput) -> NurturingResult:
+        self._enter("checking_consent", "Checking the lead's marketing consent for email")
+        consent = await workflow.execute_activity_method(
+            LeadActivities.check_consent, ConsentQuestion(input.lead_id, "email"), **ACTIVITY_OPTIONS
+        )
+        if not consent.granted:
+            return await self._finish("not_sent", consent.reason)
+        await self._refresh_score()
+
+        for step in self.seq.steps:
+            if step.gate:
+                self.gate = f"{step.name} requires the {step.gate.downloaded} downloaded"
+            if step.delay_days > 0:
+                self._enter(f"waiting_for_{step.name}", f"Waiting {step.delay_days:g} days before {step.name}")
+                if await wait_for(lambda: self.stop is not None, timedelta(days=step.delay_days)):
+                    break
+                await self._refresh_score()  # other journeys (clicks, purchases) may have moved it
+            if step.gate and not await self._pass_gate(step, step.gate):
+                if self.stop:
+                    break
+                if step.gate.on_exhausted == "end":
+                    return await self._finish(
+                        "gate_not_met", f"the {step.gate.downloaded} was not downloaded after "
+                                        f"{self.loops.get(step.name, 0)} alternative(s); {step.name} not sent")
+                continue
+            self._enter(f"sending_{step.name}", f"Sending {step.name} ({step.template})")
+            sent = await self._send(step.name, step.template)
+            if sent.status != "sent" and not self.stop:
+                return await self._finish("not_sent", sent.reason)
+            if self.stop:
+                break
+
+        if self.stop is None and self._open_tasks():
+            self._enter("waiting_for_sales", "Sequence over; waiting for the open sales tasks")
+            await workflow.wait_condition(lambda: self.stop is not None or not self._open_tasks())
+        if self.stop:
+            return await self._finish(*self.stop)
+        return await self._finish("sequence_completed", "every step of the sequence was handled")
+
+    # Gates and the feedback loop ----------------------------------------------------------
+    def _met(self, gate: Gate) -> bool:
+        return gate.downloaded in self.downloads
+
+    async def _pass_gate(self, step: NurturingStep, gate: Gate) -> bool:
+        for loop in range(1, gate.max_loops + 1):
+            if self._met(gate) or self.stop:
+                break
+            template = gate.alternatives[min(loop, len(gate.alternatives)) - 1]
+            self.gate = f"{step.name} requires the {gate.downloaded} downloaded (feedback loop {loop}/{gate.max_loops})"
+            self._enter(f"feedback_{step.name}", f"No {gate.downloaded} download yet: sending {template} instead")
+            sent = await self._send(f"{step.name}_alt_{loop}", template)
+            self.loops[step.name] = loop
+            if sent.status != "sent" and not self.stop:
+                self._stop("not_sent", sent.reason)
+            self._enter(f"feedback_{step.name}",
+                        f"Waiting up to {gate.retry_after_days:g} days for the {gate.downloaded} download")
+            await wait_for(lambda: self._met(gate) or self.stop is not None, timedelta(days=gate.retry_after_days))
+        self.gate = None
+        return self._met(gate) and not self.stop
+
+    # What the lead (and the sales team) do -----------------------------------------------
+    @workflow.signal(name=OPENED)
+    def on_opened(self, signal: TrackingSignal) -> None:
+        pass  # opens say little (machine opens); clicks and downloads drive this journey
+
+    @workflow.signal(name=CLICKED)
+    async def on_clicked(self, signal: TrackingSignal) -> None:
+        for asset, url_part in self.seq.assets.items():
+            if signal.url and url_part in signal.url:
+                self._downloaded(asset)
+        if signal.message_id in self._scored_messages:
+            return  # one score per message, however many clicks or link scanners
+        self._scored_messages.add(signal.message_id)
+        step = next((m.step for m in self.messages if m.message_id == signal.message_id), "a")
+        result = await workflow.execute_activity_method(
+            ScoringActivities.add_score,
+            ScoreChange(lead_id=self.input.lead_id, event="email_clicked",
+                        key=f"{workflow.info().workflow_id}:click:{signal.message_id}",
+                        reason=f"clicked a link in the {step} message of the nurturing journey"),
+            **ACTIVITY_OPTIONS,
+        )
+        self._set_score(result.score)
+
+    @workflow.signal(name=ASSET_DOWNLOADED)
+    def on_asset_downloaded(self, signal: AssetSignal) -> None:
+        self._downloaded(signal.asset)
+
+    @workflow.signal(name=SCORE_CHANGED)
+    def on_score_changed(self, signal: ScoreSignal) -> None:
+        self._set_score(signal.score)
+
+    @workflow.signal(name=TASK_COMPLETED)
+    def on_task_completed(self, signal: TaskSignal) -> None:
+        task = self.tasks.get(signal.task_id)
+        if task is not None:
+            if task.status == "done":
+                return  # told twice
+            task.status, task.outcome = "done", signal.outcome
+        if signal.outcome == "meeting_booked":
+            self._stop("converted", f"the sales rep booked a meeting (task {signal.task_id})")
+        elif signal.outcome == "not_interested":
+            self._stop("not_interested", f"the lead told the sales rep they are not interested (task {signal.task_id})")
+
+    @workflow.signal(name=DEMO_BOOKED)
+    def on_demo_booked(self) -> None:
+        self._stop("goal_reached", "the lead booked a demo")
+
+    @workflow.signal(name=PURCHASED)
+    def on_purchased(self, signal: PurchaseSignal) -> None:
+        self._stop("goal_reached", f"the lead bought (order {signal.order_id})")
+
+    @workflow.signal(name=UNSUBSCRIBED)
+    def on_unsubscribed(self, signal: TrackingSignal) -> None:
+        self._stop("unsubscribed", "the lead unsubscribed")
+
+    @workflow.query(name="status")
+    def status(self) -> NurturingStatus:
+        return NurturingStatus(self.step, self.gate, list(self.downloads), self.score, self._open_tasks(),
+                               list(self.messages))
+
+    def _downloaded(self, asset: str) -> None:
+        if asset in self.downloads:
+            return
+        self.downloads.append(asset)
+        if asset in self.seq.hand_off_downloads:
+            self._hand_off(f"download-{asset}", f"downloaded the {asset}")
+
+    async def _refresh_score(self) -> None:
+        facts = await workflow.execute_activity_method(
+            LeadActivities.get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
+        )
+        self._set_score(facts.score)
+
+    def _set_score(self, score: int) -> None:
+        self.score = score
+        workflow.upsert_search_attributes([sa.SCORE.value_set(score)])
+        if score < self.input.mql_threshold:
+            self._mql = False  # below again: the next crossing is a new hand-off
+        elif not self._mql:
+            self._mql = True
+            self._mql_crossings += 1
+            if self.seq.hand_off_on_mql:
+                self._hand_off(f"mql-{self._mql_crossings}",
+                               f"score {score} reached the MQL threshold ({self.input.mql_threshold})")
+
+    def _stop(self, outcome: str, reason: str) -> None:
+        if self.stop is None:
+            self.stop = (outcome, reason)
+
+    # Sales hand-off ------------------------------------------------------------------------
+    def _hand_off(self, key: str, reason: str) -> None:
+        if key in self._handed_off or self._closing:
+            return
+        self._handed_off.add(key)
+        self._background.append(asyncio.create_task(self._run_task(key, reason)))
+
+    async def _run_task(self, key: str, reason: str) -> None:
+        due = add_business_days(workflow.now(), self.input.task_due_business_days)
+        created = await workflow.execute_activity_method(
+            SalesActivities.create_sales_task,
+            TaskRequest(self.input.lead_id, workflow.info().workflow_id, f"{workflow.info().workflow_id}:{key}",
+                        reason, due),
+            summary=f"sales task: {reason}", **ACTIVITY_OPTIONS,
+        )
+        task = self.tasks.setdefault(created.task_id, TaskView(created.task_id, reason, created.assignee_name,
+                                                               created.due_at, created.status))
+        workflow.logger.info("nurturing for lead %s: sales task %s (%s)", self.input.lead_id, task.task_id, reason)
+        await self._notify(task, "assigned")
+        await wait_for(lambda: task.status != "open" or self._closing, task.due_at - workflow.now())
+        if task.status != "open" or self._closing:
+            return
+        escalation = await workflow.execute_activity_method(
+            SalesActivities.escalate_sales_task, TaskRef(task.task_id), **ACTIVITY_OPTIONS
+        )
+        if task.status == "open":  # not completed by a signal meanwhile
+            task.status = escalation.status
+        task.escalated = escalation.escalated
+        if escalation.escalated:
+            await self._notify(task, "escalated")
+
+    async def _notify(self, task: TaskView, kind: str) -> None:
+        try:
+            notice = await workflow.execute_activity_method(
+                SalesActivities.notify_sales_task, TaskNotice(task.task_id, kind), **ACTIVITY_OPTIONS
+            )
+        except ActivityError as err:  # e.g. the SMTP server refused the address for good
+            workflow.logger.warning("sales task %s: the %s email failed: %s", task.task_id, kind, err.cause)
+            return
+        if not notice.sent:
+            workflow.logger.warning("sales task %s: no %s email: %s", task.task_id, kind, notice.reason)
+
+    def _open_tasks(self) -> list[TaskView]:
+        return [t for t in self.tasks.values() if t.status == "open"]
+
+    # Sending and what the Temporal UI shows -----------------------------------------------
+    async def _send(self, step: str, template: str) -> SendResult:
+        request = SendRequest(lead_id=self.input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
+                              step=step, template=template)
+        result = await workflow.execute_activity_method(
+            EmailActivities.send_email, request, summary=f"email {template}", **ACTIVITY_OPTIONS
+        )
+        self.messages.append(SentMessage(step, "email", template, result.status, result.message_id, workflow.now(),
+                                         result.reason))
+        if result.status == "sent":
+            self.steps_sent.append(step)
+        return result
+
+    def _enter(self, step: str, details: str) -> None:
+        self.step = step
+        show_step(step, details)
+        workflow.logger.info("nurturing journey for lead %s: %s", self.input.lead_id, details)
+
+    async def _finish(self, outcome: str, reason: str) -> NurturingResult:
+        self._closing = True  # hand-offs stop watching due dates; none starts any more
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await asyncio.gather(*self._background)
+        self.gate = None
+        self._enter("completed", f"Journey over: {outcome} ({reason})")
+        return NurturingResult(outcome, reason, list(self.steps_sent), dict(self.loops), list(self.downloads),
+                               self.score, list(self.tasks.values()), list(self.messages))
