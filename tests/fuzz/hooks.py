@@ -1,0 +1,14 @@
+"""Schemathesis hooks for tests/test_api_fuzz.py (loaded with SCHEMATHESIS_HOOKS)."""
+
+import schemathesis
+
+
+@schemathesis.check
+def client_errors_are_explained_in_json(ctx, response, case):
+    """Every 4xx answers a JSON body with a ``detail``, so the caller learns what was wrong."""
+    if 400 <= response.status_code < 500:
+        if not response.headers.get("content-type", [""])[0].startswith("application/json"):
+            raise AssertionError(f"{response.status_code} without a JSON body: {response.headers.get('content-type')}")
+        body = response.json()
+        if not (isinstance(body, dict) and body.get("detail")):
+            raise AssertionError(f"{response.status_code} JSON body has no detail: {body!r}")
