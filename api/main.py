@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import events, health, leads, lists, shop_events, tracking, unsubscribe
+from api.routes import codec, events, health, leads, lists, shop_events, tracking, unsubscribe
 from relance.db import make_engine
 from relance.outbox import OutboxDispatcher
 from relance.settings import Settings, get_settings
@@ -63,5 +63,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(tracking.router)
     app.include_router(unsubscribe.router)
+    app.include_router(codec.router)
     app.include_router(health.router)
     return app
