@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import codec, events, health, leads, lists, shop_events, tracking, unsubscribe
+from api.routes import audit, codec, events, health, leads, lists, shop_events, tracking, unsubscribe
 from relance.db import make_engine
 from relance.outbox import OutboxDispatcher
 from relance.settings import Settings, get_settings
@@ -64,5 +64,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tracking.router)
     app.include_router(unsubscribe.router)
     app.include_router(codec.router)
+    app.include_router(audit.router)
     app.include_router(health.router)
     return app

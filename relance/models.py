@@ -220,3 +220,31 @@ class Registration(SQLModel, table=True):
     registered_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
     attended: bool = False
     attended_at: datetime | None = Field(default=None, sa_column=_when())
+
+
+class SuppressionEntry(SQLModel, table=True):
+    """An address that must not be contacted or signed up again, kept as a keyed hash only
+    (HMAC-SHA256 of the normalised email with the secret key): after an erasure nothing
+    readable remains, yet a re-import or re-sign-up of the same address is recognised."""
+
+    __tablename__ = "suppression_list"
+
+    email_hash: str = Field(primary_key=True, max_length=64)
+    reason: str = Field(max_length=32)  # erased | unsubscribed
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who read, exported or erased which lead's data, and when. ``actor`` is never a secret:
+    ``api-key:<fingerprint>`` (the first hex digits of the key's SHA-256) or ``journey:<workflow id>``.
+    ``lead_id`` is kept after an erasure on purpose (a random id, not personal data once the
+    lead's rows are gone): it proves the request was carried out."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False, index=True))
+    actor: str = Field(max_length=128)
+    action: str = Field(max_length=32)  # lead.read | lead.consents | lead.export | lead.erase
+    lead_id: str = Field(index=True, max_length=32)
+    detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
