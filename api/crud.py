@@ -40,12 +40,15 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
     """Create the lead, or update the one with the same normalised email. Commits.
 
     With ``suppression_key`` (the secret key), an address erased at the person's request (on
-    the suppression list) is refused with 409 and nothing is stored."""
+    the suppression list) is refused with 409 and nothing is stored; an address suppressed by an
+    unsubscribe comes off the list when the sign-up grants email consent again."""
     if suppression_key:
         entry = suppression_of(session, suppression_key, data.email)
         if entry is not None and entry.reason == "erased":
             raise HTTPException(status.HTTP_409_CONFLICT, "this address was erased at the person's request and is on "
                                                           "the suppression list: it is not signed up or contacted again")
+        if entry is not None and any(c.channel == "email" and c.granted for c in data.consents):
+            session.delete(entry)  # unsubscribed, and now opts in again explicitly (recorded in the ledger below)
     phone = normalize_phone(data.phone, default_phone_region) if data.phone else None
     now = utcnow()
     lead = get_lead_by_email(session=session, email=data.email)

@@ -36,7 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                        max_age_seconds=settings.tracking_token_max_age_days * 86400)
         app.state.temporal = await connect(settings, lazy=True)
         app.state.outbox = OutboxDispatcher(app.state.engine, app.state.temporal)
-        app.state.hits = HitRecorder(app.state.engine, on_committed=app.state.outbox.wake)
+        app.state.hits = HitRecorder(app.state.engine, on_committed=app.state.outbox.wake,
+                                     suppression_key=settings.secret_key)
         dispatcher = asyncio.create_task(app.state.outbox.run(), name="outbox-dispatcher")
         recorder = asyncio.create_task(app.state.hits.run(), name="hit-recorder")
         if not settings.api_key:

@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from relance.models import TrackingEvent, utcnow
-from workflows.signals import TrackingSignal
+from workflows.signals import UNSUBSCRIBED, TrackingSignal
 
 log = logging.getLogger("relance.outbox")
 
@@ -64,8 +64,13 @@ class OutboxDispatcher:
         blocked = False
         for event in pending:
             try:
+                signal = TrackingSignal(message_id=event.message_id, url=event.url)
+                if event.kind == UNSUBSCRIBED:  # every journey of the lead stops, not only the message's
+                    told = await self._tell_every_journey(event, signal)
+                    done.append((event.id, f"told {told} running journeys"))
+                    continue
                 handle = self.client.get_workflow_handle(event.workflow_id)
-                await handle.signal(event.kind, TrackingSignal(message_id=event.message_id, url=event.url))
+                await handle.signal(event.kind, signal)
                 done.append((event.id, None))
             except RPCError as err:
                 if err.status == RPCStatusCode.NOT_FOUND:
@@ -79,6 +84,23 @@ class OutboxDispatcher:
         if done:
             await asyncio.to_thread(self._mark_delivered, done)
         return len(done), blocked
+
+    async def _tell_every_journey(self, event: TrackingEvent, signal: TrackingSignal) -> int:
+        """Signal the message's journey and every running journey of the lead (Temporal's
+        visibility, by the ``LeadId`` search attribute every journey sets). A journey that
+        closed meanwhile is skipped; one with no unsubscribe handler ignores the signal, and
+        the send activity's consent check refuses its marketing sends anyway."""
+        query = f'LeadId = "{event.lead_id}" AND ExecutionStatus = "Running"'
+        targets = {event.workflow_id} | {wf.id async for wf in self.client.list_workflows(query)}
+        told = 0
+        for workflow_id in sorted(targets):
+            try:
+                await self.client.get_workflow_handle(workflow_id).signal(UNSUBSCRIBED, signal)
+                told += 1
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+        return told
 
     def _pending(self) -> list[TrackingEvent]:
         with Session(self.engine) as session:

@@ -22,6 +22,7 @@ from sqlmodel import Session, col
 
 from relance.consent import latest_consent
 from relance.models import Consent, Lead, Message, TrackingEvent, utcnow
+from relance.suppression import suppress
 from relance.tokens import TrackingToken
 from workflows.signals import CLICKED, OPENED, UNSUBSCRIBED
 
@@ -38,8 +39,9 @@ class Hit:
     ip: str | None
 
 
-def record_hits(engine: Engine, hits: list[Hit]) -> None:
-    """Store a group of hits in one transaction."""
+def record_hits(engine: Engine, hits: list[Hit], *, suppression_key: str = "") -> None:
+    """Store a group of hits in one transaction. With ``suppression_key`` (the secret key), an
+    unsubscribe also puts the address on the suppression list."""
     now = utcnow()
     with Session(engine) as session:
         for hit in hits:
@@ -60,12 +62,17 @@ def record_hits(engine: Engine, hits: list[Hit]) -> None:
                     session.add(Consent(lead_id=token.lead_id, channel="email", purpose="marketing", status="withdrawn",
                                         source_url=f"one-click unsubscribe, message {token.message_id}",
                                         ip=hit.ip, user_agent=user_agent, recorded_at=now))
+                lead = session.get(Lead, token.lead_id)
+                if lead is not None and suppression_key:
+                    suppress(session, suppression_key, lead.email, "unsubscribed")
         session.commit()
 
 
 class HitRecorder:
-    def __init__(self, engine: Engine, *, on_committed: Callable[[], None], max_batch: int = 1000) -> None:
+    def __init__(self, engine: Engine, *, on_committed: Callable[[], None], max_batch: int = 1000,
+                 suppression_key: str = "") -> None:
         self.engine = engine
+        self.suppression_key = suppression_key
         self.on_committed = on_committed
         self.max_batch = max_batch
         self._waiting: list[tuple[Hit, asyncio.Future]] = []
@@ -95,7 +102,8 @@ class HitRecorder:
         if not batch:
             return
         try:
-            await asyncio.to_thread(record_hits, self.engine, [hit for hit, _ in batch])
+            await asyncio.to_thread(record_hits, self.engine, [hit for hit, _ in batch],
+                                    suppression_key=self.suppression_key)
         except Exception as err:
             log.exception("tracking: could not store %d hits", len(batch))
             for _, done in batch:

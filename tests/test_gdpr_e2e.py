@@ -159,3 +159,57 @@ def test_erase_lead_is_idempotent_and_callable_without_the_api(engine, make_lead
     assert not second.found and second.rows_deleted == {}
     with pytest.raises(ValueError, match="SECRET_KEY"):
         erase_lead(engine, make_lead().id, actor="x", reason="y", hash_key="")
+
+
+async def test_an_unsubscribe_stops_every_journey_of_the_lead_and_suppresses_the_address(live: LiveStack):
+    from tests.test_api_welcome_e2e import unsubscribe_url
+
+    lead_id, email = await enroll(live)
+    [welcome] = await live.sink.wait_for_mail(to=email)
+    event = await new_event(live)
+    assert (await live.http.post(f"/events/{event['id']}/registrations", json={"lead_id": lead_id})).status_code == 201
+    assert (await live.http.post("/events/track", json=cart_event(lead_id, "c-" + uuid.uuid4().hex[:8]))).status_code == 202
+    event_journey = f"event-{event['id']}-{lead_id}"
+    await live.sink.wait_for_mail(to=email, count=2)  # the event's thank-you: its journey now waits
+
+    # The welcome email's link: the other two journeys are told as well, and end.
+    response = await live.public.post(unsubscribe_url(welcome), content=b"List-Unsubscribe=One-Click")
+    assert response.status_code == 200
+    outcomes = {}
+    for workflow_id in (f"welcome-{lead_id}", f"cart-{lead_id}", event_journey):
+        outcomes[workflow_id.split("-")[0]] = (await asyncio.wait_for(
+            live.temporal.get_workflow_handle(workflow_id).result(), timeout=15))["outcome"]
+    assert outcomes == {"welcome": "unsubscribed", "cart": "unsubscribed", "event": "unsubscribed"}
+
+    with Session(live.engine) as session:
+        entry = session.get(SuppressionEntry, email_hash(live.settings.secret_key, email))
+    assert entry is not None and entry.reason == "unsubscribed"
+
+    # Signing up again without an email opt-in leaves the address suppressed; an explicit
+    # opt-in (recorded in the ledger) lifts it. An erasure's suppression is never lifted this way.
+    body = sign_up_body(email)
+    assert (await live.http.post("/leads", json={**body, "consents": []})).status_code == 200
+    with Session(live.engine) as session:
+        assert session.get(SuppressionEntry, entry.email_hash) is not None
+    assert (await live.http.post("/leads", json=body)).status_code == 200
+    with Session(live.engine) as session:
+        assert session.get(SuppressionEntry, entry.email_hash) is None
+    consents = (await live.http.get(f"/leads/{lead_id}/consents")).json()
+    assert [c["status"] for c in consents] == ["granted", "withdrawn", "granted"]
+
+
+def test_no_marketing_email_to_a_suppressed_address(engine, make_lead, settings):
+    from activities.sending import SendLedger, SendRequest
+    from relance.db import session_scope
+    from relance.suppression import suppress
+
+    lead = make_lead()  # email consent granted
+    with session_scope(engine) as session:
+        suppress(session, settings.secret_key, lead.email.upper(), "unsubscribed")
+    ledger = SendLedger(engine, suppression_key=settings.secret_key)
+    request = SendRequest(lead_id=lead.id, workflow_id=f"w-{lead.id}", journey="welcome", step="welcome", template="welcome")
+    claim = ledger.claim(request, "email")
+    assert claim.result.status == "skipped" and "suppression list (unsubscribed)" in claim.result.reason
+    receipt = SendRequest(lead_id=lead.id, workflow_id=f"w-{lead.id}", journey="purchase", step="thanks",
+                          template="welcome", kind="transactional")
+    assert ledger.claim(receipt, "email").message is not None  # transactional mail is not marketing
