@@ -218,7 +218,8 @@ def banner(s: Settings, api: str, generated: list[str]) -> None:
         f"  API key           {s.api_key}" + ("   (new: written to .env)" if "RELANCE_API_KEY" in generated else "   (from .env)"),
         f"  Payload key       {s.payload_key_id}" + ("   (new: written to .env; Temporal payloads are encrypted)"
                                                       if "RELANCE_PAYLOAD_KEYS" in generated else "   (from .env)"),
-        f"  Decrypt in the UI {api}/codec/login (once per browser, with the API key)",
+        # localhost, like the UI's codec endpoint: the session cookie is per host name.
+        f"  Decrypt in the UI http://localhost:{s.api_port}/codec/login (once per browser, with the API key)",
         "Try it (README.md has the walkthrough):",
         f"  curl -s -X POST {api}/leads -H 'X-API-Key: {s.api_key}' -H 'Content-Type: application/json' \\",
         "    -d '{\"email\": \"ada@example.com\", \"first_name\": \"Ada\", \"consents\": [{\"channel\": \"email\"}], \"journeys\": [\"welcome\"]}'",

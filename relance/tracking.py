@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from relance.consent import latest_consent
 from relance.models import Consent, Lead, Message, TrackingEvent, utcnow
@@ -41,10 +41,17 @@ class Hit:
 
 def record_hits(engine: Engine, hits: list[Hit], *, suppression_key: str = "") -> None:
     """Store a group of hits in one transaction. With ``suppression_key`` (the secret key), an
-    unsubscribe also puts the address on the suppression list."""
+    unsubscribe also puts the address on the suppression list.
+
+    A hit about a lead that no longer exists (erased: its old emails still carry valid links)
+    is dropped: nothing about an erased person is written again."""
     now = utcnow()
     with Session(engine) as session:
+        wanted = {hit.token.lead_id for hit in hits}
+        existing = set(session.exec(select(Lead.id).where(col(Lead.id).in_(wanted))).all())
         for hit in hits:
+            if hit.token.lead_id not in existing:
+                continue
             token, user_agent = hit.token, (hit.user_agent or "")[:1024] or None
             session.add(TrackingEvent(
                 kind=hit.kind, message_id=token.message_id, lead_id=token.lead_id, workflow_id=token.workflow_id,

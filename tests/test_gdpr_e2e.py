@@ -23,7 +23,7 @@ from tests.test_api_events_e2e import new_event
 from tests.test_api_welcome_e2e import enroll, journey_when, links, sign_up_body
 
 
-async def a_lead_with_everything(live: LiveStack) -> tuple[str, str]:
+async def a_lead_with_everything(live: LiveStack) -> tuple[str, str, object]:
     """A lead with a row in every table that can hold one, and journeys running and closed."""
     lead_id, email = await enroll(live)  # welcome journey, consent ledger
     [mail] = await live.sink.wait_for_mail(to=email)
@@ -39,7 +39,7 @@ async def a_lead_with_everything(live: LiveStack) -> tuple[str, str]:
         assert (await live.http.post("/events/track", json=purchase_event(lead_id, order))).status_code == 202
         await live.temporal.get_workflow_handle(f"purchase-{order}").result()
     assert (await live.http.post("/events/track", json=cart_event(lead_id, "c-" + uuid.uuid4().hex[:8]))).status_code == 202
-    return lead_id, email
+    return lead_id, email, mail
 
 
 def every_cell(live: LiveStack) -> dict[str, list[str]]:
@@ -53,7 +53,7 @@ def every_cell(live: LiveStack) -> dict[str, list[str]]:
 
 
 async def test_export_then_erase_a_lead_with_every_kind_of_data(live: LiveStack):
-    lead_id, email = await a_lead_with_everything(live)
+    lead_id, email, mail = await a_lead_with_everything(live)
 
     # Consents: the ledger, as proof.
     consents = (await live.http.get(f"/leads/{lead_id}/consents")).json()
@@ -94,6 +94,17 @@ async def test_export_then_erase_a_lead_with_every_kind_of_data(live: LiveStack)
             assert not [r for r in rows if lead_id in r], f"a row of the lead is still in {table}"
     assert (await live.http.get(f"/leads/{lead_id}")).status_code == 404
     assert (await live.http.delete(f"/leads/{lead_id}")).status_code == 404
+
+    # The person's old emails still carry valid links: using them writes nothing about them again.
+    from tests.test_api_welcome_e2e import unsubscribe_url
+
+    [pixel] = links(mail.html, "o")
+    assert (await live.public.get(pixel)).status_code == 200
+    assert (await live.public.get(links(mail.html, "c")[0])).status_code == 302
+    assert (await live.public.post(unsubscribe_url(mail), content=b"List-Unsubscribe=One-Click")).status_code == 200
+    for table, rows in every_cell(live).items():
+        if table not in KEPT:
+            assert not [r for r in rows if lead_id in r], f"a row of the erased lead came back in {table}"
 
     # Nor in Temporal: no journey of the lead runs any more, and their deletion (histories
     # included) was accepted. The server deletes asynchronously: a journey closed a moment ago
