@@ -24,7 +24,7 @@ from api.crud import get_lead_or_404
 from api.schemas import AuditEntryPublic, ConsentPublic, JourneyRecord
 from relance import audit
 from relance.erasure import lead_columns, tables_to_erase
-from relance.models import AuditEntry, Consent, Lead, Message, Order, Registration, as_utc
+from relance.models import AuditEntry, Consent, Message, Order, Registration, as_utc
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -87,10 +87,6 @@ def audit_entries(*, session: Session, lead_id: str | None, limit: int) -> list[
         query = query.where(AuditEntry.lead_id == lead_id)
     return [AuditEntryPublic.model_validate({**row.model_dump(), "at": as_utc(row.at)})
             for row in session.exec(query).all()]
-
-
-def lead_exists(*, session: Session, lead_id: str) -> bool:
-    return session.get(Lead, lead_id) is not None
 
 
 # Temporal ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 

@@ -9,14 +9,13 @@ import uuid
 
 import pytest
 from sqlalchemy import inspect, text
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel
 from temporalio.service import RPCError, RPCStatusCode
 
 from relance.audit import key_fingerprint
 from relance.erasure import KEPT, erase_lead, lead_columns, tables_to_erase
 from relance.models import SuppressionEntry
 from relance.suppression import email_hash
-from sqlmodel import SQLModel
 from tests.conftest import LiveStack
 from tests.test_api_cart_e2e import cart_event, purchase_event
 from tests.test_api_events_e2e import new_event
@@ -77,6 +76,14 @@ async def test_export_then_erase_a_lead_with_every_kind_of_data(live: LiveStack)
     assert journeys["WelcomeJourney"]["status"] == "COMPLETED" and journeys["WelcomeJourney"]["close_time"]
     assert journeys["EventReminderJourney"]["status"] == "RUNNING" and journeys["AbandonedCartJourney"]["status"] == "RUNNING"
     assert len([j for j in export["journeys"] if j["workflow_type"] == "PurchaseFollowUp"]) == 2
+    # Every journey sets the LeadId search attribute: that is how erasure and unsubscribe find them.
+    expected_journeys = {(j["workflow_id"], j["workflow_type"]) for j in export["journeys"]}
+    for _ in range(50):  # visibility follows within moments
+        found = {(wf.id, wf.workflow_type) async for wf in live.temporal.list_workflows(f'LeadId = "{lead_id}"')}
+        if found == expected_journeys:
+            break
+        await asyncio.sleep(0.1)
+    assert found == expected_journeys
 
     # Erasure.
     erased = await live.http.delete(f"/leads/{lead_id}", params={"reason": "asked by email, ticket 42"})
