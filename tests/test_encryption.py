@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import base64
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.converter import DataConverter
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, Worker
 
+from activities import build_activities
 from relance.devstack import ensure_env_file
-from relance.encryption import EncryptionCodec, EncryptionConfigError, codec_from_settings
+from relance.encryption import EncryptionCodec, EncryptionConfigError, codec_from_settings, encrypted_converter
 from relance.settings import Settings
 from tests.conftest import TEST_CONVERTER, TEST_PAYLOAD_KEYS, make_test_codec, unique_id
 from worker import ALL_JOURNEYS, build_worker
@@ -82,6 +84,34 @@ async def test_a_journey_history_is_unreadable_without_the_key(client, settings,
 
     # The encrypted history replays with the worker's converter (and determinism is checked).
     await Replayer(workflows=ALL_JOURNEYS, data_converter=TEST_CONVERTER).replay_workflow(history)
+
+
+async def test_a_journey_started_under_the_old_key_finishes_after_the_rotation(client, settings, engine, sink, make_lead):
+    """Workers restart with a new current key mid-journey: the journey's history (inputs,
+    results so far) is under the old key, what follows under the new one; both are read."""
+    keys = {k: base64.b64decode(v) for k, v in TEST_PAYLOAD_KEYS.items()}
+    before = Client(client.service_client, namespace=client.namespace,
+                    data_converter=encrypted_converter(EncryptionCodec(keys, "test-old")))
+    after = Client(client.service_client, namespace=client.namespace, data_converter=TEST_CONVERTER)  # current: test-2026
+    queue = unique_id("rotation")
+    lead = make_lead()
+    # No sticky cache: the next workflow task goes to the task queue, where the new worker is.
+    async with Worker(before, task_queue=queue, workflows=ALL_JOURNEYS, activities=build_activities(settings, engine),
+                      activity_executor=ThreadPoolExecutor(4), max_cached_workflows=0):
+        handle = await before.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
+                                             id=unique_id(f"welcome-{lead.id}"), task_queue=queue)
+        await sink.wait_for_mail(to=lead.email)
+        status = None
+        while not (status and status.step == "waiting_for_open"):  # no activity running: safe to stop
+            status = await handle.query(WelcomeJourney.status)
+    async with build_worker(after, settings, engine, task_queue=queue):
+        handle = after.get_workflow_handle_for(WelcomeJourney.run, handle.id)
+        await handle.signal(CLICKED, TrackingSignal(status.messages[0].message_id, "https://example.com/x"))
+        result = await handle.result()
+    assert result.outcome == "clicked"
+    key_ids = {as_payload(n).metadata["encryption-key-id"]
+               for n in payloads_of(json.loads((await handle.fetch_history()).to_json()))}
+    assert key_ids == {b"test-old", b"test-2026"}
 
 
 async def test_payloads_written_with_an_old_key_are_read_after_a_rotation():
