@@ -52,7 +52,7 @@ def consent_history(*, session: Session, lead_id: str, actor: str) -> list[Conse
 def export_rows(*, session: Session, lead_id: str, actor: str) -> tuple[dict, dict[str, list[dict]]]:
     """The lead's profile and every row of every table holding its id (the same tables an
     erasure deletes from, so nothing held is left out), and the audit entry."""
-    lead = get_lead_or_404(session=session, lead_id=lead_id)
+    profile = _row(get_lead_or_404(session=session, lead_id=lead_id).model_dump())
     data: dict[str, list[dict]] = {}
     for table in reversed(tables_to_erase()):
         rows = []
@@ -62,7 +62,7 @@ def export_rows(*, session: Session, lead_id: str, actor: str) -> tuple[dict, di
     audit.record(session, actor=actor, action=audit.EXPORT, lead_id=lead_id,
                  detail={"rows": {name: len(rows) for name, rows in data.items() if rows}})
     session.commit()
-    return _row(lead.model_dump()), data
+    return profile, data
 
 
 def workflow_ids_of(*, session: Session, lead_id: str) -> list[str]:
