@@ -76,8 +76,8 @@ def workflow_ids_of(*, session: Session, lead_id: str) -> list[str]:
     return sorted(ids)
 
 
-def record_read(*, session: Session, lead_id: str, actor: str) -> None:
-    audit.record(session, actor=actor, action=audit.READ, lead_id=lead_id)
+def record_read(*, session: Session, lead_id: str, actor: str, action: str = audit.READ) -> None:
+    audit.record(session, actor=actor, action=action, lead_id=lead_id)
     session.commit()
 
 

@@ -351,6 +351,6 @@ class ErasurePublic(BaseModel):
 class AuditEntryPublic(BaseModel):
     at: datetime
     actor: str = Field(description="api-key:<first 16 hex digits of the key's SHA-256>, or journey:<workflow id>")
-    action: str = Field(description="lead.read | lead.consents | lead.export | lead.erase")
+    action: str = Field(description="lead.read | lead.messages | lead.consents | lead.export | lead.erase")
     lead_id: str
     detail: dict

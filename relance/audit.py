@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from relance.models import AuditEntry, utcnow
 
-READ, CONSENTS, EXPORT, ERASE = "lead.read", "lead.consents", "lead.export", "lead.erase"
+READ, MESSAGES, CONSENTS, EXPORT, ERASE = "lead.read", "lead.messages", "lead.consents", "lead.export", "lead.erase"
 
 
 def key_fingerprint(api_key: str) -> str:

@@ -245,6 +245,6 @@ class AuditEntry(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False, index=True))
     actor: str = Field(max_length=128)
-    action: str = Field(max_length=32)  # lead.read | lead.consents | lead.export | lead.erase
+    action: str = Field(max_length=32)  # lead.read | lead.messages | lead.consents | lead.export | lead.erase
     lead_id: str = Field(index=True, max_length=32)
     detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -150,8 +150,10 @@ async def test_export_then_erase_a_lead_with_every_kind_of_data(live: LiveStack)
 async def test_reading_a_lead_is_audited_and_unknown_leads_are_404(live: LiveStack):
     lead_id, _ = await enroll(live)
     assert (await live.http.get(f"/leads/{lead_id}")).status_code == 200
-    [entry] = (await live.http.get("/audit", params={"lead_id": lead_id})).json()
-    assert entry["action"] == "lead.read" and entry["actor"].startswith("api-key:")
+    assert (await live.http.get(f"/leads/{lead_id}/messages")).status_code == 200
+    log = (await live.http.get("/audit", params={"lead_id": lead_id})).json()
+    assert [e["action"] for e in log] == ["lead.messages", "lead.read"]  # newest first
+    assert all(e["actor"] == key_fingerprint(live.settings.api_key) for e in log)
     for path in ("/leads/nope", "/leads/nope/export", "/leads/nope/consents", '/leads/a"b/export'):
         assert (await live.http.get(path)).status_code == 404, path
     assert (await live.http.delete("/leads/nope")).status_code == 404

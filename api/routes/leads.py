@@ -13,6 +13,7 @@ from api.deps import ActorDep, DatabaseDep, SessionDep, SettingsDep, TemporalDep
 from api.journeys import enroll, journey_status
 from api.schemas import (ConsentPublic, EnrollmentPublic, ErasurePublic, JourneyName, JourneyStatusPublic, LeadCreate,
                          LeadExport, LeadPublic, LeadSaved, MessagePublic)
+from relance import audit
 from relance.erasure import erase_lead
 from relance.models import Message, as_utc, utcnow
 
@@ -95,16 +96,19 @@ async def erase(lead_id: str, db: DatabaseDep, temporal: TemporalDep, settings: 
 
 
 @router.get("/{lead_id}/messages", response_model=list[MessagePublic])
-def read_lead_messages(lead_id: str, session: SessionDep) -> list[MessagePublic]:
+def read_lead_messages(lead_id: str, session: SessionDep, actor: ActorDep) -> list[MessagePublic]:
+    """The messages sent (or skipped) to the lead, oldest first. Audited."""
     crud.get_lead_or_404(session=session, lead_id=lead_id)
     rows = session.exec(select(Message).where(Message.lead_id == lead_id).order_by(col(Message.created_at))).all()
-    return [
+    messages = [
         MessagePublic.model_validate({
             **row.model_dump(),
             **{k: as_utc(getattr(row, k)) for k in ("created_at", "sent_at", "opened_at", "clicked_at")},
         })
         for row in rows
     ]
+    privacy.record_read(session=session, lead_id=lead_id, actor=actor, action=audit.MESSAGES)
+    return messages
 
 
 @router.post("/{lead_id}/journeys/{journey}", response_model=EnrollmentPublic, status_code=status.HTTP_201_CREATED,
