@@ -199,6 +199,11 @@ async def test_the_codec_endpoint_decrypts_for_an_operator_only(live):
     assert answer.status_code == 200
     forged = await live.public.post("/codec/decode", json=body, headers={**headers, "Cookie": "relance_codec=forged"})
     assert forged.status_code == 401
+    from itsdangerous import URLSafeTimedSerializer  # a session opened with a former API key is over
+
+    former = URLSafeTimedSerializer(live.settings.secret_key, salt="relance.codec-session").dumps("api-key:0123456789abcdef")
+    stale = await live.public.post("/codec/decode", json=body, headers={**headers, "Cookie": f"relance_codec={former}"})
+    assert stale.status_code == 401
 
     # encode then decode round-trips; garbage is a 400, not a crash.
     encoded = await live.http.post("/codec/encode", json={"payloads": [

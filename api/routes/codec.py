@@ -29,6 +29,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from temporalio.api.common.v1 import Payloads
 
 from api.deps import SettingsDep
+from relance.audit import key_fingerprint
 from relance.encryption import EncryptionCodec, codec_from_settings
 from relance.settings import Settings
 
@@ -56,10 +57,9 @@ def _authorised(request: Request, settings: Settings) -> bool:
     if bearer[:7].lower() == "bearer " and _key_matches(settings, bearer[7:].strip()):
         return True
     cookie = request.cookies.get(COOKIE)
-    if cookie and settings.secret_key:
-        try:
-            _sessions(settings).loads(cookie, max_age=SESSION_SECONDS)
-            return True
+    if cookie and settings.secret_key and settings.api_key:
+        try:  # the session names the key it was opened with: changing the API key ends every session
+            return _sessions(settings).loads(cookie, max_age=SESSION_SECONDS) == key_fingerprint(settings.api_key)
         except BadSignature:
             return False
     return False
@@ -143,7 +143,7 @@ async def login(request: Request, settings: SettingsDep) -> Response:
     if not _key_matches(settings, (form.get("api_key") or [""])[0]):
         return _login_page("That is not the API key.", code=status.HTTP_401_UNAUTHORIZED)
     response = _login_page("Session open: the Temporal UI in this browser can decrypt payloads for 8 hours.")
-    response.set_cookie(COOKIE, _sessions(settings).dumps("operator"), max_age=SESSION_SECONDS, httponly=True,
+    response.set_cookie(COOKIE, _sessions(settings).dumps(key_fingerprint(settings.api_key)), max_age=SESSION_SECONDS, httponly=True,
                         samesite="lax", secure=request.url.scheme == "https", path="/codec")
     return response
 
