@@ -91,7 +91,16 @@ class OutboxDispatcher:
         closed meanwhile is skipped; one with no unsubscribe handler ignores the signal, and
         the send activity's consent check refuses its marketing sends anyway."""
         query = f'LeadId = "{event.lead_id}" AND ExecutionStatus = "Running"'
-        targets = {event.workflow_id} | {wf.id async for wf in self.client.list_workflows(query)}
+        targets = {event.workflow_id}
+        try:
+            targets |= {wf.id async for wf in self.client.list_workflows(query)}
+        except RPCError as err:
+            if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise  # Temporal is down: retry the whole unsubscribe later
+            # A server whose visibility cannot answer (no LeadId attribute...) must not stall the
+            # outbox: the message's journey is told, the others' sends are refused by consent.
+            log.warning("outbox: cannot list the journeys of lead %s (%s); telling %s only",
+                        event.lead_id, err.message, event.workflow_id)
         told = 0
         for workflow_id in sorted(targets):
             try:

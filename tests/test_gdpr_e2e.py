@@ -233,3 +233,30 @@ def test_no_marketing_email_to_a_suppressed_address(engine, make_lead, settings)
     receipt = SendRequest(lead_id=lead.id, workflow_id=f"w-{lead.id}", journey="purchase", step="thanks",
                           template="welcome", kind="transactional")
     assert ledger.claim(receipt, "email").message is not None  # transactional mail is not marketing
+
+
+async def test_an_unsubscribe_still_reaches_the_message_journey_where_visibility_cannot_answer(
+        client, settings, engine, sink, make_lead, caplog):
+    """The time-skipping server cannot list workflows: the outbox must not stall on that, and
+    tells the journey the message came from. (The event is not stored: the session's shared
+    outbox table belongs to the live API's dispatcher.)"""
+    from relance.models import TrackingEvent
+    from relance.outbox import OutboxDispatcher
+    from worker import build_worker
+    from workflows.signals import TrackingSignal
+    from workflows.welcome import WelcomeInput, WelcomeJourney
+
+    lead = make_lead()
+    async with build_worker(client, settings, engine):
+        handle = await client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
+                                             id=f"welcome-{lead.id}", task_queue=settings.temporal_task_queue)
+        await sink.wait_for_mail(to=lead.email)
+        status = await handle.query(WelcomeJourney.status)
+        while not status.messages or status.step != "waiting_for_open":
+            status = await handle.query(WelcomeJourney.status)
+        event = TrackingEvent(kind="unsubscribed", message_id=status.messages[0].message_id, lead_id=lead.id,
+                              workflow_id=handle.id)
+        told = await OutboxDispatcher(engine, client)._tell_every_journey(event, TrackingSignal(event.message_id))
+        result = await handle.result()
+    assert told == 1 and result.outcome == "unsubscribed"
+    assert "cannot list the journeys of lead" in caplog.text
