@@ -33,7 +33,7 @@ def template_context(settings: Settings, lead: Lead) -> dict:
 class EmailActivities:
     def __init__(self, settings: Settings, engine: Engine, renderer: Renderer) -> None:
         self.settings = settings
-        self.ledger = SendLedger(engine)
+        self.ledger = SendLedger(engine, suppression_key=settings.secret_key)
         self.renderer = renderer
 
     @activity.defn(name="send_email")

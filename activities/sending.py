@@ -19,6 +19,7 @@ from activities.message_context import MessageExtras, load_extras
 from relance.consent import has_consent
 from relance.db import session_scope
 from relance.models import Lead, Message, utcnow
+from relance.suppression import suppression_of
 
 
 RESENT = "an earlier attempt ended without the provider's confirmation; sent again with the same Message-ID"
@@ -56,8 +57,9 @@ class Claim:
 
 
 class SendLedger:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, suppression_key: str = "") -> None:
         self.engine = engine
+        self.suppression_key = suppression_key  # the secret key: suppressed addresses get no marketing email
 
     def claim(self, request: SendRequest, channel: str, *, channel_blocked: str = "") -> Claim:
         """``channel_blocked``: why this channel cannot send at all (e.g. no SMS provider set up)."""
@@ -86,7 +88,8 @@ class SendLedger:
                 # which mailboxes recognise a second copy; the row says it happened.
                 message.reason = RESENT
             extras = load_extras(session, lead, request.about)
-            reason = channel_blocked or self._blocked_reason(session, lead, channel, request.kind) or extras.skip_reason
+            reason = (channel_blocked or self._blocked_reason(session, lead, channel, request.kind)
+                      or self._suppressed(session, lead, channel, request.kind) or extras.skip_reason)
             if reason:
                 message.status, message.reason = "skipped", reason
                 return Claim(None, None, SendResult("skipped", message.id, reason))
@@ -100,6 +103,12 @@ class SendLedger:
         if kind == "marketing" and not has_consent(session, lead.id, channel):
             return f"no marketing consent for {channel}"
         return ""
+
+    def _suppressed(self, session: Session, lead: Lead, channel: str, kind: str) -> str:
+        if kind != "marketing" or channel != "email" or not self.suppression_key:
+            return ""
+        entry = suppression_of(session, self.suppression_key, lead.email)
+        return f"the address is on the suppression list ({entry.reason})" if entry else ""
 
     def mark_sent(self, message: Message, *, subject: str | None = None, provider_id: str | None = None) -> SendResult:
         with session_scope(self.engine) as session:

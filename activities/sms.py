@@ -22,7 +22,7 @@ from relance.settings import Settings
 class SmsActivities:
     def __init__(self, settings: Settings, engine: Engine, renderer: Renderer) -> None:
         self.settings = settings
-        self.ledger = SendLedger(engine)
+        self.ledger = SendLedger(engine, suppression_key=settings.secret_key)
         self.renderer = renderer
 
     @activity.defn(name="send_sms")

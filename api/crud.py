@@ -12,11 +12,9 @@ from relance.consent import CHANNELS, latest_consent
 from relance.lead_activity import FollowUp, follow_ups, note_activity
 from relance.models import Cart, Consent, Lead, Order, as_utc, utcnow
 from relance.settings import Settings
+from relance.suppression import normalize_email, suppression_of
 
-
-def normalize_email(email: str) -> str:
-    """The deduplication key: trimmed and lower-cased (validated already by the schema)."""
-    return email.strip().lower()
+__all__ = ["normalize_email"]  # re-exported: the routes and events use it from here
 
 
 def normalize_phone(phone: str, default_region: str) -> str:
@@ -37,8 +35,20 @@ def get_lead_by_email(*, session: Session, email: str) -> Lead | None:
     return session.exec(select(Lead).where(Lead.email == normalize_email(email))).first()
 
 
-def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str) -> tuple[Lead, bool]:
-    """Create the lead, or update the one with the same normalised email. Commits."""
+def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str,
+                suppression_key: str = "") -> tuple[Lead, bool]:
+    """Create the lead, or update the one with the same normalised email. Commits.
+
+    With ``suppression_key`` (the secret key), an address erased at the person's request (on
+    the suppression list) is refused with 409 and nothing is stored; an address suppressed by an
+    unsubscribe comes off the list when the sign-up grants email consent again."""
+    if suppression_key:
+        entry = suppression_of(session, suppression_key, data.email)
+        if entry is not None and entry.reason == "erased":
+            raise HTTPException(status.HTTP_409_CONFLICT, "this address was erased at the person's request and is on "
+                                                          "the suppression list: it is not signed up or contacted again")
+        if entry is not None and any(c.channel == "email" and c.granted for c in data.consents):
+            session.delete(entry)  # unsubscribed, and now opts in again explicitly (recorded in the ledger below)
     phone = normalize_phone(data.phone, default_phone_region) if data.phone else None
     now = utcnow()
     lead = get_lead_by_email(session=session, email=data.email)
@@ -88,8 +98,10 @@ def lead_public(*, session: Session, lead: Lead) -> LeadPublic:
     )
 
 
-def save_sign_up(*, session: Session, data: LeadCreate, default_phone_region: str) -> tuple[LeadPublic, bool]:
-    lead, created = upsert_lead(session=session, data=data, default_phone_region=default_phone_region)
+def save_sign_up(*, session: Session, data: LeadCreate, default_phone_region: str,
+                 suppression_key: str = "") -> tuple[LeadPublic, bool]:
+    lead, created = upsert_lead(session=session, data=data, default_phone_region=default_phone_region,
+                                suppression_key=suppression_key)
     return lead_public(session=session, lead=lead), created
 
 
@@ -140,6 +152,8 @@ def save_page_view(*, session: Session, lead_id: str, url: str) -> None:
 def activity_follow_ups(*, session: Session, settings: Settings, lead_id: str, kind: str) -> list[FollowUp]:
     """What the lead's activity sets in motion (re-engagement journey told, premium offer due)."""
     return follow_ups(session, settings, {lead_id: kind})
+
+
 def touch_lead(*, session: Session, lead_id: str, kind: str) -> None:
     """The lead did something (a download, a booking): stamps its last activity. 404 for an unknown lead."""
     get_lead_or_404(session=session, lead_id=lead_id)

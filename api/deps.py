@@ -79,3 +79,13 @@ def require_api_key(settings: SettingsDep, key: Annotated[str | None, Security(a
     if not hmac.compare_digest(key.encode(), settings.api_key.encode()):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key")
     return key
+
+
+def get_actor(key: Annotated[str, Depends(require_api_key)]) -> str:
+    """Who is calling, as the audit log names them (a fingerprint of the key, never the key)."""
+    from relance.audit import key_fingerprint
+
+    return key_fingerprint(key)
+
+
+ActorDep = Annotated[str, Depends(get_actor)]

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import events, health, leads, lists, shop_events, sweeps, tasks, tracking, unsubscribe
+from api.routes import audit, codec, events, health, leads, lists, shop_events, sweeps, tasks, tracking, unsubscribe
 from relance.db import make_engine
 from relance.outbox import OutboxDispatcher
 from relance.settings import Settings, get_settings
@@ -36,7 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                        max_age_seconds=settings.tracking_token_max_age_days * 86400)
         app.state.temporal = await connect(settings, lazy=True)
         app.state.outbox = OutboxDispatcher(app.state.engine, app.state.temporal, settings=settings)
-        app.state.hits = HitRecorder(app.state.engine, on_committed=app.state.outbox.wake)
+        app.state.hits = HitRecorder(app.state.engine, on_committed=app.state.outbox.wake,
+                                     suppression_key=settings.secret_key)
         dispatcher = asyncio.create_task(app.state.outbox.run(), name="outbox-dispatcher")
         recorder = asyncio.create_task(app.state.hits.run(), name="hit-recorder")
         if not settings.api_key:
@@ -65,5 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(tracking.router)
     app.include_router(unsubscribe.router)
+    app.include_router(codec.router)
+    app.include_router(audit.router)
     app.include_router(health.router)
     return app

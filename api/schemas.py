@@ -372,6 +372,8 @@ class SweepPublic(BaseModel):
     status: str = Field(description="Temporal's execution status of the sweep's latest run: RUNNING, COMPLETED, ...")
     inactive_days: float | None = Field(default=None, description="Given when the sweep is started")
     result: dict | None = Field(default=None, description="When completed: pages, leads, started, already_enrolled, runs")
+
+
 # Sales hand-off tasks (issue 9) ------------------------------------------------------------
 TaskOutcome = Literal["called", "meeting_booked", "not_interested"]
 TaskStatus = Literal["open", "done", "escalated"]
@@ -399,3 +401,56 @@ class TaskCompletion(BaseModel):
     outcome: TaskOutcome = Field(description="meeting_booked ends the nurturing as converted; "
                                              "not_interested stops its marketing emails")
     note: str | None = Field(default=None, max_length=2000)
+
+
+# Lead data rights (issue 6): consents as proof, export, erasure, audit ----------------------
+class ConsentPublic(BaseModel):
+    """One row of the append-only consent ledger: the proof of a grant or a withdrawal."""
+
+    channel: str
+    purpose: str
+    status: str = Field(description="granted | withdrawn")
+    source_url: str | None = Field(description="The form's page, or how it was withdrawn")
+    ip: str | None
+    user_agent: str | None
+    wording_version: str | None
+    recorded_at: datetime
+
+
+class JourneyRecord(BaseModel):
+    """A Temporal execution of one of the lead's journeys (from Temporal's visibility)."""
+
+    workflow_id: str
+    run_id: str | None
+    workflow_type: str
+    status: str = Field(description="RUNNING, COMPLETED, TERMINATED, ...")
+    start_time: datetime | None
+    close_time: datetime | None
+
+
+class LeadExport(BaseModel):
+    """Everything Relance holds about a lead (right of access)."""
+
+    exported_at: datetime
+    lead: dict = Field(description="The profile, as stored")
+    data: dict[str, list[dict]] = Field(description="Every table holding the lead's rows, by table name: consents (the "
+                                                    "ledger), messages, tracking_events, score_events, list_members, "
+                                                    "carts, orders, promo_codes, registrations, ...")
+    journeys: list[JourneyRecord]
+
+
+class ErasurePublic(BaseModel):
+    lead_id: str
+    erased_at: datetime
+    journeys_closed: list[str] = Field(description="Workflow ids of the journeys terminated and deleted from Temporal")
+    rows_deleted: dict[str, int] = Field(description="Rows deleted, by table")
+    suppressed: bool = Field(description="The address's keyed hash is on the suppression list")
+    kept: dict[str, str] = Field(description="What is kept, and why")
+
+
+class AuditEntryPublic(BaseModel):
+    at: datetime
+    actor: str = Field(description="api-key:<first 16 hex digits of the key's SHA-256>, or journey:<workflow id>")
+    action: str = Field(description="lead.read | lead.messages | lead.consents | lead.export | lead.erase")
+    lead_id: str
+    detail: dict

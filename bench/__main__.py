@@ -14,6 +14,7 @@ between machines:
 from __future__ import annotations
 
 import argparse
+import base64
 import asyncio
 import json
 import os
@@ -38,6 +39,7 @@ from bench.loadgen import LoadResult, Request, run_load
 from relance import migrate
 from relance.db import make_engine
 from relance.devsink import DevSink
+from relance.encryption import EncryptionCodec, encrypted_converter, new_key
 from relance.models import TrackingEvent
 from relance.settings import Settings
 from relance.temporal import bundled_binary
@@ -61,8 +63,12 @@ def free_port() -> int:
 
 def env_for(settings: Settings) -> dict[str, str]:
     fields = ("database_url", "temporal_address", "temporal_task_queue", "smtp_host", "smtp_port", "sms_provider_url",
-              "api_key", "secret_key", "public_base_url")
-    return {**os.environ, **{f"RELANCE_{f.upper()}": str(getattr(settings, f)) for f in fields}}
+              "api_key", "secret_key", "public_base_url", "payload_keys", "payload_key_id")
+
+    def as_env(value) -> str:
+        return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+    return {**os.environ, **{f"RELANCE_{f.upper()}": as_env(getattr(settings, f)) for f in fields}}
 
 
 def start_process(args: list[str], settings: Settings, log: Path) -> subprocess.Popen:
@@ -205,15 +211,19 @@ async def main() -> None:
         migrate.upgrade(url)
         engine = make_engine(url)
         say("starting the Temporal dev server, the mail sink, the worker and the API")
-        env = await WorkflowEnvironment.start_local(dev_server_existing_path=bundled_binary("temporal"),
-                                                    search_attributes=search_attributes.ALL)
+        payload_key_id, payload_key = new_key()
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=bundled_binary("temporal"), search_attributes=search_attributes.ALL,
+            data_converter=encrypted_converter(EncryptionCodec({payload_key_id: base64.b64decode(payload_key)},
+                                                               payload_key_id)))
         async with DevSink(smtp_port=0, http_port=0) as sink:
             port = free_port()
             settings = Settings(
                 _env_file=None, database_url=url, temporal_address=env.client.service_client.config.target_host,
                 temporal_task_queue="bench", smtp_host="127.0.0.1", smtp_port=sink.smtp_port,
                 sms_provider_url=f"http://127.0.0.1:{sink.http_port}/sms", api_key="bench", secret_key="bench",
-                public_base_url=f"http://127.0.0.1:{port}")
+                public_base_url=f"http://127.0.0.1:{port}", payload_keys={payload_key_id: payload_key},
+                payload_key_id=payload_key_id)
             api_url = f"http://127.0.0.1:{port}"
             worker = start_process([sys.executable, "worker.py"], settings, workdir / "worker.log")
             api = start_process([sys.executable, "-m", "uvicorn", "--factory", "bench.app:create_bench_app",

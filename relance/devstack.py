@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from relance import migrate
+from relance.encryption import keys_env_value, new_key
 from relance.settings import Settings
 from relance.temporal import bundled_binary
 from workflows import search_attributes
@@ -40,13 +41,24 @@ def say(name: str, line: str) -> None:
 
 
 def ensure_env_file(path: Path) -> list[str]:
-    """Create the API key and secret key on first start; returns what was generated."""
+    """Create the API key, the secret key and the payload encryption key on first start;
+    returns what was generated. A value set in the environment or already in the file is kept."""
     existing = path.read_text() if path.exists() else ""
     generated = []
+
+    def add(name: str, line: str) -> None:
+        nonlocal existing
+        existing += ("" if not existing or existing.endswith("\n") else "\n") + line + "\n"
+        generated.append(name)
+
     for name in ("RELANCE_API_KEY", "RELANCE_SECRET_KEY"):
         if f"{name}=" not in existing and not os.environ.get(name):
-            existing += ("" if not existing or existing.endswith("\n") else "\n") + f"{name}={secrets.token_urlsafe(24)}\n"
-            generated.append(name)
+            add(name, f"{name}={secrets.token_urlsafe(24)}")
+    if "RELANCE_PAYLOAD_KEYS=" not in existing and not os.environ.get("RELANCE_PAYLOAD_KEYS"):
+        key_id, key = new_key()
+        add("RELANCE_PAYLOAD_KEYS", f"RELANCE_PAYLOAD_KEYS='{keys_env_value([(key_id, key)])}'")
+        if "RELANCE_PAYLOAD_KEY_ID=" not in existing and not os.environ.get("RELANCE_PAYLOAD_KEY_ID"):
+            add("RELANCE_PAYLOAD_KEY_ID", f"RELANCE_PAYLOAD_KEY_ID={key_id}")
     if generated:
         path.write_text(existing)
         path.chmod(0o600)
@@ -135,6 +147,8 @@ def temporal_args(s: Settings) -> list[str]:
         "--ip", "127.0.0.1" if host == "localhost" else host, "--port", str(port),
         "--ui-port", str(s.temporal_ui_port), "--namespace", s.temporal_namespace,
         "--log-level", "error",
+        # The UI decrypts payloads through the API (api/routes/codec.py); a session from /codec/login.
+        "--ui-codec-endpoint", f"http://localhost:{s.api_port}/codec",
     ]
     for key in search_attributes.ALL:
         kind = "Int" if key.indexed_value_type.name == "INT" else "Keyword"
@@ -202,6 +216,10 @@ def banner(s: Settings, api: str, generated: list[str]) -> None:
         f"  Temporal UI       http://localhost:{s.temporal_ui_port}",
         f"  Dev inbox         http://localhost:{s.mailsink_http_port}",
         f"  API key           {s.api_key}" + ("   (new: written to .env)" if "RELANCE_API_KEY" in generated else "   (from .env)"),
+        f"  Payload key       {s.payload_key_id}" + ("   (new: written to .env; Temporal payloads are encrypted)"
+                                                      if "RELANCE_PAYLOAD_KEYS" in generated else "   (from .env)"),
+        # localhost, like the UI's codec endpoint: the session cookie is per host name.
+        f"  Decrypt in the UI http://localhost:{s.api_port}/codec/login (once per browser, with the API key)",
         "Try it (README.md has the walkthrough):",
         f"  curl -s -X POST {api}/leads -H 'X-API-Key: {s.api_key}' -H 'Content-Type: application/json' \\",
         "    -d '{\"email\": \"ada@example.com\", \"first_name\": \"Ada\", \"consents\": [{\"channel\": \"email\"}], \"journeys\": [\"welcome\"]}'",

@@ -240,6 +240,8 @@ class LeadActivity(SQLModel, table=True):
     kind: str = Field(max_length=16)  # page_view | form | purchase
     url: str | None = Field(default=None, max_length=2048)
     at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False, index=True))
+
+
 class SalesTask(SQLModel, table=True):
     """A hand-off to a sales rep (seed 003 "roles"): call this lead, with the reason and a due date.
 
@@ -274,3 +276,31 @@ class Counter(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=100)
     value: int = 0
+
+
+class SuppressionEntry(SQLModel, table=True):
+    """An address that must not be contacted or signed up again, kept as a keyed hash only
+    (HMAC-SHA256 of the normalised email with the secret key): after an erasure nothing
+    readable remains, yet a re-import or re-sign-up of the same address is recognised."""
+
+    __tablename__ = "suppression_list"
+
+    email_hash: str = Field(primary_key=True, max_length=64)
+    reason: str = Field(max_length=32)  # erased | unsubscribed
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who read, exported or erased which lead's data, and when. ``actor`` is never a secret:
+    ``api-key:<fingerprint>`` (the first hex digits of the key's SHA-256) or ``journey:<workflow id>``.
+    ``lead_id`` is kept after an erasure on purpose (a random id, not personal data once the
+    lead's rows are gone): it proves the request was carried out."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False, index=True))
+    actor: str = Field(max_length=128)
+    action: str = Field(max_length=32)  # lead.read | lead.messages | lead.consents | lead.export | lead.erase
+    lead_id: str = Field(index=True, max_length=32)
+    detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -24,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from relance.lead_activity import FollowUp, act_on, follow_ups
 from relance.models import TrackingEvent, utcnow
 from relance.settings import Settings
-from workflows.signals import TrackingSignal
+from workflows.signals import UNSUBSCRIBED, TrackingSignal
 
 log = logging.getLogger("relance.outbox")
 
@@ -71,8 +71,13 @@ class OutboxDispatcher:
         blocked = False
         for event in pending:
             try:
+                signal = TrackingSignal(message_id=event.message_id, url=event.url)
+                if event.kind == UNSUBSCRIBED:  # every journey of the lead stops, not only the message's
+                    told = await self._tell_every_journey(event, signal)
+                    done.append((event.id, f"told {told} running journeys"))
+                    continue
                 handle = self.client.get_workflow_handle(event.workflow_id)
-                await handle.signal(event.kind, TrackingSignal(message_id=event.message_id, url=event.url))
+                await handle.signal(event.kind, signal)
                 done.append((event.id, None))
             except RPCError as err:
                 if err.status == RPCStatusCode.NOT_FOUND:
@@ -110,6 +115,32 @@ class OutboxDispatcher:
     def _follow_ups(self, activity: dict[str, str]) -> list[FollowUp]:
         with Session(self.engine) as session:
             return follow_ups(session, self.settings, activity)
+
+    async def _tell_every_journey(self, event: TrackingEvent, signal: TrackingSignal) -> int:
+        """Signal the message's journey and every running journey of the lead (Temporal's
+        visibility, by the ``LeadId`` search attribute every journey sets). A journey that
+        closed meanwhile is skipped; one with no unsubscribe handler ignores the signal, and
+        the send activity's consent check refuses its marketing sends anyway."""
+        query = f'LeadId = "{event.lead_id}" AND ExecutionStatus = "Running"'
+        targets = {event.workflow_id}
+        try:
+            targets |= {wf.id async for wf in self.client.list_workflows(query)}
+        except RPCError as err:
+            if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise  # Temporal is down: retry the whole unsubscribe later
+            # A server whose visibility cannot answer (no LeadId attribute...) must not stall the
+            # outbox: the message's journey is told, the others' sends are refused by consent.
+            log.warning("outbox: cannot list the journeys of lead %s (%s); telling %s only",
+                        event.lead_id, err.message, event.workflow_id)
+        told = 0
+        for workflow_id in sorted(targets):
+            try:
+                await self.client.get_workflow_handle(workflow_id).signal(UNSUBSCRIBED, signal)
+                told += 1
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+        return told
 
     def _pending(self) -> list[TrackingEvent]:
         with Session(self.engine) as session:

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     # Signs tracking, click and unsubscribe tokens. Keep it secret; rotate it and old links die.
     secret_key: str = ""
     tracking_token_max_age_days: int = 180
+    # Temporal payload encryption (relance/encryption.py): JSON {key id: base64 of 32 bytes}, and
+    # the id of the key that encrypts; every key listed still decrypts (rotation). `make run`
+    # generates one; production must set them (python -m relance.encryption prints a new key).
+    payload_keys: dict[str, str] = {}
+    payload_key_id: str = ""
+    # Browser origins allowed to call the codec endpoint (/codec/decode): the Temporal UI's.
+    codec_cors_origins: list[str] = ["http://localhost:8233", "http://127.0.0.1:8233"]
 
     # Email (SMTP). In dev the local mail sink listens on smtp_port.
     smtp_host: str = "localhost"

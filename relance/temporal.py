@@ -11,6 +11,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from relance.encryption import data_converter
 from relance.settings import Settings
 from workflows import search_attributes
 
@@ -33,8 +34,10 @@ def bundled_binary(name: str) -> str:
 
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     """A client for the configured server; ``lazy`` connects on first use (the API starts even
-    while Temporal is down, and its tracking endpoints keep answering)."""
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy)
+    while Temporal is down, and its tracking endpoints keep answering). Payloads are encrypted
+    with the configured keys (relance/encryption.py); no key configured is an error."""
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy,
+                                data_converter=data_converter(settings))
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> None:

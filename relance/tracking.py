@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from relance.consent import latest_consent
 from relance.models import Consent, Lead, Message, TrackingEvent, utcnow
+from relance.suppression import suppress
 from relance.tokens import TrackingToken
 from workflows.signals import CLICKED, OPENED, UNSUBSCRIBED
 
@@ -38,11 +39,19 @@ class Hit:
     ip: str | None
 
 
-def record_hits(engine: Engine, hits: list[Hit]) -> None:
-    """Store a group of hits in one transaction."""
+def record_hits(engine: Engine, hits: list[Hit], *, suppression_key: str = "") -> None:
+    """Store a group of hits in one transaction. With ``suppression_key`` (the secret key), an
+    unsubscribe also puts the address on the suppression list.
+
+    A hit about a lead that no longer exists (erased: its old emails still carry valid links)
+    is dropped: nothing about an erased person is written again."""
     now = utcnow()
     with Session(engine) as session:
+        wanted = {hit.token.lead_id for hit in hits}
+        existing = set(session.exec(select(Lead.id).where(col(Lead.id).in_(wanted))).all())
         for hit in hits:
+            if hit.token.lead_id not in existing:
+                continue
             token, user_agent = hit.token, (hit.user_agent or "")[:1024] or None
             session.add(TrackingEvent(
                 kind=hit.kind, message_id=token.message_id, lead_id=token.lead_id, workflow_id=token.workflow_id,
@@ -60,12 +69,17 @@ def record_hits(engine: Engine, hits: list[Hit]) -> None:
                     session.add(Consent(lead_id=token.lead_id, channel="email", purpose="marketing", status="withdrawn",
                                         source_url=f"one-click unsubscribe, message {token.message_id}",
                                         ip=hit.ip, user_agent=user_agent, recorded_at=now))
+                lead = session.get(Lead, token.lead_id)
+                if lead is not None and suppression_key:
+                    suppress(session, suppression_key, lead.email, "unsubscribed")
         session.commit()
 
 
 class HitRecorder:
-    def __init__(self, engine: Engine, *, on_committed: Callable[[], None], max_batch: int = 1000) -> None:
+    def __init__(self, engine: Engine, *, on_committed: Callable[[], None], max_batch: int = 1000,
+                 suppression_key: str = "") -> None:
         self.engine = engine
+        self.suppression_key = suppression_key
         self.on_committed = on_committed
         self.max_batch = max_batch
         self._waiting: list[tuple[Hit, asyncio.Future]] = []
@@ -95,7 +109,8 @@ class HitRecorder:
         if not batch:
             return
         try:
-            await asyncio.to_thread(record_hits, self.engine, [hit for hit, _ in batch])
+            await asyncio.to_thread(record_hits, self.engine, [hit for hit, _ in batch],
+                                    suppression_key=self.suppression_key)
         except Exception as err:
             log.exception("tracking: could not store %d hits", len(batch))
             for _, done in batch:

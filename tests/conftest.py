@@ -20,11 +20,28 @@ from temporalio.testing import WorkflowEnvironment
 from relance import migrate
 from relance.db import make_engine, session_scope
 from relance.devsink import DevSink
+from relance.encryption import EncryptionCodec, encrypted_converter
 from relance.models import Consent, Lead, utcnow
 from relance.serving import ServedApp, listening_socket
 from relance.settings import SalesRep, Settings
 from relance.temporal import bundled_binary, ensure_search_attributes
 from workflows import search_attributes
+
+
+# Payload encryption in every test: the workers and clients below use this converter, the
+# settings the same keys (the API's client and codec endpoint). "old" still decrypts.
+TEST_PAYLOAD_KEYS = {"test-2026": "dGVzdC1wYXlsb2FkLWtleS0yMDI2LTMyLWJ5dGVzISE=",
+                     "test-old": "b2xkLXRlc3QtcGF5bG9hZC1rZXktMzItYnl0ZXMhISE="}
+TEST_PAYLOAD_KEY_ID = "test-2026"
+
+
+def make_test_codec() -> EncryptionCodec:
+    import base64
+
+    return EncryptionCodec({k: base64.b64decode(v) for k, v in TEST_PAYLOAD_KEYS.items()}, TEST_PAYLOAD_KEY_ID)
+
+
+TEST_CONVERTER = encrypted_converter(make_test_codec())
 
 
 @pytest.fixture(scope="session")
@@ -60,13 +77,15 @@ def settings(sink: DevSink, database_url: str) -> Settings:
         temporal_task_queue="relance-tests",
         sales_reps=[SalesRep(email="e2e-rep@sales.example.com", name="Rep")],
         sales_manager_email="e2e-manager@sales.example.com",
+        payload_keys=TEST_PAYLOAD_KEYS,
+        payload_key_id=TEST_PAYLOAD_KEY_ID,
     )
 
 
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=bundled_binary("temporal-test-server")
+        test_server_existing_path=bundled_binary("temporal-test-server"), data_converter=TEST_CONVERTER,
     )
     await ensure_search_attributes(env.client, "default")
     yield env
@@ -77,7 +96,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=bundled_binary("temporal"),
-        search_attributes=search_attributes.ALL,
+        search_attributes=search_attributes.ALL, data_converter=TEST_CONVERTER,
     )
     yield env
     await env.shutdown()

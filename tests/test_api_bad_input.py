@@ -59,6 +59,9 @@ async def test_malformed_json_is_refused(live: LiveStack):
     ("GET", "/leads/{id}/messages"),
     ("POST", "/leads/{id}/journeys/welcome"),
     ("GET", "/leads/{id}/journeys/welcome"),
+    ("GET", "/leads/{id}/consents"),
+    ("GET", "/leads/{id}/export"),
+    ("DELETE", "/leads/{id}"),
 ])
 async def test_unknown_lead_is_404(live: LiveStack, method: str, path: str):
     lead_id = uuid.uuid4().hex
@@ -84,7 +87,9 @@ async def test_a_lead_never_enrolled_has_no_journey_state(live: LiveStack):
 ])
 async def test_management_endpoints_need_the_api_key(live: LiveStack, headers: dict, detail: str):
     before = counts(live)
-    for method, path in [("POST", "/leads"), ("GET", f"/leads/{uuid.uuid4().hex}")]:
+    for method, path in [("POST", "/leads"), ("GET", f"/leads/{uuid.uuid4().hex}"),
+                         ("DELETE", f"/leads/{uuid.uuid4().hex}"), ("GET", f"/leads/{uuid.uuid4().hex}/export"),
+                         ("GET", "/audit")]:
         response = await live.public.request(method, path, headers=headers, json=sign_up_body(email()))
         assert response.status_code == 401 and response.json() == {"detail": detail}
     assert counts(live) == before
@@ -138,6 +143,8 @@ async def test_sweeps_need_the_api_key_and_unknown_sweeps_are_404(live: LiveStac
     response = await live.http.get("/sweeps/re-engagement/reengagement-sweep-manual-nope")
     assert response.status_code == 404 and "no re-engagement sweep" in response.json()["detail"]
     assert (await live.http.get("/sweeps/re-engagement/welcome-abc")).status_code == 404
+
+
 # Sales tasks and nurturing events (issue 9) -----------------------------------------------------
 async def test_unknown_task_is_404(live: LiveStack):
     task_id = uuid.uuid4().hex
@@ -181,3 +188,14 @@ async def test_a_sign_up_with_an_unknown_country_is_refused(live: LiveStack, cou
     response = await live.http.post("/leads", json=sign_up_body(email(), country=country))
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "country"]
     assert counts(live) == before
+
+
+async def test_bad_erasure_and_audit_input_is_refused_and_erases_nothing(live: LiveStack):
+    lead = (await live.http.post("/leads", json=sign_up_body(email()))).json()["lead"]
+    before = counts(live)
+    too_long = await live.http.delete(f"/leads/{lead['id']}", params={"reason": "x" * 301})
+    assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["query", "reason"]
+    assert (await live.http.get("/audit", params={"limit": 0})).status_code == 422
+    assert (await live.http.get("/audit", params={"limit": "many"})).status_code == 422
+    assert counts(live) == before
+    assert (await live.http.get(f"/leads/{lead['id']}")).status_code == 200

@@ -19,7 +19,7 @@ from api.schemas import CartIn, OrderIn
 from relance.devsink import DevSink
 from relance.models import PromoCode
 from relance.temporal import bundled_binary, ensure_search_attributes
-from tests.conftest import unique_id
+from tests.conftest import TEST_CONVERTER, unique_id
 from worker import build_worker
 from workflows.abandoned_cart import AbandonedCartJourney, CartResult
 from workflows.signals import CART_UPDATED, PURCHASED, CartSignal, PurchaseSignal
@@ -122,7 +122,8 @@ async def own_time_skipping_env():
     """A time-skipping server for this test alone: the test server keeps re-dispatching the
     cancelled, retrying send of the finished journey (a real server drops it), which would
     hold time still for every later test sharing the server."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=bundled_binary("temporal-test-server"))
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=bundled_binary("temporal-test-server"),
+                                                        data_converter=TEST_CONVERTER)
     await ensure_search_attributes(env.client, "default")
     yield env
     await env.shutdown()

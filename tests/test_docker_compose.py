@@ -29,7 +29,7 @@ EXPECTED_SERVICES = {
     "worker",
 }
 APP_SERVICES = ("migrate", "api", "worker")
-SECRET_VARIABLES = ("RELANCE_API_KEY", "RELANCE_SECRET_KEY")
+SECRET_VARIABLES = ("RELANCE_API_KEY", "RELANCE_SECRET_KEY", "RELANCE_PAYLOAD_KEYS", "RELANCE_PAYLOAD_KEY_ID")
 
 
 @pytest.fixture(scope="module")
@@ -312,3 +312,13 @@ def test_secrets_are_required_not_written_in_the_file(relance_env: dict) -> None
         assert match.group("name") == variable, (
             f"{variable} is taken from the environment variable {match.group('name')}, expected {variable}"
         )
+
+
+def test_the_temporal_ui_decrypts_through_the_api_codec_endpoint(services: dict, relance_env: dict) -> None:
+    ui = env_of(services["temporal-ui"])
+    endpoint = ui.get("TEMPORAL_CODEC_ENDPOINT", "")
+    assert endpoint.endswith("/codec"), f"temporal-ui's TEMPORAL_CODEC_ENDPOINT should be the API's /codec, got {endpoint!r}"
+    assert "${RELANCE_PUBLIC_BASE_URL" in endpoint, (
+        "the UI's codec endpoint is called by the browser: it must be the API's public address")
+    assert ui.get("TEMPORAL_CODEC_INCLUDE_CREDENTIALS") == "true", "the UI authenticates to the codec with its cookie"
+    assert "RELANCE_CODEC_CORS_ORIGINS" in relance_env

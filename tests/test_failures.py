@@ -8,6 +8,7 @@ restart it (same port, same file) without disturbing the other tests.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -34,7 +35,7 @@ from relance.models import Message, TrackingEvent
 from relance.serving import ServedApp, listening_socket
 from relance.settings import Settings
 from relance.temporal import bundled_binary
-from tests.conftest import make_lead_factory
+from tests.conftest import TEST_CONVERTER, make_lead_factory
 from tests.test_api_welcome_e2e import links, sign_up_body
 from workflows import search_attributes
 from workflows.welcome import WelcomeInput, WelcomeJourney
@@ -69,6 +70,7 @@ class RestartableTemporal:
             dev_server_database_filename=str(self.db_file),
             port=self.port,
             search_attributes=search_attributes.ALL,
+            data_converter=TEST_CONVERTER,
         )
 
     async def stop(self) -> None:
@@ -148,7 +150,7 @@ async def test_hits_while_temporal_is_down_are_kept_and_delivered_once_it_is_bac
     try:
         async with httpx.AsyncClient(base_url=api.url, headers={"X-API-Key": settings.api_key}) as http:
             # A lead enrolled while everything runs gets the welcome email.
-            worker_client = await Client.connect(temporal.address)
+            worker_client = await Client.connect(temporal.address, data_converter=TEST_CONVERTER)
             async with build_worker(worker_client, settings, engine):
                 email = f"outage-{uuid.uuid4().hex[:10]}@example.com"
                 response = await http.post("/leads", json=sign_up_body(email, journeys=["welcome"]))
@@ -248,8 +250,9 @@ async def start_worker_process(settings: Settings, log: Path) -> WorkerProcess:
     """``python worker.py`` as production runs it, configured by RELANCE_* variables only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELANCE_")}
     for name in ("database_url", "temporal_address", "temporal_task_queue", "smtp_host", "smtp_port",
-                 "secret_key", "public_base_url", "sms_provider_url", "sms_api_token"):
+                 "secret_key", "public_base_url", "sms_provider_url", "sms_api_token", "payload_key_id"):
         env[f"RELANCE_{name.upper()}"] = str(getattr(settings, name))
+    env["RELANCE_PAYLOAD_KEYS"] = json.dumps(settings.payload_keys)
     out = log.open("ab")
     process = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=log.parent, env=env,
                                stdout=out, stderr=subprocess.STDOUT)

@@ -138,3 +138,54 @@ def test_sales_tasks_round_robin_on_postgres_even_when_concurrent(postgres_url, 
     with Session(engine) as session:
         assignees = [session.get(SalesTask, task_id).assignee for task_id in task_ids]
     assert sorted(assignees) == ["ana@sales.example.com"] * 4 + ["bo@sales.example.com"] * 4
+
+
+def test_erasure_and_export_on_postgres(postgres_url, settings):
+    """PostgreSQL enforces every foreign key: the erasure deletes children before the lead."""
+    from datetime import timedelta
+
+    from api import privacy
+    from relance.erasure import erase_lead, lead_columns, tables_to_erase
+    from relance.models import (Cart, Event, ListMember, Message, Order, PromoCode, Registration, SuppressionEntry,
+                                SalesTask, TrackingEvent, utcnow)
+    from relance.suppression import email_hash
+    from sqlalchemy import func, select as sa_select
+
+    engine = make_engine(postgres_url)
+    email = f"{unique_id('erase')}@example.com"
+    with Session(engine) as session:
+        lead, _ = crud.upsert_lead(session=session, data=LeadCreate(email=email, consents=[{"channel": "email"}]),
+                                   default_phone_region="FR")
+        event = Event(name="Webinar", starts_at=utcnow() + timedelta(days=3), join_url="https://meet.example.com/x")
+        message = Message(send_key=f"w-{lead.id}:welcome", lead_id=lead.id, workflow_id=f"w-{lead.id}", journey="welcome",
+                          step="welcome", channel="email", template="welcome", status="sent")
+        session.add_all([event, message])
+        session.flush()
+        session.add_all([
+            ScoreEvent(lead_id=lead.id, key=f"k-{lead.id}", event="email_clicked", points=5, reason="click"),
+            TrackingEvent(kind="clicked", message_id=message.id, lead_id=lead.id, workflow_id=message.workflow_id),
+            Cart(id=f"c-{lead.id}", lead_id=lead.id, items=[{"sku": "B-1"}]),
+            Order(id=f"o-{lead.id}", lead_id=lead.id, items=[{"sku": "B-1"}], total=12.5),
+            PromoCode(code=unique_id("P")[:32], lead_id=lead.id, issued_for=f"w-{lead.id}:promo", percent_off=10),
+            ListMember(list_name="loyal-customers", lead_id=lead.id, reason="repeat purchase"),
+            Registration(event_id=event.id, lead_id=lead.id, workflow_id=f"event-{event.id}-{lead.id}"),
+            SalesTask(task_key=f"nurture-{lead.id}:download", lead_id=lead.id, workflow_id=f"nurture-{lead.id}",
+                      reason="downloaded the white paper", due_at=utcnow() + timedelta(days=2)),
+        ])
+        session.commit()
+        lead_id, event_id = lead.id, event.id
+
+    with Session(engine) as session:
+        profile, data = privacy.export_rows(session=session, lead_id=lead_id, actor="api-key:test")
+    assert profile["email"] == email and all(data[t.name] for t in tables_to_erase())
+    assert data["orders"][0]["items"] == [{"sku": "B-1"}]
+
+    report = erase_lead(engine, lead_id, actor="api-key:test", reason="test", hash_key=settings.secret_key)
+    assert report.found and report.rows_deleted["leads"] == 1
+    with Session(engine) as session:
+        for table in tables_to_erase():
+            for column in lead_columns(table):
+                left = session.execute(sa_select(func.count()).select_from(table).where(table.c[column] == lead_id)).scalar()
+                assert left == 0, table.name
+        assert session.get(SuppressionEntry, email_hash(settings.secret_key, email)).reason == "erased"
+        assert session.get(Event, event_id) is not None  # the event is not the lead's

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 from temporalio.service import RPCError
 
-from api import crud
-from api.deps import DatabaseDep, SessionDep, SettingsDep, TemporalDep, require_api_key
+from api import crud, privacy
+from api.deps import ActorDep, DatabaseDep, SessionDep, SettingsDep, TemporalDep, require_api_key
 from api.journeys import enroll, journey_status
-from api.schemas import EnrollmentPublic, JourneyName, JourneyStatusPublic, LeadCreate, LeadPublic, LeadSaved, MessagePublic
+from api.schemas import (ConsentPublic, EnrollmentPublic, ErasurePublic, JourneyName, JourneyStatusPublic, LeadCreate,
+                         LeadExport, LeadPublic, LeadSaved, MessagePublic)
+from relance import audit
+from relance.erasure import erase_lead
 from relance.lead_activity import act_on
-from relance.models import Message, as_utc
+from relance.models import Message, as_utc, utcnow
 
 log = logging.getLogger("relance.api")
 
@@ -29,7 +33,8 @@ async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: Set
                                 temporal: TemporalDep, response: Response) -> LeadSaved:
     """A form submission. Deduplicates by normalised email; records the consent evidence;
     optionally enrolls the lead in journeys (`"journeys": ["welcome"]`)."""
-    lead, created = await db.run(crud.save_sign_up, data=data, default_phone_region=settings.default_phone_region)
+    lead, created = await db.run(crud.save_sign_up, data=data, default_phone_region=settings.default_phone_region,
+                                 suppression_key=settings.secret_key)
     if not created:
         response.status_code = status.HTTP_200_OK
         try:  # a known lead filling a form is active: a re-engagement journey ends, a premium offer may be due
@@ -47,21 +52,73 @@ async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: Set
 
 
 @router.get("/{lead_id}", response_model=LeadPublic)
-def read_lead(lead_id: str, session: SessionDep) -> LeadPublic:
-    return crud.read_lead_public(session=session, lead_id=lead_id)
+def read_lead(lead_id: str, session: SessionDep, actor: ActorDep) -> LeadPublic:
+    """The lead's profile, score and current consents (the read is written to the audit log)."""
+    lead = crud.read_lead_public(session=session, lead_id=lead_id)
+    privacy.record_read(session=session, lead_id=lead_id, actor=actor)
+    return lead
+
+
+@router.get("/{lead_id}/consents", response_model=list[ConsentPublic])
+def read_lead_consents(lead_id: str, session: SessionDep, actor: ActorDep) -> list[ConsentPublic]:
+    """The consent ledger's history for the lead, oldest first: the proof of every grant and
+    withdrawal (channel, purpose, source, IP, user agent, wording version, time). Audited."""
+    return privacy.consent_history(session=session, lead_id=lead_id, actor=actor)
+
+
+@router.get("/{lead_id}/export", response_model=LeadExport)
+async def export_lead(lead_id: str, db: DatabaseDep, temporal: TemporalDep, actor: ActorDep) -> LeadExport:
+    """Everything held about the lead (right of access), as JSON: the profile, every row of
+    every table holding the lead's id, and its journeys from Temporal. Audited."""
+    privacy.check_id(lead_id)
+    known = await db.run(privacy.workflow_ids_of, lead_id=lead_id)
+    try:
+        journeys = await privacy.journeys_of(temporal, lead_id, known)
+    except RPCError as err:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"could not list the lead's journeys: {err.message}") from err
+    lead, data = await db.run(privacy.export_rows, lead_id=lead_id, actor=actor)
+    return LeadExport(exported_at=utcnow(), lead=lead, data=data, journeys=journeys)
+
+
+@router.delete("/{lead_id}", response_model=ErasurePublic,
+               responses={404: {"description": "No such lead (or erased already)"},
+                          503: {"description": "Temporal is unreachable: nothing was erased, retry"}})
+async def erase(lead_id: str, db: DatabaseDep, temporal: TemporalDep, settings: SettingsDep, actor: ActorDep,
+                reason: str = Query(default="erasure requested by the person", max_length=300,
+                                    description="Why (kept in the audit log)")) -> ErasurePublic:
+    """Right to be forgotten: deletes every journey of the lead from Temporal (a running one is
+    terminated by it, at once), then deletes every row about the lead. Kept: the address's keyed hash on the
+    suppression list (it is never signed up or contacted again) and the audit log entries."""
+    privacy.check_id(lead_id)
+    known = await db.run(privacy.workflow_ids_of, lead_id=lead_id)
+    try:
+        journeys = await privacy.journeys_of(temporal, lead_id, known)
+        closed = await privacy.close_and_delete(temporal, journeys)
+    except RPCError as err:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"could not close the lead's journeys ({err.message}); nothing was erased, retry") from err
+    report = await run_in_threadpool(erase_lead, db.engine, lead_id, actor=actor, reason=reason,
+                                     hash_key=settings.secret_key)
+    if not report.found:  # erased meanwhile by another request
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead with id {lead_id}")
+    return ErasurePublic(lead_id=lead_id, erased_at=report.erased_at, journeys_closed=closed,
+                         rows_deleted=report.rows_deleted, suppressed=report.suppressed, kept=report.kept)
 
 
 @router.get("/{lead_id}/messages", response_model=list[MessagePublic])
-def read_lead_messages(lead_id: str, session: SessionDep) -> list[MessagePublic]:
+def read_lead_messages(lead_id: str, session: SessionDep, actor: ActorDep) -> list[MessagePublic]:
+    """The messages sent (or skipped) to the lead, oldest first. Audited."""
     crud.get_lead_or_404(session=session, lead_id=lead_id)
     rows = session.exec(select(Message).where(Message.lead_id == lead_id).order_by(col(Message.created_at))).all()
-    return [
+    messages = [
         MessagePublic.model_validate({
             **row.model_dump(),
             **{k: as_utc(getattr(row, k)) for k in ("created_at", "sent_at", "opened_at", "clicked_at")},
         })
         for row in rows
     ]
+    privacy.record_read(session=session, lead_id=lead_id, actor=actor, action=audit.MESSAGES)
+    return messages
 
 
 @router.post("/{lead_id}/journeys/{journey}", response_model=EnrollmentPublic, status_code=status.HTTP_201_CREATED,

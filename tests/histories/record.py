@@ -8,6 +8,11 @@
 Run it only when a journey changed on purpose *and* running journeys may be left behind (then
 keep the old files too, and guard the change with ``workflow.patched``). Each scenario runs on
 the time-skipping server with the real activities, a scratch database and a local mail sink.
+
+The recordings are deliberately *not* encrypted (plain converter): they stay readable, so
+test_replay.py can check them for addresses, and they stand for journeys started before payload
+encryption was turned on, which the worker (whose codec passes plain payloads through) must
+keep running. tests/test_encryption.py replays an encrypted history as well.
 """
 
 from __future__ import annotations

@@ -1,0 +1,42 @@
+"""The suppression list: addresses that must not be signed up or contacted again, as keyed hashes.
+
+An erased lead leaves only ``HMAC-SHA256(secret key, normalised email)`` here, so nothing
+readable remains but the same address is recognised when it comes back (a re-import, a form).
+The key is ``RELANCE_SECRET_KEY``: rotating it makes the existing entries unrecognisable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from sqlmodel import Session
+
+from relance.models import SuppressionEntry, utcnow
+
+
+def normalize_email(email: str) -> str:
+    """The deduplication key: trimmed and lower-cased."""
+    return email.strip().lower()
+
+
+def email_hash(secret_key: str, email: str) -> str:
+    if not secret_key:
+        raise ValueError("RELANCE_SECRET_KEY is empty: the suppression list cannot hash addresses")
+    return hmac.new(secret_key.encode(), normalize_email(email).encode(), hashlib.sha256).hexdigest()
+
+
+def suppression_of(session: Session, secret_key: str, email: str) -> SuppressionEntry | None:
+    return session.get(SuppressionEntry, email_hash(secret_key, email))
+
+
+def suppress(session: Session, secret_key: str, email: str, reason: str) -> SuppressionEntry:
+    """Add the address (idempotent; an erasure outranks an unsubscribe). Does not commit."""
+    key = email_hash(secret_key, email)
+    entry = session.get(SuppressionEntry, key)
+    if entry is None:
+        entry = SuppressionEntry(email_hash=key, reason=reason, created_at=utcnow())
+    elif reason == "erased":
+        entry.reason = reason
+    session.add(entry)
+    return entry

@@ -1,0 +1,273 @@
+"""A lead's data rights end to end, on the real dev server: consents as proof, export of
+everything held, erasure (journeys closed and deleted, no row left, the address suppressed),
+and the audit log of who did it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlmodel import Session, SQLModel
+from temporalio.service import RPCError, RPCStatusCode
+
+from relance.audit import key_fingerprint
+from relance.erasure import KEPT, erase_lead, lead_columns, tables_to_erase
+from relance.models import SuppressionEntry
+from relance.suppression import email_hash
+from tests.conftest import LiveStack
+from tests.test_api_cart_e2e import cart_event, purchase_event
+from tests.test_api_events_e2e import new_event
+from tests.test_api_welcome_e2e import enroll, journey_when, links, sign_up_body
+
+
+async def a_lead_with_everything(live: LiveStack) -> tuple[str, str, object]:
+    """A lead with a row in every table that can hold one, and journeys running and closed."""
+    lead_id, email = await enroll(live)  # welcome journey, consent ledger
+    [mail] = await live.sink.wait_for_mail(to=email)
+    await journey_when(live, lead_id, lambda s: s["step"] == "waiting_for_open")
+    [click, *_] = links(mail.html, "c")
+    assert (await live.public.get(click)).status_code == 302  # tracking event, then a score event
+    await journey_when(live, lead_id, lambda s: s["status"] == "COMPLETED")
+
+    event = await new_event(live)
+    registered = await live.http.post(f"/events/{event['id']}/registrations", json={"lead_id": lead_id})
+    assert registered.status_code == 201, registered.text
+    for order in (f"o-{uuid.uuid4().hex[:8]}", f"o-{uuid.uuid4().hex[:8]}"):  # promo code, then the loyal list
+        assert (await live.http.post("/events/track", json=purchase_event(lead_id, order))).status_code == 202
+        await live.temporal.get_workflow_handle(f"purchase-{order}").result()
+    assert (await live.http.post("/events/track", json=cart_event(lead_id, "c-" + uuid.uuid4().hex[:8]))).status_code == 202
+    # Nurturing: a download hands the lead to a sales rep (a sales task).
+    assert (await live.http.post(f"/leads/{lead_id}/journeys/nurturing")).status_code == 201
+    download = {"type": "asset_downloaded", "lead": lead_id, "asset": "white-paper"}
+    assert (await live.http.post("/events/track", json=download)).status_code == 202
+    for _ in range(200):
+        if (await live.http.get("/tasks", params={"lead": lead_id})).json():
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("no sales task was created for the download")
+    return lead_id, email, mail
+
+
+def every_cell(live: LiveStack) -> dict[str, list[str]]:
+    """Every table of the database (those of the models and any other), as text, by table."""
+    out = {}
+    with live.engine.connect() as connection:
+        for table in inspect(connection).get_table_names():
+            rows = connection.execute(text(f'SELECT * FROM "{table}"')).all()
+            out[table] = [" ".join(str(cell) for cell in row) for row in rows]
+    return out
+
+
+async def test_export_then_erase_a_lead_with_every_kind_of_data(live: LiveStack):
+    lead_id, email, mail = await a_lead_with_everything(live)
+
+    # Consents: the ledger, as proof.
+    consents = (await live.http.get(f"/leads/{lead_id}/consents")).json()
+    assert consents == [{"channel": "email", "purpose": "marketing", "status": "granted",
+                         "source_url": "https://example.com/newsletter", "ip": "203.0.113.9",
+                         "user_agent": "Mozilla/5.0", "wording_version": "2026-01",
+                         "recorded_at": consents[0]["recorded_at"]}]
+
+    # Export: every table that holds the lead's rows has them in the export, and the journeys.
+    export = (await live.http.get(f"/leads/{lead_id}/export")).json()
+    assert export["lead"]["email"] == email and export["lead"]["id"] == lead_id
+    expected = {table.name for table in tables_to_erase()}
+    assert expected >= {"consents", "messages", "tracking_events", "score_events", "carts", "orders", "promo_codes",
+                        "list_members", "registrations"}
+    assert set(export["data"]) == expected
+    assert not [name for name in expected if not export["data"][name]], "a kind of data is missing from the export"
+    assert export["data"]["consents"][0]["wording_version"] == "2026-01"
+    assert any(e["kind"] == "clicked" for e in export["data"]["tracking_events"])
+    journeys = {j["workflow_type"]: j for j in export["journeys"]}
+    assert set(journeys) == {"WelcomeJourney", "EventReminderJourney", "PurchaseFollowUp", "AbandonedCartJourney",
+                             "LeadNurturingJourney"}
+    assert journeys["WelcomeJourney"]["status"] == "COMPLETED" and journeys["WelcomeJourney"]["close_time"]
+    assert journeys["EventReminderJourney"]["status"] == "RUNNING" and journeys["AbandonedCartJourney"]["status"] == "RUNNING"
+    assert len([j for j in export["journeys"] if j["workflow_type"] == "PurchaseFollowUp"]) == 2
+    # Every journey sets the LeadId search attribute: that is how erasure and unsubscribe find them.
+    expected_journeys = {(j["workflow_id"], j["workflow_type"]) for j in export["journeys"]}
+    for _ in range(50):  # visibility follows within moments
+        found = {(wf.id, wf.workflow_type) async for wf in live.temporal.list_workflows(f'LeadId = "{lead_id}"')}
+        if found == expected_journeys:
+            break
+        await asyncio.sleep(0.1)
+    assert found == expected_journeys
+
+    # Erasure.
+    erased = await live.http.delete(f"/leads/{lead_id}", params={"reason": "asked by email, ticket 42"})
+    assert erased.status_code == 200, erased.text
+    report = erased.json()
+    assert set(report["journeys_closed"]) == {j["workflow_id"] for j in export["journeys"]}
+    assert report["suppressed"] is True and "audit_log" in report["kept"]
+    assert report["rows_deleted"]["leads"] == 1 and set(report["rows_deleted"]) == expected | {"leads"}
+
+    # Nothing readable is left in the database: not the address, not a row with the lead's id
+    # (but the audit log's), in any table, including tables no model declares.
+    for table, rows in every_cell(live).items():
+        assert not [r for r in rows if email in r.lower()], f"the address is still in {table}"
+        if table not in KEPT:
+            assert not [r for r in rows if lead_id in r], f"a row of the lead is still in {table}"
+    assert (await live.http.get(f"/leads/{lead_id}")).status_code == 404
+    assert (await live.http.delete(f"/leads/{lead_id}")).status_code == 404
+
+    # The person's old emails still carry valid links: using them writes nothing about them again.
+    from tests.test_api_welcome_e2e import unsubscribe_url
+
+    [pixel] = links(mail.html, "o")
+    assert (await live.public.get(pixel)).status_code == 200
+    assert (await live.public.get(links(mail.html, "c")[0])).status_code == 302
+    assert (await live.public.post(unsubscribe_url(mail), content=b"List-Unsubscribe=One-Click")).status_code == 200
+    for table, rows in every_cell(live).items():
+        if table not in KEPT:
+            assert not [r for r in rows if lead_id in r], f"a row of the erased lead came back in {table}"
+
+    # Nor in Temporal: no journey of the lead runs any more, and their deletion (histories
+    # included) was accepted. The server deletes asynchronously: a journey closed a moment ago
+    # can take ~30 s to disappear on the dev server (it retries), so this does not wait for it.
+    for workflow_id in report["journeys_closed"]:
+        try:
+            description = await live.temporal.get_workflow_handle(workflow_id).describe()
+        except RPCError as err:
+            assert err.status == RPCStatusCode.NOT_FOUND
+            continue
+        assert description.status.name != "RUNNING", workflow_id
+    for _ in range(100):  # visibility follows within moments
+        if not [wf async for wf in live.temporal.list_workflows(f'LeadId = "{lead_id}" AND ExecutionStatus = "Running"')]:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("Temporal still lists a running journey of the erased lead")
+
+    # The address is suppressed (a keyed hash): signing it up again is refused and stores nothing.
+    with Session(live.engine) as session:
+        entry = session.get(SuppressionEntry, email_hash(live.settings.secret_key, email))
+        assert entry is not None and entry.reason == "erased"
+    again = await live.http.post("/leads", json=sign_up_body(email.upper(), journeys=["welcome"]))
+    assert again.status_code == 409 and "suppression list" in again.json()["detail"]
+    assert not [r for rows in every_cell(live).values() for r in rows if email in r.lower()]
+
+    # The audit log says who read, exported and erased, by the key's fingerprint, never the key.
+    log = (await live.http.get("/audit", params={"lead_id": lead_id})).json()
+    actions = [entry["action"] for entry in reversed(log)]
+    assert actions == ["lead.consents", "lead.export", "lead.erase"]
+    assert {entry["actor"] for entry in log} == {key_fingerprint(live.settings.api_key)}
+    assert live.settings.api_key not in str(log)
+    assert log[0]["detail"]["reason"] == "asked by email, ticket 42"
+
+
+async def test_reading_a_lead_is_audited_and_unknown_leads_are_404(live: LiveStack):
+    lead_id, _ = await enroll(live)
+    assert (await live.http.get(f"/leads/{lead_id}")).status_code == 200
+    assert (await live.http.get(f"/leads/{lead_id}/messages")).status_code == 200
+    log = (await live.http.get("/audit", params={"lead_id": lead_id})).json()
+    assert [e["action"] for e in log] == ["lead.messages", "lead.read"]  # newest first
+    assert all(e["actor"] == key_fingerprint(live.settings.api_key) for e in log)
+    for path in ("/leads/nope", "/leads/nope/export", "/leads/nope/consents", '/leads/a"b/export'):
+        assert (await live.http.get(path)).status_code == 404, path
+    assert (await live.http.delete("/leads/nope")).status_code == 404
+    assert (await live.public.delete(f"/leads/{lead_id}")).status_code == 401
+    assert (await live.public.get("/audit")).status_code == 401
+    assert (await live.http.get(f"/leads/{lead_id}")).status_code == 200  # not erased by the refused call
+
+
+def test_every_table_holding_a_lead_id_is_erased_or_kept_for_a_stated_reason():
+    holding = {table.name for table in SQLModel.metadata.sorted_tables if lead_columns(table)}
+    erased = {table.name for table in tables_to_erase()}
+    assert holding == erased | set(KEPT)
+    assert not erased & set(KEPT)
+    assert all(reason for reason in KEPT.values())
+
+
+def test_erase_lead_is_idempotent_and_callable_without_the_api(engine, make_lead, settings):
+    lead = make_lead()
+    first = erase_lead(engine, lead.id, actor="journey:sunset-x", reason="inactive for 2 years",
+                       hash_key=settings.secret_key)
+    assert first.found and first.rows_deleted == {"consents": 1, "leads": 1} and first.suppressed
+    second = erase_lead(engine, lead.id, actor="journey:sunset-x", reason="retried", hash_key=settings.secret_key)
+    assert not second.found and second.rows_deleted == {}
+    with pytest.raises(ValueError, match="SECRET_KEY"):
+        erase_lead(engine, make_lead().id, actor="x", reason="y", hash_key="")
+
+
+async def test_an_unsubscribe_stops_every_journey_of_the_lead_and_suppresses_the_address(live: LiveStack):
+    from tests.test_api_welcome_e2e import unsubscribe_url
+
+    lead_id, email = await enroll(live)
+    [welcome] = await live.sink.wait_for_mail(to=email)
+    event = await new_event(live)
+    assert (await live.http.post(f"/events/{event['id']}/registrations", json={"lead_id": lead_id})).status_code == 201
+    assert (await live.http.post("/events/track", json=cart_event(lead_id, "c-" + uuid.uuid4().hex[:8]))).status_code == 202
+    event_journey = f"event-{event['id']}-{lead_id}"
+    await live.sink.wait_for_mail(to=email, count=2)  # the event's thank-you: its journey now waits
+
+    # The welcome email's link: the other two journeys are told as well, and end.
+    response = await live.public.post(unsubscribe_url(welcome), content=b"List-Unsubscribe=One-Click")
+    assert response.status_code == 200
+    outcomes = {}
+    for workflow_id in (f"welcome-{lead_id}", f"cart-{lead_id}", event_journey):
+        outcomes[workflow_id.split("-")[0]] = (await asyncio.wait_for(
+            live.temporal.get_workflow_handle(workflow_id).result(), timeout=15))["outcome"]
+    assert outcomes == {"welcome": "unsubscribed", "cart": "unsubscribed", "event": "unsubscribed"}
+
+    with Session(live.engine) as session:
+        entry = session.get(SuppressionEntry, email_hash(live.settings.secret_key, email))
+    assert entry is not None and entry.reason == "unsubscribed"
+
+    # Signing up again without an email opt-in leaves the address suppressed; an explicit
+    # opt-in (recorded in the ledger) lifts it. An erasure's suppression is never lifted this way.
+    body = sign_up_body(email)
+    assert (await live.http.post("/leads", json={**body, "consents": []})).status_code == 200
+    with Session(live.engine) as session:
+        assert session.get(SuppressionEntry, entry.email_hash) is not None
+    assert (await live.http.post("/leads", json=body)).status_code == 200
+    with Session(live.engine) as session:
+        assert session.get(SuppressionEntry, entry.email_hash) is None
+    consents = (await live.http.get(f"/leads/{lead_id}/consents")).json()
+    assert [c["status"] for c in consents] == ["granted", "withdrawn", "granted"]
+
+
+def test_no_marketing_email_to_a_suppressed_address(engine, make_lead, settings):
+    from activities.sending import SendLedger, SendRequest
+    from relance.db import session_scope
+    from relance.suppression import suppress
+
+    lead = make_lead()  # email consent granted
+    with session_scope(engine) as session:
+        suppress(session, settings.secret_key, lead.email.upper(), "unsubscribed")
+    ledger = SendLedger(engine, suppression_key=settings.secret_key)
+    request = SendRequest(lead_id=lead.id, workflow_id=f"w-{lead.id}", journey="welcome", step="welcome", template="welcome")
+    claim = ledger.claim(request, "email")
+    assert claim.result.status == "skipped" and "suppression list (unsubscribed)" in claim.result.reason
+    receipt = SendRequest(lead_id=lead.id, workflow_id=f"w-{lead.id}", journey="purchase", step="thanks",
+                          template="welcome", kind="transactional")
+    assert ledger.claim(receipt, "email").message is not None  # transactional mail is not marketing
+
+
+async def test_an_unsubscribe_still_reaches_the_message_journey_where_visibility_cannot_answer(
+        client, settings, engine, sink, make_lead, caplog):
+    """The time-skipping server cannot list workflows: the outbox must not stall on that, and
+    tells the journey the message came from. (The event is not stored: the session's shared
+    outbox table belongs to the live API's dispatcher.)"""
+    from relance.models import TrackingEvent
+    from relance.outbox import OutboxDispatcher
+    from worker import build_worker
+    from workflows.signals import TrackingSignal
+    from workflows.welcome import WelcomeInput, WelcomeJourney
+
+    lead = make_lead()
+    async with build_worker(client, settings, engine):
+        handle = await client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
+                                             id=f"welcome-{lead.id}", task_queue=settings.temporal_task_queue)
+        await sink.wait_for_mail(to=lead.email)
+        status = await handle.query(WelcomeJourney.status)
+        while not status.messages or status.step != "waiting_for_open":
+            status = await handle.query(WelcomeJourney.status)
+        event = TrackingEvent(kind="unsubscribed", message_id=status.messages[0].message_id, lead_id=lead.id,
+                              workflow_id=handle.id)
+        told = await OutboxDispatcher(engine, client)._tell_every_journey(event, TrackingSignal(event.message_id))
+        result = await handle.result()
+    assert told == 1 and result.outcome == "unsubscribed"
+    assert "cannot list the journeys of lead" in caplog.text
