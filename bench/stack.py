@@ -1,0 +1,151 @@
+"""The stack a benchmark runs against, all on this machine: a migrated SQLite database, the real
+Temporal dev server (with payload encryption, as in production), the dev mail sink, and the
+worker and the API as separate processes (``python worker.py``, uvicorn), like ``make run``.
+
+``RELANCE_BENCH_PROFILE=DIR`` runs the API under py-spy and writes its samples to DIR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from relance import migrate
+from relance.db import make_engine
+from relance.devsink import DevSink
+from relance.encryption import EncryptionCodec, encrypted_converter, new_key
+from relance.settings import Settings
+from relance.temporal import bundled_binary
+from workflows import search_attributes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def say(message: str) -> None:
+    print(f"bench | {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    fields = ("database_url", "temporal_address", "temporal_task_queue", "smtp_host", "smtp_port", "sms_provider_url",
+              "api_key", "secret_key", "public_base_url", "payload_key_id")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELANCE_")}
+    env.update({f"RELANCE_{f.upper()}": str(getattr(settings, f)) for f in fields})
+    env["RELANCE_PAYLOAD_KEYS"] = json.dumps(settings.payload_keys)
+    env["RELANCE_REENGAGEMENT_SCHEDULE_ENABLED"] = "false"  # no sweep in the middle of a measure
+    return env
+
+
+def process_rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    engine: Engine
+    client: Client
+    sink: DevSink
+    workdir: Path
+    api_url: str
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start(self, name: str) -> subprocess.Popen:
+        port = self.api_url.rsplit(":", 1)[1]
+        commands = {
+            "worker": [sys.executable, str(ROOT / "worker.py")],
+            "api": [sys.executable, "-m", "uvicorn", "--factory", "bench.app:create_bench_app", "--host", "127.0.0.1",
+                    "--port", port, "--log-level", "warning"],
+        }
+        command = commands[name]
+        profile = os.environ.get("RELANCE_BENCH_PROFILE")
+        if profile and name == "api":
+            Path(profile).mkdir(parents=True, exist_ok=True)
+            command = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "200",
+                       "-o", str(Path(profile) / "api.txt"), "--"] + command
+        log = (self.workdir / f"{name}.log").open("w")
+        self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=env_for(self.settings), stdout=log,
+                                                stderr=subprocess.STDOUT)
+        return self.processes[name]
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a hung process must not outlive the run
+            process.kill()
+            process.wait(timeout=10)
+
+    async def wait_ready(self, name: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient() as http:
+            while time.monotonic() < deadline:
+                process = self.processes[name]
+                if process.poll() is not None:
+                    raise RuntimeError(f"the {name} stopped: {(self.workdir / f'{name}.log').read_text()[-2000:]}")
+                if name == "worker" and "ready:" in (self.workdir / "worker.log").read_text():
+                    return
+                if name == "api":
+                    try:
+                        if (await http.get(f"{self.api_url}/health")).status_code == 200:
+                            return
+                    except httpx.HTTPError:
+                        pass
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"the {name} did not come up within {timeout:g} s")
+
+
+async def open_stack(exit_stack: AsyncExitStack, *, task_queue: str = "bench") -> Stack:
+    workdir = Path(exit_stack.enter_context(tempfile.TemporaryDirectory(prefix="relance-bench-")))
+    url = f"sqlite:///{workdir / 'bench.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    say("starting the Temporal dev server (SQLite file) and the mail sink")
+    key_id, key = new_key()
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=bundled_binary("temporal"), search_attributes=search_attributes.ALL,
+        dev_server_database_filename=str(workdir / "temporal.db"),
+        data_converter=encrypted_converter(EncryptionCodec({key_id: base64.b64decode(key)}, key_id)))
+    exit_stack.push_async_callback(env.shutdown)
+    sink = await exit_stack.enter_async_context(DevSink(smtp_port=0, http_port=0))
+    port = free_port()
+    settings = Settings(
+        _env_file=None, database_url=url, temporal_address=env.client.service_client.config.target_host,
+        temporal_task_queue=task_queue, smtp_host="127.0.0.1", smtp_port=sink.smtp_port,
+        sms_provider_url=f"http://127.0.0.1:{sink.http_port}/sms", api_key="bench", secret_key="bench",
+        public_base_url=f"http://127.0.0.1:{port}", payload_keys={key_id: key}, payload_key_id=key_id)
+    stack = Stack(settings, engine, env.client, sink, workdir, f"http://127.0.0.1:{port}")
+
+    def stop_all() -> None:
+        for name in list(stack.processes):
+            stack.stop(name)
+
+    exit_stack.callback(stop_all)
+    return stack
