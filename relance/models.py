@@ -96,6 +96,10 @@ class Message(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_column=_when())
     opened_at: datetime | None = Field(default=None, sa_column=_when())
     clicked_at: datetime | None = Field(default=None, sa_column=_when())
+    # Frequency cap (issue 7): when the message counted against the lead's cap, and, while it is
+    # ``deferred``, when the cap allows it again.
+    counted_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    deferred_until: datetime | None = Field(default=None, sa_column=_when())
 
 
 class ScoreEvent(SQLModel, table=True):
@@ -274,3 +278,14 @@ class Counter(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=100)
     value: int = 0
+
+
+class FrequencyLock(SQLModel, table=True):
+    """One row per lead and channel, locked (updated) by every marketing send's claim, so the
+    frequency cap counts concurrent sends one after the other (activities/frequency.py)."""
+
+    __tablename__ = "frequency_locks"
+
+    lead_id: str = Field(foreign_key="leads.id", primary_key=True, max_length=32)
+    channel: str = Field(primary_key=True, max_length=16)
+    version: int = 0

@@ -60,6 +60,9 @@ def settings(sink: DevSink, database_url: str) -> Settings:
         temporal_task_queue="relance-tests",
         sales_reps=[SalesRep(email="e2e-rep@sales.example.com", name="Rep")],
         sales_manager_email="e2e-manager@sales.example.com",
+        # Journey tests must not depend on the hour or weekday they run at: the send window is
+        # tested on its own (tests/test_send_window.py), with windows the tests set.
+        send_window_enabled=False,
     )
 
 

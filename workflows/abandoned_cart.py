@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
-from workflows.steps import ACTIVITY_OPTIONS, show_step, wait_for
+from workflows.steps import ACTIVITY_OPTIONS, send_marketing, show_step, wait_for
 from workflows.signals import CART_UPDATED, CLICKED, PURCHASED, UNSUBSCRIBED, CartSignal, PurchaseSignal, TrackingSignal
 
 with workflow.unsafe.imports_passed_through():
@@ -149,10 +149,10 @@ class AbandonedCartJourney:
             about += f",promo:{code}"
         # Send unless the purchase comes first: a send being retried is abandoned at once, and
         # the send activity itself refuses a bought cart.
-        send = asyncio.ensure_future(workflow.execute_activity_method(EmailActivities.send_email, SendRequest(
+        send = asyncio.ensure_future(send_marketing(EmailActivities.send_email, SendRequest(
             lead_id=self.input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
             step=f"{self.cart_id}:{step}", template=template, about=about), summary=f"email {template}",
-            **ACTIVITY_OPTIONS))
+            stop=self._over))
         await workflow.wait_condition(lambda: send.done() or self.purchased)
         if not send.done():
             send.cancel()

@@ -38,7 +38,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows import search_attributes as sa
-from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
+from workflows.steps import ACTIVITY_OPTIONS, SentMessage, send_marketing, show_step, wait_for
 from workflows.signals import (ASSET_DOWNLOADED, CLICKED, DEMO_BOOKED, OPENED, PURCHASED, SCORE_CHANGED,
                                TASK_COMPLETED, UNSUBSCRIBED, AssetSignal, PurchaseSignal, ScoreSignal, TaskSignal,
                                TrackingSignal)
@@ -356,9 +356,8 @@ class LeadNurturingJourney:
     async def _send(self, step: str, template: str) -> SendResult:
         request = SendRequest(lead_id=self.input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
                               step=step, template=template)
-        result = await workflow.execute_activity_method(
-            EmailActivities.send_email, request, summary=f"email {template}", **ACTIVITY_OPTIONS
-        )
+        result = await send_marketing(EmailActivities.send_email, request, summary=f"email {template}",
+                                      stop=lambda: self.stop is not None)
         self.messages.append(SentMessage(step, "email", template, result.status, result.message_id, workflow.now(),
                                          result.reason))
         if result.status == "sent":

@@ -29,7 +29,7 @@ from temporalio.exceptions import ApplicationError
 
 from workflows import search_attributes as sa
 from workflows.signals import ACTIVITY, CLICKED, OPENED, UNSUBSCRIBED, ActivitySignal, TrackingSignal
-from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
+from workflows.steps import ACTIVITY_OPTIONS, SentMessage, send_marketing, show_step, wait_for
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -162,8 +162,8 @@ class ReEngagementJourney:
     async def _send(self, step: str, template: str) -> SendResult:
         request = SendRequest(lead_id=self.input.lead_id, workflow_id=workflow.info().workflow_id,
                               journey=JOURNEY, step=step, template=template)
-        result = await workflow.execute_activity_method(
-            EmailActivities.send_email, request, summary=f"email {template}", **ACTIVITY_OPTIONS)
+        result = await send_marketing(EmailActivities.send_email, request, summary=f"email {template}",
+                                      stop=self._reacted_or_left)
         self.messages.append(SentMessage(step, "email", template, result.status, result.message_id, workflow.now(),
                                          result.reason))
         return result

@@ -15,6 +15,13 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from workflows import search_attributes as sa
+with workflow.unsafe.imports_passed_through():
+    # Passed through: the real zoneinfo (the sandbox hands a proxy datetime refuses as a tzinfo).
+    from workflows.send_window import SendWindow, next_open
+    from activities.leads import LeadActivities, LeadRef
+    from activities.sending import SendRequest, SendResult
+
+SEND_WINDOW_PATCH = "send-window"  # journeys started before send windows and caps replay without them
 
 # Activities retry with backoff up to every 5 minutes, without limit: a journey outlives an SMTP outage.
 ACTIVITY_OPTIONS = dict(
@@ -53,3 +60,46 @@ def show_step(step: str, details: str) -> None:
     """What the Temporal UI shows: the ``Step`` search attribute and the current details."""
     workflow.upsert_search_attributes([sa.STEP.value_set(step)])
     workflow.set_current_details(f"**{step}**: {details}")
+
+
+async def send_marketing(method: Callable, request: SendRequest, *, summary: str, window: SendWindow | None = None,
+                         over_cap: str = "defer", stop: Callable[[], bool] = lambda: False) -> SendResult:
+    """Send a marketing message the way every journey should: wait (a durable timer) until the
+    send window opens in the lead's time zone, then send; over the frequency cap, wait until the
+    cap allows it and try again (``over_cap="defer"``) or take the skip (``"skip"``).
+
+    ``window``: the journey's own window; None uses the global one (``RELANCE_SEND_WINDOW_*``).
+    ``stop``: when it becomes true during a wait (unsubscribe, goal, purchase...), nothing is
+    sent and the result is ``skipped``. Journeys started before this helper existed keep their
+    old command sequence (``workflow.patched``): they send at once, as they did.
+    """
+    if not workflow.patched(SEND_WINDOW_PATCH):
+        return await workflow.execute_activity_method(method, request, summary=summary, **ACTIVITY_OPTIONS)
+    request.over_cap = over_cap
+    while True:
+        if not await wait_for_send_window(request.lead_id, window, stop):
+            return SendResult("skipped", None, "the journey stopped while the message waited for the send window")
+        result = await workflow.execute_activity_method(method, request, summary=summary, **ACTIVITY_OPTIONS)
+        if result.status != "deferred":
+            return result
+        show_step("deferred_by_frequency_cap", f"{request.step}: {result.reason}")
+        if await wait_for(stop, result.retry_at - workflow.now()):
+            return SendResult("skipped", result.message_id,
+                              "the journey stopped while the message waited for the frequency cap")
+
+
+async def wait_for_send_window(lead_id: str, window: SendWindow | None = None,
+                               stop: Callable[[], bool] = lambda: False) -> bool:
+    """Wait until the send window is open for the lead; False if ``stop`` came true first."""
+    profile = await workflow.execute_activity_method(LeadActivities.get_send_profile, LeadRef(lead_id),
+                                                     **ACTIVITY_OPTIONS)
+    window = window or profile.window
+    if window is None:
+        return not stop()
+    now = workflow.now()
+    opens = next_open(now, profile.time_zone, window)
+    if opens <= now:
+        return not stop()
+    show_step("waiting_for_send_window",
+              f"Outside the send window ({window.describe()} {profile.time_zone}): sending at {opens:%Y-%m-%d %H:%M} UTC")
+    return not await wait_for(stop, opens - now)

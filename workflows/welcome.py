@@ -27,7 +27,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 from workflows import search_attributes as sa
-from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
+from workflows.steps import ACTIVITY_OPTIONS, SentMessage, send_marketing, show_step, wait_for
 from workflows.signals import CLICKED, OPENED, UNSUBSCRIBED, TrackingSignal
 
 with workflow.unsafe.imports_passed_through():
@@ -187,9 +187,8 @@ class WelcomeJourney:
             template=template,
         )
         method = EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
-        result = await workflow.execute_activity_method(
-            method, request, summary=f"{channel} {template}", **ACTIVITY_OPTIONS
-        )
+        result = await send_marketing(method, request, summary=f"{channel} {template}",
+                                      stop=lambda: self.unsubscribed)
         self.messages.append(
             SentMessage(step, channel, template, result.status, result.message_id, workflow.now(), result.reason)
         )
