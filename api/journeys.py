@@ -6,6 +6,7 @@ the lead id, what its input is, and what happens when the lead is enrolled again
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,7 +24,8 @@ from relance.settings import Settings
 from workflows import search_attributes as sa
 from workflows.abandoned_cart import AbandonedCartJourney, CartInput
 from workflows.purchase import PurchaseFollowUp, PurchaseInput
-from workflows.signals import CART_UPDATED, PURCHASED, CartSignal, PurchaseSignal
+from workflows.goals import journeys_with_goal
+from workflows.signals import CART_UPDATED, GOAL_REACHED, PURCHASED, CartSignal, GoalSignal, PurchaseSignal
 from workflows.nurturing import WORKFLOW_ID_PREFIX as NURTURE, LeadNurturingJourney, NurturingInput
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
@@ -193,3 +195,19 @@ async def tell_nurturing(client: Client, lead_id: str, signal: str, *args: Any) 
             raise
         return None
     return workflow_id
+
+
+async def goal_reached(client: Client, *, lead_id: str, goal: str, source: str) -> list[str]:
+    """Tell every running journey of the lead that declares ``goal`` to end as converted.
+    Returns the journeys told; the lead's other (or closed) journeys are left alone."""
+
+    async def one(workflow_id: str) -> str | None:
+        try:
+            await client.get_workflow_handle(workflow_id).signal(GOAL_REACHED, GoalSignal(goal, source))
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return None
+        return workflow_id
+
+    return [w for w in await asyncio.gather(*(one(w) for w in journeys_with_goal(lead_id, goal))) if w]

@@ -226,6 +226,8 @@ class TrackedEventAccepted(BaseModel):
     lead_id: str
     workflow_id: str | None = Field(description="The journey the event went to, when there is one")
     detail: str
+    converted: list[str] = Field(default_factory=list, description="Running journeys of the lead that declare the "
+                                 "goal this event reaches (purchase, demo_booked), told to end as converted")
 
 
 class ListPublic(BaseModel):

@@ -7,14 +7,19 @@ issued when they carried their own copies, so saved histories still replay.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
+
+T = TypeVar("T")
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from workflows import search_attributes as sa
+from workflows.goals import journeys_with_goal
+from workflows.signals import GOAL_REACHED, GoalSignal
 with workflow.unsafe.imports_passed_through():
     # Passed through: the real zoneinfo (the sandbox hands a proxy datetime refuses as a tzinfo).
     from workflows.send_window import SendWindow, next_open
@@ -103,3 +108,35 @@ async def wait_for_send_window(lead_id: str, window: SendWindow | None = None,
     show_step("waiting_for_send_window",
               f"Outside the send window ({window.describe()} {profile.time_zone}): sending at {opens:%Y-%m-%d %H:%M} UTC")
     return not await wait_for(stop, opens - now)
+
+
+async def until_goal(body: Awaitable[T], reached: Callable[[], bool]) -> T | None:
+    """Run the journey's steps until they end or a goal is reached; on a goal, stop them wherever
+    they are (a wait, a send) and return None: the journey then ends as converted."""
+    task = asyncio.ensure_future(body)
+    await workflow.wait_condition(lambda: task.done() or reached())
+    if task.done():
+        return task.result()
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):  # noqa: BLE001 - whatever the steps were doing is moot now
+        pass
+    return None
+
+
+async def reach_goal(lead_id: str, goal: str) -> list[str]:
+    """This journey reached ``goal`` for the lead: end the lead's other journeys that declare it.
+    Returns the journeys told (the ones not running answer "not found" and are skipped)."""
+    me = workflow.info().workflow_id
+    told = []
+    for workflow_id in journeys_with_goal(lead_id, goal):
+        if workflow_id == me:
+            continue
+        try:
+            await workflow.get_external_workflow_handle(workflow_id).signal(
+                GOAL_REACHED, GoalSignal(goal, f"journey:{me}"))
+            told.append(workflow_id)
+        except Exception:  # noqa: BLE001 - not running: nothing to end
+            pass
+    return told
