@@ -23,6 +23,7 @@ from relance.schedules import ensure_reengagement_schedule
 from relance.settings import Settings, get_settings
 from relance.temporal import connect, ensure_search_attributes
 from workflows.abandoned_cart import AbandonedCartJourney
+from workflows.browse import BrowseAbandonmentJourney
 from workflows.purchase import PurchaseFollowUp
 from workflows.event_reminder import EventReminderJourney
 from workflows.nurturing import LeadNurturingJourney
@@ -36,7 +37,8 @@ from workflows.welcome import WelcomeJourney
 log = logging.getLogger("relance.worker")
 
 ALL_JOURNEYS = [WelcomeJourney, AbandonedCartJourney, PurchaseFollowUp, EventReminderJourney, ReEngagementJourney,
-                ReEngagementSweep, PremiumOfferJourney, LeadNurturingJourney, ScenarioJourney]
+                ReEngagementSweep, PremiumOfferJourney, LeadNurturingJourney, ScenarioJourney,
+                BrowseAbandonmentJourney]
 
 
 def journey_links() -> list[Link]:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
+from activities import browse  # noqa: F401  (registers the "category" message context: the purchase exclusion)
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities
 from activities.events import EventActivities  # also registers the "event" message context loaders

@@ -24,8 +24,10 @@ from relance.settings import Settings
 from workflows import search_attributes as sa
 from workflows.abandoned_cart import AbandonedCartJourney, CartInput
 from workflows.purchase import PurchaseFollowUp, PurchaseInput
+from workflows.browse import BrowseAbandonmentJourney, BrowseInput
 from workflows.goals import journeys_with_goal
-from workflows.signals import CART_UPDATED, GOAL_REACHED, PURCHASED, CartSignal, GoalSignal, PurchaseSignal
+from workflows.signals import (CART_UPDATED, GOAL_REACHED, PAGE_VIEWED, PURCHASED, CartSignal, GoalSignal, PageViewSignal,
+                               PurchaseSignal)
 from workflows.nurturing import WORKFLOW_ID_PREFIX as NURTURE, LeadNurturingJourney, NurturingInput
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
@@ -194,6 +196,17 @@ async def tell_nurturing(client: Client, lead_id: str, signal: str, *args: Any) 
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
         return None
+    return workflow_id
+
+
+async def page_viewed(client: Client, settings: Settings, *, lead_id: str, category: str) -> str:
+    """Signal-with-start the lead's browse-abandonment journey (``browse-<lead id>``)."""
+    workflow_id = f"browse-{lead_id}"
+    await client.start_workflow(
+        BrowseAbandonmentJourney.run, BrowseInput(lead_id=lead_id), id=workflow_id, task_queue=settings.temporal_task_queue,
+        start_signal=PAGE_VIEWED, start_signal_args=[PageViewSignal(category=category)],
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=_attributes("browse", lead_id), static_summary=f"browse-abandonment journey for lead {lead_id}")
     return workflow_id
 
 

@@ -243,6 +243,7 @@ class LeadActivity(SQLModel, table=True):
     lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
     kind: str = Field(max_length=16)  # page_view | form | purchase
     url: str | None = Field(default=None, max_length=2048)
+    category: str | None = Field(default=None, max_length=64)  # page views: what the page is about (issue 7)
     at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False, index=True))
 class SalesTask(SQLModel, table=True):
     """A hand-off to a sales rep (seed 003 "roles"): call this lead, with the reason and a due date.

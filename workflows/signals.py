@@ -73,3 +73,11 @@ DEMO_BOOKED_GOAL = "demo_booked"
 class GoalSignal:
     goal: str  # purchase | demo_booked | ...
     source: str  # who reached it: "api:purchase", "journey:nurture-<lead id>", ...
+
+# Browse abandonment (issue 7): a page view with a category, for the lead's ``browse-<lead id>`` journey.
+PAGE_VIEWED = "page_viewed"
+
+
+@dataclass
+class PageViewSignal:
+    category: str  # e.g. an author, "stephen-king"

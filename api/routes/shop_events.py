@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 
 from api import crud
 from api.deps import DatabaseDep, SettingsDep, TemporalDep, require_api_key
-from api.journeys import cart_updated, goal_reached, purchased, tell_nurturing
+from api.journeys import cart_updated, goal_reached, page_viewed, purchased, tell_nurturing
 from api.schemas import AssetDownloaded, CartUpdated, DemoBooked, PageView, Purchase, TrackedEvent, TrackedEventAccepted
 from relance.lead_activity import act_on
 from workflows.signals import ASSET_DOWNLOADED, DEMO_BOOKED, DEMO_BOOKED_GOAL, PURCHASE_GOAL, AssetSignal
@@ -38,8 +38,11 @@ async def track(event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, tem
             detail = (f"cart {event.cart.id} stored ({items} items)" if workflow_id
                       else f"cart {event.cart.id} is empty and no cart journey is running")
         elif isinstance(event, PageView):
-            await db.run(crud.save_page_view, lead_id=event.lead, url=str(event.url))
+            await db.run(crud.save_page_view, lead_id=event.lead, url=str(event.url), category=event.category)
             workflow_id, detail = None, "page view recorded"
+            if event.category:  # browse abandonment: the lead's journey counts views per category
+                workflow_id = await page_viewed(temporal, settings, lead_id=event.lead, category=event.category)
+                detail += f" ({event.category}: passed to the browse-abandonment journey)"
         elif isinstance(event, AssetDownloaded):
             await db.run(crud.touch_lead, lead_id=event.lead, kind=event.type)
             workflow_id = await tell_nurturing(temporal, event.lead, ASSET_DOWNLOADED, AssetSignal(event.asset))

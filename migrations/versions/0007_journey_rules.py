@@ -24,6 +24,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('deferred_until', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index('ix_messages_counted_at', ['counted_at'], unique=False)
 
+    with op.batch_alter_table('lead_activities', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('category', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
+
     op.create_table('frequency_locks',
     sa.Column('lead_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
@@ -35,6 +38,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('frequency_locks')
+    with op.batch_alter_table('lead_activities', schema=None) as batch_op:
+        batch_op.drop_column('category')
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index('ix_messages_counted_at')
         batch_op.drop_column('deferred_until')
