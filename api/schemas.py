@@ -94,7 +94,7 @@ class EnrollmentPublic(BaseModel):
     journey: JourneyName
     workflow_id: str
     run_id: str | None = None
-    status: Literal["started", "already_enrolled"]
+    status: Literal["started", "already_enrolled", "refused"]  # refused: an enrollment rule (issue 7)
     detail: str
 
 

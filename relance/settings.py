@@ -139,6 +139,8 @@ class Settings(BaseSettings):
     # allows it, or skipped, as the journey chooses.
     frequency_cap_messages: int = Field(default=3, ge=0)
     frequency_cap_days: float = Field(default=7.0, gt=0)
+    # Enrollment rules (issue 7): a lead in this many journeys at once is not enrolled in another (0: no limit).
+    max_concurrent_journeys: int = Field(default=5, ge=0)
 
     @model_validator(mode="after")
     def _window_can_open(self) -> "Settings":
