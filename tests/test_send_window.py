@@ -158,3 +158,30 @@ async def test_across_the_dst_change_it_is_still_9h_paris_time(windowed_env, set
     assert sent.astimezone(PARIS).utcoffset() == timedelta(hours=2)  # summer time by Monday
     assert (sent.astimezone(PARIS).weekday(), sent.astimezone(PARIS).hour) == (0, 9)
     assert sent.astimezone(UTC).hour == 7
+
+
+async def test_a_journey_may_carry_its_own_window(windowed_env, settings, engine, make_lead):
+    """A weekend-only window on the journey's input beats the global Mon-Fri one."""
+    from relance.db import session_scope
+    from relance.models import Lead
+    from worker import build_worker
+    from workflows.welcome import WelcomeInput, WelcomeJourney
+
+    lead = make_lead()
+    with session_scope(engine) as session:
+        session.get(Lead, lead.id).time_zone = "America/New_York"
+    now = await windowed_env.get_current_time()
+    monday = now + timedelta(days=(7 - now.weekday()) % 7 or 7)  # next Monday, 10:00 UTC
+    await windowed_env.sleep((monday.replace(hour=10, minute=0, second=0, microsecond=0) - now).total_seconds())
+    windowed = settings.model_copy(update={"send_window_enabled": True,
+                                           "temporal_task_queue": f"window-{uuid.uuid4().hex[:8]}"})
+    weekend = SendWindow(days=[6, 7], start="10:00", end="12:00")
+    async with build_worker(windowed_env.client, windowed, engine):
+        result = await windowed_env.client.execute_workflow(
+            WelcomeJourney.run, WelcomeInput(lead_id=lead.id, relance_after_hours=1, engagement_window_days=0.1,
+                                             send_window=weekend),
+            id=f"welcome-{lead.id}", task_queue=windowed.temporal_task_queue)
+    sent = result.messages[0].at.astimezone(ZoneInfo("America/New_York"))
+    assert (sent.isoweekday(), sent.hour, sent.minute) == (6, 10, 0)
+    relance = result.messages[1].at.astimezone(ZoneInfo("America/New_York"))
+    assert (relance.isoweekday(), relance.hour) == (6, 11)  # an hour later, still inside

@@ -24,6 +24,7 @@ from workflows.steps import SentMessage, send_marketing, show_step, wait_for
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.sending import SendRequest
+    from workflows.send_window import SendWindow
 
 JOURNEY = "browse"
 
@@ -35,6 +36,7 @@ class BrowseInput:
     window_days: float = 7.0  # the views must fall within this period
     delay_days: float = 3.0  # after the last visit to the category
     give_up_days: float = 30.0  # no category qualifies for this long: the journey ends
+    send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
 
 
 @dataclass
@@ -94,7 +96,7 @@ class BrowseAbandonmentJourney:
         sent = await send_marketing(EmailActivities.send_email, SendRequest(
             lead_id=input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY, step=step,
             template="browse_recommendation", about=f"category:{category}"), summary=f"email browse {category}",
-            stop=lambda: self.unsubscribed)
+            window=input.send_window, stop=lambda: self.unsubscribed)
         self.messages.append(SentMessage(step, "email", "browse_recommendation", sent.status, sent.message_id,
                                          workflow.now(), sent.reason))
         if sent.status == "sent":

@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.sales import SalesActivities, TaskNotice, TaskRef, TaskRequest
     from activities.scoring import ScoreChange, ScoringActivities
     from activities.sending import SendRequest, SendResult
+    from workflows.send_window import SendWindow
 
 JOURNEY = "nurturing"
 WORKFLOW_ID_PREFIX = "nurture"
@@ -92,6 +93,7 @@ class NurturingInput:
     sequence: NurturingSequence
     mql_threshold: int = 50
     task_due_business_days: int = 2
+    send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
 
 
 @dataclass
@@ -365,7 +367,7 @@ class LeadNurturingJourney:
         request = SendRequest(lead_id=self.input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
                               step=step, template=template)
         result = await send_marketing(EmailActivities.send_email, request, summary=f"email {template}",
-                                      stop=lambda: self.stop is not None)
+                                      window=self.input.send_window, stop=lambda: self.stop is not None)
         self.messages.append(SentMessage(step, "email", template, result.status, result.message_id, workflow.now(),
                                          result.reason))
         if result.status == "sent":

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.reengagement import OutcomeRecord, ReEngagementActivities, SunsetRequest
     from activities.scoring import ScoreChange, ScoringActivities
     from activities.sending import SendRequest, SendResult
+    from workflows.send_window import SendWindow
 
 JOURNEY = "reengage"
 GOALS = (PURCHASE_GOAL,)
@@ -52,6 +53,7 @@ class ReEngagementInput:
     # Days after email 1 before email 2, after email 2 before email 3, after email 3 before the sunset.
     delays_days: list[float] = field(default_factory=lambda: [7.0, 7.0, 7.0])
     sunset: str = "suppress"  # suppress | delete
+    send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
 
 
 @dataclass
@@ -181,7 +183,7 @@ class ReEngagementJourney:
         request = SendRequest(lead_id=self.input.lead_id, workflow_id=workflow.info().workflow_id,
                               journey=JOURNEY, step=step, template=template)
         result = await send_marketing(EmailActivities.send_email, request, summary=f"email {template}",
-                                      stop=self._reacted_or_left)
+                                      window=self.input.send_window, stop=self._reacted_or_left)
         self.messages.append(SentMessage(step, "email", template, result.status, result.message_id, workflow.now(),
                                          result.reason))
         return result

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.scoring import ScoreChange, ScoringActivities
     from activities.sending import SendRequest, SendResult
     from activities.sms import SmsActivities
+    from workflows.send_window import SendWindow
 
 JOURNEY = "welcome"
 GOALS = (PURCHASE_GOAL,)
@@ -49,6 +50,7 @@ class WelcomeInput:
     relance_after_hours: float = 48.0
     relance_by_sms: bool = True  # relance by SMS when the lead has a phone and SMS consent
     engagement_window_days: float = 7.0  # how long after the welcome clicks still count
+    send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
 
 
 
@@ -203,7 +205,7 @@ class WelcomeJourney:
         )
         method = EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
         result = await send_marketing(method, request, summary=f"{channel} {template}",
-                                      stop=lambda: self.unsubscribed)
+                                      window=self.input.send_window, stop=lambda: self.unsubscribed)
         self.messages.append(
             SentMessage(step, channel, template, result.status, result.message_id, workflow.now(), result.reason)
         )
