@@ -23,10 +23,13 @@ from relance.schedules import ensure_reengagement_schedule
 from relance.settings import Settings, get_settings
 from relance.temporal import connect, ensure_search_attributes
 from workflows.abandoned_cart import AbandonedCartJourney
+from workflows.browse import BrowseAbandonmentJourney
 from workflows.purchase import PurchaseFollowUp
 from workflows.event_reminder import EventReminderJourney
 from workflows.nurturing import LeadNurturingJourney
+from workflows.journey_graph import JourneyGraphError, Link, check_graph
 from workflows.premium import PremiumOfferJourney
+from workflows.scenario import SCENARIOS, ScenarioJourney, scenario_links
 from workflows.reengagement import ReEngagementJourney
 from workflows.sweep import ReEngagementSweep
 from workflows.welcome import WelcomeJourney
@@ -34,11 +37,20 @@ from workflows.welcome import WelcomeJourney
 log = logging.getLogger("relance.worker")
 
 ALL_JOURNEYS = [WelcomeJourney, AbandonedCartJourney, PurchaseFollowUp, EventReminderJourney, ReEngagementJourney,
-                ReEngagementSweep, PremiumOfferJourney, LeadNurturingJourney]
+                ReEngagementSweep, PremiumOfferJourney, LeadNurturingJourney, ScenarioJourney,
+                BrowseAbandonmentJourney]
 
 
-def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
-    """A worker with every journey and activity, for ``worker.py`` and for the tests."""
+def journey_links() -> list[Link]:
+    """The declared graph of "journey A may enroll a lead into B"."""
+    return scenario_links(SCENARIOS)
+
+
+def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None,
+                 links: list[Link] | None = None) -> Worker:
+    """A worker with every journey and activity, for ``worker.py`` and for the tests. Raises
+    JourneyGraphError when journeys enroll each other in a loop that nothing guards."""
+    check_graph(journey_links() if links is None else links)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -58,6 +70,10 @@ async def main() -> None:
     except SequenceError as err:
         raise SystemExit(f"worker: {err}") from None
     log.info("nurturing sequence %s: %s", sequence.version, " -> ".join(s.name for s in sequence.steps))
+    try:
+        check_graph(journey_links())  # a loop between journeys that nothing guards stops the worker here
+    except JourneyGraphError as err:
+        raise SystemExit(f"worker: {err}") from None
     log.info("connecting to Temporal at %s", settings.temporal_address)
     client = await connect(settings)
     await ensure_search_attributes(client, settings.temporal_namespace)

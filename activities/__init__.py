@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
+from activities import browse  # noqa: F401  (registers the "category" message context: the purchase exclusion)
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities
 from activities.events import EventActivities  # also registers the "event" message context loaders
@@ -25,7 +26,7 @@ from relance.tokens import TokenSigner
 def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     signer = TokenSigner(settings.secret_key, max_age_seconds=settings.tracking_token_max_age_days * 86400)
     renderer = Renderer(signer, settings.public_base_url)
-    leads = LeadActivities(engine)
+    leads = LeadActivities(engine, settings.send_window())
     email = EmailActivities(settings, engine, renderer)
     sms = SmsActivities(settings, engine, renderer)
     scoring = ScoringActivities(settings, engine)
@@ -33,7 +34,7 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     events = EventActivities(engine)
     reengagement = ReEngagementActivities(settings, engine)
     sales = SalesActivities(settings, engine, renderer)
-    return [leads.check_consent, leads.get_lead_facts, email.send_email, sms.send_sms, scoring.add_score,
+    return [leads.check_consent, leads.get_lead_facts, leads.get_send_profile, email.send_email, sms.send_sms, scoring.add_score,
             commerce.issue_promo_code, commerce.record_purchase, events.get_event_schedule, events.find_next_event,
             reengagement.enroll_inactive_page, reengagement.record_reengagement, reengagement.sunset_lead,
             reengagement.record_premium_offer,

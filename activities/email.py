@@ -14,6 +14,7 @@ from email.utils import formataddr, formatdate
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
+from activities.frequency import FrequencyCap
 from activities.sending import SendLedger, SendRequest, SendResult
 from relance.models import Lead
 from relance.rendering import Renderer, Tracking
@@ -33,7 +34,8 @@ def template_context(settings: Settings, lead: Lead) -> dict:
 class EmailActivities:
     def __init__(self, settings: Settings, engine: Engine, renderer: Renderer) -> None:
         self.settings = settings
-        self.ledger = SendLedger(engine, suppression_key=settings.secret_key)
+        self.ledger = SendLedger(engine, FrequencyCap(settings.frequency_cap_messages, settings.frequency_cap_days),
+                                 suppression_key=settings.secret_key)
         self.renderer = renderer
 
     @activity.defn(name="send_email")

@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from relance.consent import has_consent
 from relance.models import Lead, Message, as_utc
+from workflows.send_window import SendWindow, zone_or_utc
 
 
 @dataclass
@@ -42,9 +43,19 @@ class LeadFacts:
     score: int
 
 
+@dataclass
+class SendProfile:
+    """When marketing may reach the lead: their IANA zone and the global send window (None: no
+    window, send at any time). No personal data beyond the zone."""
+
+    time_zone: str
+    window: SendWindow | None
+
+
 class LeadActivities:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, send_window: SendWindow | None = None) -> None:
         self.engine = engine
+        self.send_window = send_window
 
     def _lead(self, session: Session, lead_id: str) -> Lead:
         lead = session.get(Lead, lead_id)
@@ -72,3 +83,9 @@ class LeadActivities:
                 has_phone=bool(lead.phone),
                 score=lead.score,
             )
+
+    @activity.defn(name="get_send_profile")
+    def get_send_profile(self, ref: LeadRef) -> SendProfile:
+        with Session(self.engine) as session:
+            lead = self._lead(session, ref.lead_id)
+            return SendProfile(time_zone=zone_or_utc(lead.time_zone).key, window=self.send_window)

@@ -9,12 +9,15 @@ journey can bypass a withdrawal.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.frequency import FrequencyCap
 from activities.message_context import MessageExtras, load_extras
 from relance.consent import has_consent
 from relance.db import session_scope
@@ -36,14 +39,18 @@ class SendRequest:
     template: str
     kind: str = "marketing"  # marketing | transactional
     about: str = ""  # what else the message is about, "<kind>:<id>" (see message_context.py)
+    # Over the frequency cap: "defer" (answer deferred, with the time the cap allows it again),
+    # "skip" (skipped for good), or "exempt" (counted, never held: a reminder the lead asked for).
+    over_cap: str = "skip"
 
 
 @dataclass
 class SendResult:
-    status: str  # sent | skipped | failed (refused for good by the provider)
+    status: str  # sent | skipped | failed (refused for good by the provider) | deferred (frequency cap)
     message_id: str | None = None
     reason: str = ""
     already_sent: bool = False
+    retry_at: datetime | None = None  # deferred: when the frequency cap allows the message
 
 
 @dataclass
@@ -56,12 +63,22 @@ class Claim:
     extras: MessageExtras | None = None
 
 
+def _now() -> datetime:
+    """The send's time: the attempt's scheduled time on the Temporal server (the journey's clock,
+    also under the time-skipping test server), else the wall clock."""
+    try:
+        return activity.info().current_attempt_scheduled_time
+    except RuntimeError:
+        return utcnow()
+
+
 class SendLedger:
-    def __init__(self, engine: Engine, *, suppression_key: str = "") -> None:
+    def __init__(self, engine: Engine, cap: FrequencyCap | None = None, *, suppression_key: str = "") -> None:
         self.engine = engine
+        self.cap = cap or FrequencyCap(messages=0)
         self.suppression_key = suppression_key  # the secret key: suppressed addresses get no marketing email
 
-    def claim(self, request: SendRequest, channel: str, *, channel_blocked: str = "") -> Claim:
+    def claim(self, request: SendRequest, channel: str, *, channel_blocked: str = "", now: datetime | None = None) -> Claim:
         """``channel_blocked``: why this channel cannot send at all (e.g. no SMS provider set up)."""
         key = f"{request.workflow_id}:{request.step}"
         with session_scope(self.engine) as session:
@@ -81,6 +98,8 @@ class SendLedger:
                     session.flush()
                 except IntegrityError:  # a concurrent attempt claimed it first: let Temporal retry
                     raise ApplicationError(f"send {key} is being claimed concurrently", type="SendRace")
+            elif message.status == "deferred":  # the journey waited for the frequency cap: count again
+                message.status = "sending"  # reason and deferred_until stay: the row says it was held
             elif message.status == "sending":
                 # An earlier attempt died between claiming and recording the provider's answer
                 # (worker killed, connection dropped before the reply). The provider may have the
@@ -93,6 +112,9 @@ class SendLedger:
             if reason:
                 message.status, message.reason = "skipped", reason
                 return Claim(None, None, SendResult("skipped", message.id, reason))
+            verdict = self.cap.check(session, message, over_cap=request.over_cap, now=now or _now())
+            if verdict.status != "go":
+                return Claim(None, None, SendResult(verdict.status, message.id, verdict.reason, retry_at=verdict.retry_at))
             session.expunge(lead)
             return Claim(message, lead, None, extras)
 

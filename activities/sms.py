@@ -14,6 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.email import template_context
+from activities.frequency import FrequencyCap
 from activities.sending import SendLedger, SendRequest, SendResult
 from relance.rendering import Renderer, Tracking
 from relance.settings import Settings
@@ -22,7 +23,8 @@ from relance.settings import Settings
 class SmsActivities:
     def __init__(self, settings: Settings, engine: Engine, renderer: Renderer) -> None:
         self.settings = settings
-        self.ledger = SendLedger(engine, suppression_key=settings.secret_key)
+        self.ledger = SendLedger(engine, FrequencyCap(settings.frequency_cap_messages, settings.frequency_cap_days),
+                                 suppression_key=settings.secret_key)
         self.renderer = renderer
 
     @activity.defn(name="send_sms")

@@ -142,10 +142,10 @@ def save_order(*, session: Session, lead_id: str, order: OrderIn) -> bool:
     return True
 
 
-def save_page_view(*, session: Session, lead_id: str, url: str) -> None:
+def save_page_view(*, session: Session, lead_id: str, url: str, category: str | None = None) -> None:
     """A visit: stamps the lead's last activity and keeps it (counted for the premium offer). 404 for an unknown lead."""
     get_lead_or_404(session=session, lead_id=lead_id)
-    note_activity(session, lead_id=lead_id, kind="page_view", url=url[:2048])
+    note_activity(session, lead_id=lead_id, kind="page_view", url=url[:2048], category=category)
     session.commit()
 
 

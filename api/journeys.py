@@ -6,24 +6,30 @@ the lead id, what its input is, and what happens when the lead is enrolled again
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from fastapi import HTTPException, status as http_status
+from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.schemas import EnrollmentPublic, JourneyStatusPublic
+from relance.models import ListMember, Order
 from relance.nurturing import SequenceError, load_sequence
 from relance.settings import Settings
 from workflows import search_attributes as sa
 from workflows.abandoned_cart import AbandonedCartJourney, CartInput
 from workflows.purchase import PurchaseFollowUp, PurchaseInput
-from workflows.signals import CART_UPDATED, PURCHASED, CartSignal, PurchaseSignal
+from workflows.browse import BrowseAbandonmentJourney, BrowseInput
+from workflows.goals import journeys_with_goal
+from workflows.signals import (CART_UPDATED, GOAL_REACHED, PAGE_VIEWED, PURCHASED, CartSignal, GoalSignal, PageViewSignal,
+                               PurchaseSignal)
 from workflows.nurturing import WORKFLOW_ID_PREFIX as NURTURE, LeadNurturingJourney, NurturingInput
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
@@ -36,6 +42,8 @@ class JourneySpec:
     # Running already: refuse (409). Closed already: the welcome is once per lead, so refuse too.
     reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE
     id_prefix: str = ""  # the workflow id is "<id_prefix or name>-<lead id>"
+    # Exclusions checked at entry (issue 7): "customer" (the lead has an order), "list:<name>".
+    exclude: tuple[str, ...] = ()
 
     def workflow_id(self, lead_id: str) -> str:
         return f"{self.id_prefix or self.name}-{lead_id}"
@@ -65,13 +73,57 @@ JOURNEYS: dict[str, JourneySpec] = {
     ),
     # Once per lead, like the welcome: its sends are keyed by workflow id + step.
     "nurturing": JourneySpec(name="nurturing", run=LeadNurturingJourney.run, make_input=nurturing_input,
-                             id_prefix=NURTURE),
+                             id_prefix=NURTURE, exclude=("customer",)),
 }
 
 
-async def enroll(client: Client, settings: Settings, *, lead_id: str, score: int, journey: str) -> EnrollmentPublic:
+# The lead's journeys, by id prefix, counted against RELANCE_MAX_CONCURRENT_JOURNEYS (event journeys,
+# one per registration, are not counted: the lead asked for them).
+COUNTED_PREFIXES = ("welcome", NURTURE, "cart", "reengage", "browse", "premium", "scenario-newsletter",
+                    "scenario-white_paper")
+
+
+def exclusion_reason(*, session: Session, lead_id: str, rules: tuple[str, ...]) -> str:
+    """Why the lead may not enter a journey with these exclusions; "" when it may."""
+    for rule in rules:
+        if rule == "customer" and session.exec(select(Order.id).where(Order.lead_id == lead_id).limit(1)).first():
+            return "the lead is a customer (has an order)"
+        if rule.startswith("list:") and session.exec(select(ListMember.id).where(
+                ListMember.lead_id == lead_id, ListMember.list_name == rule[5:]).limit(1)).first():
+            return f"the lead is in the list {rule[5:]}"
+    return ""
+
+
+async def running_journeys(client: Client, lead_id: str) -> list[str]:
+    async def one(workflow_id: str) -> str | None:
+        try:
+            description = await client.get_workflow_handle(workflow_id).describe()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return None
+        return workflow_id if description.status == WorkflowExecutionStatus.RUNNING else None
+
+    return [w for w in await asyncio.gather(*(one(f"{p}-{lead_id}") for p in COUNTED_PREFIXES)) if w]
+
+
+async def enroll(client: Client, settings: Settings, *, lead_id: str, score: int, journey: str,
+                 db: Any = None) -> EnrollmentPublic:
+    """Start the journey unless an enrollment rule refuses it: an exclusion (checked with ``db``),
+    or the lead already in ``max_concurrent_journeys`` journeys."""
     spec = JOURNEYS[journey]
     workflow_id = spec.workflow_id(lead_id)
+    reason = ""
+    if db is not None and spec.exclude:
+        reason = await db.run(exclusion_reason, lead_id=lead_id, rules=spec.exclude)
+    if not reason and settings.max_concurrent_journeys > 0:
+        running = [w for w in await running_journeys(client, lead_id) if w != workflow_id]
+        if len(running) >= settings.max_concurrent_journeys:
+            reason = (f"the lead is already in {len(running)} journeys (at most {settings.max_concurrent_journeys}): "
+                      + ", ".join(sorted(running)))
+    if reason:
+        return EnrollmentPublic(lead_id=lead_id, journey=journey, workflow_id=workflow_id, status="refused",
+                                detail=f"not enrolled: {reason}")
     try:
         handle = await client.start_workflow(
             spec.run,
@@ -193,3 +245,30 @@ async def tell_nurturing(client: Client, lead_id: str, signal: str, *args: Any) 
             raise
         return None
     return workflow_id
+
+
+async def page_viewed(client: Client, settings: Settings, *, lead_id: str, category: str) -> str:
+    """Signal-with-start the lead's browse-abandonment journey (``browse-<lead id>``)."""
+    workflow_id = f"browse-{lead_id}"
+    await client.start_workflow(
+        BrowseAbandonmentJourney.run, BrowseInput(lead_id=lead_id), id=workflow_id, task_queue=settings.temporal_task_queue,
+        start_signal=PAGE_VIEWED, start_signal_args=[PageViewSignal(category=category)],
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=_attributes("browse", lead_id), static_summary=f"browse-abandonment journey for lead {lead_id}")
+    return workflow_id
+
+
+async def goal_reached(client: Client, *, lead_id: str, goal: str, source: str) -> list[str]:
+    """Tell every running journey of the lead that declares ``goal`` to end as converted.
+    Returns the journeys told; the lead's other (or closed) journeys are left alone."""
+
+    async def one(workflow_id: str) -> str | None:
+        try:
+            await client.get_workflow_handle(workflow_id).signal(GOAL_REACHED, GoalSignal(goal, source))
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return None
+        return workflow_id
+
+    return [w for w in await asyncio.gather(*(one(w) for w in journeys_with_goal(lead_id, goal))) if w]

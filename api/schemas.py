@@ -94,7 +94,7 @@ class EnrollmentPublic(BaseModel):
     journey: JourneyName
     workflow_id: str
     run_id: str | None = None
-    status: Literal["started", "already_enrolled"]
+    status: Literal["started", "already_enrolled", "refused"]  # refused: an enrollment rule (issue 7)
     detail: str
 
 
@@ -140,6 +140,9 @@ class JourneyStatusPublic(BaseModel):
 ShopId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")]
 
 
+Category = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+
+
 class LineItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -149,6 +152,8 @@ class LineItem(BaseModel):
     unit_price: float = Field(ge=0)
     url: HttpUrl | None = None
     image_url: HttpUrl | None = None
+    category: Category | None = Field(default=None, description="e.g. the author: a purchase in a category "
+                                                                "suppresses its browse-abandonment email")
 
 
 class CartIn(BaseModel):
@@ -194,6 +199,9 @@ class PageView(BaseModel):
     type: Literal["page_view"]
     lead: str = Field(description="The lead's id")
     url: HttpUrl
+    category: Category | None = Field(default=None, examples=["stephen-king"],
+                                      description="What the page is about (an author, a range): 3+ views of one "
+                                                  "category within 7 days start the browse-abandonment email")
 
 
 AssetId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
@@ -226,6 +234,8 @@ class TrackedEventAccepted(BaseModel):
     lead_id: str
     workflow_id: str | None = Field(description="The journey the event went to, when there is one")
     detail: str
+    converted: list[str] = Field(default_factory=list, description="Running journeys of the lead that declare the "
+                                 "goal this event reaches (purchase, demo_booked), told to end as converted")
 
 
 class ListPublic(BaseModel):

@@ -53,6 +53,7 @@ def env_for(settings: Settings) -> dict[str, str]:
     env.update({f"RELANCE_{f.upper()}": str(getattr(settings, f)) for f in fields})
     env["RELANCE_PAYLOAD_KEYS"] = json.dumps(settings.payload_keys)
     env["RELANCE_REENGAGEMENT_SCHEDULE_ENABLED"] = "false"  # no sweep in the middle of a measure
+    env["RELANCE_SEND_WINDOW_ENABLED"] = "false"  # the figures must not depend on the hour they are taken
     return env
 
 

@@ -43,11 +43,12 @@ class FollowUp:
     premium_due: bool  # the lead just became "very active": offer premium content
 
 
-def note_activity(session: Session, *, lead_id: str, kind: str, url: str | None = None) -> None:
+def note_activity(session: Session, *, lead_id: str, kind: str, url: str | None = None,
+                  category: str | None = None) -> None:
     """Stamp the lead's last activity and, for counted kinds, keep the activity (no commit)."""
     now = utcnow()
     if kind in COUNTED_KINDS:
-        session.add(LeadActivity(lead_id=lead_id, kind=kind, url=url, at=now))
+        session.add(LeadActivity(lead_id=lead_id, kind=kind, url=url, category=category, at=now))
     session.execute(update(Lead).where(col(Lead.id) == lead_id).values(last_activity_at=now))
 
 

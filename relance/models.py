@@ -96,6 +96,10 @@ class Message(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_column=_when())
     opened_at: datetime | None = Field(default=None, sa_column=_when())
     clicked_at: datetime | None = Field(default=None, sa_column=_when())
+    # Frequency cap (issue 7): when the message counted against the lead's cap, and, while it is
+    # ``deferred``, when the cap allows it again.
+    counted_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    deferred_until: datetime | None = Field(default=None, sa_column=_when())
 
 
 class ScoreEvent(SQLModel, table=True):
@@ -239,6 +243,7 @@ class LeadActivity(SQLModel, table=True):
     lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
     kind: str = Field(max_length=16)  # page_view | form | purchase
     url: str | None = Field(default=None, max_length=2048)
+    category: str | None = Field(default=None, max_length=64)  # page views: what the page is about (issue 7)
     at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False, index=True))
 
 
@@ -304,3 +309,14 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=32)  # lead.read | lead.messages | lead.consents | lead.export | lead.erase
     lead_id: str = Field(index=True, max_length=32)
     detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class FrequencyLock(SQLModel, table=True):
+    """One row per lead and channel, locked (updated) by every marketing send's claim, so the
+    frequency cap counts concurrent sends one after the other (activities/frequency.py)."""
+
+    __tablename__ = "frequency_locks"
+
+    lead_id: str = Field(foreign_key="leads.id", primary_key=True, max_length=32)
+    channel: str = Field(primary_key=True, max_length=16)
+    version: int = 0

@@ -11,8 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workflows.send_window import SendWindow
 
 
 class SalesRep(BaseModel):
@@ -129,6 +131,37 @@ class Settings(BaseSettings):
     sales_manager_email: str = ""  # overdue tasks are escalated to this address, once
     sales_task_due_business_days: int = Field(default=2, ge=1, le=30)
     sales_mail_from: str = ""  # internal emails to reps and the manager; empty: mail_from
+
+    # Send windows (issue 7): marketing sends go out only inside this window, in the lead's own
+    # time zone (leads.time_zone); one due outside waits for the window to open. Days are ISO
+    # (1 = Monday ... 7 = Sunday), hours "HH:MM" (end exclusive), holidays "YYYY-MM-DD" (local dates).
+    # A journey may carry its own window. Transactional messages ignore it.
+    send_window_enabled: bool = True
+    send_window_days: list[int] = [1, 2, 3, 4, 5]
+    send_window_start: str = "09:00"
+    send_window_end: str = "19:00"
+    send_window_holidays: list[str] = []
+    # Frequency cap (issue 7): at most this many marketing messages per lead and channel over the
+    # rolling period, across every journey (0: no cap). Over the cap a send is deferred until the cap
+    # allows it, or skipped, as the journey chooses.
+    frequency_cap_messages: int = Field(default=3, ge=0)
+    frequency_cap_days: float = Field(default=7.0, gt=0)
+    # Enrollment rules (issue 7): a lead in this many journeys at once is not enrolled in another (0: no limit).
+    max_concurrent_journeys: int = Field(default=5, ge=0)
+
+    @model_validator(mode="after")
+    def _window_can_open(self) -> "Settings":
+        self.send_window()
+        return self
+
+    def send_window(self) -> SendWindow | None:
+        """The global send window (checked), or None when disabled."""
+        if not self.send_window_enabled:
+            return None
+        window = SendWindow(days=list(self.send_window_days), start=self.send_window_start,
+                            end=self.send_window_end, holidays=list(self.send_window_holidays))
+        window.check()
+        return window
 
     # Scoring
     score_mql_threshold: int = Field(default=50, description="A lead at or above this score is a marketing-qualified lead")

@@ -79,6 +79,9 @@ def settings(sink: DevSink, database_url: str) -> Settings:
         sales_manager_email="e2e-manager@sales.example.com",
         payload_keys=TEST_PAYLOAD_KEYS,
         payload_key_id=TEST_PAYLOAD_KEY_ID,
+        # Journey tests must not depend on the hour or weekday they run at: the send window is
+        # tested on its own (tests/test_send_window.py), with windows the tests set.
+        send_window_enabled=False,
     )
 
 

@@ -113,6 +113,8 @@ def activity_rows(live: LiveStack) -> int:
     {"type": "page_view", "lead": "x"},  # no url
     {"type": "page_view", "lead": "x", "url": "not a url"},
     {"type": "page_view", "lead": "x", "url": "https://example.com/", "referrer": "y"},  # unknown field
+    {"type": "page_view", "lead": "x", "url": "https://example.com/", "category": "king,tolkien"},  # not one category
+    {"type": "page_view", "lead": "x", "url": "https://example.com/", "category": ""},
     {"type": "page_visit", "lead": "x", "url": "https://example.com/"},  # unknown type
 ])
 async def test_bad_page_view_is_422_and_records_nothing(live: LiveStack, body: dict):

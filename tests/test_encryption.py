@@ -27,8 +27,11 @@ from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult
 
 def payloads_of(node, *, skip=("searchAttributes",)):
     """Every Payload in a history (JSON form), wherever it sits, but search attributes: they are
-    indexed by the server, so never encrypted (ids and step names only: Journey, LeadId, Step, Score)."""
+    indexed by the server, so never encrypted (ids and step names only: Journey, LeadId, Step, Score),
+    and ``workflow.patched`` markers, which the SDK's core writes itself (a patch id and a flag)."""
     if isinstance(node, dict):
+        if node.get("markerName") == "core_patch":
+            return
         if "data" in node and "metadata" in node:
             yield node
         for key, value in node.items():

@@ -253,6 +253,7 @@ async def start_worker_process(settings: Settings, log: Path) -> WorkerProcess:
                  "secret_key", "public_base_url", "sms_provider_url", "sms_api_token", "payload_key_id"):
         env[f"RELANCE_{name.upper()}"] = str(getattr(settings, name))
     env["RELANCE_PAYLOAD_KEYS"] = json.dumps(settings.payload_keys)
+    env["RELANCE_SEND_WINDOW_ENABLED"] = json.dumps(settings.send_window_enabled)  # as the tests' settings: off
     out = log.open("ab")
     process = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=log.parent, env=env,
                                stdout=out, stderr=subprocess.STDOUT)

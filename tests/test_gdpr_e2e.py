@@ -31,14 +31,7 @@ async def a_lead_with_everything(live: LiveStack) -> tuple[str, str, object]:
     assert (await live.public.get(click)).status_code == 302  # tracking event, then a score event
     await journey_when(live, lead_id, lambda s: s["status"] == "COMPLETED")
 
-    event = await new_event(live)
-    registered = await live.http.post(f"/events/{event['id']}/registrations", json={"lead_id": lead_id})
-    assert registered.status_code == 201, registered.text
-    for order in (f"o-{uuid.uuid4().hex[:8]}", f"o-{uuid.uuid4().hex[:8]}"):  # promo code, then the loyal list
-        assert (await live.http.post("/events/track", json=purchase_event(lead_id, order))).status_code == 202
-        await live.temporal.get_workflow_handle(f"purchase-{order}").result()
-    assert (await live.http.post("/events/track", json=cart_event(lead_id, "c-" + uuid.uuid4().hex[:8]))).status_code == 202
-    # Nurturing: a download hands the lead to a sales rep (a sales task).
+    # Nurturing (before any purchase: customers are not nurtured): a download hands the lead to a sales rep (a sales task).
     assert (await live.http.post(f"/leads/{lead_id}/journeys/nurturing")).status_code == 201
     download = {"type": "asset_downloaded", "lead": lead_id, "asset": "white-paper"}
     assert (await live.http.post("/events/track", json=download)).status_code == 202
@@ -48,6 +41,13 @@ async def a_lead_with_everything(live: LiveStack) -> tuple[str, str, object]:
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("no sales task was created for the download")
+    event = await new_event(live)
+    registered = await live.http.post(f"/events/{event['id']}/registrations", json={"lead_id": lead_id})
+    assert registered.status_code == 201, registered.text
+    for order in (f"o-{uuid.uuid4().hex[:8]}", f"o-{uuid.uuid4().hex[:8]}"):  # promo code, then the loyal list
+        assert (await live.http.post("/events/track", json=purchase_event(lead_id, order))).status_code == 202
+        await live.temporal.get_workflow_handle(f"purchase-{order}").result()
+    assert (await live.http.post("/events/track", json=cart_event(lead_id, "c-" + uuid.uuid4().hex[:8]))).status_code == 202
     return lead_id, email, mail
 
 
@@ -197,6 +197,16 @@ async def test_an_unsubscribe_stops_every_journey_of_the_lead_and_suppresses_the
 
     lead_id, email = await enroll(live)
     [welcome] = await live.sink.wait_for_mail(to=email)
+    # Nurturing (before any purchase: customers are not nurtured): a download hands the lead to a sales rep (a sales task).
+    assert (await live.http.post(f"/leads/{lead_id}/journeys/nurturing")).status_code == 201
+    download = {"type": "asset_downloaded", "lead": lead_id, "asset": "white-paper"}
+    assert (await live.http.post("/events/track", json=download)).status_code == 202
+    for _ in range(200):
+        if (await live.http.get("/tasks", params={"lead": lead_id})).json():
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("no sales task was created for the download")
     event = await new_event(live)
     assert (await live.http.post(f"/events/{event['id']}/registrations", json={"lead_id": lead_id})).status_code == 201
     assert (await live.http.post("/events/track", json=cart_event(lead_id, "c-" + uuid.uuid4().hex[:8]))).status_code == 202

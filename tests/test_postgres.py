@@ -147,7 +147,7 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
     from api import privacy
     from relance.erasure import erase_lead, lead_columns, tables_to_erase
     from relance.models import (Cart, Event, ListMember, Message, Order, PromoCode, Registration, SuppressionEntry,
-                                SalesTask, TrackingEvent, utcnow)
+                                FrequencyLock, SalesTask, TrackingEvent, utcnow)
     from relance.suppression import email_hash
     from sqlalchemy import func, select as sa_select
 
@@ -171,6 +171,7 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
             Registration(event_id=event.id, lead_id=lead.id, workflow_id=f"event-{event.id}-{lead.id}"),
             SalesTask(task_key=f"nurture-{lead.id}:download", lead_id=lead.id, workflow_id=f"nurture-{lead.id}",
                       reason="downloaded the white paper", due_at=utcnow() + timedelta(days=2)),
+            FrequencyLock(lead_id=lead.id, channel="email", version=1),
         ])
         session.commit()
         lead_id, event_id = lead.id, event.id

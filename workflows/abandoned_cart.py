@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
-from workflows.steps import ACTIVITY_OPTIONS, show_step, wait_for
+from workflows.steps import ACTIVITY_OPTIONS, send_marketing, show_step, wait_for
 from workflows.signals import CART_UPDATED, CLICKED, PURCHASED, UNSUBSCRIBED, CartSignal, PurchaseSignal, TrackingSignal
 
 with workflow.unsafe.imports_passed_through():
@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.scoring import ScoreChange, ScoringActivities
     from activities.sending import SendRequest, SendResult
+    from workflows.send_window import SendWindow
 
 JOURNEY = "cart"
 
@@ -36,6 +37,7 @@ class CartInput:
     lead_id: str
     reminder_delays_hours: list[float] = field(default_factory=lambda: [1.0, 24.0, 72.0])
     last_reminder_percent_off: int = 10  # 0: no promo code in the last reminder
+    send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
 
 
 @dataclass
@@ -149,10 +151,10 @@ class AbandonedCartJourney:
             about += f",promo:{code}"
         # Send unless the purchase comes first: a send being retried is abandoned at once, and
         # the send activity itself refuses a bought cart.
-        send = asyncio.ensure_future(workflow.execute_activity_method(EmailActivities.send_email, SendRequest(
+        send = asyncio.ensure_future(send_marketing(EmailActivities.send_email, SendRequest(
             lead_id=self.input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
             step=f"{self.cart_id}:{step}", template=template, about=about), summary=f"email {template}",
-            **ACTIVITY_OPTIONS))
+            window=self.input.send_window, stop=self._over))
         await workflow.wait_condition(lambda: send.done() or self.purchased)
         if not send.done():
             send.cancel()

@@ -226,6 +226,7 @@ class EventReminderJourney:
             step=step if count == 0 else f"{step}_{count + 1}",  # a re-armed reminder is a new send
             template=template,
             about=f"{about}:{about_id or self.input.event_id}",
+            over_cap="exempt",  # the lead asked for these by registering: counted, never held by the cap
         )
         method = EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
         result = await workflow.execute_activity_method(method, request, summary=f"{channel} {template}",

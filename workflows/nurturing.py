@@ -23,6 +23,8 @@ loops, roles).
           days) ─► escalated to the manager, once
       task completed "meeting_booked" ─► end: converted; "not_interested" ─► end the marketing steps
       demo booked or purchase (the lead on their own) ─► end: goal reached;  unsubscribe ─► end
+      (goals: demo_booked, purchase, workflows/goals.py; a meeting booked by sales reaches
+       demo_booked for the lead's other journeys too)
 
 One journey per lead, id ``nurture-<lead id>``. The input carries the sequence itself (names,
 templates, delays, gates: no personal data), so editing the file never changes a running journey.
@@ -38,10 +40,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows import search_attributes as sa
-from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
-from workflows.signals import (ASSET_DOWNLOADED, CLICKED, DEMO_BOOKED, OPENED, PURCHASED, SCORE_CHANGED,
-                               TASK_COMPLETED, UNSUBSCRIBED, AssetSignal, PurchaseSignal, ScoreSignal, TaskSignal,
-                               TrackingSignal)
+from workflows.steps import ACTIVITY_OPTIONS, SentMessage, reach_goal, send_marketing, show_step, wait_for
+from workflows.signals import (ASSET_DOWNLOADED, CLICKED, DEMO_BOOKED, DEMO_BOOKED_GOAL, GOAL_REACHED, OPENED,
+                               PURCHASE_GOAL, PURCHASED, SCORE_CHANGED, TASK_COMPLETED, UNSUBSCRIBED, AssetSignal,
+                               GoalSignal, PurchaseSignal, ScoreSignal, TaskSignal, TrackingSignal)
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -49,9 +51,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.sales import SalesActivities, TaskNotice, TaskRef, TaskRequest
     from activities.scoring import ScoreChange, ScoringActivities
     from activities.sending import SendRequest, SendResult
+    from workflows.send_window import SendWindow
 
 JOURNEY = "nurturing"
 WORKFLOW_ID_PREFIX = "nurture"
+GOALS = (DEMO_BOOKED_GOAL, PURCHASE_GOAL)
 
 
 # The sequence (validated from YAML by relance/nurturing.py) -----------------------------------
@@ -89,6 +93,7 @@ class NurturingInput:
     sequence: NurturingSequence
     mql_threshold: int = 50
     task_due_business_days: int = 2
+    send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
 
 
 @dataclass
@@ -269,6 +274,11 @@ class LeadNurturingJourney:
     def on_purchased(self, signal: PurchaseSignal) -> None:
         self._stop("goal_reached", f"the lead bought (order {signal.order_id})")
 
+    @workflow.signal(name=GOAL_REACHED)
+    def on_goal_reached(self, signal: GoalSignal) -> None:
+        if signal.goal in GOALS:
+            self._stop("goal_reached", f"goal reached: {signal.goal} ({signal.source})")
+
     @workflow.signal(name=UNSUBSCRIBED)
     def on_unsubscribed(self, signal: TrackingSignal) -> None:
         self._stop("unsubscribed", "the lead unsubscribed")
@@ -356,9 +366,8 @@ class LeadNurturingJourney:
     async def _send(self, step: str, template: str) -> SendResult:
         request = SendRequest(lead_id=self.input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
                               step=step, template=template)
-        result = await workflow.execute_activity_method(
-            EmailActivities.send_email, request, summary=f"email {template}", **ACTIVITY_OPTIONS
-        )
+        result = await send_marketing(EmailActivities.send_email, request, summary=f"email {template}",
+                                      window=self.input.send_window, stop=lambda: self.stop is not None)
         self.messages.append(SentMessage(step, "email", template, result.status, result.message_id, workflow.now(),
                                          result.reason))
         if result.status == "sent":
@@ -372,6 +381,8 @@ class LeadNurturingJourney:
 
     async def _finish(self, outcome: str, reason: str) -> NurturingResult:
         self._closing = True  # hand-offs stop watching due dates; none starts any more
+        if outcome == "converted" and workflow.patched("goals"):  # a meeting booked: the demo goal, for the others
+            await reach_goal(self.input.lead_id, DEMO_BOOKED_GOAL)
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self._background)
         self.gate = None

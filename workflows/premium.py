@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from temporalio import workflow
 
-from workflows.steps import ACTIVITY_OPTIONS, show_step
+from workflows.steps import ACTIVITY_OPTIONS, send_marketing, show_step
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -41,9 +41,9 @@ class PremiumOfferJourney:
     @workflow.run
     async def run(self, input: PremiumInput) -> PremiumResult:
         show_step("sending_offer", "The lead is very active: sending the premium-content offer")
-        result = await workflow.execute_activity_method(EmailActivities.send_email, SendRequest(
+        result = await send_marketing(EmailActivities.send_email, SendRequest(
             lead_id=input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY, step="premium_offer",
-            template="premium_offer"), summary="email premium_offer", **ACTIVITY_OPTIONS)
+            template="premium_offer"), summary="email premium_offer", over_cap="skip")
         # Recorded even when skipped (no consent): the offer is a moment, not a debt to pay later.
         await workflow.execute_activity_method(
             ReEngagementActivities.record_premium_offer, PremiumRecord(input.lead_id), **ACTIVITY_OPTIONS)

@@ -13,6 +13,7 @@ remove the unresponsive). Started by the daily sweep (workflows/sweep.py) for an
                                or delete (the lead is erased, as for a GDPR request)
 
     An unsubscribe, at any point, ends the journey at once. The outcome is recorded on the lead.
+    Goal: a purchase (workflows/goals.py). Reached, at any point, it ends the journey: converted.
 
 Id ``reengage-<lead id>``; a lead who came back and went quiet again can go through it again,
 so every send step carries the date the journey started (the send ledger is keyed by workflow
@@ -28,8 +29,9 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows import search_attributes as sa
-from workflows.signals import ACTIVITY, CLICKED, OPENED, UNSUBSCRIBED, ActivitySignal, TrackingSignal
-from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
+from workflows.signals import (ACTIVITY, CLICKED, GOAL_REACHED, OPENED, PURCHASE_GOAL, UNSUBSCRIBED, ActivitySignal,
+                               GoalSignal, TrackingSignal)
+from workflows.steps import ACTIVITY_OPTIONS, SentMessage, send_marketing, show_step, until_goal, wait_for
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -37,8 +39,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.reengagement import OutcomeRecord, ReEngagementActivities, SunsetRequest
     from activities.scoring import ScoreChange, ScoringActivities
     from activities.sending import SendRequest, SendResult
+    from workflows.send_window import SendWindow
 
 JOURNEY = "reengage"
+GOALS = (PURCHASE_GOAL,)
 # The three emails, in order: different content each time.
 EMAILS = ("reengage_best_of", "reengage_preferences", "reengage_last_call")
 
@@ -49,6 +53,7 @@ class ReEngagementInput:
     # Days after email 1 before email 2, after email 2 before email 3, after email 3 before the sunset.
     delays_days: list[float] = field(default_factory=lambda: [7.0, 7.0, 7.0])
     sunset: str = "suppress"  # suppress | delete
+    send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
 
 
 @dataclass
@@ -61,7 +66,8 @@ class ReEngagementStatus:
 
 @dataclass
 class ReEngagementResult:
-    outcome: str  # not_sent | re_engaged | unsubscribed | consent_withdrawn | sunset_suppressed | sunset_deleted
+    # not_sent | re_engaged | unsubscribed | consent_withdrawn | sunset_suppressed | sunset_deleted | converted
+    outcome: str
     reason: str
     reaction: str | None
     score: int | None
@@ -79,9 +85,18 @@ class ReEngagementJourney:
         self.unsubscribed = False
         self.score: int | None = None
         self.messages: list[SentMessage] = []
+        self.converted: GoalSignal | None = None
 
     @workflow.run
     async def run(self, input: ReEngagementInput) -> ReEngagementResult:
+        result = await until_goal(self._steps(input), lambda: self.converted is not None)
+        if result is None:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            await self._record("converted")
+            return self._finish("converted", f"goal reached: {self.converted.goal} ({self.converted.source})")
+        return result
+
+    async def _steps(self, input: ReEngagementInput) -> ReEngagementResult:
         if len(input.delays_days) != len(EMAILS):  # fails the run (a ValueError would retry the task for ever)
             raise ApplicationError(f"delays_days needs {len(EMAILS)} values, got {input.delays_days}",
                                    type="BadJourneyInput", non_retryable=True)
@@ -151,6 +166,11 @@ class ReEngagementJourney:
     def on_unsubscribed(self, signal: TrackingSignal) -> None:
         self.unsubscribed = True
 
+    @workflow.signal(name=GOAL_REACHED)
+    def on_goal_reached(self, signal: GoalSignal) -> None:
+        if signal.goal in GOALS and self.converted is None:
+            self.converted = signal
+
     @workflow.query(name="status")
     def status(self) -> ReEngagementStatus:
         return ReEngagementStatus(self.step, self.reaction, self.score, list(self.messages))
@@ -162,8 +182,8 @@ class ReEngagementJourney:
     async def _send(self, step: str, template: str) -> SendResult:
         request = SendRequest(lead_id=self.input.lead_id, workflow_id=workflow.info().workflow_id,
                               journey=JOURNEY, step=step, template=template)
-        result = await workflow.execute_activity_method(
-            EmailActivities.send_email, request, summary=f"email {template}", **ACTIVITY_OPTIONS)
+        result = await send_marketing(EmailActivities.send_email, request, summary=f"email {template}",
+                                      window=self.input.send_window, stop=self._reacted_or_left)
         self.messages.append(SentMessage(step, "email", template, result.status, result.message_id, workflow.now(),
                                          result.reason))
         return result

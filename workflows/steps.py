@@ -7,14 +7,26 @@ issued when they carried their own copies, so saved histories still replay.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
+
+T = TypeVar("T")
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from workflows import search_attributes as sa
+from workflows.goals import journeys_with_goal
+from workflows.signals import GOAL_REACHED, GoalSignal
+with workflow.unsafe.imports_passed_through():
+    # Passed through: the real zoneinfo (the sandbox hands a proxy datetime refuses as a tzinfo).
+    from workflows.send_window import SendWindow, next_open
+    from activities.leads import LeadActivities, LeadRef
+    from activities.sending import SendRequest, SendResult
+
+SEND_WINDOW_PATCH = "send-window"  # journeys started before send windows and caps replay without them
 
 # Activities retry with backoff up to every 5 minutes, without limit: a journey outlives an SMTP outage.
 ACTIVITY_OPTIONS = dict(
@@ -53,3 +65,78 @@ def show_step(step: str, details: str) -> None:
     """What the Temporal UI shows: the ``Step`` search attribute and the current details."""
     workflow.upsert_search_attributes([sa.STEP.value_set(step)])
     workflow.set_current_details(f"**{step}**: {details}")
+
+
+async def send_marketing(method: Callable, request: SendRequest, *, summary: str, window: SendWindow | None = None,
+                         over_cap: str = "defer", stop: Callable[[], bool] = lambda: False) -> SendResult:
+    """Send a marketing message the way every journey should: wait (a durable timer) until the
+    send window opens in the lead's time zone, then send; over the frequency cap, wait until the
+    cap allows it and try again (``over_cap="defer"``) or take the skip (``"skip"``).
+
+    ``window``: the journey's own window; None uses the global one (``RELANCE_SEND_WINDOW_*``).
+    ``stop``: when it becomes true during a wait (unsubscribe, goal, purchase...), nothing is
+    sent and the result is ``skipped``. Journeys started before this helper existed keep their
+    old command sequence (``workflow.patched``): they send at once, as they did.
+    """
+    if not workflow.patched(SEND_WINDOW_PATCH):
+        return await workflow.execute_activity_method(method, request, summary=summary, **ACTIVITY_OPTIONS)
+    request.over_cap = over_cap
+    while True:
+        if not await wait_for_send_window(request.lead_id, window, stop):
+            return SendResult("skipped", None, "the journey stopped while the message waited for the send window")
+        result = await workflow.execute_activity_method(method, request, summary=summary, **ACTIVITY_OPTIONS)
+        if result.status != "deferred":
+            return result
+        show_step("deferred_by_frequency_cap", f"{request.step}: {result.reason}")
+        if await wait_for(stop, result.retry_at - workflow.now()):
+            return SendResult("skipped", result.message_id,
+                              "the journey stopped while the message waited for the frequency cap")
+
+
+async def wait_for_send_window(lead_id: str, window: SendWindow | None = None,
+                               stop: Callable[[], bool] = lambda: False) -> bool:
+    """Wait until the send window is open for the lead; False if ``stop`` came true first."""
+    profile = await workflow.execute_activity_method(LeadActivities.get_send_profile, LeadRef(lead_id),
+                                                     **ACTIVITY_OPTIONS)
+    window = window or profile.window
+    if window is None:
+        return not stop()
+    now = workflow.now()
+    opens = next_open(now, profile.time_zone, window)
+    if opens <= now:
+        return not stop()
+    show_step("waiting_for_send_window",
+              f"Outside the send window ({window.describe()} {profile.time_zone}): sending at {opens:%Y-%m-%d %H:%M} UTC")
+    return not await wait_for(stop, opens - now)
+
+
+async def until_goal(body: Awaitable[T], reached: Callable[[], bool]) -> T | None:
+    """Run the journey's steps until they end or a goal is reached; on a goal, stop them wherever
+    they are (a wait, a send) and return None: the journey then ends as converted."""
+    task = asyncio.ensure_future(body)
+    await workflow.wait_condition(lambda: task.done() or reached())
+    if task.done():
+        return task.result()
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):  # noqa: BLE001 - whatever the steps were doing is moot now
+        pass
+    return None
+
+
+async def reach_goal(lead_id: str, goal: str) -> list[str]:
+    """This journey reached ``goal`` for the lead: end the lead's other journeys that declare it.
+    Returns the journeys told (the ones not running answer "not found" and are skipped)."""
+    me = workflow.info().workflow_id
+    told = []
+    for workflow_id in journeys_with_goal(lead_id, goal):
+        if workflow_id == me:
+            continue
+        try:
+            await workflow.get_external_workflow_handle(workflow_id).signal(
+                GOAL_REACHED, GoalSignal(goal, f"journey:{me}"))
+            told.append(workflow_id)
+        except Exception:  # noqa: BLE001 - not running: nothing to end
+            pass
+    return told

@@ -15,6 +15,7 @@
          count clicks (score) until the engagement window closes; a click ends the journey
 
     An unsubscribe, at any point, ends the journey at once.
+    Goal: a purchase (workflows/goals.py). Reached, at any point, it ends the journey: converted.
 
 Inputs are ids and knobs only; every fact about the lead comes from an activity.
 """
@@ -27,8 +28,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 from workflows import search_attributes as sa
-from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
-from workflows.signals import CLICKED, OPENED, UNSUBSCRIBED, TrackingSignal
+from workflows.steps import ACTIVITY_OPTIONS, SentMessage, send_marketing, show_step, until_goal, wait_for
+from workflows.signals import CLICKED, GOAL_REACHED, OPENED, PURCHASE_GOAL, UNSUBSCRIBED, GoalSignal, TrackingSignal
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -36,8 +37,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.scoring import ScoreChange, ScoringActivities
     from activities.sending import SendRequest, SendResult
     from activities.sms import SmsActivities
+    from workflows.send_window import SendWindow
 
 JOURNEY = "welcome"
+GOALS = (PURCHASE_GOAL,)
 
 
 
@@ -47,6 +50,7 @@ class WelcomeInput:
     relance_after_hours: float = 48.0
     relance_by_sms: bool = True  # relance by SMS when the lead has a phone and SMS consent
     engagement_window_days: float = 7.0  # how long after the welcome clicks still count
+    send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
 
 
 
@@ -62,7 +66,7 @@ class WelcomeStatus:
 
 @dataclass
 class WelcomeResult:
-    outcome: str  # not_sent | clicked | opened | no_reaction | unsubscribed
+    outcome: str  # not_sent | clicked | opened | no_reaction | unsubscribed | converted (a goal was reached)
     reason: str
     opened: bool
     clicked: bool
@@ -83,9 +87,17 @@ class WelcomeJourney:
         self.score = 0
         self.messages: list[SentMessage] = []
         self._scored_messages: set[str] = set()
+        self.converted: GoalSignal | None = None
 
     @workflow.run
     async def run(self, input: WelcomeInput) -> WelcomeResult:
+        result = await until_goal(self._steps(input), lambda: self.converted is not None)
+        if result is None:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return self._finish("converted", f"goal reached: {self.converted.goal} ({self.converted.source})")
+        return result
+
+    async def _steps(self, input: WelcomeInput) -> WelcomeResult:
         # 1. Consent first: no marketing email without it.
         self._enter("checking_consent", "Checking the lead's marketing consent for email")
         consent = await workflow.execute_activity_method(
@@ -159,6 +171,11 @@ class WelcomeJourney:
     def on_unsubscribed(self, signal: TrackingSignal) -> None:
         self.unsubscribed = True  # the withdrawal is in the ledger already; sends would be refused
 
+    @workflow.signal(name=GOAL_REACHED)
+    def on_goal_reached(self, signal: GoalSignal) -> None:
+        if signal.goal in GOALS and self.converted is None:
+            self.converted = signal
+
     @workflow.query(name="status")
     def status(self) -> WelcomeStatus:
         return WelcomeStatus(self.step, self.opened, self.clicked, self.score, list(self.messages))
@@ -187,9 +204,8 @@ class WelcomeJourney:
             template=template,
         )
         method = EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
-        result = await workflow.execute_activity_method(
-            method, request, summary=f"{channel} {template}", **ACTIVITY_OPTIONS
-        )
+        result = await send_marketing(method, request, summary=f"{channel} {template}",
+                                      window=self.input.send_window, stop=lambda: self.unsubscribed)
         self.messages.append(
             SentMessage(step, channel, template, result.status, result.message_id, workflow.now(), result.reason)
         )

@@ -45,7 +45,8 @@ async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: Set
     enrollments = []
     for journey in dict.fromkeys(data.journeys):
         try:
-            enrollments.append(await enroll(temporal, settings, lead_id=lead.id, score=lead.score, journey=journey))
+            enrollments.append(await enroll(temporal, settings, lead_id=lead.id, score=lead.score, journey=journey,
+                                            db=db))
         except RPCError as err:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{TEMPORAL_DOWN} (lead id {lead.id})") from err
     return LeadSaved(lead=lead, created=created, enrollments=enrollments)
@@ -122,15 +123,16 @@ def read_lead_messages(lead_id: str, session: SessionDep, actor: ActorDep) -> li
 
 
 @router.post("/{lead_id}/journeys/{journey}", response_model=EnrollmentPublic, status_code=status.HTTP_201_CREATED,
-             responses={409: {"description": "The lead is already in (or went through) this journey"}})
+             responses={409: {"description": "The lead is already in (or went through) this journey, or an "
+                                             "enrollment rule refuses it (excluded, too many journeys at once)"}})
 async def enroll_lead(lead_id: str, journey: JourneyName, db: DatabaseDep, settings: SettingsDep,
                       temporal: TemporalDep):
     lead = await db.run(crud.read_lead_public, lead_id=lead_id)
     try:
-        enrollment = await enroll(temporal, settings, lead_id=lead.id, score=lead.score, journey=journey)
+        enrollment = await enroll(temporal, settings, lead_id=lead.id, score=lead.score, journey=journey, db=db)
     except RPCError as err:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, TEMPORAL_DOWN) from err
-    if enrollment.status == "already_enrolled":
+    if enrollment.status in ("already_enrolled", "refused"):
         return JSONResponse(status_code=status.HTTP_409_CONFLICT,
                             content={"detail": enrollment.detail, **enrollment.model_dump(exclude={"detail"})})
     return enrollment

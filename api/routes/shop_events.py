@@ -5,7 +5,9 @@ The event is stored first (carts, orders, activities), then passed to the journe
 update starts or feeds the lead's abandoned-cart journey (signal-with-start), a purchase ends it
 and starts the order's follow-up (and ends a nurturing journey: goal reached). A download
 (``asset_downloaded``) or a demo booking (``demo_booked``) goes to the lead's running nurturing
-journey, if any. A shop that retries an event changes nothing the second time.
+journey, if any. A purchase and a demo booking are goals (workflows/goals.py): every running
+journey of the lead that declares the goal ends as converted (``converted`` in the answer lists
+them). A shop that retries an event changes nothing the second time.
 Every event is the lead's activity: it stamps ``last_activity_at``, tells a running
 re-engagement journey the lead came back, and may make the premium offer due
 (relance/lead_activity.py).
@@ -18,16 +20,17 @@ from temporalio.service import RPCError
 
 from api import crud
 from api.deps import DatabaseDep, SettingsDep, TemporalDep, require_api_key
-from api.journeys import cart_updated, purchased, tell_nurturing
+from api.journeys import cart_updated, goal_reached, page_viewed, purchased, tell_nurturing
 from api.schemas import AssetDownloaded, CartUpdated, DemoBooked, PageView, Purchase, TrackedEvent, TrackedEventAccepted
 from relance.lead_activity import act_on
-from workflows.signals import ASSET_DOWNLOADED, DEMO_BOOKED, AssetSignal
+from workflows.signals import ASSET_DOWNLOADED, DEMO_BOOKED, DEMO_BOOKED_GOAL, PURCHASE_GOAL, AssetSignal
 
 router = APIRouter(prefix="/events", tags=["shop events"], dependencies=[Depends(require_api_key)])
 
 
 @router.post("/track", response_model=TrackedEventAccepted, status_code=status.HTTP_202_ACCEPTED)
 async def track(event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, temporal: TemporalDep) -> TrackedEventAccepted:
+    converted: list[str] = []
     try:
         if isinstance(event, CartUpdated):
             items = await db.run(crud.save_cart, lead_id=event.lead, cart=event.cart)
@@ -35,8 +38,11 @@ async def track(event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, tem
             detail = (f"cart {event.cart.id} stored ({items} items)" if workflow_id
                       else f"cart {event.cart.id} is empty and no cart journey is running")
         elif isinstance(event, PageView):
-            await db.run(crud.save_page_view, lead_id=event.lead, url=str(event.url))
+            await db.run(crud.save_page_view, lead_id=event.lead, url=str(event.url), category=event.category)
             workflow_id, detail = None, "page view recorded"
+            if event.category:  # browse abandonment: the lead's journey counts views per category
+                workflow_id = await page_viewed(temporal, settings, lead_id=event.lead, category=event.category)
+                detail += f" ({event.category}: passed to the browse-abandonment journey)"
         elif isinstance(event, AssetDownloaded):
             await db.run(crud.touch_lead, lead_id=event.lead, kind=event.type)
             workflow_id = await tell_nurturing(temporal, event.lead, ASSET_DOWNLOADED, AssetSignal(event.asset))
@@ -45,11 +51,14 @@ async def track(event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, tem
         elif isinstance(event, DemoBooked):
             await db.run(crud.touch_lead, lead_id=event.lead, kind=event.type)
             workflow_id = await tell_nurturing(temporal, event.lead, DEMO_BOOKED)
+            converted = await goal_reached(temporal, lead_id=event.lead, goal=DEMO_BOOKED_GOAL, source="api:demo_booked")
             detail = "demo booked: " + ("the nurturing journey ends (goal reached)" if workflow_id
                                         else "no nurturing journey is running")
-        else:
+        else:  # the goal first: every journey that declares it ends as converted
             assert isinstance(event, Purchase)
             new = await db.run(crud.save_order, lead_id=event.lead, order=event.order)
+            converted = await goal_reached(temporal, lead_id=event.lead, goal=PURCHASE_GOAL,
+                                           source=f"api:purchase:{event.order.id}")
             workflow_id = await purchased(temporal, settings, lead_id=event.lead, order_id=event.order.id)
             detail = f"order {event.order.id} " + ("stored" if new else "was already recorded")
         due = await db.run(crud.activity_follow_ups, settings=settings, lead_id=event.lead, kind=event.type)
@@ -59,4 +68,5 @@ async def track(event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, tem
     except RPCError as err:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             "the event is stored but the journey engine (Temporal) is unreachable; send it again") from err
-    return TrackedEventAccepted(type=event.type, lead_id=event.lead, workflow_id=workflow_id, detail=detail)
+    return TrackedEventAccepted(type=event.type, lead_id=event.lead, workflow_id=workflow_id, detail=detail,
+                                converted=converted)

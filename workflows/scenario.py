@@ -1,0 +1,145 @@
+"""Content scenarios that hand the lead on to another scenario (seed 004: "redirection vers un
+autre scénario eCRM"), e.g. a newsletter that leads to a white paper.
+
+    enroll (with the chain of journeys that led here)
+        ─► the scenario's email (send window, frequency cap) ─► wait N days
+        ─► redirect: enroll into the next scenario, unless the chain refuses it
+               (the lead came from there already, or the chain is too deep): refused, recorded
+    Goal: a purchase ends it (converted).
+
+The scenarios and their links are declared here (``SCENARIOS``); the worker checks the graph at
+start (workflows/journey_graph.py): a loop no link guards is a start-up error naming it. Id
+``scenario-<name>-<lead id>``; the next scenario is a child workflow that outlives this one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+from workflows.journey_graph import DEFAULT_MAX_DEPTH, Link, chain_refusal
+from workflows.signals import GOAL_REACHED, PURCHASE_GOAL, GoalSignal
+from workflows.steps import SentMessage, send_marketing, show_step, until_goal, wait_for
+
+with workflow.unsafe.imports_passed_through():
+    from activities.email import EmailActivities
+    from activities.sending import SendRequest
+
+JOURNEY = "scenario"
+GOALS = (PURCHASE_GOAL,)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    template: str
+    wait_days: float = 7.0  # after the email, before the redirect
+    redirect_to: str | None = None
+    guard: str = ""  # what stops a loop through the redirect ("" = nothing)
+
+
+# Seed 004's example: the newsletter leads to the white paper, which leads back to the newsletter.
+# The way back is guarded: the run-time chain check refuses to re-enroll a lead who came from it.
+SCENARIOS: dict[str, Scenario] = {
+    "newsletter": Scenario(template="nurture_welcome_newsletter", redirect_to="white_paper"),
+    "white_paper": Scenario(template="nurture_white_paper", redirect_to="newsletter",
+                            guard="never back into a scenario the lead came from (the enrollment chain)"),
+}
+
+
+def scenario_links(scenarios: dict[str, Scenario]) -> list[Link]:
+    return [Link(name, s.redirect_to, s.guard) for name, s in scenarios.items() if s.redirect_to]
+
+
+def workflow_id(name: str, lead_id: str) -> str:
+    return f"scenario-{name}-{lead_id}"
+
+
+@dataclass
+class ScenarioInput:
+    lead_id: str
+    scenario: str
+    chain: list[str] = field(default_factory=list)  # the journeys that led here, oldest first
+    max_depth: int = DEFAULT_MAX_DEPTH
+    wait_days: float | None = None  # None: the scenario's own wait; passed on down the chain
+
+
+@dataclass
+class ScenarioResult:
+    outcome: str  # redirected | redirect_refused | finished | not_sent | converted
+    reason: str
+    chain: list[str]
+    redirected_to: str | None = None
+    messages: list[SentMessage] = field(default_factory=list)
+
+
+@workflow.defn(name="ScenarioJourney")
+class ScenarioJourney:
+    @workflow.init
+    def __init__(self, input: ScenarioInput) -> None:
+        self.input = input
+        self.chain = [*input.chain, input.scenario]
+        self.step = "starting"
+        self.messages: list[SentMessage] = []
+        self.converted: GoalSignal | None = None
+
+    @workflow.run
+    async def run(self, input: ScenarioInput) -> ScenarioResult:
+        result = await until_goal(self._steps(input), lambda: self.converted is not None)
+        if result is None:
+            return self._finish(ScenarioResult("converted", f"goal reached: {self.converted.goal}", self.chain))
+        return result
+
+    async def _steps(self, input: ScenarioInput) -> ScenarioResult:
+        scenario = SCENARIOS[input.scenario]
+        self._enter("sending", f"Sending {scenario.template}")
+        request = SendRequest(lead_id=input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
+                              step=input.scenario, template=scenario.template)
+        sent = await send_marketing(EmailActivities.send_email, request, summary=f"email {scenario.template}",
+                                    stop=lambda: self.converted is not None)
+        self.messages.append(SentMessage(input.scenario, "email", scenario.template, sent.status, sent.message_id,
+                                         workflow.now(), sent.reason))
+        if sent.status != "sent":
+            return self._finish(ScenarioResult("not_sent", sent.reason, self.chain))
+        if scenario.redirect_to is None:
+            return self._finish(ScenarioResult("finished", "no other scenario follows", self.chain))
+        wait_days = scenario.wait_days if input.wait_days is None else input.wait_days
+        self._enter("waiting", f"Waiting {wait_days:g} days before {scenario.redirect_to}")
+        await wait_for(lambda: False, timedelta(days=wait_days))
+
+        target = scenario.redirect_to
+        refusal = chain_refusal(self.chain, target, input.max_depth)
+        if refusal:
+            workflow.logger.warning("scenario %s for lead %s: redirect refused: %s", input.scenario, input.lead_id,
+                                    refusal)
+            return self._finish(ScenarioResult("redirect_refused", refusal, self.chain, target))
+        self._enter("redirecting", f"Enrolling the lead into {target}")
+        try:
+            await workflow.start_child_workflow(
+                ScenarioJourney.run, ScenarioInput(input.lead_id, target, list(self.chain), input.max_depth, input.wait_days),
+                id=workflow_id(target, input.lead_id), parent_close_policy=ParentClosePolicy.ABANDON)
+        except WorkflowAlreadyStartedError:
+            return self._finish(ScenarioResult("redirect_refused", f"the lead is already in {target}", self.chain,
+                                               target))
+        return self._finish(ScenarioResult("redirected", f"enrolled into {target}", self.chain, target))
+
+    @workflow.signal(name=GOAL_REACHED)
+    def on_goal_reached(self, signal: GoalSignal) -> None:
+        if signal.goal in GOALS and self.converted is None:
+            self.converted = signal
+
+    @workflow.query(name="status")
+    def status(self) -> ScenarioResult:
+        return ScenarioResult(self.step, "", self.chain, None, list(self.messages))
+
+    def _enter(self, step: str, details: str) -> None:
+        self.step = step
+        show_step(step, details)
+
+    def _finish(self, result: ScenarioResult) -> ScenarioResult:
+        result.messages = list(self.messages)
+        self._enter(result.outcome, f"Scenario over: {result.outcome} ({result.reason})")
+        return result
