@@ -18,7 +18,9 @@ from relance.tokens import TokenSigner
 from relance.tracking import HitRecorder
 
 
-def get_settings(request: Request) -> Settings:
+# The lookups below are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in the
+# threadpool, a thread hop per request that the tracking endpoints cannot afford.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -45,19 +47,19 @@ class Database:
         return await run_in_threadpool(in_session)
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     return Database(request.app.state.engine)
 
 
-def get_temporal(request: Request) -> Client:
+async def get_temporal(request: Request) -> Client:
     return request.app.state.temporal
 
 
-def get_signer(request: Request) -> TokenSigner:
+async def get_signer(request: Request) -> TokenSigner:
     return request.app.state.signer
 
 
-def get_hits(request: Request) -> HitRecorder:
+async def get_hits(request: Request) -> HitRecorder:
     return request.app.state.hits
 
 
@@ -71,7 +73,7 @@ HitsDep = Annotated[HitRecorder, Depends(get_hits)]
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The key printed by `make run`")
 
 
-def require_api_key(settings: SettingsDep, key: Annotated[str | None, Security(api_key_header)]) -> str:
+async def require_api_key(settings: SettingsDep, key: Annotated[str | None, Security(api_key_header)]) -> str:
     if not settings.api_key:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "no API key is configured on the server (RELANCE_API_KEY)")
     if not key:
@@ -81,7 +83,7 @@ def require_api_key(settings: SettingsDep, key: Annotated[str | None, Security(a
     return key
 
 
-def get_actor(key: Annotated[str, Depends(require_api_key)]) -> str:
+async def get_actor(key: Annotated[str, Depends(require_api_key)]) -> str:
     """Who is calling, as the audit log names them (a fingerprint of the key, never the key)."""
     from relance.audit import key_fingerprint
 

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -86,7 +87,7 @@ class Stack:
         profile = os.environ.get("RELANCE_BENCH_PROFILE")
         if profile and name == "api":
             Path(profile).mkdir(parents=True, exist_ok=True)
-            command = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "200",
+            command = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "200", "--gil",
                        "-o", str(Path(profile) / "api.txt"), "--"] + command
         log = (self.workdir / f"{name}.log").open("w")
         self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=env_for(self.settings), stdout=log,
@@ -97,7 +98,10 @@ class Stack:
         process = self.processes.pop(name, None)
         if process is None or process.poll() is not None:
             return
-        process.terminate()
+        if os.environ.get("RELANCE_BENCH_PROFILE") and name == "api":
+            process.send_signal(signal.SIGINT)  # py-spy writes its samples on Ctrl-C
+        else:
+            process.terminate()
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:  # a hung process must not outlive the run

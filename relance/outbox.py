@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -30,14 +31,26 @@ log = logging.getLogger("relance.outbox")
 
 
 class OutboxDispatcher:
-    def __init__(self, engine: Engine, client: Client, *, settings: Settings | None = None, batch_size: int = 200,
-                 poll_seconds: float = 1.0, max_backoff_seconds: float = 30.0) -> None:
+    """``quiet_for``: seconds since the latest hit (``HitRecorder.quiet_for``). While hits keep
+    arriving, delivery waits for ``burst_quiet_seconds`` of calm — but never more than
+    ``max_delay_seconds`` — so that on a small machine a campaign's burst of opens is served first
+    and signalled right after, instead of both fighting for the same cores. Within a batch,
+    journeys are signalled ``concurrency`` at a time, each journey's hits in the order received."""
+
+    def __init__(self, engine: Engine, client: Client, *, settings: Settings | None = None, batch_size: int = 500,
+                 poll_seconds: float = 1.0, max_backoff_seconds: float = 30.0, concurrency: int = 16,
+                 quiet_for: Callable[[], float] | None = None, burst_quiet_seconds: float = 0.3,
+                 max_delay_seconds: float = 5.0) -> None:
         self.engine = engine
         self.client = client
         self.settings = settings  # None: tracking hits are signalled, nothing more
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.max_backoff_seconds = max_backoff_seconds
+        self.concurrency = concurrency
+        self.quiet_for = quiet_for
+        self.burst_quiet_seconds = burst_quiet_seconds
+        self.max_delay_seconds = max_delay_seconds
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -47,6 +60,7 @@ class OutboxDispatcher:
     async def run(self) -> None:
         backoff = 0.0
         while True:
+            await self._let_the_burst_pass()
             try:
                 delivered, blocked = await self.deliver_batch()
             except Exception:  # a database hiccup must not kill delivery for good
@@ -64,34 +78,56 @@ class OutboxDispatcher:
                 except asyncio.TimeoutError:
                     pass
 
+    async def _let_the_burst_pass(self) -> None:
+        if self.quiet_for is None:
+            return
+        waited = 0.0
+        while (quiet := self.quiet_for()) < self.burst_quiet_seconds and waited < self.max_delay_seconds:
+            pause = min(self.burst_quiet_seconds - quiet, self.max_delay_seconds - waited)
+            await asyncio.sleep(pause)
+            waited += pause
+
     async def deliver_batch(self) -> tuple[int, bool]:
-        """Signal up to one batch of pending hits, in order. Returns (delivered, blocked)."""
+        """Signal up to one batch of pending hits. Returns (delivered, blocked)."""
         pending = await asyncio.to_thread(self._pending)
-        done: list[tuple[int, str | None]] = []
-        blocked = False
+        by_journey: dict[str, list[TrackingEvent]] = {}
         for event in pending:
-            try:
-                signal = TrackingSignal(message_id=event.message_id, url=event.url)
-                if event.kind == UNSUBSCRIBED:  # every journey of the lead stops, not only the message's
-                    told = await self._tell_every_journey(event, signal)
-                    done.append((event.id, f"told {told} running journeys"))
-                    continue
-                handle = self.client.get_workflow_handle(event.workflow_id)
-                await handle.signal(event.kind, signal)
-                done.append((event.id, None))
-            except RPCError as err:
-                if err.status == RPCStatusCode.NOT_FOUND:
-                    done.append((event.id, "journey no longer running"))
-                    continue
-                log.warning("outbox: Temporal did not take signal %s for %s (%s); will retry",
-                            event.kind, event.workflow_id, err.message)
-                await asyncio.to_thread(self._count_attempt, event.id, err.message)
-                blocked = True
-                break  # keep the order: later hits wait for this one
+            by_journey.setdefault(event.workflow_id, []).append(event)
+        done: list[tuple[TrackingEvent, str | None]] = []
+        blocked = False
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def deliver_in_order(events: list[TrackingEvent]) -> None:
+            nonlocal blocked
+            async with limit:
+                for event in events:
+                    try:
+                        done.append((event, await self._deliver(event)))
+                    except RPCError as err:
+                        log.warning("outbox: Temporal did not take signal %s for %s (%s); will retry",
+                                    event.kind, event.workflow_id, err.message)
+                        await asyncio.to_thread(self._count_attempt, event.id, err.message)
+                        blocked = True
+                        return  # keep the order: this journey's later hits wait for this one
+
+        await asyncio.gather(*(deliver_in_order(events) for events in by_journey.values()))
         if done:
-            await asyncio.to_thread(self._mark_delivered, done)
-            await self._pass_activity_on(pending[: len(done)])
+            await asyncio.to_thread(self._mark_delivered, [(event.id, note) for event, note in done])
+            await self._pass_activity_on([event for event, _ in done])
         return len(done), blocked
+
+    async def _deliver(self, event: TrackingEvent) -> str | None:
+        """Signal one hit; returns the delivery note. Raises RPCError when Temporal did not take it."""
+        signal = TrackingSignal(message_id=event.message_id, url=event.url)
+        try:
+            if event.kind == UNSUBSCRIBED:  # every journey of the lead stops, not only the message's
+                return f"told {await self._tell_every_journey(event, signal)} running journeys"
+            await self.client.get_workflow_handle(event.workflow_id).signal(event.kind, signal)
+            return None
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return "journey no longer running"
+            raise
 
     async def _pass_activity_on(self, delivered: list[TrackingEvent]) -> None:
         if self.settings is None:
@@ -151,9 +187,12 @@ class OutboxDispatcher:
 
     def _mark_delivered(self, done: list[tuple[int, str | None]]) -> None:
         now = utcnow()
+        by_note: dict[str | None, list[int]] = {}
+        for event_id, note in done:
+            by_note.setdefault(note, []).append(event_id)
         with Session(self.engine) as session:
-            for event_id, note in done:
-                session.execute(update(TrackingEvent).where(col(TrackingEvent.id) == event_id)
+            for note, ids in by_note.items():
+                session.execute(update(TrackingEvent).where(col(TrackingEvent.id).in_(ids))
                                 .values(delivered_at=now, delivery_note=note, attempts=TrackingEvent.attempts + 1))
             session.commit()
 

@@ -5,8 +5,10 @@ unsubscribe appends a withdrawal to the consent ledger. The signal to the journe
 afterwards by ``relance.outbox``.
 
 Hits arrive in bursts (a campaign's opens come within minutes), so ``HitRecorder`` commits
-them in groups: each hit is answered only once its row is committed, but the hits that
-arrived while one transaction was being written share the next one.
+them in groups: the hits that arrived while one transaction was being written share the next
+one. A click or an unsubscribe is answered only once its row is committed; an open is answered
+at once and committed a few milliseconds later (an API process killed in that instant loses
+those opens — the weakest of signals, which mail privacy proxies fake anyway).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -44,35 +46,50 @@ def record_hits(engine: Engine, hits: list[Hit], *, suppression_key: str = "") -
     unsubscribe also puts the address on the suppression list.
 
     A hit about a lead that no longer exists (erased: its old emails still carry valid links)
-    is dropped: nothing about an erased person is written again."""
+    is dropped: nothing about an erased person is written again.
+
+    Set-based, because a burst's group is hundreds of hits: one multi-row insert, then one
+    update per kind of stamp (first open, first click, last activity), whatever the group's size.
+    """
     now = utcnow()
     with Session(engine) as session:
         wanted = {hit.token.lead_id for hit in hits}
         existing = set(session.exec(select(Lead.id).where(col(Lead.id).in_(wanted))).all())
-        for hit in hits:
-            if hit.token.lead_id not in existing:
-                continue
-            token, user_agent = hit.token, (hit.user_agent or "")[:1024] or None
-            session.add(TrackingEvent(
-                kind=hit.kind, message_id=token.message_id, lead_id=token.lead_id, workflow_id=token.workflow_id,
-                url=token.url, user_agent=user_agent, ip=hit.ip, received_at=now,
-            ))
-            for column in _MESSAGE_STAMPS.get(hit.kind, ()):
-                session.execute(update(Message).where(col(Message.id) == token.message_id,
-                                                      col(getattr(Message, column)).is_(None)).values({column: now}))
-            if hit.kind in (OPENED, CLICKED):
-                session.execute(update(Lead).where(col(Lead.id) == token.lead_id).values(last_activity_at=now))
+        kept = [hit for hit in hits if hit.token.lead_id in existing]
+        if not kept:
+            return
+        session.execute(insert(TrackingEvent), [{
+            "kind": hit.kind, "message_id": hit.token.message_id, "lead_id": hit.token.lead_id,
+            "workflow_id": hit.token.workflow_id, "url": hit.token.url,
+            "user_agent": (hit.user_agent or "")[:1024] or None, "ip": hit.ip, "received_at": now,
+            "attempts": 0,
+        } for hit in kept])
+        for column in ("opened_at", "clicked_at"):
+            stamped = {hit.token.message_id for hit in kept if column in _MESSAGE_STAMPS.get(hit.kind, ())}
+            if stamped:
+                session.execute(update(Message).where(col(Message.id).in_(stamped), col(getattr(Message, column)).is_(None))
+                                .values({column: now}))
+        active = {hit.token.lead_id for hit in kept if hit.kind in (OPENED, CLICKED)}
+        if active:
+            session.execute(update(Lead).where(col(Lead.id).in_(active)).values(last_activity_at=now))
+        for hit in kept:
             if hit.kind == UNSUBSCRIBED:
-                session.flush()
-                current = latest_consent(session, token.lead_id, "email")
-                if current is None or current.status != "withdrawn":
-                    session.add(Consent(lead_id=token.lead_id, channel="email", purpose="marketing", status="withdrawn",
-                                        source_url=f"one-click unsubscribe, message {token.message_id}",
-                                        ip=hit.ip, user_agent=user_agent, recorded_at=now))
-                lead = session.get(Lead, token.lead_id)
-                if lead is not None and suppression_key:
-                    suppress(session, suppression_key, lead.email, "unsubscribed")
+                _withdraw(session, hit, now, suppression_key)
         session.commit()
+
+
+def _withdraw(session: Session, hit: Hit, now, suppression_key: str) -> None:
+    """A one-click unsubscribe: a withdrawal in the consent ledger (once), the address suppressed."""
+    token = hit.token
+    current = latest_consent(session, token.lead_id, "email")
+    if current is None or current.status != "withdrawn":
+        session.add(Consent(lead_id=token.lead_id, channel="email", purpose="marketing", status="withdrawn",
+                            source_url=f"one-click unsubscribe, message {token.message_id}",
+                            ip=hit.ip, user_agent=(hit.user_agent or "")[:1024] or None, recorded_at=now))
+        session.flush()
+    lead = session.get(Lead, token.lead_id)
+    if lead is not None and suppression_key:
+        suppress(session, suppression_key, lead.email, "unsubscribed")
 
 
 class HitRecorder:
@@ -82,15 +99,25 @@ class HitRecorder:
         self.suppression_key = suppression_key
         self.on_committed = on_committed
         self.max_batch = max_batch
-        self._waiting: list[tuple[Hit, asyncio.Future]] = []
+        self._waiting: list[tuple[Hit, asyncio.Future | None]] = []  # None: nobody waits for that one
         self._wake = asyncio.Event()
+        self._last_hit = float("-inf")  # loop time of the latest hit
 
-    async def record(self, hit: Hit) -> None:
-        """Return once the hit is committed (raises if the database refused it)."""
-        done = asyncio.get_running_loop().create_future()
+    def quiet_for(self) -> float:
+        """Seconds since the latest hit arrived: the outbox waits for a burst to pass."""
+        return asyncio.get_running_loop().time() - self._last_hit
+
+    async def record(self, hit: Hit, *, wait: bool = True) -> None:
+        """Return once the hit is committed (raises if the database refused it). With
+        ``wait=False``, return at once: the hit goes into the next group commit, a few
+        milliseconds later (unless ``max_batch`` hits are already waiting: then wait)."""
+        self._last_hit = asyncio.get_running_loop().time()
+        wait = wait or len(self._waiting) >= self.max_batch
+        done = asyncio.get_running_loop().create_future() if wait else None
         self._waiting.append((hit, done))
         self._wake.set()
-        await done
+        if done is not None:
+            await done
 
     async def run(self) -> None:
         while True:
@@ -114,10 +141,10 @@ class HitRecorder:
         except Exception as err:
             log.exception("tracking: could not store %d hits", len(batch))
             for _, done in batch:
-                if not done.done():
+                if done is not None and not done.done():
                     done.set_exception(err)
             return
         for _, done in batch:
-            if not done.done():
+            if done is not None and not done.done():
                 done.set_result(None)
         self.on_committed()

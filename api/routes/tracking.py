@@ -29,9 +29,10 @@ NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "
 
 
 async def keep(hits: HitRecorder, request: Request, token: TrackingToken, kind: str) -> None:
+    """Opens are answered without waiting for their group commit; clicks wait for theirs."""
     hit = Hit(token, kind, request.headers.get("user-agent"), request.client.host if request.client else None)
     try:
-        await hits.record(hit)
+        await hits.record(hit, wait=kind != OPENED)
     except Exception:  # logged by the recorder; the mail client must not see an error
         log.warning("tracking: %s hit for message %s was not stored", kind, token.message_id)
 
