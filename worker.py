@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from activities import build_activities
 from relance.db import make_engine
 from relance.nurturing import SequenceError, load_sequence
+from relance.scoring import RulesError
 from relance.schedules import ensure_reengagement_schedule
 from relance.settings import Settings, get_settings
 from relance.temporal import connect, ensure_search_attributes
@@ -57,6 +58,11 @@ async def main() -> None:
         sequence = load_sequence(settings.nurturing_sequence_file)  # a broken sequence file stops the worker here
     except SequenceError as err:
         raise SystemExit(f"worker: {err}") from None
+    try:
+        rules = settings.scoring_rules()  # a broken scoring rules file stops the worker here
+    except RulesError as err:
+        raise SystemExit(f"worker: {err}") from None
+    log.info("scoring rules: %s; %d page rules, %d fit rules", rules.events, len(rules.pages), len(rules.fit))
     log.info("nurturing sequence %s: %s", sequence.version, " -> ".join(s.name for s in sequence.steps))
     log.info("connecting to Temporal at %s", settings.temporal_address)
     client = await connect(settings)

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from relance.models import Lead, ScoreEvent, utcnow
+from relance.models import Lead
+from relance.scoring import apply_score
 from relance.settings import Settings
 
 
 @dataclass
 class ScoreChange:
     lead_id: str
-    event: str  # e.g. email_clicked; the points come from the scoring settings
+    event: str  # e.g. email_clicked; the points come from the scoring rules (config/scoring.yaml)
     key: str  # idempotency key: the same key counts once
     reason: str
 
@@ -36,9 +35,11 @@ class ScoringActivities:
         self.engine = engine
 
     def points_for(self, event: str) -> int:
-        points = getattr(self.settings, f"score_{event}", None)
-        if not isinstance(points, int):
-            raise ApplicationError(f"no scoring rule for event {event!r}", type="UnknownScoreEvent", non_retryable=True)
+        """The event's points in the scoring rules file (RELANCE_SCORING_RULES_FILE)."""
+        points = self.settings.scoring_rules().points(event)
+        if points is None:
+            raise ApplicationError(f"no scoring rule for event {event!r} in {self.settings.scoring_rules_file}",
+                                   type="UnknownScoreEvent", non_retryable=True)
         return points
 
     @activity.defn(name="add_score")
@@ -47,19 +48,9 @@ class ScoringActivities:
         with Session(self.engine) as session:
             if session.get(Lead, change.lead_id) is None:
                 raise ApplicationError(f"lead {change.lead_id} does not exist", type="LeadNotFound", non_retryable=True)
-            session.add(ScoreEvent(lead_id=change.lead_id, key=change.key, event=change.event, points=points,
-                                   reason=change.reason))
-            try:
-                session.flush()
-            except IntegrityError:
-                session.rollback()
-                score = session.exec(select(Lead.score).where(Lead.id == change.lead_id)).one()
-                return ScoreResult(score=score, points=0, counted=False)
-            session.execute(
-                update(Lead).where(Lead.id == change.lead_id)
-                .values(score=Lead.score + points, last_activity_at=utcnow(), updated_at=utcnow())
-            )
+            applied = apply_score(session, lead_id=change.lead_id, event=change.event, key=change.key,
+                                  reason=change.reason, points=points, mql_threshold=self.settings.score_mql_threshold)
             session.commit()
-            score = session.exec(select(Lead.score).where(Lead.id == change.lead_id)).one()
-        activity.logger.info("lead %s score +%d (%s) -> %d", change.lead_id, points, change.reason, score)
-        return ScoreResult(score=score, points=points, counted=True)
+        if applied.counted:
+            activity.logger.info("lead %s score %+d (%s) -> %d", change.lead_id, points, change.reason, applied.score)
+        return ScoreResult(score=applied.score, points=applied.points, counted=applied.counted)

@@ -11,6 +11,7 @@ from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
 from relance.consent import CHANNELS, latest_consent
 from relance.lead_activity import FollowUp, follow_ups, note_activity
 from relance.models import Cart, Consent, Lead, Order, as_utc, utcnow
+from relance.scoring import score_fit, score_form, score_page_view
 from relance.settings import Settings
 from relance.suppression import normalize_email, suppression_of
 
@@ -36,12 +37,15 @@ def get_lead_by_email(*, session: Session, email: str) -> Lead | None:
 
 
 def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str,
-                suppression_key: str = "") -> tuple[Lead, bool]:
+                suppression_key: str = "", settings: Settings | None = None, form: bool = True) -> tuple[Lead, bool]:
     """Create the lead, or update the one with the same normalised email. Commits.
 
     With ``suppression_key`` (the secret key), an address erased at the person's request (on
     the suppression list) is refused with 409 and nothing is stored; an address suppressed by an
-    unsubscribe comes off the list when the sign-up grants email consent again."""
+    unsubscribe comes off the list when the sign-up grants email consent again.
+
+    With ``settings``, the lead is scored per the scoring rules: the form (``form``: a sign-up,
+    not an import) and the demographic fit rules it now matches."""
     if suppression_key:
         entry = suppression_of(session, suppression_key, data.email)
         if entry is not None and entry.reason == "erased":
@@ -63,7 +67,8 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
     lead.updated_at = lead.last_signup_at = now
     session.add(lead)
     session.flush()
-    note_activity(session, lead_id=lead.id, kind="form")
+    if form:
+        note_activity(session, lead_id=lead.id, kind="form")
     for consent in data.consents:
         session.add(Consent(
             lead_id=lead.id, channel=consent.channel, purpose=consent.purpose,
@@ -72,6 +77,13 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
             ip=str(consent.ip) if consent.ip else None, user_agent=consent.user_agent,
             wording_version=consent.wording_version, recorded_at=now,
         ))
+    if settings is not None:
+        rules = settings.scoring_rules()
+        if form:
+            source = next((str(c.source_url) for c in data.consents if c.source_url), None)
+            score_form(session, rules, lead_id=lead.id, source_url=source, mql_threshold=settings.score_mql_threshold,
+                       now=now)
+        score_fit(session, rules, lead=lead, mql_threshold=settings.score_mql_threshold, now=now)
     session.commit()
     session.refresh(lead)
     return lead, created
@@ -99,9 +111,9 @@ def lead_public(*, session: Session, lead: Lead) -> LeadPublic:
 
 
 def save_sign_up(*, session: Session, data: LeadCreate, default_phone_region: str,
-                 suppression_key: str = "") -> tuple[LeadPublic, bool]:
+                 suppression_key: str = "", settings: Settings | None = None) -> tuple[LeadPublic, bool]:
     lead, created = upsert_lead(session=session, data=data, default_phone_region=default_phone_region,
-                                suppression_key=suppression_key)
+                                suppression_key=suppression_key, settings=settings)
     return lead_public(session=session, lead=lead), created
 
 
@@ -142,10 +154,14 @@ def save_order(*, session: Session, lead_id: str, order: OrderIn) -> bool:
     return True
 
 
-def save_page_view(*, session: Session, lead_id: str, url: str) -> None:
-    """A visit: stamps the lead's last activity and keeps it (counted for the premium offer). 404 for an unknown lead."""
+def save_page_view(*, session: Session, lead_id: str, url: str, settings: Settings | None = None) -> None:
+    """A visit: stamps the lead's last activity and keeps it (counted for the premium offer), and
+    scores it per the page rules (with ``settings``). 404 for an unknown lead."""
     get_lead_or_404(session=session, lead_id=lead_id)
     note_activity(session, lead_id=lead_id, kind="page_view", url=url[:2048])
+    if settings is not None:
+        score_page_view(session, settings.scoring_rules(), lead_id=lead_id, url=url,
+                        mql_threshold=settings.score_mql_threshold)
     session.commit()
 
 

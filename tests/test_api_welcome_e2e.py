@@ -90,9 +90,10 @@ async def test_a_click_redirects_to_the_signed_destination_and_raises_the_score(
     assert response.headers["location"] == "https://example.com/guides/first-journey"
 
     state = await journey_when(live, lead_id, lambda s: s["status"] == "COMPLETED")
-    assert state["result"]["outcome"] == "clicked" and state["score"] == live.settings.score_email_clicked
+    rules = live.settings.scoring_rules().events  # the sign-up form, then the click
+    assert state["result"]["outcome"] == "clicked" and state["score"] == rules["form_submitted"] + rules["email_clicked"]
     lead = (await live.http.get(f"/leads/{lead_id}")).json()
-    assert lead["score"] == live.settings.score_email_clicked and lead["last_activity_at"] is not None
+    assert lead["score"] == rules["form_submitted"] + rules["email_clicked"] and lead["last_activity_at"] is not None
 
 
 async def test_tampered_or_forged_tokens_signal_nothing_and_redirect_nowhere(live: LiveStack):

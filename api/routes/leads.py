@@ -34,7 +34,7 @@ async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: Set
     """A form submission. Deduplicates by normalised email; records the consent evidence;
     optionally enrolls the lead in journeys (`"journeys": ["welcome"]`)."""
     lead, created = await db.run(crud.save_sign_up, data=data, default_phone_region=settings.default_phone_region,
-                                 suppression_key=settings.secret_key)
+                                 suppression_key=settings.secret_key, settings=settings)
     if not created:
         response.status_code = status.HTTP_200_OK
         try:  # a known lead filling a form is active: a re-engagement journey ends, a premium offer may be due

@@ -35,7 +35,7 @@ async def track(event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, tem
             detail = (f"cart {event.cart.id} stored ({items} items)" if workflow_id
                       else f"cart {event.cart.id} is empty and no cart journey is running")
         elif isinstance(event, PageView):
-            await db.run(crud.save_page_view, lead_id=event.lead, url=str(event.url))
+            await db.run(crud.save_page_view, lead_id=event.lead, url=str(event.url), settings=settings)
             workflow_id, detail = None, "page view recorded"
         elif isinstance(event, AssetDownloaded):
             await db.run(crud.touch_lead, lead_id=event.lead, kind=event.type)
