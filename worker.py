@@ -20,10 +20,11 @@ from activities import build_activities
 from relance.db import make_engine
 from relance.nurturing import SequenceError, load_sequence
 from relance.scoring import RulesError
-from relance.schedules import ensure_reengagement_schedule
+from relance.schedules import ensure_reengagement_schedule, ensure_score_decay_schedule
 from relance.settings import Settings, get_settings
 from relance.temporal import connect, ensure_search_attributes
 from workflows.abandoned_cart import AbandonedCartJourney
+from workflows.decay import ScoreDecaySweep
 from workflows.purchase import PurchaseFollowUp
 from workflows.event_reminder import EventReminderJourney
 from workflows.nurturing import LeadNurturingJourney
@@ -35,7 +36,7 @@ from workflows.welcome import WelcomeJourney
 log = logging.getLogger("relance.worker")
 
 ALL_JOURNEYS = [WelcomeJourney, AbandonedCartJourney, PurchaseFollowUp, EventReminderJourney, ReEngagementJourney,
-                ReEngagementSweep, PremiumOfferJourney, LeadNurturingJourney]
+                ReEngagementSweep, PremiumOfferJourney, LeadNurturingJourney, ScoreDecaySweep]
 
 
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
@@ -68,6 +69,7 @@ async def main() -> None:
     client = await connect(settings)
     await ensure_search_attributes(client, settings.temporal_namespace)
     await ensure_reengagement_schedule(client, settings)
+    await ensure_score_decay_schedule(client, settings)
     engine = make_engine(settings.database_url)
     worker = build_worker(client, settings, engine)
     stop = asyncio.Event()

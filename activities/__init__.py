@@ -33,7 +33,7 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     events = EventActivities(engine)
     reengagement = ReEngagementActivities(settings, engine)
     sales = SalesActivities(settings, engine, renderer)
-    return [leads.check_consent, leads.get_lead_facts, email.send_email, sms.send_sms, scoring.add_score,
+    return [leads.check_consent, leads.get_lead_facts, email.send_email, sms.send_sms, scoring.add_score, scoring.decay_scores_page,
             commerce.issue_promo_code, commerce.record_purchase, events.get_event_schedule, events.find_next_event,
             reengagement.enroll_inactive_page, reengagement.record_reengagement, reengagement.sunset_lead,
             reengagement.record_premium_offer,
