@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import phonenumbers
 from fastapi import HTTPException, status
-from sqlalchemy import update
+from sqlalchemy import select as sa_select, update
 from sqlmodel import Session, col, select
 
 from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
@@ -12,7 +12,8 @@ from relance.consent import CHANNELS, latest_consent
 from relance.lead_activity import FollowUp, follow_ups, note_activity
 from relance.models import Cart, Consent, Lead, Order, as_utc, utcnow
 from relance.scoring import score_fit, score_form, score_page_view
-from relance.settings import Settings
+from relance.segments import segment_expr, stage_expr
+from relance.settings import Settings, get_settings
 from relance.suppression import normalize_email, suppression_of
 
 __all__ = ["normalize_email"]  # re-exported: the routes and events use it from here
@@ -96,7 +97,10 @@ def get_lead_or_404(*, session: Session, lead_id: str) -> Lead:
     return lead
 
 
-def lead_public(*, session: Session, lead: Lead) -> LeadPublic:
+def lead_public(*, session: Session, lead: Lead, settings: Settings | None = None) -> LeadPublic:
+    settings = settings or get_settings()
+    segment, stage = session.execute(sa_select(segment_expr(settings), stage_expr(settings))
+                                     .where(col(Lead.id) == lead.id)).one()
     consents = {}
     for channel in CHANNELS:
         row = latest_consent(session, lead.id, channel)
@@ -106,7 +110,7 @@ def lead_public(*, session: Session, lead: Lead) -> LeadPublic:
         time_zone=lead.time_zone, country=lead.country, score=lead.score, consents=consents, created_at=as_utc(lead.created_at),
         updated_at=as_utc(lead.updated_at), last_activity_at=as_utc(lead.last_activity_at),
         reengagement_status=lead.reengagement_status, reengagement_at=as_utc(lead.reengagement_at),
-        premium_offered_at=as_utc(lead.premium_offered_at),
+        premium_offered_at=as_utc(lead.premium_offered_at), segment=segment, stage=stage,
     )
 
 
@@ -114,11 +118,24 @@ def save_sign_up(*, session: Session, data: LeadCreate, default_phone_region: st
                  suppression_key: str = "", settings: Settings | None = None) -> tuple[LeadPublic, bool]:
     lead, created = upsert_lead(session=session, data=data, default_phone_region=default_phone_region,
                                 suppression_key=suppression_key, settings=settings)
-    return lead_public(session=session, lead=lead), created
+    return lead_public(session=session, lead=lead, settings=settings), created
 
 
-def read_lead_public(*, session: Session, lead_id: str) -> LeadPublic:
-    return lead_public(session=session, lead=get_lead_or_404(session=session, lead_id=lead_id))
+def read_lead_public(*, session: Session, lead_id: str, settings: Settings | None = None) -> LeadPublic:
+    return lead_public(session=session, lead=get_lead_or_404(session=session, lead_id=lead_id), settings=settings)
+
+
+def list_leads(*, session: Session, settings: Settings, segment: str | None, stage: str | None, limit: int,
+               after: str | None) -> tuple[list[LeadPublic], str | None]:
+    """A page of leads (by id), filtered by segment and stage; the cursor of the next page."""
+    query = sa_select(Lead).where(col(Lead.id) > (after or ""))
+    if segment:
+        query = query.where(segment_expr(settings) == segment)
+    if stage:
+        query = query.where(stage_expr(settings) == stage)
+    rows = session.exec(query.order_by(col(Lead.id)).limit(limit + 1)).scalars().all()
+    page = [lead_public(session=session, lead=lead, settings=settings) for lead in rows[:limit]]
+    return page, (rows[limit - 1].id if len(rows) > limit else None)
 
 
 def save_cart(*, session: Session, lead_id: str, cart: CartIn) -> int:

@@ -87,6 +87,16 @@ class LeadPublic(BaseModel):
         default=None, description="in_journey | re_engaged | unsubscribed | consent_withdrawn | not_sent | sunset_suppressed")
     reengagement_at: datetime | None = None
     premium_offered_at: datetime | None = None
+    segment: Literal["hot", "warm", "cold"] = Field(
+        description="From the score: hot at or above RELANCE_SEGMENT_HOT_SCORE, warm at or above RELANCE_SEGMENT_WARM_SCORE")
+    stage: Literal["subscriber", "lead", "mql", "sql", "customer"] = Field(
+        description="Lifecycle stage, derived: an order = customer; a sales task open or a meeting booked = sql; "
+                    "score at or above the MQL threshold = mql; a form = lead; else subscriber")
+
+
+class LeadPage(BaseModel):
+    leads: list[LeadPublic]
+    next: str | None = Field(description="Pass as `after` for the next page; null: this is the last page")
 
 
 class EnrollmentPublic(BaseModel):

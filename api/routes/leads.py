@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -14,7 +15,7 @@ from api import crud, privacy
 from api.deps import ActorDep, DatabaseDep, SessionDep, SettingsDep, TemporalDep, require_api_key
 from api.journeys import enroll, journey_status
 from api.schemas import (ConsentPublic, EnrollmentPublic, ErasurePublic, JourneyName, JourneyStatusPublic, LeadCreate,
-                         LeadExport, LeadPublic, LeadSaved, MessagePublic)
+                         LeadExport, LeadPage, LeadPublic, LeadSaved, MessagePublic)
 from relance import audit
 from relance.erasure import erase_lead
 from relance.lead_activity import act_on
@@ -51,10 +52,29 @@ async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: Set
     return LeadSaved(lead=lead, created=created, enrollments=enrollments)
 
 
+@router.get("", response_model=LeadPage)
+def list_leads(session: SessionDep, settings: SettingsDep, actor: ActorDep,
+               segment: Literal["hot", "warm", "cold"] | None = Query(default=None, description="hot | warm | cold"),
+               stage: Literal["subscriber", "lead", "mql", "sql", "customer"] | None = Query(default=None),
+               limit: int = Query(default=50, ge=1, le=500),
+               after: str | None = Query(default=None, max_length=32, description="The `next` of the previous page"),
+               ) -> LeadPage:
+    """Leads by id, a page at a time, filtered by segment and lifecycle stage
+    (`GET /leads?segment=hot&stage=mql`). Both are derived from the data at each request.
+    Each lead listed is a read in the audit log (``lead.list``)."""
+    leads, next_cursor = crud.list_leads(session=session, settings=settings, segment=segment, stage=stage,
+                                         limit=limit, after=after)
+    for lead in leads:
+        audit.record(session, actor=actor, action=audit.LIST, lead_id=lead.id, detail={"segment": segment, "stage": stage})
+    session.commit()
+    return LeadPage(leads=leads, next=next_cursor)
+
+
 @router.get("/{lead_id}", response_model=LeadPublic)
-def read_lead(lead_id: str, session: SessionDep, actor: ActorDep) -> LeadPublic:
-    """The lead's profile, score and current consents (the read is written to the audit log)."""
-    lead = crud.read_lead_public(session=session, lead_id=lead_id)
+def read_lead(lead_id: str, session: SessionDep, settings: SettingsDep, actor: ActorDep) -> LeadPublic:
+    """The lead's profile, score, segment, lifecycle stage and current consents (the read is
+    written to the audit log)."""
+    lead = crud.read_lead_public(session=session, lead_id=lead_id, settings=settings)
     privacy.record_read(session=session, lead_id=lead_id, actor=actor)
     return lead
 
@@ -125,7 +145,7 @@ def read_lead_messages(lead_id: str, session: SessionDep, actor: ActorDep) -> li
              responses={409: {"description": "The lead is already in (or went through) this journey"}})
 async def enroll_lead(lead_id: str, journey: JourneyName, db: DatabaseDep, settings: SettingsDep,
                       temporal: TemporalDep):
-    lead = await db.run(crud.read_lead_public, lead_id=lead_id)
+    lead = await db.run(crud.read_lead_public, lead_id=lead_id, settings=settings)
     try:
         enrollment = await enroll(temporal, settings, lead_id=lead.id, score=lead.score, journey=journey)
     except RPCError as err:
