@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from activities import build_activities
 from relance.db import make_engine
 from relance.nurturing import SequenceError, load_sequence
+from relance.mql import MqlNotifier
 from relance.scoring import RulesError
 from relance.schedules import ensure_reengagement_schedule, ensure_score_decay_schedule
 from relance.settings import Settings, get_settings
@@ -75,10 +76,13 @@ async def main() -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    notifier = asyncio.create_task(MqlNotifier(engine, settings).run(), name="mql-notifier")
     async with worker:
         log.info("ready: running %s on task queue %r", ", ".join(j.__name__ for j in ALL_JOURNEYS), settings.temporal_task_queue)
         await stop.wait()
         log.info("stopping: finishing the tasks in hand")
+        notifier.cancel()
+        await asyncio.gather(notifier, return_exceptions=True)
     log.info("stopped")
 
 
