@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import phonenumbers
 from fastapi import HTTPException, status
 from sqlalchemy import select as sa_select, update
@@ -38,7 +40,8 @@ def get_lead_by_email(*, session: Session, email: str) -> Lead | None:
 
 
 def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str,
-                suppression_key: str = "", settings: Settings | None = None, form: bool = True) -> tuple[Lead, bool]:
+                suppression_key: str = "", settings: Settings | None = None, form: bool = True,
+                consented_at: datetime | None = None) -> tuple[Lead, bool]:
     """Create the lead, or update the one with the same normalised email. Commits.
 
     With ``suppression_key`` (the secret key), an address erased at the person's request (on
@@ -76,7 +79,7 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
             status="granted" if consent.granted else "withdrawn",
             source_url=str(consent.source_url) if consent.source_url else None,
             ip=str(consent.ip) if consent.ip else None, user_agent=consent.user_agent,
-            wording_version=consent.wording_version, recorded_at=now,
+            wording_version=consent.wording_version, recorded_at=consented_at or now,
         ))
     if settings is not None:
         rules = settings.scoring_rules()

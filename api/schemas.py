@@ -243,6 +243,31 @@ class ListPublic(BaseModel):
     members: int
 
 
+class ImportRejection(BaseModel):
+    line: int = Field(description="The line of the file (the header is line 1)")
+    email: str | None
+    reason: str
+
+
+class ImportReport(BaseModel):
+    created: int
+    updated: int
+    rejected: list[ImportRejection]
+
+
+class ListMembersAdd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lead_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=32)]] = Field(min_length=1, max_length=1000)
+    reason: str = Field(default="added through the API", min_length=1, max_length=300)
+
+
+class ListMembersAdded(BaseModel):
+    list: str
+    added: int
+    already: int = Field(description="Leads that were on the list already")
+
+
 class ListMemberPublic(BaseModel):
     lead_id: str
     email: str

@@ -5,19 +5,20 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 from temporalio.service import RPCError
 
-from api import crud, privacy
+from api import crud, imports, privacy
 from api.deps import ActorDep, DatabaseDep, SessionDep, SettingsDep, TemporalDep, require_api_key
 from api.journeys import enroll, journey_status
-from api.schemas import (ConsentPublic, EnrollmentPublic, ErasurePublic, JourneyName, JourneyStatusPublic, LeadCreate,
+from api.schemas import (ConsentPublic, EnrollmentPublic, ErasurePublic, ImportReport, JourneyName, JourneyStatusPublic, LeadCreate,
                          LeadExport, LeadPage, LeadPublic, LeadSaved, MessagePublic)
 from relance import audit
 from relance.erasure import erase_lead
+from relance.lists import LIST_NAME
 from relance.lead_activity import act_on
 from relance.models import Message, as_utc, utcnow
 
@@ -50,6 +51,20 @@ async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: Set
         except RPCError as err:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{TEMPORAL_DOWN} (lead id {lead.id})") from err
     return LeadSaved(lead=lead, created=created, enrollments=enrollments)
+
+
+@router.post("/import", response_model=ImportReport,
+             responses={413: {"description": "The file is too big"}, 422: {"description": "Not a CSV file we can read"}})
+async def import_csv(db: DatabaseDep, settings: SettingsDep,
+                     file: UploadFile = File(description="CSV, UTF-8, with a header line: email, first_name, phone, "
+                                                         "country, consent, source_url, consented_at, wording_version, ip"),
+                     list: str | None = Query(default=None, pattern=LIST_NAME,
+                                              description="Also put every imported lead on this list")) -> ImportReport:
+    """Import leads from a CSV file with their consent evidence, deduplicated by normalised
+    email. Each row is all or nothing; the report says how many were created and updated, and
+    which lines were rejected and why. An address on the suppression list is refused."""
+    raw = await file.read(imports.MAX_BYTES + 1)
+    return await db.run(imports.import_leads, settings=settings, raw=raw, list_name=list)
 
 
 @router.get("", response_model=LeadPage)
