@@ -68,7 +68,9 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
             setattr(lead, field, getattr(data, field))
     if phone:
         lead.phone = phone
-    lead.updated_at = lead.last_signup_at = now
+    lead.updated_at = now
+    if form:  # an import is not a sign-up
+        lead.last_signup_at = now
     session.add(lead)
     session.flush()
     if form:

@@ -155,9 +155,9 @@ def apply_score(session: Session, *, lead_id: str, event: str, key: str, reason:
     decay and demographic fit do not. A change that takes the score across the MQL threshold
     upwards queues one sales notification (relance/mql.py)."""
     now = now or utcnow()
-    before = session.exec(select(Lead.score).where(col(Lead.id) == lead_id)).one()
     if session.exec(select(ScoreEvent.id).where(col(ScoreEvent.key) == key)).first() is not None:
-        return Applied(counted=False, points=0, before=before, score=before)
+        score = session.exec(select(Lead.score).where(col(Lead.id) == lead_id)).one()
+        return Applied(counted=False, points=0, before=score, score=score)
     # Two writers racing on one key: the unique key makes the second flush fail (IntegrityError);
     # an activity retries and then finds the key counted.
     session.add(ScoreEvent(lead_id=lead_id, key=key, event=event, points=points, reason=reason[:500], created_at=now))
@@ -165,8 +165,11 @@ def apply_score(session: Session, *, lead_id: str, event: str, key: str, reason:
     values: dict = {"score": Lead.score + points, "updated_at": now}
     if activity:
         values["last_activity_at"] = now
+    # The update first, then the read: the row is this transaction's from the update on, so
+    # ``before`` and ``after`` are exact even when other changes to the lead run concurrently.
     session.execute(update(Lead).where(col(Lead.id) == lead_id).values(**values))
     after = session.exec(select(Lead.score).where(col(Lead.id) == lead_id)).one()
+    before = after - points
     if before < mql_threshold <= after:
         from relance.mql import queue_notification
 

@@ -142,3 +142,37 @@ async def test_an_endpoint_that_never_answers_ends_failed_after_the_max_attempts
         await notifier.deliver_due(now + timedelta(seconds=2))
     [row] = rows(engine, lead_id)
     assert row.status == "failed" and row.attempts == 2 and "unreachable" in row.last_error
+
+
+async def test_end_to_end_a_form_a_pricing_visit_and_a_purchase_make_one_crossing(live, crm):
+    """Over HTTP with the real worker: 15 (form) + 5 (fit FR) + 10 (pricing) + 25 (purchase, scored by
+    the purchase journey) = 55 crosses 50 once; the notifier tells the CRM once."""
+    from tests.test_api_cart_e2e import purchase_event
+
+    crm.failures = 1
+    lead = (await live.http.post("/leads", json={"email": f"{unique_id('e2e')}@example.com", "country": "FR",
+                                                 "consents": [{"channel": "email"}]})).json()["lead"]
+    for _ in range(3):  # pricing page views the same day count once
+        await live.http.post("/events/track", json={"type": "page_view", "lead": lead["id"],
+                                                     "url": "https://shop.example.com/pricing"})
+    assert (await live.http.get(f"/leads/{lead['id']}")).json()["score"] == 30 and rows(live.engine, lead["id"]) == []
+    order = unique_id("o")
+    assert (await live.http.post("/events/track", json=purchase_event(lead["id"], order))).status_code == 202
+    await live.temporal.get_workflow_handle(f"purchase-{order}").result()
+    shown = (await live.http.get(f"/leads/{lead['id']}")).json()
+    assert (shown["score"], shown["segment"], shown["stage"]) == (55, "hot", "customer")
+    [row] = rows(live.engine, lead["id"])
+    assert row.score == 55 and "purchase" in row.reason
+
+    settings = live.settings.model_copy(update={"mql_webhook_url": crm.url, "mql_webhook_secret": SECRET,
+                                                "mql_retry_base_seconds": 1})
+    async with httpx.AsyncClient() as http:
+        notifier = MqlNotifier(live.engine, settings, http=http)
+        await notifier.deliver_due(utcnow())
+        await notifier.deliver_due(utcnow() + timedelta(seconds=2))
+        await notifier.deliver_due(utcnow() + timedelta(seconds=60))
+    [row] = rows(live.engine, lead["id"])
+    assert row.status == "sent" and row.attempts == 2
+    calls = crm.calls(lead["id"])
+    assert len(calls) == 2 and len({body for body, _ in calls}) == 1  # one failure, one delivery, same body
+    assert verify(SECRET, calls[-1][0], calls[-1][1]["x-relance-signature"])
