@@ -7,6 +7,7 @@ from datetime import datetime
 import phonenumbers
 from fastapi import HTTPException, status
 from sqlalchemy import select as sa_select, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
@@ -182,8 +183,14 @@ def save_page_view(*, session: Session, lead_id: str, url: str, settings: Settin
     get_lead_or_404(session=session, lead_id=lead_id)
     note_activity(session, lead_id=lead_id, kind="page_view", url=url[:2048])
     if settings is not None:
-        score_page_view(session, settings.scoring_rules(), lead_id=lead_id, url=url,
-                        mql_threshold=settings.score_mql_threshold)
+        try:
+            score_page_view(session, settings.scoring_rules(), lead_id=lead_id, url=url,
+                            mql_threshold=settings.score_mql_threshold)
+            session.commit()
+            return
+        except IntegrityError:  # the same view, scored by a concurrent request a moment ago
+            session.rollback()
+            note_activity(session, lead_id=lead_id, kind="page_view", url=url[:2048])
     session.commit()
 
 

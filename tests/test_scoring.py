@@ -106,3 +106,13 @@ async def test_page_view_through_the_api_scores_and_shows_on_the_lead(live):
         assert r.status_code == 202, r.text
     lead = (await live.http.get(f"/leads/{created['id']}")).json()
     assert lead["score"] == 15 + 10
+
+
+async def test_concurrent_identical_page_views_score_once(live):
+    import asyncio
+
+    created = (await live.http.post("/leads", json={"email": f"{unique_id('race')}@example.com"})).json()["lead"]
+    view = {"type": "page_view", "lead": created["id"], "url": "https://shop.example.com/pricing"}
+    responses = await asyncio.gather(*(live.http.post("/events/track", json=view) for _ in range(10)))
+    assert [r.status_code for r in responses] == [202] * 10
+    assert (await live.http.get(f"/leads/{created['id']}")).json()["score"] == 15 + 10
