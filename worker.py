@@ -19,11 +19,14 @@ from temporalio.worker import Worker
 from activities import build_activities
 from relance.db import make_engine
 from relance.nurturing import SequenceError, load_sequence
-from relance.schedules import ensure_reengagement_schedule
+from relance.mql import MqlNotifier
+from relance.scoring import RulesError
+from relance.schedules import ensure_reengagement_schedule, ensure_score_decay_schedule
 from relance.settings import Settings, get_settings
 from relance.temporal import connect, ensure_search_attributes
 from workflows.abandoned_cart import AbandonedCartJourney
 from workflows.browse import BrowseAbandonmentJourney
+from workflows.decay import ScoreDecaySweep
 from workflows.purchase import PurchaseFollowUp
 from workflows.event_reminder import EventReminderJourney
 from workflows.nurturing import LeadNurturingJourney
@@ -38,7 +41,7 @@ log = logging.getLogger("relance.worker")
 
 ALL_JOURNEYS = [WelcomeJourney, AbandonedCartJourney, PurchaseFollowUp, EventReminderJourney, ReEngagementJourney,
                 ReEngagementSweep, PremiumOfferJourney, LeadNurturingJourney, ScenarioJourney,
-                BrowseAbandonmentJourney]
+                BrowseAbandonmentJourney, ScoreDecaySweep]
 
 
 def journey_links() -> list[Link]:
@@ -69,6 +72,11 @@ async def main() -> None:
         sequence = load_sequence(settings.nurturing_sequence_file)  # a broken sequence file stops the worker here
     except SequenceError as err:
         raise SystemExit(f"worker: {err}") from None
+    try:
+        rules = settings.scoring_rules()  # a broken scoring rules file stops the worker here
+    except RulesError as err:
+        raise SystemExit(f"worker: {err}") from None
+    log.info("scoring rules: %s; %d page rules, %d fit rules", rules.events, len(rules.pages), len(rules.fit))
     log.info("nurturing sequence %s: %s", sequence.version, " -> ".join(s.name for s in sequence.steps))
     try:
         check_graph(journey_links())  # a loop between journeys that nothing guards stops the worker here
@@ -78,15 +86,19 @@ async def main() -> None:
     client = await connect(settings)
     await ensure_search_attributes(client, settings.temporal_namespace)
     await ensure_reengagement_schedule(client, settings)
+    await ensure_score_decay_schedule(client, settings)
     engine = make_engine(settings.database_url)
     worker = build_worker(client, settings, engine)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    notifier = asyncio.create_task(MqlNotifier(engine, settings).run(), name="mql-notifier")
     async with worker:
         log.info("ready: running %s on task queue %r", ", ".join(j.__name__ for j in ALL_JOURNEYS), settings.temporal_task_queue)
         await stop.wait()
         log.info("stopping: finishing the tasks in hand")
+        notifier.cancel()
+        await asyncio.gather(notifier, return_exceptions=True)
     log.info("stopped")
 
 

@@ -14,6 +14,7 @@ from activities.commerce import CommerceActivities
 from activities.email import EmailActivities
 from activities.events import EventActivities  # also registers the "event" message context loaders
 from activities.leads import LeadActivities
+from activities.lists import ListActivities
 from activities.reengagement import ReEngagementActivities
 from activities.sales import SalesActivities
 from activities.scoring import ScoringActivities
@@ -34,8 +35,11 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     events = EventActivities(engine)
     reengagement = ReEngagementActivities(settings, engine)
     sales = SalesActivities(settings, engine, renderer)
-    return [leads.check_consent, leads.get_lead_facts, leads.get_send_profile, email.send_email, sms.send_sms, scoring.add_score,
+    lists = ListActivities(engine)
+    return [leads.check_consent, leads.get_lead_facts, leads.get_send_profile, email.send_email, sms.send_sms,
+            scoring.add_score, scoring.decay_scores_page,
             commerce.issue_promo_code, commerce.record_purchase, events.get_event_schedule, events.find_next_event,
             reengagement.enroll_inactive_page, reengagement.record_reengagement, reengagement.sunset_lead,
             reengagement.record_premium_offer,
-            sales.create_sales_task, sales.escalate_sales_task, sales.notify_sales_task]
+            sales.create_sales_task, sales.escalate_sales_task, sales.notify_sales_task,
+            lists.change_list_membership]

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from relance.models import Lead, ScoreEvent, utcnow
+from relance.models import Lead, as_utc
+from relance.scoring import apply_score, decay_points
 from relance.settings import Settings
 
 
 @dataclass
 class ScoreChange:
     lead_id: str
-    event: str  # e.g. email_clicked; the points come from the scoring settings
+    event: str  # e.g. email_clicked; the points come from the scoring rules (config/scoring.yaml)
     key: str  # idempotency key: the same key counts once
     reason: str
 
@@ -30,15 +31,32 @@ class ScoreResult:
     counted: bool  # False when this key had already been counted
 
 
+@dataclass
+class DecayPage:
+    now: datetime  # the sweep's clock (workflow.now()): fixed for the whole sweep
+    after: str = ""  # cursor: the last lead id of the previous page
+    limit: int = 500
+
+
+@dataclass
+class DecayPageResult:
+    leads: int  # leads looked at
+    decayed: int  # score events written
+    points: int  # total points removed (negative or 0)
+    next_cursor: str | None
+
+
 class ScoringActivities:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
 
     def points_for(self, event: str) -> int:
-        points = getattr(self.settings, f"score_{event}", None)
-        if not isinstance(points, int):
-            raise ApplicationError(f"no scoring rule for event {event!r}", type="UnknownScoreEvent", non_retryable=True)
+        """The event's points in the scoring rules file (RELANCE_SCORING_RULES_FILE)."""
+        points = self.settings.scoring_rules().points(event)
+        if points is None:
+            raise ApplicationError(f"no scoring rule for event {event!r} in {self.settings.scoring_rules_file}",
+                                   type="UnknownScoreEvent", non_retryable=True)
         return points
 
     @activity.defn(name="add_score")
@@ -47,19 +65,53 @@ class ScoringActivities:
         with Session(self.engine) as session:
             if session.get(Lead, change.lead_id) is None:
                 raise ApplicationError(f"lead {change.lead_id} does not exist", type="LeadNotFound", non_retryable=True)
-            session.add(ScoreEvent(lead_id=change.lead_id, key=change.key, event=change.event, points=points,
-                                   reason=change.reason))
-            try:
-                session.flush()
-            except IntegrityError:
-                session.rollback()
-                score = session.exec(select(Lead.score).where(Lead.id == change.lead_id)).one()
-                return ScoreResult(score=score, points=0, counted=False)
-            session.execute(
-                update(Lead).where(Lead.id == change.lead_id)
-                .values(score=Lead.score + points, last_activity_at=utcnow(), updated_at=utcnow())
-            )
+            applied = apply_score(session, lead_id=change.lead_id, event=change.event, key=change.key,
+                                  reason=change.reason, points=points, mql_threshold=self.settings.score_mql_threshold)
             session.commit()
-            score = session.exec(select(Lead.score).where(Lead.id == change.lead_id)).one()
-        activity.logger.info("lead %s score +%d (%s) -> %d", change.lead_id, points, change.reason, score)
-        return ScoreResult(score=score, points=points, counted=True)
+        if applied.counted:
+            activity.logger.info("lead %s score %+d (%s) -> %d", change.lead_id, points, change.reason, applied.score)
+        return ScoreResult(score=applied.score, points=applied.points, counted=applied.counted)
+
+    @activity.defn(name="decay_scores_page")
+    def decay_scores_page(self, page: DecayPage) -> DecayPageResult:
+        result = decay_page(self.engine, self.settings, page)
+        activity.logger.info("score decay page after %r: %d leads, %d decays (%d points)",
+                             page.after, result.leads, result.decayed, result.points)
+        return result
+
+
+def decay_page(engine: Engine, settings: Settings, page: DecayPage) -> DecayPageResult:
+    """Decay the scores of one page of leads inactive for at least one decay period.
+
+    A lead inactive for ``k`` whole periods (``decay.every_days``, counted from its last activity,
+    or its creation) loses ``decay.percent`` % once per period: the key
+    ``decay:<lead>:<last activity>:<period>`` makes a rerun (or a retried page) change nothing,
+    and a missed day catches up. New activity restarts the count."""
+    rules = settings.scoring_rules().decay
+    cutoff = page.now - timedelta(days=rules.every_days)
+    reference = func.coalesce(Lead.last_activity_at, Lead.created_at)
+    with Session(engine) as session:
+        rows = session.exec(select(Lead.id, Lead.last_activity_at, Lead.created_at)
+                            .where(col(Lead.score) > 0, reference <= cutoff, col(Lead.id) > page.after)
+                            .order_by(col(Lead.id)).limit(page.limit + 1)).all()
+        found = rows[: page.limit]
+        decayed = total = 0
+        for lead_id, last_activity, created in found:
+            since = as_utc(last_activity or created)
+            periods = min(int((page.now - since) / timedelta(days=rules.every_days)), 120)
+            for period in range(1, periods + 1):
+                score = session.exec(select(Lead.score).where(col(Lead.id) == lead_id)).one()
+                points = decay_points(score, rules.percent)
+                if points == 0:
+                    break
+                applied = apply_score(
+                    session, lead_id=lead_id, event="decay", key=f"decay:{lead_id}:{since.isoformat()}:{period}",
+                    reason=f"decay: {rules.percent:g} % after {period * rules.every_days} days without activity "
+                           f"(since {since:%Y-%m-%d})",
+                    points=points, mql_threshold=settings.score_mql_threshold, activity=False, now=page.now)
+                if applied.counted:
+                    decayed += 1
+                    total += points
+        session.commit()
+    return DecayPageResult(leads=len(found), decayed=decayed, points=total,
+                           next_cursor=found[-1][0] if len(rows) > page.limit else None)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import phonenumbers
 from fastapi import HTTPException, status
-from sqlalchemy import update
+from sqlalchemy import select as sa_select, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
 from relance.consent import CHANNELS, latest_consent
 from relance.lead_activity import FollowUp, follow_ups, note_activity
 from relance.models import Cart, Consent, Lead, Order, as_utc, utcnow
-from relance.settings import Settings
+from relance.scoring import score_fit, score_form, score_page_view
+from relance.segments import segment_expr, stage_expr
+from relance.settings import Settings, get_settings
 from relance.suppression import normalize_email, suppression_of
 
 __all__ = ["normalize_email"]  # re-exported: the routes and events use it from here
@@ -36,12 +41,16 @@ def get_lead_by_email(*, session: Session, email: str) -> Lead | None:
 
 
 def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str,
-                suppression_key: str = "") -> tuple[Lead, bool]:
+                suppression_key: str = "", settings: Settings | None = None, form: bool = True,
+                consented_at: datetime | None = None) -> tuple[Lead, bool]:
     """Create the lead, or update the one with the same normalised email. Commits.
 
     With ``suppression_key`` (the secret key), an address erased at the person's request (on
     the suppression list) is refused with 409 and nothing is stored; an address suppressed by an
-    unsubscribe comes off the list when the sign-up grants email consent again."""
+    unsubscribe comes off the list when the sign-up grants email consent again.
+
+    With ``settings``, the lead is scored per the scoring rules: the form (``form``: a sign-up,
+    not an import) and the demographic fit rules it now matches."""
     if suppression_key:
         entry = suppression_of(session, suppression_key, data.email)
         if entry is not None and entry.reason == "erased":
@@ -60,18 +69,28 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
             setattr(lead, field, getattr(data, field))
     if phone:
         lead.phone = phone
-    lead.updated_at = lead.last_signup_at = now
+    lead.updated_at = now
+    if form:  # an import is not a sign-up
+        lead.last_signup_at = now
     session.add(lead)
     session.flush()
-    note_activity(session, lead_id=lead.id, kind="form")
+    if form:
+        note_activity(session, lead_id=lead.id, kind="form")
     for consent in data.consents:
         session.add(Consent(
             lead_id=lead.id, channel=consent.channel, purpose=consent.purpose,
             status="granted" if consent.granted else "withdrawn",
             source_url=str(consent.source_url) if consent.source_url else None,
             ip=str(consent.ip) if consent.ip else None, user_agent=consent.user_agent,
-            wording_version=consent.wording_version, recorded_at=now,
+            wording_version=consent.wording_version, recorded_at=consented_at or now,
         ))
+    if settings is not None:
+        rules = settings.scoring_rules()
+        if form:
+            source = next((str(c.source_url) for c in data.consents if c.source_url), None)
+            score_form(session, rules, lead_id=lead.id, source_url=source, mql_threshold=settings.score_mql_threshold,
+                       now=now)
+        score_fit(session, rules, lead=lead, mql_threshold=settings.score_mql_threshold, now=now)
     session.commit()
     session.refresh(lead)
     return lead, created
@@ -84,7 +103,10 @@ def get_lead_or_404(*, session: Session, lead_id: str) -> Lead:
     return lead
 
 
-def lead_public(*, session: Session, lead: Lead) -> LeadPublic:
+def lead_public(*, session: Session, lead: Lead, settings: Settings | None = None) -> LeadPublic:
+    settings = settings or get_settings()
+    segment, stage = session.execute(sa_select(segment_expr(settings), stage_expr(settings))
+                                     .where(col(Lead.id) == lead.id)).one()
     consents = {}
     for channel in CHANNELS:
         row = latest_consent(session, lead.id, channel)
@@ -94,19 +116,32 @@ def lead_public(*, session: Session, lead: Lead) -> LeadPublic:
         time_zone=lead.time_zone, country=lead.country, score=lead.score, consents=consents, created_at=as_utc(lead.created_at),
         updated_at=as_utc(lead.updated_at), last_activity_at=as_utc(lead.last_activity_at),
         reengagement_status=lead.reengagement_status, reengagement_at=as_utc(lead.reengagement_at),
-        premium_offered_at=as_utc(lead.premium_offered_at),
+        premium_offered_at=as_utc(lead.premium_offered_at), segment=segment, stage=stage,
     )
 
 
 def save_sign_up(*, session: Session, data: LeadCreate, default_phone_region: str,
-                 suppression_key: str = "") -> tuple[LeadPublic, bool]:
+                 suppression_key: str = "", settings: Settings | None = None) -> tuple[LeadPublic, bool]:
     lead, created = upsert_lead(session=session, data=data, default_phone_region=default_phone_region,
-                                suppression_key=suppression_key)
-    return lead_public(session=session, lead=lead), created
+                                suppression_key=suppression_key, settings=settings)
+    return lead_public(session=session, lead=lead, settings=settings), created
 
 
-def read_lead_public(*, session: Session, lead_id: str) -> LeadPublic:
-    return lead_public(session=session, lead=get_lead_or_404(session=session, lead_id=lead_id))
+def read_lead_public(*, session: Session, lead_id: str, settings: Settings | None = None) -> LeadPublic:
+    return lead_public(session=session, lead=get_lead_or_404(session=session, lead_id=lead_id), settings=settings)
+
+
+def list_leads(*, session: Session, settings: Settings, segment: str | None, stage: str | None, limit: int,
+               after: str | None) -> tuple[list[LeadPublic], str | None]:
+    """A page of leads (by id), filtered by segment and stage; the cursor of the next page."""
+    query = sa_select(Lead).where(col(Lead.id) > (after or ""))
+    if segment:
+        query = query.where(segment_expr(settings) == segment)
+    if stage:
+        query = query.where(stage_expr(settings) == stage)
+    rows = session.exec(query.order_by(col(Lead.id)).limit(limit + 1)).scalars().all()
+    page = [lead_public(session=session, lead=lead, settings=settings) for lead in rows[:limit]]
+    return page, (rows[limit - 1].id if len(rows) > limit else None)
 
 
 def save_cart(*, session: Session, lead_id: str, cart: CartIn) -> int:
@@ -142,10 +177,22 @@ def save_order(*, session: Session, lead_id: str, order: OrderIn) -> bool:
     return True
 
 
-def save_page_view(*, session: Session, lead_id: str, url: str, category: str | None = None) -> None:
-    """A visit: stamps the lead's last activity and keeps it (counted for the premium offer). 404 for an unknown lead."""
+def save_page_view(*, session: Session, lead_id: str, url: str, category: str | None = None,
+                   settings: Settings | None = None) -> None:
+    """A visit: stamps the lead's last activity and keeps it (counted for the premium offer, with
+    its category for browse abandonment), and scores it per the page rules (with ``settings``).
+    404 for an unknown lead."""
     get_lead_or_404(session=session, lead_id=lead_id)
     note_activity(session, lead_id=lead_id, kind="page_view", url=url[:2048], category=category)
+    if settings is not None:
+        try:
+            score_page_view(session, settings.scoring_rules(), lead_id=lead_id, url=url,
+                            mql_threshold=settings.score_mql_threshold)
+            session.commit()
+            return
+        except IntegrityError:  # the same view, scored by a concurrent request a moment ago
+            session.rollback()
+            note_activity(session, lead_id=lead_id, kind="page_view", url=url[:2048], category=category)
     session.commit()
 
 

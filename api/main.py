@@ -27,6 +27,7 @@ log = logging.getLogger("relance.api")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    settings.scoring_rules()  # a broken scoring rules file stops the API here, with the place of the mistake
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -87,6 +87,16 @@ class LeadPublic(BaseModel):
         default=None, description="in_journey | re_engaged | unsubscribed | consent_withdrawn | not_sent | sunset_suppressed")
     reengagement_at: datetime | None = None
     premium_offered_at: datetime | None = None
+    segment: Literal["hot", "warm", "cold"] = Field(
+        description="From the score: hot at or above RELANCE_SEGMENT_HOT_SCORE, warm at or above RELANCE_SEGMENT_WARM_SCORE")
+    stage: Literal["subscriber", "lead", "mql", "sql", "customer"] = Field(
+        description="Lifecycle stage, derived: an order = customer; a sales task open or a meeting booked = sql; "
+                    "score at or above the MQL threshold = mql; a form = lead; else subscriber")
+
+
+class LeadPage(BaseModel):
+    leads: list[LeadPublic]
+    next: str | None = Field(description="Pass as `after` for the next page; null: this is the last page")
 
 
 class EnrollmentPublic(BaseModel):
@@ -241,6 +251,31 @@ class TrackedEventAccepted(BaseModel):
 class ListPublic(BaseModel):
     name: str
     members: int
+
+
+class ImportRejection(BaseModel):
+    line: int = Field(description="The line of the file (the header is line 1)")
+    email: str | None
+    reason: str
+
+
+class ImportReport(BaseModel):
+    created: int
+    updated: int
+    rejected: list[ImportRejection]
+
+
+class ListMembersAdd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lead_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=32)]] = Field(min_length=1, max_length=1000)
+    reason: str = Field(default="added through the API", min_length=1, max_length=300)
+
+
+class ListMembersAdded(BaseModel):
+    list: str
+    added: int
+    already: int = Field(description="Leads that were on the list already")
 
 
 class ListMemberPublic(BaseModel):

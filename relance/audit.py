@@ -9,6 +9,7 @@ from sqlmodel import Session
 from relance.models import AuditEntry, utcnow
 
 READ, MESSAGES, CONSENTS, EXPORT, ERASE = "lead.read", "lead.messages", "lead.consents", "lead.export", "lead.erase"
+LIST = "lead.list"  # the lead was in a page of GET /leads
 
 
 def key_fingerprint(api_key: str) -> str:

@@ -320,3 +320,28 @@ class FrequencyLock(SQLModel, table=True):
     lead_id: str = Field(foreign_key="leads.id", primary_key=True, max_length=32)
     channel: str = Field(primary_key=True, max_length=16)
     version: int = 0
+
+
+class MqlNotification(SQLModel, table=True):
+    """A crossing of the MQL threshold, to tell sales about (relance/mql.py): a durable outbox.
+
+    Written in the transaction that raised the score; delivered (CRM webhook, HMAC-signed, and/or
+    an internal email to the sales address) by the worker's notifier, retried with backoff, and
+    stamped ``sent_at`` once. Falling below the threshold and crossing again makes a new row."""
+
+    __tablename__ = "mql_notifications"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
+    score: int
+    threshold: int
+    reason: str = Field(max_length=500)  # the score change that crossed
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    status: str = Field(default="pending", max_length=16, index=True)  # pending | sent | failed | skipped
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False, index=True))
+    claimed_until: datetime | None = Field(default=None, sa_column=_when())  # a notifier is delivering it
+    webhook_sent_at: datetime | None = Field(default=None, sa_column=_when())
+    email_sent_at: datetime | None = Field(default=None, sa_column=_when())
+    sent_at: datetime | None = Field(default=None, sa_column=_when())
+    last_error: str | None = Field(default=None, max_length=500)

@@ -23,7 +23,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from relance.lead_activity import FollowUp, act_on, follow_ups
-from relance.models import TrackingEvent, utcnow
+from relance.models import Lead, TrackingEvent, utcnow
+from relance.scoring import apply_score
 from relance.settings import Settings
 from workflows.signals import UNSUBSCRIBED, TrackingSignal
 
@@ -113,7 +114,9 @@ class OutboxDispatcher:
         await asyncio.gather(*(deliver_in_order(events) for events in by_journey.values()))
         if done:
             await asyncio.to_thread(self._mark_delivered, [(event.id, note) for event, note in done])
-            await self._pass_activity_on([event for event, _ in done])
+            delivered = [event for event, _ in done]
+            await self._score_opens(delivered)
+            await self._pass_activity_on(delivered)
         return len(done), blocked
 
     async def _deliver(self, event: TrackingEvent) -> str | None:
@@ -128,6 +131,30 @@ class OutboxDispatcher:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return "journey no longer running"
             raise
+
+    async def _score_opens(self, delivered: list[TrackingEvent]) -> None:
+        """An open scores ``email_opened`` (config/scoring.yaml) once per message. Clicks are
+        scored by the journeys that sent them (each with its reason)."""
+        opens = {(e.lead_id, e.message_id) for e in delivered if e.kind == "opened"}
+        if self.settings is None or not opens:
+            return
+        try:
+            await asyncio.to_thread(self._score_opens_now, sorted(opens))
+        except Exception:  # the hits are delivered; a lost open point is not worth stalling them
+            log.exception("outbox: could not score %d opens", len(opens))
+
+    def _score_opens_now(self, opens: list[tuple[str, str]]) -> None:
+        points = self.settings.scoring_rules().events["email_opened"]
+        if not points:
+            return
+        with Session(self.engine) as session:
+            for lead_id, message_id in opens:
+                if session.get(Lead, lead_id) is None:
+                    continue  # erased meanwhile
+                apply_score(session, lead_id=lead_id, event="email_opened", key=f"open:{message_id}",
+                            reason=f"opened message {message_id}", points=points,
+                            mql_threshold=self.settings.score_mql_threshold)
+            session.commit()
 
     async def _pass_activity_on(self, delivered: list[TrackingEvent]) -> None:
         if self.settings is None:

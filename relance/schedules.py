@@ -1,4 +1,4 @@
-"""The Temporal Schedules Relance keeps: the daily re-engagement sweep.
+"""The Temporal Schedules Relance keeps: the daily re-engagement sweep and the daily score decay.
 
 ``ensure_reengagement_schedule`` is called at every worker start: it creates the schedule, or
 updates it to the current settings when it exists already, so running it twice leaves one
@@ -14,11 +14,13 @@ from temporalio.client import (Client, Schedule, ScheduleActionStartWorkflow, Sc
                                ScheduleSpec, ScheduleState, ScheduleUpdate, ScheduleUpdateInput)
 
 from relance.settings import Settings
+from workflows.decay import DecayInput, ScoreDecaySweep
 from workflows.sweep import ReEngagementSweep, SweepInput
 
 log = logging.getLogger("relance.schedules")
 
 REENGAGEMENT_SCHEDULE_ID = "reengagement-sweep"
+SCORE_DECAY_SCHEDULE_ID = "score-decay"
 
 
 def sweep_input(settings: Settings, *, inactive_days: float | None = None) -> SweepInput:
@@ -49,15 +51,43 @@ def reengagement_schedule(settings: Settings) -> Schedule:
     )
 
 
-async def ensure_reengagement_schedule(client: Client, settings: Settings) -> None:
-    """Create the daily sweep's schedule, or bring the existing one to the current settings."""
-    schedule = reengagement_schedule(settings)
+def score_decay_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ScoreDecaySweep.run,
+            DecayInput(batch_size=settings.score_decay_batch_size),
+            id=SCORE_DECAY_SCHEDULE_ID,  # Temporal appends the scheduled time
+            task_queue=settings.temporal_task_queue,
+            static_summary="daily score decay",
+        ),
+        spec=ScheduleSpec(calendars=[ScheduleCalendarSpec(
+            hour=[ScheduleRange(settings.score_decay_schedule_hour)],
+            minute=[ScheduleRange(settings.score_decay_schedule_minute)],
+            second=[ScheduleRange(0)],
+            comment="daily score decay (UTC)",
+        )]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note="created by the Relance worker"),
+    )
+
+
+async def _ensure(client: Client, schedule_id: str, schedule: Schedule) -> None:
     try:
-        await client.create_schedule(REENGAGEMENT_SCHEDULE_ID, schedule)
-        log.info("created schedule %r", REENGAGEMENT_SCHEDULE_ID)
+        await client.create_schedule(schedule_id, schedule)
+        log.info("created schedule %r", schedule_id)
     except ScheduleAlreadyRunningError:
         def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
             return ScheduleUpdate(schedule=schedule)
 
-        await client.get_schedule_handle(REENGAGEMENT_SCHEDULE_ID).update(update)
-        log.info("updated schedule %r", REENGAGEMENT_SCHEDULE_ID)
+        await client.get_schedule_handle(schedule_id).update(update)
+        log.info("updated schedule %r", schedule_id)
+
+
+async def ensure_reengagement_schedule(client: Client, settings: Settings) -> None:
+    """Create the daily sweep's schedule, or bring the existing one to the current settings."""
+    await _ensure(client, REENGAGEMENT_SCHEDULE_ID, reengagement_schedule(settings))
+
+
+async def ensure_score_decay_schedule(client: Client, settings: Settings) -> None:
+    """Create the daily score decay's schedule, or bring the existing one to the current settings."""
+    await _ensure(client, SCORE_DECAY_SCHEDULE_ID, score_decay_schedule(settings))

@@ -163,11 +163,31 @@ class Settings(BaseSettings):
         window.check()
         return window
 
-    # Scoring
+
+    # Scoring (relance/scoring.py): points per event, page and fit rule, and the decay, in a YAML
+    # file checked at worker and API start.
+    scoring_rules_file: Path = Path(__file__).resolve().parent.parent / "config" / "scoring.yaml"
     score_mql_threshold: int = Field(default=50, description="A lead at or above this score is a marketing-qualified lead")
-    score_email_clicked: int = Field(default=5, description="Points for a click in a journey email")
-    score_purchase: int = Field(default=25, description="Points for a purchase")
-    score_reengaged: int = Field(default=10, description="Points when an inactive lead comes back during re-engagement")
+    # Segments: hot at or above segment_hot_score, warm at or above segment_warm_score, else cold.
+    segment_hot_score: int = 50
+    segment_warm_score: int = 20
+    # The daily decay job (a Temporal Schedule, UTC), created or updated at worker start.
+    score_decay_schedule_hour: int = Field(default=5, ge=0, le=23)
+    score_decay_schedule_minute: int = Field(default=30, ge=0, le=59)
+    score_decay_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # MQL notification (relance/mql.py): on each crossing of the threshold, a POST of a JSON body
+    # signed with HMAC-SHA256 (header X-Relance-Signature: sha256=<hex>) to the CRM, and/or an
+    # internal email to the sales address. Empty: that channel is off.
+    mql_webhook_url: str = ""
+    mql_webhook_secret: str = ""  # empty: signed with secret_key
+    mql_notify_email: str = ""
+    mql_retry_max_attempts: int = Field(default=8, ge=1, le=100)
+    mql_retry_base_seconds: float = Field(default=5.0, gt=0)
+
+    def scoring_rules(self):  # -> relance.scoring.ScoringRules (re-read when the file changes)
+        from relance.scoring import rules_from
+
+        return rules_from(self.scoring_rules_file)
 
     @property
     def sqlite_path(self) -> Path | None:

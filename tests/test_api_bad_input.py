@@ -201,3 +201,48 @@ async def test_bad_erasure_and_audit_input_is_refused_and_erases_nothing(live: L
     assert (await live.http.get("/audit", params={"limit": "many"})).status_code == 422
     assert counts(live) == before
     assert (await live.http.get(f"/leads/{lead['id']}")).status_code == 200
+
+
+def list_rows(live: LiveStack) -> int:
+    from relance.models import ListMember
+
+    with Session(live.engine) as session:
+        return session.exec(select(func.count()).select_from(ListMember)).one()
+
+
+@pytest.mark.parametrize("path,body,code", [
+    ("/lists/good-name/members", {}, 422),
+    ("/lists/good-name/members", {"lead_ids": "abc"}, 422),
+    ("/lists/good-name/members", {"lead_ids": []}, 422),
+    ("/lists/good-name/members", {"lead_ids": ["x" * 33]}, 422),
+    ("/lists/good-name/members", {"lead_ids": [uuid.uuid4().hex]}, 404),
+    ("/lists/good-name/members", {"lead_ids": [uuid.uuid4().hex], "extra": 1}, 422),
+    ("/lists/Bad%20Name/members", {"lead_ids": [uuid.uuid4().hex]}, 422),
+])
+async def test_bad_list_changes_are_refused_and_add_nobody(live: LiveStack, path: str, body: dict, code: int):
+    before = list_rows(live)
+    response = await live.http.post(path, json=body)
+    assert response.status_code == code, response.text
+    assert response.json()["detail"]
+    assert list_rows(live) == before
+
+
+@pytest.mark.parametrize("params", [{"segment": "tepid"}, {"stage": "prospect"}, {"limit": 0}, {"limit": 501},
+                                    {"after": "x" * 33}])
+async def test_bad_lead_listing_query_is_422(live: LiveStack, params: dict):
+    response = await live.http.get("/leads", params=params)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"][0] == "query"
+
+
+@pytest.mark.parametrize("files,params", [
+    ({"file": ("x.csv", b"first_name\nAna\n", "text/csv")}, {}),
+    ({"file": ("x.csv", b"email,colour\na@example.com,red\n", "text/csv")}, {}),
+    ({"file": ("x.csv", b"email\na@example.com\n", "text/csv")}, {"list": "Bad Name"}),
+    ({"other": ("x.csv", b"email\na@example.com\n", "text/csv")}, {}),
+])
+async def test_bad_imports_are_refused_and_import_nothing(live: LiveStack, files: dict, params: dict):
+    before = counts(live)
+    response = await live.http.post("/leads/import", files=files, params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"]
+    assert counts(live) == before

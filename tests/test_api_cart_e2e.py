@@ -72,7 +72,8 @@ async def test_first_purchase_gets_a_promo_then_a_repeat_joins_the_loyal_list(li
     assert {"name": "loyal-customers", "members": len(members)} in (await live.http.get("/lists")).json()
     assert len(live.sink.mails_to(email)) == 1  # one thank-you, however often the shop retried
     lead = (await live.http.get(f"/leads/{lead_id}")).json()
-    assert lead["score"] == 2 * live.settings.score_purchase
+    rules = live.settings.scoring_rules().events  # the sign-up form counts too
+    assert lead["score"] == rules["form_submitted"] + 2 * rules["purchase"]
 
 
 def counts(live: LiveStack) -> tuple[int, int]:

@@ -71,7 +71,7 @@ async def test_a_sweep_by_hand_enrolls_the_inactive_lead_and_a_visit_ends_it_as_
     assert result["outcome"] == "re_engaged" and result["reaction"] == "page_view"
 
     lead = (await live.http.get(f"/leads/{lead_id}")).json()
-    assert lead["score"] == live.settings.score_reengaged and lead["reengagement_status"] == "re_engaged"
+    assert lead["score"] == sum(live.settings.scoring_rules().events[e] for e in ("form_submitted", "reengaged")) and lead["reengagement_status"] == "re_engaged"
     assert utcnow() - timedelta(minutes=1) < datetime.fromisoformat(lead["last_activity_at"])
 
 

@@ -75,6 +75,17 @@ async def test_enroll_over_http_then_the_pixel_hit_advances_the_journey(live: Li
     [message] = (await live.http.get(f"/leads/{lead_id}/messages")).json()
     assert message["status"] == "sent" and message["opened_at"] is not None
 
+    # The open scores email_opened once per message (config/scoring.yaml), a second hit nothing more.
+    rules = live.settings.scoring_rules().events
+    assert (await live.public.get(pixel)).status_code == 200
+    for _ in range(100):
+        lead = (await live.http.get(f"/leads/{lead_id}")).json()
+        if lead["score"] == rules["form_submitted"] + rules["email_opened"]:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # the second hit is delivered by now too
+    assert (await live.http.get(f"/leads/{lead_id}")).json()["score"] == rules["form_submitted"] + rules["email_opened"]
+
     # The Temporal UI finds the journey by its search attributes.
     found = [wf.id async for wf in live.temporal.list_workflows(f'Journey = "welcome" AND LeadId = "{lead_id}"')]
     assert found == [f"welcome-{lead_id}"]
@@ -90,9 +101,10 @@ async def test_a_click_redirects_to_the_signed_destination_and_raises_the_score(
     assert response.headers["location"] == "https://example.com/guides/first-journey"
 
     state = await journey_when(live, lead_id, lambda s: s["status"] == "COMPLETED")
-    assert state["result"]["outcome"] == "clicked" and state["score"] == live.settings.score_email_clicked
+    rules = live.settings.scoring_rules().events  # the sign-up form, then the click
+    assert state["result"]["outcome"] == "clicked" and state["score"] == rules["form_submitted"] + rules["email_clicked"]
     lead = (await live.http.get(f"/leads/{lead_id}")).json()
-    assert lead["score"] == live.settings.score_email_clicked and lead["last_activity_at"] is not None
+    assert lead["score"] == rules["form_submitted"] + rules["email_clicked"] and lead["last_activity_at"] is not None
 
 
 async def test_tampered_or_forged_tokens_signal_nothing_and_redirect_nowhere(live: LiveStack):

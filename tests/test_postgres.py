@@ -96,7 +96,7 @@ async def test_a_welcome_journey_runs_on_postgres(postgres_url, time_skipping_en
             status = await handle.query(WelcomeJourney.status)
         await handle.signal(CLICKED, TrackingSignal(status.messages[0].message_id, "https://example.com/guides"))
         result = await handle.result()
-    assert result.outcome == "clicked" and result.score == settings.score_email_clicked
+    assert result.outcome == "clicked" and result.score == settings.scoring_rules().events["email_clicked"]
     with Session(engine) as session:
         assert len(session.exec(select(ScoreEvent).where(ScoreEvent.lead_id == lead.id)).all()) == 1
 
@@ -146,8 +146,8 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
 
     from api import privacy
     from relance.erasure import erase_lead, lead_columns, tables_to_erase
-    from relance.models import (Cart, Event, ListMember, Message, Order, PromoCode, Registration, SuppressionEntry,
-                                FrequencyLock, SalesTask, TrackingEvent, utcnow)
+    from relance.models import (Cart, Event, FrequencyLock, ListMember, Message, MqlNotification, Order, PromoCode,
+                                Registration, SalesTask, SuppressionEntry, TrackingEvent, utcnow)
     from relance.suppression import email_hash
     from sqlalchemy import func, select as sa_select
 
@@ -172,6 +172,7 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
             SalesTask(task_key=f"nurture-{lead.id}:download", lead_id=lead.id, workflow_id=f"nurture-{lead.id}",
                       reason="downloaded the white paper", due_at=utcnow() + timedelta(days=2)),
             FrequencyLock(lead_id=lead.id, channel="email", version=1),
+            MqlNotification(lead_id=lead.id, score=55, threshold=50, reason="clicked"),
         ])
         session.commit()
         lead_id, event_id = lead.id, event.id

@@ -74,12 +74,12 @@ async def test_a_click_after_email_2_means_re_engaged_points_and_no_email_3(
 
     assert result.outcome == "re_engaged" and result.reaction == "clicked"
     assert [m.template for m in result.messages] == ["reengage_best_of", "reengage_preferences"]
-    assert result.score == settings.score_reengaged
+    assert result.score == settings.scoring_rules().events["reengaged"]
     await asyncio.sleep(0.2)
     assert [m.subject for m in sink.mails_to(lead.email)] == SUBJECTS[:2]
     with Session(engine) as session:
         row = session.get(Lead, lead.id)
-        assert row.reengagement_status == "re_engaged" and row.score == settings.score_reengaged
+        assert row.reengagement_status == "re_engaged" and row.score == settings.scoring_rules().events["reengaged"]
         [event] = session.exec(select(ScoreEvent).where(ScoreEvent.lead_id == lead.id)).all()
         assert event.event == "reengaged" and "clicked" in event.reason
         assert latest_consent(session, lead.id, "email").status == "granted"

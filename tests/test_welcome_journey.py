@@ -97,11 +97,11 @@ async def test_click_raises_the_score_once_per_message(client, settings, worker,
     result = await handle.result()
 
     assert result.outcome == "clicked" and result.relanced_by is None
-    assert result.score == settings.score_email_clicked
+    assert result.score == settings.scoring_rules().events["email_clicked"]
     with Session(engine) as session:
-        assert session.get(Lead, lead.id).score == settings.score_email_clicked
+        assert session.get(Lead, lead.id).score == settings.scoring_rules().events["email_clicked"]
         [event] = session.exec(select(ScoreEvent).where(ScoreEvent.lead_id == lead.id)).all()
-        assert event.points == settings.score_email_clicked and "welcome" in event.reason
+        assert event.points == settings.scoring_rules().events["email_clicked"] and "welcome" in event.reason
 
 
 async def test_no_consent_means_nothing_is_sent(client, settings, worker, sink, make_lead, engine):

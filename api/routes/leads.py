@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 from temporalio.service import RPCError
 
-from api import crud, privacy
+from api import crud, imports, privacy
 from api.deps import ActorDep, DatabaseDep, SessionDep, SettingsDep, TemporalDep, require_api_key
 from api.journeys import enroll, journey_status
-from api.schemas import (ConsentPublic, EnrollmentPublic, ErasurePublic, JourneyName, JourneyStatusPublic, LeadCreate,
-                         LeadExport, LeadPublic, LeadSaved, MessagePublic)
+from api.schemas import (ConsentPublic, EnrollmentPublic, ErasurePublic, ImportReport, JourneyName, JourneyStatusPublic, LeadCreate,
+                         LeadExport, LeadPage, LeadPublic, LeadSaved, MessagePublic)
 from relance import audit
 from relance.erasure import erase_lead
+from relance.lists import LIST_NAME
 from relance.lead_activity import act_on
 from relance.models import Message, as_utc, utcnow
 
@@ -34,7 +36,7 @@ async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: Set
     """A form submission. Deduplicates by normalised email; records the consent evidence;
     optionally enrolls the lead in journeys (`"journeys": ["welcome"]`)."""
     lead, created = await db.run(crud.save_sign_up, data=data, default_phone_region=settings.default_phone_region,
-                                 suppression_key=settings.secret_key)
+                                 suppression_key=settings.secret_key, settings=settings)
     if not created:
         response.status_code = status.HTTP_200_OK
         try:  # a known lead filling a form is active: a re-engagement journey ends, a premium offer may be due
@@ -52,10 +54,43 @@ async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: Set
     return LeadSaved(lead=lead, created=created, enrollments=enrollments)
 
 
+@router.post("/import", response_model=ImportReport,
+             responses={413: {"description": "The file is too big"}, 422: {"description": "Not a CSV file we can read"}})
+async def import_csv(db: DatabaseDep, settings: SettingsDep,
+                     file: UploadFile = File(description="CSV, UTF-8, with a header line: email, first_name, phone, "
+                                                         "country, consent, source_url, consented_at, wording_version, ip"),
+                     list: str | None = Query(default=None, pattern=LIST_NAME,
+                                              description="Also put every imported lead on this list")) -> ImportReport:
+    """Import leads from a CSV file with their consent evidence, deduplicated by normalised
+    email. Each row is all or nothing; the report says how many were created and updated, and
+    which lines were rejected and why. An address on the suppression list is refused."""
+    raw = await file.read(imports.MAX_BYTES + 1)
+    return await db.run(imports.import_leads, settings=settings, raw=raw, list_name=list)
+
+
+@router.get("", response_model=LeadPage)
+def list_leads(session: SessionDep, settings: SettingsDep, actor: ActorDep,
+               segment: Literal["hot", "warm", "cold"] | None = Query(default=None, description="hot | warm | cold"),
+               stage: Literal["subscriber", "lead", "mql", "sql", "customer"] | None = Query(default=None),
+               limit: int = Query(default=50, ge=1, le=500),
+               after: str | None = Query(default=None, max_length=32, description="The `next` of the previous page"),
+               ) -> LeadPage:
+    """Leads by id, a page at a time, filtered by segment and lifecycle stage
+    (`GET /leads?segment=hot&stage=mql`). Both are derived from the data at each request.
+    Each lead listed is a read in the audit log (``lead.list``)."""
+    leads, next_cursor = crud.list_leads(session=session, settings=settings, segment=segment, stage=stage,
+                                         limit=limit, after=after)
+    for lead in leads:
+        audit.record(session, actor=actor, action=audit.LIST, lead_id=lead.id, detail={"segment": segment, "stage": stage})
+    session.commit()
+    return LeadPage(leads=leads, next=next_cursor)
+
+
 @router.get("/{lead_id}", response_model=LeadPublic)
-def read_lead(lead_id: str, session: SessionDep, actor: ActorDep) -> LeadPublic:
-    """The lead's profile, score and current consents (the read is written to the audit log)."""
-    lead = crud.read_lead_public(session=session, lead_id=lead_id)
+def read_lead(lead_id: str, session: SessionDep, settings: SettingsDep, actor: ActorDep) -> LeadPublic:
+    """The lead's profile, score, segment, lifecycle stage and current consents (the read is
+    written to the audit log)."""
+    lead = crud.read_lead_public(session=session, lead_id=lead_id, settings=settings)
     privacy.record_read(session=session, lead_id=lead_id, actor=actor)
     return lead
 
@@ -127,7 +162,7 @@ def read_lead_messages(lead_id: str, session: SessionDep, actor: ActorDep) -> li
                                              "enrollment rule refuses it (excluded, too many journeys at once)"}})
 async def enroll_lead(lead_id: str, journey: JourneyName, db: DatabaseDep, settings: SettingsDep,
                       temporal: TemporalDep):
-    lead = await db.run(crud.read_lead_public, lead_id=lead_id)
+    lead = await db.run(crud.read_lead_public, lead_id=lead_id, settings=settings)
     try:
         enrollment = await enroll(temporal, settings, lead_id=lead.id, score=lead.score, journey=journey, db=db)
     except RPCError as err:

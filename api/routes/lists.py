@@ -1,15 +1,29 @@
-"""Lists are data: who is on which list ("loyal-customers", ...), and why."""
+"""Lists are data: who is on which list ("loyal-customers", ...), and why.
+
+    GET    /lists                          the lists and how many members each
+    GET    /lists/{name}/members           the members, oldest first
+    POST   /lists/{name}/members           {"lead_ids": [...], "reason": "..."}: all or nothing
+    DELETE /lists/{name}/members/{lead_id}
+
+Journeys use the ``change_list_membership`` activity (activities/lists.py). A list exists
+while it has members.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, status
-from sqlmodel import col, func, select
+from typing import Annotated
 
-from api.deps import SessionDep, require_api_key
-from api.schemas import ListMemberPublic, ListPublic
+from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
+from sqlmodel import Session, col, func, select
+
+from api.deps import DatabaseDep, SessionDep, require_api_key
+from api.schemas import ListMemberPublic, ListMembersAdd, ListMembersAdded, ListPublic
+from relance.lists import LIST_NAME, add_member, remove_member
 from relance.models import Lead, ListMember, as_utc
 
 router = APIRouter(prefix="/lists", tags=["lists"], dependencies=[Depends(require_api_key)])
+
+ListName = Annotated[str, Path(pattern=LIST_NAME, description="a-z, 0-9, _ . - (64 at most)")]
 
 
 @router.get("", response_model=list[ListPublic])
@@ -27,3 +41,36 @@ def read_list_members(name: str, session: SessionDep) -> list[ListMemberPublic]:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no list named {name!r} (a list exists once it has members)")
     return [ListMemberPublic(lead_id=m.lead_id, email=email, reason=m.reason, added_at=as_utc(m.added_at))
             for m, email in rows]
+
+
+def add_members(*, session: Session, name: str, body: ListMembersAdd) -> ListMembersAdded:
+    lead_ids = list(dict.fromkeys(body.lead_ids))
+    known = set(session.exec(select(Lead.id).where(col(Lead.id).in_(lead_ids))).all())
+    unknown = [lead_id for lead_id in lead_ids if lead_id not in known]
+    if unknown:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead with id {', '.join(unknown[:10])}"
+                                                       f"{' ...' if len(unknown) > 10 else ''}; nobody was added")
+    added = sum(add_member(session, list_name=name, lead_id=lead_id, reason=body.reason) for lead_id in lead_ids)
+    session.commit()
+    return ListMembersAdded(list=name, added=added, already=len(lead_ids) - added)
+
+
+@router.post("/{name}/members", response_model=ListMembersAdded,
+             responses={404: {"description": "A lead id is unknown: nobody was added"}})
+async def post_list_members(name: ListName, body: ListMembersAdd, db: DatabaseDep) -> ListMembersAdded:
+    """Put leads on the list (created with its first member). Leads already on it are counted
+    in ``already`` and keep their first reason."""
+    return await db.run(add_members, name=name, body=body)
+
+
+def delete_member(*, session: Session, name: str, lead_id: str) -> None:
+    if not remove_member(session, list_name=name, lead_id=lead_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"lead {lead_id} is not on the list {name!r}")
+    session.commit()
+
+
+@router.delete("/{name}/members/{lead_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses={404: {"description": "The lead is not on the list"}})
+async def delete_list_member(name: ListName, lead_id: str, db: DatabaseDep) -> Response:
+    await db.run(delete_member, name=name, lead_id=lead_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -38,7 +38,8 @@ async def track(event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, tem
             detail = (f"cart {event.cart.id} stored ({items} items)" if workflow_id
                       else f"cart {event.cart.id} is empty and no cart journey is running")
         elif isinstance(event, PageView):
-            await db.run(crud.save_page_view, lead_id=event.lead, url=str(event.url), category=event.category)
+            await db.run(crud.save_page_view, lead_id=event.lead, url=str(event.url), category=event.category,
+                         settings=settings)
             workflow_id, detail = None, "page view recorded"
             if event.category:  # browse abandonment: the lead's journey counts views per category
                 workflow_id = await page_viewed(temporal, settings, lead_id=event.lead, category=event.category)

@@ -1,0 +1,160 @@
+"""CSV import of leads (``POST /leads/import``), with consent evidence, one row at a time.
+
+Columns (a header line is required; order free; names case-insensitive):
+
+    email            required; the deduplication key (normalised as sign-ups are)
+    first_name, phone, country       optional, as in ``POST /leads``
+    consent          channels granted, separated by ``;`` or ``|`` (``email``, ``sms``, ``email;sms``);
+                     empty: no consent recorded (the lead is a subscriber-to-be, not contacted)
+    source_url, consented_at, wording_version, ip
+                     the consent's evidence, kept in the ledger: ``source_url`` and
+                     ``consented_at`` (ISO 8601, not in the future) are required with a consent
+
+Each row is all or nothing: a bad row is reported with its line number and why, and writes
+nothing; the good rows are saved. An address on the suppression list (erased, or unsubscribed)
+is refused: an import never re-subscribes anyone. A consent older than the lead's latest
+withdrawal on that channel is refused too. A malformed file (not UTF-8 CSV, no ``email``
+column, unknown columns, too big) is refused whole with a 4xx and writes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timezone
+
+from fastapi import HTTPException, status
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from api import crud
+from api.schemas import ImportRejection, ImportReport, LeadCreate
+from relance.consent import latest_consent
+from relance.lists import add_member
+from relance.models import Lead, as_utc, utcnow
+from relance.settings import Settings
+from relance.suppression import suppression_of
+
+COLUMNS = ("email", "first_name", "phone", "country", "consent", "source_url", "consented_at", "wording_version", "ip")
+MAX_BYTES = 10 * 1024 * 1024
+MAX_ROWS = 50_000
+
+
+def parse_csv(raw: bytes) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header and the rows (with their line numbers). Raises 4xx for a malformed file."""
+    def bad(msg: str) -> HTTPException:
+        return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"malformed CSV file: {msg}; nothing was imported")
+
+    if len(raw) > MAX_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"the file is larger than {MAX_BYTES // 2**20} MB; split it")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise bad(f"not UTF-8 text (byte {err.start})") from None
+    if "\x00" in text:
+        raise bad("binary content")
+    try:
+        dialect = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise bad("the file is empty") from None
+    except csv.Error as err:
+        raise bad(str(err)) from None
+    if "email" not in header:
+        raise bad(f"no `email` column in the header (columns: {', '.join(COLUMNS)})")
+    unknown = [h for h in header if h not in COLUMNS]
+    if unknown:
+        raise bad(f"unknown columns {', '.join(repr(u) for u in unknown)} (known: {', '.join(COLUMNS)})")
+    if len(set(header)) != len(header):
+        raise bad("a column appears twice in the header")
+    rows = []
+    try:
+        for fields in reader:
+            if not any(f.strip() for f in fields):
+                continue
+            if len(rows) >= MAX_ROWS:
+                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"more than {MAX_ROWS} rows; split the file")
+            rows.append((reader.line_num, fields))
+    except csv.Error as err:
+        raise bad(f"line {reader.line_num}: {err}") from None
+    return header, [(line, {h: v.strip() for h, v in zip(header, fields)} | ({"__extra__": "1"} if len(fields) > len(header) else {}))
+                    for line, fields in rows]
+
+
+def _reason(err: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'][-1:]) or 'row'}: {e['msg']}" for e in err.errors())
+
+
+def import_row(session: Session, settings: Settings, row: dict[str, str], list_name: str | None) -> bool:
+    """One row, in its own transaction. Returns created; raises ValueError(reason) to reject it."""
+    if "__extra__" in row:
+        raise ValueError("more fields than the header has columns")
+    channels = [c.strip().lower() for c in row.get("consent", "").replace("|", ";").split(";") if c.strip()]
+    if any(c not in ("email", "sms") for c in channels):
+        raise ValueError(f"consent: {row['consent']!r} is not email, sms or email;sms")
+    consented_at = None
+    if channels:
+        if not row.get("source_url") or not row.get("consented_at"):
+            raise ValueError("a consent needs its evidence: source_url and consented_at")
+        try:
+            consented_at = datetime.fromisoformat(row["consented_at"].replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"consented_at: {row['consented_at']!r} is not an ISO 8601 date") from None
+        if consented_at.tzinfo is None:
+            consented_at = consented_at.replace(tzinfo=timezone.utc)
+        consented_at = consented_at.astimezone(timezone.utc)
+        if consented_at > utcnow():
+            raise ValueError("consented_at is in the future")
+    fields = {k: row[k] for k in ("first_name", "phone", "country") if row.get(k)}
+    evidence = {k: row[k] for k in ("source_url", "wording_version", "ip") if row.get(k)}
+    try:
+        data = LeadCreate(email=row.get("email", ""), consents=[{"channel": c, **evidence} for c in channels], **fields)
+    except ValidationError as err:
+        raise ValueError(_reason(err)) from None
+    entry = suppression_of(session, settings.secret_key, data.email) if settings.secret_key else None
+    if entry is not None:
+        raise ValueError("the address is on the suppression list (erased at the person's request)" if entry.reason == "erased"
+                         else f"the address is on the suppression list ({entry.reason}): an import does not re-subscribe")
+    existing = crud.get_lead_by_email(session=session, email=data.email)
+    if existing is not None:
+        for channel in channels:
+            latest = latest_consent(session, existing.id, channel)
+            if latest is not None and latest.status == "withdrawn" and as_utc(latest.recorded_at) > consented_at:
+                raise ValueError(f"{channel} consent: the lead withdrew it on {as_utc(latest.recorded_at):%Y-%m-%d}, "
+                                 f"after the imported consent")
+    try:
+        lead, created = crud.upsert_lead(session=session, data=data, default_phone_region=settings.default_phone_region,
+                                         suppression_key=settings.secret_key, settings=settings, form=False,
+                                         consented_at=consented_at)
+    except HTTPException as err:  # phone, suppression (raised before anything is written)
+        session.rollback()
+        detail = err.detail if isinstance(err.detail, str) else "; ".join(d.get("msg", "") for d in err.detail)
+        raise ValueError(detail) from None
+    if list_name:
+        add_member(session, list_name=list_name, lead_id=lead.id, reason="imported from a CSV file")
+        session.commit()
+    return created
+
+
+def import_leads(*, session: Session, settings: Settings, raw: bytes, list_name: str | None) -> ImportReport:
+    _, rows = parse_csv(raw)
+    report = ImportReport(created=0, updated=0, rejected=[])
+    for line, row in rows:
+        try:
+            created = import_row(session, settings, row, list_name)
+        except ValueError as err:
+            session.rollback()
+            report.rejected.append(ImportRejection(line=line, email=row.get("email") or None, reason=str(err)))
+            continue
+        except Exception:
+            session.rollback()
+            raise
+        if created:
+            report.created += 1
+        else:
+            report.updated += 1
+    return report

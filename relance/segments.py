@@ -1,0 +1,42 @@
+"""Segments (hot / warm / cold) and lifecycle stages, derived from the data, never stored.
+
+    segment   hot: score >= segment_hot_score; warm: score >= segment_warm_score; cold: below
+    stage     customer   an order
+              sql        a sales task open (or escalated), or one closed with a meeting booked
+              mql        score >= score_mql_threshold
+              lead       a form submitted (a sign-up through POST /leads)
+              subscriber none of these (e.g. imported with consent only)
+
+The first that holds wins, top to bottom. Derived in SQL (one CASE expression each), so
+``GET /leads?segment=hot&stage=mql`` filters in the database, and a change of thresholds
+applies at once, to every lead, with no migration of stored values.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sqlalchemy import and_, case, exists, or_, select
+from sqlmodel import col
+
+from relance.models import Lead, LeadActivity, Order, SalesTask
+from relance.settings import Settings
+
+Segment = Literal["hot", "warm", "cold"]
+Stage = Literal["subscriber", "lead", "mql", "sql", "customer"]
+STAGES: tuple[str, ...] = ("subscriber", "lead", "mql", "sql", "customer")
+
+
+def segment_expr(settings: Settings):
+    return case((col(Lead.score) >= settings.segment_hot_score, "hot"),
+                (col(Lead.score) >= settings.segment_warm_score, "warm"), else_="cold")
+
+
+def stage_expr(settings: Settings):
+    has_order = exists(select(Order.id).where(col(Order.lead_id) == col(Lead.id)))
+    with_sales = exists(select(SalesTask.id).where(col(SalesTask.lead_id) == col(Lead.id), or_(
+        col(SalesTask.status).in_(("open", "escalated")), col(SalesTask.outcome) == "meeting_booked")))
+    has_form = exists(select(LeadActivity.id).where(and_(col(LeadActivity.lead_id) == col(Lead.id),
+                                                         col(LeadActivity.kind) == "form")))
+    return case((has_order, "customer"), (with_sales, "sql"),
+                (col(Lead.score) >= settings.score_mql_threshold, "mql"), (has_form, "lead"), else_="subscriber")
