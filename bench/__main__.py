@@ -47,11 +47,12 @@ async def main() -> None:
         say(f"== {name} ==")
         async with AsyncExitStack() as exit_stack:  # a fresh stack each: one benchmark's leftovers never load another
             stack = await open_stack(exit_stack, task_queue=f"bench-{name}")
-            rows += await BENCHMARKS[name].run(stack, args)
+            done = await BENCHMARKS[name].run(stack, args)
+        rows += done
+        if not args.no_record:  # each benchmark's rows as soon as it ends: a long run cut short keeps them
+            record(done)
+            say(f"{name}: recorded in {RESULTS}")
     print_summary(rows)
-    if not args.no_record:
-        record(rows)
-        say(f"recorded in {RESULTS}")
 
 
 if __name__ == "__main__":

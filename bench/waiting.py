@@ -31,7 +31,7 @@ def seed_leads(stack: Stack, n: int) -> list[str]:
 
 
 async def parked(stack: Stack) -> int:
-    query = 'Journey = "welcome" AND Step = "waiting_for_open" AND ExecutionStatus = "Running"'
+    query = 'WorkflowType = "WelcomeJourney" AND Step = "waiting_for_open" AND ExecutionStatus = "Running"'
     return (await stack.client.count_workflows(query)).count
 
 

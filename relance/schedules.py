@@ -28,47 +28,37 @@ def sweep_input(settings: Settings, *, inactive_days: float | None = None) -> Sw
                       batch_size=settings.reengagement_batch_size)
 
 
-def reengagement_schedule(settings: Settings) -> Schedule:
+def _daily(run, input, *, schedule_id: str, settings: Settings, hour: int, minute: int, what: str,
+           paused_because: str = "") -> Schedule:
+    """A workflow started every day at hour:minute UTC; a run still going is not doubled by the next."""
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            ReEngagementSweep.run,
-            sweep_input(settings),
-            id=REENGAGEMENT_SCHEDULE_ID,  # Temporal appends the scheduled time
+            run, input,
+            id=schedule_id,  # Temporal appends the scheduled time
             task_queue=settings.temporal_task_queue,
-            static_summary="daily re-engagement sweep",
+            static_summary=what,
         ),
         spec=ScheduleSpec(calendars=[ScheduleCalendarSpec(
-            hour=[ScheduleRange(settings.reengagement_schedule_hour)],
-            minute=[ScheduleRange(settings.reengagement_schedule_minute)],
-            second=[ScheduleRange(0)],
-            comment="daily re-engagement sweep (UTC)",
+            hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)], second=[ScheduleRange(0)],
+            comment=f"{what} (UTC)",
         )]),
-        # A sweep still running (a huge base) is not doubled by the next day's.
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(paused=not settings.reengagement_schedule_enabled,
-                            note="RELANCE_REENGAGEMENT_SCHEDULE_ENABLED is false" if not settings.reengagement_schedule_enabled
-                            else "created by the Relance worker"),
+        state=ScheduleState(paused=bool(paused_because), note=paused_because or "created by the Relance worker"),
     )
+
+
+def reengagement_schedule(settings: Settings) -> Schedule:
+    return _daily(ReEngagementSweep.run, sweep_input(settings), schedule_id=REENGAGEMENT_SCHEDULE_ID,
+                  settings=settings, hour=settings.reengagement_schedule_hour,
+                  minute=settings.reengagement_schedule_minute, what="daily re-engagement sweep",
+                  paused_because="" if settings.reengagement_schedule_enabled
+                  else "RELANCE_REENGAGEMENT_SCHEDULE_ENABLED is false")
 
 
 def score_decay_schedule(settings: Settings) -> Schedule:
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            ScoreDecaySweep.run,
-            DecayInput(batch_size=settings.score_decay_batch_size),
-            id=SCORE_DECAY_SCHEDULE_ID,  # Temporal appends the scheduled time
-            task_queue=settings.temporal_task_queue,
-            static_summary="daily score decay",
-        ),
-        spec=ScheduleSpec(calendars=[ScheduleCalendarSpec(
-            hour=[ScheduleRange(settings.score_decay_schedule_hour)],
-            minute=[ScheduleRange(settings.score_decay_schedule_minute)],
-            second=[ScheduleRange(0)],
-            comment="daily score decay (UTC)",
-        )]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(note="created by the Relance worker"),
-    )
+    return _daily(ScoreDecaySweep.run, DecayInput(batch_size=settings.score_decay_batch_size),
+                  schedule_id=SCORE_DECAY_SCHEDULE_ID, settings=settings, hour=settings.score_decay_schedule_hour,
+                  minute=settings.score_decay_schedule_minute, what="daily score decay")
 
 
 async def _ensure(client: Client, schedule_id: str, schedule: Schedule) -> None:
