@@ -22,16 +22,8 @@ from tests.test_api_events_e2e import new_event
 from tests.test_api_welcome_e2e import enroll, journey_when, links, sign_up_body
 
 
-async def a_lead_with_everything(live: LiveStack) -> tuple[str, str, object]:
-    """A lead with a row in every table that can hold one, and journeys running and closed."""
-    lead_id, email = await enroll(live)  # welcome journey, consent ledger
-    [mail] = await live.sink.wait_for_mail(to=email)
-    await journey_when(live, lead_id, lambda s: s["step"] == "waiting_for_open")
-    [click, *_] = links(mail.html, "c")
-    assert (await live.public.get(click)).status_code == 302  # tracking event, then a score event
-    await journey_when(live, lead_id, lambda s: s["status"] == "COMPLETED")
-
-    # Nurturing (before any purchase: customers are not nurtured): a download hands the lead to a sales rep (a sales task).
+async def hand_to_sales(live: LiveStack, lead_id: str) -> None:
+    """Nurturing, then a white-paper download: the lead is handed to a sales rep (a sales task)."""
     assert (await live.http.post(f"/leads/{lead_id}/journeys/nurturing")).status_code == 201
     download = {"type": "asset_downloaded", "lead": lead_id, "asset": "white-paper"}
     assert (await live.http.post("/events/track", json=download)).status_code == 202
@@ -41,6 +33,18 @@ async def a_lead_with_everything(live: LiveStack) -> tuple[str, str, object]:
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("no sales task was created for the download")
+
+
+async def a_lead_with_everything(live: LiveStack) -> tuple[str, str, object]:
+    """A lead with a row in every table that can hold one, and journeys running and closed."""
+    lead_id, email = await enroll(live)  # welcome journey, consent ledger
+    [mail] = await live.sink.wait_for_mail(to=email)
+    await journey_when(live, lead_id, lambda s: s["step"] == "waiting_for_open")
+    [click, *_] = links(mail.html, "c")
+    assert (await live.public.get(click)).status_code == 302  # tracking event, then a score event
+    await journey_when(live, lead_id, lambda s: s["status"] == "COMPLETED")
+
+    await hand_to_sales(live, lead_id)  # before any purchase: customers are not nurtured
     event = await new_event(live)
     registered = await live.http.post(f"/events/{event['id']}/registrations", json={"lead_id": lead_id})
     assert registered.status_code == 201, registered.text
@@ -197,16 +201,6 @@ async def test_an_unsubscribe_stops_every_journey_of_the_lead_and_suppresses_the
 
     lead_id, email = await enroll(live)
     [welcome] = await live.sink.wait_for_mail(to=email)
-    # Nurturing (before any purchase: customers are not nurtured): a download hands the lead to a sales rep (a sales task).
-    assert (await live.http.post(f"/leads/{lead_id}/journeys/nurturing")).status_code == 201
-    download = {"type": "asset_downloaded", "lead": lead_id, "asset": "white-paper"}
-    assert (await live.http.post("/events/track", json=download)).status_code == 202
-    for _ in range(200):
-        if (await live.http.get("/tasks", params={"lead": lead_id})).json():
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("no sales task was created for the download")
     event = await new_event(live)
     assert (await live.http.post(f"/events/{event['id']}/registrations", json={"lead_id": lead_id})).status_code == 201
     assert (await live.http.post("/events/track", json=cart_event(lead_id, "c-" + uuid.uuid4().hex[:8]))).status_code == 202
