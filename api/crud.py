@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
-from relance.consent import CHANNELS, latest_consent
+from relance.consent import current_consents
 from relance.lead_activity import FollowUp, follow_ups, note_activity
-from relance.models import Cart, Consent, Lead, Order, as_utc, utcnow
+from relance.models import Cart, Consent, Lead, LeadActivity, Order, as_utc, utcnow
 from relance.scoring import score_fit, score_form, score_page_view
 from relance.segments import segment_expr, stage_expr
 from relance.settings import Settings, get_settings
@@ -70,12 +70,12 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
     if phone:
         lead.phone = phone
     lead.updated_at = now
-    if form:  # an import is not a sign-up
-        lead.last_signup_at = now
+    if form:  # an import is not a sign-up; a sign-up is the lead's activity (note_activity, in the same write)
+        lead.last_signup_at = lead.last_activity_at = now
     session.add(lead)
     session.flush()
     if form:
-        note_activity(session, lead_id=lead.id, kind="form")
+        session.add(LeadActivity(lead_id=lead.id, kind="form", at=now))
     for consent in data.consents:
         session.add(Consent(
             lead_id=lead.id, channel=consent.channel, purpose=consent.purpose,
@@ -104,13 +104,12 @@ def get_lead_or_404(*, session: Session, lead_id: str) -> Lead:
 
 
 def lead_public(*, session: Session, lead: Lead, settings: Settings | None = None) -> LeadPublic:
+    """The lead as the API shows it: its segment and stage in one query, its current consent per
+    channel in another."""
     settings = settings or get_settings()
     segment, stage = session.execute(sa_select(segment_expr(settings), stage_expr(settings))
                                      .where(col(Lead.id) == lead.id)).one()
-    consents = {}
-    for channel in CHANNELS:
-        row = latest_consent(session, lead.id, channel)
-        consents[channel] = row.status if row else "none"
+    consents = current_consents(session, lead.id)
     return LeadPublic(
         id=lead.id, email=lead.email, first_name=lead.first_name, phone=lead.phone, locale=lead.locale,
         time_zone=lead.time_zone, country=lead.country, score=lead.score, consents=consents, created_at=as_utc(lead.created_at),

@@ -108,15 +108,19 @@ async def running_journeys(client: Client, lead_id: str) -> list[str]:
 
 
 async def enroll(client: Client, settings: Settings, *, lead_id: str, score: int, journey: str,
-                 db: Any = None) -> EnrollmentPublic:
+                 db: Any = None, new_lead: bool = False) -> EnrollmentPublic:
     """Start the journey unless an enrollment rule refuses it: an exclusion (checked with ``db``),
-    or the lead already in ``max_concurrent_journeys`` journeys."""
+    or the lead already in ``max_concurrent_journeys`` journeys.
+
+    ``new_lead``: the lead was created by this very request, so it is in no journey yet and the
+    concurrent-journeys count (one describe per journey kind) is skipped: at a sign-up burst
+    those lookups cost the Temporal server more than the start itself."""
     spec = JOURNEYS[journey]
     workflow_id = spec.workflow_id(lead_id)
     reason = ""
     if db is not None and spec.exclude:
         reason = await db.run(exclusion_reason, lead_id=lead_id, rules=spec.exclude)
-    if not reason and settings.max_concurrent_journeys > 0:
+    if not reason and settings.max_concurrent_journeys > 0 and not new_lead:
         running = [w for w in await running_journeys(client, lead_id) if w != workflow_id]
         if len(running) >= settings.max_concurrent_journeys:
             reason = (f"the lead is already in {len(running)} journeys (at most {settings.max_concurrent_journeys}): "

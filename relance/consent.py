@@ -25,3 +25,17 @@ def latest_consent(session: Session, lead_id: str, channel: str, purpose: str = 
 def has_consent(session: Session, lead_id: str, channel: str, purpose: str = "marketing") -> bool:
     row = latest_consent(session, lead_id, channel, purpose)
     return row is not None and row.status == "granted"
+
+
+def current_consents(session: Session, lead_id: str, purpose: str = "marketing") -> dict[str, str]:
+    """The current state per channel (``none`` without a row), from one read of the ledger."""
+    current = dict.fromkeys(CHANNELS, "none")
+    seen: set[str] = set()
+    for channel, status in session.exec(
+            select(Consent.channel, Consent.status)
+            .where(Consent.lead_id == lead_id, Consent.purpose == purpose, col(Consent.channel).in_(CHANNELS))
+            .order_by(col(Consent.id).desc())):
+        if channel not in seen:
+            seen.add(channel)
+            current[channel] = status
+    return current

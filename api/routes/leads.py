@@ -48,7 +48,7 @@ async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: Set
     for journey in dict.fromkeys(data.journeys):
         try:
             enrollments.append(await enroll(temporal, settings, lead_id=lead.id, score=lead.score, journey=journey,
-                                            db=db))
+                                            db=db, new_lead=created))
         except RPCError as err:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{TEMPORAL_DOWN} (lead id {lead.id})") from err
     return LeadSaved(lead=lead, created=created, enrollments=enrollments)
