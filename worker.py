@@ -61,6 +61,7 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
         activities=build_activities(settings, engine),
         activity_executor=ThreadPoolExecutor(max_workers=32),
         max_concurrent_activities=32,
+        max_cached_workflows=settings.worker_max_cached_workflows,
     )
 
 

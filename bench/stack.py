@@ -49,7 +49,7 @@ def free_port() -> int:
 
 def env_for(settings: Settings) -> dict[str, str]:
     fields = ("database_url", "temporal_address", "temporal_task_queue", "smtp_host", "smtp_port", "sms_provider_url",
-              "api_key", "secret_key", "public_base_url", "payload_key_id")
+              "api_key", "secret_key", "public_base_url", "payload_key_id", "worker_max_cached_workflows")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELANCE_")}
     env.update({f"RELANCE_{f.upper()}": str(getattr(settings, f)) for f in fields})
     env["RELANCE_PAYLOAD_KEYS"] = json.dumps(settings.payload_keys)
@@ -66,6 +66,24 @@ def process_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pid_running(needle: str) -> int | None:
+    """The process whose command line contains ``needle`` (Linux)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
 @dataclass
 class Stack:
     settings: Settings
@@ -75,6 +93,11 @@ class Stack:
     workdir: Path
     api_url: str
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def server_pid(self) -> int | None:
+        """The Temporal dev server's process (found by its database file)."""
+        return pid_running(str(self.workdir / "temporal.db"))
 
     def start(self, name: str) -> subprocess.Popen:
         port = self.api_url.rsplit(":", 1)[1]

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_task_queue: str = "relance"
     temporal_ui_port: int = 8233
+    # Worker: journeys kept in memory between their steps (the SDK's sticky cache; its default,
+    # 1,000, took the worker to 450 MB). A journey out of the cache replays its short history when
+    # its next timer or signal arrives; a bigger cache saves that replay and costs ~0.3 MB a
+    # journey it holds (docs/benchmarks.md).
+    worker_max_cached_workflows: int = Field(default=200, ge=0)
 
     # API
     api_host: str = "127.0.0.1"
