@@ -69,6 +69,7 @@ JOURNEYS: dict[str, JourneySpec] = {
             relance_after_hours=s.welcome_relance_after_hours,
             relance_by_sms=s.welcome_relance_by_sms,
             engagement_window_days=s.welcome_engagement_window_days,
+            confirm_within_hours=s.double_opt_in_hours,
         ),
     ),
     # Once per lead, like the welcome: its sends are keyed by workflow id + step.

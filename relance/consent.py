@@ -1,7 +1,8 @@
 """Consent, derived from the append-only ledger (``consents`` table).
 
 A lead may be contacted for a purpose on a channel when the latest ledger row for that
-channel and purpose says ``granted``. No row means no consent.
+channel and purpose says ``granted``. No row means no consent. ``pending`` (double opt-in: the
+lead has not clicked the confirmation link yet) is not consent either.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from sqlmodel import Session, col, select
 from relance.models import Consent
 
 CHANNELS = ("email", "sms")
+GRANTED, WITHDRAWN, PENDING = "granted", "withdrawn", "pending"
 
 
 def latest_consent(session: Session, lead_id: str, channel: str, purpose: str = "marketing") -> Consent | None:
@@ -25,3 +27,8 @@ def latest_consent(session: Session, lead_id: str, channel: str, purpose: str = 
 def has_consent(session: Session, lead_id: str, channel: str, purpose: str = "marketing") -> bool:
     row = latest_consent(session, lead_id, channel, purpose)
     return row is not None and row.status == "granted"
+
+
+def is_pending(session: Session, lead_id: str, channel: str = "email", purpose: str = "marketing") -> bool:
+    row = latest_consent(session, lead_id, channel, purpose)
+    return row is not None and row.status == PENDING
