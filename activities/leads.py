@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from relance.consent import has_consent, is_pending
+from relance.consent import PENDING, has_consent, latest_consent
 from relance.models import Lead, Message, as_utc
 from workflows.send_window import SendWindow, zone_or_utc
 
@@ -30,6 +30,7 @@ class ConsentAnswer:
     granted: bool
     reason: str
     pending: bool = False  # double opt-in: granted at sign-up, waiting for the lead's confirmation
+    pending_id: int = 0  # the pending ledger row: each sign-up's confirmation email is its own send
 
 
 @dataclass
@@ -70,9 +71,10 @@ class LeadActivities:
             self._lead(session, question.lead_id)
             if has_consent(session, question.lead_id, question.channel, question.purpose):
                 return ConsentAnswer(True, f"{question.purpose} consent for {question.channel} is granted")
-            if is_pending(session, question.lead_id, question.channel, question.purpose):
+            latest = latest_consent(session, question.lead_id, question.channel, question.purpose)
+            if latest is not None and latest.status == PENDING:
                 return ConsentAnswer(False, f"{question.purpose} consent for {question.channel} is pending the lead's "
-                                            "confirmation (double opt-in)", pending=True)
+                                            "confirmation (double opt-in)", pending=True, pending_id=latest.id)
             return ConsentAnswer(False, f"no {question.purpose} consent for {question.channel}")
 
     @activity.defn(name="get_lead_facts")

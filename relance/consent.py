@@ -27,8 +27,3 @@ def latest_consent(session: Session, lead_id: str, channel: str, purpose: str = 
 def has_consent(session: Session, lead_id: str, channel: str, purpose: str = "marketing") -> bool:
     row = latest_consent(session, lead_id, channel, purpose)
     return row is not None and row.status == "granted"
-
-
-def is_pending(session: Session, lead_id: str, channel: str = "email", purpose: str = "marketing") -> bool:
-    row = latest_consent(session, lead_id, channel, purpose)
-    return row is not None and row.status == PENDING

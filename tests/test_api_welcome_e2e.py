@@ -118,7 +118,8 @@ async def test_enroll_over_http_then_the_pixel_hit_advances_the_journey(live: Li
     state = await journey_when(live, lead_id, lambda s: s["opened"])
     assert state["status"] == "RUNNING" and state["step"] == "waiting_for_click" and not state["clicked"]
     confirmation, message = (await live.http.get(f"/leads/{lead_id}/messages")).json()
-    assert (confirmation["step"], confirmation["kind"], confirmation["opened_at"]) == ("confirm", "transactional", None)
+    assert confirmation["step"].startswith("confirm-") and confirmation["template"] == "welcome_confirm"
+    assert (confirmation["kind"], confirmation["opened_at"]) == ("transactional", None)
     assert message["status"] == "sent" and message["opened_at"] is not None
 
     # The open scores email_opened once per message (config/scoring.yaml), a second hit nothing more.

@@ -47,6 +47,11 @@ async def start(client: Client, settings, lead, **knobs) -> WorkflowHandle:
                                        id=unique_id(f"welcome-{lead.id}"), task_queue=settings.temporal_task_queue)
 
 
+def steps(messages) -> list[str]:
+    """The journey's steps, the confirmation's ("confirm-<pending ledger row>") as "confirm"."""
+    return [re.sub(r"^confirm-\d+$", "confirm", m["step"] if isinstance(m, dict) else m.step) for m in messages]
+
+
 def ledger(engine, lead_id: str) -> list[Consent]:
     with Session(engine) as session:
         return list(session.exec(select(Consent).where(Consent.lead_id == lead_id).order_by(col(Consent.id))).all())
@@ -72,7 +77,8 @@ async def test_confirmed_within_48h_the_welcome_follows_and_the_ledger_holds_the
     [confirmation] = await sink.wait_for_mail(to=lead.email)
     assert confirmation.subject == CONFIRMATION_SUBJECT
     status = await wait_for_step(handle, "awaiting_confirmation")
-    assert [(m.step, m.status) for m in status.messages] == [("confirm", "sent")]
+    [pending] = ledger(engine, lead.id)
+    assert [(m.step, m.status) for m in status.messages] == [(f"confirm-{pending.id}", "sent")]  # one per sign-up
 
     # Opening the confirmation email (a mail privacy proxy, say) is not engagement with the welcome.
     await handle.signal(OPENED, TrackingSignal(message_id=status.messages[0].message_id))
@@ -83,7 +89,7 @@ async def test_confirmed_within_48h_the_welcome_follows_and_the_ledger_holds_the
 
     # Confirmed: the normal welcome, then (no open) the relance; nothing counted the confirmation's open.
     assert result.outcome == "no_reaction" and not result.opened and result.relanced_by == "email"
-    assert [m.step for m in result.messages] == ["confirm", "welcome", "relance_email"]
+    assert steps(result.messages) == ["confirm", "welcome", "relance_email"]
     assert result.messages[1].at - result.messages[0].at == pytest.approx(timedelta(hours=30), abs=timedelta(minutes=1))
     mails = await sink.wait_for_mail(to=lead.email, count=3)
     assert [m.subject for m in mails] == [CONFIRMATION_SUBJECT, "Welcome to Relance, Ada!",
@@ -95,7 +101,7 @@ async def test_confirmed_within_48h_the_welcome_follows_and_the_ledger_holds_the
     with Session(engine) as session:
         kinds = session.exec(select(Message.step, Message.kind).where(Message.lead_id == lead.id)
                              .order_by(col(Message.created_at))).all()
-    assert [tuple(k) for k in kinds] == [("confirm", "transactional"), ("welcome", "marketing"),
+    assert [tuple(k) for k in kinds] == [(f"confirm-{pending.id}", "transactional"), ("welcome", "marketing"),
                                          ("relance_email", "marketing")]
 
 
@@ -107,7 +113,7 @@ async def test_never_confirmed_the_journey_ends_after_48h_without_any_marketing_
 
     assert result.outcome == "not_confirmed" and "did not confirm" in result.reason
     [confirm_sent] = result.messages
-    assert confirm_sent.step == "confirm"
+    assert steps([confirm_sent]) == ["confirm"]
     description = await handle.describe()
     assert description.close_time - description.start_time == pytest.approx(timedelta(hours=48), abs=timedelta(minutes=1))
     await asyncio.sleep(0.3)  # a wrongly sent email would have arrived
@@ -122,7 +128,7 @@ async def test_an_unsubscribe_while_waiting_for_the_confirmation_ends_the_journe
     status = await wait_for_step(handle, "awaiting_confirmation")
     await handle.signal(UNSUBSCRIBED, TrackingSignal(message_id=status.messages[0].message_id))
     result = await handle.result()
-    assert result.outcome == "unsubscribed" and [m.step for m in result.messages] == ["confirm"]
+    assert result.outcome == "unsubscribed" and steps(result.messages) == ["confirm"]
 
 
 async def test_the_confirmation_ignores_the_send_window_the_welcome_waits_for_it(
@@ -144,7 +150,7 @@ async def test_the_confirmation_ignores_the_send_window_the_welcome_waits_for_it
     assert step == "waiting_for_send_window"
     assert [m.subject for m in sink.mails_to(lead.email)] == [CONFIRMATION_SUBJECT]  # the welcome is marketing: it waits
     result = await handle.result()  # runs to its end (time skips), so no activity is left running
-    assert [m.step for m in result.messages][:2] == ["confirm", "welcome"]
+    assert steps(result.messages)[:2] == ["confirm", "welcome"]
     assert result.messages[1].at.astimezone(timezone.utc).isoweekday() != today
 
 
@@ -247,7 +253,7 @@ async def test_forged_tampered_or_expired_links_confirm_nothing_and_signal_nothi
     assert response.status_code == 409 and "Nothing to confirm" in response.text
     assert [c["status"] for c in (await live.http.get(f"/leads/{lead_id}/consents")).json()] == ["pending", "withdrawn"]
     state = await journey_when(live, lead_id, lambda s: s["status"] == "COMPLETED")
-    assert state["result"]["outcome"] == "unsubscribed" and [m["step"] for m in state["messages"]] == ["confirm"]
+    assert state["result"]["outcome"] == "unsubscribed" and steps(state["messages"]) == ["confirm"]
     assert (await live.http.delete(f"/leads/{other_id}")).status_code == 200
     [other_mail] = live.sink.mails_to(other_email)
     assert (await live.public.get(confirm_link(other_mail))).status_code == 404
@@ -284,3 +290,29 @@ async def test_an_unsubscribed_address_stays_suppressed_until_it_confirms_again(
         assert suppression_of(session, live.settings.secret_key, email) is None
     statuses = [c["status"] for c in (await live.http.get(f"/leads/{lead_id}/consents")).json()]
     assert statuses == ["pending", "granted", "withdrawn", "pending", "granted"]
+
+
+async def test_a_lead_who_let_the_confirmation_lapse_gets_a_new_one_when_signing_up_again(
+        double_opt_in: LiveStack, monkeypatch: pytest.MonkeyPatch):
+    live = double_opt_in
+    monkeypatch.setattr(live.settings, "double_opt_in_hours", 1 / 3600)  # this journey waits one second
+    lead_id, email = await sign_up_pending(live)
+    state = await journey_when(live, lead_id, lambda s: s["status"] == "COMPLETED")
+    assert state["result"]["outcome"] == "not_confirmed"
+    [first] = live.sink.mails_to(email)
+    assert first.subject == CONFIRMATION_SUBJECT
+
+    monkeypatch.setattr(live.settings, "double_opt_in_hours", 48.0)
+    response = await live.http.post("/leads", json=sign_up_body(email, journeys=["welcome"]))
+    assert response.status_code == 200 and response.json()["enrollments"][0]["status"] == "started"
+    second = (await live.sink.wait_for_mail(to=email, subject_contains=CONFIRMATION_SUBJECT, count=2))[1]
+    assert confirm_link(second) != confirm_link(first)
+    assert (await live.public.get(confirm_link(second))).status_code == 200
+    mails = await live.sink.wait_for_mail(to=email, count=3)  # then the welcome (for a known contact: signed up before)
+    assert mails[2].subject == "Grace, more from Relance for you"
+    assert [c["status"] for c in (await live.http.get(f"/leads/{lead_id}/consents")).json()] == [
+        "pending", "pending", "granted"]
+
+    # A welcome that ran its course is still once per lead.
+    again = await live.http.post(f"/leads/{lead_id}/journeys/welcome")
+    assert again.status_code == 409 and "already in the welcome journey" in again.json()["detail"]

@@ -116,7 +116,7 @@ class WelcomeJourney:
             if not (consent.pending and workflow.patched(DOUBLE_OPT_IN_PATCH)):
                 return self._finish("not_sent", consent.reason)
             # 1b. Double opt-in: nothing but the confirmation email until the lead confirms.
-            ended = await self._confirm(input)
+            ended = await self._confirm(input, consent.pending_id)
             if ended is not None:
                 return ended
         facts = await workflow.execute_activity_method(
@@ -202,17 +202,21 @@ class WelcomeJourney:
         return WelcomeStatus(self.step, self.opened, self.clicked, self.score, list(self.messages))
 
     # Steps -------------------------------------------------------------------------------
-    async def _confirm(self, input: WelcomeInput) -> WelcomeResult | None:
+    async def _confirm(self, input: WelcomeInput, pending_id: int) -> WelcomeResult | None:
         """Double opt-in: send the confirmation email (transactional: no send window, no cap, not
         blocked by the pending consent) and wait for the click. None when the lead confirmed and
-        the consent ledger now says granted; else the journey's end."""
+        the consent ledger now says granted; else the journey's end.
+
+        The send is keyed by the pending ledger row: a lead who let one confirmation lapse and
+        signs up again (a new journey, api/journeys.py) gets a new email, a retry never two."""
         self.confirming = True
         self._enter("sending_confirmation", "Email consent pending: sending the confirmation email (double opt-in)")
+        step = f"confirm-{pending_id}"
         request = SendRequest(lead_id=input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
-                              step="confirm", template="welcome_confirm", kind="transactional")
+                              step=step, template="welcome_confirm", kind="transactional")
         sent = await workflow.execute_activity_method(EmailActivities.send_email, request,
                                                       summary="email welcome_confirm", **ACTIVITY_OPTIONS)
-        self.messages.append(SentMessage("confirm", "email", "welcome_confirm", sent.status, sent.message_id,
+        self.messages.append(SentMessage(step, "email", "welcome_confirm", sent.status, sent.message_id,
                                          workflow.now(), sent.reason))
         if sent.status != "sent":
             return self._finish("not_sent", f"the confirmation email was not sent: {sent.reason}")
