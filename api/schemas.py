@@ -113,6 +113,8 @@ class LeadSaved(BaseModel):
     lead: LeadPublic
     created: bool
     enrollments: list[EnrollmentPublic] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="What the caller may not expect, e.g. a pending "
+                                                               "email consent with no journey to confirm it")
 
 
 class MessagePublic(BaseModel):

@@ -202,6 +202,16 @@ async def test_over_http_the_link_confirms_once_and_the_consents_show_the_proof(
     assert response.status_code == 200 and response.json()["lead"]["consents"]["email"] == "granted"
 
 
+async def test_a_pending_sign_up_without_the_welcome_journey_says_who_will_confirm_it(double_opt_in: LiveStack):
+    live = double_opt_in
+    response = await live.http.post("/leads", json=sign_up_body(new_email(), journeys=["nurturing"]))
+    assert response.status_code == 201 and response.json()["lead"]["consents"]["email"] == "pending"
+    [note] = response.json()["notes"]
+    assert "confirmation email is the welcome journey's first step" in note
+    with_welcome = await live.http.post("/leads", json=sign_up_body(new_email(), journeys=["welcome"]))
+    assert with_welcome.json()["notes"] == []
+
+
 async def welcome_arrives(live: LiveStack, email: str):
     [mail] = await live.sink.wait_for_mail(to=email, subject_contains="Welcome to")
     return mail
