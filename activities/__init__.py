@@ -25,7 +25,8 @@ from relance.tokens import TokenSigner
 
 
 def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
-    signer = TokenSigner(settings.secret_key, max_age_seconds=settings.tracking_token_max_age_days * 86400)
+    signer = TokenSigner(settings.secret_key, max_age_seconds=settings.tracking_token_max_age_days * 86400,
+                         max_age_by_kind={"confirm": settings.confirm_link_max_age_seconds()})
     renderer = Renderer(signer, settings.public_base_url)
     leads = LeadActivities(engine, settings.send_window())
     email = EmailActivities(settings, engine, renderer)

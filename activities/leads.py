@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from relance.consent import has_consent
+from relance.consent import PENDING, has_consent, latest_consent
 from relance.models import Lead, Message, as_utc
 from workflows.send_window import SendWindow, zone_or_utc
 
@@ -29,6 +29,8 @@ class ConsentQuestion:
 class ConsentAnswer:
     granted: bool
     reason: str
+    pending: bool = False  # double opt-in: granted at sign-up, waiting for the lead's confirmation
+    pending_id: int = 0  # the pending ledger row: each sign-up's confirmation email is its own send
 
 
 @dataclass
@@ -69,6 +71,10 @@ class LeadActivities:
             self._lead(session, question.lead_id)
             if has_consent(session, question.lead_id, question.channel, question.purpose):
                 return ConsentAnswer(True, f"{question.purpose} consent for {question.channel} is granted")
+            latest = latest_consent(session, question.lead_id, question.channel, question.purpose)
+            if latest is not None and latest.status == PENDING:
+                return ConsentAnswer(False, f"{question.purpose} consent for {question.channel} is pending the lead's "
+                                            "confirmation (double opt-in)", pending=True, pending_id=latest.id)
             return ConsentAnswer(False, f"no {question.purpose} consent for {question.channel}")
 
     @activity.defn(name="get_lead_facts")
@@ -77,7 +83,11 @@ class LeadActivities:
             lead = self._lead(session, ref.lead_id)
             signed_up = as_utc(lead.last_signup_at)
             created_before_signup = signed_up is not None and as_utc(lead.created_at) < signed_up
-            earlier_message = session.exec(select(Message.id).where(Message.lead_id == lead.id).limit(1)).first()
+            # Messages of other journeys (not this one's double opt-in confirmation) make a known contact.
+            earlier = select(Message.id).where(Message.lead_id == lead.id)
+            if (me := _workflow_id()) is not None:
+                earlier = earlier.where(Message.workflow_id != me)
+            earlier_message = session.exec(earlier.limit(1)).first()
             return LeadFacts(
                 known_contact=created_before_signup or earlier_message is not None,
                 has_phone=bool(lead.phone),
@@ -89,3 +99,11 @@ class LeadActivities:
         with Session(self.engine) as session:
             lead = self._lead(session, ref.lead_id)
             return SendProfile(time_zone=zone_or_utc(lead.time_zone).key, window=self.send_window)
+
+
+def _workflow_id() -> str | None:
+    """The calling journey's workflow id (None outside an activity)."""
+    try:
+        return activity.info().workflow_id
+    except RuntimeError:
+        return None

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
-from relance.consent import current_consents
+from relance.consent import GRANTED, PENDING, WITHDRAWN, current_consents, has_consent
 from relance.lead_activity import FollowUp, follow_ups, note_activity
 from relance.models import Cart, Consent, Lead, LeadActivity, Order, as_utc, utcnow
 from relance.scoring import score_fit, score_form, score_page_view
@@ -42,12 +42,17 @@ def get_lead_by_email(*, session: Session, email: str) -> Lead | None:
 
 def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str,
                 suppression_key: str = "", settings: Settings | None = None, form: bool = True,
-                consented_at: datetime | None = None) -> tuple[Lead, bool]:
+                consented_at: datetime | None = None, double_opt_in: bool = False) -> tuple[Lead, bool]:
     """Create the lead, or update the one with the same normalised email. Commits.
 
     With ``suppression_key`` (the secret key), an address erased at the person's request (on
     the suppression list) is refused with 409 and nothing is stored; an address suppressed by an
     unsubscribe comes off the list when the sign-up grants email consent again.
+
+    With ``double_opt_in``, an email consent granted by a lead whose email consent is not granted
+    already is recorded ``pending`` (same evidence): it counts once the lead confirms
+    (relance/confirmation.py), and an unsubscribed address stays suppressed until then. A lead
+    who confirmed before is not asked again.
 
     With ``settings``, the lead is scored per the scoring rules: the form (``form``: a sign-up,
     not an import) and the demographic fit rules it now matches."""
@@ -56,12 +61,16 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
         if entry is not None and entry.reason == "erased":
             raise HTTPException(status.HTTP_409_CONFLICT, "this address was erased at the person's request and is on "
                                                           "the suppression list: it is not signed up or contacted again")
-        if entry is not None and any(c.channel == "email" and c.granted for c in data.consents):
-            session.delete(entry)  # unsubscribed, and now opts in again explicitly (recorded in the ledger below)
+    else:
+        entry = None
     phone = normalize_phone(data.phone, default_phone_region) if data.phone else None
     now = utcnow()
     lead = get_lead_by_email(session=session, email=data.email)
     created = lead is None
+    # Double opt-in: a new email consent waits for the lead's confirmation.
+    pending = double_opt_in and not (lead is not None and has_consent(session, lead.id, "email"))
+    if entry is not None and not pending and any(c.channel == "email" and c.granted for c in data.consents):
+        session.delete(entry)  # unsubscribed, and now opts in again explicitly (recorded in the ledger below)
     if lead is None:
         lead = Lead(email=normalize_email(data.email), created_at=now)
     for field in ("first_name", "locale", "time_zone", "country"):
@@ -79,7 +88,8 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
     for consent in data.consents:
         session.add(Consent(
             lead_id=lead.id, channel=consent.channel, purpose=consent.purpose,
-            status="granted" if consent.granted else "withdrawn",
+            status=(WITHDRAWN if not consent.granted else
+                    PENDING if pending and consent.channel == "email" and consent.purpose == "marketing" else GRANTED),
             source_url=str(consent.source_url) if consent.source_url else None,
             ip=str(consent.ip) if consent.ip else None, user_agent=consent.user_agent,
             wording_version=consent.wording_version, recorded_at=consented_at or now,
@@ -122,7 +132,8 @@ def lead_public(*, session: Session, lead: Lead, settings: Settings | None = Non
 def save_sign_up(*, session: Session, data: LeadCreate, default_phone_region: str,
                  suppression_key: str = "", settings: Settings | None = None) -> tuple[LeadPublic, bool]:
     lead, created = upsert_lead(session=session, data=data, default_phone_region=default_phone_region,
-                                suppression_key=suppression_key, settings=settings)
+                                suppression_key=suppression_key, settings=settings,
+                                double_opt_in=settings is not None and settings.double_opt_in)
     return lead_public(session=session, lead=lead, settings=settings), created
 
 

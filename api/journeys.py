@@ -39,11 +39,15 @@ class JourneySpec:
     name: str
     run: Callable[..., Any]
     make_input: Callable[[Settings, str], Any]
-    # Running already: refuse (409). Closed already: the welcome is once per lead, so refuse too.
+    # Running already: refuse (409). Closed already: the welcome is once per lead, so refuse too
+    # (unless it ended with one of ``again_after``).
     reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE
     id_prefix: str = ""  # the workflow id is "<id_prefix or name>-<lead id>"
     # Exclusions checked at entry (issue 7): "customer" (the lead has an order), "list:<name>".
     exclude: tuple[str, ...] = ()
+    # Outcomes after which a closed journey may run again for the lead (the welcome: a lead who let
+    # the double opt-in confirmation lapse and signs up again gets a new confirmation email).
+    again_after: tuple[str, ...] = ()
 
     def workflow_id(self, lead_id: str) -> str:
         return f"{self.id_prefix or self.name}-{lead_id}"
@@ -69,7 +73,9 @@ JOURNEYS: dict[str, JourneySpec] = {
             relance_after_hours=s.welcome_relance_after_hours,
             relance_by_sms=s.welcome_relance_by_sms,
             engagement_window_days=s.welcome_engagement_window_days,
+            confirm_within_hours=s.double_opt_in_hours,
         ),
+        again_after=("not_confirmed",),
     ),
     # Once per lead, like the welcome: its sends are keyed by workflow id + step.
     "nurturing": JourneySpec(name="nurturing", run=LeadNurturingJourney.run, make_input=nurturing_input,
@@ -128,14 +134,14 @@ async def enroll(client: Client, settings: Settings, *, lead_id: str, score: int
     if reason:
         return EnrollmentPublic(lead_id=lead_id, journey=journey, workflow_id=workflow_id, status="refused",
                                 detail=f"not enrolled: {reason}")
-    try:
-        handle = await client.start_workflow(
+    async def start(reuse_policy: WorkflowIDReusePolicy):
+        return await client.start_workflow(
             spec.run,
             spec.make_input(settings, lead_id),
             id=workflow_id,
             task_queue=settings.temporal_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=spec.reuse_policy,
+            id_reuse_policy=reuse_policy,
             execution_timeout=timedelta(days=365),
             search_attributes=TypedSearchAttributes([
                 SearchAttributePair(sa.JOURNEY, journey), SearchAttributePair(sa.LEAD_ID, lead_id),
@@ -143,6 +149,14 @@ async def enroll(client: Client, settings: Settings, *, lead_id: str, score: int
             ]),
             static_summary=f"{journey} journey for lead {lead_id}",
         )
+
+    try:
+        try:
+            handle = await start(spec.reuse_policy)
+        except WorkflowAlreadyStartedError:
+            if not await _may_run_again(client, spec, workflow_id):
+                raise
+            handle = await start(WorkflowIDReusePolicy.ALLOW_DUPLICATE)  # still refused if one runs (FAIL)
     except WorkflowAlreadyStartedError as err:
         description = await client.get_workflow_handle(workflow_id).describe()
         running = description.status == WorkflowExecutionStatus.RUNNING
@@ -152,6 +166,17 @@ async def enroll(client: Client, settings: Settings, *, lead_id: str, score: int
                                 status="already_enrolled", detail=detail)
     return EnrollmentPublic(lead_id=lead_id, journey=journey, workflow_id=workflow_id, run_id=handle.result_run_id,
                             status="started", detail=f"{journey} journey started")
+
+
+async def _may_run_again(client: Client, spec: JourneySpec, workflow_id: str) -> bool:
+    """Whether the journey's last run ended (completed) with one of ``spec.again_after``."""
+    if not spec.again_after:
+        return False
+    handle = client.get_workflow_handle(workflow_id)
+    if (await handle.describe()).status != WorkflowExecutionStatus.COMPLETED:
+        return False
+    result = await handle.result()
+    return isinstance(result, dict) and result.get("outcome") in spec.again_after
 
 
 async def journey_status(client: Client, *, lead_id: str, journey: str) -> JourneyStatusPublic | None:

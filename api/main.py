@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import audit, codec, events, health, leads, lists, shop_events, sweeps, tasks, tracking, unsubscribe
+from api.routes import audit, codec, confirm, events, health, leads, lists, shop_events, sweeps, tasks, tracking, unsubscribe
 from relance.db import make_engine
 from relance.outbox import OutboxDispatcher
 from relance.settings import Settings, get_settings
@@ -34,7 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = make_engine(settings.database_url)
         app.state.signer = TokenSigner(settings.secret_key,
-                                       max_age_seconds=settings.tracking_token_max_age_days * 86400)
+                                       max_age_seconds=settings.tracking_token_max_age_days * 86400,
+                                       max_age_by_kind={"confirm": settings.confirm_link_max_age_seconds()})
         app.state.temporal = await connect(settings, lazy=True)
         app.state.outbox = OutboxDispatcher(app.state.engine, app.state.temporal, settings=settings)
         app.state.hits = HitRecorder(app.state.engine, on_committed=app.state.outbox.wake,
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(tracking.router)
     app.include_router(unsubscribe.router)
+    app.include_router(confirm.router)
     app.include_router(codec.router)
     app.include_router(audit.router)
     app.include_router(health.router)

@@ -79,7 +79,8 @@ class LeadPublic(BaseModel):
     time_zone: str
     country: str | None = None
     score: int
-    consents: dict[str, str] = Field(description="Current marketing consent per channel: granted | withdrawn | none")
+    consents: dict[str, str] = Field(description="Current marketing consent per channel: granted | withdrawn | "
+                                                        "pending (double opt-in, not confirmed yet) | none")
     created_at: datetime
     updated_at: datetime
     last_activity_at: datetime | None
@@ -112,6 +113,8 @@ class LeadSaved(BaseModel):
     lead: LeadPublic
     created: bool
     enrollments: list[EnrollmentPublic] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="What the caller may not expect, e.g. a pending "
+                                                               "email consent with no journey to confirm it")
 
 
 class MessagePublic(BaseModel):
@@ -120,6 +123,7 @@ class MessagePublic(BaseModel):
     step: str
     channel: str
     template: str
+    kind: str = Field(description="marketing | transactional (e.g. the double opt-in confirmation: no consent needed)")
     status: str
     reason: str | None
     subject: str | None
@@ -454,7 +458,8 @@ class ConsentPublic(BaseModel):
 
     channel: str
     purpose: str
-    status: str = Field(description="granted | withdrawn")
+    status: str = Field(description="granted | withdrawn | pending (double opt-in: granted at sign-up, not "
+                                    "confirmed yet; the confirmation is the next row, granted)")
     source_url: str | None = Field(description="The form's page, or how it was withdrawn")
     ip: str | None
     user_agent: str | None

@@ -1,7 +1,8 @@
 """Consent, derived from the append-only ledger (``consents`` table).
 
 A lead may be contacted for a purpose on a channel when the latest ledger row for that
-channel and purpose says ``granted``. No row means no consent.
+channel and purpose says ``granted``. No row means no consent. ``pending`` (double opt-in: the
+lead has not clicked the confirmation link yet) is not consent either.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from sqlmodel import Session, col, select
 from relance.models import Consent
 
 CHANNELS = ("email", "sms")
+GRANTED, WITHDRAWN, PENDING = "granted", "withdrawn", "pending"
 
 
 def latest_consent(session: Session, lead_id: str, channel: str, purpose: str = "marketing") -> Consent | None:

@@ -65,7 +65,7 @@ class Consent(SQLModel, table=True):
     lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
     channel: str = Field(max_length=16)  # email | sms
     purpose: str = Field(default="marketing", max_length=64)
-    status: str = Field(max_length=16)  # granted | withdrawn
+    status: str = Field(max_length=16)  # granted | withdrawn | pending (double opt-in, not confirmed yet)
     source_url: str | None = Field(default=None, max_length=2048)
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=1024)
@@ -127,7 +127,7 @@ class TrackingEvent(SQLModel, table=True):
     __tablename__ = "tracking_events"
 
     id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(max_length=16)  # opened | clicked
+    kind: str = Field(max_length=16)  # opened | clicked | unsubscribed | email_confirmed
     message_id: str = Field(index=True, max_length=32)
     lead_id: str = Field(index=True, max_length=32)
     workflow_id: str = Field(max_length=255)

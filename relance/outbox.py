@@ -23,12 +23,15 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from relance.lead_activity import FollowUp, act_on, follow_ups
-from relance.models import Lead, TrackingEvent, utcnow
+from relance.models import Lead, Message, TrackingEvent, utcnow
 from relance.scoring import apply_score
 from relance.settings import Settings
 from workflows.signals import UNSUBSCRIBED, TrackingSignal
 
 log = logging.getLogger("relance.outbox")
+
+# Journeys that score the clicks in their own emails (their ``clicked`` signal handler).
+JOURNEYS_SCORING_CLICKS = frozenset({"welcome", "cart", "nurturing"})
 
 
 class OutboxDispatcher:
@@ -116,6 +119,7 @@ class OutboxDispatcher:
             await asyncio.to_thread(self._mark_delivered, [(event.id, note) for event, note in done])
             delivered = [event for event, _ in done]
             await self._score_opens(delivered)
+            await self._score_clicks(delivered)
             await self._pass_activity_on(delivered)
         return len(done), blocked
 
@@ -133,8 +137,8 @@ class OutboxDispatcher:
             raise
 
     async def _score_opens(self, delivered: list[TrackingEvent]) -> None:
-        """An open scores ``email_opened`` (config/scoring.yaml) once per message. Clicks are
-        scored by the journeys that sent them (each with its reason)."""
+        """An open scores ``email_opened`` (config/scoring.yaml) once per message. Clicks: see
+        ``_score_clicks``."""
         opens = {(e.lead_id, e.message_id) for e in delivered if e.kind == "opened"}
         if self.settings is None or not opens:
             return
@@ -154,6 +158,33 @@ class OutboxDispatcher:
                 apply_score(session, lead_id=lead_id, event="email_opened", key=f"open:{message_id}",
                             reason=f"opened message {message_id}", points=points,
                             mql_threshold=self.settings.score_mql_threshold)
+            session.commit()
+
+    async def _score_clicks(self, delivered: list[TrackingEvent]) -> None:
+        """A click scores ``email_clicked`` once per message. The journeys in
+        ``JOURNEYS_SCORING_CLICKS`` score their own (in the workflow, with the step in the reason);
+        here, the others' (event reminders, purchase follow-up, re-engagement, browse, premium,
+        scenarios), under the same key, ``<workflow id>:click:<message id>``."""
+        clicks = {(e.lead_id, e.workflow_id, e.message_id) for e in delivered if e.kind == "clicked"}
+        if self.settings is None or not clicks:
+            return
+        try:
+            await asyncio.to_thread(self._score_clicks_now, sorted(clicks))
+        except Exception:  # the hits are delivered; a lost click point is not worth stalling them
+            log.exception("outbox: could not score %d clicks", len(clicks))
+
+    def _score_clicks_now(self, clicks: list[tuple[str, str, str]]) -> None:
+        points = self.settings.scoring_rules().events["email_clicked"]
+        if not points:
+            return
+        with Session(self.engine) as session:
+            for lead_id, workflow_id, message_id in clicks:
+                message = session.get(Message, message_id)
+                if message is None or message.journey in JOURNEYS_SCORING_CLICKS or session.get(Lead, lead_id) is None:
+                    continue
+                apply_score(session, lead_id=lead_id, event="email_clicked", key=f"{workflow_id}:click:{message_id}",
+                            reason=f"clicked a link in the {message.step} message of the {message.journey} journey",
+                            points=points, mql_threshold=self.settings.score_mql_threshold)
             session.commit()
 
     async def _pass_activity_on(self, delivered: list[TrackingEvent]) -> None:

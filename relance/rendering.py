@@ -3,7 +3,7 @@
 A template is one Jinja2 file per message under ``templates/email/`` (blocks ``subject``,
 ``html`` and ``text``) or ``templates/sms/`` (the whole file is the body). After rendering,
 every web link is rewritten to a signed click-redirect URL, and the HTML gets a tracking pixel.
-Links to Relance itself (unsubscribe) are left as they are.
+Links to Relance itself (unsubscribe, the double opt-in ``confirm_url``) are left as they are.
 """
 
 from __future__ import annotations
@@ -67,6 +67,10 @@ class Renderer:
     def unsubscribe_url(self, tracking: Tracking) -> str:
         return f"{self.base}/u/{self._token('unsubscribe', tracking)}"
 
+    def confirm_url(self, tracking: Tracking) -> str:
+        """The double opt-in link (GET /confirm/{token}): its own kind of token, valid for days, not months."""
+        return f"{self.base}/confirm/{self._token('confirm', tracking)}"
+
     def _tracked(self, url: str, tracking: Tracking) -> str:
         return url if url.startswith(self.base + "/") else self.click_url(tracking, url)
 
@@ -74,7 +78,7 @@ class Renderer:
     def email(self, template: str, context: dict[str, Any], tracking: Tracking) -> RenderedEmail:
         tmpl = self.env.get_template(f"email/{template}.jinja")
         unsubscribe_url = self.unsubscribe_url(tracking)
-        ctx = tmpl.new_context({**context, "unsubscribe_url": unsubscribe_url})
+        ctx = tmpl.new_context({**context, "unsubscribe_url": unsubscribe_url, "confirm_url": self.confirm_url(tracking)})
 
         def block(name: str) -> str:
             return "".join(tmpl.blocks[name](ctx)).strip()

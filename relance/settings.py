@@ -87,6 +87,16 @@ class Settings(BaseSettings):
     # Dev mail sink (make run): SMTP port is smtp_port, the inbox page is on this port.
     mailsink_http_port: int = 8025
 
+    # Double opt-in (seed 000): a sign-up's new email consent is "pending" until the lead clicks the
+    # signed link of a confirmation email (GET /confirm/{token}); the welcome journey sends it and
+    # waits this long, then ends without any marketing email. The link is valid as long (plus an
+    # hour's margin). A CSV import carries its own consent evidence: it is never asked to confirm.
+    double_opt_in: bool = True
+    double_opt_in_hours: float = Field(default=48.0, gt=0, le=24 * 30)
+
+    def confirm_link_max_age_seconds(self) -> int:
+        return int(self.double_opt_in_hours * 3600) + 3600
+
     # Welcome journey
     welcome_relance_after_hours: float = 48.0
     welcome_relance_by_sms: bool = True

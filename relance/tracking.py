@@ -1,8 +1,9 @@
 """Record what a lead does through a signed link: the outbox row, plus its lasting effect.
 
 An open or click stamps the message's first open/click and the lead's last activity; an
-unsubscribe appends a withdrawal to the consent ledger. The signal to the journey is sent
-afterwards by ``relance.outbox``.
+unsubscribe appends a withdrawal to the consent ledger; a double opt-in confirmation turns the
+lead's pending email consent into a grant (once: a confirmation that changes nothing is not
+kept, so it signals nothing). The signal to the journey is sent afterwards by ``relance.outbox``.
 
 Hits arrive in bursts (a campaign's opens come within minutes), so ``HitRecorder`` commits
 them in groups: the hits that arrived while one transaction was being written share the next
@@ -22,11 +23,11 @@ from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from relance.consent import latest_consent
+from relance.consent import GRANTED, PENDING, latest_consent
 from relance.models import Consent, Lead, Message, TrackingEvent, utcnow
-from relance.suppression import suppress
+from relance.suppression import suppress, suppression_of
 from relance.tokens import TrackingToken
-from workflows.signals import CLICKED, OPENED, UNSUBSCRIBED
+from workflows.signals import CLICKED, EMAIL_CONFIRMED, OPENED, UNSUBSCRIBED
 
 log = logging.getLogger("relance.tracking")
 
@@ -36,7 +37,7 @@ _MESSAGE_STAMPS = {OPENED: ("opened_at",), CLICKED: ("clicked_at", "opened_at")}
 @dataclass(frozen=True)
 class Hit:
     token: TrackingToken
-    kind: str  # opened | clicked | unsubscribed
+    kind: str  # opened | clicked | unsubscribed | email_confirmed
     user_agent: str | None
     ip: str | None
 
@@ -56,7 +57,10 @@ def record_hits(engine: Engine, hits: list[Hit], *, suppression_key: str = "") -
         wanted = {hit.token.lead_id for hit in hits}
         existing = set(session.exec(select(Lead.id).where(col(Lead.id).in_(wanted))).all())
         kept = [hit for hit in hits if hit.token.lead_id in existing]
+        if any(hit.kind == EMAIL_CONFIRMED for hit in kept):  # before the insert: only a grant is kept
+            kept = [hit for hit in kept if hit.kind != EMAIL_CONFIRMED or _confirm(session, hit, now, suppression_key)]
         if not kept:
+            session.commit()
             return
         session.execute(insert(TrackingEvent), [{
             "kind": hit.kind, "message_id": hit.token.message_id, "lead_id": hit.token.lead_id,
@@ -69,7 +73,7 @@ def record_hits(engine: Engine, hits: list[Hit], *, suppression_key: str = "") -
             if stamped:
                 session.execute(update(Message).where(col(Message.id).in_(stamped), col(getattr(Message, column)).is_(None))
                                 .values({column: now}))
-        active = {hit.token.lead_id for hit in kept if hit.kind in (OPENED, CLICKED)}
+        active = {hit.token.lead_id for hit in kept if hit.kind in (OPENED, CLICKED, EMAIL_CONFIRMED)}
         if active:
             session.execute(update(Lead).where(col(Lead.id).in_(active)).values(last_activity_at=now))
         for hit in kept:
@@ -90,6 +94,28 @@ def _withdraw(session: Session, hit: Hit, now, suppression_key: str) -> None:
     lead = session.get(Lead, token.lead_id)
     if lead is not None and suppression_key:
         suppress(session, suppression_key, lead.email, "unsubscribed")
+
+
+def _confirm(session: Session, hit: Hit, now, suppression_key: str) -> bool:
+    """A double opt-in confirmation: the pending email consent becomes granted, with the click's
+    IP and user agent as proof. True when it did; a second click, or a click after the lead
+    unsubscribed, changes nothing. An address suppressed by an earlier unsubscribe comes off the
+    list now (the sign-up left it there until the lead confirmed)."""
+    token = hit.token
+    current = latest_consent(session, token.lead_id, "email")
+    if current is None or current.status != PENDING:
+        return False
+    session.add(Consent(lead_id=token.lead_id, channel="email", purpose="marketing", status=GRANTED,
+                        source_url=f"double opt-in confirmation link, message {token.message_id}",
+                        ip=hit.ip, user_agent=(hit.user_agent or "")[:1024] or None,
+                        wording_version=current.wording_version, reason="confirmed", recorded_at=now))
+    session.flush()
+    lead = session.get(Lead, token.lead_id)
+    if lead is not None and suppression_key:
+        entry = suppression_of(session, suppression_key, lead.email)
+        if entry is not None and entry.reason != "erased":
+            session.delete(entry)
+    return True
 
 
 class HitRecorder:

@@ -82,6 +82,10 @@ def settings(sink: DevSink, database_url: str) -> Settings:
         # Journey tests must not depend on the hour or weekday they run at: the send window is
         # tested on its own (tests/test_send_window.py), with windows the tests set.
         send_window_enabled=False,
+        # Tests about something else sign leads up whose email consent counts at once. The double
+        # opt-in (on by default) is tested with it on: tests/test_double_opt_in.py, and the
+        # welcome end to end (tests/test_api_welcome_e2e.py) confirms through the real link.
+        double_opt_in=False,
     )
 
 

@@ -9,9 +9,9 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
-from relance.models import Lead, utcnow
+from relance.models import Lead, ScoreEvent, utcnow
 from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import links, sign_up_body
 
@@ -85,6 +85,23 @@ async def test_a_click_in_a_re_engagement_email_ends_the_journey_through_the_out
     assert response.status_code == 302 and response.headers["location"] == "https://example.com/articles/best"
     result = await live.temporal.get_workflow_handle(f"reengage-{lead_id}").result()
     assert result["outcome"] == "re_engaged" and result["reaction"] == "clicked"
+
+    # The click scores email_clicked once per message (the outbox scores the clicks of journeys
+    # that do not score their own), however many times the link is followed.
+    assert (await live.public.get(links(mail.html, "c")[0])).status_code == 302
+    rules = live.settings.scoring_rules().events
+    expected = rules["form_submitted"] + rules["reengaged"] + rules["email_clicked"]
+    for _ in range(100):
+        if (await live.http.get(f"/leads/{lead_id}")).json()["score"] == expected:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # the second click is delivered by now too
+    assert (await live.http.get(f"/leads/{lead_id}")).json()["score"] == expected
+    with Session(live.engine) as session:
+        [click] = session.exec(select(ScoreEvent).where(ScoreEvent.lead_id == lead_id,
+                                                        ScoreEvent.event == "email_clicked")).all()
+    assert click.reason.startswith("clicked a link in the email_1") and click.reason.endswith("of the reengage journey")
+    assert click.points == rules["email_clicked"]
 
 
 async def test_a_very_active_lead_gets_the_premium_offer_once(live: LiveStack):

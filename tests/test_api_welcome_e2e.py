@@ -1,4 +1,8 @@
-"""End to end on the real dev server: HTTP enroll → SMTP sink → pixel/click → journey state."""
+"""End to end on the real dev server: HTTP enroll → SMTP sink → pixel/click → journey state.
+
+These run with the product's default, double opt-in on: every enrollment confirms through the
+link of the confirmation email received in the sink (``enroll``), as a lead would.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import asyncio
 import re
 import uuid
 
+import pytest
 from sqlmodel import Session, select
 
 from relance.models import Consent, TrackingEvent
@@ -30,7 +35,39 @@ def new_email() -> str:
     return f"Grace.{uuid.uuid4().hex[:10]}@Example.COM"
 
 
+@pytest.fixture
+def double_opt_in(live: LiveStack, monkeypatch: pytest.MonkeyPatch) -> LiveStack:
+    """The live API with double opt-in on, the product's default (the shared test settings turn it
+    off for the tests about something else). Read at each sign-up, so it applies at once."""
+    monkeypatch.setattr(live.settings, "double_opt_in", True)
+    return live
+
+
+@pytest.fixture(autouse=True)
+def _this_module_runs_with_double_opt_in(double_opt_in: LiveStack) -> None:
+    pass
+
+
+CONFIRMATION_SUBJECT = "Please confirm your subscription to Relance"
+
+
+def confirm_link(mail) -> str:
+    [url] = set(re.findall(r'href="(http://127\.0\.0\.1:\d+/confirm/[^"]+)"', mail.html))
+    assert url in mail.text  # the text part carries the same link
+    return url
+
+
+async def confirm(live: LiveStack, email: str, user_agent: str = "Mozilla/5.0 (the lead)") -> str:
+    """Click the link of the confirmation email the lead received; returns the link."""
+    [mail] = await live.sink.wait_for_mail(to=email, subject_contains=CONFIRMATION_SUBJECT)
+    url = confirm_link(mail)
+    response = await live.public.get(url, headers={"user-agent": user_agent})
+    assert response.status_code == 200 and "confirmed" in response.text, response.text
+    return url
+
+
 async def enroll(live: LiveStack) -> tuple[str, str]:
+    """Sign up with the welcome journey; with double opt-in on, confirm as the lead would."""
     email = new_email()
     response = await live.http.post("/leads", json=sign_up_body(email, journeys=["welcome"]))
     assert response.status_code == 201, response.text
@@ -38,7 +75,15 @@ async def enroll(live: LiveStack) -> tuple[str, str]:
     assert body["created"] is True
     [enrollment] = body["enrollments"]
     assert enrollment["status"] == "started" and enrollment["workflow_id"] == f"welcome-{body['lead']['id']}"
+    if live.settings.double_opt_in:
+        assert body["lead"]["consents"]["email"] == "pending"
+        await confirm(live, email.lower())
     return body["lead"]["id"], email.lower()
+
+
+async def welcome_mail(live: LiveStack, email: str):
+    [mail] = await live.sink.wait_for_mail(to=email, subject_contains="Welcome to")
+    return mail
 
 
 async def journey_when(live: LiveStack, lead_id: str, predicate, timeout: float = 10.0) -> dict:
@@ -61,7 +106,7 @@ def links(html: str, kind: str) -> list[str]:
 
 async def test_enroll_over_http_then_the_pixel_hit_advances_the_journey(live: LiveStack):
     lead_id, email = await enroll(live)
-    [mail] = await live.sink.wait_for_mail(to=email)
+    mail = await welcome_mail(live, email)
     assert mail.subject == "Welcome to Relance, Grace!"
     await journey_when(live, lead_id, lambda s: s["step"] == "waiting_for_open")
 
@@ -72,7 +117,9 @@ async def test_enroll_over_http_then_the_pixel_hit_advances_the_journey(live: Li
 
     state = await journey_when(live, lead_id, lambda s: s["opened"])
     assert state["status"] == "RUNNING" and state["step"] == "waiting_for_click" and not state["clicked"]
-    [message] = (await live.http.get(f"/leads/{lead_id}/messages")).json()
+    confirmation, message = (await live.http.get(f"/leads/{lead_id}/messages")).json()
+    assert confirmation["step"].startswith("confirm-") and confirmation["template"] == "welcome_confirm"
+    assert (confirmation["kind"], confirmation["opened_at"]) == ("transactional", None)
     assert message["status"] == "sent" and message["opened_at"] is not None
 
     # The open scores email_opened once per message (config/scoring.yaml), a second hit nothing more.
@@ -93,7 +140,7 @@ async def test_enroll_over_http_then_the_pixel_hit_advances_the_journey(live: Li
 
 async def test_a_click_redirects_to_the_signed_destination_and_raises_the_score(live: LiveStack):
     lead_id, email = await enroll(live)
-    [mail] = await live.sink.wait_for_mail(to=email)
+    mail = await welcome_mail(live, email)
     click = links(mail.html, "c")[0]
 
     response = await live.public.get(click)
@@ -109,7 +156,7 @@ async def test_a_click_redirects_to_the_signed_destination_and_raises_the_score(
 
 async def test_tampered_or_forged_tokens_signal_nothing_and_redirect_nowhere(live: LiveStack):
     lead_id, email = await enroll(live)
-    [mail] = await live.sink.wait_for_mail(to=email)
+    mail = await welcome_mail(live, email)
     [pixel] = links(mail.html, "o")
     click = links(mail.html, "c")[0]
     pixel_token, click_token = pixel.rsplit("/", 1)[1], click.rsplit("/", 1)[1]
@@ -128,7 +175,8 @@ async def test_tampered_or_forged_tokens_signal_nothing_and_redirect_nowhere(liv
     state = await journey_when(live, lead_id, lambda s: s["step"] == "waiting_for_open")
     assert not state["opened"] and not state["clicked"]
     with Session(live.engine) as session:
-        assert session.exec(select(TrackingEvent).where(TrackingEvent.lead_id == lead_id)).all() == []
+        kept = session.exec(select(TrackingEvent).where(TrackingEvent.lead_id == lead_id)).all()
+    assert [e.kind for e in kept] == ["email_confirmed"]  # the confirmation only
 
 
 async def test_enrolling_twice_answers_409_with_the_running_journey(live: LiveStack):
@@ -145,7 +193,8 @@ async def test_signing_up_again_updates_the_same_lead(live: LiveStack):
     again = await live.http.post("/leads", json=sign_up_body(email.upper(), first_name="G."))
     assert first.status_code == 201 and again.status_code == 200
     assert again.json()["lead"]["id"] == first.json()["lead"]["id"]
-    assert again.json()["lead"]["first_name"] == "G." and again.json()["lead"]["consents"]["email"] == "granted"
+    assert again.json()["lead"]["first_name"] == "G."
+    assert again.json()["lead"]["consents"]["email"] == "pending"  # double opt-in: not confirmed yet
 
 
 def unsubscribe_url(mail) -> str:
@@ -155,7 +204,7 @@ def unsubscribe_url(mail) -> str:
 
 async def test_one_click_unsubscribe_withdraws_consent_and_ends_the_journey(live: LiveStack):
     lead_id, email = await enroll(live)
-    [mail] = await live.sink.wait_for_mail(to=email)
+    mail = await welcome_mail(live, email)
     url = unsubscribe_url(mail)
 
     page = await live.public.get(url)
@@ -171,12 +220,12 @@ async def test_one_click_unsubscribe_withdraws_consent_and_ends_the_journey(live
     assert (await live.http.get(f"/leads/{lead_id}")).json()["consents"]["email"] == "withdrawn"
     with Session(live.engine) as session:
         rows = session.exec(select(Consent).where(Consent.lead_id == lead_id).order_by(Consent.id)).all()
-    assert [r.status for r in rows] == ["granted", "withdrawn"]  # twice clicked, recorded once
+    assert [r.status for r in rows] == ["pending", "granted", "withdrawn"]  # twice clicked, recorded once
 
 
 async def test_a_tampered_unsubscribe_link_changes_nothing(live: LiveStack):
     lead_id, email = await enroll(live)
-    [mail] = await live.sink.wait_for_mail(to=email)
+    mail = await welcome_mail(live, email)
     url = unsubscribe_url(mail)
     forged = url[:-6] + ("AAAAAA" if not url.endswith("AAAAAA") else "BBBBBB")
 

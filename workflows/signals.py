@@ -5,6 +5,9 @@ from dataclasses import dataclass
 OPENED = "opened"
 CLICKED = "clicked"
 UNSUBSCRIBED = "unsubscribed"
+# Double opt-in: the lead clicked the confirmation link (GET /confirm/{token}); ``message_id`` is
+# the confirmation email's. Delivered through the outbox like the tracking hits.
+EMAIL_CONFIRMED = "email_confirmed"
 
 
 @dataclass

@@ -1,7 +1,12 @@
 """The welcome journey (seed 002 "workflow de bienvenue", seed 000 "relance après 48 h").
 
     sign-up ─► consent for email? ──no──► end (reason recorded)
-                   │ yes
+                   │           │ pending (double opt-in)
+                   │           ▼
+                   │      confirmation email (transactional) ─► wait up to 48 h for the click
+                   │           │ confirmed                         │ nothing (or unsubscribed)
+                   │◄──────────┘                                   ▼
+                   │ yes                                   end: not_confirmed, no marketing email ever
                    ▼
          new contact? ─► "welcome" email     already a contact? ─► "other content" email
                    │
@@ -29,7 +34,8 @@ from temporalio import workflow
 
 from workflows import search_attributes as sa
 from workflows.steps import ACTIVITY_OPTIONS, SentMessage, send_marketing, show_step, until_goal, wait_for
-from workflows.signals import CLICKED, GOAL_REACHED, OPENED, PURCHASE_GOAL, UNSUBSCRIBED, GoalSignal, TrackingSignal
+from workflows.signals import (CLICKED, EMAIL_CONFIRMED, GOAL_REACHED, OPENED, PURCHASE_GOAL, UNSUBSCRIBED, GoalSignal,
+                               TrackingSignal)
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -41,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
 
 JOURNEY = "welcome"
 GOALS = (PURCHASE_GOAL,)
-
+DOUBLE_OPT_IN_PATCH = "double-opt-in"  # journeys started before it never wait for a confirmation
 
 
 @dataclass
@@ -51,6 +57,7 @@ class WelcomeInput:
     relance_by_sms: bool = True  # relance by SMS when the lead has a phone and SMS consent
     engagement_window_days: float = 7.0  # how long after the welcome clicks still count
     send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
+    confirm_within_hours: float = 48.0  # double opt-in: how long the lead has to confirm (RELANCE_DOUBLE_OPT_IN_HOURS)
 
 
 
@@ -66,7 +73,7 @@ class WelcomeStatus:
 
 @dataclass
 class WelcomeResult:
-    outcome: str  # not_sent | clicked | opened | no_reaction | unsubscribed | converted (a goal was reached)
+    outcome: str  # not_sent | not_confirmed | clicked | opened | no_reaction | unsubscribed | converted (a goal was reached)
     reason: str
     opened: bool
     clicked: bool
@@ -88,6 +95,8 @@ class WelcomeJourney:
         self.messages: list[SentMessage] = []
         self._scored_messages: set[str] = set()
         self.converted: GoalSignal | None = None
+        self.confirmed = False  # double opt-in: the lead clicked the confirmation link
+        self.confirming = False  # opens and clicks of the confirmation email are not engagement
 
     @workflow.run
     async def run(self, input: WelcomeInput) -> WelcomeResult:
@@ -104,7 +113,12 @@ class WelcomeJourney:
             LeadActivities.check_consent, ConsentQuestion(input.lead_id, "email"), **ACTIVITY_OPTIONS
         )
         if not consent.granted:
-            return self._finish("not_sent", consent.reason)
+            if not (consent.pending and workflow.patched(DOUBLE_OPT_IN_PATCH)):
+                return self._finish("not_sent", consent.reason)
+            # 1b. Double opt-in: nothing but the confirmation email until the lead confirms.
+            ended = await self._confirm(input, consent.pending_id)
+            if ended is not None:
+                return ended
         facts = await workflow.execute_activity_method(
             LeadActivities.get_lead_facts, LeadRef(input.lead_id), **ACTIVITY_OPTIONS
         )
@@ -145,10 +159,13 @@ class WelcomeJourney:
     # What the lead does ------------------------------------------------------------------
     @workflow.signal(name=OPENED)
     def on_opened(self, signal: TrackingSignal) -> None:
-        self.opened = True
+        if not self.confirming:
+            self.opened = True
 
     @workflow.signal(name=CLICKED)
     async def on_clicked(self, signal: TrackingSignal) -> None:
+        if self.confirming:
+            return
         self.clicked = True
         self.opened = True  # a click implies the message was seen, even with images blocked
         if signal.message_id in self._scored_messages:
@@ -167,6 +184,10 @@ class WelcomeJourney:
         )
         self._set_score(result.score)
 
+    @workflow.signal(name=EMAIL_CONFIRMED)
+    def on_email_confirmed(self, signal: TrackingSignal) -> None:
+        self.confirmed = True  # the grant is in the ledger already (GET /confirm/{token})
+
     @workflow.signal(name=UNSUBSCRIBED)
     def on_unsubscribed(self, signal: TrackingSignal) -> None:
         self.unsubscribed = True  # the withdrawal is in the ledger already; sends would be refused
@@ -181,6 +202,42 @@ class WelcomeJourney:
         return WelcomeStatus(self.step, self.opened, self.clicked, self.score, list(self.messages))
 
     # Steps -------------------------------------------------------------------------------
+    async def _confirm(self, input: WelcomeInput, pending_id: int) -> WelcomeResult | None:
+        """Double opt-in: send the confirmation email (transactional: no send window, no cap, not
+        blocked by the pending consent) and wait for the click. None when the lead confirmed and
+        the consent ledger now says granted; else the journey's end.
+
+        The send is keyed by the pending ledger row: a lead who let one confirmation lapse and
+        signs up again (a new journey, api/journeys.py) gets a new email, a retry never two."""
+        self.confirming = True
+        self._enter("sending_confirmation", "Email consent pending: sending the confirmation email (double opt-in)")
+        step = f"confirm-{pending_id}"
+        request = SendRequest(lead_id=input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
+                              step=step, template="welcome_confirm", kind="transactional")
+        sent = await workflow.execute_activity_method(EmailActivities.send_email, request,
+                                                      summary="email welcome_confirm", **ACTIVITY_OPTIONS)
+        self.messages.append(SentMessage(step, "email", "welcome_confirm", sent.status, sent.message_id,
+                                         workflow.now(), sent.reason))
+        if sent.status != "sent":
+            return self._finish("not_sent", f"the confirmation email was not sent: {sent.reason}")
+        wait = timedelta(hours=input.confirm_within_hours)
+        self._enter("awaiting_confirmation", f"Confirmation email sent; waiting up to {_hours(wait)} for the lead to "
+                                             "click its link")
+        await wait_for(lambda: self.confirmed or self.unsubscribed, wait)
+        self.confirming = False
+        if self.unsubscribed:
+            return self._finish("unsubscribed", "the lead unsubscribed before confirming")
+        # The ledger decides, not the signal: granted by the click, or meanwhile by an import.
+        consent = await workflow.execute_activity_method(
+            LeadActivities.check_consent, ConsentQuestion(input.lead_id, "email"), **ACTIVITY_OPTIONS
+        )
+        if consent.granted:
+            return None
+        if self.confirmed:
+            return self._finish("not_sent", consent.reason)
+        return self._finish("not_confirmed", f"the lead did not confirm the subscription within {_hours(wait)}; "
+                                             "no marketing email is sent")
+
     async def _relance(self, facts: LeadFacts) -> str | None:
         if self.input.relance_by_sms and facts.has_phone:
             sms_consent = await workflow.execute_activity_method(

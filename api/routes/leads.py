@@ -26,6 +26,9 @@ log = logging.getLogger("relance.api")
 
 router = APIRouter(prefix="/leads", tags=["leads"], dependencies=[Depends(require_api_key)])
 
+PENDING_WITHOUT_WELCOME = ("the email consent is pending the lead's confirmation (double opt-in, RELANCE_DOUBLE_OPT_IN): "
+                           "the confirmation email is the welcome journey's first step, and this sign-up did not enroll "
+                           "the lead in it; until the lead confirms, no journey sends them marketing email")
 TEMPORAL_DOWN = "the journey engine (Temporal) is unreachable; the lead is saved, retry the enrollment"
 
 
@@ -51,7 +54,10 @@ async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: Set
                                             db=db, new_lead=created))
         except RPCError as err:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{TEMPORAL_DOWN} (lead id {lead.id})") from err
-    return LeadSaved(lead=lead, created=created, enrollments=enrollments)
+    notes = []
+    if lead.consents.get("email") == "pending" and "welcome" not in data.journeys:
+        notes.append(PENDING_WITHOUT_WELCOME)
+    return LeadSaved(lead=lead, created=created, enrollments=enrollments, notes=notes)
 
 
 @router.post("/import", response_model=ImportReport,

@@ -5,6 +5,7 @@
     .venv/bin/python -m tests.histories.record_reengagement  # re-engagement, premium offer, sweep
     .venv/bin/python -m tests.histories.record_nurturing  # nurturing journey
     .venv/bin/python -m tests.histories.record_decay      # score-decay sweep
+    .venv/bin/python -m tests.histories.record_double_opt_in  # welcome with double opt-in
 
 Run it only when a journey changed on purpose *and* running journeys may be left behind (then
 keep the old files too, and guard the change with ``workflow.patched``). Each scenario runs on
