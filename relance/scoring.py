@@ -167,8 +167,9 @@ def apply_score(session: Session, *, lead_id: str, event: str, key: str, reason:
         values["last_activity_at"] = now
     # The update first, then the read: the row is this transaction's from the update on, so
     # ``before`` and ``after`` are exact even when other changes to the lead run concurrently.
-    after = session.execute(update(Lead).where(col(Lead.id) == lead_id).values(**values)
-                            .returning(Lead.score)).scalar_one()
+    # (The lead objects in the session are not synchronised: callers that show the lead re-read it.)
+    after = session.execute(update(Lead).where(col(Lead.id) == lead_id).values(**values).returning(Lead.score)
+                            .execution_options(synchronize_session=False)).scalar_one()
     before = after - points
     if before < mql_threshold <= after:
         from relance.mql import queue_notification
