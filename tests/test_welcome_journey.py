@@ -203,3 +203,23 @@ async def test_without_an_sms_provider_the_relance_falls_back_to_email(client, w
     assert [(m.step, m.status) for m in result.messages] == [("welcome", "sent"), ("relance_sms", "skipped"),
                                                               ("relance_email", "sent")]
     assert result.messages[1].reason == "no SMS provider is configured"
+
+
+async def test_a_worker_that_keeps_no_journey_in_memory_still_carries_them_through(client, settings, engine, sink,
+                                                                                    make_lead):
+    """RELANCE_WORKER_MAX_CACHED_WORKFLOWS bounds the worker's memory: a journey out of the cache
+    replays its history at its next timer or signal. With a cache of 0 every step replays: the
+    48 h relance, and an open that ends another journey, still happen exactly once."""
+    no_cache = settings.model_copy(update={"worker_max_cached_workflows": 0})
+    async with build_worker(client, no_cache, engine):
+        waiting, opening = make_lead(), make_lead()
+        first, second = await start(client, settings, waiting), await start(client, settings, opening)
+        message_id = (await wait_for_step(second, "waiting_for_open")).messages[0].message_id
+        await second.signal(OPENED, TrackingSignal(message_id=message_id))
+        relanced, opened = await first.result(), await second.result()
+
+    assert relanced.outcome == "no_reaction" and relanced.relanced_by == "email"
+    assert opened.outcome == "opened" and opened.relanced_by is None
+    assert [m.subject for m in await sink.wait_for_mail(to=waiting.email, count=2)] == [
+        "Welcome to Relance, Ada!", "Ada, did you see your welcome guide?"]
+    assert len(sink.mails_to(waiting.email)) == 2 and len(sink.mails_to(opening.email)) == 1
