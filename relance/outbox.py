@@ -118,8 +118,7 @@ class OutboxDispatcher:
         if done:
             await asyncio.to_thread(self._mark_delivered, [(event.id, note) for event, note in done])
             delivered = [event for event, _ in done]
-            await self._score_opens(delivered)
-            await self._score_clicks(delivered)
+            await self._score_hits(delivered)
             await self._pass_activity_on(delivered)
         return len(done), blocked
 
@@ -136,51 +135,34 @@ class OutboxDispatcher:
                 return "journey no longer running"
             raise
 
-    async def _score_opens(self, delivered: list[TrackingEvent]) -> None:
-        """An open scores ``email_opened`` (config/scoring.yaml) once per message. Clicks: see
-        ``_score_clicks``."""
-        opens = {(e.lead_id, e.message_id) for e in delivered if e.kind == "opened"}
-        if self.settings is None or not opens:
+    async def _score_hits(self, delivered: list[TrackingEvent]) -> None:
+        """Opens and clicks score per config/scoring.yaml, once per message, in one transaction:
+        an open ``email_opened``; a click ``email_clicked``, except in the journeys of
+        ``JOURNEYS_SCORING_CLICKS``, which score their own (in the workflow, with the step in the
+        reason) under the same key, ``<workflow id>:click:<message id>``."""
+        hits = sorted({(e.kind, e.lead_id, e.workflow_id, e.message_id) for e in delivered
+                       if e.kind in ("opened", "clicked")})
+        if self.settings is None or not hits:
             return
         try:
-            await asyncio.to_thread(self._score_opens_now, sorted(opens))
-        except Exception:  # the hits are delivered; a lost open point is not worth stalling them
-            log.exception("outbox: could not score %d opens", len(opens))
+            await asyncio.to_thread(self._score_hits_now, hits)
+        except Exception:  # the hits are delivered; a lost point is not worth stalling them
+            log.exception("outbox: could not score %d opens and clicks", len(hits))
 
-    def _score_opens_now(self, opens: list[tuple[str, str]]) -> None:
-        points = self.settings.scoring_rules().events["email_opened"]
-        if not points:
-            return
+    def _score_hits_now(self, hits: list[tuple[str, str, str, str]]) -> None:
+        events = self.settings.scoring_rules().events
         with Session(self.engine) as session:
-            for lead_id, message_id in opens:
-                if session.get(Lead, lead_id) is None:
-                    continue  # erased meanwhile
-                apply_score(session, lead_id=lead_id, event="email_opened", key=f"open:{message_id}",
-                            reason=f"opened message {message_id}", points=points,
-                            mql_threshold=self.settings.score_mql_threshold)
-            session.commit()
-
-    async def _score_clicks(self, delivered: list[TrackingEvent]) -> None:
-        """A click scores ``email_clicked`` once per message. The journeys in
-        ``JOURNEYS_SCORING_CLICKS`` score their own (in the workflow, with the step in the reason);
-        here, the others' (event reminders, purchase follow-up, re-engagement, browse, premium,
-        scenarios), under the same key, ``<workflow id>:click:<message id>``."""
-        clicks = {(e.lead_id, e.workflow_id, e.message_id) for e in delivered if e.kind == "clicked"}
-        if self.settings is None or not clicks:
-            return
-        try:
-            await asyncio.to_thread(self._score_clicks_now, sorted(clicks))
-        except Exception:  # the hits are delivered; a lost click point is not worth stalling them
-            log.exception("outbox: could not score %d clicks", len(clicks))
-
-    def _score_clicks_now(self, clicks: list[tuple[str, str, str]]) -> None:
-        points = self.settings.scoring_rules().events["email_clicked"]
-        if not points:
-            return
-        with Session(self.engine) as session:
-            for lead_id, workflow_id, message_id in clicks:
+            for kind, lead_id, workflow_id, message_id in hits:
+                points = events["email_opened" if kind == "opened" else "email_clicked"]
+                if not points or session.get(Lead, lead_id) is None:  # erased meanwhile
+                    continue
+                if kind == "opened":
+                    apply_score(session, lead_id=lead_id, event="email_opened", key=f"open:{message_id}",
+                                reason=f"opened message {message_id}", points=points,
+                                mql_threshold=self.settings.score_mql_threshold)
+                    continue
                 message = session.get(Message, message_id)
-                if message is None or message.journey in JOURNEYS_SCORING_CLICKS or session.get(Lead, lead_id) is None:
+                if message is None or message.journey in JOURNEYS_SCORING_CLICKS:
                     continue
                 apply_score(session, lead_id=lead_id, event="email_clicked", key=f"{workflow_id}:click:{message_id}",
                             reason=f"clicked a link in the {message.step} message of the {message.journey} journey",
