@@ -23,7 +23,7 @@ from temporalio.workflow import ParentClosePolicy
 
 from workflows.journey_graph import DEFAULT_MAX_DEPTH, Link, chain_refusal
 from workflows.signals import GOAL_REACHED, PURCHASE_GOAL, GoalSignal
-from workflows.steps import SentMessage, send_marketing, show_step, until_goal, wait_for
+from workflows.steps import SentMessage, not_sent_outcome, send_marketing, show_step, until_goal, wait_for
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -69,7 +69,7 @@ class ScenarioInput:
 
 @dataclass
 class ScenarioResult:
-    outcome: str  # redirected | redirect_refused | finished | not_sent | converted
+    outcome: str  # redirected | redirect_refused | finished | not_sent | excluded | converted
     reason: str
     chain: list[str]
     redirected_to: str | None = None
@@ -103,7 +103,7 @@ class ScenarioJourney:
         self.messages.append(SentMessage(input.scenario, "email", scenario.template, sent.status, sent.message_id,
                                          workflow.now(), sent.reason))
         if sent.status != "sent":
-            return self._finish(ScenarioResult("not_sent", sent.reason, self.chain))
+            return self._finish(ScenarioResult(not_sent_outcome(sent), sent.reason, self.chain))
         if scenario.redirect_to is None:
             return self._finish(ScenarioResult("finished", "no other scenario follows", self.chain))
         wait_days = scenario.wait_days if input.wait_days is None else input.wait_days
