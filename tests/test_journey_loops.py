@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
-from relance.models import Message
+from relance.models import EnrollmentRefusal, Message
 from tests.conftest import unique_id
 from worker import build_worker, journey_links
 from workflows.journey_graph import JourneyGraphError, Link, chain_refusal, check_graph
@@ -72,3 +72,8 @@ async def test_at_run_time_the_white_paper_does_not_send_the_lead_back_to_the_ne
         sent = session.exec(select(Message.journey, Message.step).where(Message.lead_id == lead.id)).all()
     assert sorted(sent) == [("scenario", "newsletter"), ("scenario", "white_paper")]  # once each, no loop
     assert len(sink.mails_to(lead.email)) == 2
+    with Session(engine) as session:  # the refusal is kept with the lead's data (export, erasure)
+        [refusal] = session.exec(select(EnrollmentRefusal).where(EnrollmentRefusal.lead_id == lead.id)).all()
+    assert (refusal.workflow_id, refusal.source, refusal.target) == (workflow_id("white_paper", lead.id), "white_paper",
+                                                                     "newsletter")
+    assert refusal.chain == ["newsletter", "white_paper"] and refusal.reason == second["reason"]

@@ -5,6 +5,7 @@ autre scénario eCRM"), e.g. a newsletter that leads to a white paper.
         ─► the scenario's email (send window, frequency cap) ─► wait N days
         ─► redirect: enroll into the next scenario, unless the chain refuses it
                (the lead came from there already, or the chain is too deep): refused, recorded
+               (in the journey's result and in ``enrollment_refusals``, with the lead's data)
     Goal: a purchase ends it (converted).
 
 The scenarios and their links are declared here (``SCENARIOS``); the worker checks the graph at
@@ -23,13 +24,15 @@ from temporalio.workflow import ParentClosePolicy
 
 from workflows.journey_graph import DEFAULT_MAX_DEPTH, Link, chain_refusal
 from workflows.signals import GOAL_REACHED, PURCHASE_GOAL, GoalSignal
-from workflows.steps import SentMessage, not_sent_outcome, send_marketing, show_step, until_goal, wait_for
+from workflows.steps import ACTIVITY_OPTIONS, SentMessage, not_sent_outcome, send_marketing, show_step, until_goal, wait_for
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
+    from activities.enrollment import EnrollmentActivities, RefusalRecord
     from activities.sending import SendRequest
 
 JOURNEY = "scenario"
+RECORD_REFUSALS_PATCH = "record-enrollment-refusals"  # refusals recorded in enrollment_refusals (issue 7)
 GOALS = (PURCHASE_GOAL,)
 
 
@@ -115,6 +118,7 @@ class ScenarioJourney:
         if refusal:
             workflow.logger.warning("scenario %s for lead %s: redirect refused: %s", input.scenario, input.lead_id,
                                     refusal)
+            await self._record_refusal(target, refusal)
             return self._finish(ScenarioResult("redirect_refused", refusal, self.chain, target))
         self._enter("redirecting", f"Enrolling the lead into {target}")
         try:
@@ -122,6 +126,7 @@ class ScenarioJourney:
                 ScenarioJourney.run, ScenarioInput(input.lead_id, target, list(self.chain), input.max_depth, input.wait_days),
                 id=workflow_id(target, input.lead_id), parent_close_policy=ParentClosePolicy.ABANDON)
         except WorkflowAlreadyStartedError:
+            await self._record_refusal(target, f"the lead is already in {target}")
             return self._finish(ScenarioResult("redirect_refused", f"the lead is already in {target}", self.chain,
                                                target))
         return self._finish(ScenarioResult("redirected", f"enrolled into {target}", self.chain, target))
@@ -134,6 +139,16 @@ class ScenarioJourney:
     @workflow.query(name="status")
     def status(self) -> ScenarioResult:
         return ScenarioResult(self.step, "", self.chain, None, list(self.messages))
+
+    async def _record_refusal(self, target: str, reason: str) -> None:
+        """Keep the refusal with the lead's data (``enrollment_refusals``, in the export). Journeys
+        started before this existed replay without it."""
+        if workflow.patched(RECORD_REFUSALS_PATCH):
+            info = workflow.info()
+            await workflow.execute_activity_method(
+                EnrollmentActivities.record_enrollment_refusal,
+                RefusalRecord(self.input.lead_id, info.workflow_id, info.run_id, self.input.scenario, target, reason,
+                              list(self.chain)), **ACTIVITY_OPTIONS)
 
     def _enter(self, step: str, details: str) -> None:
         self.step = step
