@@ -4,7 +4,9 @@ autre scénario eCRM"), e.g. a newsletter that leads to a white paper.
     enroll (with the chain of journeys that led here)
         ─► the scenario's email (send window, frequency cap) ─► wait N days
         ─► redirect: enroll into the next scenario, unless the chain refuses it
-               (the lead came from there already, or the chain is too deep): refused, recorded
+               (the lead came from there already, or the chain is too deep), or the target's
+               enrollment rules (exclusions, cooldown since the lead left it: relance/journey_rules.py)
+               refuse it: refused, recorded
                (in the journey's result and in ``enrollment_refusals``, with the lead's data)
     Goal: a purchase ends it (converted).
 
@@ -28,7 +30,7 @@ from workflows.steps import ACTIVITY_OPTIONS, SentMessage, not_sent_outcome, sen
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
-    from activities.enrollment import EnrollmentActivities, RefusalRecord
+    from activities.enrollment import EnrollmentActivities, EnrollmentCheck, RefusalRecord
     from activities.sending import SendRequest
 
 JOURNEY = "scenario"
@@ -120,6 +122,14 @@ class ScenarioJourney:
                                     refusal)
             await self._record_refusal(target, refusal)
             return self._finish(ScenarioResult("redirect_refused", refusal, self.chain, target))
+        if workflow.patched(RECORD_REFUSALS_PATCH):  # the target's enrollment rules, as the API applies them
+            refusal = await workflow.execute_activity_method(
+                EnrollmentActivities.check_enrollment,
+                EnrollmentCheck(input.lead_id, JOURNEY, workflow_id(target, input.lead_id), f"{target} scenario"),
+                **ACTIVITY_OPTIONS)
+            if refusal:
+                await self._record_refusal(target, refusal)
+                return self._finish(ScenarioResult("redirect_refused", refusal, self.chain, target))
         self._enter("redirecting", f"Enrolling the lead into {target}")
         try:
             await workflow.start_child_workflow(
