@@ -90,6 +90,7 @@ class ScenarioJourney:
         self.step = "starting"
         self.messages: list[SentMessage] = []
         self.converted: GoalSignal | None = None
+        self._rules = False  # set at the start of the steps (workflow.patched)
 
     @workflow.run
     async def run(self, input: ScenarioInput) -> ScenarioResult:
@@ -100,9 +101,14 @@ class ScenarioJourney:
 
     async def _steps(self, input: ScenarioInput) -> ScenarioResult:
         scenario = SCENARIOS[input.scenario]
+        # Enrollment rules (issue 7): a lead may come back into a scenario after its cooldown, so a
+        # run keys its send with its start time (or it would find the earlier run's send done);
+        # the redirect checks the target's rules, refusals are recorded. Older runs replay as they ran.
+        self._rules = workflow.patched(RECORD_REFUSALS_PATCH)
+        step = f"{input.scenario}@{workflow.info().start_time:%Y-%m-%dT%H:%M:%S}" if self._rules else input.scenario
         self._enter("sending", f"Sending {scenario.template}")
         request = SendRequest(lead_id=input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
-                              step=input.scenario, template=scenario.template)
+                              step=step, template=scenario.template)
         sent = await send_marketing(EmailActivities.send_email, request, summary=f"email {scenario.template}",
                                     stop=lambda: self.converted is not None)
         self.messages.append(SentMessage(input.scenario, "email", scenario.template, sent.status, sent.message_id,
@@ -122,7 +128,7 @@ class ScenarioJourney:
                                     refusal)
             await self._record_refusal(target, refusal)
             return self._finish(ScenarioResult("redirect_refused", refusal, self.chain, target))
-        if workflow.patched(RECORD_REFUSALS_PATCH):  # the target's enrollment rules, as the API applies them
+        if self._rules:  # the target's enrollment rules, as the API applies them
             refusal = await workflow.execute_activity_method(
                 EnrollmentActivities.check_enrollment,
                 EnrollmentCheck(input.lead_id, JOURNEY, workflow_id(target, input.lead_id), f"{target} scenario"),
@@ -153,7 +159,7 @@ class ScenarioJourney:
     async def _record_refusal(self, target: str, reason: str) -> None:
         """Keep the refusal with the lead's data (``enrollment_refusals``, in the export). Journeys
         started before this existed replay without it."""
-        if workflow.patched(RECORD_REFUSALS_PATCH):
+        if self._rules:
             info = workflow.info()
             await workflow.execute_activity_method(
                 EnrollmentActivities.record_enrollment_refusal,
