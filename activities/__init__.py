@@ -15,6 +15,7 @@ from activities.email import EmailActivities
 from activities.events import EventActivities  # also registers the "event" message context loaders
 from activities.leads import LeadActivities
 from activities.lists import ListActivities
+from activities.enrollment import EnrollmentActivities
 from activities.reengagement import ReEngagementActivities
 from activities.sales import SalesActivities
 from activities.scoring import ScoringActivities
@@ -37,10 +38,12 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     reengagement = ReEngagementActivities(settings, engine)
     sales = SalesActivities(settings, engine, renderer)
     lists = ListActivities(engine)
+    enrollment = EnrollmentActivities(engine, settings)
     return [leads.check_consent, leads.get_lead_facts, leads.get_send_profile, email.send_email, sms.send_sms,
             scoring.add_score, scoring.decay_scores_page,
             commerce.issue_promo_code, commerce.record_purchase, events.get_event_schedule, events.find_next_event,
             reengagement.enroll_inactive_page, reengagement.record_reengagement, reengagement.sunset_lead,
             reengagement.record_premium_offer,
             sales.create_sales_task, sales.escalate_sales_task, sales.notify_sales_task,
-            lists.change_list_membership]
+            lists.change_list_membership, enrollment.record_enrollment_refusal,
+            enrollment.check_enrollment]

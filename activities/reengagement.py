@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from relance.consent import latest_consent
 from relance.erasure import erase_lead
 from relance.models import Consent, Lead, utcnow
+from relance.journey_rules import cooldown_of
 from relance.settings import Settings
 from workflows import search_attributes as sa
 
@@ -90,13 +91,19 @@ class ReEngagementActivities:
         # A status stuck at in_journey past the journey's longest possible run (terminated by
         # hand, say) does not keep the lead out for ever.
         stale = utcnow() - timedelta(days=sum(self.settings.reengagement_delays_days) + 2)
+        # Re-enrollment cooldown (relance/journey_rules.py): ``reengagement_at`` is when the outcome
+        # of the lead's previous run was recorded, i.e. when the lead left it.
+        cooled = utcnow() - cooldown_of(self.settings.rules_for("reengage"), self.settings.reenroll_cooldown_days)
         query = (
             select(Lead.id)
             .where(
                 col(Lead.id) > after,
                 or_(col(Lead.last_activity_at) < cutoff,
                     and_(col(Lead.last_activity_at).is_(None), col(Lead.created_at) < cutoff)),
-                or_(col(Lead.reengagement_status).is_(None), col(Lead.reengagement_status) != IN_JOURNEY,
+                or_(col(Lead.reengagement_status).is_(None),
+                    # Left the previous run (its outcome recorded then) longer ago than the cooldown.
+                    and_(col(Lead.reengagement_status) != IN_JOURNEY,
+                         or_(col(Lead.reengagement_at).is_(None), col(Lead.reengagement_at) < cooled)),
                     col(Lead.reengagement_at) < stale),
                 latest_email_consent == "granted",
             )

@@ -3,11 +3,13 @@
 A send is keyed by ``<workflow id>:<step>``. Before talking to a provider, the activity claims
 that key; a retried activity that finds the key already ``sent`` returns the earlier result
 and sends nothing. Marketing sends re-check consent here, at the moment of sending, so no
-journey can bypass a withdrawal.
+journey can bypass a withdrawal; so are the journey's exclusions (relance/journey_rules.py): a
+send they refuse is recorded ``skipped`` with the reason ``excluded: ...``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +23,7 @@ from activities.frequency import FrequencyCap
 from activities.message_context import MessageExtras, load_extras
 from relance.consent import has_consent
 from relance.db import session_scope
+from relance.journey_rules import EXCLUDED, JourneyRules, exclusion_reason, rules_for as default_rules
 from relance.models import Lead, Message, utcnow
 from relance.suppression import suppression_of
 
@@ -73,10 +76,14 @@ def _now() -> datetime:
 
 
 class SendLedger:
-    def __init__(self, engine: Engine, cap: FrequencyCap | None = None, *, suppression_key: str = "") -> None:
+    def __init__(self, engine: Engine, cap: FrequencyCap | None = None, *, suppression_key: str = "",
+                 rules: Callable[[str], JourneyRules] | None = None) -> None:
         self.engine = engine
         self.cap = cap or FrequencyCap(messages=0)
         self.suppression_key = suppression_key  # the secret key: suppressed addresses get no marketing email
+        # journey name -> its enrollment rules, read at each send (Settings.rules_for): the journey's
+        # exclusions are checked again before each of its marketing messages.
+        self.rules = rules or default_rules
 
     def claim(self, request: SendRequest, channel: str, *, channel_blocked: str = "", now: datetime | None = None) -> Claim:
         """``channel_blocked``: why this channel cannot send at all (e.g. no SMS provider set up)."""
@@ -108,7 +115,8 @@ class SendLedger:
                 message.reason = RESENT
             extras = load_extras(session, lead, request.about)
             reason = (channel_blocked or self._blocked_reason(session, lead, channel, request.kind)
-                      or self._suppressed(session, lead, channel, request.kind) or extras.skip_reason)
+                      or self._suppressed(session, lead, channel, request.kind) or extras.skip_reason
+                      or self._excluded(session, lead, request))
             if reason:
                 message.status, message.reason = "skipped", reason
                 return Claim(None, None, SendResult("skipped", message.id, reason))
@@ -125,6 +133,15 @@ class SendLedger:
         if kind == "marketing" and not has_consent(session, lead.id, channel):
             return f"no marketing consent for {channel}"
         return ""
+
+    def _excluded(self, session: Session, lead: Lead, request: SendRequest) -> str:
+        """The journey's exclusions, checked at the moment of sending (marketing only): a lead who
+        became a customer or joined an excluded list mid-journey gets no more of its messages."""
+        if request.kind != "marketing":
+            return ""
+        rules = self.rules(request.journey).exclude
+        reason = exclusion_reason(session, lead.id, rules) if rules else ""
+        return f"{EXCLUDED}{reason}" if reason else ""
 
     def _suppressed(self, session: Session, lead: Lead, channel: str, kind: str) -> str:
         if kind != "marketing" or channel != "email" or not self.suppression_key:

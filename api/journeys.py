@@ -9,18 +9,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import HTTPException, status as http_status
-from sqlmodel import Session, select
-from temporalio.client import Client, WorkflowExecutionStatus
+from sqlmodel import Session
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.schemas import EnrollmentPublic, JourneyStatusPublic
-from relance.models import ListMember, Order
+from relance import journey_rules
+from relance.models import utcnow
 from relance.nurturing import SequenceError, load_sequence
 from relance.settings import Settings
 from workflows import search_attributes as sa
@@ -38,22 +39,20 @@ from workflows.welcome import WelcomeInput, WelcomeJourney
 class JourneySpec:
     name: str
     run: Callable[..., Any]
-    make_input: Callable[[Settings, str], Any]
-    # Running already: refuse (409). Closed already: the welcome is once per lead, so refuse too
-    # (unless it ended with one of ``again_after``).
-    reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE
+    # (settings, lead id, reenrolled) -> the input; ``reenrolled``: the lead went through it before.
+    make_input: Callable[..., Any]
     id_prefix: str = ""  # the workflow id is "<id_prefix or name>-<lead id>"
-    # Exclusions checked at entry (issue 7): "customer" (the lead has an order), "list:<name>".
-    exclude: tuple[str, ...] = ()
-    # Outcomes after which a closed journey may run again for the lead (the welcome: a lead who let
-    # the double opt-in confirmation lapse and signs up again gets a new confirmation email).
+    # Re-enrollment, cooldown and exclusions: relance/journey_rules.py (Settings.rules_for(name)).
+    # Outcomes after which a journey that allows no re-enrollment may still run again for the lead
+    # (the welcome: a lead who let the double opt-in confirmation lapse and signs up again gets a
+    # new confirmation email).
     again_after: tuple[str, ...] = ()
 
     def workflow_id(self, lead_id: str) -> str:
         return f"{self.id_prefix or self.name}-{lead_id}"
 
 
-def nurturing_input(settings: Settings, lead_id: str) -> NurturingInput:
+def nurturing_input(settings: Settings, lead_id: str, reenrolled: bool = False) -> NurturingInput:
     """The sequence file is read (and checked) at each enrollment and travels in the input."""
     try:
         sequence = load_sequence(settings.nurturing_sequence_file)
@@ -61,14 +60,14 @@ def nurturing_input(settings: Settings, lead_id: str) -> NurturingInput:
         raise HTTPException(http_status.HTTP_500_INTERNAL_SERVER_ERROR,
                             f"the nurturing sequence file is invalid, nobody can be enrolled: {err}") from err
     return NurturingInput(lead_id=lead_id, sequence=sequence, mql_threshold=settings.score_mql_threshold,
-                          task_due_business_days=settings.sales_task_due_business_days)
+                          task_due_business_days=settings.sales_task_due_business_days, reenrolled=reenrolled)
 
 
 JOURNEYS: dict[str, JourneySpec] = {
     "welcome": JourneySpec(
         name="welcome",
         run=WelcomeJourney.run,
-        make_input=lambda s, lead_id: WelcomeInput(
+        make_input=lambda s, lead_id, reenrolled=False: WelcomeInput(
             lead_id=lead_id,
             relance_after_hours=s.welcome_relance_after_hours,
             relance_by_sms=s.welcome_relance_by_sms,
@@ -77,9 +76,9 @@ JOURNEYS: dict[str, JourneySpec] = {
         ),
         again_after=("not_confirmed",),
     ),
-    # Once per lead, like the welcome: its sends are keyed by workflow id + step.
+    # Again after its cooldown (a second run keys its sends apart: NurturingInput.reenrolled).
     "nurturing": JourneySpec(name="nurturing", run=LeadNurturingJourney.run, make_input=nurturing_input,
-                             id_prefix=NURTURE, exclude=("customer",)),
+                             id_prefix=NURTURE),
 }
 
 
@@ -91,13 +90,29 @@ COUNTED_PREFIXES = ("welcome", NURTURE, "cart", "reengage", "browse", "premium",
 
 def exclusion_reason(*, session: Session, lead_id: str, rules: tuple[str, ...]) -> str:
     """Why the lead may not enter a journey with these exclusions; "" when it may."""
-    for rule in rules:
-        if rule == "customer" and session.exec(select(Order.id).where(Order.lead_id == lead_id).limit(1)).first():
-            return "the lead is a customer (has an order)"
-        if rule.startswith("list:") and session.exec(select(ListMember.id).where(
-                ListMember.lead_id == lead_id, ListMember.list_name == rule[5:]).limit(1)).first():
-            return f"the lead is in the list {rule[5:]}"
-    return ""
+    return journey_rules.exclusion_reason(session, lead_id, rules)
+
+
+async def describe(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
+    """The latest run of ``workflow_id`` (describe is consistent, unlike visibility), or None."""
+    try:
+        return await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
+
+
+async def cooldown_check(client: Client, settings: Settings, *, journey: str, workflow_id: str,
+                         now: datetime | None = None) -> tuple[str, WorkflowExecutionDescription | None]:
+    """(why the lead may not start ``workflow_id`` again now, "" if it may; the previous run).
+    Only a closed previous run counts: a running one is the journey the lead is in."""
+    cooldown = journey_rules.cooldown_of(settings.rules_for(journey), settings.reenroll_cooldown_days)
+    previous = await describe(client, workflow_id)
+    if previous is None or previous.status == WorkflowExecutionStatus.RUNNING or cooldown <= timedelta(0):
+        return "", previous
+    return journey_rules.cooldown_refusal(journey=journey, closed_at=previous.close_time, cooldown=cooldown,
+                                          now=now or utcnow()), previous
 
 
 async def running_journeys(client: Client, lead_id: str) -> list[str]:
@@ -116,16 +131,21 @@ async def running_journeys(client: Client, lead_id: str) -> list[str]:
 async def enroll(client: Client, settings: Settings, *, lead_id: str, score: int, journey: str,
                  db: Any = None, new_lead: bool = False) -> EnrollmentPublic:
     """Start the journey unless an enrollment rule refuses it: an exclusion (checked with ``db``),
-    or the lead already in ``max_concurrent_journeys`` journeys.
+    the journey's cooldown since the lead's previous run of it closed, or the lead already in
+    ``max_concurrent_journeys`` journeys. A journey that allows no re-enrollment (the welcome)
+    answers ``already_enrolled`` once the lead went through it.
 
-    ``new_lead``: the lead was created by this very request, so it is in no journey yet and the
-    concurrent-journeys count (one describe per journey kind) is skipped: at a sign-up burst
-    those lookups cost the Temporal server more than the start itself."""
+    ``new_lead``: the lead was created by this very request, so it has no previous run and is in
+    no journey yet: the cooldown and concurrent-journeys lookups (describe calls) are skipped — at
+    a sign-up burst they cost the Temporal server more than the start itself."""
     spec = JOURNEYS[journey]
+    rules = settings.rules_for(journey)
     workflow_id = spec.workflow_id(lead_id)
-    reason = ""
-    if db is not None and spec.exclude:
-        reason = await db.run(exclusion_reason, lead_id=lead_id, rules=spec.exclude)
+    reason, previous = "", None
+    if db is not None and rules.exclude:
+        reason = await db.run(exclusion_reason, lead_id=lead_id, rules=rules.exclude)
+    if not reason and rules.reenroll and not new_lead:
+        reason, previous = await cooldown_check(client, settings, journey=journey, workflow_id=workflow_id)
     if not reason and settings.max_concurrent_journeys > 0 and not new_lead:
         running = [w for w in await running_journeys(client, lead_id) if w != workflow_id]
         if len(running) >= settings.max_concurrent_journeys:
@@ -134,10 +154,12 @@ async def enroll(client: Client, settings: Settings, *, lead_id: str, score: int
     if reason:
         return EnrollmentPublic(lead_id=lead_id, journey=journey, workflow_id=workflow_id, status="refused",
                                 detail=f"not enrolled: {reason}")
+    reenrolled = previous is not None and previous.status != WorkflowExecutionStatus.RUNNING
+
     async def start(reuse_policy: WorkflowIDReusePolicy):
         return await client.start_workflow(
             spec.run,
-            spec.make_input(settings, lead_id),
+            spec.make_input(settings, lead_id, reenrolled),
             id=workflow_id,
             task_queue=settings.temporal_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
@@ -152,7 +174,9 @@ async def enroll(client: Client, settings: Settings, *, lead_id: str, score: int
 
     try:
         try:
-            handle = await start(spec.reuse_policy)
+            # Running already: refused (409). Closed: again only if the journey allows it (cooldown checked above).
+            handle = await start(WorkflowIDReusePolicy.ALLOW_DUPLICATE if rules.reenroll
+                                 else WorkflowIDReusePolicy.REJECT_DUPLICATE)
         except WorkflowAlreadyStartedError:
             if not await _may_run_again(client, spec, workflow_id):
                 raise
@@ -161,11 +185,13 @@ async def enroll(client: Client, settings: Settings, *, lead_id: str, score: int
         description = await client.get_workflow_handle(workflow_id).describe()
         running = description.status == WorkflowExecutionStatus.RUNNING
         detail = (f"lead {lead_id} is already in the {journey} journey" if running
-                  else f"lead {lead_id} already went through the {journey} journey (it ended: {description.status.name})")
+                  else f"lead {lead_id} already went through the {journey} journey (it ended: {description.status.name});"
+                       " it allows no re-enrollment")
         return EnrollmentPublic(lead_id=lead_id, journey=journey, workflow_id=workflow_id, run_id=err.run_id,
                                 status="already_enrolled", detail=detail)
+    detail = f"{journey} journey started" + (" again (the lead went through it before)" if reenrolled else "")
     return EnrollmentPublic(lead_id=lead_id, journey=journey, workflow_id=workflow_id, run_id=handle.result_run_id,
-                            status="started", detail=f"{journey} journey started")
+                            status="started", detail=detail)
 
 
 async def _may_run_again(client: Client, spec: JourneySpec, workflow_id: str) -> bool:
@@ -276,15 +302,20 @@ async def tell_nurturing(client: Client, lead_id: str, signal: str, *args: Any) 
     return workflow_id
 
 
-async def page_viewed(client: Client, settings: Settings, *, lead_id: str, category: str) -> str:
-    """Signal-with-start the lead's browse-abandonment journey (``browse-<lead id>``)."""
+async def page_viewed(client: Client, settings: Settings, *, lead_id: str, category: str) -> tuple[str | None, str]:
+    """Signal-with-start the lead's browse-abandonment journey (``browse-<lead id>``).
+    Returns (its workflow id, ""), or (None, why) when none runs and the lead left the previous
+    one within the journey's cooldown (relance/journey_rules.py): then no new one starts."""
     workflow_id = f"browse-{lead_id}"
+    refusal, _ = await cooldown_check(client, settings, journey="browse", workflow_id=workflow_id)
+    if refusal:
+        return None, refusal
     await client.start_workflow(
         BrowseAbandonmentJourney.run, BrowseInput(lead_id=lead_id), id=workflow_id, task_queue=settings.temporal_task_queue,
         start_signal=PAGE_VIEWED, start_signal_args=[PageViewSignal(category=category)],
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         search_attributes=_attributes("browse", lead_id), static_summary=f"browse-abandonment journey for lead {lead_id}")
-    return workflow_id
+    return workflow_id, ""
 
 
 async def goal_reached(client: Client, *, lead_id: str, goal: str, source: str) -> list[str]:

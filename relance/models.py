@@ -345,3 +345,22 @@ class MqlNotification(SQLModel, table=True):
     email_sent_at: datetime | None = Field(default=None, sa_column=_when())
     sent_at: datetime | None = Field(default=None, sa_column=_when())
     last_error: str | None = Field(default=None, max_length=500)
+
+
+class EnrollmentRefusal(SQLModel, table=True):
+    """A journey-to-journey enrollment refused at run time (issue 7, the loop guard): which journey
+    meant to enroll the lead into which, the chain that led there, and why. The lead's data: in
+    the export, removed by the erasure. One row per refusal (``refusal_key``: a retried activity
+    records it once)."""
+
+    __tablename__ = "enrollment_refusals"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    refusal_key: str = Field(unique=True, max_length=300)  # workflow id + run id + target
+    lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
+    workflow_id: str = Field(max_length=200)  # the journey that refused the redirect
+    source: str = Field(max_length=64)  # e.g. white_paper
+    target: str = Field(max_length=64)  # e.g. newsletter
+    chain: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    reason: str = Field(max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))

@@ -3,6 +3,7 @@ a recommendation email 3 days after the last visit; a purchase in the category s
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from relance.db import session_scope
@@ -71,3 +72,10 @@ async def test_page_views_with_a_category_start_the_journey_over_the_api(live: L
                                                       "url": "https://example.com/", "category": "a,b"})
     assert bad.status_code == 422
     await live.temporal.get_workflow_handle(f"browse-{lead_id}").terminate("test over")  # on a 3-day timer
+    # The journey closed: within its cooldown (7 days), page views start no new one, and say why.
+    again = await live.http.post("/events/track", json={
+        "type": "page_view", "lead": lead_id, "url": "https://example.com/b/it", "category": "stephen-king"})
+    assert again.status_code == 202 and again.json()["workflow_id"] is None
+    assert re.search(r"no browse-abandonment journey: left the browse journey (just now|\d+ seconds? ago); "
+                     r"cooldown 7 days", again.json()["detail"]), again.json()["detail"]
+    assert (await live.temporal.get_workflow_handle(f"browse-{lead_id}").describe()).status.name == "TERMINATED"

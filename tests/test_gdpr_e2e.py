@@ -12,6 +12,7 @@ from sqlalchemy import inspect, text
 from sqlmodel import Session, SQLModel
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.enrollment import EnrollmentActivities, RefusalRecord
 from relance.audit import key_fingerprint
 from relance.erasure import KEPT, erase_lead, lead_columns, tables_to_erase
 from relance.models import SuppressionEntry
@@ -52,6 +53,10 @@ async def a_lead_with_everything(live: LiveStack) -> tuple[str, str, object]:
         assert (await live.http.post("/events/track", json=purchase_event(lead_id, order))).status_code == 202
         await live.temporal.get_workflow_handle(f"purchase-{order}").result()
     assert (await live.http.post("/events/track", json=cart_event(lead_id, "c-" + uuid.uuid4().hex[:8]))).status_code == 202
+    # A scenario that refused to send the lead back where it came from (the loop guard) records it.
+    EnrollmentActivities(live.engine).record_enrollment_refusal(RefusalRecord(
+        lead_id, f"scenario-white_paper-{lead_id}", "run-1", "white_paper", "newsletter",
+        "enrolling into newsletter would loop: newsletter -> white_paper -> newsletter", ["newsletter", "white_paper"]))
     return lead_id, email, mail
 
 
@@ -85,6 +90,9 @@ async def test_export_then_erase_a_lead_with_every_kind_of_data(live: LiveStack)
     assert not [name for name in expected if not export["data"][name]], "a kind of data is missing from the export"
     assert export["data"]["consents"][0]["wording_version"] == "2026-01"
     assert any(e["kind"] == "clicked" for e in export["data"]["tracking_events"])
+    [refusal] = export["data"]["enrollment_refusals"]
+    assert (refusal["source"], refusal["target"], refusal["chain"]) == ("white_paper", "newsletter",
+                                                                        ["newsletter", "white_paper"])
     journeys = {j["workflow_type"]: j for j in export["journeys"]}
     assert set(journeys) == {"WelcomeJourney", "EventReminderJourney", "PurchaseFollowUp", "AbandonedCartJourney",
                              "LeadNurturingJourney"}

@@ -4,10 +4,15 @@ time by the enrollment chain."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+from datetime import timedelta
+
 import pytest
 from sqlmodel import Session, select
+from temporalio.client import WorkflowExecutionStatus
 
-from relance.models import Message
+from relance.models import EnrollmentRefusal, Message
 from tests.conftest import unique_id
 from worker import build_worker, journey_links
 from workflows.journey_graph import JourneyGraphError, Link, chain_refusal, check_graph
@@ -70,5 +75,69 @@ async def test_at_run_time_the_white_paper_does_not_send_the_lead_back_to_the_ne
     assert second["chain"] == ["newsletter", "white_paper"]
     with Session(engine) as session:
         sent = session.exec(select(Message.journey, Message.step).where(Message.lead_id == lead.id)).all()
-    assert sorted(sent) == [("scenario", "newsletter"), ("scenario", "white_paper")]  # once each, no loop
+    # Once each, no loop (a run keys its send with its start time: "newsletter@2026-11-23T10:00:00").
+    assert sorted((journey, step.partition("@")[0]) for journey, step in sent) == [("scenario", "newsletter"),
+                                                                                    ("scenario", "white_paper")]
     assert len(sink.mails_to(lead.email)) == 2
+    with Session(engine) as session:  # the refusal is kept with the lead's data (export, erasure)
+        [refusal] = session.exec(select(EnrollmentRefusal).where(EnrollmentRefusal.lead_id == lead.id)).all()
+    assert (refusal.workflow_id, refusal.source, refusal.target) == (workflow_id("white_paper", lead.id), "white_paper",
+                                                                     "newsletter")
+    assert refusal.chain == ["newsletter", "white_paper"] and refusal.reason == second["reason"]
+
+
+async def run_until_closed(client, workflow_id_: str, scenario_input: ScenarioInput, queue: str):
+    """Start a scenario and poll until it closed, without waiting on its result: waiting on a
+    result lets the time-skipping server skip ahead (to a closed run's timeout: 10 years), and
+    this test needs the clock to stand still between the two journeys."""
+    handle = await client.start_workflow(ScenarioJourney.run, scenario_input, id=workflow_id_, task_queue=queue)
+    for _ in range(500):
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return handle
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{workflow_id_} did not finish")
+
+
+async def test_a_redirect_into_a_scenario_the_lead_left_within_its_cooldown_is_refused_and_recorded(
+        client, settings, engine, sink, make_lead):
+    """Journey-to-journey enrollments follow the target's rules too: the lead went through the
+    white paper (that run closed just now), so the newsletter may not send it back there yet."""
+    lead = make_lead()
+    queue = unique_id("rules")
+    async with build_worker(client, settings, engine, task_queue=queue):
+        # The white paper alone (depth 1: it redirects nowhere), then the newsletter.
+        first = await run_until_closed(client, workflow_id("white_paper", lead.id),
+                                       ScenarioInput(lead.id, "white_paper", max_depth=1, wait_days=0), queue)
+        second = await run_until_closed(client, workflow_id("newsletter", lead.id),
+                                        ScenarioInput(lead.id, "newsletter", wait_days=0), queue)
+        alone, result = await first.result(), await second.result()
+    assert alone.outcome == "redirect_refused" and "depth of 1" in alone.reason
+    assert result.outcome == "redirect_refused" and result.redirected_to == "white_paper", result
+    assert re.fullmatch(r"left the white_paper scenario journey (just now|\d+ seconds? ago); cooldown 30 days",
+                        result.reason), result.reason
+    with Session(engine) as session:
+        refusals = session.exec(select(EnrollmentRefusal).where(EnrollmentRefusal.lead_id == lead.id)
+                                .order_by(EnrollmentRefusal.created_at)).all()
+    assert [(r.source, r.target, r.reason) for r in refusals] == [
+        ("white_paper", "newsletter", alone.reason), ("newsletter", "white_paper", result.reason)]
+    assert len(sink.mails_to(lead.email)) == 2  # the white paper, the newsletter; not the white paper again
+
+
+async def test_a_scenario_run_again_sends_again(client, time_skipping_env, settings, engine, sink, make_lead):
+    """Once the cooldown allows it, a lead may go through a scenario again: the second run's send
+    is keyed apart from the first run's (which is done), so it goes out."""
+    lead = make_lead()
+    queue = unique_id("again")
+    async with build_worker(client, settings, engine, task_queue=queue):
+        handles = []
+        for _ in range(2):
+            handles.append(await run_until_closed(client, workflow_id("white_paper", lead.id),
+                                                  ScenarioInput(lead.id, "white_paper", max_depth=1, wait_days=0), queue))
+            await time_skipping_env.sleep(timedelta(seconds=2))
+        results = [await h.result() for h in handles]
+    assert [r.messages[0].status for r in results] == ["sent", "sent"]
+    assert len(await sink.wait_for_mail(to=lead.email, count=2)) == 2
+    with Session(engine) as session:
+        keys = session.exec(select(Message.send_key).where(Message.lead_id == lead.id)).all()
+        refusals = session.exec(select(EnrollmentRefusal).where(EnrollmentRefusal.lead_id == lead.id)).all()
+    assert len(set(keys)) == 2 and len(refusals) == 2  # one redirect refused (depth) per run

@@ -146,8 +146,8 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
 
     from api import privacy
     from relance.erasure import erase_lead, lead_columns, tables_to_erase
-    from relance.models import (Cart, Event, FrequencyLock, ListMember, Message, MqlNotification, Order, PromoCode,
-                                Registration, SalesTask, SuppressionEntry, TrackingEvent, utcnow)
+    from relance.models import (Cart, EnrollmentRefusal, Event, FrequencyLock, ListMember, Message, MqlNotification,
+                                Order, PromoCode, Registration, SalesTask, SuppressionEntry, TrackingEvent, utcnow)
     from relance.suppression import email_hash
     from sqlalchemy import func, select as sa_select
 
@@ -173,6 +173,9 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
                       reason="downloaded the white paper", due_at=utcnow() + timedelta(days=2)),
             FrequencyLock(lead_id=lead.id, channel="email", version=1),
             MqlNotification(lead_id=lead.id, score=55, threshold=50, reason="clicked"),
+            EnrollmentRefusal(refusal_key=f"scenario-white_paper-{lead.id}:r:newsletter", lead_id=lead.id,
+                              workflow_id=f"scenario-white_paper-{lead.id}", source="white_paper", target="newsletter",
+                              chain=["newsletter", "white_paper"], reason="would loop"),
         ])
         session.commit()
         lead_id, event_id = lead.id, event.id

@@ -61,14 +61,14 @@ def sweep_settings(settings: Settings, engine: Engine) -> Settings:
 
 
 def seed(engine: Engine, *, count: int, last_activity_days_ago: float | None, created_days_ago: float = 400,
-         consent: str | None = "granted", status: str | None = None) -> list[str]:
+         consent: str | None = "granted", status: str | None = None, status_days_ago: float = 0) -> list[str]:
     """Bulk-insert ``count`` leads (and their latest email consent) straight into the database."""
     now = utcnow()
     ids = [uuid.uuid4().hex for _ in range(count)]
     last = now - timedelta(days=last_activity_days_ago) if last_activity_days_ago is not None else None
     leads = [dict(id=i, email=f"{i}@example.com", locale="en", time_zone="UTC", score=0,
                   created_at=now - timedelta(days=created_days_ago), updated_at=now, last_activity_at=last,
-                  reengagement_status=status, reengagement_at=now if status else None) for i in ids]
+                  reengagement_status=status, reengagement_at=now - timedelta(days=status_days_ago) if status else None) for i in ids]
     with session_scope(engine) as session:
         session.execute(insert(Lead), leads)
         if consent == "withdrawn":  # granted first, then withdrawn: the latest row counts
@@ -112,8 +112,10 @@ async def test_the_sweep_starts_journeys_only_for_inactive_consenting_not_enroll
     [running] = seed(scratch_engine, count=1, last_activity_days_ago=90)
     await client.start_workflow(ReEngagementJourney.run, ReEngagementInput(running), id=f"reengage-{running}",
                                 task_queue=JOURNEY_QUEUE)
-    # Came back after an earlier re-engagement, then went quiet again: eligible again.
-    again = seed(scratch_engine, count=1, last_activity_days_ago=70, status="re_engaged")
+    # Came back after an earlier re-engagement (ended 80 days ago), then went quiet again: eligible again;
+    # but not a lead whose earlier run ended within the re-enrollment cooldown (30 days).
+    again = seed(scratch_engine, count=1, last_activity_days_ago=70, status="re_engaged", status_days_ago=80)
+    cooling = seed(scratch_engine, count=1, last_activity_days_ago=70, status="converted", status_days_ago=10)
 
     first, _ = await run_sweep(client, settings, scratch_engine, inactive_days=60, batch_size=2)
 
@@ -121,7 +123,8 @@ async def test_the_sweep_starts_journeys_only_for_inactive_consenting_not_enroll
     assert first.started == len(expected) and first.already_enrolled == 1
     for lead_id in expected | {running}:
         assert await journey_state(client, lead_id) == WorkflowExecutionStatus.RUNNING, lead_id
-    for lead_id in never_active_new + recently_active + no_consent + withdrawn + suppressed_by_sunset + enrolled_in_db:
+    for lead_id in (never_active_new + recently_active + no_consent + withdrawn + suppressed_by_sunset + enrolled_in_db
+                    + cooling):
         assert await journey_state(client, lead_id) is None, lead_id
     with session_scope(scratch_engine) as session:
         assert {session.get(Lead, i).reengagement_status for i in expected | {running}} == {"in_journey"}

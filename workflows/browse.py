@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 from workflows.signals import PAGE_VIEWED, UNSUBSCRIBED, PageViewSignal, TrackingSignal
-from workflows.steps import SentMessage, send_marketing, show_step, wait_for
+from workflows.steps import SentMessage, not_sent_outcome, send_marketing, show_step, wait_for
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -48,7 +48,7 @@ class BrowseStatus:
 
 @dataclass
 class BrowseResult:
-    outcome: str  # sent | suppressed | not_sent | unsubscribed | no_interest
+    outcome: str  # sent | suppressed | not_sent | excluded | unsubscribed | no_interest
     category: str | None
     reason: str
     messages: list[SentMessage] = field(default_factory=list)
@@ -103,7 +103,7 @@ class BrowseAbandonmentJourney:
             return self._finish("sent", category, f"{len(self.views[category])} views of {category}, no purchase")
         if "bought in the category" in sent.reason:
             return self._finish("suppressed", category, sent.reason)
-        return self._finish("not_sent", category, sent.reason)
+        return self._finish(not_sent_outcome(sent), category, sent.reason)
 
     def _qualified(self) -> str | None:
         since = workflow.now() - timedelta(days=self.input.window_days)

@@ -23,6 +23,8 @@ loops, roles).
           days) ─► escalated to the manager, once
       task completed "meeting_booked" ─► end: converted; "not_interested" ─► end the marketing steps
       demo booked or purchase (the lead on their own) ─► end: goal reached;  unsubscribe ─► end
+      a message refused by the journey's exclusions (checked before each send: the lead became a
+          customer, joined an excluded list) ─► end: excluded
       (goals: demo_booked, purchase, workflows/goals.py; a meeting booked by sales reaches
        demo_booked for the lead's other journeys too)
 
@@ -40,7 +42,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows import search_attributes as sa
-from workflows.steps import ACTIVITY_OPTIONS, SentMessage, reach_goal, send_marketing, show_step, wait_for
+from workflows.steps import (ACTIVITY_OPTIONS, SentMessage, not_sent_outcome, reach_goal, send_marketing, show_step,
+                            wait_for)
 from workflows.signals import (ASSET_DOWNLOADED, CLICKED, DEMO_BOOKED, DEMO_BOOKED_GOAL, GOAL_REACHED, OPENED,
                                PURCHASE_GOAL, PURCHASED, SCORE_CHANGED, TASK_COMPLETED, UNSUBSCRIBED, AssetSignal,
                                GoalSignal, PurchaseSignal, ScoreSignal, TaskSignal, TrackingSignal)
@@ -94,6 +97,9 @@ class NurturingInput:
     mql_threshold: int = 50
     task_due_business_days: int = 2
     send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
+    # The lead went through the journey before (re-enrolled after the cooldown): this run keys its
+    # sends and sales tasks apart from the earlier run's (by its start time), or they would count as done.
+    reenrolled: bool = False
 
 
 @dataclass
@@ -119,7 +125,7 @@ class NurturingStatus:
 
 @dataclass
 class NurturingResult:
-    # converted | goal_reached | not_interested | unsubscribed | not_sent | gate_not_met | sequence_completed
+    # converted | goal_reached | not_interested | unsubscribed | not_sent | excluded | gate_not_met | sequence_completed
     outcome: str
     reason: str
     steps_sent: list[str]
@@ -161,6 +167,7 @@ class LeadNurturingJourney:
         self._scored_messages: set[str] = set()
         self._background: list[asyncio.Task] = []
         self._closing = False
+        self._run_tag = f"@{workflow.info().start_time:%Y-%m-%dT%H:%M:%S}" if input.reenrolled else ""
 
     @workflow.run
     async def run(self, input: NurturingInput) -> NurturingResult:
@@ -191,7 +198,7 @@ class LeadNurturingJourney:
             self._enter(f"sending_{step.name}", f"Sending {step.name} ({step.template})")
             sent = await self._send(step.name, step.template)
             if sent.status != "sent" and not self.stop:
-                return await self._finish("not_sent", sent.reason)
+                return await self._finish(not_sent_outcome(sent), sent.reason)
             if self.stop:
                 break
 
@@ -216,7 +223,7 @@ class LeadNurturingJourney:
             sent = await self._send(f"{step.name}_alt_{loop}", template)
             self.loops[step.name] = loop
             if sent.status != "sent" and not self.stop:
-                self._stop("not_sent", sent.reason)
+                self._stop(not_sent_outcome(sent), sent.reason)
             self._enter(f"feedback_{step.name}",
                         f"Waiting up to {gate.retry_after_days:g} days for the {gate.downloaded} download")
             await wait_for(lambda: self._met(gate) or self.stop is not None, timedelta(days=gate.retry_after_days))
@@ -328,7 +335,8 @@ class LeadNurturingJourney:
         due = add_business_days(workflow.now(), self.input.task_due_business_days)
         created = await workflow.execute_activity_method(
             SalesActivities.create_sales_task,
-            TaskRequest(self.input.lead_id, workflow.info().workflow_id, f"{workflow.info().workflow_id}:{key}",
+            TaskRequest(self.input.lead_id, workflow.info().workflow_id,
+                        f"{workflow.info().workflow_id}:{key}{self._run_tag}",
                         reason, due),
             summary=f"sales task: {reason}", **ACTIVITY_OPTIONS,
         )
@@ -365,7 +373,7 @@ class LeadNurturingJourney:
     # Sending and what the Temporal UI shows -----------------------------------------------
     async def _send(self, step: str, template: str) -> SendResult:
         request = SendRequest(lead_id=self.input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
-                              step=step, template=template)
+                              step=f"{step}{self._run_tag}", template=template)
         result = await send_marketing(EmailActivities.send_email, request, summary=f"email {template}",
                                       window=self.input.send_window, stop=lambda: self.stop is not None)
         self.messages.append(SentMessage(step, "email", template, result.status, result.message_id, workflow.now(),

@@ -31,7 +31,8 @@ from temporalio.exceptions import ApplicationError
 from workflows import search_attributes as sa
 from workflows.signals import (ACTIVITY, CLICKED, GOAL_REACHED, OPENED, PURCHASE_GOAL, UNSUBSCRIBED, ActivitySignal,
                                GoalSignal, TrackingSignal)
-from workflows.steps import ACTIVITY_OPTIONS, SentMessage, send_marketing, show_step, until_goal, wait_for
+from workflows.steps import (ACTIVITY_OPTIONS, SentMessage, not_sent_outcome, send_marketing, show_step, until_goal,
+                            wait_for)
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -66,7 +67,7 @@ class ReEngagementStatus:
 
 @dataclass
 class ReEngagementResult:
-    # not_sent | re_engaged | unsubscribed | consent_withdrawn | sunset_suppressed | sunset_deleted | converted
+    # not_sent | re_engaged | unsubscribed | consent_withdrawn | excluded | sunset_suppressed | sunset_deleted | converted
     outcome: str
     reason: str
     reaction: str | None
@@ -117,8 +118,9 @@ class ReEngagementJourney:
             if sent.status != "sent":
                 if self._reacted_or_left():
                     break
-                await self._record("consent_withdrawn")
-                return self._finish("consent_withdrawn", sent.reason)
+                outcome = "excluded" if not_sent_outcome(sent) == "excluded" else "consent_withdrawn"
+                await self._record(outcome)
+                return self._finish(outcome, sent.reason)
             wait = timedelta(days=delay)
             self._enter(f"waiting_after_email_{number}",
                         f"Email {number} sent; waiting up to {delay:g} days for any activity of the lead")

@@ -4,7 +4,10 @@ autre scénario eCRM"), e.g. a newsletter that leads to a white paper.
     enroll (with the chain of journeys that led here)
         ─► the scenario's email (send window, frequency cap) ─► wait N days
         ─► redirect: enroll into the next scenario, unless the chain refuses it
-               (the lead came from there already, or the chain is too deep): refused, recorded
+               (the lead came from there already, or the chain is too deep), or the target's
+               enrollment rules (exclusions, cooldown since the lead left it: relance/journey_rules.py)
+               refuse it: refused, recorded
+               (in the journey's result and in ``enrollment_refusals``, with the lead's data)
     Goal: a purchase ends it (converted).
 
 The scenarios and their links are declared here (``SCENARIOS``); the worker checks the graph at
@@ -23,13 +26,15 @@ from temporalio.workflow import ParentClosePolicy
 
 from workflows.journey_graph import DEFAULT_MAX_DEPTH, Link, chain_refusal
 from workflows.signals import GOAL_REACHED, PURCHASE_GOAL, GoalSignal
-from workflows.steps import SentMessage, send_marketing, show_step, until_goal, wait_for
+from workflows.steps import ACTIVITY_OPTIONS, SentMessage, not_sent_outcome, send_marketing, show_step, until_goal, wait_for
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
+    from activities.enrollment import EnrollmentActivities, EnrollmentCheck, RefusalRecord
     from activities.sending import SendRequest
 
 JOURNEY = "scenario"
+RECORD_REFUSALS_PATCH = "record-enrollment-refusals"  # refusals recorded in enrollment_refusals (issue 7)
 GOALS = (PURCHASE_GOAL,)
 
 
@@ -69,7 +74,7 @@ class ScenarioInput:
 
 @dataclass
 class ScenarioResult:
-    outcome: str  # redirected | redirect_refused | finished | not_sent | converted
+    outcome: str  # redirected | redirect_refused | finished | not_sent | excluded | converted
     reason: str
     chain: list[str]
     redirected_to: str | None = None
@@ -85,6 +90,7 @@ class ScenarioJourney:
         self.step = "starting"
         self.messages: list[SentMessage] = []
         self.converted: GoalSignal | None = None
+        self._rules = False  # set at the start of the steps (workflow.patched)
 
     @workflow.run
     async def run(self, input: ScenarioInput) -> ScenarioResult:
@@ -95,15 +101,20 @@ class ScenarioJourney:
 
     async def _steps(self, input: ScenarioInput) -> ScenarioResult:
         scenario = SCENARIOS[input.scenario]
+        # Enrollment rules (issue 7): a lead may come back into a scenario after its cooldown, so a
+        # run keys its send with its start time (or it would find the earlier run's send done);
+        # the redirect checks the target's rules, refusals are recorded. Older runs replay as they ran.
+        self._rules = workflow.patched(RECORD_REFUSALS_PATCH)
+        step = f"{input.scenario}@{workflow.info().start_time:%Y-%m-%dT%H:%M:%S}" if self._rules else input.scenario
         self._enter("sending", f"Sending {scenario.template}")
         request = SendRequest(lead_id=input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
-                              step=input.scenario, template=scenario.template)
+                              step=step, template=scenario.template)
         sent = await send_marketing(EmailActivities.send_email, request, summary=f"email {scenario.template}",
                                     stop=lambda: self.converted is not None)
         self.messages.append(SentMessage(input.scenario, "email", scenario.template, sent.status, sent.message_id,
                                          workflow.now(), sent.reason))
         if sent.status != "sent":
-            return self._finish(ScenarioResult("not_sent", sent.reason, self.chain))
+            return self._finish(ScenarioResult(not_sent_outcome(sent), sent.reason, self.chain))
         if scenario.redirect_to is None:
             return self._finish(ScenarioResult("finished", "no other scenario follows", self.chain))
         wait_days = scenario.wait_days if input.wait_days is None else input.wait_days
@@ -115,13 +126,23 @@ class ScenarioJourney:
         if refusal:
             workflow.logger.warning("scenario %s for lead %s: redirect refused: %s", input.scenario, input.lead_id,
                                     refusal)
+            await self._record_refusal(target, refusal)
             return self._finish(ScenarioResult("redirect_refused", refusal, self.chain, target))
+        if self._rules:  # the target's enrollment rules, as the API applies them
+            refusal = await workflow.execute_activity_method(
+                EnrollmentActivities.check_enrollment,
+                EnrollmentCheck(input.lead_id, JOURNEY, workflow_id(target, input.lead_id), f"{target} scenario"),
+                **ACTIVITY_OPTIONS)
+            if refusal:
+                await self._record_refusal(target, refusal)
+                return self._finish(ScenarioResult("redirect_refused", refusal, self.chain, target))
         self._enter("redirecting", f"Enrolling the lead into {target}")
         try:
             await workflow.start_child_workflow(
                 ScenarioJourney.run, ScenarioInput(input.lead_id, target, list(self.chain), input.max_depth, input.wait_days),
                 id=workflow_id(target, input.lead_id), parent_close_policy=ParentClosePolicy.ABANDON)
         except WorkflowAlreadyStartedError:
+            await self._record_refusal(target, f"the lead is already in {target}")
             return self._finish(ScenarioResult("redirect_refused", f"the lead is already in {target}", self.chain,
                                                target))
         return self._finish(ScenarioResult("redirected", f"enrolled into {target}", self.chain, target))
@@ -134,6 +155,16 @@ class ScenarioJourney:
     @workflow.query(name="status")
     def status(self) -> ScenarioResult:
         return ScenarioResult(self.step, "", self.chain, None, list(self.messages))
+
+    async def _record_refusal(self, target: str, reason: str) -> None:
+        """Keep the refusal with the lead's data (``enrollment_refusals``, in the export). Journeys
+        started before this existed replay without it."""
+        if self._rules:
+            info = workflow.info()
+            await workflow.execute_activity_method(
+                EnrollmentActivities.record_enrollment_refusal,
+                RefusalRecord(self.input.lead_id, info.workflow_id, info.run_id, self.input.scenario, target, reason,
+                              list(self.chain)), **ACTIVITY_OPTIONS)
 
     def _enter(self, step: str, details: str) -> None:
         self.step = step

@@ -93,6 +93,12 @@ async def send_marketing(method: Callable, request: SendRequest, *, summary: str
                               "the journey stopped while the message waited for the frequency cap")
 
 
+def not_sent_outcome(result: SendResult) -> str:
+    """A journey's outcome when a message of it did not go out: ``excluded`` when the journey's
+    exclusions refused it (the send ledger checks them before each send), else ``not_sent``."""
+    return "excluded" if result.reason.startswith("excluded: ") else "not_sent"
+
+
 async def wait_for_send_window(lead_id: str, window: SendWindow | None = None,
                                stop: Callable[[], bool] = lambda: False) -> bool:
     """Wait until the send window is open for the lead; False if ``stop`` came true first."""

@@ -42,8 +42,9 @@ async def track(event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, tem
                          settings=settings)
             workflow_id, detail = None, "page view recorded"
             if event.category:  # browse abandonment: the lead's journey counts views per category
-                workflow_id = await page_viewed(temporal, settings, lead_id=event.lead, category=event.category)
-                detail += f" ({event.category}: passed to the browse-abandonment journey)"
+                workflow_id, refusal = await page_viewed(temporal, settings, lead_id=event.lead, category=event.category)
+                detail += (f" ({event.category}: passed to the browse-abandonment journey)" if workflow_id
+                           else f" ({event.category}: no browse-abandonment journey: {refusal})")
         elif isinstance(event, AssetDownloaded):
             await db.run(crud.touch_lead, lead_id=event.lead, kind=event.type)
             workflow_id = await tell_nurturing(temporal, event.lead, ASSET_DOWNLOADED, AssetSignal(event.asset))

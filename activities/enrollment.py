@@ -1,0 +1,95 @@
+"""Journey-to-journey enrollments refused at run time (issue 7, the loop guard), recorded with
+the lead's data (``enrollment_refusals``: in the export, removed by the erasure) rather than only
+in the refusing journey's result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from relance.journey_rules import cooldown_of, cooldown_refusal, exclusion_reason
+from relance.models import EnrollmentRefusal, as_utc
+from relance.settings import Settings
+
+
+@dataclass
+class RefusalRecord:
+    lead_id: str
+    workflow_id: str  # the journey that meant to enroll the lead
+    run_id: str
+    source: str
+    target: str
+    reason: str
+    chain: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EnrollmentCheck:
+    """May a journey enroll the lead into ``journey`` (workflow id ``workflow_id``) now?"""
+
+    lead_id: str
+    journey: str  # its rules' name (relance/journey_rules.py), e.g. scenario
+    workflow_id: str
+    label: str = ""  # how the refusal names it, e.g. "white_paper scenario"; "" = journey
+
+
+def _now() -> datetime:
+    """The journey's clock (the attempt's scheduled time on the server: skipped time in tests)."""
+    return activity.info().current_attempt_scheduled_time
+
+
+class EnrollmentActivities:
+    def __init__(self, engine: Engine, settings: Settings | None = None) -> None:
+        self.engine = engine
+        self.settings = settings or Settings(_env_file=None)
+
+    @activity.defn(name="check_enrollment")
+    async def check_enrollment(self, check: EnrollmentCheck) -> str:
+        """The enrollment rules for a journey-to-journey enrollment, as the API applies them: the
+        target's exclusions, then its cooldown since the lead's previous run of it closed (read
+        with describe(), on the journey's clock). Returns why it is refused, "" if it is not."""
+        rules = self.settings.rules_for(check.journey)
+        if rules.exclude:
+            with Session(self.engine) as session:
+                reason = exclusion_reason(session, check.lead_id, rules.exclude)
+            if reason:
+                return reason
+        cooldown = cooldown_of(rules, self.settings.reenroll_cooldown_days)
+        try:
+            previous = await activity.client().get_workflow_handle(check.workflow_id).describe()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return ""
+        if previous.status == WorkflowExecutionStatus.RUNNING:
+            return ""  # the start answers "already in it"
+        if not rules.reenroll:
+            return f"the lead already went through the {check.label or check.journey} journey; it allows no re-enrollment"
+        return cooldown_refusal(journey=check.label or check.journey, closed_at=as_utc(previous.close_time),
+                                cooldown=cooldown, now=_now())
+
+    @activity.defn(name="record_enrollment_refusal")
+    def record_enrollment_refusal(self, record: RefusalRecord) -> str:
+        """Record the refusal once (a retried attempt finds it); returns the row's id."""
+        key = f"{record.workflow_id}:{record.run_id}:{record.target}"[:300]
+        with Session(self.engine) as session:
+            found = session.exec(select(EnrollmentRefusal.id).where(EnrollmentRefusal.refusal_key == key)).first()
+            if found:
+                return found
+            row = EnrollmentRefusal(refusal_key=key, lead_id=record.lead_id, workflow_id=record.workflow_id[:200],
+                                    source=record.source[:64], target=record.target[:64], chain=list(record.chain),
+                                    reason=record.reason[:500])
+            session.add(row)
+            try:
+                session.commit()
+            except IntegrityError:  # a concurrent attempt recorded it first
+                session.rollback()
+                return session.exec(select(EnrollmentRefusal.id).where(EnrollmentRefusal.refusal_key == key)).one()
+            return row.id
