@@ -35,7 +35,7 @@ class EmailActivities:
     def __init__(self, settings: Settings, engine: Engine, renderer: Renderer) -> None:
         self.settings = settings
         self.ledger = SendLedger(engine, FrequencyCap(settings.frequency_cap_messages, settings.frequency_cap_days),
-                                 suppression_key=settings.secret_key, rules=settings.rules_for)
+                                 suppression_key=settings.suppression_hash_key, rules=settings.rules_for)
         self.renderer = renderer
 
     @activity.defn(name="send_email")

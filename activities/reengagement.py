@@ -179,7 +179,7 @@ class ReEngagementActivities:
         """No reaction to the whole series: stop emailing the lead (suppress) or erase it (delete)."""
         if request.policy == "delete":
             report = erase_lead(self.engine, request.lead_id, actor=request.workflow_id,
-                                reason="sunset: no reaction to the re-engagement emails", hash_key=self.settings.secret_key)
+                                reason="sunset: no reaction to the re-engagement emails", hash_key=self.settings.suppression_hash_key)
             return SunsetResult("delete", report.rows_deleted)
         if request.policy != "suppress":
             raise ApplicationError(f"unknown sunset policy {request.policy!r}", type="BadSunsetPolicy", non_retryable=True)

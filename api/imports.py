@@ -115,7 +115,8 @@ def import_row(session: Session, settings: Settings, row: dict[str, str], list_n
         data = LeadCreate(email=row.get("email", ""), consents=[{"channel": c, **evidence} for c in channels], **fields)
     except ValidationError as err:
         raise ValueError(_reason(err)) from None
-    entry = suppression_of(session, settings.secret_key, data.email) if settings.secret_key else None
+    entry = (suppression_of(session, settings.suppression_hash_key, data.email) if settings.suppression_hash_key
+             else None)
     if entry is not None:
         raise ValueError("the address is on the suppression list (erased at the person's request)" if entry.reason == "erased"
                          else f"the address is on the suppression list ({entry.reason}): an import does not re-subscribe")
@@ -128,7 +129,7 @@ def import_row(session: Session, settings: Settings, row: dict[str, str], list_n
                                  f"after the imported consent")
     try:
         lead, created = crud.upsert_lead(session=session, data=data, default_phone_region=settings.default_phone_region,
-                                         suppression_key=settings.secret_key, settings=settings, form=False,
+                                         suppression_key=settings.suppression_hash_key, settings=settings, form=False,
                                          consented_at=consented_at)
     except HTTPException as err:  # phone, suppression (raised before anything is written)
         session.rollback()

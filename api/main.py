@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.temporal = await connect(settings, lazy=True)
         app.state.outbox = OutboxDispatcher(app.state.engine, app.state.temporal, settings=settings)
         app.state.hits = HitRecorder(app.state.engine, on_committed=app.state.outbox.wake,
-                                     suppression_key=settings.secret_key)
+                                     suppression_key=settings.suppression_hash_key)
         app.state.outbox.quiet_for = app.state.hits.quiet_for  # a burst of hits is served first, signalled after
         dispatcher = asyncio.create_task(app.state.outbox.run(), name="outbox-dispatcher")
         recorder = asyncio.create_task(app.state.hits.run(), name="hit-recorder")

@@ -69,7 +69,7 @@ def erase_lead(engine: Engine, lead_id: str, *, actor: str, reason: str, hash_ke
     """Erase the lead's rows everywhere, suppress its address, log it. Idempotent: erasing an
     unknown lead removes any stray rows and answers ``found=False``.
 
-    ``hash_key`` keys the suppression hash: the settings' ``secret_key``.
+    ``hash_key`` keys the suppression hash: the settings' ``suppression_hash_key``.
     """
     report = ErasureReport(lead_id=lead_id, found=False, actor=actor, reason=reason, erased_at=utcnow())
     with Session(engine) as session:

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     api_key: str = ""
     # Signs tracking, click and unsubscribe tokens. Keep it secret; rotate it and old links die.
     secret_key: str = ""
+    # Keys the suppression list's address hashes (erased and unsubscribed addresses). Empty: the
+    # secret key. Entries hashed under another key no longer match, so before rotating the secret
+    # key, set this to the secret key's current value and keep it.
+    suppression_key: str = ""
     tracking_token_max_age_days: int = 180
     # Temporal payload encryption (relance/encryption.py): JSON {key id: base64 of 32 bytes}, and
     # the id of the key that encrypts; every key listed still decrypts (rotation). `make run`
@@ -215,6 +219,10 @@ class Settings(BaseSettings):
         from relance.scoring import rules_from
 
         return rules_from(self.scoring_rules_file)
+
+    @property
+    def suppression_hash_key(self) -> str:
+        return self.suppression_key or self.secret_key
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -39,7 +39,7 @@ async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: Set
     """A form submission. Deduplicates by normalised email; records the consent evidence;
     optionally enrolls the lead in journeys (`"journeys": ["welcome"]`)."""
     lead, created = await db.run(crud.save_sign_up, data=data, default_phone_region=settings.default_phone_region,
-                                 suppression_key=settings.secret_key, settings=settings)
+                                 suppression_key=settings.suppression_hash_key, settings=settings)
     if not created:
         response.status_code = status.HTTP_200_OK
         try:  # a known lead filling a form is active: a re-engagement journey ends, a premium offer may be due
@@ -140,7 +140,7 @@ async def erase(lead_id: str, db: DatabaseDep, temporal: TemporalDep, settings: 
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             f"could not close the lead's journeys ({err.message}); nothing was erased, retry") from err
     report = await run_in_threadpool(erase_lead, db.engine, lead_id, actor=actor, reason=reason,
-                                     hash_key=settings.secret_key)
+                                     hash_key=settings.suppression_hash_key)
     if not report.found:  # erased meanwhile by another request
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead with id {lead_id}")
     return ErasurePublic(lead_id=lead_id, erased_at=report.erased_at, journeys_closed=closed,
