@@ -21,6 +21,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.crud import get_lead_or_404
+from api.journeys import COUNTED_PREFIXES
 from api.schemas import AuditEntryPublic, ConsentPublic, JourneyRecord
 from relance import audit
 from relance.erasure import lead_columns, tables_to_erase
@@ -67,9 +68,10 @@ def export_rows(*, session: Session, lead_id: str, actor: str) -> tuple[dict, di
 
 def workflow_ids_of(*, session: Session, lead_id: str) -> list[str]:
     """The journeys the database knows of for this lead (besides Temporal's own LeadId search):
-    its messages' workflows, registrations, orders' follow-ups, and the per-lead journeys."""
+    its messages' workflows, registrations, orders' follow-ups, and every per-lead journey id
+    (``<journey>-<lead id>``: one that started a moment ago may not be in visibility yet)."""
     get_lead_or_404(session=session, lead_id=lead_id)
-    ids = {f"welcome-{lead_id}", f"cart-{lead_id}"}
+    ids = {f"{prefix}-{lead_id}" for prefix in COUNTED_PREFIXES}
     ids |= set(session.exec(select(Message.workflow_id).where(Message.lead_id == lead_id)).all())
     ids |= set(session.exec(select(Registration.workflow_id).where(Registration.lead_id == lead_id)).all())
     ids |= {f"purchase-{order_id}" for order_id in session.exec(select(Order.id).where(Order.lead_id == lead_id)).all()}

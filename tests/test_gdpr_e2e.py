@@ -283,3 +283,26 @@ async def test_an_unsubscribe_still_reaches_the_message_journey_where_visibility
         result = await handle.result()
     assert told == 1 and result.outcome == "unsubscribed"
     assert "cannot list the journeys of lead" in caplog.text
+
+
+async def test_erasure_closes_a_journey_that_neither_visibility_nor_the_database_points_to(live: LiveStack):
+    """A journey started a moment ago (here: without the LeadId search attribute, which is what a
+    visibility lag looks like) that has sent nothing yet is still found by its per-lead id and
+    closed, instead of running on to fail on the erased lead."""
+    from workflows.browse import BrowseAbandonmentJourney, BrowseInput
+
+    email = f"late-{uuid.uuid4().hex[:10]}@example.com"
+    lead_id = (await live.http.post("/leads", json=sign_up_body(email))).json()["lead"]["id"]
+    handle = await live.temporal.start_workflow(BrowseAbandonmentJourney.run, BrowseInput(lead_id=lead_id),
+                                                id=f"browse-{lead_id}", task_queue=live.settings.temporal_task_queue)
+    assert not [wf async for wf in live.temporal.list_workflows(f'LeadId = "{lead_id}"')]
+
+    erased = await live.http.delete(f"/leads/{lead_id}")
+    assert erased.status_code == 200, erased.text
+    assert f"browse-{lead_id}" in erased.json()["journeys_closed"]
+    try:
+        description = await handle.describe()
+    except RPCError as err:
+        assert err.status == RPCStatusCode.NOT_FOUND
+    else:
+        assert description.status.name != "RUNNING"

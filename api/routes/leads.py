@@ -143,6 +143,16 @@ async def erase(lead_id: str, db: DatabaseDep, temporal: TemporalDep, settings: 
                                      hash_key=settings.suppression_hash_key)
     if not report.found:  # erased meanwhile by another request
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead with id {lead_id}")
+    # A journey that started while the rows were being erased (a sweep or another journey had
+    # the lead in hand) would only fail on the missing lead: close it too. Nothing can start one
+    # after the erasure, the lead being gone.
+    try:
+        late = [j for j in await privacy.journeys_of(temporal, lead_id, known) if j.workflow_id not in closed
+                or j.status == "RUNNING"]
+        closed = sorted(set(closed) | set(await privacy.close_and_delete(temporal, late)))
+    except RPCError as err:
+        log.warning("erasure of lead %s: rows erased, but a second look for late journeys failed (%s)",
+                    lead_id, err.message)
     return ErasurePublic(lead_id=lead_id, erased_at=report.erased_at, journeys_closed=closed,
                          rows_deleted=report.rows_deleted, suppressed=report.suppressed, kept=report.kept)
 
