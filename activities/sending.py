@@ -80,7 +80,7 @@ class SendLedger:
                  rules: Callable[[str], JourneyRules] | None = None) -> None:
         self.engine = engine
         self.cap = cap or FrequencyCap(messages=0)
-        self.suppression_key = suppression_key  # the secret key: suppressed addresses get no marketing email
+        self.suppression_key = suppression_key  # Settings.suppression_hash_key: suppressed addresses get no marketing email
         # journey name -> its enrollment rules, read at each send (Settings.rules_for): the journey's
         # exclusions are checked again before each of its marketing messages.
         self.rules = rules or default_rules

@@ -45,7 +45,7 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
                 consented_at: datetime | None = None, double_opt_in: bool = False) -> tuple[Lead, bool]:
     """Create the lead, or update the one with the same normalised email. Commits.
 
-    With ``suppression_key`` (the secret key), an address erased at the person's request (on
+    With ``suppression_key`` (Settings.suppression_hash_key), an address erased at the person's request (on
     the suppression list) is refused with 409 and nothing is stored; an address suppressed by an
     unsubscribe comes off the list when the sign-up grants email consent again.
 

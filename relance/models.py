@@ -285,8 +285,9 @@ class Counter(SQLModel, table=True):
 
 class SuppressionEntry(SQLModel, table=True):
     """An address that must not be contacted or signed up again, kept as a keyed hash only
-    (HMAC-SHA256 of the normalised email with the secret key): after an erasure nothing
-    readable remains, yet a re-import or re-sign-up of the same address is recognised."""
+    (HMAC-SHA256 of the normalised email, keyed with RELANCE_SUPPRESSION_KEY, by default the
+    secret key): after an erasure nothing readable remains, yet a re-import or re-sign-up of the
+    same address is recognised."""
 
     __tablename__ = "suppression_list"
 

@@ -43,8 +43,8 @@ class Hit:
 
 
 def record_hits(engine: Engine, hits: list[Hit], *, suppression_key: str = "") -> None:
-    """Store a group of hits in one transaction. With ``suppression_key`` (the secret key), an
-    unsubscribe also puts the address on the suppression list.
+    """Store a group of hits in one transaction. With ``suppression_key``
+    (Settings.suppression_hash_key), an unsubscribe also puts the address on the suppression list.
 
     A hit about a lead that no longer exists (erased: its old emails still carry valid links)
     is dropped: nothing about an erased person is written again.
