@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import HTTPException, status as http_status
 from sqlmodel import Session
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -156,21 +156,9 @@ async def enroll(client: Client, settings: Settings, *, lead_id: str, score: int
                                 detail=f"not enrolled: {reason}")
     reenrolled = previous is not None and previous.status != WorkflowExecutionStatus.RUNNING
 
-    async def start(reuse_policy: WorkflowIDReusePolicy):
-        return await client.start_workflow(
-            spec.run,
-            spec.make_input(settings, lead_id, reenrolled),
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=reuse_policy,
-            execution_timeout=timedelta(days=365),
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(sa.JOURNEY, journey), SearchAttributePair(sa.LEAD_ID, lead_id),
-                SearchAttributePair(sa.STEP, "starting"), SearchAttributePair(sa.SCORE, score),
-            ]),
-            static_summary=f"{journey} journey for lead {lead_id}",
-        )
+    def start(reuse_policy: WorkflowIDReusePolicy):
+        return start_journey(client, settings, journey=journey, lead_id=lead_id, score=score,
+                             reuse_policy=reuse_policy, reenrolled=reenrolled)
 
     try:
         try:
@@ -192,6 +180,28 @@ async def enroll(client: Client, settings: Settings, *, lead_id: str, score: int
     detail = f"{journey} journey started" + (" again (the lead went through it before)" if reenrolled else "")
     return EnrollmentPublic(lead_id=lead_id, journey=journey, workflow_id=workflow_id, run_id=handle.result_run_id,
                             status="started", detail=detail)
+
+
+async def start_journey(client: Client, settings: Settings, *, journey: str, lead_id: str, score: int,
+                        reuse_policy: WorkflowIDReusePolicy, reenrolled: bool = False) -> WorkflowHandle:
+    """Start the lead's ``journey`` as every enrollment does: its id, input, search attributes
+    (journey, lead, step, score), summary and a one-year execution timeout. A running journey of
+    that id is never started twice (``WorkflowAlreadyStartedError``)."""
+    spec = JOURNEYS[journey]
+    return await client.start_workflow(
+        spec.run,
+        spec.make_input(settings, lead_id, reenrolled),
+        id=spec.workflow_id(lead_id),
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        id_reuse_policy=reuse_policy,
+        execution_timeout=timedelta(days=365),
+        search_attributes=TypedSearchAttributes([
+            SearchAttributePair(sa.JOURNEY, journey), SearchAttributePair(sa.LEAD_ID, lead_id),
+            SearchAttributePair(sa.STEP, "starting"), SearchAttributePair(sa.SCORE, score),
+        ]),
+        static_summary=f"{journey} journey for lead {lead_id}",
+    )
 
 
 async def _may_run_again(client: Client, spec: JourneySpec, workflow_id: str) -> bool:

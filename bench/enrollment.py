@@ -2,9 +2,9 @@
 bounded concurrency) vs the same number of welcome workflows started directly with the SDK on
 the same server. No worker runs: both measure the start, not the journey.
 
-The SDK baseline starts each workflow exactly as the API does (id, search attributes, summary,
-execution timeout), so the ratio measures what the API adds: HTTP, validation, the lead and
-consent rows, scoring, the enrollment rules."""
+The SDK baseline starts each workflow with the API's own start (``api.journeys.start_journey``:
+id, input, search attributes, summary, timeout), so the ratio measures what the API adds: HTTP,
+validation, the lead and consent rows, scoring, the enrollment rules."""
 
 from __future__ import annotations
 
@@ -12,18 +12,15 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import timedelta
 
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 
-from api.journeys import JOURNEYS
+from api.journeys import start_journey
 from bench.loadgen import LoadResult, Request, run_load
 from bench.results import Row
 from bench.stack import Stack, cpu_seconds, say
 from bench.tracking import describe
 from tests.conftest import make_lead_factory
-from workflows import search_attributes as sa
-from workflows.welcome import WelcomeJourney
 
 
 async def run(stack: Stack, args) -> list[Row]:
@@ -40,14 +37,8 @@ async def run(stack: Stack, args) -> list[Row]:
         async def sdk_start(lead) -> None:
             async with semaphore:
                 started = time.perf_counter()
-                await stack.client.start_workflow(
-                    WelcomeJourney.run, JOURNEYS["welcome"].make_input(stack.settings, lead.id), id=f"sdk-{lead.id}",
-                    task_queue=stack.settings.temporal_task_queue, execution_timeout=timedelta(days=365),
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    search_attributes=TypedSearchAttributes([
-                        SearchAttributePair(sa.JOURNEY, "welcome"), SearchAttributePair(sa.LEAD_ID, lead.id),
-                        SearchAttributePair(sa.STEP, "starting"), SearchAttributePair(sa.SCORE, 0)]),
-                    static_summary=f"welcome journey for lead {lead.id}")
+                await start_journey(stack.client, stack.settings, journey="welcome", lead_id=lead.id, score=0,
+                                    reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
                 latencies.append((time.perf_counter() - started) * 1000)
 
         started = time.perf_counter()

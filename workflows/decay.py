@@ -12,12 +12,11 @@ start). Leads without activity for a decay period lose a share of their score (c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
-from workflows.steps import show_step
+from workflows.steps import PAGE_OPTIONS, show_step, time_to_continue_as_new
 
 with workflow.unsafe.imports_passed_through():
     from activities.scoring import DecayPage, ScoringActivities
@@ -58,9 +57,8 @@ class ScoreDecaySweep:
             page = await workflow.execute_activity_method(
                 ScoringActivities.decay_scores_page,
                 DecayPage(now=input.now, after=input.cursor, limit=input.batch_size),
-                start_to_close_timeout=timedelta(minutes=10),
-                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
                 summary=f"page {input.pages + 1}",
+                **PAGE_OPTIONS,
             )
             input.pages += 1
             pages_this_run += 1
@@ -71,5 +69,5 @@ class ScoreDecaySweep:
                 show_step("completed", f"{input.decayed} decays over {input.pages} pages ({input.points} points)")
                 return DecayResult(input.now, input.pages, input.leads, input.decayed, input.points)
             input.cursor = page.next_cursor
-            if pages_this_run >= input.pages_per_run or workflow.info().is_continue_as_new_suggested():
+            if time_to_continue_as_new(pages_this_run, input.pages_per_run):
                 workflow.continue_as_new(input)

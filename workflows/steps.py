@@ -33,6 +33,15 @@ ACTIVITY_OPTIONS = dict(
     start_to_close_timeout=timedelta(seconds=60),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
 )
+# A sweep's page (workflows/sweep.py, workflows/decay.py): one activity over up to a few thousand
+# leads, so a longer timeout; retried like any step.
+PAGE_OPTIONS = dict(ACTIVITY_OPTIONS, start_to_close_timeout=timedelta(minutes=10))
+
+
+def time_to_continue_as_new(pages_this_run: int, pages_per_run: int) -> bool:
+    """A paged sweep continues as new after ``pages_per_run`` pages, or sooner when the server
+    says its history is long: no sweep over 100,000 leads makes one giant history."""
+    return pages_this_run >= pages_per_run or workflow.info().is_continue_as_new_suggested()
 
 
 @dataclass

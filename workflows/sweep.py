@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
-from workflows.steps import show_step
+from workflows.steps import PAGE_OPTIONS, show_step, time_to_continue_as_new
 
 with workflow.unsafe.imports_passed_through():
     from activities.reengagement import PageRequest, ReEngagementActivities
@@ -64,9 +63,8 @@ class ReEngagementSweep:
             page = await workflow.execute_activity_method(
                 ReEngagementActivities.enroll_inactive_page,
                 PageRequest(cutoff=input.cutoff, after=input.cursor, limit=input.batch_size),
-                start_to_close_timeout=timedelta(minutes=10),
-                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
                 summary=f"page {input.pages + 1}",
+                **PAGE_OPTIONS,
             )
             input.pages += 1
             pages_this_run += 1
@@ -78,6 +76,6 @@ class ReEngagementSweep:
                 return SweepResult(input.cutoff, input.pages, input.leads, input.started, input.already_enrolled,
                                    input.runs)
             input.cursor = page.next_cursor
-            if pages_this_run >= input.pages_per_run or workflow.info().is_continue_as_new_suggested():
+            if time_to_continue_as_new(pages_this_run, input.pages_per_run):
                 input.runs += 1
                 workflow.continue_as_new(input)
