@@ -5,6 +5,11 @@ SQLite is set to WAL mode with a busy timeout so the API and the worker, two pro
 write the same file. Within one process, writers queue on a lock before SQLite's own: SQLite's
 busy handler polls with sleeps of up to 100 ms, so under a burst of sign-ups most of a request's
 time went to sleeping after the lock was already free (p99 ~1 s at 10 concurrent sign-ups).
+
+Erased means gone from the disk too: SQLite runs with ``secure_delete`` (a deleted or rewritten
+row's bytes are overwritten with zeros, not left in the page's free space), and an erasure
+checkpoints the write-ahead log into the database file and truncates it (``checkpoint_wal``),
+so ``relance.db-wal`` keeps no copy of the pages the lead's rows were on.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ def make_engine(database_url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         queue_writers(engine)
@@ -65,6 +71,17 @@ def queue_writers(engine: Engine, timeout: float = 30.0) -> None:
     def _never_keep(_dbapi_connection, record) -> None:  # a connection dropped without commit or rollback
         if record is not None and record.info.pop("relance_write_lock", False):
             lock.release()
+
+
+def checkpoint_wal(engine: Engine) -> bool:
+    """Copy the write-ahead log into the database file and truncate it to zero bytes (SQLite;
+    nothing to do elsewhere). Waits, within the busy timeout, for readers of older snapshots.
+    False when it could not complete (a reader held on): the log is then emptied by a later one."""
+    if engine.dialect.name != "sqlite":
+        return True
+    with engine.connect() as connection:
+        busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    return not busy
 
 
 @contextmanager
