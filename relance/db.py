@@ -15,7 +15,7 @@ A database that does not accept writes (its data folder made read-only, a full d
 read-only, a PostgreSQL standby) raises ``DatabaseNotWritable``, which the API answers with a
 503. It recovers by itself: SQLite opens a file it cannot write read-only, silently, and such a
 connection stays read-only for its whole life, so a pooled one kept refusing writes after the
-folder was writable again; on that error the engine drops its pooled connections, and the
+folder was writable again; on that error the engine closes every connection it holds, and the
 next request opens the file again.
 """
 
