@@ -201,3 +201,22 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
                 assert left == 0, table.name
         assert session.get(SuppressionEntry, email_hash(settings.secret_key, email)).reason == "erased"
         assert session.get(Event, event_id) is not None  # the event is not the lead's
+
+
+def test_a_read_only_postgres_is_reported_and_its_writes_refused_clearly(postgres_url):
+    """A standby, or a database set read-only: health sees it, and a write raises the error the
+    API answers with a 503 (SQLSTATE 25006), not an unexplained 500."""
+    from urllib.parse import quote
+
+    from relance.db import DatabaseNotWritable, accepts_writes
+
+    with Session(make_engine(postgres_url)) as session:
+        assert accepts_writes(session) is True
+    read_only = make_engine(f"{postgres_url}&options={quote('-c default_transaction_read_only=on')}")
+    with Session(read_only) as session:
+        assert accepts_writes(session) is False
+    data = LeadCreate(email=f"{unique_id('ro')}@example.com", consents=[{"channel": "email"}])
+    with Session(read_only) as session, pytest.raises(DatabaseNotWritable):
+        crud.save_sign_up(session=session, data=data, default_phone_region="FR")
+    with Session(read_only) as session:  # the pool goes on: reads still work
+        assert session.exec(select(ScoreEvent).limit(1)).all() is not None
