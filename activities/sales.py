@@ -178,13 +178,11 @@ class SalesActivities:
 
     def _message(self, task: SalesTask, lead: Lead, kind: str, to: str) -> EmailMessage:
         s = self.settings
-        tmpl = self.renderer.env.get_template(f"email/internal_task_{kind}.jinja")
-        ctx = tmpl.new_context({
+        subject, text = self.renderer.plain_email(f"internal_task_{kind}", {
             "task": task, "lead": lead, "rep_name": self._rep_name(task.assignee) or "nobody",
             "due_at": as_utc(task.due_at), "brand_name": s.brand_name,
             "complete_url": f"{s.public_base_url.rstrip('/')}/tasks/{task.id}/complete",
         })
-        subject = " ".join("".join(tmpl.blocks["subject"](ctx)).split())
         mime = EmailMessage()
         mime["From"] = s.sales_mail_from or s.mail_from
         mime["To"] = formataddr(("", to))
@@ -192,7 +190,7 @@ class SalesActivities:
         mime["Date"] = formatdate(localtime=False)
         mime["Message-ID"] = f"<task-{task.id}-{kind}@{s.mail_domain}>"  # stable: a resend is recognisable
         mime["X-Relance-Task"] = f"{task.id}/{kind}"
-        mime.set_content("".join(tmpl.blocks["text"](ctx)).strip() + "\n")
+        mime.set_content(text)
         return mime
 
 
