@@ -13,7 +13,6 @@ task and kind: the task row records when each went out.
 
 from __future__ import annotations
 
-import smtplib
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -27,6 +26,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.email import deliver
+from activities.sending import SendFailure
 from relance.models import Counter, Lead, SalesTask, as_utc, utcnow
 from relance.rendering import Renderer
 from relance.settings import SalesRep, Settings
@@ -197,8 +197,8 @@ class SalesActivities:
 def deliver_or_fail(settings: Settings, mime: EmailMessage, to: str) -> None:
     try:
         deliver(settings, mime, to)
-    except smtplib.SMTPResponseException as err:
-        if 500 <= err.smtp_code < 600:
-            raise ApplicationError(f"SMTP server refused the internal email: {err.smtp_code}", type="SmtpPermanent",
-                                   non_retryable=True) from err
-        raise
+    except SendFailure as failure:
+        if failure.permanent:
+            raise ApplicationError(f"SMTP server refused the internal email: {failure.reason}", type="SmtpPermanent",
+                                   non_retryable=True) from failure
+        raise ApplicationError(f"internal email not sent yet: {failure.reason}", type="SmtpTemporary") from failure
