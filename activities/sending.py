@@ -189,7 +189,7 @@ class SendLedger:
             row.status, row.sent_at = "sent", utcnow()
             row.subject, row.provider_id = subject, provider_id
             if row.attempts > 1 and row.attempts_not_delivered == row.attempts - 1:
-                row.reason = sent_after_failed_attempts(row.attempts, _last_failure(row.reason))
+                row.reason = sent_after_failed_attempts(row.attempts, _last_failure(row.reason))[:500]
         return SendResult("sent", message.id)
 
     def mark_attempt_failed(self, message: Message, failure: SendFailure) -> SendResult | None:

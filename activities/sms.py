@@ -58,9 +58,9 @@ class SmsActivities:
                 timeout=10.0,
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:  # nothing went out
-            raise SendFailure(f"could not reach the SMS provider: {err or type(err).__name__}") from err
+            raise SendFailure(f"could not reach the SMS provider: {str(err) or type(err).__name__}") from err
         except httpx.TransportError as err:  # the request went out, the answer never came
-            raise SendFailure(f"the SMS provider did not answer: {err or type(err).__name__}", maybe_delivered=True) from err
+            raise SendFailure(f"the SMS provider did not answer: {str(err) or type(err).__name__}", maybe_delivered=True) from err
         if response.status_code >= 500 or response.status_code == 429:
             raise SendFailure(f"the SMS provider answered {response.status_code}")
         if response.status_code >= 400:

@@ -455,3 +455,39 @@ async def test_a_permanent_5xx_marks_the_message_failed_and_the_journey_ends_cle
     [row] = smtp_case.messages(lead)
     assert row.status == "failed" and "No such mailbox" in row.reason
     assert await send_attempts(smtp_case.client, handle.id) == [1]  # never retried
+
+
+# The SMS provider down, then back -----------------------------------------------------------------
+
+
+async def test_sms_provider_down_then_back_records_what_happened(dev_server_env, settings, engine, make_lead, sink):
+    """The relance SMS is due while the SMS provider does not answer: it goes out once it is
+    back, and its row says the earlier attempts could not reach the provider (not "sent again")."""
+    from worker import build_worker
+
+    sms_port = free_port()
+    own = settings.model_copy(update={"sms_provider_url": f"http://127.0.0.1:{sms_port}/sms",
+                                      "temporal_task_queue": f"sms-{uuid.uuid4().hex[:8]}"})
+    phone = f"+3363{uuid.uuid4().int % 10**7:07d}"
+    lead = make_lead(consents=("email", "sms"), phone=phone)
+    client = dev_server_env.client
+    async with build_worker(client, own, engine):
+        handle = await client.start_workflow(
+            WelcomeJourney.run, WelcomeInput(lead.id, relance_after_hours=1 / 3600), id=f"welcome-{lead.id}",
+            task_queue=own.temporal_task_queue)
+
+        async def sms_retried() -> bool:
+            description = await handle.describe()
+            return any(p.activity_type.name == "send_sms" and p.attempt >= 2
+                       for p in description.raw_description.pending_activities)
+
+        await eventually(sms_retried, timeout=30, what="a second attempt of the SMS while the provider is down")
+        async with DevSink(smtp_port=0, http_port=sms_port, sms_token=own.sms_api_token) as back:
+            [sms] = await back.wait_for_sms(to=phone, timeout=30)
+            await wait_for_step(handle, "waiting_for_click", timeout=30)
+        await handle.terminate("test over")
+    with Session(engine) as session:
+        row = session.exec(select(Message).where(Message.lead_id == lead.id, Message.step == "relance_sms")).one()
+    assert row.status == "sent" and sms.reference == row.id
+    assert row.reason.startswith(f"sent on attempt {row.attempts};") and row.attempts >= 2, row.reason
+    assert "could not reach the SMS provider" in row.reason and "sent again" not in row.reason

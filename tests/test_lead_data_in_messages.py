@@ -205,3 +205,18 @@ async def test_a_stored_address_that_is_no_address_is_failed_with_its_reason(cli
     assert result.outcome == "not_sent" and "not a valid email address" in result.reason
     [row] = messages_of(engine, lead)
     assert row.status == "failed" and "not a valid email address" in row.reason
+
+
+async def test_an_sms_the_provider_refuses_is_failed_and_the_journey_relances_by_email(client, settings, engine, sink,
+                                                                                       make_lead):
+    own = settings.model_copy(update={"sms_api_token": "not-the-provider-token",  # answered 401
+                                      "temporal_task_queue": f"sms-refused-{uuid.uuid4().hex[:8]}"})
+    phone = f"+3364{uuid.uuid4().int % 10**7:07d}"
+    lead = make_lead(consents=("email", "sms"), phone=phone)
+    async with build_worker(client, own, engine):
+        result = await asyncio.wait_for((await start(client, own, lead)).result(), timeout=30)
+
+    assert result.relanced_by == "email"
+    sms_row = next(m for m in messages_of(engine, lead) if m.step == "relance_sms")
+    assert sms_row.status == "failed" and "401" in sms_row.reason
+    assert [m.status for m in result.messages] == ["sent", "failed", "sent"]
