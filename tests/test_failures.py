@@ -489,5 +489,5 @@ async def test_sms_provider_down_then_back_records_what_happened(dev_server_env,
     with Session(engine) as session:
         row = session.exec(select(Message).where(Message.lead_id == lead.id, Message.step == "relance_sms")).one()
     assert row.status == "sent" and sms.reference == row.id
+    assert "could not reach the SMS provider" in row.reason and "sent again" not in row.reason, row.reason
     assert row.reason.startswith(f"sent on attempt {row.attempts};") and row.attempts >= 2, row.reason
-    assert "could not reach the SMS provider" in row.reason and "sent again" not in row.reason
