@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
 from relance.consent import GRANTED, PENDING, WITHDRAWN, current_consents, has_consent
+from relance.db import retry_on_conflict
 from relance.lead_activity import FollowUp, follow_ups, note_activity
 from relance.models import Cart, Consent, Lead, LeadActivity, Order, as_utc, utcnow
 from relance.scoring import score_fit, score_form, score_page_view
@@ -40,9 +41,16 @@ def get_lead_by_email(*, session: Session, email: str) -> Lead | None:
     return session.exec(select(Lead).where(Lead.email == normalize_email(email))).first()
 
 
-def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str,
-                suppression_key: str = "", settings: Settings | None = None, form: bool = True,
-                consented_at: datetime | None = None, double_opt_in: bool = False) -> tuple[Lead, bool]:
+def upsert_lead(*, session: Session, **kwargs) -> tuple[Lead, bool]:
+    """Create the lead, or update the one with the same normalised email. Commits. A concurrent
+    sign-up of the same address that inserts it first makes this one an update (as if it came
+    second), not an error. See :func:`_upsert_lead` for the arguments."""
+    return retry_on_conflict(session, lambda: _upsert_lead(session=session, **kwargs))
+
+
+def _upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str,
+                 suppression_key: str = "", settings: Settings | None = None, form: bool = True,
+                 consented_at: datetime | None = None, double_opt_in: bool = False) -> tuple[Lead, bool]:
     """Create the lead, or update the one with the same normalised email. Commits.
 
     With ``suppression_key`` (Settings.suppression_hash_key), an address erased at the person's request (on
@@ -155,7 +163,12 @@ def list_leads(*, session: Session, settings: Settings, segment: str | None, sta
 
 
 def save_cart(*, session: Session, lead_id: str, cart: CartIn) -> int:
-    """Store the cart as the shop reports it now; returns its number of items. 404 for an unknown lead."""
+    """Store the cart as the shop reports it now; returns its number of items. 404 for an unknown
+    lead. Concurrent first updates of one new cart: the later ones update the row the first made."""
+    return retry_on_conflict(session, lambda: _save_cart(session=session, lead_id=lead_id, cart=cart))
+
+
+def _save_cart(*, session: Session, lead_id: str, cart: CartIn) -> int:
     get_lead_or_404(session=session, lead_id=lead_id)
     row = session.get(Cart, cart.id)
     if row is not None and row.lead_id != lead_id:
@@ -171,8 +184,12 @@ def save_cart(*, session: Session, lead_id: str, cart: CartIn) -> int:
 
 
 def save_order(*, session: Session, lead_id: str, order: OrderIn) -> bool:
-    """Store the order (once: a retried event finds it) and close the lead's open carts.
-    Returns whether it was new."""
+    """Store the order (once: a retried event finds it, a concurrent one too) and close the
+    lead's open carts. Returns whether it was new."""
+    return retry_on_conflict(session, lambda: _save_order(session=session, lead_id=lead_id, order=order))
+
+
+def _save_order(*, session: Session, lead_id: str, order: OrderIn) -> bool:
     get_lead_or_404(session=session, lead_id=lead_id)
     existing = session.get(Order, order.id)
     if existing is not None:

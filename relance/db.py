@@ -10,11 +10,14 @@ time went to sleeping after the lock was already free (p99 ~1 s at 10 concurrent
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, create_engine
 
 
@@ -77,3 +80,21 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+T = TypeVar("T")
+
+
+def retry_on_conflict(session: Session, work: Callable[[], T], attempts: int = 3) -> T:
+    """Run ``work`` (a unit of writes that commits) and, when a concurrent request inserted the
+    same row first (a unique key: one email, one cart id, one list member), roll back and run it
+    again in a fresh transaction: the second run finds that row and takes the update path, so a
+    race ends as a single request would (200 instead of 201, "already recorded"), never a 500."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except (IntegrityError, StaleDataError):
+            session.rollback()
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")

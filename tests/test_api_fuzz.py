@@ -24,7 +24,7 @@ async def schemathesis(live: LiveStack, workdir: Path, *args: str) -> tuple[int,
     command = [
         str(Path(sys.executable).parent / "st"), "run", f"{live.http.base_url}/openapi.json",
         "--header", f"X-API-Key: {live.settings.api_key}",
-        "--checks", "not_a_server_error,client_errors_are_explained_in_json",
+        "--checks", os.environ.get("FUZZ_CHECKS", "not_a_server_error,response_schema_conformance,client_errors_are_explained_in_json"),
         "--seed", "8", "--workers", "2", "--no-color", "--request-timeout", "10", *args,
     ]
     process = await asyncio.create_subprocess_exec(
@@ -45,7 +45,7 @@ async def test_no_generated_request_gets_a_5xx_and_every_4xx_is_json(live: LiveS
     code, output = await schemathesis(
         live, tmp_path,
         "--exclude-path-regex", "^/(u|t|confirm)/",  # public pages for mail clients: a GIF, HTML pages (tested elsewhere)
-        "--phases", "examples,coverage,fuzzing",
+        "--phases", os.environ.get("FUZZ_PHASES", "examples,coverage,fuzzing,stateful"),
         "--max-examples", os.environ.get("RELANCE_FUZZ_EXAMPLES", "25"))
     assert code == 0 and "generated" in output, output[-6000:]
 
