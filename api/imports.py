@@ -30,7 +30,7 @@ from sqlmodel import Session
 
 from api import crud
 from api.errors import unprocessable
-from api.schemas import ImportRejection, ImportReport, LeadCreate
+from api.schemas import ImportRejection, ImportReport, LeadCreate, in_range
 from relance.consent import latest_consent
 from relance.lists import add_member
 from relance.models import Lead, as_utc, utcnow
@@ -107,7 +107,7 @@ def import_row(session: Session, settings: Settings, row: dict[str, str], list_n
             raise ValueError(f"consented_at: {row['consented_at']!r} is not an ISO 8601 date") from None
         if consented_at.tzinfo is None:
             consented_at = consented_at.replace(tzinfo=timezone.utc)
-        consented_at = consented_at.astimezone(timezone.utc)
+        consented_at = in_range(consented_at, "consented_at").astimezone(timezone.utc)  # year 1 or 9999: refused
         if consented_at > utcnow():
             raise ValueError("consented_at is in the future")
     fields = {k: row[k] for k in ("first_name", "phone", "country") if row.get(k)}

@@ -68,6 +68,18 @@ async def test_a_null_list_in_an_event_patch_clears_it_and_the_event_stays_reada
     assert again.json()[other] == event[other]  # only what was sent changes
 
 
+async def test_an_event_stored_with_null_lists_by_an_earlier_version_reads_as_empty(live: LiveStack):
+    """Before null meant "clear", a PATCH stored the JSON null itself, and every GET then failed."""
+    with Session(live.engine, expire_on_commit=False) as session:
+        event = Event(name="Old webinar", starts_at=datetime.now(timezone.utc) + timedelta(days=3),
+                      join_url="https://example.com/live", speakers=None, topics=None)
+        session.add(event)
+        session.commit()
+    response = await live.http.get(f"/events/{event.id}")
+    assert response.status_code == 200, response.text
+    assert response.json()["speakers"] == [] and response.json()["topics"] == []
+
+
 @pytest.mark.parametrize("field", ["name", "starts_at", "time_zone", "duration_minutes", "status"])
 async def test_a_null_for_a_required_event_field_is_a_documented_422(live: LiveStack, field: str):
     event = (await live.http.post("/events", json=event_body())).json()
@@ -303,6 +315,18 @@ async def test_a_csv_row_with_a_line_break_in_a_quoted_name_is_rejected_with_its
     with Session(live.engine) as session:
         assert session.exec(select(Lead).where(Lead.email == bad)).first() is None
         assert session.exec(select(Lead).where(Lead.email == good)).first() is not None
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00", "1850-01-01"])
+async def test_a_csv_consent_date_out_of_range_rejects_its_row_only(live: LiveStack, when: str):
+    good, bad = email(), email()
+    csv = (f"email,consent,source_url,consented_at\n{good},email,https://example.com/f,2025-01-01T10:00:00Z\n"
+           f"{bad},email,https://example.com/f,{when}\n").encode()
+    response = await live.http.post("/leads/import", files={"file": ("x.csv", csv, "text/csv")})
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["created"] == 1 and [r["email"] for r in report["rejected"]] == [bad]
+    assert "consented_at must be from 2000-01-01" in report["rejected"][0]["reason"]
 
 
 # Races ------------------------------------------------------------------------------------------
