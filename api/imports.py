@@ -107,7 +107,9 @@ def import_row(session: Session, settings: Settings, row: dict[str, str], list_n
             raise ValueError(f"consented_at: {row['consented_at']!r} is not an ISO 8601 date") from None
         if consented_at.tzinfo is None:
             consented_at = consented_at.replace(tzinfo=timezone.utc)
-        consented_at = in_range(consented_at, "consented_at").astimezone(timezone.utc)  # year 1 or 9999: refused
+        if consented_at.year > utcnow().year + 1:  # year 9999 (converting it to UTC may overflow)
+            raise ValueError("consented_at is in the future")
+        consented_at = in_range(consented_at, "consented_at").astimezone(timezone.utc)  # year 1, 1850: refused
         if consented_at > utcnow():
             raise ValueError("consented_at is in the future")
     fields = {k: row[k] for k in ("first_name", "phone", "country") if row.get(k)}
