@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,9 +24,13 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from api import crud
 from api.main import create_app
+from api.schemas import CartIn, LeadCreate
+from relance.db import make_engine
 from relance.models import Cart, Event, Lead
-from tests.conftest import LiveStack
+from tests.conftest import LiveStack, unique_id
+from tests.test_postgres import postgres_url  # noqa: F401 (the fixture: a throwaway PostgreSQL)
 from tests.test_api_welcome_e2e import sign_up_body
 
 
@@ -361,6 +366,42 @@ async def test_concurrent_updates_of_new_carts_end_as_single_updates_do(live: Li
     with Session(live.engine) as session:
         stored = session.exec(select(Cart).where(Cart.lead_id == lead["id"])).all()
     assert sorted(c.id for c in stored) == sorted(carts)
+
+
+def test_concurrent_first_sign_ups_and_cart_updates_on_postgres_end_as_one_row(postgres_url):
+    """Truly concurrent transactions: a dozen first sign-ups of one address, a dozen first updates
+    of one new cart, at once. Each race ends as one insert and updates, never a unique-key error."""
+    engine = make_engine(postgres_url)
+    email = f"{unique_id('race')}@example.com"
+    start = threading.Barrier(12)
+
+    def sign_up(_: int) -> tuple[str, bool]:
+        with Session(engine) as session:
+            start.wait()
+            lead, created = crud.save_sign_up(session=session, data=LeadCreate(email=email, first_name="Lin"),
+                                              default_phone_region="FR")
+            return lead.id, created
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(sign_up, range(12)))
+    assert [created for _, created in results].count(True) == 1 and len({lead_id for lead_id, _ in results}) == 1
+    lead_id = results[0][0]
+    with Session(engine) as session:
+        assert session.exec(select(func.count()).select_from(Lead).where(Lead.email == email)).one() == 1
+
+    cart_id = unique_id("cart")
+    item = {"sku": "B-1", "name": "The Shining", "qty": 1, "unit_price": 12.5}
+
+    def update_cart(n: int) -> int:
+        with Session(engine) as session:
+            start.wait()
+            return crud.save_cart(session=session, lead_id=lead_id,
+                                  cart=CartIn(id=cart_id, items=[item] * (n % 3 + 1), total=12.5))
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        assert sorted(pool.map(update_cart, range(12))) == [1] * 4 + [2] * 4 + [3] * 4
+    with Session(engine) as session:
+        assert session.exec(select(func.count()).select_from(Cart).where(Cart.id == cart_id)).one() == 1
 
 
 # Host header, trailing slashes -----------------------------------------------------------------------
