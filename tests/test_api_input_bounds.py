@@ -431,3 +431,20 @@ async def test_an_unexpected_error_is_a_json_500_and_is_logged(settings, tmp_pat
     detail = response.json()["detail"]
     assert "no such table" not in detail  # the cause is in the log, not shown to the caller
     assert any("GET /leads/" in r.getMessage() and r.exc_info for r in caplog.records), caplog.records
+
+
+async def test_a_422_raised_with_a_sentence_still_answers_the_documented_list(settings):
+    """Code that raises ``HTTPException(422, "a sentence")`` (as routes did) still answers the
+    shape OpenAPI documents for every 422."""
+    from fastapi import HTTPException
+
+    app = create_app(settings)
+
+    @app.get("/sentence-422")
+    def sentence() -> None:
+        raise HTTPException(422, "the event is over")
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as http:
+        response = await http.get("/sentence-422")
+    assert response.status_code == 422
+    assert response.json() == {"detail": [{"loc": [], "msg": "the event is over", "type": "value_error"}]}
