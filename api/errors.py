@@ -179,3 +179,24 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
+
+
+# NUL in the URL ---------------------------------------------------------------------------------
+class NoNulInUrl:
+    """A NUL character (``%00``) in the path or the query is refused with a 422: no id, name or
+    filter contains one, and PostgreSQL cannot even compare text with it (the lookup failed
+    with a 500). Bodies are checked by their schemas (ids have a pattern, text refuses NUL)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            where = ("path" if "\x00" in scope["path"] else
+                     "query" if b"%00" in scope.get("query_string", b"").lower() else None)
+            if where:
+                await JSONResponse({"detail": [{"loc": [where], "msg": f"the {where} contains a NUL character (%00)",
+                                                "type": "value_error"}]},
+                                   status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

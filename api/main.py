@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     # The CSV import takes files up to RELANCE_IMPORT_MAX_BYTES (plus the multipart envelope);
     # every other route, RELANCE_MAX_REQUEST_BYTES.
+    app.add_middleware(errors.NoNulInUrl)
     app.add_middleware(errors.BodyLimit, limit=settings.max_request_bytes,
                        limits={"/leads/import": settings.import_max_bytes + 64 * 1024})
     app.include_router(leads.router)

@@ -41,6 +41,8 @@ def _text(value: str) -> str:
 
 OneLine = Annotated[str, AfterValidator(_one_line)]
 Text = Annotated[str, AfterValidator(_text)]
+# A lead's id as callers send it (ours are 32 hex digits; anything else is simply not found).
+LeadId = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class ConsentIn(BaseModel):
@@ -223,7 +225,7 @@ class CartUpdated(BaseModel):
     model_config = INPUT
 
     type: Literal["cart_updated"]
-    lead: str = Field(min_length=1, max_length=32, description="The lead's id")
+    lead: LeadId = Field(description="The lead's id")
     cart: CartIn
 
 
@@ -231,7 +233,7 @@ class Purchase(BaseModel):
     model_config = INPUT
 
     type: Literal["purchase"]
-    lead: str = Field(min_length=1, max_length=32, description="The lead's id")
+    lead: LeadId = Field(description="The lead's id")
     order: OrderIn
 
 
@@ -241,7 +243,7 @@ class PageView(BaseModel):
     model_config = INPUT
 
     type: Literal["page_view"]
-    lead: str = Field(min_length=1, max_length=32, description="The lead's id")
+    lead: LeadId = Field(description="The lead's id")
     url: HttpUrl
     category: Category | None = Field(default=None, examples=["stephen-king"],
                                       description="What the page is about (an author, a range): 3+ views of one "
@@ -257,7 +259,7 @@ class AssetDownloaded(BaseModel):
     model_config = INPUT
 
     type: Literal["asset_downloaded"]
-    lead: str = Field(min_length=1, max_length=32, description="The lead's id")
+    lead: LeadId = Field(description="The lead's id")
     asset: AssetId = Field(examples=["white-paper"])
 
 
@@ -267,7 +269,7 @@ class DemoBooked(BaseModel):
     model_config = INPUT
 
     type: Literal["demo_booked"]
-    lead: str = Field(min_length=1, max_length=32, description="The lead's id")
+    lead: LeadId = Field(description="The lead's id")
 
 
 TrackedEvent = Annotated[CartUpdated | Purchase | PageView | AssetDownloaded | DemoBooked, Field(discriminator="type")]
@@ -302,7 +304,7 @@ class ImportReport(BaseModel):
 class ListMembersAdd(BaseModel):
     model_config = INPUT
 
-    lead_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=32)]] = Field(min_length=1, max_length=1000)
+    lead_ids: list[LeadId] = Field(min_length=1, max_length=1000)
     reason: OneLine = Field(default="added through the API", min_length=1, max_length=300)
 
 
@@ -445,7 +447,7 @@ class EventPublic(BaseModel):
 class RegistrationCreate(BaseModel):
     model_config = INPUT
 
-    lead_id: str = Field(min_length=1, max_length=32)
+    lead_id: LeadId
 
 
 class RegistrationPublic(BaseModel):
@@ -463,8 +465,8 @@ class AttendanceIn(BaseModel):
 
     model_config = INPUT
 
-    lead_ids: list[Annotated[str, StringConstraints(max_length=32)]] = Field(default_factory=list, max_length=10_000)
-    emails: list[Annotated[str, StringConstraints(max_length=320)]] = Field(default_factory=list, max_length=10_000)
+    lead_ids: list[LeadId] = Field(default_factory=list, max_length=10_000)
+    emails: list[Annotated[OneLine, StringConstraints(max_length=320)]] = Field(default_factory=list, max_length=10_000)
 
 
 class AttendancePublic(BaseModel):

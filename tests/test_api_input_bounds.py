@@ -448,3 +448,32 @@ async def test_a_422_raised_with_a_sentence_still_answers_the_documented_list(se
         response = await http.get("/sentence-422")
     assert response.status_code == 422
     assert response.json() == {"detail": [{"loc": [], "msg": "the event is over", "type": "value_error"}]}
+
+
+async def test_nul_characters_are_refused_before_postgresql_sees_them(postgres_url, settings,  # noqa: F811
+                                                                      dev_server_env):
+    """PostgreSQL cannot hold NUL in text: a NUL in a path, a query or a JSON id is the caller's
+    mistake (4xx), not a server error."""
+    app = create_app(settings.model_copy(update={
+        "database_url": postgres_url, "temporal_address": dev_server_env.client.service_client.config.target_host}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
+                                     headers={"X-API-Key": settings.api_key}) as http:
+            event = (await http.post("/events", json=event_body())).json()
+            for method, path, kwargs in [
+                ("GET", "/leads/a%00b", {}),
+                ("GET", "/events/a%00b", {}),
+                ("GET", "/tasks/a%00b", {}),
+                ("GET", "/lists/a%00b/members", {}),
+                ("GET", "/tasks", {"params": {"assignee": "a\x00b@example.com"}}),
+                ("GET", "/leads", {"params": {"after": "a\x00b"}}),
+                ("POST", "/lists/vip/members", {"json": {"lead_ids": ["a\x00b"]}}),
+                ("POST", "/events/track", {"json": {"type": "demo_booked", "lead": "a\x00b"}}),
+                ("POST", "/events/track", {"json": {"type": "page_view", "lead": "a\x00b", "url": "https://example.com/"}}),
+                ("POST", f"/events/{event['id']}/attendance", {"json": {"emails": ["a\x00b@example.com"]}}),
+                ("POST", "/leads", {"json": {"email": email(), "consents": [{"channel": "email", "purpose": "a\x00"}]}}),
+            ]:
+                response = await http.request(method, path, **kwargs)
+                assert 400 <= response.status_code < 500, (method, path, kwargs, response.status_code, response.text)
+                assert response.json()["detail"]
