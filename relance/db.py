@@ -9,10 +9,11 @@ time went to sleeping after the lock was already free (p99 ~1 s at 10 concurrent
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -82,19 +83,26 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
-T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+CONFLICT_ATTEMPTS = 3
 
 
-def retry_on_conflict(session: Session, work: Callable[[], T], attempts: int = 3) -> T:
-    """Run ``work`` (a unit of writes that commits) and, when a concurrent request inserted the
-    same row first (a unique key: one email, one cart id, one list member), roll back and run it
-    again in a fresh transaction: the second run finds that row and takes the update path, so a
-    race ends as a single request would (200 instead of 201, "already recorded"), never a 500."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return work()
-        except (IntegrityError, StaleDataError):
-            session.rollback()
-            if attempt == attempts:
-                raise
-    raise AssertionError("unreachable")
+def retry_on_conflict(work: F) -> F:
+    """For a unit of writes that commits, called with ``session=``: when a concurrent request
+    inserted the same row first (a unique key: one email, one cart id, one list member), roll
+    back and run it again in a fresh transaction. The second run finds that row and takes the
+    update path, so a race ends as a single request would (200 instead of 201, "already
+    recorded"), never a 500."""
+
+    @functools.wraps(work)
+    def retrying(*args: Any, session: Session, **kwargs: Any) -> Any:
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return work(*args, session=session, **kwargs)
+            except (IntegrityError, StaleDataError):
+                session.rollback()
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    return retrying  # type: ignore[return-value]

@@ -44,12 +44,8 @@ def read_list_members(name: str, session: SessionDep) -> list[ListMemberPublic]:
             for m, email in rows]
 
 
+@retry_on_conflict  # the same lead added by two requests at once: the second finds it there ("already")
 def add_members(*, session: Session, name: str, body: ListMembersAdd) -> ListMembersAdded:
-    # The same lead added by two requests at once: the second finds it there ("already").
-    return retry_on_conflict(session, lambda: _add_members(session=session, name=name, body=body))
-
-
-def _add_members(*, session: Session, name: str, body: ListMembersAdd) -> ListMembersAdded:
     lead_ids = list(dict.fromkeys(body.lead_ids))
     known = set(session.exec(select(Lead.id).where(col(Lead.id).in_(lead_ids))).all())
     unknown = [lead_id for lead_id in lead_ids if lead_id not in known]
