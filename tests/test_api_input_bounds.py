@@ -13,8 +13,8 @@ import json
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,8 +30,8 @@ from api.schemas import CartIn, LeadCreate
 from relance.db import make_engine
 from relance.models import Cart, Event, Lead
 from tests.conftest import LiveStack, unique_id
-from tests.test_postgres import postgres_url  # noqa: F401 (the fixture: a throwaway PostgreSQL)
 from tests.test_api_welcome_e2e import sign_up_body
+from tests.test_postgres import postgres_url  # noqa: F401 (the fixture: a throwaway PostgreSQL)
 
 
 def email() -> str:
@@ -155,7 +155,7 @@ async def test_a_sweep_takes_only_a_whole_number_of_days(live: LiveStack, value)
 
 
 # Sizes -------------------------------------------------------------------------------------------
-async def raw_request(live: LiveStack, head: bytes, body_chunks, *, read_after: int | None = None) -> tuple[bytes, int]:
+async def raw_request(live: LiveStack, head: bytes, body_chunks) -> tuple[bytes, int]:
     """Send a request over a plain socket, body chunk by chunk, reading the answer as soon as it
     comes. Returns (the response's head and body, bytes of body sent before the answer came)."""
     url = urlsplit(str(live.http.base_url))
@@ -368,7 +368,7 @@ async def test_concurrent_updates_of_new_carts_end_as_single_updates_do(live: Li
     assert sorted(c.id for c in stored) == sorted(carts)
 
 
-def test_concurrent_first_sign_ups_and_cart_updates_on_postgres_end_as_one_row(postgres_url):
+def test_concurrent_first_sign_ups_and_cart_updates_on_postgres_end_as_one_row(postgres_url):  # noqa: F811
     """Truly concurrent transactions: a dozen first sign-ups of one address, a dozen first updates
     of one new cart, at once. Each race ends as one insert and updates, never a unique-key error."""
     engine = make_engine(postgres_url)
