@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
 from relance.consent import GRANTED, PENDING, WITHDRAWN, current_consents, has_consent
+from relance.db import retry_on_conflict
 from relance.lead_activity import FollowUp, follow_ups, note_activity
 from relance.models import Cart, Consent, Lead, LeadActivity, Order, as_utc, utcnow
 from relance.scoring import score_fit, score_form, score_page_view
@@ -40,10 +41,13 @@ def get_lead_by_email(*, session: Session, email: str) -> Lead | None:
     return session.exec(select(Lead).where(Lead.email == normalize_email(email))).first()
 
 
+@retry_on_conflict
 def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str,
                 suppression_key: str = "", settings: Settings | None = None, form: bool = True,
                 consented_at: datetime | None = None, double_opt_in: bool = False) -> tuple[Lead, bool]:
-    """Create the lead, or update the one with the same normalised email. Commits.
+    """Create the lead, or update the one with the same normalised email. Commits. A concurrent
+    sign-up of the same address that inserted it first makes this one an update, as if it came
+    second (``retry_on_conflict``).
 
     With ``suppression_key`` (Settings.suppression_hash_key), an address erased at the person's request (on
     the suppression list) is refused with 409 and nothing is stored; an address suppressed by an
@@ -154,8 +158,10 @@ def list_leads(*, session: Session, settings: Settings, segment: str | None, sta
     return page, (rows[limit - 1].id if len(rows) > limit else None)
 
 
+@retry_on_conflict
 def save_cart(*, session: Session, lead_id: str, cart: CartIn) -> int:
-    """Store the cart as the shop reports it now; returns its number of items. 404 for an unknown lead."""
+    """Store the cart as the shop reports it now; returns its number of items. 404 for an unknown
+    lead. Concurrent first updates of one new cart: the later ones update the row the first made."""
     get_lead_or_404(session=session, lead_id=lead_id)
     row = session.get(Cart, cart.id)
     if row is not None and row.lead_id != lead_id:
@@ -170,9 +176,10 @@ def save_cart(*, session: Session, lead_id: str, cart: CartIn) -> int:
     return len(cart.items)
 
 
+@retry_on_conflict
 def save_order(*, session: Session, lead_id: str, order: OrderIn) -> bool:
-    """Store the order (once: a retried event finds it) and close the lead's open carts.
-    Returns whether it was new."""
+    """Store the order (once: a retried event finds it, a concurrent one too) and close the
+    lead's open carts. Returns whether it was new."""
     get_lead_or_404(session=session, lead_id=lead_id)
     existing = session.get(Order, order.id)
     if existing is not None:

@@ -19,6 +19,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.crud import get_lead_or_404, normalize_email
+from api.errors import unprocessable
 from api.schemas import AttendanceIn, EventCreate, EventPublic, EventUpdate
 from relance.models import Event, Lead, Registration, as_utc, utcnow
 from relance.settings import Settings
@@ -44,7 +45,9 @@ def get_event_or_404(*, session: Session, event_id: str) -> Event:
 def event_public(*, session: Session, event: Event) -> EventPublic:
     count = session.exec(select(func.count()).select_from(Registration).where(Registration.event_id == event.id)).one()
     starts_at = as_utc(event.starts_at)
-    return EventPublic(**{**event.model_dump(), "starts_at": starts_at,
+    # speakers and topics: a row written before null meant "clear" may hold a JSON null
+    return EventPublic(**{**event.model_dump(), "speakers": event.speakers or [], "topics": event.topics or [],
+                          "starts_at": starts_at,
                           "ends_at": starts_at + timedelta(minutes=event.duration_minutes),
                           "created_at": as_utc(event.created_at), "updated_at": as_utc(event.updated_at),
                           "registrations": count})
@@ -62,17 +65,14 @@ def update_event(*, session: Session, event_id: str, data: EventUpdate) -> tuple
     journeys to tell (every registration's; the closed ones will just not answer)."""
     event = get_event_or_404(session=session, event_id=event_id)
     if event.status == "cancelled":
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the event is cancelled; it cannot change any more")
-    changes = _columns(data.model_dump(exclude_unset=True))
-    if any(changes.get(k, "") is None for k in ("name", "starts_at", "time_zone", "duration_minutes", "status")):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "name, starts_at, time_zone, duration_minutes "
-                                                                   "and status cannot be null")
+        raise unprocessable("the event is cancelled; it cannot change any more", "path", "event_id")
+    changes = _columns(data.model_dump(exclude_unset=True))  # null for a required field: refused by the schema
     if "starts_at" in changes and changes["starts_at"] != as_utc(event.starts_at):
         event.sequence += 1  # calendars replace the invite they have
     for name, value in changes.items():
         setattr(event, name, value)
     if not (event.join_url or event.address):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "an event needs a join_url, an address, or both")
+        raise unprocessable("an event needs a join_url, an address, or both")
     event.updated_at = utcnow()
     session.add(event)
     session.commit()
@@ -92,9 +92,9 @@ def create_registration(*, session: Session, event_id: str, lead_id: str) -> tup
     if existing is not None:
         return existing, None, event
     if event.status == "cancelled":
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the event is cancelled")
+        raise unprocessable("the event is cancelled", "path", "event_id")
     if as_utc(event.starts_at) + timedelta(minutes=event.duration_minutes) <= utcnow():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the event is over")
+        raise unprocessable("the event is over", "path", "event_id")
     registration = Registration(event_id=event_id, lead_id=lead_id, workflow_id=workflow_id(event_id, lead_id))
     session.add(registration)
     try:

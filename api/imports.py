@@ -14,7 +14,8 @@ Each row is all or nothing: a bad row is reported with its line number and why, 
 nothing; the good rows are saved. An address on the suppression list (erased, or unsubscribed)
 is refused: an import never re-subscribes anyone. A consent older than the lead's latest
 withdrawal on that channel is refused too. A malformed file (not UTF-8 CSV, no ``email``
-column, unknown columns, too big) is refused whole with a 4xx and writes nothing.
+column, unknown columns, too big: RELANCE_IMPORT_MAX_BYTES) is refused whole with a 4xx and
+writes nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from api import crud
-from api.schemas import ImportRejection, ImportReport, LeadCreate
+from api.errors import unprocessable
+from api.schemas import ImportRejection, ImportReport, LeadCreate, in_range
 from relance.consent import latest_consent
 from relance.lists import add_member
 from relance.models import Lead, as_utc, utcnow
@@ -36,17 +38,16 @@ from relance.settings import Settings
 from relance.suppression import suppression_of
 
 COLUMNS = ("email", "first_name", "phone", "country", "consent", "source_url", "consented_at", "wording_version", "ip")
-MAX_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 50_000
 
 
-def parse_csv(raw: bytes) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+def parse_csv(raw: bytes, max_bytes: int) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """The header and the rows (with their line numbers). Raises 4xx for a malformed file."""
     def bad(msg: str) -> HTTPException:
-        return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"malformed CSV file: {msg}; nothing was imported")
+        return unprocessable(f"malformed CSV file: {msg}; nothing was imported", "body", "file")
 
-    if len(raw) > MAX_BYTES:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"the file is larger than {MAX_BYTES // 2**20} MB; split it")
+    if len(raw) > max_bytes:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"the file is larger than {max_bytes / 2**20:g} MB; split it")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -106,7 +107,9 @@ def import_row(session: Session, settings: Settings, row: dict[str, str], list_n
             raise ValueError(f"consented_at: {row['consented_at']!r} is not an ISO 8601 date") from None
         if consented_at.tzinfo is None:
             consented_at = consented_at.replace(tzinfo=timezone.utc)
-        consented_at = consented_at.astimezone(timezone.utc)
+        if consented_at.year > utcnow().year + 1:  # year 9999 (converting it to UTC may overflow)
+            raise ValueError("consented_at is in the future")
+        consented_at = in_range(consented_at, "consented_at").astimezone(timezone.utc)  # year 1, 1850: refused
         if consented_at > utcnow():
             raise ValueError("consented_at is in the future")
     fields = {k: row[k] for k in ("first_name", "phone", "country") if row.get(k)}
@@ -142,7 +145,7 @@ def import_row(session: Session, settings: Settings, row: dict[str, str], list_n
 
 
 def import_leads(*, session: Session, settings: Settings, raw: bytes, list_name: str | None) -> ImportReport:
-    _, rows = parse_csv(raw)
+    _, rows = parse_csv(raw, settings.import_max_bytes)
     report = ImportReport(created=0, updated=0, rejected=[])
     for line, row in rows:
         try:

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
+from api import errors
 from api.routes import audit, codec, confirm, events, health, leads, lists, shop_events, sweeps, tasks, tracking, unsubscribe
 from relance.db import DatabaseNotWritable, make_engine
 from relance.outbox import OutboxDispatcher
@@ -71,8 +72,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Code-first marketing automation: lead journeys as durable Temporal workflows.",
         version="0.1.0",
         lifespan=lifespan,
+        # No trailing-slash redirects: Starlette builds them from the request's Host header
+        # ("GET /t/c/<token>/" with "Host: evil.com" answered 307 to http://evil.com/...). A path
+        # with a stray slash is a 404; no answer takes its origin from the request.
+        redirect_slashes=False,
+        responses=errors.error_responses(413, 500),
     )
+    errors.install(app)
     app.add_exception_handler(DatabaseNotWritable, database_not_writable)
+    # The CSV import takes files up to RELANCE_IMPORT_MAX_BYTES (plus the multipart envelope);
+    # every other route, RELANCE_MAX_REQUEST_BYTES.
+    app.add_middleware(errors.NoNulInUrl)
+    app.add_middleware(errors.BodyLimit, limit=settings.max_request_bytes,
+                       limits={"/leads/import": settings.import_max_bytes + 64 * 1024})
     app.include_router(leads.router)
     app.include_router(shop_events.router)  # before any /events/{id} route
     app.include_router(lists.router)

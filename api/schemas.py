@@ -3,46 +3,78 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
 import phonenumbers
-from pydantic import (BaseModel, ConfigDict, EmailStr, Field, HttpUrl, IPvAnyAddress, StringConstraints,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, EmailStr, Field, HttpUrl, IPvAnyAddress, StrictBool,
+                      StrictInt, StringConstraints, field_validator, model_validator)
 
 JourneyName = Literal["welcome", "nurturing"]
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+# Every model the API takes: unknown fields refused, NaN and Infinity refused in numbers, and no
+# string longer than this unless its field says less (each field names its own bound).
+INPUT = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=10_000)
+
+# Lead and event data ends up in email headers (subjects, display names), calendar files and
+# SMS: a name is one line. Control characters (CR, LF, tab, NUL, ...) and the Unicode line and
+# paragraph separators are refused; joiners (U+200D, used in emoji and many scripts) are not.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Free text (an address, a note) may have line breaks, but no other control character: NUL
+# cannot even be stored by PostgreSQL.
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _one_line(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must be one line of text, without control characters (line breaks, tabs, NUL...)")
+    return value
+
+
+def _text(value: str) -> str:
+    if _CONTROL_BUT_LINES.search(value):
+        raise ValueError("must be text without control characters (NUL, escape...); line breaks are fine")
+    return value
+
+
+OneLine = Annotated[str, AfterValidator(_one_line)]
+Text = Annotated[str, AfterValidator(_text)]
+# A lead's id as callers send it (ours are 32 hex digits; anything else is simply not found).
+LeadId = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class ConsentIn(BaseModel):
     """Consent evidence, as the sign-up form collected it (the proof kept in the ledger)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     channel: Literal["email", "sms"]
-    purpose: str = Field(default="marketing", min_length=1, max_length=64)
-    granted: bool = True
+    purpose: OneLine = Field(default="marketing", min_length=1, max_length=64)
+    granted: StrictBool = Field(default=True, description="true or false (not \"yes\", 1...): this is the proof")
     source_url: HttpUrl | None = Field(default=None, description="The page of the form")
     ip: IPvAnyAddress | None = None
-    user_agent: str | None = Field(default=None, max_length=1024)
-    wording_version: str | None = Field(default=None, max_length=64, description="Version of the consent text shown")
+    user_agent: OneLine | None = Field(default=None, max_length=1024)
+    wording_version: OneLine | None = Field(default=None, max_length=64, description="Version of the consent text shown")
 
 
 class LeadCreate(BaseModel):
     """A form submission: creates the lead, or updates the one with the same email."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     email: EmailStr
     phone: str | None = Field(default=None, max_length=32, description="E.164, or national format in the default region")
-    first_name: str | None = Field(default=None, min_length=1, max_length=200)
+    first_name: OneLine | None = Field(default=None, min_length=1, max_length=200,
+                                       description="One line: control characters (CR, LF, tab...) are refused")
     locale: str = Field(default="en", max_length=35, examples=["fr-FR"])
     time_zone: str = Field(default="UTC", max_length=64, examples=["Europe/Paris"])
     country: str | None = Field(default=None, max_length=2, examples=["FR"],
                                 description="ISO 3166 alpha-2 (any case; stored upper case): the sales territory")
     consents: list[ConsentIn] = Field(default_factory=list, max_length=10)
-    journeys: list[JourneyName] = Field(default_factory=list, description="Journeys to enroll the lead in at once")
+    journeys: list[JourneyName] = Field(default_factory=list, max_length=10,
+                                        description="Journeys to enroll the lead in at once")
 
     @field_validator("locale")
     @classmethod
@@ -158,12 +190,12 @@ Category = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 
 
 class LineItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
-    sku: str = Field(min_length=1, max_length=128)
-    name: str = Field(min_length=1, max_length=300)
+    sku: OneLine = Field(min_length=1, max_length=128)
+    name: OneLine = Field(min_length=1, max_length=300)
     qty: int = Field(ge=1, le=10_000)
-    unit_price: float = Field(ge=0)
+    unit_price: float = Field(ge=0, le=1e9)
     url: HttpUrl | None = None
     image_url: HttpUrl | None = None
     category: Category | None = Field(default=None, description="e.g. the author: a purchase in a category "
@@ -171,47 +203,47 @@ class LineItem(BaseModel):
 
 
 class CartIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     id: ShopId
     items: list[LineItem] = Field(max_length=500, description="Empty: the cart was emptied")
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
-    total: float = Field(ge=0)
+    total: float = Field(ge=0, le=1e12)
 
 
 class OrderIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     id: ShopId
     cart_id: ShopId | None = None
     items: list[LineItem] = Field(default_factory=list, max_length=500)
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
-    total: float = Field(ge=0)
+    total: float = Field(ge=0, le=1e12)
 
 
 class CartUpdated(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     type: Literal["cart_updated"]
-    lead: str = Field(description="The lead's id")
+    lead: LeadId = Field(description="The lead's id")
     cart: CartIn
 
 
 class Purchase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     type: Literal["purchase"]
-    lead: str = Field(description="The lead's id")
+    lead: LeadId = Field(description="The lead's id")
     order: OrderIn
 
 
 class PageView(BaseModel):
     """A visit to the site (the lead's browser, through the shop or site backend)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     type: Literal["page_view"]
-    lead: str = Field(description="The lead's id")
+    lead: LeadId = Field(description="The lead's id")
     url: HttpUrl
     category: Category | None = Field(default=None, examples=["stephen-king"],
                                       description="What the page is about (an author, a range): 3+ views of one "
@@ -224,20 +256,20 @@ AssetId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 class AssetDownloaded(BaseModel):
     """The lead downloaded a content asset (white paper, guide...): it may open a gated nurturing step."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     type: Literal["asset_downloaded"]
-    lead: str = Field(description="The lead's id")
+    lead: LeadId = Field(description="The lead's id")
     asset: AssetId = Field(examples=["white-paper"])
 
 
 class DemoBooked(BaseModel):
     """The lead booked a demo on their own: the nurturing journey's goal is reached."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     type: Literal["demo_booked"]
-    lead: str = Field(description="The lead's id")
+    lead: LeadId = Field(description="The lead's id")
 
 
 TrackedEvent = Annotated[CartUpdated | Purchase | PageView | AssetDownloaded | DemoBooked, Field(discriminator="type")]
@@ -270,10 +302,10 @@ class ImportReport(BaseModel):
 
 
 class ListMembersAdd(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
-    lead_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=32)]] = Field(min_length=1, max_length=1000)
-    reason: str = Field(default="added through the API", min_length=1, max_length=300)
+    lead_ids: list[LeadId] = Field(min_length=1, max_length=1000)
+    reason: OneLine = Field(default="added through the API", min_length=1, max_length=300)
 
 
 class ListMembersAdded(BaseModel):
@@ -290,10 +322,25 @@ class ListMemberPublic(BaseModel):
 
 
 # Events (issue 3) -------------------------------------------------------------------------
+# Dates a person can mean. Outside, a typo (year 9999) would be stored and then break every
+# reading of the event (its end overflows) and its journeys' timers.
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+DATE_RANGE = "from 2000-01-01 to 2100-01-01 (UTC, end excluded)"
+
+
+def in_range(value: datetime, field: str = "starts_at") -> datetime:
+    """The instant, checked to be in the range (raises ValueError, for the caller's 422)."""
+    # By year first: converting year 1 or 9999 to UTC may itself overflow.
+    if not (EARLIEST.year <= value.year < LATEST.year) or not (EARLIEST <= value.astimezone(timezone.utc) < LATEST):
+        raise ValueError(f"{field} must be {DATE_RANGE}")
+    return value
+
+
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and (value.tzinfo is None or value.utcoffset() is None):
         raise ValueError("starts_at needs a time zone, e.g. '2026-12-01T18:00:00+01:00' or '...Z'")
-    return value
+    return value if value is None else in_range(value)
 
 
 def _iana(value: str | None) -> str | None:
@@ -302,24 +349,42 @@ def _iana(value: str | None) -> str | None:
     return value
 
 
+def _not_null(schema: dict) -> None:
+    schema.pop("default", None)  # leaving the field out changes nothing; null is refused
+
+
+def _patch(**constraints):
+    """A PATCH field: may be left out (unchanged), not set to null."""
+    return Field(default=None, json_schema_extra=_not_null, **constraints)
+
+
+def _cleared(value: list | None) -> list:
+    return [] if value is None else value
+
+
+STARTS_AT = f"With its time zone, {DATE_RANGE}; stored in UTC"
+Speaker = Annotated[OneLine, StringConstraints(min_length=1, max_length=200)]
+Topic = Annotated[OneLine, StringConstraints(min_length=1, max_length=100)]
+
+
 class EventCreate(BaseModel):
     """A webinar, workshop, breakfast... Online (``join_url``), in person (``address``), or both."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
-    name: str = Field(min_length=1, max_length=200)
-    starts_at: datetime = Field(description="With its time zone; stored in UTC")
+    name: OneLine = Field(min_length=1, max_length=200)
+    starts_at: datetime = Field(description=STARTS_AT, examples=["2026-12-01T18:00:00+01:00"])
     time_zone: str = Field(default="UTC", max_length=64, examples=["Europe/Paris"],
                            description="The organiser's zone, for display; each lead sees their own")
     duration_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     join_url: HttpUrl | None = None
-    address: str | None = Field(default=None, min_length=1, max_length=500)
-    speakers: list[str] = Field(default_factory=list, max_length=50)
-    topics: list[str] = Field(default_factory=list, max_length=50)
+    address: Text | None = Field(default=None, min_length=1, max_length=500)
+    speakers: list[Speaker] = Field(default_factory=list, max_length=50)
+    topics: list[Topic] = Field(default_factory=list, max_length=50)
     replay_url: HttpUrl | None = None
     survey_url: HttpUrl | None = None
-    series: str | None = Field(default=None, min_length=1, max_length=100,
-                               description="Events of one series invite each other's registrants")
+    series: OneLine | None = Field(default=None, min_length=1, max_length=100,
+                                   description="Events of one series invite each other's registrants")
 
     _starts_at = field_validator("starts_at")(classmethod(lambda cls, v: _aware(v)))
     _time_zone = field_validator("time_zone")(classmethod(lambda cls, v: _iana(v)))
@@ -333,25 +398,29 @@ class EventCreate(BaseModel):
 
 class EventUpdate(BaseModel):
     """Only the fields given change. A new ``starts_at`` reschedules every registration's journey;
-    ``"status": "cancelled"`` cancels the event and ends them (cancelling cannot be undone)."""
+    ``"status": "cancelled"`` cancels the event and ends them (cancelling cannot be undone).
+    ``null`` clears a field that may be empty (join_url, address, replay_url, survey_url, series;
+    ``speakers`` and ``topics`` become ``[]``); ``name``, ``starts_at``, ``time_zone``,
+    ``duration_minutes`` and ``status`` cannot be null."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    starts_at: datetime | None = None
-    time_zone: str | None = Field(default=None, max_length=64)
-    duration_minutes: int | None = Field(default=None, ge=1, le=7 * 24 * 60)
+    name: OneLine = _patch(min_length=1, max_length=200)
+    starts_at: datetime = _patch(description=STARTS_AT)
+    time_zone: str = _patch(max_length=64)
+    duration_minutes: int = _patch(ge=1, le=7 * 24 * 60)
     join_url: HttpUrl | None = None
-    address: str | None = Field(default=None, min_length=1, max_length=500)
-    speakers: list[str] | None = Field(default=None, max_length=50)
-    topics: list[str] | None = Field(default=None, max_length=50)
+    address: Text | None = Field(default=None, min_length=1, max_length=500)
+    speakers: list[Speaker] | None = Field(default=None, max_length=50, description="null or []: no speakers")
+    topics: list[Topic] | None = Field(default=None, max_length=50, description="null or []: no topics")
     replay_url: HttpUrl | None = None
     survey_url: HttpUrl | None = None
-    series: str | None = Field(default=None, min_length=1, max_length=100)
-    status: Literal["scheduled", "cancelled"] | None = None
+    series: OneLine | None = Field(default=None, min_length=1, max_length=100)
+    status: Literal["scheduled", "cancelled"] = _patch()
 
     _starts_at = field_validator("starts_at")(classmethod(lambda cls, v: _aware(v)))
     _time_zone = field_validator("time_zone")(classmethod(lambda cls, v: _iana(v)))
+    _lists = field_validator("speakers", "topics")(classmethod(lambda cls, v: _cleared(v)))
 
 
 class EventPublic(BaseModel):
@@ -376,9 +445,9 @@ class EventPublic(BaseModel):
 
 
 class RegistrationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
-    lead_id: str = Field(min_length=1, max_length=32)
+    lead_id: LeadId
 
 
 class RegistrationPublic(BaseModel):
@@ -394,10 +463,10 @@ class RegistrationPublic(BaseModel):
 class AttendanceIn(BaseModel):
     """Who was there: lead ids, emails, or both."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
-    lead_ids: list[str] = Field(default_factory=list, max_length=10_000)
-    emails: list[str] = Field(default_factory=list, max_length=10_000)
+    lead_ids: list[LeadId] = Field(default_factory=list, max_length=10_000)
+    emails: list[Annotated[OneLine, StringConstraints(max_length=320)]] = Field(default_factory=list, max_length=10_000)
 
 
 class AttendancePublic(BaseModel):
@@ -409,9 +478,11 @@ class AttendancePublic(BaseModel):
 class SweepCreate(BaseModel):
     """A one-shot re-engagement campaign. Empty body: the daily sweep's settings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
-    inactive_days: int | None = Field(default=None, ge=1, le=3650,
+    # Strict: `true` is not "1 day" (it started a sweep of everyone inactive for a day), and a
+    # campaign's knob is a number, not the text "60".
+    inactive_days: StrictInt | None = Field(default=None, ge=1, le=3650,
                                       description="Leads inactive this many days (default: RELANCE_REENGAGEMENT_INACTIVE_DAYS)")
 
 
@@ -445,11 +516,11 @@ class SalesTaskPublic(BaseModel):
 
 
 class TaskCompletion(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     outcome: TaskOutcome = Field(description="meeting_booked ends the nurturing as converted; "
                                              "not_interested stops its marketing emails")
-    note: str | None = Field(default=None, max_length=2000)
+    note: Text | None = Field(default=None, max_length=2000)
 
 
 # Lead data rights (issue 6): consents as proof, export, erasure, audit ----------------------

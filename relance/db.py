@@ -21,14 +21,17 @@ next request opens the file again.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
 
 from sqlalchemy import event, false, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, create_engine
 
 from relance.models import Lead
@@ -177,3 +180,28 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+CONFLICT_ATTEMPTS = 3
+
+
+def retry_on_conflict(work: F) -> F:
+    """For a unit of writes that commits, called with ``session=``: when a concurrent request
+    inserted the same row first (a unique key: one email, one cart id, one list member), roll
+    back and run it again in a fresh transaction. The second run finds that row and takes the
+    update path, so a race ends as a single request would (200 instead of 201, "already
+    recorded"), never a 500."""
+
+    @functools.wraps(work)
+    def retrying(*args: Any, session: Session, **kwargs: Any) -> Any:
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return work(*args, session=session, **kwargs)
+            except (IntegrityError, StaleDataError):
+                session.rollback()
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    return retrying  # type: ignore[return-value]

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     api_port: int = 8000
     # The address leads' browsers and mail clients use to reach the tracking endpoints.
     public_base_url: str = "http://localhost:8000"
+    # Request bodies over this size are refused with a 413 on every route, public or not, before
+    # they are read whole; the CSV import (POST /leads/import) takes files up to its own limit.
+    max_request_bytes: int = Field(default=4 * 2**20, ge=64 * 1024)
+    import_max_bytes: int = Field(default=10 * 2**20, ge=64 * 1024)
     # Management endpoints require this in the X-API-Key header. Empty: they refuse everything.
     api_key: str = ""
     # Signs tracking, click and unsubscribe tokens. Keep it secret; rotate it and old links die.

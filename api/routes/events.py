@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 
 from api import events
 from api.deps import DatabaseDep, SessionDep, SettingsDep, TemporalDep, require_api_key
+from api.errors import validation_response
 from api.schemas import (AttendanceIn, AttendancePublic, EventCreate, EventPublic, EventUpdate, RegistrationCreate,
                          RegistrationPublic)
 from relance.models import as_utc
@@ -49,7 +50,7 @@ async def update_event(event_id: str, data: EventUpdate, db: DatabaseDep, tempor
 
 @router.post("/{event_id}/registrations", response_model=RegistrationPublic, status_code=status.HTTP_201_CREATED,
              responses={409: {"description": "The lead is already registered (the journey's id is in the answer)"},
-                        422: {"description": "The event is cancelled or over"}})
+                        422: validation_response("The event is cancelled or over")})
 async def register(event_id: str, data: RegistrationCreate, db: DatabaseDep, settings: SettingsDep,
                    temporal: TemporalDep):
     registration, lead, event = await db.run(events.create_registration, event_id=event_id, lead_id=data.lead_id)

@@ -12,6 +12,7 @@ from sqlmodel import col, select
 from temporalio.service import RPCError
 
 from api import crud, imports, privacy
+from api.errors import ErrorBody, validation_response
 from api.deps import ActorDep, DatabaseDep, SessionDep, SettingsDep, TemporalDep, require_api_key
 from api.journeys import enroll, journey_status
 from api.schemas import (ConsentPublic, EnrollmentPublic, ErasurePublic, ImportReport, JourneyName, JourneyStatusPublic, LeadCreate,
@@ -61,7 +62,9 @@ async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: Set
 
 
 @router.post("/import", response_model=ImportReport,
-             responses={413: {"description": "The file is too big"}, 422: {"description": "Not a CSV file we can read"}})
+             responses={413: {"model": ErrorBody, "description": "The file is larger than RELANCE_IMPORT_MAX_BYTES, "
+                                                                 "or has more than 50,000 rows"},
+                        422: validation_response("Not a CSV file we can read")})
 async def import_csv(db: DatabaseDep, settings: SettingsDep,
                      file: UploadFile = File(description="CSV, UTF-8, with a header line: email, first_name, phone, "
                                                          "country, consent, source_url, consented_at, wording_version, ip"),
@@ -70,7 +73,7 @@ async def import_csv(db: DatabaseDep, settings: SettingsDep,
     """Import leads from a CSV file with their consent evidence, deduplicated by normalised
     email. Each row is all or nothing; the report says how many were created and updated, and
     which lines were rejected and why. An address on the suppression list is refused."""
-    raw = await file.read(imports.MAX_BYTES + 1)
+    raw = await file.read(settings.import_max_bytes + 1)
     return await db.run(imports.import_leads, settings=settings, raw=raw, list_name=list)
 
 

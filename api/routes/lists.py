@@ -18,6 +18,7 @@ from sqlmodel import Session, col, func, select
 
 from api.deps import DatabaseDep, SessionDep, require_api_key
 from api.schemas import ListMemberPublic, ListMembersAdd, ListMembersAdded, ListPublic
+from relance.db import retry_on_conflict
 from relance.lists import LIST_NAME, add_member, remove_member
 from relance.models import Lead, ListMember, as_utc
 
@@ -43,6 +44,7 @@ def read_list_members(name: str, session: SessionDep) -> list[ListMemberPublic]:
             for m, email in rows]
 
 
+@retry_on_conflict  # the same lead added by two requests at once: the second finds it there ("already")
 def add_members(*, session: Session, name: str, body: ListMembersAdd) -> ListMembersAdded:
     lead_ids = list(dict.fromkeys(body.lead_ids))
     known = set(session.exec(select(Lead.id).where(col(Lead.id).in_(lead_ids))).all())
