@@ -42,13 +42,13 @@ from workflows import search_attributes
 from workflows.welcome import WelcomeJourney
 
 
-async def hammer(urls: list[str], *, connections: int = 32) -> dict[int, int]:
+async def hammer(urls: list[str], *, connections: int = 32, api: str | None = None) -> dict[int, int]:
     """Request every URL over ``connections`` keep-alive connections, as a flood would (the
     benchmarks' light HTTP client: the server, not the client, takes the machine's cores);
-    returns the status counts."""
+    returns the status counts. ``api``: send them to that API instead of the links' own."""
     base = urlsplit(urls[0])
     paths = [urlsplit(url).path for url in urls]
-    return (await run_load(f"{base.scheme}://{base.netloc}", paths, concurrency=connections)).statuses
+    return (await run_load(api or f"{base.scheme}://{base.netloc}", paths, concurrency=connections)).statuses
 
 
 async def signals(client: Client, workflow_id: str) -> list[str]:
@@ -141,6 +141,7 @@ class OwnStack:
     http: httpx.AsyncClient
     public: httpx.AsyncClient
     signer: TokenSigner
+    api: ServedApp
 
     def opens(self, lead_id: str, count: int) -> list[str]:
         """Signed pixels of ``count`` distinct messages of the lead's welcome journey."""
@@ -178,7 +179,7 @@ async def own_stack(strict_temporal: WorkflowEnvironment, settings: Settings, si
                 httpx.AsyncClient(base_url=api.url, headers={"X-API-Key": own.api_key}))
             public = await running.enter_async_context(httpx.AsyncClient())
             return OwnStack(own, engine, strict_temporal.client, http, public,
-                            TokenSigner(own.secret_key, max_age_seconds=3600))
+                            TokenSigner(own.secret_key, max_age_seconds=3600), api)
 
         yield start
     engine.dispose()
@@ -225,3 +226,22 @@ async def test_a_journey_gets_at_most_its_budget_of_tracking_signals(own_stack, 
     said = [r.getMessage() for r in caplog.records if "open and click signals" in r.getMessage()]
     assert said == [f"outbox: journey welcome-{lead_id} has had its 3 open and click signals; its further opens and "
                     "clicks are kept for reporting, not signalled (RELANCE_TRACKING_SIGNALS_PER_JOURNEY)"]
+
+
+async def test_a_journey_is_told_one_open_and_one_click_across_batches_and_restarts(own_stack, sink: DevSink):
+    first = await own_stack()
+    lead_id, pixel, link = await sign_up(first.http, sink)
+    journey = f"welcome-{lead_id}"
+    assert await hammer([pixel] * 3 + [link], connections=1) == {200: 3, 302: 1}
+    await eventually(lambda: all(r.delivered_at for r in hits_of(first.engine, lead_id)), timeout=10,
+                     what="the first hits to be settled")
+    assert await signals(first.temporal, journey) == ["opened", "clicked"]
+
+    await first.api.stop()  # the API restarts: what the journey was told is in the database
+    second = await own_stack()
+    assert await hammer([pixel] * 2 + [link] * 2, connections=1, api=second.api.url) == {200: 2, 302: 2}
+    rows = await eventually(lambda: (r := hits_of(second.engine, lead_id)) and len(r) == 8
+                            and all(h.delivered_at for h in r) and r, timeout=10, what="the later hits to be settled")
+    assert await signals(second.temporal, journey) == ["opened", "clicked"]
+    assert [r.signal_outcome for r in rows].count("signalled") == 2
+    assert all(r.delivery_note.startswith("not signalled: the journey was told this already") for r in rows[4:])
