@@ -131,8 +131,8 @@ class TrackingEvent(SQLModel, table=True):
 
     __tablename__ = "tracking_events"
     __table_args__ = (
-        # The outbox's queue: each journey's pending hits, in order.
-        Index("ix_tracking_events_pending", "workflow_id", "id",
+        # The outbox's queue: the pending hits, in order (the settled ones, nearly all, are not in it).
+        Index("ix_tracking_events_pending", "id", "workflow_id",
               sqlite_where=text("delivered_at IS NULL"), postgresql_where=text("delivered_at IS NULL")),
         # What each journey was already told (a few rows per journey, however big the flood).
         Index("ix_tracking_events_told", "workflow_id", "signal_key",

@@ -348,9 +348,8 @@ class OutboxDispatcher:
         session = Session(self.engine)
         try:
             now = utcnow()
-            waiting = select(TrackingEvent.workflow_id).where(
-                col(TrackingEvent.retry_at).is_not(None), col(TrackingEvent.retry_at) > now,
-                col(TrackingEvent.delivered_at).is_(None))
+            waiting = select(TrackingEvent.workflow_id).where(  # only pending hits have a retry_at
+                col(TrackingEvent.retry_at).is_not(None), col(TrackingEvent.retry_at) > now)
             query = (select(TrackingEvent)
                      .where(col(TrackingEvent.delivered_at).is_(None), col(TrackingEvent.workflow_id).not_in(waiting))
                      .order_by(col(TrackingEvent.id)).limit(self.batch_size))

@@ -31,7 +31,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('signal_key', sqlmodel.sql.sqltypes.AutoString(length=120), nullable=True))
         batch_op.add_column(sa.Column('signal_outcome', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True))
         batch_op.add_column(sa.Column('retry_at', sa.DateTime(timezone=True), nullable=True))
-    op.create_index('ix_tracking_events_pending', 'tracking_events', ['workflow_id', 'id'], unique=False,
+    op.create_index('ix_tracking_events_pending', 'tracking_events', ['id', 'workflow_id'], unique=False,
                     **_where('delivered_at IS NULL'))
     op.create_index('ix_tracking_events_told', 'tracking_events', ['workflow_id', 'signal_key'], unique=False,
                     **_where('signal_outcome IS NOT NULL'))
