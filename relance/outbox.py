@@ -213,7 +213,9 @@ class OutboxDispatcher:
                     log.warning("outbox: Temporal is unreachable (%s); %s's hits wait", err.message, workflow_id)
                     return results, True
                 attempts = event.attempts + 1
-                if attempts >= self.max_attempts:
+                # RESOURCE_EXHAUSTED: Temporal is rate-limiting (the journey, or everyone for a while):
+                # the journey waits its turn, retried with backoff however long it takes.
+                if attempts >= self.max_attempts and err.status != RPCStatusCode.RESOURCE_EXHAUSTED:
                     log.warning("outbox: %s refused the %s signal of hit %s %d times (%s); kept as not signalled",
                                 workflow_id, event.kind, event.id, attempts, err.message)
                     told[key] = (event.id, REFUSED)
@@ -332,13 +334,19 @@ class OutboxDispatcher:
             log.warning("outbox: cannot list the journeys of lead %s (%s); telling %s only",
                         event.lead_id, err.message, event.workflow_id)
         told = 0
-        for workflow_id in sorted(targets):
+        for workflow_id in [event.workflow_id, *sorted(targets - {event.workflow_id})]:  # the message's first
             try:
                 await self.client.get_workflow_handle(workflow_id).signal(UNSUBSCRIBED, signal)
                 told += 1
             except RPCError as err:
-                if err.status != RPCStatusCode.NOT_FOUND:
-                    raise
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    continue
+                if err.status in UNREACHABLE or workflow_id == event.workflow_id:
+                    raise  # retried: Temporal is down, or the message's own journey refused it
+                # Another journey of the lead refusing must not hold the unsubscribe back: its
+                # marketing sends are refused by the consent check anyway.
+                log.warning("outbox: %s refused the unsubscribe of lead %s (%s); its sends stop by consent",
+                            workflow_id, event.lead_id, err.message)
         return told
 
     def _claim(self) -> _Claim:

@@ -20,11 +20,15 @@ import pytest
 from sqlmodel import Session, col, select
 
 from api import crud
+from api.main import create_app
 from api.schemas import LeadCreate
 from relance import migrate
 from relance.db import make_engine
-from relance.models import ScoreEvent
+from relance.models import ScoreEvent, TrackingEvent
+from relance.serving import ServedApp, listening_socket
+from relance.tokens import TokenSigner, TrackingToken
 from tests.conftest import unique_id
+from tests.test_tracking_flood import eventually, hammer, sign_up, signals
 from worker import build_worker
 from workflows.signals import CLICKED, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney
@@ -198,46 +202,44 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
         assert session.get(Event, event_id) is not None  # the event is not the lead's
 
 
+LEADS, OPENS = 24, 10  # a campaign's opens: many journeys, a few hits each
+
+
 async def test_two_api_processes_share_the_tracking_outbox_on_postgres(postgres_url, dev_server_env, settings, sink):
     """Two APIs on one PostgreSQL database, each with its own dispatcher, hit at the same time:
     every hit reaches its journey exactly once (counted in the journeys' histories)."""
-    from api.main import create_app
-    from relance.models import TrackingEvent
-    from relance.serving import ServedApp, listening_socket
-    from tests.test_tracking_flood import eventually, hammer, signals, sign_up
-    from relance.tokens import TokenSigner, TrackingToken
-
     socks = [listening_socket("127.0.0.1", 0) for _ in range(2)]
     pg_settings = settings.model_copy(update={
         "database_url": postgres_url, "temporal_task_queue": unique_id("pg-outbox"), "welcome_relance_by_sms": False,
         "temporal_address": dev_server_env.client.service_client.config.target_host,
         "public_base_url": f"http://127.0.0.1:{socks[0].getsockname()[1]}",
     })
-    apis = [ServedApp(create_app(pg_settings), sock=sock, lifespan="on") for sock in socks]
+    apps = [create_app(pg_settings) for _ in socks]
+    apis = [ServedApp(app, sock=sock, lifespan="on") for app, sock in zip(apps, socks)]
     engine = make_engine(postgres_url)
     signer = TokenSigner(pg_settings.secret_key, max_age_seconds=3600)
-    for api in apis:
+    for app, api in zip(apps, apis):
         await api.start()
+        app.state.outbox.batch_size = 20  # batches smaller than the hits: the two dispatchers race for rows
     try:
         async with build_worker(dev_server_env.client, pg_settings, engine), \
                 httpx.AsyncClient(base_url=apis[0].url, headers={"X-API-Key": pg_settings.api_key}) as http:
-            leads = [(await sign_up(http, sink))[0] for _ in range(4)]
-            opens = {lead_id: ["/t/o/" + signer.sign(TrackingToken("open", uuid.uuid4().hex, lead_id,
-                                                                     f"welcome-{lead_id}")) for _ in range(60)]
-                     for lead_id in leads}
-            paths = [opens[lead_id][i] for i in range(60) for lead_id in leads]  # the journeys interleaved
+            leads = [lead_id for lead_id, _, _ in await asyncio.gather(*(sign_up(http, sink) for _ in range(LEADS)))]
+            opens = {lead_id: ["/t/o/" + signer.sign(TrackingToken("open", uuid.uuid4().hex, lead_id, f"welcome-{lead_id}"))
+                               for _ in range(OPENS)] for lead_id in leads}  # distinct messages: each must be told
+            paths = [opens[lead_id][i] for i in range(OPENS) for lead_id in leads]  # the journeys interleaved
             results = await asyncio.gather(*(hammer(paths[n::2], connections=8, api=api.url)
                                              for n, api in enumerate(apis)))
-            assert results == [{200: 120}, {200: 120}]
+            assert results == [{200: LEADS * OPENS // 2}] * 2
 
             def settled() -> bool:
                 with Session(engine) as session:
                     rows = session.exec(select(TrackingEvent).where(col(TrackingEvent.lead_id).in_(leads))).all()
-                return len(rows) == 240 and all(r.delivered_at for r in rows)
+                return len(rows) == LEADS * OPENS and all(r.delivered_at for r in rows)
 
             await eventually(settled, timeout=30, what="every hit to be settled")
             for lead_id in leads:
-                assert await signals(dev_server_env.client, f"welcome-{lead_id}") == ["opened"] * 60
+                assert await signals(dev_server_env.client, f"welcome-{lead_id}") == ["opened"] * OPENS
     finally:
         for api in apis:
             await api.stop()

