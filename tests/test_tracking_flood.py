@@ -37,7 +37,7 @@ from relance.settings import Settings
 from relance.temporal import bundled_binary
 from relance.tokens import TokenSigner, TrackingToken
 from tests.conftest import TEST_CONVERTER, LiveStack
-from tests.test_api_welcome_e2e import links, sign_up_body
+from tests.test_api_welcome_e2e import links, sign_up_body, unsubscribe_url
 from workflows import search_attributes
 from workflows.welcome import WelcomeJourney
 
@@ -245,3 +245,25 @@ async def test_a_journey_is_told_one_open_and_one_click_across_batches_and_resta
     assert await signals(second.temporal, journey) == ["opened", "clicked"]
     assert [r.signal_outcome for r in rows].count("signalled") == 2
     assert all(r.delivery_note.startswith("not signalled: the journey was told this already") for r in rows[4:])
+
+
+async def test_an_unsubscribe_reaches_the_journey_even_when_another_journey_of_the_lead_refuses(own_stack,
+                                                                                               sink: DevSink):
+    stack = await own_stack(tracking_signal_max_attempts=2)
+    email = f"flood-{uuid.uuid4().hex[:10]}@example.com"
+    response = await stack.http.post("/leads", json=sign_up_body(email, journeys=["welcome", "nurturing"]))
+    assert response.status_code == 201, response.text
+    lead_id = response.json()["lead"]["id"]
+    [mail] = await sink.wait_for_mail(to=email, subject_contains="Welcome to Relance,", timeout=60)
+    nurture = f"nurture-{lead_id}"
+    opens = [f"{stack.settings.public_base_url}/t/o/" + stack.signer.sign(TrackingToken(
+        "open", uuid.uuid4().hex, lead_id, nurture)) for _ in range(SIGNAL_LIMIT + 3)]
+    assert await hammer(opens, connections=1) == {200: SIGNAL_LIMIT + 3}
+    await eventually(lambda: any(r.attempts and not r.delivered_at for r in hits_of(stack.engine, lead_id)),
+                     timeout=20, what="Temporal to refuse the nurturing journey's signals")
+
+    unsubscribe = unsubscribe_url(mail)
+    assert (await stack.public.post(unsubscribe, content=b"List-Unsubscribe=One-Click")).status_code == 200
+    await eventually(lambda: signals(stack.temporal, f"welcome-{lead_id}"), timeout=5,
+                     what="the unsubscribe to reach the welcome journey")
+    assert await signals(stack.temporal, f"welcome-{lead_id}") == ["unsubscribed"]
