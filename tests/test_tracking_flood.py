@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +20,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from api.main import create_app
 from bench.loadgen import run_load
 from relance import migrate
 from relance.db import make_engine
@@ -38,6 +38,7 @@ from relance.temporal import bundled_binary
 from relance.tokens import TokenSigner, TrackingToken
 from tests.conftest import TEST_CONVERTER, LiveStack
 from tests.test_api_welcome_e2e import links, sign_up_body, unsubscribe_url
+from worker import build_worker
 from workflows import search_attributes
 from workflows.welcome import WelcomeJourney
 
@@ -154,9 +155,6 @@ async def own_stack(strict_temporal: WorkflowEnvironment, settings: Settings, si
                     tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[OwnStack]]]:
     """Starts the API and a worker on the strict dev server, with their own database (another
     test's API would settle this test's hits), and the given settings."""
-    from api.main import create_app
-    from worker import build_worker
-
     database_url = f"sqlite:///{tmp_path / 'relance.db'}"
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
@@ -188,22 +186,24 @@ async def own_stack(strict_temporal: WorkflowEnvironment, settings: Settings, si
 async def test_a_journey_that_refuses_signals_does_not_delay_another_journey(own_stack, sink: DevSink):
     """The refusing journey has more refused hits waiting than a batch holds: they must not hold
     up the other lead's click, and its own hits wait in order."""
-    own_stack = await own_stack(tracking_signal_max_attempts=2)
-    refusing, _, _ = await sign_up(own_stack.http, sink)
-    other, _, other_link = await sign_up(own_stack.http, sink)
-    opens = own_stack.opens(refusing, 600)  # 600 different messages: nothing to coalesce
+    stack = await own_stack(tracking_signal_max_attempts=2)
+    refusing, _, _ = await sign_up(stack.http, sink)
+    other, _, other_link = await sign_up(stack.http, sink)
+    opens = stack.opens(refusing, 600)  # 600 different messages: nothing to coalesce
     assert await hammer(opens) == {200: 600}
 
-    await eventually(lambda: any(r.attempts and not r.delivered_at for r in hits_of(own_stack.engine, refusing)),
+    await eventually(lambda: any(r.attempts and not r.delivered_at for r in hits_of(stack.engine, refusing)),
                      timeout=20, what="Temporal to refuse the journey's signals")
-    assert (await own_stack.public.get(other_link)).status_code == 302
-    await eventually(lambda: signals(own_stack.temporal, f"welcome-{other}"), timeout=5,
+    assert (await stack.public.get(other_link)).status_code == 302
+    await eventually(lambda: signals(stack.temporal, f"welcome-{other}"), timeout=5,
                      what="the other lead's click to reach its journey")
 
-    assert len(await signals(own_stack.temporal, f"welcome-{refusing}")) == SIGNAL_LIMIT
+    assert len(await signals(stack.temporal, f"welcome-{refusing}")) == SIGNAL_LIMIT
+    settled = [bool(r.delivered_at) for r in hits_of(stack.engine, refusing)]
+    assert settled == sorted(settled, reverse=True)  # in order: no hit settled before an earlier one
     # After its attempts, the refused hit is kept as not signalled, with Temporal's reason; the
     # journey's next hits waited behind it (its order is kept) and go on after it.
-    rows = await eventually(lambda: (r := hits_of(own_stack.engine, refusing)) and r[SIGNAL_LIMIT].delivered_at and r,
+    rows = await eventually(lambda: (r := hits_of(stack.engine, refusing)) and r[SIGNAL_LIMIT].delivered_at and r,
                             timeout=10, what="the refused hit to be given up")
     refused = rows[SIGNAL_LIMIT]
     assert refused.signal_outcome == "refused" and refused.attempts == 2
@@ -213,16 +213,16 @@ async def test_a_journey_that_refuses_signals_does_not_delay_another_journey(own
 
 async def test_a_journey_gets_at_most_its_budget_of_tracking_signals(own_stack, sink: DevSink,
                                                                        caplog: pytest.LogCaptureFixture):
-    own_stack = await own_stack(tracking_signals_per_journey=3)
-    lead_id, _, _ = await sign_up(own_stack.http, sink)
+    stack = await own_stack(tracking_signals_per_journey=3)
+    lead_id, _, _ = await sign_up(stack.http, sink)
     caplog.set_level(logging.WARNING, logger="relance.outbox")
-    assert await hammer(own_stack.opens(lead_id, 12), connections=1) == {200: 12}
+    assert await hammer(stack.opens(lead_id, 12), connections=1) == {200: 12}
 
-    rows = await eventually(lambda: (r := hits_of(own_stack.engine, lead_id)) and all(h.delivered_at for h in r) and r,
+    rows = await eventually(lambda: (r := hits_of(stack.engine, lead_id)) and all(h.delivered_at for h in r) and r,
                             timeout=15, what="the hits to be settled")
     assert [r.signal_outcome for r in rows] == ["signalled"] * 3 + [None] * 9
     assert all("has had its 3 open and click signals" in r.delivery_note for r in rows[3:])
-    assert await signals(own_stack.temporal, f"welcome-{lead_id}") == ["opened"] * 3
+    assert await signals(stack.temporal, f"welcome-{lead_id}") == ["opened"] * 3
     said = [r.getMessage() for r in caplog.records if "open and click signals" in r.getMessage()]
     assert said == [f"outbox: journey welcome-{lead_id} has had its 3 open and click signals; its further opens and "
                     "clicks are kept for reporting, not signalled (RELANCE_TRACKING_SIGNALS_PER_JOURNEY)"]
