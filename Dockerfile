@@ -23,7 +23,9 @@ COPY . .
 
 # Installed as root into the system site-packages; the app user only needs to read them.
 # var/ is the default RELANCE_DATA_DIR and must be writable by the app user.
-RUN pip install --no-cache-dir . \
+# pip and setuptools first, to releases with their published CVEs fixed (as the Makefile does).
+RUN pip install --no-cache-dir --upgrade 'pip>=25.3' 'setuptools>=78.1.1' \
+    && pip install --no-cache-dir . \
     && mkdir -p /app/var \
     && chown relance:relance /app/var
 

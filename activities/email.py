@@ -3,21 +3,31 @@
 The message is real MIME (text and HTML alternatives) with a stable ``Message-ID`` derived
 from the message row, a tracking pixel, click-tracked links and RFC 8058 one-click
 unsubscribe headers.
+
+Addresses are sent as the mail system expects them: an internationalised domain in its ASCII
+(IDNA) form, which any server takes; a non-ASCII mailbox name (``josé@...``) with SMTPUTF8 when
+the server offers it. A send that no retry can fix (an address that is not one, a non-ASCII
+mailbox and no SMTPUTF8, a recipient refused for good, a 5xx answer) is recorded ``failed``
+with its reason and the journey goes on; connection failures, timeouts and 4xx answers are
+retried by Temporal, and the row says whether the message may have gone out meanwhile.
 """
 
 from __future__ import annotations
 
 import smtplib
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate
+from email.utils import formatdate
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Engine
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.frequency import FrequencyCap
-from activities.sending import SendLedger, SendRequest, SendResult
+from activities.sending import SendFailure, SendLedger, SendRequest, SendResult
 from relance.models import Lead
-from relance.rendering import Renderer, Tracking
+from relance.rendering import Renderer, Tracking, header_text
 from relance.settings import Settings
 
 
@@ -29,6 +39,19 @@ def template_context(settings: Settings, lead: Lead) -> dict:
         "brand_name": settings.brand_name,
         "site_url": settings.site_url.rstrip("/"),
     }
+
+
+def recipient(email: str, name: str | None = None) -> Address:
+    """The address to send to, as the mail system wants it: the domain in ASCII (IDNA) whenever
+    the mailbox name is ASCII; else as written (it then needs SMTPUTF8). Raises a permanent
+    SendFailure when the stored address is not an email address at all."""
+    try:
+        valid = validate_email(email, check_deliverability=False, allow_smtputf8=True, globally_deliverable=False,
+                               test_environment=True)  # the syntax only: whether it is deliverable is the server's say
+    except EmailNotValidError as err:
+        raise SendFailure(f"{email!r} is not a valid email address: {err}", permanent=True) from err
+    local, _, domain = (valid.ascii_email or valid.normalized).rpartition("@")
+    return Address(display_name=header_text(name or ""), username=local, domain=domain)
 
 
 class EmailActivities:
@@ -46,44 +69,113 @@ class EmailActivities:
                                  claim.result.status, claim.result.reason or "(already sent)")
             return claim.result
         message, lead = claim.message, claim.lead
-        tracking = Tracking(message.id, lead.id, request.workflow_id)
-        context = {**template_context(self.settings, lead), **claim.extras.context}
-        rendered = self.renderer.email(request.template, context, tracking)
-
-        mime = EmailMessage()
-        mime["From"] = self.settings.mail_from
-        mime["To"] = formataddr((lead.first_name or "", lead.email))
-        mime["Subject"] = rendered.subject
-        mime["Date"] = formatdate(localtime=False)
-        mime["Message-ID"] = f"<{message.id}@{self.settings.mail_domain}>"
-        mime["List-Unsubscribe"] = f"<{rendered.unsubscribe_url}>, <mailto:{self.settings.unsubscribe_mailto}?subject=unsubscribe-{message.id}>"
-        mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        mime["X-Relance-Journey"] = f"{request.journey}/{request.step}"
-        mime.set_content(rendered.text)
-        mime.add_alternative(rendered.html, subtype="html")
-        for attachment in claim.extras.attachments:
-            maintype, _, subtype = attachment.content_type.partition("/")
-            mime.add_attachment(attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename)
-
         try:
-            self._deliver(mime, lead.email)
-        except smtplib.SMTPResponseException as err:
-            if 500 <= err.smtp_code < 600:  # permanent: retrying will not help; the journey goes on without it
-                activity.logger.warning("email %s refused by the SMTP server: %s", message.id, err.smtp_code)
-                return self.ledger.mark_failed(message, f"SMTP {err.smtp_code}: {err.smtp_error.decode(errors='replace')}")
-            raise  # 4xx, connection refused or dropped: Temporal retries with backoff
+            to = recipient(lead.email, lead.first_name)
+            tracking = Tracking(message.id, lead.id, request.workflow_id)
+            context = {**template_context(self.settings, lead), **claim.extras.context}
+            rendered = self.renderer.email(request.template, context, tracking)
+            mime = self._mime(request, message.id, to, rendered, claim.extras.attachments)
+            self._deliver(mime, to.addr_spec)
+        except SendFailure as failure:
+            failed = self.ledger.mark_attempt_failed(message, failure)
+            if failed is not None:  # retrying cannot fix it: the journey goes on without it
+                activity.logger.warning("email %s not sent, for good: %s", message.id, failure.reason)
+                return failed
+            raise ApplicationError(f"email {message.id} not sent yet: {failure.reason}", type="SmtpTemporary") from failure
         activity.logger.info("email %s sent for %s step %s", message.id, request.journey, request.step)
         return self.ledger.mark_sent(message, subject=rendered.subject)
+
+    def _mime(self, request: SendRequest, message_id: str, to: Address, rendered, attachments) -> EmailMessage:
+        mime = EmailMessage()
+        try:
+            mime["From"] = self.settings.mail_from
+            mime["To"] = to
+            mime["Subject"] = rendered.subject
+            mime["Date"] = formatdate(localtime=False)
+            mime["Message-ID"] = f"<{message_id}@{self.settings.mail_domain}>"
+            mime["List-Unsubscribe"] = (f"<{rendered.unsubscribe_url}>, "
+                                        f"<mailto:{self.settings.unsubscribe_mailto}?subject=unsubscribe-{message_id}>")
+            mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+            mime["X-Relance-Journey"] = f"{request.journey}/{request.step}"
+        except ValueError as err:  # the rendering keeps lead data out of headers; this is the last guard
+            raise SendFailure(f"the message has a header that cannot be sent: {err}", permanent=True) from err
+        mime.set_content(rendered.text)
+        mime.add_alternative(rendered.html, subtype="html")
+        for attachment in attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            mime.add_attachment(attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename)
+        return mime
 
     def _deliver(self, mime: EmailMessage, to: str) -> None:
         deliver(self.settings, mime, to)
 
 
+class _SMTP(smtplib.SMTP):
+    """smtplib's client, noting how far the conversation went: whether the server answered the
+    connection, and whether the message itself went out (the server said 354 to DATA)."""
+
+    connected = False
+    content_sent = False
+
+    def connect(self, *args, **kwargs):
+        reply = super().connect(*args, **kwargs)
+        self.connected = True
+        return reply
+
+    def getreply(self):
+        code, message = super().getreply()
+        if code == 354:
+            self.content_sent = True  # what follows is the message: from now on the server may keep it
+        return code, message
+
+
 def deliver(s: Settings, mime: EmailMessage, to: str) -> None:
-    """One message over the configured SMTP server (journey emails and internal emails alike)."""
-    with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds) as smtp:
+    """One message over the configured SMTP server (journey emails and internal emails alike).
+
+    Raises SendFailure: ``permanent`` when no retry can fix it, ``maybe_delivered`` when the
+    message went out but the server's answer never came."""
+    smtp = _SMTP(timeout=s.smtp_timeout_seconds)
+    try:
+        smtp.connect(s.smtp_host, s.smtp_port)
         if s.smtp_starttls:
             smtp.starttls()
         if s.smtp_username:
             smtp.login(s.smtp_username, s.smtp_password)
         smtp.send_message(mime, to_addrs=[to])
+    except smtplib.SMTPNotSupportedError as err:
+        raise SendFailure(f"the address {to} has a non-ASCII mailbox name and the mail server does not offer "
+                          f"SMTPUTF8, which it needs ({err})", permanent=True) from err
+    except smtplib.SMTPRecipientsRefused as err:
+        code, answer = next(iter(err.recipients.values()))
+        raise SendFailure(f"SMTP {code}: recipient refused: {_text(answer)}", permanent=500 <= code < 600) from err
+    except smtplib.SMTPResponseException as err:  # an answer: the server did not take the message
+        raise SendFailure(f"SMTP {err.smtp_code}: {_text(err.smtp_error)}", permanent=500 <= err.smtp_code < 600) from err
+    except UnicodeEncodeError as err:
+        raise SendFailure(f"the message cannot be encoded for the mail server: {err}", permanent=True) from err
+    except (OSError, smtplib.SMTPException) as err:  # refused, timed out, dropped
+        if smtp.content_sent:
+            raise SendFailure(f"the connection to the mail server ended after the message went out: {_describe(err)}",
+                              maybe_delivered=True) from err
+        if not smtp.connected:
+            raise SendFailure(f"could not reach the mail server: {_describe(err)}") from err
+        raise SendFailure(f"the mail server ended the connection before taking the message: {_describe(err)}") from err
+    else:
+        _hang_up(smtp)
+    finally:
+        smtp.close()
+
+
+def _hang_up(smtp: smtplib.SMTP) -> None:
+    """QUIT, quietly: once the server accepted the message, how the goodbye goes changes nothing."""
+    try:
+        smtp.quit()
+    except (OSError, smtplib.SMTPException):
+        pass
+
+
+def _text(answer: bytes | str) -> str:
+    return answer.decode(errors="replace") if isinstance(answer, bytes) else str(answer)
+
+
+def _describe(err: BaseException) -> str:
+    return str(err) or type(err).__name__

@@ -13,7 +13,6 @@ task and kind: the task row records when each went out.
 
 from __future__ import annotations
 
-import smtplib
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -27,6 +26,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.email import deliver
+from activities.sending import SendFailure
 from relance.models import Counter, Lead, SalesTask, as_utc, utcnow
 from relance.rendering import Renderer
 from relance.settings import SalesRep, Settings
@@ -178,13 +178,11 @@ class SalesActivities:
 
     def _message(self, task: SalesTask, lead: Lead, kind: str, to: str) -> EmailMessage:
         s = self.settings
-        tmpl = self.renderer.env.get_template(f"email/internal_task_{kind}.jinja")
-        ctx = tmpl.new_context({
+        subject, text = self.renderer.plain_email(f"internal_task_{kind}", {
             "task": task, "lead": lead, "rep_name": self._rep_name(task.assignee) or "nobody",
             "due_at": as_utc(task.due_at), "brand_name": s.brand_name,
             "complete_url": f"{s.public_base_url.rstrip('/')}/tasks/{task.id}/complete",
         })
-        subject = " ".join("".join(tmpl.blocks["subject"](ctx)).split())
         mime = EmailMessage()
         mime["From"] = s.sales_mail_from or s.mail_from
         mime["To"] = formataddr(("", to))
@@ -192,15 +190,15 @@ class SalesActivities:
         mime["Date"] = formatdate(localtime=False)
         mime["Message-ID"] = f"<task-{task.id}-{kind}@{s.mail_domain}>"  # stable: a resend is recognisable
         mime["X-Relance-Task"] = f"{task.id}/{kind}"
-        mime.set_content("".join(tmpl.blocks["text"](ctx)).strip() + "\n")
+        mime.set_content(text)
         return mime
 
 
 def deliver_or_fail(settings: Settings, mime: EmailMessage, to: str) -> None:
     try:
         deliver(settings, mime, to)
-    except smtplib.SMTPResponseException as err:
-        if 500 <= err.smtp_code < 600:
-            raise ApplicationError(f"SMTP server refused the internal email: {err.smtp_code}", type="SmtpPermanent",
-                                   non_retryable=True) from err
-        raise
+    except SendFailure as failure:
+        if failure.permanent:
+            raise ApplicationError(f"SMTP server refused the internal email: {failure.reason}", type="SmtpPermanent",
+                                   non_retryable=True) from failure
+        raise ApplicationError(f"internal email not sent yet: {failure.reason}", type="SmtpTemporary") from failure

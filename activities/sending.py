@@ -28,7 +28,37 @@ from relance.models import Lead, Message, utcnow
 from relance.suppression import suppression_of
 
 
+# The notes a retried send leaves on its row: they say what happened. "Sent again" only when an
+# earlier attempt may really have reached the provider (the worker died mid-send, the connection
+# dropped after the message went out); an attempt that failed before the provider took anything
+# (connection refused, SMTP down, a 4xx answer) is recorded as such.
 RESENT = "an earlier attempt ended without the provider's confirmation; sent again with the same Message-ID"
+RESENT_SMS = "an earlier attempt ended without the provider's confirmation; sent again with the same reference"
+
+
+def resent_note(channel: str) -> str:
+    return RESENT_SMS if channel == "sms" else RESENT
+
+
+def sent_after_failed_attempts(attempt: int, last_failure: str) -> str:
+    """The note of a send whose earlier attempts all failed before the provider accepted anything."""
+    return f"sent on attempt {attempt}; the earlier attempts did not reach the provider or were refused for now ({last_failure})"
+
+
+@dataclass(eq=False)
+class SendFailure(Exception):
+    """An attempt that did not end with the provider's acceptance.
+
+    ``permanent``: retrying cannot fix it (bad address, recipient refused, a 5xx answer): the
+    send is recorded failed and the journey goes on. ``maybe_delivered``: the attempt ended after
+    the message went out, without the provider's answer (it may have it)."""
+
+    reason: str
+    permanent: bool = False
+    maybe_delivered: bool = False
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 @dataclass
@@ -107,12 +137,15 @@ class SendLedger:
                     raise ApplicationError(f"send {key} is being claimed concurrently", type="SendRace")
             elif message.status == "deferred":  # the journey waited for the frequency cap: count again
                 message.status = "sending"  # reason and deferred_until stay: the row says it was held
-            elif message.status == "sending":
+            elif message.status == "sending" and (message.attempts == 0
+                                                  or message.attempts > message.attempts_not_delivered):
                 # An earlier attempt died between claiming and recording the provider's answer
-                # (worker killed, connection dropped before the reply). The provider may have the
-                # message already; SMTP cannot tell. Sending again reuses the same Message-ID, by
-                # which mailboxes recognise a second copy; the row says it happened.
-                message.reason = RESENT
+                # (worker killed, connection dropped after the message went out). The provider may
+                # have the message already; SMTP cannot tell. Sending again reuses the same
+                # Message-ID, by which mailboxes recognise a second copy; the row says it happened.
+                # (Attempts that certainly did not reach the provider are counted apart: those
+                # alone make no "sent again".)
+                message.reason = resent_note(channel)
             extras = load_extras(session, lead, request.about)
             reason = (channel_blocked or self._blocked_reason(session, lead, channel, request.kind)
                       or self._suppressed(session, lead, channel, request.kind) or extras.skip_reason
@@ -123,6 +156,7 @@ class SendLedger:
             verdict = self.cap.check(session, message, over_cap=request.over_cap, now=now or _now())
             if verdict.status != "go":
                 return Claim(None, None, SendResult(verdict.status, message.id, verdict.reason, retry_at=verdict.retry_at))
+            message.attempts += 1  # this attempt goes to the provider
             session.expunge(lead)
             return Claim(message, lead, None, extras)
 
@@ -154,7 +188,25 @@ class SendLedger:
             row = session.get(Message, message.id)
             row.status, row.sent_at = "sent", utcnow()
             row.subject, row.provider_id = subject, provider_id
+            if row.attempts > 1 and row.attempts_not_delivered == row.attempts - 1:
+                row.reason = sent_after_failed_attempts(row.attempts, _last_failure(row.reason))[:500]
         return SendResult("sent", message.id)
+
+    def mark_attempt_failed(self, message: Message, failure: SendFailure) -> SendResult | None:
+        """Record how an attempt ended without the provider's acceptance. Permanent: the send is
+        failed for good (returned, the journey goes on). Otherwise the row stays ``sending``,
+        says what happened, and the caller raises so that Temporal retries."""
+        if failure.permanent:
+            return self.mark_failed(message, failure.reason)
+        with session_scope(self.engine) as session:
+            row = session.get(Message, message.id)
+            if failure.maybe_delivered:
+                row.reason = f"attempt {row.attempts} ended without the provider's answer ({failure.reason}); retrying"[:500]
+            else:
+                row.attempts_not_delivered += 1
+                if row.attempts_not_delivered == row.attempts:  # no attempt so far may have reached it
+                    row.reason = f"{_NOT_DELIVERED_YET}attempt {row.attempts}: {failure.reason}"[:500]
+        return None
 
     def mark_failed(self, message: Message, reason: str) -> SendResult:
         """The provider refused the message for good: final, never retried, the journey goes on."""
@@ -162,3 +214,11 @@ class SendLedger:
             row = session.get(Message, message.id)
             row.status, row.reason = "failed", reason[:500]
         return SendResult("failed", message.id, reason[:500])
+
+
+_NOT_DELIVERED_YET = "not delivered yet, retrying; "
+
+
+def _last_failure(reason: str | None) -> str:
+    """From a row's "not delivered yet" note, the last failed attempt's own words."""
+    return (reason or "")[len(_NOT_DELIVERED_YET):] if (reason or "").startswith(_NOT_DELIVERED_YET) else (reason or "")

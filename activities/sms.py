@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.email import template_context
 from activities.frequency import FrequencyCap
-from activities.sending import SendLedger, SendRequest, SendResult
+from activities.sending import SendFailure, SendLedger, SendRequest, SendResult
 from relance.rendering import Renderer, Tracking
 from relance.settings import Settings
 
@@ -37,17 +37,35 @@ class SmsActivities:
         body = self.renderer.sms(request.template, {**template_context(self.settings, lead), **claim.extras.context},
                                  Tracking(message.id, lead.id, request.workflow_id))
         headers = {"Authorization": f"Bearer {self.settings.sms_api_token}"} if self.settings.sms_api_token else {}
-        response = httpx.post(
-            self.settings.sms_provider_url,
-            json={"to": lead.phone, "from": self.settings.sms_sender, "body": body, "reference": message.id},
-            headers=headers,
-            timeout=10.0,
-        )
-        if response.status_code >= 500 or response.status_code == 429:
-            raise ApplicationError(f"SMS provider answered {response.status_code}; will retry", type="SmsTemporary")
-        if response.status_code >= 400:
-            activity.logger.warning("sms %s refused by the provider: %s", message.id, response.status_code)
-            return self.ledger.mark_failed(message, f"SMS provider refused: {response.status_code} {response.text[:200]}")
-        provider_id = str(response.json().get("id", "")) or None
+        try:
+            provider_id = self._post(lead.phone, body, message.id, headers)
+        except SendFailure as failure:
+            failed = self.ledger.mark_attempt_failed(message, failure)
+            if failed is not None:  # retrying cannot fix it: the journey goes on without it
+                activity.logger.warning("sms %s refused by the provider: %s", message.id, failure.reason)
+                return failed
+            raise ApplicationError(f"sms {message.id} not sent yet: {failure.reason}", type="SmsTemporary") from failure
         activity.logger.info("sms %s accepted by the provider for %s step %s", message.id, request.journey, request.step)
         return self.ledger.mark_sent(message, subject=None, provider_id=provider_id)
+
+    def _post(self, to: str, body: str, reference: str, headers: dict) -> str | None:
+        """Hand one SMS to the provider; its id. Raises SendFailure (see activities/sending.py)."""
+        try:
+            response = httpx.post(
+                self.settings.sms_provider_url,
+                json={"to": to, "from": self.settings.sms_sender, "body": body, "reference": reference},
+                headers=headers,
+                timeout=10.0,
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:  # nothing went out
+            raise SendFailure(f"could not reach the SMS provider: {str(err) or type(err).__name__}") from err
+        except httpx.TransportError as err:  # the request went out, the answer never came
+            raise SendFailure(f"the SMS provider did not answer: {str(err) or type(err).__name__}", maybe_delivered=True) from err
+        if response.status_code >= 500 or response.status_code == 429:
+            raise SendFailure(f"the SMS provider answered {response.status_code}")
+        if response.status_code >= 400:
+            raise SendFailure(f"SMS provider refused: {response.status_code} {response.text[:200]}", permanent=True)
+        try:
+            return str(response.json().get("id", "")) or None
+        except (ValueError, AttributeError):  # accepted all the same: an answer without an id
+            return None

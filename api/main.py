@@ -12,10 +12,11 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
 
 from api.routes import audit, codec, confirm, events, health, leads, lists, shop_events, sweeps, tasks, tracking, unsubscribe
-from relance.db import make_engine
+from relance.db import DatabaseNotWritable, make_engine
 from relance.outbox import OutboxDispatcher
 from relance.settings import Settings, get_settings
 from relance.temporal import connect
@@ -23,6 +24,16 @@ from relance.tokens import TokenSigner
 from relance.tracking import HitRecorder
 
 log = logging.getLogger("relance.api")
+
+READ_ONLY_DETAIL = ("the database does not accept writes at the moment (is its data folder read-only?); nothing was "
+                    "changed: retry once it is writable again (GET /health tells)")
+
+
+async def database_not_writable(_request: Request, err: DatabaseNotWritable) -> JSONResponse:
+    """A write refused by a read-only database: a 503 the client can retry, not a 500."""
+    log.error("a write was refused: the database is read-only (%s)", err.orig)
+    return JSONResponse({"detail": READ_ONLY_DETAIL}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                        headers={"Retry-After": "30"})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.add_exception_handler(DatabaseNotWritable, database_not_writable)
     app.include_router(leads.router)
     app.include_router(shop_events.router)  # before any /events/{id} route
     app.include_router(lists.router)

@@ -98,6 +98,13 @@ class _SmtpHandler:
     def __init__(self, sink: DevSink) -> None:
         self.sink = sink
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # noqa: N802
+        refusal = self.sink._refusal_of(address)
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd's name)
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
@@ -112,8 +119,13 @@ class _SmtpHandler:
 
 
 class DevSink:
-    def __init__(self, *, host: str = "127.0.0.1", smtp_port: int, http_port: int, sms_token: str = ""):
+    def __init__(self, *, host: str = "127.0.0.1", smtp_port: int, http_port: int, sms_token: str = "",
+                 smtputf8: bool = True):
+        """``smtputf8``: offer SMTPUTF8 (mail to non-ASCII mailbox names, ``josé@...``), as modern
+        servers do; False plays an older server."""
         self.host = host
+        self.smtputf8 = smtputf8
+        self._refused: dict[str, str] = {}  # see refuse
         self.smtp_port = smtp_port
         self.http_port = http_port
         self.sms_token = sms_token
@@ -136,7 +148,7 @@ class DevSink:
             self.smtp_port = probe.getsockname()[1]
         controller = Controller(
             _SmtpHandler(self), hostname=self.host, port=self.smtp_port,
-            ready_timeout=5.0, server_hostname="localhost",
+            ready_timeout=5.0, server_hostname="localhost", enable_SMTPUTF8=self.smtputf8,
         )
         await asyncio.to_thread(controller.start)
         self._controller = controller
@@ -172,6 +184,15 @@ class DevSink:
         with self._lock:
             self.faults.extend(faults)
 
+    def refuse(self, address: str, reply: str = "550 5.1.1 No such user") -> None:
+        """Answer RCPT TO for this address with ``reply`` (a mailbox the server refuses)."""
+        with self._lock:
+            self._refused[address.lower()] = reply
+
+    def _refusal_of(self, address: str) -> str | None:
+        with self._lock:
+            return self._refused.get(address.lower())
+
     def _next_fault(self) -> str | None:
         with self._lock:
             return self.faults.pop(0) if self.faults else None
@@ -179,7 +200,7 @@ class DevSink:
     # -- storage -----------------------------------------------------------------------------
 
     def _store_mail(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> ReceivedMail:
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        message = _parse_mail(raw)
         with self._lock:
             self._mail_seq += 1
             mail = ReceivedMail(self._mail_seq, mail_from, rcpt_tos, datetime.now(timezone.utc), message, raw)
@@ -312,6 +333,21 @@ class DevSink:
         if mail is None:
             raise HTTPException(404, f"no mail #{mail_id}")
         return mail
+
+
+def _parse_mail(raw: bytes) -> EmailMessage:
+    """The message as sent; headers in UTF-8 (SMTPUTF8, RFC 6532: ``To: José <josé@...>``) are read
+    as UTF-8, which the byte parser alone does not do."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    head = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
+    if not head.isascii():
+        utf8 = email.message_from_string(head.decode("utf-8", "replace") + "\n\n", policy=email.policy.default)
+        for name in {name.lower(): name for name, value in utf8.items() if not value.isascii()}.values():
+            values = utf8.get_all(name)
+            del message[name]
+            for value in values:
+                message[name] = str(value)
+    return message
 
 
 def _e(value: str) -> str:

@@ -10,12 +10,18 @@ except those listed in ``KEPT`` with the reason they are kept. What remains:
 - ``audit_log``: the entries about the lead (actor, action, time), and the erasure's own entry
   with the reason and how many rows were deleted from each table.
 
+Nor is anything left on disk (SQLite): deleted bytes are zeroed (``secure_delete``, set on every
+connection by ``relance.db``) and the write-ahead log, which still holds copies of the pages the
+rows were on, is checkpointed and truncated after the commit. PostgreSQL keeps deleted rows as
+dead tuples in its data files until VACUUM reclaims their space (autovacuum does, in time).
+
 Journeys are not this module's business (it is plain database work, callable from an
 activity): ``DELETE /leads/{id}`` closes and deletes the lead's Temporal executions first.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -24,8 +30,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
 from relance import audit
+from relance.db import checkpoint_wal
 from relance.models import Lead, utcnow
 from relance.suppression import suppress
+
+log = logging.getLogger("relance.erasure")
 
 # Tables holding a lead id that an erasure keeps on purpose, and why.
 KEPT = {
@@ -89,4 +98,7 @@ def erase_lead(engine: Engine, lead_id: str, *, actor: str, reason: str, hash_ke
         audit.record(session, actor=actor, action=audit.ERASE, lead_id=lead_id,
                      detail={"reason": reason, "found": report.found, "rows_deleted": report.rows_deleted})
         session.commit()
+    if not checkpoint_wal(engine):
+        log.warning("erasure of lead %s: the write-ahead log could not be emptied now (a reader held on); "
+                    "the next checkpoint will", lead_id)
     return report

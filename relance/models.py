@@ -100,6 +100,12 @@ class Message(SQLModel, table=True):
     # ``deferred``, when the cap allows it again.
     counted_at: datetime | None = Field(default=None, sa_column=_when(index=True))
     deferred_until: datetime | None = Field(default=None, sa_column=_when())
+    # What the send's attempts did, so the row tells the truth about a retried send: how many
+    # attempts went to the provider, and how many of them certainly did not hand the message over
+    # (connection refused, a 4xx answer). Any other attempt (killed, connection lost after the
+    # message went out) may have reached the provider: a later send is then noted as sent again.
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    attempts_not_delivered: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class ScoreEvent(SQLModel, table=True):

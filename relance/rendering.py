@@ -2,8 +2,20 @@
 
 A template is one Jinja2 file per message under ``templates/email/`` (blocks ``subject``,
 ``html`` and ``text``) or ``templates/sms/`` (the whole file is the body). After rendering,
-every web link is rewritten to a signed click-redirect URL, and the HTML gets a tracking pixel.
-Links to Relance itself (unsubscribe, the double opt-in ``confirm_url``) are left as they are.
+the web links the template itself wrote are rewritten to signed click-redirect URLs, and the
+HTML gets a tracking pixel. Links to Relance itself (unsubscribe, the double opt-in
+``confirm_url``) are left as they are.
+
+Lead data is rendered, never executed:
+
+- Only links written in templates are tracked: template text, ``site_url``, and values the
+  template marks as links with the ``link`` filter (``{{ item.url | link }}``, a product URL
+  given by the shop). Any other value a ``{{ ... }}`` prints (a name, a cart item's name, an
+  event's speaker) is text: a ``first_name`` of ``https://evil.example/login`` shows as written
+  and never becomes a signed redirect on the tracking domain.
+- Only the HTML part is HTML-escaped; subjects, text parts and SMS read as the lead wrote it
+  ("Seán O'Brien & Co"). In every part a value's control characters (CR, LF, tab, NUL...) become
+  spaces: a stored name cannot add a header or break a subject.
 """
 
 from __future__ import annotations
@@ -13,14 +25,83 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
+from jinja2.runtime import Context
+from markupsafe import escape
 
-from relance.tokens import TokenSigner, TrackingToken
+from relance.tokens import TokenSigner, TrackingToken, is_web_url
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 _HREF = re.compile(r'(href\s*=\s*)(["\'])(https?://[^"\']+)\2', re.IGNORECASE)
 _TEXT_URL = re.compile(r"https?://[^\s<>\"')\]]+")
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+# While a message renders, each value a ``{{ ... }}`` prints stands in the output as a slot
+# (private-use characters, which no URL pattern matches and HTML escaping leaves alone); links
+# are tracked on that output, then the slots are filled. A value can thus never form, extend or
+# be mistaken for a link the template wrote.
+_SLOT_OPEN, _SLOT_CLOSE = "\ue000", "\ue001"
+_SLOT = re.compile(f"{_SLOT_OPEN}(\\d+){_SLOT_CLOSE}")
+_SLOTS_VAR = "_relance_rendered_values"
+
+
+class TemplateLink(str):
+    """A URL a template links to (``site_url``, a value through the ``link`` filter): tracked."""
+
+
+def one_line(value: Any) -> str:
+    """A value as safe text for a subject, a header or a line: control characters become spaces."""
+    return _CONTROL.sub(" ", str(value))
+
+
+def header_text(value: Any) -> str:
+    """A value for an email header (a subject, a display name): one line, spaces collapsed."""
+    return " ".join(one_line(value).split())
+
+
+class _Values:
+    """The values printed by one rendering, kept out of the output until its links are tracked."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+
+    def slot(self, text: str) -> str:
+        self.values.append(text)
+        return f"{_SLOT_OPEN}{len(self.values) - 1}{_SLOT_CLOSE}"
+
+    def fill(self, rendered: str) -> str:
+        return _SLOT.sub(lambda m: self.values[int(m.group(1))], rendered)
+
+
+@pass_context
+def _finalize(context: Context, value: Any) -> Any:
+    """Every ``{{ ... }}`` output passes here: template links stay in the output, anything else
+    is text (escaped in HTML, control characters as spaces) put in a slot."""
+    if isinstance(value, TemplateLink):
+        return TemplateLink(one_line(value))
+    values = context.get(_SLOTS_VAR)
+    text = one_line(escape(value) if context.eval_ctx.autoescape else value)  # Markup stays as it is
+    return values.slot(text) if values is not None else text
+
+
+def _link(value: Any) -> Any:
+    """``{{ url | link }}``: the template links to this value; tracked if it is a web URL."""
+    return TemplateLink(value) if isinstance(value, str) and is_web_url(value) and not _CONTROL.search(value) else value
+
+
+def _environment(templates_dir: Path, *, html: bool) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir)),
+        autoescape=html,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_finalize,
+    )
+    env.filters["link"] = _link
+    return env
 
 
 @dataclass(frozen=True)
@@ -44,13 +125,10 @@ class Renderer:
     def __init__(self, signer: TokenSigner, public_base_url: str, templates_dir: Path = TEMPLATES_DIR):
         self.signer = signer
         self.base = public_base_url.rstrip("/")
-        self.env = Environment(
-            loader=FileSystemLoader(str(templates_dir)),
-            autoescape=select_autoescape(enabled_extensions=("html", "jinja"), default=False),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
+        # One file, two compilations: the html block escapes what it prints, the subject, text
+        # and SMS do not (they are not HTML).
+        self.html_env = _environment(templates_dir, html=True)
+        self.text_env = _environment(templates_dir, html=False)
 
     # Tracked URLs -------------------------------------------------------------------------
     def _token(self, kind: str, tracking: Tracking, url: str | None = None) -> str:
@@ -72,30 +150,62 @@ class Renderer:
         return f"{self.base}/confirm/{self._token('confirm', tracking)}"
 
     def _tracked(self, url: str, tracking: Tracking) -> str:
+        if _SLOT_OPEN in url:  # a value is part of it: not a link the template wrote, left untracked
+            return url
         return url if url.startswith(self.base + "/") else self.click_url(tracking, url)
 
-    # Messages -----------------------------------------------------------------------------
-    def email(self, template: str, context: dict[str, Any], tracking: Tracking) -> RenderedEmail:
-        tmpl = self.env.get_template(f"email/{template}.jinja")
-        unsubscribe_url = self.unsubscribe_url(tracking)
-        ctx = tmpl.new_context({**context, "unsubscribe_url": unsubscribe_url, "confirm_url": self.confirm_url(tracking)})
+    def _track_text(self, rendered: str, tracking: Tracking) -> str:
+        return _TEXT_URL.sub(lambda m: self._tracked(m.group(0), tracking), rendered)
 
-        def block(name: str) -> str:
-            return "".join(tmpl.blocks[name](ctx)).strip()
+    # Messages -----------------------------------------------------------------------------
+    def _context(self, context: dict[str, Any]) -> dict[str, Any]:
+        ctx = dict(context)
+        if isinstance(ctx.get("site_url"), str):
+            ctx["site_url"] = TemplateLink(ctx["site_url"])  # the brand's site, from the settings
+        return ctx
+
+    def blocks(self, env: Environment, template: str, context: dict[str, Any], names: tuple[str, ...]) -> dict[str, tuple[str, _Values]]:
+        """Render these blocks of ``template``: each output with its values still in slots."""
+        tmpl = env.get_template(template)
+        out = {}
+        for name in names:
+            values = _Values()
+            ctx = tmpl.new_context({**self._context(context), _SLOTS_VAR: values})
+            out[name] = ("".join(tmpl.blocks[name](ctx)).strip(), values)
+        return out
+
+    def email(self, template: str, context: dict[str, Any], tracking: Tracking) -> RenderedEmail:
+        name = f"email/{template}.jinja"
+        unsubscribe_url = self.unsubscribe_url(tracking)
+        context = {**context, "unsubscribe_url": TemplateLink(unsubscribe_url),
+                   "confirm_url": TemplateLink(self.confirm_url(tracking))}
+        [(html, html_values)] = self.blocks(self.html_env, name, context, ("html",)).values()
+        text_blocks = self.blocks(self.text_env, name, context, ("subject", "text"))
 
         html = _HREF.sub(
             lambda m: f"{m.group(1)}{m.group(2)}{self._tracked(_unescape(m.group(3)), tracking)}{m.group(2)}",
-            block("html"),
+            html,
         )
+        html = html_values.fill(html)
         pixel = f'<img src="{self.pixel_url(tracking)}" width="1" height="1" alt="" style="display:block;border:0">'
         html = html.replace("</body>", pixel + "</body>") if "</body>" in html else html + pixel
-        text = _TEXT_URL.sub(lambda m: self._tracked(m.group(0), tracking), block("text"))
-        subject = " ".join(block("subject").split())
-        return RenderedEmail(subject=subject, html=html, text=text + "\n", unsubscribe_url=unsubscribe_url)
+        text, text_values = text_blocks["text"]
+        text = text_values.fill(self._track_text(text, tracking))
+        subject, subject_values = text_blocks["subject"]
+        return RenderedEmail(subject=header_text(subject_values.fill(subject)), html=html, text=text + "\n",
+                             unsubscribe_url=unsubscribe_url)
+
+    def plain_email(self, template: str, context: dict[str, Any]) -> tuple[str, str]:
+        """An untracked text email (internal notices to staff): its subject and text."""
+        rendered = self.blocks(self.text_env, f"email/{template}.jinja", context, ("subject", "text"))
+        subject, text = (values.fill(output) for output, values in rendered.values())
+        return header_text(subject), text + "\n"
 
     def sms(self, template: str, context: dict[str, Any], tracking: Tracking) -> str:
-        body = self.env.get_template(f"sms/{template}.txt").render(context).strip()
-        return _TEXT_URL.sub(lambda m: self._tracked(m.group(0), tracking), body)
+        tmpl = self.text_env.get_template(f"sms/{template}.txt")
+        values = _Values()
+        body = tmpl.render({**self._context(context), _SLOTS_VAR: values}).strip()
+        return values.fill(self._track_text(body, tracking))
 
 
 def _unescape(url: str) -> str:

@@ -4,16 +4,27 @@ A token carries ids only (message, lead, workflow) and, for clicks, the destinat
 the click endpoint redirects to exactly the URL that was signed and nowhere else. Each kind of
 link has its own salt: an open token is not a valid click or unsubscribe token, and a click
 token is not a valid double opt-in confirmation token (``confirm``, which expires sooner).
+
+One token is one string: only the exact spelling ``sign`` produced is accepted. itsdangerous
+alone also accepts other spellings of the same token (padding ``=`` added, characters outside
+base64 dropped — ``%FF``, an emoji —, or the signature's last character changed in its unused
+bits), so a dedupe or replay rule keyed on the token string could be walked around.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadData, BadSignature, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_decode, base64_encode
 
 KINDS = ("open", "click", "unsubscribe", "confirm")
+
+# What ``URLSafeTimedSerializer.dumps`` writes: payload (a leading "." when compressed),
+# timestamp and signature, each in unpadded URL-safe base64, joined by ".".
+_CANONICAL_SHAPE = re.compile(r"\.?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -23,6 +34,17 @@ class TrackingToken:
     lead_id: str
     workflow_id: str
     url: str | None = None
+
+
+def is_canonical(value: str) -> bool:
+    """True when ``value`` is spelled exactly as a signer writes it: strict URL-safe base64
+    parts, no padding, and each part the one encoding of what it decodes to (no slack bits)."""
+    if not _CANONICAL_SHAPE.fullmatch(value):
+        return False
+    try:
+        return all(base64_encode(base64_decode(part)).decode("ascii") == part for part in value.lstrip(".").split("."))
+    except (BadData, ValueError):
+        return False
 
 
 def is_web_url(url: str) -> bool:
@@ -50,7 +72,10 @@ class TokenSigner:
         return self._serializers[token.kind].dumps(payload)
 
     def verify(self, kind: str, value: str) -> TrackingToken | None:
-        """The token's content, or None when it is forged, tampered with, expired or malformed."""
+        """The token's content, or None when it is forged, tampered with, expired, malformed or not
+        spelled exactly as it was signed."""
+        if not isinstance(value, str) or not is_canonical(value):
+            return None
         try:
             payload = self._serializers[kind].loads(value, max_age=self.max_age_by_kind.get(kind, self.max_age_seconds))
         except (BadSignature, KeyError, ValueError, TypeError):

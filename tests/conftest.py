@@ -113,10 +113,10 @@ def make_lead_factory(engine: Engine) -> Callable[..., Lead]:
     """Write a lead straight into the database (for journey tests that skip the API)."""
 
     def _make(*, consents: tuple[str, ...] = ("email",), phone: str | None = None,
-              first_name: str = "Ada", known: bool = False) -> Lead:
+              first_name: str = "Ada", known: bool = False, email: str | None = None) -> Lead:
         now = utcnow()
         lead = Lead(
-            email=f"lead-{uuid.uuid4().hex[:12]}@example.com",
+            email=email or f"lead-{uuid.uuid4().hex[:12]}@example.com",
             first_name=first_name,
             phone=phone,
             created_at=now - timedelta(days=30) if known else now,

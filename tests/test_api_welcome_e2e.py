@@ -1,7 +1,8 @@
 """End to end on the real dev server: HTTP enroll → SMTP sink → pixel/click → journey state.
 
 These run with the product's default, double opt-in on: every enrollment confirms through the
-link of the confirmation email received in the sink (``enroll``), as a lead would.
+link of the confirmation email received in the sink (``enroll``), as a lead would: the link opens
+a page, its button confirms.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 from sqlmodel import Session, select
@@ -57,12 +59,22 @@ def confirm_link(mail) -> str:
     return url
 
 
+async def press_confirm(live: LiveStack, url: str, user_agent: str = "Mozilla/5.0 (the lead)"):
+    """Open the confirmation link in a browser (a page, which confirms nothing) and press its
+    button (the form's POST); returns the answer to the POST."""
+    page = await live.public.get(url, headers={"user-agent": user_agent})
+    assert page.status_code == 200 and "Yes, subscribe me" in page.text, page.text
+    [action] = re.findall(r"<form method='post' action='([^']+)'>", page.text)
+    assert action == urlsplit(url).path  # the button posts to this very link, on this site
+    return await live.public.post(action, headers={"user-agent": user_agent})
+
+
 async def confirm(live: LiveStack, email: str, user_agent: str = "Mozilla/5.0 (the lead)") -> str:
-    """Click the link of the confirmation email the lead received; returns the link."""
+    """Confirm through the link of the confirmation email the lead received; returns the link."""
     [mail] = await live.sink.wait_for_mail(to=email, subject_contains=CONFIRMATION_SUBJECT)
     url = confirm_link(mail)
-    response = await live.public.get(url, headers={"user-agent": user_agent})
-    assert response.status_code == 200 and "confirmed" in response.text, response.text
+    response = await press_confirm(live, url, user_agent)
+    assert response.status_code == 200 and "your subscription is confirmed" in response.text, response.text
     return url
 
 

@@ -3,7 +3,7 @@ clicks the signed link of the confirmation email; the welcome journey sends that
 48 h for the click before any marketing email.
 
 The journey tests run on the time-skipping server with the real activities, database and mail
-sink; the confirmation is stored by the same code as ``GET /confirm/{token}`` (record_hits) and
+sink; the confirmation is stored by the same code as ``POST /confirm/{token}`` (record_hits) and
 signalled as the outbox does. The HTTP tests go through the real API on the dev server.
 """
 
@@ -25,7 +25,7 @@ from relance.tokens import TokenSigner
 from relance.tracking import Hit, record_hits
 from tests.conftest import LiveStack, unique_id
 from tests.test_api_welcome_e2e import (CONFIRMATION_SUBJECT, confirm, confirm_link, double_opt_in, journey_when,  # noqa: F401
-                                        new_email, sign_up_body)
+                                        new_email, press_confirm, sign_up_body)
 from tests.test_welcome_journey import wait_for_step, worker  # noqa: F401 (the fixture)
 from workflows import search_attributes as sa
 from workflows.send_window import SendWindow
@@ -58,7 +58,7 @@ def ledger(engine, lead_id: str) -> list[Consent]:
 
 
 async def click_confirmation(settings, engine, handle: WorkflowHandle, mail) -> None:
-    """What GET /confirm/{token} and the outbox do: verify the link, store the grant, signal."""
+    """What POST /confirm/{token} and the outbox do: verify the link, store the grant, signal."""
     signer = TokenSigner(settings.secret_key, max_age_seconds=60,
                          max_age_by_kind={"confirm": settings.confirm_link_max_age_seconds()})
     url = re.search(r'href="([^"]+/confirm/[^"]+)"', mail.html).group(1)
@@ -183,8 +183,10 @@ async def test_over_http_the_link_confirms_once_and_the_consents_show_the_proof(
     assert [m["template"] for m in state["messages"]] == ["welcome_confirm"]
 
     url = await confirm(live, email)
-    again = await live.public.get(url, headers={"user-agent": "a link scanner"})
+    again = await live.public.post(url, headers={"user-agent": "the lead, pressing again"})
     assert again.status_code == 200 and "confirmed already" in again.text
+    scanned = await live.public.get(url, headers={"user-agent": "a link scanner"})
+    assert scanned.status_code == 200 and "confirmed already" in scanned.text
     await welcome_arrives(live, email)
 
     consents = (await live.http.get(f"/leads/{lead_id}/consents")).json()
@@ -245,8 +247,9 @@ async def test_forged_tampered_or_expired_links_confirm_nothing_and_signal_nothi
         "not-a-token", "x" * 3000,
     ]
     for value in bad:
-        response = await live.public.get(f"{base}/{value}")
-        assert response.status_code == 404 and "not valid" in response.text, value
+        for method in ("GET", "POST"):  # the page and its button
+            response = await live.public.request(method, f"{base}/{value}")
+            assert response.status_code == 404 and "not valid" in response.text, (method, value)
     await asyncio.sleep(0.5)  # time for a wrongly kept confirmation to be delivered
     for lead in (lead_id, other_id):
         assert [c["status"] for c in (await live.http.get(f"/leads/{lead}/consents")).json()] == ["pending"]
@@ -259,14 +262,16 @@ async def test_forged_tampered_or_expired_links_confirm_nothing_and_signal_nothi
     # A valid link after the lead unsubscribed (or was erased) confirms nothing either.
     unsubscribe = re.search(r"<(http[^>]+/u/[^>]+)>", mail.message["List-Unsubscribe"]).group(1)
     assert (await live.public.post(unsubscribe, content=b"List-Unsubscribe=One-Click")).status_code == 200
-    response = await live.public.get(url)
-    assert response.status_code == 409 and "Nothing to confirm" in response.text
+    for method in ("GET", "POST"):
+        response = await live.public.request(method, url)
+        assert response.status_code == 409 and "Nothing to confirm" in response.text, method
     assert [c["status"] for c in (await live.http.get(f"/leads/{lead_id}/consents")).json()] == ["pending", "withdrawn"]
     state = await journey_when(live, lead_id, lambda s: s["status"] == "COMPLETED")
     assert state["result"]["outcome"] == "unsubscribed" and steps(state["messages"]) == ["confirm"]
     assert (await live.http.delete(f"/leads/{other_id}")).status_code == 200
     [other_mail] = live.sink.mails_to(other_email)
     assert (await live.public.get(confirm_link(other_mail))).status_code == 404
+    assert (await live.public.post(confirm_link(other_mail))).status_code == 404
 
 
 async def test_with_double_opt_in_off_the_welcome_goes_out_at_once(live: LiveStack):
@@ -294,8 +299,8 @@ async def test_an_unsubscribed_address_stays_suppressed_until_it_confirms_again(
     assert again.json()["lead"]["consents"]["email"] == "pending"
     with Session(live.engine) as session:
         assert suppression_of(session, live.settings.secret_key, email) is not None
-    response = await live.public.get(url)  # the first confirmation email's link, still valid
-    assert response.status_code == 200
+    response = await press_confirm(live, url)  # the first confirmation email's link, still valid
+    assert response.status_code == 200 and "your subscription is confirmed" in response.text
     with Session(live.engine) as session:
         assert suppression_of(session, live.settings.secret_key, email) is None
     statuses = [c["status"] for c in (await live.http.get(f"/leads/{lead_id}/consents")).json()]
@@ -317,7 +322,7 @@ async def test_a_lead_who_let_the_confirmation_lapse_gets_a_new_one_when_signing
     assert response.status_code == 200 and response.json()["enrollments"][0]["status"] == "started"
     second = (await live.sink.wait_for_mail(to=email, subject_contains=CONFIRMATION_SUBJECT, count=2))[1]
     assert confirm_link(second) != confirm_link(first)
-    assert (await live.public.get(confirm_link(second))).status_code == 200
+    assert (await press_confirm(live, confirm_link(second))).status_code == 200
     mails = await live.sink.wait_for_mail(to=email, count=3)  # then the welcome (for a known contact: signed up before)
     assert mails[2].subject == "Grace, more from Relance for you"
     assert [c["status"] for c in (await live.http.get(f"/leads/{lead_id}/consents")).json()] == [

@@ -386,9 +386,50 @@ async def test_smtp_4xx_is_retried_with_backoff_and_sent_once(smtp_case):
         await wait_for_step(handle, "waiting_for_open")
         assert len(sink.mails_to(lead.email)) == 1 and sink.faults == []
     [row] = smtp_case.messages(lead)
-    assert row.status == "sent" and row.reason == RESENT  # nothing was accepted before, the row cannot know
+    # Both earlier attempts got a refusal answer: the server certainly did not take them, and the
+    # row says so (not "sent again", which would claim a copy may be out).
+    assert row.status == "sent" and row.reason != RESENT
+    assert row.reason.startswith("sent on attempt 3;") and "421: 4.7.0 Too many connections" in row.reason
     assert await send_attempts(smtp_case.client, handle.id) == [3]
     await handle.terminate("test over")
+
+
+async def test_smtp_stopped_then_back_records_what_happened_not_a_resend(smtp_case):
+    """The mail server goes down for a while and comes back: the messages waiting meanwhile go
+    out once each, and their rows say that the earlier attempts could not reach the server."""
+    port = smtp_case.settings.smtp_port
+    async with DevSink(smtp_port=port, http_port=0) as sink:
+        lead, handle = await smtp_case.welcome()
+        await sink.wait_for_mail(to=lead.email, timeout=15)
+        await wait_for_step(handle, "waiting_for_open")
+    # Down: these journeys' sends are refused and retried.
+    waiting = [await smtp_case.welcome() for _ in range(3)]
+    for _, other in waiting:
+        await eventually(lambda other=other: _retried(smtp_case.client, other.id), timeout=30,
+                         what="a second attempt while the mail server is down")
+    async with DevSink(smtp_port=port, http_port=0) as back:
+        for other_lead, other in waiting:
+            await back.wait_for_mail(to=other_lead.email, timeout=30)
+            await wait_for_step(other, "waiting_for_open", timeout=30)
+        for other_lead, other in waiting:
+            [mail] = back.mails_to(other_lead.email)  # once each
+            [row] = smtp_case.messages(other_lead)
+            assert row.status == "sent" and mail.message["Message-ID"] == f"<{row.id}@{smtp_case.settings.mail_domain}>"
+            attempt = max(await send_attempts(smtp_case.client, other.id))
+            assert row.reason != RESENT and row.reason.startswith(f"sent on attempt {attempt};"), row.reason
+            assert "could not reach the mail server" in row.reason
+    [first] = smtp_case.messages(lead)
+    assert first.status == "sent" and first.reason is None  # sent at the first attempt: nothing to say
+    for _, other in [(lead, handle), *waiting]:
+        await other.terminate("test over")
+
+
+async def _retried(client: Client, workflow_id: str) -> bool:
+    """The journey's send is pending on its second attempt at least (the history shows attempts
+    only once an activity is over)."""
+    description = await client.get_workflow_handle(workflow_id).describe()
+    return any(p.activity_type.name == "send_email" and p.attempt >= 2
+               for p in description.raw_description.pending_activities)
 
 
 async def test_accepted_but_dropped_before_the_reply_is_sent_again_under_the_same_message_id(smtp_case):
@@ -414,3 +455,39 @@ async def test_a_permanent_5xx_marks_the_message_failed_and_the_journey_ends_cle
     [row] = smtp_case.messages(lead)
     assert row.status == "failed" and "No such mailbox" in row.reason
     assert await send_attempts(smtp_case.client, handle.id) == [1]  # never retried
+
+
+# The SMS provider down, then back -----------------------------------------------------------------
+
+
+async def test_sms_provider_down_then_back_records_what_happened(dev_server_env, settings, engine, make_lead, sink):
+    """The relance SMS is due while the SMS provider does not answer: it goes out once it is
+    back, and its row says the earlier attempts could not reach the provider (not "sent again")."""
+    from worker import build_worker
+
+    sms_port = free_port()
+    own = settings.model_copy(update={"sms_provider_url": f"http://127.0.0.1:{sms_port}/sms",
+                                      "temporal_task_queue": f"sms-{uuid.uuid4().hex[:8]}"})
+    phone = f"+3363{uuid.uuid4().int % 10**7:07d}"
+    lead = make_lead(consents=("email", "sms"), phone=phone)
+    client = dev_server_env.client
+    async with build_worker(client, own, engine):
+        handle = await client.start_workflow(
+            WelcomeJourney.run, WelcomeInput(lead.id, relance_after_hours=1 / 3600), id=f"welcome-{lead.id}",
+            task_queue=own.temporal_task_queue)
+
+        async def sms_retried() -> bool:
+            description = await handle.describe()
+            return any(p.activity_type.name == "send_sms" and p.attempt >= 2
+                       for p in description.raw_description.pending_activities)
+
+        await eventually(sms_retried, timeout=30, what="a second attempt of the SMS while the provider is down")
+        async with DevSink(smtp_port=0, http_port=sms_port, sms_token=own.sms_api_token) as back:
+            [sms] = await back.wait_for_sms(to=phone, timeout=30)
+            await wait_for_step(handle, "waiting_for_click", timeout=30)
+        await handle.terminate("test over")
+    with Session(engine) as session:
+        row = session.exec(select(Message).where(Message.lead_id == lead.id, Message.step == "relance_sms")).one()
+    assert row.status == "sent" and sms.reference == row.id
+    assert "could not reach the SMS provider" in row.reason and "sent again" not in row.reason, row.reason
+    assert row.reason.startswith(f"sent on attempt {row.attempts};") and row.attempts >= 2, row.reason

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
@@ -306,3 +307,44 @@ async def test_erasure_closes_a_journey_that_neither_visibility_nor_the_database
         assert err.status == RPCStatusCode.NOT_FOUND
     else:
         assert description.status.name != "RUNNING"
+
+
+def files_holding(folder: Path, needles: dict[str, bytes]) -> dict[str, list[str]]:
+    """Which of ``needles`` (by name) each file of ``folder`` still holds, byte for byte."""
+    found = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            content = path.read_bytes()
+            if hits := [name for name, needle in needles.items() if needle in content]:
+                found[path.name] = hits
+    return found
+
+
+async def test_an_erasure_leaves_no_personal_data_in_any_file_of_the_data_folder(live: LiveStack):
+    """Not only the tables: SQLite keeps recent pages in its write-ahead log (relance.db-wal)
+    and deleted rows' bytes in freed space, until a checkpoint, a vacuum or a restart."""
+    tag = uuid.uuid4().hex[:10]
+    given_email = f"Erin.{tag}@Forget-Me.Example.COM"
+    ip, user_agent, name = f"2001:db8::1{tag[:3]}:1{tag[3:6]}", f"EraseMe-Browser/{tag}", f"Erin{tag}"
+    phone = f"+3361{int(tag, 16) % 10**7:07d}"
+    body = sign_up_body(given_email, first_name=name, phone=phone, journeys=["welcome"])
+    body["consents"][0].update(ip=ip, user_agent=user_agent)
+    response = await live.http.post("/leads", json=body)
+    assert response.status_code == 201, response.text
+    lead = response.json()["lead"]
+    [mail] = await live.sink.wait_for_mail(to=lead["email"].lower())
+    click = links(mail.html, "c")[0]
+    assert (await live.public.get(click, headers={"user-agent": user_agent})).status_code == 302
+    await journey_when(live, lead["id"], lambda s: s["status"] == "COMPLETED")
+
+    [consent] = (await live.http.get(f"/leads/{lead['id']}/consents")).json()
+    assert (consent["ip"], consent["user_agent"]) == (ip, user_agent)
+    folder = Path(live.engine.url.database).parent
+    needles = {"email as given": given_email, "email as stored": lead["email"], "email lower-cased": given_email.lower(),
+               "email upper-cased": given_email.upper(), "name": name, "phone": lead["phone"], "ip": ip,
+               "user agent": user_agent}
+    needles = {what: value.encode() for what, value in needles.items()}
+    assert files_holding(folder, needles), "the lead's data should be on disk before the erasure"
+
+    assert (await live.http.delete(f"/leads/{lead['id']}")).status_code == 200
+    assert files_holding(folder, needles) == {}

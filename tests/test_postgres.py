@@ -1,7 +1,8 @@
 """The same code on PostgreSQL: migrations, sign-up, a welcome journey with a click.
 
 Starts a throwaway PostgreSQL cluster (initdb + pg_ctl from the machine's PostgreSQL) on a
-Unix socket; skipped, saying why, where no PostgreSQL server is installed.
+Unix socket; skipped, saying why, where no PostgreSQL server is installed — except in CI
+(``RELANCE_TESTS_REQUIRE_POSTGRES=1``, set by ``.ci/run``), where that is a failure.
 """
 
 from __future__ import annotations
@@ -42,15 +43,21 @@ def _pg_bin(name: str) -> str | None:
     return str(candidates[-1]) if candidates else None
 
 
+def _cannot_run(why: str) -> None:
+    if os.environ.get("RELANCE_TESTS_REQUIRE_POSTGRES"):
+        pytest.fail(f"PostgreSQL tests are required here but {why}")
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
-        pytest.skip("no PostgreSQL server installed (initdb/pg_ctl not found)")
+        _cannot_run("no PostgreSQL server is installed (initdb/pg_ctl not found)")
     as_user: list[str] = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         if not shutil.which("runuser"):
-            pytest.skip("running as root without runuser: cannot start PostgreSQL")
+            _cannot_run("running as root without runuser: cannot start PostgreSQL")
         as_user = ["runuser", "-u", "postgres", "--"]
     workdir = Path(tempfile.mkdtemp(prefix="relance-pg-"))
     data, sockets = workdir / "data", workdir / "sock"
@@ -200,6 +207,25 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
                 assert left == 0, table.name
         assert session.get(SuppressionEntry, email_hash(settings.secret_key, email)).reason == "erased"
         assert session.get(Event, event_id) is not None  # the event is not the lead's
+
+
+def test_a_read_only_postgres_is_reported_and_its_writes_refused_clearly(postgres_url):
+    """A standby, or a database set read-only: health sees it, and a write raises the error the
+    API answers with a 503 (SQLSTATE 25006), not an unexplained 500."""
+    from urllib.parse import quote
+
+    from relance.db import DatabaseNotWritable, accepts_writes
+
+    with Session(make_engine(postgres_url)) as session:
+        assert accepts_writes(session) is True
+    read_only = make_engine(f"{postgres_url}&options={quote('-c default_transaction_read_only=on')}")
+    with Session(read_only) as session:
+        assert accepts_writes(session) is False
+    data = LeadCreate(email=f"{unique_id('ro')}@example.com", consents=[{"channel": "email"}])
+    with Session(read_only) as session, pytest.raises(DatabaseNotWritable):
+        crud.save_sign_up(session=session, data=data, default_phone_region="FR")
+    with Session(read_only) as session:  # the pool goes on: reads still work
+        assert session.exec(select(ScoreEvent).limit(1)).all() is not None
 
 
 LEADS, OPENS = 24, 10  # a campaign's opens: many journeys, a few hits each

@@ -5,6 +5,9 @@ committed to the outbox (in a group commit with its neighbours) and signalled to
 in the background (relance.outbox). A forged, tampered or expired token signals nothing: the
 pixel is still served (mail clients get no error page), the click answers 404 and redirects
 nowhere. If the database fails, the lead still gets the GIF or the redirect; the error is logged.
+
+``HEAD`` answers what ``GET`` would (status and headers, no body: ``curl -I`` and link checkers)
+and records nothing: a HEAD is never an open or a click.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import RedirectResponse
 
 from api.deps import HitsDep, SignerDep
-from relance.tokens import TrackingToken
+from relance.tokens import TokenSigner, TrackingToken
 from relance.tracking import Hit, HitRecorder
 from workflows.signals import CLICKED, OPENED
 
@@ -37,18 +40,46 @@ async def keep(hits: HitRecorder, request: Request, token: TrackingToken, kind: 
         log.warning("tracking: %s hit for message %s was not stored", kind, token.message_id)
 
 
-@router.get("/o/{token}", response_class=Response, responses={200: {"content": {"image/gif": {}}}})
+PIXEL_RESPONSES = {200: {"content": {"image/gif": {}}}}
+CLICK_RESPONSES = {404: {"description": "Unknown or invalid link"}}
+
+
+def pixel() -> Response:
+    return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
+
+
+def destination(signer: TokenSigner, token: str) -> TrackingToken:
+    valid = signer.verify("click", token)
+    if valid is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "this link is not valid")
+    return valid
+
+
+def redirect(valid: TrackingToken) -> RedirectResponse:
+    return RedirectResponse(valid.url, status_code=status.HTTP_302_FOUND, headers=NO_CACHE)
+
+
+@router.get("/o/{token}", response_class=Response, responses=PIXEL_RESPONSES)
 async def open_pixel(token: str, request: Request, signer: SignerDep, hits: HitsDep) -> Response:
     valid = signer.verify("open", token)
     if valid is not None:
         await keep(hits, request, valid, OPENED)
-    return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
+    return pixel()
 
 
-@router.get("/c/{token}", status_code=status.HTTP_302_FOUND, responses={404: {"description": "Unknown or invalid link"}})
+@router.head("/o/{token}", response_class=Response, responses=PIXEL_RESPONSES, summary="Open pixel (headers only)")
+async def open_pixel_head(token: str) -> Response:
+    return pixel()
+
+
+@router.get("/c/{token}", status_code=status.HTTP_302_FOUND, responses=CLICK_RESPONSES)
 async def click_redirect(token: str, request: Request, signer: SignerDep, hits: HitsDep) -> RedirectResponse:
-    valid = signer.verify("click", token)
-    if valid is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "this link is not valid")
+    valid = destination(signer, token)
     await keep(hits, request, valid, CLICKED)
-    return RedirectResponse(valid.url, status_code=status.HTTP_302_FOUND, headers=NO_CACHE)
+    return redirect(valid)
+
+
+@router.head("/c/{token}", status_code=status.HTTP_302_FOUND, responses=CLICK_RESPONSES,
+             summary="Click redirect (headers only)")
+async def click_redirect_head(token: str, signer: SignerDep) -> RedirectResponse:
+    return redirect(destination(signer, token))

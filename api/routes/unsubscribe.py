@@ -5,6 +5,7 @@ in its ``List-Unsubscribe`` header.
 cookie, no login): it answers 200, never a redirect. ``GET /u/{token}`` is the footer link in
 a browser: a small page with one button that makes that POST. Both act only on a valid
 signed token; the withdrawal goes into the consent ledger and the lead's journey is told.
+``HEAD /u/{token}`` answers like the page, without a body, and withdraws nothing.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def unsubscribe_page(token: str, signer: SignerDep, settings: SettingsDep) -> HT
         "<input type='hidden' name='List-Unsubscribe' value='One-Click'>"
         "<button type='submit' style='padding:10px 16px'>Unsubscribe</button></form>",
     )
+
+
+# HEAD answers what GET would, without a body (the server drops it); it never unsubscribes.
+router.head("/{token}", response_class=HTMLResponse, summary="Unsubscribe page (headers only)")(unsubscribe_page)
 
 
 @router.post("/{token}", response_class=HTMLResponse)

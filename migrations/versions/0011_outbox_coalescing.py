@@ -5,8 +5,8 @@ and can be shared by several API processes (PostgreSQL)
 ``signal_outcome``: set on the one hit that told the journey (or found it closed, or was refused
 for good); ``retry_at``: a journey that refused a hit is left alone until then.
 
-Revision ID: 0010_outbox_coalescing
-Revises: 0009_enrollment_refusals
+Revision ID: 0011_outbox_coalescing
+Revises: 0010_send_failures
 """
 
 from collections.abc import Sequence
@@ -16,8 +16,8 @@ import sqlmodel
 from alembic import op
 
 
-revision: str = '0010_outbox_coalescing'
-down_revision: str | None = '0009_enrollment_refusals'
+revision: str = '0011_outbox_coalescing'
+down_revision: str | None = '0010_send_failures'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
