@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import func, or_, update
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
@@ -66,8 +66,12 @@ def follow_ups(session: Session, settings: Settings, activity: dict[str, str]) -
         for lead_id, n in session.exec(select(LeadActivity.lead_id, func.count()).where(
                 col(LeadActivity.lead_id).in_(candidates), col(LeadActivity.at) >= since).group_by(LeadActivity.lead_id)):
             counts[lead_id] = counts.get(lead_id, 0) + n
+        # A click counts once per message and destination (the hit the outbox signalled; rows from
+        # before the outbox settled them that way count each): a link requested 1,000 times by a
+        # script or a link scanner is one click, not a very active lead.
         for lead_id, n in session.exec(select(TrackingEvent.lead_id, func.count()).where(
                 col(TrackingEvent.lead_id).in_(candidates), TrackingEvent.kind == "clicked",
+                or_(col(TrackingEvent.signal_outcome).is_not(None), col(TrackingEvent.signal_key).is_(None)),
                 col(TrackingEvent.received_at) >= since).group_by(TrackingEvent.lead_id)):
             counts[lead_id] = counts.get(lead_id, 0) + n
     due = [FollowUp(lead_id, activity[lead_id], status == "in_journey",

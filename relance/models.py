@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -127,10 +127,26 @@ class TrackingEvent(SQLModel, table=True):
     """A tracking hit (open, click), kept durably first and then signalled to its journey.
 
     This is the outbox between the public tracking endpoints and Temporal: the endpoint answers
-    at once; ``relance.outbox`` delivers the signal in order, once, and stamps ``delivered_at``.
+    at once; ``relance.outbox`` settles each hit in order, once, and stamps ``delivered_at``.
+    Every hit is kept for reporting, but a journey is told only what it can use: hits with the
+    same ``signal_key`` (an open of a message, a click of a message's link) tell it nothing new.
+    The one hit that told the journey (or found it closed, or was refused for good) carries
+    ``signal_outcome``; the others are settled with a ``delivery_note`` saying why they were not
+    signalled. ``retry_at``: the journey refused this hit and is left alone until then.
     """
 
     __tablename__ = "tracking_events"
+    __table_args__ = (
+        # The outbox's queue: the pending hits, in order (the settled ones, nearly all, are not in it).
+        Index("ix_tracking_events_pending", "id", "workflow_id",
+              sqlite_where=text("delivered_at IS NULL"), postgresql_where=text("delivered_at IS NULL")),
+        # What each journey was already told (a few rows per journey, however big the flood).
+        Index("ix_tracking_events_told", "workflow_id", "signal_key",
+              sqlite_where=text("signal_outcome IS NOT NULL"), postgresql_where=text("signal_outcome IS NOT NULL")),
+        # The journeys waiting out a refusal.
+        Index("ix_tracking_events_retry_at", "retry_at",
+              sqlite_where=text("retry_at IS NOT NULL"), postgresql_where=text("retry_at IS NOT NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=16)  # opened | clicked | unsubscribed | email_confirmed
@@ -144,6 +160,9 @@ class TrackingEvent(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_column=_when(index=True))
     attempts: int = 0
     delivery_note: str | None = Field(default=None, max_length=500)
+    signal_key: str | None = Field(default=None, max_length=120)  # relance.tracking.signal_key
+    signal_outcome: str | None = Field(default=None, max_length=16)  # signalled | closed | refused
+    retry_at: datetime | None = Field(default=None, sa_column=_when())
 
 
 class Cart(SQLModel, table=True):

@@ -2,8 +2,26 @@
 
 The tracking endpoints never wait for Temporal (a signal round-trip is far slower than serving
 a GIF, and Temporal may be down): they write the hit and return. This dispatcher, running
-beside the API, signals each undelivered hit in the order received and stamps it delivered.
-When Temporal is unreachable it backs off and tries again; nothing is lost.
+beside the API, settles each hit in the order received and stamps it delivered. When Temporal is
+unreachable it backs off and tries again; nothing is lost.
+
+Anyone holding one email can request its pixel thousands of times, so a journey is told only
+what it can use, decided from the database (across batches, restarts and API processes):
+
+- one signal per ``signal_key`` (relance.tracking.signal_key: an open per message, a click per
+  message and destination...); the later hits are kept for reporting, settled with a
+  ``delivery_note`` saying the journey was told already;
+- at most ``tracking_signals_per_journey`` open and click signals per journey; beyond, hits are
+  kept as not signalled, the note says why, and the API logs it once;
+- a journey that refuses a signal (its limit reached, or any refusal that is about that journey)
+  never holds the others up: its hits wait, retried with backoff, while every other journey is
+  served, and after ``tracking_signal_max_attempts`` the hit is kept as not signalled, with
+  Temporal's reason. Only Temporal being unreachable for everyone stops the whole outbox.
+
+Several API processes can share one PostgreSQL database: each batch's rows are claimed with
+``SELECT ... FOR UPDATE SKIP LOCKED`` and held until they are settled, and a dispatcher takes a
+journey only when it holds that journey's oldest pending hit, so each hit is signalled once and
+each journey's hits in order. SQLite has no row locks: there, run one API process per database.
 
 After each batch it also passes the lead's activity on (relance/lead_activity.py): a lead in a
 re-engagement journey who opened or clicked another journey's message has come back, and a
@@ -15,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -26,12 +46,48 @@ from relance.lead_activity import FollowUp, act_on, follow_ups
 from relance.models import Lead, Message, TrackingEvent, utcnow
 from relance.scoring import apply_score
 from relance.settings import Settings
-from workflows.signals import UNSUBSCRIBED, TrackingSignal
+from relance.tracking import signal_key
+from workflows.signals import CLICKED, OPENED, UNSUBSCRIBED, TrackingSignal
 
 log = logging.getLogger("relance.outbox")
 
 # Journeys that score the clicks in their own emails (their ``clicked`` signal handler).
 JOURNEYS_SCORING_CLICKS = frozenset({"welcome", "cart", "nurturing"})
+
+# Temporal unreachable or overloaded for everyone: the whole outbox waits, nothing is counted
+# against the hit. Any other refusal is about one journey (its signal limit reached...).
+UNREACHABLE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+
+# What a journey's budget counts: the signals a stranger can multiply. Unsubscribes and
+# confirmations are one per message already, and must reach the journey.
+BUDGETED_KINDS = frozenset({OPENED, CLICKED})
+
+# signal_outcome: the hit that settled its signal_key for its journey.
+SIGNALLED, CLOSED, REFUSED = "signalled", "closed", "refused"
+NO_LONGER_RUNNING = "journey no longer running"
+_ALREADY = {SIGNALLED: "the journey was told this already", CLOSED: "the journey was no longer running",
+            REFUSED: "the journey refused this already"}
+
+
+@dataclass
+class _Claim:
+    """One batch of pending hits, held by this dispatcher until they are settled."""
+
+    events: list[TrackingEvent]  # in order; only journeys whose oldest pending hit is here
+    claimed: int  # rows read (the batch was full: there may be more)
+    told: dict[str, dict[str, tuple[int, str]]]  # journey -> signal_key -> (hit id, its outcome)
+    spent: dict[str, int]  # journey -> open and click signals it has received
+    session: Session | None = None  # PostgreSQL: the transaction holding the rows' locks
+
+
+@dataclass
+class _Settled:
+    event: TrackingEvent
+    outcome: str | None = None  # SIGNALLED | CLOSED | REFUSED; None: not signalled, or to retry
+    note: str | None = None
+    retry_at: datetime | None = None  # still pending: the journey refused it, try again then
+    attempted: bool = False  # a signal was sent (or tried)
+    key: str = field(default="")
 
 
 class OutboxDispatcher:
@@ -55,7 +111,13 @@ class OutboxDispatcher:
         self.quiet_for = quiet_for
         self.burst_quiet_seconds = burst_quiet_seconds
         self.max_delay_seconds = max_delay_seconds
+        defaults = settings or Settings(_env_file=None)
+        self.signals_per_journey = defaults.tracking_signals_per_journey
+        self.max_attempts = defaults.tracking_signal_max_attempts
+        self.retry_max_seconds = defaults.tracking_signal_retry_max_seconds
+        self.share_rows = engine.dialect.name == "postgresql"  # row locks: several dispatchers may share
         self._wake = asyncio.Event()
+        self._budget_said: set[str] = set()  # journeys whose spent budget was logged (once each)
 
     def wake(self) -> None:
         """Called by an endpoint right after it stored a hit."""
@@ -66,16 +128,16 @@ class OutboxDispatcher:
         while True:
             await self._let_the_burst_pass()
             try:
-                delivered, blocked = await self.deliver_batch()
+                claimed, settled, blocked = await self.deliver_batch()
             except Exception:  # a database hiccup must not kill delivery for good
                 log.exception("outbox: delivery failed; will try again")
-                delivered, blocked = 0, True
+                claimed, settled, blocked = 0, 0, True
             if blocked:
                 backoff = min(max(backoff * 2, 0.5), self.max_backoff_seconds)
                 await asyncio.sleep(backoff)
                 continue
             backoff = 0.0
-            if delivered < self.batch_size:
+            if claimed < self.batch_size or not settled:  # a full batch: more are waiting
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
@@ -91,48 +153,111 @@ class OutboxDispatcher:
             await asyncio.sleep(pause)
             waited += pause
 
-    async def deliver_batch(self) -> tuple[int, bool]:
-        """Signal up to one batch of pending hits. Returns (delivered, blocked)."""
-        pending = await asyncio.to_thread(self._pending)
-        by_journey: dict[str, list[TrackingEvent]] = {}
-        for event in pending:
-            by_journey.setdefault(event.workflow_id, []).append(event)
-        done: list[tuple[TrackingEvent, str | None]] = []
-        blocked = False
-        limit = asyncio.Semaphore(self.concurrency)
+    async def deliver_batch(self) -> tuple[int, int, bool]:
+        """Settle up to one batch of pending hits. Returns (rows claimed, rows settled, blocked):
+        blocked when Temporal could not be reached (the caller backs off; nothing is lost)."""
+        claim = await asyncio.to_thread(self._claim)
+        try:
+            by_journey: dict[str, list[TrackingEvent]] = {}
+            for event in claim.events:
+                by_journey.setdefault(event.workflow_id, []).append(event)
+            settled: list[_Settled] = []
+            unreachable = False
+            limit = asyncio.Semaphore(self.concurrency)
 
-        async def deliver_in_order(events: list[TrackingEvent]) -> None:
-            nonlocal blocked
-            async with limit:
-                for event in events:
-                    try:
-                        done.append((event, await self._deliver(event)))
-                    except RPCError as err:
-                        log.warning("outbox: Temporal did not take signal %s for %s (%s); will retry",
-                                    event.kind, event.workflow_id, err.message)
-                        await asyncio.to_thread(self._count_attempt, event.id, err.message)
-                        blocked = True
-                        return  # keep the order: this journey's later hits wait for this one
+            async def settle_in_order(workflow_id: str, events: list[TrackingEvent]) -> None:
+                nonlocal unreachable
+                async with limit:
+                    results, stopped = await self._settle_journey(workflow_id, events, claim)
+                    settled.extend(results)
+                    unreachable = unreachable or stopped
 
-        await asyncio.gather(*(deliver_in_order(events) for events in by_journey.values()))
-        if done:
-            await asyncio.to_thread(self._mark_delivered, [(event.id, note) for event, note in done])
-            delivered = [event for event, _ in done]
-            await self._score_hits(delivered)
-            await self._pass_activity_on(delivered)
-        return len(done), blocked
+            await asyncio.gather(*(settle_in_order(w, events) for w, events in by_journey.items()))
+            if settled:
+                await asyncio.to_thread(self._record, claim, settled)
+        finally:
+            if claim.session is not None:
+                await asyncio.to_thread(claim.session.close)  # after _record's commit: releases the rows
+        reached = [s.event for s in settled if s.outcome in (SIGNALLED, CLOSED)]
+        if reached:
+            await self._score_hits(reached)
+        hits = [s.event for s in settled if s.retry_at is None and s.outcome != REFUSED]  # the lead was active
+        if hits:
+            await self._pass_activity_on(hits)
+        return claim.claimed, sum(1 for s in settled if s.retry_at is None), unreachable
 
-    async def _deliver(self, event: TrackingEvent) -> str | None:
-        """Signal one hit; returns the delivery note. Raises RPCError when Temporal did not take it."""
+    async def _settle_journey(self, workflow_id: str, events: list[TrackingEvent],
+                              claim: _Claim) -> tuple[list[_Settled], bool]:
+        """One journey's hits, in order: each is signalled, or settled without a signal (told
+        already, budget spent), or left for later. Returns (results, Temporal unreachable)."""
+        told = claim.told.setdefault(workflow_id, {})
+        spent = claim.spent.get(workflow_id, 0)
+        results: list[_Settled] = []
+        for event in events:
+            key = event.signal_key or signal_key(event.kind, event.message_id, event.url)
+            if key in told:
+                first, outcome = told[key]
+                results.append(_Settled(event, note=f"not signalled: {_ALREADY[outcome]} (hit {first})", key=key))
+                continue
+            budgeted = event.kind in BUDGETED_KINDS
+            if budgeted and spent >= self.signals_per_journey:
+                self._say_budget_spent(workflow_id)
+                results.append(_Settled(event, key=key, note=(
+                    f"not signalled: the journey has had its {self.signals_per_journey} open and click signals "
+                    "(RELANCE_TRACKING_SIGNALS_PER_JOURNEY)")))
+                continue
+            try:
+                outcome, note = await self._deliver(event)
+            except RPCError as err:
+                if err.status in UNREACHABLE:
+                    log.warning("outbox: Temporal is unreachable (%s); %s's hits wait", err.message, workflow_id)
+                    return results, True
+                attempts = event.attempts + 1
+                # RESOURCE_EXHAUSTED: Temporal is rate-limiting (the journey, or everyone for a while):
+                # the journey waits its turn, retried with backoff however long it takes.
+                if attempts >= self.max_attempts and err.status != RPCStatusCode.RESOURCE_EXHAUSTED:
+                    log.warning("outbox: %s refused the %s signal of hit %s %d times (%s); kept as not signalled",
+                                workflow_id, event.kind, event.id, attempts, err.message)
+                    told[key] = (event.id, REFUSED)
+                    results.append(_Settled(event, REFUSED, f"not signalled: refused {attempts} times: {err.message}",
+                                            attempted=True, key=key))
+                    continue
+                delay = min(2.0 ** (attempts - 1), self.retry_max_seconds)
+                log.warning("outbox: %s refused the %s signal of hit %s (%s); its hits wait %.0f s, the others go on",
+                            workflow_id, event.kind, event.id, err.message, delay)
+                results.append(_Settled(event, note=f"attempt {attempts} refused: {err.message}",
+                                        retry_at=utcnow() + timedelta(seconds=delay), attempted=True, key=key))
+                return results, False  # keep the order: this journey's later hits wait for this one
+            except Exception as err:  # the client could not connect: Temporal is unreachable
+                log.warning("outbox: could not reach Temporal (%s); %s's hits wait", err, workflow_id)
+                return results, True
+            told[key] = (event.id, outcome)
+            if budgeted and outcome == SIGNALLED:
+                spent += 1
+            results.append(_Settled(event, outcome, note, attempted=True, key=key))
+        return results, False
+
+    def _say_budget_spent(self, workflow_id: str) -> None:
+        if workflow_id in self._budget_said:
+            return
+        if len(self._budget_said) > 10_000:
+            self._budget_said.clear()
+        self._budget_said.add(workflow_id)
+        log.warning("outbox: journey %s has had its %d open and click signals; its further opens and clicks "
+                    "are kept for reporting, not signalled (RELANCE_TRACKING_SIGNALS_PER_JOURNEY)",
+                    workflow_id, self.signals_per_journey)
+
+    async def _deliver(self, event: TrackingEvent) -> tuple[str, str | None]:
+        """Signal one hit; returns (outcome, delivery note). Raises RPCError when Temporal did not take it."""
         signal = TrackingSignal(message_id=event.message_id, url=event.url)
         try:
             if event.kind == UNSUBSCRIBED:  # every journey of the lead stops, not only the message's
-                return f"told {await self._tell_every_journey(event, signal)} running journeys"
+                return SIGNALLED, f"told {await self._tell_every_journey(event, signal)} running journeys"
             await self.client.get_workflow_handle(event.workflow_id).signal(event.kind, signal)
-            return None
+            return SIGNALLED, None
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
-                return "journey no longer running"
+                return CLOSED, NO_LONGER_RUNNING
             raise
 
     async def _score_hits(self, delivered: list[TrackingEvent]) -> None:
@@ -209,35 +334,90 @@ class OutboxDispatcher:
             log.warning("outbox: cannot list the journeys of lead %s (%s); telling %s only",
                         event.lead_id, err.message, event.workflow_id)
         told = 0
-        for workflow_id in sorted(targets):
+        for workflow_id in [event.workflow_id, *sorted(targets - {event.workflow_id})]:  # the message's first
             try:
                 await self.client.get_workflow_handle(workflow_id).signal(UNSUBSCRIBED, signal)
                 told += 1
             except RPCError as err:
-                if err.status != RPCStatusCode.NOT_FOUND:
-                    raise
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    continue
+                if err.status in UNREACHABLE or workflow_id == event.workflow_id:
+                    raise  # retried: Temporal is down, or the message's own journey refused it
+                # Another journey of the lead refusing must not hold the unsubscribe back: its
+                # marketing sends are refused by the consent check anyway.
+                log.warning("outbox: %s refused the unsubscribe of lead %s (%s); its sends stop by consent",
+                            workflow_id, event.lead_id, err.message)
         return told
 
-    def _pending(self) -> list[TrackingEvent]:
-        with Session(self.engine) as session:
-            return list(session.exec(
-                select(TrackingEvent).where(col(TrackingEvent.delivered_at).is_(None))
-                .order_by(col(TrackingEvent.id)).limit(self.batch_size)
-            ).all())
+    def _claim(self) -> _Claim:
+        """Read the next batch of pending hits, skipping journeys that wait out a refusal, with
+        what their journeys were told already. On PostgreSQL the rows stay locked (the session
+        stays open) until ``_record`` commits: another dispatcher skips them."""
+        session = Session(self.engine)
+        try:
+            now = utcnow()
+            waiting = select(TrackingEvent.workflow_id).where(  # only pending hits have a retry_at
+                col(TrackingEvent.retry_at).is_not(None), col(TrackingEvent.retry_at) > now)
+            query = (select(TrackingEvent)
+                     .where(col(TrackingEvent.delivered_at).is_(None), col(TrackingEvent.workflow_id).not_in(waiting))
+                     .order_by(col(TrackingEvent.id)).limit(self.batch_size))
+            if self.share_rows:
+                query = query.with_for_update(skip_locked=True)
+            events = list(session.exec(query).all())
+            claimed = len(events)
+            if self.share_rows and events:
+                events = self._oldest_first(session, events)
+            told: dict[str, dict[str, tuple[int, str]]] = {}
+            spent: dict[str, int] = {}
+            journeys = sorted({event.workflow_id for event in events})
+            for chunk in (journeys[i:i + 500] for i in range(0, len(journeys), 500)):
+                for workflow_id, key, event_id, outcome in session.exec(
+                        select(TrackingEvent.workflow_id, TrackingEvent.signal_key, TrackingEvent.id,
+                               TrackingEvent.signal_outcome)
+                        .where(col(TrackingEvent.signal_outcome).is_not(None), col(TrackingEvent.workflow_id).in_(chunk))
+                        .order_by(col(TrackingEvent.id))):
+                    told.setdefault(workflow_id, {}).setdefault(key, (event_id, outcome))
+                    if outcome == SIGNALLED and key.split(":", 1)[0] in BUDGETED_KINDS:
+                        spent[workflow_id] = spent.get(workflow_id, 0) + 1
+            session.expunge_all()
+            if not self.share_rows:
+                session.close()
+                return _Claim(events, claimed, told, spent)
+            return _Claim(events, claimed, told, spent, session)
+        except BaseException:
+            session.close()
+            raise
 
-    def _mark_delivered(self, done: list[tuple[int, str | None]]) -> None:
+    @staticmethod
+    def _oldest_first(session: Session, events: list[TrackingEvent]) -> list[TrackingEvent]:
+        """Keep a journey's hits only up to the first of its pending hits this batch does not hold
+        (another dispatcher holds it): that dispatcher has the journey's head, so it goes on with it,
+        in order, and this one skips the journey for now."""
+        mine = {event.id for event in events}
+        journeys = {event.workflow_id for event in events}
+        first_not_mine: dict[str, int] = {}
+        for workflow_id, event_id in session.exec(
+                select(TrackingEvent.workflow_id, TrackingEvent.id)
+                .where(col(TrackingEvent.delivered_at).is_(None), col(TrackingEvent.workflow_id).in_(journeys),
+                       col(TrackingEvent.id) <= max(mine))
+                .order_by(col(TrackingEvent.id))):
+            if event_id not in mine:
+                first_not_mine.setdefault(workflow_id, event_id)
+        return [event for event in events if event.id < first_not_mine.get(event.workflow_id, event.id + 1)]
+
+    def _record(self, claim: _Claim, settled: list[_Settled]) -> None:
+        """Stamp what happened to each hit, in one transaction (on PostgreSQL, the claim's)."""
         now = utcnow()
-        by_note: dict[str | None, list[int]] = {}
-        for event_id, note in done:
-            by_note.setdefault(note, []).append(event_id)
-        with Session(self.engine) as session:
-            for note, ids in by_note.items():
-                session.execute(update(TrackingEvent).where(col(TrackingEvent.id).in_(ids))
-                                .values(delivered_at=now, delivery_note=note, attempts=TrackingEvent.attempts + 1))
+        rows = []
+        for s in settled:
+            done = s.retry_at is None
+            rows.append({"id": s.event.id, "delivered_at": now if done else None, "delivery_note": s.note[:500] if s.note else None,
+                         "signal_key": s.key or None, "signal_outcome": s.outcome, "retry_at": s.retry_at,
+                         "attempts": s.event.attempts + (1 if s.attempted else 0)})
+        session = claim.session or Session(self.engine)
+        try:
+            session.execute(update(TrackingEvent), rows)
             session.commit()
-
-    def _count_attempt(self, event_id: int, error: str) -> None:
-        with Session(self.engine) as session:
-            session.execute(update(TrackingEvent).where(col(TrackingEvent.id) == event_id)
-                            .values(attempts=TrackingEvent.attempts + 1, delivery_note=error[:500]))
-            session.commit()
+        finally:
+            if claim.session is None:
+                session.close()

@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     # key, set this to the secret key's current value and keep it.
     suppression_key: str = ""
     tracking_token_max_age_days: int = 180
+    # The tracking outbox (relance/outbox.py). A journey is told one open per message and one click
+    # per message and destination; however many hits a link gets, they are kept for reporting, not
+    # signalled again. On top of that, each journey gets at most this many open and click signals
+    # (Temporal refuses a workflow's 10,001st signal; each signal adds ~3 events to its history,
+    # which is replayed whenever the journey leaves the worker's cache): beyond it, hits are kept
+    # with the reason in their delivery_note, and the API logs it once.
+    tracking_signals_per_journey: int = Field(default=200, ge=1, le=5000)
+    # A journey that refuses a signal (not Temporal being down: a refusal for that journey only) is
+    # left alone while the others are served, retried after 1 s, 2 s, 4 s... (at most this long
+    # apart), and after this many attempts the hit is kept as not signalled, with Temporal's reason.
+    tracking_signal_max_attempts: int = Field(default=8, ge=1)
+    tracking_signal_retry_max_seconds: float = Field(default=300.0, gt=0)
     # Temporal payload encryption (relance/encryption.py): JSON {key id: base64 of 32 bytes}, and
     # the id of the key that encrypts; every key listed still decrypts (rotation). `make run`
     # generates one; production must set them (python -m relance.encryption prints a new key).

@@ -15,6 +15,7 @@ those opens — the weakest of signals, which mail privacy proxies fake anyway).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,20 @@ from workflows.signals import CLICKED, EMAIL_CONFIRMED, OPENED, UNSUBSCRIBED
 log = logging.getLogger("relance.tracking")
 
 _MESSAGE_STAMPS = {OPENED: ("opened_at",), CLICKED: ("clicked_at", "opened_at")}
+
+
+def signal_key(kind: str, message_id: str, url: str | None) -> str:
+    """What a hit tells its journey; two hits with the same key tell it nothing new.
+
+    What the journeys' handlers use: an open says the lead saw a message (welcome and
+    re-engagement set a flag, the others ignore it); a click is scored once per message, and the
+    nurturing journey also matches its destination against its assets; an unsubscribe stops the
+    journey; a confirmation turns the double opt-in into a grant. So one open per message, one
+    click per message and destination, one unsubscribe and one confirmation per message are all a
+    journey can use (the destination is hashed: the key stays short whatever the URL)."""
+    if kind == CLICKED:
+        return f"{kind}:{message_id}:{hashlib.sha256((url or '').encode()).hexdigest()[:32]}"
+    return f"{kind}:{message_id}"
 
 
 @dataclass(frozen=True)
@@ -66,7 +81,7 @@ def record_hits(engine: Engine, hits: list[Hit], *, suppression_key: str = "") -
             "kind": hit.kind, "message_id": hit.token.message_id, "lead_id": hit.token.lead_id,
             "workflow_id": hit.token.workflow_id, "url": hit.token.url,
             "user_agent": (hit.user_agent or "")[:1024] or None, "ip": hit.ip, "received_at": now,
-            "attempts": 0,
+            "attempts": 0, "signal_key": signal_key(hit.kind, hit.token.message_id, hit.token.url),
         } for hit in kept])
         for column in ("opened_at", "clicked_at"):
             stamped = {hit.token.message_id for hit in kept if column in _MESSAGE_STAMPS.get(hit.kind, ())}

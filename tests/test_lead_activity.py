@@ -7,8 +7,15 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col
 
+from relance import migrate
+from relance.db import make_engine
 from relance.lead_activity import follow_ups, note_activity
 from relance.models import Lead, LeadActivity, TrackingEvent, as_utc, utcnow
+from relance.outbox import OutboxDispatcher
+from relance.tokens import TrackingToken
+from relance.tracking import Hit, record_hits
+from tests.conftest import make_lead_factory
+from workflows.signals import CLICKED
 
 
 def activities(engine, lead_id: str, kind: str, count: int, *, days_ago: float = 0) -> None:
@@ -69,3 +76,16 @@ def test_a_lead_in_a_re_engagement_journey_is_told(engine, settings, make_lead):
         session.commit()
     [follow_up] = due(engine, settings, lead.id, "purchase")
     assert follow_up.reengaging and follow_up.kind == "purchase" and not follow_up.premium_due
+
+
+async def test_one_link_clicked_again_and_again_is_one_click_toward_the_premium_offer(settings, client, tmp_path):
+    """A script or a link scanner requesting one link many times does not make a lead very active.
+    (Its own database: this outbox must settle no other test's hits.)"""
+    database_url = f"sqlite:///{tmp_path / 'relance.db'}"
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    lead = make_lead_factory(engine)()
+    token = TrackingToken("click", "m-1", lead.id, f"welcome-{lead.id}", url="https://example.com/guide")
+    record_hits(engine, [Hit(token, CLICKED, "curl", "198.51.100.7")] * (settings.premium_offer_threshold + 5))
+    await OutboxDispatcher(engine, client).deliver_batch()  # the journey has ended: it is told nothing
+    assert due(engine, settings, lead.id) == []

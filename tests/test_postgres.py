@@ -8,6 +8,7 @@ Unix socket; skipped, saying why, where no PostgreSQL server is installed — ex
 from __future__ import annotations
 
 import asyncio
+import uuid
 import os
 import shutil
 import subprocess
@@ -15,15 +16,20 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api import crud
+from api.main import create_app
 from api.schemas import LeadCreate
 from relance import migrate
 from relance.db import make_engine
-from relance.models import ScoreEvent
+from relance.models import ScoreEvent, TrackingEvent
+from relance.serving import ServedApp, listening_socket
+from relance.tokens import TokenSigner, TrackingToken
 from tests.conftest import unique_id
+from tests.test_tracking_flood import eventually, hammer, sign_up, signals
 from worker import build_worker
 from workflows.signals import CLICKED, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney
@@ -220,3 +226,47 @@ def test_a_read_only_postgres_is_reported_and_its_writes_refused_clearly(postgre
         crud.save_sign_up(session=session, data=data, default_phone_region="FR")
     with Session(read_only) as session:  # the pool goes on: reads still work
         assert session.exec(select(ScoreEvent).limit(1)).all() is not None
+
+
+LEADS, OPENS = 24, 10  # a campaign's opens: many journeys, a few hits each
+
+
+async def test_two_api_processes_share_the_tracking_outbox_on_postgres(postgres_url, dev_server_env, settings, sink):
+    """Two APIs on one PostgreSQL database, each with its own dispatcher, hit at the same time:
+    every hit reaches its journey exactly once (counted in the journeys' histories)."""
+    socks = [listening_socket("127.0.0.1", 0) for _ in range(2)]
+    pg_settings = settings.model_copy(update={
+        "database_url": postgres_url, "temporal_task_queue": unique_id("pg-outbox"), "welcome_relance_by_sms": False,
+        "temporal_address": dev_server_env.client.service_client.config.target_host,
+        "public_base_url": f"http://127.0.0.1:{socks[0].getsockname()[1]}",
+    })
+    apps = [create_app(pg_settings) for _ in socks]
+    apis = [ServedApp(app, sock=sock, lifespan="on") for app, sock in zip(apps, socks)]
+    engine = make_engine(postgres_url)
+    signer = TokenSigner(pg_settings.secret_key, max_age_seconds=3600)
+    for app, api in zip(apps, apis):
+        await api.start()
+        app.state.outbox.batch_size = 20  # batches smaller than the hits: the two dispatchers race for rows
+    try:
+        async with build_worker(dev_server_env.client, pg_settings, engine), \
+                httpx.AsyncClient(base_url=apis[0].url, headers={"X-API-Key": pg_settings.api_key}) as http:
+            leads = [lead_id for lead_id, _, _ in await asyncio.gather(*(sign_up(http, sink) for _ in range(LEADS)))]
+            opens = {lead_id: ["/t/o/" + signer.sign(TrackingToken("open", uuid.uuid4().hex, lead_id, f"welcome-{lead_id}"))
+                               for _ in range(OPENS)] for lead_id in leads}  # distinct messages: each must be told
+            paths = [opens[lead_id][i] for i in range(OPENS) for lead_id in leads]  # the journeys interleaved
+            results = await asyncio.gather(*(hammer(paths[n::2], connections=8, api=api.url)
+                                             for n, api in enumerate(apis)))
+            assert results == [{200: LEADS * OPENS // 2}] * 2
+
+            def settled() -> bool:
+                with Session(engine) as session:
+                    rows = session.exec(select(TrackingEvent).where(col(TrackingEvent.lead_id).in_(leads))).all()
+                return len(rows) == LEADS * OPENS and all(r.delivered_at for r in rows)
+
+            await eventually(settled, timeout=30, what="every hit to be settled")
+            for lead_id in leads:
+                assert await signals(dev_server_env.client, f"welcome-{lead_id}") == ["opened"] * OPENS
+    finally:
+        for api in apis:
+            await api.stop()
+        engine.dispose()
