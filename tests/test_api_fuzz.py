@@ -12,12 +12,9 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import new_email, sign_up_body
-
-pytestmark = pytest.mark.failure
 
 ROOT = Path(__file__).resolve().parent.parent
 

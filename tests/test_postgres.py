@@ -29,7 +29,8 @@ from relance.models import ScoreEvent, TrackingEvent
 from relance.serving import ServedApp, listening_socket
 from relance.tokens import TokenSigner, TrackingToken
 from tests.conftest import unique_id
-from tests.test_tracking_flood import eventually, hammer, sign_up, signals
+from tests.test_tracking_flood import hammer, sign_up, signals
+from tests.waiting import eventually
 from worker import build_worker
 from workflows.signals import CLICKED, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney
@@ -103,10 +104,11 @@ async def test_a_welcome_journey_runs_on_postgres(postgres_url, time_skipping_en
                                              id=unique_id(f"welcome-{lead.id}"), task_queue=pg_settings.temporal_task_queue)
         [mail] = await sink.wait_for_mail(to=lead.email)
         assert mail.subject == "Welcome to Relance, Lin!"
-        status = await handle.query(WelcomeJourney.status)
-        while not status.messages:  # the mail is out; the activity result lands a moment later
-            await asyncio.sleep(0.02)
+        async def recorded():  # the mail is out; the activity result lands a moment later
             status = await handle.query(WelcomeJourney.status)
+            return status if status.messages else None
+
+        status = await eventually(recorded, timeout=15, what="the welcome to be recorded")
         await handle.signal(CLICKED, TrackingSignal(status.messages[0].message_id, "https://example.com/guides"))
         result = await handle.result()
     assert result.outcome == "clicked" and result.score == settings.scoring_rules().events["email_clicked"]
