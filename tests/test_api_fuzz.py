@@ -1,8 +1,11 @@
 """Schemathesis over the running API's OpenAPI spec (issue 8): generated requests, valid and
 invalid, against every management operation of the real API on the real dev server, in every
 phase (examples, coverage, fuzzing, stateful sequences), bounded to a minute or so. No 5xx, ever;
-every response matches the schema OpenAPI documents for its status (a 422's ``detail`` is the
-documented list, not a sentence); every 4xx explains itself in JSON (``tests/fuzz/hooks.py``)."""
+every status answered is one OpenAPI documents for the operation, with its content type, and the
+response matches the schema documented for that status (a 422's ``detail`` is the documented
+list, not a sentence); a method the path does not take is a 405 with an ``Allow`` header, and
+OPTIONS lists exactly the documented methods; every 4xx explains itself in JSON
+(``tests/fuzz/hooks.py``)."""
 
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ async def schemathesis(live: LiveStack, workdir: Path, *args: str) -> tuple[int,
     command = [
         str(Path(sys.executable).parent / "st"), "run", f"{live.http.base_url}/openapi.json",
         "--header", f"X-API-Key: {live.settings.api_key}",
-        "--checks", "not_a_server_error,response_schema_conformance,client_errors_are_explained_in_json",
+        "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+        "unsupported_method,allow_header_conformance,client_errors_are_explained_in_json",
         "--seed", "8", "--workers", "2", "--no-color", "--request-timeout", "10", *args,
     ]
     process = await asyncio.create_subprocess_exec(
