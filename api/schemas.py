@@ -203,7 +203,12 @@ class JourneyStatusPublic(BaseModel):
     step: str | None
     opened: bool | None
     clicked: bool | None
-    score: int | None
+    score: int | None = Field(description="The lead's score now, from the database: the authoritative one, as in "
+                                          "GET /leads/{id}")
+    journey_score: int | None = Field(default=None, description=(
+        "The score as the journey last saw it, and its `Score` search attribute in the Temporal UI: read when the "
+        "journey reads the lead, or set when it scores a click itself. Opens, page views, forms and the daily decay "
+        "change the lead's score without telling the journey, so this may lag `score`"))
     messages: list[dict] = Field(default_factory=list)
     gate: str | None = Field(default=None, description="Nurturing: the validation rule the journey waits on")
     downloads: list[str] | None = Field(default=None, description="Nurturing: the assets the lead downloaded")

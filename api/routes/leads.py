@@ -198,9 +198,13 @@ async def enroll_lead(lead_id: str, journey: JourneyName, db: DatabaseDep, setti
 @router.get("/{lead_id}/journeys/{journey}", response_model=JourneyStatusPublic,
             responses={404: {"description": "No lead with this id, or it was never enrolled in this journey"}})
 async def read_journey(lead_id: str, journey: JourneyName, db: DatabaseDep, temporal: TemporalDep):
-    await db.run(crud.get_lead_or_404, lead_id=lead_id)
+    """Where the lead is in the journey (its status query). `score` is the lead's score now, from
+    the database (authoritative); `journey_score` is what the journey last saw, as its `Score`
+    search attribute shows in the Temporal UI, and may lag it (an open is scored after the journey
+    is told of it, and the journey does not read the score again until it needs it)."""
+    lead = await db.run(crud.get_lead_or_404, lead_id=lead_id)
     try:
-        found = await journey_status(temporal, lead_id=lead_id, journey=journey)
+        found = await journey_status(temporal, lead_id=lead_id, journey=journey, lead_score=lead.score)
     except RPCError as err:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"could not read the journey: {err.message}") from err
     if found is None:
