@@ -60,10 +60,11 @@ EVERY_ROUTE = {
 UNREADABLE_BODY = "The body could not be read (not UTF-8, or not the declared content type)"
 
 
-def error_responses(*codes: int) -> dict[int, dict]:
-    """OpenAPI ``responses`` entries for errors answered with :class:`ErrorBody` (JSON, whatever
-    the route's own media type: the exception handlers answer every error in JSON)."""
-    return {code: {"description": EVERY_ROUTE.get(code, "Error"), "content": ERROR_BODY} for code in codes}
+def error_responses(*codes: int, description: str | None = None) -> dict[int, dict]:
+    """OpenAPI ``responses`` entries for errors answered with :class:`ErrorBody`, JSON whatever
+    the route's own media type (an HTML page's route answers its errors in JSON too)."""
+    return {code: {"description": description or EVERY_ROUTE.get(code, "Error"), "content": ERROR_BODY}
+            for code in codes}
 
 
 def validation_response(description: str) -> dict:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse
 
 from api.deps import HitsDep, SettingsDep, SignerDep
-from api.errors import ERROR_BODY
+from api.errors import error_responses
 from relance.tracking import Hit
 from workflows.signals import UNSUBSCRIBED
 
@@ -59,8 +59,8 @@ router.head("/{token}", response_class=HTMLResponse, responses=INVALID_LINK,
 
 
 @router.post("/{token}", response_class=HTMLResponse,
-             responses={**INVALID_LINK, 503: {"description": "The database does not accept writes: nothing was "
-                                                             "withdrawn, retry (JSON)", "content": ERROR_BODY}})
+             responses={**INVALID_LINK, **error_responses(503, description="The database does not accept writes: "
+                                                                          "nothing was withdrawn, retry (JSON)")})
 async def unsubscribe(token: str, request: Request, signer: SignerDep, hits: HitsDep,
                       settings: SettingsDep) -> HTMLResponse:
     valid = signer.verify("unsubscribe", token)
