@@ -222,7 +222,9 @@ def banner(s: Settings, api: str, generated: list[str]) -> None:
         f"  Decrypt in the UI http://localhost:{s.api_port}/codec/login (once per browser, with the API key)",
         "Try it (README.md has the walkthrough):",
         f"  curl -s -X POST {api}/leads -H 'X-API-Key: {s.api_key}' -H 'Content-Type: application/json' \\",
-        "    -d '{\"email\": \"ada@example.com\", \"first_name\": \"Ada\", \"consents\": [{\"channel\": \"email\"}], \"journeys\": [\"welcome\"]}'",
+        "    -d '{\"email\": \"ada@example.com\", \"first_name\": \"Ada\", \"journeys\": [\"welcome\"],"
+        " \"consents\": [{\"channel\": \"email\", \"source_url\": \"https://example.com/newsletter\","
+        " \"wording_version\": \"2026-01\"}]}'",
         "Press Ctrl-C to stop everything.",
     ]
     for line in lines:
