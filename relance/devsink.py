@@ -184,8 +184,13 @@ def _detail(mail: ReceivedMail) -> MailDetail:
     return MailDetail(
         **_summary(mail).model_dump(), envelope_from=mail.mail_from,
         headers=[HeaderOut(name=name, value=str(value)) for name, value in mail.message.items()],
-        text=mail.text or None, html=mail.html or None, links=mail.links, raw_url=f"/mail/{mail.id}/raw",
+        text=_lines(mail.text), html=_lines(mail.html), links=mail.links, raw_url=f"/mail/{mail.id}/raw",
     )
+
+
+def _lines(part: str) -> str | None:
+    """A decoded part with the wire's CRLF line ends as plain newlines (what grep and jq expect)."""
+    return part.replace("\r\n", "\n") or None
 
 
 def _sms_out(sms: ReceivedSms) -> SmsOut:

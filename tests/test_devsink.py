@@ -170,6 +170,7 @@ async def test_a_link_in_a_quoted_printable_part_is_greppable_in_the_json(sink):
 
         detail = (await client.get(f"/api/mails/{mail.id}")).json()
         assert CONFIRM_URL in detail["text"] and "Zoé" in detail["text"]
+        assert "\r" not in detail["text"]  # lines end as grep expects, not with the wire's CRLF
         assert f'href="{CONFIRM_URL}"' in detail["html"]
         assert detail["links"] == [CONFIRM_URL]
         assert CONFIRM_URL in (await client.get(f"/api/mails/{mail.id}")).text  # grep, no JSON parsing
