@@ -130,11 +130,14 @@ def test_make_run_restarts_what_dies_and_stops_only_on_ctrl_c(stack):
     assert mails and "confirm" in mails[0]["subject"].lower()
 
     # Ctrl-C: everything stops, the API first and Temporal last, and nothing is left running.
+    started = [line.removeprefix("starting ") for line in log.own() if line.startswith("starting ")]
+    assert {"temporal", "mailsink", "worker", "api"} <= set(started)
     children = _children(process.pid)
-    assert len(children) == 4, children
+    assert len(children) == len(started), children
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 0
     log.wait_for("relance", r"^all stopped$")
     stops = [line for line in log.own() if line.startswith("stopping ")]
-    assert stops == ["stopping api", "stopping worker", "stopping mailsink", "stopping temporal"]
+    assert stops == [f"stopping {name}" for name in reversed(started)]  # the API first, Temporal last
+    assert stops[0] == "stopping api" and stops[-1] == "stopping temporal"
     assert all(_wait_gone(pid) for pid in children), {p: c for p, c in children.items() if not _gone(p)}
