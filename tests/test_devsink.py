@@ -345,3 +345,18 @@ def test_make_runs_inbox_keeps_its_mail_in_the_data_folder(tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
+
+
+async def test_the_readmes_script_finds_the_confirmation_link(sink):
+    """The README's example, run as written (host and address aside): wait for the confirmation
+    mail, then grep its link out of the JSON."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    script = readme.split("To follow the confirmation link")[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    script = script.replace("localhost:8025", f"127.0.0.1:{sink.http_port}").replace(
+        "ada@example.com", "readme@example.com")
+    shell = await asyncio.create_subprocess_exec("bash", "-c", script, stdout=asyncio.subprocess.PIPE)
+    await asyncio.sleep(0)  # (only lets the script's wait start first; the outcome is awaited below)
+    await asyncio.to_thread(_send_qp, sink.smtp_port, to="readme@example.com", subject="Please confirm",
+                            url="http://localhost:8000/confirm/" + "tok=en." * 20)
+    out, _ = await asyncio.wait_for(shell.communicate(), 40)
+    assert out.decode().strip() == "http://localhost:8000/confirm/" + "tok=en." * 20
