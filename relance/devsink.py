@@ -499,9 +499,9 @@ class DevSink:
         @app.middleware("http")
         async def page_policy(request: Request, call_next):
             response = await call_next(request)
+            response.headers["X-Content-Type-Options"] = "nosniff"  # a raw mail is text, never a page
             if response.headers.get("content-type", "").startswith("text/html"):
                 response.headers["Content-Security-Policy"] = _PAGE_POLICY
-                response.headers["X-Content-Type-Options"] = "nosniff"
             return response
 
         @app.post("/sms", response_model=SmsAccepted, tags=["provider"],
