@@ -1,10 +1,9 @@
 """``make run``: the whole stack in one terminal, with readable, prefixed log lines.
 
 Starts, in order: the Temporal dev server (SQLite file under the data folder, UI on 8233,
-the search attributes registered), the dev mail sink (its inbox kept under the data folder),
-the worker and the API. A part that dies is restarted after a pause (relance/supervise.py);
-only Ctrl-C (or SIGTERM) stops them all, the API first and Temporal last. On first start it
-writes a ``.env`` with a fresh API key and secret key, and prints the key.
+the search attributes registered), the dev mail sink, the worker and the API. Ctrl-C stops
+them all, the API first and Temporal last. On first start it writes a ``.env`` with a fresh
+API key and secret key, and prints the key.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
