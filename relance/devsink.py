@@ -41,7 +41,7 @@ from typing import Annotated
 
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -540,8 +540,8 @@ class DevSink:
             """One mail with every header and its text and HTML parts decoded, and the links in it."""
             return _detail(self._mail_or_404(mail_id))
 
-        @app.get("/mail/{mail_id}/raw", tags=["inbox"], responses={
-            **not_found, 200: {"content": {"text/plain": {}}, "description": "The .eml bytes as received."}})
+        @app.get("/mail/{mail_id}/raw", tags=["inbox"], response_class=PlainTextResponse,
+                 responses={**not_found, 200: {"description": "The .eml bytes as received."}})
         async def raw_mail(mail_id: int) -> Response:
             """The message exactly as received over SMTP (an .eml file; parts stay encoded)."""
             mail = self._mail_or_404(mail_id)

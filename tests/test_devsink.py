@@ -246,7 +246,8 @@ async def test_the_json_endpoints_are_documented_in_the_sinks_openapi(sink):
     params = {p["name"] for p in paths["/api/mails"]["get"]["parameters"]}
     assert {"to", "subject", "after", "limit", "wait"} <= params
     assert "404" in paths["/api/mails/{mail_id}"]["get"]["responses"]
-    assert "404" in paths["/mail/{mail_id}/raw"]["get"]["responses"]
+    raw = paths["/mail/{mail_id}/raw"]["get"]["responses"]
+    assert "404" in raw and list(raw["200"]["content"]) == ["text/plain"]
     assert {"to", "after", "wait"} <= {p["name"] for p in paths["/api/sms"]["get"]["parameters"]}
     assert "401" in paths["/sms"]["post"]["responses"]
     detail = spec["components"]["schemas"]["MailDetail"]["properties"]
