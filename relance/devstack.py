@@ -12,7 +12,6 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ import httpx
 from relance import migrate
 from relance.encryption import keys_env_value, new_key
 from relance.settings import Settings
+from relance.supervise import Supervisor
 from relance.temporal import bundled_binary
 from workflows import search_attributes
 
@@ -96,49 +96,6 @@ def can_connect(host: str, port: int) -> bool:
         return False
 
 
-@dataclass
-class Stack:
-    settings: Settings
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def start(self, name: str, args: list[str]) -> None:
-        say("relance", f"starting {name}")
-        process = subprocess.Popen(
-            args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-            start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.processes[name] = process
-        threading.Thread(target=self._relay, args=(name, process), daemon=True).start()
-
-    def _relay(self, name: str, process: subprocess.Popen) -> None:
-        for line in process.stdout:
-            say(name, line.rstrip())
-
-    def stop(self) -> None:
-        # Another Ctrl-C while stopping must not orphan anything: each child gets 10 s at most.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for name, process in reversed(list(self.processes.items())):
-            if process.poll() is None:
-                say("relance", f"stopping {name}")
-                process.terminate()  # SIGTERM: every part shuts down gracefully on it
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    say("relance", f"{name} did not stop in 10 s; killing it")
-                    process.kill()
-                    process.wait()
-
-    def watch(self) -> int:
-        while True:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    say("relance", f"{name} exited with code {process.returncode}; stopping everything")
-                    return 1
-            time.sleep(0.3)
-
-
 def temporal_args(s: Settings) -> list[str]:
     host, port = host_port(s.temporal_address)
     args = [
@@ -173,7 +130,7 @@ def main() -> int:
     say("relance", f"bringing the database schema up to date ({settings.database_url})")
     migrate.upgrade(settings.database_url)
 
-    stack = Stack(settings)
+    stack = Supervisor(say, cwd=ROOT)  # restarts a child that dies; see relance/supervise.py
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
@@ -186,7 +143,8 @@ def main() -> int:
         api = f"http://{settings.api_host}:{settings.api_port}"
         wait_until("the API", lambda: _healthy(api))
         banner(settings, api, generated)
-        return stack.watch()
+        stack.wait()  # until Ctrl-C or SIGTERM: a crashed child is restarted, not a reason to stop
+        return 0
     except KeyboardInterrupt:
         say("relance", "Ctrl-C: stopping everything")
         return 0
@@ -194,6 +152,9 @@ def main() -> int:
         say("relance", str(err))
         return 1
     finally:
+        # Another Ctrl-C while stopping must not orphan anything: each child gets 10 s at most.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()
         say("relance", "all stopped")
 
