@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import EMAIL_CONSENT
 from tests.test_supervise import Log, _gone, _wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +124,7 @@ def test_make_run_restarts_what_dies_and_stops_only_on_ctrl_c(stack):
     said, _ = log.wait_for("relance", r"^temporal exited with code -9 .*; restarting it in 1 s", after=said)
     log.wait_for("temporal", r"Temporal Server:", after=said, timeout=60)
     lead = httpx.post(f"http://127.0.0.1:{ports['api']}/leads", headers={"X-API-Key": "stack-test-key"}, timeout=30,
-                      json={"email": "bob@example.com", "consents": [{"channel": "email"}], "journeys": ["welcome"]})
+                      json={"email": "bob@example.com", "consents": [EMAIL_CONSENT], "journeys": ["welcome"]})
     assert lead.status_code in (200, 201), lead.text
     mails = httpx.get(f"http://127.0.0.1:{ports['inbox']}/api/mails", timeout=70,
                       params={"to": "bob@example.com", "wait": 60}).json()
