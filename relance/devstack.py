@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,7 @@ from relance.encryption import keys_env_value, new_key
 from relance.settings import Settings
 from relance.temporal import bundled_binary
 from workflows import search_attributes
+from workflows.send_window import DAY_NAMES, next_open, zone_or_utc
 
 ROOT = Path(__file__).resolve().parent.parent
 COLOURS = {"temporal": "35", "mailsink": "33", "worker": "36", "api": "32", "relance": "1"}
@@ -209,6 +211,38 @@ def _healthy(url: str) -> bool:
         return False
 
 
+# The example sign-up in the banner and the README: a consent with its proof (the form's page,
+# the visitor's address and browser, the version of the wording shown), as a real form sends it.
+EXAMPLE_SIGNUP = ('{"email": "ada@example.com", "first_name": "Ada", "time_zone": "Europe/Paris", '
+                  '"consents": [{"channel": "email", "source_url": "https://example.com/signup", '
+                  '"ip": "203.0.113.7", "user_agent": "curl", "wording_version": "2026-01"}], '
+                  '"journeys": ["welcome"]}')
+
+
+def _days(days: list[int]) -> str:
+    days = sorted(set(days))
+    if days == [1, 2, 3, 4, 5]:
+        return "weekdays"
+    if days == [1, 2, 3, 4, 5, 6, 7]:
+        return "every day"
+    return ", ".join(DAY_NAMES[d - 1].capitalize() for d in days)
+
+
+def send_window_line(s: Settings, now_utc: datetime, zone: str = "Europe/Paris") -> str:
+    """Whether marketing sends wait for the send window, and when it next opens in ``zone``
+    (the example lead's): at 21:00 a welcome email waits for the morning, and says so here."""
+    window = s.send_window()
+    if window is None:
+        return "send window off: marketing messages go out at any hour (RELANCE_SEND_WINDOW_ENABLED=false)"
+    holidays = f", except {len(window.holidays)} holiday(s)" if window.holidays else ""
+    line = f"send window on: {_days(window.days)} {window.start}–{window.end} in the lead's time zone{holidays}; "
+    opens = next_open(now_utc, zone, window)
+    if opens == now_utc:
+        return line + f"open now in {zone}"
+    local = opens.astimezone(zone_or_utc(zone))
+    return line + f"next opening {local:%a %H:%M} {zone} (marketing sends wait until then)"
+
+
 def banner(s: Settings, api: str, generated: list[str]) -> None:
     lines = [
         "Relance is running:",
@@ -220,9 +254,10 @@ def banner(s: Settings, api: str, generated: list[str]) -> None:
                                                       if "RELANCE_PAYLOAD_KEYS" in generated else "   (from .env)"),
         # localhost, like the UI's codec endpoint: the session cookie is per host name.
         f"  Decrypt in the UI http://localhost:{s.api_port}/codec/login (once per browser, with the API key)",
+        f"  {send_window_line(s, datetime.now(timezone.utc))}",
         "Try it (README.md has the walkthrough):",
         f"  curl -s -X POST {api}/leads -H 'X-API-Key: {s.api_key}' -H 'Content-Type: application/json' \\",
-        "    -d '{\"email\": \"ada@example.com\", \"first_name\": \"Ada\", \"consents\": [{\"channel\": \"email\"}], \"journeys\": [\"welcome\"]}'",
+        f"    -d '{EXAMPLE_SIGNUP}'",
         "Press Ctrl-C to stop everything.",
     ]
     for line in lines:
