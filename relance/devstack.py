@@ -1,7 +1,8 @@
 """``make run``: the whole stack in one terminal, with readable, prefixed log lines.
 
-Starts, in order: the Temporal dev server (SQLite file under the data folder, UI on 8233,
-the search attributes registered), the dev mail sink, the worker and the API. Ctrl-C stops
+Starts, in order: the Temporal dev server (SQLite file under the data folder, the search
+attributes registered), the front on the UI's port 8233 (relance/devui.py: the dev server's UI
+and the API's codec on one origin), the dev mail sink, the worker and the API. Ctrl-C stops
 them all, the API first and Temporal last. On first start it writes a ``.env`` with a fresh
 API key and secret key, and prints the key.
 """
@@ -30,7 +31,7 @@ from workflows import search_attributes
 from workflows.send_window import DAY_NAMES, next_open, zone_or_utc
 
 ROOT = Path(__file__).resolve().parent.parent
-COLOURS = {"temporal": "35", "mailsink": "33", "worker": "36", "api": "32", "relance": "1"}
+COLOURS = {"temporal": "35", "ui": "35", "mailsink": "33", "worker": "36", "api": "32", "relance": "1"}
 _print_lock = threading.Lock()
 
 
@@ -141,21 +142,41 @@ class Stack:
             time.sleep(0.3)
 
 
+def temporal_ui_internal_port(s: Settings) -> int:
+    """Where the dev server's own UI listens; the browser opens the front (relance/devui.py) on
+    ``temporal_ui_port``, which serves the UI and the API's codec from one origin."""
+    return s.temporal_ui_port + 1
+
+
 def temporal_args(s: Settings) -> list[str]:
     host, port = host_port(s.temporal_address)
     args = [
         bundled_binary("temporal"), "server", "start-dev",
         "--db-filename", str(s.data_dir / "temporal.db"),
         "--ip", "127.0.0.1" if host == "localhost" else host, "--port", str(port),
-        "--ui-port", str(s.temporal_ui_port), "--namespace", s.temporal_namespace,
+        "--ui-ip", "127.0.0.1", "--ui-port", str(temporal_ui_internal_port(s)), "--namespace", s.temporal_namespace,
         "--log-level", "error",
-        # The UI decrypts payloads through the API (api/routes/codec.py); a session from /codec/login.
-        "--ui-codec-endpoint", f"http://localhost:{s.api_port}/codec",
+        # The UI decrypts payloads through the API's codec (api/routes/codec.py), reached on the
+        # page's own origin through the front: the browser sends the /codec/login session cookie
+        # with no "include cross-origin credentials" setting, which start-dev cannot turn on.
+        "--ui-codec-endpoint", CODEC_ON_UI_ORIGIN,
+        # No newsfeed: the UI would fetch it from the internet on every page.
+        "--ui-disable-news-fetch",
     ]
     for key in search_attributes.ALL:
         kind = "Int" if key.indexed_value_type.name == "INT" else "Keyword"
         args += ["--search-attribute", f"{key.name}={kind}"]
     return args
+
+
+CODEC_ON_UI_ORIGIN = "/codec"
+
+
+def ui_front_args(s: Settings) -> list[str]:
+    """The front on the UI's port: /codec to the API, the rest to the dev server's UI."""
+    return [sys.executable, "-m", "relance.devui", "--listen", f"127.0.0.1:{s.temporal_ui_port}",
+            "--ui", f"http://127.0.0.1:{temporal_ui_internal_port(s)}",
+            "--api", f"http://{s.api_host}:{s.api_port}"]
 
 
 def main() -> int:
@@ -165,6 +186,7 @@ def main() -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     temporal_host, temporal_port = host_port(settings.temporal_address)
     for what, host, port in [("Temporal", temporal_host, temporal_port), ("Temporal UI", "127.0.0.1", settings.temporal_ui_port),
+                             ("Temporal's own UI", "127.0.0.1", temporal_ui_internal_port(settings)),
                              ("the mail sink", "127.0.0.1", settings.smtp_port),
                              ("the mail sink inbox", "127.0.0.1", settings.mailsink_http_port),
                              ("the API", settings.api_host, settings.api_port)]:
@@ -181,6 +203,7 @@ def main() -> int:
     try:
         stack.start("temporal", temporal_args(settings))
         stack.start("mailsink", [sys.executable, "-m", "relance.devsink"])
+        stack.start("ui", ui_front_args(settings))
         wait_until("Temporal", lambda: can_connect(temporal_host, temporal_port))
         stack.start("worker", [sys.executable, "worker.py"])
         stack.start("api", [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
@@ -252,8 +275,8 @@ def banner(s: Settings, api: str, generated: list[str]) -> None:
         f"  API key           {s.api_key}" + ("   (new: written to .env)" if "RELANCE_API_KEY" in generated else "   (from .env)"),
         f"  Payload key       {s.payload_key_id}" + ("   (new: written to .env; Temporal payloads are encrypted)"
                                                       if "RELANCE_PAYLOAD_KEYS" in generated else "   (from .env)"),
-        # localhost, like the UI's codec endpoint: the session cookie is per host name.
-        f"  Decrypt in the UI http://localhost:{s.api_port}/codec/login (once per browser, with the API key)",
+        # On the UI's own origin (relance/devui.py): the session cookie then goes with the UI's decode calls.
+        f"  Decrypt in the UI http://localhost:{s.temporal_ui_port}/codec/login (once per browser, with the API key)",
         f"  {send_window_line(s, datetime.now(timezone.utc))}",
         "Try it (README.md has the walkthrough):",
         f"  curl -s -X POST {api}/leads -H 'X-API-Key: {s.api_key}' -H 'Content-Type: application/json' \\",
