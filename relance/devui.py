@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api", required=True, help="the Relance API, e.g. http://127.0.0.1:8000")
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
-    uvicorn.run(create_front(args.ui, args.api), host=host or "127.0.0.1", port=int(port), log_level="warning")
+    # The UI long-polls a workflow's history: on Ctrl-C those calls are dropped, not waited for.
+    uvicorn.run(create_front(args.ui, args.api), host=host or "127.0.0.1", port=int(port), log_level="warning",
+                timeout_graceful_shutdown=1)
     return 0
 
 

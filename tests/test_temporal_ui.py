@@ -9,6 +9,7 @@ after it, the journey's input and its current step in words.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import subprocess
@@ -108,6 +109,27 @@ def test_the_dev_server_is_told_the_codec_on_the_ui_origin_and_the_front_sits_on
     assert front[front.index("--listen") + 1] == f"127.0.0.1:{dev_settings.temporal_ui_port}"
     assert front[front.index("--ui") + 1] == f"http://127.0.0.1:{dev_settings.temporal_ui_port + 1}"
     assert front[front.index("--api") + 1] == f"http://127.0.0.1:{dev_settings.api_port}"
+
+
+async def test_through_the_ui_port_the_codec_decrypts_for_a_logged_in_browser_and_the_ui_answers_the_rest(
+        stack: DevStack):
+    """What the browser does on the UI's own origin, without a browser: the page, then a decode
+    call with the session cookie the login page set on that same origin."""
+    encrypted = await stack.http.post("/codec/encode", json={"payloads": [
+        {"metadata": {"encoding": base64.b64encode(b"json/plain").decode()}, "data": base64.b64encode(b'"Ada"').decode()}]})
+    body = encrypted.json()
+    async with httpx.AsyncClient(base_url=stack.ui) as browser_like:
+        page = await browser_like.get("/namespaces/default/workflows")
+        assert page.status_code == 200 and "<html" in page.text.lower()  # Temporal's UI, through the front
+        refused = await browser_like.post("/codec/decode?preserveStorageRefs=true", json=body,
+                                          headers={"X-Namespace": "default"})
+        assert refused.status_code == 401  # no session: the codec is not open to whoever reaches the UI
+        login = await browser_like.post("/codec/login", data={"api_key": stack.settings.api_key})
+        assert login.status_code == 200 and "relance_codec" in browser_like.cookies
+        decoded = await browser_like.post("/codec/decode?preserveStorageRefs=true", json=body,
+                                          headers={"X-Namespace": "default"})
+        assert decoded.status_code == 200, decoded.text
+        assert base64.b64decode(decoded.json()["payloads"][0]["data"]) == b'"Ada"'
 
 
 def _all_text(driver) -> str:
