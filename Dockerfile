@@ -1,6 +1,10 @@
 # Relance application image: one image for the API, the worker and the migrations.
 # docker-compose.yml picks the process with `command:`; the default runs the API.
-FROM python:3.11-slim
+# Pinned to an exact Python release on a named Debian release, so a rebuild next month builds on
+# what was tested (a floating tag changes Python, Debian and its libraries under the app). To
+# upgrade: the newest 3.11.x-slim-bookworm, rebuild, run the tests (tests/test_docker_compose.py
+# checks the pin).
+FROM python:3.11.17-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

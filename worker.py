@@ -1,18 +1,27 @@
 """The Relance worker: runs every journey and every activity on the ``relance`` task queue.
 
-    python worker.py
+    python worker.py          # run the worker
+    python worker.py --check  # health check: exit 0 if this machine's worker is polling its task queue
 
 Reads its configuration from RELANCE_* environment variables (see relance/settings.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import os
 import signal
+import socket
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.engine import Engine
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -65,6 +74,51 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
     )
 
 
+# An idle worker's long poll lasts about a minute before it polls again, and Temporal records the
+# time each poll started: a worker that last polled longer ago than this has stopped polling.
+POLL_FRESHNESS = timedelta(seconds=150)
+
+
+async def polling_problem(client: Client, settings: Settings, *, host: str | None = None,
+                          freshness: timedelta = POLL_FRESHNESS) -> str:
+    """Why the worker on ``host`` (this machine by default) is not healthy, or "" when it is.
+
+    Healthy means what the journeys need: Temporal answers, and a worker process of this host
+    (the SDK names each worker ``<pid>@<hostname>``; in a container the hostname is the
+    container's) has polled both the workflow and the activity tasks of the task queue recently.
+    A process that is up but stuck, or cut off from Temporal, fails this check.
+    """
+    host = host or socket.gethostname()
+    since = datetime.now(timezone.utc) - freshness
+    for kind, queue_type in (("workflow", TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
+                             ("activity", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)):
+        described = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+            namespace=settings.temporal_namespace, task_queue=TaskQueue(name=settings.temporal_task_queue),
+            task_queue_type=queue_type), timeout=timedelta(seconds=10))
+        ours = [p for p in described.pollers if p.identity.rpartition("@")[2] == host]
+        if not ours:
+            return (f"no worker of host {host!r} polls the {kind} tasks of task queue "
+                    f"{settings.temporal_task_queue!r}")
+        last = max(p.last_access_time.ToDatetime(tzinfo=timezone.utc) for p in ours)
+        if last < since:
+            return (f"the worker of host {host!r} last polled the {kind} tasks of task queue "
+                    f"{settings.temporal_task_queue!r} at {last:%H:%M:%S} UTC, over {freshness} ago")
+    return ""
+
+
+async def check() -> int:
+    """``python worker.py --check``: the container health check (0 healthy, 1 not)."""
+    settings = get_settings()
+    try:
+        client = await connect(settings)
+        problem = await polling_problem(client, settings)
+    except Exception as err:  # Temporal unreachable, or refusing: not healthy either
+        problem = f"cannot ask Temporal at {settings.temporal_address}: {err}"
+    print(f"worker unhealthy: {problem}" if problem else "worker healthy: polling its task queue",
+          file=sys.stderr if problem else sys.stdout)
+    return 1 if problem else 0
+
+
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("temporalio").setLevel(logging.WARNING)
@@ -104,4 +158,16 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="The Relance worker.")
+    parser.add_argument("--check", action="store_true",
+                        help="health check: exit 0 if this machine's worker is polling its task queue, else 1")
+    if parser.parse_args().check:
+        code = asyncio.run(check())
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # A short-lived process that connected a Temporal client can abort while the interpreter
+        # shuts down (the SDK's Rust threads outlive it: temporalio/sdk-python#300), about one
+        # run in three here, which would report a healthy worker as unhealthy. Nothing is left to
+        # clean up: leave without the interpreter's shutdown, with the check's own exit code.
+        os._exit(code)
     asyncio.run(main())

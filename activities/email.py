@@ -9,7 +9,9 @@ Addresses are sent as the mail system expects them: an internationalised domain 
 the server offers it. A send that no retry can fix (an address that is not one, a non-ASCII
 mailbox and no SMTPUTF8, a recipient refused for good, a 5xx answer) is recorded ``failed``
 with its reason and the journey goes on; connection failures, timeouts and 4xx answers are
-retried by Temporal, and the row says whether the message may have gone out meanwhile.
+retried by Temporal, and the row says whether the message may have gone out meanwhile. So is a
+refusal of the mail settings themselves (STARTTLS, login, the sender address): a wrong password
+makes the sends wait for the operator's fix, it does not fail every message for good.
 """
 
 from __future__ import annotations
@@ -141,11 +143,13 @@ def deliver(s: Settings, mime: EmailMessage, to: str) -> None:
     smtp = _SMTP(timeout=s.smtp_timeout_seconds)
     try:
         smtp.connect(s.smtp_host, s.smtp_port)
-        if s.smtp_starttls:
-            smtp.starttls()
-        if s.smtp_username:
-            smtp.login(s.smtp_username, s.smtp_password)
+        _set_up(smtp, s)
         smtp.send_message(mime, to_addrs=[to])
+    except SendFailure:
+        raise
+    except smtplib.SMTPSenderRefused as err:  # our sender address: the settings, not this message
+        raise SendFailure(f"SMTP {err.smtp_code}: the mail server refuses the sender {err.sender!r} "
+                          f"({_text(err.smtp_error)}); check RELANCE_MAIL_FROM") from err
     except smtplib.SMTPNotSupportedError as err:
         raise SendFailure(f"the address {to} has a non-ASCII mailbox name and the mail server does not offer "
                           f"SMTPUTF8, which it needs ({err})", permanent=True) from err
@@ -167,6 +171,20 @@ def deliver(s: Settings, mime: EmailMessage, to: str) -> None:
         _hang_up(smtp)
     finally:
         smtp.close()
+
+
+def _set_up(smtp: smtplib.SMTP, s: Settings) -> None:
+    """STARTTLS and login as configured. A refusal here is about the mail settings (a wrong
+    password, a server without STARTTLS or AUTH), never about the message: it is retried, so
+    the messages wait for the operator's fix instead of being failed for good, one by one."""
+    try:
+        if s.smtp_starttls:
+            smtp.starttls()
+        if s.smtp_username:
+            smtp.login(s.smtp_username, s.smtp_password)
+    except (smtplib.SMTPNotSupportedError, smtplib.SMTPResponseException) as err:
+        raise SendFailure(f"the mail server refused the STARTTLS or login the settings ask for ({_describe(err)}); "
+                          "check RELANCE_SMTP_STARTTLS, _USERNAME and _PASSWORD; will retry") from err
 
 
 def _hang_up(smtp: smtplib.SMTP) -> None:

@@ -91,3 +91,17 @@ async def get_actor(key: Annotated[str, Depends(require_api_key)]) -> str:
 
 
 ActorDep = Annotated[str, Depends(get_actor)]
+
+
+# What a dependency answers by itself: the OpenAPI document lists it on every route that uses it
+# (api.errors.document), so no route repeats it.
+TEMPORAL_UNREACHABLE = "The journey engine (Temporal) is unreachable: the detail says what was kept; retry"
+DATABASE_READ_ONLY = ("The database does not accept writes (its data folder read-only?): nothing was changed; "
+                      "retry after Retry-After")
+ANSWERS_BY_DEPENDENCY = {
+    require_api_key: {status.HTTP_401_UNAUTHORIZED: "No X-API-Key header, a wrong key, or no key configured on the "
+                                                    "server (RELANCE_API_KEY)"},
+    get_temporal: {status.HTTP_503_SERVICE_UNAVAILABLE: TEMPORAL_UNREACHABLE},
+    get_db: {status.HTTP_503_SERVICE_UNAVAILABLE: DATABASE_READ_ONLY},
+    get_database: {status.HTTP_503_SERVICE_UNAVAILABLE: DATABASE_READ_ONLY},
+}

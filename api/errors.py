@@ -14,14 +14,16 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request, status
+from fastapi.dependencies.models import Dependant
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import HTTPException, RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -43,20 +45,86 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="What went wrong, for a person to read")
 
 
-def error_responses(*codes: int) -> dict[int, dict]:
-    """OpenAPI ``responses`` entries for errors answered with :class:`ErrorBody`."""
-    descriptions = {
-        status.HTTP_409_CONFLICT: "Conflicts with what is stored",
-        status.HTTP_413_CONTENT_TOO_LARGE: "The request body is over the size limit (RELANCE_MAX_REQUEST_BYTES)",
-        status.HTTP_500_INTERNAL_SERVER_ERROR: "An unexpected error; the server's log has it under the id given",
-    }
-    return {code: {"model": ErrorBody, "description": descriptions.get(code, "Error")} for code in codes}
+ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+VALIDATION_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}
+HTML_PAGE = {"text/html": {"schema": {"type": "string"}}}
+
+# What every route can answer, whatever it does: a body over the limit (BodyLimit), a NUL in the
+# URL (NoNulInUrl), an unexpected error (server_error).
+EVERY_ROUTE = {
+    status.HTTP_413_CONTENT_TOO_LARGE: "The request body is over the size limit (RELANCE_MAX_REQUEST_BYTES)",
+    status.HTTP_422_UNPROCESSABLE_CONTENT: "Invalid input (also: a NUL character, %00, in the URL)",
+    status.HTTP_500_INTERNAL_SERVER_ERROR: "An unexpected error; the server's log has it under the id given",
+}
+# What FastAPI answers by itself for a route that takes a body it cannot decode (not UTF-8).
+UNREADABLE_BODY = "The body could not be read (not UTF-8, or not the declared content type)"
+
+
+def error_responses(*codes: int, description: str | None = None) -> dict[int, dict]:
+    """OpenAPI ``responses`` entries for errors answered with :class:`ErrorBody`, JSON whatever
+    the route's own media type (an HTML page's route answers its errors in JSON too)."""
+    return {code: {"description": description or EVERY_ROUTE.get(code, "Error"), "content": ERROR_BODY}
+            for code in codes}
 
 
 def validation_response(description: str) -> dict:
     """An OpenAPI 422 entry with its own description and the standard body."""
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}
+    return {"description": description, "content": VALIDATION_BODY}
+
+
+def _dependency_calls(dependant: Dependant) -> Iterator[Callable]:
+    for sub in dependant.dependencies:
+        if sub.call is not None:
+            yield sub.call
+        yield from _dependency_calls(sub)
+
+
+def document(app: FastAPI, answers_by_dependency: Mapping[Callable, Mapping[int, str]]) -> None:
+    """Makes the OpenAPI document list every status each route can answer, with the body that is
+    really sent, from what the route is made of rather than by hand:
+
+    - what a dependency answers by itself (``answers_by_dependency``: the API key check's 401,
+      the journey engine's 503, ...) on every route that uses it, directly or through another;
+    - 400 on every route that takes a body (FastAPI's answer to one it cannot decode);
+    - 413, 422 and 500 on every route (the middlewares and handlers above);
+    - the route's own ``responses`` (its 404s and 409s): one that only has a description gets the
+      body its route sends, an HTML page for an HTML route, :class:`ErrorBody` otherwise.
+
+    Every error but an HTML page is JSON whatever the route's media type, so each entry carries
+    its own ``content`` (FastAPI would give a ``model`` the route's media type)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for route in iter_route_contexts(app.routes):
+            if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
+                continue
+            response_class = getattr(route.response_class, "value", route.response_class)  # a default is wrapped
+            page = isinstance(response_class, type) and issubclass(response_class, HTMLResponse)
+            added: dict[int, list[str]] = {}
+            for call in dict.fromkeys(_dependency_calls(route.dependant)):
+                for code, description in answers_by_dependency.get(call, {}).items():
+                    added.setdefault(code, []).append(description)
+            if route.body_field is not None:
+                added.setdefault(status.HTTP_400_BAD_REQUEST, []).append(UNREADABLE_BODY)
+            for code, description in EVERY_ROUTE.items():
+                added.setdefault(code, []).append(description)
+            for method in route.methods:
+                responses = schema["paths"][route.path_format][method.lower()].setdefault("responses", {})
+                for code, entry in responses.items():
+                    if code[0] in "45" and "content" not in entry:
+                        entry["content"] = HTML_PAGE if page else ERROR_BODY
+                for code, descriptions in added.items():
+                    if str(code) not in responses:
+                        responses[str(code)] = {"description": "; or: ".join(descriptions),
+                                                "content": VALIDATION_BODY if code == 422 else ERROR_BODY}
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["ErrorBody"] = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def unprocessable(msg: str, *loc: str | int) -> HTTPException:
@@ -112,7 +180,37 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
                         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of the resource at this path, OPTIONS included: those of every route declared
+    with the path of the first route matching it (``/events/track`` is ``POST /events/track``,
+    not also ``GET /events/{event_id}``). Starlette's 405 names only the methods of that first
+    route (``GET`` for ``/u/{token}``, whose ``POST`` and ``HEAD`` are other routes)."""
+    methods, resource = {"OPTIONS"}, None
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if resource is None and regex is not None and route.methods and regex.match(request.scope["path"]):
+            resource = route.path_format
+        if resource is not None and route.path_format == resource and route.methods:
+            methods |= set(route.methods)
+    return sorted(methods, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
+
+
+def method_not_allowed(request: Request) -> Response:
+    """``OPTIONS`` on any path answers 204 with the methods it takes (RFC 9110 §9.3.7); another
+    method the path does not take, a JSON 405 naming them all in ``Allow``."""
+    allow = {"Allow": ", ".join(allowed_methods(request))}
+    if request.method == "OPTIONS":
+        return Response(status_code=status.HTTP_204_NO_CONTENT, headers=allow)
+    return JSONResponse({"detail": f"{request.method} is not allowed here; {allow['Allow']} are"},
+                        status_code=status.HTTP_405_METHOD_NOT_ALLOWED, headers=allow)
+
+
 async def http_error(request: Request, exc: StarletteHTTPException):
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        return method_not_allowed(request)
     if exc.status_code == status.HTTP_422_UNPROCESSABLE_CONTENT:
         detail = exc.detail if isinstance(exc.detail, list) else [{"loc": [], "msg": str(exc.detail), "type": "value_error"}]
         return JSONResponse({"detail": jsonable_encoder(bounded_errors(detail))}, status_code=exc.status_code,

@@ -7,8 +7,10 @@ Columns (a header line is required; order free; names case-insensitive):
     consent          channels granted, separated by ``;`` or ``|`` (``email``, ``sms``, ``email;sms``);
                      empty: no consent recorded (the lead is a subscriber-to-be, not contacted)
     source_url, consented_at, wording_version, ip
-                     the consent's evidence, kept in the ledger: ``source_url`` and
-                     ``consented_at`` (ISO 8601, not in the future) are required with a consent
+                     the consent's evidence, kept in the ledger: ``source_url``, ``wording_version``
+                     and ``consented_at`` (ISO 8601, not in the future) are required with a consent,
+                     as they are in ``POST /leads`` (api/schemas.py, CONSENT_PROOF), the time being
+                     the row's own
 
 Each row is all or nothing: a bad row is reported with its line number and why, and writes
 nothing; the good rows are saved. An address on the suppression list (erased, or unsubscribed)
@@ -30,7 +32,7 @@ from sqlmodel import Session
 
 from api import crud
 from api.errors import unprocessable
-from api.schemas import ImportRejection, ImportReport, LeadCreate, in_range
+from api.schemas import CONSENT_PROOF, ImportRejection, ImportReport, LeadCreate, in_range
 from relance.consent import latest_consent
 from relance.lists import add_member
 from relance.models import Lead, as_utc, utcnow
@@ -99,8 +101,10 @@ def import_row(session: Session, settings: Settings, row: dict[str, str], list_n
         raise ValueError(f"consent: {row['consent']!r} is not email, sms or email;sms")
     consented_at = None
     if channels:
-        if not row.get("source_url") or not row.get("consented_at"):
-            raise ValueError("a consent needs its evidence: source_url and consented_at")
+        missing = [name for name in (*CONSENT_PROOF, "consented_at") if not row.get(name)]
+        if missing:
+            raise ValueError(f"a consent needs its evidence: {', '.join(missing)} missing "
+                             "(source_url, wording_version and consented_at are required with a consent)")
         try:
             consented_at = datetime.fromisoformat(row["consented_at"].replace("Z", "+00:00"))
         except ValueError:

@@ -215,8 +215,12 @@ async def _may_run_again(client: Client, spec: JourneySpec, workflow_id: str) ->
     return isinstance(result, dict) and result.get("outcome") in spec.again_after
 
 
-async def journey_status(client: Client, *, lead_id: str, journey: str) -> JourneyStatusPublic | None:
-    """The journey's state (query), or None when the lead was never enrolled."""
+async def journey_status(client: Client, *, lead_id: str, journey: str,
+                         lead_score: int) -> JourneyStatusPublic | None:
+    """The journey's state (query), or None when the lead was never enrolled. Its ``score`` is
+    the lead's (``lead_score``, from the database: the authoritative one); what the journey knows
+    of it (its query, its ``Score`` search attribute) is ``journey_score``: the journey reads the
+    score when it needs it, and nothing tells it of an open or a page view scored meanwhile."""
     spec = JOURNEYS[journey]
     handle = client.get_workflow_handle(spec.workflow_id(lead_id))
     try:
@@ -232,7 +236,8 @@ async def journey_status(client: Client, *, lead_id: str, journey: str) -> Journ
     return JourneyStatusPublic(
         lead_id=lead_id, journey=journey, workflow_id=handle.id, run_id=description.run_id,
         status=description.status.name, step=status.get("step"), opened=status.get("opened"),
-        clicked=status.get("clicked"), score=status.get("score"), messages=status.get("messages", []),
+        clicked=status.get("clicked"), score=lead_score, journey_score=status.get("score"),
+        messages=status.get("messages", []),
         gate=status.get("gate"), downloads=status.get("downloads"), open_tasks=status.get("open_tasks"),
         result=result,
     )

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from api import docs, errors
+from api.deps import ANSWERS_BY_DEPENDENCY
 from api.routes import audit, codec, confirm, events, health, leads, lists, shop_events, sweeps, tasks, tracking, unsubscribe
 from relance.db import DatabaseNotWritable, make_engine
 from relance.outbox import OutboxDispatcher
@@ -78,7 +79,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # ("GET /t/c/<token>/" with "Host: evil.com" answered 307 to http://evil.com/...). A path
         # with a stray slash is a 404; no answer takes its origin from the request.
         redirect_slashes=False,
-        responses=errors.error_responses(413, 500),
     )
     errors.install(app)
     docs.install(app)
@@ -100,4 +100,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(codec.router)
     app.include_router(audit.router)
     app.include_router(health.router)
+    errors.document(app, ANSWERS_BY_DEPENDENCY)
     return app

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import phonenumbers
 from pydantic import (AfterValidator, BaseModel, ConfigDict, EmailStr, Field, HttpUrl, IPvAnyAddress, StrictBool,
                       StrictInt, StringConstraints, field_validator, model_validator)
+from pydantic_core import PydanticCustomError
 
 JourneyName = Literal["welcome", "nurturing"]
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
@@ -45,18 +46,46 @@ Text = Annotated[str, AfterValidator(_text)]
 LeadId = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
+# What proves a granted marketing consent (GDPR art. 7(1): the controller must be able to show
+# the person consented): where it was given and the wording they agreed to. Its time is the
+# server's, when the sign-up arrives (an import gives its own, ``consented_at``). The browser's
+# IP and user agent are kept when the form passes them on, but not required: a server-side
+# integration (a shop back end, a CRM sync) calls from its own address and has no browser.
+CONSENT_PROOF = ("source_url", "wording_version")
+
+
 class ConsentIn(BaseModel):
-    """Consent evidence, as the sign-up form collected it (the proof kept in the ledger)."""
+    """Consent evidence, as the sign-up form collected it (the proof kept in the ledger). A
+    granted marketing consent needs ``source_url`` and ``wording_version``; ``ip`` and
+    ``user_agent`` are the browser's, when the form has them. A withdrawal (``granted: false``)
+    needs no evidence."""
 
     model_config = INPUT
 
     channel: Literal["email", "sms"]
     purpose: OneLine = Field(default="marketing", min_length=1, max_length=64)
     granted: StrictBool = Field(default=True, description="true or false (not \"yes\", 1...): this is the proof")
-    source_url: HttpUrl | None = Field(default=None, description="The page of the form")
-    ip: IPvAnyAddress | None = None
-    user_agent: OneLine | None = Field(default=None, max_length=1024)
-    wording_version: OneLine | None = Field(default=None, max_length=64, description="Version of the consent text shown")
+    source_url: HttpUrl | None = Field(default=None, description="The page of the form (or of the app, the shop "
+                                                                 "checkout...) where the consent was given: required "
+                                                                 "for a granted marketing consent")
+    ip: IPvAnyAddress | None = Field(default=None, description="The browser's address, when the consent was given in "
+                                                               "one (not the address of the server calling the API)")
+    user_agent: OneLine | None = Field(default=None, max_length=1024, description="The browser's, as for ip")
+    wording_version: OneLine | None = Field(default=None, min_length=1, max_length=64,
+                                            description="Version of the consent text shown: required for a granted "
+                                                        "marketing consent")
+
+    @model_validator(mode="after")
+    def _proof(self) -> ConsentIn:
+        if self.granted and self.purpose == "marketing":
+            missing = [name for name in CONSENT_PROOF if getattr(self, name) is None]
+            if missing:
+                raise PydanticCustomError(
+                    "consent_evidence_missing",
+                    "a granted marketing consent needs its proof: {missing} missing (where it was given, source_url; "
+                    "the version of the wording shown, wording_version)",
+                    {"missing": ", ".join(missing)})
+        return self
 
 
 class LeadCreate(BaseModel):
@@ -174,7 +203,12 @@ class JourneyStatusPublic(BaseModel):
     step: str | None
     opened: bool | None
     clicked: bool | None
-    score: int | None
+    score: int | None = Field(description="The lead's score now, from the database: the authoritative one, as in "
+                                          "GET /leads/{id}")
+    journey_score: int | None = Field(default=None, description=(
+        "The score as the journey last saw it, and its `Score` search attribute in the Temporal UI: read when the "
+        "journey reads the lead, or set when it scores a click itself. Opens, page views, forms and the daily decay "
+        "change the lead's score without telling the journey, so this may lag `score`"))
     messages: list[dict] = Field(default_factory=list)
     gate: str | None = Field(default=None, description="Nurturing: the validation rule the journey waits on")
     downloads: list[str] | None = Field(default=None, description="Nurturing: the assets the lead downloaded")

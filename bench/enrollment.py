@@ -48,7 +48,7 @@ async def run(stack: Stack, args) -> list[Row]:
     async def api_batch(count: int) -> LoadResult:
         requests = [Request("/leads", "POST", json.dumps({
             "email": f"bench-{uuid.uuid4().hex[:12]}@example.com", "first_name": "Bench",
-            "consents": [{"channel": "email"}], "journeys": ["welcome"]}).encode(),
+            "consents": [{"channel": "email", "source_url": "https://example.com/form", "wording_version": "v1"}], "journeys": ["welcome"]}).encode(),
             {"Content-Type": "application/json", "X-API-Key": stack.settings.api_key}) for _ in range(count)]
         return await run_load(stack.api_url, requests, concurrency=args.concurrency)
 

@@ -134,6 +134,9 @@ class OutboxDispatcher:
                 claimed, settled, blocked = 0, 0, True
             if blocked:
                 backoff = min(max(backoff * 2, 0.5), self.max_backoff_seconds)
+                # Temporal unreachable (or the database failing, logged above): nothing is lost, the
+                # hits wait; the operator sees how long until the next try.
+                log.warning("outbox: backing off; the pending hits wait %.1f s before the next try", backoff)
                 await asyncio.sleep(backoff)
                 continue
             backoff = 0.0

@@ -138,6 +138,10 @@ def make_lead(engine: Engine) -> Callable[..., Lead]:
     return make_lead_factory(engine)
 
 
+# A granted marketing consent as the API takes it: with its proof (where, which wording).
+EMAIL_CONSENT = {"channel": "email", "source_url": "https://example.com/form", "wording_version": "v1"}
+
+
 def unique_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

@@ -327,8 +327,9 @@ async def test_a_csv_row_with_a_line_break_in_a_quoted_name_is_rejected_with_its
                                          ("9999-12-31T23:00:00-05:00", "consented_at is in the future")])
 async def test_a_csv_consent_date_out_of_range_rejects_its_row_only(live: LiveStack, when: str, reason: str):
     good, bad = email(), email()
-    csv = (f"email,consent,source_url,consented_at\n{good},email,https://example.com/f,2025-01-01T10:00:00Z\n"
-           f"{bad},email,https://example.com/f,{when}\n").encode()
+    csv = (f"email,consent,source_url,consented_at,wording_version\n"
+           f"{good},email,https://example.com/f,2025-01-01T10:00:00Z,v1\n"
+           f"{bad},email,https://example.com/f,{when},v1\n").encode()
     response = await live.http.post("/leads/import", files={"file": ("x.csv", csv, "text/csv")})
     assert response.status_code == 200, response.text
     report = response.json()

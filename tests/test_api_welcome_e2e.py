@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 import pytest
 from sqlmodel import Session, select
 
-from relance.models import Consent, TrackingEvent
+from relance.models import Consent
 from tests.conftest import LiveStack
+from tests.waiting import settled_hits, signals_received
 
 
 def sign_up_body(email: str, **extra) -> dict:
@@ -137,12 +138,12 @@ async def test_enroll_over_http_then_the_pixel_hit_advances_the_journey(live: Li
     # The open scores email_opened once per message (config/scoring.yaml), a second hit nothing more.
     rules = live.settings.scoring_rules().events
     assert (await live.public.get(pixel)).status_code == 200
-    for _ in range(100):
-        lead = (await live.http.get(f"/leads/{lead_id}")).json()
-        if lead["score"] == rules["form_submitted"] + rules["email_opened"]:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)  # the second hit is delivered by now too
+    hits = await settled_hits(live.engine, lead_id, kind="opened", count=2)
+    assert [h.delivery_note for h in hits if h.kind == "opened"][1].startswith("not signalled: the journey was told")
+    # A third open, settled in a later batch than the second: by then the outbox has scored
+    # whatever the second would have made it score.
+    assert (await live.public.get(pixel)).status_code == 200
+    await settled_hits(live.engine, lead_id, kind="opened", count=3)
     assert (await live.http.get(f"/leads/{lead_id}")).json()["score"] == rules["form_submitted"] + rules["email_opened"]
 
     # The Temporal UI finds the journey by its search attributes.
@@ -183,12 +184,14 @@ async def test_tampered_or_forged_tokens_signal_nothing_and_redirect_nowhere(liv
         response = await live.public.get(f"/t/c/{bad}")
         assert response.status_code == 404 and "location" not in response.headers, bad
 
-    await asyncio.sleep(0.3)  # give a wrongly stored hit time to be delivered
+    # A click is stored before it is answered, and hits are stored in the order they arrive: once
+    # the last bad click is answered, a wrongly kept hit (the bad open's too) is in the outbox.
+    # Once the outbox has settled everything of the lead's, a wrong signal would have been sent.
+    kept = await settled_hits(live.engine, lead_id, count=1)
+    assert [e.kind for e in kept] == ["email_confirmed"]  # the confirmation only
     state = await journey_when(live, lead_id, lambda s: s["step"] == "waiting_for_open")
     assert not state["opened"] and not state["clicked"]
-    with Session(live.engine) as session:
-        kept = session.exec(select(TrackingEvent).where(TrackingEvent.lead_id == lead_id)).all()
-    assert [e.kind for e in kept] == ["email_confirmed"]  # the confirmation only
+    assert not {"opened", "clicked"} & set(await signals_received(live.temporal, f"welcome-{lead_id}"))
 
 
 async def test_enrolling_twice_answers_409_with_the_running_journey(live: LiveStack):

@@ -20,6 +20,7 @@ from relance.devstack import ensure_env_file
 from relance.encryption import EncryptionCodec, EncryptionConfigError, codec_from_settings, encrypted_converter
 from relance.settings import Settings
 from tests.conftest import TEST_CONVERTER, TEST_PAYLOAD_KEYS, make_test_codec, unique_id
+from tests.waiting import eventually
 from worker import ALL_JOURNEYS, build_worker
 from workflows.signals import CLICKED, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult
@@ -47,6 +48,11 @@ def as_payload(node: dict) -> Payload:
                    data=base64.b64decode(node.get("data", "")))
 
 
+
+async def _status_if(handle, predicate):
+    status = await handle.query(WelcomeJourney.status)
+    return status if predicate(status) else None
+
 async def test_a_journey_history_is_unreadable_without_the_key(client, settings, engine, sink, make_lead):
     lead = make_lead()
     # A click URL personalised with the address (a realistic leak): it travels in a signal.
@@ -55,9 +61,8 @@ async def test_a_journey_history_is_unreadable_without_the_key(client, settings,
         handle = await client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
                                              id=unique_id(f"welcome-{lead.id}"), task_queue=settings.temporal_task_queue)
         await sink.wait_for_mail(to=lead.email)
-        status = None
-        while not (status and status.messages):
-            status = await handle.query(WelcomeJourney.status)
+        status = await eventually(lambda: _status_if(handle, lambda s: s.messages), timeout=15,
+                                  what="the welcome to be recorded")
         await handle.signal(CLICKED, TrackingSignal(status.messages[0].message_id, leaky_url))
         result: WelcomeResult = await handle.result()
     assert result.outcome == "clicked"
@@ -105,9 +110,8 @@ async def test_a_journey_started_under_the_old_key_finishes_after_the_rotation(c
         handle = await before.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
                                              id=unique_id(f"welcome-{lead.id}"), task_queue=queue)
         await sink.wait_for_mail(to=lead.email)
-        status = None
-        while not (status and status.step == "waiting_for_open"):  # no activity running: safe to stop
-            status = await handle.query(WelcomeJourney.status)
+        status = await eventually(lambda: _status_if(handle, lambda s: s.step == "waiting_for_open"), timeout=15,
+                                  what="the journey to wait for the open")  # no activity running: safe to stop
     async with build_worker(after, settings, engine, task_queue=queue):
         handle = after.get_workflow_handle_for(WelcomeJourney.run, handle.id)
         await handle.signal(CLICKED, TrackingSignal(status.messages[0].message_id, "https://example.com/x"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -37,6 +38,7 @@ from relance.settings import Settings
 from relance.temporal import bundled_binary
 from tests.conftest import TEST_CONVERTER, make_lead_factory
 from tests.test_api_welcome_e2e import links, sign_up_body
+from tests.waiting import eventually, signals_received, stored_hits
 from workflows import search_attributes
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
@@ -113,36 +115,19 @@ def make_lead(engine: Engine):
     return make_lead_factory(engine)
 
 
-async def signals_received(client: Client, workflow_id: str) -> list[str]:
-    names = []
-    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-            names.append(event.workflow_execution_signaled_event_attributes.signal_name)
-    return names
-
-
-async def eventually(check, *, timeout: float, what: str, every: float = 0.2):
-    """Poll ``check`` (sync or async) until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(every)
-
-
 # Temporal down while tracking hits arrive ---------------------------------------------------
 
 
 async def test_hits_while_temporal_is_down_are_kept_and_delivered_once_it_is_back(
-        temporal: RestartableTemporal, own_settings: Settings, engine: Engine, sink: DevSink):
+        temporal: RestartableTemporal, own_settings: Settings, engine: Engine, sink: DevSink,
+        caplog: pytest.LogCaptureFixture):
+    """Down longer than the Temporal client's own retries (about 10 s): the outbox's signal
+    fails, and the outbox itself backs off, again and again, counting nothing against the hits;
+    once Temporal is back, every hit reaches the journey once, in order."""
     from api.main import create_app
     from worker import build_worker
 
+    caplog.set_level(logging.WARNING, logger="relance.outbox")
     sock = listening_socket("127.0.0.1", 0)
     settings = own_settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{sock.getsockname()[1]}"})
     api = ServedApp(create_app(settings), sock=sock, lifespan="on")
@@ -170,25 +155,35 @@ async def test_hits_while_temporal_is_down_are_kept_and_delivered_once_it_is_bac
             assert clicked.status_code == 302 and clicked.headers["location"].startswith("https://example.com/")
 
             def kept() -> list[TrackingEvent]:
-                with Session(engine) as session:
-                    return list(session.exec(select(TrackingEvent).where(TrackingEvent.lead_id == lead_id)
-                                             .order_by(TrackingEvent.id)).all())
+                return stored_hits(engine, lead_id)
 
             rows = await eventually(lambda: len(kept()) == 2 and kept(), timeout=5, what="both hits stored")
             assert [r.kind for r in rows] == ["opened", "clicked"]
-            await asyncio.sleep(2)  # the dispatcher is trying meanwhile (the client retries, then the outbox backs off)
-            assert all(r.delivered_at is None for r in kept())
+
+            def backoffs() -> list[str]:
+                return [r.getMessage() for r in caplog.records if "outbox: backing off" in r.getMessage()]
+
+            # The client gives up after its own retries; the outbox then backs off, and again,
+            # longer, after its next try failed too.
+            said = await eventually(lambda: len(backoffs()) >= 2 and backoffs(), timeout=60,
+                                    what="the outbox to back off twice while Temporal is down", every=0.2)
+            assert said[:2] == ["outbox: backing off; the pending hits wait 0.5 s before the next try",
+                                "outbox: backing off; the pending hits wait 1.0 s before the next try"], said
+            assert any("Temporal is unreachable" in r.getMessage() or "could not reach Temporal" in r.getMessage()
+                       for r in caplog.records), caplog.text
+            # Nothing was lost, and an outage is not counted against a hit.
+            assert [(r.delivered_at, r.attempts, r.retry_at) for r in kept()] == [(None, 0, None)] * 2
 
             # Temporal is back (same database): both hits reach the journey, in order, once each.
             await temporal.start()
             client = temporal.env.client
             async with build_worker(client, settings, engine):
-                await eventually(lambda: all(r.delivered_at for r in kept()), timeout=40,
+                await eventually(lambda: all(r.delivered_at for r in kept()), timeout=60,
                                  what="the kept hits to be delivered after the restart")
                 result = await asyncio.wait_for(client.get_workflow_handle_for(WelcomeJourney.run, workflow_id).result(), timeout=20)
             assert result.outcome == "clicked" and result.opened
             assert await signals_received(client, workflow_id) == ["opened", "clicked"]
-            assert [r.delivery_note for r in kept()] == [None, None]
+            assert [(r.delivery_note, r.signal_outcome, r.attempts) for r in kept()] == [(None, "signalled", 1)] * 2
     finally:
         await api.stop()
 
@@ -369,7 +364,9 @@ async def _step_is(handle, step: str):
 
 async def test_smtp_down_at_first_the_send_retries_until_it_is_up(smtp_case):
     lead, handle = await smtp_case.welcome()
-    await asyncio.sleep(2.5)  # connection refused, retried after 1 s, 2 s...
+    # Connection refused, retried after 1 s, 2 s...: the mail server starts once a retry is pending.
+    await eventually(lambda: _retried(smtp_case.client, handle.id), timeout=30,
+                     what="a second attempt while the mail server is not up yet")
     async with DevSink(smtp_port=smtp_case.settings.smtp_port, http_port=0) as late_sink:
         [mail] = await late_sink.wait_for_mail(to=lead.email, timeout=15)
         await wait_for_step(handle, "waiting_for_open")

@@ -3,7 +3,6 @@ over a rolling period, race-free when journeys send in the same second."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -16,6 +15,7 @@ from activities.sending import SendLedger, SendRequest
 from relance.models import Message
 from tests.conftest import make_lead_factory, unique_id
 from tests.test_postgres import postgres_url  # noqa: F401  (the throwaway PostgreSQL cluster fixture)
+from tests.waiting import eventually
 from worker import build_worker
 from workflows.premium import PremiumInput, PremiumOfferJourney
 from workflows.welcome import WelcomeInput, WelcomeJourney
@@ -93,11 +93,11 @@ async def test_three_journeys_sending_in_the_same_minute(client, settings, engin
         handles = [await client.start_workflow(
             WelcomeJourney.run, WelcomeInput(lead_id=lead.id, relance_after_hours=24 * 30, engagement_window_days=0.5),
             id=unique_id(f"welcome-{i}-{lead.id}"), task_queue=capped.temporal_task_queue) for i in range(3)]
-        for _ in range(500):  # two welcomes out, the third held
+        async def two_out():  # two welcomes out, the third held
             steps = [(await h.query(WelcomeJourney.status)).step for h in handles]
-            if steps.count("waiting_for_open") == 2:
-                break
-            await asyncio.sleep(0.02)
+            return steps.count("waiting_for_open") == 2
+
+        await eventually(two_out, timeout=15, what="two welcomes out and the third held by the cap")
         premium = await client.execute_workflow(PremiumOfferJourney.run, PremiumInput(lead.id),
                                                 id=unique_id(f"premium-{lead.id}"), task_queue=capped.temporal_task_queue)
         results = [await h.result() for h in handles]

@@ -19,6 +19,7 @@ from relance.erasure import KEPT, erase_lead, lead_columns, tables_to_erase
 from relance.models import SuppressionEntry
 from relance.suppression import email_hash
 from tests.conftest import LiveStack
+from tests.waiting import eventually
 from tests.test_api_cart_e2e import cart_event, purchase_event
 from tests.test_api_events_e2e import new_event
 from tests.test_api_welcome_e2e import enroll, journey_when, links, sign_up_body
@@ -29,12 +30,10 @@ async def hand_to_sales(live: LiveStack, lead_id: str) -> None:
     assert (await live.http.post(f"/leads/{lead_id}/journeys/nurturing")).status_code == 201
     download = {"type": "asset_downloaded", "lead": lead_id, "asset": "white-paper"}
     assert (await live.http.post("/events/track", json=download)).status_code == 202
-    for _ in range(200):
-        if (await live.http.get("/tasks", params={"lead": lead_id})).json():
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("no sales task was created for the download")
+    async def a_task():
+        return (await live.http.get("/tasks", params={"lead": lead_id})).json()
+
+    await eventually(a_task, timeout=15, what="a sales task for the download")
 
 
 async def a_lead_with_everything(live: LiveStack) -> tuple[str, str, object]:
@@ -102,12 +101,11 @@ async def test_export_then_erase_a_lead_with_every_kind_of_data(live: LiveStack)
     assert len([j for j in export["journeys"] if j["workflow_type"] == "PurchaseFollowUp"]) == 2
     # Every journey sets the LeadId search attribute: that is how erasure and unsubscribe find them.
     expected_journeys = {(j["workflow_id"], j["workflow_type"]) for j in export["journeys"]}
-    for _ in range(50):  # visibility follows within moments
+    async def all_listed():  # visibility follows within moments
         found = {(wf.id, wf.workflow_type) async for wf in live.temporal.list_workflows(f'LeadId = "{lead_id}"')}
-        if found == expected_journeys:
-            break
-        await asyncio.sleep(0.1)
-    assert found == expected_journeys
+        return found == expected_journeys
+
+    await eventually(all_listed, timeout=15, what=f"Temporal to list exactly the journeys {sorted(expected_journeys)}")
 
     # Erasure.
     erased = await live.http.delete(f"/leads/{lead_id}", params={"reason": "asked by email, ticket 42"})
@@ -147,12 +145,11 @@ async def test_export_then_erase_a_lead_with_every_kind_of_data(live: LiveStack)
             assert err.status == RPCStatusCode.NOT_FOUND
             continue
         assert description.status.name != "RUNNING", workflow_id
-    for _ in range(100):  # visibility follows within moments
-        if not [wf async for wf in live.temporal.list_workflows(f'LeadId = "{lead_id}" AND ExecutionStatus = "Running"')]:
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("Temporal still lists a running journey of the erased lead")
+    async def none_running():  # visibility follows within moments
+        query = f'LeadId = "{lead_id}" AND ExecutionStatus = "Running"'
+        return not [wf async for wf in live.temporal.list_workflows(query)]
+
+    await eventually(none_running, timeout=15, what="Temporal to list no running journey of the erased lead")
 
     # The address is suppressed (a keyed hash): signing it up again is refused and stores nothing.
     with Session(live.engine) as session:
@@ -275,9 +272,11 @@ async def test_an_unsubscribe_still_reaches_the_message_journey_where_visibility
         handle = await client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
                                              id=f"welcome-{lead.id}", task_queue=settings.temporal_task_queue)
         await sink.wait_for_mail(to=lead.email)
-        status = await handle.query(WelcomeJourney.status)
-        while not status.messages or status.step != "waiting_for_open":
+        async def waiting_for_open():
             status = await handle.query(WelcomeJourney.status)
+            return status if status.messages and status.step == "waiting_for_open" else None
+
+        status = await eventually(waiting_for_open, timeout=15, what="the journey to wait for the open")
         event = TrackingEvent(kind="unsubscribed", message_id=status.messages[0].message_id, lead_id=lead.id,
                               workflow_id=handle.id)
         told = await OutboxDispatcher(engine, client)._tell_every_journey(event, TrackingSignal(event.message_id))

@@ -220,3 +220,35 @@ async def test_an_sms_the_provider_refuses_is_failed_and_the_journey_relances_by
     sms_row = next(m for m in messages_of(engine, lead) if m.step == "relance_sms")
     assert sms_row.status == "failed" and "401" in sms_row.reason
     assert [m.status for m in result.messages] == ["sent", "failed", "sent"]
+
+
+# A mail setting that is wrong is not the message's fault ---------------------------------------
+
+
+async def test_a_login_the_mail_server_refuses_is_retried_and_the_email_goes_out_once_the_settings_are_fixed(
+        client, settings, engine, sink, make_lead):
+    """A wrong SMTP login (here: a username set for a server that offers no AUTH) must not fail
+    every message for good, one by one, blamed on the address: the sends wait, retried, until
+    the operator fixes the settings and restarts the worker; then each goes out once."""
+    queue = f"smtp-login-{uuid.uuid4().hex[:8]}"
+    wrong = settings.model_copy(update={"smtp_username": "relance", "smtp_password": "not-the-password",
+                                        "temporal_task_queue": queue})
+    lead = make_lead()
+    async with build_worker(client, wrong, engine):
+        handle = await start(client, wrong, lead)
+        deadline = asyncio.get_running_loop().time() + 20
+        while not ((rows := messages_of(engine, lead)) and rows[0].attempts >= 2):
+            assert asyncio.get_running_loop().time() < deadline, f"no second attempt: {rows}"
+            await asyncio.sleep(0.05)
+    [row] = messages_of(engine, lead)
+    assert row.status == "sending", row.reason  # not failed for good
+    assert "login" in row.reason and "SMTPUTF8" not in row.reason
+
+    async with build_worker(client, settings.model_copy(update={"temporal_task_queue": queue}), engine):
+        [mail] = await sink.wait_for_mail(to=lead.email, timeout=30)
+        deadline = asyncio.get_running_loop().time() + 10
+        while (row := messages_of(engine, lead)[0]).status != "sent":  # the send activity is over
+            assert asyncio.get_running_loop().time() < deadline, f"still {row.status}: {row.reason}"
+            await asyncio.sleep(0.05)
+        await handle.terminate("test over")
+    assert len(sink.mails_to(lead.email)) == 1 and mail.headers["Message-ID"]

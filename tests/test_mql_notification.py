@@ -16,7 +16,7 @@ from relance.models import Lead, MqlNotification, utcnow
 from relance.mql import DELIVERY_HEADER, SIGNATURE_HEADER, MqlNotifier, verify
 from relance.scoring import apply_score
 from relance.serving import ServedApp
-from tests.conftest import unique_id
+from tests.conftest import EMAIL_CONSENT, unique_id
 
 SECRET = "crm-shared-secret"
 
@@ -151,7 +151,7 @@ async def test_end_to_end_a_form_a_pricing_visit_and_a_purchase_make_one_crossin
 
     crm.failures = 1
     lead = (await live.http.post("/leads", json={"email": f"{unique_id('e2e')}@example.com", "country": "FR",
-                                                 "consents": [{"channel": "email"}]})).json()["lead"]
+                                                 "consents": [EMAIL_CONSENT]})).json()["lead"]
     for _ in range(3):  # pricing page views the same day count once
         await live.http.post("/events/track", json={"type": "page_view", "lead": lead["id"],
                                                      "url": "https://shop.example.com/pricing"})

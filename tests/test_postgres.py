@@ -28,8 +28,9 @@ from relance.db import make_engine
 from relance.models import ScoreEvent, TrackingEvent
 from relance.serving import ServedApp, listening_socket
 from relance.tokens import TokenSigner, TrackingToken
-from tests.conftest import unique_id
-from tests.test_tracking_flood import eventually, hammer, sign_up, signals
+from tests.conftest import EMAIL_CONSENT, unique_id
+from tests.test_tracking_flood import hammer, sign_up, signals
+from tests.waiting import eventually
 from worker import build_worker
 from workflows.signals import CLICKED, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney
@@ -80,7 +81,7 @@ def postgres_url() -> Iterator[str]:
 
 def test_sign_up_on_postgres_deduplicates_by_email(postgres_url):
     engine = make_engine(postgres_url)
-    data = LeadCreate(email="Lin@Example.com", first_name="Lin", consents=[{"channel": "email"}])
+    data = LeadCreate(email="Lin@Example.com", first_name="Lin", consents=[EMAIL_CONSENT])
     with Session(engine) as session:
         first, created = crud.save_sign_up(session=session, data=data, default_phone_region="FR")
     with Session(engine) as session:
@@ -95,7 +96,7 @@ async def test_a_welcome_journey_runs_on_postgres(postgres_url, time_skipping_en
     pg_settings = settings.model_copy(update={"database_url": postgres_url, "temporal_task_queue": unique_id("pg")})
     with Session(engine) as session:
         lead, _ = crud.save_sign_up(session=session, data=LeadCreate(
-            email=f"{unique_id('pg')}@example.com", first_name="Lin", consents=[{"channel": "email"}]),
+            email=f"{unique_id('pg')}@example.com", first_name="Lin", consents=[EMAIL_CONSENT]),
             default_phone_region="FR")
     client = time_skipping_env.client
     async with build_worker(client, pg_settings, engine):
@@ -103,10 +104,11 @@ async def test_a_welcome_journey_runs_on_postgres(postgres_url, time_skipping_en
                                              id=unique_id(f"welcome-{lead.id}"), task_queue=pg_settings.temporal_task_queue)
         [mail] = await sink.wait_for_mail(to=lead.email)
         assert mail.subject == "Welcome to Relance, Lin!"
-        status = await handle.query(WelcomeJourney.status)
-        while not status.messages:  # the mail is out; the activity result lands a moment later
-            await asyncio.sleep(0.02)
+        async def recorded():  # the mail is out; the activity result lands a moment later
             status = await handle.query(WelcomeJourney.status)
+            return status if status.messages else None
+
+        status = await eventually(recorded, timeout=15, what="the welcome to be recorded")
         await handle.signal(CLICKED, TrackingSignal(status.messages[0].message_id, "https://example.com/guides"))
         result = await handle.result()
     assert result.outcome == "clicked" and result.score == settings.scoring_rules().events["email_clicked"]
@@ -167,7 +169,7 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
     engine = make_engine(postgres_url)
     email = f"{unique_id('erase')}@example.com"
     with Session(engine) as session:
-        lead, _ = crud.upsert_lead(session=session, data=LeadCreate(email=email, consents=[{"channel": "email"}]),
+        lead, _ = crud.upsert_lead(session=session, data=LeadCreate(email=email, consents=[EMAIL_CONSENT]),
                                    default_phone_region="FR")
         event = Event(name="Webinar", starts_at=utcnow() + timedelta(days=3), join_url="https://meet.example.com/x")
         message = Message(send_key=f"w-{lead.id}:welcome", lead_id=lead.id, workflow_id=f"w-{lead.id}", journey="welcome",
@@ -221,7 +223,7 @@ def test_a_read_only_postgres_is_reported_and_its_writes_refused_clearly(postgre
     read_only = make_engine(f"{postgres_url}&options={quote('-c default_transaction_read_only=on')}")
     with Session(read_only) as session:
         assert accepts_writes(session) is False
-    data = LeadCreate(email=f"{unique_id('ro')}@example.com", consents=[{"channel": "email"}])
+    data = LeadCreate(email=f"{unique_id('ro')}@example.com", consents=[EMAIL_CONSENT])
     with Session(read_only) as session, pytest.raises(DatabaseNotWritable):
         crud.save_sign_up(session=session, data=data, default_phone_region="FR")
     with Session(read_only) as session:  # the pool goes on: reads still work

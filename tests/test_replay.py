@@ -3,28 +3,146 @@ already running in production (non-determinism) fails here, before it ships."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from activities.commerce import CommerceActivities, PromoRequest, PurchaseRef
+from activities.email import EmailActivities
+from activities.scoring import ScoreChange, ScoringActivities
+from activities.sending import SendRequest
 from tests.conftest import TEST_CONVERTER
 from worker import ALL_JOURNEYS
+from workflows import search_attributes as sa
+from workflows.purchase import PurchaseInput, PurchaseResult
+from workflows.steps import ACTIVITY_OPTIONS
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+FOLDER = Path(__file__).parent / "histories"
+HISTORIES = sorted(FOLDER.glob("*.json"))
+
+# Every saved history, by the workflow it replays: one per journey and kind of ending at least.
+# A history lost (or a journey without one) fails here; a new recording is added here by name.
+EXPECTED = {
+    "browse_no_interest": "BrowseAbandonmentJourney",
+    "browse_recommendation_sent": "BrowseAbandonmentJourney",
+    "cart_emptied": "AbandonedCartJourney",
+    "cart_purchased": "AbandonedCartJourney",
+    "cart_three_reminders": "AbandonedCartJourney",
+    "event_cancelled": "EventReminderJourney",
+    "event_every_step": "EventReminderJourney",
+    "event_rescheduled_attended": "EventReminderJourney",
+    "nurturing_downloaded_task_escalated": "LeadNurturingJourney",
+    "nurturing_gate_not_met": "LeadNurturingJourney",
+    "nurturing_meeting_booked": "LeadNurturingJourney",
+    "nurturing_reenrolled_excluded": "LeadNurturingJourney",
+    "premium_offer_sent": "PremiumOfferJourney",
+    "purchase_first_thank_you": "PurchaseFollowUp",
+    "purchase_repeat_loyal_list": "PurchaseFollowUp",
+    "reengage_clicked_after_email_2": "ReEngagementJourney",
+    "reengage_sunset_suppressed": "ReEngagementJourney",
+    "reengagement_sweep_first_run": "ReEngagementSweep",
+    "reengagement_sweep_last_run": "ReEngagementSweep",
+    "scenario_newsletter_redirected": "ScenarioJourney",
+    "scenario_newsletter_redirected_checked": "ScenarioJourney",
+    "scenario_white_paper_refusal_recorded": "ScenarioJourney",
+    "scenario_white_paper_refused": "ScenarioJourney",
+    "score_decay_first_run": "ScoreDecaySweep",
+    "score_decay_last_run": "ScoreDecaySweep",
+    "welcome_clicked": "WelcomeJourney",
+    "welcome_converted_by_a_purchase": "WelcomeJourney",
+    "welcome_double_opt_in_confirmed": "WelcomeJourney",
+    "welcome_double_opt_in_not_confirmed": "WelcomeJourney",
+    "welcome_no_consent": "WelcomeJourney",
+    "welcome_relanced_by_email_no_reaction": "WelcomeJourney",
+    "welcome_relanced_by_sms": "WelcomeJourney",
+    "welcome_send_window_capped": "WelcomeJourney",
+    "welcome_send_window_first": "WelcomeJourney",
+    "welcome_unsubscribed": "WelcomeJourney",
+}
 
 
-def test_there_are_histories_to_replay():
-    assert len(HISTORIES) >= 4, "run `python -m tests.histories.record`"
+def workflow_type(path: Path) -> str:
+    started = json.loads(path.read_text())["events"][0]
+    return started["workflowExecutionStartedEventAttributes"]["workflowType"]["name"]
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
-async def test_saved_history_replays_with_todays_code(path: Path):
+def test_the_saved_histories_are_exactly_the_expected_ones_for_their_workflows():
+    assert {p.stem: workflow_type(p) for p in HISTORIES} == EXPECTED, "see tests/histories/record*.py"
+
+
+def test_every_journey_the_worker_runs_has_a_saved_history():
+    names = {workflow._Definition.must_from_class(journey).name for journey in ALL_JOURNEYS}  # as registered
+    saved = {workflow_type(p) for p in HISTORIES}
+    assert names == saved, f"no saved history: {sorted(names - saved)}; not a journey: {sorted(saved - names)}"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+async def test_saved_history_replays_with_todays_code(name: str):
     """With the worker's own converter (payload encryption on): the saved histories are plain,
     like those of journeys started before encryption was turned on, which must keep running."""
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    path = FOLDER / f"{name}.json"
+    history = WorkflowHistory.from_json(name, path.read_text())
     await Replayer(workflows=ALL_JOURNEYS, data_converter=TEST_CONVERTER).replay_workflow(history)
+
+
+# The replay test can fail: today's PurchaseFollowUp, copied, replays its saved history; the same
+# copy with one command changed (the purchase no longer scored, no ``workflow.patched``) does not.
+
+async def follow_up(input: PurchaseInput, *, scores_the_purchase: bool) -> PurchaseResult:
+    """workflows/purchase.py's PurchaseFollowUp.run, command for command."""
+    facts = await workflow.execute_activity_method(
+        CommerceActivities.record_purchase, PurchaseRef(input.order_id), **ACTIVITY_OPTIONS)
+    workflow.upsert_search_attributes([sa.LEAD_ID.value_set(facts.lead_id)])
+    score = 0
+    if scores_the_purchase:  # the one command the altered copy drops
+        score = (await workflow.execute_activity_method(ScoringActivities.add_score, ScoreChange(
+            lead_id=facts.lead_id, event="purchase", key=f"purchase:{input.order_id}",
+            reason=f"purchase (order {input.order_id})"), **ACTIVITY_OPTIONS)).score
+    workflow.upsert_search_attributes([sa.SCORE.value_set(score)])
+    if not facts.first_purchase:
+        workflow.set_current_details(f"Repeat purchase: the lead is on the {facts.added_to_list!r} list")
+        return PurchaseResult(facts.lead_id, False, score, None, None, facts.added_to_list)
+    code = None
+    about = f"order:{input.order_id}"
+    if input.first_purchase_percent_off > 0:
+        code = await workflow.execute_activity_method(CommerceActivities.issue_promo_code, PromoRequest(
+            facts.lead_id, f"{workflow.info().workflow_id}:next-order", input.first_purchase_percent_off),
+            **ACTIVITY_OPTIONS)
+        about += f",promo:{code}"
+    sent = await workflow.execute_activity_method(EmailActivities.send_email, SendRequest(
+        lead_id=facts.lead_id, workflow_id=workflow.info().workflow_id, journey="purchase", step="thank_you",
+        template="purchase_thank_you", about=about, over_cap="exempt"), summary="email purchase_thank_you",
+        **ACTIVITY_OPTIONS)
+    workflow.set_current_details(f"First purchase: thank-you {sent.status}, promo code {code}")
+    return PurchaseResult(facts.lead_id, True, score, sent.status, code, None)
+
+
+@workflow.defn(name="PurchaseFollowUp", sandboxed=False)
+class PurchaseFollowUpCopy:
+    @workflow.run
+    async def run(self, input: PurchaseInput) -> PurchaseResult:
+        return await follow_up(input, scores_the_purchase=True)
+
+
+@workflow.defn(name="PurchaseFollowUp", sandboxed=False)
+class PurchaseFollowUpNoLongerScoring:
+    @workflow.run
+    async def run(self, input: PurchaseInput) -> PurchaseResult:
+        return await follow_up(input, scores_the_purchase=False)
+
+
+async def test_a_journey_changed_without_a_patch_fails_its_replay():
+    history = WorkflowHistory.from_json("purchase", (FOLDER / "purchase_first_thank_you.json").read_text())
+    faithful = Replayer(workflows=[PurchaseFollowUpCopy], data_converter=TEST_CONVERTER)
+    await faithful.replay_workflow(history)  # the copy is today's code: it replays
+
+    altered = Replayer(workflows=[PurchaseFollowUpNoLongerScoring], data_converter=TEST_CONVERTER)
+    with pytest.raises(workflow.NondeterminismError):
+        await altered.replay_workflow(history)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

@@ -15,7 +15,7 @@ from api.main import create_app
 from api.schemas import LeadCreate
 from relance.models import Lead, ScoreEvent
 from relance.scoring import RulesError, load_rules
-from tests.conftest import unique_id
+from tests.conftest import EMAIL_CONSENT, unique_id
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +65,7 @@ def events_of(engine, lead_id: str) -> list[ScoreEvent]:
 
 def sign_up(engine, settings, **fields) -> Lead:
     data = LeadCreate(email=f"{unique_id('score')}@example.com",
-                      consents=[{"channel": "email", "source_url": "https://example.com/demo-form"}], **fields)
+                      consents=[{"channel": "email", "source_url": "https://example.com/demo-form", "wording_version": "v1"}], **fields)
     with Session(engine) as session:
         lead, _ = crud.upsert_lead(session=session, data=data, default_phone_region="FR", settings=settings)
         return lead
@@ -78,7 +78,7 @@ def test_a_form_scores_once_and_fit_rules_score_once(engine, settings):
     assert "demo-form" in events_of(engine, lead.id)[0].reason and "country is FR" in events_of(engine, lead.id)[1].reason
     with Session(engine) as session:  # the same form again the same day (a double submit): nothing more
         again, created = crud.upsert_lead(session=session, data=LeadCreate(
-            email=lead.email, consents=[{"channel": "email", "source_url": "https://example.com/demo-form"}]),
+            email=lead.email, consents=[{"channel": "email", "source_url": "https://example.com/demo-form", "wording_version": "v1"}]),
             default_phone_region="FR", settings=settings)
     assert not created and again.score == 20 and len(events_of(engine, lead.id)) == 2
     other = sign_up(engine, settings, country="US")  # no fit
@@ -99,7 +99,7 @@ def test_a_pricing_page_view_scores_ten_once_a_day(engine, settings):
 
 async def test_page_view_through_the_api_scores_and_shows_on_the_lead(live):
     created = (await live.http.post("/leads", json={
-        "email": f"{unique_id('pv')}@example.com", "consents": [{"channel": "email"}]})).json()["lead"]
+        "email": f"{unique_id('pv')}@example.com", "consents": [EMAIL_CONSENT]})).json()["lead"]
     for _ in range(2):  # the shop retries
         r = await live.http.post("/events/track", json={"type": "page_view", "lead": created["id"],
                                                          "url": "https://shop.example.com/en/pricing"})

@@ -47,6 +47,7 @@ async def test_leads_filter_by_segment_and_stage_a_page_at_a_time(live: LiveStac
     seed(live.engine, score=70, task="open")  # hot but sql
     seen, after, pages = [], None, 0
     while True:
+        assert pages < 100, "the pages never end: the cursor does not move on"
         params = {"segment": "hot", "stage": "mql", "limit": 2} | ({"after": after} if after else {})
         r = await live.http.get("/leads", params=params)
         assert r.status_code == 200, r.text

@@ -12,12 +12,13 @@ from sqlmodel import Session
 from api import crud
 from api.schemas import LeadCreate
 from relance.erasure import erase_lead
+from tests.conftest import EMAIL_CONSENT
 
 
 def sign_up(engine, settings, email: str):
     with Session(engine, expire_on_commit=False) as session:
         return crud.upsert_lead(session=session, data=LeadCreate(email=email, first_name="Ada",
-                                                                 consents=[{"channel": "email"}]),
+                                                                 consents=[EMAIL_CONSENT]),
                                 default_phone_region="FR", suppression_key=settings.suppression_hash_key)
 
 

@@ -37,6 +37,7 @@ from relance.settings import Settings
 from relance.temporal import bundled_binary
 from relance.tokens import TokenSigner, TrackingToken
 from tests.conftest import TEST_CONVERTER, LiveStack
+from tests.waiting import eventually
 from tests.test_api_welcome_e2e import links, sign_up_body, unsubscribe_url
 from worker import build_worker
 from workflows import search_attributes
@@ -58,20 +59,6 @@ async def signals(client: Client, workflow_id: str) -> list[str]:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             names.append(event.workflow_execution_signaled_event_attributes.signal_name)
     return names
-
-
-async def eventually(check, *, timeout: float, what: str, every: float = 0.1):
-    """Poll ``check`` (sync or async) until it returns something truthy, within ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(every)
 
 
 def hits_of(engine: Engine, lead_id: str) -> list[TrackingEvent]:

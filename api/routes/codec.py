@@ -106,12 +106,16 @@ async def _apply(request: Request, settings: Settings, op: str) -> Response:
     return _cors(request, settings, Response(body, media_type="application/json"))
 
 
-@router.post("/decode", summary="Decrypt payloads (Temporal codec-server protocol)")
+RESPONSES = {400: {"description": "Not {\"payloads\": [...]} in proto3 JSON, or payloads that cannot be decoded"},
+             401: {"description": "No API key (X-API-Key or Authorization: Bearer) and no session from /codec/login"}}
+
+
+@router.post("/decode", summary="Decrypt payloads (Temporal codec-server protocol)", responses=RESPONSES)
 async def decode(request: Request, settings: SettingsDep) -> Response:
     return await _apply(request, settings, "decode")
 
 
-@router.post("/encode", summary="Encrypt payloads (Temporal codec-server protocol)")
+@router.post("/encode", summary="Encrypt payloads (Temporal codec-server protocol)", responses=RESPONSES)
 async def encode(request: Request, settings: SettingsDep) -> Response:
     return await _apply(request, settings, "encode")
 

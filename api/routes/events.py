@@ -22,6 +22,7 @@ from workflows.signals import ATTENDED, EVENT_CHANGED
 router = APIRouter(prefix="/events", tags=["events"], dependencies=[Depends(require_api_key)])
 
 TEMPORAL_DOWN = "the journey engine (Temporal) is unreachable"
+NO_EVENT = {404: {"description": "No event with this id"}}
 
 
 @router.post("", response_model=EventPublic, status_code=status.HTTP_201_CREATED)
@@ -29,12 +30,13 @@ def create_event(data: EventCreate, session: SessionDep) -> EventPublic:
     return events.create_event(session=session, data=data)
 
 
-@router.get("/{event_id}", response_model=EventPublic)
+@router.get("/{event_id}", response_model=EventPublic, responses=NO_EVENT)
 def read_event(event_id: str, session: SessionDep) -> EventPublic:
     return events.event_public(session=session, event=events.get_event_or_404(session=session, event_id=event_id))
 
 
-@router.patch("/{event_id}", response_model=EventPublic)
+@router.patch("/{event_id}", response_model=EventPublic,
+              responses={**NO_EVENT, 422: validation_response("Invalid change, or the event is cancelled already")})
 async def update_event(event_id: str, data: EventUpdate, db: DatabaseDep, temporal: TemporalDep) -> EventPublic:
     """A new `starts_at` (or duration) moves every registration's reminders and sends a "new
     date" email; `{"status": "cancelled"}` ends every registration's journey with a cancellation
@@ -49,7 +51,9 @@ async def update_event(event_id: str, data: EventUpdate, db: DatabaseDep, tempor
 
 
 @router.post("/{event_id}/registrations", response_model=RegistrationPublic, status_code=status.HTTP_201_CREATED,
-             responses={409: {"description": "The lead is already registered (the journey's id is in the answer)"},
+             responses={404: {"description": "No event, or no lead, with this id"},
+                        409: {"model": RegistrationPublic,
+                              "description": "The lead is already registered (the journey's id is in the answer)"},
                         422: validation_response("The event is cancelled or over")})
 async def register(event_id: str, data: RegistrationCreate, db: DatabaseDep, settings: SettingsDep,
                    temporal: TemporalDep):
@@ -68,7 +72,7 @@ async def register(event_id: str, data: RegistrationCreate, db: DatabaseDep, set
                               attended=False, detail="registered; the event journey started")
 
 
-@router.post("/{event_id}/attendance", response_model=AttendancePublic)
+@router.post("/{event_id}/attendance", response_model=AttendancePublic, responses=NO_EVENT)
 async def report_attendance(event_id: str, data: AttendanceIn, db: DatabaseDep, temporal: TemporalDep):
     """Who was there (lead ids and/or emails). Their journeys send the attendees' thank-you the
     day after instead of the replay. Unknown or unregistered people are listed, not refused."""

@@ -31,10 +31,13 @@ PENDING_WITHOUT_WELCOME = ("the email consent is pending the lead's confirmation
                            "the confirmation email is the welcome journey's first step, and this sign-up did not enroll "
                            "the lead in it; until the lead confirms, no journey sends them marketing email")
 TEMPORAL_DOWN = "the journey engine (Temporal) is unreachable; the lead is saved, retry the enrollment"
+NO_LEAD = {404: {"description": "No lead with this id"}}
 
 
 @router.post("", response_model=LeadSaved, status_code=status.HTTP_201_CREATED,
-             responses={200: {"description": "An existing lead (same email) was updated"}})
+             responses={200: {"model": LeadSaved, "description": "An existing lead (same email) was updated"},
+                        409: {"description": "The address was erased at the person's request and is on the "
+                                             "suppression list: it is never signed up again"}})
 async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: SettingsDep,
                                 temporal: TemporalDep, response: Response) -> LeadSaved:
     """A form submission. Deduplicates by normalised email; records the consent evidence;
@@ -95,7 +98,7 @@ def list_leads(session: SessionDep, settings: SettingsDep, actor: ActorDep,
     return LeadPage(leads=leads, next=next_cursor)
 
 
-@router.get("/{lead_id}", response_model=LeadPublic)
+@router.get("/{lead_id}", response_model=LeadPublic, responses=NO_LEAD)
 def read_lead(lead_id: str, session: SessionDep, settings: SettingsDep, actor: ActorDep) -> LeadPublic:
     """The lead's profile, score, segment, lifecycle stage and current consents (the read is
     written to the audit log)."""
@@ -104,14 +107,14 @@ def read_lead(lead_id: str, session: SessionDep, settings: SettingsDep, actor: A
     return lead
 
 
-@router.get("/{lead_id}/consents", response_model=list[ConsentPublic])
+@router.get("/{lead_id}/consents", response_model=list[ConsentPublic], responses=NO_LEAD)
 def read_lead_consents(lead_id: str, session: SessionDep, actor: ActorDep) -> list[ConsentPublic]:
     """The consent ledger's history for the lead, oldest first: the proof of every grant and
     withdrawal (channel, purpose, source, IP, user agent, wording version, time). Audited."""
     return privacy.consent_history(session=session, lead_id=lead_id, actor=actor)
 
 
-@router.get("/{lead_id}/export", response_model=LeadExport)
+@router.get("/{lead_id}/export", response_model=LeadExport, responses=NO_LEAD)
 async def export_lead(lead_id: str, db: DatabaseDep, temporal: TemporalDep, actor: ActorDep) -> LeadExport:
     """Everything held about the lead (right of access), as JSON: the profile, every row of
     every table holding the lead's id, and its journeys from Temporal. Audited."""
@@ -160,7 +163,7 @@ async def erase(lead_id: str, db: DatabaseDep, temporal: TemporalDep, settings: 
                          rows_deleted=report.rows_deleted, suppressed=report.suppressed, kept=report.kept)
 
 
-@router.get("/{lead_id}/messages", response_model=list[MessagePublic])
+@router.get("/{lead_id}/messages", response_model=list[MessagePublic], responses=NO_LEAD)
 def read_lead_messages(lead_id: str, session: SessionDep, actor: ActorDep) -> list[MessagePublic]:
     """The messages sent (or skipped) to the lead, oldest first. Audited."""
     crud.get_lead_or_404(session=session, lead_id=lead_id)
@@ -177,7 +180,7 @@ def read_lead_messages(lead_id: str, session: SessionDep, actor: ActorDep) -> li
 
 
 @router.post("/{lead_id}/journeys/{journey}", response_model=EnrollmentPublic, status_code=status.HTTP_201_CREATED,
-             responses={409: {"description": "The lead is already in (or went through) this journey, or an "
+             responses={**NO_LEAD, 409: {"description": "The lead is already in (or went through) this journey, or an "
                                              "enrollment rule refuses it (excluded, too many journeys at once)"}})
 async def enroll_lead(lead_id: str, journey: JourneyName, db: DatabaseDep, settings: SettingsDep,
                       temporal: TemporalDep):
@@ -192,11 +195,16 @@ async def enroll_lead(lead_id: str, journey: JourneyName, db: DatabaseDep, setti
     return enrollment
 
 
-@router.get("/{lead_id}/journeys/{journey}", response_model=JourneyStatusPublic)
+@router.get("/{lead_id}/journeys/{journey}", response_model=JourneyStatusPublic,
+            responses={404: {"description": "No lead with this id, or it was never enrolled in this journey"}})
 async def read_journey(lead_id: str, journey: JourneyName, db: DatabaseDep, temporal: TemporalDep):
-    await db.run(crud.get_lead_or_404, lead_id=lead_id)
+    """Where the lead is in the journey (its status query). `score` is the lead's score now, from
+    the database (authoritative); `journey_score` is what the journey last saw, as its `Score`
+    search attribute shows in the Temporal UI, and may lag it (an open is scored after the journey
+    is told of it, and the journey does not read the score again until it needs it)."""
+    lead = await db.run(crud.get_lead_or_404, lead_id=lead_id)
     try:
-        found = await journey_status(temporal, lead_id=lead_id, journey=journey)
+        found = await journey_status(temporal, lead_id=lead_id, journey=journey, lead_score=lead.score)
     except RPCError as err:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"could not read the journey: {err.message}") from err
     if found is None:

@@ -34,7 +34,8 @@ def read_lists(session: SessionDep) -> list[ListPublic]:
     return [ListPublic(name=name, members=count) for name, count in rows]
 
 
-@router.get("/{name}/members", response_model=list[ListMemberPublic])
+@router.get("/{name}/members", response_model=list[ListMemberPublic],
+            responses={404: {"description": "No list by this name (a list exists once it has members)"}})
 def read_list_members(name: str, session: SessionDep) -> list[ListMemberPublic]:
     rows = session.exec(select(ListMember, Lead.email).join(Lead, col(Lead.id) == col(ListMember.lead_id))
                         .where(ListMember.list_name == name).order_by(col(ListMember.added_at))).all()

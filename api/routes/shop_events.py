@@ -28,7 +28,9 @@ from workflows.signals import ASSET_DOWNLOADED, DEMO_BOOKED, DEMO_BOOKED_GOAL, P
 router = APIRouter(prefix="/events", tags=["shop events"], dependencies=[Depends(require_api_key)])
 
 
-@router.post("/track", response_model=TrackedEventAccepted, status_code=status.HTTP_202_ACCEPTED)
+@router.post("/track", response_model=TrackedEventAccepted, status_code=status.HTTP_202_ACCEPTED,
+             responses={404: {"description": "No lead with this id"},
+                        409: {"description": "The cart or the order belongs to another lead"}})
 async def track(event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, temporal: TemporalDep) -> TrackedEventAccepted:
     converted: list[str] = []
     try:

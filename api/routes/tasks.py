@@ -78,7 +78,7 @@ def list_tasks(session: SessionDep,
     return [public(row) for row in rows]
 
 
-@router.get("/{task_id}", response_model=SalesTaskPublic)
+@router.get("/{task_id}", response_model=SalesTaskPublic, responses={404: {"description": "Unknown task"}})
 def read_task(task_id: str, session: SessionDep) -> SalesTaskPublic:
     return public(get_task_or_404(session=session, task_id=task_id))
 

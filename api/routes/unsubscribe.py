@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse
 
 from api.deps import HitsDep, SettingsDep, SignerDep
+from api.errors import error_responses
 from relance.tracking import Hit
 from workflows.signals import UNSUBSCRIBED
 
@@ -36,7 +37,10 @@ def _page(title: str, body: str, code: int = status.HTTP_200_OK) -> HTMLResponse
 INVALID = ("This link is not valid", "<p>It may be incomplete or too old. Use the link in a more recent email.</p>")
 
 
-@router.get("/{token}", response_class=HTMLResponse)
+INVALID_LINK = {404: {"description": "Invalid, tampered or expired link (an HTML page)"}}
+
+
+@router.get("/{token}", response_class=HTMLResponse, responses=INVALID_LINK)
 def unsubscribe_page(token: str, signer: SignerDep, settings: SettingsDep) -> HTMLResponse:
     if signer.verify("unsubscribe", token) is None:
         return _page(*INVALID, code=status.HTTP_404_NOT_FOUND)
@@ -50,10 +54,13 @@ def unsubscribe_page(token: str, signer: SignerDep, settings: SettingsDep) -> HT
 
 
 # HEAD answers what GET would, without a body (the server drops it); it never unsubscribes.
-router.head("/{token}", response_class=HTMLResponse, summary="Unsubscribe page (headers only)")(unsubscribe_page)
+router.head("/{token}", response_class=HTMLResponse, responses=INVALID_LINK,
+            summary="Unsubscribe page (headers only)")(unsubscribe_page)
 
 
-@router.post("/{token}", response_class=HTMLResponse)
+@router.post("/{token}", response_class=HTMLResponse,
+             responses={**INVALID_LINK, **error_responses(503, description="The database does not accept writes: "
+                                                                          "nothing was withdrawn, retry (JSON)")})
 async def unsubscribe(token: str, request: Request, signer: SignerDep, hits: HitsDep,
                       settings: SettingsDep) -> HTMLResponse:
     valid = signer.verify("unsubscribe", token)
