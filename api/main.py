@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from api import errors
+from api import docs, errors
 from api.deps import ANSWERS_BY_DEPENDENCY
 from api.routes import audit, codec, confirm, events, health, leads, lists, shop_events, sweeps, tasks, tracking, unsubscribe
 from relance.db import DatabaseNotWritable, make_engine
@@ -73,12 +73,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Code-first marketing automation: lead journeys as durable Temporal workflows.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # api/docs.py serves /docs and /redoc from installed assets, no CDN
+        redoc_url=None,
         # No trailing-slash redirects: Starlette builds them from the request's Host header
         # ("GET /t/c/<token>/" with "Host: evil.com" answered 307 to http://evil.com/...). A path
         # with a stray slash is a 404; no answer takes its origin from the request.
         redirect_slashes=False,
     )
     errors.install(app)
+    docs.install(app)
     app.add_exception_handler(DatabaseNotWritable, database_not_writable)
     # The CSV import takes files up to RELANCE_IMPORT_MAX_BYTES (plus the multipart envelope);
     # every other route, RELANCE_MAX_REQUEST_BYTES.

@@ -1,7 +1,8 @@
 """``make run``: the whole stack in one terminal, with readable, prefixed log lines.
 
-Starts, in order: the Temporal dev server (SQLite file under the data folder, UI on 8233,
-the search attributes registered), the dev mail sink, the worker and the API. Ctrl-C stops
+Starts, in order: the Temporal dev server (SQLite file under the data folder, the search
+attributes registered), the front on the UI's port 8233 (relance/devui.py: the dev server's UI
+and the API's codec on one origin), the dev mail sink, the worker and the API. Ctrl-C stops
 them all, the API first and Temporal last. On first start it writes a ``.env`` with a fresh
 API key and secret key, and prints the key.
 """
@@ -15,7 +16,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -26,9 +27,10 @@ from relance.settings import Settings
 from relance.supervise import Supervisor
 from relance.temporal import bundled_binary
 from workflows import search_attributes
+from workflows.send_window import DAY_NAMES, next_open, zone_or_utc
 
 ROOT = Path(__file__).resolve().parent.parent
-COLOURS = {"temporal": "35", "mailsink": "33", "worker": "36", "api": "32", "relance": "1"}
+COLOURS = {"temporal": "35", "ui": "35", "mailsink": "33", "worker": "36", "api": "32", "relance": "1"}
 _print_lock = threading.Lock()
 
 
@@ -96,21 +98,41 @@ def can_connect(host: str, port: int) -> bool:
         return False
 
 
+def temporal_ui_internal_port(s: Settings) -> int:
+    """Where the dev server's own UI listens; the browser opens the front (relance/devui.py) on
+    ``temporal_ui_port``, which serves the UI and the API's codec from one origin."""
+    return s.temporal_ui_port + 1
+
+
 def temporal_args(s: Settings) -> list[str]:
     host, port = host_port(s.temporal_address)
     args = [
         bundled_binary("temporal"), "server", "start-dev",
         "--db-filename", str(s.data_dir / "temporal.db"),
         "--ip", "127.0.0.1" if host == "localhost" else host, "--port", str(port),
-        "--ui-port", str(s.temporal_ui_port), "--namespace", s.temporal_namespace,
+        "--ui-ip", "127.0.0.1", "--ui-port", str(temporal_ui_internal_port(s)), "--namespace", s.temporal_namespace,
         "--log-level", "error",
-        # The UI decrypts payloads through the API (api/routes/codec.py); a session from /codec/login.
-        "--ui-codec-endpoint", f"http://localhost:{s.api_port}/codec",
+        # The UI decrypts payloads through the API's codec (api/routes/codec.py), reached on the
+        # page's own origin through the front: the browser sends the /codec/login session cookie
+        # with no "include cross-origin credentials" setting, which start-dev cannot turn on.
+        "--ui-codec-endpoint", CODEC_ON_UI_ORIGIN,
+        # No newsfeed: the UI would fetch it from the internet on every page.
+        "--ui-disable-news-fetch",
     ]
     for key in search_attributes.ALL:
         kind = "Int" if key.indexed_value_type.name == "INT" else "Keyword"
         args += ["--search-attribute", f"{key.name}={kind}"]
     return args
+
+
+CODEC_ON_UI_ORIGIN = "/codec"
+
+
+def ui_front_args(s: Settings) -> list[str]:
+    """The front on the UI's port: /codec to the API, the rest to the dev server's UI."""
+    return [sys.executable, "-m", "relance.devui", "--listen", f"127.0.0.1:{s.temporal_ui_port}",
+            "--ui", f"http://127.0.0.1:{temporal_ui_internal_port(s)}",
+            "--api", f"http://{s.api_host}:{s.api_port}"]
 
 
 def main() -> int:
@@ -120,6 +142,7 @@ def main() -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     temporal_host, temporal_port = host_port(settings.temporal_address)
     for what, host, port in [("Temporal", temporal_host, temporal_port), ("Temporal UI", "127.0.0.1", settings.temporal_ui_port),
+                             ("Temporal's own UI", "127.0.0.1", temporal_ui_internal_port(settings)),
                              ("the mail sink", "127.0.0.1", settings.smtp_port),
                              ("the mail sink inbox", "127.0.0.1", settings.mailsink_http_port),
                              ("the API", settings.api_host, settings.api_port)]:
@@ -136,6 +159,7 @@ def main() -> int:
     try:
         stack.start("temporal", temporal_args(settings))
         stack.start("mailsink", [sys.executable, "-m", "relance.devsink"])
+        stack.start("ui", ui_front_args(settings))
         wait_until("Temporal", lambda: can_connect(temporal_host, temporal_port))
         stack.start("worker", [sys.executable, "worker.py"])
         stack.start("api", [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
@@ -170,6 +194,38 @@ def _healthy(url: str) -> bool:
         return False
 
 
+# The example sign-up in the banner and the README: a consent with its proof (the form's page,
+# the visitor's address and browser, the version of the wording shown), as a real form sends it.
+EXAMPLE_SIGNUP = ('{"email": "ada@example.com", "first_name": "Ada", "time_zone": "Europe/Paris", '
+                  '"consents": [{"channel": "email", "source_url": "https://example.com/signup", '
+                  '"ip": "203.0.113.7", "user_agent": "curl", "wording_version": "2026-01"}], '
+                  '"journeys": ["welcome"]}')
+
+
+def _days(days: list[int]) -> str:
+    days = sorted(set(days))
+    if days == [1, 2, 3, 4, 5]:
+        return "weekdays"
+    if days == [1, 2, 3, 4, 5, 6, 7]:
+        return "every day"
+    return ", ".join(DAY_NAMES[d - 1].capitalize() for d in days)
+
+
+def send_window_line(s: Settings, now_utc: datetime, zone: str = "Europe/Paris") -> str:
+    """Whether marketing sends wait for the send window, and when it next opens in ``zone``
+    (the example lead's): at 21:00 a welcome email waits for the morning, and says so here."""
+    window = s.send_window()
+    if window is None:
+        return "send window off: marketing messages go out at any hour (RELANCE_SEND_WINDOW_ENABLED=false)"
+    holidays = f", except {len(window.holidays)} holiday(s)" if window.holidays else ""
+    line = f"send window on: {_days(window.days)} {window.start}–{window.end} in the lead's time zone{holidays}; "
+    opens = next_open(now_utc, zone, window)
+    if opens == now_utc:
+        return line + f"open now in {zone}"
+    local = opens.astimezone(zone_or_utc(zone))
+    return line + f"next opening {local:%a %H:%M} {zone} (marketing sends wait until then)"
+
+
 def banner(s: Settings, api: str, generated: list[str]) -> None:
     lines = [
         "Relance is running:",
@@ -179,13 +235,12 @@ def banner(s: Settings, api: str, generated: list[str]) -> None:
         f"  API key           {s.api_key}" + ("   (new: written to .env)" if "RELANCE_API_KEY" in generated else "   (from .env)"),
         f"  Payload key       {s.payload_key_id}" + ("   (new: written to .env; Temporal payloads are encrypted)"
                                                       if "RELANCE_PAYLOAD_KEYS" in generated else "   (from .env)"),
-        # localhost, like the UI's codec endpoint: the session cookie is per host name.
-        f"  Decrypt in the UI http://localhost:{s.api_port}/codec/login (once per browser, with the API key)",
+        # On the UI's own origin (relance/devui.py): the session cookie then goes with the UI's decode calls.
+        f"  Decrypt in the UI http://localhost:{s.temporal_ui_port}/codec/login (once per browser, with the API key)",
+        f"  {send_window_line(s, datetime.now(timezone.utc))}",
         "Try it (README.md has the walkthrough):",
         f"  curl -s -X POST {api}/leads -H 'X-API-Key: {s.api_key}' -H 'Content-Type: application/json' \\",
-        "    -d '{\"email\": \"ada@example.com\", \"first_name\": \"Ada\", \"journeys\": [\"welcome\"],"
-        " \"consents\": [{\"channel\": \"email\", \"source_url\": \"https://example.com/newsletter\","
-        " \"wording_version\": \"2026-01\"}]}'",
+        f"    -d '{EXAMPLE_SIGNUP}'",
         "Press Ctrl-C to stop everything.",
     ]
     for line in lines:

@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     brand_name: str = "Relance"
     site_url: str = "https://example.com"
     mail_domain: str = "relance.localhost"
+    # Offered in List-Unsubscribe beside the one-click link. Relance reads no mailbox: mail sent
+    # there is processed only if someone reads it. Empty: no mailto is offered.
     unsubscribe_mailto: str = "unsubscribe@relance.localhost"
 
     # SMS provider: JSON over HTTP (see activities/sms.py). In dev the mail sink also takes SMS.

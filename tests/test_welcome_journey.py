@@ -144,6 +144,25 @@ async def test_the_email_is_real_mime_with_tracking_and_unsubscribe_headers(clie
     assert mail.message["Message-ID"].endswith(f"@{settings.mail_domain}>")
 
 
+async def test_with_no_unsubscribe_mailbox_the_email_offers_only_the_one_click_link(settings, engine, sink, make_lead):
+    """Relance reads no mailbox: an operator without one sets RELANCE_UNSUBSCRIBE_MAILTO empty, and
+    no email then offers an address where an unsubscribe request would go unread."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities import build_activities
+    from activities.sending import SendRequest
+
+    no_mailbox = settings.model_copy(update={"unsubscribe_mailto": ""})
+    send_email = next(a for a in build_activities(no_mailbox, engine) if a.__name__ == "send_email")
+    lead = make_lead()
+    request = SendRequest(lead.id, workflow_id=unique_id("welcome"), journey="welcome", step="welcome", template="welcome_new")
+    assert ActivityEnvironment().run(send_email, request).status == "sent"
+    [mail] = await sink.wait_for_mail(to=lead.email)
+    header = mail.message["List-Unsubscribe"]
+    assert header.startswith(f"<{settings.public_base_url}/u/") and header.endswith(">")
+    assert "mailto:" not in header and "," not in header
+
+
 async def test_a_retried_send_does_not_send_twice(settings, engine, sink, make_lead):
     """Run the send activity twice with the same key, as a Temporal retry would."""
     from temporalio.testing import ActivityEnvironment

@@ -9,10 +9,12 @@ with an ``X-Namespace`` header. Point the UI at it with ``--ui-codec-endpoint`` 
 Who may call it (it decrypts lead data):
 - a script or the CLI: the API key, in ``X-API-Key`` or as ``Authorization: Bearer <key>``;
 - the Temporal UI, which can send neither: a browser session cookie, obtained once by entering
-  the API key at ``GET /codec/login``. The UI sends it when its codec setting "Include
-  cross-origin credentials" is on (``TEMPORAL_CODEC_INCLUDE_CREDENTIALS=true``); the UI and
-  the API must then be on the same site (e.g. both on ``localhost``), and the UI's origin must
-  be in ``RELANCE_CODEC_CORS_ORIGINS``.
+  the API key at ``GET /codec/login``. In ``make run`` the UI and this codec share one origin
+  (relance/devui.py serves the UI's port), so the browser sends the cookie on its own. A UI on
+  another origin (docker-compose.yml) sends it when its codec setting "Include cross-origin
+  credentials" is on (``TEMPORAL_CODEC_INCLUDE_CREDENTIALS=true``); the UI and the API must then
+  be on the same site (e.g. both on ``localhost``), and the UI's origin must be in
+  ``RELANCE_CODEC_CORS_ORIGINS``.
 """
 
 from __future__ import annotations
@@ -132,7 +134,9 @@ def _login_page(message: str = "", code: int = 200) -> HTMLResponse:
         f"<p>{escape(message)}</p>"
         "<form method='post' action='/codec/login'><label>API key <input type='password' name='api_key' "
         "autocomplete='off' required></label> <button type='submit'>Open a session (8 h)</button></form>"
-        "<p>Then, in the Temporal UI's codec settings, turn on <em>Include cross-origin credentials</em>.</p>"
+        "<p>Then open (or reload) the Temporal UI in this browser: it shows the journeys decrypted. With "
+        "<code>make run</code> that is all; a UI served from another origin than this page also needs its codec "
+        "setting <em>Include cross-origin credentials</em> (docker-compose.yml turns it on).</p>"
         "</body></html>", status_code=code, headers={"Cache-Control": "no-store"})
 
 
