@@ -29,8 +29,9 @@ from relance.models import ScoreEvent, TrackingEvent
 from relance.serving import ServedApp, listening_socket
 from relance.tokens import TokenSigner, TrackingToken
 from tests.conftest import EMAIL_CONSENT, unique_id
-from tests.test_tracking_flood import hammer, sign_up, signals
+from tests.test_tracking_flood import hammer, sign_up
 from tests.waiting import eventually
+from tests.waiting import signals_received as signals
 from worker import build_worker
 from workflows.signals import CLICKED, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney

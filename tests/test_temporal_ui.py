@@ -20,7 +20,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
@@ -166,8 +168,13 @@ def _page_text(driver, url: str, wanted: str, *, tab: str | None = None, timeout
 def _log_in(driver, ui: str, api_key: str) -> str:
     driver.get(f"{ui}/codec/login")
     driver.find_element(By.NAME, "api_key").send_keys(api_key)
+    login_page = driver.find_element(By.TAG_NAME, "body")
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    return WebDriverWait(driver, 10).until(lambda d: d.find_element(By.TAG_NAME, "body").text)
+    # The answer is a new page: wait until the login page is gone (reading it while it is being
+    # replaced raises a stale element error), then read the answer's text.
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(login_page))
+    wait = WebDriverWait(driver, 10, ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(lambda d: d.find_element(By.TAG_NAME, "body").text)
 
 
 async def test_after_logging_in_once_the_ui_shows_the_journey_decrypted_and_its_step_in_words(stack: DevStack, browser):

@@ -22,7 +22,6 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -38,6 +37,7 @@ from relance.temporal import bundled_binary
 from relance.tokens import TokenSigner, TrackingToken
 from tests.conftest import TEST_CONVERTER, LiveStack
 from tests.waiting import eventually
+from tests.waiting import signals_received as signals
 from tests.test_api_welcome_e2e import links, sign_up_body, unsubscribe_url
 from worker import build_worker
 from workflows import search_attributes
@@ -51,14 +51,6 @@ async def hammer(urls: list[str], *, connections: int = 32, api: str | None = No
     base = urlsplit(urls[0])
     paths = [urlsplit(url).path for url in urls]
     return (await run_load(api or f"{base.scheme}://{base.netloc}", paths, concurrency=connections)).statuses
-
-
-async def signals(client: Client, workflow_id: str) -> list[str]:
-    names = []
-    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-            names.append(event.workflow_execution_signaled_event_attributes.signal_name)
-    return names
 
 
 def hits_of(engine: Engine, lead_id: str) -> list[TrackingEvent]:
