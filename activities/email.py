@@ -24,7 +24,6 @@ from email.utils import formatdate
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Engine
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.frequency import FrequencyCap
 from activities.sending import SendFailure, SendLedger, SendRequest, SendResult
@@ -79,11 +78,7 @@ class EmailActivities:
             mime = self._mime(request, message.id, to, rendered, claim.extras.attachments)
             self._deliver(mime, to.addr_spec)
         except SendFailure as failure:
-            failed = self.ledger.mark_attempt_failed(message, failure)
-            if failed is not None:  # retrying cannot fix it: the journey goes on without it
-                activity.logger.warning("email %s not sent, for good: %s", message.id, failure.reason)
-                return failed
-            raise ApplicationError(f"email {message.id} not sent yet: {failure.reason}", type="SmtpTemporary") from failure
+            return self.ledger.failed_or_retried(message, failure, channel="email")
         activity.logger.info("email %s sent for %s step %s", message.id, request.journey, request.step)
         return self.ledger.mark_sent(message, subject=rendered.subject)
 

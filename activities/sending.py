@@ -208,6 +208,16 @@ class SendLedger:
                     row.reason = f"{_NOT_DELIVERED_YET}attempt {row.attempts}: {failure.reason}"[:500]
         return None
 
+    def failed_or_retried(self, message: Message, failure: SendFailure, *, channel: str) -> SendResult:
+        """After an attempt the provider did not accept: the failed result when no retry can fix
+        it (the journey goes on without the message), else raise so that Temporal retries."""
+        failed = self.mark_attempt_failed(message, failure)
+        if failed is None:
+            raise ApplicationError(f"{channel} {message.id} not sent yet: {failure.reason}",
+                                   type=f"{channel.capitalize()}Temporary") from failure
+        activity.logger.warning("%s %s not sent, for good: %s", channel, message.id, failure.reason)
+        return failed
+
     def mark_failed(self, message: Message, reason: str) -> SendResult:
         """The provider refused the message for good: final, never retried, the journey goes on."""
         with session_scope(self.engine) as session:

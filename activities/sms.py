@@ -11,7 +11,6 @@ from __future__ import annotations
 import httpx
 from sqlalchemy.engine import Engine
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.email import template_context
 from activities.frequency import FrequencyCap
@@ -40,11 +39,7 @@ class SmsActivities:
         try:
             provider_id = self._post(lead.phone, body, message.id, headers)
         except SendFailure as failure:
-            failed = self.ledger.mark_attempt_failed(message, failure)
-            if failed is not None:  # retrying cannot fix it: the journey goes on without it
-                activity.logger.warning("sms %s refused by the provider: %s", message.id, failure.reason)
-                return failed
-            raise ApplicationError(f"sms {message.id} not sent yet: {failure.reason}", type="SmsTemporary") from failure
+            return self.ledger.failed_or_retried(message, failure, channel="sms")
         activity.logger.info("sms %s accepted by the provider for %s step %s", message.id, request.journey, request.step)
         return self.ledger.mark_sent(message, subject=None, provider_id=provider_id)
 
