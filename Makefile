@@ -9,11 +9,12 @@ STAMP  := $(VENV)/.installed-stamp
 # tests/test_install.py checks the venv it runs in holds at least these.
 BOOTSTRAP := 'pip>=25.3' 'setuptools>=78.1.1'
 
-.PHONY: run test install bench clean help
+.PHONY: run test format install bench clean help
 
 help:
 	@echo "make run    install into $(VENV) and start Temporal, the worker, the API and the mail sink"
 	@echo "make test   install into $(VENV) and run the test suite"
+	@echo "make format rewrite the code with ruff (lint fixes and format)"
 	@echo "make bench  run the benchmarks in bench/"
 	@echo "make clean  remove $(VENV) and local data (var/)"
 
@@ -31,7 +32,12 @@ run: $(STAMP)
 	@$(PY) -m relance.devstack
 
 test: $(STAMP)
+	@echo "==> ruff: lint and format check (make format rewrites)"
+	@$(VENV)/bin/ruff check --quiet . && $(VENV)/bin/ruff format --check --quiet .
 	@$(PY) -m pytest
+
+format: $(STAMP)
+	@$(VENV)/bin/ruff check --fix --quiet . ; $(VENV)/bin/ruff format .
 
 bench: $(STAMP)
 	@$(PY) -m bench

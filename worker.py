@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from temporalio.api.enums.v1 import TaskQueueType
@@ -27,30 +27,40 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from relance.db import make_engine
-from relance.nurturing import SequenceError, load_sequence
 from relance.mql import MqlNotifier
-from relance.scoring import RulesError
+from relance.nurturing import SequenceError, load_sequence
 from relance.schedules import ensure_reengagement_schedule, ensure_score_decay_schedule
+from relance.scoring import RulesError
 from relance.settings import Settings, get_settings
 from relance.temporal import connect, ensure_search_attributes
 from workflows.abandoned_cart import AbandonedCartJourney
 from workflows.browse import BrowseAbandonmentJourney
 from workflows.decay import ScoreDecaySweep
-from workflows.purchase import PurchaseFollowUp
 from workflows.event_reminder import EventReminderJourney
-from workflows.nurturing import LeadNurturingJourney
 from workflows.journey_graph import JourneyGraphError, Link, check_graph
+from workflows.nurturing import LeadNurturingJourney
 from workflows.premium import PremiumOfferJourney
-from workflows.scenario import SCENARIOS, ScenarioJourney, scenario_links
+from workflows.purchase import PurchaseFollowUp
 from workflows.reengagement import ReEngagementJourney
+from workflows.scenario import SCENARIOS, ScenarioJourney, scenario_links
 from workflows.sweep import ReEngagementSweep
 from workflows.welcome import WelcomeJourney
 
 log = logging.getLogger("relance.worker")
 
-ALL_JOURNEYS = [WelcomeJourney, AbandonedCartJourney, PurchaseFollowUp, EventReminderJourney, ReEngagementJourney,
-                ReEngagementSweep, PremiumOfferJourney, LeadNurturingJourney, ScenarioJourney,
-                BrowseAbandonmentJourney, ScoreDecaySweep]
+ALL_JOURNEYS = [
+    WelcomeJourney,
+    AbandonedCartJourney,
+    PurchaseFollowUp,
+    EventReminderJourney,
+    ReEngagementJourney,
+    ReEngagementSweep,
+    PremiumOfferJourney,
+    LeadNurturingJourney,
+    ScenarioJourney,
+    BrowseAbandonmentJourney,
+    ScoreDecaySweep,
+]
 
 
 def journey_links() -> list[Link]:
@@ -58,8 +68,14 @@ def journey_links() -> list[Link]:
     return scenario_links(SCENARIOS)
 
 
-def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None,
-                 links: list[Link] | None = None) -> Worker:
+def build_worker(
+    client: Client,
+    settings: Settings,
+    engine: Engine,
+    *,
+    task_queue: str | None = None,
+    links: list[Link] | None = None,
+) -> Worker:
     """A worker with every journey and activity, for ``worker.py`` and for the tests. Raises
     JourneyGraphError when journeys enroll each other in a loop that nothing guards."""
     check_graph(journey_links() if links is None else links)
@@ -79,8 +95,13 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
 POLL_FRESHNESS = timedelta(seconds=150)
 
 
-async def polling_problem(client: Client, settings: Settings, *, host: str | None = None,
-                          freshness: timedelta = POLL_FRESHNESS) -> str:
+async def polling_problem(
+    client: Client,
+    settings: Settings,
+    *,
+    host: str | None = None,
+    freshness: timedelta = POLL_FRESHNESS,
+) -> str:
     """Why the worker on ``host`` (this machine by default) is not healthy, or "" when it is.
 
     Healthy means what the journeys need: Temporal answers, and a worker process of this host
@@ -89,20 +110,31 @@ async def polling_problem(client: Client, settings: Settings, *, host: str | Non
     A process that is up but stuck, or cut off from Temporal, fails this check.
     """
     host = host or socket.gethostname()
-    since = datetime.now(timezone.utc) - freshness
-    for kind, queue_type in (("workflow", TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
-                             ("activity", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)):
-        described = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-            namespace=settings.temporal_namespace, task_queue=TaskQueue(name=settings.temporal_task_queue),
-            task_queue_type=queue_type), timeout=timedelta(seconds=10))
+    since = datetime.now(UTC) - freshness
+    for kind, queue_type in (
+        ("workflow", TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
+        ("activity", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
+    ):
+        described = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=settings.temporal_namespace,
+                task_queue=TaskQueue(name=settings.temporal_task_queue),
+                task_queue_type=queue_type,
+            ),
+            timeout=timedelta(seconds=10),
+        )
         ours = [p for p in described.pollers if p.identity.rpartition("@")[2] == host]
         if not ours:
-            return (f"no worker of host {host!r} polls the {kind} tasks of task queue "
-                    f"{settings.temporal_task_queue!r}")
-        last = max(p.last_access_time.ToDatetime(tzinfo=timezone.utc) for p in ours)
+            return (
+                f"no worker of host {host!r} polls the {kind} tasks of task queue "
+                f"{settings.temporal_task_queue!r}"
+            )
+        last = max(p.last_access_time.ToDatetime(tzinfo=UTC) for p in ours)
         if last < since:
-            return (f"the worker of host {host!r} last polled the {kind} tasks of task queue "
-                    f"{settings.temporal_task_queue!r} at {last:%H:%M:%S} UTC, over {freshness} ago")
+            return (
+                f"the worker of host {host!r} last polled the {kind} tasks of task queue "
+                f"{settings.temporal_task_queue!r} at {last:%H:%M:%S} UTC, over {freshness} ago"
+            )
     return ""
 
 
@@ -114,27 +146,42 @@ async def check() -> int:
         problem = await polling_problem(client, settings)
     except Exception as err:  # Temporal unreachable, or refusing: not healthy either
         problem = f"cannot ask Temporal at {settings.temporal_address}: {err}"
-    print(f"worker unhealthy: {problem}" if problem else "worker healthy: polling its task queue",
-          file=sys.stderr if problem else sys.stdout)
+    print(
+        f"worker unhealthy: {problem}" if problem else "worker healthy: polling its task queue",
+        file=sys.stderr if problem else sys.stdout,
+    )
     return 1 if problem else 0
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s worker: %(message)s", datefmt="%H:%M:%S"
+    )
     logging.getLogger("temporalio").setLevel(logging.WARNING)
     settings = get_settings()
     try:
-        sequence = load_sequence(settings.nurturing_sequence_file)  # a broken sequence file stops the worker here
+        sequence = load_sequence(
+            settings.nurturing_sequence_file
+        )  # a broken sequence file stops the worker here
     except SequenceError as err:
         raise SystemExit(f"worker: {err}") from None
     try:
         rules = settings.scoring_rules()  # a broken scoring rules file stops the worker here
     except RulesError as err:
         raise SystemExit(f"worker: {err}") from None
-    log.info("scoring rules: %s; %d page rules, %d fit rules", rules.events, len(rules.pages), len(rules.fit))
-    log.info("nurturing sequence %s: %s", sequence.version, " -> ".join(s.name for s in sequence.steps))
+    log.info(
+        "scoring rules: %s; %d page rules, %d fit rules",
+        rules.events,
+        len(rules.pages),
+        len(rules.fit),
+    )
+    log.info(
+        "nurturing sequence %s: %s", sequence.version, " -> ".join(s.name for s in sequence.steps)
+    )
     try:
-        check_graph(journey_links())  # a loop between journeys that nothing guards stops the worker here
+        check_graph(
+            journey_links()
+        )  # a loop between journeys that nothing guards stops the worker here
     except JourneyGraphError as err:
         raise SystemExit(f"worker: {err}") from None
     log.info("connecting to Temporal at %s", settings.temporal_address)
@@ -149,7 +196,11 @@ async def main() -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     notifier = asyncio.create_task(MqlNotifier(engine, settings).run(), name="mql-notifier")
     async with worker:
-        log.info("ready: running %s on task queue %r", ", ".join(j.__name__ for j in ALL_JOURNEYS), settings.temporal_task_queue)
+        log.info(
+            "ready: running %s on task queue %r",
+            ", ".join(j.__name__ for j in ALL_JOURNEYS),
+            settings.temporal_task_queue,
+        )
         await stop.wait()
         log.info("stopping: finishing the tasks in hand")
         notifier.cancel()
@@ -159,8 +210,11 @@ async def main() -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="The Relance worker.")
-    parser.add_argument("--check", action="store_true",
-                        help="health check: exit 0 if this machine's worker is polling its task queue, else 1")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="health check: exit 0 if this machine's worker is polling its task queue, else 1",
+    )
     if parser.parse_args().check:
         code = asyncio.run(check())
         sys.stdout.flush()

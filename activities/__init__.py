@@ -12,10 +12,10 @@ from sqlalchemy.engine import Engine
 from activities import browse  # noqa: F401  (registers the "category" message context: the purchase exclusion)
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities
+from activities.enrollment import EnrollmentActivities
 from activities.events import EventActivities  # also registers the "event" message context loaders
 from activities.leads import LeadActivities
 from activities.lists import ListActivities
-from activities.enrollment import EnrollmentActivities
 from activities.reengagement import ReEngagementActivities
 from activities.sales import SalesActivities
 from activities.scoring import ScoringActivities
@@ -26,8 +26,11 @@ from relance.tokens import TokenSigner
 
 
 def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
-    signer = TokenSigner(settings.secret_key, max_age_seconds=settings.tracking_token_max_age_days * 86400,
-                         max_age_by_kind={"confirm": settings.confirm_link_max_age_seconds()})
+    signer = TokenSigner(
+        settings.secret_key,
+        max_age_seconds=settings.tracking_token_max_age_days * 86400,
+        max_age_by_kind={"confirm": settings.confirm_link_max_age_seconds()},
+    )
     renderer = Renderer(signer, settings.public_base_url)
     leads = LeadActivities(engine, settings.send_window())
     email = EmailActivities(settings, engine, renderer)
@@ -39,11 +42,26 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     sales = SalesActivities(settings, engine, renderer)
     lists = ListActivities(engine)
     enrollment = EnrollmentActivities(engine, settings)
-    return [leads.check_consent, leads.get_lead_facts, leads.get_send_profile, email.send_email, sms.send_sms,
-            scoring.add_score, scoring.decay_scores_page,
-            commerce.issue_promo_code, commerce.record_purchase, events.get_event_schedule, events.find_next_event,
-            reengagement.enroll_inactive_page, reengagement.record_reengagement, reengagement.sunset_lead,
-            reengagement.record_premium_offer,
-            sales.create_sales_task, sales.escalate_sales_task, sales.notify_sales_task,
-            lists.change_list_membership, enrollment.record_enrollment_refusal,
-            enrollment.check_enrollment]
+    return [
+        leads.check_consent,
+        leads.get_lead_facts,
+        leads.get_send_profile,
+        email.send_email,
+        sms.send_sms,
+        scoring.add_score,
+        scoring.decay_scores_page,
+        commerce.issue_promo_code,
+        commerce.record_purchase,
+        events.get_event_schedule,
+        events.find_next_event,
+        reengagement.enroll_inactive_page,
+        reengagement.record_reengagement,
+        reengagement.sunset_lead,
+        reengagement.record_premium_offer,
+        sales.create_sales_task,
+        sales.escalate_sales_task,
+        sales.notify_sales_task,
+        lists.change_list_membership,
+        enrollment.record_enrollment_refusal,
+        enrollment.check_enrollment,
+    ]

@@ -23,6 +23,12 @@ def bought_in_category(session: Session, lead_id: str, category: str) -> bool:
 
 @context_loader("category")
 def category_context(session: Session, lead: Lead, category: str) -> MessageExtras:
-    skip = f"the lead bought in the category {category}" if bought_in_category(session, lead.id, category) else ""
-    return MessageExtras(context={"category": category, "category_name": category.replace("-", " ").title()},
-                         skip_reason=skip)
+    skip = (
+        f"the lead bought in the category {category}"
+        if bought_in_category(session, lead.id, category)
+        else ""
+    )
+    return MessageExtras(
+        context={"category": category, "category_name": category.replace("-", " ").title()},
+        skip_reason=skip,
+    )

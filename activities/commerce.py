@@ -49,12 +49,20 @@ class CommerceActivities:
     @activity.defn(name="issue_promo_code")
     def issue_promo_code(self, request: PromoRequest) -> str:
         with Session(self.engine) as session:
-            existing = session.exec(select(PromoCode).where(PromoCode.issued_for == request.issued_for)).first()
+            existing = session.exec(
+                select(PromoCode).where(PromoCode.issued_for == request.issued_for)
+            ).first()
             if existing:
                 return existing.code
             code = "RL-" + "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
-            session.add(PromoCode(code=code, lead_id=request.lead_id, issued_for=request.issued_for,
-                                  percent_off=request.percent_off))
+            session.add(
+                PromoCode(
+                    code=code,
+                    lead_id=request.lead_id,
+                    issued_for=request.issued_for,
+                    percent_off=request.percent_off,
+                )
+            )
             try:
                 session.commit()
             except IntegrityError as err:  # a concurrent attempt issued it, or a code collision
@@ -67,19 +75,34 @@ class CommerceActivities:
         with Session(self.engine) as session:
             order = session.get(Order, ref.order_id)
             if order is None:
-                raise ApplicationError(f"order {ref.order_id} does not exist", type="OrderNotFound", non_retryable=True)
-            earlier = session.exec(select(func.count()).select_from(Order).where(
-                Order.lead_id == order.lead_id, Order.created_at < order.created_at)).one()
+                raise ApplicationError(
+                    f"order {ref.order_id} does not exist", type="OrderNotFound", non_retryable=True
+                )
+            earlier = session.exec(
+                select(func.count())
+                .select_from(Order)
+                .where(Order.lead_id == order.lead_id, Order.created_at < order.created_at)
+            ).one()
             added = None
             if earlier > 0:
-                member = session.exec(select(ListMember).where(
-                    ListMember.list_name == self.loyal_list, ListMember.lead_id == order.lead_id)).first()
+                member = session.exec(
+                    select(ListMember).where(
+                        ListMember.list_name == self.loyal_list, ListMember.lead_id == order.lead_id
+                    )
+                ).first()
                 if member is None:
-                    session.add(ListMember(list_name=self.loyal_list, lead_id=order.lead_id,
-                                           reason=f"repeat purchase (order {order.id})"))
+                    session.add(
+                        ListMember(
+                            list_name=self.loyal_list,
+                            lead_id=order.lead_id,
+                            reason=f"repeat purchase (order {order.id})",
+                        )
+                    )
                     session.commit()
                 added = self.loyal_list
-            return PurchaseFacts(order.lead_id, first_purchase=earlier == 0, orders=earlier + 1, added_to_list=added)
+            return PurchaseFacts(
+                order.lead_id, first_purchase=earlier == 0, orders=earlier + 1, added_to_list=added
+            )
 
 
 def _money(amount: float, currency: str) -> str:
@@ -90,27 +113,47 @@ def _money(amount: float, currency: str) -> str:
 def cart_context(session: Session, lead: Lead, cart_id: str) -> MessageExtras:
     cart = session.get(Cart, cart_id)
     if cart is None or cart.lead_id != lead.id:
-        raise ApplicationError(f"cart {cart_id} of lead {lead.id} does not exist", type="CartNotFound",
-                               non_retryable=True)
+        raise ApplicationError(
+            f"cart {cart_id} of lead {lead.id} does not exist",
+            type="CartNotFound",
+            non_retryable=True,
+        )
     if cart.status != "open" or not cart.items:
-        return MessageExtras(skip_reason=f"the cart is {'bought' if cart.status == 'purchased' else 'empty'}")
-    items = [{**item, "line_total": _money(item["qty"] * item["unit_price"], cart.currency),
-              "unit": _money(item["unit_price"], cart.currency)} for item in cart.items]
-    return MessageExtras(context={"cart": {"items": items, "total": _money(cart.total, cart.currency)}})
+        return MessageExtras(
+            skip_reason=f"the cart is {'bought' if cart.status == 'purchased' else 'empty'}"
+        )
+    items = [
+        {
+            **item,
+            "line_total": _money(item["qty"] * item["unit_price"], cart.currency),
+            "unit": _money(item["unit_price"], cart.currency),
+        }
+        for item in cart.items
+    ]
+    return MessageExtras(
+        context={"cart": {"items": items, "total": _money(cart.total, cart.currency)}}
+    )
 
 
 @context_loader("order")
 def order_context(session: Session, lead: Lead, order_id: str) -> MessageExtras:
     order = session.get(Order, order_id)
     if order is None or order.lead_id != lead.id:
-        raise ApplicationError(f"order {order_id} of lead {lead.id} does not exist", type="OrderNotFound",
-                               non_retryable=True)
-    return MessageExtras(context={"order": {"id": order.id, "total": _money(order.total, order.currency)}})
+        raise ApplicationError(
+            f"order {order_id} of lead {lead.id} does not exist",
+            type="OrderNotFound",
+            non_retryable=True,
+        )
+    return MessageExtras(
+        context={"order": {"id": order.id, "total": _money(order.total, order.currency)}}
+    )
 
 
 @context_loader("promo")
 def promo_context(session: Session, lead: Lead, code: str) -> MessageExtras:
     promo = session.get(PromoCode, code)
     if promo is None or promo.lead_id != lead.id:
-        raise ApplicationError(f"promo code {code} is not the lead's", type="PromoNotFound", non_retryable=True)
+        raise ApplicationError(
+            f"promo code {code} is not the lead's", type="PromoNotFound", non_retryable=True
+        )
     return MessageExtras(context={"promo": {"code": promo.code, "percent_off": promo.percent_off}})

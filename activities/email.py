@@ -47,8 +47,13 @@ def recipient(email: str, name: str | None = None) -> Address:
     the mailbox name is ASCII; else as written (it then needs SMTPUTF8). Raises a permanent
     SendFailure when the stored address is not an email address at all."""
     try:
-        valid = validate_email(email, check_deliverability=False, allow_smtputf8=True, globally_deliverable=False,
-                               test_environment=True)  # the syntax only: whether it is deliverable is the server's say
+        valid = validate_email(
+            email,
+            check_deliverability=False,
+            allow_smtputf8=True,
+            globally_deliverable=False,
+            test_environment=True,
+        )  # the syntax only: whether it is deliverable is the server's say
     except EmailNotValidError as err:
         raise SendFailure(f"{email!r} is not a valid email address: {err}", permanent=True) from err
     local, _, domain = (valid.ascii_email or valid.normalized).rpartition("@")
@@ -58,16 +63,25 @@ def recipient(email: str, name: str | None = None) -> Address:
 class EmailActivities:
     def __init__(self, settings: Settings, engine: Engine, renderer: Renderer) -> None:
         self.settings = settings
-        self.ledger = SendLedger(engine, FrequencyCap(settings.frequency_cap_messages, settings.frequency_cap_days),
-                                 suppression_key=settings.suppression_hash_key, rules=settings.rules_for)
+        self.ledger = SendLedger(
+            engine,
+            FrequencyCap(settings.frequency_cap_messages, settings.frequency_cap_days),
+            suppression_key=settings.suppression_hash_key,
+            rules=settings.rules_for,
+        )
         self.renderer = renderer
 
     @activity.defn(name="send_email")
     def send_email(self, request: SendRequest) -> SendResult:
         claim = self.ledger.claim(request, "email")
         if claim.result is not None:
-            activity.logger.info("email %s for step %s: %s %s", claim.result.message_id, request.step,
-                                 claim.result.status, claim.result.reason or "(already sent)")
+            activity.logger.info(
+                "email %s for step %s: %s %s",
+                claim.result.message_id,
+                request.step,
+                claim.result.status,
+                claim.result.reason or "(already sent)",
+            )
             return claim.result
         message, lead = claim.message, claim.lead
         try:
@@ -79,10 +93,14 @@ class EmailActivities:
             self._deliver(mime, to.addr_spec)
         except SendFailure as failure:
             return self.ledger.failed_or_retried(message, failure, channel="email")
-        activity.logger.info("email %s sent for %s step %s", message.id, request.journey, request.step)
+        activity.logger.info(
+            "email %s sent for %s step %s", message.id, request.journey, request.step
+        )
         return self.ledger.mark_sent(message, subject=rendered.subject)
 
-    def _mime(self, request: SendRequest, message_id: str, to: Address, rendered, attachments) -> EmailMessage:
+    def _mime(
+        self, request: SendRequest, message_id: str, to: Address, rendered, attachments
+    ) -> EmailMessage:
         mime = EmailMessage()
         try:
             mime["From"] = self.settings.mail_from
@@ -98,13 +116,19 @@ class EmailActivities:
             mime["List-Unsubscribe"] = unsubscribe
             mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
             mime["X-Relance-Journey"] = f"{request.journey}/{request.step}"
-        except ValueError as err:  # the rendering keeps lead data out of headers; this is the last guard
-            raise SendFailure(f"the message has a header that cannot be sent: {err}", permanent=True) from err
+        except (
+            ValueError
+        ) as err:  # the rendering keeps lead data out of headers; this is the last guard
+            raise SendFailure(
+                f"the message has a header that cannot be sent: {err}", permanent=True
+            ) from err
         mime.set_content(rendered.text)
         mime.add_alternative(rendered.html, subtype="html")
         for attachment in attachments:
             maintype, _, subtype = attachment.content_type.partition("/")
-            mime.add_attachment(attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename)
+            mime.add_attachment(
+                attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename
+            )
         return mime
 
     def _deliver(self, mime: EmailMessage, to: str) -> None:
@@ -126,7 +150,9 @@ class _SMTP(smtplib.SMTP):
     def getreply(self):
         code, message = super().getreply()
         if code == 354:
-            self.content_sent = True  # what follows is the message: from now on the server may keep it
+            self.content_sent = (
+                True  # what follows is the message: from now on the server may keep it
+            )
         return code, message
 
 
@@ -143,25 +169,40 @@ def deliver(s: Settings, mime: EmailMessage, to: str) -> None:
     except SendFailure:
         raise
     except smtplib.SMTPSenderRefused as err:  # our sender address: the settings, not this message
-        raise SendFailure(f"SMTP {err.smtp_code}: the mail server refuses the sender {err.sender!r} "
-                          f"({_text(err.smtp_error)}); check RELANCE_MAIL_FROM") from err
+        raise SendFailure(
+            f"SMTP {err.smtp_code}: the mail server refuses the sender {err.sender!r} "
+            f"({_text(err.smtp_error)}); check RELANCE_MAIL_FROM"
+        ) from err
     except smtplib.SMTPNotSupportedError as err:
-        raise SendFailure(f"the address {to} has a non-ASCII mailbox name and the mail server does not offer "
-                          f"SMTPUTF8, which it needs ({err})", permanent=True) from err
+        raise SendFailure(
+            f"the address {to} has a non-ASCII mailbox name and the mail server does not offer "
+            f"SMTPUTF8, which it needs ({err})",
+            permanent=True,
+        ) from err
     except smtplib.SMTPRecipientsRefused as err:
         code, answer = next(iter(err.recipients.values()))
-        raise SendFailure(f"SMTP {code}: recipient refused: {_text(answer)}", permanent=500 <= code < 600) from err
+        raise SendFailure(
+            f"SMTP {code}: recipient refused: {_text(answer)}", permanent=500 <= code < 600
+        ) from err
     except smtplib.SMTPResponseException as err:  # an answer: the server did not take the message
-        raise SendFailure(f"SMTP {err.smtp_code}: {_text(err.smtp_error)}", permanent=500 <= err.smtp_code < 600) from err
+        raise SendFailure(
+            f"SMTP {err.smtp_code}: {_text(err.smtp_error)}", permanent=500 <= err.smtp_code < 600
+        ) from err
     except UnicodeEncodeError as err:
-        raise SendFailure(f"the message cannot be encoded for the mail server: {err}", permanent=True) from err
+        raise SendFailure(
+            f"the message cannot be encoded for the mail server: {err}", permanent=True
+        ) from err
     except (OSError, smtplib.SMTPException) as err:  # refused, timed out, dropped
         if smtp.content_sent:
-            raise SendFailure(f"the connection to the mail server ended after the message went out: {_describe(err)}",
-                              maybe_delivered=True) from err
+            raise SendFailure(
+                f"the connection to the mail server ended after the message went out: {_describe(err)}",
+                maybe_delivered=True,
+            ) from err
         if not smtp.connected:
             raise SendFailure(f"could not reach the mail server: {_describe(err)}") from err
-        raise SendFailure(f"the mail server ended the connection before taking the message: {_describe(err)}") from err
+        raise SendFailure(
+            f"the mail server ended the connection before taking the message: {_describe(err)}"
+        ) from err
     else:
         _hang_up(smtp)
     finally:
@@ -178,8 +219,10 @@ def _set_up(smtp: smtplib.SMTP, s: Settings) -> None:
         if s.smtp_username:
             smtp.login(s.smtp_username, s.smtp_password)
     except (smtplib.SMTPNotSupportedError, smtplib.SMTPResponseException) as err:
-        raise SendFailure(f"the mail server refused the STARTTLS or login the settings ask for ({_describe(err)}); "
-                          "check RELANCE_SMTP_STARTTLS, _USERNAME and _PASSWORD; will retry") from err
+        raise SendFailure(
+            f"the mail server refused the STARTTLS or login the settings ask for ({_describe(err)}); "
+            "check RELANCE_SMTP_STARTTLS, _USERNAME and _PASSWORD; will retry"
+        ) from err
 
 
 def _hang_up(smtp: smtplib.SMTP) -> None:

@@ -72,24 +72,38 @@ class EnrollmentActivities:
             return ""  # the start answers "already in it"
         if not rules.reenroll:
             return f"the lead already went through the {check.label or check.journey} journey; it allows no re-enrollment"
-        return cooldown_refusal(journey=check.label or check.journey, closed_at=as_utc(previous.close_time),
-                                cooldown=cooldown, now=_now())
+        return cooldown_refusal(
+            journey=check.label or check.journey,
+            closed_at=as_utc(previous.close_time),
+            cooldown=cooldown,
+            now=_now(),
+        )
 
     @activity.defn(name="record_enrollment_refusal")
     def record_enrollment_refusal(self, record: RefusalRecord) -> str:
         """Record the refusal once (a retried attempt finds it); returns the row's id."""
         key = f"{record.workflow_id}:{record.run_id}:{record.target}"[:300]
         with Session(self.engine) as session:
-            found = session.exec(select(EnrollmentRefusal.id).where(EnrollmentRefusal.refusal_key == key)).first()
+            found = session.exec(
+                select(EnrollmentRefusal.id).where(EnrollmentRefusal.refusal_key == key)
+            ).first()
             if found:
                 return found
-            row = EnrollmentRefusal(refusal_key=key, lead_id=record.lead_id, workflow_id=record.workflow_id[:200],
-                                    source=record.source[:64], target=record.target[:64], chain=list(record.chain),
-                                    reason=record.reason[:500])
+            row = EnrollmentRefusal(
+                refusal_key=key,
+                lead_id=record.lead_id,
+                workflow_id=record.workflow_id[:200],
+                source=record.source[:64],
+                target=record.target[:64],
+                chain=list(record.chain),
+                reason=record.reason[:500],
+            )
             session.add(row)
             try:
                 session.commit()
             except IntegrityError:  # a concurrent attempt recorded it first
                 session.rollback()
-                return session.exec(select(EnrollmentRefusal.id).where(EnrollmentRefusal.refusal_key == key)).one()
+                return session.exec(
+                    select(EnrollmentRefusal.id).where(EnrollmentRefusal.refusal_key == key)
+                ).one()
             return row.id

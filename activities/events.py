@@ -12,7 +12,7 @@ Results hold ids, times and statuses only: nothing about the lead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
@@ -61,8 +61,14 @@ class EventActivities:
         with Session(self.engine) as session:
             event = _event(session, ref.event_id)
             starts_at = as_utc(event.starts_at)
-            return EventSchedule(event.id, starts_at, starts_at + timedelta(minutes=event.duration_minutes),
-                                 event.status, event.series, event.sequence)
+            return EventSchedule(
+                event.id,
+                starts_at,
+                starts_at + timedelta(minutes=event.duration_minutes),
+                event.status,
+                event.series,
+                event.sequence,
+            )
 
     @activity.defn(name="find_next_event")
     def find_next_event(self, question: NextEventQuestion) -> NextEvent:
@@ -72,9 +78,15 @@ class EventActivities:
                 return NextEvent(None)
             after = max(as_utc(event.starts_at), question.after)
             next_id = session.exec(
-                select(Event.id).where(Event.series == event.series, Event.status == "scheduled",
-                                       Event.id != event.id, col(Event.starts_at) > after)
-                .order_by(col(Event.starts_at)).limit(1)
+                select(Event.id)
+                .where(
+                    Event.series == event.series,
+                    Event.status == "scheduled",
+                    Event.id != event.id,
+                    col(Event.starts_at) > after,
+                )
+                .order_by(col(Event.starts_at))
+                .limit(1)
             ).first()
             return NextEvent(next_id)
 
@@ -82,7 +94,9 @@ class EventActivities:
 def _event(session: Session, event_id: str) -> Event:
     event = session.get(Event, event_id)
     if event is None:
-        raise ApplicationError(f"event {event_id} does not exist", type="EventNotFound", non_retryable=True)
+        raise ApplicationError(
+            f"event {event_id} does not exist", type="EventNotFound", non_retryable=True
+        )
     return event
 
 
@@ -90,8 +104,10 @@ def _event(session: Session, event_id: str) -> Event:
 @context_loader("event")
 def event_with_invite(session: Session, lead: Lead, event_id: str) -> MessageExtras:
     event = _event(session, event_id)
-    return MessageExtras(context=event_context(event, lead),
-                         attachments=[Attachment("invite.ics", "text/calendar", ics(event).encode())])
+    return MessageExtras(
+        context=event_context(event, lead),
+        attachments=[Attachment("invite.ics", "text/calendar", ics(event).encode())],
+    )
 
 
 @context_loader("event-recap")
@@ -100,7 +116,7 @@ def event_without_invite(session: Session, lead: Lead, event_id: str) -> Message
 
 
 def event_context(event: Event, lead: Lead) -> dict:
-    zone = _zone(lead.time_zone) or _zone(event.time_zone) or timezone.utc
+    zone = _zone(lead.time_zone) or _zone(event.time_zone) or UTC
     starts = as_utc(event.starts_at).astimezone(zone)
     return {
         "event": {
@@ -154,11 +170,16 @@ def ics(event: Event) -> str:
         lines.append(f"LOCATION:{_text(location)}")
     if event.join_url:
         lines.append(f"URL:{event.join_url}")
-    description = "\n".join(filter(None, [
-        f"Speakers: {', '.join(event.speakers)}" if event.speakers else "",
-        f"Topics: {', '.join(event.topics)}" if event.topics else "",
-        f"Join: {event.join_url}" if event.join_url else "",
-    ]))
+    description = "\n".join(
+        filter(
+            None,
+            [
+                f"Speakers: {', '.join(event.speakers)}" if event.speakers else "",
+                f"Topics: {', '.join(event.topics)}" if event.topics else "",
+                f"Join: {event.join_url}" if event.join_url else "",
+            ],
+        )
+    )
     if description:
         lines.append(f"DESCRIPTION:{_text(description)}")
     lines += ["END:VEVENT", "END:VCALENDAR"]
@@ -166,12 +187,17 @@ def ics(event: Event) -> str:
 
 
 def _utc(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _text(value: str) -> str:
-    return (value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-            .replace("\r\n", "\\n").replace("\n", "\\n"))
+    return (
+        value.replace("\\", "\\\\")
+        .replace(";", "\\;")
+        .replace(",", "\\,")
+        .replace("\r\n", "\\n")
+        .replace("\n", "\\n")
+    )
 
 
 def _fold(line: str) -> str:

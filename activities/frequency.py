@@ -37,17 +37,28 @@ class FrequencyCap:
     messages: int = 3  # 0: no cap
     days: float = 7.0
 
-    def check(self, session: Session, message: Message, *, over_cap: str, now: datetime) -> CapVerdict:
+    def check(
+        self, session: Session, message: Message, *, over_cap: str, now: datetime
+    ) -> CapVerdict:
         if message.kind != "marketing" or self.messages <= 0:
             return CapVerdict("go")
         self._lock(session, message.lead_id, message.channel)
         period = timedelta(days=self.days)
-        counted = [as_utc(t) for t in session.exec(
-            select(Message.counted_at).where(
-                Message.lead_id == message.lead_id, Message.channel == message.channel, Message.kind == "marketing",
-                col(Message.status).in_(COUNTED_STATUSES), col(Message.counted_at) > now - period,
-                Message.id != message.id,
-            ).order_by(col(Message.counted_at))).all()]
+        counted = [
+            as_utc(t)
+            for t in session.exec(
+                select(Message.counted_at)
+                .where(
+                    Message.lead_id == message.lead_id,
+                    Message.channel == message.channel,
+                    Message.kind == "marketing",
+                    col(Message.status).in_(COUNTED_STATUSES),
+                    col(Message.counted_at) > now - period,
+                    Message.id != message.id,
+                )
+                .order_by(col(Message.counted_at))
+            ).all()
+        ]
         if len(counted) < self.messages or over_cap == "exempt":
             message.counted_at = now
             return CapVerdict("go")
@@ -63,8 +74,11 @@ class FrequencyCap:
     @staticmethod
     def _lock(session: Session, lead_id: str, channel: str) -> None:
         """Serialise the lead+channel's sends until this transaction ends."""
-        bump = (update(FrequencyLock).where(col(FrequencyLock.lead_id) == lead_id, col(FrequencyLock.channel) == channel)
-                .values(version=col(FrequencyLock.version) + 1))
+        bump = (
+            update(FrequencyLock)
+            .where(col(FrequencyLock.lead_id) == lead_id, col(FrequencyLock.channel) == channel)
+            .values(version=col(FrequencyLock.version) + 1)
+        )
         if session.execute(bump).rowcount:
             return
         try:

@@ -62,7 +62,9 @@ class LeadActivities:
     def _lead(self, session: Session, lead_id: str) -> Lead:
         lead = session.get(Lead, lead_id)
         if lead is None:
-            raise ApplicationError(f"lead {lead_id} does not exist", type="LeadNotFound", non_retryable=True)
+            raise ApplicationError(
+                f"lead {lead_id} does not exist", type="LeadNotFound", non_retryable=True
+            )
         return lead
 
     @activity.defn(name="check_consent")
@@ -70,11 +72,18 @@ class LeadActivities:
         with Session(self.engine) as session:
             self._lead(session, question.lead_id)
             if has_consent(session, question.lead_id, question.channel, question.purpose):
-                return ConsentAnswer(True, f"{question.purpose} consent for {question.channel} is granted")
+                return ConsentAnswer(
+                    True, f"{question.purpose} consent for {question.channel} is granted"
+                )
             latest = latest_consent(session, question.lead_id, question.channel, question.purpose)
             if latest is not None and latest.status == PENDING:
-                return ConsentAnswer(False, f"{question.purpose} consent for {question.channel} is pending the lead's "
-                                            "confirmation (double opt-in)", pending=True, pending_id=latest.id)
+                return ConsentAnswer(
+                    False,
+                    f"{question.purpose} consent for {question.channel} is pending the lead's "
+                    "confirmation (double opt-in)",
+                    pending=True,
+                    pending_id=latest.id,
+                )
             return ConsentAnswer(False, f"no {question.purpose} consent for {question.channel}")
 
     @activity.defn(name="get_lead_facts")

@@ -34,15 +34,25 @@ class ListActivities:
     @activity.defn(name="change_list_membership")
     def change_list_membership(self, change: ListChange) -> ListChangeResult:
         if change.action not in ("add", "remove") or not re.match(LIST_NAME, change.list_name):
-            raise ApplicationError(f"bad list change {change.action!r} on {change.list_name!r}",
-                                   type="BadListChange", non_retryable=True)
+            raise ApplicationError(
+                f"bad list change {change.action!r} on {change.list_name!r}",
+                type="BadListChange",
+                non_retryable=True,
+            )
         with Session(self.engine) as session:
             if change.action == "add":
                 if session.get(Lead, change.lead_id) is None:
-                    raise ApplicationError(f"lead {change.lead_id} does not exist", type="LeadNotFound",
-                                           non_retryable=True)
-                changed = add_member(session, list_name=change.list_name, lead_id=change.lead_id,
-                                     reason=change.reason or f"added by {activity.info().workflow_id}")
+                    raise ApplicationError(
+                        f"lead {change.lead_id} does not exist",
+                        type="LeadNotFound",
+                        non_retryable=True,
+                    )
+                changed = add_member(
+                    session,
+                    list_name=change.list_name,
+                    lead_id=change.lead_id,
+                    reason=change.reason or f"added by {activity.info().workflow_id}",
+                )
             else:
                 changed = remove_member(session, list_name=change.list_name, lead_id=change.lead_id)
             session.commit()

@@ -53,8 +53,11 @@ def load_extras(session: Session, lead: Lead, about: str) -> MessageExtras:
         kind, _, ref = part.partition(":")
         loader = _LOADERS.get(kind)
         if loader is None or not ref:
-            raise ApplicationError(f"nothing knows how to describe {part!r} in a message", type="UnknownAbout",
-                                   non_retryable=True)
+            raise ApplicationError(
+                f"nothing knows how to describe {part!r} in a message",
+                type="UnknownAbout",
+                non_retryable=True,
+            )
         extras = loader(session, lead, ref)
         merged.context.update(extras.context)
         merged.attachments.extend(extras.attachments)

@@ -17,13 +17,18 @@ from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from relance.consent import latest_consent
 from relance.erasure import erase_lead
-from relance.models import Consent, Lead, utcnow
 from relance.journey_rules import cooldown_of
+from relance.models import Consent, Lead, utcnow
 from relance.settings import Settings
 from workflows import search_attributes as sa
 
@@ -84,30 +89,47 @@ class ReEngagementActivities:
         """Leads inactive since ``cutoff``, with marketing email consent, not in a running journey."""
         latest_email_consent = (
             select(Consent.status)
-            .where(Consent.lead_id == Lead.id, Consent.channel == "email", Consent.purpose == "marketing")
-            .order_by(col(Consent.id).desc()).limit(1)
-            .correlate(Lead).scalar_subquery()
+            .where(
+                Consent.lead_id == Lead.id,
+                Consent.channel == "email",
+                Consent.purpose == "marketing",
+            )
+            .order_by(col(Consent.id).desc())
+            .limit(1)
+            .correlate(Lead)
+            .scalar_subquery()
         )
         # A status stuck at in_journey past the journey's longest possible run (terminated by
         # hand, say) does not keep the lead out for ever.
         stale = utcnow() - timedelta(days=sum(self.settings.reengagement_delays_days) + 2)
         # Re-enrollment cooldown (relance/journey_rules.py): ``reengagement_at`` is when the outcome
         # of the lead's previous run was recorded, i.e. when the lead left it.
-        cooled = utcnow() - cooldown_of(self.settings.rules_for("reengage"), self.settings.reenroll_cooldown_days)
+        cooled = utcnow() - cooldown_of(
+            self.settings.rules_for("reengage"), self.settings.reenroll_cooldown_days
+        )
         query = (
             select(Lead.id)
             .where(
                 col(Lead.id) > after,
-                or_(col(Lead.last_activity_at) < cutoff,
-                    and_(col(Lead.last_activity_at).is_(None), col(Lead.created_at) < cutoff)),
-                or_(col(Lead.reengagement_status).is_(None),
+                or_(
+                    col(Lead.last_activity_at) < cutoff,
+                    and_(col(Lead.last_activity_at).is_(None), col(Lead.created_at) < cutoff),
+                ),
+                or_(
+                    col(Lead.reengagement_status).is_(None),
                     # Left the previous run (its outcome recorded then) longer ago than the cooldown.
-                    and_(col(Lead.reengagement_status) != IN_JOURNEY,
-                         or_(col(Lead.reengagement_at).is_(None), col(Lead.reengagement_at) < cooled)),
-                    col(Lead.reengagement_at) < stale),
+                    and_(
+                        col(Lead.reengagement_status) != IN_JOURNEY,
+                        or_(
+                            col(Lead.reengagement_at).is_(None), col(Lead.reengagement_at) < cooled
+                        ),
+                    ),
+                    col(Lead.reengagement_at) < stale,
+                ),
                 latest_email_consent == "granted",
             )
-            .order_by(col(Lead.id)).limit(limit)
+            .order_by(col(Lead.id))
+            .limit(limit)
         )
         with Session(self.engine) as session:
             return list(session.exec(query).all())
@@ -118,29 +140,42 @@ class ReEngagementActivities:
         now = utcnow()
         with Session(self.engine) as session:
             for start in range(0, len(lead_ids), 500):
-                session.execute(update(Lead).where(col(Lead.id).in_(lead_ids[start:start + 500]))
-                                .values(reengagement_status=IN_JOURNEY, reengagement_at=now))
+                session.execute(
+                    update(Lead)
+                    .where(col(Lead.id).in_(lead_ids[start : start + 500]))
+                    .values(reengagement_status=IN_JOURNEY, reengagement_at=now)
+                )
             session.commit()
 
     async def start_journey(self, lead_id: str) -> bool:
         """Start ``reengage-<lead id>``; False when it is running already (then it is skipped)."""
-        from workflows.reengagement import ReEngagementInput, ReEngagementJourney  # the journey imports this module
+        from workflows.reengagement import (
+            ReEngagementInput,
+            ReEngagementJourney,
+        )  # the journey imports this module
 
         s = self.settings
         try:
             await activity.client().start_workflow(
                 ReEngagementJourney.run,
-                ReEngagementInput(lead_id=lead_id, delays_days=list(s.reengagement_delays_days),
-                                  sunset=s.reengagement_sunset),
+                ReEngagementInput(
+                    lead_id=lead_id,
+                    delays_days=list(s.reengagement_delays_days),
+                    sunset=s.reengagement_sunset,
+                ),
                 id=reengage_workflow_id(lead_id),
                 task_queue=s.temporal_task_queue,
                 # Running: this lead is enrolled already (an overlapping sweep); skip it.
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 # Closed: a lead who came back and went quiet again may be re-engaged again.
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                search_attributes=TypedSearchAttributes([
-                    SearchAttributePair(sa.JOURNEY, "reengage"), SearchAttributePair(sa.LEAD_ID, lead_id),
-                    SearchAttributePair(sa.STEP, "starting")]),
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.JOURNEY, "reengage"),
+                        SearchAttributePair(sa.LEAD_ID, lead_id),
+                        SearchAttributePair(sa.STEP, "starting"),
+                    ]
+                ),
                 static_summary=f"re-engagement journey for lead {lead_id}",
             )
             return True
@@ -150,7 +185,9 @@ class ReEngagementActivities:
     @activity.defn(name="enroll_inactive_page")
     async def enroll_inactive_page(self, request: PageRequest) -> PageResult:
         # One more than the page, to know whether another page follows without reading an empty one.
-        found = await asyncio.to_thread(self.eligible_page, request.cutoff, request.after, request.limit + 1)
+        found = await asyncio.to_thread(
+            self.eligible_page, request.cutoff, request.after, request.limit + 1
+        )
         lead_ids = found[: request.limit]
         gate = asyncio.Semaphore(STARTS_IN_FLIGHT)
 
@@ -161,37 +198,68 @@ class ReEngagementActivities:
         started = await asyncio.gather(*(start(lead_id) for lead_id in lead_ids))
         await asyncio.to_thread(self._mark_in_journey, lead_ids)
         count = sum(started)
-        activity.logger.info("re-engagement sweep page after %r: %d leads, %d journeys started",
-                             request.after, len(lead_ids), count)
-        return PageResult(leads=len(lead_ids), started=count, already_enrolled=len(lead_ids) - count,
-                          next_cursor=lead_ids[-1] if len(found) > request.limit else None)
+        activity.logger.info(
+            "re-engagement sweep page after %r: %d leads, %d journeys started",
+            request.after,
+            len(lead_ids),
+            count,
+        )
+        return PageResult(
+            leads=len(lead_ids),
+            started=count,
+            already_enrolled=len(lead_ids) - count,
+            next_cursor=lead_ids[-1] if len(found) > request.limit else None,
+        )
 
     # The journey -----------------------------------------------------------------------------
     @activity.defn(name="record_reengagement")
     def record_reengagement(self, record: OutcomeRecord) -> None:
         with Session(self.engine) as session:
-            session.execute(update(Lead).where(col(Lead.id) == record.lead_id)
-                            .values(reengagement_status=record.status, reengagement_at=utcnow()))
+            session.execute(
+                update(Lead)
+                .where(col(Lead.id) == record.lead_id)
+                .values(reengagement_status=record.status, reengagement_at=utcnow())
+            )
             session.commit()
 
     @activity.defn(name="sunset_lead")
     def sunset_lead(self, request: SunsetRequest) -> SunsetResult:
         """No reaction to the whole series: stop emailing the lead (suppress) or erase it (delete)."""
         if request.policy == "delete":
-            report = erase_lead(self.engine, request.lead_id, actor=request.workflow_id,
-                                reason="sunset: no reaction to the re-engagement emails", hash_key=self.settings.suppression_hash_key)
+            report = erase_lead(
+                self.engine,
+                request.lead_id,
+                actor=request.workflow_id,
+                reason="sunset: no reaction to the re-engagement emails",
+                hash_key=self.settings.suppression_hash_key,
+            )
             return SunsetResult("delete", report.rows_deleted)
         if request.policy != "suppress":
-            raise ApplicationError(f"unknown sunset policy {request.policy!r}", type="BadSunsetPolicy", non_retryable=True)
+            raise ApplicationError(
+                f"unknown sunset policy {request.policy!r}",
+                type="BadSunsetPolicy",
+                non_retryable=True,
+            )
         with Session(self.engine) as session:
             if session.get(Lead, request.lead_id) is None:
                 return SunsetResult("suppress")  # erased meanwhile: nothing left to suppress
             current = latest_consent(session, request.lead_id, "email")
             if current is None or current.status != "withdrawn" or current.reason != "sunset":
-                session.add(Consent(lead_id=request.lead_id, channel="email", purpose="marketing", status="withdrawn",
-                                    reason="sunset", source_url=f"re-engagement sunset ({request.workflow_id})"))
-            session.execute(update(Lead).where(col(Lead.id) == request.lead_id)
-                            .values(reengagement_status="sunset_suppressed", reengagement_at=utcnow()))
+                session.add(
+                    Consent(
+                        lead_id=request.lead_id,
+                        channel="email",
+                        purpose="marketing",
+                        status="withdrawn",
+                        reason="sunset",
+                        source_url=f"re-engagement sunset ({request.workflow_id})",
+                    )
+                )
+            session.execute(
+                update(Lead)
+                .where(col(Lead.id) == request.lead_id)
+                .values(reengagement_status="sunset_suppressed", reengagement_at=utcnow())
+            )
             session.commit()
         return SunsetResult("suppress")
 
@@ -199,6 +267,9 @@ class ReEngagementActivities:
     @activity.defn(name="record_premium_offer")
     def record_premium_offer(self, record: PremiumRecord) -> None:
         with Session(self.engine) as session:
-            session.execute(update(Lead).where(col(Lead.id) == record.lead_id, col(Lead.premium_offered_at).is_(None))
-                            .values(premium_offered_at=utcnow()))
+            session.execute(
+                update(Lead)
+                .where(col(Lead.id) == record.lead_id, col(Lead.premium_offered_at).is_(None))
+                .values(premium_offered_at=utcnow())
+            )
             session.commit()

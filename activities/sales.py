@@ -90,7 +90,9 @@ def next_turn(session: Session, name: str) -> int:
                 session.add(Counter(name=name, value=0))
         except IntegrityError:
             pass  # created concurrently
-    session.execute(update(Counter).where(col(Counter.name) == name).values(value=Counter.value + 1))
+    session.execute(
+        update(Counter).where(col(Counter.name) == name).values(value=Counter.value + 1)
+    )
     return session.exec(select(Counter.value).where(Counter.name == name)).one() - 1
 
 
@@ -107,35 +109,63 @@ class SalesActivities:
             if task is None:
                 lead = session.get(Lead, request.lead_id)
                 if lead is None:
-                    raise ApplicationError(f"lead {request.lead_id} does not exist", type="LeadNotFound",
-                                           non_retryable=True)
+                    raise ApplicationError(
+                        f"lead {request.lead_id} does not exist",
+                        type="LeadNotFound",
+                        non_retryable=True,
+                    )
                 reps = self.settings.sales_reps
                 assignee, territory = None, None
                 if reps:
                     candidates, territory = candidates_for(reps, lead.country)
-                    rep = candidates[next_turn(session, f"sales_round_robin:{territory or '*'}") % len(candidates)]
+                    rep = candidates[
+                        next_turn(session, f"sales_round_robin:{territory or '*'}")
+                        % len(candidates)
+                    ]
                     assignee = rep.email.strip().lower()
-                task = SalesTask(task_key=request.key, lead_id=lead.id, workflow_id=request.workflow_id,
-                                 reason=request.reason[:300], assignee=assignee, territory=territory,
-                                 due_at=request.due_at)
+                task = SalesTask(
+                    task_key=request.key,
+                    lead_id=lead.id,
+                    workflow_id=request.workflow_id,
+                    reason=request.reason[:300],
+                    assignee=assignee,
+                    territory=territory,
+                    due_at=request.due_at,
+                )
                 session.add(task)
                 try:
                     session.commit()
-                except IntegrityError:  # a concurrent attempt created it: let Temporal retry and find it
-                    raise ApplicationError(f"sales task {request.key} is being created concurrently", type="TaskRace")
+                except IntegrityError as race:
+                    # A concurrent attempt created it: let Temporal retry and find it.
+                    raise ApplicationError(
+                        f"sales task {request.key} is being created concurrently", type="TaskRace"
+                    ) from race
                 session.refresh(task)
-                activity.logger.info("sales task %s for lead %s assigned to %s (%s)", task.id, lead.id,
-                                     assignee or "nobody", territory or "round-robin")
-            return TaskCreated(task_id=task.id, assignee_name=self._rep_name(task.assignee), territory=task.territory,
-                               due_at=as_utc(task.due_at), status=task.status)
+                activity.logger.info(
+                    "sales task %s for lead %s assigned to %s (%s)",
+                    task.id,
+                    lead.id,
+                    assignee or "nobody",
+                    territory or "round-robin",
+                )
+            return TaskCreated(
+                task_id=task.id,
+                assignee_name=self._rep_name(task.assignee),
+                territory=task.territory,
+                due_at=as_utc(task.due_at),
+                status=task.status,
+            )
 
     @activity.defn(name="escalate_sales_task")
     def escalate_sales_task(self, ref: TaskRef) -> EscalationResult:
         """Mark an open task escalated (once: a task done or escalated already is left as it is)."""
         with Session(self.engine) as session:
             now = utcnow()
-            session.execute(update(SalesTask).where(col(SalesTask.id) == ref.task_id, col(SalesTask.status) == "open")
-                            .values(status="escalated", escalated_at=now, updated_at=now))
+            session.execute(
+                update(SalesTask)
+                .where(col(SalesTask.id) == ref.task_id, col(SalesTask.status) == "open")
+                .values(status="escalated", escalated_at=now, updated_at=now)
+            )
             session.commit()
             task = self._task(session, ref.task_id)
             return EscalationResult(escalated=task.escalated_at is not None, status=task.status)
@@ -145,20 +175,30 @@ class SalesActivities:
         """Email the rep (``assigned``) or the manager (``escalated``), once per task and kind."""
         stamp = {"assigned": "notified_at", "escalated": "escalation_notified_at"}.get(notice.kind)
         if stamp is None:
-            raise ApplicationError(f"unknown task notice {notice.kind!r}", type="UnknownNotice", non_retryable=True)
+            raise ApplicationError(
+                f"unknown task notice {notice.kind!r}", type="UnknownNotice", non_retryable=True
+            )
         with Session(self.engine) as session:
             task = self._task(session, notice.task_id)
             if getattr(task, stamp) is not None:
                 return NoticeResult(True, "already sent")
             to = task.assignee if notice.kind == "assigned" else self.settings.sales_manager_email
             if not to:
-                return NoticeResult(False, "no rep is assigned" if notice.kind == "assigned"
-                                    else "no sales manager is configured (RELANCE_SALES_MANAGER_EMAIL)")
+                return NoticeResult(
+                    False,
+                    "no rep is assigned"
+                    if notice.kind == "assigned"
+                    else "no sales manager is configured (RELANCE_SALES_MANAGER_EMAIL)",
+                )
             lead = session.get(Lead, task.lead_id)
             mime = self._message(task, lead, notice.kind, to)
         deliver_or_fail(self.settings, mime, to)
         with Session(self.engine) as session:
-            session.execute(update(SalesTask).where(col(SalesTask.id) == notice.task_id).values(**{stamp: utcnow()}))
+            session.execute(
+                update(SalesTask)
+                .where(col(SalesTask.id) == notice.task_id)
+                .values(**{stamp: utcnow()})
+            )
             session.commit()
         activity.logger.info("sales task %s: %s email sent", notice.task_id, notice.kind)
         return NoticeResult(True)
@@ -167,28 +207,38 @@ class SalesActivities:
     def _task(self, session: Session, task_id: str) -> SalesTask:
         task = session.get(SalesTask, task_id)
         if task is None:
-            raise ApplicationError(f"sales task {task_id} does not exist", type="TaskNotFound", non_retryable=True)
+            raise ApplicationError(
+                f"sales task {task_id} does not exist", type="TaskNotFound", non_retryable=True
+            )
         return task
 
     def _rep_name(self, email: str | None) -> str | None:
         if email is None:
             return None
         rep = next((r for r in self.settings.sales_reps if r.email.strip().lower() == email), None)
-        return (rep.name if rep and rep.name else email.split("@")[0])
+        return rep.name if rep and rep.name else email.split("@")[0]
 
     def _message(self, task: SalesTask, lead: Lead, kind: str, to: str) -> EmailMessage:
         s = self.settings
-        subject, text = self.renderer.plain_email(f"internal_task_{kind}", {
-            "task": task, "lead": lead, "rep_name": self._rep_name(task.assignee) or "nobody",
-            "due_at": as_utc(task.due_at), "brand_name": s.brand_name,
-            "complete_url": f"{s.public_base_url.rstrip('/')}/tasks/{task.id}/complete",
-        })
+        subject, text = self.renderer.plain_email(
+            f"internal_task_{kind}",
+            {
+                "task": task,
+                "lead": lead,
+                "rep_name": self._rep_name(task.assignee) or "nobody",
+                "due_at": as_utc(task.due_at),
+                "brand_name": s.brand_name,
+                "complete_url": f"{s.public_base_url.rstrip('/')}/tasks/{task.id}/complete",
+            },
+        )
         mime = EmailMessage()
         mime["From"] = s.sales_mail_from or s.mail_from
         mime["To"] = formataddr(("", to))
         mime["Subject"] = subject
         mime["Date"] = formatdate(localtime=False)
-        mime["Message-ID"] = f"<task-{task.id}-{kind}@{s.mail_domain}>"  # stable: a resend is recognisable
+        mime["Message-ID"] = (
+            f"<task-{task.id}-{kind}@{s.mail_domain}>"  # stable: a resend is recognisable
+        )
         mime["X-Relance-Task"] = f"{task.id}/{kind}"
         mime.set_content(text)
         return mime
@@ -199,6 +249,11 @@ def deliver_or_fail(settings: Settings, mime: EmailMessage, to: str) -> None:
         deliver(settings, mime, to)
     except SendFailure as failure:
         if failure.permanent:
-            raise ApplicationError(f"SMTP server refused the internal email: {failure.reason}", type="SmtpPermanent",
-                                   non_retryable=True) from failure
-        raise ApplicationError(f"internal email not sent yet: {failure.reason}", type="SmtpTemporary") from failure
+            raise ApplicationError(
+                f"SMTP server refused the internal email: {failure.reason}",
+                type="SmtpPermanent",
+                non_retryable=True,
+            ) from failure
+        raise ApplicationError(
+            f"internal email not sent yet: {failure.reason}", type="SmtpTemporary"
+        ) from failure

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.engine import Engine
 from sqlalchemy import func
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -55,8 +55,11 @@ class ScoringActivities:
         """The event's points in the scoring rules file (RELANCE_SCORING_RULES_FILE)."""
         points = self.settings.scoring_rules().points(event)
         if points is None:
-            raise ApplicationError(f"no scoring rule for event {event!r} in {self.settings.scoring_rules_file}",
-                                   type="UnknownScoreEvent", non_retryable=True)
+            raise ApplicationError(
+                f"no scoring rule for event {event!r} in {self.settings.scoring_rules_file}",
+                type="UnknownScoreEvent",
+                non_retryable=True,
+            )
         return points
 
     @activity.defn(name="add_score")
@@ -64,19 +67,35 @@ class ScoringActivities:
         points = self.points_for(change.event)
         with Session(self.engine) as session:
             if session.get(Lead, change.lead_id) is None:
-                raise ApplicationError(f"lead {change.lead_id} does not exist", type="LeadNotFound", non_retryable=True)
-            applied = apply_score(session, lead_id=change.lead_id, event=change.event, key=change.key,
-                                  reason=change.reason, points=points, mql_threshold=self.settings.score_mql_threshold)
+                raise ApplicationError(
+                    f"lead {change.lead_id} does not exist", type="LeadNotFound", non_retryable=True
+                )
+            applied = apply_score(
+                session,
+                lead_id=change.lead_id,
+                event=change.event,
+                key=change.key,
+                reason=change.reason,
+                points=points,
+                mql_threshold=self.settings.score_mql_threshold,
+            )
             session.commit()
         if applied.counted:
-            activity.logger.info("lead %s score %+d (%s) -> %d", change.lead_id, points, change.reason, applied.score)
+            activity.logger.info(
+                "lead %s score %+d (%s) -> %d", change.lead_id, points, change.reason, applied.score
+            )
         return ScoreResult(score=applied.score, points=applied.points, counted=applied.counted)
 
     @activity.defn(name="decay_scores_page")
     def decay_scores_page(self, page: DecayPage) -> DecayPageResult:
         result = decay_page(self.engine, self.settings, page)
-        activity.logger.info("score decay page after %r: %d leads, %d decays (%d points)",
-                             page.after, result.leads, result.decayed, result.points)
+        activity.logger.info(
+            "score decay page after %r: %d leads, %d decays (%d points)",
+            page.after,
+            result.leads,
+            result.decayed,
+            result.points,
+        )
         return result
 
 
@@ -91,9 +110,12 @@ def decay_page(engine: Engine, settings: Settings, page: DecayPage) -> DecayPage
     cutoff = page.now - timedelta(days=rules.every_days)
     reference = func.coalesce(Lead.last_activity_at, Lead.created_at)
     with Session(engine) as session:
-        rows = session.exec(select(Lead.id, Lead.last_activity_at, Lead.created_at)
-                            .where(col(Lead.score) > 0, reference <= cutoff, col(Lead.id) > page.after)
-                            .order_by(col(Lead.id)).limit(page.limit + 1)).all()
+        rows = session.exec(
+            select(Lead.id, Lead.last_activity_at, Lead.created_at)
+            .where(col(Lead.score) > 0, reference <= cutoff, col(Lead.id) > page.after)
+            .order_by(col(Lead.id))
+            .limit(page.limit + 1)
+        ).all()
         found = rows[: page.limit]
         decayed = total = 0
         for lead_id, last_activity, created in found:
@@ -105,13 +127,24 @@ def decay_page(engine: Engine, settings: Settings, page: DecayPage) -> DecayPage
                 if points == 0:
                     break
                 applied = apply_score(
-                    session, lead_id=lead_id, event="decay", key=f"decay:{lead_id}:{since.isoformat()}:{period}",
+                    session,
+                    lead_id=lead_id,
+                    event="decay",
+                    key=f"decay:{lead_id}:{since.isoformat()}:{period}",
                     reason=f"decay: {rules.percent:g} % after {period * rules.every_days} days without activity "
-                           f"(since {since:%Y-%m-%d})",
-                    points=points, mql_threshold=settings.score_mql_threshold, activity=False, now=page.now)
+                    f"(since {since:%Y-%m-%d})",
+                    points=points,
+                    mql_threshold=settings.score_mql_threshold,
+                    activity=False,
+                    now=page.now,
+                )
                 if applied.counted:
                     decayed += 1
                     total += points
         session.commit()
-    return DecayPageResult(leads=len(found), decayed=decayed, points=total,
-                           next_cursor=found[-1][0] if len(rows) > page.limit else None)
+    return DecayPageResult(
+        leads=len(found),
+        decayed=decayed,
+        points=total,
+        next_cursor=found[-1][0] if len(rows) > page.limit else None,
+    )

@@ -23,10 +23,16 @@ from activities.frequency import FrequencyCap
 from activities.message_context import MessageExtras, load_extras
 from relance.consent import has_consent
 from relance.db import session_scope
-from relance.journey_rules import EXCLUDED, JourneyRules, exclusion_reason, rules_for as default_rules
+from relance.journey_rules import (
+    EXCLUDED,
+    JourneyRules,
+    exclusion_reason,
+)
+from relance.journey_rules import (
+    rules_for as default_rules,
+)
 from relance.models import Lead, Message, utcnow
 from relance.suppression import suppression_of
-
 
 # The notes a retried send leaves on its row: they say what happened. "Sent again" only when an
 # earlier attempt may really have reached the provider (the worker died mid-send, the connection
@@ -79,7 +85,9 @@ class SendRequest:
 
 @dataclass
 class SendResult:
-    status: str  # sent | skipped | failed (refused for good by the provider) | deferred (frequency cap)
+    status: (
+        str  # sent | skipped | failed (refused for good by the provider) | deferred (frequency cap)
+    )
     message_id: str | None = None
     reason: str = ""
     already_sent: bool = False
@@ -106,8 +114,14 @@ def _now() -> datetime:
 
 
 class SendLedger:
-    def __init__(self, engine: Engine, cap: FrequencyCap | None = None, *, suppression_key: str = "",
-                 rules: Callable[[str], JourneyRules] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        cap: FrequencyCap | None = None,
+        *,
+        suppression_key: str = "",
+        rules: Callable[[str], JourneyRules] | None = None,
+    ) -> None:
         self.engine = engine
         self.cap = cap or FrequencyCap(messages=0)
         self.suppression_key = suppression_key  # Settings.suppression_hash_key: suppressed addresses get no marketing email
@@ -115,30 +129,58 @@ class SendLedger:
         # exclusions are checked again before each of its marketing messages.
         self.rules = rules or default_rules
 
-    def claim(self, request: SendRequest, channel: str, *, channel_blocked: str = "", now: datetime | None = None) -> Claim:
+    def claim(
+        self,
+        request: SendRequest,
+        channel: str,
+        *,
+        channel_blocked: str = "",
+        now: datetime | None = None,
+    ) -> Claim:
         """``channel_blocked``: why this channel cannot send at all (e.g. no SMS provider set up)."""
         key = f"{request.workflow_id}:{request.step}"
         with session_scope(self.engine) as session:
             message = session.exec(select(Message).where(Message.send_key == key)).first()
             if message is not None and message.status in ("sent", "skipped", "failed"):
-                return Claim(None, None, SendResult(message.status, message.id, message.reason or "", True))
+                return Claim(
+                    None, None, SendResult(message.status, message.id, message.reason or "", True)
+                )
             lead = session.get(Lead, request.lead_id)
             if lead is None:
-                raise ApplicationError(f"lead {request.lead_id} does not exist", type="LeadNotFound", non_retryable=True)
+                raise ApplicationError(
+                    f"lead {request.lead_id} does not exist",
+                    type="LeadNotFound",
+                    non_retryable=True,
+                )
             if message is None:
                 message = Message(
-                    send_key=key, lead_id=lead.id, workflow_id=request.workflow_id, journey=request.journey,
-                    step=request.step, channel=channel, template=request.template, kind=request.kind, status="sending",
+                    send_key=key,
+                    lead_id=lead.id,
+                    workflow_id=request.workflow_id,
+                    journey=request.journey,
+                    step=request.step,
+                    channel=channel,
+                    template=request.template,
+                    kind=request.kind,
+                    status="sending",
                 )
                 session.add(message)
                 try:
                     session.flush()
-                except IntegrityError:  # a concurrent attempt claimed it first: let Temporal retry
-                    raise ApplicationError(f"send {key} is being claimed concurrently", type="SendRace")
-            elif message.status == "deferred":  # the journey waited for the frequency cap: count again
-                message.status = "sending"  # reason and deferred_until stay: the row says it was held
-            elif message.status == "sending" and (message.attempts == 0
-                                                  or message.attempts > message.attempts_not_delivered):
+                except IntegrityError as race:
+                    # A concurrent attempt claimed it first: let Temporal retry.
+                    raise ApplicationError(
+                        f"send {key} is being claimed concurrently", type="SendRace"
+                    ) from race
+            elif (
+                message.status == "deferred"
+            ):  # the journey waited for the frequency cap: count again
+                message.status = (
+                    "sending"  # reason and deferred_until stay: the row says it was held
+                )
+            elif message.status == "sending" and (
+                message.attempts == 0 or message.attempts > message.attempts_not_delivered
+            ):
                 # An earlier attempt died between claiming and recording the provider's answer
                 # (worker killed, connection dropped after the message went out). The provider may
                 # have the message already; SMTP cannot tell. Sending again reuses the same
@@ -147,15 +189,25 @@ class SendLedger:
                 # alone make no "sent again".)
                 message.reason = resent_note(channel)
             extras = load_extras(session, lead, request.about)
-            reason = (channel_blocked or self._blocked_reason(session, lead, channel, request.kind)
-                      or self._suppressed(session, lead, channel, request.kind) or extras.skip_reason
-                      or self._excluded(session, lead, request))
+            reason = (
+                channel_blocked
+                or self._blocked_reason(session, lead, channel, request.kind)
+                or self._suppressed(session, lead, channel, request.kind)
+                or extras.skip_reason
+                or self._excluded(session, lead, request)
+            )
             if reason:
                 message.status, message.reason = "skipped", reason
                 return Claim(None, None, SendResult("skipped", message.id, reason))
             verdict = self.cap.check(session, message, over_cap=request.over_cap, now=now or _now())
             if verdict.status != "go":
-                return Claim(None, None, SendResult(verdict.status, message.id, verdict.reason, retry_at=verdict.retry_at))
+                return Claim(
+                    None,
+                    None,
+                    SendResult(
+                        verdict.status, message.id, verdict.reason, retry_at=verdict.retry_at
+                    ),
+                )
             message.attempts += 1  # this attempt goes to the provider
             session.expunge(lead)
             return Claim(message, lead, None, extras)
@@ -183,13 +235,17 @@ class SendLedger:
         entry = suppression_of(session, self.suppression_key, lead.email)
         return f"the address is on the suppression list ({entry.reason})" if entry else ""
 
-    def mark_sent(self, message: Message, *, subject: str | None = None, provider_id: str | None = None) -> SendResult:
+    def mark_sent(
+        self, message: Message, *, subject: str | None = None, provider_id: str | None = None
+    ) -> SendResult:
         with session_scope(self.engine) as session:
             row = session.get(Message, message.id)
             row.status, row.sent_at = "sent", utcnow()
             row.subject, row.provider_id = subject, provider_id
             if row.attempts > 1 and row.attempts_not_delivered == row.attempts - 1:
-                row.reason = sent_after_failed_attempts(row.attempts, _last_failure(row.reason))[:500]
+                row.reason = sent_after_failed_attempts(row.attempts, _last_failure(row.reason))[
+                    :500
+                ]
         return SendResult("sent", message.id)
 
     def mark_attempt_failed(self, message: Message, failure: SendFailure) -> SendResult | None:
@@ -201,20 +257,30 @@ class SendLedger:
         with session_scope(self.engine) as session:
             row = session.get(Message, message.id)
             if failure.maybe_delivered:
-                row.reason = f"attempt {row.attempts} ended without the provider's answer ({failure.reason}); retrying"[:500]
+                row.reason = f"attempt {row.attempts} ended without the provider's answer ({failure.reason}); retrying"[
+                    :500
+                ]
             else:
                 row.attempts_not_delivered += 1
-                if row.attempts_not_delivered == row.attempts:  # no attempt so far may have reached it
-                    row.reason = f"{_NOT_DELIVERED_YET}attempt {row.attempts}: {failure.reason}"[:500]
+                if (
+                    row.attempts_not_delivered == row.attempts
+                ):  # no attempt so far may have reached it
+                    row.reason = f"{_NOT_DELIVERED_YET}attempt {row.attempts}: {failure.reason}"[
+                        :500
+                    ]
         return None
 
-    def failed_or_retried(self, message: Message, failure: SendFailure, *, channel: str) -> SendResult:
+    def failed_or_retried(
+        self, message: Message, failure: SendFailure, *, channel: str
+    ) -> SendResult:
         """After an attempt the provider did not accept: the failed result when no retry can fix
         it (the journey goes on without the message), else raise so that Temporal retries."""
         failed = self.mark_attempt_failed(message, failure)
         if failed is None:
-            raise ApplicationError(f"{channel} {message.id} not sent yet: {failure.reason}",
-                                   type=f"{channel.capitalize()}Temporary") from failure
+            raise ApplicationError(
+                f"{channel} {message.id} not sent yet: {failure.reason}",
+                type=f"{channel.capitalize()}Temporary",
+            ) from failure
         activity.logger.warning("%s %s not sent, for good: %s", channel, message.id, failure.reason)
         return failed
 
@@ -231,4 +297,8 @@ _NOT_DELIVERED_YET = "not delivered yet, retrying; "
 
 def _last_failure(reason: str | None) -> str:
     """From a row's "not delivered yet" note, the last failed attempt's own words."""
-    return (reason or "")[len(_NOT_DELIVERED_YET):] if (reason or "").startswith(_NOT_DELIVERED_YET) else (reason or "")
+    return (
+        (reason or "")[len(_NOT_DELIVERED_YET) :]
+        if (reason or "").startswith(_NOT_DELIVERED_YET)
+        else (reason or "")
+    )

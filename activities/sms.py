@@ -22,8 +22,12 @@ from relance.settings import Settings
 class SmsActivities:
     def __init__(self, settings: Settings, engine: Engine, renderer: Renderer) -> None:
         self.settings = settings
-        self.ledger = SendLedger(engine, FrequencyCap(settings.frequency_cap_messages, settings.frequency_cap_days),
-                                 suppression_key=settings.suppression_hash_key, rules=settings.rules_for)
+        self.ledger = SendLedger(
+            engine,
+            FrequencyCap(settings.frequency_cap_messages, settings.frequency_cap_days),
+            suppression_key=settings.suppression_hash_key,
+            rules=settings.rules_for,
+        )
         self.renderer = renderer
 
     @activity.defn(name="send_sms")
@@ -33,14 +37,26 @@ class SmsActivities:
         if claim.result is not None:
             return claim.result
         message, lead = claim.message, claim.lead
-        body = self.renderer.sms(request.template, {**template_context(self.settings, lead), **claim.extras.context},
-                                 Tracking(message.id, lead.id, request.workflow_id))
-        headers = {"Authorization": f"Bearer {self.settings.sms_api_token}"} if self.settings.sms_api_token else {}
+        body = self.renderer.sms(
+            request.template,
+            {**template_context(self.settings, lead), **claim.extras.context},
+            Tracking(message.id, lead.id, request.workflow_id),
+        )
+        headers = (
+            {"Authorization": f"Bearer {self.settings.sms_api_token}"}
+            if self.settings.sms_api_token
+            else {}
+        )
         try:
             provider_id = self._post(lead.phone, body, message.id, headers)
         except SendFailure as failure:
             return self.ledger.failed_or_retried(message, failure, channel="sms")
-        activity.logger.info("sms %s accepted by the provider for %s step %s", message.id, request.journey, request.step)
+        activity.logger.info(
+            "sms %s accepted by the provider for %s step %s",
+            message.id,
+            request.journey,
+            request.step,
+        )
         return self.ledger.mark_sent(message, subject=None, provider_id=provider_id)
 
     def _post(self, to: str, body: str, reference: str, headers: dict) -> str | None:
@@ -48,18 +64,35 @@ class SmsActivities:
         try:
             response = httpx.post(
                 self.settings.sms_provider_url,
-                json={"to": to, "from": self.settings.sms_sender, "body": body, "reference": reference},
+                json={
+                    "to": to,
+                    "from": self.settings.sms_sender,
+                    "body": body,
+                    "reference": reference,
+                },
                 headers=headers,
                 timeout=10.0,
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:  # nothing went out
-            raise SendFailure(f"could not reach the SMS provider: {str(err) or type(err).__name__}") from err
+        except (
+            httpx.ConnectError,
+            httpx.ConnectTimeout,
+            httpx.PoolTimeout,
+        ) as err:  # nothing went out
+            raise SendFailure(
+                f"could not reach the SMS provider: {str(err) or type(err).__name__}"
+            ) from err
         except httpx.TransportError as err:  # the request went out, the answer never came
-            raise SendFailure(f"the SMS provider did not answer: {str(err) or type(err).__name__}", maybe_delivered=True) from err
+            raise SendFailure(
+                f"the SMS provider did not answer: {str(err) or type(err).__name__}",
+                maybe_delivered=True,
+            ) from err
         if response.status_code >= 500 or response.status_code == 429:
             raise SendFailure(f"the SMS provider answered {response.status_code}")
         if response.status_code >= 400:
-            raise SendFailure(f"SMS provider refused: {response.status_code} {response.text[:200]}", permanent=True)
+            raise SendFailure(
+                f"SMS provider refused: {response.status_code} {response.text[:200]}",
+                permanent=True,
+            )
         try:
             return str(response.json().get("id", "")) or None
         except (ValueError, AttributeError):  # accepted all the same: an answer without an id

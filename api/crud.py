@@ -6,7 +6,8 @@ from datetime import datetime
 
 import phonenumbers
 from fastapi import HTTPException, status
-from sqlalchemy import select as sa_select, update
+from sqlalchemy import select as sa_select
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -25,8 +26,10 @@ __all__ = ["normalize_email"]  # re-exported: the routes and events use it from 
 
 def normalize_phone(phone: str, default_region: str) -> str:
     def invalid(msg: str) -> HTTPException:
-        return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                             [{"loc": ["body", "phone"], "msg": msg, "type": "value_error", "input": phone}])
+        return HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["body", "phone"], "msg": msg, "type": "value_error", "input": phone}],
+        )
 
     try:
         number = phonenumbers.parse(phone, default_region)
@@ -42,9 +45,17 @@ def get_lead_by_email(*, session: Session, email: str) -> Lead | None:
 
 
 @retry_on_conflict
-def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str,
-                suppression_key: str = "", settings: Settings | None = None, form: bool = True,
-                consented_at: datetime | None = None, double_opt_in: bool = False) -> tuple[Lead, bool]:
+def upsert_lead(
+    *,
+    session: Session,
+    data: LeadCreate,
+    default_phone_region: str,
+    suppression_key: str = "",
+    settings: Settings | None = None,
+    form: bool = True,
+    consented_at: datetime | None = None,
+    double_opt_in: bool = False,
+) -> tuple[Lead, bool]:
     """Create the lead, or update the one with the same normalised email. Commits. A concurrent
     sign-up of the same address that inserted it first makes this one an update, as if it came
     second (``retry_on_conflict``).
@@ -63,8 +74,11 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
     if suppression_key:
         entry = suppression_of(session, suppression_key, data.email)
         if entry is not None and entry.reason == "erased":
-            raise HTTPException(status.HTTP_409_CONFLICT, "this address was erased at the person's request and is on "
-                                                          "the suppression list: it is not signed up or contacted again")
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                "this address was erased at the person's request and is on "
+                "the suppression list: it is not signed up or contacted again",
+            )
     else:
         entry = None
     phone = normalize_phone(data.phone, default_phone_region) if data.phone else None
@@ -73,8 +87,14 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
     created = lead is None
     # Double opt-in: a new email consent waits for the lead's confirmation.
     pending = double_opt_in and not (lead is not None and has_consent(session, lead.id, "email"))
-    if entry is not None and not pending and any(c.channel == "email" and c.granted for c in data.consents):
-        session.delete(entry)  # unsubscribed, and now opts in again explicitly (recorded in the ledger below)
+    if (
+        entry is not None
+        and not pending
+        and any(c.channel == "email" and c.granted for c in data.consents)
+    ):
+        session.delete(
+            entry
+        )  # unsubscribed, and now opts in again explicitly (recorded in the ledger below)
     if lead is None:
         lead = Lead(email=normalize_email(data.email), created_at=now)
     for field in ("first_name", "locale", "time_zone", "country"):
@@ -90,20 +110,37 @@ def upsert_lead(*, session: Session, data: LeadCreate, default_phone_region: str
     if form:
         session.add(LeadActivity(lead_id=lead.id, kind="form", at=now))
     for consent in data.consents:
-        session.add(Consent(
-            lead_id=lead.id, channel=consent.channel, purpose=consent.purpose,
-            status=(WITHDRAWN if not consent.granted else
-                    PENDING if pending and consent.channel == "email" and consent.purpose == "marketing" else GRANTED),
-            source_url=str(consent.source_url) if consent.source_url else None,
-            ip=str(consent.ip) if consent.ip else None, user_agent=consent.user_agent,
-            wording_version=consent.wording_version, recorded_at=consented_at or now,
-        ))
+        session.add(
+            Consent(
+                lead_id=lead.id,
+                channel=consent.channel,
+                purpose=consent.purpose,
+                status=(
+                    WITHDRAWN
+                    if not consent.granted
+                    else PENDING
+                    if pending and consent.channel == "email" and consent.purpose == "marketing"
+                    else GRANTED
+                ),
+                source_url=str(consent.source_url) if consent.source_url else None,
+                ip=str(consent.ip) if consent.ip else None,
+                user_agent=consent.user_agent,
+                wording_version=consent.wording_version,
+                recorded_at=consented_at or now,
+            )
+        )
     if settings is not None:
         rules = settings.scoring_rules()
         if form:
             source = next((str(c.source_url) for c in data.consents if c.source_url), None)
-            score_form(session, rules, lead_id=lead.id, source_url=source, mql_threshold=settings.score_mql_threshold,
-                       now=now)
+            score_form(
+                session,
+                rules,
+                lead_id=lead.id,
+                source_url=source,
+                mql_threshold=settings.score_mql_threshold,
+                now=now,
+            )
         score_fit(session, rules, lead=lead, mql_threshold=settings.score_mql_threshold, now=now)
     session.commit()
     session.refresh(lead)
@@ -121,32 +158,67 @@ def lead_public(*, session: Session, lead: Lead, settings: Settings | None = Non
     """The lead as the API shows it: its segment and stage in one query, its current consent per
     channel in another."""
     settings = settings or get_settings()
-    segment, stage = session.execute(sa_select(segment_expr(settings), stage_expr(settings))
-                                     .where(col(Lead.id) == lead.id)).one()
+    segment, stage = session.execute(
+        sa_select(segment_expr(settings), stage_expr(settings)).where(col(Lead.id) == lead.id)
+    ).one()
     consents = current_consents(session, lead.id)
     return LeadPublic(
-        id=lead.id, email=lead.email, first_name=lead.first_name, phone=lead.phone, locale=lead.locale,
-        time_zone=lead.time_zone, country=lead.country, score=lead.score, consents=consents, created_at=as_utc(lead.created_at),
-        updated_at=as_utc(lead.updated_at), last_activity_at=as_utc(lead.last_activity_at),
-        reengagement_status=lead.reengagement_status, reengagement_at=as_utc(lead.reengagement_at),
-        premium_offered_at=as_utc(lead.premium_offered_at), segment=segment, stage=stage,
+        id=lead.id,
+        email=lead.email,
+        first_name=lead.first_name,
+        phone=lead.phone,
+        locale=lead.locale,
+        time_zone=lead.time_zone,
+        country=lead.country,
+        score=lead.score,
+        consents=consents,
+        created_at=as_utc(lead.created_at),
+        updated_at=as_utc(lead.updated_at),
+        last_activity_at=as_utc(lead.last_activity_at),
+        reengagement_status=lead.reengagement_status,
+        reengagement_at=as_utc(lead.reengagement_at),
+        premium_offered_at=as_utc(lead.premium_offered_at),
+        segment=segment,
+        stage=stage,
     )
 
 
-def save_sign_up(*, session: Session, data: LeadCreate, default_phone_region: str,
-                 suppression_key: str = "", settings: Settings | None = None) -> tuple[LeadPublic, bool]:
-    lead, created = upsert_lead(session=session, data=data, default_phone_region=default_phone_region,
-                                suppression_key=suppression_key, settings=settings,
-                                double_opt_in=settings is not None and settings.double_opt_in)
+def save_sign_up(
+    *,
+    session: Session,
+    data: LeadCreate,
+    default_phone_region: str,
+    suppression_key: str = "",
+    settings: Settings | None = None,
+) -> tuple[LeadPublic, bool]:
+    lead, created = upsert_lead(
+        session=session,
+        data=data,
+        default_phone_region=default_phone_region,
+        suppression_key=suppression_key,
+        settings=settings,
+        double_opt_in=settings is not None and settings.double_opt_in,
+    )
     return lead_public(session=session, lead=lead, settings=settings), created
 
 
-def read_lead_public(*, session: Session, lead_id: str, settings: Settings | None = None) -> LeadPublic:
-    return lead_public(session=session, lead=get_lead_or_404(session=session, lead_id=lead_id), settings=settings)
+def read_lead_public(
+    *, session: Session, lead_id: str, settings: Settings | None = None
+) -> LeadPublic:
+    return lead_public(
+        session=session, lead=get_lead_or_404(session=session, lead_id=lead_id), settings=settings
+    )
 
 
-def list_leads(*, session: Session, settings: Settings, segment: str | None, stage: str | None, limit: int,
-               after: str | None) -> tuple[list[LeadPublic], str | None]:
+def list_leads(
+    *,
+    session: Session,
+    settings: Settings,
+    segment: str | None,
+    stage: str | None,
+    limit: int,
+    after: str | None,
+) -> tuple[list[LeadPublic], str | None]:
     """A page of leads (by id), filtered by segment and stage; the cursor of the next page."""
     query = sa_select(Lead).where(col(Lead.id) > (after or ""))
     if segment:
@@ -184,18 +256,38 @@ def save_order(*, session: Session, lead_id: str, order: OrderIn) -> bool:
     existing = session.get(Order, order.id)
     if existing is not None:
         if existing.lead_id != lead_id:
-            raise HTTPException(status.HTTP_409_CONFLICT, f"order {order.id} belongs to another lead")
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"order {order.id} belongs to another lead"
+            )
         return False
-    session.add(Order(id=order.id, lead_id=lead_id, cart_id=order.cart_id, currency=order.currency,
-                      total=order.total, items=[item.model_dump(mode="json") for item in order.items]))
-    session.execute(update(Cart).where(col(Cart.lead_id) == lead_id, col(Cart.status) == "open").values(status="purchased"))
+    session.add(
+        Order(
+            id=order.id,
+            lead_id=lead_id,
+            cart_id=order.cart_id,
+            currency=order.currency,
+            total=order.total,
+            items=[item.model_dump(mode="json") for item in order.items],
+        )
+    )
+    session.execute(
+        update(Cart)
+        .where(col(Cart.lead_id) == lead_id, col(Cart.status) == "open")
+        .values(status="purchased")
+    )
     note_activity(session, lead_id=lead_id, kind="purchase")
     session.commit()
     return True
 
 
-def save_page_view(*, session: Session, lead_id: str, url: str, category: str | None = None,
-                   settings: Settings | None = None) -> None:
+def save_page_view(
+    *,
+    session: Session,
+    lead_id: str,
+    url: str,
+    category: str | None = None,
+    settings: Settings | None = None,
+) -> None:
     """A visit: stamps the lead's last activity and keeps it (counted for the premium offer, with
     its category for browse abandonment), and scores it per the page rules (with ``settings``).
     404 for an unknown lead."""
@@ -203,17 +295,26 @@ def save_page_view(*, session: Session, lead_id: str, url: str, category: str | 
     note_activity(session, lead_id=lead_id, kind="page_view", url=url[:2048], category=category)
     if settings is not None:
         try:
-            score_page_view(session, settings.scoring_rules(), lead_id=lead_id, url=url,
-                            mql_threshold=settings.score_mql_threshold)
+            score_page_view(
+                session,
+                settings.scoring_rules(),
+                lead_id=lead_id,
+                url=url,
+                mql_threshold=settings.score_mql_threshold,
+            )
             session.commit()
             return
         except IntegrityError:  # the same view, scored by a concurrent request a moment ago
             session.rollback()
-            note_activity(session, lead_id=lead_id, kind="page_view", url=url[:2048], category=category)
+            note_activity(
+                session, lead_id=lead_id, kind="page_view", url=url[:2048], category=category
+            )
     session.commit()
 
 
-def activity_follow_ups(*, session: Session, settings: Settings, lead_id: str, kind: str) -> list[FollowUp]:
+def activity_follow_ups(
+    *, session: Session, settings: Settings, lead_id: str, kind: str
+) -> list[FollowUp]:
     """What the lead's activity sets in motion (re-engagement journey told, premium offer due)."""
     return follow_ups(session, settings, {lead_id: kind})
 

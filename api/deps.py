@@ -70,12 +70,18 @@ TemporalDep = Annotated[Client, Depends(get_temporal)]
 SignerDep = Annotated[TokenSigner, Depends(get_signer)]
 HitsDep = Annotated[HitRecorder, Depends(get_hits)]
 
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The key printed by `make run`")
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="The key printed by `make run`"
+)
 
 
-async def require_api_key(settings: SettingsDep, key: Annotated[str | None, Security(api_key_header)]) -> str:
+async def require_api_key(
+    settings: SettingsDep, key: Annotated[str | None, Security(api_key_header)]
+) -> str:
     if not settings.api_key:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "no API key is configured on the server (RELANCE_API_KEY)")
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "no API key is configured on the server (RELANCE_API_KEY)"
+        )
     if not key:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header")
     if not hmac.compare_digest(key.encode(), settings.api_key.encode()):
@@ -95,12 +101,18 @@ ActorDep = Annotated[str, Depends(get_actor)]
 
 # What a dependency answers by itself: the OpenAPI document lists it on every route that uses it
 # (api.errors.document), so no route repeats it.
-TEMPORAL_UNREACHABLE = "The journey engine (Temporal) is unreachable: the detail says what was kept; retry"
-DATABASE_READ_ONLY = ("The database does not accept writes (its data folder read-only?): nothing was changed; "
-                      "retry after Retry-After")
+TEMPORAL_UNREACHABLE = (
+    "The journey engine (Temporal) is unreachable: the detail says what was kept; retry"
+)
+DATABASE_READ_ONLY = (
+    "The database does not accept writes (its data folder read-only?): nothing was changed; "
+    "retry after Retry-After"
+)
 ANSWERS_BY_DEPENDENCY = {
-    require_api_key: {status.HTTP_401_UNAUTHORIZED: "No X-API-Key header, a wrong key, or no key configured on the "
-                                                    "server (RELANCE_API_KEY)"},
+    require_api_key: {
+        status.HTTP_401_UNAUTHORIZED: "No X-API-Key header, a wrong key, or no key configured on the "
+        "server (RELANCE_API_KEY)"
+    },
     get_temporal: {status.HTTP_503_SERVICE_UNAVAILABLE: TEMPORAL_UNREACHABLE},
     get_db: {status.HTTP_503_SERVICE_UNAVAILABLE: DATABASE_READ_ONLY},
     get_database: {status.HTTP_503_SERVICE_UNAVAILABLE: DATABASE_READ_ONLY},

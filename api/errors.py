@@ -46,7 +46,9 @@ class ErrorBody(BaseModel):
 
 
 ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-VALIDATION_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}
+VALIDATION_BODY = {
+    "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+}
 HTML_PAGE = {"text/html": {"schema": {"type": "string"}}}
 
 # What every route can answer, whatever it does: a body over the limit (BodyLimit), a NUL in the
@@ -63,8 +65,10 @@ UNREADABLE_BODY = "The body could not be read (not UTF-8, or not the declared co
 def error_responses(*codes: int, description: str | None = None) -> dict[int, dict]:
     """OpenAPI ``responses`` entries for errors answered with :class:`ErrorBody`, JSON whatever
     the route's own media type (an HTML page's route answers its errors in JSON too)."""
-    return {code: {"description": description or EVERY_ROUTE.get(code, "Error"), "content": ERROR_BODY}
-            for code in codes}
+    return {
+        code: {"description": description or EVERY_ROUTE.get(code, "Error"), "content": ERROR_BODY}
+        for code in codes
+    }
 
 
 def validation_response(description: str) -> dict:
@@ -101,7 +105,9 @@ def document(app: FastAPI, answers_by_dependency: Mapping[Callable, Mapping[int,
         for route in iter_route_contexts(app.routes):
             if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
                 continue
-            response_class = getattr(route.response_class, "value", route.response_class)  # a default is wrapped
+            response_class = getattr(
+                route.response_class, "value", route.response_class
+            )  # a default is wrapped
             page = isinstance(response_class, type) and issubclass(response_class, HTMLResponse)
             added: dict[int, list[str]] = {}
             for call in dict.fromkeys(_dependency_calls(route.dependant)):
@@ -112,16 +118,22 @@ def document(app: FastAPI, answers_by_dependency: Mapping[Callable, Mapping[int,
             for code, description in EVERY_ROUTE.items():
                 added.setdefault(code, []).append(description)
             for method in route.methods:
-                responses = schema["paths"][route.path_format][method.lower()].setdefault("responses", {})
+                responses = schema["paths"][route.path_format][method.lower()].setdefault(
+                    "responses", {}
+                )
                 for code, entry in responses.items():
                     if code[0] in "45" and "content" not in entry:
                         entry["content"] = HTML_PAGE if page else ERROR_BODY
                 for code, descriptions in added.items():
                     if str(code) not in responses:
-                        responses[str(code)] = {"description": "; or: ".join(descriptions),
-                                                "content": VALIDATION_BODY if code == 422 else ERROR_BODY}
+                        responses[str(code)] = {
+                            "description": "; or: ".join(descriptions),
+                            "content": VALIDATION_BODY if code == 422 else ERROR_BODY,
+                        }
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components["ErrorBody"] = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        components["ErrorBody"] = ErrorBody.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -129,16 +141,24 @@ def document(app: FastAPI, answers_by_dependency: Mapping[Callable, Mapping[int,
 
 def unprocessable(msg: str, *loc: str | int) -> HTTPException:
     """A 422 raised by the code, in the documented shape (``loc`` defaults to the body)."""
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                         [{"loc": list(loc) or ["body"], "msg": msg, "type": "value_error"}])
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        [{"loc": list(loc) or ["body"], "msg": msg, "type": "value_error"}],
+    )
 
 
 def bounded(value: Any, depth: int = 0) -> Any:
     """The value as a 422 may echo it: short, and valid JSON (NaN and Infinity as text)."""
     if isinstance(value, (bytes, bytearray)):
-        value = bytes(value[:ECHO_CHARS * 4]).decode("utf-8", "replace") + ("…" if len(value) > ECHO_CHARS * 4 else "")
+        value = bytes(value[: ECHO_CHARS * 4]).decode("utf-8", "replace") + (
+            "…" if len(value) > ECHO_CHARS * 4 else ""
+        )
     if isinstance(value, str):
-        return value if len(value) <= ECHO_CHARS else f"{value[:ECHO_CHARS]}… ({len(value)} characters)"
+        return (
+            value
+            if len(value) <= ECHO_CHARS
+            else f"{value[:ECHO_CHARS]}… ({len(value)} characters)"
+        )
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if value is None or isinstance(value, (bool, int, float)):
@@ -163,21 +183,35 @@ def bounded(value: Any, depth: int = 0) -> Any:
 def bounded_errors(errors: list[Any]) -> list[dict]:
     out = []
     for error in errors[:MAX_ERRORS]:
-        item = {"loc": [p if isinstance(p, int) else str(bounded(p, ECHO_DEPTH)) for p in error.get("loc", ())],
-                "msg": str(error.get("msg", "")), "type": str(error.get("type", "value_error"))}
+        item = {
+            "loc": [
+                p if isinstance(p, int) else str(bounded(p, ECHO_DEPTH))
+                for p in error.get("loc", ())
+            ],
+            "msg": str(error.get("msg", "")),
+            "type": str(error.get("type", "value_error")),
+        }
         if "input" in error:
             item["input"] = bounded(error["input"])
         if isinstance(error.get("ctx"), Mapping):
             item["ctx"] = bounded(dict(error["ctx"]), 1)
         out.append(item)
     if len(errors) > MAX_ERRORS:
-        out.append({"loc": [], "msg": f"and {len(errors) - MAX_ERRORS} more errors", "type": "too_many_errors"})
+        out.append(
+            {
+                "loc": [],
+                "msg": f"and {len(errors) - MAX_ERRORS} more errors",
+                "type": "too_many_errors",
+            }
+        )
     return out
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return JSONResponse({"detail": jsonable_encoder(bounded_errors(list(exc.errors())))},
-                        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return JSONResponse(
+        {"detail": jsonable_encoder(bounded_errors(list(exc.errors())))},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
 
 
 METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -191,11 +225,19 @@ def allowed_methods(request: Request) -> list[str]:
     methods, resource = {"OPTIONS"}, None
     for route in iter_route_contexts(request.app.routes):
         regex = getattr(route, "path_regex", None)
-        if resource is None and regex is not None and route.methods and regex.match(request.scope["path"]):
+        if (
+            resource is None
+            and regex is not None
+            and route.methods
+            and regex.match(request.scope["path"])
+        ):
             resource = route.path_format
         if resource is not None and route.path_format == resource and route.methods:
             methods |= set(route.methods)
-    return sorted(methods, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
+    return sorted(
+        methods,
+        key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m),
+    )
 
 
 def method_not_allowed(request: Request) -> Response:
@@ -204,25 +246,39 @@ def method_not_allowed(request: Request) -> Response:
     allow = {"Allow": ", ".join(allowed_methods(request))}
     if request.method == "OPTIONS":
         return Response(status_code=status.HTTP_204_NO_CONTENT, headers=allow)
-    return JSONResponse({"detail": f"{request.method} is not allowed here; {allow['Allow']} are"},
-                        status_code=status.HTTP_405_METHOD_NOT_ALLOWED, headers=allow)
+    return JSONResponse(
+        {"detail": f"{request.method} is not allowed here; {allow['Allow']} are"},
+        status_code=status.HTTP_405_METHOD_NOT_ALLOWED,
+        headers=allow,
+    )
 
 
 async def http_error(request: Request, exc: StarletteHTTPException):
     if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
         return method_not_allowed(request)
     if exc.status_code == status.HTTP_422_UNPROCESSABLE_CONTENT:
-        detail = exc.detail if isinstance(exc.detail, list) else [{"loc": [], "msg": str(exc.detail), "type": "value_error"}]
-        return JSONResponse({"detail": jsonable_encoder(bounded_errors(detail))}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        detail = (
+            exc.detail
+            if isinstance(exc.detail, list)
+            else [{"loc": [], "msg": str(exc.detail), "type": "value_error"}]
+        )
+        return JSONResponse(
+            {"detail": jsonable_encoder(bounded_errors(detail))},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
     return await http_exception_handler(request, exc)
 
 
 async def server_error(request: Request, exc: Exception) -> JSONResponse:
     error_id = uuid.uuid4().hex[:12]
-    log.error("unexpected error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
-    return JSONResponse({"detail": f"unexpected server error; the server's log has it as {error_id}"},
-                        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    log.error(
+        "unexpected error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc
+    )
+    return JSONResponse(
+        {"detail": f"unexpected server error; the server's log has it as {error_id}"},
+        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -238,8 +294,10 @@ def _megabytes(n: int) -> str:
 
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
-        super().__init__(status.HTTP_413_CONTENT_TOO_LARGE,
-                         f"the request body is larger than {_megabytes(limit)}; nothing was done")
+        super().__init__(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"the request body is larger than {_megabytes(limit)}; nothing was done",
+        )
 
 
 class BodyLimit:
@@ -262,8 +320,11 @@ class BodyLimit:
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             too_large = BodyTooLarge(limit)
-            await JSONResponse({"detail": too_large.detail}, status_code=too_large.status_code,
-                               headers={"Connection": "close"})(scope, receive, send)
+            await JSONResponse(
+                {"detail": too_large.detail},
+                status_code=too_large.status_code,
+                headers={"Connection": "close"},
+            )(scope, receive, send)
             return
         received = 0
 
@@ -290,11 +351,25 @@ class NoNulInUrl:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            where = ("path" if "\x00" in scope["path"] else
-                     "query" if b"%00" in scope.get("query_string", b"").lower() else None)
+            where = (
+                "path"
+                if "\x00" in scope["path"]
+                else "query"
+                if b"%00" in scope.get("query_string", b"").lower()
+                else None
+            )
             if where:
-                await JSONResponse({"detail": [{"loc": [where], "msg": f"the {where} contains a NUL character (%00)",
-                                                "type": "value_error"}]},
-                                   status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)(scope, receive, send)
+                await JSONResponse(
+                    {
+                        "detail": [
+                            {
+                                "loc": [where],
+                                "msg": f"the {where} contains a NUL character (%00)",
+                                "type": "value_error",
+                            }
+                        ]
+                    },
+                    status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+                )(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import HTTPException, status
 from pydantic import ValidationError
@@ -35,21 +35,35 @@ from api.errors import unprocessable
 from api.schemas import CONSENT_PROOF, ImportRejection, ImportReport, LeadCreate, in_range
 from relance.consent import latest_consent
 from relance.lists import add_member
-from relance.models import Lead, as_utc, utcnow
+from relance.models import as_utc, utcnow
 from relance.settings import Settings
 from relance.suppression import suppression_of
 
-COLUMNS = ("email", "first_name", "phone", "country", "consent", "source_url", "consented_at", "wording_version", "ip")
+COLUMNS = (
+    "email",
+    "first_name",
+    "phone",
+    "country",
+    "consent",
+    "source_url",
+    "consented_at",
+    "wording_version",
+    "ip",
+)
 MAX_ROWS = 50_000
 
 
 def parse_csv(raw: bytes, max_bytes: int) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """The header and the rows (with their line numbers). Raises 4xx for a malformed file."""
+
     def bad(msg: str) -> HTTPException:
         return unprocessable(f"malformed CSV file: {msg}; nothing was imported", "body", "file")
 
     if len(raw) > max_bytes:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"the file is larger than {max_bytes / 2**20:g} MB; split it")
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"the file is larger than {max_bytes / 2**20:g} MB; split it",
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -71,7 +85,9 @@ def parse_csv(raw: bytes, max_bytes: int) -> tuple[list[str], list[tuple[int, di
         raise bad(f"no `email` column in the header (columns: {', '.join(COLUMNS)})")
     unknown = [h for h in header if h not in COLUMNS]
     if unknown:
-        raise bad(f"unknown columns {', '.join(repr(u) for u in unknown)} (known: {', '.join(COLUMNS)})")
+        raise bad(
+            f"unknown columns {', '.join(repr(u) for u in unknown)} (known: {', '.join(COLUMNS)})"
+        )
     if len(set(header)) != len(header):
         raise bad("a column appears twice in the header")
     rows = []
@@ -80,67 +96,113 @@ def parse_csv(raw: bytes, max_bytes: int) -> tuple[list[str], list[tuple[int, di
             if not any(f.strip() for f in fields):
                 continue
             if len(rows) >= MAX_ROWS:
-                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"more than {MAX_ROWS} rows; split the file")
+                raise HTTPException(
+                    status.HTTP_413_CONTENT_TOO_LARGE, f"more than {MAX_ROWS} rows; split the file"
+                )
             rows.append((reader.line_num, fields))
     except csv.Error as err:
         raise bad(f"line {reader.line_num}: {err}") from None
-    return header, [(line, {h: v.strip() for h, v in zip(header, fields)} | ({"__extra__": "1"} if len(fields) > len(header) else {}))
-                    for line, fields in rows]
+    return header, [
+        (
+            line,
+            {h: v.strip() for h, v in zip(header, fields, strict=False)}
+            | ({"__extra__": "1"} if len(fields) > len(header) else {}),
+        )
+        for line, fields in rows
+    ]
 
 
 def _reason(err: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'][-1:]) or 'row'}: {e['msg']}" for e in err.errors())
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'][-1:]) or 'row'}: {e['msg']}" for e in err.errors()
+    )
 
 
-def import_row(session: Session, settings: Settings, row: dict[str, str], list_name: str | None) -> bool:
+def import_row(
+    session: Session, settings: Settings, row: dict[str, str], list_name: str | None
+) -> bool:
     """One row, in its own transaction. Returns created; raises ValueError(reason) to reject it."""
     if "__extra__" in row:
         raise ValueError("more fields than the header has columns")
-    channels = [c.strip().lower() for c in row.get("consent", "").replace("|", ";").split(";") if c.strip()]
+    channels = [
+        c.strip().lower() for c in row.get("consent", "").replace("|", ";").split(";") if c.strip()
+    ]
     if any(c not in ("email", "sms") for c in channels):
         raise ValueError(f"consent: {row['consent']!r} is not email, sms or email;sms")
     consented_at = None
     if channels:
         missing = [name for name in (*CONSENT_PROOF, "consented_at") if not row.get(name)]
         if missing:
-            raise ValueError(f"a consent needs its evidence: {', '.join(missing)} missing "
-                             "(source_url, wording_version and consented_at are required with a consent)")
+            raise ValueError(
+                f"a consent needs its evidence: {', '.join(missing)} missing "
+                "(source_url, wording_version and consented_at are required with a consent)"
+            )
         try:
             consented_at = datetime.fromisoformat(row["consented_at"].replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(f"consented_at: {row['consented_at']!r} is not an ISO 8601 date") from None
+            raise ValueError(
+                f"consented_at: {row['consented_at']!r} is not an ISO 8601 date"
+            ) from None
         if consented_at.tzinfo is None:
-            consented_at = consented_at.replace(tzinfo=timezone.utc)
+            consented_at = consented_at.replace(tzinfo=UTC)
         if consented_at.year > utcnow().year + 1:  # year 9999 (converting it to UTC may overflow)
             raise ValueError("consented_at is in the future")
-        consented_at = in_range(consented_at, "consented_at").astimezone(timezone.utc)  # year 1, 1850: refused
+        consented_at = in_range(consented_at, "consented_at").astimezone(
+            UTC
+        )  # year 1, 1850: refused
         if consented_at > utcnow():
             raise ValueError("consented_at is in the future")
     fields = {k: row[k] for k in ("first_name", "phone", "country") if row.get(k)}
     evidence = {k: row[k] for k in ("source_url", "wording_version", "ip") if row.get(k)}
     try:
-        data = LeadCreate(email=row.get("email", ""), consents=[{"channel": c, **evidence} for c in channels], **fields)
+        data = LeadCreate(
+            email=row.get("email", ""),
+            consents=[{"channel": c, **evidence} for c in channels],
+            **fields,
+        )
     except ValidationError as err:
         raise ValueError(_reason(err)) from None
-    entry = (suppression_of(session, settings.suppression_hash_key, data.email) if settings.suppression_hash_key
-             else None)
+    entry = (
+        suppression_of(session, settings.suppression_hash_key, data.email)
+        if settings.suppression_hash_key
+        else None
+    )
     if entry is not None:
-        raise ValueError("the address is on the suppression list (erased at the person's request)" if entry.reason == "erased"
-                         else f"the address is on the suppression list ({entry.reason}): an import does not re-subscribe")
+        raise ValueError(
+            "the address is on the suppression list (erased at the person's request)"
+            if entry.reason == "erased"
+            else f"the address is on the suppression list ({entry.reason}): an import does not re-subscribe"
+        )
     existing = crud.get_lead_by_email(session=session, email=data.email)
     if existing is not None:
         for channel in channels:
             latest = latest_consent(session, existing.id, channel)
-            if latest is not None and latest.status == "withdrawn" and as_utc(latest.recorded_at) > consented_at:
-                raise ValueError(f"{channel} consent: the lead withdrew it on {as_utc(latest.recorded_at):%Y-%m-%d}, "
-                                 f"after the imported consent")
+            if (
+                latest is not None
+                and latest.status == "withdrawn"
+                and as_utc(latest.recorded_at) > consented_at
+            ):
+                raise ValueError(
+                    f"{channel} consent: the lead withdrew it on {as_utc(latest.recorded_at):%Y-%m-%d}, "
+                    f"after the imported consent"
+                )
     try:
-        lead, created = crud.upsert_lead(session=session, data=data, default_phone_region=settings.default_phone_region,
-                                         suppression_key=settings.suppression_hash_key, settings=settings, form=False,
-                                         consented_at=consented_at)
+        lead, created = crud.upsert_lead(
+            session=session,
+            data=data,
+            default_phone_region=settings.default_phone_region,
+            suppression_key=settings.suppression_hash_key,
+            settings=settings,
+            form=False,
+            consented_at=consented_at,
+        )
     except HTTPException as err:  # phone, suppression (raised before anything is written)
         session.rollback()
-        detail = err.detail if isinstance(err.detail, str) else "; ".join(d.get("msg", "") for d in err.detail)
+        detail = (
+            err.detail
+            if isinstance(err.detail, str)
+            else "; ".join(d.get("msg", "") for d in err.detail)
+        )
         raise ValueError(detail) from None
     if list_name:
         add_member(session, list_name=list_name, lead_id=lead.id, reason="imported from a CSV file")
@@ -148,7 +210,9 @@ def import_row(session: Session, settings: Settings, row: dict[str, str], list_n
     return created
 
 
-def import_leads(*, session: Session, settings: Settings, raw: bytes, list_name: str | None) -> ImportReport:
+def import_leads(
+    *, session: Session, settings: Settings, raw: bytes, list_name: str | None
+) -> ImportReport:
     _, rows = parse_csv(raw, settings.import_max_bytes)
     report = ImportReport(created=0, updated=0, rejected=[])
     for line, row in rows:
@@ -156,7 +220,9 @@ def import_leads(*, session: Session, settings: Settings, raw: bytes, list_name:
             created = import_row(session, settings, row, list_name)
         except ValueError as err:
             session.rollback()
-            report.rejected.append(ImportRejection(line=line, email=row.get("email") or None, reason=str(err)))
+            report.rejected.append(
+                ImportRejection(line=line, email=row.get("email") or None, reason=str(err))
+            )
             continue
         except Exception:
             session.rollback()

@@ -12,10 +12,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi import HTTPException, status as http_status
+from fastapi import HTTPException
+from fastapi import status as http_status
 from sqlmodel import Session
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -26,12 +37,21 @@ from relance.nurturing import SequenceError, load_sequence
 from relance.settings import Settings
 from workflows import search_attributes as sa
 from workflows.abandoned_cart import AbandonedCartJourney, CartInput
-from workflows.purchase import PurchaseFollowUp, PurchaseInput
 from workflows.browse import BrowseAbandonmentJourney, BrowseInput
 from workflows.goals import journeys_with_goal
-from workflows.signals import (CART_UPDATED, GOAL_REACHED, PAGE_VIEWED, PURCHASED, CartSignal, GoalSignal, PageViewSignal,
-                               PurchaseSignal)
-from workflows.nurturing import WORKFLOW_ID_PREFIX as NURTURE, LeadNurturingJourney, NurturingInput
+from workflows.nurturing import WORKFLOW_ID_PREFIX as NURTURE
+from workflows.nurturing import LeadNurturingJourney, NurturingInput
+from workflows.purchase import PurchaseFollowUp, PurchaseInput
+from workflows.signals import (
+    CART_UPDATED,
+    GOAL_REACHED,
+    PAGE_VIEWED,
+    PURCHASED,
+    CartSignal,
+    GoalSignal,
+    PageViewSignal,
+    PurchaseSignal,
+)
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 
@@ -57,10 +77,17 @@ def nurturing_input(settings: Settings, lead_id: str, reenrolled: bool = False) 
     try:
         sequence = load_sequence(settings.nurturing_sequence_file)
     except SequenceError as err:
-        raise HTTPException(http_status.HTTP_500_INTERNAL_SERVER_ERROR,
-                            f"the nurturing sequence file is invalid, nobody can be enrolled: {err}") from err
-    return NurturingInput(lead_id=lead_id, sequence=sequence, mql_threshold=settings.score_mql_threshold,
-                          task_due_business_days=settings.sales_task_due_business_days, reenrolled=reenrolled)
+        raise HTTPException(
+            http_status.HTTP_500_INTERNAL_SERVER_ERROR,
+            f"the nurturing sequence file is invalid, nobody can be enrolled: {err}",
+        ) from err
+    return NurturingInput(
+        lead_id=lead_id,
+        sequence=sequence,
+        mql_threshold=settings.score_mql_threshold,
+        task_due_business_days=settings.sales_task_due_business_days,
+        reenrolled=reenrolled,
+    )
 
 
 JOURNEYS: dict[str, JourneySpec] = {
@@ -77,15 +104,27 @@ JOURNEYS: dict[str, JourneySpec] = {
         again_after=("not_confirmed",),
     ),
     # Again after its cooldown (a second run keys its sends apart: NurturingInput.reenrolled).
-    "nurturing": JourneySpec(name="nurturing", run=LeadNurturingJourney.run, make_input=nurturing_input,
-                             id_prefix=NURTURE),
+    "nurturing": JourneySpec(
+        name="nurturing",
+        run=LeadNurturingJourney.run,
+        make_input=nurturing_input,
+        id_prefix=NURTURE,
+    ),
 }
 
 
 # The lead's journeys, by id prefix, counted against RELANCE_MAX_CONCURRENT_JOURNEYS (event journeys,
 # one per registration, are not counted: the lead asked for them).
-COUNTED_PREFIXES = ("welcome", NURTURE, "cart", "reengage", "browse", "premium", "scenario-newsletter",
-                    "scenario-white_paper")
+COUNTED_PREFIXES = (
+    "welcome",
+    NURTURE,
+    "cart",
+    "reengage",
+    "browse",
+    "premium",
+    "scenario-newsletter",
+    "scenario-white_paper",
+)
 
 
 def exclusion_reason(*, session: Session, lead_id: str, rules: tuple[str, ...]) -> str:
@@ -103,16 +142,29 @@ async def describe(client: Client, workflow_id: str) -> WorkflowExecutionDescrip
         return None
 
 
-async def cooldown_check(client: Client, settings: Settings, *, journey: str, workflow_id: str,
-                         now: datetime | None = None) -> tuple[str, WorkflowExecutionDescription | None]:
+async def cooldown_check(
+    client: Client,
+    settings: Settings,
+    *,
+    journey: str,
+    workflow_id: str,
+    now: datetime | None = None,
+) -> tuple[str, WorkflowExecutionDescription | None]:
     """(why the lead may not start ``workflow_id`` again now, "" if it may; the previous run).
     Only a closed previous run counts: a running one is the journey the lead is in."""
-    cooldown = journey_rules.cooldown_of(settings.rules_for(journey), settings.reenroll_cooldown_days)
+    cooldown = journey_rules.cooldown_of(
+        settings.rules_for(journey), settings.reenroll_cooldown_days
+    )
     previous = await describe(client, workflow_id)
-    if previous is None or previous.status == WorkflowExecutionStatus.RUNNING or cooldown <= timedelta(0):
+    if (
+        previous is None
+        or previous.status == WorkflowExecutionStatus.RUNNING
+        or cooldown <= timedelta(0)
+    ):
         return "", previous
-    return journey_rules.cooldown_refusal(journey=journey, closed_at=previous.close_time, cooldown=cooldown,
-                                          now=now or utcnow()), previous
+    return journey_rules.cooldown_refusal(
+        journey=journey, closed_at=previous.close_time, cooldown=cooldown, now=now or utcnow()
+    ), previous
 
 
 async def running_journeys(client: Client, lead_id: str) -> list[str]:
@@ -125,11 +177,21 @@ async def running_journeys(client: Client, lead_id: str) -> list[str]:
             return None
         return workflow_id if description.status == WorkflowExecutionStatus.RUNNING else None
 
-    return [w for w in await asyncio.gather(*(one(f"{p}-{lead_id}") for p in COUNTED_PREFIXES)) if w]
+    return [
+        w for w in await asyncio.gather(*(one(f"{p}-{lead_id}") for p in COUNTED_PREFIXES)) if w
+    ]
 
 
-async def enroll(client: Client, settings: Settings, *, lead_id: str, score: int, journey: str,
-                 db: Any = None, new_lead: bool = False) -> EnrollmentPublic:
+async def enroll(
+    client: Client,
+    settings: Settings,
+    *,
+    lead_id: str,
+    score: int,
+    journey: str,
+    db: Any = None,
+    new_lead: bool = False,
+) -> EnrollmentPublic:
     """Start the journey unless an enrollment rule refuses it: an exclusion (checked with ``db``),
     the journey's cooldown since the lead's previous run of it closed, or the lead already in
     ``max_concurrent_journeys`` journeys. A journey that allows no re-enrollment (the welcome)
@@ -145,45 +207,91 @@ async def enroll(client: Client, settings: Settings, *, lead_id: str, score: int
     if db is not None and rules.exclude:
         reason = await db.run(exclusion_reason, lead_id=lead_id, rules=rules.exclude)
     if not reason and rules.reenroll and not new_lead:
-        reason, previous = await cooldown_check(client, settings, journey=journey, workflow_id=workflow_id)
+        reason, previous = await cooldown_check(
+            client, settings, journey=journey, workflow_id=workflow_id
+        )
     if not reason and settings.max_concurrent_journeys > 0 and not new_lead:
         running = [w for w in await running_journeys(client, lead_id) if w != workflow_id]
         if len(running) >= settings.max_concurrent_journeys:
-            reason = (f"the lead is already in {len(running)} journeys (at most {settings.max_concurrent_journeys}): "
-                      + ", ".join(sorted(running)))
+            reason = (
+                f"the lead is already in {len(running)} journeys (at most {settings.max_concurrent_journeys}): "
+                + ", ".join(sorted(running))
+            )
     if reason:
-        return EnrollmentPublic(lead_id=lead_id, journey=journey, workflow_id=workflow_id, status="refused",
-                                detail=f"not enrolled: {reason}")
+        return EnrollmentPublic(
+            lead_id=lead_id,
+            journey=journey,
+            workflow_id=workflow_id,
+            status="refused",
+            detail=f"not enrolled: {reason}",
+        )
     reenrolled = previous is not None and previous.status != WorkflowExecutionStatus.RUNNING
 
     def start(reuse_policy: WorkflowIDReusePolicy):
-        return start_journey(client, settings, journey=journey, lead_id=lead_id, score=score,
-                             reuse_policy=reuse_policy, reenrolled=reenrolled)
+        return start_journey(
+            client,
+            settings,
+            journey=journey,
+            lead_id=lead_id,
+            score=score,
+            reuse_policy=reuse_policy,
+            reenrolled=reenrolled,
+        )
 
     try:
         try:
             # Running already: refused (409). Closed: again only if the journey allows it (cooldown checked above).
-            handle = await start(WorkflowIDReusePolicy.ALLOW_DUPLICATE if rules.reenroll
-                                 else WorkflowIDReusePolicy.REJECT_DUPLICATE)
+            handle = await start(
+                WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                if rules.reenroll
+                else WorkflowIDReusePolicy.REJECT_DUPLICATE
+            )
         except WorkflowAlreadyStartedError:
             if not await _may_run_again(client, spec, workflow_id):
                 raise
-            handle = await start(WorkflowIDReusePolicy.ALLOW_DUPLICATE)  # still refused if one runs (FAIL)
+            handle = await start(
+                WorkflowIDReusePolicy.ALLOW_DUPLICATE
+            )  # still refused if one runs (FAIL)
     except WorkflowAlreadyStartedError as err:
         description = await client.get_workflow_handle(workflow_id).describe()
         running = description.status == WorkflowExecutionStatus.RUNNING
-        detail = (f"lead {lead_id} is already in the {journey} journey" if running
-                  else f"lead {lead_id} already went through the {journey} journey (it ended: {description.status.name});"
-                       " it allows no re-enrollment")
-        return EnrollmentPublic(lead_id=lead_id, journey=journey, workflow_id=workflow_id, run_id=err.run_id,
-                                status="already_enrolled", detail=detail)
-    detail = f"{journey} journey started" + (" again (the lead went through it before)" if reenrolled else "")
-    return EnrollmentPublic(lead_id=lead_id, journey=journey, workflow_id=workflow_id, run_id=handle.result_run_id,
-                            status="started", detail=detail)
+        detail = (
+            f"lead {lead_id} is already in the {journey} journey"
+            if running
+            else f"lead {lead_id} already went through the {journey} journey (it ended: {description.status.name});"
+            " it allows no re-enrollment"
+        )
+        return EnrollmentPublic(
+            lead_id=lead_id,
+            journey=journey,
+            workflow_id=workflow_id,
+            run_id=err.run_id,
+            status="already_enrolled",
+            detail=detail,
+        )
+    detail = f"{journey} journey started" + (
+        " again (the lead went through it before)" if reenrolled else ""
+    )
+    return EnrollmentPublic(
+        lead_id=lead_id,
+        journey=journey,
+        workflow_id=workflow_id,
+        run_id=handle.result_run_id,
+        status="started",
+        detail=detail,
+    )
 
 
-async def start_journey(client: Client, settings: Settings, *, journey: str, lead_id: str, score: int,
-                        reuse_policy: WorkflowIDReusePolicy, reenrolled: bool = False) -> WorkflowHandle:
+async def start_journey(
+    client: Client,
+    settings: Settings,
+    *,
+    journey: str,
+    lead_id: str,
+    score: int,
+    reuse_policy: WorkflowIDReusePolicy,
+    reenrolled: bool = False,
+) -> WorkflowHandle:
     """Start the lead's ``journey`` as every enrollment does: its id, input, search attributes
     (journey, lead, step, score), summary and a one-year execution timeout. A running journey of
     that id is never started twice (``WorkflowAlreadyStartedError``)."""
@@ -196,10 +304,14 @@ async def start_journey(client: Client, settings: Settings, *, journey: str, lea
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=reuse_policy,
         execution_timeout=timedelta(days=365),
-        search_attributes=TypedSearchAttributes([
-            SearchAttributePair(sa.JOURNEY, journey), SearchAttributePair(sa.LEAD_ID, lead_id),
-            SearchAttributePair(sa.STEP, "starting"), SearchAttributePair(sa.SCORE, score),
-        ]),
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.JOURNEY, journey),
+                SearchAttributePair(sa.LEAD_ID, lead_id),
+                SearchAttributePair(sa.STEP, "starting"),
+                SearchAttributePair(sa.SCORE, score),
+            ]
+        ),
         static_summary=f"{journey} journey for lead {lead_id}",
     )
 
@@ -215,8 +327,9 @@ async def _may_run_again(client: Client, spec: JourneySpec, workflow_id: str) ->
     return isinstance(result, dict) and result.get("outcome") in spec.again_after
 
 
-async def journey_status(client: Client, *, lead_id: str, journey: str,
-                         lead_score: int) -> JourneyStatusPublic | None:
+async def journey_status(
+    client: Client, *, lead_id: str, journey: str, lead_score: int
+) -> JourneyStatusPublic | None:
     """The journey's state (query), or None when the lead was never enrolled. Its ``score`` is
     the lead's (``lead_score``, from the database: the authoritative one); what the journey knows
     of it (its query, its ``Score`` search attribute) is ``journey_score``: the journey reads the
@@ -234,26 +347,45 @@ async def journey_status(client: Client, *, lead_id: str, journey: str,
     if description.status == WorkflowExecutionStatus.COMPLETED:
         result = await handle.result()
     return JourneyStatusPublic(
-        lead_id=lead_id, journey=journey, workflow_id=handle.id, run_id=description.run_id,
-        status=description.status.name, step=status.get("step"), opened=status.get("opened"),
-        clicked=status.get("clicked"), score=lead_score, journey_score=status.get("score"),
+        lead_id=lead_id,
+        journey=journey,
+        workflow_id=handle.id,
+        run_id=description.run_id,
+        status=description.status.name,
+        step=status.get("step"),
+        opened=status.get("opened"),
+        clicked=status.get("clicked"),
+        score=lead_score,
+        journey_score=status.get("score"),
         messages=status.get("messages", []),
-        gate=status.get("gate"), downloads=status.get("downloads"), open_tasks=status.get("open_tasks"),
+        gate=status.get("gate"),
+        downloads=status.get("downloads"),
+        open_tasks=status.get("open_tasks"),
         result=result,
     )
 
 
 def _attributes(journey: str, lead_id: str) -> TypedSearchAttributes:
-    return TypedSearchAttributes([SearchAttributePair(sa.JOURNEY, journey), SearchAttributePair(sa.LEAD_ID, lead_id),
-                                  SearchAttributePair(sa.STEP, "starting")])
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(sa.JOURNEY, journey),
+            SearchAttributePair(sa.LEAD_ID, lead_id),
+            SearchAttributePair(sa.STEP, "starting"),
+        ]
+    )
 
 
 def cart_input(settings: Settings, lead_id: str) -> CartInput:
-    return CartInput(lead_id=lead_id, reminder_delays_hours=list(settings.cart_reminder_delays_hours),
-                     last_reminder_percent_off=settings.cart_last_reminder_percent_off)
+    return CartInput(
+        lead_id=lead_id,
+        reminder_delays_hours=list(settings.cart_reminder_delays_hours),
+        last_reminder_percent_off=settings.cart_last_reminder_percent_off,
+    )
 
 
-async def cart_updated(client: Client, settings: Settings, *, lead_id: str, cart_id: str, items: int) -> str | None:
+async def cart_updated(
+    client: Client, settings: Settings, *, lead_id: str, cart_id: str, items: int
+) -> str | None:
     """Signal-with-start: the first update starts the lead's cart journey, later ones reach it.
     Atomic on the server, so concurrent or repeated events make one journey. An emptied cart
     only reaches a running journey (it ends it); it never starts one."""
@@ -285,17 +417,24 @@ async def cart_updated(client: Client, settings: Settings, *, lead_id: str, cart
 async def purchased(client: Client, settings: Settings, *, lead_id: str, order_id: str) -> str:
     """End the lead's cart journey, if any, and start the order's follow-up (once per order)."""
     try:
-        await client.get_workflow_handle(f"cart-{lead_id}").signal(PURCHASED, PurchaseSignal(order_id))
+        await client.get_workflow_handle(f"cart-{lead_id}").signal(
+            PURCHASED, PurchaseSignal(order_id)
+        )
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
-    await tell_nurturing(client, lead_id, PURCHASED, PurchaseSignal(order_id))  # buying on their own: goal reached
+    await tell_nurturing(
+        client, lead_id, PURCHASED, PurchaseSignal(order_id)
+    )  # buying on their own: goal reached
     workflow_id = f"purchase-{order_id}"
     try:
         await client.start_workflow(
             PurchaseFollowUp.run,
-            PurchaseInput(order_id=order_id, first_purchase_percent_off=settings.first_purchase_percent_off),
-            id=workflow_id, task_queue=settings.temporal_task_queue,
+            PurchaseInput(
+                order_id=order_id, first_purchase_percent_off=settings.first_purchase_percent_off
+            ),
+            id=workflow_id,
+            task_queue=settings.temporal_task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=_attributes("purchase", lead_id),
             static_summary=f"follow-up of order {order_id} for lead {lead_id}",
@@ -317,7 +456,9 @@ async def tell_nurturing(client: Client, lead_id: str, signal: str, *args: Any) 
     return workflow_id
 
 
-async def page_viewed(client: Client, settings: Settings, *, lead_id: str, category: str) -> tuple[str | None, str]:
+async def page_viewed(
+    client: Client, settings: Settings, *, lead_id: str, category: str
+) -> tuple[str | None, str]:
     """Signal-with-start the lead's browse-abandonment journey (``browse-<lead id>``).
     Returns (its workflow id, ""), or (None, why) when none runs and the lead left the previous
     one within the journey's cooldown (relance/journey_rules.py): then no new one starts."""
@@ -326,10 +467,17 @@ async def page_viewed(client: Client, settings: Settings, *, lead_id: str, categ
     if refusal:
         return None, refusal
     await client.start_workflow(
-        BrowseAbandonmentJourney.run, BrowseInput(lead_id=lead_id), id=workflow_id, task_queue=settings.temporal_task_queue,
-        start_signal=PAGE_VIEWED, start_signal_args=[PageViewSignal(category=category)],
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        search_attributes=_attributes("browse", lead_id), static_summary=f"browse-abandonment journey for lead {lead_id}")
+        BrowseAbandonmentJourney.run,
+        BrowseInput(lead_id=lead_id),
+        id=workflow_id,
+        task_queue=settings.temporal_task_queue,
+        start_signal=PAGE_VIEWED,
+        start_signal_args=[PageViewSignal(category=category)],
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=_attributes("browse", lead_id),
+        static_summary=f"browse-abandonment journey for lead {lead_id}",
+    )
     return workflow_id, ""
 
 
@@ -339,11 +487,15 @@ async def goal_reached(client: Client, *, lead_id: str, goal: str, source: str) 
 
     async def one(workflow_id: str) -> str | None:
         try:
-            await client.get_workflow_handle(workflow_id).signal(GOAL_REACHED, GoalSignal(goal, source))
+            await client.get_workflow_handle(workflow_id).signal(
+                GOAL_REACHED, GoalSignal(goal, source)
+            )
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
             return None
         return workflow_id
 
-    return [w for w in await asyncio.gather(*(one(w) for w in journeys_with_goal(lead_id, goal))) if w]
+    return [
+        w for w in await asyncio.gather(*(one(w) for w in journeys_with_goal(lead_id, goal))) if w
+    ]

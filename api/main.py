@@ -17,7 +17,20 @@ from fastapi.responses import JSONResponse
 
 from api import docs, errors
 from api.deps import ANSWERS_BY_DEPENDENCY
-from api.routes import audit, codec, confirm, events, health, leads, lists, shop_events, sweeps, tasks, tracking, unsubscribe
+from api.routes import (
+    audit,
+    codec,
+    confirm,
+    events,
+    health,
+    leads,
+    lists,
+    shop_events,
+    sweeps,
+    tasks,
+    tracking,
+    unsubscribe,
+)
 from relance.db import DatabaseNotWritable, make_engine
 from relance.outbox import OutboxDispatcher
 from relance.settings import Settings, get_settings
@@ -27,15 +40,20 @@ from relance.tracking import HitRecorder
 
 log = logging.getLogger("relance.api")
 
-READ_ONLY_DETAIL = ("the database does not accept writes at the moment (is its data folder read-only?); nothing was "
-                    "changed: retry once it is writable again (GET /health tells)")
+READ_ONLY_DETAIL = (
+    "the database does not accept writes at the moment (is its data folder read-only?); nothing was "
+    "changed: retry once it is writable again (GET /health tells)"
+)
 
 
 async def database_not_writable(_request: Request, err: DatabaseNotWritable) -> JSONResponse:
     """A write refused by a read-only database: a 503 the client can retry, not a 500."""
     log.error("a write was refused: the database is read-only (%s)", err.orig)
-    return JSONResponse({"detail": READ_ONLY_DETAIL}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-                        headers={"Retry-After": "30"})
+    return JSONResponse(
+        {"detail": READ_ONLY_DETAIL},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "30"},
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -46,14 +64,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.settings = settings
         app.state.engine = make_engine(settings.database_url)
-        app.state.signer = TokenSigner(settings.secret_key,
-                                       max_age_seconds=settings.tracking_token_max_age_days * 86400,
-                                       max_age_by_kind={"confirm": settings.confirm_link_max_age_seconds()})
+        app.state.signer = TokenSigner(
+            settings.secret_key,
+            max_age_seconds=settings.tracking_token_max_age_days * 86400,
+            max_age_by_kind={"confirm": settings.confirm_link_max_age_seconds()},
+        )
         app.state.temporal = await connect(settings, lazy=True)
         app.state.outbox = OutboxDispatcher(app.state.engine, app.state.temporal, settings=settings)
-        app.state.hits = HitRecorder(app.state.engine, on_committed=app.state.outbox.wake,
-                                     suppression_key=settings.suppression_hash_key)
-        app.state.outbox.quiet_for = app.state.hits.quiet_for  # a burst of hits is served first, signalled after
+        app.state.hits = HitRecorder(
+            app.state.engine,
+            on_committed=app.state.outbox.wake,
+            suppression_key=settings.suppression_hash_key,
+        )
+        app.state.outbox.quiet_for = (
+            app.state.hits.quiet_for
+        )  # a burst of hits is served first, signalled after
         dispatcher = asyncio.create_task(app.state.outbox.run(), name="outbox-dispatcher")
         recorder = asyncio.create_task(app.state.hits.run(), name="hit-recorder")
         if not settings.api_key:
@@ -86,8 +111,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The CSV import takes files up to RELANCE_IMPORT_MAX_BYTES (plus the multipart envelope);
     # every other route, RELANCE_MAX_REQUEST_BYTES.
     app.add_middleware(errors.NoNulInUrl)
-    app.add_middleware(errors.BodyLimit, limit=settings.max_request_bytes,
-                       limits={"/leads/import": settings.import_max_bytes + 64 * 1024})
+    app.add_middleware(
+        errors.BodyLimit,
+        limit=settings.max_request_bytes,
+        limits={"/leads/import": settings.import_max_bytes + 64 * 1024},
+    )
     app.include_router(leads.router)
     app.include_router(shop_events.router)  # before any /events/{id} route
     app.include_router(lists.router)

@@ -39,18 +39,29 @@ def check_id(lead_id: str) -> str:
 
 # Database ---------------------------------------------------------------------------------
 def _row(values: dict) -> dict:
-    return jsonable_encoder({k: as_utc(v) if isinstance(v, datetime) else v for k, v in values.items()})
+    return jsonable_encoder(
+        {k: as_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+    )
 
 
 def consent_history(*, session: Session, lead_id: str, actor: str) -> list[ConsentPublic]:
     get_lead_or_404(session=session, lead_id=lead_id)
-    rows = session.exec(select(Consent).where(Consent.lead_id == lead_id).order_by(col(Consent.id))).all()
-    audit.record(session, actor=actor, action=audit.CONSENTS, lead_id=lead_id, detail={"rows": len(rows)})
+    rows = session.exec(
+        select(Consent).where(Consent.lead_id == lead_id).order_by(col(Consent.id))
+    ).all()
+    audit.record(
+        session, actor=actor, action=audit.CONSENTS, lead_id=lead_id, detail={"rows": len(rows)}
+    )
     session.commit()
-    return [ConsentPublic.model_validate({**row.model_dump(), "recorded_at": as_utc(row.recorded_at)}) for row in rows]
+    return [
+        ConsentPublic.model_validate({**row.model_dump(), "recorded_at": as_utc(row.recorded_at)})
+        for row in rows
+    ]
 
 
-def export_rows(*, session: Session, lead_id: str, actor: str) -> tuple[dict, dict[str, list[dict]]]:
+def export_rows(
+    *, session: Session, lead_id: str, actor: str
+) -> tuple[dict, dict[str, list[dict]]]:
     """The lead's profile and every row of every table holding its id (the same tables an
     erasure deletes from, so nothing held is left out), and the audit entry."""
     profile = _row(get_lead_or_404(session=session, lead_id=lead_id).model_dump())
@@ -58,10 +69,20 @@ def export_rows(*, session: Session, lead_id: str, actor: str) -> tuple[dict, di
     for table in reversed(tables_to_erase()):
         rows = []
         for column in lead_columns(table):
-            rows += [_row(dict(r)) for r in session.execute(sa_select(table).where(table.c[column] == lead_id)).mappings()]
+            rows += [
+                _row(dict(r))
+                for r in session.execute(
+                    sa_select(table).where(table.c[column] == lead_id)
+                ).mappings()
+            ]
         data[table.name] = rows
-    audit.record(session, actor=actor, action=audit.EXPORT, lead_id=lead_id,
-                 detail={"rows": {name: len(rows) for name, rows in data.items() if rows}})
+    audit.record(
+        session,
+        actor=actor,
+        action=audit.EXPORT,
+        lead_id=lead_id,
+        detail={"rows": {name: len(rows) for name, rows in data.items() if rows}},
+    )
     session.commit()
     return profile, data
 
@@ -73,8 +94,13 @@ def workflow_ids_of(*, session: Session, lead_id: str) -> list[str]:
     get_lead_or_404(session=session, lead_id=lead_id)
     ids = {f"{prefix}-{lead_id}" for prefix in COUNTED_PREFIXES}
     ids |= set(session.exec(select(Message.workflow_id).where(Message.lead_id == lead_id)).all())
-    ids |= set(session.exec(select(Registration.workflow_id).where(Registration.lead_id == lead_id)).all())
-    ids |= {f"purchase-{order_id}" for order_id in session.exec(select(Order.id).where(Order.lead_id == lead_id)).all()}
+    ids |= set(
+        session.exec(select(Registration.workflow_id).where(Registration.lead_id == lead_id)).all()
+    )
+    ids |= {
+        f"purchase-{order_id}"
+        for order_id in session.exec(select(Order.id).where(Order.lead_id == lead_id)).all()
+    }
     return sorted(ids)
 
 
@@ -87,8 +113,10 @@ def audit_entries(*, session: Session, lead_id: str | None, limit: int) -> list[
     query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(limit)
     if lead_id is not None:
         query = query.where(AuditEntry.lead_id == lead_id)
-    return [AuditEntryPublic.model_validate({**row.model_dump(), "at": as_utc(row.at)})
-            for row in session.exec(query).all()]
+    return [
+        AuditEntryPublic.model_validate({**row.model_dump(), "at": as_utc(row.at)})
+        for row in session.exec(query).all()
+    ]
 
 
 # Temporal ---------------------------------------------------------------------------------
@@ -114,9 +142,14 @@ async def journeys_of(client: Client, lead_id: str, known_ids: list[str]) -> lis
 
 
 def _record(execution) -> JourneyRecord:
-    return JourneyRecord(workflow_id=execution.id, run_id=execution.run_id, workflow_type=execution.workflow_type,
-                         status=execution.status.name if execution.status else "UNKNOWN",
-                         start_time=execution.start_time, close_time=execution.close_time)
+    return JourneyRecord(
+        workflow_id=execution.id,
+        run_id=execution.run_id,
+        workflow_type=execution.workflow_type,
+        status=execution.status.name if execution.status else "UNKNOWN",
+        start_time=execution.start_time,
+        close_time=execution.close_time,
+    )
 
 
 async def close_and_delete(client: Client, journeys: list[JourneyRecord]) -> list[str]:
@@ -128,13 +161,18 @@ async def close_and_delete(client: Client, journeys: list[JourneyRecord]) -> lis
 
     async def one(journey: JourneyRecord) -> None:
         try:
-            await client.workflow_service.delete_workflow_execution(DeleteWorkflowExecutionRequest(
-                namespace=client.namespace,
-                workflow_execution=WorkflowExecution(workflow_id=journey.workflow_id, run_id=journey.run_id or "")))
+            await client.workflow_service.delete_workflow_execution(
+                DeleteWorkflowExecutionRequest(
+                    namespace=client.namespace,
+                    workflow_execution=WorkflowExecution(
+                        workflow_id=journey.workflow_id, run_id=journey.run_id or ""
+                    ),
+                )
+            )
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:  # gone already: what we wanted
                 raise
 
     for start in range(0, len(journeys), 50):
-        await asyncio.gather(*(one(j) for j in journeys[start:start + 50]))
+        await asyncio.gather(*(one(j) for j in journeys[start : start + 50]))
     return sorted({j.workflow_id for j in journeys})

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
 import phonenumbers
-from pydantic import (AfterValidator, BaseModel, ConfigDict, EmailStr, Field, HttpUrl, IPvAnyAddress, StrictBool,
-                      StrictInt, StringConstraints, field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    HttpUrl,
+    IPvAnyAddress,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 JourneyName = Literal["welcome", "nurturing"]
@@ -30,13 +42,17 @@ _CONTROL_BUT_LINES = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
 
 def _one_line(value: str) -> str:
     if _CONTROL.search(value):
-        raise ValueError("must be one line of text, without control characters (line breaks, tabs, NUL...)")
+        raise ValueError(
+            "must be one line of text, without control characters (line breaks, tabs, NUL...)"
+        )
     return value
 
 
 def _text(value: str) -> str:
     if _CONTROL_BUT_LINES.search(value):
-        raise ValueError("must be text without control characters (NUL, escape...); line breaks are fine")
+        raise ValueError(
+            "must be text without control characters (NUL, escape...); line breaks are fine"
+        )
     return value
 
 
@@ -64,16 +80,29 @@ class ConsentIn(BaseModel):
 
     channel: Literal["email", "sms"]
     purpose: OneLine = Field(default="marketing", min_length=1, max_length=64)
-    granted: StrictBool = Field(default=True, description="true or false (not \"yes\", 1...): this is the proof")
-    source_url: HttpUrl | None = Field(default=None, description="The page of the form (or of the app, the shop "
-                                                                 "checkout...) where the consent was given: required "
-                                                                 "for a granted marketing consent")
-    ip: IPvAnyAddress | None = Field(default=None, description="The browser's address, when the consent was given in "
-                                                               "one (not the address of the server calling the API)")
-    user_agent: OneLine | None = Field(default=None, max_length=1024, description="The browser's, as for ip")
-    wording_version: OneLine | None = Field(default=None, min_length=1, max_length=64,
-                                            description="Version of the consent text shown: required for a granted "
-                                                        "marketing consent")
+    granted: StrictBool = Field(
+        default=True, description='true or false (not "yes", 1...): this is the proof'
+    )
+    source_url: HttpUrl | None = Field(
+        default=None,
+        description="The page of the form (or of the app, the shop "
+        "checkout...) where the consent was given: required "
+        "for a granted marketing consent",
+    )
+    ip: IPvAnyAddress | None = Field(
+        default=None,
+        description="The browser's address, when the consent was given in "
+        "one (not the address of the server calling the API)",
+    )
+    user_agent: OneLine | None = Field(
+        default=None, max_length=1024, description="The browser's, as for ip"
+    )
+    wording_version: OneLine | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Version of the consent text shown: required for a granted marketing consent",
+    )
 
     @model_validator(mode="after")
     def _proof(self) -> ConsentIn:
@@ -84,7 +113,8 @@ class ConsentIn(BaseModel):
                     "consent_evidence_missing",
                     "a granted marketing consent needs its proof: {missing} missing (where it was given, source_url; "
                     "the version of the wording shown, wording_version)",
-                    {"missing": ", ".join(missing)})
+                    {"missing": ", ".join(missing)},
+                )
         return self
 
 
@@ -94,16 +124,27 @@ class LeadCreate(BaseModel):
     model_config = INPUT
 
     email: EmailStr
-    phone: str | None = Field(default=None, max_length=32, description="E.164, or national format in the default region")
-    first_name: OneLine | None = Field(default=None, min_length=1, max_length=200,
-                                       description="One line: control characters (CR, LF, tab...) are refused")
+    phone: str | None = Field(
+        default=None, max_length=32, description="E.164, or national format in the default region"
+    )
+    first_name: OneLine | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="One line: control characters (CR, LF, tab...) are refused",
+    )
     locale: str = Field(default="en", max_length=35, examples=["fr-FR"])
     time_zone: str = Field(default="UTC", max_length=64, examples=["Europe/Paris"])
-    country: str | None = Field(default=None, max_length=2, examples=["FR"],
-                                description="ISO 3166 alpha-2 (any case; stored upper case): the sales territory")
+    country: str | None = Field(
+        default=None,
+        max_length=2,
+        examples=["FR"],
+        description="ISO 3166 alpha-2 (any case; stored upper case): the sales territory",
+    )
     consents: list[ConsentIn] = Field(default_factory=list, max_length=10)
-    journeys: list[JourneyName] = Field(default_factory=list, max_length=10,
-                                        description="Journeys to enroll the lead in at once")
+    journeys: list[JourneyName] = Field(
+        default_factory=list, max_length=10, description="Journeys to enroll the lead in at once"
+    )
 
     @field_validator("locale")
     @classmethod
@@ -140,25 +181,33 @@ class LeadPublic(BaseModel):
     time_zone: str
     country: str | None = None
     score: int
-    consents: dict[str, str] = Field(description="Current marketing consent per channel: granted | withdrawn | "
-                                                        "pending (double opt-in, not confirmed yet) | none")
+    consents: dict[str, str] = Field(
+        description="Current marketing consent per channel: granted | withdrawn | "
+        "pending (double opt-in, not confirmed yet) | none"
+    )
     created_at: datetime
     updated_at: datetime
     last_activity_at: datetime | None
     reengagement_status: str | None = Field(
-        default=None, description="in_journey | re_engaged | unsubscribed | consent_withdrawn | not_sent | sunset_suppressed")
+        default=None,
+        description="in_journey | re_engaged | unsubscribed | consent_withdrawn | not_sent | sunset_suppressed",
+    )
     reengagement_at: datetime | None = None
     premium_offered_at: datetime | None = None
     segment: Literal["hot", "warm", "cold"] = Field(
-        description="From the score: hot at or above RELANCE_SEGMENT_HOT_SCORE, warm at or above RELANCE_SEGMENT_WARM_SCORE")
+        description="From the score: hot at or above RELANCE_SEGMENT_HOT_SCORE, warm at or above RELANCE_SEGMENT_WARM_SCORE"
+    )
     stage: Literal["subscriber", "lead", "mql", "sql", "customer"] = Field(
         description="Lifecycle stage, derived: an order = customer; a sales task open or a meeting booked = sql; "
-                    "score at or above the MQL threshold = mql; a form = lead; else subscriber")
+        "score at or above the MQL threshold = mql; a form = lead; else subscriber"
+    )
 
 
 class LeadPage(BaseModel):
     leads: list[LeadPublic]
-    next: str | None = Field(description="Pass as `after` for the next page; null: this is the last page")
+    next: str | None = Field(
+        description="Pass as `after` for the next page; null: this is the last page"
+    )
 
 
 class EnrollmentPublic(BaseModel):
@@ -166,7 +215,9 @@ class EnrollmentPublic(BaseModel):
     journey: JourneyName
     workflow_id: str
     run_id: str | None = None
-    status: Literal["started", "already_enrolled", "refused"]  # refused: an enrollment rule (issue 7)
+    status: Literal[
+        "started", "already_enrolled", "refused"
+    ]  # refused: an enrollment rule (issue 7)
     detail: str
 
 
@@ -174,8 +225,11 @@ class LeadSaved(BaseModel):
     lead: LeadPublic
     created: bool
     enrollments: list[EnrollmentPublic] = Field(default_factory=list)
-    notes: list[str] = Field(default_factory=list, description="What the caller may not expect, e.g. a pending "
-                                                               "email consent with no journey to confirm it")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What the caller may not expect, e.g. a pending "
+        "email consent with no journey to confirm it",
+    )
 
 
 class MessagePublic(BaseModel):
@@ -184,7 +238,9 @@ class MessagePublic(BaseModel):
     step: str
     channel: str
     template: str
-    kind: str = Field(description="marketing | transactional (e.g. the double opt-in confirmation: no consent needed)")
+    kind: str = Field(
+        description="marketing | transactional (e.g. the double opt-in confirmation: no consent needed)"
+    )
     status: str
     reason: str | None
     subject: str | None
@@ -199,20 +255,34 @@ class JourneyStatusPublic(BaseModel):
     journey: JourneyName
     workflow_id: str
     run_id: str | None
-    status: str = Field(description="Temporal's execution status: RUNNING, COMPLETED, TERMINATED, ...")
+    status: str = Field(
+        description="Temporal's execution status: RUNNING, COMPLETED, TERMINATED, ..."
+    )
     step: str | None
     opened: bool | None
     clicked: bool | None
-    score: int | None = Field(description="The lead's score now, from the database: the authoritative one, as in "
-                                          "GET /leads/{id}")
-    journey_score: int | None = Field(default=None, description=(
-        "The score as the journey last saw it, and its `Score` search attribute in the Temporal UI: read when the "
-        "journey reads the lead, or set when it scores a click itself. Opens, page views, forms and the daily decay "
-        "change the lead's score without telling the journey, so this may lag `score`"))
+    score: int | None = Field(
+        description="The lead's score now, from the database: the authoritative one, as in "
+        "GET /leads/{id}"
+    )
+    journey_score: int | None = Field(
+        default=None,
+        description=(
+            "The score as the journey last saw it, and its `Score` search attribute in the Temporal UI: read when the "
+            "journey reads the lead, or set when it scores a click itself. Opens, page views, forms and the daily decay "
+            "change the lead's score without telling the journey, so this may lag `score`"
+        ),
+    )
     messages: list[dict] = Field(default_factory=list)
-    gate: str | None = Field(default=None, description="Nurturing: the validation rule the journey waits on")
-    downloads: list[str] | None = Field(default=None, description="Nurturing: the assets the lead downloaded")
-    open_tasks: list[dict] | None = Field(default=None, description="Nurturing: the lead's open sales tasks")
+    gate: str | None = Field(
+        default=None, description="Nurturing: the validation rule the journey waits on"
+    )
+    downloads: list[str] | None = Field(
+        default=None, description="Nurturing: the assets the lead downloaded"
+    )
+    open_tasks: list[dict] | None = Field(
+        default=None, description="Nurturing: the lead's open sales tasks"
+    )
     result: dict | None = None
 
 
@@ -232,8 +302,11 @@ class LineItem(BaseModel):
     unit_price: float = Field(ge=0, le=1e9)
     url: HttpUrl | None = None
     image_url: HttpUrl | None = None
-    category: Category | None = Field(default=None, description="e.g. the author: a purchase in a category "
-                                                                "suppresses its browse-abandonment email")
+    category: Category | None = Field(
+        default=None,
+        description="e.g. the author: a purchase in a category "
+        "suppresses its browse-abandonment email",
+    )
 
 
 class CartIn(BaseModel):
@@ -279,9 +352,12 @@ class PageView(BaseModel):
     type: Literal["page_view"]
     lead: LeadId = Field(description="The lead's id")
     url: HttpUrl
-    category: Category | None = Field(default=None, examples=["stephen-king"],
-                                      description="What the page is about (an author, a range): 3+ views of one "
-                                                  "category within 7 days start the browse-abandonment email")
+    category: Category | None = Field(
+        default=None,
+        examples=["stephen-king"],
+        description="What the page is about (an author, a range): 3+ views of one "
+        "category within 7 days start the browse-abandonment email",
+    )
 
 
 AssetId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
@@ -306,7 +382,9 @@ class DemoBooked(BaseModel):
     lead: LeadId = Field(description="The lead's id")
 
 
-TrackedEvent = Annotated[CartUpdated | Purchase | PageView | AssetDownloaded | DemoBooked, Field(discriminator="type")]
+TrackedEvent = Annotated[
+    CartUpdated | Purchase | PageView | AssetDownloaded | DemoBooked, Field(discriminator="type")
+]
 
 
 class TrackedEventAccepted(BaseModel):
@@ -314,8 +392,11 @@ class TrackedEventAccepted(BaseModel):
     lead_id: str
     workflow_id: str | None = Field(description="The journey the event went to, when there is one")
     detail: str
-    converted: list[str] = Field(default_factory=list, description="Running journeys of the lead that declare the "
-                                 "goal this event reaches (purchase, demo_booked), told to end as converted")
+    converted: list[str] = Field(
+        default_factory=list,
+        description="Running journeys of the lead that declare the "
+        "goal this event reaches (purchase, demo_booked), told to end as converted",
+    )
 
 
 class ListPublic(BaseModel):
@@ -358,15 +439,17 @@ class ListMemberPublic(BaseModel):
 # Events (issue 3) -------------------------------------------------------------------------
 # Dates a person can mean. Outside, a typo (year 9999) would be stored and then break every
 # reading of the event (its end overflows) and its journeys' timers.
-EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 DATE_RANGE = "from 2000-01-01 to 2100-01-01 (UTC, end excluded)"
 
 
 def in_range(value: datetime, field: str = "starts_at") -> datetime:
     """The instant, checked to be in the range (raises ValueError, for the caller's 422)."""
     # By year first: converting year 1 or 9999 to UTC may itself overflow.
-    if not (EARLIEST.year <= value.year < LATEST.year) or not (EARLIEST <= value.astimezone(timezone.utc) < LATEST):
+    if not (EARLIEST.year <= value.year < LATEST.year) or not (
+        EARLIEST <= value.astimezone(UTC) < LATEST
+    ):
         raise ValueError(f"{field} must be {DATE_RANGE}")
     return value
 
@@ -408,8 +491,12 @@ class EventCreate(BaseModel):
 
     name: OneLine = Field(min_length=1, max_length=200)
     starts_at: datetime = Field(description=STARTS_AT, examples=["2026-12-01T18:00:00+01:00"])
-    time_zone: str = Field(default="UTC", max_length=64, examples=["Europe/Paris"],
-                           description="The organiser's zone, for display; each lead sees their own")
+    time_zone: str = Field(
+        default="UTC",
+        max_length=64,
+        examples=["Europe/Paris"],
+        description="The organiser's zone, for display; each lead sees their own",
+    )
     duration_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     join_url: HttpUrl | None = None
     address: Text | None = Field(default=None, min_length=1, max_length=500)
@@ -417,8 +504,12 @@ class EventCreate(BaseModel):
     topics: list[Topic] = Field(default_factory=list, max_length=50)
     replay_url: HttpUrl | None = None
     survey_url: HttpUrl | None = None
-    series: OneLine | None = Field(default=None, min_length=1, max_length=100,
-                                   description="Events of one series invite each other's registrants")
+    series: OneLine | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Events of one series invite each other's registrants",
+    )
 
     _starts_at = field_validator("starts_at")(classmethod(lambda cls, v: _aware(v)))
     _time_zone = field_validator("time_zone")(classmethod(lambda cls, v: _iana(v)))
@@ -445,8 +536,12 @@ class EventUpdate(BaseModel):
     duration_minutes: int = _patch(ge=1, le=7 * 24 * 60)
     join_url: HttpUrl | None = None
     address: Text | None = Field(default=None, min_length=1, max_length=500)
-    speakers: list[Speaker] | None = Field(default=None, max_length=50, description="null or []: no speakers")
-    topics: list[Topic] | None = Field(default=None, max_length=50, description="null or []: no topics")
+    speakers: list[Speaker] | None = Field(
+        default=None, max_length=50, description="null or []: no speakers"
+    )
+    topics: list[Topic] | None = Field(
+        default=None, max_length=50, description="null or []: no topics"
+    )
     replay_url: HttpUrl | None = None
     survey_url: HttpUrl | None = None
     series: OneLine | None = Field(default=None, min_length=1, max_length=100)
@@ -500,12 +595,18 @@ class AttendanceIn(BaseModel):
     model_config = INPUT
 
     lead_ids: list[LeadId] = Field(default_factory=list, max_length=10_000)
-    emails: list[Annotated[OneLine, StringConstraints(max_length=320)]] = Field(default_factory=list, max_length=10_000)
+    emails: list[Annotated[OneLine, StringConstraints(max_length=320)]] = Field(
+        default_factory=list, max_length=10_000
+    )
 
 
 class AttendancePublic(BaseModel):
-    attended: list[str] = Field(description="Lead ids marked as attended (their journeys were told)")
-    not_registered: list[str] = Field(description="Ids or emails given that match no registration to this event")
+    attended: list[str] = Field(
+        description="Lead ids marked as attended (their journeys were told)"
+    )
+    not_registered: list[str] = Field(
+        description="Ids or emails given that match no registration to this event"
+    )
 
 
 # Re-engagement sweeps (issue 5) -------------------------------------------------------------
@@ -516,16 +617,24 @@ class SweepCreate(BaseModel):
 
     # Strict: `true` is not "1 day" (it started a sweep of everyone inactive for a day), and a
     # campaign's knob is a number, not the text "60".
-    inactive_days: StrictInt | None = Field(default=None, ge=1, le=3650,
-                                      description="Leads inactive this many days (default: RELANCE_REENGAGEMENT_INACTIVE_DAYS)")
+    inactive_days: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=3650,
+        description="Leads inactive this many days (default: RELANCE_REENGAGEMENT_INACTIVE_DAYS)",
+    )
 
 
 class SweepPublic(BaseModel):
     workflow_id: str
     run_id: str | None = None
-    status: str = Field(description="Temporal's execution status of the sweep's latest run: RUNNING, COMPLETED, ...")
+    status: str = Field(
+        description="Temporal's execution status of the sweep's latest run: RUNNING, COMPLETED, ..."
+    )
     inactive_days: float | None = Field(default=None, description="Given when the sweep is started")
-    result: dict | None = Field(default=None, description="When completed: pages, leads, started, already_enrolled, runs")
+    result: dict | None = Field(
+        default=None, description="When completed: pages, leads, started, already_enrolled, runs"
+    )
 
 
 # Sales hand-off tasks (issue 9) ------------------------------------------------------------
@@ -539,7 +648,9 @@ class SalesTaskPublic(BaseModel):
     workflow_id: str
     reason: str
     assignee: str | None = Field(description="The rep's email; null when no rep is configured")
-    territory: str | None = Field(description="The lead country that chose the rep; null: round-robin")
+    territory: str | None = Field(
+        description="The lead country that chose the rep; null: round-robin"
+    )
     due_at: datetime
     status: TaskStatus
     outcome: TaskOutcome | None
@@ -552,8 +663,10 @@ class SalesTaskPublic(BaseModel):
 class TaskCompletion(BaseModel):
     model_config = INPUT
 
-    outcome: TaskOutcome = Field(description="meeting_booked ends the nurturing as converted; "
-                                             "not_interested stops its marketing emails")
+    outcome: TaskOutcome = Field(
+        description="meeting_booked ends the nurturing as converted; "
+        "not_interested stops its marketing emails"
+    )
     note: Text | None = Field(default=None, max_length=2000)
 
 
@@ -563,8 +676,10 @@ class ConsentPublic(BaseModel):
 
     channel: str
     purpose: str
-    status: str = Field(description="granted | withdrawn | pending (double opt-in: granted at sign-up, not "
-                                    "confirmed yet; the confirmation is the next row, granted)")
+    status: str = Field(
+        description="granted | withdrawn | pending (double opt-in: granted at sign-up, not "
+        "confirmed yet; the confirmation is the next row, granted)"
+    )
     source_url: str | None = Field(description="The form's page, or how it was withdrawn")
     ip: str | None
     user_agent: str | None
@@ -588,16 +703,20 @@ class LeadExport(BaseModel):
 
     exported_at: datetime
     lead: dict = Field(description="The profile, as stored")
-    data: dict[str, list[dict]] = Field(description="Every table holding the lead's rows, by table name: consents (the "
-                                                    "ledger), messages, tracking_events, score_events, list_members, "
-                                                    "carts, orders, promo_codes, registrations, ...")
+    data: dict[str, list[dict]] = Field(
+        description="Every table holding the lead's rows, by table name: consents (the "
+        "ledger), messages, tracking_events, score_events, list_members, "
+        "carts, orders, promo_codes, registrations, ..."
+    )
     journeys: list[JourneyRecord]
 
 
 class ErasurePublic(BaseModel):
     lead_id: str
     erased_at: datetime
-    journeys_closed: list[str] = Field(description="Workflow ids of the journeys terminated and deleted from Temporal")
+    journeys_closed: list[str] = Field(
+        description="Workflow ids of the journeys terminated and deleted from Temporal"
+    )
     rows_deleted: dict[str, int] = Field(description="Rows deleted, by table")
     suppressed: bool = Field(description="The address's keyed hash is on the suppression list")
     kept: dict[str, str] = Field(description="What is kept, and why")
@@ -605,7 +724,11 @@ class ErasurePublic(BaseModel):
 
 class AuditEntryPublic(BaseModel):
     at: datetime
-    actor: str = Field(description="api-key:<first 16 hex digits of the key's SHA-256>, or journey:<workflow id>")
-    action: str = Field(description="lead.read | lead.messages | lead.consents | lead.export | lead.erase")
+    actor: str = Field(
+        description="api-key:<first 16 hex digits of the key's SHA-256>, or journey:<workflow id>"
+    )
+    action: str = Field(
+        description="lead.read | lead.messages | lead.consents | lead.export | lead.erase"
+    )
     lead_id: str
     detail: dict

@@ -24,32 +24,59 @@ from bench import enrollment, simulated, tracking, waiting
 from bench.results import RESULTS, print_summary, record
 from bench.stack import open_stack, say
 
-BENCHMARKS = {"tracking": tracking, "enrollment": enrollment, "waiting": waiting, "simulated": simulated}
+BENCHMARKS = {
+    "tracking": tracking,
+    "enrollment": enrollment,
+    "waiting": waiting,
+    "simulated": simulated,
+}
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], default=[], metavar="NAME",
-                        help=f"which to run ({', '.join(BENCHMARKS)}); all by default")
-    parser.add_argument("--journeys", type=int, default=200, help="tracking: waiting journeys the pixel hits target")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        choices=[[], *BENCHMARKS],
+        default=[],
+        metavar="NAME",
+        help=f"which to run ({', '.join(BENCHMARKS)}); all by default",
+    )
+    parser.add_argument(
+        "--journeys", type=int, default=200, help="tracking: waiting journeys the pixel hits target"
+    )
     parser.add_argument("--hits", type=int, default=5000, help="tracking: requests per run")
     parser.add_argument("--enrollments", type=int, default=5000, help="enrollment: leads per run")
-    parser.add_argument("--waiting", type=int, default=10_000, help="waiting: journeys parked on their timer")
-    parser.add_argument("--repeat", type=int, default=3, help="simulated: runs per journey (the best counts)")
+    parser.add_argument(
+        "--waiting", type=int, default=10_000, help="waiting: journeys parked on their timer"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="simulated: runs per journey (the best counts)"
+    )
     parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--no-record", action="store_true", help=f"print only, do not add to {RESULTS.name}")
+    parser.add_argument(
+        "--no-record", action="store_true", help=f"print only, do not add to {RESULTS.name}"
+    )
     args = parser.parse_args()
     names = args.names or list(BENCHMARKS)
 
     rows = []
     for name in names:
         say(f"== {name} ==")
-        async with AsyncExitStack() as exit_stack:  # a fresh stack each: one benchmark's leftovers never load another
+        async with (
+            AsyncExitStack() as exit_stack
+        ):  # a fresh stack each: one benchmark's leftovers never load another
             stack = await open_stack(exit_stack, task_queue=f"bench-{name}")
             done = await BENCHMARKS[name].run(stack, args)
         rows += done
-        if not args.no_record:  # each benchmark's rows as soon as it ends: a long run cut short keeps them
+        if (
+            not args.no_record
+        ):  # each benchmark's rows as soon as it ends: a long run cut short keeps them
             record(done)
             say(f"{name}: recorded in {RESULTS}")
     print_summary(rows)

@@ -37,8 +37,14 @@ async def run(stack: Stack, args) -> list[Row]:
         async def sdk_start(lead) -> None:
             async with semaphore:
                 started = time.perf_counter()
-                await start_journey(stack.client, stack.settings, journey="welcome", lead_id=lead.id, score=0,
-                                    reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+                await start_journey(
+                    stack.client,
+                    stack.settings,
+                    journey="welcome",
+                    lead_id=lead.id,
+                    score=0,
+                    reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                )
                 latencies.append((time.perf_counter() - started) * 1000)
 
         started = time.perf_counter()
@@ -46,10 +52,28 @@ async def run(stack: Stack, args) -> list[Row]:
         return LoadResult(count, time.perf_counter() - started, latencies, {201: count})
 
     async def api_batch(count: int) -> LoadResult:
-        requests = [Request("/leads", "POST", json.dumps({
-            "email": f"bench-{uuid.uuid4().hex[:12]}@example.com", "first_name": "Bench",
-            "consents": [{"channel": "email", "source_url": "https://example.com/form", "wording_version": "v1"}], "journeys": ["welcome"]}).encode(),
-            {"Content-Type": "application/json", "X-API-Key": stack.settings.api_key}) for _ in range(count)]
+        requests = [
+            Request(
+                "/leads",
+                "POST",
+                json.dumps(
+                    {
+                        "email": f"bench-{uuid.uuid4().hex[:12]}@example.com",
+                        "first_name": "Bench",
+                        "consents": [
+                            {
+                                "channel": "email",
+                                "source_url": "https://example.com/form",
+                                "wording_version": "v1",
+                            }
+                        ],
+                        "journeys": ["welcome"],
+                    }
+                ).encode(),
+                {"Content-Type": "application/json", "X-API-Key": stack.settings.api_key},
+            )
+            for _ in range(count)
+        ]
         return await run_load(stack.api_url, requests, concurrency=args.concurrency)
 
     # SDK, API, API, SDK: the server's database grows as the run goes and every start gets a bit
@@ -63,14 +87,29 @@ async def run(stack: Stack, args) -> list[Row]:
     api_pid, server_pid = stack.processes["api"].pid, stack.server_pid
 
     def cpu_now() -> dict[str, float]:
-        return {"server": cpu_seconds(server_pid) if server_pid else 0.0, "api": cpu_seconds(api_pid),
-                "bench": time.process_time()}
+        return {
+            "server": cpu_seconds(server_pid) if server_pid else 0.0,
+            "api": cpu_seconds(api_pid),
+            "bench": time.process_time(),
+        }
 
-    for i, (side, batch, parts) in enumerate((("sdk", sdk_batch, sdk_parts), ("api", api_batch, api_parts),
-                                              ("api", api_batch, api_parts), ("sdk", sdk_batch, sdk_parts))):
-        say(f"enrollment: round {i + 1}/4, {half} leads "
-            + ("started directly with the SDK" if side == "sdk" else "enrolled over HTTP (POST /leads + welcome)")
-            + f", concurrency {args.concurrency}")
+    for i, (side, batch, parts) in enumerate(
+        (
+            ("sdk", sdk_batch, sdk_parts),
+            ("api", api_batch, api_parts),
+            ("api", api_batch, api_parts),
+            ("sdk", sdk_batch, sdk_parts),
+        )
+    ):
+        say(
+            f"enrollment: round {i + 1}/4, {half} leads "
+            + (
+                "started directly with the SDK"
+                if side == "sdk"
+                else "enrolled over HTTP (POST /leads + welcome)"
+            )
+            + f", concurrency {args.concurrency}"
+        )
         before = cpu_now()
         parts.append(await batch(half))
         after = cpu_now()
@@ -82,17 +121,22 @@ async def run(stack: Stack, args) -> list[Row]:
     say(describe("api total", http))
     per = {side: {p: cpu[side][p] / (2 * half) * 1000 for p in cpu[side]} for side in cpu}
     cpu_text = "; CPU ms per enrollment (server / API / client): " + " vs ".join(
-        f"{per[side]['server']:.1f} / {per[side]['api']:.1f} / {per[side]['bench']:.1f}" for side in ("api", "sdk"))
+        f"{per[side]['server']:.1f} / {per[side]['api']:.1f} / {per[side]['bench']:.1f}"
+        for side in ("api", "sdk")
+    )
     say("enrollment" + cpu_text)
     stack.stop("api")
     ratio = http.rate / sdk.rate
     total = 2 * half
-    return [Row(
-        f"enrollment: POST /leads + welcome vs SDK start, {total} leads each, {args.concurrency} conns",
-        f"{ratio:.2f}×", f"≥ 0.9×: {'met' if ratio >= 0.9 and http.statuses == {201: total} else 'not met'}",
-        f"{http.rate:,.0f} vs {sdk.rate:,.0f} /s; p50 {http.percentile(50):.0f} / p99 {http.percentile(99):.0f} ms vs "
-        f"{sdk.percentile(50):.0f} / {sdk.percentile(99):.0f} ms; statuses {http.statuses}{cpu_text}",
-    )]
+    return [
+        Row(
+            f"enrollment: POST /leads + welcome vs SDK start, {total} leads each, {args.concurrency} conns",
+            f"{ratio:.2f}×",
+            f"≥ 0.9×: {'met' if ratio >= 0.9 and http.statuses == {201: total} else 'not met'}",
+            f"{http.rate:,.0f} vs {sdk.rate:,.0f} /s; p50 {http.percentile(50):.0f} / p99 {http.percentile(99):.0f} ms vs "
+            f"{sdk.percentile(50):.0f} / {sdk.percentile(99):.0f} ms; statuses {http.statuses}{cpu_text}",
+        )
+    ]
 
 
 def merge(parts: list[LoadResult]) -> LoadResult:
@@ -100,5 +144,9 @@ def merge(parts: list[LoadResult]) -> LoadResult:
     for part in parts:
         for code, count in part.statuses.items():
             statuses[code] = statuses.get(code, 0) + count
-    return LoadResult(sum(p.requests for p in parts), sum(p.seconds for p in parts),
-                      [ms for p in parts for ms in p.latencies_ms], statuses)
+    return LoadResult(
+        sum(p.requests for p in parts),
+        sum(p.seconds for p in parts),
+        [ms for p in parts for ms in p.latencies_ms],
+        statuses,
+    )

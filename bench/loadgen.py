@@ -36,15 +36,20 @@ class Request:
     headers: dict[str, str] | None = None
 
     def encode(self, host: str) -> bytes:
-        lines = [f"{self.method} {self.path} HTTP/1.1", f"Host: {host}", "User-Agent: relance-bench"]
+        lines = [
+            f"{self.method} {self.path} HTTP/1.1",
+            f"Host: {host}",
+            "User-Agent: relance-bench",
+        ]
         lines += [f"{k}: {v}" for k, v in (self.headers or {}).items()]
         if self.body or self.method != "GET":
             lines.append(f"Content-Length: {len(self.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
 
 
-async def _connection(host: str, port: int, requests: list[Request], latencies: list[float],
-                      statuses: dict[int, int]) -> None:
+async def _connection(
+    host: str, port: int, requests: list[Request], latencies: list[float], statuses: dict[int, int]
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         for request in requests:
@@ -72,5 +77,11 @@ async def run_load(base_url: str, requests: list[Request | str], *, concurrency:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     started = time.perf_counter()
-    await asyncio.gather(*(_connection(parts.hostname, parts.port, share, latencies, statuses) for share in shares if share))
+    await asyncio.gather(
+        *(
+            _connection(parts.hostname, parts.port, share, latencies, statuses)
+            for share in shares
+            if share
+        )
+    )
     return LoadResult(len(requests), time.perf_counter() - started, latencies, statuses)

@@ -6,7 +6,7 @@ import os
 import platform
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -38,10 +38,12 @@ def print_summary(rows: list[Row]) -> None:
 
 def record(rows: list[Row]) -> None:
     """Add the rows to the results table (above the marker), with the date, machine and command."""
-    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     command = " ".join(["python -m bench"] + sys.argv[1:])
-    lines = [f"| {date} | {machine()} | `{command}` | {r.benchmark} | **{r.ratio}** | {r.target} | {r.details} |"
-             for r in rows]
+    lines = [
+        f"| {date} | {machine()} | `{command}` | {r.benchmark} | **{r.ratio}** | {r.target} | {r.details} |"
+        for r in rows
+    ]
     text = RESULTS.read_text()
     if END_OF_TABLE not in text:
         raise RuntimeError(f"{RESULTS} has lost its marker {END_OF_TABLE!r}")

@@ -26,16 +26,23 @@ async def run(stack: Stack, args) -> list[Row]:
     from worker import build_worker
 
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=bundled_binary("temporal-test-server"), data_converter=TEST_CONVERTER)
+        test_server_existing_path=bundled_binary("temporal-test-server"),
+        data_converter=TEST_CONVERTER,
+    )
     await ensure_search_attributes(env.client, "default")
-    settings = stack.settings.model_copy(update={"payload_keys": {}, "temporal_task_queue": "bench-simulated"})
+    settings = stack.settings.model_copy(
+        update={"payload_keys": {}, "temporal_task_queue": "bench-simulated"}
+    )
     make_lead = make_lead_factory(stack.engine)
     client = env.client
     queue = settings.temporal_task_queue
     rows = []
     try:
-        async with build_worker(client, settings, stack.engine), Worker(client, task_queue="bench-sleep",
-                                                                         workflows=[BenchSleep]):
+        async with (
+            build_worker(client, settings, stack.engine),
+            Worker(client, task_queue="bench-sleep", workflows=[BenchSleep]),
+        ):
+
             async def timed(name: str, simulated: timedelta, go) -> None:
                 walls = []
                 for _ in range(args.repeat):
@@ -45,44 +52,78 @@ async def run(stack: Stack, args) -> list[Row]:
                 await_sleep = []
                 for _ in range(args.repeat):
                     started = time.perf_counter()
-                    await client.execute_workflow(BenchSleep.run, simulated.total_seconds(), id=f"sleep-{time.time_ns()}",
-                                                  task_queue="bench-sleep")
+                    await client.execute_workflow(
+                        BenchSleep.run,
+                        simulated.total_seconds(),
+                        id=f"sleep-{time.time_ns()}",
+                        task_queue="bench-sleep",
+                    )
                     await_sleep.append(time.perf_counter() - started)
                 wall, bare = min(walls), min(await_sleep)
-                say(f"simulated: {name}: {simulated.days} days in {wall:.2f} s (a bare {simulated.days}-day sleep: "
-                    f"{bare:.2f} s)")
-                rows.append(Row(f"simulated time: {name}", f"{wall / bare:.1f}×",
-                                "wall time per journey (no target)",
-                                f"{simulated.days} simulated days in {wall:.2f} s vs a bare sleep as long in {bare:.2f} s "
-                                f"(best of {args.repeat})"))
+                say(
+                    f"simulated: {name}: {simulated.days} days in {wall:.2f} s (a bare {simulated.days}-day sleep: "
+                    f"{bare:.2f} s)"
+                )
+                rows.append(
+                    Row(
+                        f"simulated time: {name}",
+                        f"{wall / bare:.1f}×",
+                        "wall time per journey (no target)",
+                        f"{simulated.days} simulated days in {wall:.2f} s vs a bare sleep as long in {bare:.2f} s "
+                        f"(best of {args.repeat})",
+                    )
+                )
 
             async def welcome() -> None:
                 lead = make_lead()
-                await client.execute_workflow(WelcomeJourney.run, WelcomeInput(lead.id, relance_by_sms=False),
-                                              id=f"welcome-{lead.id}", task_queue=queue)
+                await client.execute_workflow(
+                    WelcomeJourney.run,
+                    WelcomeInput(lead.id, relance_by_sms=False),
+                    id=f"welcome-{lead.id}",
+                    task_queue=queue,
+                )
 
             async def cart() -> None:
                 lead = make_lead()
-                handle = await update_cart(client, settings, stack.engine, lead.id, f"bench-{lead.id}")
+                handle = await update_cart(
+                    client, settings, stack.engine, lead.id, f"bench-{lead.id}"
+                )
                 await handle.result()
 
             async def event() -> None:
                 lead = make_lead()
                 now = await env.get_current_time()
-                handle = await start(client, settings, make_event(stack.engine, now + timedelta(days=10)), lead)
+                handle = await start(
+                    client, settings, make_event(stack.engine, now + timedelta(days=10)), lead
+                )
                 await handle.result()
 
             async def reengagement() -> None:
                 lead = make_lead()
-                await client.execute_workflow(ReEngagementJourney.run, ReEngagementInput(lead.id),
-                                              id=f"reengage-{lead.id}", task_queue=queue)
+                await client.execute_workflow(
+                    ReEngagementJourney.run,
+                    ReEngagementInput(lead.id),
+                    id=f"reengage-{lead.id}",
+                    task_queue=queue,
+                )
 
             say("simulated: running each journey to its end on the time-skipping server")
-            await timed("welcome, no reaction (48 h relance, 7-day window)", timedelta(days=7), welcome)
-            await timed("abandoned cart, three reminders (1 h, 25 h, 97 h)", timedelta(days=4), cart)
-            await timed("event reminders, registered 10 days before (thanks, D-1, H-1, follow-up, next)",
-                        timedelta(days=18), event)
-            await timed("re-engagement, no reaction (3 emails 7 days apart, sunset)", timedelta(days=21), reengagement)
+            await timed(
+                "welcome, no reaction (48 h relance, 7-day window)", timedelta(days=7), welcome
+            )
+            await timed(
+                "abandoned cart, three reminders (1 h, 25 h, 97 h)", timedelta(days=4), cart
+            )
+            await timed(
+                "event reminders, registered 10 days before (thanks, D-1, H-1, follow-up, next)",
+                timedelta(days=18),
+                event,
+            )
+            await timed(
+                "re-engagement, no reaction (3 emails 7 days apart, sunset)",
+                timedelta(days=21),
+                reengagement,
+            )
     finally:
         await env.shutdown()
     return rows

@@ -48,13 +48,26 @@ def free_port() -> int:
 
 
 def env_for(settings: Settings) -> dict[str, str]:
-    fields = ("database_url", "temporal_address", "temporal_task_queue", "smtp_host", "smtp_port", "sms_provider_url",
-              "api_key", "secret_key", "public_base_url", "payload_key_id", "worker_max_cached_workflows")
+    fields = (
+        "database_url",
+        "temporal_address",
+        "temporal_task_queue",
+        "smtp_host",
+        "smtp_port",
+        "sms_provider_url",
+        "api_key",
+        "secret_key",
+        "public_base_url",
+        "payload_key_id",
+        "worker_max_cached_workflows",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELANCE_")}
     env.update({f"RELANCE_{f.upper()}": str(getattr(settings, f)) for f in fields})
     env["RELANCE_PAYLOAD_KEYS"] = json.dumps(settings.payload_keys)
     env["RELANCE_REENGAGEMENT_SCHEDULE_ENABLED"] = "false"  # no sweep in the middle of a measure
-    env["RELANCE_SEND_WINDOW_ENABLED"] = "false"  # the figures must not depend on the hour they are taken
+    env["RELANCE_SEND_WINDOW_ENABLED"] = (
+        "false"  # the figures must not depend on the hour they are taken
+    )
     return env
 
 
@@ -77,7 +90,9 @@ def pid_running(needle: str) -> int | None:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if needle in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                if needle in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace"
+                ):
                     return int(entry.name)
             except OSError:
                 continue
@@ -103,18 +118,40 @@ class Stack:
         port = self.api_url.rsplit(":", 1)[1]
         commands = {
             "worker": [sys.executable, str(ROOT / "worker.py")],
-            "api": [sys.executable, "-m", "uvicorn", "--factory", "bench.app:create_bench_app", "--host", "127.0.0.1",
-                    "--port", port, "--log-level", "warning"],
+            "api": [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "bench.app:create_bench_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
+                "--log-level",
+                "warning",
+            ],
         }
         command = commands[name]
         profile = os.environ.get("RELANCE_BENCH_PROFILE")
         if profile and name == "api":
             Path(profile).mkdir(parents=True, exist_ok=True)
-            command = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "200", "--gil",
-                       "-o", str(Path(profile) / "api.txt"), "--"] + command
+            command = [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "--gil",
+                "-o",
+                str(Path(profile) / "api.txt"),
+                "--",
+            ] + command
         log = (self.workdir / f"{name}.log").open("w")
-        self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=env_for(self.settings), stdout=log,
-                                                stderr=subprocess.STDOUT)
+        self.processes[name] = subprocess.Popen(
+            command, cwd=ROOT, env=env_for(self.settings), stdout=log, stderr=subprocess.STDOUT
+        )
         return self.processes[name]
 
     def stop(self, name: str) -> None:
@@ -137,7 +174,9 @@ class Stack:
             while time.monotonic() < deadline:
                 process = self.processes[name]
                 if process.poll() is not None:
-                    raise RuntimeError(f"the {name} stopped: {(self.workdir / f'{name}.log').read_text()[-2000:]}")
+                    raise RuntimeError(
+                        f"the {name} stopped: {(self.workdir / f'{name}.log').read_text()[-2000:]}"
+                    )
                 if name == "worker" and "ready:" in (self.workdir / "worker.log").read_text():
                     return
                 if name == "api":
@@ -158,17 +197,30 @@ async def open_stack(exit_stack: AsyncExitStack, *, task_queue: str = "bench") -
     say("starting the Temporal dev server (SQLite file) and the mail sink")
     key_id, key = new_key()
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=bundled_binary("temporal"), search_attributes=search_attributes.ALL,
+        dev_server_existing_path=bundled_binary("temporal"),
+        search_attributes=search_attributes.ALL,
         dev_server_database_filename=str(workdir / "temporal.db"),
-        data_converter=encrypted_converter(EncryptionCodec({key_id: base64.b64decode(key)}, key_id)))
+        data_converter=encrypted_converter(
+            EncryptionCodec({key_id: base64.b64decode(key)}, key_id)
+        ),
+    )
     exit_stack.push_async_callback(env.shutdown)
     sink = await exit_stack.enter_async_context(DevSink(smtp_port=0, http_port=0))
     port = free_port()
     settings = Settings(
-        _env_file=None, database_url=url, temporal_address=env.client.service_client.config.target_host,
-        temporal_task_queue=task_queue, smtp_host="127.0.0.1", smtp_port=sink.smtp_port,
-        sms_provider_url=f"http://127.0.0.1:{sink.http_port}/sms", api_key="bench", secret_key="bench",
-        public_base_url=f"http://127.0.0.1:{port}", payload_keys={key_id: key}, payload_key_id=key_id)
+        _env_file=None,
+        database_url=url,
+        temporal_address=env.client.service_client.config.target_host,
+        temporal_task_queue=task_queue,
+        smtp_host="127.0.0.1",
+        smtp_port=sink.smtp_port,
+        sms_provider_url=f"http://127.0.0.1:{sink.http_port}/sms",
+        api_key="bench",
+        secret_key="bench",
+        public_base_url=f"http://127.0.0.1:{port}",
+        payload_keys={key_id: key},
+        payload_key_id=key_id,
+    )
     stack = Stack(settings, engine, env.client, sink, workdir, f"http://127.0.0.1:{port}")
 
     def stop_all() -> None:

@@ -8,7 +8,13 @@ from sqlmodel import Session
 
 from relance.models import AuditEntry, utcnow
 
-READ, MESSAGES, CONSENTS, EXPORT, ERASE = "lead.read", "lead.messages", "lead.consents", "lead.export", "lead.erase"
+READ, MESSAGES, CONSENTS, EXPORT, ERASE = (
+    "lead.read",
+    "lead.messages",
+    "lead.consents",
+    "lead.export",
+    "lead.erase",
+)
 LIST = "lead.list"  # the lead was in a page of GET /leads
 
 
@@ -17,8 +23,12 @@ def key_fingerprint(api_key: str) -> str:
     return "api-key:" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
 
-def record(session: Session, *, actor: str, action: str, lead_id: str, detail: dict | None = None) -> AuditEntry:
+def record(
+    session: Session, *, actor: str, action: str, lead_id: str, detail: dict | None = None
+) -> AuditEntry:
     """Add an entry (the caller commits, with the work it records)."""
-    entry = AuditEntry(at=utcnow(), actor=actor[:128], action=action, lead_id=lead_id, detail=detail or {})
+    entry = AuditEntry(
+        at=utcnow(), actor=actor[:128], action=action, lead_id=lead_id, detail=detail or {}
+    )
     session.add(entry)
     return entry

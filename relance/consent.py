@@ -15,7 +15,9 @@ CHANNELS = ("email", "sms")
 GRANTED, WITHDRAWN, PENDING = "granted", "withdrawn", "pending"
 
 
-def latest_consent(session: Session, lead_id: str, channel: str, purpose: str = "marketing") -> Consent | None:
+def latest_consent(
+    session: Session, lead_id: str, channel: str, purpose: str = "marketing"
+) -> Consent | None:
     return session.exec(
         select(Consent)
         .where(Consent.lead_id == lead_id, Consent.channel == channel, Consent.purpose == purpose)
@@ -34,9 +36,14 @@ def current_consents(session: Session, lead_id: str, purpose: str = "marketing")
     current = dict.fromkeys(CHANNELS, "none")
     seen: set[str] = set()
     for channel, status in session.exec(
-            select(Consent.channel, Consent.status)
-            .where(Consent.lead_id == lead_id, Consent.purpose == purpose, col(Consent.channel).in_(CHANNELS))
-            .order_by(col(Consent.id).desc())):
+        select(Consent.channel, Consent.status)
+        .where(
+            Consent.lead_id == lead_id,
+            Consent.purpose == purpose,
+            col(Consent.channel).in_(CHANNELS),
+        )
+        .order_by(col(Consent.id).desc())
+    ):
         if channel not in seen:
             seen.add(channel)
             current[channel] = status

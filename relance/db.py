@@ -41,7 +41,9 @@ class DatabaseNotWritable(OperationalError):
     """The database refused a write because it is read-only at the moment."""
 
 
-SQLITE_READONLY = 8  # and its extended codes (READONLY_DBMOVED, _CANTLOCK, _DIRECTORY...), in the low byte
+SQLITE_READONLY = (
+    8  # and its extended codes (READONLY_DBMOVED, _CANTLOCK, _DIRECTORY...), in the low byte
+)
 PG_READ_ONLY_SQL_TRANSACTION = "25006"
 
 
@@ -76,12 +78,19 @@ def report_read_only(engine: Engine) -> None:
                     cursor.close()
             context.is_disconnect = True
             engine.dispose()
-        return DatabaseNotWritable(context.statement, context.parameters, context.original_exception)
+        return DatabaseNotWritable(
+            context.statement, context.parameters, context.original_exception
+        )
 
     if engine.dialect.name == "sqlite":
+
         @event.listens_for(engine.pool, "checkin")
         def _close_if_opened_before_a_refusal(dbapi_connection, record) -> None:
-            if dbapi_connection is not None and record is not None and record.starttime <= refused_at[0]:
+            if (
+                dbapi_connection is not None
+                and record is not None
+                and record.starttime <= refused_at[0]
+            ):
                 record.invalidate()
 
 
@@ -149,12 +158,16 @@ def queue_writers(engine: Engine, timeout: float = 30.0) -> None:
     event.listen(engine, "rollback", _give_back)
 
     @event.listens_for(engine.pool, "invalidate")
-    def _dropped(_dbapi_connection, record, _exception) -> None:  # e.g. found read-only: before its info goes
+    def _dropped(
+        _dbapi_connection, record, _exception
+    ) -> None:  # e.g. found read-only: before its info goes
         if record is not None and record.info.pop("relance_write_lock", False):
             lock.release()
 
     @event.listens_for(engine.pool, "checkin")
-    def _never_keep(_dbapi_connection, record) -> None:  # a connection dropped without commit or rollback
+    def _never_keep(
+        _dbapi_connection, record
+    ) -> None:  # a connection dropped without commit or rollback
         if record is not None and record.info.pop("relance_write_lock", False):
             lock.release()
 

@@ -33,7 +33,7 @@ import re
 import sqlite3
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
@@ -57,9 +57,11 @@ TEMPLATES = Path(__file__).resolve().parent / "devsink_templates"
 # The inbox pages run no script at all; a mail's HTML part inherits this policy in its srcdoc
 # frame (and the frame's sandbox forbids scripts anyway): images and styles load, as in a
 # mail client, so the tracking pixel is fetched when the mail is opened.
-_PAGE_POLICY = ("default-src 'none'; script-src 'none'; object-src 'none'; img-src * data:; "
-                "style-src 'unsafe-inline' *; font-src * data:; frame-src 'self'; form-action 'none'; "
-                "frame-ancestors 'none'")
+_PAGE_POLICY = (
+    "default-src 'none'; script-src 'none'; object-src 'none'; img-src * data:; "
+    "style-src 'unsafe-inline' *; font-src * data:; frame-src 'self'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
 
 
 @dataclass
@@ -130,6 +132,7 @@ class SmsIn(BaseModel):
 
 # -- what the JSON API answers ----------------------------------------------------------------
 
+
 class MailSummary(BaseModel):
     id: int = Field(description="Increasing: a later mail has a larger id, also across restarts.")
     sender: str = Field(alias="from", description="The From header (as decoded text).")
@@ -151,8 +154,12 @@ class MailDetail(MailSummary):
     headers: list[HeaderOut] = Field(description="Every header, in order.")
     text: str | None = Field(description="The text/plain part, decoded; null when there is none.")
     html: str | None = Field(description="The text/html part, decoded; null when there is none.")
-    links: list[str] = Field(description="Link targets in the HTML part, then URLs in the text part.")
-    raw_url: str = Field(description="The message as received (.eml bytes, quoted-printable and all).")
+    links: list[str] = Field(
+        description="Link targets in the HTML part, then URLs in the text part."
+    )
+    raw_url: str = Field(
+        description="The message as received (.eml bytes, quoted-printable and all)."
+    )
 
 
 class SmsOut(BaseModel):
@@ -160,7 +167,9 @@ class SmsOut(BaseModel):
     to: str
     sender: str = Field(alias="from")
     body: str
-    reference: str = Field(description="The sender's idempotency reference: a resend with it is not kept twice.")
+    reference: str = Field(
+        description="The sender's idempotency reference: a resend with it is not kept twice."
+    )
     received_at: datetime
 
     model_config = ConfigDict(populate_by_name=True)
@@ -176,15 +185,25 @@ class ErrorOut(BaseModel):
 
 
 def _summary(mail: ReceivedMail) -> MailSummary:
-    return MailSummary(id=mail.id, sender=mail.sender, to=mail.rcpt_tos, subject=mail.subject,
-                       received_at=mail.received_at, url=f"/api/mails/{mail.id}")
+    return MailSummary(
+        id=mail.id,
+        sender=mail.sender,
+        to=mail.rcpt_tos,
+        subject=mail.subject,
+        received_at=mail.received_at,
+        url=f"/api/mails/{mail.id}",
+    )
 
 
 def _detail(mail: ReceivedMail) -> MailDetail:
     return MailDetail(
-        **_summary(mail).model_dump(), envelope_from=mail.mail_from,
+        **_summary(mail).model_dump(),
+        envelope_from=mail.mail_from,
         headers=[HeaderOut(name=name, value=str(value)) for name, value in mail.message.items()],
-        text=_lines(mail.text), html=_lines(mail.html), links=mail.links, raw_url=f"/mail/{mail.id}/raw",
+        text=_lines(mail.text),
+        html=_lines(mail.html),
+        links=mail.links,
+        raw_url=f"/mail/{mail.id}/raw",
     )
 
 
@@ -194,11 +213,18 @@ def _lines(part: str) -> str | None:
 
 
 def _sms_out(sms: ReceivedSms) -> SmsOut:
-    return SmsOut(id=sms.id, to=sms.to, sender=sms.sender, body=sms.body, reference=sms.reference,
-                  received_at=sms.received_at)
+    return SmsOut(
+        id=sms.id,
+        to=sms.to,
+        sender=sms.sender,
+        body=sms.body,
+        reference=sms.reference,
+        received_at=sms.received_at,
+    )
 
 
 # -- keeping what arrived across restarts -----------------------------------------------------
+
 
 class _Store:
     """The inbox on disk: one SQLite file holding each mail as received (raw bytes) and each SMS.
@@ -219,29 +245,56 @@ class _Store:
 
     def load(self) -> tuple[list[ReceivedMail], list[ReceivedSms]]:
         mails = [
-            ReceivedMail(id, mail_from, json.loads(rcpt_tos), datetime.fromisoformat(at), _parse_mail(raw), raw)
+            ReceivedMail(
+                id,
+                mail_from,
+                json.loads(rcpt_tos),
+                datetime.fromisoformat(at),
+                _parse_mail(raw),
+                raw,
+            )
             for id, mail_from, rcpt_tos, at, raw in self.db.execute(
-                "SELECT id, mail_from, rcpt_tos, received_at, raw FROM mail ORDER BY id")
+                "SELECT id, mail_from, rcpt_tos, received_at, raw FROM mail ORDER BY id"
+            )
         ]
         texts = [
             ReceivedSms(id, to, sender, body, reference, datetime.fromisoformat(at))
             for id, to, sender, body, reference, at in self.db.execute(
-                'SELECT id, "to", sender, body, reference, received_at FROM sms ORDER BY seq')
+                'SELECT id, "to", sender, body, reference, received_at FROM sms ORDER BY seq'
+            )
         ]
         return mails, texts
 
     def add_mail(self, mail: ReceivedMail, drop_up_to: int) -> None:
         with self.db:
             self.db.execute("BEGIN")
-            self.db.execute("INSERT INTO mail VALUES (?, ?, ?, ?, ?)", (
-                mail.id, mail.mail_from, json.dumps(mail.rcpt_tos), mail.received_at.isoformat(), mail.raw))
+            self.db.execute(
+                "INSERT INTO mail VALUES (?, ?, ?, ?, ?)",
+                (
+                    mail.id,
+                    mail.mail_from,
+                    json.dumps(mail.rcpt_tos),
+                    mail.received_at.isoformat(),
+                    mail.raw,
+                ),
+            )
             self.db.execute("DELETE FROM mail WHERE id <= ?", (drop_up_to,))
 
     def add_sms(self, sms: ReceivedSms, seq: int, drop_up_to: int) -> None:
         with self.db:
             self.db.execute("BEGIN")
-            self.db.execute('INSERT INTO sms VALUES (?, ?, ?, ?, ?, ?, ?)', (
-                seq, sms.id, sms.to, sms.sender, sms.body, sms.reference, sms.received_at.isoformat()))
+            self.db.execute(
+                "INSERT INTO sms VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    seq,
+                    sms.id,
+                    sms.to,
+                    sms.sender,
+                    sms.body,
+                    sms.reference,
+                    sms.received_at.isoformat(),
+                ),
+            )
             self.db.execute("DELETE FROM sms WHERE seq <= ?", (drop_up_to,))
 
     def close(self) -> None:
@@ -273,8 +326,16 @@ class _SmtpHandler:
 
 
 class DevSink:
-    def __init__(self, *, host: str = "127.0.0.1", smtp_port: int, http_port: int, sms_token: str = "",
-                 smtputf8: bool = True, folder: Path | None = None):
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        smtp_port: int,
+        http_port: int,
+        sms_token: str = "",
+        smtputf8: bool = True,
+        folder: Path | None = None,
+    ):
         """``smtputf8``: offer SMTPUTF8 (mail to non-ASCII mailbox names, ``josé@...``), as modern
         servers do; False plays an older server. ``folder``: keep what arrives there, and start
         with what an earlier sink on the same folder kept; None keeps everything in memory only."""
@@ -297,7 +358,9 @@ class DevSink:
         self._http: ServedApp | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._arrived: asyncio.Event | None = None  # set (and replaced) whenever something arrives
-        self._templates = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True))
+        self._templates = Environment(
+            loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True)
+        )
         self._templates.filters["when"] = _when
         self.app = self._build_app()
 
@@ -312,8 +375,12 @@ class DevSink:
         with contextlib.closing(listening_socket(self.host, self.smtp_port)) as probe:
             self.smtp_port = probe.getsockname()[1]
         controller = Controller(
-            _SmtpHandler(self), hostname=self.host, port=self.smtp_port,
-            ready_timeout=5.0, server_hostname="localhost", enable_SMTPUTF8=self.smtputf8,
+            _SmtpHandler(self),
+            hostname=self.host,
+            port=self.smtp_port,
+            ready_timeout=5.0,
+            server_hostname="localhost",
+            enable_SMTPUTF8=self.smtputf8,
         )
         try:
             await asyncio.to_thread(controller.start)
@@ -335,7 +402,12 @@ class DevSink:
             self._sms_seq = max((_sms_number(s.id) for s in texts), default=0)
             self._sms_by_reference = {s.reference: s.id for s in texts}
         if mails or texts:
-            log.info("mail sink: %d mail(s) and %d SMS kept from before, in %s", len(mails), len(texts), store.path)
+            log.info(
+                "mail sink: %d mail(s) and %d SMS kept from before, in %s",
+                len(mails),
+                len(texts),
+                store.path,
+            )
 
     async def stop(self) -> None:
         if self._http is not None:
@@ -384,7 +456,9 @@ class DevSink:
         message = _parse_mail(raw)
         with self._lock:
             self._mail_seq += 1
-            mail = ReceivedMail(self._mail_seq, mail_from, rcpt_tos, datetime.now(timezone.utc), message, raw)
+            mail = ReceivedMail(
+                self._mail_seq, mail_from, rcpt_tos, datetime.now(UTC), message, raw
+            )
             if self._store is not None:
                 self._store.add_mail(mail, drop_up_to=mail.id - MAX_KEPT)
             self.mails.append(mail)
@@ -399,7 +473,9 @@ class DevSink:
                 return self._sms_by_reference[sms.reference]
             self._sms_seq += 1
             sms_id = f"sms-{self._sms_seq}"
-            kept = ReceivedSms(sms_id, sms.to, sms.sender, sms.body, sms.reference, datetime.now(timezone.utc))
+            kept = ReceivedSms(
+                sms_id, sms.to, sms.sender, sms.body, sms.reference, datetime.now(UTC)
+            )
             if self._store is not None:
                 self._store.add_sms(kept, self._sms_seq, drop_up_to=self._sms_seq - MAX_KEPT)
             self._sms_by_reference[sms.reference] = sms_id
@@ -432,7 +508,12 @@ class DevSink:
     # -- waiting (tests) ---------------------------------------------------------------------
 
     async def wait_for_mail(
-        self, *, to: str | None = None, subject_contains: str | None = None, count: int = 1, timeout: float = 10.0
+        self,
+        *,
+        to: str | None = None,
+        subject_contains: str | None = None,
+        count: int = 1,
+        timeout: float = 10.0,
     ) -> list[ReceivedMail]:
         def matches(m: ReceivedMail) -> bool:
             return (to is None or to.lower() in (r.lower() for r in m.rcpt_tos)) and (
@@ -442,15 +523,23 @@ class DevSink:
         def describe(m: ReceivedMail) -> str:
             return f"#{m.id} to {', '.join(m.rcpt_tos)}: {m.subject!r}"
 
-        wanted = f"{count} mail(s)" + (f" to {to}" if to else "") + (
-            f" with {subject_contains!r} in the subject" if subject_contains else ""
+        wanted = (
+            f"{count} mail(s)"
+            + (f" to {to}" if to else "")
+            + (f" with {subject_contains!r} in the subject" if subject_contains else "")
         )
         return await self._wait(self.mails, matches, describe, count, timeout, wanted)
 
-    async def wait_for_sms(self, *, to: str | None = None, count: int = 1, timeout: float = 10.0) -> list[ReceivedSms]:
+    async def wait_for_sms(
+        self, *, to: str | None = None, count: int = 1, timeout: float = 10.0
+    ) -> list[ReceivedSms]:
         return await self._wait(
-            self.sms, lambda s: to is None or s.to == to, lambda s: f"{s.id} to {s.to}: {s.body!r}",
-            count, timeout, f"{count} SMS" + (f" to {to}" if to else ""),
+            self.sms,
+            lambda s: to is None or s.to == to,
+            lambda s: f"{s.id} to {s.to}: {s.body!r}",
+            count,
+            timeout,
+            f"{count} SMS" + (f" to {to}" if to else ""),
         )
 
     async def _wait(self, items, matches, describe, count, timeout, wanted):
@@ -464,7 +553,9 @@ class DevSink:
                 return found
             if loop.time() >= deadline:
                 received = "; ".join(describe(i) for i in snapshot) or "nothing"
-                raise TimeoutError(f"waited {timeout}s for {wanted}, {len(found)} matched; received: {received}")
+                raise TimeoutError(
+                    f"waited {timeout}s for {wanted}, {len(found)} matched; received: {received}"
+                )
             await asyncio.sleep(0.02)
 
     async def _newest_matching(self, kind: str, matches, limit: int, wait: float) -> list:
@@ -472,7 +563,9 @@ class DevSink:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
-            arrived = self._arrived  # taken before looking, so nothing arriving in between is missed
+            arrived = (
+                self._arrived
+            )  # taken before looking, so nothing arriving in between is missed
             with self._lock:
                 found = [item for item in reversed(getattr(self, kind)) if matches(item)][:limit]
             remaining = deadline - loop.time()
@@ -492,71 +585,138 @@ class DevSink:
                 "text and HTML parts are decoded. A script waiting for a mail asks "
                 "`GET /api/mails?to=ada@example.com&wait=30`: the answer comes as soon as one matches."
             ),
-            docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+            docs_url=None,
+            redoc_url=None,
+            openapi_url="/openapi.json",
         )
         not_found = {404: {"model": ErrorOut, "description": "No such mail (or no longer kept)."}}
 
         @app.middleware("http")
         async def page_policy(request: Request, call_next):
             response = await call_next(request)
-            response.headers["X-Content-Type-Options"] = "nosniff"  # a raw mail is text, never a page
+            response.headers["X-Content-Type-Options"] = (
+                "nosniff"  # a raw mail is text, never a page
+            )
             if response.headers.get("content-type", "").startswith("text/html"):
                 response.headers["Content-Security-Policy"] = _PAGE_POLICY
             return response
 
-        @app.post("/sms", response_model=SmsAccepted, tags=["provider"],
-                  responses={401: {"model": ErrorOut, "description": "Bearer token missing or wrong "
-                                   "(only when the sink was started with one)."}})
+        @app.post(
+            "/sms",
+            response_model=SmsAccepted,
+            tags=["provider"],
+            responses={
+                401: {
+                    "model": ErrorOut,
+                    "description": "Bearer token missing or wrong "
+                    "(only when the sink was started with one).",
+                }
+            },
+        )
         async def receive_sms(sms: SmsIn, authorization: str = Header(default="")) -> SmsAccepted:
             """The SMS provider API: accept one SMS. A resend with the same `reference` is not
             kept twice and answers the first one's id."""
-            if self.sms_token and not hmac.compare_digest(authorization, f"Bearer {self.sms_token}"):
-                raise HTTPException(401, "bad or missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+            if self.sms_token and not hmac.compare_digest(
+                authorization, f"Bearer {self.sms_token}"
+            ):
+                raise HTTPException(
+                    401, "bad or missing bearer token", headers={"WWW-Authenticate": "Bearer"}
+                )
             return SmsAccepted(id=self._store_sms(sms))
 
-        @app.get("/api/mails", response_model=list[MailSummary], response_model_by_alias=True, tags=["inbox"])
+        @app.get(
+            "/api/mails",
+            response_model=list[MailSummary],
+            response_model_by_alias=True,
+            tags=["inbox"],
+        )
         async def list_mails(
-            to: Annotated[str | None, Query(description="Only mail to this address (an envelope "
-                                            "recipient, case-insensitive).")] = None,
-            subject: Annotated[str | None, Query(description="Only mail whose subject contains this "
-                                                 "(case-insensitive).")] = None,
-            after: Annotated[int | None, Query(ge=0, description="Only mail newer than this id.")] = None,
+            to: Annotated[
+                str | None,
+                Query(
+                    description="Only mail to this address (an envelope "
+                    "recipient, case-insensitive)."
+                ),
+            ] = None,
+            subject: Annotated[
+                str | None,
+                Query(description="Only mail whose subject contains this (case-insensitive)."),
+            ] = None,
+            after: Annotated[
+                int | None, Query(ge=0, description="Only mail newer than this id.")
+            ] = None,
             limit: Annotated[int, Query(ge=1, le=MAX_KEPT)] = 100,
-            wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, description=(
-                "When nothing matches yet, wait up to this many seconds for a matching mail to "
-                "arrive, then answer (an empty list if none came)."))] = 0,
+            wait: Annotated[
+                float,
+                Query(
+                    ge=0,
+                    le=MAX_WAIT_SECONDS,
+                    description=(
+                        "When nothing matches yet, wait up to this many seconds for a matching mail to "
+                        "arrive, then answer (an empty list if none came)."
+                    ),
+                ),
+            ] = 0,
         ) -> list[MailSummary]:
             """Mail received, newest first, with the filters given."""
+
             def matches(m: ReceivedMail) -> bool:
-                return ((to is None or to.lower() in (r.lower() for r in m.rcpt_tos))
-                        and (subject is None or subject.lower() in m.subject.lower())
-                        and (after is None or m.id > after))
+                return (
+                    (to is None or to.lower() in (r.lower() for r in m.rcpt_tos))
+                    and (subject is None or subject.lower() in m.subject.lower())
+                    and (after is None or m.id > after)
+                )
 
             return [_summary(m) for m in await self._newest_matching("mails", matches, limit, wait)]
 
-        @app.get("/api/mails/{mail_id}", response_model=MailDetail, response_model_by_alias=True,
-                 tags=["inbox"], responses=not_found)
+        @app.get(
+            "/api/mails/{mail_id}",
+            response_model=MailDetail,
+            response_model_by_alias=True,
+            tags=["inbox"],
+            responses=not_found,
+        )
         async def mail_as_json(mail_id: int) -> MailDetail:
             """One mail with every header and its text and HTML parts decoded, and the links in it."""
             return _detail(self._mail_or_404(mail_id))
 
-        @app.get("/mail/{mail_id}/raw", tags=["inbox"], response_class=PlainTextResponse,
-                 responses={**not_found, 200: {"description": "The .eml bytes as received."}})
+        @app.get(
+            "/mail/{mail_id}/raw",
+            tags=["inbox"],
+            response_class=PlainTextResponse,
+            responses={**not_found, 200: {"description": "The .eml bytes as received."}},
+        )
         async def raw_mail(mail_id: int) -> Response:
             """The message exactly as received over SMTP (an .eml file; parts stay encoded)."""
             mail = self._mail_or_404(mail_id)
-            return Response(mail.raw, media_type="text/plain; charset=utf-8",
-                            headers={"Content-Disposition": f'inline; filename="mail-{mail.id}.eml"'})
+            return Response(
+                mail.raw,
+                media_type="text/plain; charset=utf-8",
+                headers={"Content-Disposition": f'inline; filename="mail-{mail.id}.eml"'},
+            )
 
-        @app.get("/api/sms", response_model=list[SmsOut], response_model_by_alias=True, tags=["inbox"])
+        @app.get(
+            "/api/sms", response_model=list[SmsOut], response_model_by_alias=True, tags=["inbox"]
+        )
         async def list_sms(
-            to: Annotated[str | None, Query(description="Only SMS to this number (as sent, E.164).")] = None,
-            after: Annotated[int | None, Query(ge=0, description="Only SMS newer than sms-N.")] = None,
+            to: Annotated[
+                str | None, Query(description="Only SMS to this number (as sent, E.164).")
+            ] = None,
+            after: Annotated[
+                int | None, Query(ge=0, description="Only SMS newer than sms-N.")
+            ] = None,
             limit: Annotated[int, Query(ge=1, le=MAX_KEPT)] = 100,
-            wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, description=(
-                "When nothing matches yet, wait up to this many seconds for one."))] = 0,
+            wait: Annotated[
+                float,
+                Query(
+                    ge=0,
+                    le=MAX_WAIT_SECONDS,
+                    description=("When nothing matches yet, wait up to this many seconds for one."),
+                ),
+            ] = 0,
         ) -> list[SmsOut]:
             """SMS received, newest first."""
+
             def matches(s: ReceivedSms) -> bool:
                 return (to is None or s.to == to) and (after is None or _sms_number(s.id) > after)
 
@@ -566,15 +726,23 @@ class DevSink:
         async def inbox() -> str:
             with self._lock:
                 mails, texts = list(reversed(self.mails)), list(reversed(self.sms))
-            return self._render("inbox.html", title="Dev inbox", mails=mails, texts=texts,
-                                smtp_port=self.smtp_port, refresh=True)
+            return self._render(
+                "inbox.html",
+                title="Dev inbox",
+                mails=mails,
+                texts=texts,
+                smtp_port=self.smtp_port,
+                refresh=True,
+            )
 
         @app.get("/mail/{mail_id}", response_class=HTMLResponse, include_in_schema=False)
         async def show_mail(mail_id: int) -> str:
             mail = self._mail_or_404(mail_id)
             # Links open in a new tab: tracked redirects usually land on sites that refuse framing.
             html_part = _with_base_target(mail.html) if mail.html else ""
-            return self._render("mail.html", title=mail.subject or "(no subject)", mail=mail, html_part=html_part)
+            return self._render(
+                "mail.html", title=mail.subject or "(no subject)", mail=mail, html_part=html_part
+            )
 
         return app
 
@@ -594,8 +762,12 @@ def _parse_mail(raw: bytes) -> EmailMessage:
     message = email.message_from_bytes(raw, policy=email.policy.default)
     head = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
     if not head.isascii():
-        utf8 = email.message_from_string(head.decode("utf-8", "replace") + "\n\n", policy=email.policy.default)
-        for name in {name.lower(): name for name, value in utf8.items() if not value.isascii()}.values():
+        utf8 = email.message_from_string(
+            head.decode("utf-8", "replace") + "\n\n", policy=email.policy.default
+        )
+        for name in {
+            name.lower(): name for name, value in utf8.items() if not value.isascii()
+        }.values():
             values = utf8.get_all(name)
             del message[name]
             for value in values:
@@ -643,8 +815,12 @@ async def _serve_forever() -> int:
     from relance.settings import get_settings
 
     settings = get_settings()
-    sink = DevSink(smtp_port=settings.smtp_port, http_port=settings.mailsink_http_port,
-                   sms_token=settings.sms_api_token, folder=settings.data_dir / "inbox")
+    sink = DevSink(
+        smtp_port=settings.smtp_port,
+        http_port=settings.mailsink_http_port,
+        sms_token=settings.sms_api_token,
+        folder=settings.data_dir / "inbox",
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -652,11 +828,22 @@ async def _serve_forever() -> int:
     try:
         await sink.start()
     except OSError as exc:
-        log.error("mail sink: cannot listen on %s (SMTP %s, inbox %s): %s",
-                  sink.host, settings.smtp_port, settings.mailsink_http_port, exc)
+        log.error(
+            "mail sink: cannot listen on %s (SMTP %s, inbox %s): %s",
+            sink.host,
+            settings.smtp_port,
+            settings.mailsink_http_port,
+            exc,
+        )
         return 1
-    log.info("mail sink: SMTP on %s:%s, inbox on http://%s:%s (kept in %s)",
-             sink.host, sink.smtp_port, sink.host, sink.http_port, sink.folder)
+    log.info(
+        "mail sink: SMTP on %s:%s, inbox on http://%s:%s (kept in %s)",
+        sink.host,
+        sink.smtp_port,
+        sink.host,
+        sink.http_port,
+        sink.folder,
+    )
     try:
         await stopping.wait()
         log.info("mail sink: stopping")
@@ -667,7 +854,9 @@ async def _serve_forever() -> int:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command at INFO
+    logging.getLogger("mail.log").setLevel(
+        logging.WARNING
+    )  # aiosmtpd logs every SMTP command at INFO
     try:
         return asyncio.run(_serve_forever())
     except KeyboardInterrupt:

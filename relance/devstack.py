@@ -16,7 +16,7 @@ import socket
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -30,7 +30,14 @@ from workflows import search_attributes
 from workflows.send_window import DAY_NAMES, next_open, zone_or_utc
 
 ROOT = Path(__file__).resolve().parent.parent
-COLOURS = {"temporal": "35", "ui": "35", "mailsink": "33", "worker": "36", "api": "32", "relance": "1"}
+COLOURS = {
+    "temporal": "35",
+    "ui": "35",
+    "mailsink": "33",
+    "worker": "36",
+    "api": "32",
+    "relance": "1",
+}
 _print_lock = threading.Lock()
 
 
@@ -59,7 +66,9 @@ def ensure_env_file(path: Path) -> list[str]:
     if "RELANCE_PAYLOAD_KEYS=" not in existing and not os.environ.get("RELANCE_PAYLOAD_KEYS"):
         key_id, key = new_key()
         add("RELANCE_PAYLOAD_KEYS", f"RELANCE_PAYLOAD_KEYS='{keys_env_value([(key_id, key)])}'")
-        if "RELANCE_PAYLOAD_KEY_ID=" not in existing and not os.environ.get("RELANCE_PAYLOAD_KEY_ID"):
+        if "RELANCE_PAYLOAD_KEY_ID=" not in existing and not os.environ.get(
+            "RELANCE_PAYLOAD_KEY_ID"
+        ):
             add("RELANCE_PAYLOAD_KEY_ID", f"RELANCE_PAYLOAD_KEY_ID={key_id}")
     if generated:
         path.write_text(existing)
@@ -107,15 +116,28 @@ def temporal_ui_internal_port(s: Settings) -> int:
 def temporal_args(s: Settings) -> list[str]:
     host, port = host_port(s.temporal_address)
     args = [
-        bundled_binary("temporal"), "server", "start-dev",
-        "--db-filename", str(s.data_dir / "temporal.db"),
-        "--ip", "127.0.0.1" if host == "localhost" else host, "--port", str(port),
-        "--ui-ip", "127.0.0.1", "--ui-port", str(temporal_ui_internal_port(s)), "--namespace", s.temporal_namespace,
-        "--log-level", "error",
+        bundled_binary("temporal"),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(s.data_dir / "temporal.db"),
+        "--ip",
+        "127.0.0.1" if host == "localhost" else host,
+        "--port",
+        str(port),
+        "--ui-ip",
+        "127.0.0.1",
+        "--ui-port",
+        str(temporal_ui_internal_port(s)),
+        "--namespace",
+        s.temporal_namespace,
+        "--log-level",
+        "error",
         # The UI decrypts payloads through the API's codec (api/routes/codec.py), reached on the
         # page's own origin through the front: the browser sends the /codec/login session cookie
         # with no "include cross-origin credentials" setting, which start-dev cannot turn on.
-        "--ui-codec-endpoint", CODEC_ON_UI_ORIGIN,
+        "--ui-codec-endpoint",
+        CODEC_ON_UI_ORIGIN,
         # No newsfeed: the UI would fetch it from the internet on every page.
         "--ui-disable-news-fetch",
     ]
@@ -130,9 +152,17 @@ CODEC_ON_UI_ORIGIN = "/codec"
 
 def ui_front_args(s: Settings) -> list[str]:
     """The front on the UI's port: /codec to the API, the rest to the dev server's UI."""
-    return [sys.executable, "-m", "relance.devui", "--listen", f"127.0.0.1:{s.temporal_ui_port}",
-            "--ui", f"http://127.0.0.1:{temporal_ui_internal_port(s)}",
-            "--api", f"http://{s.api_host}:{s.api_port}"]
+    return [
+        sys.executable,
+        "-m",
+        "relance.devui",
+        "--listen",
+        f"127.0.0.1:{s.temporal_ui_port}",
+        "--ui",
+        f"http://127.0.0.1:{temporal_ui_internal_port(s)}",
+        "--api",
+        f"http://{s.api_host}:{s.api_port}",
+    ]
 
 
 def main() -> int:
@@ -141,13 +171,19 @@ def main() -> int:
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     temporal_host, temporal_port = host_port(settings.temporal_address)
-    for what, host, port in [("Temporal", temporal_host, temporal_port), ("Temporal UI", "127.0.0.1", settings.temporal_ui_port),
-                             ("Temporal's own UI", "127.0.0.1", temporal_ui_internal_port(settings)),
-                             ("the mail sink", "127.0.0.1", settings.smtp_port),
-                             ("the mail sink inbox", "127.0.0.1", settings.mailsink_http_port),
-                             ("the API", settings.api_host, settings.api_port)]:
+    for what, host, port in [
+        ("Temporal", temporal_host, temporal_port),
+        ("Temporal UI", "127.0.0.1", settings.temporal_ui_port),
+        ("Temporal's own UI", "127.0.0.1", temporal_ui_internal_port(settings)),
+        ("the mail sink", "127.0.0.1", settings.smtp_port),
+        ("the mail sink inbox", "127.0.0.1", settings.mailsink_http_port),
+        ("the API", settings.api_host, settings.api_port),
+    ]:
         if not port_is_free("127.0.0.1" if host == "localhost" else host, port):
-            say("relance", f"port {port} for {what} is already in use: is another `make run` still running?")
+            say(
+                "relance",
+                f"port {port} for {what} is already in use: is another `make run` still running?",
+            )
             return 1
 
     say("relance", f"bringing the database schema up to date ({settings.database_url})")
@@ -162,8 +198,22 @@ def main() -> int:
         stack.start("ui", ui_front_args(settings))
         wait_until("Temporal", lambda: can_connect(temporal_host, temporal_port))
         stack.start("worker", [sys.executable, "worker.py"])
-        stack.start("api", [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
-                            "--host", settings.api_host, "--port", str(settings.api_port), "--log-level", "warning"])
+        stack.start(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "api.main:create_app",
+                "--host",
+                settings.api_host,
+                "--port",
+                str(settings.api_port),
+                "--log-level",
+                "warning",
+            ],
+        )
         api = f"http://{settings.api_host}:{settings.api_port}"
         wait_until("the API", lambda: _healthy(api))
         banner(settings, api, generated)
@@ -196,10 +246,12 @@ def _healthy(url: str) -> bool:
 
 # The example sign-up in the banner and the README: a consent with its proof (the form's page,
 # the visitor's address and browser, the version of the wording shown), as a real form sends it.
-EXAMPLE_SIGNUP = ('{"email": "ada@example.com", "first_name": "Ada", "time_zone": "Europe/Paris", '
-                  '"consents": [{"channel": "email", "source_url": "https://example.com/signup", '
-                  '"ip": "203.0.113.7", "user_agent": "curl", "wording_version": "2026-01"}], '
-                  '"journeys": ["welcome"]}')
+EXAMPLE_SIGNUP = (
+    '{"email": "ada@example.com", "first_name": "Ada", "time_zone": "Europe/Paris", '
+    '"consents": [{"channel": "email", "source_url": "https://example.com/signup", '
+    '"ip": "203.0.113.7", "user_agent": "curl", "wording_version": "2026-01"}], '
+    '"journeys": ["welcome"]}'
+)
 
 
 def _days(days: list[int]) -> str:
@@ -232,12 +284,17 @@ def banner(s: Settings, api: str, generated: list[str]) -> None:
         f"  API and docs      {api}/docs",
         f"  Temporal UI       http://localhost:{s.temporal_ui_port}",
         f"  Dev inbox         http://localhost:{s.mailsink_http_port}",
-        f"  API key           {s.api_key}" + ("   (new: written to .env)" if "RELANCE_API_KEY" in generated else "   (from .env)"),
-        f"  Payload key       {s.payload_key_id}" + ("   (new: written to .env; Temporal payloads are encrypted)"
-                                                      if "RELANCE_PAYLOAD_KEYS" in generated else "   (from .env)"),
+        f"  API key           {s.api_key}"
+        + ("   (new: written to .env)" if "RELANCE_API_KEY" in generated else "   (from .env)"),
+        f"  Payload key       {s.payload_key_id}"
+        + (
+            "   (new: written to .env; Temporal payloads are encrypted)"
+            if "RELANCE_PAYLOAD_KEYS" in generated
+            else "   (from .env)"
+        ),
         # On the UI's own origin (relance/devui.py): the session cookie then goes with the UI's decode calls.
         f"  Decrypt in the UI http://localhost:{s.temporal_ui_port}/codec/login (once per browser, with the API key)",
-        f"  {send_window_line(s, datetime.now(timezone.utc))}",
+        f"  {send_window_line(s, datetime.now(UTC))}",
         "Try it (README.md has the walkthrough):",
         f"  curl -s -X POST {api}/leads -H 'X-API-Key: {s.api_key}' -H 'Content-Type: application/json' \\",
         f"    -d '{EXAMPLE_SIGNUP}'",

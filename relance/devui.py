@@ -34,8 +34,18 @@ from starlette.routing import Route
 
 CODEC_PREFIX = "/codec"
 # Headers that describe one hop, not the message (RFC 9110 section 7.6.1); httpx sets its own.
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-              "transfer-encoding", "upgrade", "host", "content-length"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+}
 
 
 def create_front(ui: str, api: str) -> Starlette:
@@ -43,30 +53,45 @@ def create_front(ui: str, api: str) -> Starlette:
     clients: dict[str, httpx.AsyncClient] = {}
 
     def upstream(path: str) -> tuple[str, httpx.AsyncClient]:
-        name = "the API" if path == CODEC_PREFIX or path.startswith(CODEC_PREFIX + "/") else "Temporal's UI"
+        name = (
+            "the API"
+            if path == CODEC_PREFIX or path.startswith(CODEC_PREFIX + "/")
+            else "Temporal's UI"
+        )
         if name not in clients:
             base = api if name == "the API" else ui
-            clients[name] = httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(60.0, connect=5.0))
+            clients[name] = httpx.AsyncClient(
+                base_url=base, timeout=httpx.Timeout(60.0, connect=5.0)
+            )
         return name, clients[name]
 
     async def relay(request: Request):
         name, client = upstream(request.url.path)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
-        if "accept-encoding" not in request.headers:  # the body is relayed as it comes: ask for it plain
+        if (
+            "accept-encoding" not in request.headers
+        ):  # the body is relayed as it comes: ask for it plain
             headers.append(("accept-encoding", "identity"))
         # The path as the browser sent it (a workflow id in it stays percent-encoded as it was).
         target = request.scope["raw_path"].decode("latin-1")
         if request.scope["query_string"]:
             target += "?" + request.scope["query_string"].decode("latin-1")
-        outgoing = client.build_request(request.method, target, headers=headers, content=await request.body())
+        outgoing = client.build_request(
+            request.method, target, headers=headers, content=await request.body()
+        )
         try:
             answer = await client.send(outgoing, stream=True)
         except httpx.HTTPError as err:
-            return JSONResponse({"detail": f"{name} does not answer ({type(err).__name__}): is it still starting?"},
-                                status_code=502)
+            return JSONResponse(
+                {"detail": f"{name} does not answer ({type(err).__name__}): is it still starting?"},
+                status_code=502,
+            )
         kept = [(k, v) for k, v in answer.headers.multi_items() if k.lower() not in HOP_BY_HOP]
-        response = StreamingResponse(answer.aiter_raw(), status_code=answer.status_code,
-                                     background=BackgroundTask(answer.aclose))
+        response = StreamingResponse(
+            answer.aiter_raw(),
+            status_code=answer.status_code,
+            background=BackgroundTask(answer.aclose),
+        )
         response.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in kept]
         return response
 
@@ -82,14 +107,23 @@ def create_front(ui: str, api: str) -> Starlette:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--listen", required=True, help="host:port the browser opens (the UI's port)")
-    parser.add_argument("--ui", required=True, help="the dev server's own UI, e.g. http://127.0.0.1:8234")
+    parser.add_argument(
+        "--listen", required=True, help="host:port the browser opens (the UI's port)"
+    )
+    parser.add_argument(
+        "--ui", required=True, help="the dev server's own UI, e.g. http://127.0.0.1:8234"
+    )
     parser.add_argument("--api", required=True, help="the Relance API, e.g. http://127.0.0.1:8000")
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     # The UI long-polls a workflow's history: on Ctrl-C those calls are dropped, not waited for.
-    uvicorn.run(create_front(args.ui, args.api), host=host or "127.0.0.1", port=int(port), log_level="warning",
-                timeout_graceful_shutdown=1)
+    uvicorn.run(
+        create_front(args.ui, args.api),
+        host=host or "127.0.0.1",
+        port=int(port),
+        log_level="warning",
+        timeout_graceful_shutdown=1,
+    )
     return 0
 
 

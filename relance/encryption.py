@@ -25,7 +25,11 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -41,11 +45,15 @@ class EncryptionCodec(PayloadCodec):
         if not keys:
             raise EncryptionConfigError("no payload key configured (RELANCE_PAYLOAD_KEYS)")
         if current_key_id not in keys:
-            raise EncryptionConfigError(f"RELANCE_PAYLOAD_KEY_ID {current_key_id!r} is not one of RELANCE_PAYLOAD_KEYS "
-                                        f"({', '.join(sorted(keys))})")
+            raise EncryptionConfigError(
+                f"RELANCE_PAYLOAD_KEY_ID {current_key_id!r} is not one of RELANCE_PAYLOAD_KEYS "
+                f"({', '.join(sorted(keys))})"
+            )
         for key_id, key in keys.items():
             if len(key) != 32:
-                raise EncryptionConfigError(f"payload key {key_id!r} is {len(key)} bytes; AES-256 needs 32")
+                raise EncryptionConfigError(
+                    f"payload key {key_id!r} is {len(key)} bytes; AES-256 needs 32"
+                )
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
         self.current_key_id = current_key_id
 
@@ -59,7 +67,9 @@ class EncryptionCodec(PayloadCodec):
         key_id = self.current_key_id
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._ciphers[key_id].encrypt(nonce, payload.SerializeToString(), key_id.encode())
-        return Payload(metadata={"encoding": ENCODING, KEY_ID: key_id.encode()}, data=nonce + sealed)
+        return Payload(
+            metadata={"encoding": ENCODING, KEY_ID: key_id.encode()}, data=nonce + sealed
+        )
 
     def decrypt(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCODING:
@@ -67,7 +77,9 @@ class EncryptionCodec(PayloadCodec):
         key_id = payload.metadata.get(KEY_ID, b"").decode()
         cipher = self._ciphers.get(key_id)
         if cipher is None:
-            raise ValueError(f"payload encrypted with key {key_id!r}, which is not in RELANCE_PAYLOAD_KEYS")
+            raise ValueError(
+                f"payload encrypted with key {key_id!r}, which is not in RELANCE_PAYLOAD_KEYS"
+            )
         data = payload.data
         plain = cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], key_id.encode())
         decoded = Payload()
@@ -93,11 +105,14 @@ def codec_from_settings(settings) -> EncryptionCodec:
     if not settings.payload_keys:
         raise EncryptionConfigError(
             "RELANCE_PAYLOAD_KEYS is not set: Temporal payloads must be encrypted. `make run` writes one to .env; "
-            "in production generate one with `python -m relance.encryption` and keep it secret")
+            "in production generate one with `python -m relance.encryption` and keep it secret"
+        )
     keys = parse_keys(settings.payload_keys)
     current = settings.payload_key_id or (next(iter(keys)) if len(keys) == 1 else "")
     if not current:
-        raise EncryptionConfigError("RELANCE_PAYLOAD_KEY_ID must say which of RELANCE_PAYLOAD_KEYS encrypts")
+        raise EncryptionConfigError(
+            "RELANCE_PAYLOAD_KEY_ID must say which of RELANCE_PAYLOAD_KEYS encrypts"
+        )
     return EncryptionCodec(keys, current)
 
 
@@ -108,8 +123,11 @@ def data_converter(settings) -> DataConverter:
 
 
 def encrypted_converter(codec: PayloadCodec) -> DataConverter:
-    return dataclasses.replace(DataConverter.default, payload_codec=codec,
-                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+    return dataclasses.replace(
+        DataConverter.default,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def new_key() -> tuple[str, str]:
@@ -127,4 +145,6 @@ if __name__ == "__main__":  # python -m relance.encryption: print a new key for 
     key_id, key = new_key()
     print(f"RELANCE_PAYLOAD_KEYS='{keys_env_value([(key_id, key)])}'")
     print(f"RELANCE_PAYLOAD_KEY_ID={key_id}")
-    print("# to rotate: add the new key to RELANCE_PAYLOAD_KEYS beside the old ones and point RELANCE_PAYLOAD_KEY_ID at it")
+    print(
+        "# to rotate: add the new key to RELANCE_PAYLOAD_KEYS beside the old ones and point RELANCE_PAYLOAD_KEY_ID at it"
+    )

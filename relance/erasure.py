@@ -39,14 +39,16 @@ log = logging.getLogger("relance.erasure")
 # Tables holding a lead id that an erasure keeps on purpose, and why.
 KEPT = {
     "audit_log": "proof that the lead's data was accessed and erased, and when; the lead id is a random id "
-                 "that identifies no one once the lead's rows are gone",
+    "that identifies no one once the lead's rows are gone",
 }
 
 
 @dataclass
 class ErasureReport:
     lead_id: str
-    found: bool  # False: no such lead (already erased, or never existed); stray rows are still removed
+    found: (
+        bool  # False: no such lead (already erased, or never existed); stray rows are still removed
+    )
     actor: str
     reason: str
     erased_at: datetime
@@ -62,7 +64,9 @@ class ErasureReport:
 
 def lead_columns(table: Table) -> list[str]:
     """The columns of ``table`` that hold a lead id."""
-    names = {fk.parent.name for fk in table.foreign_keys if fk.column.table.name == Lead.__tablename__}
+    names = {
+        fk.parent.name for fk in table.foreign_keys if fk.column.table.name == Lead.__tablename__
+    }
     if "lead_id" in table.columns:
         names.add("lead_id")
     return sorted(names)
@@ -70,35 +74,54 @@ def lead_columns(table: Table) -> list[str]:
 
 def tables_to_erase() -> list[Table]:
     """Every table with a lead id but ``leads`` itself and ``KEPT``, children before parents."""
-    return [table for table in reversed(SQLModel.metadata.sorted_tables)
-            if table.name != Lead.__tablename__ and table.name not in KEPT and lead_columns(table)]
+    return [
+        table
+        for table in reversed(SQLModel.metadata.sorted_tables)
+        if table.name != Lead.__tablename__ and table.name not in KEPT and lead_columns(table)
+    ]
 
 
-def erase_lead(engine: Engine, lead_id: str, *, actor: str, reason: str, hash_key: str) -> ErasureReport:
+def erase_lead(
+    engine: Engine, lead_id: str, *, actor: str, reason: str, hash_key: str
+) -> ErasureReport:
     """Erase the lead's rows everywhere, suppress its address, log it. Idempotent: erasing an
     unknown lead removes any stray rows and answers ``found=False``.
 
     ``hash_key`` keys the suppression hash: the settings' ``suppression_hash_key``.
     """
-    report = ErasureReport(lead_id=lead_id, found=False, actor=actor, reason=reason, erased_at=utcnow())
+    report = ErasureReport(
+        lead_id=lead_id, found=False, actor=actor, reason=reason, erased_at=utcnow()
+    )
     with Session(engine) as session:
         lead = session.get(Lead, lead_id)
         if lead is not None:
             report.found = True
-            suppress(session, hash_key, lead.email, "erased")  # before the row goes: needs the address
+            suppress(
+                session, hash_key, lead.email, "erased"
+            )  # before the row goes: needs the address
             report.suppressed = True
         for table in tables_to_erase():
             for column in lead_columns(table):
                 result = session.execute(delete(table).where(table.c[column] == lead_id))
                 if result.rowcount:
-                    report.rows_deleted[table.name] = report.rows_deleted.get(table.name, 0) + result.rowcount
+                    report.rows_deleted[table.name] = (
+                        report.rows_deleted.get(table.name, 0) + result.rowcount
+                    )
         if lead is not None:
             session.execute(delete(Lead).where(Lead.id == lead_id))
             report.rows_deleted[Lead.__tablename__] = 1
-        audit.record(session, actor=actor, action=audit.ERASE, lead_id=lead_id,
-                     detail={"reason": reason, "found": report.found, "rows_deleted": report.rows_deleted})
+        audit.record(
+            session,
+            actor=actor,
+            action=audit.ERASE,
+            lead_id=lead_id,
+            detail={"reason": reason, "found": report.found, "rows_deleted": report.rows_deleted},
+        )
         session.commit()
     if not checkpoint_wal(engine):
-        log.warning("erasure of lead %s: the write-ahead log could not be emptied now (a reader held on); "
-                    "the next checkpoint will", lead_id)
+        log.warning(
+            "erasure of lead %s: the write-ahead log could not be emptied now (a reader held on); "
+            "the next checkpoint will",
+            lead_id,
+        )
     return report

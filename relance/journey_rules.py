@@ -19,7 +19,6 @@ joins an excluded list mid-journey gets no further marketing message from it. Th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field, field_validator
@@ -35,13 +34,21 @@ class JourneyRules(BaseModel):
 
     model_config = {"frozen": True, "extra": "forbid"}
 
-    reenroll: bool = Field(default=True, description="May a lead go through the journey again once a run closed?")
+    reenroll: bool = Field(
+        default=True, description="May a lead go through the journey again once a run closed?"
+    )
     cooldown_days: float | None = Field(
-        default=None, ge=0, le=3650,
+        default=None,
+        ge=0,
+        le=3650,
         description="Days after the previous run closed before the lead may enter again; "
-                    "None: RELANCE_REENROLL_COOLDOWN_DAYS")
-    exclude: tuple[str, ...] = Field(default=(), max_length=50,
-                                     description='Exclusions: "customer", "list:<name>", "purchased:<sku or category>"')
+        "None: RELANCE_REENROLL_COOLDOWN_DAYS",
+    )
+    exclude: tuple[str, ...] = Field(
+        default=(),
+        max_length=50,
+        description='Exclusions: "customer", "list:<name>", "purchased:<sku or category>"',
+    )
 
     @field_validator("exclude")
     @classmethod
@@ -54,9 +61,13 @@ class JourneyRules(BaseModel):
 def check_rule(rule: str) -> None:
     """Raise ValueError unless ``rule`` is in the exclusion vocabulary."""
     kind, sep, arg = rule.partition(":")
-    if rule == "customer" or (sep and kind in ("list", "purchased") and arg.strip() and len(arg) <= 128):
+    if rule == "customer" or (
+        sep and kind in ("list", "purchased") and arg.strip() and len(arg) <= 128
+    ):
         return
-    raise ValueError(f'unknown exclusion rule {rule!r}: use "customer", "list:<name>" or "purchased:<sku or category>"')
+    raise ValueError(
+        f'unknown exclusion rule {rule!r}: use "customer", "list:<name>" or "purchased:<sku or category>"'
+    )
 
 
 # The defaults. The welcome is once per lead; the others may run again after their cooldown
@@ -90,10 +101,16 @@ def _ago(delta: timedelta) -> str:
 
 def _days(cooldown: timedelta) -> str:
     days = cooldown.total_seconds() / 86400
-    return f"{days:g} day{'s' if days != 1 else ''}" if days >= 1 else f"{cooldown.total_seconds():g} seconds"
+    return (
+        f"{days:g} day{'s' if days != 1 else ''}"
+        if days >= 1
+        else f"{cooldown.total_seconds():g} seconds"
+    )
 
 
-def cooldown_refusal(*, journey: str, closed_at: datetime | None, cooldown: timedelta, now: datetime) -> str:
+def cooldown_refusal(
+    *, journey: str, closed_at: datetime | None, cooldown: timedelta, now: datetime
+) -> str:
     """Why a lead whose previous run of ``journey`` closed at ``closed_at`` may not enter it
     again at ``now``; "" when the cooldown is over (or there was no previous run)."""
     if closed_at is None or cooldown <= timedelta(0):
@@ -107,10 +124,19 @@ def exclusion_reason(session: Session, lead_id: str, rules: tuple[str, ...]) -> 
     """Why the lead is excluded by ``rules`` (the first that applies); "" when none does."""
     for rule in rules:
         kind, _, arg = rule.partition(":")
-        if rule == "customer" and session.exec(select(Order.id).where(Order.lead_id == lead_id).limit(1)).first():
+        if (
+            rule == "customer"
+            and session.exec(select(Order.id).where(Order.lead_id == lead_id).limit(1)).first()
+        ):
             return "the lead is a customer (has an order)"
-        if kind == "list" and session.exec(select(ListMember.id).where(
-                ListMember.lead_id == lead_id, ListMember.list_name == arg).limit(1)).first():
+        if (
+            kind == "list"
+            and session.exec(
+                select(ListMember.id)
+                .where(ListMember.lead_id == lead_id, ListMember.list_name == arg)
+                .limit(1)
+            ).first()
+        ):
             return f"the lead is in the list {arg}"
         if kind == "purchased" and _bought(session, lead_id, arg):
             return f"the lead already purchased {arg}"

@@ -32,7 +32,11 @@ from workflows.signals import ACTIVITY, ActivitySignal
 
 log = logging.getLogger("relance.activity")
 
-COUNTED_KINDS = ("page_view", "form", "purchase")  # stored in lead_activities; clicks come from tracking_events
+COUNTED_KINDS = (
+    "page_view",
+    "form",
+    "purchase",
+)  # stored in lead_activities; clicks come from tracking_events
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,14 @@ class FollowUp:
     premium_due: bool  # the lead just became "very active": offer premium content
 
 
-def note_activity(session: Session, *, lead_id: str, kind: str, url: str | None = None,
-                  category: str | None = None) -> None:
+def note_activity(
+    session: Session,
+    *,
+    lead_id: str,
+    kind: str,
+    url: str | None = None,
+    category: str | None = None,
+) -> None:
     """Stamp the lead's last activity and, for counted kinds, keep the activity (no commit)."""
     now = utcnow()
     if kind in COUNTED_KINDS:
@@ -56,27 +66,48 @@ def follow_ups(session: Session, settings: Settings, activity: dict[str, str]) -
     """``activity``: lead id -> what it did. Returns the leads for which something is due."""
     if not activity:
         return []
-    rows = session.exec(select(Lead.id, Lead.reengagement_status, Lead.premium_offered_at)
-                        .where(col(Lead.id).in_(list(activity)))).all()
+    rows = session.exec(
+        select(Lead.id, Lead.reengagement_status, Lead.premium_offered_at).where(
+            col(Lead.id).in_(list(activity))
+        )
+    ).all()
     threshold = settings.premium_offer_threshold
     candidates = [lead_id for lead_id, _, offered in rows if offered is None and threshold > 0]
     counts: dict[str, int] = {}
     if candidates:
         since = utcnow() - timedelta(days=settings.premium_offer_window_days)
-        for lead_id, n in session.exec(select(LeadActivity.lead_id, func.count()).where(
-                col(LeadActivity.lead_id).in_(candidates), col(LeadActivity.at) >= since).group_by(LeadActivity.lead_id)):
+        for lead_id, n in session.exec(
+            select(LeadActivity.lead_id, func.count())
+            .where(col(LeadActivity.lead_id).in_(candidates), col(LeadActivity.at) >= since)
+            .group_by(LeadActivity.lead_id)
+        ):
             counts[lead_id] = counts.get(lead_id, 0) + n
         # A click counts once per message and destination (the hit the outbox signalled; rows from
         # before the outbox settled them that way count each): a link requested 1,000 times by a
         # script or a link scanner is one click, not a very active lead.
-        for lead_id, n in session.exec(select(TrackingEvent.lead_id, func.count()).where(
-                col(TrackingEvent.lead_id).in_(candidates), TrackingEvent.kind == "clicked",
-                or_(col(TrackingEvent.signal_outcome).is_not(None), col(TrackingEvent.signal_key).is_(None)),
-                col(TrackingEvent.received_at) >= since).group_by(TrackingEvent.lead_id)):
+        for lead_id, n in session.exec(
+            select(TrackingEvent.lead_id, func.count())
+            .where(
+                col(TrackingEvent.lead_id).in_(candidates),
+                TrackingEvent.kind == "clicked",
+                or_(
+                    col(TrackingEvent.signal_outcome).is_not(None),
+                    col(TrackingEvent.signal_key).is_(None),
+                ),
+                col(TrackingEvent.received_at) >= since,
+            )
+            .group_by(TrackingEvent.lead_id)
+        ):
             counts[lead_id] = counts.get(lead_id, 0) + n
-    due = [FollowUp(lead_id, activity[lead_id], status == "in_journey",
-                    threshold > 0 and counts.get(lead_id, 0) >= threshold)
-           for lead_id, status, _ in rows]
+    due = [
+        FollowUp(
+            lead_id,
+            activity[lead_id],
+            status == "in_journey",
+            threshold > 0 and counts.get(lead_id, 0) >= threshold,
+        )
+        for lead_id, status, _ in rows
+    ]
     return [f for f in due if f.reengaging or f.premium_due]
 
 
@@ -89,19 +120,28 @@ async def act_on(client: Client, settings: Settings, due: list[FollowUp]) -> Non
         if follow_up.reengaging:
             try:
                 await client.get_workflow_handle(f"reengage-{follow_up.lead_id}").signal(
-                    ACTIVITY, ActivitySignal(kind=follow_up.kind))
+                    ACTIVITY, ActivitySignal(kind=follow_up.kind)
+                )
             except RPCError as err:
                 if err.status != RPCStatusCode.NOT_FOUND:
                     raise
         if follow_up.premium_due:
             try:
                 await client.start_workflow(
-                    PremiumOfferJourney.run, PremiumInput(follow_up.lead_id), id=f"premium-{follow_up.lead_id}",
-                    task_queue=settings.temporal_task_queue, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    search_attributes=TypedSearchAttributes([
-                        SearchAttributePair(sa.JOURNEY, "premium"), SearchAttributePair(sa.LEAD_ID, follow_up.lead_id),
-                        SearchAttributePair(sa.STEP, "starting")]),
-                    static_summary=f"premium-content offer for lead {follow_up.lead_id}")
+                    PremiumOfferJourney.run,
+                    PremiumInput(follow_up.lead_id),
+                    id=f"premium-{follow_up.lead_id}",
+                    task_queue=settings.temporal_task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(sa.JOURNEY, "premium"),
+                            SearchAttributePair(sa.LEAD_ID, follow_up.lead_id),
+                            SearchAttributePair(sa.STEP, "starting"),
+                        ]
+                    ),
+                    static_summary=f"premium-content offer for lead {follow_up.lead_id}",
+                )
                 log.info("lead %s is very active: premium offer started", follow_up.lead_id)
             except WorkflowAlreadyStartedError:
                 pass  # offered already (or being offered)

@@ -7,7 +7,7 @@ Times are stored in UTC.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
@@ -18,13 +18,13 @@ def new_id() -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands datetimes back without a zone; they are UTC."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -42,7 +42,9 @@ class Lead(SQLModel, table=True):
     phone: str | None = Field(default=None, max_length=32)  # E.164
     locale: str = Field(default="en", max_length=35)
     time_zone: str = Field(default="UTC", max_length=64)
-    country: str | None = Field(default=None, max_length=2)  # ISO 3166 alpha-2, upper case: the sales territory
+    country: str | None = Field(
+        default=None, max_length=2
+    )  # ISO 3166 alpha-2, upper case: the sales territory
     score: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
@@ -52,8 +54,12 @@ class Lead(SQLModel, table=True):
     # Re-engagement (issue 5): null (never in it), in_journey, re_engaged, unsubscribed,
     # consent_withdrawn, not_sent (no consent when it started), sunset_suppressed. A lead sunset with the ``delete`` policy is erased, so it has no row.
     reengagement_status: str | None = Field(default=None, max_length=32)
-    reengagement_at: datetime | None = Field(default=None, sa_column=_when())  # when the status last changed
-    premium_offered_at: datetime | None = Field(default=None, sa_column=_when())  # the premium offer goes once
+    reengagement_at: datetime | None = Field(
+        default=None, sa_column=_when()
+    )  # when the status last changed
+    premium_offered_at: datetime | None = Field(
+        default=None, sa_column=_when()
+    )  # the premium offer goes once
 
 
 class Consent(SQLModel, table=True):
@@ -65,7 +71,9 @@ class Consent(SQLModel, table=True):
     lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
     channel: str = Field(max_length=16)  # email | sms
     purpose: str = Field(default="marketing", max_length=64)
-    status: str = Field(max_length=16)  # granted | withdrawn | pending (double opt-in, not confirmed yet)
+    status: str = Field(
+        max_length=16
+    )  # granted | withdrawn | pending (double opt-in, not confirmed yet)
     source_url: str | None = Field(default=None, max_length=2048)
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=1024)
@@ -138,14 +146,28 @@ class TrackingEvent(SQLModel, table=True):
     __tablename__ = "tracking_events"
     __table_args__ = (
         # The outbox's queue: the pending hits, in order (the settled ones, nearly all, are not in it).
-        Index("ix_tracking_events_pending", "id", "workflow_id",
-              sqlite_where=text("delivered_at IS NULL"), postgresql_where=text("delivered_at IS NULL")),
+        Index(
+            "ix_tracking_events_pending",
+            "id",
+            "workflow_id",
+            sqlite_where=text("delivered_at IS NULL"),
+            postgresql_where=text("delivered_at IS NULL"),
+        ),
         # What each journey was already told (a few rows per journey, however big the flood).
-        Index("ix_tracking_events_told", "workflow_id", "signal_key",
-              sqlite_where=text("signal_outcome IS NOT NULL"), postgresql_where=text("signal_outcome IS NOT NULL")),
+        Index(
+            "ix_tracking_events_told",
+            "workflow_id",
+            "signal_key",
+            sqlite_where=text("signal_outcome IS NOT NULL"),
+            postgresql_where=text("signal_outcome IS NOT NULL"),
+        ),
         # The journeys waiting out a refusal.
-        Index("ix_tracking_events_retry_at", "retry_at",
-              sqlite_where=text("retry_at IS NOT NULL"), postgresql_where=text("retry_at IS NOT NULL")),
+        Index(
+            "ix_tracking_events_retry_at",
+            "retry_at",
+            sqlite_where=text("retry_at IS NOT NULL"),
+            postgresql_where=text("retry_at IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -236,7 +258,9 @@ class Event(SQLModel, table=True):
     topics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     replay_url: str | None = Field(default=None, max_length=2048)
     survey_url: str | None = Field(default=None, max_length=2048)
-    series: str | None = Field(default=None, max_length=100, index=True)  # the next one is invited to
+    series: str | None = Field(
+        default=None, max_length=100, index=True
+    )  # the next one is invited to
     status: str = Field(default="scheduled", max_length=16)  # scheduled | cancelled
     sequence: int = 0  # bumped at each reschedule: the .ics SEQUENCE, so calendars update
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
@@ -268,7 +292,9 @@ class LeadActivity(SQLModel, table=True):
     lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
     kind: str = Field(max_length=16)  # page_view | form | purchase
     url: str | None = Field(default=None, max_length=2048)
-    category: str | None = Field(default=None, max_length=64)  # page views: what the page is about (issue 7)
+    category: str | None = Field(
+        default=None, max_length=64
+    )  # page views: what the page is about (issue 7)
     at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False, index=True))
 
 
@@ -285,17 +311,27 @@ class SalesTask(SQLModel, table=True):
     lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
     workflow_id: str = Field(max_length=255)
     reason: str = Field(max_length=300)
-    assignee: str | None = Field(default=None, index=True, max_length=320)  # the rep's email; None: no rep configured
-    territory: str | None = Field(default=None, max_length=2)  # the lead country that chose the rep, if any
+    assignee: str | None = Field(
+        default=None, index=True, max_length=320
+    )  # the rep's email; None: no rep configured
+    territory: str | None = Field(
+        default=None, max_length=2
+    )  # the lead country that chose the rep, if any
     due_at: datetime = Field(sa_column=_when(nullable=False))
     status: str = Field(default="open", max_length=16, index=True)  # open | done | escalated
-    outcome: str | None = Field(default=None, max_length=32)  # called | meeting_booked | not_interested
+    outcome: str | None = Field(
+        default=None, max_length=32
+    )  # called | meeting_booked | not_interested
     note: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
-    notified_at: datetime | None = Field(default=None, sa_column=_when())  # the rep's email went out
+    notified_at: datetime | None = Field(
+        default=None, sa_column=_when()
+    )  # the rep's email went out
     escalated_at: datetime | None = Field(default=None, sa_column=_when())
-    escalation_notified_at: datetime | None = Field(default=None, sa_column=_when())  # the manager's email
+    escalation_notified_at: datetime | None = Field(
+        default=None, sa_column=_when()
+    )  # the manager's email
     completed_at: datetime | None = Field(default=None, sa_column=_when())
 
 
@@ -332,7 +368,9 @@ class AuditEntry(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False, index=True))
     actor: str = Field(max_length=128)
-    action: str = Field(max_length=32)  # lead.read | lead.messages | lead.consents | lead.export | lead.erase
+    action: str = Field(
+        max_length=32
+    )  # lead.read | lead.messages | lead.consents | lead.export | lead.erase
     lead_id: str = Field(index=True, max_length=32)
     detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
@@ -363,10 +401,16 @@ class MqlNotification(SQLModel, table=True):
     threshold: int
     reason: str = Field(max_length=500)  # the score change that crossed
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
-    status: str = Field(default="pending", max_length=16, index=True)  # pending | sent | failed | skipped
+    status: str = Field(
+        default="pending", max_length=16, index=True
+    )  # pending | sent | failed | skipped
     attempts: int = 0
-    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False, index=True))
-    claimed_until: datetime | None = Field(default=None, sa_column=_when())  # a notifier is delivering it
+    next_attempt_at: datetime = Field(
+        default_factory=utcnow, sa_column=_when(nullable=False, index=True)
+    )
+    claimed_until: datetime | None = Field(
+        default=None, sa_column=_when()
+    )  # a notifier is delivering it
     webhook_sent_at: datetime | None = Field(default=None, sa_column=_when())
     email_sent_at: datetime | None = Field(default=None, sa_column=_when())
     sent_at: datetime | None = Field(default=None, sa_column=_when())

@@ -45,10 +45,17 @@ DELIVERY_HEADER = "X-Relance-Delivery"
 CLAIM = timedelta(minutes=2)
 
 
-def queue_notification(session: Session, *, lead_id: str, score: int, threshold: int, reason: str,
-                       now: datetime) -> MqlNotification:
-    row = MqlNotification(lead_id=lead_id, score=score, threshold=threshold, reason=reason[:500], created_at=now,
-                          next_attempt_at=now)
+def queue_notification(
+    session: Session, *, lead_id: str, score: int, threshold: int, reason: str, now: datetime
+) -> MqlNotification:
+    row = MqlNotification(
+        lead_id=lead_id,
+        score=score,
+        threshold=threshold,
+        reason=reason[:500],
+        created_at=now,
+        next_attempt_at=now,
+    )
     session.add(row)
     return row
 
@@ -63,8 +70,15 @@ def verify(secret: str, body: bytes, signature: str) -> bool:
 
 
 class MqlNotifier:
-    def __init__(self, engine: Engine, settings: Settings, *, http: httpx.AsyncClient | None = None,
-                 poll_seconds: float = 2.0, batch_size: int = 50) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        http: httpx.AsyncClient | None = None,
+        poll_seconds: float = 2.0,
+        batch_size: int = 50,
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.http = http
@@ -95,16 +109,33 @@ class MqlNotifier:
 
     def _claim(self, now: datetime) -> list[str]:
         with Session(self.engine) as session:
-            ids = session.exec(select(MqlNotification.id).where(
-                col(MqlNotification.status) == "pending", col(MqlNotification.next_attempt_at) <= now,
-                or_(col(MqlNotification.claimed_until).is_(None), col(MqlNotification.claimed_until) < now),
-            ).order_by(col(MqlNotification.created_at)).limit(self.batch_size)).all()
+            ids = session.exec(
+                select(MqlNotification.id)
+                .where(
+                    col(MqlNotification.status) == "pending",
+                    col(MqlNotification.next_attempt_at) <= now,
+                    or_(
+                        col(MqlNotification.claimed_until).is_(None),
+                        col(MqlNotification.claimed_until) < now,
+                    ),
+                )
+                .order_by(col(MqlNotification.created_at))
+                .limit(self.batch_size)
+            ).all()
             claimed = []
             for row_id in ids:
-                taken = session.execute(update(MqlNotification).where(
-                    col(MqlNotification.id) == row_id, col(MqlNotification.status) == "pending",
-                    or_(col(MqlNotification.claimed_until).is_(None), col(MqlNotification.claimed_until) < now),
-                ).values(claimed_until=now + CLAIM)).rowcount
+                taken = session.execute(
+                    update(MqlNotification)
+                    .where(
+                        col(MqlNotification.id) == row_id,
+                        col(MqlNotification.status) == "pending",
+                        or_(
+                            col(MqlNotification.claimed_until).is_(None),
+                            col(MqlNotification.claimed_until) < now,
+                        ),
+                    )
+                    .values(claimed_until=now + CLAIM)
+                ).rowcount
                 if taken:
                     claimed.append(row_id)
             session.commit()
@@ -121,10 +152,22 @@ class MqlNotifier:
         with Session(self.engine) as session:
             public = lead_public(session=session, lead=lead, settings=self.settings)
         payload = {
-            "type": "lead.mql", "id": row.id, "crossed_at": as_utc(row.created_at).isoformat(),
-            "threshold": row.threshold, "score_at_crossing": row.score, "reason": row.reason,
-            "lead": {"id": lead.id, "email": lead.email, "first_name": lead.first_name, "phone": lead.phone,
-                     "country": lead.country, "score": lead.score, "segment": public.segment, "stage": public.stage},
+            "type": "lead.mql",
+            "id": row.id,
+            "crossed_at": as_utc(row.created_at).isoformat(),
+            "threshold": row.threshold,
+            "score_at_crossing": row.score,
+            "reason": row.reason,
+            "lead": {
+                "id": lead.id,
+                "email": lead.email,
+                "first_name": lead.first_name,
+                "phone": lead.phone,
+                "country": lead.country,
+                "score": lead.score,
+                "segment": public.segment,
+                "stage": public.stage,
+            },
         }
         return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
@@ -134,16 +177,29 @@ class MqlNotifier:
         if lead is None:  # erased meanwhile (its rows go with it); nothing to tell
             return 0
         if not s.mql_webhook_url and not s.mql_notify_email:
-            await asyncio.to_thread(self._finish, row_id, "skipped", now, "no RELANCE_MQL_WEBHOOK_URL nor RELANCE_MQL_NOTIFY_EMAIL")
+            await asyncio.to_thread(
+                self._finish,
+                row_id,
+                "skipped",
+                now,
+                "no RELANCE_MQL_WEBHOOK_URL nor RELANCE_MQL_NOTIFY_EMAIL",
+            )
             return 1
         error = None
         stamps: dict[str, datetime] = {}
         if s.mql_webhook_url and row.webhook_sent_at is None:
             body = self.body(row, lead)
             try:
-                answer = await self.http.post(s.mql_webhook_url, content=body, headers={
-                    "Content-Type": "application/json", SIGNATURE_HEADER: sign(self.secret, body),
-                    DELIVERY_HEADER: row.id, "User-Agent": "Relance"})
+                answer = await self.http.post(
+                    s.mql_webhook_url,
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        SIGNATURE_HEADER: sign(self.secret, body),
+                        DELIVERY_HEADER: row.id,
+                        "User-Agent": "Relance",
+                    },
+                )
                 if 200 <= answer.status_code < 300:
                     stamps["webhook_sent_at"] = now
                 else:
@@ -177,10 +233,13 @@ class MqlNotifier:
         mime.set_content(
             f"{formataddr((lead.first_name or '', lead.email))} reached the MQL threshold ({row.threshold}): "
             f"score {row.score}.\nWhy: {row.reason}\nCountry: {lead.country or '-'}\nPhone: {lead.phone or '-'}\n"
-            f"Lead id: {lead.id}\n")
+            f"Lead id: {lead.id}\n"
+        )
         deliver(s, mime, s.mql_notify_email)
 
-    def _record(self, row_id: str, stamps: dict[str, datetime], error: str | None, now: datetime) -> None:
+    def _record(
+        self, row_id: str, stamps: dict[str, datetime], error: str | None, now: datetime
+    ) -> None:
         s = self.settings
         with Session(self.engine) as session:
             row = session.get(MqlNotification, row_id)
@@ -202,6 +261,9 @@ class MqlNotifier:
 
     def _finish(self, row_id: str, status: str, now: datetime, note: str) -> None:
         with Session(self.engine) as session:
-            session.execute(update(MqlNotification).where(col(MqlNotification.id) == row_id)
-                            .values(status=status, last_error=note[:500], claimed_until=None))
+            session.execute(
+                update(MqlNotification)
+                .where(col(MqlNotification.id) == row_id)
+                .values(status=status, last_error=note[:500], claimed_until=None)
+            )
             session.commit()

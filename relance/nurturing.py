@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from relance.rendering import TEMPLATES_DIR
 from workflows.nurturing import Gate, NurturingSequence, NurturingStep
@@ -57,8 +64,9 @@ class SequenceFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     steps: list[StepConfig] = Field(min_length=1, max_length=50)
-    assets: dict[AssetName, Annotated[str, StringConstraints(min_length=1, max_length=500)]] = Field(
-        default_factory=dict)
+    assets: dict[AssetName, Annotated[str, StringConstraints(min_length=1, max_length=500)]] = (
+        Field(default_factory=dict)
+    )
     hand_off: HandOffConfig = Field(default_factory=HandOffConfig)
 
     @model_validator(mode="after")
@@ -75,13 +83,21 @@ def _where(loc: tuple, raw: dict) -> str:
     parts = list(loc)
     if len(parts) >= 2 and parts[0] == "steps" and isinstance(parts[1], int):
         steps = raw.get("steps") or []
-        name = steps[parts[1]].get("name") if parts[1] < len(steps) and isinstance(steps[parts[1]], dict) else None
+        name = (
+            steps[parts[1]].get("name")
+            if parts[1] < len(steps) and isinstance(steps[parts[1]], dict)
+            else None
+        )
         rest = ".".join(str(p) for p in parts[2:])
-        return f"step {parts[1] + 1}" + (f" ({name})" if name else "") + (f": {rest}" if rest else "")
+        return (
+            f"step {parts[1] + 1}" + (f" ({name})" if name else "") + (f": {rest}" if rest else "")
+        )
     return ".".join(str(p) for p in parts) or "the file"
 
 
-def parse_sequence(text: str, *, source: str = "sequence", templates_dir: Path = TEMPLATES_DIR) -> NurturingSequence:
+def parse_sequence(
+    text: str, *, source: str = "sequence", templates_dir: Path = TEMPLATES_DIR
+) -> NurturingSequence:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -97,16 +113,29 @@ def parse_sequence(text: str, *, source: str = "sequence", templates_dir: Path =
         templates = [step.template, *(step.requires.alternatives if step.requires else [])]
         for template in templates:
             if not (templates_dir / "email" / f"{template}.jinja").is_file():
-                raise SequenceError(f"{source}: step {index} ({step.name}): template {template!r} not found "
-                                    f"(expected templates/email/{template}.jinja)")
+                raise SequenceError(
+                    f"{source}: step {index} ({step.name}): template {template!r} not found "
+                    f"(expected templates/email/{template}.jinja)"
+                )
     return NurturingSequence(
         version=hashlib.sha256(text.encode()).hexdigest()[:12],
-        steps=[NurturingStep(
-            name=s.name, template=s.template, delay_days=s.delay_days,
-            gate=Gate(downloaded=s.requires.downloaded, alternatives=list(s.requires.alternatives),
-                      max_loops=s.requires.max_loops, retry_after_days=s.requires.retry_after_days,
-                      on_exhausted=s.requires.on_exhausted) if s.requires else None,
-        ) for s in config.steps],
+        steps=[
+            NurturingStep(
+                name=s.name,
+                template=s.template,
+                delay_days=s.delay_days,
+                gate=Gate(
+                    downloaded=s.requires.downloaded,
+                    alternatives=list(s.requires.alternatives),
+                    max_loops=s.requires.max_loops,
+                    retry_after_days=s.requires.retry_after_days,
+                    on_exhausted=s.requires.on_exhausted,
+                )
+                if s.requires
+                else None,
+            )
+            for s in config.steps
+        ],
         assets=dict(config.assets),
         hand_off_downloads=list(config.hand_off.on_download),
         hand_off_on_mql=config.hand_off.on_mql,
@@ -117,5 +146,7 @@ def load_sequence(path: Path) -> NurturingSequence:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
-        raise SequenceError(f"cannot read the nurturing sequence file {path}: {err.strerror}") from err
+        raise SequenceError(
+            f"cannot read the nurturing sequence file {path}: {err.strerror}"
+        ) from err
     return parse_sequence(text, source=str(path))

@@ -65,8 +65,11 @@ BUDGETED_KINDS = frozenset({OPENED, CLICKED})
 # signal_outcome: the hit that settled its signal_key for its journey.
 SIGNALLED, CLOSED, REFUSED = "signalled", "closed", "refused"
 NO_LONGER_RUNNING = "journey no longer running"
-_ALREADY = {SIGNALLED: "the journey was told this already", CLOSED: "the journey was no longer running",
-            REFUSED: "the journey refused this already"}
+_ALREADY = {
+    SIGNALLED: "the journey was told this already",
+    CLOSED: "the journey was no longer running",
+    REFUSED: "the journey refused this already",
+}
 
 
 @dataclass
@@ -97,10 +100,20 @@ class OutboxDispatcher:
     and signalled right after, instead of both fighting for the same cores. Within a batch,
     journeys are signalled ``concurrency`` at a time, each journey's hits in the order received."""
 
-    def __init__(self, engine: Engine, client: Client, *, settings: Settings | None = None, batch_size: int = 500,
-                 poll_seconds: float = 1.0, max_backoff_seconds: float = 30.0, concurrency: int = 16,
-                 quiet_for: Callable[[], float] | None = None, burst_quiet_seconds: float = 0.3,
-                 max_delay_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        client: Client,
+        *,
+        settings: Settings | None = None,
+        batch_size: int = 500,
+        poll_seconds: float = 1.0,
+        max_backoff_seconds: float = 30.0,
+        concurrency: int = 16,
+        quiet_for: Callable[[], float] | None = None,
+        burst_quiet_seconds: float = 0.3,
+        max_delay_seconds: float = 5.0,
+    ) -> None:
         self.engine = engine
         self.client = client
         self.settings = settings  # None: tracking hits are signalled, nothing more
@@ -115,7 +128,9 @@ class OutboxDispatcher:
         self.signals_per_journey = defaults.tracking_signals_per_journey
         self.max_attempts = defaults.tracking_signal_max_attempts
         self.retry_max_seconds = defaults.tracking_signal_retry_max_seconds
-        self.share_rows = engine.dialect.name == "postgresql"  # row locks: several dispatchers may share
+        self.share_rows = (
+            engine.dialect.name == "postgresql"
+        )  # row locks: several dispatchers may share
         self._wake = asyncio.Event()
         self._budget_said: set[str] = set()  # journeys whose spent budget was logged (once each)
 
@@ -136,7 +151,9 @@ class OutboxDispatcher:
                 backoff = min(max(backoff * 2, 0.5), self.max_backoff_seconds)
                 # Temporal unreachable (or the database failing, logged above): nothing is lost, the
                 # hits wait; the operator sees how long until the next try.
-                log.warning("outbox: backing off; the pending hits wait %.1f s before the next try", backoff)
+                log.warning(
+                    "outbox: backing off; the pending hits wait %.1f s before the next try", backoff
+                )
                 await asyncio.sleep(backoff)
                 continue
             backoff = 0.0
@@ -144,14 +161,16 @@ class OutboxDispatcher:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def _let_the_burst_pass(self) -> None:
         if self.quiet_for is None:
             return
         waited = 0.0
-        while (quiet := self.quiet_for()) < self.burst_quiet_seconds and waited < self.max_delay_seconds:
+        while (
+            quiet := self.quiet_for()
+        ) < self.burst_quiet_seconds and waited < self.max_delay_seconds:
             pause = min(self.burst_quiet_seconds - quiet, self.max_delay_seconds - waited)
             await asyncio.sleep(pause)
             waited += pause
@@ -180,17 +199,22 @@ class OutboxDispatcher:
                 await asyncio.to_thread(self._record, claim, settled)
         finally:
             if claim.session is not None:
-                await asyncio.to_thread(claim.session.close)  # after _record's commit: releases the rows
+                await asyncio.to_thread(
+                    claim.session.close
+                )  # after _record's commit: releases the rows
         reached = [s.event for s in settled if s.outcome in (SIGNALLED, CLOSED)]
         if reached:
             await self._score_hits(reached)
-        hits = [s.event for s in settled if s.retry_at is None and s.outcome != REFUSED]  # the lead was active
+        hits = [
+            s.event for s in settled if s.retry_at is None and s.outcome != REFUSED
+        ]  # the lead was active
         if hits:
             await self._pass_activity_on(hits)
         return claim.claimed, sum(1 for s in settled if s.retry_at is None), unreachable
 
-    async def _settle_journey(self, workflow_id: str, events: list[TrackingEvent],
-                              claim: _Claim) -> tuple[list[_Settled], bool]:
+    async def _settle_journey(
+        self, workflow_id: str, events: list[TrackingEvent], claim: _Claim
+    ) -> tuple[list[_Settled], bool]:
         """One journey's hits, in order: each is signalled, or settled without a signal (told
         already, budget spent), or left for later. Returns (results, Temporal unreachable)."""
         told = claim.told.setdefault(workflow_id, {})
@@ -200,39 +224,82 @@ class OutboxDispatcher:
             key = event.signal_key or signal_key(event.kind, event.message_id, event.url)
             if key in told:
                 first, outcome = told[key]
-                results.append(_Settled(event, note=f"not signalled: {_ALREADY[outcome]} (hit {first})", key=key))
+                results.append(
+                    _Settled(
+                        event, note=f"not signalled: {_ALREADY[outcome]} (hit {first})", key=key
+                    )
+                )
                 continue
             budgeted = event.kind in BUDGETED_KINDS
             if budgeted and spent >= self.signals_per_journey:
                 self._say_budget_spent(workflow_id)
-                results.append(_Settled(event, key=key, note=(
-                    f"not signalled: the journey has had its {self.signals_per_journey} open and click signals "
-                    "(RELANCE_TRACKING_SIGNALS_PER_JOURNEY)")))
+                results.append(
+                    _Settled(
+                        event,
+                        key=key,
+                        note=(
+                            f"not signalled: the journey has had its {self.signals_per_journey} open and click signals "
+                            "(RELANCE_TRACKING_SIGNALS_PER_JOURNEY)"
+                        ),
+                    )
+                )
                 continue
             try:
                 outcome, note = await self._deliver(event)
             except RPCError as err:
                 if err.status in UNREACHABLE:
-                    log.warning("outbox: Temporal is unreachable (%s); %s's hits wait", err.message, workflow_id)
+                    log.warning(
+                        "outbox: Temporal is unreachable (%s); %s's hits wait",
+                        err.message,
+                        workflow_id,
+                    )
                     return results, True
                 attempts = event.attempts + 1
                 # RESOURCE_EXHAUSTED: Temporal is rate-limiting (the journey, or everyone for a while):
                 # the journey waits its turn, retried with backoff however long it takes.
                 if attempts >= self.max_attempts and err.status != RPCStatusCode.RESOURCE_EXHAUSTED:
-                    log.warning("outbox: %s refused the %s signal of hit %s %d times (%s); kept as not signalled",
-                                workflow_id, event.kind, event.id, attempts, err.message)
+                    log.warning(
+                        "outbox: %s refused the %s signal of hit %s %d times (%s); kept as not signalled",
+                        workflow_id,
+                        event.kind,
+                        event.id,
+                        attempts,
+                        err.message,
+                    )
                     told[key] = (event.id, REFUSED)
-                    results.append(_Settled(event, REFUSED, f"not signalled: refused {attempts} times: {err.message}",
-                                            attempted=True, key=key))
+                    results.append(
+                        _Settled(
+                            event,
+                            REFUSED,
+                            f"not signalled: refused {attempts} times: {err.message}",
+                            attempted=True,
+                            key=key,
+                        )
+                    )
                     continue
                 delay = min(2.0 ** (attempts - 1), self.retry_max_seconds)
-                log.warning("outbox: %s refused the %s signal of hit %s (%s); its hits wait %.0f s, the others go on",
-                            workflow_id, event.kind, event.id, err.message, delay)
-                results.append(_Settled(event, note=f"attempt {attempts} refused: {err.message}",
-                                        retry_at=utcnow() + timedelta(seconds=delay), attempted=True, key=key))
+                log.warning(
+                    "outbox: %s refused the %s signal of hit %s (%s); its hits wait %.0f s, the others go on",
+                    workflow_id,
+                    event.kind,
+                    event.id,
+                    err.message,
+                    delay,
+                )
+                results.append(
+                    _Settled(
+                        event,
+                        note=f"attempt {attempts} refused: {err.message}",
+                        retry_at=utcnow() + timedelta(seconds=delay),
+                        attempted=True,
+                        key=key,
+                    )
+                )
                 return results, False  # keep the order: this journey's later hits wait for this one
             except Exception as err:  # the client could not connect: Temporal is unreachable
-                log.warning("outbox: could not reach Temporal (%s); %s's hits wait", err, workflow_id)
+                log.warning(
+                    "outbox: could not reach Temporal (%s); %s's hits wait", err, workflow_id
+                )
                 return results, True
             told[key] = (event.id, outcome)
             if budgeted and outcome == SIGNALLED:
@@ -246,16 +313,24 @@ class OutboxDispatcher:
         if len(self._budget_said) > 10_000:
             self._budget_said.clear()
         self._budget_said.add(workflow_id)
-        log.warning("outbox: journey %s has had its %d open and click signals; its further opens and clicks "
-                    "are kept for reporting, not signalled (RELANCE_TRACKING_SIGNALS_PER_JOURNEY)",
-                    workflow_id, self.signals_per_journey)
+        log.warning(
+            "outbox: journey %s has had its %d open and click signals; its further opens and clicks "
+            "are kept for reporting, not signalled (RELANCE_TRACKING_SIGNALS_PER_JOURNEY)",
+            workflow_id,
+            self.signals_per_journey,
+        )
 
     async def _deliver(self, event: TrackingEvent) -> tuple[str, str | None]:
         """Signal one hit; returns (outcome, delivery note). Raises RPCError when Temporal did not take it."""
         signal = TrackingSignal(message_id=event.message_id, url=event.url)
         try:
-            if event.kind == UNSUBSCRIBED:  # every journey of the lead stops, not only the message's
-                return SIGNALLED, f"told {await self._tell_every_journey(event, signal)} running journeys"
+            if (
+                event.kind == UNSUBSCRIBED
+            ):  # every journey of the lead stops, not only the message's
+                return (
+                    SIGNALLED,
+                    f"told {await self._tell_every_journey(event, signal)} running journeys",
+                )
             await self.client.get_workflow_handle(event.workflow_id).signal(event.kind, signal)
             return SIGNALLED, None
         except RPCError as err:
@@ -268,8 +343,13 @@ class OutboxDispatcher:
         an open ``email_opened``; a click ``email_clicked``, except in the journeys of
         ``JOURNEYS_SCORING_CLICKS``, which score their own (in the workflow, with the step in the
         reason) under the same key, ``<workflow id>:click:<message id>``."""
-        hits = sorted({(e.kind, e.lead_id, e.workflow_id, e.message_id) for e in delivered
-                       if e.kind in ("opened", "clicked")})
+        hits = sorted(
+            {
+                (e.kind, e.lead_id, e.workflow_id, e.message_id)
+                for e in delivered
+                if e.kind in ("opened", "clicked")
+            }
+        )
         if self.settings is None or not hits:
             return
         try:
@@ -285,33 +365,56 @@ class OutboxDispatcher:
                 if not points or session.get(Lead, lead_id) is None:  # erased meanwhile
                     continue
                 if kind == "opened":
-                    apply_score(session, lead_id=lead_id, event="email_opened", key=f"open:{message_id}",
-                                reason=f"opened message {message_id}", points=points,
-                                mql_threshold=self.settings.score_mql_threshold)
+                    apply_score(
+                        session,
+                        lead_id=lead_id,
+                        event="email_opened",
+                        key=f"open:{message_id}",
+                        reason=f"opened message {message_id}",
+                        points=points,
+                        mql_threshold=self.settings.score_mql_threshold,
+                    )
                     continue
                 message = session.get(Message, message_id)
                 if message is None or message.journey in JOURNEYS_SCORING_CLICKS:
                     continue
-                apply_score(session, lead_id=lead_id, event="email_clicked", key=f"{workflow_id}:click:{message_id}",
-                            reason=f"clicked a link in the {message.step} message of the {message.journey} journey",
-                            points=points, mql_threshold=self.settings.score_mql_threshold)
+                apply_score(
+                    session,
+                    lead_id=lead_id,
+                    event="email_clicked",
+                    key=f"{workflow_id}:click:{message_id}",
+                    reason=f"clicked a link in the {message.step} message of the {message.journey} journey",
+                    points=points,
+                    mql_threshold=self.settings.score_mql_threshold,
+                )
             session.commit()
 
     async def _pass_activity_on(self, delivered: list[TrackingEvent]) -> None:
         if self.settings is None:
             return
         activity: dict[str, str] = {}
-        told_directly: set[str] = set()  # hits on a re-engagement email reached that journey already
+        told_directly: set[str] = (
+            set()
+        )  # hits on a re-engagement email reached that journey already
         for event in delivered:
             if event.kind not in ("opened", "clicked"):
                 continue
-            activity[event.lead_id] = "clicked" if "clicked" in (event.kind, activity.get(event.lead_id)) else "opened"
+            activity[event.lead_id] = (
+                "clicked" if "clicked" in (event.kind, activity.get(event.lead_id)) else "opened"
+            )
             if event.workflow_id == f"reengage-{event.lead_id}":
                 told_directly.add(event.lead_id)
         try:
             due = await asyncio.to_thread(self._follow_ups, activity)
-            due = [FollowUp(f.lead_id, f.kind, f.reengaging and f.lead_id not in told_directly, f.premium_due)
-                   for f in due]
+            due = [
+                FollowUp(
+                    f.lead_id,
+                    f.kind,
+                    f.reengaging and f.lead_id not in told_directly,
+                    f.premium_due,
+                )
+                for f in due
+            ]
             await act_on(self.client, self.settings, due)
         except Exception:  # the hits are delivered; what they set in motion is best effort
             log.exception("outbox: could not pass %d leads' activity on", len(activity))
@@ -334,10 +437,17 @@ class OutboxDispatcher:
                 raise  # Temporal is down: retry the whole unsubscribe later
             # A server whose visibility cannot answer (no LeadId attribute...) must not stall the
             # outbox: the message's journey is told, the others' sends are refused by consent.
-            log.warning("outbox: cannot list the journeys of lead %s (%s); telling %s only",
-                        event.lead_id, err.message, event.workflow_id)
+            log.warning(
+                "outbox: cannot list the journeys of lead %s (%s); telling %s only",
+                event.lead_id,
+                err.message,
+                event.workflow_id,
+            )
         told = 0
-        for workflow_id in [event.workflow_id, *sorted(targets - {event.workflow_id})]:  # the message's first
+        for workflow_id in [
+            event.workflow_id,
+            *sorted(targets - {event.workflow_id}),
+        ]:  # the message's first
             try:
                 await self.client.get_workflow_handle(workflow_id).signal(UNSUBSCRIBED, signal)
                 told += 1
@@ -348,8 +458,12 @@ class OutboxDispatcher:
                     raise  # retried: Temporal is down, or the message's own journey refused it
                 # Another journey of the lead refusing must not hold the unsubscribe back: its
                 # marketing sends are refused by the consent check anyway.
-                log.warning("outbox: %s refused the unsubscribe of lead %s (%s); its sends stop by consent",
-                            workflow_id, event.lead_id, err.message)
+                log.warning(
+                    "outbox: %s refused the unsubscribe of lead %s (%s); its sends stop by consent",
+                    workflow_id,
+                    event.lead_id,
+                    err.message,
+                )
         return told
 
     def _claim(self) -> _Claim:
@@ -360,10 +474,17 @@ class OutboxDispatcher:
         try:
             now = utcnow()
             waiting = select(TrackingEvent.workflow_id).where(  # only pending hits have a retry_at
-                col(TrackingEvent.retry_at).is_not(None), col(TrackingEvent.retry_at) > now)
-            query = (select(TrackingEvent)
-                     .where(col(TrackingEvent.delivered_at).is_(None), col(TrackingEvent.workflow_id).not_in(waiting))
-                     .order_by(col(TrackingEvent.id)).limit(self.batch_size))
+                col(TrackingEvent.retry_at).is_not(None), col(TrackingEvent.retry_at) > now
+            )
+            query = (
+                select(TrackingEvent)
+                .where(
+                    col(TrackingEvent.delivered_at).is_(None),
+                    col(TrackingEvent.workflow_id).not_in(waiting),
+                )
+                .order_by(col(TrackingEvent.id))
+                .limit(self.batch_size)
+            )
             if self.share_rows:
                 query = query.with_for_update(skip_locked=True)
             events = list(session.exec(query).all())
@@ -373,12 +494,20 @@ class OutboxDispatcher:
             told: dict[str, dict[str, tuple[int, str]]] = {}
             spent: dict[str, int] = {}
             journeys = sorted({event.workflow_id for event in events})
-            for chunk in (journeys[i:i + 500] for i in range(0, len(journeys), 500)):
+            for chunk in (journeys[i : i + 500] for i in range(0, len(journeys), 500)):
                 for workflow_id, key, event_id, outcome in session.exec(
-                        select(TrackingEvent.workflow_id, TrackingEvent.signal_key, TrackingEvent.id,
-                               TrackingEvent.signal_outcome)
-                        .where(col(TrackingEvent.signal_outcome).is_not(None), col(TrackingEvent.workflow_id).in_(chunk))
-                        .order_by(col(TrackingEvent.id))):
+                    select(
+                        TrackingEvent.workflow_id,
+                        TrackingEvent.signal_key,
+                        TrackingEvent.id,
+                        TrackingEvent.signal_outcome,
+                    )
+                    .where(
+                        col(TrackingEvent.signal_outcome).is_not(None),
+                        col(TrackingEvent.workflow_id).in_(chunk),
+                    )
+                    .order_by(col(TrackingEvent.id))
+                ):
                     told.setdefault(workflow_id, {}).setdefault(key, (event_id, outcome))
                     if outcome == SIGNALLED and key.split(":", 1)[0] in BUDGETED_KINDS:
                         spent[workflow_id] = spent.get(workflow_id, 0) + 1
@@ -400,13 +529,21 @@ class OutboxDispatcher:
         journeys = {event.workflow_id for event in events}
         first_not_mine: dict[str, int] = {}
         for workflow_id, event_id in session.exec(
-                select(TrackingEvent.workflow_id, TrackingEvent.id)
-                .where(col(TrackingEvent.delivered_at).is_(None), col(TrackingEvent.workflow_id).in_(journeys),
-                       col(TrackingEvent.id) <= max(mine))
-                .order_by(col(TrackingEvent.id))):
+            select(TrackingEvent.workflow_id, TrackingEvent.id)
+            .where(
+                col(TrackingEvent.delivered_at).is_(None),
+                col(TrackingEvent.workflow_id).in_(journeys),
+                col(TrackingEvent.id) <= max(mine),
+            )
+            .order_by(col(TrackingEvent.id))
+        ):
             if event_id not in mine:
                 first_not_mine.setdefault(workflow_id, event_id)
-        return [event for event in events if event.id < first_not_mine.get(event.workflow_id, event.id + 1)]
+        return [
+            event
+            for event in events
+            if event.id < first_not_mine.get(event.workflow_id, event.id + 1)
+        ]
 
     def _record(self, claim: _Claim, settled: list[_Settled]) -> None:
         """Stamp what happened to each hit, in one transaction (on PostgreSQL, the claim's)."""
@@ -414,9 +551,17 @@ class OutboxDispatcher:
         rows = []
         for s in settled:
             done = s.retry_at is None
-            rows.append({"id": s.event.id, "delivered_at": now if done else None, "delivery_note": s.note[:500] if s.note else None,
-                         "signal_key": s.key or None, "signal_outcome": s.outcome, "retry_at": s.retry_at,
-                         "attempts": s.event.attempts + (1 if s.attempted else 0)})
+            rows.append(
+                {
+                    "id": s.event.id,
+                    "delivered_at": now if done else None,
+                    "delivery_note": s.note[:500] if s.note else None,
+                    "signal_key": s.key or None,
+                    "signal_outcome": s.outcome,
+                    "retry_at": s.retry_at,
+                    "attempts": s.event.attempts + (1 if s.attempted else 0),
+                }
+            )
         session = claim.session or Session(self.engine)
         try:
             session.execute(update(TrackingEvent), rows)

@@ -82,13 +82,19 @@ def _finalize(context: Context, value: Any) -> Any:
     if isinstance(value, TemplateLink):
         return TemplateLink(one_line(value))
     values = context.get(_SLOTS_VAR)
-    text = one_line(escape(value) if context.eval_ctx.autoescape else value)  # Markup stays as it is
+    text = one_line(
+        escape(value) if context.eval_ctx.autoescape else value
+    )  # Markup stays as it is
     return values.slot(text) if values is not None else text
 
 
 def _link(value: Any) -> Any:
     """``{{ url | link }}``: the template links to this value; tracked if it is a web URL."""
-    return TemplateLink(value) if isinstance(value, str) and is_web_url(value) and not _CONTROL.search(value) else value
+    return (
+        TemplateLink(value)
+        if isinstance(value, str) and is_web_url(value) and not _CONTROL.search(value)
+        else value
+    )
 
 
 def _environment(templates_dir: Path, *, html: bool) -> Environment:
@@ -122,7 +128,9 @@ class Tracking:
 
 
 class Renderer:
-    def __init__(self, signer: TokenSigner, public_base_url: str, templates_dir: Path = TEMPLATES_DIR):
+    def __init__(
+        self, signer: TokenSigner, public_base_url: str, templates_dir: Path = TEMPLATES_DIR
+    ):
         self.signer = signer
         self.base = public_base_url.rstrip("/")
         # One file, two compilations: the html block escapes what it prints, the subject, text
@@ -150,7 +158,9 @@ class Renderer:
         return f"{self.base}/confirm/{self._token('confirm', tracking)}"
 
     def _tracked(self, url: str, tracking: Tracking) -> str:
-        if _SLOT_OPEN in url:  # a value is part of it: not a link the template wrote, left untracked
+        if (
+            _SLOT_OPEN in url
+        ):  # a value is part of it: not a link the template wrote, left untracked
             return url
         return url if url.startswith(self.base + "/") else self.click_url(tracking, url)
 
@@ -164,7 +174,9 @@ class Renderer:
             ctx["site_url"] = TemplateLink(ctx["site_url"])  # the brand's site, from the settings
         return ctx
 
-    def blocks(self, env: Environment, template: str, context: dict[str, Any], names: tuple[str, ...]) -> dict[str, tuple[str, _Values]]:
+    def blocks(
+        self, env: Environment, template: str, context: dict[str, Any], names: tuple[str, ...]
+    ) -> dict[str, tuple[str, _Values]]:
         """Render these blocks of ``template``: each output with its values still in slots."""
         tmpl = env.get_template(template)
         out = {}
@@ -177,13 +189,18 @@ class Renderer:
     def email(self, template: str, context: dict[str, Any], tracking: Tracking) -> RenderedEmail:
         name = f"email/{template}.jinja"
         unsubscribe_url = self.unsubscribe_url(tracking)
-        context = {**context, "unsubscribe_url": TemplateLink(unsubscribe_url),
-                   "confirm_url": TemplateLink(self.confirm_url(tracking))}
+        context = {
+            **context,
+            "unsubscribe_url": TemplateLink(unsubscribe_url),
+            "confirm_url": TemplateLink(self.confirm_url(tracking)),
+        }
         [(html, html_values)] = self.blocks(self.html_env, name, context, ("html",)).values()
         text_blocks = self.blocks(self.text_env, name, context, ("subject", "text"))
 
         html = _HREF.sub(
-            lambda m: f"{m.group(1)}{m.group(2)}{self._tracked(_unescape(m.group(3)), tracking)}{m.group(2)}",
+            lambda m: (
+                f"{m.group(1)}{m.group(2)}{self._tracked(_unescape(m.group(3)), tracking)}{m.group(2)}"
+            ),
             html,
         )
         html = html_values.fill(html)
@@ -192,12 +209,18 @@ class Renderer:
         text, text_values = text_blocks["text"]
         text = text_values.fill(self._track_text(text, tracking))
         subject, subject_values = text_blocks["subject"]
-        return RenderedEmail(subject=header_text(subject_values.fill(subject)), html=html, text=text + "\n",
-                             unsubscribe_url=unsubscribe_url)
+        return RenderedEmail(
+            subject=header_text(subject_values.fill(subject)),
+            html=html,
+            text=text + "\n",
+            unsubscribe_url=unsubscribe_url,
+        )
 
     def plain_email(self, template: str, context: dict[str, Any]) -> tuple[str, str]:
         """An untracked text email (internal notices to staff): its subject and text."""
-        rendered = self.blocks(self.text_env, f"email/{template}.jinja", context, ("subject", "text"))
+        rendered = self.blocks(
+            self.text_env, f"email/{template}.jinja", context, ("subject", "text")
+        )
         subject, text = (values.fill(output) for output, values in rendered.values())
         return header_text(subject), text + "\n"
 

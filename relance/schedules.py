@@ -9,9 +9,20 @@ from __future__ import annotations
 
 import logging
 
-from temporalio.client import (Client, Schedule, ScheduleActionStartWorkflow, ScheduleAlreadyRunningError,
-                               ScheduleCalendarSpec, ScheduleOverlapPolicy, SchedulePolicy, ScheduleRange,
-                               ScheduleSpec, ScheduleState, ScheduleUpdate, ScheduleUpdateInput)
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
 
 from relance.settings import Settings
 from workflows.decay import DecayInput, ScoreDecaySweep
@@ -24,41 +35,76 @@ SCORE_DECAY_SCHEDULE_ID = "score-decay"
 
 
 def sweep_input(settings: Settings, *, inactive_days: float | None = None) -> SweepInput:
-    return SweepInput(inactive_days=inactive_days if inactive_days is not None else settings.reengagement_inactive_days,
-                      batch_size=settings.reengagement_batch_size)
+    return SweepInput(
+        inactive_days=inactive_days
+        if inactive_days is not None
+        else settings.reengagement_inactive_days,
+        batch_size=settings.reengagement_batch_size,
+    )
 
 
-def _daily(run, input, *, schedule_id: str, settings: Settings, hour: int, minute: int, what: str,
-           paused_because: str = "") -> Schedule:
+def _daily(
+    run,
+    input,
+    *,
+    schedule_id: str,
+    settings: Settings,
+    hour: int,
+    minute: int,
+    what: str,
+    paused_because: str = "",
+) -> Schedule:
     """A workflow started every day at hour:minute UTC; a run still going is not doubled by the next."""
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            run, input,
+            run,
+            input,
             id=schedule_id,  # Temporal appends the scheduled time
             task_queue=settings.temporal_task_queue,
             static_summary=what,
         ),
-        spec=ScheduleSpec(calendars=[ScheduleCalendarSpec(
-            hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)], second=[ScheduleRange(0)],
-            comment=f"{what} (UTC)",
-        )]),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(
+                    hour=[ScheduleRange(hour)],
+                    minute=[ScheduleRange(minute)],
+                    second=[ScheduleRange(0)],
+                    comment=f"{what} (UTC)",
+                )
+            ]
+        ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(paused=bool(paused_because), note=paused_because or "created by the Relance worker"),
+        state=ScheduleState(
+            paused=bool(paused_because), note=paused_because or "created by the Relance worker"
+        ),
     )
 
 
 def reengagement_schedule(settings: Settings) -> Schedule:
-    return _daily(ReEngagementSweep.run, sweep_input(settings), schedule_id=REENGAGEMENT_SCHEDULE_ID,
-                  settings=settings, hour=settings.reengagement_schedule_hour,
-                  minute=settings.reengagement_schedule_minute, what="daily re-engagement sweep",
-                  paused_because="" if settings.reengagement_schedule_enabled
-                  else "RELANCE_REENGAGEMENT_SCHEDULE_ENABLED is false")
+    return _daily(
+        ReEngagementSweep.run,
+        sweep_input(settings),
+        schedule_id=REENGAGEMENT_SCHEDULE_ID,
+        settings=settings,
+        hour=settings.reengagement_schedule_hour,
+        minute=settings.reengagement_schedule_minute,
+        what="daily re-engagement sweep",
+        paused_because=""
+        if settings.reengagement_schedule_enabled
+        else "RELANCE_REENGAGEMENT_SCHEDULE_ENABLED is false",
+    )
 
 
 def score_decay_schedule(settings: Settings) -> Schedule:
-    return _daily(ScoreDecaySweep.run, DecayInput(batch_size=settings.score_decay_batch_size),
-                  schedule_id=SCORE_DECAY_SCHEDULE_ID, settings=settings, hour=settings.score_decay_schedule_hour,
-                  minute=settings.score_decay_schedule_minute, what="daily score decay")
+    return _daily(
+        ScoreDecaySweep.run,
+        DecayInput(batch_size=settings.score_decay_batch_size),
+        schedule_id=SCORE_DECAY_SCHEDULE_ID,
+        settings=settings,
+        hour=settings.score_decay_schedule_hour,
+        minute=settings.score_decay_schedule_minute,
+        what="daily score decay",
+    )
 
 
 async def _ensure(client: Client, schedule_id: str, schedule: Schedule) -> None:
@@ -66,6 +112,7 @@ async def _ensure(client: Client, schedule_id: str, schedule: Schedule) -> None:
         await client.create_schedule(schedule_id, schedule)
         log.info("created schedule %r", schedule_id)
     except ScheduleAlreadyRunningError:
+
         def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
             return ScheduleUpdate(schedule=schedule)
 

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
@@ -29,7 +37,14 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
 Points = Annotated[int, Field(ge=-1000, le=1000)]
 
 # The events the code scores (journeys and API); a rules file must give each one points (0 is fine).
-KNOWN_EVENTS = ("email_opened", "email_clicked", "form_submitted", "purchase", "reengaged", "page_view")
+KNOWN_EVENTS = (
+    "email_opened",
+    "email_clicked",
+    "form_submitted",
+    "purchase",
+    "reengaged",
+    "page_view",
+)
 
 
 class RulesError(ValueError):
@@ -40,7 +55,9 @@ class PageRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
-    url_pattern: str = Field(min_length=1, max_length=500, description="a regular expression searched in the URL")
+    url_pattern: str = Field(
+        min_length=1, max_length=500, description="a regular expression searched in the URL"
+    )
     points: Points
 
     @field_validator("url_pattern")
@@ -61,7 +78,9 @@ class FitRule(BaseModel):
 
     name: Name
     field: Literal["country", "locale", "time_zone"]
-    values: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(alias="in", min_length=1)
+    values: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        alias="in", min_length=1
+    )
     points: Points
 
     def matches(self, lead: Lead) -> bool:
@@ -120,7 +139,9 @@ def load_rules(path: Path | str) -> ScoringRules:
     try:
         return ScoringRules.model_validate(raw)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()
+        )
         raise RulesError(f"{path}: {problems}") from None
 
 
@@ -147,8 +168,18 @@ class Applied:
     score: int
 
 
-def apply_score(session: Session, *, lead_id: str, event: str, key: str, reason: str, points: int,
-                mql_threshold: int, activity: bool = True, now: datetime | None = None) -> Applied:
+def apply_score(
+    session: Session,
+    *,
+    lead_id: str,
+    event: str,
+    key: str,
+    reason: str,
+    points: int,
+    mql_threshold: int,
+    activity: bool = True,
+    now: datetime | None = None,
+) -> Applied:
     """Record one score change and apply it, in the session's transaction (the caller commits).
 
     ``activity``: the change comes from something the lead did (stamps ``last_activity_at``);
@@ -160,7 +191,16 @@ def apply_score(session: Session, *, lead_id: str, event: str, key: str, reason:
         return Applied(counted=False, points=0, before=score, score=score)
     # Two writers racing on one key: the unique key makes the second flush fail (IntegrityError);
     # an activity retries and then finds the key counted.
-    session.add(ScoreEvent(lead_id=lead_id, key=key, event=event, points=points, reason=reason[:500], created_at=now))
+    session.add(
+        ScoreEvent(
+            lead_id=lead_id,
+            key=key,
+            event=event,
+            points=points,
+            reason=reason[:500],
+            created_at=now,
+        )
+    )
     session.flush()
     values: dict = {"score": Lead.score + points, "updated_at": now}
     if activity:
@@ -168,13 +208,20 @@ def apply_score(session: Session, *, lead_id: str, event: str, key: str, reason:
     # The update first, then the read: the row is this transaction's from the update on, so
     # ``before`` and ``after`` are exact even when other changes to the lead run concurrently.
     # (The lead objects in the session are not synchronised: callers that show the lead re-read it.)
-    after = session.execute(update(Lead).where(col(Lead.id) == lead_id).values(**values).returning(Lead.score)
-                            .execution_options(synchronize_session=False)).scalar_one()
+    after = session.execute(
+        update(Lead)
+        .where(col(Lead.id) == lead_id)
+        .values(**values)
+        .returning(Lead.score)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
     before = after - points
     if before < mql_threshold <= after:
         from relance.mql import queue_notification
 
-        queue_notification(session, lead_id=lead_id, score=after, threshold=mql_threshold, reason=reason, now=now)
+        queue_notification(
+            session, lead_id=lead_id, score=after, threshold=mql_threshold, reason=reason, now=now
+        )
     return Applied(counted=True, points=points, before=before, score=after)
 
 
@@ -191,8 +238,15 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def score_page_view(session: Session, rules: ScoringRules, *, lead_id: str, url: str, mql_threshold: int,
-                    now: datetime | None = None) -> Applied | None:
+def score_page_view(
+    session: Session,
+    rules: ScoringRules,
+    *,
+    lead_id: str,
+    url: str,
+    mql_threshold: int,
+    now: datetime | None = None,
+) -> Applied | None:
     """A page view scores per the page rules: once per lead, rule and UTC day (a retried event
     or a reload counts once); a page no rule names scores ``events.page_view`` once per URL and day."""
     now = now or utcnow()
@@ -200,14 +254,35 @@ def score_page_view(session: Session, rules: ScoringRules, *, lead_id: str, url:
     if points == 0:
         return None
     day = now.date().isoformat()
-    key = f"page:{lead_id}:{rule}:{day}" if rule != "page_view" else f"page:{lead_id}:url-{_digest(url)}:{day}"
-    reason = f"visited the {rule} page ({url[:300]})" if rule != "page_view" else f"visited {url[:300]}"
-    return apply_score(session, lead_id=lead_id, event="page_view", key=key, reason=reason, points=points,
-                       mql_threshold=mql_threshold, now=now)
+    key = (
+        f"page:{lead_id}:{rule}:{day}"
+        if rule != "page_view"
+        else f"page:{lead_id}:url-{_digest(url)}:{day}"
+    )
+    reason = (
+        f"visited the {rule} page ({url[:300]})" if rule != "page_view" else f"visited {url[:300]}"
+    )
+    return apply_score(
+        session,
+        lead_id=lead_id,
+        event="page_view",
+        key=key,
+        reason=reason,
+        points=points,
+        mql_threshold=mql_threshold,
+        now=now,
+    )
 
 
-def score_form(session: Session, rules: ScoringRules, *, lead_id: str, source_url: str | None, mql_threshold: int,
-               now: datetime | None = None) -> Applied | None:
+def score_form(
+    session: Session,
+    rules: ScoringRules,
+    *,
+    lead_id: str,
+    source_url: str | None,
+    mql_threshold: int,
+    now: datetime | None = None,
+) -> Applied | None:
     """A form submitted: once per lead, form page and UTC day (a double submit counts once)."""
     now = now or utcnow()
     points = rules.events["form_submitted"]
@@ -215,18 +290,40 @@ def score_form(session: Session, rules: ScoringRules, *, lead_id: str, source_ur
         return None
     key = f"form:{lead_id}:{_digest(source_url or '-')}:{now.date().isoformat()}"
     reason = f"submitted a form ({source_url[:300]})" if source_url else "submitted a form"
-    return apply_score(session, lead_id=lead_id, event="form_submitted", key=key, reason=reason, points=points,
-                       mql_threshold=mql_threshold, now=now)
+    return apply_score(
+        session,
+        lead_id=lead_id,
+        event="form_submitted",
+        key=key,
+        reason=reason,
+        points=points,
+        mql_threshold=mql_threshold,
+        now=now,
+    )
 
 
-def score_fit(session: Session, rules: ScoringRules, *, lead: Lead, mql_threshold: int,
-              now: datetime | None = None) -> list[Applied]:
+def score_fit(
+    session: Session,
+    rules: ScoringRules,
+    *,
+    lead: Lead,
+    mql_threshold: int,
+    now: datetime | None = None,
+) -> list[Applied]:
     """Demographic fit: each rule the lead matches scores once per lead, ever (not an activity)."""
     out = []
     for rule in rules.fit:
         if rule.points and rule.matches(lead):
-            applied = apply_score(session, lead_id=lead.id, event="fit", key=f"fit:{lead.id}:{rule.name}",
-                                  reason=f"fit rule {rule.name}: {rule.field} is {getattr(lead, rule.field)}",
-                                  points=rule.points, mql_threshold=mql_threshold, activity=False, now=now)
+            applied = apply_score(
+                session,
+                lead_id=lead.id,
+                event="fit",
+                key=f"fit:{lead.id}:{rule.name}",
+                reason=f"fit rule {rule.name}: {rule.field} is {getattr(lead, rule.field)}",
+                points=rule.points,
+                mql_threshold=mql_threshold,
+                activity=False,
+                now=now,
+            )
             out.append(applied)
     return out

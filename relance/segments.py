@@ -28,15 +28,33 @@ STAGES: tuple[str, ...] = ("subscriber", "lead", "mql", "sql", "customer")
 
 
 def segment_expr(settings: Settings):
-    return case((col(Lead.score) >= settings.segment_hot_score, "hot"),
-                (col(Lead.score) >= settings.segment_warm_score, "warm"), else_="cold")
+    return case(
+        (col(Lead.score) >= settings.segment_hot_score, "hot"),
+        (col(Lead.score) >= settings.segment_warm_score, "warm"),
+        else_="cold",
+    )
 
 
 def stage_expr(settings: Settings):
     has_order = exists(select(Order.id).where(col(Order.lead_id) == col(Lead.id)))
-    with_sales = exists(select(SalesTask.id).where(col(SalesTask.lead_id) == col(Lead.id), or_(
-        col(SalesTask.status).in_(("open", "escalated")), col(SalesTask.outcome) == "meeting_booked")))
-    has_form = exists(select(LeadActivity.id).where(and_(col(LeadActivity.lead_id) == col(Lead.id),
-                                                         col(LeadActivity.kind) == "form")))
-    return case((has_order, "customer"), (with_sales, "sql"),
-                (col(Lead.score) >= settings.score_mql_threshold, "mql"), (has_form, "lead"), else_="subscriber")
+    with_sales = exists(
+        select(SalesTask.id).where(
+            col(SalesTask.lead_id) == col(Lead.id),
+            or_(
+                col(SalesTask.status).in_(("open", "escalated")),
+                col(SalesTask.outcome) == "meeting_booked",
+            ),
+        )
+    )
+    has_form = exists(
+        select(LeadActivity.id).where(
+            and_(col(LeadActivity.lead_id) == col(Lead.id), col(LeadActivity.kind) == "form")
+        )
+    )
+    return case(
+        (has_order, "customer"),
+        (with_sales, "sql"),
+        (col(Lead.score) >= settings.score_mql_threshold, "mql"),
+        (has_form, "lead"),
+        else_="subscriber",
+    )

@@ -32,13 +32,22 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 class ServedApp:
-    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, lifespan: str = "off",
-                 sock: socket.socket | None = None) -> None:
+    def __init__(
+        self,
+        app,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        lifespan: str = "off",
+        sock: socket.socket | None = None,
+    ) -> None:
         self.sock = sock or listening_socket(host, port)
         host = self.sock.getsockname()[0]
         self.host, self.port = host, self.sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
-        config = uvicorn.Config(app, lifespan=lifespan, log_level="warning", timeout_graceful_shutdown=2)
+        config = uvicorn.Config(
+            app, lifespan=lifespan, log_level="warning", timeout_graceful_shutdown=2
+        )
         self._server = _Server(config)
         self._task: asyncio.Task | None = None
 

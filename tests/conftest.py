@@ -27,18 +27,21 @@ from relance.settings import SalesRep, Settings
 from relance.temporal import bundled_binary, ensure_search_attributes
 from workflows import search_attributes
 
-
 # Payload encryption in every test: the workers and clients below use this converter, the
 # settings the same keys (the API's client and codec endpoint). "old" still decrypts.
-TEST_PAYLOAD_KEYS = {"test-2026": "dGVzdC1wYXlsb2FkLWtleS0yMDI2LTMyLWJ5dGVzISE=",
-                     "test-old": "b2xkLXRlc3QtcGF5bG9hZC1rZXktMzItYnl0ZXMhISE="}
+TEST_PAYLOAD_KEYS = {
+    "test-2026": "dGVzdC1wYXlsb2FkLWtleS0yMDI2LTMyLWJ5dGVzISE=",
+    "test-old": "b2xkLXRlc3QtcGF5bG9hZC1rZXktMzItYnl0ZXMhISE=",
+}
 TEST_PAYLOAD_KEY_ID = "test-2026"
 
 
 def make_test_codec() -> EncryptionCodec:
     import base64
 
-    return EncryptionCodec({k: base64.b64decode(v) for k, v in TEST_PAYLOAD_KEYS.items()}, TEST_PAYLOAD_KEY_ID)
+    return EncryptionCodec(
+        {k: base64.b64decode(v) for k, v in TEST_PAYLOAD_KEYS.items()}, TEST_PAYLOAD_KEY_ID
+    )
 
 
 TEST_CONVERTER = encrypted_converter(make_test_codec())
@@ -92,7 +95,8 @@ def settings(sink: DevSink, database_url: str) -> Settings:
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=bundled_binary("temporal-test-server"), data_converter=TEST_CONVERTER,
+        test_server_existing_path=bundled_binary("temporal-test-server"),
+        data_converter=TEST_CONVERTER,
     )
     await ensure_search_attributes(env.client, "default")
     yield env
@@ -103,7 +107,8 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=bundled_binary("temporal"),
-        search_attributes=search_attributes.ALL, data_converter=TEST_CONVERTER,
+        search_attributes=search_attributes.ALL,
+        data_converter=TEST_CONVERTER,
     )
     yield env
     await env.shutdown()
@@ -112,8 +117,14 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
 def make_lead_factory(engine: Engine) -> Callable[..., Lead]:
     """Write a lead straight into the database (for journey tests that skip the API)."""
 
-    def _make(*, consents: tuple[str, ...] = ("email",), phone: str | None = None,
-              first_name: str = "Ada", known: bool = False, email: str | None = None) -> Lead:
+    def _make(
+        *,
+        consents: tuple[str, ...] = ("email",),
+        phone: str | None = None,
+        first_name: str = "Ada",
+        known: bool = False,
+        email: str | None = None,
+    ) -> Lead:
         now = utcnow()
         lead = Lead(
             email=email or f"lead-{uuid.uuid4().hex[:12]}@example.com",
@@ -126,8 +137,17 @@ def make_lead_factory(engine: Engine) -> Callable[..., Lead]:
             session.add(lead)
             session.flush()
             for channel in consents:
-                session.add(Consent(lead_id=lead.id, channel=channel, status="granted", source_url="https://example.com/form",
-                                    ip="203.0.113.7", user_agent="pytest", wording_version="v1"))
+                session.add(
+                    Consent(
+                        lead_id=lead.id,
+                        channel=channel,
+                        status="granted",
+                        source_url="https://example.com/form",
+                        ip="203.0.113.7",
+                        user_agent="pytest",
+                        wording_version="v1",
+                    )
+                )
         return lead
 
     return _make
@@ -139,7 +159,11 @@ def make_lead(engine: Engine) -> Callable[..., Lead]:
 
 
 # A granted marketing consent as the API takes it: with its proof (where, which wording).
-EMAIL_CONSENT = {"channel": "email", "source_url": "https://example.com/form", "wording_version": "v1"}
+EMAIL_CONSENT = {
+    "channel": "email",
+    "source_url": "https://example.com/form",
+    "wording_version": "v1",
+}
 
 
 def unique_id(prefix: str) -> str:
@@ -164,23 +188,28 @@ class LiveStack:
 
 
 @pytest.fixture(scope="session")
-async def live(dev_server_env: WorkflowEnvironment, settings: Settings, engine: Engine,
-               sink: DevSink) -> AsyncIterator[LiveStack]:
+async def live(
+    dev_server_env: WorkflowEnvironment, settings: Settings, engine: Engine, sink: DevSink
+) -> AsyncIterator[LiveStack]:
     from api.main import create_app
     from worker import build_worker
 
     sock = listening_socket("127.0.0.1", 0)
-    live_settings = settings.model_copy(update={
-        "temporal_address": dev_server_env.client.service_client.config.target_host,
-        "public_base_url": f"http://127.0.0.1:{sock.getsockname()[1]}",
-        "temporal_task_queue": "relance-e2e",
-    })
+    live_settings = settings.model_copy(
+        update={
+            "temporal_address": dev_server_env.client.service_client.config.target_host,
+            "public_base_url": f"http://127.0.0.1:{sock.getsockname()[1]}",
+            "temporal_task_queue": "relance-e2e",
+        }
+    )
     api = ServedApp(create_app(live_settings), sock=sock, lifespan="on")
     await api.start()
     try:
         async with (
             build_worker(dev_server_env.client, live_settings, engine),
-            httpx.AsyncClient(base_url=api.url, headers={"X-API-Key": live_settings.api_key}) as http,
+            httpx.AsyncClient(
+                base_url=api.url, headers={"X-API-Key": live_settings.api_key}
+            ) as http,
             httpx.AsyncClient(base_url=api.url) as public,
         ):
             yield LiveStack(live_settings, http, public, dev_server_env.client, sink, engine)

@@ -15,8 +15,10 @@ from tests.test_api_welcome_e2e import sign_up_body
 
 def counts(live: LiveStack) -> tuple[int, int]:
     with Session(live.engine) as session:
-        return (session.exec(select(func.count()).select_from(Lead)).one(),
-                session.exec(select(func.count()).select_from(Consent)).one())
+        return (
+            session.exec(select(func.count()).select_from(Lead)).one(),
+            session.exec(select(func.count()).select_from(Consent)).one(),
+        )
 
 
 def email() -> str:
@@ -31,13 +33,21 @@ BAD_SIGN_UPS = {
     "bad locale": lambda: sign_up_body(email(), locale="french!"),
     "unknown field": lambda: sign_up_body(email(), favourite_colour="blue"),
     "unknown journey": lambda: sign_up_body(email(), journeys=["nope"]),
-    "unknown consent channel": lambda: {**sign_up_body(email()), "consents": [{"channel": "pigeon"}]},
-    "consent ip not an ip": lambda: {**sign_up_body(email()), "consents": [{"channel": "email", "ip": "x"}]},
+    "unknown consent channel": lambda: {
+        **sign_up_body(email()),
+        "consents": [{"channel": "pigeon"}],
+    },
+    "consent ip not an ip": lambda: {
+        **sign_up_body(email()),
+        "consents": [{"channel": "email", "ip": "x"}],
+    },
 }
 
 
 @pytest.mark.parametrize("case", BAD_SIGN_UPS)
-async def test_bad_sign_up_is_refused_with_a_clear_message_and_writes_nothing(live: LiveStack, case: str):
+async def test_bad_sign_up_is_refused_with_a_clear_message_and_writes_nothing(
+    live: LiveStack, case: str
+):
     before = counts(live)
     response = await live.http.post("/leads", json=BAD_SIGN_UPS[case]())
     assert response.status_code == 422, response.text
@@ -48,25 +58,33 @@ async def test_bad_sign_up_is_refused_with_a_clear_message_and_writes_nothing(li
 
 async def test_malformed_json_is_refused(live: LiveStack):
     before = counts(live)
-    response = await live.http.post("/leads", content=b'{"email": "a@example.com",',
-                                    headers={"content-type": "application/json"})
+    response = await live.http.post(
+        "/leads",
+        content=b'{"email": "a@example.com",',
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 422 and "JSON" in response.text
     assert counts(live) == before
 
 
-@pytest.mark.parametrize("method,path", [
-    ("GET", "/leads/{id}"),
-    ("GET", "/leads/{id}/messages"),
-    ("POST", "/leads/{id}/journeys/welcome"),
-    ("GET", "/leads/{id}/journeys/welcome"),
-    ("GET", "/leads/{id}/consents"),
-    ("GET", "/leads/{id}/export"),
-    ("DELETE", "/leads/{id}"),
-])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/leads/{id}"),
+        ("GET", "/leads/{id}/messages"),
+        ("POST", "/leads/{id}/journeys/welcome"),
+        ("GET", "/leads/{id}/journeys/welcome"),
+        ("GET", "/leads/{id}/consents"),
+        ("GET", "/leads/{id}/export"),
+        ("DELETE", "/leads/{id}"),
+    ],
+)
 async def test_unknown_lead_is_404(live: LiveStack, method: str, path: str):
     lead_id = uuid.uuid4().hex
     response = await live.http.request(method, path.format(id=lead_id))
-    assert response.status_code == 404 and response.json() == {"detail": f"no lead with id {lead_id}"}
+    assert response.status_code == 404 and response.json() == {
+        "detail": f"no lead with id {lead_id}"
+    }
 
 
 async def test_unknown_journey_name_is_422(live: LiveStack):
@@ -81,16 +99,25 @@ async def test_a_lead_never_enrolled_has_no_journey_state(live: LiveStack):
     assert response.status_code == 404 and "never enrolled" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("headers,detail", [
-    ({}, "missing X-API-Key header"),
-    ({"X-API-Key": "wrong"}, "invalid API key"),
-])
+@pytest.mark.parametrize(
+    "headers,detail",
+    [
+        ({}, "missing X-API-Key header"),
+        ({"X-API-Key": "wrong"}, "invalid API key"),
+    ],
+)
 async def test_management_endpoints_need_the_api_key(live: LiveStack, headers: dict, detail: str):
     before = counts(live)
-    for method, path in [("POST", "/leads"), ("GET", f"/leads/{uuid.uuid4().hex}"),
-                         ("DELETE", f"/leads/{uuid.uuid4().hex}"), ("GET", f"/leads/{uuid.uuid4().hex}/export"),
-                         ("GET", "/audit")]:
-        response = await live.public.request(method, path, headers=headers, json=sign_up_body(email()))
+    for method, path in [
+        ("POST", "/leads"),
+        ("GET", f"/leads/{uuid.uuid4().hex}"),
+        ("DELETE", f"/leads/{uuid.uuid4().hex}"),
+        ("GET", f"/leads/{uuid.uuid4().hex}/export"),
+        ("GET", "/audit"),
+    ]:
+        response = await live.public.request(
+            method, path, headers=headers, json=sign_up_body(email())
+        )
         assert response.status_code == 401 and response.json() == {"detail": detail}
     assert counts(live) == before
 
@@ -109,14 +136,27 @@ def activity_rows(live: LiveStack) -> int:
         return session.exec(select(func.count()).select_from(LeadActivity)).one()
 
 
-@pytest.mark.parametrize("body", [
-    {"type": "page_view", "lead": "x"},  # no url
-    {"type": "page_view", "lead": "x", "url": "not a url"},
-    {"type": "page_view", "lead": "x", "url": "https://example.com/", "referrer": "y"},  # unknown field
-    {"type": "page_view", "lead": "x", "url": "https://example.com/", "category": "king,tolkien"},  # not one category
-    {"type": "page_view", "lead": "x", "url": "https://example.com/", "category": ""},
-    {"type": "page_visit", "lead": "x", "url": "https://example.com/"},  # unknown type
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "page_view", "lead": "x"},  # no url
+        {"type": "page_view", "lead": "x", "url": "not a url"},
+        {
+            "type": "page_view",
+            "lead": "x",
+            "url": "https://example.com/",
+            "referrer": "y",
+        },  # unknown field
+        {
+            "type": "page_view",
+            "lead": "x",
+            "url": "https://example.com/",
+            "category": "king,tolkien",
+        },  # not one category
+        {"type": "page_view", "lead": "x", "url": "https://example.com/", "category": ""},
+        {"type": "page_visit", "lead": "x", "url": "https://example.com/"},  # unknown type
+    ],
+)
 async def test_bad_page_view_is_422_and_records_nothing(live: LiveStack, body: dict):
     before = activity_rows(live)
     response = await live.http.post("/events/track", json=body)
@@ -127,9 +167,12 @@ async def test_bad_page_view_is_422_and_records_nothing(live: LiveStack, body: d
 async def test_page_view_of_an_unknown_lead_is_404(live: LiveStack):
     lead_id = uuid.uuid4().hex
     before = activity_rows(live)
-    response = await live.http.post("/events/track", json={"type": "page_view", "lead": lead_id,
-                                                            "url": "https://example.com/"})
-    assert response.status_code == 404 and response.json() == {"detail": f"no lead with id {lead_id}"}
+    response = await live.http.post(
+        "/events/track", json={"type": "page_view", "lead": lead_id, "url": "https://example.com/"}
+    )
+    assert response.status_code == 404 and response.json() == {
+        "detail": f"no lead with id {lead_id}"
+    }
     assert activity_rows(live) == before
 
 
@@ -150,13 +193,24 @@ async def test_sweeps_need_the_api_key_and_unknown_sweeps_are_404(live: LiveStac
 # Sales tasks and nurturing events (issue 9) -----------------------------------------------------
 async def test_unknown_task_is_404(live: LiveStack):
     task_id = uuid.uuid4().hex
-    for response in (await live.http.get(f"/tasks/{task_id}"),
-                     await live.http.post(f"/tasks/{task_id}/complete", json={"outcome": "called"})):
-        assert response.status_code == 404 and response.json() == {"detail": f"no sales task with id {task_id}"}
+    for response in (
+        await live.http.get(f"/tasks/{task_id}"),
+        await live.http.post(f"/tasks/{task_id}/complete", json={"outcome": "called"}),
+    ):
+        assert response.status_code == 404 and response.json() == {
+            "detail": f"no sales task with id {task_id}"
+        }
 
 
-@pytest.mark.parametrize("body", [{}, {"outcome": "maybe"}, {"outcome": "called", "extra": 1},
-                                  {"outcome": "called", "note": "x" * 2001}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"outcome": "maybe"},
+        {"outcome": "called", "extra": 1},
+        {"outcome": "called", "note": "x" * 2001},
+    ],
+)
 async def test_bad_task_completion_is_422(live: LiveStack, body: dict):
     response = await live.http.post(f"/tasks/{uuid.uuid4().hex}/complete", json=body)
     assert response.status_code == 422 and response.json()["detail"][0]["loc"][0] == "body"
@@ -169,16 +223,21 @@ async def test_bad_task_query_is_422(live: LiveStack, params: dict):
 
 async def test_task_endpoints_need_the_api_key(live: LiveStack):
     assert (await live.public.get("/tasks")).status_code == 401
-    assert (await live.public.post(f"/tasks/{uuid.uuid4().hex}/complete", json={"outcome": "called"})).status_code == 401
+    assert (
+        await live.public.post(f"/tasks/{uuid.uuid4().hex}/complete", json={"outcome": "called"})
+    ).status_code == 401
 
 
-@pytest.mark.parametrize("event,code", [
-    ({"type": "asset_downloaded", "lead": "nobody", "asset": "white-paper"}, 404),
-    ({"type": "asset_downloaded", "lead": "x", "asset": "white paper!"}, 422),
-    ({"type": "asset_downloaded", "lead": "x"}, 422),
-    ({"type": "demo_booked", "lead": "nobody"}, 404),
-    ({"type": "demo_booked", "lead": "x", "when": "now"}, 422),
-])
+@pytest.mark.parametrize(
+    "event,code",
+    [
+        ({"type": "asset_downloaded", "lead": "nobody", "asset": "white-paper"}, 404),
+        ({"type": "asset_downloaded", "lead": "x", "asset": "white paper!"}, 422),
+        ({"type": "asset_downloaded", "lead": "x"}, 422),
+        ({"type": "demo_booked", "lead": "nobody"}, 404),
+        ({"type": "demo_booked", "lead": "x", "when": "now"}, 422),
+    ],
+)
 async def test_bad_nurturing_events_are_refused(live: LiveStack, event: dict, code: int):
     response = await live.http.post("/events/track", json=event)
     assert response.status_code == code, response.text
@@ -188,7 +247,10 @@ async def test_bad_nurturing_events_are_refused(live: LiveStack, event: dict, co
 async def test_a_sign_up_with_an_unknown_country_is_refused(live: LiveStack, country: str):
     before = counts(live)
     response = await live.http.post("/leads", json=sign_up_body(email(), country=country))
-    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "country"]
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == [
+        "body",
+        "country",
+    ]
     assert counts(live) == before
 
 
@@ -196,7 +258,10 @@ async def test_bad_erasure_and_audit_input_is_refused_and_erases_nothing(live: L
     lead = (await live.http.post("/leads", json=sign_up_body(email()))).json()["lead"]
     before = counts(live)
     too_long = await live.http.delete(f"/leads/{lead['id']}", params={"reason": "x" * 301})
-    assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["query", "reason"]
+    assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == [
+        "query",
+        "reason",
+    ]
     assert (await live.http.get("/audit", params={"limit": 0})).status_code == 422
     assert (await live.http.get("/audit", params={"limit": "many"})).status_code == 422
     assert counts(live) == before
@@ -210,16 +275,21 @@ def list_rows(live: LiveStack) -> int:
         return session.exec(select(func.count()).select_from(ListMember)).one()
 
 
-@pytest.mark.parametrize("path,body,code", [
-    ("/lists/good-name/members", {}, 422),
-    ("/lists/good-name/members", {"lead_ids": "abc"}, 422),
-    ("/lists/good-name/members", {"lead_ids": []}, 422),
-    ("/lists/good-name/members", {"lead_ids": ["x" * 33]}, 422),
-    ("/lists/good-name/members", {"lead_ids": [uuid.uuid4().hex]}, 404),
-    ("/lists/good-name/members", {"lead_ids": [uuid.uuid4().hex], "extra": 1}, 422),
-    ("/lists/Bad%20Name/members", {"lead_ids": [uuid.uuid4().hex]}, 422),
-])
-async def test_bad_list_changes_are_refused_and_add_nobody(live: LiveStack, path: str, body: dict, code: int):
+@pytest.mark.parametrize(
+    "path,body,code",
+    [
+        ("/lists/good-name/members", {}, 422),
+        ("/lists/good-name/members", {"lead_ids": "abc"}, 422),
+        ("/lists/good-name/members", {"lead_ids": []}, 422),
+        ("/lists/good-name/members", {"lead_ids": ["x" * 33]}, 422),
+        ("/lists/good-name/members", {"lead_ids": [uuid.uuid4().hex]}, 404),
+        ("/lists/good-name/members", {"lead_ids": [uuid.uuid4().hex], "extra": 1}, 422),
+        ("/lists/Bad%20Name/members", {"lead_ids": [uuid.uuid4().hex]}, 422),
+    ],
+)
+async def test_bad_list_changes_are_refused_and_add_nobody(
+    live: LiveStack, path: str, body: dict, code: int
+):
     before = list_rows(live)
     response = await live.http.post(path, json=body)
     assert response.status_code == code, response.text
@@ -227,20 +297,33 @@ async def test_bad_list_changes_are_refused_and_add_nobody(live: LiveStack, path
     assert list_rows(live) == before
 
 
-@pytest.mark.parametrize("params", [{"segment": "tepid"}, {"stage": "prospect"}, {"limit": 0}, {"limit": 501},
-                                    {"after": "x" * 33}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"segment": "tepid"},
+        {"stage": "prospect"},
+        {"limit": 0},
+        {"limit": 501},
+        {"after": "x" * 33},
+    ],
+)
 async def test_bad_lead_listing_query_is_422(live: LiveStack, params: dict):
     response = await live.http.get("/leads", params=params)
     assert response.status_code == 422 and response.json()["detail"][0]["loc"][0] == "query"
 
 
-@pytest.mark.parametrize("files,params", [
-    ({"file": ("x.csv", b"first_name\nAna\n", "text/csv")}, {}),
-    ({"file": ("x.csv", b"email,colour\na@example.com,red\n", "text/csv")}, {}),
-    ({"file": ("x.csv", b"email\na@example.com\n", "text/csv")}, {"list": "Bad Name"}),
-    ({"other": ("x.csv", b"email\na@example.com\n", "text/csv")}, {}),
-])
-async def test_bad_imports_are_refused_and_import_nothing(live: LiveStack, files: dict, params: dict):
+@pytest.mark.parametrize(
+    "files,params",
+    [
+        ({"file": ("x.csv", b"first_name\nAna\n", "text/csv")}, {}),
+        ({"file": ("x.csv", b"email,colour\na@example.com,red\n", "text/csv")}, {}),
+        ({"file": ("x.csv", b"email\na@example.com\n", "text/csv")}, {"list": "Bad Name"}),
+        ({"other": ("x.csv", b"email\na@example.com\n", "text/csv")}, {}),
+    ],
+)
+async def test_bad_imports_are_refused_and_import_nothing(
+    live: LiveStack, files: dict, params: dict
+):
     before = counts(live)
     response = await live.http.post("/leads/import", files=files, params=params)
     assert response.status_code == 422, response.text

@@ -13,7 +13,13 @@ from relance.models import Cart, Order
 from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import sign_up_body
 
-ITEM = {"sku": "B-1", "name": "The Shining", "qty": 1, "unit_price": 12.5, "url": "https://example.com/b/1"}
+ITEM = {
+    "sku": "B-1",
+    "name": "The Shining",
+    "qty": 1,
+    "unit_price": 12.5,
+    "url": "https://example.com/b/1",
+}
 
 
 async def new_lead(live: LiveStack) -> tuple[str, str]:
@@ -23,19 +29,32 @@ async def new_lead(live: LiveStack) -> tuple[str, str]:
 
 
 def cart_event(lead_id: str, cart_id: str, items=(ITEM,)) -> dict:
-    return {"type": "cart_updated", "lead": lead_id,
-            "cart": {"id": cart_id, "items": list(items), "currency": "EUR", "total": 12.5 * len(items)}}
+    return {
+        "type": "cart_updated",
+        "lead": lead_id,
+        "cart": {
+            "id": cart_id,
+            "items": list(items),
+            "currency": "EUR",
+            "total": 12.5 * len(items),
+        },
+    }
 
 
 def purchase_event(lead_id: str, order_id: str) -> dict:
-    return {"type": "purchase", "lead": lead_id, "order": {"id": order_id, "items": [ITEM], "total": 12.5}}
+    return {
+        "type": "purchase",
+        "lead": lead_id,
+        "order": {"id": order_id, "items": [ITEM], "total": 12.5},
+    }
 
 
 async def test_twenty_concurrent_cart_events_make_exactly_one_journey(live: LiveStack):
     lead_id, _ = await new_lead(live)
     cart_id = f"c-{uuid.uuid4().hex[:8]}"
-    responses = await asyncio.gather(*(live.http.post("/events/track", json=cart_event(lead_id, cart_id))
-                                       for _ in range(20)))
+    responses = await asyncio.gather(
+        *(live.http.post("/events/track", json=cart_event(lead_id, cart_id)) for _ in range(20))
+    )
     assert [r.status_code for r in responses] == [202] * 20
     assert {r.json()["workflow_id"] for r in responses} == {f"cart-{lead_id}"}
 
@@ -69,7 +88,9 @@ async def test_first_purchase_gets_a_promo_then_a_repeat_joins_the_loyal_list(li
     assert not repeat["first_purchase"] and repeat["added_to_list"] == "loyal-customers"
     members = (await live.http.get("/lists/loyal-customers/members")).json()
     assert lead_id in [m["lead_id"] for m in members]
-    assert {"name": "loyal-customers", "members": len(members)} in (await live.http.get("/lists")).json()
+    assert {"name": "loyal-customers", "members": len(members)} in (
+        await live.http.get("/lists")
+    ).json()
     assert len(live.sink.mails_to(email)) == 1  # one thank-you, however often the shop retried
     lead = (await live.http.get(f"/leads/{lead_id}")).json()
     rules = live.settings.scoring_rules().events  # the sign-up form counts too
@@ -78,12 +99,24 @@ async def test_first_purchase_gets_a_promo_then_a_repeat_joins_the_loyal_list(li
 
 def counts(live: LiveStack) -> tuple[int, int]:
     with Session(live.engine) as session:
-        return (session.exec(select(func.count()).select_from(Cart)).one(),
-                session.exec(select(func.count()).select_from(Order)).one())
+        return (
+            session.exec(select(func.count()).select_from(Cart)).one(),
+            session.exec(select(func.count()).select_from(Order)).one(),
+        )
 
 
-@pytest.mark.parametrize("case", ["unknown lead", "unknown type", "qty 0", "no order id", "bad currency",
-                                  "bad cart id", "missing cart"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown lead",
+        "unknown type",
+        "qty 0",
+        "no order id",
+        "bad currency",
+        "bad cart id",
+        "missing cart",
+    ],
+)
 async def test_bad_shop_events_are_refused_and_store_nothing(live: LiveStack, case: str):
     lead_id, _ = await new_lead(live)
     bodies = {
@@ -91,7 +124,10 @@ async def test_bad_shop_events_are_refused_and_store_nothing(live: LiveStack, ca
         "unknown type": {"type": "wishlist", "lead": lead_id},
         "qty 0": cart_event(lead_id, "c-2", items=({**ITEM, "qty": 0},)),
         "no order id": {"type": "purchase", "lead": lead_id, "order": {"total": 3}},
-        "bad currency": {**cart_event(lead_id, "c-3"), "cart": {**cart_event(lead_id, "c-3")["cart"], "currency": "euro"}},
+        "bad currency": {
+            **cart_event(lead_id, "c-3"),
+            "cart": {**cart_event(lead_id, "c-3")["cart"], "currency": "euro"},
+        },
         "bad cart id": cart_event(lead_id, "c 4/../x"),
         "missing cart": {"type": "cart_updated", "lead": lead_id},
     }

@@ -18,27 +18,44 @@ def filled(path: str) -> str:
 
 async def test_every_operation_behind_the_key_answers_and_documents_401(live: LiveStack):
     spec = (await live.public.get("/openapi.json")).json()
-    protected = [(method, path, op) for path, ops in spec["paths"].items() for method, op in ops.items()
-                 if op.get("security")]
-    assert len(protected) >= 20, [f"{m} {p}" for m, p, _ in protected]  # the management API, not the public links
+    protected = [
+        (method, path, op)
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
+        if op.get("security")
+    ]
+    assert len(protected) >= 20, [
+        f"{m} {p}" for m, p, _ in protected
+    ]  # the management API, not the public links
     for method, path, op in protected:
         response = await live.public.request(method.upper(), filled(path))
         assert response.status_code == 401, (method, path, response.status_code, response.text)
         assert isinstance(response.json()["detail"], str)
-        assert op["responses"]["401"]["content"]["application/json"]["schema"] == ERROR_BODY, (method, path)
+        assert op["responses"]["401"]["content"]["application/json"]["schema"] == ERROR_BODY, (
+            method,
+            path,
+        )
     assert spec["components"]["schemas"]["ErrorBody"]["required"] == ["detail"]
 
 
-async def test_errors_of_html_pages_are_documented_as_pages_and_json_errors_as_json(live: LiveStack):
+async def test_errors_of_html_pages_are_documented_as_pages_and_json_errors_as_json(
+    live: LiveStack,
+):
     spec = (await live.public.get("/openapi.json")).json()
     unsubscribe = spec["paths"]["/u/{token}"]["post"]["responses"]
     assert set(unsubscribe["404"]["content"]) == {"text/html"}  # the "link not valid" page
-    assert set(unsubscribe["503"]["content"]) == {"application/json"}  # a read-only database: JSON, as every error
-    assert (await live.public.post("/u/not-a-token")).headers["content-type"].startswith("text/html")
+    assert set(unsubscribe["503"]["content"]) == {
+        "application/json"
+    }  # a read-only database: JSON, as every error
+    assert (
+        (await live.public.post("/u/not-a-token")).headers["content-type"].startswith("text/html")
+    )
     journey = spec["paths"]["/leads/{lead_id}/journeys/{journey}"]["get"]["responses"]
     assert {"401", "404", "413", "422", "500", "503"} <= set(journey)
     assert "400" in spec["paths"]["/leads"]["post"]["responses"]  # a body that is not UTF-8
-    response = await live.http.post("/leads", content=b"\xff\xfe{", headers={"Content-Type": "application/json"})
+    response = await live.http.post(
+        "/leads", content=b"\xff\xfe{", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400 and isinstance(response.json()["detail"], str)
 
 

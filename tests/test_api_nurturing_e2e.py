@@ -34,7 +34,9 @@ async def state_when(live: LiveStack, lead_id: str, predicate, timeout: float = 
         await asyncio.sleep(0.05)
 
 
-async def tasks_when(live: LiveStack, params: dict, count: int, timeout: float = 10.0) -> list[dict]:
+async def tasks_when(
+    live: LiveStack, params: dict, count: int, timeout: float = 10.0
+) -> list[dict]:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         response = await live.http.get("/tasks", params=params)
@@ -51,7 +53,9 @@ async def test_download_hands_the_lead_to_sales_and_a_booked_meeting_converts(li
     lead = body["lead"]
     assert lead["country"] == "FR"
     [enrollment] = body["enrollments"]
-    assert enrollment["status"] == "started" and enrollment["workflow_id"] == f"nurture-{lead['id']}"
+    assert (
+        enrollment["status"] == "started" and enrollment["workflow_id"] == f"nurture-{lead['id']}"
+    )
     [mail] = await live.sink.wait_for_mail(to=lead["email"])
     assert mail.subject == "Welcome to the Relance newsletter"
     state = await state_when(live, lead["id"], lambda s: s["step"] == "waiting_for_case_study")
@@ -65,7 +69,11 @@ async def test_download_hands_the_lead_to_sales_and_a_booked_meeting_converts(li
     assert response.status_code == 202 and response.json()["workflow_id"] == f"nurture-{lead['id']}"
 
     [task] = await tasks_when(live, {"assignee": REP, "lead": lead["id"], "status": "open"}, 1)
-    assert task["reason"] == "downloaded the white-paper" and task["assignee"] == REP and task["status"] == "open"
+    assert (
+        task["reason"] == "downloaded the white-paper"
+        and task["assignee"] == REP
+        and task["status"] == "open"
+    )
     assert task["due_at"] > task["created_at"]
     [note] = await live.sink.wait_for_mail(to=REP, subject_contains="Nina")
     assert f"/tasks/{task['id']}/complete" in note.text
@@ -73,7 +81,9 @@ async def test_download_hands_the_lead_to_sales_and_a_booked_meeting_converts(li
     assert state["downloads"] == ["white-paper"] and state["open_tasks"][0]["task_id"] == task["id"]
     assert (await live.http.get(f"/tasks/{task['id']}")).json() == task
 
-    done = await live.http.post(f"/tasks/{task['id']}/complete", json={"outcome": "meeting_booked", "note": "Tue 10:00"})
+    done = await live.http.post(
+        f"/tasks/{task['id']}/complete", json={"outcome": "meeting_booked", "note": "Tue 10:00"}
+    )
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "done" and done.json()["outcome"] == "meeting_booked"
     state = await state_when(live, lead["id"], lambda s: s["status"] == "COMPLETED")
@@ -82,7 +92,9 @@ async def test_download_hands_the_lead_to_sales_and_a_booked_meeting_converts(li
     twice = await live.http.post(f"/tasks/{task['id']}/complete", json={"outcome": "called"})
     assert twice.status_code == 409 and "already completed" in twice.json()["detail"]
     with Session(live.engine) as session:
-        assert session.get(SalesTask, task["id"]).outcome == "meeting_booked"  # the second call changed nothing
+        assert (
+            session.get(SalesTask, task["id"]).outcome == "meeting_booked"
+        )  # the second call changed nothing
     assert await tasks_when(live, {"assignee": REP, "lead": lead["id"], "status": "open"}, 0) == []
 
 
@@ -91,16 +103,22 @@ async def test_demo_booked_by_the_lead_ends_the_nurturing(live: LiveStack):
     enrolled = await live.http.post(f"/leads/{lead['id']}/journeys/nurturing")
     assert enrolled.status_code == 201 and enrolled.json()["workflow_id"] == f"nurture-{lead['id']}"
     await state_when(live, lead["id"], lambda s: s["step"] == "waiting_for_case_study")
-    response = await live.http.post("/events/track", json={"type": "demo_booked", "lead": lead["id"]})
+    response = await live.http.post(
+        "/events/track", json={"type": "demo_booked", "lead": lead["id"]}
+    )
     assert response.status_code == 202 and "goal reached" in response.json()["detail"]
     state = await state_when(live, lead["id"], lambda s: s["status"] == "COMPLETED")
-    assert state["result"]["outcome"] == "goal_reached" and state["result"]["steps_sent"] == ["welcome_newsletter"]
+    assert state["result"]["outcome"] == "goal_reached" and state["result"]["steps_sent"] == [
+        "welcome_newsletter"
+    ]
 
 
 async def test_a_download_without_a_running_journey_is_accepted_and_goes_nowhere(live: LiveStack):
     lead = (await sign_up(live))["lead"]
-    response = await live.http.post("/events/track", json={"type": "asset_downloaded", "lead": lead["id"],
-                                                          "asset": "white-paper"})
+    response = await live.http.post(
+        "/events/track",
+        json={"type": "asset_downloaded", "lead": lead["id"], "asset": "white-paper"},
+    )
     assert response.status_code == 202 and response.json()["workflow_id"] is None
     assert (await live.http.get("/tasks", params={"lead": lead["id"]})).json() == []
 
@@ -122,12 +140,19 @@ hand_off: {on_download: [white-paper]}
 """)
     lead = (await sign_up(live))["lead"]
     handle = await live.temporal.start_workflow(
-        LeadNurturingJourney.run, NurturingInput(lead_id=lead["id"], sequence=sequence),
-        id=f"nurture-{lead['id']}", task_queue=live.settings.temporal_task_queue)
+        LeadNurturingJourney.run,
+        NurturingInput(lead_id=lead["id"], sequence=sequence),
+        id=f"nurture-{lead['id']}",
+        task_queue=live.settings.temporal_task_queue,
+    )
     [mail] = await live.sink.wait_for_mail(to=lead["email"])
-    [link] = links(mail.html, "c")  # the white paper's call to action (the unsubscribe link is not a click link)
+    [link] = links(
+        mail.html, "c"
+    )  # the white paper's call to action (the unsubscribe link is not a click link)
     response = await live.public.get(link)
-    assert response.status_code == 302 and response.headers["location"].endswith("/resources/white-paper")
+    assert response.status_code == 302 and response.headers["location"].endswith(
+        "/resources/white-paper"
+    )
 
     state = await state_when(live, lead["id"], lambda s: s["downloads"] and s["open_tasks"])
     assert state["downloads"] == ["white-paper"] and state["step"] == "waiting_for_demo_proposal"

@@ -13,8 +13,8 @@ from sqlmodel import Session, col, select
 
 from relance.models import Lead, ScoreEvent, utcnow
 from tests.conftest import LiveStack
-from tests.waiting import settled_hits
 from tests.test_api_welcome_e2e import links, sign_up_body
+from tests.waiting import settled_hits
 
 
 async def inactive_lead(live: LiveStack, days: int = 90) -> tuple[str, str]:
@@ -23,8 +23,11 @@ async def inactive_lead(live: LiveStack, days: int = 90) -> tuple[str, str]:
     response = await live.http.post("/leads", json=sign_up_body(email))
     lead_id = response.json()["lead"]["id"]
     with Session(live.engine) as session:
-        session.execute(update(Lead).where(col(Lead.id) == lead_id)
-                        .values(last_activity_at=utcnow() - timedelta(days=days)))
+        session.execute(
+            update(Lead)
+            .where(col(Lead.id) == lead_id)
+            .values(last_activity_at=utcnow() - timedelta(days=days))
+        )
         session.commit()
     return lead_id, email
 
@@ -51,7 +54,9 @@ async def reengagement_step(live: LiveStack, lead_id: str, step: str) -> dict:
     raise AssertionError(f"journey at {status['step']!r}, expected {step!r}")
 
 
-async def test_a_sweep_by_hand_enrolls_the_inactive_lead_and_a_visit_ends_it_as_re_engaged(live: LiveStack):
+async def test_a_sweep_by_hand_enrolls_the_inactive_lead_and_a_visit_ends_it_as_re_engaged(
+    live: LiveStack,
+):
     lead_id, email = await inactive_lead(live)
     state = await sweep(live)
     assert state["result"]["started"] >= 1
@@ -64,26 +69,37 @@ async def test_a_sweep_by_hand_enrolls_the_inactive_lead_and_a_visit_ends_it_as_
     await sweep(live)  # running it again starts nothing for this lead: same run, still one email
     assert (await journey.describe()).run_id == run_id and len(live.sink.mails_to(email)) == 1
 
-    visit = await live.http.post("/events/track", json={"type": "page_view", "lead": lead_id,
-                                                         "url": "https://example.com/blog/new"})
+    visit = await live.http.post(
+        "/events/track",
+        json={"type": "page_view", "lead": lead_id, "url": "https://example.com/blog/new"},
+    )
     assert visit.status_code == 202, visit.text
     assert visit.json()["workflow_id"] == f"reengage-{lead_id}"
     result = await live.temporal.get_workflow_handle(f"reengage-{lead_id}").result()
     assert result["outcome"] == "re_engaged" and result["reaction"] == "page_view"
 
     lead = (await live.http.get(f"/leads/{lead_id}")).json()
-    assert lead["score"] == sum(live.settings.scoring_rules().events[e] for e in ("form_submitted", "reengaged")) and lead["reengagement_status"] == "re_engaged"
+    assert (
+        lead["score"]
+        == sum(live.settings.scoring_rules().events[e] for e in ("form_submitted", "reengaged"))
+        and lead["reengagement_status"] == "re_engaged"
+    )
     assert utcnow() - timedelta(minutes=1) < datetime.fromisoformat(lead["last_activity_at"])
 
 
-async def test_a_click_in_a_re_engagement_email_ends_the_journey_through_the_outbox(live: LiveStack):
+async def test_a_click_in_a_re_engagement_email_ends_the_journey_through_the_outbox(
+    live: LiveStack,
+):
     lead_id, email = await inactive_lead(live, days=200)
     await sweep(live, {"inactive_days": 150})
     [mail] = await live.sink.wait_for_mail(to=email)
     await reengagement_step(live, lead_id, "waiting_after_email_1")
 
     response = await live.public.get(links(mail.html, "c")[0])
-    assert response.status_code == 302 and response.headers["location"] == "https://example.com/articles/best"
+    assert (
+        response.status_code == 302
+        and response.headers["location"] == "https://example.com/articles/best"
+    )
     result = await live.temporal.get_workflow_handle(f"reengage-{lead_id}").result()
     assert result["outcome"] == "re_engaged" and result["reaction"] == "clicked"
 
@@ -99,9 +115,14 @@ async def test_a_click_in_a_re_engagement_email_ends_the_journey_through_the_out
     await settled_hits(live.engine, lead_id, kind="clicked", count=3)
     assert (await live.http.get(f"/leads/{lead_id}")).json()["score"] == expected
     with Session(live.engine) as session:
-        [click] = session.exec(select(ScoreEvent).where(ScoreEvent.lead_id == lead_id,
-                                                        ScoreEvent.event == "email_clicked")).all()
-    assert click.reason.startswith("clicked a link in the email_1") and click.reason.endswith("of the reengage journey")
+        [click] = session.exec(
+            select(ScoreEvent).where(
+                ScoreEvent.lead_id == lead_id, ScoreEvent.event == "email_clicked"
+            )
+        ).all()
+    assert click.reason.startswith("clicked a link in the email_1") and click.reason.endswith(
+        "of the reengage journey"
+    )
     assert click.points == rules["email_clicked"]
 
 
@@ -110,15 +131,19 @@ async def test_a_very_active_lead_gets_the_premium_offer_once(live: LiveStack):
     lead_id = (await live.http.post("/leads", json=sign_up_body(email))).json()["lead"]["id"]
     threshold = live.settings.premium_offer_threshold  # the sign-up form counts as one activity
     for n in range(threshold + 5):
-        response = await live.http.post("/events/track", json={"type": "page_view", "lead": lead_id,
-                                                                "url": f"https://example.com/p/{n}"})
+        response = await live.http.post(
+            "/events/track",
+            json={"type": "page_view", "lead": lead_id, "url": f"https://example.com/p/{n}"},
+        )
         assert response.status_code == 202, response.text
     result = await live.temporal.get_workflow_handle(f"premium-{lead_id}").result()
     assert result["status"] == "sent"
     [offer] = await live.sink.wait_for_mail(to=email)
     assert offer.subject == "Grace, a premium corner for our most active readers"
     offered = await live.temporal.get_workflow_handle(f"premium-{lead_id}").describe()
-    response = await live.http.post("/events/track", json={"type": "page_view", "lead": lead_id, "url": "https://example.com/x"})
+    response = await live.http.post(
+        "/events/track", json={"type": "page_view", "lead": lead_id, "url": "https://example.com/x"}
+    )
     assert response.status_code == 202, response.text
     # The visit's follow-ups (a premium offer when due) are acted on before it is answered: the
     # offer's journey is still the one run, over, so no second offer can be on its way.
@@ -135,7 +160,9 @@ async def test_opening_another_journeys_email_ends_the_re_engagement_too(live: L
     await reengagement_step(live, lead_id, "waiting_after_email_1")
     enrolled = await live.http.post(f"/leads/{lead_id}/journeys/welcome")
     assert enrolled.status_code == 201, enrolled.text
-    [welcome] = await live.sink.wait_for_mail(to=email, subject_contains="more from Relance")  # a known contact
+    [welcome] = await live.sink.wait_for_mail(
+        to=email, subject_contains="more from Relance"
+    )  # a known contact
 
     assert (await live.public.get(links(welcome.html, "o")[0])).status_code == 200
     result = await live.temporal.get_workflow_handle(f"reengage-{lead_id}").result()

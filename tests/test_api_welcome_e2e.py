@@ -26,10 +26,16 @@ def sign_up_body(email: str, **extra) -> dict:
         "first_name": "Grace",
         "locale": "fr-FR",
         "time_zone": "Europe/Paris",
-        "consents": [{
-            "channel": "email", "purpose": "marketing", "source_url": "https://example.com/newsletter",
-            "ip": "203.0.113.9", "user_agent": "Mozilla/5.0", "wording_version": "2026-01",
-        }],
+        "consents": [
+            {
+                "channel": "email",
+                "purpose": "marketing",
+                "source_url": "https://example.com/newsletter",
+                "ip": "203.0.113.9",
+                "user_agent": "Mozilla/5.0",
+                "wording_version": "2026-01",
+            }
+        ],
         **extra,
     }
 
@@ -75,7 +81,9 @@ async def confirm(live: LiveStack, email: str, user_agent: str = "Mozilla/5.0 (t
     [mail] = await live.sink.wait_for_mail(to=email, subject_contains=CONFIRMATION_SUBJECT)
     url = confirm_link(mail)
     response = await press_confirm(live, url, user_agent)
-    assert response.status_code == 200 and "your subscription is confirmed" in response.text, response.text
+    assert response.status_code == 200 and "your subscription is confirmed" in response.text, (
+        response.text
+    )
     return url
 
 
@@ -87,7 +95,10 @@ async def enroll(live: LiveStack) -> tuple[str, str]:
     body = response.json()
     assert body["created"] is True
     [enrollment] = body["enrollments"]
-    assert enrollment["status"] == "started" and enrollment["workflow_id"] == f"welcome-{body['lead']['id']}"
+    assert (
+        enrollment["status"] == "started"
+        and enrollment["workflow_id"] == f"welcome-{body['lead']['id']}"
+    )
     if live.settings.double_opt_in:
         assert body["lead"]["consents"]["email"] == "pending"
         await confirm(live, email.lower())
@@ -129,9 +140,16 @@ async def test_enroll_over_http_then_the_pixel_hit_advances_the_journey(live: Li
     assert len(response.content) == 43 and "no-store" in response.headers["cache-control"]
 
     state = await journey_when(live, lead_id, lambda s: s["opened"])
-    assert state["status"] == "RUNNING" and state["step"] == "waiting_for_click" and not state["clicked"]
+    assert (
+        state["status"] == "RUNNING"
+        and state["step"] == "waiting_for_click"
+        and not state["clicked"]
+    )
     confirmation, message = (await live.http.get(f"/leads/{lead_id}/messages")).json()
-    assert confirmation["step"].startswith("confirm-") and confirmation["template"] == "welcome_confirm"
+    assert (
+        confirmation["step"].startswith("confirm-")
+        and confirmation["template"] == "welcome_confirm"
+    )
     assert (confirmation["kind"], confirmation["opened_at"]) == ("transactional", None)
     assert message["status"] == "sent" and message["opened_at"] is not None
 
@@ -139,15 +157,24 @@ async def test_enroll_over_http_then_the_pixel_hit_advances_the_journey(live: Li
     rules = live.settings.scoring_rules().events
     assert (await live.public.get(pixel)).status_code == 200
     hits = await settled_hits(live.engine, lead_id, kind="opened", count=2)
-    assert [h.delivery_note for h in hits if h.kind == "opened"][1].startswith("not signalled: the journey was told")
+    assert [h.delivery_note for h in hits if h.kind == "opened"][1].startswith(
+        "not signalled: the journey was told"
+    )
     # A third open, settled in a later batch than the second: by then the outbox has scored
     # whatever the second would have made it score.
     assert (await live.public.get(pixel)).status_code == 200
     await settled_hits(live.engine, lead_id, kind="opened", count=3)
-    assert (await live.http.get(f"/leads/{lead_id}")).json()["score"] == rules["form_submitted"] + rules["email_opened"]
+    assert (await live.http.get(f"/leads/{lead_id}")).json()["score"] == rules[
+        "form_submitted"
+    ] + rules["email_opened"]
 
     # The Temporal UI finds the journey by its search attributes.
-    found = [wf.id async for wf in live.temporal.list_workflows(f'Journey = "welcome" AND LeadId = "{lead_id}"')]
+    found = [
+        wf.id
+        async for wf in live.temporal.list_workflows(
+            f'Journey = "welcome" AND LeadId = "{lead_id}"'
+        )
+    ]
     assert found == [f"welcome-{lead_id}"]
 
 
@@ -162,9 +189,15 @@ async def test_a_click_redirects_to_the_signed_destination_and_raises_the_score(
 
     state = await journey_when(live, lead_id, lambda s: s["status"] == "COMPLETED")
     rules = live.settings.scoring_rules().events  # the sign-up form, then the click
-    assert state["result"]["outcome"] == "clicked" and state["score"] == rules["form_submitted"] + rules["email_clicked"]
+    assert (
+        state["result"]["outcome"] == "clicked"
+        and state["score"] == rules["form_submitted"] + rules["email_clicked"]
+    )
     lead = (await live.http.get(f"/leads/{lead_id}")).json()
-    assert lead["score"] == rules["form_submitted"] + rules["email_clicked"] and lead["last_activity_at"] is not None
+    assert (
+        lead["score"] == rules["form_submitted"] + rules["email_clicked"]
+        and lead["last_activity_at"] is not None
+    )
 
 
 async def test_tampered_or_forged_tokens_signal_nothing_and_redirect_nowhere(live: LiveStack):
@@ -176,7 +209,7 @@ async def test_tampered_or_forged_tokens_signal_nothing_and_redirect_nowhere(liv
 
     def tamper(token: str) -> str:
         middle = len(token) // 3
-        return token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1:]
+        return token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1 :]
 
     response = await live.public.get(f"/t/o/{tamper(pixel_token)}")
     assert response.status_code == 200 and response.headers["content-type"] == "image/gif"
@@ -191,7 +224,9 @@ async def test_tampered_or_forged_tokens_signal_nothing_and_redirect_nowhere(liv
     assert [e.kind for e in kept] == ["email_confirmed"]  # the confirmation only
     state = await journey_when(live, lead_id, lambda s: s["step"] == "waiting_for_open")
     assert not state["opened"] and not state["clicked"]
-    assert not {"opened", "clicked"} & set(await signals_received(live.temporal, f"welcome-{lead_id}"))
+    assert not {"opened", "clicked"} & set(
+        await signals_received(live.temporal, f"welcome-{lead_id}")
+    )
 
 
 async def test_enrolling_twice_answers_409_with_the_running_journey(live: LiveStack):
@@ -199,7 +234,10 @@ async def test_enrolling_twice_answers_409_with_the_running_journey(live: LiveSt
     response = await live.http.post(f"/leads/{lead_id}/journeys/welcome")
     assert response.status_code == 409
     body = response.json()
-    assert body["workflow_id"] == f"welcome-{lead_id}" and "already in the welcome journey" in body["detail"]
+    assert (
+        body["workflow_id"] == f"welcome-{lead_id}"
+        and "already in the welcome journey" in body["detail"]
+    )
 
 
 async def test_signing_up_again_updates_the_same_lead(live: LiveStack):
@@ -209,7 +247,9 @@ async def test_signing_up_again_updates_the_same_lead(live: LiveStack):
     assert first.status_code == 201 and again.status_code == 200
     assert again.json()["lead"]["id"] == first.json()["lead"]["id"]
     assert again.json()["lead"]["first_name"] == "G."
-    assert again.json()["lead"]["consents"]["email"] == "pending"  # double opt-in: not confirmed yet
+    assert (
+        again.json()["lead"]["consents"]["email"] == "pending"
+    )  # double opt-in: not confirmed yet
 
 
 def unsubscribe_url(mail) -> str:
@@ -224,8 +264,11 @@ async def test_one_click_unsubscribe_withdraws_consent_and_ends_the_journey(live
 
     page = await live.public.get(url)
     assert page.status_code == 200 and "<form method='post'" in page.text
-    response = await live.public.post(url, content=b"List-Unsubscribe=One-Click",
-                                      headers={"content-type": "application/x-www-form-urlencoded"})
+    response = await live.public.post(
+        url,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 200 and "unsubscribed" in response.text  # RFC 8058: no redirect
     again = await live.public.post(url, content=b"List-Unsubscribe=One-Click")
     assert again.status_code == 200
@@ -234,8 +277,14 @@ async def test_one_click_unsubscribe_withdraws_consent_and_ends_the_journey(live
     assert state["result"]["outcome"] == "unsubscribed" and state["result"]["relanced_by"] is None
     assert (await live.http.get(f"/leads/{lead_id}")).json()["consents"]["email"] == "withdrawn"
     with Session(live.engine) as session:
-        rows = session.exec(select(Consent).where(Consent.lead_id == lead_id).order_by(Consent.id)).all()
-    assert [r.status for r in rows] == ["pending", "granted", "withdrawn"]  # twice clicked, recorded once
+        rows = session.exec(
+            select(Consent).where(Consent.lead_id == lead_id).order_by(Consent.id)
+        ).all()
+    assert [r.status for r in rows] == [
+        "pending",
+        "granted",
+        "withdrawn",
+    ]  # twice clicked, recorded once
 
 
 async def test_a_tampered_unsubscribe_link_changes_nothing(live: LiveStack):
@@ -253,8 +302,15 @@ async def test_a_tampered_unsubscribe_link_changes_nothing(live: LiveStack):
 async def test_many_concurrent_enrollments_all_succeed(live: LiveStack):
     """More concurrent sign-ups than the database pool has connections (15): none may wait on
     another's session while it awaits Temporal."""
-    responses = await asyncio.wait_for(asyncio.gather(*(
-        live.http.post("/leads", json=sign_up_body(new_email(), journeys=["welcome"])) for _ in range(40))), timeout=30)
+    responses = await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                live.http.post("/leads", json=sign_up_body(new_email(), journeys=["welcome"]))
+                for _ in range(40)
+            )
+        ),
+        timeout=30,
+    )
     assert [r.status_code for r in responses] == [201] * 40
     ids = {r.json()["enrollments"][0]["workflow_id"] for r in responses}
     assert len(ids) == 40

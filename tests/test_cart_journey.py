@@ -24,8 +24,16 @@ from worker import build_worker
 from workflows.abandoned_cart import AbandonedCartJourney, CartResult
 from workflows.signals import CART_UPDATED, PURCHASED, CartSignal, PurchaseSignal
 
-ITEMS = [{"sku": "B-1", "name": "The Shining", "qty": 1, "unit_price": 12.5, "url": "https://example.com/b/1"},
-         {"sku": "B-2", "name": "It", "qty": 2, "unit_price": 9.0, "url": "https://example.com/b/2"}]
+ITEMS = [
+    {
+        "sku": "B-1",
+        "name": "The Shining",
+        "qty": 1,
+        "unit_price": 12.5,
+        "url": "https://example.com/b/1",
+    },
+    {"sku": "B-2", "name": "It", "qty": 2, "unit_price": 9.0, "url": "https://example.com/b/2"},
+]
 
 
 @pytest.fixture
@@ -40,7 +48,9 @@ def put_cart(engine, lead_id: str, cart_id: str, items=ITEMS) -> int:
         return crud.save_cart(session=session, lead_id=lead_id, cart=cart)
 
 
-async def update_cart(client, settings, engine, lead_id: str, cart_id: str, items=ITEMS) -> WorkflowHandle:
+async def update_cart(
+    client, settings, engine, lead_id: str, cart_id: str, items=ITEMS
+) -> WorkflowHandle:
     """What POST /events/track does for a cart_updated event, but for the first event: the
     time-skipping test server does not skip time for a workflow started by signal-with-start,
     so here the journey is started, then signalled. The real signal-with-start is tested end
@@ -48,8 +58,12 @@ async def update_cart(client, settings, engine, lead_id: str, cart_id: str, item
     count = put_cart(engine, lead_id, cart_id, items)
     workflow_id = f"cart-{lead_id}"
     try:
-        handle = await client.start_workflow(AbandonedCartJourney.run, cart_input(settings, lead_id), id=workflow_id,
-                                             task_queue=settings.temporal_task_queue)
+        handle = await client.start_workflow(
+            AbandonedCartJourney.run,
+            cart_input(settings, lead_id),
+            id=workflow_id,
+            task_queue=settings.temporal_task_queue,
+        )
     except WorkflowAlreadyStartedError:
         handle = client.get_workflow_handle(workflow_id)
     await handle.signal(CART_UPDATED, CartSignal(cart_id, count))
@@ -70,7 +84,8 @@ async def started_at(handle: WorkflowHandle):
 
 
 async def test_a_cart_left_alone_gets_three_reminders_at_1h_25h_97h_the_last_with_a_promo(
-        client, settings, worker, engine, sink: DevSink, make_lead):
+    client, settings, worker, engine, sink: DevSink, make_lead
+):
     lead = make_lead()
     handle = await update_cart(client, settings, engine, lead.id, unique_id("cart"))
     t0 = await started_at(handle)
@@ -78,10 +93,14 @@ async def test_a_cart_left_alone_gets_three_reminders_at_1h_25h_97h_the_last_wit
 
     assert result.outcome == "all_reminders_sent" and result.reminders_sent == 3
     offsets = [m.at - t0 for m in result.messages]
-    for offset, hours in zip(offsets, (1, 25, 97)):
+    for offset, hours in zip(offsets, (1, 25, 97), strict=False):
         assert offset == pytest.approx(timedelta(hours=hours), abs=timedelta(seconds=30))
     mails = await sink.wait_for_mail(to=lead.email, count=3)
-    assert "The Shining" in mails[0].html and "It</a> × 2" in mails[0].html and "30.50 EUR" in mails[0].text
+    assert (
+        "The Shining" in mails[0].html
+        and "It</a> × 2" in mails[0].html
+        and "30.50 EUR" in mails[0].text
+    )
     code = result.messages[2].promo_code
     assert code and code in mails[2].text and mails[2].subject.startswith("10 % off your cart")
     assert not any(code in m.text for m in mails[:2])
@@ -89,8 +108,9 @@ async def test_a_cart_left_alone_gets_three_reminders_at_1h_25h_97h_the_last_wit
         assert session.get(PromoCode, code).lead_id == lead.id
 
 
-async def test_an_update_at_50_minutes_restarts_the_clock(client, settings, worker, engine, sink, make_lead,
-                                                          time_skipping_env):
+async def test_an_update_at_50_minutes_restarts_the_clock(
+    client, settings, worker, engine, sink, make_lead, time_skipping_env
+):
     lead = make_lead()
     cart_id = unique_id("cart")
     handle = await update_cart(client, settings, engine, lead.id, cart_id)
@@ -99,13 +119,16 @@ async def test_an_update_at_50_minutes_restarts_the_clock(client, settings, work
     await update_cart(client, settings, engine, lead.id, cart_id, ITEMS[:1])
     result = await handle.result()
 
-    assert result.messages[0].at - t0 == pytest.approx(timedelta(minutes=110), abs=timedelta(seconds=30))
+    assert result.messages[0].at - t0 == pytest.approx(
+        timedelta(minutes=110), abs=timedelta(seconds=30)
+    )
     [first, *_] = await sink.wait_for_mail(to=lead.email, count=3)
     assert "The Shining" in first.html and "It</a>" not in first.html  # the cart as updated
 
 
-async def test_a_purchase_after_reminder_1_ends_the_journey(client, settings, worker, engine, sink, make_lead,
-                                                            time_skipping_env):
+async def test_a_purchase_after_reminder_1_ends_the_journey(
+    client, settings, worker, engine, sink, make_lead, time_skipping_env
+):
     lead = make_lead()
     handle = await update_cart(client, settings, engine, lead.id, unique_id("cart"))
     await time_skipping_env.sleep(timedelta(hours=1, minutes=5))
@@ -122,21 +145,30 @@ async def own_time_skipping_env():
     """A time-skipping server for this test alone: the test server keeps re-dispatching the
     cancelled, retrying send of the finished journey (a real server drops it), which would
     hold time still for every later test sharing the server."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=bundled_binary("temporal-test-server"),
-                                                        data_converter=TEST_CONVERTER)
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=bundled_binary("temporal-test-server"),
+        data_converter=TEST_CONVERTER,
+    )
     await ensure_search_attributes(env.client, "default")
     yield env
     await env.shutdown()
 
 
-async def test_a_purchase_while_a_send_is_being_retried_stops_it(settings, engine, make_lead, own_time_skipping_env):
+async def test_a_purchase_while_a_send_is_being_retried_stops_it(
+    settings, engine, make_lead, own_time_skipping_env
+):
     time_skipping_env = own_time_skipping_env
     client = time_skipping_env.client
     async with DevSink(smtp_port=0, http_port=0) as late_sink:
         port = late_sink.smtp_port
     # Nothing listens on `port` now: every send attempt fails and is retried.
-    down = settings.model_copy(update={"smtp_port": port, "temporal_task_queue": unique_id("smtp-down"),
-                                       "cart_reminder_delays_hours": [0.01, 24.0, 72.0]})  # reminder 1 after 36 s
+    down = settings.model_copy(
+        update={
+            "smtp_port": port,
+            "temporal_task_queue": unique_id("smtp-down"),
+            "cart_reminder_delays_hours": [0.01, 24.0, 72.0],
+        }
+    )  # reminder 1 after 36 s
     lead = make_lead()
     async with build_worker(client, down, engine):
         handle = await update_cart(client, down, engine, lead.id, unique_id("cart"))
@@ -157,16 +189,28 @@ def test_the_send_activity_refuses_a_reminder_for_a_bought_cart(settings, engine
     cart_id = unique_id("cart")
     put_cart(engine, lead.id, cart_id)
     with Session(engine) as session:
-        crud.save_order(session=session, lead_id=lead.id, order=OrderIn(id=unique_id("order"), total=1))
+        crud.save_order(
+            session=session, lead_id=lead.id, order=OrderIn(id=unique_id("order"), total=1)
+        )
     send_email = next(a for a in build_activities(settings, engine) if a.__name__ == "send_email")
-    result = ActivityEnvironment().run(send_email, SendRequest(
-        lead.id, workflow_id=unique_id("cart"), journey="cart", step="reminder_1", template="cart_reminder_1",
-        about=f"cart:{cart_id}"))
+    result = ActivityEnvironment().run(
+        send_email,
+        SendRequest(
+            lead.id,
+            workflow_id=unique_id("cart"),
+            journey="cart",
+            step="reminder_1",
+            template="cart_reminder_1",
+            about=f"cart:{cart_id}",
+        ),
+    )
     assert result.status == "skipped" and result.reason == "the cart is bought"
     assert sink.mails_to(lead.email) == []
 
 
-async def test_an_emptied_cart_ends_the_journey_quietly(client, settings, worker, engine, sink, make_lead):
+async def test_an_emptied_cart_ends_the_journey_quietly(
+    client, settings, worker, engine, sink, make_lead
+):
     lead = make_lead()
     cart_id = unique_id("cart")
     handle = await update_cart(client, settings, engine, lead.id, cart_id)
@@ -179,4 +223,8 @@ async def test_an_emptied_cart_ends_the_journey_quietly(client, settings, worker
 def test_promo_codes_look_right():
     from activities.commerce import _CODE_ALPHABET
 
-    assert re.fullmatch(r"[A-Z2-9]+", _CODE_ALPHABET) and "O" not in _CODE_ALPHABET and "0" not in _CODE_ALPHABET
+    assert (
+        re.fullmatch(r"[A-Z2-9]+", _CODE_ALPHABET)
+        and "O" not in _CODE_ALPHABET
+        and "0" not in _CODE_ALPHABET
+    )

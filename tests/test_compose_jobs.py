@@ -23,9 +23,15 @@ from workflows import search_attributes
 
 def run_job(service: dict, address: str) -> subprocess.CompletedProcess[str]:
     entrypoint, command = service["entrypoint"], service["command"]
-    env = {**os.environ, **{k: str(v) for k, v in service.get("environment", {}).items()}, "TEMPORAL_ADDRESS": address}
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in service.get("environment", {}).items()},
+        "TEMPORAL_ADDRESS": address,
+    }
     env["PATH"] = f"{Path(bundled_binary('temporal')).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run([*entrypoint, *command], env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [*entrypoint, *command], env=env, capture_output=True, text=True, timeout=180
+    )
 
 
 async def test_the_namespace_job_registers_the_search_attributes_and_can_run_again() -> None:
@@ -34,15 +40,21 @@ async def test_the_namespace_job_registers_the_search_attributes_and_can_run_aga
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=bundled_binary("temporal"))
     try:
         address = env.client.service_client.config.target_host
-        before = await env.client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace="default"))
+        before = await env.client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace="default")
+        )
         assert not {key.name for key in search_attributes.ALL} & set(before.custom_attributes)
 
         for attempt in ("first up", "second up"):
             result = run_job(job, address)
             assert result.returncode == 0, (attempt, result.stdout, result.stderr)
 
-        after = await env.client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace="default"))
-        assert {name: after.custom_attributes.get(name) for name in (k.name for k in search_attributes.ALL)} == {
-            key.name: int(key.indexed_value_type) for key in search_attributes.ALL}
+        after = await env.client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace="default")
+        )
+        assert {
+            name: after.custom_attributes.get(name)
+            for name in (k.name for k in search_attributes.ALL)
+        } == {key.name: int(key.indexed_value_type) for key in search_attributes.ALL}
     finally:
         await env.shutdown()

@@ -21,14 +21,18 @@ def sign_up(*consents: dict) -> dict:
     return {"email": f"{unique_id('proof')}@example.com", "consents": list(consents)}
 
 
-@pytest.mark.parametrize("consent,missing", [
-    ({"channel": "email"}, "source_url, wording_version"),
-    ({"channel": "email", "source_url": SOURCE}, "wording_version"),
-    ({"channel": "sms", "wording_version": "2026-01"}, "source_url"),
-    ({"channel": "email", "source_url": SOURCE, "wording_version": ""}, "wording_version"),
-])
+@pytest.mark.parametrize(
+    "consent,missing",
+    [
+        ({"channel": "email"}, "source_url, wording_version"),
+        ({"channel": "email", "source_url": SOURCE}, "wording_version"),
+        ({"channel": "sms", "wording_version": "2026-01"}, "source_url"),
+        ({"channel": "email", "source_url": SOURCE, "wording_version": ""}, "wording_version"),
+    ],
+)
 async def test_a_marketing_consent_without_its_proof_is_refused_naming_what_is_missing(
-        live: LiveStack, consent: dict, missing: str):
+    live: LiveStack, consent: dict, missing: str
+):
     before = counts(live)
     response = await live.http.post("/leads", json=sign_up(consent))
     assert response.status_code == 422, response.text
@@ -44,7 +48,11 @@ async def test_a_server_side_consent_with_its_proof_is_stored_without_a_browser(
     response = await live.http.post("/leads", json=body)
     assert response.status_code == 201, response.text
     [consent] = (await live.http.get(f"/leads/{response.json()['lead']['id']}/consents")).json()
-    assert (consent["status"], consent["source_url"], consent["wording_version"]) == ("granted", SOURCE, "2026-01")
+    assert (consent["status"], consent["source_url"], consent["wording_version"]) == (
+        "granted",
+        SOURCE,
+        "2026-01",
+    )
     assert consent["recorded_at"] and consent["ip"] is None and consent["user_agent"] is None
 
 
@@ -57,11 +65,16 @@ async def test_a_withdrawal_needs_no_proof(live: LiveStack):
 
 async def test_a_csv_consent_needs_the_same_proof_and_its_own_time(live: LiveStack):
     no_wording, complete = f"{unique_id('csv')}@example.com", f"{unique_id('csv')}@example.com"
-    text = "\n".join([
-        "email,consent,source_url,consented_at,wording_version",
-        f"{no_wording},email,{SOURCE},2026-03-01T10:00:00Z,",
-        f"{complete},email,{SOURCE},2026-03-01T10:00:00Z,v3",
-    ]) + "\n"
+    text = (
+        "\n".join(
+            [
+                "email,consent,source_url,consented_at,wording_version",
+                f"{no_wording},email,{SOURCE},2026-03-01T10:00:00Z,",
+                f"{complete},email,{SOURCE},2026-03-01T10:00:00Z,v3",
+            ]
+        )
+        + "\n"
+    )
     report = (await live.http.post("/leads/import", files=csv_file(text))).json()
     assert report["created"] == 1
     [rejected] = report["rejected"]

@@ -21,8 +21,16 @@ from relance.models import Lead, new_id, utcnow
 
 def lead_row(tag: str) -> dict:
     now = utcnow()
-    return {"id": new_id(), "email": f"{tag}-{new_id()}@example.com", "first_name": "W", "locale": "en",
-            "time_zone": "UTC", "score": 0, "created_at": now, "updated_at": now}
+    return {
+        "id": new_id(),
+        "email": f"{tag}-{new_id()}@example.com",
+        "first_name": "W",
+        "locale": "en",
+        "time_zone": "UTC",
+        "score": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def test_concurrent_writers_all_land_and_an_abandoned_transaction_frees_the_lock(tmp_path) -> None:
@@ -49,8 +57,12 @@ def test_concurrent_writers_all_land_and_an_abandoned_transaction_frees_the_lock
         list(pool.map(one, range(120)))
 
     with Session(engine) as session:
-        kept = session.execute(select(func.count()).select_from(Lead).where(Lead.email.like("kept-%"))).scalar_one()
-        dropped = session.execute(select(func.count()).select_from(Lead).where(Lead.email.like("dropped-%"))).scalar_one()
+        kept = session.execute(
+            select(func.count()).select_from(Lead).where(Lead.email.like("kept-%"))
+        ).scalar_one()
+        dropped = session.execute(
+            select(func.count()).select_from(Lead).where(Lead.email.like("dropped-%"))
+        ).scalar_one()
     assert (kept, dropped) == (80, 0)
     # 120 transactions of ~5 ms, one at a time: a leaked lock would cost a 30 s timeout.
     assert max(waits) < 10, f"a writer waited {max(waits):.1f} s"

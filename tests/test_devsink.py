@@ -37,7 +37,9 @@ def _send(port: int, *, to: str, subject: str) -> None:
     msg["Subject"] = subject
     msg["List-Unsubscribe"] = "<mailto:unsubscribe@relance.localhost>"
     msg.set_content("Hello Ada,\nwelcome aboard.\n")
-    msg.add_alternative('<p>Hello <b>Ada</b> <a href="http://localhost:8000/c/x">go</a></p>', subtype="html")
+    msg.add_alternative(
+        '<p>Hello <b>Ada</b> <a href="http://localhost:8000/c/x">go</a></p>', subtype="html"
+    )
     with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
         smtp.send_message(msg)
 
@@ -51,7 +53,9 @@ async def test_ports_are_picked(sink):
 
 
 async def test_receives_and_parses_real_smtp_mail(sink):
-    await asyncio.to_thread(_send, sink.smtp_port, to="Ada@Example.com", subject="Welcome to Relance")
+    await asyncio.to_thread(
+        _send, sink.smtp_port, to="Ada@Example.com", subject="Welcome to Relance"
+    )
     [mail] = await sink.wait_for_mail(to="ada@example.com", subject_contains="Welcome", timeout=5)
     assert mail.id >= 1
     assert mail.subject == "Welcome to Relance"
@@ -78,7 +82,9 @@ async def test_sms_is_stored_authenticated_validated_and_deduped(sink):
     auth = {"Authorization": f"Bearer {TOKEN}"}
     async with _http(sink) as client:
         assert (await client.post("/sms", json=payload)).status_code == 401
-        assert (await client.post("/sms", json=payload, headers={"Authorization": "Bearer wrong"})).status_code == 401
+        assert (
+            await client.post("/sms", json=payload, headers={"Authorization": "Bearer wrong"})
+        ).status_code == 401
         missing = {k: v for k, v in payload.items() if k != "body"}
         assert (await client.post("/sms", json=missing, headers=auth)).status_code == 422
 
@@ -103,7 +109,9 @@ async def test_sms_is_stored_authenticated_validated_and_deduped(sink):
 
 async def test_sms_without_token_configured_needs_no_auth():
     async with DevSink(smtp_port=0, http_port=0) as open_sink, _http(open_sink) as client:
-        r = await client.post("/sms", json={"to": "+33600000000", "from": "R", "body": "b", "reference": "x"})
+        r = await client.post(
+            "/sms", json={"to": "+33600000000", "from": "R", "body": "b", "reference": "x"}
+        )
         assert r.json() == {"id": "sms-1", "status": "accepted"}
 
 
@@ -148,15 +156,19 @@ def _send_qp(port: int, *, to: str, subject: str, url: str = CONFIRM_URL) -> Non
     msg["To"] = to
     msg["Subject"] = subject
     msg.set_content(f"Bonjour Zoé,\nconfirmez votre adresse : {url}\n", cte="quoted-printable")
-    msg.add_alternative(f'<p>Bonjour Zoé, <a href="{url}">confirmer</a></p>', subtype="html",
-                        cte="quoted-printable")
+    msg.add_alternative(
+        f'<p>Bonjour Zoé, <a href="{url}">confirmer</a></p>', subtype="html", cte="quoted-printable"
+    )
     with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
         smtp.send_message(msg)
 
 
 async def _sms(client: httpx.AsyncClient, to: str, body: str, reference: str) -> str:
-    r = await client.post("/sms", json={"to": to, "from": "Relance", "body": body, "reference": reference},
-                          headers={"Authorization": f"Bearer {TOKEN}"})
+    r = await client.post(
+        "/sms",
+        json={"to": to, "from": "Relance", "body": body, "reference": reference},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     assert r.status_code == 200, r.text
     return r.json()["id"]
 
@@ -173,10 +185,15 @@ async def test_a_link_in_a_quoted_printable_part_is_greppable_in_the_json(sink):
         assert "\r" not in detail["text"]  # lines end as grep expects, not with the wire's CRLF
         assert f'href="{CONFIRM_URL}"' in detail["html"]
         assert detail["links"] == [CONFIRM_URL]
-        assert CONFIRM_URL in (await client.get(f"/api/mails/{mail.id}")).text  # grep, no JSON parsing
+        assert (
+            CONFIRM_URL in (await client.get(f"/api/mails/{mail.id}")).text
+        )  # grep, no JSON parsing
         assert {"name": "Subject", "value": "Confirmez"} in detail["headers"]
         assert (detail["from"], detail["to"], detail["envelope_from"]) == (
-            "Relance <hello@relance.localhost>", ["zoe@example.com"], "hello@relance.localhost")
+            "Relance <hello@relance.localhost>",
+            ["zoe@example.com"],
+            "hello@relance.localhost",
+        )
         assert detail["raw_url"] == f"/mail/{mail.id}/raw"
 
         page = (await client.get(f"/mail/{mail.id}")).text
@@ -190,28 +207,45 @@ async def test_lists_are_newest_first_and_filter_like_a_script_needs(sink):
     async with _http(sink) as client:
         before = (await client.get("/api/mails", params={"limit": 1})).json()
         after = before[0]["id"] if before else 0
-        for to, subject in [("ann@example.com", "One"), ("bob@example.com", "Two"), ("ann@example.com", "Three")]:
+        for to, subject in [
+            ("ann@example.com", "One"),
+            ("bob@example.com", "Two"),
+            ("ann@example.com", "Three"),
+        ]:
             await asyncio.to_thread(_send, sink.smtp_port, to=to, subject=subject)
             await sink.wait_for_mail(to=to, subject_contains=subject)
 
         mine = (await client.get("/api/mails", params={"after": after})).json()
         assert [m["subject"] for m in mine] == ["Three", "Two", "One"]
         assert [m["id"] for m in mine] == sorted((m["id"] for m in mine), reverse=True)
-        assert {"from": "Relance <hello@relance.localhost>", "to": ["ann@example.com"],
-                "url": f"/api/mails/{mine[0]['id']}"}.items() <= mine[0].items()
+        assert {
+            "from": "Relance <hello@relance.localhost>",
+            "to": ["ann@example.com"],
+            "url": f"/api/mails/{mine[0]['id']}",
+        }.items() <= mine[0].items()
 
-        ann = (await client.get("/api/mails", params={"to": "ANN@example.com", "after": after})).json()
+        ann = (
+            await client.get("/api/mails", params={"to": "ANN@example.com", "after": after})
+        ).json()
         assert [m["subject"] for m in ann] == ["Three", "One"]
-        assert [m["subject"] for m in (await client.get(
-            "/api/mails", params={"subject": "tw", "after": after})).json()] == ["Two"]
-        assert [m["subject"] for m in (await client.get(
-            "/api/mails", params={"after": after, "limit": 2})).json()] == ["Three", "Two"]
+        assert [
+            m["subject"]
+            for m in (
+                await client.get("/api/mails", params={"subject": "tw", "after": after})
+            ).json()
+        ] == ["Two"]
+        assert [
+            m["subject"]
+            for m in (await client.get("/api/mails", params={"after": after, "limit": 2})).json()
+        ] == ["Three", "Two"]
         assert (await client.get("/api/mails", params={"wait": 3600})).status_code == 422
 
         ids = [await _sms(client, "+33611111111", f"code {n}", f"list-{n}-{after}") for n in (1, 2)]
         texts = (await client.get("/api/sms", params={"to": "+33611111111"})).json()
         assert [t["id"] for t in texts][:2] == ids[::-1]
-        assert {"to": "+33611111111", "from": "Relance", "body": "code 2"}.items() <= texts[0].items()
+        assert {"to": "+33611111111", "from": "Relance", "body": "code 2"}.items() <= texts[
+            0
+        ].items()
 
         page = (await client.get("/")).text
         listed = [int(i) for i in re.findall(r'data-mail-id="(\d+)"', page)]
@@ -221,7 +255,9 @@ async def test_lists_are_newest_first_and_filter_like_a_script_needs(sink):
 
 async def test_a_script_can_wait_for_the_next_mail(sink):
     async with _http(sink) as client:
-        waiting = asyncio.create_task(client.get("/api/mails", params={"to": "late@example.com", "wait": 20}))
+        waiting = asyncio.create_task(
+            client.get("/api/mails", params={"to": "late@example.com", "wait": 20})
+        )
         await asyncio.sleep(0)  # (not a wait for an outcome: only lets the request go out first)
         started = time.monotonic()
         await asyncio.to_thread(_send, sink.smtp_port, to="late@example.com", subject="At last")
@@ -233,7 +269,9 @@ async def test_a_script_can_wait_for_the_next_mail(sink):
         nothing = await client.get("/api/mails", params={"to": "nobody@example.com", "wait": 0.2})
         assert nothing.status_code == 200 and nothing.json() == []
 
-        waiting_sms = asyncio.create_task(client.get("/api/sms", params={"to": "+33622222222", "wait": 20}))
+        waiting_sms = asyncio.create_task(
+            client.get("/api/sms", params={"to": "+33622222222", "wait": 20})
+        )
         await asyncio.sleep(0)
         sms_id = await _sms(client, "+33622222222", "your code", "wait-1")
         assert [t["id"] for t in (await asyncio.wait_for(waiting_sms, 15)).json()] == [sms_id]
@@ -263,25 +301,33 @@ async def test_the_message_page_renders_html_sandboxed_and_folds_headers(sink):
     sandbox = re.search(r'sandbox="([^"]*)"', frame).group(1).split()
     assert "allow-scripts" not in sandbox and "allow-same-origin" not in sandbox
     assert "script-src 'none'" in page.headers["content-security-policy"]
-    assert re.search(r"<details[^>]*>\s*<summary>Show headers</summary>.*List-Unsubscribe", page.text, re.S)
+    assert re.search(
+        r"<details[^>]*>\s*<summary>Show headers</summary>.*List-Unsubscribe", page.text, re.S
+    )
 
 
 async def test_mail_and_sms_survive_a_restart_on_the_same_folder(tmp_path):
     async with DevSink(smtp_port=0, http_port=0, sms_token=TOKEN, folder=tmp_path) as first:
-        await asyncio.to_thread(_send_qp, first.smtp_port, to="zoe@example.com", subject="Confirmez")
+        await asyncio.to_thread(
+            _send_qp, first.smtp_port, to="zoe@example.com", subject="Confirmez"
+        )
         [mail] = await first.wait_for_mail(to="zoe@example.com")
         async with _http(first) as client:
             sms_id = await _sms(client, "+33633333333", "code 1234", "kept-1")
 
-    async with DevSink(smtp_port=0, http_port=0, sms_token=TOKEN, folder=tmp_path) as second, \
-            _http(second) as client:
+    async with (
+        DevSink(smtp_port=0, http_port=0, sms_token=TOKEN, folder=tmp_path) as second,
+        _http(second) as client,
+    ):
         [kept] = (await client.get("/api/mails", params={"to": "zoe@example.com"})).json()
         assert (kept["id"], kept["subject"]) == (mail.id, "Confirmez")
         assert CONFIRM_URL in (await client.get(f"/api/mails/{mail.id}")).json()["text"]
         assert (await client.get(f"/mail/{mail.id}/raw")).content == mail.raw
         assert "Confirmez" in (await client.get("/")).text
         assert [t["id"] for t in (await client.get("/api/sms")).json()] == [sms_id]
-        assert await _sms(client, "+33633333333", "resent", "kept-1") == sms_id  # still deduplicated
+        assert (
+            await _sms(client, "+33633333333", "resent", "kept-1") == sms_id
+        )  # still deduplicated
         assert await _sms(client, "+33633333333", "new", "kept-2") != sms_id
 
         await asyncio.to_thread(_send, second.smtp_port, to="zoe@example.com", subject="Later")
@@ -321,12 +367,23 @@ def test_make_runs_inbox_keeps_its_mail_in_the_data_folder(tmp_path):
     """`python -m relance.devsink`, as `make run` starts it: stopped and started again, the
     confirmation mail is still in the inbox, and it lives under the data folder."""
     smtp_port, http_port = _free_port(), _free_port()
-    env = {**os.environ, "RELANCE_DATA_DIR": str(tmp_path / "var"), "RELANCE_SMTP_PORT": str(smtp_port),
-           "RELANCE_MAILSINK_HTTP_PORT": str(http_port), "RELANCE_SMS_API_TOKEN": ""}
+    env = {
+        **os.environ,
+        "RELANCE_DATA_DIR": str(tmp_path / "var"),
+        "RELANCE_SMTP_PORT": str(smtp_port),
+        "RELANCE_MAILSINK_HTTP_PORT": str(http_port),
+        "RELANCE_SMS_API_TOKEN": "",
+    }
 
     def run_sink() -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-m", "relance.devsink"], cwd=tmp_path, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "relance.devsink"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         _wait_for_port(http_port, process)
         return process
 
@@ -342,7 +399,10 @@ def test_make_runs_inbox_keeps_its_mail_in_the_data_folder(tmp_path):
     try:
         [mail] = httpx.get(f"http://127.0.0.1:{http_port}/api/mails", timeout=5).json()
         assert mail["subject"] == "Confirmez"
-        assert CONFIRM_URL in httpx.get(f"http://127.0.0.1:{http_port}{mail['url']}", timeout=5).json()["text"]
+        assert (
+            CONFIRM_URL
+            in httpx.get(f"http://127.0.0.1:{http_port}{mail['url']}", timeout=5).json()["text"]
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
@@ -352,12 +412,24 @@ async def test_the_readmes_script_finds_the_confirmation_link(sink):
     """The README's example, run as written (host and address aside): wait for the confirmation
     mail, then grep its link out of the JSON."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    script = readme.split("To follow the confirmation link")[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    script = (
+        readme.split("To follow the confirmation link")[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    )
     script = script.replace("localhost:8025", f"127.0.0.1:{sink.http_port}").replace(
-        "ada@example.com", "readme@example.com")
-    shell = await asyncio.create_subprocess_exec("bash", "-c", script, stdout=asyncio.subprocess.PIPE)
-    await asyncio.sleep(0)  # (only lets the script's wait start first; the outcome is awaited below)
-    await asyncio.to_thread(_send_qp, sink.smtp_port, to="readme@example.com", subject="Please confirm",
-                            url="http://localhost:8000/confirm/" + "tok=en." * 20)
+        "ada@example.com", "readme@example.com"
+    )
+    shell = await asyncio.create_subprocess_exec(
+        "bash", "-c", script, stdout=asyncio.subprocess.PIPE
+    )
+    await asyncio.sleep(
+        0
+    )  # (only lets the script's wait start first; the outcome is awaited below)
+    await asyncio.to_thread(
+        _send_qp,
+        sink.smtp_port,
+        to="readme@example.com",
+        subject="Please confirm",
+        url="http://localhost:8000/confirm/" + "tok=en." * 20,
+    )
     out, _ = await asyncio.wait_for(shell.communicate(), 40)
     assert out.decode().strip() == "http://localhost:8000/confirm/" + "tok=en." * 20

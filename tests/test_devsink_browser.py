@@ -45,13 +45,23 @@ class Inbox:
     def __init__(self, data_dir: Path) -> None:
         self.smtp_port, self.http_port = _free_port(), _free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
-        self.env = {**os.environ, "RELANCE_DATA_DIR": str(data_dir), "RELANCE_SMTP_PORT": str(self.smtp_port),
-                    "RELANCE_MAILSINK_HTTP_PORT": str(self.http_port), "RELANCE_SMS_API_TOKEN": ""}
+        self.env = {
+            **os.environ,
+            "RELANCE_DATA_DIR": str(data_dir),
+            "RELANCE_SMTP_PORT": str(self.smtp_port),
+            "RELANCE_MAILSINK_HTTP_PORT": str(self.http_port),
+            "RELANCE_SMS_API_TOKEN": "",
+        }
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "relance.devsink"], cwd=self.env["RELANCE_DATA_DIR"],
-                                        env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "relance.devsink"],
+            cwd=self.env["RELANCE_DATA_DIR"],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 20
         while True:
             assert self.process.poll() is None, "the inbox exited during start-up"
@@ -70,7 +80,11 @@ class Inbox:
 
     def send(self, subject: str, *, html: str | None = None, text: str = "Hello.\n") -> None:
         msg = EmailMessage()
-        msg["From"], msg["To"], msg["Subject"] = "Relance <hello@relance.localhost>", "zoe@example.com", subject
+        msg["From"], msg["To"], msg["Subject"] = (
+            "Relance <hello@relance.localhost>",
+            "zoe@example.com",
+            subject,
+        )
         msg["List-Unsubscribe"] = "<mailto:unsubscribe@relance.localhost>"
         msg.set_content(text, cte="quoted-printable")
         if html:
@@ -95,9 +109,19 @@ def _subjects(driver) -> list[str]:
 def test_the_inbox_in_a_browser(browser, inbox):  # noqa: F811 (the fixture)
     inbox.send("First")
     inbox.send("Second")
-    inbox.send("Confirmez votre adresse", html=HTML_PART, text=f"Bonjour Zoé,\nconfirmez : {CONFIRM_URL}\n")
-    httpx.post(f"{inbox.url}/sms", json={"to": "+33612345678", "from": "Relance", "body": "Votre code : 4242",
-                                          "reference": "r1"}, timeout=5).raise_for_status()
+    inbox.send(
+        "Confirmez votre adresse", html=HTML_PART, text=f"Bonjour Zoé,\nconfirmez : {CONFIRM_URL}\n"
+    )
+    httpx.post(
+        f"{inbox.url}/sms",
+        json={
+            "to": "+33612345678",
+            "from": "Relance",
+            "body": "Votre code : 4242",
+            "reference": "r1",
+        },
+        timeout=5,
+    ).raise_for_status()
     wait = WebDriverWait(browser, 15)
 
     # The list: newest first, with who sent it, to whom, what, when; the SMS list below.
@@ -105,14 +129,24 @@ def test_the_inbox_in_a_browser(browser, inbox):  # noqa: F811 (the fixture)
     assert _subjects(browser) == ["Confirmez votre adresse", "Second", "First"]
     headings = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "table.mails thead th")]
     assert headings == ["From", "To", "Subject", "Received"]
-    first_row = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "table.mails tbody tr:first-child td")]
-    assert first_row[:2] == ["Relance <hello@relance.localhost>", "zoe@example.com"] and first_row[3]
-    sms = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "table.sms tbody tr:first-child td")]
+    first_row = [
+        td.text
+        for td in browser.find_elements(By.CSS_SELECTOR, "table.mails tbody tr:first-child td")
+    ]
+    assert (
+        first_row[:2] == ["Relance <hello@relance.localhost>", "zoe@example.com"] and first_row[3]
+    )
+    sms = [
+        td.text
+        for td in browser.find_elements(By.CSS_SELECTOR, "table.sms tbody tr:first-child td")
+    ]
     assert sms[1:3] == ["+33612345678", "Votre code : 4242"]
 
     # One mail: headers folded until asked for, the HTML part rendered, the text part decoded.
     browser.find_element(By.LINK_TEXT, "Confirmez votre adresse").click()
-    wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "iframe.html-part")))
+    wait.until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "iframe.html-part"))
+    )
     title = browser.title
     unsubscribe_header = browser.find_element(By.XPATH, "//details//th[text()='List-Unsubscribe']")
     assert not unsubscribe_header.is_displayed()

@@ -48,7 +48,12 @@ EXPECTED_SERVICES = {
 }
 APP_SERVICES = ("migrate", "api", "worker")
 ONE_SHOT_SERVICES = {"temporal-schema", "temporal-namespace", "migrate"}
-SECRET_VARIABLES = ("RELANCE_API_KEY", "RELANCE_SECRET_KEY", "RELANCE_PAYLOAD_KEYS", "RELANCE_PAYLOAD_KEY_ID")
+SECRET_VARIABLES = (
+    "RELANCE_API_KEY",
+    "RELANCE_SECRET_KEY",
+    "RELANCE_PAYLOAD_KEYS",
+    "RELANCE_PAYLOAD_KEY_ID",
+)
 # What an operator must set before `docker compose up` (compose refuses to start without them).
 REQUIRED_ENV = {
     "RELANCE_API_KEY": "an-api-key",
@@ -82,7 +87,9 @@ def interpolate(value: object, env: Mapping[str, str]) -> object:
         if match.group("escaped"):
             return "$"
         if match.group("invalid") is not None:
-            raise AssertionError(f"invalid interpolation in {value!r}: a lone '$' (write $$ for a literal $)")
+            raise AssertionError(
+                f"invalid interpolation in {value!r}: a lone '$' (write $$ for a literal $)"
+            )
         name = match.group("braced") or match.group("bare")
         op, arg = match.group("op"), match.group("arg") or ""
         present = name in env
@@ -152,7 +159,8 @@ def script_lines(service: dict) -> list[list[str]]:
     """The shell lines of a one-shot job run as ``/bin/sh -euc <script>``, each split into words."""
     assert service.get("entrypoint") == ["/bin/sh", "-euc"], (
         f"expected a shell script run with /bin/sh -euc (stop at the first failing step), got "
-        f"{service.get('entrypoint')!r}")
+        f"{service.get('entrypoint')!r}"
+    )
     args = command_args(service)
     assert len(args) == 1, f"the script should be a single command argument, got {args!r}"
     return [shlex.split(line) for line in args[0].splitlines() if line.strip()]
@@ -160,7 +168,9 @@ def script_lines(service: dict) -> list[list[str]]:
 
 def depends_condition(service: dict, on: str) -> str | None:
     depends_on = service.get("depends_on", {})
-    assert isinstance(depends_on, dict), "use the long depends_on form, with a condition per service"
+    assert isinstance(depends_on, dict), (
+        "use the long depends_on form, with a condition per service"
+    )
     entry = depends_on.get(on)
     return None if entry is None else entry.get("condition")
 
@@ -181,8 +191,13 @@ def image_parts(image: str) -> tuple[str, str]:
 
 def dev_server_versions() -> dict[str, str]:
     """The Temporal Server and UI versions of the dev server `make run` and the tests use."""
-    out = subprocess.run([bundled_binary("temporal"), "--version"], capture_output=True, text=True,
-                         check=True, timeout=30).stdout
+    out = subprocess.run(
+        [bundled_binary("temporal"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
     match = re.search(r"Server (?P<server>\d+\.\d+\.\d+), UI (?P<ui>\d+\.\d+\.\d+)", out)
     assert match, f"unexpected `temporal --version` output: {out!r}"
     return match.groupdict()
@@ -256,7 +271,9 @@ def test_app_services_build_from_the_repository_dockerfile(services: dict) -> No
         assert context == ".", (
             f"service {name!r} must be built from the repository root (build: .), got {build!r}"
         )
-        dockerfile = build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else "Dockerfile"
+        dockerfile = (
+            build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else "Dockerfile"
+        )
         assert (ROOT / dockerfile).is_file(), (
             f"service {name!r} builds with {dockerfile}, but {ROOT / dockerfile} does not exist"
         )
@@ -313,8 +330,9 @@ def test_api_port_is_consistent(services: dict, relance_env: dict) -> None:
     )
 
 
-def test_the_api_replicas_are_reached_through_one_published_port(services: dict, resolved_services: dict,
-                                                                 relance_env: dict) -> None:
+def test_the_api_replicas_are_reached_through_one_published_port(
+    services: dict, resolved_services: dict, relance_env: dict
+) -> None:
     api_port = relance_env["RELANCE_API_PORT"]
     published = [host for host, _ in port_mappings(services["api"]) if host]
     assert not published, (
@@ -323,39 +341,62 @@ def test_the_api_replicas_are_reached_through_one_published_port(services: dict,
     )
     proxy = services["proxy"]
     assert ("8000", "8000") in port_mappings(proxy), (
-        f"the proxy should publish the API on host port 8000, got {port_mappings(proxy)}")
+        f"the proxy should publish the API on host port 8000, got {port_mappings(proxy)}"
+    )
     mounts = [str(v) for v in proxy.get("volumes", [])]
-    caddyfile = next((ROOT / m.split(":", 1)[0] for m in mounts if ":/etc/caddy/Caddyfile" in m), None)
-    assert caddyfile is not None and caddyfile.is_file(), f"the proxy mounts no Caddyfile of this repository: {mounts}"
+    caddyfile = next(
+        (ROOT / m.split(":", 1)[0] for m in mounts if ":/etc/caddy/Caddyfile" in m), None
+    )
+    assert caddyfile is not None and caddyfile.is_file(), (
+        f"the proxy mounts no Caddyfile of this repository: {mounts}"
+    )
     text = caddyfile.read_text(encoding="utf-8")
     assert re.search(rf"dynamic a api {api_port}\b", text), (
         f"{caddyfile.relative_to(ROOT)} must look up every replica of the api service "
-        f"(dynamic a api {api_port}), not one fixed address")
+        f"(dynamic a api {api_port}), not one fixed address"
+    )
     # Behind the proxy, the lead's address (consent and tracking evidence) is in X-Forwarded-For.
     args = command_args(services["api"])
     assert "--proxy-headers" in args and "--forwarded-allow-ips" in args, (
-        f"uvicorn must trust the proxy's X-Forwarded-For, or every hit is recorded from the proxy's address: {args}")
+        f"uvicorn must trust the proxy's X-Forwarded-For, or every hit is recorded from the proxy's address: {args}"
+    )
     for name in ("api", "worker"):
         replicas = resolved_services[name].get("deploy", {}).get("replicas")
         assert replicas is not None and int(replicas) >= 2, (
-            f"service {name!r} should run several replicas by default (deploy.replicas), got {replicas!r}")
-        assert "container_name" not in services[name], f"service {name!r} has a container_name: it cannot scale"
+            f"service {name!r} should run several replicas by default (deploy.replicas), got {replicas!r}"
+        )
+        assert "container_name" not in services[name], (
+            f"service {name!r} has a container_name: it cannot scale"
+        )
 
 
-def test_smtp_defaults_to_the_mailcatcher_and_can_be_a_real_relay(services: dict, compose: dict) -> None:
+def test_smtp_defaults_to_the_mailcatcher_and_can_be_a_real_relay(
+    services: dict, compose: dict
+) -> None:
     env = interpolate(compose, REQUIRED_ENV)["x-relance-env"]
     host, port = env.get("RELANCE_SMTP_HOST"), env.get("RELANCE_SMTP_PORT")
-    assert host == "mailcatcher", f"RELANCE_SMTP_HOST should default to the mailcatcher service, got {host!r}"
-    assert port == "1025", f"RELANCE_SMTP_PORT should default to Mailpit's SMTP port 1025, got {port!r}"
+    assert host == "mailcatcher", (
+        f"RELANCE_SMTP_HOST should default to the mailcatcher service, got {host!r}"
+    )
+    assert port == "1025", (
+        f"RELANCE_SMTP_PORT should default to Mailpit's SMTP port 1025, got {port!r}"
+    )
     ports = container_ports(services["mailcatcher"])
     assert port in ports, (
         f"the mailcatcher service does not expose port {port} (it exposes {sorted(ports)}), "
         f"so the app could not reach its SMTP server"
     )
-    relay = {"RELANCE_SMTP_HOST": "smtp.example.com", "RELANCE_SMTP_PORT": "587", "RELANCE_SMTP_USERNAME": "u",
-             "RELANCE_SMTP_PASSWORD": "p", "RELANCE_SMTP_STARTTLS": "true"}
+    relay = {
+        "RELANCE_SMTP_HOST": "smtp.example.com",
+        "RELANCE_SMTP_PORT": "587",
+        "RELANCE_SMTP_USERNAME": "u",
+        "RELANCE_SMTP_PASSWORD": "p",
+        "RELANCE_SMTP_STARTTLS": "true",
+    }
     env = interpolate(compose, {**REQUIRED_ENV, **relay})["x-relance-env"]
-    assert {k: env.get(k) for k in relay} == relay, "a real relay is configured through the RELANCE_SMTP_* variables"
+    assert {k: env.get(k) for k in relay} == relay, (
+        "a real relay is configured through the RELANCE_SMTP_* variables"
+    )
 
 
 def test_temporal_address_points_at_the_temporal_service(services: dict, relance_env: dict) -> None:
@@ -364,7 +405,9 @@ def test_temporal_address_points_at_the_temporal_service(services: dict, relance
     assert host == "temporal", (
         f"RELANCE_TEMPORAL_ADDRESS should name the temporal service, got host {host!r}"
     )
-    assert port == "7233", f"RELANCE_TEMPORAL_ADDRESS should use Temporal's gRPC port 7233, got {port!r}"
+    assert port == "7233", (
+        f"RELANCE_TEMPORAL_ADDRESS should use Temporal's gRPC port 7233, got {port!r}"
+    )
 
 
 def test_temporal_uses_its_database(services: dict) -> None:
@@ -389,7 +432,9 @@ def test_database_url_matches_the_db_service(services: dict, relance_env: dict) 
     assert url.hostname == "db", (
         f"RELANCE_DATABASE_URL should point at the db service, got host {url.hostname!r}"
     )
-    assert (url.port or 5432) == 5432, f"RELANCE_DATABASE_URL uses port {url.port}, PostgreSQL listens on 5432"
+    assert (url.port or 5432) == 5432, (
+        f"RELANCE_DATABASE_URL uses port {url.port}, PostgreSQL listens on 5432"
+    )
     db_env = env_of(services["db"])
     assert url.username == db_env.get("POSTGRES_USER"), (
         f"RELANCE_DATABASE_URL user {url.username!r} differs from the db service's "
@@ -415,7 +460,9 @@ def test_databases_have_healthchecks_and_volumes(compose: dict, services: dict) 
         )
         volumes = [str(v) for v in service.get("volumes", [])]
         data_volumes = [v for v in volumes if v.endswith(":/var/lib/postgresql/data")]
-        assert data_volumes, f"service {name!r} keeps its data outside a volume; it is lost on recreate"
+        assert data_volumes, (
+            f"service {name!r} keeps its data outside a volume; it is lost on recreate"
+        )
         volume_name = data_volumes[0].split(":", 1)[0]
         assert volume_name in declared, (
             f"service {name!r} uses volume {volume_name!r}, which is not declared under top-level volumes"
@@ -451,10 +498,12 @@ def assert_pinned(image: str, where: str) -> None:
     wanted = RELEASE_PARTS.get(family, 3)
     assert parts >= wanted, (
         f"{where} uses {image!r}, a tag that moves with every release of that line; pin the exact "
-        f"release ({wanted} numbers, e.g. {'16.15' if wanted == 2 else '1.2.3'})")
+        f"release ({wanted} numbers, e.g. {'16.15' if wanted == 2 else '1.2.3'})"
+    )
     if family in TAG_NAMES_ITS_BASE:
         assert re.search(r"-(bookworm|trixie|alpine\d+\.\d+)$", tag), (
-            f"{where} uses {image!r}: name the OS release too (e.g. -bookworm), or a rebuild can switch it")
+            f"{where} uses {image!r}: name the OS release too (e.g. -bookworm), or a rebuild can switch it"
+        )
 
 
 def test_every_image_is_pinned_to_an_exact_release(services: dict) -> None:
@@ -474,7 +523,8 @@ def test_the_dockerfile_pins_its_python_base() -> None:
         name, tag = image_parts(base)
         assert name == "python" and re.fullmatch(r"3\.11\.\d+-slim-bookworm", tag), (
             f"the app image should build on python:3.11.<patch>-slim-bookworm (the Python the project "
-            f"supports, on a named Debian release), got {base!r}")
+            f"supports, on a named Debian release), got {base!r}"
+        )
 
 
 def test_temporal_images_match_the_dev_server(services: dict) -> None:
@@ -489,23 +539,28 @@ def test_temporal_images_match_the_dev_server(services: dict) -> None:
         got = services[name].get("image", "")
         assert got == f"{image}:{version}", (
             f"service {name!r} runs {got!r}, but the dev server the tests use is Temporal Server "
-            f"{versions['server']} with UI {versions['ui']}: expected {image}:{version}")
+            f"{versions['server']} with UI {versions['ui']}: expected {image}:{version}"
+        )
 
 
 def test_temporal_is_not_the_auto_setup_image(services: dict) -> None:
     for name, service in services.items():
         assert "auto-setup" not in str(service.get("image", "")), (
             f"service {name!r} runs {service.get('image')!r}, Temporal's development convenience image; "
-            f"use temporalio/server with the schema set up by temporalio/admin-tools")
+            f"use temporalio/server with the schema set up by temporalio/admin-tools"
+        )
 
 
 def test_the_temporal_schema_is_set_up_before_the_server_starts(services: dict) -> None:
     server_env = env_of(services["temporal"])
     schema = services["temporal-schema"]
-    assert depends_condition(services["temporal"], "temporal-schema") == "service_completed_successfully", (
-        "the temporal server must start only once temporal-schema has finished successfully")
+    assert (
+        depends_condition(services["temporal"], "temporal-schema")
+        == "service_completed_successfully"
+    ), "the temporal server must start only once temporal-schema has finished successfully"
     assert depends_condition(schema, "temporal-db") == "service_healthy", (
-        "temporal-schema must wait for its database to be healthy")
+        "temporal-schema must wait for its database to be healthy"
+    )
     assert str(schema.get("restart", "no")) == "no", "temporal-schema is a one-shot job"
     schema_env = env_of(schema)
     assert schema_env.get("SQL_PLUGIN") == server_env.get("DB") == "postgres12"
@@ -514,19 +569,38 @@ def test_the_temporal_schema_is_set_up_before_the_server_starts(services: dict) 
     assert schema_env.get("SQL_USER") == server_env.get("POSTGRES_USER")
     assert schema_env.get("SQL_PASSWORD") == server_env.get("POSTGRES_PWD")
     steps = [line for line in script_lines(schema) if line and line[0] == "temporal-sql-tool"]
-    for database, schema_name in ((server_env.get("DBNAME"), "temporal"), (server_env.get("VISIBILITY_DBNAME"), "visibility")):
+    for database, schema_name in (
+        (server_env.get("DBNAME"), "temporal"),
+        (server_env.get("VISIBILITY_DBNAME"), "visibility"),
+    ):
         assert database, "the server's DBNAME and VISIBILITY_DBNAME should be written out"
-        mine = [line[line.index("--db") + 2:] for line in steps if "--db" in line and line[line.index("--db") + 1] == database]
-        assert ["create"] in mine, f"temporal-schema does not create the {database!r} database: {mine}"
-        assert ["setup-schema", "-v", "0.0"] in mine, f"temporal-schema does not set up {database!r}'s schema: {mine}"
+        mine = [
+            line[line.index("--db") + 2 :]
+            for line in steps
+            if "--db" in line and line[line.index("--db") + 1] == database
+        ]
+        assert ["create"] in mine, (
+            f"temporal-schema does not create the {database!r} database: {mine}"
+        )
+        assert ["setup-schema", "-v", "0.0"] in mine, (
+            f"temporal-schema does not set up {database!r}'s schema: {mine}"
+        )
         update = [m for m in mine if m[:1] == ["update-schema"]]
-        assert update == [["update-schema", "-d", f"/etc/temporal/schema/postgresql/v12/{schema_name}/versioned"]], (
-            f"temporal-schema must update {database!r} with the {schema_name} schema of its release, got {update}")
-        assert mine.index(["create"]) < mine.index(["setup-schema", "-v", "0.0"]) < mine.index(update[0]), (
-            f"{database!r}: create, then setup-schema, then update-schema")
+        assert update == [
+            ["update-schema", "-d", f"/etc/temporal/schema/postgresql/v12/{schema_name}/versioned"]
+        ], (
+            f"temporal-schema must update {database!r} with the {schema_name} schema of its release, got {update}"
+        )
+        assert (
+            mine.index(["create"])
+            < mine.index(["setup-schema", "-v", "0.0"])
+            < mine.index(update[0])
+        ), f"{database!r}: create, then setup-schema, then update-schema"
 
 
-def test_the_namespace_and_search_attributes_are_registered(services: dict, relance_env: dict) -> None:
+def test_the_namespace_and_search_attributes_are_registered(
+    services: dict, relance_env: dict
+) -> None:
     job = services["temporal-namespace"]
     assert depends_condition(job, "temporal") == "service_healthy"
     assert str(job.get("restart", "no")) == "no", "temporal-namespace is a one-shot job"
@@ -534,43 +608,61 @@ def test_the_namespace_and_search_attributes_are_registered(services: dict, rela
     lines = script_lines(job)
     creates = [line for line in lines if "namespace" in line and "create" in line]
     assert any(line[line.index("--namespace") + 1] == namespace for line in creates), (
-        f"temporal-namespace does not create the {namespace!r} namespace the app uses")
+        f"temporal-namespace does not create the {namespace!r} namespace the app uses"
+    )
     registered: dict[str, str] = {}
     for line in lines:
         if "search-attribute" in line and "create" in line:
             assert line[line.index("--namespace") + 1] == namespace
             names = [line[i + 1] for i, word in enumerate(line) if word == "--name"]
             types = [line[i + 1] for i, word in enumerate(line) if word == "--type"]
-            registered.update(zip(names, types))
-    cli_type = {SearchAttributeIndexedValueType.KEYWORD: "Keyword", SearchAttributeIndexedValueType.INT: "Int",
-                SearchAttributeIndexedValueType.TEXT: "Text", SearchAttributeIndexedValueType.DOUBLE: "Double",
-                SearchAttributeIndexedValueType.BOOL: "Bool", SearchAttributeIndexedValueType.DATETIME: "Datetime",
-                SearchAttributeIndexedValueType.KEYWORD_LIST: "KeywordList"}
+            registered.update(zip(names, types, strict=False))
+    cli_type = {
+        SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+        SearchAttributeIndexedValueType.INT: "Int",
+        SearchAttributeIndexedValueType.TEXT: "Text",
+        SearchAttributeIndexedValueType.DOUBLE: "Double",
+        SearchAttributeIndexedValueType.BOOL: "Bool",
+        SearchAttributeIndexedValueType.DATETIME: "Datetime",
+        SearchAttributeIndexedValueType.KEYWORD_LIST: "KeywordList",
+    }
     needed = {key.name: cli_type[key.indexed_value_type] for key in search_attributes.ALL}
     assert registered == needed, (
-        f"temporal-namespace registers {registered}, the journeys use {needed} (workflows/search_attributes.py)")
+        f"temporal-namespace registers {registered}, the journeys use {needed} (workflows/search_attributes.py)"
+    )
     for name in ("api", "worker"):
-        assert depends_condition(services[name], "temporal-namespace") == "service_completed_successfully", (
-            f"service {name!r} must start once the namespace and search attributes exist")
+        assert (
+            depends_condition(services[name], "temporal-namespace")
+            == "service_completed_successfully"
+        ), f"service {name!r} must start once the namespace and search attributes exist"
 
 
 def test_every_long_running_service_has_a_healthcheck(services: dict) -> None:
     for name, service in services.items():
         if name in ONE_SHOT_SERVICES:
-            assert str(service.get("restart", "no")) == "no", f"{name!r} is a one-shot job: restart: \"no\""
+            assert str(service.get("restart", "no")) == "no", (
+                f'{name!r} is a one-shot job: restart: "no"'
+            )
             continue
         command = healthcheck_command(service)
         assert command and command[0] in ("CMD", "CMD-SHELL") and len(command) > 1, (
-            f"service {name!r} runs for good but has no healthcheck, so nothing can wait for it or see it fail")
-        assert not (service.get("healthcheck") or {}).get("disable"), f"service {name!r} disables its healthcheck"
+            f"service {name!r} runs for good but has no healthcheck, so nothing can wait for it or see it fail"
+        )
+        assert not (service.get("healthcheck") or {}).get("disable"), (
+            f"service {name!r} disables its healthcheck"
+        )
 
 
-def test_the_api_and_worker_healthchecks_check_what_matters(services: dict, relance_env: dict) -> None:
+def test_the_api_and_worker_healthchecks_check_what_matters(
+    services: dict, relance_env: dict
+) -> None:
     api_check = " ".join(healthcheck_command(services["api"]))
     assert f"http://127.0.0.1:{relance_env['RELANCE_API_PORT']}/health" in api_check, (
-        f"the api healthcheck should ask its own /health (200 only while the database takes writes): {api_check}")
+        f"the api healthcheck should ask its own /health (200 only while the database takes writes): {api_check}"
+    )
     assert healthcheck_command(services["worker"])[1:] == ["python", "worker.py", "--check"], (
-        "the worker healthcheck should be `python worker.py --check` (this container's worker polls its task queue)")
+        "the worker healthcheck should be `python worker.py --check` (this container's worker polls its task queue)"
+    )
     assert "/healthz" in " ".join(healthcheck_command(services["temporal-ui"]))
     assert depends_condition(services["proxy"], "api") == "service_healthy"
     assert depends_condition(services["temporal-ui"], "temporal") == "service_healthy"
@@ -591,23 +683,36 @@ def test_secrets_are_required_not_written_in_the_file(relance_env: dict) -> None
         )
 
 
-def test_the_temporal_ui_decrypts_through_the_api_codec_endpoint(services: dict, relance_env: dict) -> None:
+def test_the_temporal_ui_decrypts_through_the_api_codec_endpoint(
+    services: dict, relance_env: dict
+) -> None:
     ui = env_of(services["temporal-ui"])
     endpoint = ui.get("TEMPORAL_CODEC_ENDPOINT", "")
-    assert endpoint.endswith("/codec"), f"temporal-ui's TEMPORAL_CODEC_ENDPOINT should be the API's /codec, got {endpoint!r}"
+    assert endpoint.endswith("/codec"), (
+        f"temporal-ui's TEMPORAL_CODEC_ENDPOINT should be the API's /codec, got {endpoint!r}"
+    )
     assert "${RELANCE_PUBLIC_BASE_URL" in endpoint, (
-        "the UI's codec endpoint is called by the browser: it must be the API's public address")
-    assert ui.get("TEMPORAL_CODEC_INCLUDE_CREDENTIALS") == "true", "the UI authenticates to the codec with its cookie"
+        "the UI's codec endpoint is called by the browser: it must be the API's public address"
+    )
+    assert ui.get("TEMPORAL_CODEC_INCLUDE_CREDENTIALS") == "true", (
+        "the UI authenticates to the codec with its cookie"
+    )
     assert "RELANCE_CODEC_CORS_ORIGINS" in relance_env
 
 
 def test_the_file_is_valid_against_the_compose_specification(resolved: dict) -> None:
     # The Compose Specification's JSON schema, as vendored (and kept current) by check-jsonschema.
-    schema = json.loads((resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json")
-                        .read_text(encoding="utf-8"))
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(resolved), key=lambda e: list(e.path))
+    schema = json.loads(
+        (
+            resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+        ).read_text(encoding="utf-8")
+    )
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(resolved), key=lambda e: list(e.path)
+    )
     assert not errors, "docker-compose.yml breaks the Compose Specification:\n" + "\n".join(
-        f"  {'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in errors[:10])
+        f"  {'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in errors[:10]
+    )
 
 
 def test_compose_refuses_to_start_without_the_secrets(compose: dict) -> None:
@@ -617,7 +722,9 @@ def test_compose_refuses_to_start_without_the_secrets(compose: dict) -> None:
             interpolate(compose, env)
 
 
-def test_the_apps_settings_parse_and_sms_is_off_unless_configured(compose: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_apps_settings_parse_and_sms_is_off_unless_configured(
+    compose: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def settings_from(env: dict[str, str]) -> Settings:
         app_env = interpolate(compose, env)["services"]["worker"]["environment"]
         for variable in [k for k in os.environ if k.startswith("RELANCE_")]:
@@ -629,12 +736,19 @@ def test_the_apps_settings_parse_and_sms_is_off_unless_configured(compose: dict,
     default = settings_from(REQUIRED_ENV)
     assert default.sms_provider_url == "", "no SMS provider is configured by default in compose"
     assert not default.welcome_relance_by_sms and not default.event_reminder_by_sms, (
-        "with no SMS provider configured, the journeys' SMS steps must be off (they would only log refusals)")
+        "with no SMS provider configured, the journeys' SMS steps must be off (they would only log refusals)"
+    )
     assert default.codec_cors_origins == ["http://localhost:8233"]
     assert default.temporal_address == "temporal:7233" and default.api_host == "0.0.0.0"
 
-    sms = settings_from({**REQUIRED_ENV, "RELANCE_SMS_PROVIDER_URL": "https://sms.example.com/send",
-                         "RELANCE_SMS_API_TOKEN": "t", "RELANCE_WELCOME_RELANCE_BY_SMS": "true",
-                         "RELANCE_EVENT_REMINDER_BY_SMS": "true"})
+    sms = settings_from(
+        {
+            **REQUIRED_ENV,
+            "RELANCE_SMS_PROVIDER_URL": "https://sms.example.com/send",
+            "RELANCE_SMS_API_TOKEN": "t",
+            "RELANCE_WELCOME_RELANCE_BY_SMS": "true",
+            "RELANCE_EVENT_REMINDER_BY_SMS": "true",
+        }
+    )
     assert sms.sms_provider_url == "https://sms.example.com/send" and sms.sms_api_token == "t"
     assert sms.welcome_relance_by_sms and sms.event_reminder_by_sms

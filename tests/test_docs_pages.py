@@ -34,8 +34,11 @@ def open_and_wait(driver, url: str, locator: tuple[str, str]):
 
 
 async def test_swagger_ui_renders_the_operations_with_nothing_from_outside(api: ServedApp, browser):
-    post_leads = (By.XPATH, "//div[contains(@class,'opblock-post')]"
-                            "//*[contains(@class,'opblock-summary-path') and @data-path='/leads']")
+    post_leads = (
+        By.XPATH,
+        "//div[contains(@class,'opblock-post')]"
+        "//*[contains(@class,'opblock-summary-path') and @data-path='/leads']",
+    )
     block = await asyncio.to_thread(open_and_wait, browser, f"{api.url}/docs", post_leads)
     assert "/leads" in block.text
     operations = await asyncio.to_thread(browser.find_elements, By.CSS_SELECTOR, ".opblock")

@@ -34,9 +34,16 @@ async def now(time_skipping_env) -> datetime:
 
 
 def make_event(engine, starts_at: datetime, **fields) -> Event:
-    event = Event(name="Journeys that convert", starts_at=starts_at, time_zone="Europe/Paris", duration_minutes=60,
-                  join_url="https://meet.example.com/journeys", speakers=["Ada Lovelace", "Grace Hopper"],
-                  topics=["Lead scoring", "Reminders"], **fields)
+    event = Event(
+        name="Journeys that convert",
+        starts_at=starts_at,
+        time_zone="Europe/Paris",
+        duration_minutes=60,
+        join_url="https://meet.example.com/journeys",
+        speakers=["Ada Lovelace", "Grace Hopper"],
+        topics=["Lead scoring", "Reminders"],
+        **fields,
+    )
     with session_scope(engine) as session:
         session.add(event)
     return event
@@ -51,8 +58,11 @@ def update_event(engine, event_id: str, **fields) -> None:
 
 async def start(client: Client, settings, event: Event, lead, **knobs) -> WorkflowHandle:
     return await client.start_workflow(
-        EventReminderJourney.run, EventReminderInput(event_id=event.id, lead_id=lead.id, **knobs),
-        id=unique_id(f"event-{event.id}-{lead.id}"), task_queue=settings.temporal_task_queue)
+        EventReminderJourney.run,
+        EventReminderInput(event_id=event.id, lead_id=lead.id, **knobs),
+        id=unique_id(f"event-{event.id}-{lead.id}"),
+        task_queue=settings.temporal_task_queue,
+    )
 
 
 async def wait_for_step(handle: WorkflowHandle, step: str, timeout: float = 10.0):
@@ -75,7 +85,9 @@ def ics_of(mail) -> str:
     return content.decode() if isinstance(content, bytes) else content
 
 
-async def test_registered_long_before_every_step_at_its_moment(client, settings, worker, sink, make_lead, engine, now):
+async def test_registered_long_before_every_step_at_its_moment(
+    client, settings, worker, sink, make_lead, engine, now
+):
     starts = now + timedelta(days=10)
     event = make_event(engine, starts, series="journeys-101")
     make_event(engine, starts + timedelta(days=30), series="journeys-101")  # the next one
@@ -100,30 +112,49 @@ async def test_registered_long_before_every_step_at_its_moment(client, settings,
 
     mails = await sink.wait_for_mail(to=lead.email, count=4)
     assert [m.subject for m in mails] == [
-        "You're registered: Journeys that convert", "Tomorrow: Journeys that convert",
-        "You missed Journeys that convert: here is the replay", "Next up: Journeys that convert"]
+        "You're registered: Journeys that convert",
+        "Tomorrow: Journeys that convert",
+        "You missed Journeys that convert: here is the replay",
+        "Next up: Journeys that convert",
+    ]
     confirmation = mails[0]
-    assert "Ada Lovelace, Grace Hopper" in confirmation.text and "Lead scoring, Reminders" in confirmation.text
+    assert (
+        "Ada Lovelace, Grace Hopper" in confirmation.text
+        and "Lead scoring, Reminders" in confirmation.text
+    )
     # In the lead's zone (UTC here, the default), with the join link click-tracked.
-    assert f"{starts:%H:%M} (UTC)" in confirmation.text and f"{settings.public_base_url}/t/c/" in confirmation.text
+    assert (
+        f"{starts:%H:%M} (UTC)" in confirmation.text
+        and f"{settings.public_base_url}/t/c/" in confirmation.text
+    )
     ics = ics_of(confirmation)
-    assert f"DTSTART:{starts:%Y%m%dT%H%M%SZ}\r\n" in ics and "SUMMARY:Journeys that convert\r\n" in ics
+    assert (
+        f"DTSTART:{starts:%Y%m%dT%H%M%SZ}\r\n" in ics and "SUMMARY:Journeys that convert\r\n" in ics
+    )
     assert ics.startswith("BEGIN:VCALENDAR\r\n") and f"UID:{event.id}@" in ics
     [sms] = [s for s in sink.sms if s.reference == result.messages[2].message_id]
     assert "Journeys that convert starts at" in sms.body
 
 
-async def test_late_registration_skips_the_reminders_whose_moment_passed(client, settings, worker, sink, make_lead,
-                                                                        engine, now):
+async def test_late_registration_skips_the_reminders_whose_moment_passed(
+    client, settings, worker, sink, make_lead, engine, now
+):
     starts = now + timedelta(minutes=30)
     event = make_event(engine, starts)  # no series: no next event
     lead = make_lead()
     result = await (await start(client, settings, event, lead)).result()
 
     assert [(m.step, m.status) for m in result.messages] == [
-        ("confirmation", "sent"), ("reminder_day", "skipped"), ("reminder_hour", "skipped"),
-        ("follow_up", "sent"), ("next_event", "skipped")]
-    assert "never sent late" in result.messages[1].reason and "never sent late" in result.messages[2].reason
+        ("confirmation", "sent"),
+        ("reminder_day", "skipped"),
+        ("reminder_hour", "skipped"),
+        ("follow_up", "sent"),
+        ("next_event", "skipped"),
+    ]
+    assert (
+        "never sent late" in result.messages[1].reason
+        and "never sent late" in result.messages[2].reason
+    )
     assert result.messages[4].reason == "the series has no next event"
     assert result.messages[3].at == pytest.approx(starts + timedelta(hours=25), **CLOSE)
     mails = await sink.wait_for_mail(to=lead.email, count=2)
@@ -131,8 +162,9 @@ async def test_late_registration_skips_the_reminders_whose_moment_passed(client,
     assert len(sink.mails_to(lead.email)) == 2
 
 
-async def test_reschedule_moves_the_timers_and_re_arms_the_reminders(client, settings, worker, sink, make_lead,
-                                                                     engine, now):
+async def test_reschedule_moves_the_timers_and_re_arms_the_reminders(
+    client, settings, worker, sink, make_lead, engine, now
+):
     starts = now + timedelta(days=10)
     event = make_event(engine, starts)
     lead = make_lead()
@@ -147,7 +179,13 @@ async def test_reschedule_moves_the_timers_and_re_arms_the_reminders(client, set
     result = await handle.result()
 
     assert [m.step for m in result.messages] == [
-        "confirmation", "rescheduled_1", "reminder_day", "reminder_hour_email", "follow_up", "next_event"]
+        "confirmation",
+        "rescheduled_1",
+        "reminder_day",
+        "reminder_hour_email",
+        "follow_up",
+        "next_event",
+    ]
     at = {m.step: m.at for m in result.messages}
     assert at["reminder_day"] == pytest.approx(new_start - timedelta(hours=24), **CLOSE)
     assert at["reminder_hour_email"] == pytest.approx(new_start - timedelta(hours=1), **CLOSE)
@@ -158,15 +196,17 @@ async def test_reschedule_moves_the_timers_and_re_arms_the_reminders(client, set
     assert f"DTSTART:{new_start:%Y%m%dT%H%M%SZ}" in ics and "SEQUENCE:1\r\n" in ics
 
 
-async def test_reschedule_after_the_day_reminder_sends_it_again_for_the_new_date(client, settings, worker, sink,
-                                                                                 make_lead, engine, now,
-                                                                                 time_skipping_env):
+async def test_reschedule_after_the_day_reminder_sends_it_again_for_the_new_date(
+    client, settings, worker, sink, make_lead, engine, now, time_skipping_env
+):
     starts = now + timedelta(days=10)
     event = make_event(engine, starts)
     lead = make_lead()
     handle = await start(client, settings, event, lead, reminder_by_sms=False)
     await wait_for_step(handle, "waiting_for_reminder_day")
-    await time_skipping_env.sleep(timedelta(days=9, hours=12))  # past the day-before moment, not the hour-before
+    await time_skipping_env.sleep(
+        timedelta(days=9, hours=12)
+    )  # past the day-before moment, not the hour-before
     await wait_for_step(handle, "waiting_for_reminder_hour")  # the day-before reminder went out
     new_start = starts + timedelta(days=7)
     update_event(engine, event.id, starts_at=new_start, sequence=1)
@@ -174,14 +214,21 @@ async def test_reschedule_after_the_day_reminder_sends_it_again_for_the_new_date
     result = await handle.result()
 
     steps = [m.step for m in result.messages]
-    assert steps[:5] == ["confirmation", "reminder_day", "rescheduled_1", "reminder_day_2", "reminder_hour_email"]
+    assert steps[:5] == [
+        "confirmation",
+        "reminder_day",
+        "rescheduled_1",
+        "reminder_day_2",
+        "reminder_hour_email",
+    ]
     at = {m.step: m.at for m in result.messages}
     assert at["reminder_day"] == pytest.approx(starts - timedelta(hours=24), **CLOSE)
     assert at["reminder_day_2"] == pytest.approx(new_start - timedelta(hours=24), **CLOSE)
 
 
-async def test_cancellation_ends_the_journey_with_a_cancellation_email(client, settings, worker, sink, make_lead,
-                                                                       engine, now):
+async def test_cancellation_ends_the_journey_with_a_cancellation_email(
+    client, settings, worker, sink, make_lead, engine, now
+):
     event = make_event(engine, now + timedelta(days=3))
     lead = make_lead()
     handle = await start(client, settings, event, lead)
@@ -191,16 +238,25 @@ async def test_cancellation_ends_the_journey_with_a_cancellation_email(client, s
     result = await handle.result()
 
     assert result.outcome == "cancelled"
-    assert plan(result) == [("confirmation", "sent", "event_confirmation"), ("cancelled", "sent", "event_cancelled")]
+    assert plan(result) == [
+        ("confirmation", "sent", "event_confirmation"),
+        ("cancelled", "sent", "event_cancelled"),
+    ]
     mails = await sink.wait_for_mail(to=lead.email, count=2)
     assert mails[1].subject == "Cancelled: Journeys that convert"
     ics = ics_of(mails[1])
     assert "METHOD:CANCEL\r\n" in ics and "STATUS:CANCELLED\r\n" in ics
 
 
-async def test_attendees_get_the_thanks_with_the_survey(client, settings, worker, sink, make_lead, engine, now):
-    event = make_event(engine, now + timedelta(days=2), survey_url="https://example.com/survey/42",
-                       replay_url="https://example.com/replay/42")
+async def test_attendees_get_the_thanks_with_the_survey(
+    client, settings, worker, sink, make_lead, engine, now
+):
+    event = make_event(
+        engine,
+        now + timedelta(days=2),
+        survey_url="https://example.com/survey/42",
+        replay_url="https://example.com/replay/42",
+    )
     lead = make_lead()
     handle = await start(client, settings, event, lead)
     await wait_for_step(handle, "waiting_for_reminder_day")
@@ -214,11 +270,15 @@ async def test_attendees_get_the_thanks_with_the_survey(client, settings, worker
     assert "Answer the survey" in thanks.html and "replay" not in thanks.text.lower()
 
 
-async def test_unsubscribe_ends_the_journey_at_once(client, settings, worker, sink, make_lead, engine, now):
+async def test_unsubscribe_ends_the_journey_at_once(
+    client, settings, worker, sink, make_lead, engine, now
+):
     event = make_event(engine, now + timedelta(days=3))
     lead = make_lead()
     handle = await start(client, settings, event, lead)
     status = await wait_for_step(handle, "waiting_for_reminder_day")
     await handle.signal(UNSUBSCRIBED, TrackingSignal(message_id=status.messages[0].message_id))
     result = await handle.result()
-    assert result.outcome == "unsubscribed" and [m.step for m in result.messages] == ["confirmation"]
+    assert result.outcome == "unsubscribed" and [m.step for m in result.messages] == [
+        "confirmation"
+    ]

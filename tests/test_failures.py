@@ -17,7 +17,6 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -25,7 +24,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.sending import RESENT
@@ -97,12 +96,14 @@ def own_settings(settings: Settings, temporal: RestartableTemporal, tmp_path: Pa
     """Its own database too: another test's API would deliver (and close) this test's kept hits."""
     database_url = f"sqlite:///{tmp_path / 'relance.db'}"
     migrate.upgrade(database_url)
-    return settings.model_copy(update={
-        "database_url": database_url,
-        "temporal_address": temporal.address,
-        "temporal_task_queue": f"failures-{uuid.uuid4().hex[:8]}",
-        "welcome_relance_by_sms": False,
-    })
+    return settings.model_copy(
+        update={
+            "database_url": database_url,
+            "temporal_address": temporal.address,
+            "temporal_task_queue": f"failures-{uuid.uuid4().hex[:8]}",
+            "welcome_relance_by_sms": False,
+        }
+    )
 
 
 @pytest.fixture
@@ -119,8 +120,12 @@ def make_lead(engine: Engine):
 
 
 async def test_hits_while_temporal_is_down_are_kept_and_delivered_once_it_is_back(
-        temporal: RestartableTemporal, own_settings: Settings, engine: Engine, sink: DevSink,
-        caplog: pytest.LogCaptureFixture):
+    temporal: RestartableTemporal,
+    own_settings: Settings,
+    engine: Engine,
+    sink: DevSink,
+    caplog: pytest.LogCaptureFixture,
+):
     """Down longer than the Temporal client's own retries (about 10 s): the outbox's signal
     fails, and the outbox itself backs off, again and again, counting nothing against the hits;
     once Temporal is back, every hit reaches the journey once, in order."""
@@ -129,11 +134,15 @@ async def test_hits_while_temporal_is_down_are_kept_and_delivered_once_it_is_bac
 
     caplog.set_level(logging.WARNING, logger="relance.outbox")
     sock = listening_socket("127.0.0.1", 0)
-    settings = own_settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{sock.getsockname()[1]}"})
+    settings = own_settings.model_copy(
+        update={"public_base_url": f"http://127.0.0.1:{sock.getsockname()[1]}"}
+    )
     api = ServedApp(create_app(settings), sock=sock, lifespan="on")
     await api.start()
     try:
-        async with httpx.AsyncClient(base_url=api.url, headers={"X-API-Key": settings.api_key}) as http:
+        async with httpx.AsyncClient(
+            base_url=api.url, headers={"X-API-Key": settings.api_key}
+        ) as http:
             # A lead enrolled while everything runs gets the welcome email.
             worker_client = await Client.connect(temporal.address, data_converter=TEST_CONVERTER)
             async with build_worker(worker_client, settings, engine):
@@ -152,38 +161,65 @@ async def test_hits_while_temporal_is_down_are_kept_and_delivered_once_it_is_bac
                 opened = await mail_client.get(pixel)
                 clicked = await mail_client.get(click)
             assert opened.status_code == 200 and opened.headers["content-type"] == "image/gif"
-            assert clicked.status_code == 302 and clicked.headers["location"].startswith("https://example.com/")
+            assert clicked.status_code == 302 and clicked.headers["location"].startswith(
+                "https://example.com/"
+            )
 
             def kept() -> list[TrackingEvent]:
                 return stored_hits(engine, lead_id)
 
-            rows = await eventually(lambda: len(kept()) == 2 and kept(), timeout=5, what="both hits stored")
+            rows = await eventually(
+                lambda: len(kept()) == 2 and kept(), timeout=5, what="both hits stored"
+            )
             assert [r.kind for r in rows] == ["opened", "clicked"]
 
             def backoffs() -> list[str]:
-                return [r.getMessage() for r in caplog.records if "outbox: backing off" in r.getMessage()]
+                return [
+                    r.getMessage()
+                    for r in caplog.records
+                    if "outbox: backing off" in r.getMessage()
+                ]
 
             # The client gives up after its own retries; the outbox then backs off, and again,
             # longer, after its next try failed too.
-            said = await eventually(lambda: len(backoffs()) >= 2 and backoffs(), timeout=60,
-                                    what="the outbox to back off twice while Temporal is down", every=0.2)
-            assert said[:2] == ["outbox: backing off; the pending hits wait 0.5 s before the next try",
-                                "outbox: backing off; the pending hits wait 1.0 s before the next try"], said
-            assert any("Temporal is unreachable" in r.getMessage() or "could not reach Temporal" in r.getMessage()
-                       for r in caplog.records), caplog.text
+            said = await eventually(
+                lambda: len(backoffs()) >= 2 and backoffs(),
+                timeout=60,
+                what="the outbox to back off twice while Temporal is down",
+                every=0.2,
+            )
+            assert said[:2] == [
+                "outbox: backing off; the pending hits wait 0.5 s before the next try",
+                "outbox: backing off; the pending hits wait 1.0 s before the next try",
+            ], said
+            assert any(
+                "Temporal is unreachable" in r.getMessage()
+                or "could not reach Temporal" in r.getMessage()
+                for r in caplog.records
+            ), caplog.text
             # Nothing was lost, and an outage is not counted against a hit.
-            assert [(r.delivered_at, r.attempts, r.retry_at) for r in kept()] == [(None, 0, None)] * 2
+            assert [(r.delivered_at, r.attempts, r.retry_at) for r in kept()] == [
+                (None, 0, None)
+            ] * 2
 
             # Temporal is back (same database): both hits reach the journey, in order, once each.
             await temporal.start()
             client = temporal.env.client
             async with build_worker(client, settings, engine):
-                await eventually(lambda: all(r.delivered_at for r in kept()), timeout=60,
-                                 what="the kept hits to be delivered after the restart")
-                result = await asyncio.wait_for(client.get_workflow_handle_for(WelcomeJourney.run, workflow_id).result(), timeout=20)
+                await eventually(
+                    lambda: all(r.delivered_at for r in kept()),
+                    timeout=60,
+                    what="the kept hits to be delivered after the restart",
+                )
+                result = await asyncio.wait_for(
+                    client.get_workflow_handle_for(WelcomeJourney.run, workflow_id).result(),
+                    timeout=20,
+                )
             assert result.outcome == "clicked" and result.opened
             assert await signals_received(client, workflow_id) == ["opened", "clicked"]
-            assert [(r.delivery_note, r.signal_outcome, r.attempts) for r in kept()] == [(None, "signalled", 1)] * 2
+            assert [(r.delivery_note, r.signal_outcome, r.attempts) for r in kept()] == [
+                (None, "signalled", 1)
+            ] * 2
     finally:
         await api.stop()
 
@@ -192,7 +228,8 @@ async def test_hits_while_temporal_is_down_are_kept_and_delivered_once_it_is_bac
 
 
 async def test_timers_that_fall_due_while_temporal_is_down_fire_after_the_restart(
-        temporal: RestartableTemporal, own_settings: Settings, engine: Engine, sink: DevSink, make_lead):
+    temporal: RestartableTemporal, own_settings: Settings, engine: Engine, sink: DevSink, make_lead
+):
     from worker import build_worker
 
     leads = [make_lead() for _ in range(3)]
@@ -201,19 +238,35 @@ async def test_timers_that_fall_due_while_temporal_is_down_fire_after_the_restar
         for lead in leads:
             await client.start_workflow(
                 WelcomeJourney.run,
-                WelcomeInput(lead.id, relance_after_hours=3 / 3600, relance_by_sms=False,
-                             engagement_window_days=6 / 86400),
-                id=f"welcome-{lead.id}", task_queue=own_settings.temporal_task_queue,
+                WelcomeInput(
+                    lead.id,
+                    relance_after_hours=3 / 3600,
+                    relance_by_sms=False,
+                    engagement_window_days=6 / 86400,
+                ),
+                id=f"welcome-{lead.id}",
+                task_queue=own_settings.temporal_task_queue,
             )
         for lead in leads:  # the welcome sent and recorded; the relance is due 3 s later
-            await wait_for_step(client.get_workflow_handle(f"welcome-{lead.id}"), "waiting_for_open")
+            await wait_for_step(
+                client.get_workflow_handle(f"welcome-{lead.id}"), "waiting_for_open"
+            )
     await temporal.stop()
     await asyncio.sleep(4)  # every relance timer falls due while the server is down
     await temporal.start()
     client = temporal.env.client
     async with build_worker(client, own_settings, engine):
-        results = await asyncio.wait_for(asyncio.gather(*(
-            client.get_workflow_handle_for(WelcomeJourney.run, f"welcome-{lead.id}").result() for lead in leads)), timeout=30)
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    client.get_workflow_handle_for(
+                        WelcomeJourney.run, f"welcome-{lead.id}"
+                    ).result()
+                    for lead in leads
+                )
+            ),
+            timeout=30,
+        )
     assert [r.relanced_by for r in results] == ["email"] * 3
     for lead in leads:
         mails = sink.mails_to(lead.email)
@@ -244,24 +297,49 @@ class WorkerProcess:
 async def start_worker_process(settings: Settings, log: Path) -> WorkerProcess:
     """``python worker.py`` as production runs it, configured by RELANCE_* variables only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELANCE_")}
-    for name in ("database_url", "temporal_address", "temporal_task_queue", "smtp_host", "smtp_port",
-                 "secret_key", "public_base_url", "sms_provider_url", "sms_api_token", "payload_key_id"):
+    for name in (
+        "database_url",
+        "temporal_address",
+        "temporal_task_queue",
+        "smtp_host",
+        "smtp_port",
+        "secret_key",
+        "public_base_url",
+        "sms_provider_url",
+        "sms_api_token",
+        "payload_key_id",
+    ):
         env[f"RELANCE_{name.upper()}"] = str(getattr(settings, name))
     env["RELANCE_PAYLOAD_KEYS"] = json.dumps(settings.payload_keys)
-    env["RELANCE_SEND_WINDOW_ENABLED"] = json.dumps(settings.send_window_enabled)  # as the tests' settings: off
+    env["RELANCE_SEND_WINDOW_ENABLED"] = json.dumps(
+        settings.send_window_enabled
+    )  # as the tests' settings: off
     out = log.open("ab")
-    process = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=log.parent, env=env,
-                               stdout=out, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "worker.py")],
+        cwd=log.parent,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
     worker = WorkerProcess(process, log)
-    await eventually(lambda: "ready:" in log.read_text() or process.poll() is not None, timeout=30,
-                     what="the worker to start")
+    await eventually(
+        lambda: "ready:" in log.read_text() or process.poll() is not None,
+        timeout=30,
+        what="the worker to start",
+    )
     assert process.poll() is None, log.read_text()
     return worker
 
 
 async def test_a_worker_killed_mid_journey_is_replaced_and_every_email_goes_out_once(
-        temporal: RestartableTemporal, own_settings: Settings, engine: Engine, sink: DevSink, make_lead,
-        tmp_path: Path):
+    temporal: RestartableTemporal,
+    own_settings: Settings,
+    engine: Engine,
+    sink: DevSink,
+    make_lead,
+    tmp_path: Path,
+):
     client = temporal.env.client
     leads = [make_lead() for _ in range(12)]
     log = tmp_path / "worker.log"
@@ -270,13 +348,21 @@ async def test_a_worker_killed_mid_journey_is_replaced_and_every_email_goes_out_
         for lead in leads:
             await client.start_workflow(
                 WelcomeJourney.run,
-                WelcomeInput(lead.id, relance_after_hours=2 / 3600, relance_by_sms=False,
-                             engagement_window_days=4 / 86400),
-                id=f"welcome-{lead.id}", task_queue=own_settings.temporal_task_queue,
+                WelcomeInput(
+                    lead.id,
+                    relance_after_hours=2 / 3600,
+                    relance_by_sms=False,
+                    engagement_window_days=4 / 86400,
+                ),
+                id=f"welcome-{lead.id}",
+                task_queue=own_settings.temporal_task_queue,
             )
         # Kill it as soon as a few welcomes are out: others are being sent or wait on their timers.
-        await eventually(lambda: sum(len(sink.mails_to(lead.email)) for lead in leads) >= 3, timeout=30,
-                         what="the first welcome emails")
+        await eventually(
+            lambda: sum(len(sink.mails_to(lead.email)) for lead in leads) >= 3,
+            timeout=30,
+            what="the first welcome emails",
+        )
         first.kill()
         killed_at = sum(len(sink.mails_to(lead.email)) for lead in leads)
         assert killed_at < 2 * len(leads), "the worker finished everything before it was killed"
@@ -284,8 +370,17 @@ async def test_a_worker_killed_mid_journey_is_replaced_and_every_email_goes_out_
         second = await start_worker_process(own_settings, log)
         try:
             # An activity that died with the worker is retried once its 60 s start-to-close passes.
-            results = await asyncio.wait_for(asyncio.gather(*(
-                client.get_workflow_handle_for(WelcomeJourney.run, f"welcome-{lead.id}").result() for lead in leads)), timeout=150)
+            results = await asyncio.wait_for(
+                asyncio.gather(
+                    *(
+                        client.get_workflow_handle_for(
+                            WelcomeJourney.run, f"welcome-{lead.id}"
+                        ).result()
+                        for lead in leads
+                    )
+                ),
+                timeout=150,
+            )
         finally:
             second.stop()
     finally:
@@ -305,14 +400,20 @@ async def test_a_worker_killed_mid_journey_is_replaced_and_every_email_goes_out_
         assert set(received) == set(message_ids.values())
         for row in rows:
             copies = received.count(message_ids[row.id])
-            assert copies == 1 or (copies == 2 and row.reason == RESENT), (row.step, copies, row.reason)
+            assert copies == 1 or (copies == 2 and row.reason == RESENT), (
+                row.step,
+                copies,
+                row.reason,
+            )
 
 
 # The SMTP server down or refusing ---------------------------------------------------------------
 
 
 @pytest.fixture
-async def smtp_case(dev_server_env: WorkflowEnvironment, settings: Settings, engine: Engine, make_lead):
+async def smtp_case(
+    dev_server_env: WorkflowEnvironment, settings: Settings, engine: Engine, make_lead
+):
     """A welcome journey on the dev server (real time, real retries) against its own SMTP server,
     started by the test (so it can start late or misbehave)."""
     from worker import build_worker
@@ -325,16 +426,20 @@ async def smtp_case(dev_server_env: WorkflowEnvironment, settings: Settings, eng
         async def welcome(self):
             lead = make_lead()
             handle = await self.client.start_workflow(
-                WelcomeJourney.run, WelcomeInput(lead.id, relance_by_sms=False), id=f"welcome-{lead.id}",
-                task_queue=self.settings.temporal_task_queue)
+                WelcomeJourney.run,
+                WelcomeInput(lead.id, relance_by_sms=False),
+                id=f"welcome-{lead.id}",
+                task_queue=self.settings.temporal_task_queue,
+            )
             return lead, handle
 
         def messages(self, lead) -> list[Message]:
             with Session(engine) as session:
                 return list(session.exec(select(Message).where(Message.lead_id == lead.id)).all())
 
-    case_settings = settings.model_copy(update={
-        "smtp_port": free_port(), "temporal_task_queue": f"smtp-{uuid.uuid4().hex[:8]}"})
+    case_settings = settings.model_copy(
+        update={"smtp_port": free_port(), "temporal_task_queue": f"smtp-{uuid.uuid4().hex[:8]}"}
+    )
     async with build_worker(dev_server_env.client, case_settings, engine):
         yield Case(case_settings, dev_server_env.client)
 
@@ -365,13 +470,19 @@ async def _step_is(handle, step: str):
 async def test_smtp_down_at_first_the_send_retries_until_it_is_up(smtp_case):
     lead, handle = await smtp_case.welcome()
     # Connection refused, retried after 1 s, 2 s...: the mail server starts once a retry is pending.
-    await eventually(lambda: _retried(smtp_case.client, handle.id), timeout=30,
-                     what="a second attempt while the mail server is not up yet")
+    await eventually(
+        lambda: _retried(smtp_case.client, handle.id),
+        timeout=30,
+        what="a second attempt while the mail server is not up yet",
+    )
     async with DevSink(smtp_port=smtp_case.settings.smtp_port, http_port=0) as late_sink:
         [mail] = await late_sink.wait_for_mail(to=lead.email, timeout=15)
         await wait_for_step(handle, "waiting_for_open")
     [row] = smtp_case.messages(lead)
-    assert row.status == "sent" and mail.message["Message-ID"] == f"<{row.id}@{smtp_case.settings.mail_domain}>"
+    assert (
+        row.status == "sent"
+        and mail.message["Message-ID"] == f"<{row.id}@{smtp_case.settings.mail_domain}>"
+    )
     assert max(await send_attempts(smtp_case.client, handle.id)) >= 2
     await handle.terminate("test over")  # waiting on its timer, no activity running
 
@@ -386,7 +497,10 @@ async def test_smtp_4xx_is_retried_with_backoff_and_sent_once(smtp_case):
     # Both earlier attempts got a refusal answer: the server certainly did not take them, and the
     # row says so (not "sent again", which would claim a copy may be out).
     assert row.status == "sent" and row.reason != RESENT
-    assert row.reason.startswith("sent on attempt 3;") and "421: 4.7.0 Too many connections" in row.reason
+    assert (
+        row.reason.startswith("sent on attempt 3;")
+        and "421: 4.7.0 Too many connections" in row.reason
+    )
     assert await send_attempts(smtp_case.client, handle.id) == [3]
     await handle.terminate("test over")
 
@@ -402,8 +516,11 @@ async def test_smtp_stopped_then_back_records_what_happened_not_a_resend(smtp_ca
     # Down: these journeys' sends are refused and retried.
     waiting = [await smtp_case.welcome() for _ in range(3)]
     for _, other in waiting:
-        await eventually(lambda other=other: _retried(smtp_case.client, other.id), timeout=30,
-                         what="a second attempt while the mail server is down")
+        await eventually(
+            lambda other=other: _retried(smtp_case.client, other.id),
+            timeout=30,
+            what="a second attempt while the mail server is down",
+        )
     async with DevSink(smtp_port=port, http_port=0) as back:
         for other_lead, other in waiting:
             await back.wait_for_mail(to=other_lead.email, timeout=30)
@@ -411,12 +528,19 @@ async def test_smtp_stopped_then_back_records_what_happened_not_a_resend(smtp_ca
         for other_lead, other in waiting:
             [mail] = back.mails_to(other_lead.email)  # once each
             [row] = smtp_case.messages(other_lead)
-            assert row.status == "sent" and mail.message["Message-ID"] == f"<{row.id}@{smtp_case.settings.mail_domain}>"
+            assert (
+                row.status == "sent"
+                and mail.message["Message-ID"] == f"<{row.id}@{smtp_case.settings.mail_domain}>"
+            )
             attempt = max(await send_attempts(smtp_case.client, other.id))
-            assert row.reason != RESENT and row.reason.startswith(f"sent on attempt {attempt};"), row.reason
+            assert row.reason != RESENT and row.reason.startswith(f"sent on attempt {attempt};"), (
+                row.reason
+            )
             assert "could not reach the mail server" in row.reason
     [first] = smtp_case.messages(lead)
-    assert first.status == "sent" and first.reason is None  # sent at the first attempt: nothing to say
+    assert (
+        first.status == "sent" and first.reason is None
+    )  # sent at the first attempt: nothing to say
     for _, other in [(lead, handle), *waiting]:
         await other.terminate("test over")
 
@@ -425,11 +549,15 @@ async def _retried(client: Client, workflow_id: str) -> bool:
     """The journey's send is pending on its second attempt at least (the history shows attempts
     only once an activity is over)."""
     description = await client.get_workflow_handle(workflow_id).describe()
-    return any(p.activity_type.name == "send_email" and p.attempt >= 2
-               for p in description.raw_description.pending_activities)
+    return any(
+        p.activity_type.name == "send_email" and p.attempt >= 2
+        for p in description.raw_description.pending_activities
+    )
 
 
-async def test_accepted_but_dropped_before_the_reply_is_sent_again_under_the_same_message_id(smtp_case):
+async def test_accepted_but_dropped_before_the_reply_is_sent_again_under_the_same_message_id(
+    smtp_case,
+):
     async with DevSink(smtp_port=smtp_case.settings.smtp_port, http_port=0) as sink:
         sink.fail_next(DROP_AFTER_ACCEPT)
         lead, handle = await smtp_case.welcome()
@@ -437,7 +565,9 @@ async def test_accepted_but_dropped_before_the_reply_is_sent_again_under_the_sam
         copies = sink.mails_to(lead.email)
     [row] = smtp_case.messages(lead)
     assert row.status == "sent" and row.reason == RESENT
-    assert [m.message["Message-ID"] for m in copies] == [f"<{row.id}@{smtp_case.settings.mail_domain}>"] * 2
+    assert [m.message["Message-ID"] for m in copies] == [
+        f"<{row.id}@{smtp_case.settings.mail_domain}>"
+    ] * 2
     assert copies[0].subject == copies[1].subject
     await handle.terminate("test over")
 
@@ -457,34 +587,53 @@ async def test_a_permanent_5xx_marks_the_message_failed_and_the_journey_ends_cle
 # The SMS provider down, then back -----------------------------------------------------------------
 
 
-async def test_sms_provider_down_then_back_records_what_happened(dev_server_env, settings, engine, make_lead, sink):
+async def test_sms_provider_down_then_back_records_what_happened(
+    dev_server_env, settings, engine, make_lead, sink
+):
     """The relance SMS is due while the SMS provider does not answer: it goes out once it is
     back, and its row says the earlier attempts could not reach the provider (not "sent again")."""
     from worker import build_worker
 
     sms_port = free_port()
-    own = settings.model_copy(update={"sms_provider_url": f"http://127.0.0.1:{sms_port}/sms",
-                                      "temporal_task_queue": f"sms-{uuid.uuid4().hex[:8]}"})
+    own = settings.model_copy(
+        update={
+            "sms_provider_url": f"http://127.0.0.1:{sms_port}/sms",
+            "temporal_task_queue": f"sms-{uuid.uuid4().hex[:8]}",
+        }
+    )
     phone = f"+3363{uuid.uuid4().int % 10**7:07d}"
     lead = make_lead(consents=("email", "sms"), phone=phone)
     client = dev_server_env.client
     async with build_worker(client, own, engine):
         handle = await client.start_workflow(
-            WelcomeJourney.run, WelcomeInput(lead.id, relance_after_hours=1 / 3600), id=f"welcome-{lead.id}",
-            task_queue=own.temporal_task_queue)
+            WelcomeJourney.run,
+            WelcomeInput(lead.id, relance_after_hours=1 / 3600),
+            id=f"welcome-{lead.id}",
+            task_queue=own.temporal_task_queue,
+        )
 
         async def sms_retried() -> bool:
             description = await handle.describe()
-            return any(p.activity_type.name == "send_sms" and p.attempt >= 2
-                       for p in description.raw_description.pending_activities)
+            return any(
+                p.activity_type.name == "send_sms" and p.attempt >= 2
+                for p in description.raw_description.pending_activities
+            )
 
-        await eventually(sms_retried, timeout=30, what="a second attempt of the SMS while the provider is down")
+        await eventually(
+            sms_retried, timeout=30, what="a second attempt of the SMS while the provider is down"
+        )
         async with DevSink(smtp_port=0, http_port=sms_port, sms_token=own.sms_api_token) as back:
             [sms] = await back.wait_for_sms(to=phone, timeout=30)
             await wait_for_step(handle, "waiting_for_click", timeout=30)
         await handle.terminate("test over")
     with Session(engine) as session:
-        row = session.exec(select(Message).where(Message.lead_id == lead.id, Message.step == "relance_sms")).one()
+        row = session.exec(
+            select(Message).where(Message.lead_id == lead.id, Message.step == "relance_sms")
+        ).one()
     assert row.status == "sent" and sms.reference == row.id
-    assert "could not reach the SMS provider" in row.reason and "sent again" not in row.reason, row.reason
-    assert row.reason.startswith(f"sent on attempt {row.attempts};") and row.attempts >= 2, row.reason
+    assert "could not reach the SMS provider" in row.reason and "sent again" not in row.reason, (
+        row.reason
+    )
+    assert row.reason.startswith(f"sent on attempt {row.attempts};") and row.attempts >= 2, (
+        row.reason
+    )

@@ -19,10 +19,10 @@ from relance.erasure import KEPT, erase_lead, lead_columns, tables_to_erase
 from relance.models import SuppressionEntry
 from relance.suppression import email_hash
 from tests.conftest import LiveStack
-from tests.waiting import eventually
 from tests.test_api_cart_e2e import cart_event, purchase_event
 from tests.test_api_events_e2e import new_event
 from tests.test_api_welcome_e2e import enroll, journey_when, links, sign_up_body
+from tests.waiting import eventually
 
 
 async def hand_to_sales(live: LiveStack, lead_id: str) -> None:
@@ -30,6 +30,7 @@ async def hand_to_sales(live: LiveStack, lead_id: str) -> None:
     assert (await live.http.post(f"/leads/{lead_id}/journeys/nurturing")).status_code == 201
     download = {"type": "asset_downloaded", "lead": lead_id, "asset": "white-paper"}
     assert (await live.http.post("/events/track", json=download)).status_code == 202
+
     async def a_task():
         return (await live.http.get("/tasks", params={"lead": lead_id})).json()
 
@@ -47,16 +48,33 @@ async def a_lead_with_everything(live: LiveStack) -> tuple[str, str, object]:
 
     await hand_to_sales(live, lead_id)  # before any purchase: customers are not nurtured
     event = await new_event(live)
-    registered = await live.http.post(f"/events/{event['id']}/registrations", json={"lead_id": lead_id})
+    registered = await live.http.post(
+        f"/events/{event['id']}/registrations", json={"lead_id": lead_id}
+    )
     assert registered.status_code == 201, registered.text
-    for order in (f"o-{uuid.uuid4().hex[:8]}", f"o-{uuid.uuid4().hex[:8]}"):  # promo code, then the loyal list
-        assert (await live.http.post("/events/track", json=purchase_event(lead_id, order))).status_code == 202
+    for order in (
+        f"o-{uuid.uuid4().hex[:8]}",
+        f"o-{uuid.uuid4().hex[:8]}",
+    ):  # promo code, then the loyal list
+        assert (
+            await live.http.post("/events/track", json=purchase_event(lead_id, order))
+        ).status_code == 202
         await live.temporal.get_workflow_handle(f"purchase-{order}").result()
-    assert (await live.http.post("/events/track", json=cart_event(lead_id, "c-" + uuid.uuid4().hex[:8]))).status_code == 202
+    assert (
+        await live.http.post("/events/track", json=cart_event(lead_id, "c-" + uuid.uuid4().hex[:8]))
+    ).status_code == 202
     # A scenario that refused to send the lead back where it came from (the loop guard) records it.
-    EnrollmentActivities(live.engine).record_enrollment_refusal(RefusalRecord(
-        lead_id, f"scenario-white_paper-{lead_id}", "run-1", "white_paper", "newsletter",
-        "enrolling into newsletter would loop: newsletter -> white_paper -> newsletter", ["newsletter", "white_paper"]))
+    EnrollmentActivities(live.engine).record_enrollment_refusal(
+        RefusalRecord(
+            lead_id,
+            f"scenario-white_paper-{lead_id}",
+            "run-1",
+            "white_paper",
+            "newsletter",
+            "enrolling into newsletter would loop: newsletter -> white_paper -> newsletter",
+            ["newsletter", "white_paper"],
+        )
+    )
     return lead_id, email, mail
 
 
@@ -75,45 +93,90 @@ async def test_export_then_erase_a_lead_with_every_kind_of_data(live: LiveStack)
 
     # Consents: the ledger, as proof.
     consents = (await live.http.get(f"/leads/{lead_id}/consents")).json()
-    assert consents == [{"channel": "email", "purpose": "marketing", "status": "granted",
-                         "source_url": "https://example.com/newsletter", "ip": "203.0.113.9",
-                         "user_agent": "Mozilla/5.0", "wording_version": "2026-01",
-                         "recorded_at": consents[0]["recorded_at"]}]
+    assert consents == [
+        {
+            "channel": "email",
+            "purpose": "marketing",
+            "status": "granted",
+            "source_url": "https://example.com/newsletter",
+            "ip": "203.0.113.9",
+            "user_agent": "Mozilla/5.0",
+            "wording_version": "2026-01",
+            "recorded_at": consents[0]["recorded_at"],
+        }
+    ]
 
     # Export: every table that holds the lead's rows has them in the export, and the journeys.
     export = (await live.http.get(f"/leads/{lead_id}/export")).json()
     assert export["lead"]["email"] == email and export["lead"]["id"] == lead_id
     expected = {table.name for table in tables_to_erase()}
-    assert expected >= {"consents", "messages", "tracking_events", "score_events", "carts", "orders", "promo_codes",
-                        "list_members", "registrations"}
+    assert expected >= {
+        "consents",
+        "messages",
+        "tracking_events",
+        "score_events",
+        "carts",
+        "orders",
+        "promo_codes",
+        "list_members",
+        "registrations",
+    }
     assert set(export["data"]) == expected
-    assert not [name for name in expected if not export["data"][name]], "a kind of data is missing from the export"
+    assert not [name for name in expected if not export["data"][name]], (
+        "a kind of data is missing from the export"
+    )
     assert export["data"]["consents"][0]["wording_version"] == "2026-01"
     assert any(e["kind"] == "clicked" for e in export["data"]["tracking_events"])
     [refusal] = export["data"]["enrollment_refusals"]
-    assert (refusal["source"], refusal["target"], refusal["chain"]) == ("white_paper", "newsletter",
-                                                                        ["newsletter", "white_paper"])
+    assert (refusal["source"], refusal["target"], refusal["chain"]) == (
+        "white_paper",
+        "newsletter",
+        ["newsletter", "white_paper"],
+    )
     journeys = {j["workflow_type"]: j for j in export["journeys"]}
-    assert set(journeys) == {"WelcomeJourney", "EventReminderJourney", "PurchaseFollowUp", "AbandonedCartJourney",
-                             "LeadNurturingJourney"}
-    assert journeys["WelcomeJourney"]["status"] == "COMPLETED" and journeys["WelcomeJourney"]["close_time"]
-    assert journeys["EventReminderJourney"]["status"] == "RUNNING" and journeys["AbandonedCartJourney"]["status"] == "RUNNING"
+    assert set(journeys) == {
+        "WelcomeJourney",
+        "EventReminderJourney",
+        "PurchaseFollowUp",
+        "AbandonedCartJourney",
+        "LeadNurturingJourney",
+    }
+    assert (
+        journeys["WelcomeJourney"]["status"] == "COMPLETED"
+        and journeys["WelcomeJourney"]["close_time"]
+    )
+    assert (
+        journeys["EventReminderJourney"]["status"] == "RUNNING"
+        and journeys["AbandonedCartJourney"]["status"] == "RUNNING"
+    )
     assert len([j for j in export["journeys"] if j["workflow_type"] == "PurchaseFollowUp"]) == 2
     # Every journey sets the LeadId search attribute: that is how erasure and unsubscribe find them.
     expected_journeys = {(j["workflow_id"], j["workflow_type"]) for j in export["journeys"]}
+
     async def all_listed():  # visibility follows within moments
-        found = {(wf.id, wf.workflow_type) async for wf in live.temporal.list_workflows(f'LeadId = "{lead_id}"')}
+        found = {
+            (wf.id, wf.workflow_type)
+            async for wf in live.temporal.list_workflows(f'LeadId = "{lead_id}"')
+        }
         return found == expected_journeys
 
-    await eventually(all_listed, timeout=15, what=f"Temporal to list exactly the journeys {sorted(expected_journeys)}")
+    await eventually(
+        all_listed,
+        timeout=15,
+        what=f"Temporal to list exactly the journeys {sorted(expected_journeys)}",
+    )
 
     # Erasure.
-    erased = await live.http.delete(f"/leads/{lead_id}", params={"reason": "asked by email, ticket 42"})
+    erased = await live.http.delete(
+        f"/leads/{lead_id}", params={"reason": "asked by email, ticket 42"}
+    )
     assert erased.status_code == 200, erased.text
     report = erased.json()
     assert set(report["journeys_closed"]) == {j["workflow_id"] for j in export["journeys"]}
     assert report["suppressed"] is True and "audit_log" in report["kept"]
-    assert report["rows_deleted"]["leads"] == 1 and set(report["rows_deleted"]) == expected | {"leads"}
+    assert report["rows_deleted"]["leads"] == 1 and set(report["rows_deleted"]) == expected | {
+        "leads"
+    }
 
     # Nothing readable is left in the database: not the address, not a row with the lead's id
     # (but the audit log's), in any table, including tables no model declares.
@@ -130,10 +193,14 @@ async def test_export_then_erase_a_lead_with_every_kind_of_data(live: LiveStack)
     [pixel] = links(mail.html, "o")
     assert (await live.public.get(pixel)).status_code == 200
     assert (await live.public.get(links(mail.html, "c")[0])).status_code == 302
-    assert (await live.public.post(unsubscribe_url(mail), content=b"List-Unsubscribe=One-Click")).status_code == 200
+    assert (
+        await live.public.post(unsubscribe_url(mail), content=b"List-Unsubscribe=One-Click")
+    ).status_code == 200
     for table, rows in every_cell(live).items():
         if table not in KEPT:
-            assert not [r for r in rows if lead_id in r], f"a row of the erased lead came back in {table}"
+            assert not [r for r in rows if lead_id in r], (
+                f"a row of the erased lead came back in {table}"
+            )
 
     # Nor in Temporal: no journey of the lead runs any more, and their deletion (histories
     # included) was accepted. The server deletes asynchronously: a journey closed a moment ago
@@ -145,11 +212,14 @@ async def test_export_then_erase_a_lead_with_every_kind_of_data(live: LiveStack)
             assert err.status == RPCStatusCode.NOT_FOUND
             continue
         assert description.status.name != "RUNNING", workflow_id
+
     async def none_running():  # visibility follows within moments
         query = f'LeadId = "{lead_id}" AND ExecutionStatus = "Running"'
         return not [wf async for wf in live.temporal.list_workflows(query)]
 
-    await eventually(none_running, timeout=15, what="Temporal to list no running journey of the erased lead")
+    await eventually(
+        none_running, timeout=15, what="Temporal to list no running journey of the erased lead"
+    )
 
     # The address is suppressed (a keyed hash): signing it up again is refused and stores nothing.
     with Session(live.engine) as session:
@@ -180,7 +250,9 @@ async def test_reading_a_lead_is_audited_and_unknown_leads_are_404(live: LiveSta
     assert (await live.http.delete("/leads/nope")).status_code == 404
     assert (await live.public.delete(f"/leads/{lead_id}")).status_code == 401
     assert (await live.public.get("/audit")).status_code == 401
-    assert (await live.http.get(f"/leads/{lead_id}")).status_code == 200  # not erased by the refused call
+    assert (
+        await live.http.get(f"/leads/{lead_id}")
+    ).status_code == 200  # not erased by the refused call
 
 
 def test_every_table_holding_a_lead_id_is_erased_or_kept_for_a_stated_reason():
@@ -193,33 +265,51 @@ def test_every_table_holding_a_lead_id_is_erased_or_kept_for_a_stated_reason():
 
 def test_erase_lead_is_idempotent_and_callable_without_the_api(engine, make_lead, settings):
     lead = make_lead()
-    first = erase_lead(engine, lead.id, actor="journey:sunset-x", reason="inactive for 2 years",
-                       hash_key=settings.secret_key)
+    first = erase_lead(
+        engine,
+        lead.id,
+        actor="journey:sunset-x",
+        reason="inactive for 2 years",
+        hash_key=settings.secret_key,
+    )
     assert first.found and first.rows_deleted == {"consents": 1, "leads": 1} and first.suppressed
-    second = erase_lead(engine, lead.id, actor="journey:sunset-x", reason="retried", hash_key=settings.secret_key)
+    second = erase_lead(
+        engine, lead.id, actor="journey:sunset-x", reason="retried", hash_key=settings.secret_key
+    )
     assert not second.found and second.rows_deleted == {}
     with pytest.raises(ValueError, match="SECRET_KEY"):
         erase_lead(engine, make_lead().id, actor="x", reason="y", hash_key="")
 
 
-async def test_an_unsubscribe_stops_every_journey_of_the_lead_and_suppresses_the_address(live: LiveStack):
+async def test_an_unsubscribe_stops_every_journey_of_the_lead_and_suppresses_the_address(
+    live: LiveStack,
+):
     from tests.test_api_welcome_e2e import unsubscribe_url
 
     lead_id, email = await enroll(live)
     [welcome] = await live.sink.wait_for_mail(to=email)
     event = await new_event(live)
-    assert (await live.http.post(f"/events/{event['id']}/registrations", json={"lead_id": lead_id})).status_code == 201
-    assert (await live.http.post("/events/track", json=cart_event(lead_id, "c-" + uuid.uuid4().hex[:8]))).status_code == 202
+    assert (
+        await live.http.post(f"/events/{event['id']}/registrations", json={"lead_id": lead_id})
+    ).status_code == 201
+    assert (
+        await live.http.post("/events/track", json=cart_event(lead_id, "c-" + uuid.uuid4().hex[:8]))
+    ).status_code == 202
     event_journey = f"event-{event['id']}-{lead_id}"
     await live.sink.wait_for_mail(to=email, count=2)  # the event's thank-you: its journey now waits
 
     # The welcome email's link: the other two journeys are told as well, and end.
-    response = await live.public.post(unsubscribe_url(welcome), content=b"List-Unsubscribe=One-Click")
+    response = await live.public.post(
+        unsubscribe_url(welcome), content=b"List-Unsubscribe=One-Click"
+    )
     assert response.status_code == 200
     outcomes = {}
     for workflow_id in (f"welcome-{lead_id}", f"cart-{lead_id}", event_journey):
-        outcomes[workflow_id.split("-")[0]] = (await asyncio.wait_for(
-            live.temporal.get_workflow_handle(workflow_id).result(), timeout=15))["outcome"]
+        outcomes[workflow_id.split("-")[0]] = (
+            await asyncio.wait_for(
+                live.temporal.get_workflow_handle(workflow_id).result(), timeout=15
+            )
+        )["outcome"]
     assert outcomes == {"welcome": "unsubscribed", "cart": "unsubscribed", "event": "unsubscribed"}
 
     with Session(live.engine) as session:
@@ -248,16 +338,32 @@ def test_no_marketing_email_to_a_suppressed_address(engine, make_lead, settings)
     with session_scope(engine) as session:
         suppress(session, settings.secret_key, lead.email.upper(), "unsubscribed")
     ledger = SendLedger(engine, suppression_key=settings.secret_key)
-    request = SendRequest(lead_id=lead.id, workflow_id=f"w-{lead.id}", journey="welcome", step="welcome", template="welcome")
+    request = SendRequest(
+        lead_id=lead.id,
+        workflow_id=f"w-{lead.id}",
+        journey="welcome",
+        step="welcome",
+        template="welcome",
+    )
     claim = ledger.claim(request, "email")
-    assert claim.result.status == "skipped" and "suppression list (unsubscribed)" in claim.result.reason
-    receipt = SendRequest(lead_id=lead.id, workflow_id=f"w-{lead.id}", journey="purchase", step="thanks",
-                          template="welcome", kind="transactional")
+    assert (
+        claim.result.status == "skipped"
+        and "suppression list (unsubscribed)" in claim.result.reason
+    )
+    receipt = SendRequest(
+        lead_id=lead.id,
+        workflow_id=f"w-{lead.id}",
+        journey="purchase",
+        step="thanks",
+        template="welcome",
+        kind="transactional",
+    )
     assert ledger.claim(receipt, "email").message is not None  # transactional mail is not marketing
 
 
 async def test_an_unsubscribe_still_reaches_the_message_journey_where_visibility_cannot_answer(
-        client, settings, engine, sink, make_lead, caplog):
+    client, settings, engine, sink, make_lead, caplog
+):
     """The time-skipping server cannot list workflows: the outbox must not stall on that, and
     tells the journey the message came from. (The event is not stored: the session's shared
     outbox table belongs to the live API's dispatcher.)"""
@@ -269,23 +375,38 @@ async def test_an_unsubscribe_still_reaches_the_message_journey_where_visibility
 
     lead = make_lead()
     async with build_worker(client, settings, engine):
-        handle = await client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
-                                             id=f"welcome-{lead.id}", task_queue=settings.temporal_task_queue)
+        handle = await client.start_workflow(
+            WelcomeJourney.run,
+            WelcomeInput(lead_id=lead.id),
+            id=f"welcome-{lead.id}",
+            task_queue=settings.temporal_task_queue,
+        )
         await sink.wait_for_mail(to=lead.email)
+
         async def waiting_for_open():
             status = await handle.query(WelcomeJourney.status)
             return status if status.messages and status.step == "waiting_for_open" else None
 
-        status = await eventually(waiting_for_open, timeout=15, what="the journey to wait for the open")
-        event = TrackingEvent(kind="unsubscribed", message_id=status.messages[0].message_id, lead_id=lead.id,
-                              workflow_id=handle.id)
-        told = await OutboxDispatcher(engine, client)._tell_every_journey(event, TrackingSignal(event.message_id))
+        status = await eventually(
+            waiting_for_open, timeout=15, what="the journey to wait for the open"
+        )
+        event = TrackingEvent(
+            kind="unsubscribed",
+            message_id=status.messages[0].message_id,
+            lead_id=lead.id,
+            workflow_id=handle.id,
+        )
+        told = await OutboxDispatcher(engine, client)._tell_every_journey(
+            event, TrackingSignal(event.message_id)
+        )
         result = await handle.result()
     assert told == 1 and result.outcome == "unsubscribed"
     assert "cannot list the journeys of lead" in caplog.text
 
 
-async def test_erasure_closes_a_journey_that_neither_visibility_nor_the_database_points_to(live: LiveStack):
+async def test_erasure_closes_a_journey_that_neither_visibility_nor_the_database_points_to(
+    live: LiveStack,
+):
     """A journey started a moment ago (here: without the LeadId search attribute, which is what a
     visibility lag looks like) that has sent nothing yet is still found by its per-lead id and
     closed, instead of running on to fail on the erased lead."""
@@ -293,8 +414,12 @@ async def test_erasure_closes_a_journey_that_neither_visibility_nor_the_database
 
     email = f"late-{uuid.uuid4().hex[:10]}@example.com"
     lead_id = (await live.http.post("/leads", json=sign_up_body(email))).json()["lead"]["id"]
-    handle = await live.temporal.start_workflow(BrowseAbandonmentJourney.run, BrowseInput(lead_id=lead_id),
-                                                id=f"browse-{lead_id}", task_queue=live.settings.temporal_task_queue)
+    handle = await live.temporal.start_workflow(
+        BrowseAbandonmentJourney.run,
+        BrowseInput(lead_id=lead_id),
+        id=f"browse-{lead_id}",
+        task_queue=live.settings.temporal_task_queue,
+    )
     assert not [wf async for wf in live.temporal.list_workflows(f'LeadId = "{lead_id}"')]
 
     erased = await live.http.delete(f"/leads/{lead_id}")
@@ -324,7 +449,11 @@ async def test_an_erasure_leaves_no_personal_data_in_any_file_of_the_data_folder
     and deleted rows' bytes in freed space, until a checkpoint, a vacuum or a restart."""
     tag = uuid.uuid4().hex[:10]
     given_email = f"Erin.{tag}@Forget-Me.Example.COM"
-    ip, user_agent, name = f"2001:db8::1{tag[:3]}:1{tag[3:6]}", f"EraseMe-Browser/{tag}", f"Erin{tag}"
+    ip, user_agent, name = (
+        f"2001:db8::1{tag[:3]}:1{tag[3:6]}",
+        f"EraseMe-Browser/{tag}",
+        f"Erin{tag}",
+    )
     phone = f"+3361{int(tag, 16) % 10**7:07d}"
     body = sign_up_body(given_email, first_name=name, phone=phone, journeys=["welcome"])
     body["consents"][0].update(ip=ip, user_agent=user_agent)
@@ -339,9 +468,16 @@ async def test_an_erasure_leaves_no_personal_data_in_any_file_of_the_data_folder
     [consent] = (await live.http.get(f"/leads/{lead['id']}/consents")).json()
     assert (consent["ip"], consent["user_agent"]) == (ip, user_agent)
     folder = Path(live.engine.url.database).parent
-    needles = {"email as given": given_email, "email as stored": lead["email"], "email lower-cased": given_email.lower(),
-               "email upper-cased": given_email.upper(), "name": name, "phone": lead["phone"], "ip": ip,
-               "user agent": user_agent}
+    needles = {
+        "email as given": given_email,
+        "email as stored": lead["email"],
+        "email lower-cased": given_email.lower(),
+        "email upper-cased": given_email.upper(),
+        "name": name,
+        "phone": lead["phone"],
+        "ip": ip,
+        "user agent": user_agent,
+    }
     needles = {what: value.encode() for what, value in needles.items()}
     assert files_holding(folder, needles), "the lead's data should be on disk before the erasure"
 

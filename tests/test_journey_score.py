@@ -11,7 +11,9 @@ from tests.test_api_welcome_e2e import double_opt_in, enroll, journey_when, link
 from workflows import search_attributes as sa
 
 
-async def test_after_an_open_the_status_answers_the_leads_score_and_names_the_journeys(double_opt_in: LiveStack):
+async def test_after_an_open_the_status_answers_the_leads_score_and_names_the_journeys(
+    double_opt_in: LiveStack,
+):
     live = double_opt_in
     rules = live.settings.scoring_rules().events
     lead_id, email = await enroll(live)
@@ -29,8 +31,12 @@ async def test_after_an_open_the_status_answers_the_leads_score_and_names_the_jo
     assert state["score"] == lead["score"] == after  # the status and the lead agree: the database's
     description = await live.temporal.get_workflow_handle(f"welcome-{lead_id}").describe()
     search_attribute = description.typed_search_attributes.get(sa.SCORE)
-    assert state["journey_score"] == search_attribute == before  # the journey's snapshot, said as such
+    assert (
+        state["journey_score"] == search_attribute == before
+    )  # the journey's snapshot, said as such
 
-    spec = (await live.http.get("/openapi.json")).json()["components"]["schemas"]["JourneyStatusPublic"]
+    spec = (await live.http.get("/openapi.json")).json()["components"]["schemas"][
+        "JourneyStatusPublic"
+    ]
     assert "authoritative" in spec["properties"]["score"]["description"]
     assert "Score" in spec["properties"]["journey_score"]["description"]

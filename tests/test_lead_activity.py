@@ -24,15 +24,20 @@ def activities(engine, lead_id: str, kind: str, count: int, *, days_ago: float =
             note_activity(session, lead_id=lead_id, kind=kind, url="https://example.com/")
         session.commit()
         if days_ago:
-            session.execute(update(LeadActivity).where(col(LeadActivity.lead_id) == lead_id)
-                            .values(at=utcnow() - timedelta(days=days_ago)))
+            session.execute(
+                update(LeadActivity)
+                .where(col(LeadActivity.lead_id) == lead_id)
+                .values(at=utcnow() - timedelta(days=days_ago))
+            )
             session.commit()
 
 
 def hits(engine, lead_id: str, kind: str, count: int) -> None:
     with Session(engine) as session:
         for _ in range(count):
-            session.add(TrackingEvent(kind=kind, message_id="m", lead_id=lead_id, workflow_id="welcome-x"))
+            session.add(
+                TrackingEvent(kind=kind, message_id="m", lead_id=lead_id, workflow_id="welcome-x")
+            )
         session.commit()
 
 
@@ -41,7 +46,9 @@ def due(engine, settings, lead_id: str, kind: str = "page_view"):
         return follow_ups(session, settings, {lead_id: kind})
 
 
-def test_clicks_page_views_forms_and_purchases_count_toward_the_premium_offer_opens_do_not(engine, settings, make_lead):
+def test_clicks_page_views_forms_and_purchases_count_toward_the_premium_offer_opens_do_not(
+    engine, settings, make_lead
+):
     lead = make_lead()
     activities(engine, lead.id, "page_view", settings.premium_offer_threshold - 3)
     activities(engine, lead.id, "purchase", 1)
@@ -64,7 +71,9 @@ def test_old_activity_does_not_count_and_an_offer_is_made_once(engine, settings,
     activities(engine, lead.id, "page_view", settings.premium_offer_threshold)
     assert due(engine, settings, lead.id)[0].premium_due
     with Session(engine) as session:
-        session.execute(update(Lead).where(col(Lead.id) == lead.id).values(premium_offered_at=utcnow()))
+        session.execute(
+            update(Lead).where(col(Lead.id) == lead.id).values(premium_offered_at=utcnow())
+        )
         session.commit()
     assert due(engine, settings, lead.id) == []
 
@@ -72,20 +81,31 @@ def test_old_activity_does_not_count_and_an_offer_is_made_once(engine, settings,
 def test_a_lead_in_a_re_engagement_journey_is_told(engine, settings, make_lead):
     lead = make_lead()
     with Session(engine) as session:
-        session.execute(update(Lead).where(col(Lead.id) == lead.id).values(reengagement_status="in_journey"))
+        session.execute(
+            update(Lead).where(col(Lead.id) == lead.id).values(reengagement_status="in_journey")
+        )
         session.commit()
     [follow_up] = due(engine, settings, lead.id, "purchase")
     assert follow_up.reengaging and follow_up.kind == "purchase" and not follow_up.premium_due
 
 
-async def test_one_link_clicked_again_and_again_is_one_click_toward_the_premium_offer(settings, client, tmp_path):
+async def test_one_link_clicked_again_and_again_is_one_click_toward_the_premium_offer(
+    settings, client, tmp_path
+):
     """A script or a link scanner requesting one link many times does not make a lead very active.
     (Its own database: this outbox must settle no other test's hits.)"""
     database_url = f"sqlite:///{tmp_path / 'relance.db'}"
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
     lead = make_lead_factory(engine)()
-    token = TrackingToken("click", "m-1", lead.id, f"welcome-{lead.id}", url="https://example.com/guide")
-    record_hits(engine, [Hit(token, CLICKED, "curl", "198.51.100.7")] * (settings.premium_offer_threshold + 5))
-    await OutboxDispatcher(engine, client).deliver_batch()  # the journey has ended: it is told nothing
+    token = TrackingToken(
+        "click", "m-1", lead.id, f"welcome-{lead.id}", url="https://example.com/guide"
+    )
+    record_hits(
+        engine,
+        [Hit(token, CLICKED, "curl", "198.51.100.7")] * (settings.premium_offer_threshold + 5),
+    )
+    await OutboxDispatcher(
+        engine, client
+    ).deliver_batch()  # the journey has ended: it is told nothing
     assert due(engine, settings, lead.id) == []

@@ -8,12 +8,13 @@ Unix socket; skipped, saying why, where no PostgreSQL server is installed — ex
 from __future__ import annotations
 
 import asyncio
-import uuid
 import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import httpx
@@ -67,10 +68,21 @@ def postgres_url() -> Iterator[str]:
     if as_user:
         shutil.chown(workdir, "postgres")
         shutil.chown(sockets, "postgres")
-    run = lambda *args: subprocess.run([*as_user, *args], check=True, capture_output=True, text=True)  # noqa: E731
+    run = lambda *args: subprocess.run(
+        [*as_user, *args], check=True, capture_output=True, text=True
+    )  # noqa: E731
     run(initdb, "-D", str(data), "-U", "relance", "--auth=trust", "-E", "UTF8")
-    run(pg_ctl, "-D", str(data), "-l", str(workdir / "log"), "-w", "-o", f"-k {sockets} -c listen_addresses='' -p 54329",
-        "start")
+    run(
+        pg_ctl,
+        "-D",
+        str(data),
+        "-l",
+        str(workdir / "log"),
+        "-w",
+        "-o",
+        f"-k {sockets} -c listen_addresses='' -p 54329",
+        "start",
+    )
     try:
         url = f"postgresql+psycopg://relance@/postgres?host={sockets}&port=54329"
         migrate.upgrade(url)
@@ -86,33 +98,52 @@ def test_sign_up_on_postgres_deduplicates_by_email(postgres_url):
     with Session(engine) as session:
         first, created = crud.save_sign_up(session=session, data=data, default_phone_region="FR")
     with Session(engine) as session:
-        again, created_again = crud.save_sign_up(session=session, data=data.model_copy(update={"email": "lin@example.com"}),
-                                                 default_phone_region="FR")
+        again, created_again = crud.save_sign_up(
+            session=session,
+            data=data.model_copy(update={"email": "lin@example.com"}),
+            default_phone_region="FR",
+        )
     assert created and not created_again and first.id == again.id
     assert again.consents == {"email": "granted", "sms": "none"}
 
 
 async def test_a_welcome_journey_runs_on_postgres(postgres_url, time_skipping_env, settings, sink):
     engine = make_engine(postgres_url)
-    pg_settings = settings.model_copy(update={"database_url": postgres_url, "temporal_task_queue": unique_id("pg")})
+    pg_settings = settings.model_copy(
+        update={"database_url": postgres_url, "temporal_task_queue": unique_id("pg")}
+    )
     with Session(engine) as session:
-        lead, _ = crud.save_sign_up(session=session, data=LeadCreate(
-            email=f"{unique_id('pg')}@example.com", first_name="Lin", consents=[EMAIL_CONSENT]),
-            default_phone_region="FR")
+        lead, _ = crud.save_sign_up(
+            session=session,
+            data=LeadCreate(
+                email=f"{unique_id('pg')}@example.com", first_name="Lin", consents=[EMAIL_CONSENT]
+            ),
+            default_phone_region="FR",
+        )
     client = time_skipping_env.client
     async with build_worker(client, pg_settings, engine):
-        handle = await client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
-                                             id=unique_id(f"welcome-{lead.id}"), task_queue=pg_settings.temporal_task_queue)
+        handle = await client.start_workflow(
+            WelcomeJourney.run,
+            WelcomeInput(lead_id=lead.id),
+            id=unique_id(f"welcome-{lead.id}"),
+            task_queue=pg_settings.temporal_task_queue,
+        )
         [mail] = await sink.wait_for_mail(to=lead.email)
         assert mail.subject == "Welcome to Relance, Lin!"
+
         async def recorded():  # the mail is out; the activity result lands a moment later
             status = await handle.query(WelcomeJourney.status)
             return status if status.messages else None
 
         status = await eventually(recorded, timeout=15, what="the welcome to be recorded")
-        await handle.signal(CLICKED, TrackingSignal(status.messages[0].message_id, "https://example.com/guides"))
+        await handle.signal(
+            CLICKED, TrackingSignal(status.messages[0].message_id, "https://example.com/guides")
+        )
         result = await handle.result()
-    assert result.outcome == "clicked" and result.score == settings.scoring_rules().events["email_clicked"]
+    assert (
+        result.outcome == "clicked"
+        and result.score == settings.scoring_rules().events["email_clicked"]
+    )
     with Session(engine) as session:
         assert len(session.exec(select(ScoreEvent).where(ScoreEvent.lead_id == lead.id)).all()) == 1
 
@@ -121,7 +152,7 @@ def test_sales_tasks_round_robin_on_postgres_even_when_concurrent(postgres_url, 
     """The counter row is incremented under a row lock: 8 tasks created at once, by 8 threads,
     go 4 and 4 to two reps, each created once however often its creation is retried."""
     from concurrent.futures import ThreadPoolExecutor
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from temporalio.testing import ActivityEnvironment
 
@@ -133,20 +164,29 @@ def test_sales_tasks_round_robin_on_postgres_even_when_concurrent(postgres_url, 
 
     engine = make_engine(postgres_url)
     reps = [SalesRep(email=f"{n}@sales.example.com", name=n) for n in ("ana", "bo")]
-    activities = SalesActivities(settings.model_copy(update={"sales_reps": reps}), engine,
-                                 Renderer(TokenSigner("k", max_age_seconds=60), "http://x"))
+    activities = SalesActivities(
+        settings.model_copy(update={"sales_reps": reps}),
+        engine,
+        Renderer(TokenSigner("k", max_age_seconds=60), "http://x"),
+    )
     leads = []
     with Session(engine) as session:
         for _ in range(8):
-            lead, _ = crud.save_sign_up(session=session, data=LeadCreate(email=f"{unique_id('rr')}@example.com"),
-                                        default_phone_region="FR")
+            lead, _ = crud.save_sign_up(
+                session=session,
+                data=LeadCreate(email=f"{unique_id('rr')}@example.com"),
+                default_phone_region="FR",
+            )
             leads.append(lead.id)
-    due = datetime.now(timezone.utc) + timedelta(days=2)
+    due = datetime.now(UTC) + timedelta(days=2)
 
     def create(lead_id: str) -> str:
         request = TaskRequest(lead_id, f"nurture-{lead_id}", f"nurture-{lead_id}:t", "test", due)
         first = ActivityEnvironment().run(activities.create_sales_task, request)
-        assert ActivityEnvironment().run(activities.create_sales_task, request).task_id == first.task_id
+        assert (
+            ActivityEnvironment().run(activities.create_sales_task, request).task_id
+            == first.task_id
+        )
         return first.task_id
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -160,39 +200,101 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
     """PostgreSQL enforces every foreign key: the erasure deletes children before the lead."""
     from datetime import timedelta
 
+    from sqlalchemy import func
+    from sqlalchemy import select as sa_select
+
     from api import privacy
     from relance.erasure import erase_lead, lead_columns, tables_to_erase
-    from relance.models import (Cart, EnrollmentRefusal, Event, FrequencyLock, ListMember, Message, MqlNotification,
-                                Order, PromoCode, Registration, SalesTask, SuppressionEntry, TrackingEvent, utcnow)
+    from relance.models import (
+        Cart,
+        EnrollmentRefusal,
+        Event,
+        FrequencyLock,
+        ListMember,
+        Message,
+        MqlNotification,
+        Order,
+        PromoCode,
+        Registration,
+        SalesTask,
+        SuppressionEntry,
+        TrackingEvent,
+        utcnow,
+    )
     from relance.suppression import email_hash
-    from sqlalchemy import func, select as sa_select
 
     engine = make_engine(postgres_url)
     email = f"{unique_id('erase')}@example.com"
     with Session(engine) as session:
-        lead, _ = crud.upsert_lead(session=session, data=LeadCreate(email=email, consents=[EMAIL_CONSENT]),
-                                   default_phone_region="FR")
-        event = Event(name="Webinar", starts_at=utcnow() + timedelta(days=3), join_url="https://meet.example.com/x")
-        message = Message(send_key=f"w-{lead.id}:welcome", lead_id=lead.id, workflow_id=f"w-{lead.id}", journey="welcome",
-                          step="welcome", channel="email", template="welcome", status="sent")
+        lead, _ = crud.upsert_lead(
+            session=session,
+            data=LeadCreate(email=email, consents=[EMAIL_CONSENT]),
+            default_phone_region="FR",
+        )
+        event = Event(
+            name="Webinar",
+            starts_at=utcnow() + timedelta(days=3),
+            join_url="https://meet.example.com/x",
+        )
+        message = Message(
+            send_key=f"w-{lead.id}:welcome",
+            lead_id=lead.id,
+            workflow_id=f"w-{lead.id}",
+            journey="welcome",
+            step="welcome",
+            channel="email",
+            template="welcome",
+            status="sent",
+        )
         session.add_all([event, message])
         session.flush()
-        session.add_all([
-            ScoreEvent(lead_id=lead.id, key=f"k-{lead.id}", event="email_clicked", points=5, reason="click"),
-            TrackingEvent(kind="clicked", message_id=message.id, lead_id=lead.id, workflow_id=message.workflow_id),
-            Cart(id=f"c-{lead.id}", lead_id=lead.id, items=[{"sku": "B-1"}]),
-            Order(id=f"o-{lead.id}", lead_id=lead.id, items=[{"sku": "B-1"}], total=12.5),
-            PromoCode(code=unique_id("P")[:32], lead_id=lead.id, issued_for=f"w-{lead.id}:promo", percent_off=10),
-            ListMember(list_name="loyal-customers", lead_id=lead.id, reason="repeat purchase"),
-            Registration(event_id=event.id, lead_id=lead.id, workflow_id=f"event-{event.id}-{lead.id}"),
-            SalesTask(task_key=f"nurture-{lead.id}:download", lead_id=lead.id, workflow_id=f"nurture-{lead.id}",
-                      reason="downloaded the white paper", due_at=utcnow() + timedelta(days=2)),
-            FrequencyLock(lead_id=lead.id, channel="email", version=1),
-            MqlNotification(lead_id=lead.id, score=55, threshold=50, reason="clicked"),
-            EnrollmentRefusal(refusal_key=f"scenario-white_paper-{lead.id}:r:newsletter", lead_id=lead.id,
-                              workflow_id=f"scenario-white_paper-{lead.id}", source="white_paper", target="newsletter",
-                              chain=["newsletter", "white_paper"], reason="would loop"),
-        ])
+        session.add_all(
+            [
+                ScoreEvent(
+                    lead_id=lead.id,
+                    key=f"k-{lead.id}",
+                    event="email_clicked",
+                    points=5,
+                    reason="click",
+                ),
+                TrackingEvent(
+                    kind="clicked",
+                    message_id=message.id,
+                    lead_id=lead.id,
+                    workflow_id=message.workflow_id,
+                ),
+                Cart(id=f"c-{lead.id}", lead_id=lead.id, items=[{"sku": "B-1"}]),
+                Order(id=f"o-{lead.id}", lead_id=lead.id, items=[{"sku": "B-1"}], total=12.5),
+                PromoCode(
+                    code=unique_id("P")[:32],
+                    lead_id=lead.id,
+                    issued_for=f"w-{lead.id}:promo",
+                    percent_off=10,
+                ),
+                ListMember(list_name="loyal-customers", lead_id=lead.id, reason="repeat purchase"),
+                Registration(
+                    event_id=event.id, lead_id=lead.id, workflow_id=f"event-{event.id}-{lead.id}"
+                ),
+                SalesTask(
+                    task_key=f"nurture-{lead.id}:download",
+                    lead_id=lead.id,
+                    workflow_id=f"nurture-{lead.id}",
+                    reason="downloaded the white paper",
+                    due_at=utcnow() + timedelta(days=2),
+                ),
+                FrequencyLock(lead_id=lead.id, channel="email", version=1),
+                MqlNotification(lead_id=lead.id, score=55, threshold=50, reason="clicked"),
+                EnrollmentRefusal(
+                    refusal_key=f"scenario-white_paper-{lead.id}:r:newsletter",
+                    lead_id=lead.id,
+                    workflow_id=f"scenario-white_paper-{lead.id}",
+                    source="white_paper",
+                    target="newsletter",
+                    chain=["newsletter", "white_paper"],
+                    reason="would loop",
+                ),
+            ]
+        )
         session.commit()
         lead_id, event_id = lead.id, event.id
 
@@ -201,14 +303,20 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
     assert profile["email"] == email and all(data[t.name] for t in tables_to_erase())
     assert data["orders"][0]["items"] == [{"sku": "B-1"}]
 
-    report = erase_lead(engine, lead_id, actor="api-key:test", reason="test", hash_key=settings.secret_key)
+    report = erase_lead(
+        engine, lead_id, actor="api-key:test", reason="test", hash_key=settings.secret_key
+    )
     assert report.found and report.rows_deleted["leads"] == 1
     with Session(engine) as session:
         for table in tables_to_erase():
             for column in lead_columns(table):
-                left = session.execute(sa_select(func.count()).select_from(table).where(table.c[column] == lead_id)).scalar()
+                left = session.execute(
+                    sa_select(func.count()).select_from(table).where(table.c[column] == lead_id)
+                ).scalar()
                 assert left == 0, table.name
-        assert session.get(SuppressionEntry, email_hash(settings.secret_key, email)).reason == "erased"
+        assert (
+            session.get(SuppressionEntry, email_hash(settings.secret_key, email)).reason == "erased"
+        )
         assert session.get(Event, event_id) is not None  # the event is not the lead's
 
 
@@ -221,7 +329,9 @@ def test_a_read_only_postgres_is_reported_and_its_writes_refused_clearly(postgre
 
     with Session(make_engine(postgres_url)) as session:
         assert accepts_writes(session) is True
-    read_only = make_engine(f"{postgres_url}&options={quote('-c default_transaction_read_only=on')}")
+    read_only = make_engine(
+        f"{postgres_url}&options={quote('-c default_transaction_read_only=on')}"
+    )
     with Session(read_only) as session:
         assert accepts_writes(session) is False
     data = LeadCreate(email=f"{unique_id('ro')}@example.com", consents=[EMAIL_CONSENT])
@@ -234,41 +344,75 @@ def test_a_read_only_postgres_is_reported_and_its_writes_refused_clearly(postgre
 LEADS, OPENS = 24, 10  # a campaign's opens: many journeys, a few hits each
 
 
-async def test_two_api_processes_share_the_tracking_outbox_on_postgres(postgres_url, dev_server_env, settings, sink):
+async def test_two_api_processes_share_the_tracking_outbox_on_postgres(
+    postgres_url, dev_server_env, settings, sink
+):
     """Two APIs on one PostgreSQL database, each with its own dispatcher, hit at the same time:
     every hit reaches its journey exactly once (counted in the journeys' histories)."""
     socks = [listening_socket("127.0.0.1", 0) for _ in range(2)]
-    pg_settings = settings.model_copy(update={
-        "database_url": postgres_url, "temporal_task_queue": unique_id("pg-outbox"), "welcome_relance_by_sms": False,
-        "temporal_address": dev_server_env.client.service_client.config.target_host,
-        "public_base_url": f"http://127.0.0.1:{socks[0].getsockname()[1]}",
-    })
+    pg_settings = settings.model_copy(
+        update={
+            "database_url": postgres_url,
+            "temporal_task_queue": unique_id("pg-outbox"),
+            "welcome_relance_by_sms": False,
+            "temporal_address": dev_server_env.client.service_client.config.target_host,
+            "public_base_url": f"http://127.0.0.1:{socks[0].getsockname()[1]}",
+        }
+    )
     apps = [create_app(pg_settings) for _ in socks]
-    apis = [ServedApp(app, sock=sock, lifespan="on") for app, sock in zip(apps, socks)]
+    apis = [
+        ServedApp(app, sock=sock, lifespan="on") for app, sock in zip(apps, socks, strict=False)
+    ]
     engine = make_engine(postgres_url)
     signer = TokenSigner(pg_settings.secret_key, max_age_seconds=3600)
-    for app, api in zip(apps, apis):
+    for app, api in zip(apps, apis, strict=False):
         await api.start()
-        app.state.outbox.batch_size = 20  # batches smaller than the hits: the two dispatchers race for rows
+        app.state.outbox.batch_size = (
+            20  # batches smaller than the hits: the two dispatchers race for rows
+        )
     try:
-        async with build_worker(dev_server_env.client, pg_settings, engine), \
-                httpx.AsyncClient(base_url=apis[0].url, headers={"X-API-Key": pg_settings.api_key}) as http:
-            leads = [lead_id for lead_id, _, _ in await asyncio.gather(*(sign_up(http, sink) for _ in range(LEADS)))]
-            opens = {lead_id: ["/t/o/" + signer.sign(TrackingToken("open", uuid.uuid4().hex, lead_id, f"welcome-{lead_id}"))
-                               for _ in range(OPENS)] for lead_id in leads}  # distinct messages: each must be told
-            paths = [opens[lead_id][i] for i in range(OPENS) for lead_id in leads]  # the journeys interleaved
-            results = await asyncio.gather(*(hammer(paths[n::2], connections=8, api=api.url)
-                                             for n, api in enumerate(apis)))
+        async with (
+            build_worker(dev_server_env.client, pg_settings, engine),
+            httpx.AsyncClient(
+                base_url=apis[0].url, headers={"X-API-Key": pg_settings.api_key}
+            ) as http,
+        ):
+            leads = [
+                lead_id
+                for lead_id, _, _ in await asyncio.gather(
+                    *(sign_up(http, sink) for _ in range(LEADS))
+                )
+            ]
+            opens = {
+                lead_id: [
+                    "/t/o/"
+                    + signer.sign(
+                        TrackingToken("open", uuid.uuid4().hex, lead_id, f"welcome-{lead_id}")
+                    )
+                    for _ in range(OPENS)
+                ]
+                for lead_id in leads
+            }  # distinct messages: each must be told
+            paths = [
+                opens[lead_id][i] for i in range(OPENS) for lead_id in leads
+            ]  # the journeys interleaved
+            results = await asyncio.gather(
+                *(hammer(paths[n::2], connections=8, api=api.url) for n, api in enumerate(apis))
+            )
             assert results == [{200: LEADS * OPENS // 2}] * 2
 
             def settled() -> bool:
                 with Session(engine) as session:
-                    rows = session.exec(select(TrackingEvent).where(col(TrackingEvent.lead_id).in_(leads))).all()
+                    rows = session.exec(
+                        select(TrackingEvent).where(col(TrackingEvent.lead_id).in_(leads))
+                    ).all()
                 return len(rows) == LEADS * OPENS and all(r.delivered_at for r in rows)
 
             await eventually(settled, timeout=30, what="every hit to be settled")
             for lead_id in leads:
-                assert await signals(dev_server_env.client, f"welcome-{lead_id}") == ["opened"] * OPENS
+                assert (
+                    await signals(dev_server_env.client, f"welcome-{lead_id}") == ["opened"] * OPENS
+                )
     finally:
         for api in apis:
             await api.stop()

@@ -10,14 +10,21 @@ which commits in arrival order — so once a later click is answered, every open
 
 from __future__ import annotations
 
-import re
-
 from sqlmodel import Session, col, select
 
 from relance.models import Message, TrackingEvent
 from tests.conftest import LiveStack
-from tests.test_api_welcome_e2e import (CONFIRMATION_SUBJECT, confirm_link, double_opt_in,  # noqa: F401 (fixture)
-                                        links, new_email, press_confirm, sign_up_body, unsubscribe_url, welcome_mail)
+from tests.test_api_welcome_e2e import (
+    CONFIRMATION_SUBJECT,
+    confirm_link,
+    double_opt_in,  # noqa: F401 (fixture)
+    links,
+    new_email,
+    press_confirm,
+    sign_up_body,
+    unsubscribe_url,
+    welcome_mail,
+)
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -49,17 +56,24 @@ async def email_consent(live: LiveStack, lead_id: str) -> str:
 
 def hits_on(live: LiveStack, message_id: str) -> list[str]:
     with Session(live.engine) as session:
-        rows = session.exec(select(TrackingEvent.kind).where(TrackingEvent.message_id == message_id)
-                            .order_by(col(TrackingEvent.id))).all()
+        rows = session.exec(
+            select(TrackingEvent.kind)
+            .where(TrackingEvent.message_id == message_id)
+            .order_by(col(TrackingEvent.id))
+        ).all()
     return list(rows)
 
 
 def message_of(live: LiveStack, lead_id: str, step: str) -> str:
     with Session(live.engine) as session:
-        return session.exec(select(Message.id).where(Message.lead_id == lead_id, col(Message.step).startswith(step))).one()
+        return session.exec(
+            select(Message.id).where(Message.lead_id == lead_id, col(Message.step).startswith(step))
+        ).one()
 
 
-async def test_a_link_written_any_other_way_does_nothing_on_every_kind_of_public_link(double_opt_in: LiveStack):
+async def test_a_link_written_any_other_way_does_nothing_on_every_kind_of_public_link(
+    double_opt_in: LiveStack,
+):
     live = double_opt_in
     lead_id, email = await sign_up_pending(live)
     [confirmation] = await live.sink.wait_for_mail(to=email, subject_contains=CONFIRMATION_SUBJECT)
@@ -71,7 +85,9 @@ async def test_a_link_written_any_other_way_does_nothing_on_every_kind_of_public
             response = await live.public.request(method, url)
             assert response.status_code == 404 and "not valid" in response.text, (variant, method)
     assert await email_consent(live, lead_id) == "pending"
-    assert (await press_confirm(live, confirm_url)).status_code == 200  # the link as written still works
+    assert (
+        await press_confirm(live, confirm_url)
+    ).status_code == 200  # the link as written still works
     assert await email_consent(live, lead_id) == "granted"
 
     mail = await welcome_mail(live, email)
@@ -83,7 +99,9 @@ async def test_a_link_written_any_other_way_does_nothing_on_every_kind_of_public
     # Open: the GIF is served either way (mail clients get no error), but only the real link counts.
     for variant, url in spellings(pixel).items():
         response = await live.public.get(url)
-        assert response.status_code == 200 and response.headers["content-type"] == "image/gif", variant
+        assert response.status_code == 200 and response.headers["content-type"] == "image/gif", (
+            variant
+        )
     # Click: 404, redirected nowhere.
     for variant, url in spellings(click).items():
         response = await live.public.get(url)
@@ -91,20 +109,28 @@ async def test_a_link_written_any_other_way_does_nothing_on_every_kind_of_public
     # Unsubscribe: neither the page nor the one-click POST accepts another spelling.
     for variant, url in spellings(unsubscribe).items():
         assert (await live.public.get(url)).status_code == 404, variant
-        response = await live.public.post(url, content=b"List-Unsubscribe=One-Click",
-                                          headers={"content-type": "application/x-www-form-urlencoded"})
+        response = await live.public.post(
+            url,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
         assert response.status_code == 404 and "not valid" in response.text, variant
     assert await email_consent(live, lead_id) == "granted"
 
     # The real click, answered once stored, comes after every open above: none of them was kept.
     assert (await live.public.get(click)).status_code == 302
     assert hits_on(live, welcome) == ["clicked"]
-    response = await live.public.post(unsubscribe, content=b"List-Unsubscribe=One-Click",
-                                      headers={"content-type": "application/x-www-form-urlencoded"})
+    response = await live.public.post(
+        unsubscribe,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 200 and await email_consent(live, lead_id) == "withdrawn"
 
 
-async def test_opening_the_confirmation_link_confirms_nothing_pressing_its_button_does(double_opt_in: LiveStack):
+async def test_opening_the_confirmation_link_confirms_nothing_pressing_its_button_does(
+    double_opt_in: LiveStack,
+):
     """A mail security gateway opens every link of an incoming email before the person does."""
     live = double_opt_in
     lead_id, email = await sign_up_pending(live)
@@ -124,7 +150,10 @@ async def test_opening_the_confirmation_link_confirms_nothing_pressing_its_butto
     assert "location" not in response.headers  # a page on this site, not a redirect
     assert await email_consent(live, lead_id) == "granted"
     consents = (await live.http.get(f"/leads/{lead_id}/consents")).json()
-    assert [(c["status"], c["user_agent"]) for c in consents][-1] == ("granted", "Mozilla/5.0 (the lead)")
+    assert [(c["status"], c["user_agent"]) for c in consents][-1] == (
+        "granted",
+        "Mozilla/5.0 (the lead)",
+    )
     assert "Welcome to" in (await welcome_mail(live, email)).subject
 
 
@@ -135,7 +164,9 @@ def same_answer(head, get) -> None:
         assert head.headers.get(name) == get.headers.get(name), name
 
 
-async def test_head_answers_like_get_on_every_public_link_and_acts_on_none(double_opt_in: LiveStack):
+async def test_head_answers_like_get_on_every_public_link_and_acts_on_none(
+    double_opt_in: LiveStack,
+):
     live = double_opt_in
     lead_id, email = await sign_up_pending(live)
     [confirmation] = await live.sink.wait_for_mail(to=email, subject_contains=CONFIRMATION_SUBJECT)
@@ -154,9 +185,15 @@ async def test_head_answers_like_get_on_every_public_link_and_acts_on_none(doubl
     unsubscribe = unsubscribe_url(mail)
     welcome = message_of(live, lead_id, "welcome")
 
-    heads = {name: await live.public.head(url) for name, url in
-             (("pixel", pixel), ("click", click), ("unsubscribe", unsubscribe))}
-    assert {name: r.status_code for name, r in heads.items()} == {"pixel": 200, "click": 302, "unsubscribe": 200}
+    heads = {
+        name: await live.public.head(url)
+        for name, url in (("pixel", pixel), ("click", click), ("unsubscribe", unsubscribe))
+    }
+    assert {name: r.status_code for name, r in heads.items()} == {
+        "pixel": 200,
+        "click": 302,
+        "unsubscribe": 200,
+    }
     assert heads["click"].headers["location"] == "https://example.com/guides/first-journey"
     assert (await live.public.head(click + "x")).status_code == 404
     assert await email_consent(live, lead_id) == "granted"  # a HEAD is not an unsubscribe

@@ -40,9 +40,16 @@ def as_api_user() -> tuple[list[str], int | None]:
         return [], None
     setpriv = shutil.which("setpriv")
     if setpriv is None:
-        pytest.skip("running as root without setpriv: no unprivileged user to make the folder read-only for")
+        pytest.skip(
+            "running as root without setpriv: no unprivileged user to make the folder read-only for"
+        )
     nobody = pwd.getpwnam("nobody")
-    return [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"], nobody.pw_uid
+    return [
+        setpriv,
+        f"--reuid={nobody.pw_uid}",
+        f"--regid={nobody.pw_gid}",
+        "--clear-groups",
+    ], nobody.pw_uid
 
 
 def set_writable(folder: Path, writable: bool) -> None:
@@ -87,31 +94,66 @@ async def wait_for(check, what: str, timeout: float = 20.0):
 
 
 async def test_a_read_only_data_folder_is_reported_answered_503_and_recovered_from_without_restart(
-        data_folder, dev_server_env):
+    data_folder, dev_server_env
+):
     folder, prefix = data_folder
     database = folder / "relance.db"
     # Another process with the database open (the worker): its -wal and -shm files exist.
     holder = subprocess.Popen(
-        [*prefix, sys.executable, "-c",
-         "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA journal_mode=WAL');"
-         "c.execute('SELECT count(*) FROM leads').fetchall(); print('open', flush=True); sys.stdin.read()",
-         str(database)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            *prefix,
+            sys.executable,
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA journal_mode=WAL');"
+            "c.execute('SELECT count(*) FROM leads').fetchall(); print('open', flush=True); sys.stdin.read()",
+            str(database),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     api = None
     try:
         assert holder.stdout.readline().strip() == "open"
-        assert {p.name for p in folder.iterdir()} >= {"relance.db", "relance.db-wal", "relance.db-shm"}
+        assert {p.name for p in folder.iterdir()} >= {
+            "relance.db",
+            "relance.db-wal",
+            "relance.db-shm",
+        }
         set_writable(folder, False)
 
         port = free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "RELANCE_DATA_DIR": str(folder),
-               "RELANCE_DATABASE_URL": f"sqlite:///{database}", "RELANCE_API_KEY": "ro-test-key",
-               "RELANCE_SECRET_KEY": "ro-test-secret",
-               "RELANCE_TEMPORAL_ADDRESS": dev_server_env.client.service_client.config.target_host,
-               "RELANCE_PAYLOAD_KEYS": json.dumps(TEST_PAYLOAD_KEYS), "RELANCE_PAYLOAD_KEY_ID": TEST_PAYLOAD_KEY_ID}
-        api = subprocess.Popen([*prefix, sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
-                                "--host", "127.0.0.1", "--port", str(port)], cwd=folder.parent, env=env)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": "ro-test-key"},
-                                     timeout=10) as http:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "RELANCE_DATA_DIR": str(folder),
+            "RELANCE_DATABASE_URL": f"sqlite:///{database}",
+            "RELANCE_API_KEY": "ro-test-key",
+            "RELANCE_SECRET_KEY": "ro-test-secret",
+            "RELANCE_TEMPORAL_ADDRESS": dev_server_env.client.service_client.config.target_host,
+            "RELANCE_PAYLOAD_KEYS": json.dumps(TEST_PAYLOAD_KEYS),
+            "RELANCE_PAYLOAD_KEY_ID": TEST_PAYLOAD_KEY_ID,
+        }
+        api = subprocess.Popen(
+            [
+                *prefix,
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "api.main:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=folder.parent,
+            env=env,
+        )
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": "ro-test-key"}, timeout=10
+        ) as http:
+
             async def answered():
                 assert api.poll() is None, "the API exited"
                 try:
@@ -121,7 +163,10 @@ async def test_a_read_only_data_folder_is_reported_answered_503_and_recovered_fr
 
             health = await wait_for(answered, "the API to start")
             assert health.status_code == 503, health.text
-            assert health.json()["database_writable"] is False and health.json()["database"] == "read-only"
+            assert (
+                health.json()["database_writable"] is False
+                and health.json()["database"] == "read-only"
+            )
 
             signup = await http.post("/leads", json=sign_up_body(new_email()))
             assert signup.status_code == 503, signup.text
@@ -133,7 +178,9 @@ async def test_a_read_only_data_folder_is_reported_answered_503_and_recovered_fr
                 response = await http.get("/health")
                 return response if response.status_code == 200 else None
 
-            health = await wait_for(healthy, "/health to see the database writable again", timeout=10)
+            health = await wait_for(
+                healthy, "/health to see the database writable again", timeout=10
+            )
             assert health.json()["database_writable"] is True and health.json()["database"] == "ok"
             signup = await http.post("/leads", json=sign_up_body(new_email()))
             assert signup.status_code == 201, signup.text

@@ -14,7 +14,7 @@ README = (ROOT / "README.md").read_text()
 def section(title: str) -> str:
     start = README.index(f"## {title}\n")
     end = README.find("\n## ", start + 1)
-    return README[start:end if end != -1 else None]
+    return README[start : end if end != -1 else None]
 
 
 def layout_rows() -> dict[str, list[str]]:
@@ -34,7 +34,11 @@ def test_how_it_fits_together_describes_each_path_once():
 
 def test_every_config_file_is_named_in_the_layout():
     [config] = layout_rows()["config/"]
-    missing = [p.name for p in sorted((ROOT / "config").iterdir()) if p.is_file() and f"`{p.name}`" not in config]
+    missing = [
+        p.name
+        for p in sorted((ROOT / "config").iterdir())
+        if p.is_file() and f"`{p.name}`" not in config
+    ]
     assert missing == []
 
 
@@ -52,7 +56,9 @@ def test_every_variable_the_readme_names_is_a_setting():
     fields = {name.upper() for name in Settings.model_fields}
     named = set(re.findall(r"`RELANCE_([A-Z_]{2,})", README))  # not a placeholder such as RELANCE_X
     # "RELANCE_X / _Y" rows name a prefix of two settings; "_MINUTE"-style suffixes stand alone.
-    unknown = sorted(n for n in named if n not in fields and not any(f.startswith(n) for f in fields))
+    unknown = sorted(
+        n for n in named if n not in fields and not any(f.startswith(n) for f in fields)
+    )
     assert unknown == []
 
 

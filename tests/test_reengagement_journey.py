@@ -17,8 +17,11 @@ from worker import build_worker
 from workflows.reengagement import ReEngagementInput, ReEngagementJourney, ReEngagementResult
 from workflows.signals import ACTIVITY, CLICKED, UNSUBSCRIBED, ActivitySignal, TrackingSignal
 
-SUBJECTS = ["We miss you, Ada: the best of Relance lately", "What do you want to hear about, Ada?",
-            "Shall we stay in touch, Ada?"]
+SUBJECTS = [
+    "We miss you, Ada: the best of Relance lately",
+    "What do you want to hear about, Ada?",
+    "Shall we stay in touch, Ada?",
+]
 
 
 @pytest.fixture
@@ -29,8 +32,11 @@ async def worker(client, settings, engine):
 
 async def start(client: Client, settings, lead, **knobs) -> WorkflowHandle:
     return await client.start_workflow(
-        ReEngagementJourney.run, ReEngagementInput(lead_id=lead.id, **knobs),
-        id=unique_id(f"reengage-{lead.id}"), task_queue=settings.temporal_task_queue)
+        ReEngagementJourney.run,
+        ReEngagementInput(lead_id=lead.id, **knobs),
+        id=unique_id(f"reengage-{lead.id}"),
+        task_queue=settings.temporal_task_queue,
+    )
 
 
 async def wait_for_step(handle: WorkflowHandle, step: str, timeout: float = 10.0):
@@ -43,13 +49,18 @@ async def wait_for_step(handle: WorkflowHandle, step: str, timeout: float = 10.0
 
 
 async def test_no_reaction_means_three_emails_a_week_apart_then_suppression(
-        client, settings, worker, sink: DevSink, make_lead, engine):
+    client, settings, worker, sink: DevSink, make_lead, engine
+):
     lead = make_lead()
     result: ReEngagementResult = await (await start(client, settings, lead)).result()
 
     assert result.outcome == "sunset_suppressed" and result.reaction is None
     first, second, third = result.messages
-    assert [m.template for m in result.messages] == ["reengage_best_of", "reengage_preferences", "reengage_last_call"]
+    assert [m.template for m in result.messages] == [
+        "reengage_best_of",
+        "reengage_preferences",
+        "reengage_last_call",
+    ]
     assert second.at - first.at == pytest.approx(timedelta(days=7), abs=timedelta(seconds=5))
     assert third.at - second.at == pytest.approx(timedelta(days=7), abs=timedelta(seconds=5))
     mails = await sink.wait_for_mail(to=lead.email, count=3)
@@ -63,13 +74,17 @@ async def test_no_reaction_means_three_emails_a_week_apart_then_suppression(
 
 
 async def test_a_click_after_email_2_means_re_engaged_points_and_no_email_3(
-        client, settings, worker, sink: DevSink, make_lead, engine, time_skipping_env):
+    client, settings, worker, sink: DevSink, make_lead, engine, time_skipping_env
+):
     lead = make_lead()
     handle = await start(client, settings, lead)
     await wait_for_step(handle, "waiting_after_email_1")
     await time_skipping_env.sleep(timedelta(days=7, hours=1))
     status = await wait_for_step(handle, "waiting_after_email_2")
-    await handle.signal(CLICKED, TrackingSignal(message_id=status.messages[1].message_id, url="https://example.com/p"))
+    await handle.signal(
+        CLICKED,
+        TrackingSignal(message_id=status.messages[1].message_id, url="https://example.com/p"),
+    )
     result: ReEngagementResult = await handle.result()
 
     assert result.outcome == "re_engaged" and result.reaction == "clicked"
@@ -79,13 +94,18 @@ async def test_a_click_after_email_2_means_re_engaged_points_and_no_email_3(
     assert [m.subject for m in sink.mails_to(lead.email)] == SUBJECTS[:2]
     with Session(engine) as session:
         row = session.get(Lead, lead.id)
-        assert row.reengagement_status == "re_engaged" and row.score == settings.scoring_rules().events["reengaged"]
+        assert (
+            row.reengagement_status == "re_engaged"
+            and row.score == settings.scoring_rules().events["reengaged"]
+        )
         [event] = session.exec(select(ScoreEvent).where(ScoreEvent.lead_id == lead.id)).all()
         assert event.event == "reengaged" and "clicked" in event.reason
         assert latest_consent(session, lead.id, "email").status == "granted"
 
 
-async def test_a_visit_during_the_journey_means_re_engaged(client, settings, worker, sink, make_lead):
+async def test_a_visit_during_the_journey_means_re_engaged(
+    client, settings, worker, sink, make_lead
+):
     lead = make_lead()
     handle = await start(client, settings, lead)
     await wait_for_step(handle, "waiting_after_email_1")
@@ -94,7 +114,9 @@ async def test_a_visit_during_the_journey_means_re_engaged(client, settings, wor
     assert (result.outcome, result.reaction, len(result.messages)) == ("re_engaged", "page_view", 1)
 
 
-async def test_unsubscribe_ends_the_journey_without_sunset(client, settings, worker, sink, make_lead, engine):
+async def test_unsubscribe_ends_the_journey_without_sunset(
+    client, settings, worker, sink, make_lead, engine
+):
     lead = make_lead()
     handle = await start(client, settings, lead)
     await wait_for_step(handle, "waiting_after_email_1")
@@ -105,14 +127,19 @@ async def test_unsubscribe_ends_the_journey_without_sunset(client, settings, wor
         assert session.get(Lead, lead.id).reengagement_status == "unsubscribed"
 
 
-async def test_sunset_delete_erases_the_lead(client, settings, worker, sink: DevSink, make_lead, engine):
+async def test_sunset_delete_erases_the_lead(
+    client, settings, worker, sink: DevSink, make_lead, engine
+):
     lead = make_lead()
-    result = await (await start(client, settings, lead, delays_days=[1, 2, 3], sunset="delete")).result()
+    result = await (
+        await start(client, settings, lead, delays_days=[1, 2, 3], sunset="delete")
+    ).result()
 
     assert result.outcome == "sunset_deleted"
     assert [m.at - result.messages[0].at for m in result.messages][1:] == [
         pytest.approx(timedelta(days=1), abs=timedelta(seconds=5)),
-        pytest.approx(timedelta(days=3), abs=timedelta(seconds=5))]
+        pytest.approx(timedelta(days=3), abs=timedelta(seconds=5)),
+    ]
     assert result.rows_deleted["leads"] == 1 and result.rows_deleted["messages"] == 3
     assert result.rows_deleted["consents"] == 1
     with Session(engine) as session:

@@ -19,11 +19,21 @@ async def listed(client, schedule_id: str) -> int:
     return 0
 
 
-async def test_ensuring_the_schedule_twice_leaves_one_with_the_settings_spec(dev_server_env, settings):
+async def test_ensuring_the_schedule_twice_leaves_one_with_the_settings_spec(
+    dev_server_env, settings
+):
     client = dev_server_env.client
     await ensure_reengagement_schedule(client, settings)
-    await ensure_reengagement_schedule(client, settings.model_copy(update={
-        "reengagement_schedule_hour": 4, "reengagement_schedule_minute": 30, "reengagement_inactive_days": 90}))
+    await ensure_reengagement_schedule(
+        client,
+        settings.model_copy(
+            update={
+                "reengagement_schedule_hour": 4,
+                "reengagement_schedule_minute": 30,
+                "reengagement_inactive_days": 90,
+            }
+        ),
+    )
 
     description = await client.get_schedule_handle(REENGAGEMENT_SCHEDULE_ID).describe()
     [calendar] = description.schedule.spec.calendars
@@ -31,7 +41,9 @@ async def test_ensuring_the_schedule_twice_leaves_one_with_the_settings_spec(dev
     assert [(r.start, r.end) for r in calendar.minute] == [(30, 30)]
     action = description.schedule.action
     assert isinstance(action, ScheduleActionStartWorkflow)
-    assert action.workflow == "ReEngagementSweep" and action.task_queue == settings.temporal_task_queue
+    assert (
+        action.workflow == "ReEngagementSweep" and action.task_queue == settings.temporal_task_queue
+    )
     [sweep_input] = await client.data_converter.decode(action.args)
     assert sweep_input["inactive_days"] == 90
     assert description.schedule.state.paused is False

@@ -8,15 +8,15 @@ stay there, started and waiting, exactly as Temporal recorded the sweep's start.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, insert
-from sqlmodel import select
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
@@ -43,8 +43,9 @@ JOURNEY_QUEUE = "reengage-no-worker"  # journeys are started here and wait: nobo
 @pytest.fixture(scope="module")
 async def server() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server of their own: the 20,000 journeys must not slow the other end-to-end tests."""
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=bundled_binary("temporal"),
-                                                search_attributes=search_attributes.ALL)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=bundled_binary("temporal"), search_attributes=search_attributes.ALL
+    )
     yield env
     await env.shutdown()
 
@@ -57,33 +58,87 @@ def scratch_engine(tmp_path) -> Engine:
 
 
 def sweep_settings(settings: Settings, engine: Engine) -> Settings:
-    return settings.model_copy(update={"database_url": str(engine.url), "temporal_task_queue": JOURNEY_QUEUE})
+    return settings.model_copy(
+        update={"database_url": str(engine.url), "temporal_task_queue": JOURNEY_QUEUE}
+    )
 
 
-def seed(engine: Engine, *, count: int, last_activity_days_ago: float | None, created_days_ago: float = 400,
-         consent: str | None = "granted", status: str | None = None, status_days_ago: float = 0) -> list[str]:
+def seed(
+    engine: Engine,
+    *,
+    count: int,
+    last_activity_days_ago: float | None,
+    created_days_ago: float = 400,
+    consent: str | None = "granted",
+    status: str | None = None,
+    status_days_ago: float = 0,
+) -> list[str]:
     """Bulk-insert ``count`` leads (and their latest email consent) straight into the database."""
     now = utcnow()
     ids = [uuid.uuid4().hex for _ in range(count)]
-    last = now - timedelta(days=last_activity_days_ago) if last_activity_days_ago is not None else None
-    leads = [dict(id=i, email=f"{i}@example.com", locale="en", time_zone="UTC", score=0,
-                  created_at=now - timedelta(days=created_days_ago), updated_at=now, last_activity_at=last,
-                  reengagement_status=status, reengagement_at=now - timedelta(days=status_days_ago) if status else None) for i in ids]
+    last = (
+        now - timedelta(days=last_activity_days_ago) if last_activity_days_ago is not None else None
+    )
+    leads = [
+        dict(
+            id=i,
+            email=f"{i}@example.com",
+            locale="en",
+            time_zone="UTC",
+            score=0,
+            created_at=now - timedelta(days=created_days_ago),
+            updated_at=now,
+            last_activity_at=last,
+            reengagement_status=status,
+            reengagement_at=now - timedelta(days=status_days_ago) if status else None,
+        )
+        for i in ids
+    ]
     with session_scope(engine) as session:
         session.execute(insert(Lead), leads)
         if consent == "withdrawn":  # granted first, then withdrawn: the latest row counts
-            session.execute(insert(Consent), [dict(lead_id=i, channel="email", purpose="marketing", status="granted",
-                                                   recorded_at=now - timedelta(days=300)) for i in ids])
+            session.execute(
+                insert(Consent),
+                [
+                    dict(
+                        lead_id=i,
+                        channel="email",
+                        purpose="marketing",
+                        status="granted",
+                        recorded_at=now - timedelta(days=300),
+                    )
+                    for i in ids
+                ],
+            )
         if consent:
-            session.execute(insert(Consent), [dict(lead_id=i, channel="email", purpose="marketing", status=consent,
-                                                   recorded_at=now - timedelta(days=200)) for i in ids])
+            session.execute(
+                insert(Consent),
+                [
+                    dict(
+                        lead_id=i,
+                        channel="email",
+                        purpose="marketing",
+                        status=consent,
+                        recorded_at=now - timedelta(days=200),
+                    )
+                    for i in ids
+                ],
+            )
     return ids
 
 
-async def run_sweep(client: Client, settings: Settings, engine: Engine, **knobs) -> tuple[SweepResult, str]:
-    async with build_worker(client, sweep_settings(settings, engine), engine, task_queue=SWEEP_QUEUE):
-        handle = await client.start_workflow(ReEngagementSweep.run, SweepInput(**knobs), id=f"sweep-{uuid.uuid4().hex}",
-                                             task_queue=SWEEP_QUEUE)
+async def run_sweep(
+    client: Client, settings: Settings, engine: Engine, **knobs
+) -> tuple[SweepResult, str]:
+    async with build_worker(
+        client, sweep_settings(settings, engine), engine, task_queue=SWEEP_QUEUE
+    ):
+        handle = await client.start_workflow(
+            ReEngagementSweep.run,
+            SweepInput(**knobs),
+            id=f"sweep-{uuid.uuid4().hex}",
+            task_queue=SWEEP_QUEUE,
+        )
         return await handle.result(), handle.id
 
 
@@ -97,25 +152,43 @@ async def journey_state(client: Client, lead_id: str) -> WorkflowExecutionStatus
 
 
 async def test_the_sweep_starts_journeys_only_for_inactive_consenting_not_enrolled_leads_once(
-        server, settings, scratch_engine):
+    server, settings, scratch_engine
+):
     client = server.client
     inactive = seed(scratch_engine, count=3, last_activity_days_ago=90)
-    never_active_old = seed(scratch_engine, count=1, last_activity_days_ago=None, created_days_ago=90)
-    never_active_new = seed(scratch_engine, count=1, last_activity_days_ago=None, created_days_ago=10)
+    never_active_old = seed(
+        scratch_engine, count=1, last_activity_days_ago=None, created_days_ago=90
+    )
+    never_active_new = seed(
+        scratch_engine, count=1, last_activity_days_ago=None, created_days_ago=10
+    )
     recently_active = seed(scratch_engine, count=2, last_activity_days_ago=20)
     no_consent = seed(scratch_engine, count=1, last_activity_days_ago=90, consent=None)
     withdrawn = seed(scratch_engine, count=1, last_activity_days_ago=90, consent="withdrawn")
-    suppressed_by_sunset = seed(scratch_engine, count=1, last_activity_days_ago=200, consent="withdrawn",
-                                status="sunset_suppressed")
+    suppressed_by_sunset = seed(
+        scratch_engine,
+        count=1,
+        last_activity_days_ago=200,
+        consent="withdrawn",
+        status="sunset_suppressed",
+    )
     enrolled_in_db = seed(scratch_engine, count=1, last_activity_days_ago=90, status="in_journey")
     # Already in a running journey that the database does not know of yet (an overlapping sweep).
     [running] = seed(scratch_engine, count=1, last_activity_days_ago=90)
-    await client.start_workflow(ReEngagementJourney.run, ReEngagementInput(running), id=f"reengage-{running}",
-                                task_queue=JOURNEY_QUEUE)
+    await client.start_workflow(
+        ReEngagementJourney.run,
+        ReEngagementInput(running),
+        id=f"reengage-{running}",
+        task_queue=JOURNEY_QUEUE,
+    )
     # Came back after an earlier re-engagement (ended 80 days ago), then went quiet again: eligible again;
     # but not a lead whose earlier run ended within the re-enrollment cooldown (30 days).
-    again = seed(scratch_engine, count=1, last_activity_days_ago=70, status="re_engaged", status_days_ago=80)
-    cooling = seed(scratch_engine, count=1, last_activity_days_ago=70, status="converted", status_days_ago=10)
+    again = seed(
+        scratch_engine, count=1, last_activity_days_ago=70, status="re_engaged", status_days_ago=80
+    )
+    cooling = seed(
+        scratch_engine, count=1, last_activity_days_ago=70, status="converted", status_days_ago=10
+    )
 
     first, _ = await run_sweep(client, settings, scratch_engine, inactive_days=60, batch_size=2)
 
@@ -123,11 +196,20 @@ async def test_the_sweep_starts_journeys_only_for_inactive_consenting_not_enroll
     assert first.started == len(expected) and first.already_enrolled == 1
     for lead_id in expected | {running}:
         assert await journey_state(client, lead_id) == WorkflowExecutionStatus.RUNNING, lead_id
-    for lead_id in (never_active_new + recently_active + no_consent + withdrawn + suppressed_by_sunset + enrolled_in_db
-                    + cooling):
+    for lead_id in (
+        never_active_new
+        + recently_active
+        + no_consent
+        + withdrawn
+        + suppressed_by_sunset
+        + enrolled_in_db
+        + cooling
+    ):
         assert await journey_state(client, lead_id) is None, lead_id
     with session_scope(scratch_engine) as session:
-        assert {session.get(Lead, i).reengagement_status for i in expected | {running}} == {"in_journey"}
+        assert {session.get(Lead, i).reengagement_status for i in expected | {running}} == {
+            "in_journey"
+        }
 
     second, _ = await run_sweep(client, settings, scratch_engine, inactive_days=60, batch_size=2)
     assert (second.started, second.already_enrolled, second.leads) == (0, 0, 0)
@@ -135,7 +217,9 @@ async def test_the_sweep_starts_journeys_only_for_inactive_consenting_not_enroll
 
 async def test_a_one_shot_campaign_can_use_another_inactivity(server, settings, scratch_engine):
     quiet_for_40_days = seed(scratch_engine, count=2, last_activity_days_ago=40)
-    default, _ = await run_sweep(server.client, settings, scratch_engine, **vars(sweep_input(settings)))
+    default, _ = await run_sweep(
+        server.client, settings, scratch_engine, **vars(sweep_input(settings))
+    )
     assert default.started == 0
     campaign, _ = await run_sweep(server.client, settings, scratch_engine, inactive_days=30)
     assert campaign.started == 2
@@ -150,8 +234,11 @@ async def largest_history(client: Client, workflow_id: str, first_run_id: str) -
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
         runs, largest = runs + 1, max(largest, len(history.events))
         last = history.events[-1]
-        run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-                  if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW else None)
+        run_id = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+            else None
+        )
     return runs, largest
 
 
@@ -175,7 +262,9 @@ class CountedStarts(ReEngagementActivities):
         return True
 
 
-async def test_a_sweep_over_20000_leads_completes_with_small_histories(server, settings, scratch_engine):
+async def test_a_sweep_over_20000_leads_completes_with_small_histories(
+    server, settings, scratch_engine
+):
     seeded_at = time.monotonic()
     inactive = seed(scratch_engine, count=20_000, last_activity_days_ago=75)
     seed(scratch_engine, count=2_000, last_activity_days_ago=5)
@@ -183,14 +272,23 @@ async def test_a_sweep_over_20000_leads_completes_with_small_histories(server, s
 
     client, knobs = server.client, sweep_settings(settings, scratch_engine)
     counted = CountedStarts(knobs, scratch_engine)
-    activities = [a for a in build_activities(knobs, scratch_engine) if a.__name__ != "enroll_inactive_page"]
+    activities = [
+        a for a in build_activities(knobs, scratch_engine) if a.__name__ != "enroll_inactive_page"
+    ]
     swept_at = time.monotonic()
-    async with Worker(client, task_queue=SWEEP_QUEUE, workflows=[ReEngagementSweep],
-                      activities=[*activities, counted.enroll_inactive_page],
-                      activity_executor=ThreadPoolExecutor(max_workers=4)):
-        handle = await client.start_workflow(ReEngagementSweep.run, SweepInput(inactive_days=60, batch_size=500,
-                                                                               pages_per_run=10),
-                                             id=f"sweep-{uuid.uuid4().hex}", task_queue=SWEEP_QUEUE)
+    async with Worker(
+        client,
+        task_queue=SWEEP_QUEUE,
+        workflows=[ReEngagementSweep],
+        activities=[*activities, counted.enroll_inactive_page],
+        activity_executor=ThreadPoolExecutor(max_workers=4),
+    ):
+        handle = await client.start_workflow(
+            ReEngagementSweep.run,
+            SweepInput(inactive_days=60, batch_size=500, pages_per_run=10),
+            id=f"sweep-{uuid.uuid4().hex}",
+            task_queue=SWEEP_QUEUE,
+        )
         result: SweepResult = await handle.result()
     swept_at = time.monotonic() - swept_at
     print(f"seeded 22,000 leads in {seeded_at:.1f} s; swept 20,000 in {swept_at:.1f} s")
@@ -203,4 +301,7 @@ async def test_a_sweep_over_20000_leads_completes_with_small_histories(server, s
     assert runs == result.runs == 4  # continued as new every 10 pages
     assert largest < 10_000
     with session_scope(scratch_engine) as session:
-        assert session.exec(select(func.count()).where(Lead.reengagement_status == "in_journey")).one() == 20_000
+        assert (
+            session.exec(select(func.count()).where(Lead.reengagement_status == "in_journey")).one()
+            == 20_000
+        )

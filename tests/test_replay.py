@@ -71,13 +71,19 @@ def workflow_type(path: Path) -> str:
 
 
 def test_the_saved_histories_are_exactly_the_expected_ones_for_their_workflows():
-    assert {p.stem: workflow_type(p) for p in HISTORIES} == EXPECTED, "see tests/histories/record*.py"
+    assert {p.stem: workflow_type(p) for p in HISTORIES} == EXPECTED, (
+        "see tests/histories/record*.py"
+    )
 
 
 def test_every_journey_the_worker_runs_has_a_saved_history():
-    names = {workflow._Definition.must_from_class(journey).name for journey in ALL_JOURNEYS}  # as registered
+    names = {
+        workflow._Definition.must_from_class(journey).name for journey in ALL_JOURNEYS
+    }  # as registered
     saved = {workflow_type(p) for p in HISTORIES}
-    assert names == saved, f"no saved history: {sorted(names - saved)}; not a journey: {sorted(saved - names)}"
+    assert names == saved, (
+        f"no saved history: {sorted(names - saved)}; not a journey: {sorted(saved - names)}"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -92,31 +98,60 @@ async def test_saved_history_replays_with_todays_code(name: str):
 # The replay test can fail: today's PurchaseFollowUp, copied, replays its saved history; the same
 # copy with one command changed (the purchase no longer scored, no ``workflow.patched``) does not.
 
+
 async def follow_up(input: PurchaseInput, *, scores_the_purchase: bool) -> PurchaseResult:
     """workflows/purchase.py's PurchaseFollowUp.run, command for command."""
     facts = await workflow.execute_activity_method(
-        CommerceActivities.record_purchase, PurchaseRef(input.order_id), **ACTIVITY_OPTIONS)
+        CommerceActivities.record_purchase, PurchaseRef(input.order_id), **ACTIVITY_OPTIONS
+    )
     workflow.upsert_search_attributes([sa.LEAD_ID.value_set(facts.lead_id)])
     score = 0
     if scores_the_purchase:  # the one command the altered copy drops
-        score = (await workflow.execute_activity_method(ScoringActivities.add_score, ScoreChange(
-            lead_id=facts.lead_id, event="purchase", key=f"purchase:{input.order_id}",
-            reason=f"purchase (order {input.order_id})"), **ACTIVITY_OPTIONS)).score
+        score = (
+            await workflow.execute_activity_method(
+                ScoringActivities.add_score,
+                ScoreChange(
+                    lead_id=facts.lead_id,
+                    event="purchase",
+                    key=f"purchase:{input.order_id}",
+                    reason=f"purchase (order {input.order_id})",
+                ),
+                **ACTIVITY_OPTIONS,
+            )
+        ).score
     workflow.upsert_search_attributes([sa.SCORE.value_set(score)])
     if not facts.first_purchase:
-        workflow.set_current_details(f"Repeat purchase: the lead is on the {facts.added_to_list!r} list")
+        workflow.set_current_details(
+            f"Repeat purchase: the lead is on the {facts.added_to_list!r} list"
+        )
         return PurchaseResult(facts.lead_id, False, score, None, None, facts.added_to_list)
     code = None
     about = f"order:{input.order_id}"
     if input.first_purchase_percent_off > 0:
-        code = await workflow.execute_activity_method(CommerceActivities.issue_promo_code, PromoRequest(
-            facts.lead_id, f"{workflow.info().workflow_id}:next-order", input.first_purchase_percent_off),
-            **ACTIVITY_OPTIONS)
+        code = await workflow.execute_activity_method(
+            CommerceActivities.issue_promo_code,
+            PromoRequest(
+                facts.lead_id,
+                f"{workflow.info().workflow_id}:next-order",
+                input.first_purchase_percent_off,
+            ),
+            **ACTIVITY_OPTIONS,
+        )
         about += f",promo:{code}"
-    sent = await workflow.execute_activity_method(EmailActivities.send_email, SendRequest(
-        lead_id=facts.lead_id, workflow_id=workflow.info().workflow_id, journey="purchase", step="thank_you",
-        template="purchase_thank_you", about=about, over_cap="exempt"), summary="email purchase_thank_you",
-        **ACTIVITY_OPTIONS)
+    sent = await workflow.execute_activity_method(
+        EmailActivities.send_email,
+        SendRequest(
+            lead_id=facts.lead_id,
+            workflow_id=workflow.info().workflow_id,
+            journey="purchase",
+            step="thank_you",
+            template="purchase_thank_you",
+            about=about,
+            over_cap="exempt",
+        ),
+        summary="email purchase_thank_you",
+        **ACTIVITY_OPTIONS,
+    )
     workflow.set_current_details(f"First purchase: thank-you {sent.status}, promo code {code}")
     return PurchaseResult(facts.lead_id, True, score, sent.status, code, None)
 
@@ -136,7 +171,9 @@ class PurchaseFollowUpNoLongerScoring:
 
 
 async def test_a_journey_changed_without_a_patch_fails_its_replay():
-    history = WorkflowHistory.from_json("purchase", (FOLDER / "purchase_first_thank_you.json").read_text())
+    history = WorkflowHistory.from_json(
+        "purchase", (FOLDER / "purchase_first_thank_you.json").read_text()
+    )
     faithful = Replayer(workflows=[PurchaseFollowUpCopy], data_converter=TEST_CONVERTER)
     await faithful.replay_workflow(history)  # the copy is today's code: it replays
 
@@ -165,5 +202,7 @@ def test_histories_hold_no_email_address_or_phone_number(path: Path):
     texts = list(payload_texts(json.loads(path.read_text())))
     assert texts, "no payloads found: has the history format changed?"
     for text in texts:
-        assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text), f"an email address in a payload: {text}"
+        assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text), (
+            f"an email address in a payload: {text}"
+        )
         assert not re.search(r"\+\d{8,}", text), f"a phone number in a payload: {text}"

@@ -5,7 +5,7 @@ sweep looks at every lead."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session, col, select
@@ -21,7 +21,7 @@ from tests.conftest import unique_id
 from tests.test_reengagement_schedule import listed
 from workflows.decay import DecayInput, ScoreDecaySweep
 
-NOW = datetime(2026, 6, 1, 5, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 1, 5, 30, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,12 @@ def own(tmp_path_factory, settings):
 
 def lead_with(engine, score: int, inactive_days: float) -> str:
     with Session(engine) as session:
-        lead = Lead(email=f"{unique_id('decay')}@example.com", score=score, created_at=NOW - timedelta(days=400),
-                    last_activity_at=NOW - timedelta(days=inactive_days))
+        lead = Lead(
+            email=f"{unique_id('decay')}@example.com",
+            score=score,
+            created_at=NOW - timedelta(days=400),
+            last_activity_at=NOW - timedelta(days=inactive_days),
+        )
         session.add(lead)
         session.commit()
         return lead.id
@@ -42,13 +46,20 @@ def lead_with(engine, score: int, inactive_days: float) -> str:
 
 def score_and_events(engine, lead_id: str) -> tuple[int, list[ScoreEvent]]:
     with Session(engine) as session:
-        return session.get(Lead, lead_id).score, list(session.exec(
-            select(ScoreEvent).where(ScoreEvent.lead_id == lead_id).order_by(col(ScoreEvent.id))))
+        return session.get(Lead, lead_id).score, list(
+            session.exec(
+                select(ScoreEvent).where(ScoreEvent.lead_id == lead_id).order_by(col(ScoreEvent.id))
+            )
+        )
 
 
 def test_ten_percent_per_thirty_days_without_activity_once_per_period(own):
     engine, settings = own
-    idle, active, long_idle = lead_with(engine, 100, 31), lead_with(engine, 100, 29), lead_with(engine, 100, 65)
+    idle, active, long_idle = (
+        lead_with(engine, 100, 31),
+        lead_with(engine, 100, 29),
+        lead_with(engine, 100, 65),
+    )
     first = decay_page(engine, settings, DecayPage(now=NOW, limit=500))
     assert first.decayed >= 3 and first.next_cursor is None
     score, events = score_and_events(engine, idle)
@@ -64,7 +75,9 @@ def test_ten_percent_per_thirty_days_without_activity_once_per_period(own):
     assert score_and_events(engine, idle)[0] == 81
     # Decay is not activity: the last activity stays where it was.
     with Session(engine) as session:
-        assert session.get(Lead, idle).last_activity_at.replace(tzinfo=timezone.utc) == NOW - timedelta(days=31)
+        assert session.get(Lead, idle).last_activity_at.replace(tzinfo=UTC) == NOW - timedelta(
+            days=31
+        )
 
 
 def test_small_scores_reach_zero_and_never_go_below(own):
@@ -81,20 +94,34 @@ async def test_the_sweep_runs_in_pages(own, time_skipping_env):
     with Session(engine) as session:
         expected = len(session.exec(select(Lead.id).where(col(Lead.score) > 0)).all())
     queue = unique_id("decay")
-    async with Worker(time_skipping_env.client, task_queue=queue, workflows=[ScoreDecaySweep],
-                      activities=build_activities(settings, engine), activity_executor=ThreadPoolExecutor(4)):
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=queue,
+        workflows=[ScoreDecaySweep],
+        activities=build_activities(settings, engine),
+        activity_executor=ThreadPoolExecutor(4),
+    ):
         result = await time_skipping_env.client.execute_workflow(
-            ScoreDecaySweep.run, DecayInput(batch_size=2, now=later), id=unique_id("score-decay"), task_queue=queue)
+            ScoreDecaySweep.run,
+            DecayInput(batch_size=2, now=later),
+            id=unique_id("score-decay"),
+            task_queue=queue,
+        )
     assert expected >= 3 and result.leads == expected and result.pages == -(-expected // 2)
     assert result.decayed >= expected and result.points < 0
     with Session(engine) as session:  # every lead with points lost some, each with its score event
-        assert all(e.event == "decay" for e in session.exec(select(ScoreEvent).where(ScoreEvent.created_at == later)))
+        assert all(
+            e.event == "decay"
+            for e in session.exec(select(ScoreEvent).where(ScoreEvent.created_at == later))
+        )
 
 
 async def test_the_decay_schedule_is_created_once(dev_server_env, settings):
     client = dev_server_env.client
     await ensure_score_decay_schedule(client, settings)
-    await ensure_score_decay_schedule(client, settings.model_copy(update={"score_decay_schedule_hour": 3}))
+    await ensure_score_decay_schedule(
+        client, settings.model_copy(update={"score_decay_schedule_hour": 3})
+    )
     description = await client.get_schedule_handle(SCORE_DECAY_SCHEDULE_ID).describe()
     [calendar] = description.schedule.spec.calendars
     assert [(r.start, r.end) for r in calendar.hour] == [(3, 3)]

@@ -22,24 +22,36 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_shipped_rules_give_the_issue_numbers(settings):
     rules = settings.scoring_rules()
-    assert {k: rules.events[k] for k in ("email_opened", "email_clicked", "form_submitted", "purchase")} == {
-        "email_opened": 1, "email_clicked": 3, "form_submitted": 15, "purchase": 25}
+    assert {
+        k: rules.events[k] for k in ("email_opened", "email_clicked", "form_submitted", "purchase")
+    } == {"email_opened": 1, "email_clicked": 3, "form_submitted": 15, "purchase": 25}
     assert rules.page_points("https://shop.example.com/pricing?plan=pro") == ("pricing", 10)
     assert rules.page_points("https://shop.example.com/blog/hello") == ("page_view", 0)
     assert rules.decay.percent == 10 and rules.decay.every_days == 30
 
 
-@pytest.mark.parametrize(("text", "where"), [
-    ("events: {email_clicked: 3}", "events: give points (0 is fine) for email_opened"),
-    ("events: {email_opened: 1, email_clicked: 3, form_submitted: 15, purchase: 25, reengaged: 10, page_view: 0}\n"
-     "pages: [{name: pricing, url_pattern: '/pricing(', points: 10}]", "pages.0.url_pattern"),
-    ("events: {email_opened: 1, email_clicked: 3, form_submitted: 15, purchase: 25, reengaged: 10, page_view: 0}\n"
-     "fit: [{name: fr, field: salary, in: [FR], points: 5}]", "fit.0.field"),
-    ("events: {email_opened: one, email_clicked: 3, form_submitted: 15, purchase: 25, reengaged: 10, page_view: 0}",
-     "events.email_opened"),
-    ("events: [1, 2", "not valid YAML"),
-    ("- just a list", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("events: {email_clicked: 3}", "events: give points (0 is fine) for email_opened"),
+        (
+            "events: {email_opened: 1, email_clicked: 3, form_submitted: 15, purchase: 25, reengaged: 10, page_view: 0}\n"
+            "pages: [{name: pricing, url_pattern: '/pricing(', points: 10}]",
+            "pages.0.url_pattern",
+        ),
+        (
+            "events: {email_opened: 1, email_clicked: 3, form_submitted: 15, purchase: 25, reengaged: 10, page_view: 0}\n"
+            "fit: [{name: fr, field: salary, in: [FR], points: 5}]",
+            "fit.0.field",
+        ),
+        (
+            "events: {email_opened: one, email_clicked: 3, form_submitted: 15, purchase: 25, reengaged: 10, page_view: 0}",
+            "events.email_opened",
+        ),
+        ("events: [1, 2", "not valid YAML"),
+        ("- just a list", "expected a mapping"),
+    ],
+)
 def test_a_broken_rules_file_is_reported_with_its_place(tmp_path, text, where):
     path = tmp_path / "scoring.yaml"
     path.write_text(text)
@@ -53,33 +65,78 @@ def test_the_api_and_the_worker_refuse_to_start_with_broken_rules(tmp_path, sett
     path.write_text("events: {email_clicked: lots}")
     with pytest.raises(RulesError, match="events.email_clicked"):
         create_app(settings.model_copy(update={"scoring_rules_file": path}))
-    run = subprocess.run([sys.executable, "worker.py"], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                         env={"RELANCE_SCORING_RULES_FILE": str(path), "PATH": "/usr/bin:/bin"})
-    assert run.returncode != 0 and "events.email_clicked" in run.stderr and "Traceback" not in run.stderr
+    run = subprocess.run(
+        [sys.executable, "worker.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"RELANCE_SCORING_RULES_FILE": str(path), "PATH": "/usr/bin:/bin"},
+    )
+    assert (
+        run.returncode != 0
+        and "events.email_clicked" in run.stderr
+        and "Traceback" not in run.stderr
+    )
 
 
 def events_of(engine, lead_id: str) -> list[ScoreEvent]:
     with Session(engine) as session:
-        return list(session.exec(select(ScoreEvent).where(ScoreEvent.lead_id == lead_id).order_by(col(ScoreEvent.id))))
+        return list(
+            session.exec(
+                select(ScoreEvent).where(ScoreEvent.lead_id == lead_id).order_by(col(ScoreEvent.id))
+            )
+        )
 
 
 def sign_up(engine, settings, **fields) -> Lead:
-    data = LeadCreate(email=f"{unique_id('score')}@example.com",
-                      consents=[{"channel": "email", "source_url": "https://example.com/demo-form", "wording_version": "v1"}], **fields)
+    data = LeadCreate(
+        email=f"{unique_id('score')}@example.com",
+        consents=[
+            {
+                "channel": "email",
+                "source_url": "https://example.com/demo-form",
+                "wording_version": "v1",
+            }
+        ],
+        **fields,
+    )
     with Session(engine) as session:
-        lead, _ = crud.upsert_lead(session=session, data=data, default_phone_region="FR", settings=settings)
+        lead, _ = crud.upsert_lead(
+            session=session, data=data, default_phone_region="FR", settings=settings
+        )
         return lead
 
 
 def test_a_form_scores_once_and_fit_rules_score_once(engine, settings):
     lead = sign_up(engine, settings, country="FR")
     assert lead.score == 15 + 5
-    assert [(e.event, e.points) for e in events_of(engine, lead.id)] == [("form_submitted", 15), ("fit", 5)]
-    assert "demo-form" in events_of(engine, lead.id)[0].reason and "country is FR" in events_of(engine, lead.id)[1].reason
-    with Session(engine) as session:  # the same form again the same day (a double submit): nothing more
-        again, created = crud.upsert_lead(session=session, data=LeadCreate(
-            email=lead.email, consents=[{"channel": "email", "source_url": "https://example.com/demo-form", "wording_version": "v1"}]),
-            default_phone_region="FR", settings=settings)
+    assert [(e.event, e.points) for e in events_of(engine, lead.id)] == [
+        ("form_submitted", 15),
+        ("fit", 5),
+    ]
+    assert (
+        "demo-form" in events_of(engine, lead.id)[0].reason
+        and "country is FR" in events_of(engine, lead.id)[1].reason
+    )
+    with Session(
+        engine
+    ) as session:  # the same form again the same day (a double submit): nothing more
+        again, created = crud.upsert_lead(
+            session=session,
+            data=LeadCreate(
+                email=lead.email,
+                consents=[
+                    {
+                        "channel": "email",
+                        "source_url": "https://example.com/demo-form",
+                        "wording_version": "v1",
+                    }
+                ],
+            ),
+            default_phone_region="FR",
+            settings=settings,
+        )
     assert not created and again.score == 20 and len(events_of(engine, lead.id)) == 2
     other = sign_up(engine, settings, country="US")  # no fit
     assert other.score == 15
@@ -87,8 +144,11 @@ def test_a_form_scores_once_and_fit_rules_score_once(engine, settings):
 
 def test_a_pricing_page_view_scores_ten_once_a_day(engine, settings):
     lead = sign_up(engine, settings)
-    for url in ("https://shop.example.com/pricing", "https://shop.example.com/pricing?plan=pro",
-                "https://shop.example.com/blog/post"):
+    for url in (
+        "https://shop.example.com/pricing",
+        "https://shop.example.com/pricing?plan=pro",
+        "https://shop.example.com/blog/post",
+    ):
         with Session(engine) as session:
             crud.save_page_view(session=session, lead_id=lead.id, url=url, settings=settings)
     with Session(engine) as session:
@@ -98,11 +158,20 @@ def test_a_pricing_page_view_scores_ten_once_a_day(engine, settings):
 
 
 async def test_page_view_through_the_api_scores_and_shows_on_the_lead(live):
-    created = (await live.http.post("/leads", json={
-        "email": f"{unique_id('pv')}@example.com", "consents": [EMAIL_CONSENT]})).json()["lead"]
+    created = (
+        await live.http.post(
+            "/leads", json={"email": f"{unique_id('pv')}@example.com", "consents": [EMAIL_CONSENT]}
+        )
+    ).json()["lead"]
     for _ in range(2):  # the shop retries
-        r = await live.http.post("/events/track", json={"type": "page_view", "lead": created["id"],
-                                                         "url": "https://shop.example.com/en/pricing"})
+        r = await live.http.post(
+            "/events/track",
+            json={
+                "type": "page_view",
+                "lead": created["id"],
+                "url": "https://shop.example.com/en/pricing",
+            },
+        )
         assert r.status_code == 202, r.text
     lead = (await live.http.get(f"/leads/{created['id']}")).json()
     assert lead["score"] == 15 + 10
@@ -111,8 +180,12 @@ async def test_page_view_through_the_api_scores_and_shows_on_the_lead(live):
 async def test_concurrent_identical_page_views_score_once(live):
     import asyncio
 
-    created = (await live.http.post("/leads", json={"email": f"{unique_id('race')}@example.com"})).json()["lead"]
+    created = (
+        await live.http.post("/leads", json={"email": f"{unique_id('race')}@example.com"})
+    ).json()["lead"]
     view = {"type": "page_view", "lead": created["id"], "url": "https://shop.example.com/pricing"}
-    responses = await asyncio.gather(*(live.http.post("/events/track", json=view) for _ in range(10)))
+    responses = await asyncio.gather(
+        *(live.http.post("/events/track", json=view) for _ in range(10))
+    )
     assert [r.status_code for r in responses] == [202] * 10
     assert (await live.http.get(f"/leads/{created['id']}")).json()["score"] == 15 + 10

@@ -10,7 +10,9 @@ from relance.models import Lead, LeadActivity, Order, SalesTask, utcnow
 from tests.conftest import LiveStack, unique_id
 
 
-def seed(engine, *, score: int, form: bool = False, task: str | None = None, order: bool = False) -> str:
+def seed(
+    engine, *, score: int, form: bool = False, task: str | None = None, order: bool = False
+) -> str:
     with Session(engine) as session:
         lead = Lead(email=f"{unique_id('seg')}@example.com", score=score)
         session.add(lead)
@@ -19,8 +21,17 @@ def seed(engine, *, score: int, form: bool = False, task: str | None = None, ord
             session.add(LeadActivity(lead_id=lead.id, kind="form"))
         if task:
             status, outcome = task.split(":") if ":" in task else (task, None)
-            session.add(SalesTask(task_key=unique_id("t"), lead_id=lead.id, workflow_id="w", reason="r",
-                                  due_at=utcnow() + timedelta(days=2), status=status, outcome=outcome))
+            session.add(
+                SalesTask(
+                    task_key=unique_id("t"),
+                    lead_id=lead.id,
+                    workflow_id="w",
+                    reason="r",
+                    due_at=utcnow() + timedelta(days=2),
+                    status=status,
+                    outcome=outcome,
+                )
+            )
         if order:
             session.add(Order(id=unique_id("o"), lead_id=lead.id, total=10))
         session.commit()
@@ -48,11 +59,15 @@ async def test_leads_filter_by_segment_and_stage_a_page_at_a_time(live: LiveStac
     seen, after, pages = [], None, 0
     while True:
         assert pages < 100, "the pages never end: the cursor does not move on"
-        params = {"segment": "hot", "stage": "mql", "limit": 2} | ({"after": after} if after else {})
+        params = {"segment": "hot", "stage": "mql", "limit": 2} | (
+            {"after": after} if after else {}
+        )
         r = await live.http.get("/leads", params=params)
         assert r.status_code == 200, r.text
         body = r.json()
-        assert len(body["leads"]) <= 2 and all((l["segment"], l["stage"]) == ("hot", "mql") for l in body["leads"])
+        assert len(body["leads"]) <= 2 and all(
+            (l["segment"], l["stage"]) == ("hot", "mql") for l in body["leads"]
+        )
         seen += [l["id"] for l in body["leads"]]
         pages += 1
         after = body["next"]

@@ -4,7 +4,7 @@ weekends, holidays and DST changes, then a real journey waiting for the window t
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from workflows.send_window import SendWindow, next_open
 
 PARIS = ZoneInfo("Europe/Paris")
-UTC = timezone.utc
+UTC = UTC
 OFFICE = SendWindow()  # Mon-Fri 09:00-19:00
 
 
@@ -48,24 +48,33 @@ def test_across_the_autumn_dst_change_monday_nine_is_eight_utc():
 
 
 def test_after_hours_waits_for_the_next_morning_and_friday_evening_for_monday():
-    assert next_open(paris(2026, 11, 24, 19, 0), "Europe/Paris", OFFICE) == paris(2026, 11, 25, 9, 0)
+    assert next_open(paris(2026, 11, 24, 19, 0), "Europe/Paris", OFFICE) == paris(
+        2026, 11, 25, 9, 0
+    )
     assert next_open(paris(2026, 11, 24, 6, 0), "Europe/Paris", OFFICE) == paris(2026, 11, 24, 9, 0)
-    assert next_open(paris(2026, 11, 27, 20, 0), "Europe/Paris", OFFICE) == paris(2026, 11, 30, 9, 0)
+    assert next_open(paris(2026, 11, 27, 20, 0), "Europe/Paris", OFFICE) == paris(
+        2026, 11, 30, 9, 0
+    )
 
 
 def test_the_window_is_the_leads_zone_not_utc():
     # 14:00 UTC on a Tuesday: afternoon in Paris (open), 06:00 in Los Angeles (closed until 09:00 there).
     now = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
     assert next_open(now, "Europe/Paris", OFFICE) == now
-    assert next_open(now, "America/Los_Angeles", OFFICE) == datetime(2026, 11, 24, 17, 0, tzinfo=UTC)
+    assert next_open(now, "America/Los_Angeles", OFFICE) == datetime(
+        2026, 11, 24, 17, 0, tzinfo=UTC
+    )
     # Auckland is already Wednesday 03:00.
-    assert next_open(now, "Pacific/Auckland", OFFICE).astimezone(ZoneInfo("Pacific/Auckland")) == \
-        datetime(2026, 11, 25, 9, 0, tzinfo=ZoneInfo("Pacific/Auckland"))
+    assert next_open(now, "Pacific/Auckland", OFFICE).astimezone(
+        ZoneInfo("Pacific/Auckland")
+    ) == datetime(2026, 11, 25, 9, 0, tzinfo=ZoneInfo("Pacific/Auckland"))
 
 
 def test_holidays_are_skipped_and_an_unknown_zone_counts_as_utc():
     window = SendWindow(holidays=["2026-12-25"])
-    assert next_open(paris(2026, 12, 24, 20, 0), "Europe/Paris", window) == paris(2026, 12, 28, 9, 0)
+    assert next_open(paris(2026, 12, 24, 20, 0), "Europe/Paris", window) == paris(
+        2026, 12, 28, 9, 0
+    )
     now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)  # Sunday
     assert next_open(now, "Mars/Olympus_Mons", OFFICE) == datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -98,7 +107,9 @@ async def windowed_env():
 
     from relance.temporal import bundled_binary, ensure_search_attributes
 
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=bundled_binary("temporal-test-server"))
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=bundled_binary("temporal-test-server")
+    )
     await ensure_search_attributes(env.client, "default")
     yield env
     await env.shutdown()
@@ -123,11 +134,19 @@ async def welcome_sent_at(env, settings, engine, make_lead, due: datetime) -> da
         session.get(Lead, lead.id).time_zone = "Europe/Paris"
     now = await env.get_current_time()
     await env.sleep((due - now).total_seconds())
-    windowed = settings.model_copy(update={"send_window_enabled": True, "temporal_task_queue": f"window-{uuid.uuid4().hex[:8]}"})
+    windowed = settings.model_copy(
+        update={
+            "send_window_enabled": True,
+            "temporal_task_queue": f"window-{uuid.uuid4().hex[:8]}",
+        }
+    )
     async with build_worker(env.client, windowed, engine):
         handle = await env.client.start_workflow(
-            WelcomeJourney.run, WelcomeInput(lead_id=lead.id, relance_after_hours=1, engagement_window_days=0.1),
-            id=f"welcome-{lead.id}", task_queue=windowed.temporal_task_queue)
+            WelcomeJourney.run,
+            WelcomeInput(lead_id=lead.id, relance_after_hours=1, engagement_window_days=0.1),
+            id=f"welcome-{lead.id}",
+            task_queue=windowed.temporal_task_queue,
+        )
         result = await handle.result()
     assert result.messages[0].step == "welcome" and result.messages[0].status == "sent"
     # the relance, due an hour later (Monday 10:00), is inside the window: no extra wait
@@ -135,24 +154,32 @@ async def welcome_sent_at(env, settings, engine, make_lead, due: datetime) -> da
     return result.messages[0].at
 
 
-async def test_a_welcome_due_saturday_23h_in_paris_goes_out_monday_9h_paris(windowed_env, settings, engine, make_lead):
+async def test_a_welcome_due_saturday_23h_in_paris_goes_out_monday_9h_paris(
+    windowed_env, settings, engine, make_lead
+):
     due = next_saturday_23h_paris(await windowed_env.get_current_time())
     sent = await welcome_sent_at(windowed_env, settings, engine, make_lead, due)
-    monday_9 = datetime.combine((due.astimezone(PARIS) + timedelta(days=2)).date(),
-                                datetime.min.time().replace(hour=9), tzinfo=PARIS)
+    monday_9 = datetime.combine(
+        (due.astimezone(PARIS) + timedelta(days=2)).date(),
+        datetime.min.time().replace(hour=9),
+        tzinfo=PARIS,
+    )
     assert sent.astimezone(PARIS).weekday() == 0
     assert timedelta(0) <= sent - monday_9 < timedelta(minutes=1)
 
 
-async def test_across_the_dst_change_it_is_still_9h_paris_time(windowed_env, settings, engine, make_lead):
+async def test_across_the_dst_change_it_is_still_9h_paris_time(
+    windowed_env, settings, engine, make_lead
+):
     now = await windowed_env.get_current_time()
     # The Saturday before the last Sunday of March (summer time starts that Sunday night).
     year = now.year + 1 if now.astimezone(PARIS).month >= 3 else now.year
     last_sunday = datetime(year, 3, 31, tzinfo=PARIS)
     while last_sunday.isoweekday() != 7:
         last_sunday -= timedelta(days=1)
-    due = datetime.combine((last_sunday - timedelta(days=1)).date(), datetime.min.time().replace(hour=23),
-                           tzinfo=PARIS).astimezone(UTC)
+    due = datetime.combine(
+        (last_sunday - timedelta(days=1)).date(), datetime.min.time().replace(hour=23), tzinfo=PARIS
+    ).astimezone(UTC)
     assert due.astimezone(PARIS).utcoffset() == timedelta(hours=1)
     sent = await welcome_sent_at(windowed_env, settings, engine, make_lead, due)
     assert sent.astimezone(PARIS).utcoffset() == timedelta(hours=2)  # summer time by Monday
@@ -172,15 +199,28 @@ async def test_a_journey_may_carry_its_own_window(windowed_env, settings, engine
         session.get(Lead, lead.id).time_zone = "America/New_York"
     now = await windowed_env.get_current_time()
     monday = now + timedelta(days=(7 - now.weekday()) % 7 or 7)  # next Monday, 10:00 UTC
-    await windowed_env.sleep((monday.replace(hour=10, minute=0, second=0, microsecond=0) - now).total_seconds())
-    windowed = settings.model_copy(update={"send_window_enabled": True,
-                                           "temporal_task_queue": f"window-{uuid.uuid4().hex[:8]}"})
+    await windowed_env.sleep(
+        (monday.replace(hour=10, minute=0, second=0, microsecond=0) - now).total_seconds()
+    )
+    windowed = settings.model_copy(
+        update={
+            "send_window_enabled": True,
+            "temporal_task_queue": f"window-{uuid.uuid4().hex[:8]}",
+        }
+    )
     weekend = SendWindow(days=[6, 7], start="10:00", end="12:00")
     async with build_worker(windowed_env.client, windowed, engine):
         result = await windowed_env.client.execute_workflow(
-            WelcomeJourney.run, WelcomeInput(lead_id=lead.id, relance_after_hours=1, engagement_window_days=0.1,
-                                             send_window=weekend),
-            id=f"welcome-{lead.id}", task_queue=windowed.temporal_task_queue)
+            WelcomeJourney.run,
+            WelcomeInput(
+                lead_id=lead.id,
+                relance_after_hours=1,
+                engagement_window_days=0.1,
+                send_window=weekend,
+            ),
+            id=f"welcome-{lead.id}",
+            task_queue=windowed.temporal_task_queue,
+        )
     sent = result.messages[0].at.astimezone(ZoneInfo("America/New_York"))
     assert (sent.isoweekday(), sent.hour, sent.minute) == (6, 10, 0)
     relance = result.messages[1].at.astimezone(ZoneInfo("America/New_York"))

@@ -35,8 +35,13 @@ print("RESULT " + json.dumps({"code": int(code), "selected": recorder.selected, 
 
 
 def collect(*options: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", COLLECT, *options], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", COLLECT, *options],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(lines[-1].removeprefix("RESULT "))
@@ -58,9 +63,15 @@ def test_not_failure_drops_only_the_failure_scenarios_and_keeps_security_and_fuz
     assert files(result["deselected"]) == FAILURE_SCENARIOS, sorted(files(result["deselected"]))
     assert not files(result["selected"]) & FAILURE_SCENARIOS
     selected = set(result["selected"])
-    for module in ("tests/test_security.py", "tests/test_api_fuzz.py"):  # all of them (none deselected, above)
+    for module in (
+        "tests/test_security.py",
+        "tests/test_api_fuzz.py",
+    ):  # all of them (none deselected, above)
         assert any(n.startswith(module + "::") for n in selected), (module, sorted(selected))
-    assert "tests/test_api_fuzz.py::test_no_generated_request_gets_a_5xx_or_an_undocumented_body" in selected
+    assert (
+        "tests/test_api_fuzz.py::test_no_generated_request_gets_a_5xx_or_an_undocumented_body"
+        in selected
+    )
     # The other way round: `-m failure` runs the failure scenarios, nothing else.
     assert FAILURE_SCENARIOS == files(collect("-m", "failure")["selected"])
 

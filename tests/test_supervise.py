@@ -41,7 +41,9 @@ class Log:
             self.lines.append((name, line))
             self._changed.notify_all()
 
-    def wait_for(self, name: str, pattern: str, *, after: int = 0, timeout: float = 20.0) -> tuple[int, re.Match]:
+    def wait_for(
+        self, name: str, pattern: str, *, after: int = 0, timeout: float = 20.0
+    ) -> tuple[int, re.Match]:
         """The first line from ``name`` matching ``pattern`` at index ``after`` or later."""
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -52,8 +54,10 @@ class Log:
                         return index, found
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"no {name!r} line matching {pattern!r} within {timeout} s; log:\n"
-                                       + "\n".join(f"{w:>8} | {l}" for w, l in self.lines))
+                    raise TimeoutError(
+                        f"no {name!r} line matching {pattern!r} within {timeout} s; log:\n"
+                        + "\n".join(f"{w:>8} | {l}" for w, l in self.lines)
+                    )
                 self._changed.wait(remaining)
 
     def own(self) -> list[str]:
@@ -114,16 +118,22 @@ def test_a_killed_worker_is_restarted_and_the_log_says_so(supervisor, log):
     assert supervisor.pid("worker") == first_pid
 
     os.kill(first_pid, signal.SIGKILL)
-    said, _ = log.wait_for("relance", r"^worker exited with code -9 \(killed by SIGKILL\); "
-                                      r"restarting it in 0\.1 s \(attempt 1\)$")
+    said, _ = log.wait_for(
+        "relance",
+        r"^worker exited with code -9 \(killed by SIGKILL\); "
+        r"restarting it in 0\.1 s \(attempt 1\)$",
+    )
     _, again = log.wait_for("worker", r"ready pid=(\d+)", after=said)
     second_pid = int(again[1])
     assert second_pid != first_pid and supervisor.pid("worker") == second_pid
 
     # Killed again at once: the pause doubles.
     os.kill(second_pid, signal.SIGKILL)
-    said, _ = log.wait_for("relance", r"^worker exited with code -9 .*; restarting it in 0\.2 s \(attempt 2\)$",
-                           after=said)
+    said, _ = log.wait_for(
+        "relance",
+        r"^worker exited with code -9 .*; restarting it in 0\.2 s \(attempt 2\)$",
+        after=said,
+    )
     log.wait_for("worker", r"ready pid=(\d+)", after=said)
 
     # Nothing else was stopped or restarted meanwhile: the rest of the stack kept its processes.
@@ -146,8 +156,12 @@ def test_a_child_that_keeps_crashing_is_retried_ever_more_slowly(supervisor, log
     delays = []
     said = 0
     for attempt in range(1, 5):
-        said, found = log.wait_for("relance", rf"^api exited with code 3; restarting it in ([\d.]+) s "
-                                              rf"\(attempt {attempt}\)$", after=said)
+        said, found = log.wait_for(
+            "relance",
+            rf"^api exited with code 3; restarting it in ([\d.]+) s "
+            rf"\(attempt {attempt}\)$",
+            after=said,
+        )
         delays.append(float(found[1]))
         said += 1
     assert delays == [0.1, 0.2, 0.4, 0.4]  # doubling, then capped
@@ -155,7 +169,9 @@ def test_a_child_that_keeps_crashing_is_retried_ever_more_slowly(supervisor, log
 
 
 def test_a_child_that_ran_a_while_starts_again_from_the_first_pause(log):
-    supervisor = Supervisor(log, backoff=Backoff(first=0.1, cap=10, stable_after=1.0), stop_timeout=5)
+    supervisor = Supervisor(
+        log, backoff=Backoff(first=0.1, cap=10, stable_after=1.0), stop_timeout=5
+    )
     try:
         supervisor.start("worker", [sys.executable, "-c", CHILD])
         _, ready = log.wait_for("worker", r"ready pid=(\d+)")
@@ -185,7 +201,7 @@ def test_stop_ends_everything_api_first_temporal_last_and_leaves_nothing_behind(
     pids = [int(m[n]) for m in [*ready.values(), restarted] for n in (1, 2)]
     assert all(_wait_gone(pid) for pid in pids), [pid for pid in pids if not _gone(pid)]
     assert all(supervisor.pid(name) is None for name in ready)
-    assert not [line for line in own[own.index("stopping api"):] if "restarting" in line]
+    assert not [line for line in own[own.index("stopping api") :] if "restarting" in line]
 
 
 def test_a_stop_during_a_pause_does_not_start_the_child_again(log):

@@ -17,9 +17,12 @@ from tests.conftest import EMAIL_CONSENT
 
 def sign_up(engine, settings, email: str):
     with Session(engine, expire_on_commit=False) as session:
-        return crud.upsert_lead(session=session, data=LeadCreate(email=email, first_name="Ada",
-                                                                 consents=[EMAIL_CONSENT]),
-                                default_phone_region="FR", suppression_key=settings.suppression_hash_key)
+        return crud.upsert_lead(
+            session=session,
+            data=LeadCreate(email=email, first_name="Ada", consents=[EMAIL_CONSENT]),
+            default_phone_region="FR",
+            suppression_key=settings.suppression_hash_key,
+        )
 
 
 def test_an_erased_address_stays_refused_after_the_secret_key_rotates(engine, settings):
@@ -29,7 +32,9 @@ def test_an_erased_address_stays_refused_after_the_secret_key_rotates(engine, se
     erase_lead(engine, lead.id, actor="test", reason="asked", hash_key=before.suppression_hash_key)
 
     # Rotated the way the README says: the suppression key keeps the old secret's value.
-    rotated = settings.model_copy(update={"secret_key": "new-secret", "suppression_key": "old-secret"})
+    rotated = settings.model_copy(
+        update={"secret_key": "new-secret", "suppression_key": "old-secret"}
+    )
     with pytest.raises(HTTPException) as refused:
         sign_up(engine, rotated, email)
     assert refused.value.status_code == 409 and "erased" in refused.value.detail

@@ -28,8 +28,15 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from api.main import create_app
-from relance.devstack import (CODEC_ON_UI_ORIGIN, EXAMPLE_SIGNUP, can_connect, port_is_free, temporal_args,
-                              temporal_ui_internal_port, ui_front_args)
+from relance.devstack import (
+    CODEC_ON_UI_ORIGIN,
+    EXAMPLE_SIGNUP,
+    can_connect,
+    port_is_free,
+    temporal_args,
+    temporal_ui_internal_port,
+    ui_front_args,
+)
 from relance.devui import create_front
 from relance.serving import ServedApp
 from relance.settings import Settings
@@ -60,19 +67,31 @@ class DevStack:
 @pytest.fixture
 def dev_settings(settings: Settings, tmp_path: Path) -> Settings:
     grpc, ui, api = free_ports(3, consecutive_from=1)
-    return settings.model_copy(update={
-        "temporal_address": f"127.0.0.1:{grpc}", "temporal_ui_port": ui, "api_port": api, "api_host": "127.0.0.1",
-        "data_dir": tmp_path, "temporal_task_queue": unique_id("ui-tests"), "public_base_url": f"http://127.0.0.1:{api}",
-    })
+    return settings.model_copy(
+        update={
+            "temporal_address": f"127.0.0.1:{grpc}",
+            "temporal_ui_port": ui,
+            "api_port": api,
+            "api_host": "127.0.0.1",
+            "data_dir": tmp_path,
+            "temporal_task_queue": unique_id("ui-tests"),
+            "public_base_url": f"http://127.0.0.1:{api}",
+        }
+    )
 
 
 @pytest.fixture
 def dev_server(dev_settings: Settings) -> Iterator[subprocess.Popen]:
-    process = subprocess.Popen(temporal_args(dev_settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        temporal_args(dev_settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 60
         host, port = dev_settings.temporal_address.split(":")
-        while not (can_connect(host, int(port)) and can_connect("127.0.0.1", temporal_ui_internal_port(dev_settings))):
+        while not (
+            can_connect(host, int(port))
+            and can_connect("127.0.0.1", temporal_ui_internal_port(dev_settings))
+        ):
             assert process.poll() is None, f"the dev server exited with {process.returncode}"
             assert time.monotonic() < deadline, "the dev server did not come up in 60 s"
             time.sleep(0.1)
@@ -86,25 +105,35 @@ def dev_server(dev_settings: Settings) -> Iterator[subprocess.Popen]:
 async def stack(dev_settings: Settings, dev_server, engine: Engine) -> AsyncIterator[DevStack]:
     s = dev_settings
     api = ServedApp(create_app(s), port=s.api_port, lifespan="on")
-    front = ServedApp(create_front(ui=f"http://127.0.0.1:{temporal_ui_internal_port(s)}", api=api.url),
-                      port=s.temporal_ui_port)
+    front = ServedApp(
+        create_front(ui=f"http://127.0.0.1:{temporal_ui_internal_port(s)}", api=api.url),
+        port=s.temporal_ui_port,
+    )
     await api.start()
     await front.start()
     client = await Client.connect(s.temporal_address, data_converter=TEST_CONVERTER)
     try:
-        async with (build_worker(client, s, engine),
-                    httpx.AsyncClient(base_url=api.url, headers={"X-API-Key": s.api_key}) as http):
+        async with (
+            build_worker(client, s, engine),
+            httpx.AsyncClient(base_url=api.url, headers={"X-API-Key": s.api_key}) as http,
+        ):
             yield DevStack(s, f"http://localhost:{s.temporal_ui_port}", http)
     finally:
         await front.stop()
         await api.stop()
 
 
-def test_the_dev_server_is_told_the_codec_on_the_ui_origin_and_the_front_sits_on_the_ui_port(dev_settings):
+def test_the_dev_server_is_told_the_codec_on_the_ui_origin_and_the_front_sits_on_the_ui_port(
+    dev_settings,
+):
     args = temporal_args(dev_settings)
     flag = lambda name: args[args.index(name) + 1]  # noqa: E731
     assert flag("--ui-codec-endpoint") == CODEC_ON_UI_ORIGIN == "/codec"
-    assert flag("--ui-port") == str(dev_settings.temporal_ui_port + 1) != str(dev_settings.temporal_ui_port)
+    assert (
+        flag("--ui-port")
+        == str(dev_settings.temporal_ui_port + 1)
+        != str(dev_settings.temporal_ui_port)
+    )
     assert flag("--ui-ip") == "127.0.0.1"
     assert "--ui-disable-news-fetch" in args
     front = ui_front_args(dev_settings)
@@ -114,22 +143,38 @@ def test_the_dev_server_is_told_the_codec_on_the_ui_origin_and_the_front_sits_on
 
 
 async def test_through_the_ui_port_the_codec_decrypts_for_a_logged_in_browser_and_the_ui_answers_the_rest(
-        stack: DevStack):
+    stack: DevStack,
+):
     """What the browser does on the UI's own origin, without a browser: the page, then a decode
     call with the session cookie the login page set on that same origin."""
-    encrypted = await stack.http.post("/codec/encode", json={"payloads": [
-        {"metadata": {"encoding": base64.b64encode(b"json/plain").decode()}, "data": base64.b64encode(b'"Ada"').decode()}]})
+    encrypted = await stack.http.post(
+        "/codec/encode",
+        json={
+            "payloads": [
+                {
+                    "metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
+                    "data": base64.b64encode(b'"Ada"').decode(),
+                }
+            ]
+        },
+    )
     body = encrypted.json()
     async with httpx.AsyncClient(base_url=stack.ui) as browser_like:
         page = await browser_like.get("/namespaces/default/workflows")
-        assert page.status_code == 200 and "<html" in page.text.lower()  # Temporal's UI, through the front
-        refused = await browser_like.post("/codec/decode?preserveStorageRefs=true", json=body,
-                                          headers={"X-Namespace": "default"})
-        assert refused.status_code == 401  # no session: the codec is not open to whoever reaches the UI
+        assert (
+            page.status_code == 200 and "<html" in page.text.lower()
+        )  # Temporal's UI, through the front
+        refused = await browser_like.post(
+            "/codec/decode?preserveStorageRefs=true", json=body, headers={"X-Namespace": "default"}
+        )
+        assert (
+            refused.status_code == 401
+        )  # no session: the codec is not open to whoever reaches the UI
         login = await browser_like.post("/codec/login", data={"api_key": stack.settings.api_key})
         assert login.status_code == 200 and "relance_codec" in browser_like.cookies
-        decoded = await browser_like.post("/codec/decode?preserveStorageRefs=true", json=body,
-                                          headers={"X-Namespace": "default"})
+        decoded = await browser_like.post(
+            "/codec/decode?preserveStorageRefs=true", json=body, headers={"X-Namespace": "default"}
+        )
         assert decoded.status_code == 200, decoded.text
         assert base64.b64decode(decoded.json()["payloads"][0]["data"]) == b'"Ada"'
 
@@ -148,7 +193,9 @@ def _all_text(driver) -> str:
     return "\n".join(texts)
 
 
-def _page_text(driver, url: str, wanted: str, *, tab: str | None = None, timeout: float = 60) -> str:
+def _page_text(
+    driver, url: str, wanted: str, *, tab: str | None = None, timeout: float = 60
+) -> str:
     """Open ``url`` (and ``tab``) until ``wanted`` is on the page; the page's text."""
     deadline = time.monotonic() + timeout
     while True:
@@ -156,13 +203,15 @@ def _page_text(driver, url: str, wanted: str, *, tab: str | None = None, timeout
         try:
             if tab:
                 WebDriverWait(driver, 20).until(
-                    lambda d: d.find_element(By.XPATH, f"//*[normalize-space(text())='{tab}']")).click()
+                    lambda d: d.find_element(By.XPATH, f"//*[normalize-space(text())='{tab}']")
+                ).click()
             WebDriverWait(driver, 10).until(lambda d: wanted in _all_text(d))
             return _all_text(driver)
         except Exception:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{wanted!r} not on {url} within {timeout:.0f} s:\n"
-                                     + _all_text(driver)[:3000]) from None
+                raise AssertionError(
+                    f"{wanted!r} not on {url} within {timeout:.0f} s:\n" + _all_text(driver)[:3000]
+                ) from None
 
 
 def _log_in(driver, ui: str, api_key: str) -> str:
@@ -177,7 +226,9 @@ def _log_in(driver, ui: str, api_key: str) -> str:
     return wait.until(lambda d: d.find_element(By.TAG_NAME, "body").text)
 
 
-async def test_after_logging_in_once_the_ui_shows_the_journey_decrypted_and_its_step_in_words(stack: DevStack, browser):
+async def test_after_logging_in_once_the_ui_shows_the_journey_decrypted_and_its_step_in_words(
+    stack: DevStack, browser
+):
     body = json.loads(EXAMPLE_SIGNUP)
     body["email"] = f"ada-{unique_id('ui')}@example.com"
     signed_up = await stack.http.post("/leads", json=body)
@@ -187,7 +238,7 @@ async def test_after_logging_in_once_the_ui_shows_the_journey_decrypted_and_its_
 
     # Before: the UI cannot decrypt (no session), and says so.
     before = await asyncio.to_thread(_page_text, browser, page, CODEC_ERROR)
-    assert f"\"lead_id\": \"{lead_id}\"" not in before  # the input shows as an encrypted blob
+    assert f'"lead_id": "{lead_id}"' not in before  # the input shows as an encrypted blob
 
     # The one step: the login page, on the UI's own address.
     answer = await asyncio.to_thread(_log_in, browser, stack.ui, stack.settings.api_key)
@@ -195,7 +246,9 @@ async def test_after_logging_in_once_the_ui_shows_the_journey_decrypted_and_its_
 
     after = await asyncio.to_thread(_page_text, browser, page, f'"lead_id": "{lead_id}"')
     assert CODEC_ERROR not in after
-    details = await asyncio.to_thread(_page_text, browser, page, "waiting_for_open", tab="User Metadata")
+    details = await asyncio.to_thread(
+        _page_text, browser, page, "waiting_for_open", tab="User Metadata"
+    )
     assert "Welcome email sent; waiting up to 48 h for an open or a click" in details
     assert f"welcome journey for lead {lead_id}" in details  # the summary, decrypted too
     assert off_localhost(requested_urls(browser)) == []

@@ -23,15 +23,17 @@ def other_spellings(token: str) -> dict[str, str]:
         "double padding": token + "==",
         "a %FF byte, as a server decodes it": token + "\ufffd",
         "a raw 0xFF character": token + "\xff",
-        "an emoji at the end": token + "\U0001F600",
-        "an emoji in the signature": token[:-3] + "\U0001F600" + token[-3:],
+        "an emoji at the end": token + "\U0001f600",
+        "an emoji in the signature": token[:-3] + "\U0001f600" + token[-3:],
         "the signature's unused low bit flipped": token[:-1] + ALPHABET[last ^ 1],
         "a space in the signature": token[:-3] + " " + token[-3:],
     }
 
 
 def token_of(kind: str) -> TrackingToken:
-    url = "https://example.com/guides/first-journey?" + "x" * 200 if kind == "click" else None  # long: compressed
+    url = (
+        "https://example.com/guides/first-journey?" + "x" * 200 if kind == "click" else None
+    )  # long: compressed
     return TrackingToken(kind, "message-1", "lead-1", "welcome-lead-1", url=url)
 
 

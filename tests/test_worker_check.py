@@ -26,7 +26,9 @@ from worker import build_worker, polling_problem
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def wait_until_healthy(env: WorkflowEnvironment, settings: Settings, deadline_s: float = 20.0) -> str:
+async def wait_until_healthy(
+    env: WorkflowEnvironment, settings: Settings, deadline_s: float = 20.0
+) -> str:
     """Poll the check until it passes or the deadline; returns the last problem ("" once healthy)."""
     deadline = time.monotonic() + deadline_s
     problem = "not checked"
@@ -38,21 +40,32 @@ async def wait_until_healthy(env: WorkflowEnvironment, settings: Settings, deadl
     return problem
 
 
-def run_check(env: WorkflowEnvironment, task_queue: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_check(
+    env: WorkflowEnvironment, task_queue: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
     """``python worker.py --check`` as the container runs it: configured by RELANCE_* variables only."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RELANCE_")}
-    environment.update({
-        "RELANCE_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-        "RELANCE_TEMPORAL_TASK_QUEUE": task_queue,
-        "RELANCE_PAYLOAD_KEYS": json.dumps(TEST_PAYLOAD_KEYS),
-        "RELANCE_PAYLOAD_KEY_ID": TEST_PAYLOAD_KEY_ID,
-    })
-    return subprocess.run([sys.executable, str(ROOT / "worker.py"), "--check"], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=60)
+    environment.update(
+        {
+            "RELANCE_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+            "RELANCE_TEMPORAL_TASK_QUEUE": task_queue,
+            "RELANCE_PAYLOAD_KEYS": json.dumps(TEST_PAYLOAD_KEYS),
+            "RELANCE_PAYLOAD_KEY_ID": TEST_PAYLOAD_KEY_ID,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, str(ROOT / "worker.py"), "--check"],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def test_a_polling_worker_is_healthy_and_a_queue_nobody_polls_is_not(
-        dev_server_env: WorkflowEnvironment, settings: Settings, engine: Engine) -> None:
+    dev_server_env: WorkflowEnvironment, settings: Settings, engine: Engine
+) -> None:
     queue = unique_id("health")
     queue_settings = settings.model_copy(update={"temporal_task_queue": queue})
 
@@ -62,7 +75,9 @@ async def test_a_polling_worker_is_healthy_and_a_queue_nobody_polls_is_not(
     async with build_worker(dev_server_env.client, queue_settings, engine):
         assert await wait_until_healthy(dev_server_env, queue_settings) == ""
         # Another machine's worker does not make this one healthy: in compose each replica checks itself.
-        elsewhere = await polling_problem(dev_server_env.client, queue_settings, host="another-container")
+        elsewhere = await polling_problem(
+            dev_server_env.client, queue_settings, host="another-container"
+        )
         assert "no worker of host 'another-container'" in elsewhere, elsewhere
         # A worker whose last poll is older than the freshness window has stopped taking tasks.
         stale = await polling_problem(dev_server_env.client, queue_settings, freshness=timedelta(0))
@@ -70,7 +85,8 @@ async def test_a_polling_worker_is_healthy_and_a_queue_nobody_polls_is_not(
 
 
 async def test_the_command_line_check_exits_0_only_while_the_worker_polls(
-        dev_server_env: WorkflowEnvironment, settings: Settings, engine: Engine, tmp_path: Path) -> None:
+    dev_server_env: WorkflowEnvironment, settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
     queue = unique_id("health-cli")
     queue_settings = settings.model_copy(update={"temporal_task_queue": queue})
 
@@ -91,10 +107,20 @@ async def test_the_command_line_check_exits_0_only_while_the_worker_polls(
 
 def test_the_check_reports_an_unreachable_temporal(tmp_path: Path) -> None:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RELANCE_")}
-    environment.update({"RELANCE_TEMPORAL_ADDRESS": "127.0.0.1:1",  # nothing listens on port 1
-                        "RELANCE_PAYLOAD_KEYS": json.dumps(TEST_PAYLOAD_KEYS),
-                        "RELANCE_PAYLOAD_KEY_ID": TEST_PAYLOAD_KEY_ID})
-    result = subprocess.run([sys.executable, str(ROOT / "worker.py"), "--check"], cwd=tmp_path, env=environment,
-                            capture_output=True, text=True, timeout=60)
+    environment.update(
+        {
+            "RELANCE_TEMPORAL_ADDRESS": "127.0.0.1:1",  # nothing listens on port 1
+            "RELANCE_PAYLOAD_KEYS": json.dumps(TEST_PAYLOAD_KEYS),
+            "RELANCE_PAYLOAD_KEY_ID": TEST_PAYLOAD_KEY_ID,
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "worker.py"), "--check"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
     assert "cannot ask Temporal at 127.0.0.1:1" in result.stderr, result.stderr

@@ -39,12 +39,23 @@ def stored_hits(engine: Engine, lead_ids: str | Iterable[str]) -> list[TrackingE
     """The tracking hits kept for these leads, oldest first."""
     ids = [lead_ids] if isinstance(lead_ids, str) else list(lead_ids)
     with Session(engine) as session:
-        return list(session.exec(select(TrackingEvent).where(col(TrackingEvent.lead_id).in_(ids))
-                                 .order_by(col(TrackingEvent.id))).all())
+        return list(
+            session.exec(
+                select(TrackingEvent)
+                .where(col(TrackingEvent.lead_id).in_(ids))
+                .order_by(col(TrackingEvent.id))
+            ).all()
+        )
 
 
-async def settled_hits(engine: Engine, lead_ids: str | Iterable[str], *, count: int, kind: str | None = None,
-                       timeout: float = 15.0) -> list[TrackingEvent]:
+async def settled_hits(
+    engine: Engine,
+    lead_ids: str | Iterable[str],
+    *,
+    count: int,
+    kind: str | None = None,
+    timeout: float = 15.0,
+) -> list[TrackingEvent]:
     """Wait until at least ``count`` hits (of ``kind``, if given) are kept for these leads and the
     outbox has settled every hit of theirs (``delivered_at`` stamped: signalled, or kept as not
     signalled with a note). Returns all their hits."""
@@ -54,8 +65,11 @@ async def settled_hits(engine: Engine, lead_ids: str | Iterable[str], *, count: 
         counted = [h for h in hits if kind is None or h.kind == kind]
         return hits if len(counted) >= count and all(h.delivered_at for h in hits) else None
 
-    return await eventually(check, timeout=timeout,
-                            what=f"the outbox to settle {count} {kind or ''} hit(s) of {lead_ids}")
+    return await eventually(
+        check,
+        timeout=timeout,
+        what=f"the outbox to settle {count} {kind or ''} hit(s) of {lead_ids}",
+    )
 
 
 async def signals_received(client: Client, workflow_id: str) -> list[str]:

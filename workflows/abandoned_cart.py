@@ -19,8 +19,16 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
+from workflows.signals import (
+    CART_UPDATED,
+    CLICKED,
+    PURCHASED,
+    UNSUBSCRIBED,
+    CartSignal,
+    PurchaseSignal,
+    TrackingSignal,
+)
 from workflows.steps import ACTIVITY_OPTIONS, send_marketing, show_step, wait_for
-from workflows.signals import CART_UPDATED, CLICKED, PURCHASED, UNSUBSCRIBED, CartSignal, PurchaseSignal, TrackingSignal
 
 with workflow.unsafe.imports_passed_through():
     from activities.commerce import CommerceActivities, PromoRequest
@@ -94,10 +102,14 @@ class AbandonedCartJourney:
             # Wait for the cart to stay untouched for the whole delay; an update restarts the clock.
             while not self._over():
                 due = self.last_update + timedelta(hours=delay_hours)
-                self._enter(f"waiting_for_reminder_{number}",
-                            f"Reminder {number} at {due:%Y-%m-%d %H:%M} UTC unless the cart changes or is bought")
+                self._enter(
+                    f"waiting_for_reminder_{number}",
+                    f"Reminder {number} at {due:%Y-%m-%d %H:%M} UTC unless the cart changes or is bought",
+                )
                 seen = self.updates
-                if not await wait_for(lambda: self._over() or self.updates != seen, due - workflow.now()):
+                if not await wait_for(
+                    lambda: self._over() or self.updates != seen, due - workflow.now()
+                ):
                     break
             if self._over():
                 return
@@ -126,14 +138,22 @@ class AbandonedCartJourney:
         if signal.message_id in self._scored:
             return
         self._scored.add(signal.message_id)
-        await workflow.execute_activity_method(ScoringActivities.add_score, ScoreChange(
-            lead_id=self.input.lead_id, event="email_clicked",
-            key=f"{workflow.info().workflow_id}:click:{signal.message_id}",
-            reason="clicked a link in an abandoned-cart reminder"), **ACTIVITY_OPTIONS)
+        await workflow.execute_activity_method(
+            ScoringActivities.add_score,
+            ScoreChange(
+                lead_id=self.input.lead_id,
+                event="email_clicked",
+                key=f"{workflow.info().workflow_id}:click:{signal.message_id}",
+                reason="clicked a link in an abandoned-cart reminder",
+            ),
+            **ACTIVITY_OPTIONS,
+        )
 
     @workflow.query(name="status")
     def status(self) -> CartStatus:
-        return CartStatus(self.step, self.cart_id, self.updates, self.last_update, list(self.messages))
+        return CartStatus(
+            self.step, self.cart_id, self.updates, self.last_update, list(self.messages)
+        )
 
     # Steps --------------------------------------------------------------------------------------
     def _over(self) -> bool:
@@ -143,35 +163,73 @@ class AbandonedCartJourney:
         step = f"reminder_{number}"
         self._enter(f"sending_{step}", f"Sending abandoned-cart reminder {number}")
         about, code = f"cart:{self.cart_id}", None
-        template = "cart_reminder_last" if number == len(self.input.reminder_delays_hours) else f"cart_reminder_{number}"
+        template = (
+            "cart_reminder_last"
+            if number == len(self.input.reminder_delays_hours)
+            else f"cart_reminder_{number}"
+        )
         if with_promo:
-            code = await workflow.execute_activity_method(CommerceActivities.issue_promo_code, PromoRequest(
-                self.input.lead_id, f"{workflow.info().workflow_id}:{self.cart_id}:{step}",
-                self.input.last_reminder_percent_off), **ACTIVITY_OPTIONS)
+            code = await workflow.execute_activity_method(
+                CommerceActivities.issue_promo_code,
+                PromoRequest(
+                    self.input.lead_id,
+                    f"{workflow.info().workflow_id}:{self.cart_id}:{step}",
+                    self.input.last_reminder_percent_off,
+                ),
+                **ACTIVITY_OPTIONS,
+            )
             about += f",promo:{code}"
         # Send unless the purchase comes first: a send being retried is abandoned at once, and
         # the send activity itself refuses a bought cart.
-        send = asyncio.ensure_future(send_marketing(EmailActivities.send_email, SendRequest(
-            lead_id=self.input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
-            step=f"{self.cart_id}:{step}", template=template, about=about), summary=f"email {template}",
-            window=self.input.send_window, stop=self._over))
+        send = asyncio.ensure_future(
+            send_marketing(
+                EmailActivities.send_email,
+                SendRequest(
+                    lead_id=self.input.lead_id,
+                    workflow_id=workflow.info().workflow_id,
+                    journey=JOURNEY,
+                    step=f"{self.cart_id}:{step}",
+                    template=template,
+                    about=about,
+                ),
+                summary=f"email {template}",
+                window=self.input.send_window,
+                stop=self._over,
+            )
+        )
         await workflow.wait_condition(lambda: send.done() or self.purchased)
         if not send.done():
             send.cancel()
-            self.messages.append(CartMessage(step, "cancelled", None, workflow.now(), "the cart was bought"))
+            self.messages.append(
+                CartMessage(step, "cancelled", None, workflow.now(), "the cart was bought")
+            )
             return
         result: SendResult = send.result()
-        self.messages.append(CartMessage(step, result.status, result.message_id, workflow.now(), result.reason,
-                                         code if result.status == "sent" else None))
-
+        self.messages.append(
+            CartMessage(
+                step,
+                result.status,
+                result.message_id,
+                workflow.now(),
+                result.reason,
+                code if result.status == "sent" else None,
+            )
+        )
 
     def _enter(self, step: str, details: str) -> None:
         self.step = step
         show_step(step, details)
 
     def _finish(self) -> CartResult:
-        outcome = ("purchased" if self.purchased else "unsubscribed" if self.unsubscribed
-                   else "emptied" if self.updates > 0 and self.items == 0 else "all_reminders_sent")
+        outcome = (
+            "purchased"
+            if self.purchased
+            else "unsubscribed"
+            if self.unsubscribed
+            else "emptied"
+            if self.updates > 0 and self.items == 0
+            else "all_reminders_sent"
+        )
         self._enter("completed", f"Journey over: {outcome}")
         sent = sum(1 for m in self.messages if m.status == "sent")
         return CartResult(outcome, sent, list(self.messages))

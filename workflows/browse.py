@@ -68,39 +68,70 @@ class BrowseAbandonmentJourney:
 
     @workflow.run
     async def run(self, input: BrowseInput) -> BrowseResult:
-        window = timedelta(days=input.window_days)
         # 1. Wait for a category with enough recent views.
-        self._enter("counting_views", f"Waiting for {input.min_views} views of one category within "
-                                      f"{input.window_days:g} days")
+        self._enter(
+            "counting_views",
+            f"Waiting for {input.min_views} views of one category within "
+            f"{input.window_days:g} days",
+        )
         while (category := self._qualified()) is None:
             seen = self.seen
-            if not await wait_for(lambda: self.seen != seen or self.unsubscribed, timedelta(days=input.give_up_days)):
-                return self._finish("no_interest", None, f"no category reached {input.min_views} views")
+            if not await wait_for(
+                lambda: self.seen != seen or self.unsubscribed, timedelta(days=input.give_up_days)
+            ):
+                return self._finish(
+                    "no_interest", None, f"no category reached {input.min_views} views"
+                )
             if self.unsubscribed:
                 return self._finish("unsubscribed", None, "the lead unsubscribed")
         self.category = category
         # 2. Three days after the last visit to it (a new visit restarts the clock).
         while True:
             due = self.views[category][-1] + timedelta(days=input.delay_days)
-            self._enter("waiting_after_last_visit",
-                        f"{category}: recommendation at {due:%Y-%m-%d %H:%M} UTC unless the lead visits it again")
+            self._enter(
+                "waiting_after_last_visit",
+                f"{category}: recommendation at {due:%Y-%m-%d %H:%M} UTC unless the lead visits it again",
+            )
             count = len(self.views[category])
-            if not await wait_for(lambda: len(self.views[category]) != count or self.unsubscribed,
-                                  due - workflow.now()):
+            if not await wait_for(
+                lambda: len(self.views[category]) != count or self.unsubscribed,
+                due - workflow.now(),
+            ):
                 break
             if self.unsubscribed:
                 return self._finish("unsubscribed", category, "the lead unsubscribed")
         # 3. The recommendation; the send skips a lead who bought in the category.
         self._enter("sending_recommendation", f"Sending the {category} recommendation")
         step = f"recommend:{category}"
-        sent = await send_marketing(EmailActivities.send_email, SendRequest(
-            lead_id=input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY, step=step,
-            template="browse_recommendation", about=f"category:{category}"), summary=f"email browse {category}",
-            window=input.send_window, stop=lambda: self.unsubscribed)
-        self.messages.append(SentMessage(step, "email", "browse_recommendation", sent.status, sent.message_id,
-                                         workflow.now(), sent.reason))
+        sent = await send_marketing(
+            EmailActivities.send_email,
+            SendRequest(
+                lead_id=input.lead_id,
+                workflow_id=workflow.info().workflow_id,
+                journey=JOURNEY,
+                step=step,
+                template="browse_recommendation",
+                about=f"category:{category}",
+            ),
+            summary=f"email browse {category}",
+            window=input.send_window,
+            stop=lambda: self.unsubscribed,
+        )
+        self.messages.append(
+            SentMessage(
+                step,
+                "email",
+                "browse_recommendation",
+                sent.status,
+                sent.message_id,
+                workflow.now(),
+                sent.reason,
+            )
+        )
         if sent.status == "sent":
-            return self._finish("sent", category, f"{len(self.views[category])} views of {category}, no purchase")
+            return self._finish(
+                "sent", category, f"{len(self.views[category])} views of {category}, no purchase"
+            )
         if "bought in the category" in sent.reason:
             return self._finish("suppressed", category, sent.reason)
         return self._finish(not_sent_outcome(sent), category, sent.reason)
@@ -110,7 +141,9 @@ class BrowseAbandonmentJourney:
         best = None
         for category, times in sorted(self.views.items()):
             recent = [t for t in times if t >= since]
-            if len(recent) >= self.input.min_views and (best is None or recent[-1] > self.views[best][-1]):
+            if len(recent) >= self.input.min_views and (
+                best is None or recent[-1] > self.views[best][-1]
+            ):
                 best = category
         return best
 
@@ -126,8 +159,11 @@ class BrowseAbandonmentJourney:
     @workflow.query(name="status")
     def status(self) -> BrowseStatus:
         since = workflow.now() - timedelta(days=self.input.window_days)
-        return BrowseStatus(self.step, {c: len([t for t in ts if t >= since]) for c, ts in self.views.items()},
-                            self.category)
+        return BrowseStatus(
+            self.step,
+            {c: len([t for t in ts if t >= since]) for c, ts in self.views.items()},
+            self.category,
+        )
 
     def _enter(self, step: str, details: str) -> None:
         self.step = step

@@ -52,8 +52,11 @@ class ScoreDecaySweep:
             input.now = workflow.now()
         pages_this_run = 0
         while True:
-            show_step("decaying", f"Page {input.pages + 1} after lead {input.cursor or '(start)'}; "
-                                  f"{input.decayed} decays so far")
+            show_step(
+                "decaying",
+                f"Page {input.pages + 1} after lead {input.cursor or '(start)'}; "
+                f"{input.decayed} decays so far",
+            )
             page = await workflow.execute_activity_method(
                 ScoringActivities.decay_scores_page,
                 DecayPage(now=input.now, after=input.cursor, limit=input.batch_size),
@@ -66,7 +69,10 @@ class ScoreDecaySweep:
             input.decayed += page.decayed
             input.points += page.points
             if page.next_cursor is None:
-                show_step("completed", f"{input.decayed} decays over {input.pages} pages ({input.points} points)")
+                show_step(
+                    "completed",
+                    f"{input.decayed} decays over {input.pages} pages ({input.points} points)",
+                )
                 return DecayResult(input.now, input.pages, input.leads, input.decayed, input.points)
             input.cursor = page.next_cursor
             if time_to_continue_as_new(pages_this_run, input.pages_per_run):

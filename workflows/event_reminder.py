@@ -32,8 +32,8 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
-from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
 from workflows.signals import ATTENDED, CLICKED, EVENT_CHANGED, OPENED, UNSUBSCRIBED, TrackingSignal
+from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -58,9 +58,9 @@ class EventReminderInput:
     hour_before_minutes: float = 60.0  # last reminder, before the start
     follow_up_after_hours: float = 24.0  # after the end: thanks (attended) or replay (did not)
     next_event_after_days: float = 7.0  # after the end: invitation to the next of the series
-    reminder_by_sms: bool = True  # the last reminder by SMS when the lead has a phone and SMS consent
-
-
+    reminder_by_sms: bool = (
+        True  # the last reminder by SMS when the lead has a phone and SMS consent
+    )
 
 
 @dataclass
@@ -90,7 +90,9 @@ class EventReminderJourney:
         self.unsubscribed = False
         self.change_pending = False
         self.done: set[str] = set()
-        self.sends: dict[str, int] = {}  # how many times a step was sent (re-armed steps get a new key)
+        self.sends: dict[
+            str, int
+        ] = {}  # how many times a step was sent (re-armed steps get a new key)
         self.messages: list[SentMessage] = []
 
     @workflow.run
@@ -100,8 +102,12 @@ class EventReminderJourney:
         self.schedule = await self._read_schedule()
         if self.schedule.status == "cancelled":
             return self._finish("cancelled", "the event was cancelled before the journey started")
-        self._enter("sending_confirmation", "Registered: sending the thank-you with the calendar invite")
-        confirmation = await self._send("confirmation", "email", "event_confirmation", about="event")
+        self._enter(
+            "sending_confirmation", "Registered: sending the thank-you with the calendar invite"
+        )
+        confirmation = await self._send(
+            "confirmation", "email", "event_confirmation", about="event"
+        )
         if confirmation.status != "sent":
             return self._finish("not_sent", confirmation.reason)
 
@@ -109,10 +115,14 @@ class EventReminderJourney:
         while (step := next((s for s in STEPS if s not in self.done), None)) is not None:
             due = self._due(step)
             if due <= workflow.now():
-                self._skip(step, f"its moment ({due:%Y-%m-%d %H:%M} UTC) had passed; never sent late")
+                self._skip(
+                    step, f"its moment ({due:%Y-%m-%d %H:%M} UTC) had passed; never sent late"
+                )
                 continue
             self._enter(f"waiting_for_{step}", f"Next: {step} at {due:%Y-%m-%d %H:%M} UTC")
-            interrupted = await wait_for(lambda: self.unsubscribed or self.change_pending, due - workflow.now())
+            interrupted = await wait_for(
+                lambda: self.unsubscribed or self.change_pending, due - workflow.now()
+            )
             if self.unsubscribed:
                 return self._finish("unsubscribed", "the lead unsubscribed")
             if interrupted:
@@ -169,28 +179,43 @@ class EventReminderJourney:
             await self._hour_reminder()
         elif step == "follow_up":
             template = "event_thanks" if self.attended else "event_replay"
-            self._enter("sending_follow_up", f"The day after: {template} ({'attended' if self.attended else 'did not attend'})")
+            self._enter(
+                "sending_follow_up",
+                f"The day after: {template} ({'attended' if self.attended else 'did not attend'})",
+            )
             await self._send(step, "email", template, about="event-recap")
         else:
             self._enter("finding_next_event", "A week after: is there a next event in the series?")
             found = await workflow.execute_activity_method(
-                EventActivities.find_next_event, NextEventQuestion(self.input.event_id, workflow.now()),
-                **ACTIVITY_OPTIONS)
+                EventActivities.find_next_event,
+                NextEventQuestion(self.input.event_id, workflow.now()),
+                **ACTIVITY_OPTIONS,
+            )
             if found.event_id is None:
                 self._skip(step, "the series has no next event")
             else:
-                await self._send(step, "email", "event_next", about="event-recap", about_id=found.event_id)
+                await self._send(
+                    step, "email", "event_next", about="event-recap", about_id=found.event_id
+                )
 
     async def _hour_reminder(self) -> None:
         if self.input.reminder_by_sms:
             facts = await workflow.execute_activity_method(
-                LeadActivities.get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS)
+                LeadActivities.get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
+            )
             if facts.has_phone:
                 consent = await workflow.execute_activity_method(
-                    LeadActivities.check_consent, ConsentQuestion(self.input.lead_id, "sms"), **ACTIVITY_OPTIONS)
+                    LeadActivities.check_consent,
+                    ConsentQuestion(self.input.lead_id, "sms"),
+                    **ACTIVITY_OPTIONS,
+                )
                 if consent.granted:
                     self._enter("sending_reminder_hour", "One hour before: reminder by SMS")
-                    if (await self._send("reminder_hour", "sms", "event_reminder_hour", about="event-recap")).status == "sent":
+                    if (
+                        await self._send(
+                            "reminder_hour", "sms", "event_reminder_hour", about="event-recap"
+                        )
+                    ).status == "sent":
                         return
         self._enter("sending_reminder_hour", "One hour before: reminder by email")
         await self._send("reminder_hour_email", "email", "event_reminder_hour", about="event")
@@ -205,8 +230,13 @@ class EventReminderJourney:
             await self._send("cancelled", "email", "event_cancelled", about="event")
             return False
         if self.schedule.starts_at != before.starts_at or self.schedule.ends_at != before.ends_at:
-            self._enter("sending_new_date", f"The event moved to {self.schedule.starts_at:%Y-%m-%d %H:%M} UTC")
-            await self._send(f"rescheduled_{self.schedule.sequence}", "email", "event_rescheduled", about="event")
+            self._enter(
+                "sending_new_date",
+                f"The event moved to {self.schedule.starts_at:%Y-%m-%d %H:%M} UTC",
+            )
+            await self._send(
+                f"rescheduled_{self.schedule.sequence}", "email", "event_rescheduled", about="event"
+            )
             for step in BEFORE_THE_EVENT:  # reminders for the old date count for nothing now
                 if self._due(step) > workflow.now():
                     self.done.discard(step)
@@ -214,9 +244,12 @@ class EventReminderJourney:
 
     async def _read_schedule(self) -> EventSchedule:
         return await workflow.execute_activity_method(
-            EventActivities.get_event_schedule, EventRef(self.input.event_id), **ACTIVITY_OPTIONS)
+            EventActivities.get_event_schedule, EventRef(self.input.event_id), **ACTIVITY_OPTIONS
+        )
 
-    async def _send(self, step: str, channel: str, template: str, *, about: str, about_id: str = "") -> SendResult:
+    async def _send(
+        self, step: str, channel: str, template: str, *, about: str, about_id: str = ""
+    ) -> SendResult:
         count = self.sends.get(step, 0)
         self.sends[step] = count + 1
         request = SendRequest(
@@ -229,17 +262,28 @@ class EventReminderJourney:
             over_cap="exempt",  # the lead asked for these by registering: counted, never held by the cap
         )
         method = EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
-        result = await workflow.execute_activity_method(method, request, summary=f"{channel} {template}",
-                                                        **ACTIVITY_OPTIONS)
-        self.messages.append(SentMessage(request.step, channel, template, result.status, result.message_id,
-                                         workflow.now(), result.reason))
+        result = await workflow.execute_activity_method(
+            method, request, summary=f"{channel} {template}", **ACTIVITY_OPTIONS
+        )
+        self.messages.append(
+            SentMessage(
+                request.step,
+                channel,
+                template,
+                result.status,
+                result.message_id,
+                workflow.now(),
+                result.reason,
+            )
+        )
         return result
 
     def _skip(self, step: str, reason: str) -> None:
         self.done.add(step)
         self.messages.append(SentMessage(step, "", "", "skipped", None, workflow.now(), reason))
-        workflow.logger.info("event journey for lead %s: %s skipped: %s", self.input.lead_id, step, reason)
-
+        workflow.logger.info(
+            "event journey for lead %s: %s skipped: %s", self.input.lead_id, step, reason
+        )
 
     # What the Temporal UI shows -----------------------------------------------------------
     def _enter(self, step: str, details: str) -> None:

@@ -62,8 +62,10 @@ def check_graph(links: list[Link]) -> None:
     cycles = unguarded_cycles(links)
     if cycles:
         named = "; ".join(" -> ".join(c) for c in cycles)
-        raise JourneyGraphError(f"journeys enroll each other in a loop with no guard: {named} "
-                                "(give one link a guard, or remove it)")
+        raise JourneyGraphError(
+            f"journeys enroll each other in a loop with no guard: {named} "
+            "(give one link a guard, or remove it)"
+        )
 
 
 def chain_refusal(chain: list[str], target: str, max_depth: int = DEFAULT_MAX_DEPTH) -> str:

@@ -42,11 +42,34 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows import search_attributes as sa
-from workflows.steps import (ACTIVITY_OPTIONS, SentMessage, not_sent_outcome, reach_goal, send_marketing, show_step,
-                            wait_for)
-from workflows.signals import (ASSET_DOWNLOADED, CLICKED, DEMO_BOOKED, DEMO_BOOKED_GOAL, GOAL_REACHED, OPENED,
-                               PURCHASE_GOAL, PURCHASED, SCORE_CHANGED, TASK_COMPLETED, UNSUBSCRIBED, AssetSignal,
-                               GoalSignal, PurchaseSignal, ScoreSignal, TaskSignal, TrackingSignal)
+from workflows.signals import (
+    ASSET_DOWNLOADED,
+    CLICKED,
+    DEMO_BOOKED,
+    DEMO_BOOKED_GOAL,
+    GOAL_REACHED,
+    OPENED,
+    PURCHASE_GOAL,
+    PURCHASED,
+    SCORE_CHANGED,
+    TASK_COMPLETED,
+    UNSUBSCRIBED,
+    AssetSignal,
+    GoalSignal,
+    PurchaseSignal,
+    ScoreSignal,
+    TaskSignal,
+    TrackingSignal,
+)
+from workflows.steps import (
+    ACTIVITY_OPTIONS,
+    SentMessage,
+    not_sent_outcome,
+    reach_goal,
+    send_marketing,
+    show_step,
+    wait_for,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -85,8 +108,12 @@ class NurturingStep:
 class NurturingSequence:
     version: str  # a hash of the file it came from
     steps: list[NurturingStep]
-    assets: dict[str, str] = field(default_factory=dict)  # asset -> part of its URL: a click on it is a download
-    hand_off_downloads: list[str] = field(default_factory=list)  # a download of one of these makes a sales task
+    assets: dict[str, str] = field(
+        default_factory=dict
+    )  # asset -> part of its URL: a click on it is a download
+    hand_off_downloads: list[str] = field(
+        default_factory=list
+    )  # a download of one of these makes a sales task
     hand_off_on_mql: bool = True  # crossing the MQL threshold makes a sales task
 
 
@@ -167,13 +194,17 @@ class LeadNurturingJourney:
         self._scored_messages: set[str] = set()
         self._background: list[asyncio.Task] = []
         self._closing = False
-        self._run_tag = f"@{workflow.info().start_time:%Y-%m-%dT%H:%M:%S}" if input.reenrolled else ""
+        self._run_tag = (
+            f"@{workflow.info().start_time:%Y-%m-%dT%H:%M:%S}" if input.reenrolled else ""
+        )
 
     @workflow.run
     async def run(self, input: NurturingInput) -> NurturingResult:
         self._enter("checking_consent", "Checking the lead's marketing consent for email")
         consent = await workflow.execute_activity_method(
-            LeadActivities.check_consent, ConsentQuestion(input.lead_id, "email"), **ACTIVITY_OPTIONS
+            LeadActivities.check_consent,
+            ConsentQuestion(input.lead_id, "email"),
+            **ACTIVITY_OPTIONS,
         )
         if not consent.granted:
             return await self._finish("not_sent", consent.reason)
@@ -183,7 +214,10 @@ class LeadNurturingJourney:
             if step.gate:
                 self.gate = f"{step.name} requires the {step.gate.downloaded} downloaded"
             if step.delay_days > 0:
-                self._enter(f"waiting_for_{step.name}", f"Waiting {step.delay_days:g} days before {step.name}")
+                self._enter(
+                    f"waiting_for_{step.name}",
+                    f"Waiting {step.delay_days:g} days before {step.name}",
+                )
                 if await wait_for(lambda: self.stop is not None, timedelta(days=step.delay_days)):
                     break
                 await self._refresh_score()  # other journeys (clicks, purchases) may have moved it
@@ -192,8 +226,10 @@ class LeadNurturingJourney:
                     break
                 if step.gate.on_exhausted == "end":
                     return await self._finish(
-                        "gate_not_met", f"the {step.gate.downloaded} was not downloaded after "
-                                        f"{self.loops.get(step.name, 0)} alternative(s); {step.name} not sent")
+                        "gate_not_met",
+                        f"the {step.gate.downloaded} was not downloaded after "
+                        f"{self.loops.get(step.name, 0)} alternative(s); {step.name} not sent",
+                    )
                 continue
             self._enter(f"sending_{step.name}", f"Sending {step.name} ({step.template})")
             sent = await self._send(step.name, step.template)
@@ -219,14 +255,22 @@ class LeadNurturingJourney:
                 break
             template = gate.alternatives[min(loop, len(gate.alternatives)) - 1]
             self.gate = f"{step.name} requires the {gate.downloaded} downloaded (feedback loop {loop}/{gate.max_loops})"
-            self._enter(f"feedback_{step.name}", f"No {gate.downloaded} download yet: sending {template} instead")
+            self._enter(
+                f"feedback_{step.name}",
+                f"No {gate.downloaded} download yet: sending {template} instead",
+            )
             sent = await self._send(f"{step.name}_alt_{loop}", template)
             self.loops[step.name] = loop
             if sent.status != "sent" and not self.stop:
                 self._stop(not_sent_outcome(sent), sent.reason)
-            self._enter(f"feedback_{step.name}",
-                        f"Waiting up to {gate.retry_after_days:g} days for the {gate.downloaded} download")
-            await wait_for(lambda: self._met(gate) or self.stop is not None, timedelta(days=gate.retry_after_days))
+            self._enter(
+                f"feedback_{step.name}",
+                f"Waiting up to {gate.retry_after_days:g} days for the {gate.downloaded} download",
+            )
+            await wait_for(
+                lambda: self._met(gate) or self.stop is not None,
+                timedelta(days=gate.retry_after_days),
+            )
         self.gate = None
         return self._met(gate) and not self.stop
 
@@ -246,9 +290,12 @@ class LeadNurturingJourney:
         step = next((m.step for m in self.messages if m.message_id == signal.message_id), "a")
         result = await workflow.execute_activity_method(
             ScoringActivities.add_score,
-            ScoreChange(lead_id=self.input.lead_id, event="email_clicked",
-                        key=f"{workflow.info().workflow_id}:click:{signal.message_id}",
-                        reason=f"clicked a link in the {step} message of the nurturing journey"),
+            ScoreChange(
+                lead_id=self.input.lead_id,
+                event="email_clicked",
+                key=f"{workflow.info().workflow_id}:click:{signal.message_id}",
+                reason=f"clicked a link in the {step} message of the nurturing journey",
+            ),
             **ACTIVITY_OPTIONS,
         )
         self._set_score(result.score)
@@ -271,7 +318,10 @@ class LeadNurturingJourney:
         if signal.outcome == "meeting_booked":
             self._stop("converted", f"the sales rep booked a meeting (task {signal.task_id})")
         elif signal.outcome == "not_interested":
-            self._stop("not_interested", f"the lead told the sales rep they are not interested (task {signal.task_id})")
+            self._stop(
+                "not_interested",
+                f"the lead told the sales rep they are not interested (task {signal.task_id})",
+            )
 
     @workflow.signal(name=DEMO_BOOKED)
     def on_demo_booked(self) -> None:
@@ -292,8 +342,14 @@ class LeadNurturingJourney:
 
     @workflow.query(name="status")
     def status(self) -> NurturingStatus:
-        return NurturingStatus(self.step, self.gate, list(self.downloads), self.score, self._open_tasks(),
-                               list(self.messages))
+        return NurturingStatus(
+            self.step,
+            self.gate,
+            list(self.downloads),
+            self.score,
+            self._open_tasks(),
+            list(self.messages),
+        )
 
     def _downloaded(self, asset: str) -> None:
         if asset in self.downloads:
@@ -317,8 +373,10 @@ class LeadNurturingJourney:
             self._mql = True
             self._mql_crossings += 1
             if self.seq.hand_off_on_mql:
-                self._hand_off(f"mql-{self._mql_crossings}",
-                               f"score {score} reached the MQL threshold ({self.input.mql_threshold})")
+                self._hand_off(
+                    f"mql-{self._mql_crossings}",
+                    f"score {score} reached the MQL threshold ({self.input.mql_threshold})",
+                )
 
     def _stop(self, outcome: str, reason: str) -> None:
         if self.stop is None:
@@ -335,14 +393,25 @@ class LeadNurturingJourney:
         due = add_business_days(workflow.now(), self.input.task_due_business_days)
         created = await workflow.execute_activity_method(
             SalesActivities.create_sales_task,
-            TaskRequest(self.input.lead_id, workflow.info().workflow_id,
-                        f"{workflow.info().workflow_id}:{key}{self._run_tag}",
-                        reason, due),
-            summary=f"sales task: {reason}", **ACTIVITY_OPTIONS,
+            TaskRequest(
+                self.input.lead_id,
+                workflow.info().workflow_id,
+                f"{workflow.info().workflow_id}:{key}{self._run_tag}",
+                reason,
+                due,
+            ),
+            summary=f"sales task: {reason}",
+            **ACTIVITY_OPTIONS,
         )
-        task = self.tasks.setdefault(created.task_id, TaskView(created.task_id, reason, created.assignee_name,
-                                                               created.due_at, created.status))
-        workflow.logger.info("nurturing for lead %s: sales task %s (%s)", self.input.lead_id, task.task_id, reason)
+        task = self.tasks.setdefault(
+            created.task_id,
+            TaskView(
+                created.task_id, reason, created.assignee_name, created.due_at, created.status
+            ),
+        )
+        workflow.logger.info(
+            "nurturing for lead %s: sales task %s (%s)", self.input.lead_id, task.task_id, reason
+        )
         await self._notify(task, "assigned")
         await wait_for(lambda: task.status != "open" or self._closing, task.due_at - workflow.now())
         if task.status != "open" or self._closing:
@@ -359,25 +428,50 @@ class LeadNurturingJourney:
     async def _notify(self, task: TaskView, kind: str) -> None:
         try:
             notice = await workflow.execute_activity_method(
-                SalesActivities.notify_sales_task, TaskNotice(task.task_id, kind), **ACTIVITY_OPTIONS
+                SalesActivities.notify_sales_task,
+                TaskNotice(task.task_id, kind),
+                **ACTIVITY_OPTIONS,
             )
         except ActivityError as err:  # e.g. the SMTP server refused the address for good
-            workflow.logger.warning("sales task %s: the %s email failed: %s", task.task_id, kind, err.cause)
+            workflow.logger.warning(
+                "sales task %s: the %s email failed: %s", task.task_id, kind, err.cause
+            )
             return
         if not notice.sent:
-            workflow.logger.warning("sales task %s: no %s email: %s", task.task_id, kind, notice.reason)
+            workflow.logger.warning(
+                "sales task %s: no %s email: %s", task.task_id, kind, notice.reason
+            )
 
     def _open_tasks(self) -> list[TaskView]:
         return [t for t in self.tasks.values() if t.status == "open"]
 
     # Sending and what the Temporal UI shows -----------------------------------------------
     async def _send(self, step: str, template: str) -> SendResult:
-        request = SendRequest(lead_id=self.input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
-                              step=f"{step}{self._run_tag}", template=template)
-        result = await send_marketing(EmailActivities.send_email, request, summary=f"email {template}",
-                                      window=self.input.send_window, stop=lambda: self.stop is not None)
-        self.messages.append(SentMessage(step, "email", template, result.status, result.message_id, workflow.now(),
-                                         result.reason))
+        request = SendRequest(
+            lead_id=self.input.lead_id,
+            workflow_id=workflow.info().workflow_id,
+            journey=JOURNEY,
+            step=f"{step}{self._run_tag}",
+            template=template,
+        )
+        result = await send_marketing(
+            EmailActivities.send_email,
+            request,
+            summary=f"email {template}",
+            window=self.input.send_window,
+            stop=lambda: self.stop is not None,
+        )
+        self.messages.append(
+            SentMessage(
+                step,
+                "email",
+                template,
+                result.status,
+                result.message_id,
+                workflow.now(),
+                result.reason,
+            )
+        )
         if result.status == "sent":
             self.steps_sent.append(step)
         return result
@@ -389,11 +483,21 @@ class LeadNurturingJourney:
 
     async def _finish(self, outcome: str, reason: str) -> NurturingResult:
         self._closing = True  # hand-offs stop watching due dates; none starts any more
-        if outcome == "converted" and workflow.patched("goals"):  # a meeting booked: the demo goal, for the others
+        if outcome == "converted" and workflow.patched(
+            "goals"
+        ):  # a meeting booked: the demo goal, for the others
             await reach_goal(self.input.lead_id, DEMO_BOOKED_GOAL)
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self._background)
         self.gate = None
         self._enter("completed", f"Journey over: {outcome} ({reason})")
-        return NurturingResult(outcome, reason, list(self.steps_sent), dict(self.loops), list(self.downloads),
-                               self.score, list(self.tasks.values()), list(self.messages))
+        return NurturingResult(
+            outcome,
+            reason,
+            list(self.steps_sent),
+            dict(self.loops),
+            list(self.downloads),
+            self.score,
+            list(self.tasks.values()),
+            list(self.messages),
+        )

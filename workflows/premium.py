@@ -41,11 +41,26 @@ class PremiumOfferJourney:
     @workflow.run
     async def run(self, input: PremiumInput) -> PremiumResult:
         show_step("sending_offer", "The lead is very active: sending the premium-content offer")
-        result = await send_marketing(EmailActivities.send_email, SendRequest(
-            lead_id=input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY, step="premium_offer",
-            template="premium_offer"), summary="email premium_offer", over_cap="skip")
+        result = await send_marketing(
+            EmailActivities.send_email,
+            SendRequest(
+                lead_id=input.lead_id,
+                workflow_id=workflow.info().workflow_id,
+                journey=JOURNEY,
+                step="premium_offer",
+                template="premium_offer",
+            ),
+            summary="email premium_offer",
+            over_cap="skip",
+        )
         # Recorded even when skipped (no consent): the offer is a moment, not a debt to pay later.
         await workflow.execute_activity_method(
-            ReEngagementActivities.record_premium_offer, PremiumRecord(input.lead_id), **ACTIVITY_OPTIONS)
-        show_step("completed", f"Premium offer {result.status}" + (f" ({result.reason})" if result.reason else ""))
+            ReEngagementActivities.record_premium_offer,
+            PremiumRecord(input.lead_id),
+            **ACTIVITY_OPTIONS,
+        )
+        show_step(
+            "completed",
+            f"Premium offer {result.status}" + (f" ({result.reason})" if result.reason else ""),
+        )
         return PremiumResult(result.status, result.reason, result.message_id)

@@ -22,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.sending import SendRequest
 
 
-
 @dataclass
 class PurchaseInput:
     order_id: str
@@ -44,25 +43,54 @@ class PurchaseFollowUp:
     @workflow.run
     async def run(self, input: PurchaseInput) -> PurchaseResult:
         facts = await workflow.execute_activity_method(
-            CommerceActivities.record_purchase, PurchaseRef(input.order_id), **ACTIVITY_OPTIONS)
+            CommerceActivities.record_purchase, PurchaseRef(input.order_id), **ACTIVITY_OPTIONS
+        )
         workflow.upsert_search_attributes([sa.LEAD_ID.value_set(facts.lead_id)])
-        score = await workflow.execute_activity_method(ScoringActivities.add_score, ScoreChange(
-            lead_id=facts.lead_id, event="purchase", key=f"purchase:{input.order_id}",
-            reason=f"purchase (order {input.order_id})"), **ACTIVITY_OPTIONS)
+        score = await workflow.execute_activity_method(
+            ScoringActivities.add_score,
+            ScoreChange(
+                lead_id=facts.lead_id,
+                event="purchase",
+                key=f"purchase:{input.order_id}",
+                reason=f"purchase (order {input.order_id})",
+            ),
+            **ACTIVITY_OPTIONS,
+        )
         workflow.upsert_search_attributes([sa.SCORE.value_set(score.score)])
         if not facts.first_purchase:
-            workflow.set_current_details(f"Repeat purchase: the lead is on the {facts.added_to_list!r} list")
-            return PurchaseResult(facts.lead_id, False, score.score, None, None, facts.added_to_list)
+            workflow.set_current_details(
+                f"Repeat purchase: the lead is on the {facts.added_to_list!r} list"
+            )
+            return PurchaseResult(
+                facts.lead_id, False, score.score, None, None, facts.added_to_list
+            )
 
         code = None
         about = f"order:{input.order_id}"
         if input.first_purchase_percent_off > 0:
-            code = await workflow.execute_activity_method(CommerceActivities.issue_promo_code, PromoRequest(
-                facts.lead_id, f"{workflow.info().workflow_id}:next-order", input.first_purchase_percent_off),
-                **ACTIVITY_OPTIONS)
+            code = await workflow.execute_activity_method(
+                CommerceActivities.issue_promo_code,
+                PromoRequest(
+                    facts.lead_id,
+                    f"{workflow.info().workflow_id}:next-order",
+                    input.first_purchase_percent_off,
+                ),
+                **ACTIVITY_OPTIONS,
+            )
             about += f",promo:{code}"
-        sent = await workflow.execute_activity_method(EmailActivities.send_email, SendRequest(
-            lead_id=facts.lead_id, workflow_id=workflow.info().workflow_id, journey="purchase", step="thank_you",
-            template="purchase_thank_you", about=about, over_cap="exempt"), summary="email purchase_thank_you", **ACTIVITY_OPTIONS)
+        sent = await workflow.execute_activity_method(
+            EmailActivities.send_email,
+            SendRequest(
+                lead_id=facts.lead_id,
+                workflow_id=workflow.info().workflow_id,
+                journey="purchase",
+                step="thank_you",
+                template="purchase_thank_you",
+                about=about,
+                over_cap="exempt",
+            ),
+            summary="email purchase_thank_you",
+            **ACTIVITY_OPTIONS,
+        )
         workflow.set_current_details(f"First purchase: thank-you {sent.status}, promo code {code}")
         return PurchaseResult(facts.lead_id, True, score.score, sent.status, code, None)

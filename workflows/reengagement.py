@@ -29,10 +29,26 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows import search_attributes as sa
-from workflows.signals import (ACTIVITY, CLICKED, GOAL_REACHED, OPENED, PURCHASE_GOAL, UNSUBSCRIBED, ActivitySignal,
-                               GoalSignal, TrackingSignal)
-from workflows.steps import (ACTIVITY_OPTIONS, SentMessage, not_sent_outcome, send_marketing, show_step, until_goal,
-                            wait_for)
+from workflows.signals import (
+    ACTIVITY,
+    CLICKED,
+    GOAL_REACHED,
+    OPENED,
+    PURCHASE_GOAL,
+    UNSUBSCRIBED,
+    ActivitySignal,
+    GoalSignal,
+    TrackingSignal,
+)
+from workflows.steps import (
+    ACTIVITY_OPTIONS,
+    SentMessage,
+    not_sent_outcome,
+    send_marketing,
+    show_step,
+    until_goal,
+    wait_for,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -73,7 +89,9 @@ class ReEngagementResult:
     reaction: str | None
     score: int | None
     messages: list[SentMessage] = field(default_factory=list)
-    rows_deleted: dict[str, int] = field(default_factory=dict)  # sunset_deleted: what the erasure removed
+    rows_deleted: dict[str, int] = field(
+        default_factory=dict
+    )  # sunset_deleted: what the erasure removed
 
 
 @workflow.defn(name="ReEngagementJourney")
@@ -94,17 +112,27 @@ class ReEngagementJourney:
         if result is None:
             await workflow.wait_condition(workflow.all_handlers_finished)
             await self._record("converted")
-            return self._finish("converted", f"goal reached: {self.converted.goal} ({self.converted.source})")
+            return self._finish(
+                "converted", f"goal reached: {self.converted.goal} ({self.converted.source})"
+            )
         return result
 
     async def _steps(self, input: ReEngagementInput) -> ReEngagementResult:
-        if len(input.delays_days) != len(EMAILS):  # fails the run (a ValueError would retry the task for ever)
-            raise ApplicationError(f"delays_days needs {len(EMAILS)} values, got {input.delays_days}",
-                                   type="BadJourneyInput", non_retryable=True)
+        if len(input.delays_days) != len(
+            EMAILS
+        ):  # fails the run (a ValueError would retry the task for ever)
+            raise ApplicationError(
+                f"delays_days needs {len(EMAILS)} values, got {input.delays_days}",
+                type="BadJourneyInput",
+                non_retryable=True,
+            )
         # 1. Consent first (the sweep checked it, but it may have changed since).
         self._enter("checking_consent", "Checking the lead's marketing consent for email")
         consent = await workflow.execute_activity_method(
-            LeadActivities.check_consent, ConsentQuestion(input.lead_id, "email"), **ACTIVITY_OPTIONS)
+            LeadActivities.check_consent,
+            ConsentQuestion(input.lead_id, "email"),
+            **ACTIVITY_OPTIONS,
+        )
         if not consent.granted:
             await self._record("not_sent")
             return self._finish("not_sent", consent.reason)
@@ -112,18 +140,26 @@ class ReEngagementJourney:
 
         # 2. Up to three emails, each followed by a wait; any activity of the lead ends the series.
         started_on = workflow.info().start_time.strftime("%Y-%m-%d")
-        for number, (template, delay) in enumerate(zip(EMAILS, input.delays_days), start=1):
-            self._enter(f"sending_email_{number}", f"Sending re-engagement email {number} ({template})")
+        for number, (template, delay) in enumerate(
+            zip(EMAILS, input.delays_days, strict=False), start=1
+        ):
+            self._enter(
+                f"sending_email_{number}", f"Sending re-engagement email {number} ({template})"
+            )
             sent = await self._send(f"email_{number}@{started_on}", template)
             if sent.status != "sent":
                 if self._reacted_or_left():
                     break
-                outcome = "excluded" if not_sent_outcome(sent) == "excluded" else "consent_withdrawn"
+                outcome = (
+                    "excluded" if not_sent_outcome(sent) == "excluded" else "consent_withdrawn"
+                )
                 await self._record(outcome)
                 return self._finish(outcome, sent.reason)
             wait = timedelta(days=delay)
-            self._enter(f"waiting_after_email_{number}",
-                        f"Email {number} sent; waiting up to {delay:g} days for any activity of the lead")
+            self._enter(
+                f"waiting_after_email_{number}",
+                f"Email {number} sent; waiting up to {delay:g} days for any activity of the lead",
+            )
             if await wait_for(self._reacted_or_left, wait):
                 break
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -134,9 +170,16 @@ class ReEngagementJourney:
             return self._finish("unsubscribed", "the lead unsubscribed")
         if self.reaction is not None:
             self._enter("re_engaged", f"The lead came back ({self.reaction}): adding points")
-            score = await workflow.execute_activity_method(ScoringActivities.add_score, ScoreChange(
-                lead_id=input.lead_id, event="reengaged", key=f"{workflow.info().workflow_id}:{started_on}:reengaged",
-                reason=f"came back during the re-engagement journey ({self.reaction})"), **ACTIVITY_OPTIONS)
+            score = await workflow.execute_activity_method(
+                ScoringActivities.add_score,
+                ScoreChange(
+                    lead_id=input.lead_id,
+                    event="reengaged",
+                    key=f"{workflow.info().workflow_id}:{started_on}:reengaged",
+                    reason=f"came back during the re-engagement journey ({self.reaction})",
+                ),
+                **ACTIVITY_OPTIONS,
+            )
             self.score = score.score
             workflow.upsert_search_attributes([sa.SCORE.value_set(score.score)])
             await self._record("re_engaged")
@@ -144,12 +187,18 @@ class ReEngagementJourney:
         self._enter("sunset", f"No reaction to {len(EMAILS)} emails: sunset ({input.sunset})")
         sunset = await workflow.execute_activity_method(
             ReEngagementActivities.sunset_lead,
-            SunsetRequest(input.lead_id, input.sunset, workflow.info().workflow_id), **ACTIVITY_OPTIONS)
+            SunsetRequest(input.lead_id, input.sunset, workflow.info().workflow_id),
+            **ACTIVITY_OPTIONS,
+        )
         if sunset.policy == "delete":
-            result = self._finish("sunset_deleted", "no reaction to the re-engagement emails: lead erased")
+            result = self._finish(
+                "sunset_deleted", "no reaction to the re-engagement emails: lead erased"
+            )
             result.rows_deleted = sunset.rows_deleted
             return result
-        return self._finish("sunset_suppressed", "no reaction to the re-engagement emails: marketing email stopped")
+        return self._finish(
+            "sunset_suppressed", "no reaction to the re-engagement emails: marketing email stopped"
+        )
 
     # What the lead does ------------------------------------------------------------------
     @workflow.signal(name=OPENED)
@@ -182,17 +231,39 @@ class ReEngagementJourney:
         return self.reaction is not None or self.unsubscribed
 
     async def _send(self, step: str, template: str) -> SendResult:
-        request = SendRequest(lead_id=self.input.lead_id, workflow_id=workflow.info().workflow_id,
-                              journey=JOURNEY, step=step, template=template)
-        result = await send_marketing(EmailActivities.send_email, request, summary=f"email {template}",
-                                      window=self.input.send_window, stop=self._reacted_or_left)
-        self.messages.append(SentMessage(step, "email", template, result.status, result.message_id, workflow.now(),
-                                         result.reason))
+        request = SendRequest(
+            lead_id=self.input.lead_id,
+            workflow_id=workflow.info().workflow_id,
+            journey=JOURNEY,
+            step=step,
+            template=template,
+        )
+        result = await send_marketing(
+            EmailActivities.send_email,
+            request,
+            summary=f"email {template}",
+            window=self.input.send_window,
+            stop=self._reacted_or_left,
+        )
+        self.messages.append(
+            SentMessage(
+                step,
+                "email",
+                template,
+                result.status,
+                result.message_id,
+                workflow.now(),
+                result.reason,
+            )
+        )
         return result
 
     async def _record(self, status: str) -> None:
         await workflow.execute_activity_method(
-            ReEngagementActivities.record_reengagement, OutcomeRecord(self.input.lead_id, status), **ACTIVITY_OPTIONS)
+            ReEngagementActivities.record_reengagement,
+            OutcomeRecord(self.input.lead_id, status),
+            **ACTIVITY_OPTIONS,
+        )
 
     def _enter(self, step: str, details: str) -> None:
         self.step = step

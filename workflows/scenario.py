@@ -26,7 +26,15 @@ from temporalio.workflow import ParentClosePolicy
 
 from workflows.journey_graph import DEFAULT_MAX_DEPTH, Link, chain_refusal
 from workflows.signals import GOAL_REACHED, PURCHASE_GOAL, GoalSignal
-from workflows.steps import ACTIVITY_OPTIONS, SentMessage, not_sent_outcome, send_marketing, show_step, until_goal, wait_for
+from workflows.steps import (
+    ACTIVITY_OPTIONS,
+    SentMessage,
+    not_sent_outcome,
+    send_marketing,
+    show_step,
+    until_goal,
+    wait_for,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -34,7 +42,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.sending import SendRequest
 
 JOURNEY = "scenario"
-RECORD_REFUSALS_PATCH = "record-enrollment-refusals"  # refusals recorded in enrollment_refusals (issue 7)
+RECORD_REFUSALS_PATCH = (
+    "record-enrollment-refusals"  # refusals recorded in enrollment_refusals (issue 7)
+)
 GOALS = (PURCHASE_GOAL,)
 
 
@@ -50,8 +60,11 @@ class Scenario:
 # The way back is guarded: the run-time chain check refuses to re-enroll a lead who came from it.
 SCENARIOS: dict[str, Scenario] = {
     "newsletter": Scenario(template="nurture_welcome_newsletter", redirect_to="white_paper"),
-    "white_paper": Scenario(template="nurture_white_paper", redirect_to="newsletter",
-                            guard="never back into a scenario the lead came from (the enrollment chain)"),
+    "white_paper": Scenario(
+        template="nurture_white_paper",
+        redirect_to="newsletter",
+        guard="never back into a scenario the lead came from (the enrollment chain)",
+    ),
 }
 
 
@@ -96,7 +109,9 @@ class ScenarioJourney:
     async def run(self, input: ScenarioInput) -> ScenarioResult:
         result = await until_goal(self._steps(input), lambda: self.converted is not None)
         if result is None:
-            return self._finish(ScenarioResult("converted", f"goal reached: {self.converted.goal}", self.chain))
+            return self._finish(
+                ScenarioResult("converted", f"goal reached: {self.converted.goal}", self.chain)
+            )
         return result
 
     async def _steps(self, input: ScenarioInput) -> ScenarioResult:
@@ -105,14 +120,36 @@ class ScenarioJourney:
         # run keys its send with its start time (or it would find the earlier run's send done);
         # the redirect checks the target's rules, refusals are recorded. Older runs replay as they ran.
         self._rules = workflow.patched(RECORD_REFUSALS_PATCH)
-        step = f"{input.scenario}@{workflow.info().start_time:%Y-%m-%dT%H:%M:%S}" if self._rules else input.scenario
+        step = (
+            f"{input.scenario}@{workflow.info().start_time:%Y-%m-%dT%H:%M:%S}"
+            if self._rules
+            else input.scenario
+        )
         self._enter("sending", f"Sending {scenario.template}")
-        request = SendRequest(lead_id=input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
-                              step=step, template=scenario.template)
-        sent = await send_marketing(EmailActivities.send_email, request, summary=f"email {scenario.template}",
-                                    stop=lambda: self.converted is not None)
-        self.messages.append(SentMessage(input.scenario, "email", scenario.template, sent.status, sent.message_id,
-                                         workflow.now(), sent.reason))
+        request = SendRequest(
+            lead_id=input.lead_id,
+            workflow_id=workflow.info().workflow_id,
+            journey=JOURNEY,
+            step=step,
+            template=scenario.template,
+        )
+        sent = await send_marketing(
+            EmailActivities.send_email,
+            request,
+            summary=f"email {scenario.template}",
+            stop=lambda: self.converted is not None,
+        )
+        self.messages.append(
+            SentMessage(
+                input.scenario,
+                "email",
+                scenario.template,
+                sent.status,
+                sent.message_id,
+                workflow.now(),
+                sent.reason,
+            )
+        )
         if sent.status != "sent":
             return self._finish(ScenarioResult(not_sent_outcome(sent), sent.reason, self.chain))
         if scenario.redirect_to is None:
@@ -124,28 +161,45 @@ class ScenarioJourney:
         target = scenario.redirect_to
         refusal = chain_refusal(self.chain, target, input.max_depth)
         if refusal:
-            workflow.logger.warning("scenario %s for lead %s: redirect refused: %s", input.scenario, input.lead_id,
-                                    refusal)
+            workflow.logger.warning(
+                "scenario %s for lead %s: redirect refused: %s",
+                input.scenario,
+                input.lead_id,
+                refusal,
+            )
             await self._record_refusal(target, refusal)
             return self._finish(ScenarioResult("redirect_refused", refusal, self.chain, target))
         if self._rules:  # the target's enrollment rules, as the API applies them
             refusal = await workflow.execute_activity_method(
                 EnrollmentActivities.check_enrollment,
-                EnrollmentCheck(input.lead_id, JOURNEY, workflow_id(target, input.lead_id), f"{target} scenario"),
-                **ACTIVITY_OPTIONS)
+                EnrollmentCheck(
+                    input.lead_id, JOURNEY, workflow_id(target, input.lead_id), f"{target} scenario"
+                ),
+                **ACTIVITY_OPTIONS,
+            )
             if refusal:
                 await self._record_refusal(target, refusal)
                 return self._finish(ScenarioResult("redirect_refused", refusal, self.chain, target))
         self._enter("redirecting", f"Enrolling the lead into {target}")
         try:
             await workflow.start_child_workflow(
-                ScenarioJourney.run, ScenarioInput(input.lead_id, target, list(self.chain), input.max_depth, input.wait_days),
-                id=workflow_id(target, input.lead_id), parent_close_policy=ParentClosePolicy.ABANDON)
+                ScenarioJourney.run,
+                ScenarioInput(
+                    input.lead_id, target, list(self.chain), input.max_depth, input.wait_days
+                ),
+                id=workflow_id(target, input.lead_id),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
         except WorkflowAlreadyStartedError:
             await self._record_refusal(target, f"the lead is already in {target}")
-            return self._finish(ScenarioResult("redirect_refused", f"the lead is already in {target}", self.chain,
-                                               target))
-        return self._finish(ScenarioResult("redirected", f"enrolled into {target}", self.chain, target))
+            return self._finish(
+                ScenarioResult(
+                    "redirect_refused", f"the lead is already in {target}", self.chain, target
+                )
+            )
+        return self._finish(
+            ScenarioResult("redirected", f"enrolled into {target}", self.chain, target)
+        )
 
     @workflow.signal(name=GOAL_REACHED)
     def on_goal_reached(self, signal: GoalSignal) -> None:
@@ -163,8 +217,17 @@ class ScenarioJourney:
             info = workflow.info()
             await workflow.execute_activity_method(
                 EnrollmentActivities.record_enrollment_refusal,
-                RefusalRecord(self.input.lead_id, info.workflow_id, info.run_id, self.input.scenario, target, reason,
-                              list(self.chain)), **ACTIVITY_OPTIONS)
+                RefusalRecord(
+                    self.input.lead_id,
+                    info.workflow_id,
+                    info.run_id,
+                    self.input.scenario,
+                    target,
+                    reason,
+                    list(self.chain),
+                ),
+                **ACTIVITY_OPTIONS,
+            )
 
     def _enter(self, step: str, details: str) -> None:
         self.step = step

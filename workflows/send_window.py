@@ -8,7 +8,7 @@ whatever the offset is that Monday (DST included).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -80,5 +80,5 @@ def _local(day: date, minutes: int, tz: ZoneInfo) -> datetime:
     if minutes >= 24 * 60:
         return _local(day + timedelta(days=1), 0, tz)
     wall = datetime.combine(day, time(minutes // 60, minutes % 60), tzinfo=tz)
-    utc = wall.astimezone(timezone.utc)
+    utc = wall.astimezone(UTC)
     return utc

@@ -15,6 +15,7 @@ class TrackingSignal:
     message_id: str
     url: str | None = None  # the destination, for clicks
 
+
 # What the shop tells a cart journey (POST /events/track).
 CART_UPDATED = "cart_updated"
 PURCHASED = "purchased"
@@ -30,6 +31,7 @@ class CartSignal:
 class PurchaseSignal:
     order_id: str
 
+
 # What the events API tells an event journey (ids only, no payload to trust: the journey re-reads).
 EVENT_CHANGED = "event_changed"  # rescheduled or cancelled: re-read the schedule
 ATTENDED = "attended"  # the lead was at the event
@@ -42,6 +44,8 @@ ACTIVITY = "activity"
 @dataclass
 class ActivitySignal:
     kind: str  # page_view | purchase | opened | clicked | form
+
+
 # What the API tells a nurturing journey (``nurture-<lead id>``): ids and names only.
 ASSET_DOWNLOADED = "asset_downloaded"  # POST /events/track {"type": "asset_downloaded"}
 DEMO_BOOKED = "demo_booked"  # POST /events/track {"type": "demo_booked"}: goal reached
@@ -64,6 +68,7 @@ class TaskSignal:
 class ScoreSignal:
     score: int
 
+
 # Goals (issue 7): a journey declares the goals it works towards (its module's ``GOALS``). When
 # the lead reaches one, from the API (a purchase, a demo booked) or another journey, every running
 # journey of the lead that declares it gets ``goal_reached`` and ends as converted, wherever it is.
@@ -76,6 +81,7 @@ DEMO_BOOKED_GOAL = "demo_booked"
 class GoalSignal:
     goal: str  # purchase | demo_booked | ...
     source: str  # who reached it: "api:purchase", "journey:nurture-<lead id>", ...
+
 
 # Browse abandonment (issue 7): a page view with a category, for the lead's ``browse-<lead id>`` journey.
 PAGE_VIEWED = "page_viewed"

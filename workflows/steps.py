@@ -12,26 +12,31 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-T = TypeVar("T")
-
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from workflows import search_attributes as sa
 from workflows.goals import journeys_with_goal
 from workflows.signals import GOAL_REACHED, GoalSignal
+
 with workflow.unsafe.imports_passed_through():
     # Passed through: the real zoneinfo (the sandbox hands a proxy datetime refuses as a tzinfo).
-    from workflows.send_window import SendWindow, next_open
     from activities.leads import LeadActivities, LeadRef
     from activities.sending import SendRequest, SendResult
+    from workflows.send_window import SendWindow, next_open
 
-SEND_WINDOW_PATCH = "send-window"  # journeys started before send windows and caps replay without them
+T = TypeVar("T")
+
+SEND_WINDOW_PATCH = (
+    "send-window"  # journeys started before send windows and caps replay without them
+)
 
 # Activities retry with backoff up to every 5 minutes, without limit: a journey outlives an SMTP outage.
 ACTIVITY_OPTIONS = dict(
     start_to_close_timeout=timedelta(seconds=60),
-    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)
+    ),
 )
 # A sweep's page (workflows/sweep.py, workflows/decay.py): one activity over up to a few thousand
 # leads, so a longer timeout; retried like any step.
@@ -66,7 +71,7 @@ async def wait_for(condition: Callable[[], bool], timeout: timedelta) -> bool:
     try:
         await workflow.wait_condition(condition, timeout=timeout)
         return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
 
 
@@ -76,8 +81,15 @@ def show_step(step: str, details: str) -> None:
     workflow.set_current_details(f"**{step}**: {details}")
 
 
-async def send_marketing(method: Callable, request: SendRequest, *, summary: str, window: SendWindow | None = None,
-                         over_cap: str = "defer", stop: Callable[[], bool] = lambda: False) -> SendResult:
+async def send_marketing(
+    method: Callable,
+    request: SendRequest,
+    *,
+    summary: str,
+    window: SendWindow | None = None,
+    over_cap: str = "defer",
+    stop: Callable[[], bool] = lambda: False,
+) -> SendResult:
     """Send a marketing message the way every journey should: wait (a durable timer) until the
     send window opens in the lead's time zone, then send; over the frequency cap, wait until the
     cap allows it and try again (``over_cap="defer"``) or take the skip (``"skip"``).
@@ -88,18 +100,27 @@ async def send_marketing(method: Callable, request: SendRequest, *, summary: str
     old command sequence (``workflow.patched``): they send at once, as they did.
     """
     if not workflow.patched(SEND_WINDOW_PATCH):
-        return await workflow.execute_activity_method(method, request, summary=summary, **ACTIVITY_OPTIONS)
+        return await workflow.execute_activity_method(
+            method, request, summary=summary, **ACTIVITY_OPTIONS
+        )
     request.over_cap = over_cap
     while True:
         if not await wait_for_send_window(request.lead_id, window, stop):
-            return SendResult("skipped", None, "the journey stopped while the message waited for the send window")
-        result = await workflow.execute_activity_method(method, request, summary=summary, **ACTIVITY_OPTIONS)
+            return SendResult(
+                "skipped", None, "the journey stopped while the message waited for the send window"
+            )
+        result = await workflow.execute_activity_method(
+            method, request, summary=summary, **ACTIVITY_OPTIONS
+        )
         if result.status != "deferred":
             return result
         show_step("deferred_by_frequency_cap", f"{request.step}: {result.reason}")
         if await wait_for(stop, result.retry_at - workflow.now()):
-            return SendResult("skipped", result.message_id,
-                              "the journey stopped while the message waited for the frequency cap")
+            return SendResult(
+                "skipped",
+                result.message_id,
+                "the journey stopped while the message waited for the frequency cap",
+            )
 
 
 def not_sent_outcome(result: SendResult) -> str:
@@ -108,11 +129,13 @@ def not_sent_outcome(result: SendResult) -> str:
     return "excluded" if result.reason.startswith("excluded: ") else "not_sent"
 
 
-async def wait_for_send_window(lead_id: str, window: SendWindow | None = None,
-                               stop: Callable[[], bool] = lambda: False) -> bool:
+async def wait_for_send_window(
+    lead_id: str, window: SendWindow | None = None, stop: Callable[[], bool] = lambda: False
+) -> bool:
     """Wait until the send window is open for the lead; False if ``stop`` came true first."""
-    profile = await workflow.execute_activity_method(LeadActivities.get_send_profile, LeadRef(lead_id),
-                                                     **ACTIVITY_OPTIONS)
+    profile = await workflow.execute_activity_method(
+        LeadActivities.get_send_profile, LeadRef(lead_id), **ACTIVITY_OPTIONS
+    )
     window = window or profile.window
     if window is None:
         return not stop()
@@ -120,8 +143,10 @@ async def wait_for_send_window(lead_id: str, window: SendWindow | None = None,
     opens = next_open(now, profile.time_zone, window)
     if opens <= now:
         return not stop()
-    show_step("waiting_for_send_window",
-              f"Outside the send window ({window.describe()} {profile.time_zone}): sending at {opens:%Y-%m-%d %H:%M} UTC")
+    show_step(
+        "waiting_for_send_window",
+        f"Outside the send window ({window.describe()} {profile.time_zone}): sending at {opens:%Y-%m-%d %H:%M} UTC",
+    )
     return not await wait_for(stop, opens - now)
 
 
@@ -150,7 +175,8 @@ async def reach_goal(lead_id: str, goal: str) -> list[str]:
             continue
         try:
             await workflow.get_external_workflow_handle(workflow_id).signal(
-                GOAL_REACHED, GoalSignal(goal, f"journey:{me}"))
+                GOAL_REACHED, GoalSignal(goal, f"journey:{me}")
+            )
             told.append(workflow_id)
         except Exception:  # noqa: BLE001 - not running: nothing to end
             pass

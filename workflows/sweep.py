@@ -58,8 +58,11 @@ class ReEngagementSweep:
             input.cutoff = workflow.now() - timedelta(days=input.inactive_days)
         pages_this_run = 0
         while True:
-            show_step("sweeping", f"Page {input.pages + 1}: leads inactive since {input.cutoff:%Y-%m-%d %H:%M} UTC, "
-                                  f"after lead {input.cursor or '(start)'}; {input.started} journeys started so far")
+            show_step(
+                "sweeping",
+                f"Page {input.pages + 1}: leads inactive since {input.cutoff:%Y-%m-%d %H:%M} UTC, "
+                f"after lead {input.cursor or '(start)'}; {input.started} journeys started so far",
+            )
             page = await workflow.execute_activity_method(
                 ReEngagementActivities.enroll_inactive_page,
                 PageRequest(cutoff=input.cutoff, after=input.cursor, limit=input.batch_size),
@@ -73,8 +76,14 @@ class ReEngagementSweep:
             input.already_enrolled += page.already_enrolled
             if page.next_cursor is None:
                 show_step("completed", f"{input.started} journeys started over {input.pages} pages")
-                return SweepResult(input.cutoff, input.pages, input.leads, input.started, input.already_enrolled,
-                                   input.runs)
+                return SweepResult(
+                    input.cutoff,
+                    input.pages,
+                    input.leads,
+                    input.started,
+                    input.already_enrolled,
+                    input.runs,
+                )
             input.cursor = page.next_cursor
             if time_to_continue_as_new(pages_this_run, input.pages_per_run):
                 input.runs += 1

@@ -33,9 +33,24 @@ from datetime import timedelta
 from temporalio import workflow
 
 from workflows import search_attributes as sa
-from workflows.steps import ACTIVITY_OPTIONS, SentMessage, send_marketing, show_step, until_goal, wait_for
-from workflows.signals import (CLICKED, EMAIL_CONFIRMED, GOAL_REACHED, OPENED, PURCHASE_GOAL, UNSUBSCRIBED, GoalSignal,
-                               TrackingSignal)
+from workflows.signals import (
+    CLICKED,
+    EMAIL_CONFIRMED,
+    GOAL_REACHED,
+    OPENED,
+    PURCHASE_GOAL,
+    UNSUBSCRIBED,
+    GoalSignal,
+    TrackingSignal,
+)
+from workflows.steps import (
+    ACTIVITY_OPTIONS,
+    SentMessage,
+    send_marketing,
+    show_step,
+    until_goal,
+    wait_for,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -57,9 +72,9 @@ class WelcomeInput:
     relance_by_sms: bool = True  # relance by SMS when the lead has a phone and SMS consent
     engagement_window_days: float = 7.0  # how long after the welcome clicks still count
     send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
-    confirm_within_hours: float = 48.0  # double opt-in: how long the lead has to confirm (RELANCE_DOUBLE_OPT_IN_HOURS)
-
-
+    confirm_within_hours: float = (
+        48.0  # double opt-in: how long the lead has to confirm (RELANCE_DOUBLE_OPT_IN_HOURS)
+    )
 
 
 @dataclass
@@ -103,14 +118,18 @@ class WelcomeJourney:
         result = await until_goal(self._steps(input), lambda: self.converted is not None)
         if result is None:
             await workflow.wait_condition(workflow.all_handlers_finished)
-            return self._finish("converted", f"goal reached: {self.converted.goal} ({self.converted.source})")
+            return self._finish(
+                "converted", f"goal reached: {self.converted.goal} ({self.converted.source})"
+            )
         return result
 
     async def _steps(self, input: WelcomeInput) -> WelcomeResult:
         # 1. Consent first: no marketing email without it.
         self._enter("checking_consent", "Checking the lead's marketing consent for email")
         consent = await workflow.execute_activity_method(
-            LeadActivities.check_consent, ConsentQuestion(input.lead_id, "email"), **ACTIVITY_OPTIONS
+            LeadActivities.check_consent,
+            ConsentQuestion(input.lead_id, "email"),
+            **ACTIVITY_OPTIONS,
         )
         if not consent.granted:
             if not (consent.pending and workflow.patched(DOUBLE_OPT_IN_PATCH)):
@@ -134,7 +153,10 @@ class WelcomeJourney:
 
         # 3. Wait for the lead to open or click.
         wait = timedelta(hours=input.relance_after_hours)
-        self._enter("waiting_for_open", f"Welcome email sent; waiting up to {_hours(wait)} for an open or a click")
+        self._enter(
+            "waiting_for_open",
+            f"Welcome email sent; waiting up to {_hours(wait)} for an open or a click",
+        )
         engaged = await wait_for(lambda: self.opened or self.clicked or self.unsubscribed, wait)
 
         # 4. Nothing: relance, by SMS when allowed, else by email with another subject.
@@ -142,12 +164,21 @@ class WelcomeJourney:
 
         # 5. Clicks are what we want: count them until the window closes, end at the first one.
         if not (self.clicked or self.unsubscribed):
-            self._enter("waiting_for_click", f"Counting clicks until {window_end:%Y-%m-%d %H:%M} UTC")
+            self._enter(
+                "waiting_for_click", f"Counting clicks until {window_end:%Y-%m-%d %H:%M} UTC"
+            )
             await wait_for(lambda: self.clicked or self.unsubscribed, window_end - workflow.now())
         await workflow.wait_condition(workflow.all_handlers_finished)
 
-        outcome = ("unsubscribed" if self.unsubscribed else "clicked" if self.clicked
-                   else "opened" if self.opened else "no_reaction")
+        outcome = (
+            "unsubscribed"
+            if self.unsubscribed
+            else "clicked"
+            if self.clicked
+            else "opened"
+            if self.opened
+            else "no_reaction"
+        )
         reasons = {
             "unsubscribed": "the lead unsubscribed",
             "clicked": "the lead clicked a link",
@@ -210,44 +241,74 @@ class WelcomeJourney:
         The send is keyed by the pending ledger row: a lead who let one confirmation lapse and
         signs up again (a new journey, api/journeys.py) gets a new email, a retry never two."""
         self.confirming = True
-        self._enter("sending_confirmation", "Email consent pending: sending the confirmation email (double opt-in)")
+        self._enter(
+            "sending_confirmation",
+            "Email consent pending: sending the confirmation email (double opt-in)",
+        )
         step = f"confirm-{pending_id}"
-        request = SendRequest(lead_id=input.lead_id, workflow_id=workflow.info().workflow_id, journey=JOURNEY,
-                              step=step, template="welcome_confirm", kind="transactional")
-        sent = await workflow.execute_activity_method(EmailActivities.send_email, request,
-                                                      summary="email welcome_confirm", **ACTIVITY_OPTIONS)
-        self.messages.append(SentMessage(step, "email", "welcome_confirm", sent.status, sent.message_id,
-                                         workflow.now(), sent.reason))
+        request = SendRequest(
+            lead_id=input.lead_id,
+            workflow_id=workflow.info().workflow_id,
+            journey=JOURNEY,
+            step=step,
+            template="welcome_confirm",
+            kind="transactional",
+        )
+        sent = await workflow.execute_activity_method(
+            EmailActivities.send_email, request, summary="email welcome_confirm", **ACTIVITY_OPTIONS
+        )
+        self.messages.append(
+            SentMessage(
+                step,
+                "email",
+                "welcome_confirm",
+                sent.status,
+                sent.message_id,
+                workflow.now(),
+                sent.reason,
+            )
+        )
         if sent.status != "sent":
             return self._finish("not_sent", f"the confirmation email was not sent: {sent.reason}")
         wait = timedelta(hours=input.confirm_within_hours)
-        self._enter("awaiting_confirmation", f"Confirmation email sent; waiting up to {_hours(wait)} for the lead to "
-                                             "click its link")
+        self._enter(
+            "awaiting_confirmation",
+            f"Confirmation email sent; waiting up to {_hours(wait)} for the lead to click its link",
+        )
         await wait_for(lambda: self.confirmed or self.unsubscribed, wait)
         self.confirming = False
         if self.unsubscribed:
             return self._finish("unsubscribed", "the lead unsubscribed before confirming")
         # The ledger decides, not the signal: granted by the click, or meanwhile by an import.
         consent = await workflow.execute_activity_method(
-            LeadActivities.check_consent, ConsentQuestion(input.lead_id, "email"), **ACTIVITY_OPTIONS
+            LeadActivities.check_consent,
+            ConsentQuestion(input.lead_id, "email"),
+            **ACTIVITY_OPTIONS,
         )
         if consent.granted:
             return None
         if self.confirmed:
             return self._finish("not_sent", consent.reason)
-        return self._finish("not_confirmed", f"the lead did not confirm the subscription within {_hours(wait)}; "
-                                             "no marketing email is sent")
+        return self._finish(
+            "not_confirmed",
+            f"the lead did not confirm the subscription within {_hours(wait)}; "
+            "no marketing email is sent",
+        )
 
     async def _relance(self, facts: LeadFacts) -> str | None:
         if self.input.relance_by_sms and facts.has_phone:
             sms_consent = await workflow.execute_activity_method(
-                LeadActivities.check_consent, ConsentQuestion(self.input.lead_id, "sms"), **ACTIVITY_OPTIONS
+                LeadActivities.check_consent,
+                ConsentQuestion(self.input.lead_id, "sms"),
+                **ACTIVITY_OPTIONS,
             )
             if sms_consent.granted:
                 self._enter("sending_relance", "No open after the wait: relance by SMS")
                 if (await self._send("relance_sms", "sms", "welcome_relance")).status == "sent":
                     return "sms"
-        self._enter("sending_relance", "No open after the wait: relance by email with another subject")
+        self._enter(
+            "sending_relance", "No open after the wait: relance by email with another subject"
+        )
         if (await self._send("relance_email", "email", "welcome_relance")).status == "sent":
             return "email"
         return None
@@ -261,13 +322,25 @@ class WelcomeJourney:
             template=template,
         )
         method = EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
-        result = await send_marketing(method, request, summary=f"{channel} {template}",
-                                      window=self.input.send_window, stop=lambda: self.unsubscribed)
+        result = await send_marketing(
+            method,
+            request,
+            summary=f"{channel} {template}",
+            window=self.input.send_window,
+            stop=lambda: self.unsubscribed,
+        )
         self.messages.append(
-            SentMessage(step, channel, template, result.status, result.message_id, workflow.now(), result.reason)
+            SentMessage(
+                step,
+                channel,
+                template,
+                result.status,
+                result.message_id,
+                workflow.now(),
+                result.reason,
+            )
         )
         return result
-
 
     # What the Temporal UI shows -----------------------------------------------------------
     def _enter(self, step: str, details: str) -> None:
@@ -281,7 +354,9 @@ class WelcomeJourney:
 
     def _finish(self, outcome: str, reason: str, relanced_by: str | None = None) -> WelcomeResult:
         self._enter("completed", f"Journey over: {outcome} ({reason})")
-        return WelcomeResult(outcome, reason, self.opened, self.clicked, relanced_by, self.score, list(self.messages))
+        return WelcomeResult(
+            outcome, reason, self.opened, self.clicked, relanced_by, self.score, list(self.messages)
+        )
 
 
 def _hours(delta: timedelta) -> str:

@@ -44,12 +44,19 @@ ALLOWED_HEADERS = "content-type, x-namespace, authorization, x-api-key"
 
 def _sessions(settings: Settings) -> URLSafeTimedSerializer:
     if not settings.secret_key:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "no secret key is configured on the server (RELANCE_SECRET_KEY)")
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "no secret key is configured on the server (RELANCE_SECRET_KEY)",
+        )
     return URLSafeTimedSerializer(settings.secret_key, salt="relance.codec-session")
 
 
 def _key_matches(settings: Settings, candidate: str | None) -> bool:
-    return bool(settings.api_key and candidate and hmac.compare_digest(candidate.encode(), settings.api_key.encode()))
+    return bool(
+        settings.api_key
+        and candidate
+        and hmac.compare_digest(candidate.encode(), settings.api_key.encode())
+    )
 
 
 def _authorised(request: Request, settings: Settings) -> bool:
@@ -61,7 +68,9 @@ def _authorised(request: Request, settings: Settings) -> bool:
     cookie = request.cookies.get(COOKIE)
     if cookie and settings.secret_key and settings.api_key:
         try:  # the session names the key it was opened with: changing the API key ends every session
-            return _sessions(settings).loads(cookie, max_age=SESSION_SECONDS) == key_fingerprint(settings.api_key)
+            return _sessions(settings).loads(cookie, max_age=SESSION_SECONDS) == key_fingerprint(
+                settings.api_key
+            )
         except BadSignature:
             return False
     return False
@@ -88,34 +97,64 @@ def _codec(request: Request) -> EncryptionCodec:
 
 async def _apply(request: Request, settings: Settings, op: str) -> Response:
     if not _authorised(request, settings):
-        return _cors(request, settings, JSONResponse(
-            {"detail": "the codec needs the API key (X-API-Key or Authorization: Bearer) or a session from /codec/login"},
-            status_code=status.HTTP_401_UNAUTHORIZED))
+        return _cors(
+            request,
+            settings,
+            JSONResponse(
+                {
+                    "detail": "the codec needs the API key (X-API-Key or Authorization: Bearer) or a session from /codec/login"
+                },
+                status_code=status.HTTP_401_UNAUTHORIZED,
+            ),
+        )
     try:
         payloads = json_format.Parse(await request.body(), Payloads())
     except (json_format.ParseError, DecodeError, UnicodeDecodeError) as err:
-        return _cors(request, settings, JSONResponse(
-            {"detail": f"the body must be {{\"payloads\": [...]}} in proto3 JSON: {err}"}, status_code=400))
+        return _cors(
+            request,
+            settings,
+            JSONResponse(
+                {"detail": f'the body must be {{"payloads": [...]}} in proto3 JSON: {err}'},
+                status_code=400,
+            ),
+        )
     codec = _codec(request)
     try:
-        done = await (codec.encode(payloads.payloads) if op == "encode" else codec.decode(payloads.payloads))
+        done = await (
+            codec.encode(payloads.payloads) if op == "encode" else codec.decode(payloads.payloads)
+        )
     except Exception as err:  # wrong key, tampered data: say so, never crash the UI's page
-        return _cors(request, settings, JSONResponse({"detail": f"could not {op}: {type(err).__name__} {err}"},
-                                                     status_code=400))
+        return _cors(
+            request,
+            settings,
+            JSONResponse(
+                {"detail": f"could not {op}: {type(err).__name__} {err}"}, status_code=400
+            ),
+        )
     body = json_format.MessageToJson(Payloads(payloads=done))
     return _cors(request, settings, Response(body, media_type="application/json"))
 
 
-RESPONSES = {400: {"description": "Not {\"payloads\": [...]} in proto3 JSON, or payloads that cannot be decoded"},
-             401: {"description": "No API key (X-API-Key or Authorization: Bearer) and no session from /codec/login"}}
+RESPONSES = {
+    400: {
+        "description": 'Not {"payloads": [...]} in proto3 JSON, or payloads that cannot be decoded'
+    },
+    401: {
+        "description": "No API key (X-API-Key or Authorization: Bearer) and no session from /codec/login"
+    },
+}
 
 
-@router.post("/decode", summary="Decrypt payloads (Temporal codec-server protocol)", responses=RESPONSES)
+@router.post(
+    "/decode", summary="Decrypt payloads (Temporal codec-server protocol)", responses=RESPONSES
+)
 async def decode(request: Request, settings: SettingsDep) -> Response:
     return await _apply(request, settings, "decode")
 
 
-@router.post("/encode", summary="Encrypt payloads (Temporal codec-server protocol)", responses=RESPONSES)
+@router.post(
+    "/encode", summary="Encrypt payloads (Temporal codec-server protocol)", responses=RESPONSES
+)
 async def encode(request: Request, settings: SettingsDep) -> Response:
     return await _apply(request, settings, "encode")
 
@@ -137,7 +176,10 @@ def _login_page(message: str = "", code: int = 200) -> HTMLResponse:
         "<p>Then open (or reload) the Temporal UI in this browser: it shows the journeys decrypted. With "
         "<code>make run</code> that is all; a UI served from another origin than this page also needs its codec "
         "setting <em>Include cross-origin credentials</em> (docker-compose.yml turns it on).</p>"
-        "</body></html>", status_code=code, headers={"Cache-Control": "no-store"})
+        "</body></html>",
+        status_code=code,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -150,9 +192,16 @@ async def login(request: Request, settings: SettingsDep) -> Response:
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     if not _key_matches(settings, (form.get("api_key") or [""])[0]):
         return _login_page("That is not the API key.", code=status.HTTP_401_UNAUTHORIZED)
-    response = _login_page("Session open: the Temporal UI in this browser can decrypt payloads for 8 hours.")
-    response.set_cookie(COOKIE, _sessions(settings).dumps(key_fingerprint(settings.api_key)), max_age=SESSION_SECONDS, httponly=True,
-                        samesite="lax", secure=request.url.scheme == "https", path="/codec")
+    response = _login_page(
+        "Session open: the Temporal UI in this browser can decrypt payloads for 8 hours."
+    )
+    response.set_cookie(
+        COOKIE,
+        _sessions(settings).dumps(key_fingerprint(settings.api_key)),
+        max_age=SESSION_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/codec",
+    )
     return response
-
-

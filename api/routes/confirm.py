@@ -34,8 +34,10 @@ from workflows.signals import EMAIL_CONFIRMED
 
 router = APIRouter(prefix="/confirm", tags=["consent"])
 
-INVALID = ("This link is not valid",
-           "<p>It may be incomplete or too old. Sign up again and use the link in the new email.</p>")
+INVALID = (
+    "This link is not valid",
+    "<p>It may be incomplete or too old. Sign up again and use the link in the new email.</p>",
+)
 
 
 def email_consent_state(*, session: Session, lead_id: str) -> str:
@@ -46,12 +48,15 @@ def email_consent_state(*, session: Session, lead_id: str) -> str:
     return row.status if row else "none"
 
 
-RESPONSES = {404: {"description": "Invalid, tampered or expired link (an HTML page)"},
-             409: {"description": "Nothing to confirm: the lead unsubscribed meanwhile (an HTML page)"}}
+RESPONSES = {
+    404: {"description": "Invalid, tampered or expired link (an HTML page)"},
+    409: {"description": "Nothing to confirm: the lead unsubscribed meanwhile (an HTML page)"},
+}
 
 
-async def _settled(token: str, signer: TokenSigner, db: Database,
-                   settings: Settings) -> tuple[TrackingToken | None, HTMLResponse | None]:
+async def _settled(
+    token: str, signer: TokenSigner, db: Database, settings: Settings
+) -> tuple[TrackingToken | None, HTMLResponse | None]:
     """The valid token, and the page to answer instead of confirming (None: the consent is pending)."""
     valid = signer.verify("confirm", token)
     if valid is None:
@@ -61,36 +66,56 @@ async def _settled(token: str, signer: TokenSigner, db: Database,
     if state == "":
         return None, _page(*INVALID, code=status.HTTP_404_NOT_FOUND)
     if state == "granted":
-        return valid, _page("Your subscription is confirmed",
-                            f"<p>It was confirmed already. Thank you! {brand} will be in touch soon.</p>")
+        return valid, _page(
+            "Your subscription is confirmed",
+            f"<p>It was confirmed already. Thank you! {brand} will be in touch soon.</p>",
+        )
     if state != "pending":
-        return valid, _page("Nothing to confirm", f"<p>You unsubscribed from {brand} emails since this email was sent. "
-                                                  "Sign up again if you want them.</p>", code=status.HTTP_409_CONFLICT)
+        return valid, _page(
+            "Nothing to confirm",
+            f"<p>You unsubscribed from {brand} emails since this email was sent. "
+            "Sign up again if you want them.</p>",
+            code=status.HTTP_409_CONFLICT,
+        )
     return valid, None
 
 
 @router.get("/{token}", response_class=HTMLResponse, responses=RESPONSES)
-async def confirmation_page(token: str, signer: SignerDep, db: DatabaseDep, settings: SettingsDep) -> HTMLResponse:
+async def confirmation_page(
+    token: str, signer: SignerDep, db: DatabaseDep, settings: SettingsDep
+) -> HTMLResponse:
     """The page with the button that confirms; opening it (a person or a link scanner) changes nothing."""
     _, settled = await _settled(token, signer, db, settings)
     if settled is not None:
         return settled
     brand = escape(settings.brand_name)
-    return _page(f"Confirm your subscription to {settings.brand_name}",
-                 f"<p>Press the button to confirm that this is your address and that you want {brand} emails. "
-                 "Did not sign up? Close this page: without your confirmation you will not hear from us.</p>"
-                 f"<form method='post' action='/confirm/{escape(token)}'>"
-                 "<button type='submit' style='padding:10px 16px'>Yes, subscribe me</button></form>")
+    return _page(
+        f"Confirm your subscription to {settings.brand_name}",
+        f"<p>Press the button to confirm that this is your address and that you want {brand} emails. "
+        "Did not sign up? Close this page: without your confirmation you will not hear from us.</p>"
+        f"<form method='post' action='/confirm/{escape(token)}'>"
+        "<button type='submit' style='padding:10px 16px'>Yes, subscribe me</button></form>",
+    )
 
 
 # HEAD answers what GET would, without a body (the server drops it); it never confirms.
-router.head("/{token}", response_class=HTMLResponse, responses=RESPONSES,
-            summary="Confirmation page (headers only)")(confirmation_page)
+router.head(
+    "/{token}",
+    response_class=HTMLResponse,
+    responses=RESPONSES,
+    summary="Confirmation page (headers only)",
+)(confirmation_page)
 
 
 @router.post("/{token}", response_class=HTMLResponse, responses=RESPONSES)
-async def confirm_subscription(token: str, request: Request, signer: SignerDep, hits: HitsDep, db: DatabaseDep,
-                               settings: SettingsDep) -> HTMLResponse:
+async def confirm_subscription(
+    token: str,
+    request: Request,
+    signer: SignerDep,
+    hits: HitsDep,
+    db: DatabaseDep,
+    settings: SettingsDep,
+) -> HTMLResponse:
     """Confirms the lead's email subscription (double opt-in) and answers a small page."""
     valid, settled = await _settled(token, signer, db, settings)
     if settled is not None:
@@ -98,6 +123,8 @@ async def confirm_subscription(token: str, request: Request, signer: SignerDep, 
     ip = request.client.host if request.client else None
     # Like an unsubscribe: a confirmation that was not stored is not announced (errors propagate).
     await hits.record(Hit(valid, EMAIL_CONFIRMED, request.headers.get("user-agent"), ip))
-    return _page("Thank you, your subscription is confirmed",
-                 f"<p>You will receive the {escape(settings.brand_name)} emails you asked for. You can unsubscribe "
-                 "at any time, in one click, from any of them.</p>")
+    return _page(
+        "Thank you, your subscription is confirmed",
+        f"<p>You will receive the {escape(settings.brand_name)} emails you asked for. You can unsubscribe "
+        "at any time, in one click, from any of them.</p>",
+    )

@@ -26,12 +26,19 @@ log = logging.getLogger("relance.api")
 class Health(BaseModel):
     status: Literal["ok", "unavailable"] = Field(description="ok: the API serves reads and writes")
     database: Literal["ok", "read-only", "unreachable"]
-    database_writable: bool = Field(description="the database accepted a write just now (one that changes nothing)")
+    database_writable: bool = Field(
+        description="the database accepted a write just now (one that changes nothing)"
+    )
     temporal: Literal["ok", "unreachable"]
 
 
-@router.get("/health", response_model=Health,
-            responses={503: {"model": Health, "description": "The database refuses writes or is unreachable"}})
+@router.get(
+    "/health",
+    response_model=Health,
+    responses={
+        503: {"model": Health, "description": "The database refuses writes or is unreachable"}
+    },
+)
 async def health(db: DatabaseDep, temporal: TemporalDep) -> JSONResponse:
     try:
         database = "ok" if await db.run(accepts_writes) else "read-only"
@@ -42,7 +49,13 @@ async def health(db: DatabaseDep, temporal: TemporalDep) -> JSONResponse:
         temporal_ok = await temporal.service_client.check_health()
     except Exception:
         temporal_ok = False
-    body = Health(status="ok" if database == "ok" else "unavailable", database=database,
-                  database_writable=database == "ok", temporal="ok" if temporal_ok else "unreachable")
-    return JSONResponse(body.model_dump(), status_code=status.HTTP_200_OK if database == "ok"
-                        else status.HTTP_503_SERVICE_UNAVAILABLE)
+    body = Health(
+        status="ok" if database == "ok" else "unavailable",
+        database=database,
+        database_writable=database == "ok",
+        temporal="ok" if temporal_ok else "unreachable",
+    )
+    return JSONResponse(
+        body.model_dump(),
+        status_code=status.HTTP_200_OK if database == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE,
+    )

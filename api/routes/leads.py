@@ -12,67 +12,135 @@ from sqlmodel import col, select
 from temporalio.service import RPCError
 
 from api import crud, imports, privacy
-from api.errors import ErrorBody, validation_response
 from api.deps import ActorDep, DatabaseDep, SessionDep, SettingsDep, TemporalDep, require_api_key
+from api.errors import ErrorBody, validation_response
 from api.journeys import enroll, journey_status
-from api.schemas import (ConsentPublic, EnrollmentPublic, ErasurePublic, ImportReport, JourneyName, JourneyStatusPublic, LeadCreate,
-                         LeadExport, LeadPage, LeadPublic, LeadSaved, MessagePublic)
+from api.schemas import (
+    ConsentPublic,
+    EnrollmentPublic,
+    ErasurePublic,
+    ImportReport,
+    JourneyName,
+    JourneyStatusPublic,
+    LeadCreate,
+    LeadExport,
+    LeadPage,
+    LeadPublic,
+    LeadSaved,
+    MessagePublic,
+)
 from relance import audit
 from relance.erasure import erase_lead
-from relance.lists import LIST_NAME
 from relance.lead_activity import act_on
+from relance.lists import LIST_NAME
 from relance.models import Message, as_utc, utcnow
 
 log = logging.getLogger("relance.api")
 
 router = APIRouter(prefix="/leads", tags=["leads"], dependencies=[Depends(require_api_key)])
 
-PENDING_WITHOUT_WELCOME = ("the email consent is pending the lead's confirmation (double opt-in, RELANCE_DOUBLE_OPT_IN): "
-                           "the confirmation email is the welcome journey's first step, and this sign-up did not enroll "
-                           "the lead in it; until the lead confirms, no journey sends them marketing email")
-TEMPORAL_DOWN = "the journey engine (Temporal) is unreachable; the lead is saved, retry the enrollment"
+PENDING_WITHOUT_WELCOME = (
+    "the email consent is pending the lead's confirmation (double opt-in, RELANCE_DOUBLE_OPT_IN): "
+    "the confirmation email is the welcome journey's first step, and this sign-up did not enroll "
+    "the lead in it; until the lead confirms, no journey sends them marketing email"
+)
+TEMPORAL_DOWN = (
+    "the journey engine (Temporal) is unreachable; the lead is saved, retry the enrollment"
+)
 NO_LEAD = {404: {"description": "No lead with this id"}}
 
 
-@router.post("", response_model=LeadSaved, status_code=status.HTTP_201_CREATED,
-             responses={200: {"model": LeadSaved, "description": "An existing lead (same email) was updated"},
-                        409: {"description": "The address was erased at the person's request and is on the "
-                                             "suppression list: it is never signed up again"}})
-async def create_or_update_lead(data: LeadCreate, db: DatabaseDep, settings: SettingsDep,
-                                temporal: TemporalDep, response: Response) -> LeadSaved:
+@router.post(
+    "",
+    response_model=LeadSaved,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": LeadSaved, "description": "An existing lead (same email) was updated"},
+        409: {
+            "description": "The address was erased at the person's request and is on the "
+            "suppression list: it is never signed up again"
+        },
+    },
+)
+async def create_or_update_lead(
+    data: LeadCreate,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    response: Response,
+) -> LeadSaved:
     """A form submission. Deduplicates by normalised email; records the consent evidence;
     optionally enrolls the lead in journeys (`"journeys": ["welcome"]`)."""
-    lead, created = await db.run(crud.save_sign_up, data=data, default_phone_region=settings.default_phone_region,
-                                 suppression_key=settings.suppression_hash_key, settings=settings)
+    lead, created = await db.run(
+        crud.save_sign_up,
+        data=data,
+        default_phone_region=settings.default_phone_region,
+        suppression_key=settings.suppression_hash_key,
+        settings=settings,
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
         try:  # a known lead filling a form is active: a re-engagement journey ends, a premium offer may be due
-            await act_on(temporal, settings, await db.run(crud.activity_follow_ups, settings=settings,
-                                                          lead_id=lead.id, kind="form"))
+            await act_on(
+                temporal,
+                settings,
+                await db.run(
+                    crud.activity_follow_ups, settings=settings, lead_id=lead.id, kind="form"
+                ),
+            )
         except RPCError as err:
-            log.warning("sign-up of lead %s: could not tell its journeys about the activity (%s)", lead.id, err.message)
+            log.warning(
+                "sign-up of lead %s: could not tell its journeys about the activity (%s)",
+                lead.id,
+                err.message,
+            )
     enrollments = []
     for journey in dict.fromkeys(data.journeys):
         try:
-            enrollments.append(await enroll(temporal, settings, lead_id=lead.id, score=lead.score, journey=journey,
-                                            db=db, new_lead=created))
+            enrollments.append(
+                await enroll(
+                    temporal,
+                    settings,
+                    lead_id=lead.id,
+                    score=lead.score,
+                    journey=journey,
+                    db=db,
+                    new_lead=created,
+                )
+            )
         except RPCError as err:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{TEMPORAL_DOWN} (lead id {lead.id})") from err
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, f"{TEMPORAL_DOWN} (lead id {lead.id})"
+            ) from err
     notes = []
     if lead.consents.get("email") == "pending" and "welcome" not in data.journeys:
         notes.append(PENDING_WITHOUT_WELCOME)
     return LeadSaved(lead=lead, created=created, enrollments=enrollments, notes=notes)
 
 
-@router.post("/import", response_model=ImportReport,
-             responses={413: {"model": ErrorBody, "description": "The file is larger than RELANCE_IMPORT_MAX_BYTES, "
-                                                                 "or has more than 50,000 rows"},
-                        422: validation_response("Not a CSV file we can read")})
-async def import_csv(db: DatabaseDep, settings: SettingsDep,
-                     file: UploadFile = File(description="CSV, UTF-8, with a header line: email, first_name, phone, "
-                                                         "country, consent, source_url, consented_at, wording_version, ip"),
-                     list: str | None = Query(default=None, pattern=LIST_NAME,
-                                              description="Also put every imported lead on this list")) -> ImportReport:
+@router.post(
+    "/import",
+    response_model=ImportReport,
+    responses={
+        413: {
+            "model": ErrorBody,
+            "description": "The file is larger than RELANCE_IMPORT_MAX_BYTES, "
+            "or has more than 50,000 rows",
+        },
+        422: validation_response("Not a CSV file we can read"),
+    },
+)
+async def import_csv(
+    db: DatabaseDep,
+    settings: SettingsDep,
+    file: UploadFile = File(
+        description="CSV, UTF-8, with a header line: email, first_name, phone, "
+        "country, consent, source_url, consented_at, wording_version, ip"
+    ),
+    list: str | None = Query(
+        default=None, pattern=LIST_NAME, description="Also put every imported lead on this list"
+    ),
+) -> ImportReport:
     """Import leads from a CSV file with their consent evidence, deduplicated by normalised
     email. Each row is all or nothing; the report says how many were created and updated, and
     which lines were rejected and why. An address on the suppression list is refused."""
@@ -81,25 +149,41 @@ async def import_csv(db: DatabaseDep, settings: SettingsDep,
 
 
 @router.get("", response_model=LeadPage)
-def list_leads(session: SessionDep, settings: SettingsDep, actor: ActorDep,
-               segment: Literal["hot", "warm", "cold"] | None = Query(default=None, description="hot | warm | cold"),
-               stage: Literal["subscriber", "lead", "mql", "sql", "customer"] | None = Query(default=None),
-               limit: int = Query(default=50, ge=1, le=500),
-               after: str | None = Query(default=None, max_length=32, description="The `next` of the previous page"),
-               ) -> LeadPage:
+def list_leads(
+    session: SessionDep,
+    settings: SettingsDep,
+    actor: ActorDep,
+    segment: Literal["hot", "warm", "cold"] | None = Query(
+        default=None, description="hot | warm | cold"
+    ),
+    stage: Literal["subscriber", "lead", "mql", "sql", "customer"] | None = Query(default=None),
+    limit: int = Query(default=50, ge=1, le=500),
+    after: str | None = Query(
+        default=None, max_length=32, description="The `next` of the previous page"
+    ),
+) -> LeadPage:
     """Leads by id, a page at a time, filtered by segment and lifecycle stage
     (`GET /leads?segment=hot&stage=mql`). Both are derived from the data at each request.
     Each lead listed is a read in the audit log (``lead.list``)."""
-    leads, next_cursor = crud.list_leads(session=session, settings=settings, segment=segment, stage=stage,
-                                         limit=limit, after=after)
+    leads, next_cursor = crud.list_leads(
+        session=session, settings=settings, segment=segment, stage=stage, limit=limit, after=after
+    )
     for lead in leads:
-        audit.record(session, actor=actor, action=audit.LIST, lead_id=lead.id, detail={"segment": segment, "stage": stage})
+        audit.record(
+            session,
+            actor=actor,
+            action=audit.LIST,
+            lead_id=lead.id,
+            detail={"segment": segment, "stage": stage},
+        )
     session.commit()
     return LeadPage(leads=leads, next=next_cursor)
 
 
 @router.get("/{lead_id}", response_model=LeadPublic, responses=NO_LEAD)
-def read_lead(lead_id: str, session: SessionDep, settings: SettingsDep, actor: ActorDep) -> LeadPublic:
+def read_lead(
+    lead_id: str, session: SessionDep, settings: SettingsDep, actor: ActorDep
+) -> LeadPublic:
     """The lead's profile, score, segment, lifecycle stage and current consents (the read is
     written to the audit log)."""
     lead = crud.read_lead_public(session=session, lead_id=lead_id, settings=settings)
@@ -115,7 +199,9 @@ def read_lead_consents(lead_id: str, session: SessionDep, actor: ActorDep) -> li
 
 
 @router.get("/{lead_id}/export", response_model=LeadExport, responses=NO_LEAD)
-async def export_lead(lead_id: str, db: DatabaseDep, temporal: TemporalDep, actor: ActorDep) -> LeadExport:
+async def export_lead(
+    lead_id: str, db: DatabaseDep, temporal: TemporalDep, actor: ActorDep
+) -> LeadExport:
     """Everything held about the lead (right of access), as JSON: the profile, every row of
     every table holding the lead's id, and its journeys from Temporal. Audited."""
     privacy.check_id(lead_id)
@@ -123,17 +209,34 @@ async def export_lead(lead_id: str, db: DatabaseDep, temporal: TemporalDep, acto
     try:
         journeys = await privacy.journeys_of(temporal, lead_id, known)
     except RPCError as err:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"could not list the lead's journeys: {err.message}") from err
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"could not list the lead's journeys: {err.message}",
+        ) from err
     lead, data = await db.run(privacy.export_rows, lead_id=lead_id, actor=actor)
     return LeadExport(exported_at=utcnow(), lead=lead, data=data, journeys=journeys)
 
 
-@router.delete("/{lead_id}", response_model=ErasurePublic,
-               responses={404: {"description": "No such lead (or erased already)"},
-                          503: {"description": "Temporal is unreachable: nothing was erased, retry"}})
-async def erase(lead_id: str, db: DatabaseDep, temporal: TemporalDep, settings: SettingsDep, actor: ActorDep,
-                reason: str = Query(default="erasure requested by the person", max_length=300,
-                                    description="Why (kept in the audit log)")) -> ErasurePublic:
+@router.delete(
+    "/{lead_id}",
+    response_model=ErasurePublic,
+    responses={
+        404: {"description": "No such lead (or erased already)"},
+        503: {"description": "Temporal is unreachable: nothing was erased, retry"},
+    },
+)
+async def erase(
+    lead_id: str,
+    db: DatabaseDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    actor: ActorDep,
+    reason: str = Query(
+        default="erasure requested by the person",
+        max_length=300,
+        description="Why (kept in the audit log)",
+    ),
+) -> ErasurePublic:
     """Right to be forgotten: deletes every journey of the lead from Temporal (a running one is
     terminated by it, at once), then deletes every row about the lead. Kept: the address's keyed hash on the
     suppression list (it is never signed up or contacted again) and the audit log entries."""
@@ -143,60 +246,110 @@ async def erase(lead_id: str, db: DatabaseDep, temporal: TemporalDep, settings: 
         journeys = await privacy.journeys_of(temporal, lead_id, known)
         closed = await privacy.close_and_delete(temporal, journeys)
     except RPCError as err:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            f"could not close the lead's journeys ({err.message}); nothing was erased, retry") from err
-    report = await run_in_threadpool(erase_lead, db.engine, lead_id, actor=actor, reason=reason,
-                                     hash_key=settings.suppression_hash_key)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"could not close the lead's journeys ({err.message}); nothing was erased, retry",
+        ) from err
+    report = await run_in_threadpool(
+        erase_lead,
+        db.engine,
+        lead_id,
+        actor=actor,
+        reason=reason,
+        hash_key=settings.suppression_hash_key,
+    )
     if not report.found:  # erased meanwhile by another request
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead with id {lead_id}")
     # A journey that started while the rows were being erased (a sweep or another journey had
     # the lead in hand) would only fail on the missing lead: close it too. Nothing can start one
     # after the erasure, the lead being gone.
     try:
-        late = [j for j in await privacy.journeys_of(temporal, lead_id, known) if j.workflow_id not in closed
-                or j.status == "RUNNING"]
+        late = [
+            j
+            for j in await privacy.journeys_of(temporal, lead_id, known)
+            if j.workflow_id not in closed or j.status == "RUNNING"
+        ]
         closed = sorted(set(closed) | set(await privacy.close_and_delete(temporal, late)))
     except RPCError as err:
-        log.warning("erasure of lead %s: rows erased, but a second look for late journeys failed (%s)",
-                    lead_id, err.message)
-    return ErasurePublic(lead_id=lead_id, erased_at=report.erased_at, journeys_closed=closed,
-                         rows_deleted=report.rows_deleted, suppressed=report.suppressed, kept=report.kept)
+        log.warning(
+            "erasure of lead %s: rows erased, but a second look for late journeys failed (%s)",
+            lead_id,
+            err.message,
+        )
+    return ErasurePublic(
+        lead_id=lead_id,
+        erased_at=report.erased_at,
+        journeys_closed=closed,
+        rows_deleted=report.rows_deleted,
+        suppressed=report.suppressed,
+        kept=report.kept,
+    )
 
 
 @router.get("/{lead_id}/messages", response_model=list[MessagePublic], responses=NO_LEAD)
 def read_lead_messages(lead_id: str, session: SessionDep, actor: ActorDep) -> list[MessagePublic]:
     """The messages sent (or skipped) to the lead, oldest first. Audited."""
     crud.get_lead_or_404(session=session, lead_id=lead_id)
-    rows = session.exec(select(Message).where(Message.lead_id == lead_id).order_by(col(Message.created_at))).all()
+    rows = session.exec(
+        select(Message).where(Message.lead_id == lead_id).order_by(col(Message.created_at))
+    ).all()
     messages = [
-        MessagePublic.model_validate({
-            **row.model_dump(),
-            **{k: as_utc(getattr(row, k)) for k in ("created_at", "sent_at", "opened_at", "clicked_at")},
-        })
+        MessagePublic.model_validate(
+            {
+                **row.model_dump(),
+                **{
+                    k: as_utc(getattr(row, k))
+                    for k in ("created_at", "sent_at", "opened_at", "clicked_at")
+                },
+            }
+        )
         for row in rows
     ]
     privacy.record_read(session=session, lead_id=lead_id, actor=actor, action=audit.MESSAGES)
     return messages
 
 
-@router.post("/{lead_id}/journeys/{journey}", response_model=EnrollmentPublic, status_code=status.HTTP_201_CREATED,
-             responses={**NO_LEAD, 409: {"description": "The lead is already in (or went through) this journey, or an "
-                                             "enrollment rule refuses it (excluded, too many journeys at once)"}})
-async def enroll_lead(lead_id: str, journey: JourneyName, db: DatabaseDep, settings: SettingsDep,
-                      temporal: TemporalDep):
+@router.post(
+    "/{lead_id}/journeys/{journey}",
+    response_model=EnrollmentPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        **NO_LEAD,
+        409: {
+            "description": "The lead is already in (or went through) this journey, or an "
+            "enrollment rule refuses it (excluded, too many journeys at once)"
+        },
+    },
+)
+async def enroll_lead(
+    lead_id: str,
+    journey: JourneyName,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+):
     lead = await db.run(crud.read_lead_public, lead_id=lead_id, settings=settings)
     try:
-        enrollment = await enroll(temporal, settings, lead_id=lead.id, score=lead.score, journey=journey, db=db)
+        enrollment = await enroll(
+            temporal, settings, lead_id=lead.id, score=lead.score, journey=journey, db=db
+        )
     except RPCError as err:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, TEMPORAL_DOWN) from err
     if enrollment.status in ("already_enrolled", "refused"):
-        return JSONResponse(status_code=status.HTTP_409_CONFLICT,
-                            content={"detail": enrollment.detail, **enrollment.model_dump(exclude={"detail"})})
+        return JSONResponse(
+            status_code=status.HTTP_409_CONFLICT,
+            content={"detail": enrollment.detail, **enrollment.model_dump(exclude={"detail"})},
+        )
     return enrollment
 
 
-@router.get("/{lead_id}/journeys/{journey}", response_model=JourneyStatusPublic,
-            responses={404: {"description": "No lead with this id, or it was never enrolled in this journey"}})
+@router.get(
+    "/{lead_id}/journeys/{journey}",
+    response_model=JourneyStatusPublic,
+    responses={
+        404: {"description": "No lead with this id, or it was never enrolled in this journey"}
+    },
+)
 async def read_journey(lead_id: str, journey: JourneyName, db: DatabaseDep, temporal: TemporalDep):
     """Where the lead is in the journey (its status query). `score` is the lead's score now, from
     the database (authoritative); `journey_score` is what the journey last saw, as its `Score`
@@ -204,9 +357,15 @@ async def read_journey(lead_id: str, journey: JourneyName, db: DatabaseDep, temp
     is told of it, and the journey does not read the score again until it needs it)."""
     lead = await db.run(crud.get_lead_or_404, lead_id=lead_id)
     try:
-        found = await journey_status(temporal, lead_id=lead_id, journey=journey, lead_score=lead.score)
+        found = await journey_status(
+            temporal, lead_id=lead_id, journey=journey, lead_score=lead.score
+        )
     except RPCError as err:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"could not read the journey: {err.message}") from err
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"could not read the journey: {err.message}"
+        ) from err
     if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"lead {lead_id} was never enrolled in the {journey} journey")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"lead {lead_id} was never enrolled in the {journey} journey"
+        )
     return found

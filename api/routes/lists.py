@@ -29,20 +29,36 @@ ListName = Annotated[str, Path(pattern=LIST_NAME, description="a-z, 0-9, _ . - (
 
 @router.get("", response_model=list[ListPublic])
 def read_lists(session: SessionDep) -> list[ListPublic]:
-    rows = session.exec(select(ListMember.list_name, func.count()).group_by(ListMember.list_name)
-                        .order_by(ListMember.list_name)).all()
+    rows = session.exec(
+        select(ListMember.list_name, func.count())
+        .group_by(ListMember.list_name)
+        .order_by(ListMember.list_name)
+    ).all()
     return [ListPublic(name=name, members=count) for name, count in rows]
 
 
-@router.get("/{name}/members", response_model=list[ListMemberPublic],
-            responses={404: {"description": "No list by this name (a list exists once it has members)"}})
+@router.get(
+    "/{name}/members",
+    response_model=list[ListMemberPublic],
+    responses={404: {"description": "No list by this name (a list exists once it has members)"}},
+)
 def read_list_members(name: str, session: SessionDep) -> list[ListMemberPublic]:
-    rows = session.exec(select(ListMember, Lead.email).join(Lead, col(Lead.id) == col(ListMember.lead_id))
-                        .where(ListMember.list_name == name).order_by(col(ListMember.added_at))).all()
+    rows = session.exec(
+        select(ListMember, Lead.email)
+        .join(Lead, col(Lead.id) == col(ListMember.lead_id))
+        .where(ListMember.list_name == name)
+        .order_by(col(ListMember.added_at))
+    ).all()
     if not rows:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no list named {name!r} (a list exists once it has members)")
-    return [ListMemberPublic(lead_id=m.lead_id, email=email, reason=m.reason, added_at=as_utc(m.added_at))
-            for m, email in rows]
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"no list named {name!r} (a list exists once it has members)"
+        )
+    return [
+        ListMemberPublic(
+            lead_id=m.lead_id, email=email, reason=m.reason, added_at=as_utc(m.added_at)
+        )
+        for m, email in rows
+    ]
 
 
 @retry_on_conflict  # the same lead added by two requests at once: the second finds it there ("already")
@@ -51,16 +67,27 @@ def add_members(*, session: Session, name: str, body: ListMembersAdd) -> ListMem
     known = set(session.exec(select(Lead.id).where(col(Lead.id).in_(lead_ids))).all())
     unknown = [lead_id for lead_id in lead_ids if lead_id not in known]
     if unknown:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead with id {', '.join(unknown[:10])}"
-                                                       f"{' ...' if len(unknown) > 10 else ''}; nobody was added")
-    added = sum(add_member(session, list_name=name, lead_id=lead_id, reason=body.reason) for lead_id in lead_ids)
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"no lead with id {', '.join(unknown[:10])}"
+            f"{' ...' if len(unknown) > 10 else ''}; nobody was added",
+        )
+    added = sum(
+        add_member(session, list_name=name, lead_id=lead_id, reason=body.reason)
+        for lead_id in lead_ids
+    )
     session.commit()
     return ListMembersAdded(list=name, added=added, already=len(lead_ids) - added)
 
 
-@router.post("/{name}/members", response_model=ListMembersAdded,
-             responses={404: {"description": "A lead id is unknown: nobody was added"}})
-async def post_list_members(name: ListName, body: ListMembersAdd, db: DatabaseDep) -> ListMembersAdded:
+@router.post(
+    "/{name}/members",
+    response_model=ListMembersAdded,
+    responses={404: {"description": "A lead id is unknown: nobody was added"}},
+)
+async def post_list_members(
+    name: ListName, body: ListMembersAdd, db: DatabaseDep
+) -> ListMembersAdded:
     """Put leads on the list (created with its first member). Leads already on it are counted
     in ``already`` and keep their first reason."""
     return await db.run(add_members, name=name, body=body)
@@ -68,12 +95,17 @@ async def post_list_members(name: ListName, body: ListMembersAdd, db: DatabaseDe
 
 def delete_member(*, session: Session, name: str, lead_id: str) -> None:
     if not remove_member(session, list_name=name, lead_id=lead_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"lead {lead_id} is not on the list {name!r}")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"lead {lead_id} is not on the list {name!r}"
+        )
     session.commit()
 
 
-@router.delete("/{name}/members/{lead_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses={404: {"description": "The lead is not on the list"}})
+@router.delete(
+    "/{name}/members/{lead_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"description": "The lead is not on the list"}},
+)
 async def delete_list_member(name: ListName, lead_id: str, db: DatabaseDep) -> Response:
     await db.run(delete_member, name=name, lead_id=lead_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

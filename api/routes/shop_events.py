@@ -21,56 +21,118 @@ from temporalio.service import RPCError
 from api import crud
 from api.deps import DatabaseDep, SettingsDep, TemporalDep, require_api_key
 from api.journeys import cart_updated, goal_reached, page_viewed, purchased, tell_nurturing
-from api.schemas import AssetDownloaded, CartUpdated, DemoBooked, PageView, Purchase, TrackedEvent, TrackedEventAccepted
+from api.schemas import (
+    AssetDownloaded,
+    CartUpdated,
+    DemoBooked,
+    PageView,
+    Purchase,
+    TrackedEvent,
+    TrackedEventAccepted,
+)
 from relance.lead_activity import act_on
-from workflows.signals import ASSET_DOWNLOADED, DEMO_BOOKED, DEMO_BOOKED_GOAL, PURCHASE_GOAL, AssetSignal
+from workflows.signals import (
+    ASSET_DOWNLOADED,
+    DEMO_BOOKED,
+    DEMO_BOOKED_GOAL,
+    PURCHASE_GOAL,
+    AssetSignal,
+)
 
 router = APIRouter(prefix="/events", tags=["shop events"], dependencies=[Depends(require_api_key)])
 
 
-@router.post("/track", response_model=TrackedEventAccepted, status_code=status.HTTP_202_ACCEPTED,
-             responses={404: {"description": "No lead with this id"},
-                        409: {"description": "The cart or the order belongs to another lead"}})
-async def track(event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, temporal: TemporalDep) -> TrackedEventAccepted:
+@router.post(
+    "/track",
+    response_model=TrackedEventAccepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        404: {"description": "No lead with this id"},
+        409: {"description": "The cart or the order belongs to another lead"},
+    },
+)
+async def track(
+    event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, temporal: TemporalDep
+) -> TrackedEventAccepted:
     converted: list[str] = []
     try:
         if isinstance(event, CartUpdated):
             items = await db.run(crud.save_cart, lead_id=event.lead, cart=event.cart)
-            workflow_id = await cart_updated(temporal, settings, lead_id=event.lead, cart_id=event.cart.id, items=items)
-            detail = (f"cart {event.cart.id} stored ({items} items)" if workflow_id
-                      else f"cart {event.cart.id} is empty and no cart journey is running")
+            workflow_id = await cart_updated(
+                temporal, settings, lead_id=event.lead, cart_id=event.cart.id, items=items
+            )
+            detail = (
+                f"cart {event.cart.id} stored ({items} items)"
+                if workflow_id
+                else f"cart {event.cart.id} is empty and no cart journey is running"
+            )
         elif isinstance(event, PageView):
-            await db.run(crud.save_page_view, lead_id=event.lead, url=str(event.url), category=event.category,
-                         settings=settings)
+            await db.run(
+                crud.save_page_view,
+                lead_id=event.lead,
+                url=str(event.url),
+                category=event.category,
+                settings=settings,
+            )
             workflow_id, detail = None, "page view recorded"
             if event.category:  # browse abandonment: the lead's journey counts views per category
-                workflow_id, refusal = await page_viewed(temporal, settings, lead_id=event.lead, category=event.category)
-                detail += (f" ({event.category}: passed to the browse-abandonment journey)" if workflow_id
-                           else f" ({event.category}: no browse-abandonment journey: {refusal})")
+                workflow_id, refusal = await page_viewed(
+                    temporal, settings, lead_id=event.lead, category=event.category
+                )
+                detail += (
+                    f" ({event.category}: passed to the browse-abandonment journey)"
+                    if workflow_id
+                    else f" ({event.category}: no browse-abandonment journey: {refusal})"
+                )
         elif isinstance(event, AssetDownloaded):
             await db.run(crud.touch_lead, lead_id=event.lead, kind=event.type)
-            workflow_id = await tell_nurturing(temporal, event.lead, ASSET_DOWNLOADED, AssetSignal(event.asset))
-            detail = f"download of {event.asset} " + ("passed to the nurturing journey" if workflow_id
-                                                        else "noted; no nurturing journey is running")
+            workflow_id = await tell_nurturing(
+                temporal, event.lead, ASSET_DOWNLOADED, AssetSignal(event.asset)
+            )
+            detail = f"download of {event.asset} " + (
+                "passed to the nurturing journey"
+                if workflow_id
+                else "noted; no nurturing journey is running"
+            )
         elif isinstance(event, DemoBooked):
             await db.run(crud.touch_lead, lead_id=event.lead, kind=event.type)
             workflow_id = await tell_nurturing(temporal, event.lead, DEMO_BOOKED)
-            converted = await goal_reached(temporal, lead_id=event.lead, goal=DEMO_BOOKED_GOAL, source="api:demo_booked")
-            detail = "demo booked: " + ("the nurturing journey ends (goal reached)" if workflow_id
-                                        else "no nurturing journey is running")
+            converted = await goal_reached(
+                temporal, lead_id=event.lead, goal=DEMO_BOOKED_GOAL, source="api:demo_booked"
+            )
+            detail = "demo booked: " + (
+                "the nurturing journey ends (goal reached)"
+                if workflow_id
+                else "no nurturing journey is running"
+            )
         else:  # the goal first: every journey that declares it ends as converted
             assert isinstance(event, Purchase)
             new = await db.run(crud.save_order, lead_id=event.lead, order=event.order)
-            converted = await goal_reached(temporal, lead_id=event.lead, goal=PURCHASE_GOAL,
-                                           source=f"api:purchase:{event.order.id}")
-            workflow_id = await purchased(temporal, settings, lead_id=event.lead, order_id=event.order.id)
+            converted = await goal_reached(
+                temporal,
+                lead_id=event.lead,
+                goal=PURCHASE_GOAL,
+                source=f"api:purchase:{event.order.id}",
+            )
+            workflow_id = await purchased(
+                temporal, settings, lead_id=event.lead, order_id=event.order.id
+            )
             detail = f"order {event.order.id} " + ("stored" if new else "was already recorded")
-        due = await db.run(crud.activity_follow_ups, settings=settings, lead_id=event.lead, kind=event.type)
+        due = await db.run(
+            crud.activity_follow_ups, settings=settings, lead_id=event.lead, kind=event.type
+        )
         await act_on(temporal, settings, due)
         if any(f.reengaging for f in due) and workflow_id is None:
             workflow_id = f"reengage-{event.lead}"
     except RPCError as err:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            "the event is stored but the journey engine (Temporal) is unreachable; send it again") from err
-    return TrackedEventAccepted(type=event.type, lead_id=event.lead, workflow_id=workflow_id, detail=detail,
-                                converted=converted)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the event is stored but the journey engine (Temporal) is unreachable; send it again",
+        ) from err
+    return TrackedEventAccepted(
+        type=event.type,
+        lead_id=event.lead,
+        workflow_id=workflow_id,
+        detail=detail,
+        converted=converted,
+    )

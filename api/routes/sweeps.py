@@ -19,23 +19,37 @@ PREFIX = "reengagement-sweep-manual-"
 
 
 @router.post("/re-engagement", response_model=SweepPublic, status_code=status.HTTP_202_ACCEPTED)
-async def start_sweep(settings: SettingsDep, temporal: TemporalDep,
-                      body: SweepCreate | None = Body(default=None)) -> SweepPublic:
+async def start_sweep(
+    settings: SettingsDep, temporal: TemporalDep, body: SweepCreate | None = Body(default=None)
+) -> SweepPublic:
     body = body or SweepCreate()
     input = sweep_input(settings, inactive_days=body.inactive_days)
     workflow_id = f"{PREFIX}{new_id()}"
     try:
-        handle = await temporal.start_workflow(ReEngagementSweep.run, input, id=workflow_id,
-                                               task_queue=settings.temporal_task_queue,
-                                               static_summary=f"re-engagement sweep by hand ({input.inactive_days:g} days)")
+        handle = await temporal.start_workflow(
+            ReEngagementSweep.run,
+            input,
+            id=workflow_id,
+            task_queue=settings.temporal_task_queue,
+            static_summary=f"re-engagement sweep by hand ({input.inactive_days:g} days)",
+        )
     except RPCError as err:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the journey engine (Temporal) is unreachable") from err
-    return SweepPublic(workflow_id=workflow_id, run_id=handle.result_run_id, status="RUNNING",
-                       inactive_days=input.inactive_days)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "the journey engine (Temporal) is unreachable"
+        ) from err
+    return SweepPublic(
+        workflow_id=workflow_id,
+        run_id=handle.result_run_id,
+        status="RUNNING",
+        inactive_days=input.inactive_days,
+    )
 
 
-@router.get("/re-engagement/{workflow_id}", response_model=SweepPublic,
-            responses={404: {"description": "No such sweep"}})
+@router.get(
+    "/re-engagement/{workflow_id}",
+    response_model=SweepPublic,
+    responses={404: {"description": "No such sweep"}},
+)
 async def read_sweep(workflow_id: str, temporal: TemporalDep) -> SweepPublic:
     if not workflow_id.startswith("reengagement-sweep-"):  # by hand, or the schedule's runs
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no re-engagement sweep {workflow_id!r}")
@@ -44,10 +58,18 @@ async def read_sweep(workflow_id: str, temporal: TemporalDep) -> SweepPublic:
         description = await handle.describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no re-engagement sweep {workflow_id!r}") from err
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the journey engine (Temporal) is unreachable") from err
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, f"no re-engagement sweep {workflow_id!r}"
+            ) from err
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "the journey engine (Temporal) is unreachable"
+        ) from err
     result = None
     if description.status == WorkflowExecutionStatus.COMPLETED:
         result = await handle.result()
-    return SweepPublic(workflow_id=workflow_id, run_id=description.run_id, status=description.status.name,
-                       result=result)
+    return SweepPublic(
+        workflow_id=workflow_id,
+        run_id=description.run_id,
+        status=description.status.name,
+        result=result,
+    )

@@ -43,16 +43,25 @@ def get_task_or_404(*, session: Session, task_id: str) -> SalesTask:
 def open_task_or_409(*, session: Session, task_id: str) -> SalesTask:
     task = get_task_or_404(session=session, task_id=task_id)
     if task.status == "done":
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            f"sales task {task_id} is already completed (outcome: {task.outcome})")
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"sales task {task_id} is already completed (outcome: {task.outcome})",
+        )
     return task
 
 
 def mark_done(*, session: Session, task_id: str, completion: TaskCompletion) -> SalesTask:
     now = utcnow()
     changed = session.execute(
-        update(SalesTask).where(col(SalesTask.id) == task_id, col(SalesTask.status) != "done")
-        .values(status="done", outcome=completion.outcome, note=completion.note, completed_at=now, updated_at=now)
+        update(SalesTask)
+        .where(col(SalesTask.id) == task_id, col(SalesTask.status) != "done")
+        .values(
+            status="done",
+            outcome=completion.outcome,
+            note=completion.note,
+            completed_at=now,
+            updated_at=now,
+        )
     ).rowcount
     session.commit()
     if not changed:  # completed concurrently
@@ -61,11 +70,13 @@ def mark_done(*, session: Session, task_id: str, completion: TaskCompletion) -> 
 
 
 @router.get("", response_model=list[SalesTaskPublic])
-def list_tasks(session: SessionDep,
-               assignee: Annotated[str | None, Query(max_length=320, description="The rep's email")] = None,
-               status_: Annotated[TaskStatus | None, Query(alias="status")] = None,
-               lead: Annotated[str | None, Query(max_length=32, description="A lead id")] = None,
-               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[SalesTaskPublic]:
+def list_tasks(
+    session: SessionDep,
+    assignee: Annotated[str | None, Query(max_length=320, description="The rep's email")] = None,
+    status_: Annotated[TaskStatus | None, Query(alias="status")] = None,
+    lead: Annotated[str | None, Query(max_length=32, description="A lead id")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[SalesTaskPublic]:
     """The most urgent first (earliest due date)."""
     query = select(SalesTask)
     if assignee is not None:
@@ -78,21 +89,30 @@ def list_tasks(session: SessionDep,
     return [public(row) for row in rows]
 
 
-@router.get("/{task_id}", response_model=SalesTaskPublic, responses={404: {"description": "Unknown task"}})
+@router.get(
+    "/{task_id}", response_model=SalesTaskPublic, responses={404: {"description": "Unknown task"}}
+)
 def read_task(task_id: str, session: SessionDep) -> SalesTaskPublic:
     return public(get_task_or_404(session=session, task_id=task_id))
 
 
-@router.post("/{task_id}/complete", response_model=SalesTaskPublic,
-             responses={404: {"description": "Unknown task"}, 409: {"description": "Already completed"}})
-async def complete_task(task_id: str, completion: TaskCompletion, db: DatabaseDep,
-                        temporal: TemporalDep) -> SalesTaskPublic:
+@router.post(
+    "/{task_id}/complete",
+    response_model=SalesTaskPublic,
+    responses={404: {"description": "Unknown task"}, 409: {"description": "Already completed"}},
+)
+async def complete_task(
+    task_id: str, completion: TaskCompletion, db: DatabaseDep, temporal: TemporalDep
+) -> SalesTaskPublic:
     task = await db.run(open_task_or_409, task_id=task_id)
     try:
-        await temporal.get_workflow_handle(task.workflow_id).signal(TASK_COMPLETED,
-                                                                    TaskSignal(task_id, completion.outcome))
+        await temporal.get_workflow_handle(task.workflow_id).signal(
+            TASK_COMPLETED, TaskSignal(task_id, completion.outcome)
+        )
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:  # a journey over already needs no telling
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                                "the journey engine (Temporal) is unreachable; nothing changed, send it again") from err
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "the journey engine (Temporal) is unreachable; nothing changed, send it again",
+            ) from err
     return public(await db.run(mark_done, task_id=task_id, completion=completion))

@@ -28,12 +28,21 @@ log = logging.getLogger("relance.api")
 
 # A 1x1 transparent GIF (43 bytes).
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
-NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache", "Expires": "0"}
+NO_CACHE = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+}
 
 
 async def keep(hits: HitRecorder, request: Request, token: TrackingToken, kind: str) -> None:
     """Opens are answered without waiting for their group commit; clicks wait for theirs."""
-    hit = Hit(token, kind, request.headers.get("user-agent"), request.client.host if request.client else None)
+    hit = Hit(
+        token,
+        kind,
+        request.headers.get("user-agent"),
+        request.client.host if request.client else None,
+    )
     try:
         await hits.record(hit, wait=kind != OPENED)
     except Exception:  # logged by the recorder; the mail client must not see an error
@@ -67,19 +76,30 @@ async def open_pixel(token: str, request: Request, signer: SignerDep, hits: Hits
     return pixel()
 
 
-@router.head("/o/{token}", response_class=Response, responses=PIXEL_RESPONSES, summary="Open pixel (headers only)")
+@router.head(
+    "/o/{token}",
+    response_class=Response,
+    responses=PIXEL_RESPONSES,
+    summary="Open pixel (headers only)",
+)
 async def open_pixel_head(token: str) -> Response:
     return pixel()
 
 
 @router.get("/c/{token}", status_code=status.HTTP_302_FOUND, responses=CLICK_RESPONSES)
-async def click_redirect(token: str, request: Request, signer: SignerDep, hits: HitsDep) -> RedirectResponse:
+async def click_redirect(
+    token: str, request: Request, signer: SignerDep, hits: HitsDep
+) -> RedirectResponse:
     valid = destination(signer, token)
     await keep(hits, request, valid, CLICKED)
     return redirect(valid)
 
 
-@router.head("/c/{token}", status_code=status.HTTP_302_FOUND, responses=CLICK_RESPONSES,
-             summary="Click redirect (headers only)")
+@router.head(
+    "/c/{token}",
+    status_code=status.HTTP_302_FOUND,
+    responses=CLICK_RESPONSES,
+    summary="Click redirect (headers only)",
+)
 async def click_redirect_head(token: str, signer: SignerDep) -> RedirectResponse:
     return redirect(destination(signer, token))

@@ -34,7 +34,10 @@ def _page(title: str, body: str, code: int = status.HTTP_200_OK) -> HTMLResponse
     )
 
 
-INVALID = ("This link is not valid", "<p>It may be incomplete or too old. Use the link in a more recent email.</p>")
+INVALID = (
+    "This link is not valid",
+    "<p>It may be incomplete or too old. Use the link in a more recent email.</p>",
+)
 
 
 INVALID_LINK = {404: {"description": "Invalid, tampered or expired link (an HTML page)"}}
@@ -54,20 +57,35 @@ def unsubscribe_page(token: str, signer: SignerDep, settings: SettingsDep) -> HT
 
 
 # HEAD answers what GET would, without a body (the server drops it); it never unsubscribes.
-router.head("/{token}", response_class=HTMLResponse, responses=INVALID_LINK,
-            summary="Unsubscribe page (headers only)")(unsubscribe_page)
+router.head(
+    "/{token}",
+    response_class=HTMLResponse,
+    responses=INVALID_LINK,
+    summary="Unsubscribe page (headers only)",
+)(unsubscribe_page)
 
 
-@router.post("/{token}", response_class=HTMLResponse,
-             responses={**INVALID_LINK, **error_responses(503, description="The database does not accept writes: "
-                                                                          "nothing was withdrawn, retry (JSON)")})
-async def unsubscribe(token: str, request: Request, signer: SignerDep, hits: HitsDep,
-                      settings: SettingsDep) -> HTMLResponse:
+@router.post(
+    "/{token}",
+    response_class=HTMLResponse,
+    responses={
+        **INVALID_LINK,
+        **error_responses(
+            503,
+            description="The database does not accept writes: nothing was withdrawn, retry (JSON)",
+        ),
+    },
+)
+async def unsubscribe(
+    token: str, request: Request, signer: SignerDep, hits: HitsDep, settings: SettingsDep
+) -> HTMLResponse:
     valid = signer.verify("unsubscribe", token)
     if valid is None:
         return _page(*INVALID, code=status.HTTP_404_NOT_FOUND)
     ip = request.client.host if request.client else None
     # Unlike a pixel, a withdrawal that was not stored must not be confirmed: errors propagate (500).
     await hits.record(Hit(valid, UNSUBSCRIBED, request.headers.get("user-agent"), ip))
-    return _page("You are unsubscribed",
-                 f"<p>You will not receive marketing emails from {escape(settings.brand_name)} any more.</p>")
+    return _page(
+        "You are unsubscribed",
+        f"<p>You will not receive marketing emails from {escape(settings.brand_name)} any more.</p>",
+    )

@@ -15,9 +15,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-
-revision: str = '0011_outbox_coalescing'
-down_revision: str | None = '0010_send_failures'
+revision: str = "0011_outbox_coalescing"
+down_revision: str | None = "0010_send_failures"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -27,23 +26,42 @@ def _where(condition: str) -> dict:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('tracking_events', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('signal_key', sqlmodel.sql.sqltypes.AutoString(length=120), nullable=True))
-        batch_op.add_column(sa.Column('signal_outcome', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True))
-        batch_op.add_column(sa.Column('retry_at', sa.DateTime(timezone=True), nullable=True))
-    op.create_index('ix_tracking_events_pending', 'tracking_events', ['id', 'workflow_id'], unique=False,
-                    **_where('delivered_at IS NULL'))
-    op.create_index('ix_tracking_events_told', 'tracking_events', ['workflow_id', 'signal_key'], unique=False,
-                    **_where('signal_outcome IS NOT NULL'))
-    op.create_index('ix_tracking_events_retry_at', 'tracking_events', ['retry_at'], unique=False,
-                    **_where('retry_at IS NOT NULL'))
+    with op.batch_alter_table("tracking_events", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("signal_key", sqlmodel.sql.sqltypes.AutoString(length=120), nullable=True)
+        )
+        batch_op.add_column(
+            sa.Column("signal_outcome", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True)
+        )
+        batch_op.add_column(sa.Column("retry_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index(
+        "ix_tracking_events_pending",
+        "tracking_events",
+        ["id", "workflow_id"],
+        unique=False,
+        **_where("delivered_at IS NULL"),
+    )
+    op.create_index(
+        "ix_tracking_events_told",
+        "tracking_events",
+        ["workflow_id", "signal_key"],
+        unique=False,
+        **_where("signal_outcome IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_tracking_events_retry_at",
+        "tracking_events",
+        ["retry_at"],
+        unique=False,
+        **_where("retry_at IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
-    op.drop_index('ix_tracking_events_retry_at', table_name='tracking_events')
-    op.drop_index('ix_tracking_events_told', table_name='tracking_events')
-    op.drop_index('ix_tracking_events_pending', table_name='tracking_events')
-    with op.batch_alter_table('tracking_events', schema=None) as batch_op:
-        batch_op.drop_column('retry_at')
-        batch_op.drop_column('signal_outcome')
-        batch_op.drop_column('signal_key')
+    op.drop_index("ix_tracking_events_retry_at", table_name="tracking_events")
+    op.drop_index("ix_tracking_events_told", table_name="tracking_events")
+    op.drop_index("ix_tracking_events_pending", table_name="tracking_events")
+    with op.batch_alter_table("tracking_events", schema=None) as batch_op:
+        batch_op.drop_column("retry_at")
+        batch_op.drop_column("signal_outcome")
+        batch_op.drop_column("signal_key")

@@ -9,7 +9,9 @@ def client_errors_are_explained_in_json(ctx, response, case):
     A HEAD answers a GET's headers without its body: its content type is checked, not a body."""
     if 400 <= response.status_code < 500:
         if not response.headers.get("content-type", [""])[0].startswith("application/json"):
-            raise AssertionError(f"{response.status_code} without a JSON body: {response.headers.get('content-type')}")
+            raise AssertionError(
+                f"{response.status_code} without a JSON body: {response.headers.get('content-type')}"
+            )
         if case.method.upper() == "HEAD":
             return
         body = response.json()

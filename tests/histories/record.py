@@ -75,11 +75,19 @@ async def recording() -> AsyncIterator[Recording]:
         migrate.upgrade(url)
         engine = make_engine(url)
         async with DevSink(smtp_port=0, http_port=0) as sink:
-            settings = Settings(_env_file=None, database_url=url, smtp_host="127.0.0.1", smtp_port=sink.smtp_port,
-                                sms_provider_url=f"http://127.0.0.1:{sink.http_port}/sms", secret_key="record",
-                                public_base_url="http://relance.invalid", temporal_task_queue=TASK_QUEUE)
+            settings = Settings(
+                _env_file=None,
+                database_url=url,
+                smtp_host="127.0.0.1",
+                smtp_port=sink.smtp_port,
+                sms_provider_url=f"http://127.0.0.1:{sink.http_port}/sms",
+                secret_key="record",
+                public_base_url="http://relance.invalid",
+                temporal_task_queue=TASK_QUEUE,
+            )
             env = await WorkflowEnvironment.start_time_skipping(
-                test_server_existing_path=bundled_binary("temporal-test-server"))
+                test_server_existing_path=bundled_binary("temporal-test-server")
+            )
             try:
                 await ensure_search_attributes(env.client, "default")
                 async with build_worker(env.client, settings, engine):
@@ -93,7 +101,9 @@ async def record_cart_histories(rec: Recording) -> None:
 
     for name, purchase in (("cart_three_reminders", False), ("cart_purchased", True)):
         lead = rec.make_lead()
-        handle = await update_cart(rec.env.client, rec.settings, rec.engine, lead.id, f"cart-{name}")
+        handle = await update_cart(
+            rec.env.client, rec.settings, rec.engine, lead.id, f"cart-{name}"
+        )
         if purchase:
             await rec.env.sleep(timedelta(hours=2))
             await buy(rec.env.client, rec.engine, lead.id)
@@ -103,18 +113,27 @@ async def record_cart_histories(rec: Recording) -> None:
 async def record_welcome_histories(rec: Recording) -> None:
     scenarios = {
         "welcome_relanced_by_email_no_reaction": (rec.make_lead(), None),
-        "welcome_relanced_by_sms": (rec.make_lead(consents=("email", "sms"), phone="+33612345678"), None),
+        "welcome_relanced_by_sms": (
+            rec.make_lead(consents=("email", "sms"), phone="+33612345678"),
+            None,
+        ),
         "welcome_clicked": (rec.make_lead(), CLICKED),
         "welcome_no_consent": (rec.make_lead(consents=()), None),
     }
     for name, (lead, signal) in scenarios.items():
-        handle = await rec.env.client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
-                                                     id=f"welcome-{lead.id}", task_queue=TASK_QUEUE)
+        handle = await rec.env.client.start_workflow(
+            WelcomeJourney.run,
+            WelcomeInput(lead_id=lead.id),
+            id=f"welcome-{lead.id}",
+            task_queue=TASK_QUEUE,
+        )
         if signal:
             await rec.sink.wait_for_mail(to=lead.email)
             await asyncio.sleep(0.5)
             status = await handle.query(WelcomeJourney.status)
-            await handle.signal(signal, TrackingSignal(status.messages[0].message_id, "https://example.com/x"))
+            await handle.signal(
+                signal, TrackingSignal(status.messages[0].message_id, "https://example.com/x")
+            )
         await rec.save(handle, name)
 
 

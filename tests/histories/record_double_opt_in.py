@@ -23,21 +23,39 @@ from workflows.welcome import WelcomeInput, WelcomeJourney
 async def main() -> None:
     async with recording() as rec:
         signer = TokenSigner(rec.settings.secret_key, max_age_seconds=3600)
-        for name, confirms in (("welcome_double_opt_in_confirmed", True), ("welcome_double_opt_in_not_confirmed", False)):
+        for name, confirms in (
+            ("welcome_double_opt_in_confirmed", True),
+            ("welcome_double_opt_in_not_confirmed", False),
+        ):
             lead = rec.make_lead(consents=())
             with session_scope(rec.engine) as session:
-                session.add(Consent(lead_id=lead.id, channel="email", status="pending", source_url="https://example.com/form"))
-            handle = await rec.env.client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id),
-                                                         id=f"welcome-{lead.id}", task_queue=TASK_QUEUE)
+                session.add(
+                    Consent(
+                        lead_id=lead.id,
+                        channel="email",
+                        status="pending",
+                        source_url="https://example.com/form",
+                    )
+                )
+            handle = await rec.env.client.start_workflow(
+                WelcomeJourney.run,
+                WelcomeInput(lead_id=lead.id),
+                id=f"welcome-{lead.id}",
+                task_queue=TASK_QUEUE,
+            )
             if confirms:
                 [mail] = await rec.sink.wait_for_mail(to=lead.email)
-                token = signer.verify("confirm", re.search(r'/confirm/([^"]+)"', mail.html).group(1))
+                token = signer.verify(
+                    "confirm", re.search(r'/confirm/([^"]+)"', mail.html).group(1)
+                )
                 record_hits(rec.engine, [Hit(token, EMAIL_CONFIRMED, "recorder", "203.0.113.1")])
                 await handle.signal(EMAIL_CONFIRMED, TrackingSignal(token.message_id))
                 await rec.sink.wait_for_mail(to=lead.email, count=2)
                 await asyncio.sleep(0.5)
                 status = await handle.query(WelcomeJourney.status)
-                await handle.signal(CLICKED, TrackingSignal(status.messages[1].message_id, "https://example.com/x"))
+                await handle.signal(
+                    CLICKED, TrackingSignal(status.messages[1].message_id, "https://example.com/x")
+                )
             await rec.save(handle, name)
 
 

@@ -25,8 +25,11 @@ async def main() -> None:
             make_event(rec.engine, starts + timedelta(days=30), series="record")
             lead = rec.make_lead(consents=("email", "sms"), phone="+33612345678")
             handle = await rec.env.client.start_workflow(
-                EventReminderJourney.run, EventReminderInput(event_id=event.id, lead_id=lead.id),
-                id=f"event-{event.id}-{lead.id}", task_queue=TASK_QUEUE)
+                EventReminderJourney.run,
+                EventReminderInput(event_id=event.id, lead_id=lead.id),
+                id=f"event-{event.id}-{lead.id}",
+                task_queue=TASK_QUEUE,
+            )
             await rec.sink.wait_for_mail(to=lead.email)
             await asyncio.sleep(0.5)
             if cancel:

@@ -23,8 +23,12 @@ async def main() -> None:
     async with recording() as rec:
         client = rec.env.client
         lead = rec.make_lead()
-        handle = await client.start_workflow(BrowseAbandonmentJourney.run, BrowseInput(lead.id),
-                                             id=f"browse-{lead.id}", task_queue=TASK_QUEUE)
+        handle = await client.start_workflow(
+            BrowseAbandonmentJourney.run,
+            BrowseInput(lead.id),
+            id=f"browse-{lead.id}",
+            task_queue=TASK_QUEUE,
+        )
         for category in ("stephen-king", "tolkien", "stephen-king", "stephen-king"):
             await handle.signal(PAGE_VIEWED, PageViewSignal(category))
         await rec.env.sleep(timedelta(seconds=1))
@@ -32,18 +36,33 @@ async def main() -> None:
 
         lead = rec.make_lead()
         # Two welcomes at once for one lead: 2 welcomes + 2 relances in 48 h, the cap (3 in 7 days) defers the last.
-        handles = [await client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id, relance_by_sms=False),
-                                               id=f"welcome-{i}-{lead.id}", task_queue=TASK_QUEUE) for i in range(2)]
+        handles = [
+            await client.start_workflow(
+                WelcomeJourney.run,
+                WelcomeInput(lead_id=lead.id, relance_by_sms=False),
+                id=f"welcome-{i}-{lead.id}",
+                task_queue=TASK_QUEUE,
+            )
+            for i in range(2)
+        ]
         await rec.save(handles[0], "welcome_send_window_first")
         await rec.save(handles[1], "welcome_send_window_capped")
 
         # Last: the time-skipping server keeps time locked after a child that outlives its parent.
         lead = rec.make_lead()
-        parent = await client.start_workflow(ScenarioJourney.run, ScenarioInput(lead.id, "newsletter", wait_days=0),
-                                             id=workflow_id("newsletter", lead.id), task_queue=TASK_QUEUE)
+        parent = await client.start_workflow(
+            ScenarioJourney.run,
+            ScenarioInput(lead.id, "newsletter", wait_days=0),
+            id=workflow_id("newsletter", lead.id),
+            task_queue=TASK_QUEUE,
+        )
         await rec.save(parent, "scenario_newsletter_redirected")
         await asyncio.sleep(2)  # the child runs at once (no wait)
-        await rec.save(client.get_workflow_handle(workflow_id("white_paper", lead.id)), "scenario_white_paper_refused")
+        await rec.save(
+            client.get_workflow_handle(workflow_id("white_paper", lead.id)),
+            "scenario_white_paper_refused",
+        )
+
 
 if __name__ == "__main__":
     asyncio.run(main())

@@ -28,25 +28,47 @@ async def main() -> None:
         lead = rec.make_lead()
         handle = await client.start_workflow(
             LeadNurturingJourney.run,
-            NurturingInput(lead_id=lead.id, sequence=load_sequence(rec.settings.nurturing_sequence_file), reenrolled=True),
-            id=f"nurture-{lead.id}", task_queue=TASK_QUEUE)
-        while (step := (await handle.query(LeadNurturingJourney.status)).step) != "waiting_for_case_study":
-            if step == "sending_welcome_newsletter":  # maybe waiting for the send window: let it open
+            NurturingInput(
+                lead_id=lead.id,
+                sequence=load_sequence(rec.settings.nurturing_sequence_file),
+                reenrolled=True,
+            ),
+            id=f"nurture-{lead.id}",
+            task_queue=TASK_QUEUE,
+        )
+        while (
+            step := (await handle.query(LeadNurturingJourney.status)).step
+        ) != "waiting_for_case_study":
+            if (
+                step == "sending_welcome_newsletter"
+            ):  # maybe waiting for the send window: let it open
                 await rec.env.sleep(timedelta(hours=1))
             await asyncio.sleep(0.05)
-        with session_scope(rec.engine) as session:  # an order from the back office: no purchase signal
+        with session_scope(
+            rec.engine
+        ) as session:  # an order from the back office: no purchase signal
             session.add(Order(id=f"order-{lead.id}", lead_id=lead.id, items=[]))
-        await rec.env.sleep(timedelta(days=10))  # the case study, 4 days later (and its send window)
+        await rec.env.sleep(
+            timedelta(days=10)
+        )  # the case study, 4 days later (and its send window)
         await rec.save(handle, "nurturing_reenrolled_excluded")
 
         # Last: the time-skipping server keeps time locked after a child that outlives its parent.
         lead = rec.make_lead()
-        parent = await client.start_workflow(ScenarioJourney.run, ScenarioInput(lead.id, "newsletter", wait_days=0),
-                                             id=workflow_id("newsletter", lead.id), task_queue=TASK_QUEUE)
-        await rec.save(parent, "scenario_newsletter_redirected_checked")  # the target's rules checked first
+        parent = await client.start_workflow(
+            ScenarioJourney.run,
+            ScenarioInput(lead.id, "newsletter", wait_days=0),
+            id=workflow_id("newsletter", lead.id),
+            task_queue=TASK_QUEUE,
+        )
+        await rec.save(
+            parent, "scenario_newsletter_redirected_checked"
+        )  # the target's rules checked first
         await asyncio.sleep(2)  # the child runs at once (no wait)
-        await rec.save(client.get_workflow_handle(workflow_id("white_paper", lead.id)),
-                       "scenario_white_paper_refusal_recorded")
+        await rec.save(
+            client.get_workflow_handle(workflow_id("white_paper", lead.id)),
+            "scenario_white_paper_refusal_recorded",
+        )
 
 
 if __name__ == "__main__":

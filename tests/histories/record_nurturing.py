@@ -21,11 +21,18 @@ from workflows.signals import ASSET_DOWNLOADED, TASK_COMPLETED, AssetSignal, Tas
 
 async def main() -> None:
     async with recording() as rec:
-        for name in ("nurturing_gate_not_met", "nurturing_downloaded_task_escalated", "nurturing_meeting_booked"):
+        for name in (
+            "nurturing_gate_not_met",
+            "nurturing_downloaded_task_escalated",
+            "nurturing_meeting_booked",
+        ):
             lead = rec.make_lead()
             handle = await rec.env.client.start_workflow(
-                LeadNurturingJourney.run, NurturingInput(lead_id=lead.id, sequence=default_sequence()),
-                id=f"nurture-{lead.id}", task_queue=TASK_QUEUE)
+                LeadNurturingJourney.run,
+                NurturingInput(lead_id=lead.id, sequence=default_sequence()),
+                id=f"nurture-{lead.id}",
+                task_queue=TASK_QUEUE,
+            )
             if name != "nurturing_gate_not_met":
                 await rec.sink.wait_for_mail(to=lead.email)
                 await asyncio.sleep(0.5)

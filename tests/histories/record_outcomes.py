@@ -24,8 +24,8 @@ from tests.test_event_journey import make_event
 from tests.waiting import eventually
 from workflows.browse import BrowseAbandonmentJourney, BrowseInput
 from workflows.event_reminder import EventReminderInput, EventReminderJourney
-from workflows.send_window import SendWindow
 from workflows.purchase import PurchaseFollowUp, PurchaseInput
+from workflows.send_window import SendWindow
 from workflows.signals import GOAL_REACHED, PURCHASE_GOAL, UNSUBSCRIBED, GoalSignal, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
@@ -36,20 +36,33 @@ ALWAYS = SendWindow(days=[1, 2, 3, 4, 5, 6, 7], start="00:00", end="24:00")
 
 async def record_purchases(rec: Recording) -> None:
     lead = rec.make_lead()
-    for name in ("purchase_first_thank_you", "purchase_repeat_loyal_list"):  # the same lead's 1st and 2nd orders
+    for name in (
+        "purchase_first_thank_you",
+        "purchase_repeat_loyal_list",
+    ):  # the same lead's 1st and 2nd orders
         order_id = f"order-{name}"
         with Session(rec.engine) as session:
-            crud.save_order(session=session, lead_id=lead.id, order=OrderIn(id=order_id, total=42.0))
-        handle = await rec.env.client.start_workflow(PurchaseFollowUp.run, PurchaseInput(order_id),
-                                                     id=f"purchase-{order_id}", task_queue=TASK_QUEUE)
+            crud.save_order(
+                session=session, lead_id=lead.id, order=OrderIn(id=order_id, total=42.0)
+            )
+        handle = await rec.env.client.start_workflow(
+            PurchaseFollowUp.run,
+            PurchaseInput(order_id),
+            id=f"purchase-{order_id}",
+            task_queue=TASK_QUEUE,
+        )
         await rec.save(handle, name)
 
 
 async def record_welcome_endings(rec: Recording) -> None:
     for name in ("welcome_unsubscribed", "welcome_converted_by_a_purchase"):
         lead = rec.make_lead()
-        handle = await rec.env.client.start_workflow(WelcomeJourney.run, WelcomeInput(lead_id=lead.id, send_window=ALWAYS),
-                                                     id=f"welcome-{lead.id}", task_queue=TASK_QUEUE)
+        handle = await rec.env.client.start_workflow(
+            WelcomeJourney.run,
+            WelcomeInput(lead_id=lead.id, send_window=ALWAYS),
+            id=f"welcome-{lead.id}",
+            task_queue=TASK_QUEUE,
+        )
 
         async def waiting_for_open():
             status = await handle.query(WelcomeJourney.status)
@@ -72,17 +85,26 @@ async def record_cart_emptied(rec: Recording) -> None:
 
 async def record_browse_no_interest(rec: Recording) -> None:
     lead = rec.make_lead()
-    handle = await rec.env.client.start_workflow(BrowseAbandonmentJourney.run, BrowseInput(lead.id),
-                                                 id=f"browse-{lead.id}", task_queue=TASK_QUEUE)
+    handle = await rec.env.client.start_workflow(
+        BrowseAbandonmentJourney.run,
+        BrowseInput(lead.id),
+        id=f"browse-{lead.id}",
+        task_queue=TASK_QUEUE,
+    )
     await rec.save(handle, "browse_no_interest")
 
 
 async def record_event_every_step(rec: Recording) -> None:
-    event = make_event(rec.engine, await rec.env.get_current_time() + timedelta(days=10), series="record-outcomes")
+    event = make_event(
+        rec.engine, await rec.env.get_current_time() + timedelta(days=10), series="record-outcomes"
+    )
     lead = rec.make_lead(consents=("email", "sms"), phone="+33612345679")
     handle = await rec.env.client.start_workflow(
-        EventReminderJourney.run, EventReminderInput(event_id=event.id, lead_id=lead.id),
-        id=f"event-{event.id}-{lead.id}", task_queue=TASK_QUEUE)
+        EventReminderJourney.run,
+        EventReminderInput(event_id=event.id, lead_id=lead.id),
+        id=f"event-{event.id}-{lead.id}",
+        task_queue=TASK_QUEUE,
+    )
     await rec.save(handle, "event_every_step")
 
 

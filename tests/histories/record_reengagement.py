@@ -27,10 +27,17 @@ from workflows.sweep import ReEngagementSweep, SweepInput
 async def main() -> None:
     async with recording() as rec:
         client = rec.env.client
-        for name, click in (("reengage_sunset_suppressed", False), ("reengage_clicked_after_email_2", True)):
+        for name, click in (
+            ("reengage_sunset_suppressed", False),
+            ("reengage_clicked_after_email_2", True),
+        ):
             lead = rec.make_lead()
-            handle = await client.start_workflow(ReEngagementJourney.run, ReEngagementInput(lead.id),
-                                                 id=f"reengage-{lead.id}", task_queue=TASK_QUEUE)
+            handle = await client.start_workflow(
+                ReEngagementJourney.run,
+                ReEngagementInput(lead.id),
+                id=f"reengage-{lead.id}",
+                task_queue=TASK_QUEUE,
+            )
             if click:
                 await rec.sink.wait_for_mail(to=lead.email)
                 await asyncio.sleep(0.5)
@@ -38,26 +45,45 @@ async def main() -> None:
                 await rec.sink.wait_for_mail(to=lead.email, count=2)
                 await asyncio.sleep(0.5)
                 status = await handle.query(ReEngagementJourney.status)
-                await handle.signal(CLICKED, TrackingSignal(status.messages[1].message_id, "https://example.com/x"))
+                await handle.signal(
+                    CLICKED, TrackingSignal(status.messages[1].message_id, "https://example.com/x")
+                )
             await rec.save(handle, name)
 
         lead = rec.make_lead()
-        handle = await client.start_workflow(PremiumOfferJourney.run, PremiumInput(lead.id), id=f"premium-{lead.id}",
-                                             task_queue=TASK_QUEUE)
+        handle = await client.start_workflow(
+            PremiumOfferJourney.run,
+            PremiumInput(lead.id),
+            id=f"premium-{lead.id}",
+            task_queue=TASK_QUEUE,
+        )
         await rec.save(handle, "premium_offer_sent")
 
         quiet = [rec.make_lead() for _ in range(5)]
         with Session(rec.engine) as session:
-            session.execute(update(Lead).where(col(Lead.id).in_([lead.id for lead in quiet]))
-                            .values(last_activity_at=utcnow() - timedelta(days=90)))
+            session.execute(
+                update(Lead)
+                .where(col(Lead.id).in_([lead.id for lead in quiet]))
+                .values(last_activity_at=utcnow() - timedelta(days=90))
+            )
             session.commit()
-        handle = await client.start_workflow(ReEngagementSweep.run, SweepInput(batch_size=2, pages_per_run=2),
-                                             id="reengagement-sweep-record", task_queue=TASK_QUEUE)
-        await rec.save(handle, "reengagement_sweep_last_run")  # the handle follows the runs to the last one
+        handle = await client.start_workflow(
+            ReEngagementSweep.run,
+            SweepInput(batch_size=2, pages_per_run=2),
+            id="reengagement-sweep-record",
+            task_queue=TASK_QUEUE,
+        )
+        await rec.save(
+            handle, "reengagement_sweep_last_run"
+        )  # the handle follows the runs to the last one
         first = client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
-        (HERE / "reengagement_sweep_first_run.json").write_text((await first.fetch_history()).to_json())
+        (HERE / "reengagement_sweep_first_run.json").write_text(
+            (await first.fetch_history()).to_json()
+        )
         print("recorded reengagement_sweep_first_run (continued as new)")
-        await asyncio.sleep(1)  # the journeys it started send their first email; this server is thrown away
+        await asyncio.sleep(
+            1
+        )  # the journeys it started send their first email; this server is thrown away
 
 
 if __name__ == "__main__":
