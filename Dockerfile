@@ -20,8 +20,8 @@ RUN groupadd --system --gid 10001 relance \
 WORKDIR /app
 
 # The whole project is copied (see .dockerignore for what stays out). worker.py, alembic.ini,
-# migrations/ and templates/ are not part of the installed package, and relance/migrate.py and
-# relance/rendering.py find them next to the relance/ directory: PYTHONPATH=/app makes the
+# migrations/ and templates/ are not part of the installed package, and relance/services/migrate.py and
+# relance/domain/rendering.py find them next to the relance/ directory: PYTHONPATH=/app makes the
 # code in /app win over the copy pip puts in site-packages, whatever the working directory.
 COPY . .
 

@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 run: $(STAMP)
-	@$(PY) -m relance.devstack
+	@$(PY) -m relance.dev.devstack
 
 test: $(STAMP)
 	@echo "==> ruff: lint and format check (make format rewrites)"

@@ -3,7 +3,7 @@
     python worker.py          # run the worker
     python worker.py --check  # health check: exit 0 if this machine's worker is polling its task queue
 
-Reads its configuration from RELANCE_* environment variables (see relance/settings.py).
+Reads its configuration from RELANCE_* environment variables (see relance/domain/settings.py).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import build_activities
-from relance.db import make_engine
-from relance.mql import MqlNotifier
-from relance.nurturing import SequenceError, load_sequence
-from relance.schedules import ensure_reengagement_schedule, ensure_score_decay_schedule
-from relance.scoring import RulesError
-from relance.settings import Settings, get_settings
-from relance.temporal import connect, ensure_search_attributes
+from relance.domain.db import make_engine
+from relance.domain.scoring import RulesError
+from relance.domain.settings import Settings, get_settings
+from relance.services.mql import MqlNotifier
+from relance.services.nurturing import SequenceError, load_sequence
+from relance.services.schedules import ensure_reengagement_schedule, ensure_score_decay_schedule
+from relance.services.temporal import connect, ensure_search_attributes
 from workflows.abandoned_cart import AbandonedCartJourney
 from workflows.browse import BrowseAbandonmentJourney
 from workflows.decay import ScoreDecaySweep

@@ -20,9 +20,9 @@ from activities.reengagement import ReEngagementActivities
 from activities.sales import SalesActivities
 from activities.scoring import ScoringActivities
 from activities.sms import SmsActivities
-from relance.rendering import Renderer
-from relance.settings import Settings
-from relance.tokens import TokenSigner
+from relance.domain.rendering import Renderer
+from relance.domain.settings import Settings
+from relance.domain.tokens import TokenSigner
 
 
 def build_activities(settings: Settings, engine: Engine) -> list[Callable]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from activities.message_context import MessageExtras, context_loader
-from relance.models import Lead, Order
+from relance.domain.models import Lead, Order
 
 
 def bought_in_category(session: Session, lead_id: str, category: str) -> bool:

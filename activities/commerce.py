@@ -16,7 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.message_context import MessageExtras, context_loader
-from relance.models import Cart, Lead, ListMember, Order, PromoCode
+from relance.domain.models import Cart, Lead, ListMember, Order, PromoCode
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 

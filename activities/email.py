@@ -27,9 +27,9 @@ from temporalio import activity
 
 from activities.frequency import FrequencyCap
 from activities.sending import SendFailure, SendLedger, SendRequest, SendResult
-from relance.models import Lead
-from relance.rendering import Renderer, Tracking, header_text
-from relance.settings import Settings
+from relance.domain.models import Lead
+from relance.domain.rendering import Renderer, Tracking, header_text
+from relance.domain.settings import Settings
 
 
 def template_context(settings: Settings, lead: Lead) -> dict:

@@ -14,9 +14,9 @@ from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from relance.journey_rules import cooldown_of, cooldown_refusal, exclusion_reason
-from relance.models import EnrollmentRefusal, as_utc
-from relance.settings import Settings
+from relance.domain.journey_rules import cooldown_of, cooldown_refusal, exclusion_reason
+from relance.domain.models import EnrollmentRefusal, as_utc
+from relance.domain.settings import Settings
 
 
 @dataclass
@@ -35,7 +35,7 @@ class EnrollmentCheck:
     """May a journey enroll the lead into ``journey`` (workflow id ``workflow_id``) now?"""
 
     lead_id: str
-    journey: str  # its rules' name (relance/journey_rules.py), e.g. scenario
+    journey: str  # its rules' name (relance/domain/journey_rules.py), e.g. scenario
     workflow_id: str
     label: str = ""  # how the refusal names it, e.g. "white_paper scenario"; "" = journey
 

@@ -21,7 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.message_context import Attachment, MessageExtras, context_loader
-from relance.models import Event, Lead, as_utc, utcnow
+from relance.domain.models import Event, Lead, as_utc, utcnow
 
 ICS_UID_DOMAIN = "events.relance"
 

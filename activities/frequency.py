@@ -20,7 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from relance.models import FrequencyLock, Message, as_utc
+from relance.domain.models import FrequencyLock, Message, as_utc
 
 COUNTED_STATUSES = ("sending", "sent")
 

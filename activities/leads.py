@@ -13,9 +13,9 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from relance.consent import PENDING, has_consent, latest_consent
-from relance.models import Lead, Message, as_utc
-from workflows.send_window import SendWindow, zone_or_utc
+from relance.domain.consent import PENDING, has_consent, latest_consent
+from relance.domain.models import Lead, Message, as_utc
+from relance.domain.send_window import SendWindow, zone_or_utc
 
 
 @dataclass

@@ -10,8 +10,8 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from relance.lists import LIST_NAME, add_member, remove_member
-from relance.models import Lead
+from relance.domain.lists import LIST_NAME, add_member, remove_member
+from relance.domain.models import Lead
 
 
 @dataclass

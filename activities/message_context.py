@@ -18,7 +18,7 @@ from typing import Any
 from sqlmodel import Session
 from temporalio.exceptions import ApplicationError
 
-from relance.models import Lead
+from relance.domain.models import Lead
 
 
 @dataclass

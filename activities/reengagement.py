@@ -25,12 +25,12 @@ from temporalio.common import (
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from relance.consent import latest_consent
-from relance.erasure import erase_lead
-from relance.journey_rules import cooldown_of
-from relance.models import Consent, Lead, utcnow
-from relance.settings import Settings
-from workflows import search_attributes as sa
+from relance.contracts import search_attributes as sa
+from relance.domain.consent import latest_consent
+from relance.domain.journey_rules import cooldown_of
+from relance.domain.models import Consent, Lead, utcnow
+from relance.domain.settings import Settings
+from relance.services.erasure import erase_lead
 
 IN_JOURNEY = "in_journey"
 STARTS_IN_FLIGHT = 50  # concurrent start_workflow calls per page
@@ -102,7 +102,7 @@ class ReEngagementActivities:
         # A status stuck at in_journey past the journey's longest possible run (terminated by
         # hand, say) does not keep the lead out for ever.
         stale = utcnow() - timedelta(days=sum(self.settings.reengagement_delays_days) + 2)
-        # Re-enrollment cooldown (relance/journey_rules.py): ``reengagement_at`` is when the outcome
+        # Re-enrollment cooldown (relance/domain/journey_rules.py): ``reengagement_at`` is when the outcome
         # of the lead's previous run was recorded, i.e. when the lead left it.
         cooled = utcnow() - cooldown_of(
             self.settings.rules_for("reengage"), self.settings.reenroll_cooldown_days

@@ -27,9 +27,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.email import deliver
 from activities.sending import SendFailure
-from relance.models import Counter, Lead, SalesTask, as_utc, utcnow
-from relance.rendering import Renderer
-from relance.settings import SalesRep, Settings
+from relance.domain.models import Counter, Lead, SalesTask, as_utc, utcnow
+from relance.domain.rendering import Renderer
+from relance.domain.settings import SalesRep, Settings
 
 
 @dataclass

@@ -11,9 +11,9 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from relance.models import Lead, as_utc
-from relance.scoring import apply_score, decay_points
-from relance.settings import Settings
+from relance.domain.models import Lead, as_utc
+from relance.domain.scoring import apply_score, decay_points
+from relance.domain.settings import Settings
 
 
 @dataclass

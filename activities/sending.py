@@ -3,7 +3,7 @@
 A send is keyed by ``<workflow id>:<step>``. Before talking to a provider, the activity claims
 that key; a retried activity that finds the key already ``sent`` returns the earlier result
 and sends nothing. Marketing sends re-check consent here, at the moment of sending, so no
-journey can bypass a withdrawal; so are the journey's exclusions (relance/journey_rules.py): a
+journey can bypass a withdrawal; so are the journey's exclusions (relance/domain/journey_rules.py): a
 send they refuse is recorded ``skipped`` with the reason ``excluded: ...``.
 """
 
@@ -21,18 +21,18 @@ from temporalio.exceptions import ApplicationError
 
 from activities.frequency import FrequencyCap
 from activities.message_context import MessageExtras, load_extras
-from relance.consent import has_consent
-from relance.db import session_scope
-from relance.journey_rules import (
+from relance.domain.consent import has_consent
+from relance.domain.db import session_scope
+from relance.domain.journey_rules import (
     EXCLUDED,
     JourneyRules,
     exclusion_reason,
 )
-from relance.journey_rules import (
+from relance.domain.journey_rules import (
     rules_for as default_rules,
 )
-from relance.models import Lead, Message, utcnow
-from relance.suppression import suppression_of
+from relance.domain.models import Lead, Message, utcnow
+from relance.domain.suppression import suppression_of
 
 # The notes a retried send leaves on its row: they say what happened. "Sent again" only when an
 # earlier attempt may really have reached the provider (the worker died mid-send, the connection

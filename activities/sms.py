@@ -15,8 +15,8 @@ from temporalio import activity
 from activities.email import template_context
 from activities.frequency import FrequencyCap
 from activities.sending import SendFailure, SendLedger, SendRequest, SendResult
-from relance.rendering import Renderer, Tracking
-from relance.settings import Settings
+from relance.domain.rendering import Renderer, Tracking
+from relance.domain.settings import Settings
 
 
 class SmsActivities:

@@ -12,14 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
-from relance.consent import GRANTED, PENDING, WITHDRAWN, current_consents, has_consent
-from relance.db import retry_on_conflict
-from relance.lead_activity import FollowUp, follow_ups, note_activity
-from relance.models import Cart, Consent, Lead, LeadActivity, Order, as_utc, utcnow
-from relance.scoring import score_fit, score_form, score_page_view
-from relance.segments import segment_expr, stage_expr
-from relance.settings import Settings, get_settings
-from relance.suppression import normalize_email, suppression_of
+from relance.domain.consent import GRANTED, PENDING, WITHDRAWN, current_consents, has_consent
+from relance.domain.db import retry_on_conflict
+from relance.domain.models import Cart, Consent, Lead, LeadActivity, Order, as_utc, utcnow
+from relance.domain.scoring import score_fit, score_form, score_page_view
+from relance.domain.segments import segment_expr, stage_expr
+from relance.domain.settings import Settings, get_settings
+from relance.domain.suppression import normalize_email, suppression_of
+from relance.services.lead_activity import FollowUp, follow_ups, note_activity
 
 __all__ = ["normalize_email"]  # re-exported: the routes and events use it from here
 

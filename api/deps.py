@@ -13,9 +13,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
-from relance.settings import Settings
-from relance.tokens import TokenSigner
-from relance.tracking import HitRecorder
+from relance.domain.settings import Settings
+from relance.domain.tokens import TokenSigner
+from relance.services.tracking import HitRecorder
 
 
 # The lookups below are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in the
@@ -91,7 +91,7 @@ async def require_api_key(
 
 async def get_actor(key: Annotated[str, Depends(require_api_key)]) -> str:
     """Who is calling, as the audit log names them (a fingerprint of the key, never the key)."""
-    from relance.audit import key_fingerprint
+    from relance.domain.audit import key_fingerprint
 
     return key_fingerprint(key)
 

@@ -26,9 +26,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.crud import get_lead_or_404, normalize_email
 from api.errors import unprocessable
 from api.schemas import AttendanceIn, EventCreate, EventPublic, EventUpdate
-from relance.models import Event, Lead, Registration, as_utc, utcnow
-from relance.settings import Settings
-from workflows import search_attributes as sa
+from relance.contracts import search_attributes as sa
+from relance.domain.models import Event, Lead, Registration, as_utc, utcnow
+from relance.domain.settings import Settings
 from workflows.event_reminder import JOURNEY, EventReminderInput, EventReminderJourney
 
 # Changing one of these moves or ends the journeys: they are told (signal), then re-read the event.

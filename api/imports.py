@@ -33,11 +33,11 @@ from sqlmodel import Session
 from api import crud
 from api.errors import unprocessable
 from api.schemas import CONSENT_PROOF, ImportRejection, ImportReport, LeadCreate, in_range
-from relance.consent import latest_consent
-from relance.lists import add_member
-from relance.models import as_utc, utcnow
-from relance.settings import Settings
-from relance.suppression import suppression_of
+from relance.domain.consent import latest_consent
+from relance.domain.lists import add_member
+from relance.domain.models import as_utc, utcnow
+from relance.domain.settings import Settings
+from relance.domain.suppression import suppression_of
 
 COLUMNS = (
     "email",

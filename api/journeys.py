@@ -31,18 +31,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.schemas import EnrollmentPublic, JourneyStatusPublic
-from relance import journey_rules
-from relance.models import utcnow
-from relance.nurturing import SequenceError, load_sequence
-from relance.settings import Settings
-from workflows import search_attributes as sa
-from workflows.abandoned_cart import AbandonedCartJourney, CartInput
-from workflows.browse import BrowseAbandonmentJourney, BrowseInput
-from workflows.goals import journeys_with_goal
-from workflows.nurturing import WORKFLOW_ID_PREFIX as NURTURE
-from workflows.nurturing import LeadNurturingJourney, NurturingInput
-from workflows.purchase import PurchaseFollowUp, PurchaseInput
-from workflows.signals import (
+from relance.contracts import search_attributes as sa
+from relance.contracts.signals import (
     CART_UPDATED,
     GOAL_REACHED,
     PAGE_VIEWED,
@@ -52,6 +42,16 @@ from workflows.signals import (
     PageViewSignal,
     PurchaseSignal,
 )
+from relance.domain import journey_rules
+from relance.domain.models import utcnow
+from relance.domain.settings import Settings
+from relance.services.nurturing import SequenceError, load_sequence
+from workflows.abandoned_cart import AbandonedCartJourney, CartInput
+from workflows.browse import BrowseAbandonmentJourney, BrowseInput
+from workflows.goals import journeys_with_goal
+from workflows.nurturing import WORKFLOW_ID_PREFIX as NURTURE
+from workflows.nurturing import LeadNurturingJourney, NurturingInput
+from workflows.purchase import PurchaseFollowUp, PurchaseInput
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 
@@ -62,7 +62,7 @@ class JourneySpec:
     # (settings, lead id, reenrolled) -> the input; ``reenrolled``: the lead went through it before.
     make_input: Callable[..., Any]
     id_prefix: str = ""  # the workflow id is "<id_prefix or name>-<lead id>"
-    # Re-enrollment, cooldown and exclusions: relance/journey_rules.py (Settings.rules_for(name)).
+    # Re-enrollment, cooldown and exclusions: relance/domain/journey_rules.py (Settings.rules_for(name)).
     # Outcomes after which a journey that allows no re-enrollment may still run again for the lead
     # (the welcome: a lead who let the double opt-in confirmation lapse and signs up again gets a
     # new confirmation email).
@@ -461,7 +461,7 @@ async def page_viewed(
 ) -> tuple[str | None, str]:
     """Signal-with-start the lead's browse-abandonment journey (``browse-<lead id>``).
     Returns (its workflow id, ""), or (None, why) when none runs and the lead left the previous
-    one within the journey's cooldown (relance/journey_rules.py): then no new one starts."""
+    one within the journey's cooldown (relance/domain/journey_rules.py): then no new one starts."""
     workflow_id = f"browse-{lead_id}"
     refusal, _ = await cooldown_check(client, settings, journey="browse", workflow_id=workflow_id)
     if refusal:

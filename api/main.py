@@ -31,12 +31,12 @@ from api.routes import (
     tracking,
     unsubscribe,
 )
-from relance.db import DatabaseNotWritable, make_engine
-from relance.outbox import OutboxDispatcher
-from relance.settings import Settings, get_settings
-from relance.temporal import connect
-from relance.tokens import TokenSigner
-from relance.tracking import HitRecorder
+from relance.domain.db import DatabaseNotWritable, make_engine
+from relance.domain.settings import Settings, get_settings
+from relance.domain.tokens import TokenSigner
+from relance.services.outbox import OutboxDispatcher
+from relance.services.temporal import connect
+from relance.services.tracking import HitRecorder
 
 log = logging.getLogger("relance.api")
 

@@ -23,9 +23,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.crud import get_lead_or_404
 from api.journeys import COUNTED_PREFIXES
 from api.schemas import AuditEntryPublic, ConsentPublic, JourneyRecord
-from relance import audit
-from relance.erasure import lead_columns, tables_to_erase
-from relance.models import AuditEntry, Consent, Message, Order, Registration, as_utc
+from relance.domain import audit
+from relance.domain.models import AuditEntry, Consent, Message, Order, Registration, as_utc
+from relance.services.erasure import lead_columns, tables_to_erase
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 

@@ -1,4 +1,4 @@
-"""What the API takes and returns (separate from the tables in relance/models.py)."""
+"""What the API takes and returns (separate from the tables in relance/domain/models.py)."""
 
 from __future__ import annotations
 

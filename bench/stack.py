@@ -26,13 +26,13 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from relance import migrate
-from relance.db import make_engine
-from relance.devsink import DevSink
-from relance.encryption import EncryptionCodec, encrypted_converter, new_key
-from relance.settings import Settings
-from relance.temporal import bundled_binary
-from workflows import search_attributes
+from relance.contracts import search_attributes
+from relance.dev.devsink import DevSink
+from relance.domain.db import make_engine
+from relance.domain.encryption import EncryptionCodec, encrypted_converter, new_key
+from relance.domain.settings import Settings
+from relance.services import migrate
+from relance.services.temporal import bundled_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ from temporalio.api.enums.v1 import EventType
 from bench.loadgen import LoadResult, run_load
 from bench.results import Row
 from bench.stack import Stack, say
-from relance.models import TrackingEvent
+from relance.domain.models import TrackingEvent
 from tests.conftest import make_lead_factory
 from workflows.welcome import WelcomeInput, WelcomeJourney
 

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from bench.results import Row
 from bench.stack import Stack, process_rss_mb, say
-from relance.models import Consent, Lead, new_id, utcnow
+from relance.domain.models import Consent, Lead, new_id, utcnow
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 

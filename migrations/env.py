@@ -1,4 +1,4 @@
-"""Alembic environment: the target schema is SQLModel's metadata (relance.models)."""
+"""Alembic environment: the target schema is SQLModel's metadata (relance.domain.models)."""
 
 from logging.config import fileConfig
 
@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import relance.models  # noqa: F401  (registers the tables)
-from relance.settings import get_settings
+import relance.domain.models  # noqa: F401  (registers the tables)
+from relance.domain.settings import get_settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

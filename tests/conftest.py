@@ -17,15 +17,15 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from relance import migrate
-from relance.db import make_engine, session_scope
-from relance.devsink import DevSink
-from relance.encryption import EncryptionCodec, encrypted_converter
-from relance.models import Consent, Lead, utcnow
-from relance.serving import ServedApp, listening_socket
-from relance.settings import SalesRep, Settings
-from relance.temporal import bundled_binary, ensure_search_attributes
-from workflows import search_attributes
+from relance.contracts import search_attributes
+from relance.dev.devsink import DevSink
+from relance.dev.serving import ServedApp, listening_socket
+from relance.domain.db import make_engine, session_scope
+from relance.domain.encryption import EncryptionCodec, encrypted_converter
+from relance.domain.models import Consent, Lead, utcnow
+from relance.domain.settings import SalesRep, Settings
+from relance.services import migrate
+from relance.services.temporal import bundled_binary, ensure_search_attributes
 
 # Payload encryption in every test: the workers and clients below use this converter, the
 # settings the same keys (the API's client and codec endpoint). "old" still decrypts.

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from relance.models import Consent, Lead
+from relance.domain.models import Consent, Lead
 from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import sign_up_body
 
@@ -130,7 +130,7 @@ async def test_tracking_endpoints_are_public(live: LiveStack):
 
 # Re-engagement: page views and sweeps ------------------------------------------------------------
 def activity_rows(live: LiveStack) -> int:
-    from relance.models import LeadActivity
+    from relance.domain.models import LeadActivity
 
     with Session(live.engine) as session:
         return session.exec(select(func.count()).select_from(LeadActivity)).one()
@@ -269,7 +269,7 @@ async def test_bad_erasure_and_audit_input_is_refused_and_erases_nothing(live: L
 
 
 def list_rows(live: LiveStack) -> int:
-    from relance.models import ListMember
+    from relance.domain.models import ListMember
 
     with Session(live.engine) as session:
         return session.exec(select(func.count()).select_from(ListMember)).one()

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from relance.models import Cart, Order
+from relance.domain.models import Cart, Order
 from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import sign_up_body
 

@@ -8,7 +8,7 @@ from email.parser import BytesParser
 
 from sqlmodel import Session, select
 
-from relance.models import Event, Registration
+from relance.domain.models import Event, Registration
 from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import new_email, sign_up_body
 

@@ -8,7 +8,7 @@ import uuid
 
 from sqlmodel import Session
 
-from relance.models import SalesTask
+from relance.domain.models import SalesTask
 from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import links, sign_up_body
 
@@ -125,7 +125,7 @@ async def test_a_download_without_a_running_journey_is_accepted_and_goes_nowhere
 
 async def test_a_click_on_the_tracked_white_paper_link_is_a_download(live: LiveStack):
     """The real path: the email's signed link, the redirect, the outbox, the click signal with its URL."""
-    from relance.nurturing import parse_sequence
+    from relance.services.nurturing import parse_sequence
     from workflows.nurturing import LeadNurturingJourney, NurturingInput
 
     sequence = parse_sequence("""

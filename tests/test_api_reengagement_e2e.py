@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from relance.models import Lead, ScoreEvent, utcnow
+from relance.domain.models import Lead, ScoreEvent, utcnow
 from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import links, sign_up_body
 from tests.waiting import settled_hits

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlmodel import Session, select
 
-from relance.models import Consent
+from relance.domain.models import Consent
 from tests.conftest import LiveStack
 from tests.waiting import settled_hits, signals_received
 

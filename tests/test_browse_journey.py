@@ -6,13 +6,13 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from relance.db import session_scope
-from relance.models import Order
+from relance.contracts.signals import PAGE_VIEWED, PageViewSignal
+from relance.domain.db import session_scope
+from relance.domain.models import Order
 from tests.conftest import LiveStack, unique_id
 from tests.test_api_nurturing_e2e import sign_up
 from worker import build_worker
 from workflows.browse import BrowseAbandonmentJourney, BrowseInput
-from workflows.signals import PAGE_VIEWED, PageViewSignal
 
 
 async def browse(client, settings, engine, lead, views: list[str], *, before_result=None):

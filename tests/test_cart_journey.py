@@ -16,13 +16,13 @@ from activities.sending import SendRequest
 from api import crud
 from api.journeys import cart_input
 from api.schemas import CartIn, OrderIn
-from relance.devsink import DevSink
-from relance.models import PromoCode
-from relance.temporal import bundled_binary, ensure_search_attributes
+from relance.contracts.signals import CART_UPDATED, PURCHASED, CartSignal, PurchaseSignal
+from relance.dev.devsink import DevSink
+from relance.domain.models import PromoCode
+from relance.services.temporal import bundled_binary, ensure_search_attributes
 from tests.conftest import TEST_CONVERTER, unique_id
 from worker import build_worker
 from workflows.abandoned_cart import AbandonedCartJourney, CartResult
-from workflows.signals import CART_UPDATED, PURCHASED, CartSignal, PurchaseSignal
 
 ITEMS = [
     {

@@ -16,9 +16,9 @@ import yaml
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
-from relance.temporal import bundled_binary
+from relance.contracts import search_attributes
+from relance.services.temporal import bundled_binary
 from tests.test_docker_compose import COMPOSE_FILE, REQUIRED_ENV, interpolate
-from workflows import search_attributes
 
 
 def run_job(service: dict, address: str) -> subprocess.CompletedProcess[str]:

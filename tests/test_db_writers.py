@@ -1,4 +1,4 @@
-"""SQLite writers in one process queue on a lock (relance/db.py) instead of polling SQLite's.
+"""SQLite writers in one process queue on a lock (relance/domain/db.py) instead of polling SQLite's.
 
 What a user cares about: a burst of concurrent sign-ups all land, none waits anywhere near the
 30 s busy timeout, and a transaction that ends without a commit (an error, a dropped session)
@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import func, insert, select
 from sqlmodel import Session
 
-from relance.db import make_engine
-from relance.migrate import upgrade
-from relance.models import Lead, new_id, utcnow
+from relance.domain.db import make_engine
+from relance.domain.models import Lead, new_id, utcnow
+from relance.services.migrate import upgrade
 
 
 def lead_row(tag: str) -> dict:

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from relance import devsink
-from relance.devsink import DevSink
+from relance.dev import devsink
+from relance.dev.devsink import DevSink
 
 TOKEN = "s3cret"
 
@@ -364,7 +364,7 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20) ->
 
 
 def test_make_runs_inbox_keeps_its_mail_in_the_data_folder(tmp_path):
-    """`python -m relance.devsink`, as `make run` starts it: stopped and started again, the
+    """`python -m relance.dev.devsink`, as `make run` starts it: stopped and started again, the
     confirmation mail is still in the inbox, and it lives under the data folder."""
     smtp_port, http_port = _free_port(), _free_port()
     env = {
@@ -377,7 +377,7 @@ def test_make_runs_inbox_keeps_its_mail_in_the_data_folder(tmp_path):
 
     def run_sink() -> subprocess.Popen:
         process = subprocess.Popen(
-            [sys.executable, "-m", "relance.devsink"],
+            [sys.executable, "-m", "relance.dev.devsink"],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""The dev inbox in a real headless Chromium, as `make run` serves it (`python -m relance.devsink`
+"""The dev inbox in a real headless Chromium, as `make run` serves it (`python -m relance.dev.devsink`
 on a data folder): the list newest first, a mail's HTML part rendered but never run, headers
 folded, the decoded text part, the SMS list, and everything still there after a restart."""
 
@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 
 class Inbox:
-    """`python -m relance.devsink` on free ports and a folder of its own."""
+    """`python -m relance.dev.devsink` on free ports and a folder of its own."""
 
     def __init__(self, data_dir: Path) -> None:
         self.smtp_port, self.http_port = _free_port(), _free_port()
@@ -56,7 +56,7 @@ class Inbox:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "relance.devsink"],
+            [sys.executable, "-m", "relance.dev.devsink"],
             cwd=self.env["RELANCE_DATA_DIR"],
             env=self.env,
             stdout=subprocess.DEVNULL,

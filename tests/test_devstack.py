@@ -1,4 +1,4 @@
-"""`make run`'s banner and the Temporal dev server it starts (relance/devstack.py)."""
+"""`make run`'s banner and the Temporal dev server it starts (relance/dev/devstack.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from relance.devstack import EXAMPLE_SIGNUP, send_window_line
-from relance.settings import Settings
+from relance.dev.devstack import EXAMPLE_SIGNUP, send_window_line
+from relance.domain.settings import Settings
 from tests.conftest import LiveStack
 
 # Tuesday 2 June 2026: 19:00 UTC is 21:00 in Paris (summer time), 08:00 UTC is 10:00.

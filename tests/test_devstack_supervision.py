@@ -1,4 +1,4 @@
-"""The real `make run` stack (`python -m relance.devstack`: Temporal's dev server, the inbox, the
+"""The real `make run` stack (`python -m relance.dev.devstack`: Temporal's dev server, the inbox, the
 worker, the API) on free ports and a throwaway data folder: a part killed with SIGKILL comes
 back by itself, the inbox still holds its mail after it was killed, and Ctrl-C stops everything
 in order, leaving no process behind."""
@@ -59,7 +59,7 @@ def stack(tmp_path):
     env = {
         **os.environ,
         "RELANCE_DATA_DIR": str(tmp_path / "var"),
-        "RELANCE_DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'relance.db'}",
+        "RELANCE_DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'relance.domain.db'}",
         "RELANCE_TEMPORAL_ADDRESS": f"localhost:{ports['temporal']}",
         "RELANCE_TEMPORAL_UI_PORT": str(ports["ui"]),
         "RELANCE_SMTP_PORT": str(ports["smtp"]),
@@ -72,7 +72,7 @@ def stack(tmp_path):
         "RELANCE_PAYLOAD_KEY_ID": "t1",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "relance.devstack"],
+        [sys.executable, "-m", "relance.dev.devstack"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -130,7 +130,7 @@ def test_make_run_restarts_what_dies_and_stops_only_on_ctrl_c(stack):
 
     # The inbox is killed with a confirmation mail in it: it comes back with the mail.
     _send(ports["smtp"])
-    os.kill(_pid_of(process, "relance.devsink"), signal.SIGKILL)
+    os.kill(_pid_of(process, "relance.dev.devsink"), signal.SIGKILL)
     said, _ = log.wait_for(
         "relance", r"^mailsink exited with code -9 .*; restarting it in 1 s", after=said
     )

@@ -2,7 +2,7 @@
 
 Docker is not needed: the file is read with PyYAML, its ${VARIABLES} interpolated as compose does,
 validated against the Compose Specification's JSON schema, and checked against itself (service
-names, ports, credentials, start order), against relance.settings.Settings (every RELANCE_*
+names, ports, credentials, start order), against relance.domain.settings.Settings (every RELANCE_*
 variable must be a real setting, and its value must parse), against the Temporal dev server the
 tests use (same Temporal versions), and for what an operator relies on: pinned images,
 healthchecks, replicas, one-shot setup jobs, SMS off unless configured.
@@ -25,9 +25,9 @@ import pytest
 import yaml
 from temporalio.common import SearchAttributeIndexedValueType
 
-from relance.settings import Settings
-from relance.temporal import bundled_binary
-from workflows import search_attributes
+from relance.contracts import search_attributes
+from relance.domain.settings import Settings
+from relance.services.temporal import bundled_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -259,7 +259,7 @@ def test_every_relance_variable_is_a_real_setting(services: dict, relance_env: d
                 continue
             field = variable.removeprefix("RELANCE_").lower()
             assert field in fields, (
-                f"{variable} in {where} does not match any field of relance.settings.Settings "
+                f"{variable} in {where} does not match any field of relance.domain.settings.Settings "
                 f"(no field named {field!r}); the app would silently ignore it"
             )
 
@@ -281,8 +281,8 @@ def test_app_services_build_from_the_repository_dockerfile(services: dict) -> No
 
 def test_migrate_is_a_one_shot_job(services: dict) -> None:
     migrate = services["migrate"]
-    assert command_args(migrate) == ["python", "-m", "relance.migrate"], (
-        f"migrate should run 'python -m relance.migrate', it runs {command_args(migrate)}"
+    assert command_args(migrate) == ["python", "-m", "relance.services.migrate"], (
+        f"migrate should run 'python -m relance.services.migrate', it runs {command_args(migrate)}"
     )
     assert str(migrate.get("restart", "no")) == "no", (
         "migrate must not be restarted: it is a one-shot job that exits when the schema is current"
@@ -628,7 +628,7 @@ def test_the_namespace_and_search_attributes_are_registered(
     }
     needed = {key.name: cli_type[key.indexed_value_type] for key in search_attributes.ALL}
     assert registered == needed, (
-        f"temporal-namespace registers {registered}, the journeys use {needed} (workflows/search_attributes.py)"
+        f"temporal-namespace registers {registered}, the journeys use {needed} (relance/contracts/search_attributes.py)"
     )
     for name in ("api", "worker"):
         assert (

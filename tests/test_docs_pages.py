@@ -15,8 +15,8 @@ from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
 
 from api.main import create_app
-from relance.serving import ServedApp
-from relance.settings import Settings
+from relance.dev.serving import ServedApp
+from relance.domain.settings import Settings
 from tests.browser import browser, off_localhost, requested_urls  # noqa: F401  (browser: a fixture)
 
 

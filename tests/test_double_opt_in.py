@@ -18,25 +18,26 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowHandle
 
-from relance.db import session_scope
-from relance.models import Consent, Message, TrackingEvent
-from relance.tokens import TokenSigner
-from relance.tracking import Hit, record_hits
+from relance.contracts import search_attributes as sa
+from relance.contracts.signals import EMAIL_CONFIRMED, OPENED, UNSUBSCRIBED, TrackingSignal
+from relance.domain.db import session_scope
+from relance.domain.models import Consent, Message, TrackingEvent
+from relance.domain.send_window import SendWindow
+from relance.domain.tokens import TokenSigner
+from relance.services.tracking import Hit, record_hits
 from tests.conftest import LiveStack, unique_id
 from tests.test_api_welcome_e2e import (
     CONFIRMATION_SUBJECT,
     confirm,
     confirm_link,
-    journey_when,  # noqa: F401
+    double_opt_in,  # noqa: F401 (the fixture)
+    journey_when,  # noqa: F401 (the fixture)
     new_email,
     press_confirm,
     sign_up_body,
 )
 from tests.test_welcome_journey import wait_for_step, worker  # noqa: F401 (the fixture)
 from tests.waiting import stored_hits
-from workflows import search_attributes as sa
-from workflows.send_window import SendWindow
-from workflows.signals import EMAIL_CONFIRMED, OPENED, UNSUBSCRIBED, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult
 
 
@@ -390,7 +391,7 @@ async def test_an_unsubscribed_address_stays_suppressed_until_it_confirms_again(
 ):
     """Re-signing up after an unsubscribe needs the confirmation too: someone else may have typed
     the address. The suppression list keeps it until the owner clicks."""
-    from relance.suppression import suppression_of
+    from relance.domain.suppression import suppression_of
 
     live = double_opt_in
     lead_id, email = await sign_up_pending(live)

@@ -1,4 +1,4 @@
-"""Temporal payloads are encrypted (relance/encryption.py): what Temporal stores is unreadable
+"""Temporal payloads are encrypted (relance/domain/encryption.py): what Temporal stores is unreadable
 without the key, the worker and the API read it, old keys still decrypt after a rotation, and
 the codec endpoint lets an operator (API key or UI session) decrypt."""
 
@@ -16,18 +16,18 @@ from temporalio.converter import DataConverter
 from temporalio.worker import Replayer, Worker
 
 from activities import build_activities
-from relance.devstack import ensure_env_file
-from relance.encryption import (
+from relance.contracts.signals import CLICKED, TrackingSignal
+from relance.dev.devstack import ensure_env_file
+from relance.domain.encryption import (
     EncryptionCodec,
     EncryptionConfigError,
     codec_from_settings,
     encrypted_converter,
 )
-from relance.settings import Settings
+from relance.domain.settings import Settings
 from tests.conftest import TEST_CONVERTER, TEST_PAYLOAD_KEYS, make_test_codec, unique_id
 from tests.waiting import eventually
 from worker import ALL_JOURNEYS, build_worker
-from workflows.signals import CLICKED, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult
 
 

@@ -13,11 +13,11 @@ from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
 from activities.sending import SendLedger, SendRequest
-from relance.db import session_scope
-from relance.journey_rules import JourneyRules, cooldown_refusal, rules_for
-from relance.models import ListMember, Message, Order
-from relance.nurturing import load_sequence
-from relance.settings import Settings
+from relance.domain.db import session_scope
+from relance.domain.journey_rules import JourneyRules, cooldown_refusal, rules_for
+from relance.domain.models import ListMember, Message, Order
+from relance.domain.settings import Settings
+from relance.services.nurturing import load_sequence
 from tests.conftest import LiveStack, unique_id
 from tests.test_api_cart_e2e import purchase_event
 from tests.test_api_nurturing_e2e import sign_up, state_when

@@ -12,12 +12,12 @@ from datetime import datetime, timedelta
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
-from relance.db import session_scope
-from relance.models import Event
+from relance.contracts.signals import ATTENDED, EVENT_CHANGED, UNSUBSCRIBED, TrackingSignal
+from relance.domain.db import session_scope
+from relance.domain.models import Event
 from tests.conftest import unique_id
 from worker import build_worker
 from workflows.event_reminder import EventReminderInput, EventReminderJourney, EventReminderResult
-from workflows.signals import ATTENDED, EVENT_CHANGED, UNSUBSCRIBED, TrackingSignal
 
 CLOSE = dict(abs=timedelta(seconds=5))
 

@@ -28,17 +28,17 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.sending import RESENT
-from relance import migrate
-from relance.db import make_engine
-from relance.devsink import DROP_AFTER_ACCEPT, DevSink
-from relance.models import Message, TrackingEvent
-from relance.serving import ServedApp, listening_socket
-from relance.settings import Settings
-from relance.temporal import bundled_binary
+from relance.contracts import search_attributes
+from relance.dev.devsink import DROP_AFTER_ACCEPT, DevSink
+from relance.dev.serving import ServedApp, listening_socket
+from relance.domain.db import make_engine
+from relance.domain.models import Message, TrackingEvent
+from relance.domain.settings import Settings
+from relance.services import migrate
+from relance.services.temporal import bundled_binary
 from tests.conftest import TEST_CONVERTER, make_lead_factory
 from tests.test_api_welcome_e2e import links, sign_up_body
 from tests.waiting import eventually, signals_received, stored_hits
-from workflows import search_attributes
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 pytestmark = pytest.mark.failure
@@ -94,7 +94,7 @@ async def temporal(tmp_path: Path) -> AsyncIterator[RestartableTemporal]:
 @pytest.fixture
 def own_settings(settings: Settings, temporal: RestartableTemporal, tmp_path: Path) -> Settings:
     """Its own database too: another test's API would deliver (and close) this test's kept hits."""
-    database_url = f"sqlite:///{tmp_path / 'relance.db'}"
+    database_url = f"sqlite:///{tmp_path / 'relance.domain.db'}"
     migrate.upgrade(database_url)
     return settings.model_copy(
         update={
@@ -132,7 +132,7 @@ async def test_hits_while_temporal_is_down_are_kept_and_delivered_once_it_is_bac
     from api.main import create_app
     from worker import build_worker
 
-    caplog.set_level(logging.WARNING, logger="relance.outbox")
+    caplog.set_level(logging.WARNING, logger="relance.services.outbox")
     sock = listening_socket("127.0.0.1", 0)
     settings = own_settings.model_copy(
         update={"public_base_url": f"http://127.0.0.1:{sock.getsockname()[1]}"}

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from activities.frequency import FrequencyCap
 from activities.sending import SendLedger, SendRequest
-from relance.models import Message
+from relance.domain.models import Message
 from tests.conftest import make_lead_factory, unique_id
 from tests.test_postgres import postgres_url  # noqa: F401  (the throwaway PostgreSQL cluster fixture)
 from tests.waiting import eventually
@@ -90,7 +90,7 @@ def test_the_cap_is_race_free_on_sqlite(engine):
 
 
 def test_the_cap_is_race_free_on_postgres(postgres_url):  # noqa: F811
-    from relance.db import make_engine
+    from relance.domain.db import make_engine
 
     check_race(make_engine(postgres_url))
 

@@ -14,10 +14,10 @@ from sqlmodel import Session, SQLModel
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.enrollment import EnrollmentActivities, RefusalRecord
-from relance.audit import key_fingerprint
-from relance.erasure import KEPT, erase_lead, lead_columns, tables_to_erase
-from relance.models import SuppressionEntry
-from relance.suppression import email_hash
+from relance.domain.audit import key_fingerprint
+from relance.domain.models import SuppressionEntry
+from relance.domain.suppression import email_hash
+from relance.services.erasure import KEPT, erase_lead, lead_columns, tables_to_erase
 from tests.conftest import LiveStack
 from tests.test_api_cart_e2e import cart_event, purchase_event
 from tests.test_api_events_e2e import new_event
@@ -331,8 +331,8 @@ async def test_an_unsubscribe_stops_every_journey_of_the_lead_and_suppresses_the
 
 def test_no_marketing_email_to_a_suppressed_address(engine, make_lead, settings):
     from activities.sending import SendLedger, SendRequest
-    from relance.db import session_scope
-    from relance.suppression import suppress
+    from relance.domain.db import session_scope
+    from relance.domain.suppression import suppress
 
     lead = make_lead()  # email consent granted
     with session_scope(engine) as session:
@@ -367,10 +367,10 @@ async def test_an_unsubscribe_still_reaches_the_message_journey_where_visibility
     """The time-skipping server cannot list workflows: the outbox must not stall on that, and
     tells the journey the message came from. (The event is not stored: the session's shared
     outbox table belongs to the live API's dispatcher.)"""
-    from relance.models import TrackingEvent
-    from relance.outbox import OutboxDispatcher
+    from relance.contracts.signals import TrackingSignal
+    from relance.domain.models import TrackingEvent
+    from relance.services.outbox import OutboxDispatcher
     from worker import build_worker
-    from workflows.signals import TrackingSignal
     from workflows.welcome import WelcomeInput, WelcomeJourney
 
     lead = make_lead()
@@ -445,7 +445,7 @@ def files_holding(folder: Path, needles: dict[str, bytes]) -> dict[str, list[str
 
 
 async def test_an_erasure_leaves_no_personal_data_in_any_file_of_the_data_folder(live: LiveStack):
-    """Not only the tables: SQLite keeps recent pages in its write-ahead log (relance.db-wal)
+    """Not only the tables: SQLite keeps recent pages in its write-ahead log (relance.domain.db-wal)
     and deleted rows' bytes in freed space, until a checkpoint, a vacuum or a restart."""
     tag = uuid.uuid4().hex[:10]
     given_email = f"Erin.{tag}@Forget-Me.Example.COM"

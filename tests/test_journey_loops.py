@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.client import WorkflowExecutionStatus
 
-from relance.models import EnrollmentRefusal, Message
+from relance.domain.models import EnrollmentRefusal, Message
 from tests.conftest import unique_id
 from worker import build_worker, journey_links
 from workflows.journey_graph import JourneyGraphError, Link, chain_refusal, check_graph
@@ -64,7 +64,7 @@ async def own_time_skipping_env():
     that outlives its parent (ABANDON), which would hang later tests' timers."""
     from temporalio.testing import WorkflowEnvironment
 
-    from relance.temporal import bundled_binary, ensure_search_attributes
+    from relance.services.temporal import bundled_binary, ensure_search_attributes
 
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=bundled_binary("temporal-test-server")

@@ -6,9 +6,9 @@ authoritative one, as ``score`` — the same as ``GET /leads/{id}`` — and the 
 
 from __future__ import annotations
 
+from relance.contracts import search_attributes as sa
 from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import double_opt_in, enroll, journey_when, links, welcome_mail  # noqa: F401 (fixture)
-from workflows import search_attributes as sa
 
 
 async def test_after_an_open_the_status_answers_the_leads_score_and_names_the_journeys(

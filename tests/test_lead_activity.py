@@ -1,4 +1,4 @@
-"""What a lead's activity sets in motion (relance/lead_activity.py), on the migrated test database."""
+"""What a lead's activity sets in motion (relance/services/lead_activity.py), on the migrated test database."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col
 
-from relance import migrate
-from relance.db import make_engine
-from relance.lead_activity import follow_ups, note_activity
-from relance.models import Lead, LeadActivity, TrackingEvent, as_utc, utcnow
-from relance.outbox import OutboxDispatcher
-from relance.tokens import TrackingToken
-from relance.tracking import Hit, record_hits
+from relance.contracts.signals import CLICKED
+from relance.domain.db import make_engine
+from relance.domain.models import Lead, LeadActivity, TrackingEvent, as_utc, utcnow
+from relance.domain.tokens import TrackingToken
+from relance.services import migrate
+from relance.services.lead_activity import follow_ups, note_activity
+from relance.services.outbox import OutboxDispatcher
+from relance.services.tracking import Hit, record_hits
 from tests.conftest import make_lead_factory
-from workflows.signals import CLICKED
 
 
 def activities(engine, lead_id: str, kind: str, count: int, *, days_ago: float = 0) -> None:
@@ -94,7 +94,7 @@ async def test_one_link_clicked_again_and_again_is_one_click_toward_the_premium_
 ):
     """A script or a link scanner requesting one link many times does not make a lead very active.
     (Its own database: this outbox must settle no other test's hits.)"""
-    database_url = f"sqlite:///{tmp_path / 'relance.db'}"
+    database_url = f"sqlite:///{tmp_path / 'relance.domain.db'}"
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
     lead = make_lead_factory(engine)()

@@ -18,10 +18,10 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowHandle
 
-from relance.devsink import DevSink, ReceivedMail
-from relance.models import Message
-from relance.settings import Settings
-from relance.tokens import TokenSigner
+from relance.dev.devsink import DevSink, ReceivedMail
+from relance.domain.models import Message
+from relance.domain.settings import Settings
+from relance.domain.tokens import TokenSigner
 from tests.conftest import unique_id
 from tests.waiting import eventually
 from worker import build_worker

@@ -11,7 +11,7 @@ from temporalio import workflow
 from temporalio.worker import Worker
 
 from activities import build_activities
-from relance.models import Consent, Lead, ListMember
+from relance.domain.models import Consent, Lead, ListMember
 from tests.conftest import LiveStack, unique_id
 
 with workflow.unsafe.imports_passed_through():

@@ -12,10 +12,10 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from sqlmodel import Session, col, select
 
-from relance.models import Lead, MqlNotification, utcnow
-from relance.mql import DELIVERY_HEADER, SIGNATURE_HEADER, MqlNotifier, verify
-from relance.scoring import apply_score
-from relance.serving import ServedApp
+from relance.dev.serving import ServedApp
+from relance.domain.models import Lead, MqlNotification, utcnow
+from relance.domain.scoring import apply_score
+from relance.services.mql import DELIVERY_HEADER, SIGNATURE_HEADER, MqlNotifier, verify
 from tests.conftest import EMAIL_CONSENT, unique_id
 
 SECRET = "crm-shared-secret"

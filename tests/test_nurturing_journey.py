@@ -14,21 +14,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.sales import SalesActivities, TaskNotice, TaskRef, TaskRequest
-from relance.models import Lead, SalesTask
-from relance.nurturing import SequenceError, load_sequence, parse_sequence
-from relance.rendering import Renderer
-from relance.settings import SalesRep
-from relance.tokens import TokenSigner
-from tests.conftest import unique_id
-from worker import build_worker
-from workflows.nurturing import (
-    LeadNurturingJourney,
-    NurturingInput,
-    NurturingResult,
-    NurturingSequence,
-    add_business_days,
-)
-from workflows.signals import (
+from relance.contracts.signals import (
     ASSET_DOWNLOADED,
     CLICKED,
     SCORE_CHANGED,
@@ -37,6 +23,20 @@ from workflows.signals import (
     ScoreSignal,
     TaskSignal,
     TrackingSignal,
+)
+from relance.domain.models import Lead, SalesTask
+from relance.domain.rendering import Renderer
+from relance.domain.settings import SalesRep
+from relance.domain.tokens import TokenSigner
+from relance.services.nurturing import SequenceError, load_sequence, parse_sequence
+from tests.conftest import unique_id
+from worker import build_worker
+from workflows.nurturing import (
+    LeadNurturingJourney,
+    NurturingInput,
+    NurturingResult,
+    NurturingSequence,
+    add_business_days,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,17 +24,17 @@ from sqlmodel import Session, col, select
 from api import crud
 from api.main import create_app
 from api.schemas import LeadCreate
-from relance import migrate
-from relance.db import make_engine
-from relance.models import ScoreEvent, TrackingEvent
-from relance.serving import ServedApp, listening_socket
-from relance.tokens import TokenSigner, TrackingToken
+from relance.contracts.signals import CLICKED, TrackingSignal
+from relance.dev.serving import ServedApp, listening_socket
+from relance.domain.db import make_engine
+from relance.domain.models import ScoreEvent, TrackingEvent
+from relance.domain.tokens import TokenSigner, TrackingToken
+from relance.services import migrate
 from tests.conftest import EMAIL_CONSENT, unique_id
 from tests.test_tracking_flood import hammer, sign_up
 from tests.waiting import eventually
 from tests.waiting import signals_received as signals
 from worker import build_worker
-from workflows.signals import CLICKED, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 
@@ -157,10 +157,10 @@ def test_sales_tasks_round_robin_on_postgres_even_when_concurrent(postgres_url, 
     from temporalio.testing import ActivityEnvironment
 
     from activities.sales import SalesActivities, TaskRequest
-    from relance.models import SalesTask
-    from relance.rendering import Renderer
-    from relance.settings import SalesRep
-    from relance.tokens import TokenSigner
+    from relance.domain.models import SalesTask
+    from relance.domain.rendering import Renderer
+    from relance.domain.settings import SalesRep
+    from relance.domain.tokens import TokenSigner
 
     engine = make_engine(postgres_url)
     reps = [SalesRep(email=f"{n}@sales.example.com", name=n) for n in ("ana", "bo")]
@@ -204,8 +204,7 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
     from sqlalchemy import select as sa_select
 
     from api import privacy
-    from relance.erasure import erase_lead, lead_columns, tables_to_erase
-    from relance.models import (
+    from relance.domain.models import (
         Cart,
         EnrollmentRefusal,
         Event,
@@ -221,7 +220,8 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
         TrackingEvent,
         utcnow,
     )
-    from relance.suppression import email_hash
+    from relance.domain.suppression import email_hash
+    from relance.services.erasure import erase_lead, lead_columns, tables_to_erase
 
     engine = make_engine(postgres_url)
     email = f"{unique_id('erase')}@example.com"
@@ -325,7 +325,7 @@ def test_a_read_only_postgres_is_reported_and_its_writes_refused_clearly(postgre
     API answers with a 503 (SQLSTATE 25006), not an unexplained 500."""
     from urllib.parse import quote
 
-    from relance.db import DatabaseNotWritable, accepts_writes
+    from relance.domain.db import DatabaseNotWritable, accepts_writes
 
     with Session(make_engine(postgres_url)) as session:
         assert accepts_writes(session) is True

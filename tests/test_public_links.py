@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from relance.models import Message, TrackingEvent
+from relance.domain.models import Message, TrackingEvent
 from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import (
     CONFIRMATION_SUBJECT,

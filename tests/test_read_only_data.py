@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from relance import migrate
+from relance.services import migrate
 from tests.conftest import TEST_PAYLOAD_KEY_ID, TEST_PAYLOAD_KEYS
 from tests.test_api_welcome_e2e import new_email, sign_up_body
 
@@ -65,7 +65,7 @@ def data_folder() -> Iterator[tuple[Path, list[str]]]:
     base.chmod(0o755)
     folder = base / "var"
     folder.mkdir()
-    migrate.upgrade(f"sqlite:///{folder / 'relance.db'}")
+    migrate.upgrade(f"sqlite:///{folder / 'relance.domain.db'}")
     if uid is not None:
         for path in (folder, *folder.iterdir()):
             os.chown(path, uid, -1)
@@ -97,7 +97,7 @@ async def test_a_read_only_data_folder_is_reported_answered_503_and_recovered_fr
     data_folder, dev_server_env
 ):
     folder, prefix = data_folder
-    database = folder / "relance.db"
+    database = folder / "relance.domain.db"
     # Another process with the database open (the worker): its -wal and -shm files exist.
     holder = subprocess.Popen(
         [
@@ -116,9 +116,9 @@ async def test_a_read_only_data_folder_is_reported_answered_503_and_recovered_fr
     try:
         assert holder.stdout.readline().strip() == "open"
         assert {p.name for p in folder.iterdir()} >= {
-            "relance.db",
-            "relance.db-wal",
-            "relance.db-shm",
+            "relance.domain.db",
+            "relance.domain.db-wal",
+            "relance.domain.db-shm",
         }
         set_writable(folder, False)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from relance.devstack import EXAMPLE_SIGNUP
+from relance.dev.devstack import EXAMPLE_SIGNUP
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -51,7 +51,7 @@ def test_every_example_consent_carries_its_proof():
 
 
 def test_every_variable_the_readme_names_is_a_setting():
-    from relance.settings import Settings
+    from relance.domain.settings import Settings
 
     fields = {name.upper() for name in Settings.model_fields}
     named = set(re.findall(r"`RELANCE_([A-Z_]{2,})", README))  # not a placeholder such as RELANCE_X

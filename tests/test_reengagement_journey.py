@@ -9,13 +9,19 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowHandle
 
-from relance.consent import latest_consent
-from relance.devsink import DevSink
-from relance.models import Consent, Lead, Message, ScoreEvent
+from relance.contracts.signals import (
+    ACTIVITY,
+    CLICKED,
+    UNSUBSCRIBED,
+    ActivitySignal,
+    TrackingSignal,
+)
+from relance.dev.devsink import DevSink
+from relance.domain.consent import latest_consent
+from relance.domain.models import Consent, Lead, Message, ScoreEvent
 from tests.conftest import unique_id
 from worker import build_worker
 from workflows.reengagement import ReEngagementInput, ReEngagementJourney, ReEngagementResult
-from workflows.signals import ACTIVITY, CLICKED, UNSUBSCRIBED, ActivitySignal, TrackingSignal
 
 SUBJECTS = [
     "We miss you, Ada: the best of Relance lately",

@@ -6,7 +6,7 @@ import asyncio
 
 from temporalio.client import ScheduleActionStartWorkflow
 
-from relance.schedules import REENGAGEMENT_SCHEDULE_ID, ensure_reengagement_schedule
+from relance.services.schedules import REENGAGEMENT_SCHEDULE_ID, ensure_reengagement_schedule
 
 
 async def listed(client, schedule_id: str) -> int:

@@ -25,14 +25,14 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from activities.reengagement import ReEngagementActivities
-from relance import migrate
-from relance.db import make_engine, session_scope
-from relance.models import Consent, Lead, utcnow
-from relance.schedules import sweep_input
-from relance.settings import Settings
-from relance.temporal import bundled_binary
+from relance.contracts import search_attributes
+from relance.domain.db import make_engine, session_scope
+from relance.domain.models import Consent, Lead, utcnow
+from relance.domain.settings import Settings
+from relance.services import migrate
+from relance.services.schedules import sweep_input
+from relance.services.temporal import bundled_binary
 from worker import build_worker
-from workflows import search_attributes
 from workflows.reengagement import ReEngagementInput, ReEngagementJourney
 from workflows.sweep import ReEngagementSweep, SweepInput, SweepResult
 

@@ -15,9 +15,9 @@ from activities.commerce import CommerceActivities, PromoRequest, PurchaseRef
 from activities.email import EmailActivities
 from activities.scoring import ScoreChange, ScoringActivities
 from activities.sending import SendRequest
+from relance.contracts import search_attributes as sa
 from tests.conftest import TEST_CONVERTER
 from worker import ALL_JOURNEYS
-from workflows import search_attributes as sa
 from workflows.purchase import PurchaseInput, PurchaseResult
 from workflows.steps import ACTIVITY_OPTIONS
 

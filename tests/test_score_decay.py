@@ -13,10 +13,10 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from activities.scoring import DecayPage, decay_page
-from relance import migrate
-from relance.db import make_engine
-from relance.models import Lead, ScoreEvent
-from relance.schedules import SCORE_DECAY_SCHEDULE_ID, ensure_score_decay_schedule
+from relance.domain.db import make_engine
+from relance.domain.models import Lead, ScoreEvent
+from relance.services import migrate
+from relance.services.schedules import SCORE_DECAY_SCHEDULE_ID, ensure_score_decay_schedule
 from tests.conftest import unique_id
 from tests.test_reengagement_schedule import listed
 from workflows.decay import DecayInput, ScoreDecaySweep

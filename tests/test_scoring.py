@@ -13,8 +13,8 @@ from sqlmodel import Session, col, select
 from api import crud
 from api.main import create_app
 from api.schemas import LeadCreate
-from relance.models import Lead, ScoreEvent
-from relance.scoring import RulesError, load_rules
+from relance.domain.models import Lead, ScoreEvent
+from relance.domain.scoring import RulesError, load_rules
 from tests.conftest import EMAIL_CONSENT, unique_id
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlmodel import Session
 
-from relance.models import Lead, LeadActivity, Order, SalesTask, utcnow
+from relance.domain.models import Lead, LeadActivity, Order, SalesTask, utcnow
 from tests.conftest import LiveStack, unique_id
 
 

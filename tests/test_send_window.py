@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from workflows.send_window import SendWindow, next_open
+from relance.domain.send_window import SendWindow, next_open
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = UTC
@@ -92,7 +92,7 @@ def test_a_window_that_cannot_open_is_refused():
 def test_the_settings_refuse_a_broken_window():
     from pydantic import ValidationError
 
-    from relance.settings import Settings
+    from relance.domain.settings import Settings
 
     with pytest.raises(ValidationError):
         Settings(_env_file=None, send_window_start="20:00", send_window_end="08:00")
@@ -105,7 +105,7 @@ def test_the_settings_refuse_a_broken_window():
 async def windowed_env():
     from temporalio.testing import WorkflowEnvironment
 
-    from relance.temporal import bundled_binary, ensure_search_attributes
+    from relance.services.temporal import bundled_binary, ensure_search_attributes
 
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=bundled_binary("temporal-test-server")
@@ -124,8 +124,8 @@ def next_saturday_23h_paris(after: datetime, *, min_date: datetime | None = None
 
 async def welcome_sent_at(env, settings, engine, make_lead, due: datetime) -> datetime:
     """Move the server's clock to ``due``, sign a Paris lead up, return when the welcome went out."""
-    from relance.db import session_scope
-    from relance.models import Lead
+    from relance.domain.db import session_scope
+    from relance.domain.models import Lead
     from worker import build_worker
     from workflows.welcome import WelcomeInput, WelcomeJourney
 
@@ -189,8 +189,8 @@ async def test_across_the_dst_change_it_is_still_9h_paris_time(
 
 async def test_a_journey_may_carry_its_own_window(windowed_env, settings, engine, make_lead):
     """A weekend-only window on the journey's input beats the global Mon-Fri one."""
-    from relance.db import session_scope
-    from relance.models import Lead
+    from relance.domain.db import session_scope
+    from relance.domain.models import Lead
     from worker import build_worker
     from workflows.welcome import WelcomeInput, WelcomeJourney
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from relance.supervise import Backoff, Supervisor, describe_exit
+from relance.dev.supervise import Backoff, Supervisor, describe_exit
 
 # Prints its pid, starts a grandchild (as uvicorn's or Temporal's helpers would), then idles.
 CHILD = """

@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from api import crud
 from api.schemas import LeadCreate
-from relance.erasure import erase_lead
+from relance.services.erasure import erase_lead
 from tests.conftest import EMAIL_CONSENT
 
 

@@ -1,7 +1,7 @@
 """The Temporal UI of `make run` shows a journey decrypted, after one step: logging in once.
 
 The real pieces: the dev server started with the command line devstack builds, the front that
-serves its UI and the API's codec on one origin (relance/devui.py), the API, a worker, and a
+serves its UI and the API's codec on one origin (relance/dev/devui.py), the API, a worker, and a
 headless Chromium. Before the login the page shows the UI's codec error and encrypted blobs;
 after it, the journey's input and its current step in words.
 """
@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from api.main import create_app
-from relance.devstack import (
+from relance.dev.devstack import (
     CODEC_ON_UI_ORIGIN,
     EXAMPLE_SIGNUP,
     can_connect,
@@ -37,9 +37,9 @@ from relance.devstack import (
     temporal_ui_internal_port,
     ui_front_args,
 )
-from relance.devui import create_front
-from relance.serving import ServedApp
-from relance.settings import Settings
+from relance.dev.devui import create_front
+from relance.dev.serving import ServedApp
+from relance.domain.settings import Settings
 from tests.browser import browser, off_localhost, requested_urls  # noqa: F401  (browser: a fixture)
 from tests.conftest import TEST_CONVERTER, unique_id
 from worker import build_worker

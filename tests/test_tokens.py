@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from relance.tokens import KINDS, TokenSigner, TrackingToken
+from relance.domain.tokens import KINDS, TokenSigner, TrackingToken
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 

@@ -27,20 +27,20 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from bench.loadgen import run_load
-from relance import migrate
-from relance.db import make_engine
-from relance.devsink import DevSink
-from relance.models import TrackingEvent
-from relance.serving import ServedApp, listening_socket
-from relance.settings import Settings
-from relance.temporal import bundled_binary
-from relance.tokens import TokenSigner, TrackingToken
+from relance.contracts import search_attributes
+from relance.dev.devsink import DevSink
+from relance.dev.serving import ServedApp, listening_socket
+from relance.domain.db import make_engine
+from relance.domain.models import TrackingEvent
+from relance.domain.settings import Settings
+from relance.domain.tokens import TokenSigner, TrackingToken
+from relance.services import migrate
+from relance.services.temporal import bundled_binary
 from tests.conftest import TEST_CONVERTER, LiveStack
 from tests.test_api_welcome_e2e import links, sign_up_body, unsubscribe_url
 from tests.waiting import eventually
 from tests.waiting import signals_received as signals
 from worker import build_worker
-from workflows import search_attributes
 from workflows.welcome import WelcomeJourney
 
 
@@ -167,7 +167,7 @@ async def own_stack(
 ) -> AsyncIterator[Callable[..., Awaitable[OwnStack]]]:
     """Starts the API and a worker on the strict dev server, with their own database (another
     test's API would settle this test's hits), and the given settings."""
-    database_url = f"sqlite:///{tmp_path / 'relance.db'}"
+    database_url = f"sqlite:///{tmp_path / 'relance.domain.db'}"
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
     async with AsyncExitStack() as running:
@@ -255,7 +255,7 @@ async def test_a_journey_gets_at_most_its_budget_of_tracking_signals(
 ):
     stack = await own_stack(tracking_signals_per_journey=3)
     lead_id, _, _ = await sign_up(stack.http, sink)
-    caplog.set_level(logging.WARNING, logger="relance.outbox")
+    caplog.set_level(logging.WARNING, logger="relance.services.outbox")
     assert await hammer(stack.opens(lead_id, 12), connections=1) == {200: 12}
 
     rows = await eventually(

@@ -9,11 +9,11 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowHandle
 
-from relance.devsink import DevSink
-from relance.models import Lead, Message, ScoreEvent
+from relance.contracts.signals import CLICKED, OPENED, TrackingSignal
+from relance.dev.devsink import DevSink
+from relance.domain.models import Lead, Message, ScoreEvent
 from tests.conftest import unique_id
 from worker import build_worker
-from workflows.signals import CLICKED, OPENED, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult
 
 
@@ -227,8 +227,8 @@ async def test_consent_withdrawn_during_the_wait_blocks_the_relance(
     client, settings, worker, sink, make_lead, engine
 ):
     """No signal reaches the journey here: the send activity itself refuses."""
-    from relance.db import session_scope
-    from relance.models import Consent
+    from relance.domain.db import session_scope
+    from relance.domain.models import Consent
 
     lead = make_lead()
     handle = await start(client, settings, lead)
@@ -252,7 +252,7 @@ async def test_consent_withdrawn_during_the_wait_blocks_the_relance(
 async def test_unsubscribe_during_the_wait_ends_the_journey_at_once(
     client, settings, worker, sink, make_lead
 ):
-    from workflows.signals import UNSUBSCRIBED
+    from relance.contracts.signals import UNSUBSCRIBED
 
     lead = make_lead()
     handle = await start(client, settings, lead)

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from temporalio.testing import WorkflowEnvironment
 
-from relance.settings import Settings
+from relance.domain.settings import Settings
 from tests.conftest import TEST_PAYLOAD_KEY_ID, TEST_PAYLOAD_KEYS, unique_id
 from worker import build_worker, polling_problem
 

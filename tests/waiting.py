@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from relance.models import TrackingEvent
+from relance.domain.models import TrackingEvent
 
 
 async def eventually(check, *, timeout: float, what: str, every: float = 0.05):

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
-from workflows.signals import (
+from relance.contracts.signals import (
     CART_UPDATED,
     CLICKED,
     PURCHASED,
@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.scoring import ScoreChange, ScoringActivities
     from activities.sending import SendRequest, SendResult
-    from workflows.send_window import SendWindow
+    from relance.domain.send_window import SendWindow
 
 JOURNEY = "cart"
 

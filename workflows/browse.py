@@ -18,13 +18,13 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
-from workflows.signals import PAGE_VIEWED, UNSUBSCRIBED, PageViewSignal, TrackingSignal
+from relance.contracts.signals import PAGE_VIEWED, UNSUBSCRIBED, PageViewSignal, TrackingSignal
 from workflows.steps import SentMessage, not_sent_outcome, send_marketing, show_step, wait_for
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.sending import SendRequest
-    from workflows.send_window import SendWindow
+    from relance.domain.send_window import SendWindow
 
 JOURNEY = "browse"
 

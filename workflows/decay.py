@@ -1,4 +1,4 @@
-"""The daily score decay: run by a Temporal Schedule (``relance/schedules.py``, created at worker
+"""The daily score decay: run by a Temporal Schedule (``relance/services/schedules.py``, created at worker
 start). Leads without activity for a decay period lose a share of their score (config/scoring.yaml
 ``decay``), each decay a score event with its reason.
 

@@ -32,7 +32,14 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
-from workflows.signals import ATTENDED, CLICKED, EVENT_CHANGED, OPENED, UNSUBSCRIBED, TrackingSignal
+from relance.contracts.signals import (
+    ATTENDED,
+    CLICKED,
+    EVENT_CHANGED,
+    OPENED,
+    UNSUBSCRIBED,
+    TrackingSignal,
+)
 from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
 
 with workflow.unsafe.imports_passed_through():

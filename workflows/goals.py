@@ -9,7 +9,7 @@ signalling a closed journey is simply answered "not found".
 
 from __future__ import annotations
 
-from workflows.signals import DEMO_BOOKED_GOAL, PURCHASE_GOAL
+from relance.contracts.signals import DEMO_BOOKED_GOAL, PURCHASE_GOAL
 
 # workflow id prefix -> the goals that journey declares (kept next to each journey as ``GOALS``)
 JOURNEY_GOALS: dict[str, tuple[str, ...]] = {

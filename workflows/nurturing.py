@@ -41,8 +41,8 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows import search_attributes as sa
-from workflows.signals import (
+from relance.contracts import search_attributes as sa
+from relance.contracts.signals import (
     ASSET_DOWNLOADED,
     CLICKED,
     DEMO_BOOKED,
@@ -77,14 +77,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.sales import SalesActivities, TaskNotice, TaskRef, TaskRequest
     from activities.scoring import ScoreChange, ScoringActivities
     from activities.sending import SendRequest, SendResult
-    from workflows.send_window import SendWindow
+    from relance.domain.send_window import SendWindow
 
 JOURNEY = "nurturing"
 WORKFLOW_ID_PREFIX = "nurture"
 GOALS = (DEMO_BOOKED_GOAL, PURCHASE_GOAL)
 
 
-# The sequence (validated from YAML by relance/nurturing.py) -----------------------------------
+# The sequence (validated from YAML by relance/services/nurturing.py) -----------------------------------
 @dataclass
 class Gate:
     """A validation rule: the step goes out only once the lead downloaded ``downloaded``."""

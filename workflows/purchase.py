@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from temporalio import workflow
 
-from workflows import search_attributes as sa
+from relance.contracts import search_attributes as sa
 from workflows.steps import ACTIVITY_OPTIONS
 
 with workflow.unsafe.imports_passed_through():

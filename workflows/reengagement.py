@@ -28,8 +28,8 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from workflows import search_attributes as sa
-from workflows.signals import (
+from relance.contracts import search_attributes as sa
+from relance.contracts.signals import (
     ACTIVITY,
     CLICKED,
     GOAL_REACHED,
@@ -56,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.reengagement import OutcomeRecord, ReEngagementActivities, SunsetRequest
     from activities.scoring import ScoreChange, ScoringActivities
     from activities.sending import SendRequest, SendResult
-    from workflows.send_window import SendWindow
+    from relance.domain.send_window import SendWindow
 
 JOURNEY = "reengage"
 GOALS = (PURCHASE_GOAL,)

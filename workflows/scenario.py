@@ -5,7 +5,7 @@ autre scénario eCRM"), e.g. a newsletter that leads to a white paper.
         ─► the scenario's email (send window, frequency cap) ─► wait N days
         ─► redirect: enroll into the next scenario, unless the chain refuses it
                (the lead came from there already, or the chain is too deep), or the target's
-               enrollment rules (exclusions, cooldown since the lead left it: relance/journey_rules.py)
+               enrollment rules (exclusions, cooldown since the lead left it: relance/domain/journey_rules.py)
                refuse it: refused, recorded
                (in the journey's result and in ``enrollment_refusals``, with the lead's data)
     Goal: a purchase ends it (converted).
@@ -24,8 +24,8 @@ from temporalio import workflow
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
+from relance.contracts.signals import GOAL_REACHED, PURCHASE_GOAL, GoalSignal
 from workflows.journey_graph import DEFAULT_MAX_DEPTH, Link, chain_refusal
-from workflows.signals import GOAL_REACHED, PURCHASE_GOAL, GoalSignal
 from workflows.steps import (
     ACTIVITY_OPTIONS,
     SentMessage,

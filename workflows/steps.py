@@ -15,15 +15,15 @@ from typing import TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows import search_attributes as sa
+from relance.contracts import search_attributes as sa
+from relance.contracts.signals import GOAL_REACHED, GoalSignal
 from workflows.goals import journeys_with_goal
-from workflows.signals import GOAL_REACHED, GoalSignal
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: the real zoneinfo (the sandbox hands a proxy datetime refuses as a tzinfo).
     from activities.leads import LeadActivities, LeadRef
     from activities.sending import SendRequest, SendResult
-    from workflows.send_window import SendWindow, next_open
+    from relance.domain.send_window import SendWindow, next_open
 
 T = TypeVar("T")
 

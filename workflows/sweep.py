@@ -1,4 +1,4 @@
-"""The re-engagement sweep: run daily by a Temporal Schedule (see ``relance/schedules.py``) or by
+"""The re-engagement sweep: run daily by a Temporal Schedule (see ``relance/services/schedules.py``) or by
 hand (``POST /sweeps/re-engagement``). It starts ``ReEngagementJourney`` for every lead inactive
 for N days who has marketing email consent and is not already in the journey.
 

@@ -32,8 +32,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows import search_attributes as sa
-from workflows.signals import (
+from relance.contracts import search_attributes as sa
+from relance.contracts.signals import (
     CLICKED,
     EMAIL_CONFIRMED,
     GOAL_REACHED,
@@ -58,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.scoring import ScoreChange, ScoringActivities
     from activities.sending import SendRequest, SendResult
     from activities.sms import SmsActivities
-    from workflows.send_window import SendWindow
+    from relance.domain.send_window import SendWindow
 
 JOURNEY = "welcome"
 GOALS = (PURCHASE_GOAL,)

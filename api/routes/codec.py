@@ -10,7 +10,7 @@ Who may call it (it decrypts lead data):
 - a script or the CLI: the API key, in ``X-API-Key`` or as ``Authorization: Bearer <key>``;
 - the Temporal UI, which can send neither: a browser session cookie, obtained once by entering
   the API key at ``GET /codec/login``. In ``make run`` the UI and this codec share one origin
-  (relance/devui.py serves the UI's port), so the browser sends the cookie on its own. A UI on
+  (relance/dev/devui.py serves the UI's port), so the browser sends the cookie on its own. A UI on
   another origin (docker-compose.yml) sends it when its codec setting "Include cross-origin
   credentials" is on (``TEMPORAL_CODEC_INCLUDE_CREDENTIALS=true``); the UI and the API must then
   be on the same site (e.g. both on ``localhost``), and the UI's origin must be in
@@ -31,9 +31,9 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from temporalio.api.common.v1 import Payloads
 
 from api.deps import SettingsDep
-from relance.audit import key_fingerprint
-from relance.encryption import EncryptionCodec, codec_from_settings
-from relance.settings import Settings
+from relance.domain.audit import key_fingerprint
+from relance.domain.encryption import EncryptionCodec, codec_from_settings
+from relance.domain.settings import Settings
 
 router = APIRouter(prefix="/codec", tags=["codec"])
 

@@ -9,7 +9,7 @@ Both act only on a valid signed ``confirm`` token (its own kind: a click or unsu
 refused, and it expires after ``RELANCE_DOUBLE_OPT_IN_HOURS`` plus an hour). The POST turns the
 lead's pending email consent into a grant, with the IP and user agent of the browser that
 pressed the button as proof, and the welcome journey waiting for it is told through the durable
-outbox (relance/outbox.py), like a tracking hit: the page never waits for Temporal, and Temporal
+outbox (relance/services/outbox.py), like a tracking hit: the page never waits for Temporal, and Temporal
 being down loses nothing. Pressed twice, it grants once and signals once. A forged, tampered or
 expired token, or a lead erased since, gets a 404 page and changes nothing. Every answer is a
 page on this site: no redirect.
@@ -25,12 +25,12 @@ from sqlmodel import Session
 
 from api.deps import Database, DatabaseDep, HitsDep, SettingsDep, SignerDep
 from api.routes.unsubscribe import _page
-from relance.consent import latest_consent
-from relance.models import Lead
-from relance.settings import Settings
-from relance.tokens import TokenSigner, TrackingToken
-from relance.tracking import Hit
-from workflows.signals import EMAIL_CONFIRMED
+from relance.contracts.signals import EMAIL_CONFIRMED
+from relance.domain.consent import latest_consent
+from relance.domain.models import Lead
+from relance.domain.settings import Settings
+from relance.domain.tokens import TokenSigner, TrackingToken
+from relance.services.tracking import Hit
 
 router = APIRouter(prefix="/confirm", tags=["consent"])
 

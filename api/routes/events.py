@@ -23,8 +23,8 @@ from api.schemas import (
     RegistrationCreate,
     RegistrationPublic,
 )
-from relance.models import as_utc
-from workflows.signals import ATTENDED, EVENT_CHANGED
+from relance.contracts.signals import ATTENDED, EVENT_CHANGED
+from relance.domain.models import as_utc
 
 router = APIRouter(prefix="/events", tags=["events"], dependencies=[Depends(require_api_key)])
 

@@ -1,6 +1,6 @@
 """Health: is the API up, does its database accept writes (not only reads), can it reach Temporal.
 
-The database check is a write that changes nothing (``relance.db.accepts_writes``): a database
+The database check is a write that changes nothing (``relance.domain.db.accepts_writes``): a database
 that answers reads but refuses writes (its data folder read-only) is not healthy, and a load
 balancer or ``make run`` must see it. 200 when the database takes writes, 503 otherwise, with
 the reason in ``database``. Temporal being unreachable is reported, not a failure: hits and
@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.deps import DatabaseDep, TemporalDep
-from relance.db import accepts_writes
+from relance.domain.db import accepts_writes
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("relance.api")

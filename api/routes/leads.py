@@ -29,11 +29,11 @@ from api.schemas import (
     LeadSaved,
     MessagePublic,
 )
-from relance import audit
-from relance.erasure import erase_lead
-from relance.lead_activity import act_on
-from relance.lists import LIST_NAME
-from relance.models import Message, as_utc, utcnow
+from relance.domain import audit
+from relance.domain.lists import LIST_NAME
+from relance.domain.models import Message, as_utc, utcnow
+from relance.services.erasure import erase_lead
+from relance.services.lead_activity import act_on
 
 log = logging.getLogger("relance.api")
 

@@ -18,9 +18,9 @@ from sqlmodel import Session, col, func, select
 
 from api.deps import DatabaseDep, SessionDep, require_api_key
 from api.schemas import ListMemberPublic, ListMembersAdd, ListMembersAdded, ListPublic
-from relance.db import retry_on_conflict
-from relance.lists import LIST_NAME, add_member, remove_member
-from relance.models import Lead, ListMember, as_utc
+from relance.domain.db import retry_on_conflict
+from relance.domain.lists import LIST_NAME, add_member, remove_member
+from relance.domain.models import Lead, ListMember, as_utc
 
 router = APIRouter(prefix="/lists", tags=["lists"], dependencies=[Depends(require_api_key)])
 

@@ -10,7 +10,7 @@ journey of the lead that declares the goal ends as converted (``converted`` in t
 them). A shop that retries an event changes nothing the second time.
 Every event is the lead's activity: it stamps ``last_activity_at``, tells a running
 re-engagement journey the lead came back, and may make the premium offer due
-(relance/lead_activity.py).
+(relance/services/lead_activity.py).
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from api.schemas import (
     TrackedEvent,
     TrackedEventAccepted,
 )
-from relance.lead_activity import act_on
-from workflows.signals import (
+from relance.contracts.signals import (
     ASSET_DOWNLOADED,
     DEMO_BOOKED,
     DEMO_BOOKED_GOAL,
     PURCHASE_GOAL,
     AssetSignal,
 )
+from relance.services.lead_activity import act_on
 
 router = APIRouter(prefix="/events", tags=["shop events"], dependencies=[Depends(require_api_key)])
 

@@ -9,8 +9,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SettingsDep, TemporalDep, require_api_key
 from api.schemas import SweepCreate, SweepPublic
-from relance.models import new_id
-from relance.schedules import sweep_input
+from relance.domain.models import new_id
+from relance.services.schedules import sweep_input
 from workflows.sweep import ReEngagementSweep
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[Depends(require_api_key)])

@@ -20,8 +20,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import DatabaseDep, SessionDep, TemporalDep, require_api_key
 from api.schemas import SalesTaskPublic, TaskCompletion, TaskStatus
-from relance.models import SalesTask, as_utc, utcnow
-from workflows.signals import TASK_COMPLETED, TaskSignal
+from relance.contracts.signals import TASK_COMPLETED, TaskSignal
+from relance.domain.models import SalesTask, as_utc, utcnow
 
 router = APIRouter(prefix="/tasks", tags=["sales tasks"], dependencies=[Depends(require_api_key)])
 

@@ -17,8 +17,8 @@ from fastapi.responses import HTMLResponse
 
 from api.deps import HitsDep, SettingsDep, SignerDep
 from api.errors import error_responses
-from relance.tracking import Hit
-from workflows.signals import UNSUBSCRIBED
+from relance.contracts.signals import UNSUBSCRIBED
+from relance.services.tracking import Hit
 
 router = APIRouter(prefix="/u", tags=["consent"])
 

@@ -36,15 +36,15 @@ from sqlalchemy.engine import Engine
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from relance import migrate
-from relance.db import make_engine
-from relance.devsink import DevSink
-from relance.models import Lead
-from relance.settings import Settings
-from relance.temporal import bundled_binary, ensure_search_attributes
+from relance.contracts.signals import CLICKED, TrackingSignal
+from relance.dev.devsink import DevSink
+from relance.domain.db import make_engine
+from relance.domain.models import Lead
+from relance.domain.settings import Settings
+from relance.services import migrate
+from relance.services.temporal import bundled_binary, ensure_search_attributes
 from tests.conftest import make_lead_factory
 from worker import build_worker
-from workflows.signals import CLICKED, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 HERE = Path(__file__).parent

@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col
 
-from relance.models import Lead, utcnow
+from relance.domain.models import Lead, utcnow
 from tests.histories.record import HERE, TASK_QUEUE, recording
 from workflows.decay import DecayInput, ScoreDecaySweep
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import re
 
-from relance.db import session_scope
-from relance.models import Consent
-from relance.tokens import TokenSigner
-from relance.tracking import Hit, record_hits
+from relance.contracts.signals import CLICKED, EMAIL_CONFIRMED, TrackingSignal
+from relance.domain.db import session_scope
+from relance.domain.models import Consent
+from relance.domain.tokens import TokenSigner
+from relance.services.tracking import Hit, record_hits
 from tests.histories.record import TASK_QUEUE, recording
-from workflows.signals import CLICKED, EMAIL_CONFIRMED, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 

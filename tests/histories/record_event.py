@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from relance.contracts.signals import ATTENDED, EVENT_CHANGED
 from tests.histories.record import TASK_QUEUE, recording
 from tests.test_event_journey import make_event, update_event
 from workflows.event_reminder import EventReminderInput, EventReminderJourney
-from workflows.signals import ATTENDED, EVENT_CHANGED
 
 
 async def main() -> None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from relance.contracts.signals import PAGE_VIEWED, PageViewSignal
 from tests.histories.record import TASK_QUEUE, recording
 from workflows.browse import BrowseAbandonmentJourney, BrowseInput
 from workflows.scenario import ScenarioInput, ScenarioJourney, workflow_id
-from workflows.signals import PAGE_VIEWED, PageViewSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 

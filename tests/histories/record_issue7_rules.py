@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from relance.db import session_scope
-from relance.models import Order
-from relance.nurturing import load_sequence
+from relance.domain.db import session_scope
+from relance.domain.models import Order
+from relance.services.nurturing import load_sequence
 from tests.histories.record import TASK_QUEUE, recording
 from workflows.nurturing import LeadNurturingJourney, NurturingInput
 from workflows.scenario import ScenarioInput, ScenarioJourney, workflow_id

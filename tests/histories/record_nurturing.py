@@ -12,11 +12,11 @@ import asyncio
 
 from sqlmodel import Session, select
 
-from relance.models import SalesTask
+from relance.contracts.signals import ASSET_DOWNLOADED, TASK_COMPLETED, AssetSignal, TaskSignal
+from relance.domain.models import SalesTask
 from tests.histories.record import TASK_QUEUE, recording
 from tests.test_nurturing_journey import default_sequence
 from workflows.nurturing import LeadNurturingJourney, NurturingInput
-from workflows.signals import ASSET_DOWNLOADED, TASK_COMPLETED, AssetSignal, TaskSignal
 
 
 async def main() -> None:

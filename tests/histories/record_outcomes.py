@@ -18,6 +18,14 @@ from sqlmodel import Session
 
 from api import crud
 from api.schemas import OrderIn
+from relance.contracts.signals import (
+    GOAL_REACHED,
+    PURCHASE_GOAL,
+    UNSUBSCRIBED,
+    GoalSignal,
+    TrackingSignal,
+)
+from relance.domain.send_window import SendWindow
 from tests.histories.record import TASK_QUEUE, Recording, recording
 from tests.test_cart_journey import update_cart
 from tests.test_event_journey import make_event
@@ -25,8 +33,6 @@ from tests.waiting import eventually
 from workflows.browse import BrowseAbandonmentJourney, BrowseInput
 from workflows.event_reminder import EventReminderInput, EventReminderJourney
 from workflows.purchase import PurchaseFollowUp, PurchaseInput
-from workflows.send_window import SendWindow
-from workflows.signals import GOAL_REACHED, PURCHASE_GOAL, UNSUBSCRIBED, GoalSignal, TrackingSignal
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 # The welcome is signalled while it waits for an open, which the time-skipping server does not

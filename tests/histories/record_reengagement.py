@@ -16,11 +16,11 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col
 
-from relance.models import Lead, utcnow
+from relance.contracts.signals import CLICKED, TrackingSignal
+from relance.domain.models import Lead, utcnow
 from tests.histories.record import HERE, TASK_QUEUE, recording
 from workflows.premium import PremiumInput, PremiumOfferJourney
 from workflows.reengagement import ReEngagementInput, ReEngagementJourney
-from workflows.signals import CLICKED, TrackingSignal
 from workflows.sweep import ReEngagementSweep, SweepInput
 
 

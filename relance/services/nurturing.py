@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from relance.rendering import TEMPLATES_DIR
+from relance.domain.rendering import TEMPLATES_DIR
 from workflows.nurturing import Gate, NurturingSequence, NurturingStep
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]

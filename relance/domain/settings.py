@@ -14,8 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from relance.journey_rules import JourneyRules, rules_for
-from workflows.send_window import SendWindow
+from relance.domain.journey_rules import JourneyRules, rules_for
+from relance.domain.send_window import SendWindow
 
 
 class SalesRep(BaseModel):
@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     # SQLAlchemy URL of the app database. SQLite by default; PostgreSQL in production, e.g.
     # postgresql+psycopg://relance:relance@db:5432/relance
-    database_url: str = "sqlite:///var/relance.db"
+    database_url: str = "sqlite:///var/relance.domain.db"
 
     # Temporal
     temporal_address: str = "localhost:7233"
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # key, set this to the secret key's current value and keep it.
     suppression_key: str = ""
     tracking_token_max_age_days: int = 180
-    # The tracking outbox (relance/outbox.py). A journey is told one open per message and one click
+    # The tracking outbox (relance/services/outbox.py). A journey is told one open per message and one click
     # per message and destination; however many hits a link gets, they are kept for reporting, not
     # signalled again. On top of that, each journey gets at most this many open and click signals
     # (Temporal refuses a workflow's 10,001st signal; each signal adds ~3 events to its history,
@@ -78,9 +78,9 @@ class Settings(BaseSettings):
     # apart), and after this many attempts the hit is kept as not signalled, with Temporal's reason.
     tracking_signal_max_attempts: int = Field(default=8, ge=1)
     tracking_signal_retry_max_seconds: float = Field(default=300.0, gt=0)
-    # Temporal payload encryption (relance/encryption.py): JSON {key id: base64 of 32 bytes}, and
+    # Temporal payload encryption (relance/domain/encryption.py): JSON {key id: base64 of 32 bytes}, and
     # the id of the key that encrypts; every key listed still decrypts (rotation). `make run`
-    # generates one; production must set them (python -m relance.encryption prints a new key).
+    # generates one; production must set them (python -m relance.domain.encryption prints a new key).
     payload_keys: dict[str, str] = {}
     payload_key_id: str = ""
     # Browser origins allowed to call the codec endpoint (/codec/decode): the Temporal UI's.
@@ -169,7 +169,7 @@ class Settings(BaseSettings):
     # Lead nurturing (seed 003): the content sequence is a YAML file, read at worker start and at
     # each enrollment; a running journey keeps the sequence it was enrolled with.
     nurturing_sequence_file: Path = (
-        Path(__file__).resolve().parent.parent / "config" / "nurturing.yaml"
+        Path(__file__).resolve().parents[2] / "config" / "nurturing.yaml"
     )
     # Sales hand-off tasks: reps as JSON, e.g.
     # RELANCE_SALES_REPS='[{"email": "ana@example.com", "name": "Ana", "countries": ["FR", "BE"]}]'
@@ -194,10 +194,10 @@ class Settings(BaseSettings):
     frequency_cap_days: float = Field(default=7.0, gt=0)
     # Enrollment rules (issue 7): a lead in this many journeys at once is not enrolled in another (0: no limit).
     max_concurrent_journeys: int = Field(default=5, ge=0)
-    # Re-enrollment (relance/journey_rules.py): a journey that allows it takes a lead again only this
+    # Re-enrollment (relance/domain/journey_rules.py): a journey that allows it takes a lead again only this
     # many days after the lead's previous run of it closed, unless the journey sets its own cooldown.
     reenroll_cooldown_days: float = Field(default=30.0, ge=0, le=3650)
-    # Per-journey rules over the defaults of relance/journey_rules.py, as JSON, e.g.
+    # Per-journey rules over the defaults of relance/domain/journey_rules.py, as JSON, e.g.
     # RELANCE_JOURNEY_RULES='{"nurturing": {"cooldown_days": 60, "exclude": ["customer", "list:vip"]}}'
     # (reenroll, cooldown_days, exclude; exclusions are checked at entry and before each marketing send).
     journey_rules: dict[str, JourneyRules] = Field(default_factory=dict)
@@ -224,9 +224,9 @@ class Settings(BaseSettings):
         window.check()
         return window
 
-    # Scoring (relance/scoring.py): points per event, page and fit rule, and the decay, in a YAML
+    # Scoring (relance/domain/scoring.py): points per event, page and fit rule, and the decay, in a YAML
     # file checked at worker and API start.
-    scoring_rules_file: Path = Path(__file__).resolve().parent.parent / "config" / "scoring.yaml"
+    scoring_rules_file: Path = Path(__file__).resolve().parents[2] / "config" / "scoring.yaml"
     score_mql_threshold: int = Field(
         default=50, description="A lead at or above this score is a marketing-qualified lead"
     )
@@ -237,7 +237,7 @@ class Settings(BaseSettings):
     score_decay_schedule_hour: int = Field(default=5, ge=0, le=23)
     score_decay_schedule_minute: int = Field(default=30, ge=0, le=59)
     score_decay_batch_size: int = Field(default=500, ge=1, le=10_000)
-    # MQL notification (relance/mql.py): on each crossing of the threshold, a POST of a JSON body
+    # MQL notification (relance/services/mql.py): on each crossing of the threshold, a POST of a JSON body
     # signed with HMAC-SHA256 (header X-Relance-Signature: sha256=<hex>) to the CRM, and/or an
     # internal email to the sales address. Empty: that channel is off.
     mql_webhook_url: str = ""
@@ -246,8 +246,10 @@ class Settings(BaseSettings):
     mql_retry_max_attempts: int = Field(default=8, ge=1, le=100)
     mql_retry_base_seconds: float = Field(default=5.0, gt=0)
 
-    def scoring_rules(self):  # -> relance.scoring.ScoringRules (re-read when the file changes)
-        from relance.scoring import rules_from
+    def scoring_rules(
+        self,
+    ):  # -> relance.domain.scoring.ScoringRules (re-read when the file changes)
+        from relance.domain.scoring import rules_from
 
         return rules_from(self.scoring_rules_file)
 

@@ -14,11 +14,11 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from relance.encryption import data_converter
-from relance.settings import Settings
-from workflows import search_attributes
+from relance.contracts import search_attributes
+from relance.domain.encryption import data_converter
+from relance.domain.settings import Settings
 
-log = logging.getLogger("relance.temporal")
+log = logging.getLogger("relance.services.temporal")
 
 
 def bundled_binary(name: str) -> str:
@@ -40,7 +40,7 @@ def bundled_binary(name: str) -> str:
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     """A client for the configured server; ``lazy`` connects on first use (the API starts even
     while Temporal is down, and its tracking endpoints keep answering). Payloads are encrypted
-    with the configured keys (relance/encryption.py); no key configured is an error."""
+    with the configured keys (relance/domain/encryption.py); no key configured is an error."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,

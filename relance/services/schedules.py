@@ -24,11 +24,11 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from relance.settings import Settings
+from relance.domain.settings import Settings
 from workflows.decay import DecayInput, ScoreDecaySweep
 from workflows.sweep import ReEngagementSweep, SweepInput
 
-log = logging.getLogger("relance.schedules")
+log = logging.getLogger("relance.services.schedules")
 
 REENGAGEMENT_SCHEDULE_ID = "reengagement-sweep"
 SCORE_DECAY_SCHEDULE_ID = "score-decay"

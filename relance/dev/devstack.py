@@ -1,7 +1,7 @@
 """``make run``: the whole stack in one terminal, with readable, prefixed log lines.
 
 Starts, in order: the Temporal dev server (SQLite file under the data folder, the search
-attributes registered), the front on the UI's port 8233 (relance/devui.py: the dev server's UI
+attributes registered), the front on the UI's port 8233 (relance/dev/devui.py: the dev server's UI
 and the API's codec on one origin), the dev mail sink, the worker and the API. Ctrl-C stops
 them all, the API first and Temporal last. On first start it writes a ``.env`` with a fresh
 API key and secret key, and prints the key.
@@ -21,15 +21,15 @@ from pathlib import Path
 
 import httpx
 
-from relance import migrate
-from relance.encryption import keys_env_value, new_key
-from relance.settings import Settings
-from relance.supervise import Supervisor
-from relance.temporal import bundled_binary
-from workflows import search_attributes
-from workflows.send_window import DAY_NAMES, next_open, zone_or_utc
+from relance.contracts import search_attributes
+from relance.dev.supervise import Supervisor
+from relance.domain.encryption import keys_env_value, new_key
+from relance.domain.send_window import DAY_NAMES, next_open, zone_or_utc
+from relance.domain.settings import Settings
+from relance.services import migrate
+from relance.services.temporal import bundled_binary
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COLOURS = {
     "temporal": "35",
     "ui": "35",
@@ -108,7 +108,7 @@ def can_connect(host: str, port: int) -> bool:
 
 
 def temporal_ui_internal_port(s: Settings) -> int:
-    """Where the dev server's own UI listens; the browser opens the front (relance/devui.py) on
+    """Where the dev server's own UI listens; the browser opens the front (relance/dev/devui.py) on
     ``temporal_ui_port``, which serves the UI and the API's codec from one origin."""
     return s.temporal_ui_port + 1
 
@@ -155,7 +155,7 @@ def ui_front_args(s: Settings) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "relance.devui",
+        "relance.dev.devui",
         "--listen",
         f"127.0.0.1:{s.temporal_ui_port}",
         "--ui",
@@ -189,12 +189,12 @@ def main() -> int:
     say("relance", f"bringing the database schema up to date ({settings.database_url})")
     migrate.upgrade(settings.database_url)
 
-    stack = Supervisor(say, cwd=ROOT)  # restarts a child that dies; see relance/supervise.py
+    stack = Supervisor(say, cwd=ROOT)  # restarts a child that dies; see relance/dev/supervise.py
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         stack.start("temporal", temporal_args(settings))
-        stack.start("mailsink", [sys.executable, "-m", "relance.devsink"])
+        stack.start("mailsink", [sys.executable, "-m", "relance.dev.devsink"])
         stack.start("ui", ui_front_args(settings))
         wait_until("Temporal", lambda: can_connect(temporal_host, temporal_port))
         stack.start("worker", [sys.executable, "worker.py"])
@@ -292,7 +292,7 @@ def banner(s: Settings, api: str, generated: list[str]) -> None:
             if "RELANCE_PAYLOAD_KEYS" in generated
             else "   (from .env)"
         ),
-        # On the UI's own origin (relance/devui.py): the session cookie then goes with the UI's decode calls.
+        # On the UI's own origin (relance/dev/devui.py): the session cookie then goes with the UI's decode calls.
         f"  Decrypt in the UI http://localhost:{s.temporal_ui_port}/codec/login (once per browser, with the API key)",
         f"  {send_window_line(s, datetime.now(UTC))}",
         "Try it (README.md has the walkthrough):",

@@ -25,10 +25,10 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from relance.models import Lead, LeadActivity, TrackingEvent, utcnow
-from relance.settings import Settings
-from workflows import search_attributes as sa
-from workflows.signals import ACTIVITY, ActivitySignal
+from relance.contracts import search_attributes as sa
+from relance.contracts.signals import ACTIVITY, ActivitySignal
+from relance.domain.models import Lead, LeadActivity, TrackingEvent, utcnow
+from relance.domain.settings import Settings
 
 log = logging.getLogger("relance.activity")
 

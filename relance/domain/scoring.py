@@ -5,7 +5,7 @@ The rules file is validated with pydantic when the worker and the API start (a m
 them with the file and the place: ``config/scoring.yaml: pages.0.url_pattern: ...``). Every
 change goes through ``apply_score``: one ``score_events`` row with its reason and an idempotency
 key (the same key counts once), the lead's score updated in the same transaction, and a crossing
-of the MQL threshold noted for the sales notification (relance/mql.py).
+of the MQL threshold noted for the sales notification (relance/services/mql.py).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pydantic import (
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from relance.models import Lead, ScoreEvent, utcnow
+from relance.domain.models import Lead, ScoreEvent, utcnow
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
 Points = Annotated[int, Field(ge=-1000, le=1000)]
@@ -184,7 +184,7 @@ def apply_score(
 
     ``activity``: the change comes from something the lead did (stamps ``last_activity_at``);
     decay and demographic fit do not. A change that takes the score across the MQL threshold
-    upwards queues one sales notification (relance/mql.py)."""
+    upwards queues one sales notification (relance/services/mql.py)."""
     now = now or utcnow()
     if session.exec(select(ScoreEvent.id).where(col(ScoreEvent.key) == key)).first() is not None:
         score = session.exec(select(Lead.score).where(col(Lead.id) == lead_id)).one()
@@ -217,7 +217,7 @@ def apply_score(
     ).scalar_one()
     before = after - points
     if before < mql_threshold <= after:
-        from relance.mql import queue_notification
+        from relance.services.mql import queue_notification
 
         queue_notification(
             session, lead_id=lead_id, score=after, threshold=mql_threshold, reason=reason, now=now

@@ -11,7 +11,7 @@ except those listed in ``KEPT`` with the reason they are kept. What remains:
   with the reason and how many rows were deleted from each table.
 
 Nor is anything left on disk (SQLite): deleted bytes are zeroed (``secure_delete``, set on every
-connection by ``relance.db``) and the write-ahead log, which still holds copies of the pages the
+connection by ``relance.domain.db``) and the write-ahead log, which still holds copies of the pages the
 rows were on, is checkpointed and truncated after the commit. PostgreSQL keeps deleted rows as
 dead tuples in its data files until VACUUM reclaims their space (autovacuum does, in time).
 
@@ -29,12 +29,12 @@ from sqlalchemy import Table, delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
-from relance import audit
-from relance.db import checkpoint_wal
-from relance.models import Lead, utcnow
-from relance.suppression import suppress
+from relance.domain import audit
+from relance.domain.db import checkpoint_wal
+from relance.domain.models import Lead, utcnow
+from relance.domain.suppression import suppress
 
-log = logging.getLogger("relance.erasure")
+log = logging.getLogger("relance.services.erasure")
 
 # Tables holding a lead id that an erasure keeps on purpose, and why.
 KEPT = {

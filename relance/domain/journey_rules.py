@@ -3,7 +3,7 @@ the previous run, and who is excluded from it.
 
 Journeys are named as their messages name them (``messages.journey``: welcome, nurturing, cart,
 browse, reengage, scenario, premium, event, purchase). The defaults are declared here, next to
-each other; ``RELANCE_JOURNEY_RULES`` overrides them per journey (relance/settings.py), and
+each other; ``RELANCE_JOURNEY_RULES`` overrides them per journey (relance/domain/settings.py), and
 ``RELANCE_REENROLL_COOLDOWN_DAYS`` is the cooldown of a journey that allows re-enrollment and sets
 none of its own.
 
@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session, select
 
-from relance.models import ListMember, Order
+from relance.domain.models import ListMember, Order
 
 EXCLUDED = "excluded: "  # how a send skipped by an exclusion starts its reason
 

@@ -3,7 +3,7 @@
 An open or click stamps the message's first open/click and the lead's last activity; an
 unsubscribe appends a withdrawal to the consent ledger; a double opt-in confirmation turns the
 lead's pending email consent into a grant (once: a confirmation that changes nothing is not
-kept, so it signals nothing). The signal to the journey is sent afterwards by ``relance.outbox``.
+kept, so it signals nothing). The signal to the journey is sent afterwards by ``relance.services.outbox``.
 
 Hits arrive in bursts (a campaign's opens come within minutes), so ``HitRecorder`` commits
 them in groups: the hits that arrived while one transaction was being written share the next
@@ -24,13 +24,13 @@ from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from relance.consent import GRANTED, PENDING, latest_consent
-from relance.models import Consent, Lead, Message, TrackingEvent, utcnow
-from relance.suppression import suppress, suppression_of
-from relance.tokens import TrackingToken
-from workflows.signals import CLICKED, EMAIL_CONFIRMED, OPENED, UNSUBSCRIBED
+from relance.contracts.signals import CLICKED, EMAIL_CONFIRMED, OPENED, UNSUBSCRIBED
+from relance.domain.consent import GRANTED, PENDING, latest_consent
+from relance.domain.models import Consent, Lead, Message, TrackingEvent, utcnow
+from relance.domain.suppression import suppress, suppression_of
+from relance.domain.tokens import TrackingToken
 
-log = logging.getLogger("relance.tracking")
+log = logging.getLogger("relance.services.tracking")
 
 _MESSAGE_STAMPS = {OPENED: ("opened_at",), CLICKED: ("clicked_at", "opened_at")}
 

@@ -105,7 +105,7 @@ def codec_from_settings(settings) -> EncryptionCodec:
     if not settings.payload_keys:
         raise EncryptionConfigError(
             "RELANCE_PAYLOAD_KEYS is not set: Temporal payloads must be encrypted. `make run` writes one to .env; "
-            "in production generate one with `python -m relance.encryption` and keep it secret"
+            "in production generate one with `python -m relance.domain.encryption` and keep it secret"
         )
     keys = parse_keys(settings.payload_keys)
     current = settings.payload_key_id or (next(iter(keys)) if len(keys) == 1 else "")
@@ -141,7 +141,7 @@ def keys_env_value(keys: Iterable[tuple[str, str]]) -> str:
     return json.dumps(dict(keys), separators=(",", ":"))
 
 
-if __name__ == "__main__":  # python -m relance.encryption: print a new key for production
+if __name__ == "__main__":  # python -m relance.domain.encryption: print a new key for production
     key_id, key = new_key()
     print(f"RELANCE_PAYLOAD_KEYS='{keys_env_value([(key_id, key)])}'")
     print(f"RELANCE_PAYLOAD_KEY_ID={key_id}")

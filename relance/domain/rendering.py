@@ -29,9 +29,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
 from jinja2.runtime import Context
 from markupsafe import escape
 
-from relance.tokens import TokenSigner, TrackingToken, is_web_url
+from relance.domain.tokens import TokenSigner, TrackingToken, is_web_url
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 _HREF = re.compile(r'(href\s*=\s*)(["\'])(https?://[^"\']+)\2', re.IGNORECASE)
 _TEXT_URL = re.compile(r"https?://[^\s<>\"')\]]+")

@@ -19,8 +19,8 @@ from typing import Literal
 from sqlalchemy import and_, case, exists, or_, select
 from sqlmodel import col
 
-from relance.models import Lead, LeadActivity, Order, SalesTask
-from relance.settings import Settings
+from relance.domain.models import Lead, LeadActivity, Order, SalesTask
+from relance.domain.settings import Settings
 
 Segment = Literal["hot", "warm", "cold"]
 Stage = Literal["subscriber", "lead", "mql", "sql", "customer"]

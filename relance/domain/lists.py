@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from relance.models import ListMember, utcnow
+from relance.domain.models import ListMember, utcnow
 
 LIST_NAME = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
 

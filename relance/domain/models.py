@@ -135,7 +135,7 @@ class TrackingEvent(SQLModel, table=True):
     """A tracking hit (open, click), kept durably first and then signalled to its journey.
 
     This is the outbox between the public tracking endpoints and Temporal: the endpoint answers
-    at once; ``relance.outbox`` settles each hit in order, once, and stamps ``delivered_at``.
+    at once; ``relance.services.outbox`` settles each hit in order, once, and stamps ``delivered_at``.
     Every hit is kept for reporting, but a journey is told only what it can use: hits with the
     same ``signal_key`` (an open of a message, a click of a message's link) tell it nothing new.
     The one hit that told the journey (or found it closed, or was refused for good) carries
@@ -182,7 +182,9 @@ class TrackingEvent(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_column=_when(index=True))
     attempts: int = 0
     delivery_note: str | None = Field(default=None, max_length=500)
-    signal_key: str | None = Field(default=None, max_length=120)  # relance.tracking.signal_key
+    signal_key: str | None = Field(
+        default=None, max_length=120
+    )  # relance.services.tracking.signal_key
     signal_outcome: str | None = Field(default=None, max_length=16)  # signalled | closed | refused
     retry_at: datetime | None = Field(default=None, sa_column=_when())
 
@@ -387,7 +389,7 @@ class FrequencyLock(SQLModel, table=True):
 
 
 class MqlNotification(SQLModel, table=True):
-    """A crossing of the MQL threshold, to tell sales about (relance/mql.py): a durable outbox.
+    """A crossing of the MQL threshold, to tell sales about (relance/services/mql.py): a durable outbox.
 
     Written in the transaction that raised the score; delivered (CRM webhook, HMAC-signed, and/or
     an internal email to the sales address) by the worker's notifier, retried with backoff, and

@@ -1,4 +1,4 @@
-"""Bring the app database schema up to date: ``python -m relance.migrate``.
+"""Bring the app database schema up to date: ``python -m relance.services.migrate``.
 
 Runs Alembic's ``upgrade head`` on ``RELANCE_DATABASE_URL`` (creating the SQLite file's folder
 when needed). The API, the worker and the tests all use this, so the migrations are what runs.
@@ -12,10 +12,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from relance.settings import get_settings
+from relance.domain.settings import get_settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-log = logging.getLogger("relance.migrate")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger("relance.services.migrate")
 
 
 def alembic_config(database_url: str) -> Config:

@@ -6,7 +6,7 @@ import hashlib
 
 from sqlmodel import Session
 
-from relance.models import AuditEntry, utcnow
+from relance.domain.models import AuditEntry, utcnow
 
 READ, MESSAGES, CONSENTS, EXPORT, ERASE = (
     "lead.read",

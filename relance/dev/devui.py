@@ -15,7 +15,7 @@ One step remains: log in once at http://localhost:8233/codec/login with the API 
 Production does not use this: there the UI container is told ``TEMPORAL_CODEC_ENDPOINT`` and
 ``TEMPORAL_CODEC_INCLUDE_CREDENTIALS=true`` (docker-compose.yml).
 
-    python -m relance.devui --listen 127.0.0.1:8233 --ui http://127.0.0.1:8234 --api http://127.0.0.1:8000
+    python -m relance.dev.devui --listen 127.0.0.1:8233 --ui http://127.0.0.1:8234 --api http://127.0.0.1:8000
 """
 
 from __future__ import annotations

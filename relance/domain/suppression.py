@@ -12,7 +12,7 @@ import hmac
 
 from sqlmodel import Session
 
-from relance.models import SuppressionEntry, utcnow
+from relance.domain.models import SuppressionEntry, utcnow
 
 
 def normalize_email(email: str) -> str:

@@ -1,6 +1,6 @@
 """The dev outbox: a local SMTP server and SMS provider that keep everything they receive.
 
-``make run`` starts it (``python -m relance.devsink``) so journeys can send real email and SMS
+``make run`` starts it (``python -m relance.dev.devsink``) so journeys can send real email and SMS
 on a laptop without reaching anybody. What it receives is kept in the data folder
 (``var/inbox/inbox.sqlite3``), so a pending confirmation link is still there after a restart.
 The inbox page on ``mailsink_http_port`` lists what went out, newest first, and shows one mail
@@ -45,9 +45,9 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
 
-from relance.serving import ServedApp, listening_socket
+from relance.dev.serving import ServedApp, listening_socket
 
-log = logging.getLogger("relance.devsink")
+log = logging.getLogger("relance.dev.devsink")
 
 MAX_KEPT = 1000  # per kind; the oldest are dropped first
 MAX_WAIT_SECONDS = 60
@@ -812,7 +812,7 @@ def _with_base_target(document: str) -> str:
 async def _serve_forever() -> int:
     import signal
 
-    from relance.settings import get_settings
+    from relance.domain.settings import get_settings
 
     settings = get_settings()
     sink = DevSink(

@@ -8,7 +8,7 @@ unreachable it backs off and tries again; nothing is lost.
 Anyone holding one email can request its pixel thousands of times, so a journey is told only
 what it can use, decided from the database (across batches, restarts and API processes):
 
-- one signal per ``signal_key`` (relance.tracking.signal_key: an open per message, a click per
+- one signal per ``signal_key`` (relance.services.tracking.signal_key: an open per message, a click per
   message and destination...); the later hits are kept for reporting, settled with a
   ``delivery_note`` saying the journey was told already;
 - at most ``tracking_signals_per_journey`` open and click signals per journey; beyond, hits are
@@ -23,7 +23,7 @@ Several API processes can share one PostgreSQL database: each batch's rows are c
 journey only when it holds that journey's oldest pending hit, so each hit is signalled once and
 each journey's hits in order. SQLite has no row locks: there, run one API process per database.
 
-After each batch it also passes the lead's activity on (relance/lead_activity.py): a lead in a
+After each batch it also passes the lead's activity on (relance/services/lead_activity.py): a lead in a
 re-engagement journey who opened or clicked another journey's message has come back, and a
 click may make the premium offer due. One query per batch, off the tracking endpoints' path.
 """
@@ -42,14 +42,14 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from relance.lead_activity import FollowUp, act_on, follow_ups
-from relance.models import Lead, Message, TrackingEvent, utcnow
-from relance.scoring import apply_score
-from relance.settings import Settings
-from relance.tracking import signal_key
-from workflows.signals import CLICKED, OPENED, UNSUBSCRIBED, TrackingSignal
+from relance.contracts.signals import CLICKED, OPENED, UNSUBSCRIBED, TrackingSignal
+from relance.domain.models import Lead, Message, TrackingEvent, utcnow
+from relance.domain.scoring import apply_score
+from relance.domain.settings import Settings
+from relance.services.lead_activity import FollowUp, act_on, follow_ups
+from relance.services.tracking import signal_key
 
-log = logging.getLogger("relance.outbox")
+log = logging.getLogger("relance.services.outbox")
 
 # Journeys that score the clicks in their own emails (their ``clicked`` signal handler).
 JOURNEYS_SCORING_CLICKS = frozenset({"welcome", "cart", "nurturing"})

@@ -1,7 +1,7 @@
 """Tell sales when a lead becomes marketing-qualified: once per crossing of the MQL threshold.
 
 ``queue_notification`` writes a ``mql_notifications`` row in the transaction that raised the
-score (relance/scoring.py ``apply_score``): a crossing is never lost, and never queued twice.
+score (relance/domain/scoring.py ``apply_score``): a crossing is never lost, and never queued twice.
 Falling below the threshold (decay, negative rules) and crossing again queues a new one.
 
 ``MqlNotifier`` (run by the worker beside its journeys) delivers each row, off every request:
@@ -35,10 +35,10 @@ from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from relance.models import Lead, MqlNotification, as_utc, utcnow
-from relance.settings import Settings
+from relance.domain.models import Lead, MqlNotification, as_utc, utcnow
+from relance.domain.settings import Settings
 
-log = logging.getLogger("relance.mql")
+log = logging.getLogger("relance.services.mql")
 
 SIGNATURE_HEADER = "X-Relance-Signature"
 DELIVERY_HEADER = "X-Relance-Delivery"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from relance.models import Consent
+from relance.domain.models import Consent
 
 CHANNELS = ("email", "sms")
 GRANTED, WITHDRAWN, PENDING = "granted", "withdrawn", "pending"
