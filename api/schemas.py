@@ -215,9 +215,7 @@ class EnrollmentPublic(BaseModel):
     journey: JourneyName
     workflow_id: str
     run_id: str | None = None
-    status: Literal[
-        "started", "already_enrolled", "refused"
-    ]  # refused: an enrollment rule (issue 7)
+    status: Literal["started", "already_enrolled", "refused"]  # refused: an enrollment rule
     detail: str
 
 
@@ -436,7 +434,7 @@ class ListMemberPublic(BaseModel):
     added_at: datetime
 
 
-# Events (issue 3) -------------------------------------------------------------------------
+# Events --------------------------------------------------------------------------------
 # Dates a person can mean. Outside, a typo (year 9999) would be stored and then break every
 # reading of the event (its end overflows) and its journeys' timers.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -609,7 +607,7 @@ class AttendancePublic(BaseModel):
     )
 
 
-# Re-engagement sweeps (issue 5) -------------------------------------------------------------
+# Re-engagement sweeps --------------------------------------------------------------------
 class SweepCreate(BaseModel):
     """A one-shot re-engagement campaign. Empty body: the daily sweep's settings."""
 
@@ -637,7 +635,7 @@ class SweepPublic(BaseModel):
     )
 
 
-# Sales hand-off tasks (issue 9) ------------------------------------------------------------
+# Sales hand-off tasks -------------------------------------------------------------------
 TaskOutcome = Literal["called", "meeting_booked", "not_interested"]
 TaskStatus = Literal["open", "done", "escalated"]
 
@@ -670,7 +668,7 @@ class TaskCompletion(BaseModel):
     note: Text | None = Field(default=None, max_length=2000)
 
 
-# Lead data rights (issue 6): consents as proof, export, erasure, audit ----------------------
+# Lead data rights: consents as proof, export, erasure, audit ----------------------
 class ConsentPublic(BaseModel):
     """One row of the append-only consent ledger: the proof of a grant or a withdrawal."""
 

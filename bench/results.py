@@ -18,7 +18,7 @@ END_OF_TABLE = "<!-- new rows go above this line -->"
 class Row:
     benchmark: str
     ratio: str  # the figure against the same run's baseline, e.g. "0.52×"
-    target: str  # what issue 8 asks, and whether it is met
+    target: str  # the figure asked for, and whether it is met
     details: str
 
 

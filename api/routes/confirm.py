@@ -1,4 +1,4 @@
-"""Double opt-in confirmation (seed 000), public: the link in the confirmation email.
+"""Double opt-in confirmation, public: the link in the confirmation email.
 
 ``GET /confirm/{token}`` is the link in a browser: a small page with one button, and it changes
 nothing. Corporate link scanners and mail security gateways open every link of an email they

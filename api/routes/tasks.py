@@ -1,4 +1,4 @@
-"""Sales hand-off tasks (issue 9): what the reps see and close.
+"""Sales hand-off tasks: what the reps see and close.
 
     GET  /tasks?assignee=ana@example.com&status=open
     GET  /tasks/{id}

@@ -1,4 +1,4 @@
-"""events and registrations (issue 3, the event journey)
+"""events and registrations (the event journey)
 
 Revision ID: 0003
 Revises: 0002

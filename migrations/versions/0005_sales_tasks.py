@@ -1,4 +1,4 @@
-"""sales hand-off tasks, counters, lead country (issue 9, the lead-nurturing journey)
+"""sales hand-off tasks, counters, lead country (the lead-nurturing journey)
 
 Revision ID: 0005
 Revises: 0004

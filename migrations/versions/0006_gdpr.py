@@ -1,4 +1,4 @@
-"""suppression list and audit log (issue 6, GDPR: erasure, export, audit)
+"""suppression list and audit log (GDPR: erasure, export, audit)
 
 Revision ID: 0006
 Revises: 0005

@@ -1,4 +1,4 @@
-"""journeys that behave well together (issue 7): frequency cap bookkeeping on messages,
+"""journeys that behave well together: frequency cap bookkeeping on messages,
 per lead+channel lock rows, journey enrollments (chains, exits), lead activity categories
 
 Revision ID: 0007

@@ -1,4 +1,4 @@
-"""MQL notifications outbox (issue 6: scoring and segments)
+"""MQL notifications outbox (scoring and segments)
 
 Revision ID: 0008
 Revises: 0007

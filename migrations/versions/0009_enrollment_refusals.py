@@ -1,4 +1,4 @@
-"""journey-to-journey enrollments refused at run time (issue 7: the loop guard), with the lead's data
+"""journey-to-journey enrollments refused at run time (the loop guard), with the lead's data
 
 Revision ID: 0009_enrollment_refusals
 Revises: 0008

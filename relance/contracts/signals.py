@@ -69,7 +69,7 @@ class ScoreSignal:
     score: int
 
 
-# Goals (issue 7): a journey declares the goals it works towards (its module's ``GOALS``). When
+# Goals: a journey declares the goals it works towards (its module's ``GOALS``). When
 # the lead reaches one, from the API (a purchase, a demo booked) or another journey, every running
 # journey of the lead that declares it gets ``goal_reached`` and ends as converted, wherever it is.
 GOAL_REACHED = "goal_reached"
@@ -83,7 +83,7 @@ class GoalSignal:
     source: str  # who reached it: "api:purchase", "journey:nurture-<lead id>", ...
 
 
-# Browse abandonment (issue 7): a page view with a category, for the lead's ``browse-<lead id>`` journey.
+# Browse abandonment: a page view with a category, for the lead's ``browse-<lead id>`` journey.
 PAGE_VIEWED = "page_viewed"
 
 

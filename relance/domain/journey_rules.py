@@ -1,4 +1,4 @@
-"""Enrollment rules per journey (issue 7): may a lead go through it again, how long after leaving
+"""Enrollment rules per journey: may a lead go through it again, how long after leaving
 the previous run, and who is excluded from it.
 
 Journeys are named as their messages name them (``messages.journey``: welcome, nurturing, cart,
@@ -14,7 +14,7 @@ joins an excluded list mid-journey gets no further marketing message from it. Th
 - ``customer``: the lead has an order;
 - ``list:<name>``: the lead is in the list ``<name>``;
 - ``purchased:<sku or category>``: the lead bought an item with that sku or that category
-  (``orders.items[].sku`` / ``.category``; seed 001: a buyer of a Stephen King book).
+  (``orders.items[].sku`` / ``.category``; a buyer of a Stephen King book is not offered it again).
 """
 
 from __future__ import annotations

@@ -48,10 +48,10 @@ class Lead(SQLModel, table=True):
     score: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
-    # The latest sign-up form: a lead created before it was "already a contact" (seed 002).
+    # The latest sign-up form: a lead created before it was "already a contact" (the welcome does not greet them twice).
     last_signup_at: datetime | None = Field(default=None, sa_column=_when())
     last_activity_at: datetime | None = Field(default=None, sa_column=_when())
-    # Re-engagement (issue 5): null (never in it), in_journey, re_engaged, unsubscribed,
+    # Re-engagement: null (never in it), in_journey, re_engaged, unsubscribed,
     # consent_withdrawn, not_sent (no consent when it started), sunset_suppressed. A lead sunset with the ``delete`` policy is erased, so it has no row.
     reengagement_status: str | None = Field(default=None, max_length=32)
     reengagement_at: datetime | None = Field(
@@ -104,7 +104,7 @@ class Message(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_column=_when())
     opened_at: datetime | None = Field(default=None, sa_column=_when())
     clicked_at: datetime | None = Field(default=None, sa_column=_when())
-    # Frequency cap (issue 7): when the message counted against the lead's cap, and, while it is
+    # Frequency cap: when the message counted against the lead's cap, and, while it is
     # ``deferred``, when the cap allows it again.
     counted_at: datetime | None = Field(default=None, sa_column=_when(index=True))
     deferred_until: datetime | None = Field(default=None, sa_column=_when())
@@ -245,7 +245,7 @@ class ListMember(SQLModel, table=True):
 
 class Event(SQLModel, table=True):
     """An event leads register to (webinar, workshop, breakfast...). Data, not a journey:
-    each registration runs its own ``EventReminderJourney`` (seed 002 "workflow d'évènement")."""
+    each registration runs its own ``EventReminderJourney`` (the event journey: registration, reminders, follow-up)."""
 
     __tablename__ = "events"
 
@@ -296,12 +296,12 @@ class LeadActivity(SQLModel, table=True):
     url: str | None = Field(default=None, max_length=2048)
     category: str | None = Field(
         default=None, max_length=64
-    )  # page views: what the page is about (issue 7)
+    )  # page views: what the page is about (browse abandonment)
     at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False, index=True))
 
 
 class SalesTask(SQLModel, table=True):
-    """A hand-off to a sales rep (seed 003 "roles"): call this lead, with the reason and a due date.
+    """A hand-off to a sales rep (the nurturing journey's hand-off to sales): call this lead, with the reason and a due date.
 
     ``task_key`` (workflow id + reason) makes a retried creation find the task it made.
     """
@@ -420,7 +420,7 @@ class MqlNotification(SQLModel, table=True):
 
 
 class EnrollmentRefusal(SQLModel, table=True):
-    """A journey-to-journey enrollment refused at run time (issue 7, the loop guard): which journey
+    """A journey-to-journey enrollment refused at run time (the loop guard): which journey
     meant to enroll the lead into which, the chain that led there, and why. The lead's data: in
     the export, removed by the erasure. One row per refusal (``refusal_key``: a retried activity
     records it once)."""

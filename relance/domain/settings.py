@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     # Dev mail sink (make run): SMTP port is smtp_port, the inbox page is on this port.
     mailsink_http_port: int = 8025
 
-    # Double opt-in (seed 000): a sign-up's new email consent is "pending" until the lead clicks the
+    # Double opt-in: a sign-up's new email consent is "pending" until the lead clicks the
     # signed link of a confirmation email (GET /confirm/{token}); the welcome journey sends it and
     # waits this long, then ends without any marketing email. The link is valid as long (plus an
     # hour's margin). A CSV import carries its own consent evidence: it is never asked to confirm.
@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     # Event journey: the hour-before reminder by SMS when the lead has a phone and SMS consent
     event_reminder_by_sms: bool = True
 
-    # Re-engagement (issue 5): a daily sweep starts the journey for leads inactive this long.
+    # Re-engagement: a daily sweep starts the journey for leads inactive this long.
     reengagement_inactive_days: int = Field(default=60, ge=1)
     # Days after email 1 before email 2, after email 2 before email 3, after email 3 before the sunset.
     reengagement_delays_days: list[float] = [7.0, 7.0, 7.0]
@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     # the premium-content offer, once per lead ever (0: never).
     premium_offer_threshold: int = 20
     premium_offer_window_days: int = 30
-    # Lead nurturing (seed 003): the content sequence is a YAML file, read at worker start and at
+    # Lead nurturing: the content sequence is a YAML file, read at worker start and at
     # each enrollment; a running journey keeps the sequence it was enrolled with.
     nurturing_sequence_file: Path = (
         Path(__file__).resolve().parents[2] / "config" / "nurturing.yaml"
@@ -178,7 +178,7 @@ class Settings(BaseSettings):
     sales_task_due_business_days: int = Field(default=2, ge=1, le=30)
     sales_mail_from: str = ""  # internal emails to reps and the manager; empty: mail_from
 
-    # Send windows (issue 7): marketing sends go out only inside this window, in the lead's own
+    # Send windows: marketing sends go out only inside this window, in the lead's own
     # time zone (leads.time_zone); one due outside waits for the window to open. Days are ISO
     # (1 = Monday ... 7 = Sunday), hours "HH:MM" (end exclusive), holidays "YYYY-MM-DD" (local dates).
     # A journey may carry its own window. Transactional messages ignore it.
@@ -187,12 +187,12 @@ class Settings(BaseSettings):
     send_window_start: str = "09:00"
     send_window_end: str = "19:00"
     send_window_holidays: list[str] = []
-    # Frequency cap (issue 7): at most this many marketing messages per lead and channel over the
+    # Frequency cap: at most this many marketing messages per lead and channel over the
     # rolling period, across every journey (0: no cap). Over the cap a send is deferred until the cap
     # allows it, or skipped, as the journey chooses.
     frequency_cap_messages: int = Field(default=3, ge=0)
     frequency_cap_days: float = Field(default=7.0, gt=0)
-    # Enrollment rules (issue 7): a lead in this many journeys at once is not enrolled in another (0: no limit).
+    # Enrollment rules: a lead in this many journeys at once is not enrolled in another (0: no limit).
     max_concurrent_journeys: int = Field(default=5, ge=0)
     # Re-enrollment (relance/domain/journey_rules.py): a journey that allows it takes a lead again only this
     # many days after the lead's previous run of it closed, unless the journey sets its own cooldown.
