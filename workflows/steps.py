@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -60,6 +60,16 @@ class SentMessage:
     message_id: str | None
     at: datetime  # workflow time when the send finished (or was skipped)
     reason: str = ""
+
+
+@dataclass
+class JourneyStatus:
+    """What every journey's status query answers (the ``status`` query: api/journeys.py reads
+    it); each journey's own status adds its fields to these."""
+
+    step: str  # the current step, as the ``Step`` search attribute shows it
+    _: KW_ONLY
+    messages: list[SentMessage] = field(default_factory=list)
 
 
 async def wait_for(condition: Callable[[], bool], timeout: timedelta) -> bool:
