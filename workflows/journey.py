@@ -149,10 +149,12 @@ class Journey:
         summary: str = "",
         shown_as: str = "",
         stop: Callable[[], bool] | None = None,
+        record: bool = True,
     ) -> SendResult:
         """A marketing message: in the send window, within the frequency cap, and not at all once
         ``stop`` (by default ``stopped()``) holds. Recorded in ``messages`` as ``shown_as`` (by
-        default ``step``: the ledger's step may carry a run tag the status need not show)."""
+        default ``step``: the ledger's step may carry a run tag the status need not show), unless
+        the journey keeps its own record of it (``record=False``)."""
         request = self.request(step, template, about=about)
         result = await send_marketing(
             send_activity(channel),
@@ -162,7 +164,8 @@ class Journey:
             over_cap=over_cap,
             stop=stop or self.stopped,
         )
-        self.record(shown_as or step, channel, template, result)
+        if record:
+            self.record(shown_as or step, channel, template, result)
         return result
 
     async def send_now(
