@@ -111,9 +111,11 @@ class Journey:
         if self.LOG_NAME:
             workflow.logger.info("%s for lead %s: %s", self.LOG_NAME, self.lead_id, details)
 
-    def close(self, outcome: str, reason: str = "") -> None:
+    def close(self, outcome: str, reason: str | None = None) -> None:
         """The journey is over: its last step, as the Temporal UI shows it."""
-        self.enter("completed", f"Journey over: {outcome}" + (f" ({reason})" if reason else ""))
+        self.enter(
+            "completed", f"Journey over: {outcome}" + ("" if reason is None else f" ({reason})")
+        )
 
     def set_score(self, score: int) -> None:
         self.score = score
