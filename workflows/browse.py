@@ -20,8 +20,9 @@ from enum import StrEnum
 from temporalio import workflow
 
 from relance.contracts.signals import PAGE_VIEWED, PageViewSignal
+from relance.contracts.skips import SkipReason
 from workflows.journey import Journey
-from workflows.steps import JourneyStatus, SentMessage, not_sent_outcome, wait_for
+from workflows.steps import JourneyStatus, SentMessage, not_sent_outcome, skip_of, wait_for
 
 with workflow.unsafe.imports_passed_through():
     from relance.domain.send_window import SendWindow
@@ -120,7 +121,7 @@ class BrowseAbandonmentJourney(Journey):
                 category,
                 f"{len(self.views[category])} views of {category}, no purchase",
             )
-        if "bought in the category" in sent.reason:
+        if skip_of(sent) == SkipReason.NOT_RELEVANT:  # the lead bought in the category
             return self._finish(BrowseOutcome.SUPPRESSED, category, sent.reason)
         return self._finish(BrowseOutcome(not_sent_outcome(sent)), category, sent.reason)
 
