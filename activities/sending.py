@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.frequency import FrequencyCap
 from activities.message_context import MessageExtras, load_extras
+from relance.contracts.skips import SkipReason
 from relance.domain.consent import has_consent
 from relance.domain.db import session_scope
 from relance.domain.journey_rules import (
@@ -92,6 +93,7 @@ class SendResult:
     reason: str = ""
     already_sent: bool = False
     retry_at: datetime | None = None  # deferred: when the frequency cap allows the message
+    skip: SkipReason | None = None  # skipped: why, as a kind (``reason`` says it in words)
 
 
 @dataclass
@@ -142,9 +144,10 @@ class SendLedger:
         with session_scope(self.engine) as session:
             message = session.exec(select(Message).where(Message.send_key == key)).first()
             if message is not None and message.status in ("sent", "skipped", "failed"):
-                return Claim(
-                    None, None, SendResult(message.status, message.id, message.reason or "", True)
-                )
+                result = SendResult(message.status, message.id, message.reason or "", True)
+                if message.status == "skipped":
+                    result.skip = self._skip_of_settled(session, request, result.reason)
+                return Claim(None, None, result)
             lead = session.get(Lead, request.lead_id)
             if lead is None:
                 raise ApplicationError(
@@ -189,23 +192,38 @@ class SendLedger:
                 # alone make no "sent again".)
                 message.reason = resent_note(channel)
             extras = load_extras(session, lead, request.about)
-            reason = (
-                channel_blocked
-                or self._blocked_reason(session, lead, channel, request.kind)
-                or self._suppressed(session, lead, channel, request.kind)
-                or extras.skip_reason
-                or self._excluded(session, lead, request)
+            skip, reason = next(
+                (
+                    (kind, reason)
+                    for kind, reason in (
+                        (SkipReason.NO_CHANNEL, channel_blocked),
+                        (SkipReason.NO_CHANNEL, self._unreachable(lead, channel)),
+                        (SkipReason.NO_CONSENT, self._no_consent(session, lead, channel, request)),
+                        (
+                            SkipReason.SUPPRESSED,
+                            self._suppressed(session, lead, channel, request.kind),
+                        ),
+                        (SkipReason.NOT_RELEVANT, extras.skip_reason),
+                        (SkipReason.EXCLUDED, self._excluded(session, lead, request)),
+                    )
+                    if reason
+                ),
+                (None, ""),
             )
-            if reason:
+            if skip is not None:
                 message.status, message.reason = "skipped", reason
-                return Claim(None, None, SendResult("skipped", message.id, reason))
+                return Claim(None, None, SendResult("skipped", message.id, reason, skip=skip))
             verdict = self.cap.check(session, message, over_cap=request.over_cap, now=now or _now())
             if verdict.status != "go":
                 return Claim(
                     None,
                     None,
                     SendResult(
-                        verdict.status, message.id, verdict.reason, retry_at=verdict.retry_at
+                        verdict.status,
+                        message.id,
+                        verdict.reason,
+                        retry_at=verdict.retry_at,
+                        skip=SkipReason.FREQUENCY_CAP if verdict.status == "skipped" else None,
                     ),
                 )
             message.attempts += 1  # this attempt goes to the provider
@@ -213,12 +231,29 @@ class SendLedger:
             return Claim(message, lead, None, extras)
 
     @staticmethod
-    def _blocked_reason(session: Session, lead: Lead, channel: str, kind: str) -> str:
-        if channel == "sms" and not lead.phone:
-            return "the lead has no phone number"
-        if kind == "marketing" and not has_consent(session, lead.id, channel):
+    def _unreachable(lead: Lead, channel: str) -> str:
+        return "the lead has no phone number" if channel == "sms" and not lead.phone else ""
+
+    @staticmethod
+    def _no_consent(session: Session, lead: Lead, channel: str, request: SendRequest) -> str:
+        if request.kind == "marketing" and not has_consent(session, lead.id, channel):
             return f"no marketing consent for {channel}"
         return ""
+
+    @staticmethod
+    def _skip_of_settled(session: Session, request: SendRequest, reason: str) -> SkipReason | None:
+        """A retried send finds its row skipped already: the kind of that skip, from the row (the
+        exclusions' reasons start with ``EXCLUDED``; the message's own context says it again)."""
+        if reason.startswith(EXCLUDED):
+            return SkipReason.EXCLUDED
+        lead = session.get(Lead, request.lead_id)
+        if (
+            lead is not None
+            and reason
+            and load_extras(session, lead, request.about).skip_reason == reason
+        ):
+            return SkipReason.NOT_RELEVANT
+        return None
 
     def _excluded(self, session: Session, lead: Lead, request: SendRequest) -> str:
         """The journey's exclusions, checked at the moment of sending (marketing only): a lead who

@@ -7,6 +7,7 @@ the lead id, what its input is, and what happens when the lead is enrolled again
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.converter import AdvancedJSONEncoder
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -50,15 +52,17 @@ from workflows.abandoned_cart import AbandonedCartJourney, CartInput
 from workflows.browse import BrowseAbandonmentJourney, BrowseInput
 from workflows.goals import journeys_with_goal
 from workflows.nurturing import WORKFLOW_ID_PREFIX as NURTURE
-from workflows.nurturing import LeadNurturingJourney, NurturingInput
+from workflows.nurturing import LeadNurturingJourney, NurturingInput, NurturingStatus
 from workflows.purchase import PurchaseFollowUp, PurchaseInput
-from workflows.welcome import WelcomeInput, WelcomeJourney
+from workflows.steps import JourneyStatus
+from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeOutcome, WelcomeStatus
 
 
 @dataclass(frozen=True)
 class JourneySpec:
     name: str
     run: Callable[..., Any]
+    status_type: type[JourneyStatus]  # what its ``status`` query answers
     # (settings, lead id, reenrolled) -> the input; ``reenrolled``: the lead went through it before.
     make_input: Callable[..., Any]
     id_prefix: str = ""  # the workflow id is "<id_prefix or name>-<lead id>"
@@ -66,7 +70,7 @@ class JourneySpec:
     # Outcomes after which a journey that allows no re-enrollment may still run again for the lead
     # (the welcome: a lead who let the double opt-in confirmation lapse and signs up again gets a
     # new confirmation email).
-    again_after: tuple[str, ...] = ()
+    again_after: tuple[Any, ...] = ()  # the journey's outcome enum members
 
     def workflow_id(self, lead_id: str) -> str:
         return f"{self.id_prefix or self.name}-{lead_id}"
@@ -94,6 +98,7 @@ JOURNEYS: dict[str, JourneySpec] = {
     "welcome": JourneySpec(
         name="welcome",
         run=WelcomeJourney.run,
+        status_type=WelcomeStatus,
         make_input=lambda s, lead_id, reenrolled=False: WelcomeInput(
             lead_id=lead_id,
             relance_after_hours=s.welcome_relance_after_hours,
@@ -101,12 +106,13 @@ JOURNEYS: dict[str, JourneySpec] = {
             engagement_window_days=s.welcome_engagement_window_days,
             confirm_within_hours=s.double_opt_in_hours,
         ),
-        again_after=("not_confirmed",),
+        again_after=(WelcomeOutcome.NOT_CONFIRMED,),
     ),
     # Again after its cooldown (a second run keys its sends apart: NurturingInput.reenrolled).
     "nurturing": JourneySpec(
         name="nurturing",
         run=LeadNurturingJourney.run,
+        status_type=NurturingStatus,
         make_input=nurturing_input,
         id_prefix=NURTURE,
     ),
@@ -320,11 +326,10 @@ async def _may_run_again(client: Client, spec: JourneySpec, workflow_id: str) ->
     """Whether the journey's last run ended (completed) with one of ``spec.again_after``."""
     if not spec.again_after:
         return False
-    handle = client.get_workflow_handle(workflow_id)
+    handle = client.get_workflow_handle_for(spec.run, workflow_id)
     if (await handle.describe()).status != WorkflowExecutionStatus.COMPLETED:
         return False
-    result = await handle.result()
-    return isinstance(result, dict) and result.get("outcome") in spec.again_after
+    return (await handle.result()).outcome in spec.again_after
 
 
 async def journey_status(
@@ -342,27 +347,35 @@ async def journey_status(
         if err.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
-    status = await handle.query("status")
+    status = await handle.query("status", result_type=spec.status_type)
     result = None
     if description.status == WorkflowExecutionStatus.COMPLETED:
-        result = await handle.result()
+        result = await handle.result()  # as the journey returned it (its JSON)
+    welcome = status if isinstance(status, WelcomeStatus) else None
+    nurturing = status if isinstance(status, NurturingStatus) else None
+    scored = welcome or nurturing  # the journeys that keep the score they saw
     return JourneyStatusPublic(
         lead_id=lead_id,
         journey=journey,
         workflow_id=handle.id,
         run_id=description.run_id,
         status=description.status.name,
-        step=status.get("step"),
-        opened=status.get("opened"),
-        clicked=status.get("clicked"),
+        step=status.step,
+        opened=welcome.opened if welcome else None,
+        clicked=welcome.clicked if welcome else None,
         score=lead_score,
-        journey_score=status.get("score"),
-        messages=status.get("messages", []),
-        gate=status.get("gate"),
-        downloads=status.get("downloads"),
-        open_tasks=status.get("open_tasks"),
+        journey_score=scored.score if scored else None,
+        messages=_as_json(status.messages),
+        gate=nurturing.gate if nurturing else None,
+        downloads=nurturing.downloads if nurturing else None,
+        open_tasks=_as_json(nurturing.open_tasks) if nurturing else None,
         result=result,
     )
+
+
+def _as_json(items: list) -> list[dict]:
+    """Dataclasses as the journey's own JSON has them (times in ISO 8601, as the payload held)."""
+    return json.loads(json.dumps(items, cls=AdvancedJSONEncoder))
 
 
 def _attributes(journey: str, lead_id: str) -> TypedSearchAttributes:

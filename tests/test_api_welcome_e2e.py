@@ -145,6 +145,9 @@ async def test_enroll_over_http_then_the_pixel_hit_advances_the_journey(live: Li
         and state["step"] == "waiting_for_click"
         and not state["clicked"]
     )
+    # The messages are the journey's own, as its status query has them (times and all).
+    raw = await live.temporal.get_workflow_handle(f"welcome-{lead_id}").query("status")
+    assert state["messages"] == raw["messages"] and raw["messages"][-1]["step"] == "welcome"
     confirmation, message = (await live.http.get(f"/leads/{lead_id}/messages")).json()
     assert (
         confirmation["step"].startswith("confirm-")

@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
 from activities.sending import SendLedger, SendRequest
+from relance.contracts.skips import SkipReason
 from relance.domain.db import session_scope
 from relance.domain.journey_rules import JourneyRules, cooldown_refusal, rules_for
 from relance.domain.models import ListMember, Message, Order
@@ -203,6 +204,7 @@ def test_the_ledger_skips_a_send_the_journeys_exclusions_refuse(engine, make_lea
     skipped = ledger.claim(request(reader), "email")
     assert skipped.result.status == "skipped"
     assert skipped.result.reason == "excluded: the lead already purchased stephen-king"
+    assert skipped.result.skip is SkipReason.EXCLUDED  # what the journeys branch on
     assert (
         ledger.claim(request(vip), "email").result.reason == "excluded: the lead is in the list vip"
     )
@@ -221,6 +223,7 @@ def test_the_ledger_skips_a_send_the_journeys_exclusions_refuse(engine, make_lea
         SendRequest(**{**request(reader).__dict__, "workflow_id": row.workflow_id}), "email"
     )
     assert again.result.status == "skipped" and again.result.already_sent
+    assert again.result.skip is SkipReason.EXCLUDED  # the retried send says why, too
 
 
 @pytest.mark.parametrize("becomes", ["customer", "in the list"])

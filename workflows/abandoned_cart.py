@@ -14,8 +14,9 @@ number of concurrent or repeated shop events make exactly one journey.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from temporalio import workflow
 
@@ -23,21 +24,26 @@ from relance.contracts.signals import (
     CART_UPDATED,
     CLICKED,
     PURCHASED,
-    UNSUBSCRIBED,
     CartSignal,
     PurchaseSignal,
     TrackingSignal,
 )
-from workflows.steps import ACTIVITY_OPTIONS, send_marketing, show_step, wait_for
+from workflows.journey import Journey
+from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus
 
 with workflow.unsafe.imports_passed_through():
     from activities.commerce import CommerceActivities, PromoRequest
-    from activities.email import EmailActivities
-    from activities.scoring import ScoreChange, ScoringActivities
-    from activities.sending import SendRequest, SendResult
+    from activities.sending import SendResult
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "cart"
+
+
+class CartOutcome(StrEnum):
+    PURCHASED = "purchased"
+    EMPTIED = "emptied"
+    UNSUBSCRIBED = "unsubscribed"
+    ALL_REMINDERS_SENT = "all_reminders_sent"
 
 
 @dataclass
@@ -51,7 +57,7 @@ class CartInput:
 @dataclass
 class CartMessage:
     step: str
-    status: str
+    status: str  # sent | skipped | failed | cancelled (the cart was bought while it was sent)
     message_id: str | None
     at: datetime
     reason: str = ""
@@ -59,63 +65,64 @@ class CartMessage:
 
 
 @dataclass
-class CartStatus:
-    step: str
+class CartStatus(JourneyStatus):
     cart_id: str | None
     updates: int
     last_update: datetime | None
-    messages: list[CartMessage]
+    _: KW_ONLY
+    messages: list[CartMessage] = field(default_factory=list)
 
 
 @dataclass
 class CartResult:
-    outcome: str  # purchased | emptied | unsubscribed | all_reminders_sent
+    outcome: CartOutcome
     reminders_sent: int
     messages: list[CartMessage]
 
 
 @workflow.defn(name="AbandonedCartJourney")
-class AbandonedCartJourney:
+class AbandonedCartJourney(Journey):
+    NAME = JOURNEY
+
     @workflow.init
     def __init__(self, input: CartInput) -> None:
+        super().__init__(input.lead_id, input.send_window)
         self.input = input
-        self.step = "starting"
         self.cart_id: str | None = None
         self.items = 0
         self.updates = 0
         self.last_update: datetime | None = None
         self.purchased = False
-        self.unsubscribed = False
         self.messages: list[CartMessage] = []
-        self._scored: set[str] = set()
 
     @workflow.run
     async def run(self, input: CartInput) -> CartResult:
         await self._reminders(input)
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self.settle()
         return self._finish()
 
     async def _reminders(self, input: CartInput) -> None:
-        await workflow.wait_condition(lambda: self.updates > 0 or self._over())  # the start signal
+        await workflow.wait_condition(
+            lambda: self.updates > 0 or self.stopped()
+        )  # the start signal
         for number, delay_hours in enumerate(input.reminder_delays_hours, start=1):
             last = number == len(input.reminder_delays_hours)
             # Wait for the cart to stay untouched for the whole delay; an update restarts the clock.
-            while not self._over():
+            while not self.stopped():
                 due = self.last_update + timedelta(hours=delay_hours)
-                self._enter(
+                seen = self.updates
+                if not await self.wait(
                     f"waiting_for_reminder_{number}",
                     f"Reminder {number} at {due:%Y-%m-%d %H:%M} UTC unless the cart changes or is bought",
-                )
-                seen = self.updates
-                if not await wait_for(
-                    lambda: self._over() or self.updates != seen, due - workflow.now()
+                    lambda: self.stopped() or self.updates != seen,
+                    due - workflow.now(),
                 ):
                     break
-            if self._over():
+            if self.stopped():
                 return
             self.last_update = workflow.now()  # the next delay counts from this reminder
             await self._remind(number, with_promo=last and input.last_reminder_percent_off > 0)
-            if self._over():
+            if self.stopped():
                 return
 
     # What the shop and the lead do ------------------------------------------------------------
@@ -129,39 +136,31 @@ class AbandonedCartJourney:
     def on_purchased(self, signal: PurchaseSignal) -> None:
         self.purchased = True
 
-    @workflow.signal(name=UNSUBSCRIBED)
-    def on_unsubscribed(self, signal: TrackingSignal) -> None:
-        self.unsubscribed = True
-
     @workflow.signal(name=CLICKED)
     async def on_clicked(self, signal: TrackingSignal) -> None:
-        if signal.message_id in self._scored:
-            return
-        self._scored.add(signal.message_id)
-        await workflow.execute_activity_method(
-            ScoringActivities.add_score,
-            ScoreChange(
-                lead_id=self.input.lead_id,
-                event="email_clicked",
-                key=f"{workflow.info().workflow_id}:click:{signal.message_id}",
-                reason="clicked a link in an abandoned-cart reminder",
-            ),
-            **ACTIVITY_OPTIONS,
-        )
+        await self.score_click(signal, "clicked a link in an abandoned-cart reminder")
 
     @workflow.query(name="status")
     def status(self) -> CartStatus:
         return CartStatus(
-            self.step, self.cart_id, self.updates, self.last_update, list(self.messages)
+            step=self.step,
+            cart_id=self.cart_id,
+            updates=self.updates,
+            last_update=self.last_update,
+            messages=list(self.messages),
         )
 
     # Steps --------------------------------------------------------------------------------------
-    def _over(self) -> bool:
-        return self.purchased or self.unsubscribed or (self.updates > 0 and self.items == 0)
+    def _emptied(self) -> bool:
+        return self.updates > 0 and self.items == 0
+
+    def stopped(self) -> bool:
+        """Bought, emptied or unsubscribed: no reminder any more."""
+        return self.purchased or self.unsubscribed or self._emptied()
 
     async def _remind(self, number: int, *, with_promo: bool) -> None:
         step = f"reminder_{number}"
-        self._enter(f"sending_{step}", f"Sending abandoned-cart reminder {number}")
+        self.enter(f"sending_{step}", f"Sending abandoned-cart reminder {number}")
         about, code = f"cart:{self.cart_id}", None
         template = (
             "cart_reminder_last"
@@ -182,20 +181,7 @@ class AbandonedCartJourney:
         # Send unless the purchase comes first: a send being retried is abandoned at once, and
         # the send activity itself refuses a bought cart.
         send = asyncio.ensure_future(
-            send_marketing(
-                EmailActivities.send_email,
-                SendRequest(
-                    lead_id=self.input.lead_id,
-                    workflow_id=workflow.info().workflow_id,
-                    journey=JOURNEY,
-                    step=f"{self.cart_id}:{step}",
-                    template=template,
-                    about=about,
-                ),
-                summary=f"email {template}",
-                window=self.input.send_window,
-                stop=self._over,
-            )
+            self.send(f"{self.cart_id}:{step}", template, about=about, record=False)
         )
         await workflow.wait_condition(lambda: send.done() or self.purchased)
         if not send.done():
@@ -216,20 +202,15 @@ class AbandonedCartJourney:
             )
         )
 
-    def _enter(self, step: str, details: str) -> None:
-        self.step = step
-        show_step(step, details)
-
     def _finish(self) -> CartResult:
-        outcome = (
-            "purchased"
-            if self.purchased
-            else "unsubscribed"
-            if self.unsubscribed
-            else "emptied"
-            if self.updates > 0 and self.items == 0
-            else "all_reminders_sent"
-        )
-        self._enter("completed", f"Journey over: {outcome}")
+        if self.purchased:
+            outcome = CartOutcome.PURCHASED
+        elif self.unsubscribed:
+            outcome = CartOutcome.UNSUBSCRIBED
+        elif self._emptied():
+            outcome = CartOutcome.EMPTIED
+        else:
+            outcome = CartOutcome.ALL_REMINDERS_SENT
+        self.close(outcome)
         sent = sum(1 for m in self.messages if m.status == "sent")
         return CartResult(outcome, sent, list(self.messages))

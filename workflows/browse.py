@@ -15,18 +15,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from temporalio import workflow
 
-from relance.contracts.signals import PAGE_VIEWED, UNSUBSCRIBED, PageViewSignal, TrackingSignal
-from workflows.steps import SentMessage, not_sent_outcome, send_marketing, show_step, wait_for
+from relance.contracts.signals import PAGE_VIEWED, PageViewSignal
+from relance.contracts.skips import SkipReason
+from workflows.journey import Journey
+from workflows.steps import JourneyStatus, SentMessage, not_sent_outcome, skip_of, wait_for
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
-    from activities.sending import SendRequest
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "browse"
+
+
+class BrowseOutcome(StrEnum):
+    SENT = "sent"
+    SUPPRESSED = "suppressed"  # the lead bought in the category
+    NOT_SENT = "not_sent"
+    EXCLUDED = "excluded"
+    UNSUBSCRIBED = "unsubscribed"
+    NO_INTEREST = "no_interest"
 
 
 @dataclass
@@ -40,36 +50,35 @@ class BrowseInput:
 
 
 @dataclass
-class BrowseStatus:
-    step: str
+class BrowseStatus(JourneyStatus):
     views: dict[str, int]  # category -> views within the window
     category: str | None
 
 
 @dataclass
 class BrowseResult:
-    outcome: str  # sent | suppressed | not_sent | excluded | unsubscribed | no_interest
+    outcome: BrowseOutcome
     category: str | None
     reason: str
     messages: list[SentMessage] = field(default_factory=list)
 
 
 @workflow.defn(name="BrowseAbandonmentJourney")
-class BrowseAbandonmentJourney:
+class BrowseAbandonmentJourney(Journey):
+    NAME = JOURNEY
+
     @workflow.init
     def __init__(self, input: BrowseInput) -> None:
+        super().__init__(input.lead_id, input.send_window)
         self.input = input
-        self.step = "starting"
         self.views: dict[str, list[datetime]] = {}
         self.seen = 0
-        self.unsubscribed = False
         self.category: str | None = None
-        self.messages: list[SentMessage] = []
 
     @workflow.run
     async def run(self, input: BrowseInput) -> BrowseResult:
         # 1. Wait for a category with enough recent views.
-        self._enter(
+        self.enter(
             "counting_views",
             f"Waiting for {input.min_views} views of one category within "
             f"{input.window_days:g} days",
@@ -80,61 +89,41 @@ class BrowseAbandonmentJourney:
                 lambda: self.seen != seen or self.unsubscribed, timedelta(days=input.give_up_days)
             ):
                 return self._finish(
-                    "no_interest", None, f"no category reached {input.min_views} views"
+                    BrowseOutcome.NO_INTEREST, None, f"no category reached {input.min_views} views"
                 )
             if self.unsubscribed:
-                return self._finish("unsubscribed", None, "the lead unsubscribed")
+                return self._finish(BrowseOutcome.UNSUBSCRIBED, None, "the lead unsubscribed")
         self.category = category
         # 2. Three days after the last visit to it (a new visit restarts the clock).
         while True:
             due = self.views[category][-1] + timedelta(days=input.delay_days)
-            self._enter(
+            count = len(self.views[category])
+            if not await self.wait(
                 "waiting_after_last_visit",
                 f"{category}: recommendation at {due:%Y-%m-%d %H:%M} UTC unless the lead visits it again",
-            )
-            count = len(self.views[category])
-            if not await wait_for(
                 lambda: len(self.views[category]) != count or self.unsubscribed,
                 due - workflow.now(),
             ):
                 break
             if self.unsubscribed:
-                return self._finish("unsubscribed", category, "the lead unsubscribed")
+                return self._finish(BrowseOutcome.UNSUBSCRIBED, category, "the lead unsubscribed")
         # 3. The recommendation; the send skips a lead who bought in the category.
-        self._enter("sending_recommendation", f"Sending the {category} recommendation")
-        step = f"recommend:{category}"
-        sent = await send_marketing(
-            EmailActivities.send_email,
-            SendRequest(
-                lead_id=input.lead_id,
-                workflow_id=workflow.info().workflow_id,
-                journey=JOURNEY,
-                step=step,
-                template="browse_recommendation",
-                about=f"category:{category}",
-            ),
+        self.enter("sending_recommendation", f"Sending the {category} recommendation")
+        sent = await self.send(
+            f"recommend:{category}",
+            "browse_recommendation",
+            about=f"category:{category}",
             summary=f"email browse {category}",
-            window=input.send_window,
-            stop=lambda: self.unsubscribed,
-        )
-        self.messages.append(
-            SentMessage(
-                step,
-                "email",
-                "browse_recommendation",
-                sent.status,
-                sent.message_id,
-                workflow.now(),
-                sent.reason,
-            )
         )
         if sent.status == "sent":
             return self._finish(
-                "sent", category, f"{len(self.views[category])} views of {category}, no purchase"
+                BrowseOutcome.SENT,
+                category,
+                f"{len(self.views[category])} views of {category}, no purchase",
             )
-        if "bought in the category" in sent.reason:
-            return self._finish("suppressed", category, sent.reason)
-        return self._finish(not_sent_outcome(sent), category, sent.reason)
+        if skip_of(sent) == SkipReason.NOT_RELEVANT:  # the lead bought in the category
+            return self._finish(BrowseOutcome.SUPPRESSED, category, sent.reason)
+        return self._finish(BrowseOutcome(not_sent_outcome(sent)), category, sent.reason)
 
     def _qualified(self) -> str | None:
         since = workflow.now() - timedelta(days=self.input.window_days)
@@ -152,23 +141,16 @@ class BrowseAbandonmentJourney:
         self.views.setdefault(signal.category, []).append(workflow.now())
         self.seen += 1
 
-    @workflow.signal(name=UNSUBSCRIBED)
-    def on_unsubscribed(self, signal: TrackingSignal) -> None:
-        self.unsubscribed = True
-
     @workflow.query(name="status")
     def status(self) -> BrowseStatus:
         since = workflow.now() - timedelta(days=self.input.window_days)
         return BrowseStatus(
-            self.step,
-            {c: len([t for t in ts if t >= since]) for c, ts in self.views.items()},
-            self.category,
+            step=self.step,
+            views={c: len([t for t in ts if t >= since]) for c, ts in self.views.items()},
+            category=self.category,
+            messages=list(self.messages),
         )
 
-    def _enter(self, step: str, details: str) -> None:
-        self.step = step
-        show_step(step, details)
-
-    def _finish(self, outcome: str, category: str | None, reason: str) -> BrowseResult:
-        self._enter("completed", f"Journey over: {outcome} ({reason})")
+    def _finish(self, outcome: BrowseOutcome, category: str | None, reason: str) -> BrowseResult:
+        self.close(outcome, reason)
         return BrowseResult(outcome, category, reason, list(self.messages))

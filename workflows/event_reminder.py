@@ -29,25 +29,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from temporalio import workflow
 
-from relance.contracts.signals import (
-    ATTENDED,
-    CLICKED,
-    EVENT_CHANGED,
-    OPENED,
-    UNSUBSCRIBED,
-    TrackingSignal,
-)
-from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
+from relance.contracts.signals import ATTENDED, CLICKED, EVENT_CHANGED, OPENED, TrackingSignal
+from workflows.journey import Journey
+from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
     from activities.events import EventActivities, EventRef, EventSchedule, NextEventQuestion
     from activities.leads import ConsentQuestion, LeadActivities, LeadRef
-    from activities.sending import SendRequest, SendResult
-    from activities.sms import SmsActivities
+    from activities.sending import SendResult
 
 JOURNEY = "event"
 
@@ -55,6 +48,13 @@ JOURNEY = "event"
 # The timed steps, in order. The reminders before the event are re-armed by a reschedule.
 STEPS = ("reminder_day", "reminder_hour", "follow_up", "next_event")
 BEFORE_THE_EVENT = ("reminder_day", "reminder_hour")
+
+
+class EventOutcome(StrEnum):
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    UNSUBSCRIBED = "unsubscribed"
+    NOT_SENT = "not_sent"
 
 
 @dataclass
@@ -71,52 +71,51 @@ class EventReminderInput:
 
 
 @dataclass
-class EventReminderStatus:
-    step: str
+class EventReminderStatus(JourneyStatus):
     starts_at: datetime | None
     attended: bool
-    messages: list[SentMessage] = field(default_factory=list)
 
 
 @dataclass
 class EventReminderResult:
-    outcome: str  # completed | cancelled | unsubscribed | not_sent
+    outcome: EventOutcome
     reason: str
     attended: bool
     messages: list[SentMessage] = field(default_factory=list)
 
 
 @workflow.defn(name="EventReminderJourney")
-class EventReminderJourney:
+class EventReminderJourney(Journey):
+    NAME, LOG_NAME = JOURNEY, "event journey"
+
     @workflow.init
     def __init__(self, input: EventReminderInput) -> None:
+        super().__init__(input.lead_id)
         self.input = input
-        self.step = "starting"
         self.schedule: EventSchedule | None = None
         self.attended = False
-        self.unsubscribed = False
         self.change_pending = False
         self.done: set[str] = set()
-        self.sends: dict[
-            str, int
-        ] = {}  # how many times a step was sent (re-armed steps get a new key)
-        self.messages: list[SentMessage] = []
+        # How many times a step was sent (re-armed steps get a new key).
+        self.sends: dict[str, int] = {}
 
     @workflow.run
     async def run(self, input: EventReminderInput) -> EventReminderResult:
         # 1. Registered: read the event, thank the lead with everything they need and the .ics.
-        self._enter("reading_event", "Reading the event's schedule")
+        self.enter("reading_event", "Reading the event's schedule")
         self.schedule = await self._read_schedule()
         if self.schedule.status == "cancelled":
-            return self._finish("cancelled", "the event was cancelled before the journey started")
-        self._enter(
+            return self._finish(
+                EventOutcome.CANCELLED, "the event was cancelled before the journey started"
+            )
+        self.enter(
             "sending_confirmation", "Registered: sending the thank-you with the calendar invite"
         )
         confirmation = await self._send(
             "confirmation", "email", "event_confirmation", about="event"
         )
         if confirmation.status != "sent":
-            return self._finish("not_sent", confirmation.reason)
+            return self._finish(EventOutcome.NOT_SENT, confirmation.reason)
 
         # 2. Each timed step in turn: wait for its moment, unless the event changes meanwhile.
         while (step := next((s for s in STEPS if s not in self.done), None)) is not None:
@@ -126,21 +125,23 @@ class EventReminderJourney:
                     step, f"its moment ({due:%Y-%m-%d %H:%M} UTC) had passed; never sent late"
                 )
                 continue
-            self._enter(f"waiting_for_{step}", f"Next: {step} at {due:%Y-%m-%d %H:%M} UTC")
-            interrupted = await wait_for(
-                lambda: self.unsubscribed or self.change_pending, due - workflow.now()
+            interrupted = await self.wait(
+                f"waiting_for_{step}",
+                f"Next: {step} at {due:%Y-%m-%d %H:%M} UTC",
+                lambda: self.unsubscribed or self.change_pending,
+                due - workflow.now(),
             )
             if self.unsubscribed:
-                return self._finish("unsubscribed", "the lead unsubscribed")
+                return self._finish(EventOutcome.UNSUBSCRIBED, "the lead unsubscribed")
             if interrupted:
                 if not await self._apply_change():
-                    return self._finish("cancelled", "the event was cancelled")
+                    return self._finish(EventOutcome.CANCELLED, "the event was cancelled")
                 continue
             await self._timed_step(step)
             self.done.add(step)
 
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._finish("completed", "every step of the event journey ran")
+        await self.settle()
+        return self._finish(EventOutcome.COMPLETED, "every step of the event journey ran")
 
     # What the API tells the journey --------------------------------------------------------
     @workflow.signal(name=EVENT_CHANGED)
@@ -150,10 +151,6 @@ class EventReminderJourney:
     @workflow.signal(name=ATTENDED)
     def on_attended(self) -> None:
         self.attended = True
-
-    @workflow.signal(name=UNSUBSCRIBED)
-    def on_unsubscribed(self, signal: TrackingSignal) -> None:
-        self.unsubscribed = True  # the withdrawal is in the ledger already; sends would be refused
 
     @workflow.signal(name=OPENED)
     def on_opened(self, signal: TrackingSignal) -> None:
@@ -165,8 +162,12 @@ class EventReminderJourney:
 
     @workflow.query(name="status")
     def status(self) -> EventReminderStatus:
-        starts_at = self.schedule.starts_at if self.schedule else None
-        return EventReminderStatus(self.step, starts_at, self.attended, list(self.messages))
+        return EventReminderStatus(
+            step=self.step,
+            starts_at=self.schedule.starts_at if self.schedule else None,
+            attended=self.attended,
+            messages=list(self.messages),
+        )
 
     # Steps -------------------------------------------------------------------------------
     def _due(self, step: str) -> datetime:
@@ -180,19 +181,19 @@ class EventReminderJourney:
 
     async def _timed_step(self, step: str) -> None:
         if step == "reminder_day":
-            self._enter("sending_reminder_day", "The day before: reminder email")
+            self.enter("sending_reminder_day", "The day before: reminder email")
             await self._send(step, "email", "event_reminder_day", about="event")
         elif step == "reminder_hour":
             await self._hour_reminder()
         elif step == "follow_up":
             template = "event_thanks" if self.attended else "event_replay"
-            self._enter(
+            self.enter(
                 "sending_follow_up",
                 f"The day after: {template} ({'attended' if self.attended else 'did not attend'})",
             )
             await self._send(step, "email", template, about="event-recap")
         else:
-            self._enter("finding_next_event", "A week after: is there a next event in the series?")
+            self.enter("finding_next_event", "A week after: is there a next event in the series?")
             found = await workflow.execute_activity_method(
                 EventActivities.find_next_event,
                 NextEventQuestion(self.input.event_id, workflow.now()),
@@ -217,27 +218,26 @@ class EventReminderJourney:
                     **ACTIVITY_OPTIONS,
                 )
                 if consent.granted:
-                    self._enter("sending_reminder_hour", "One hour before: reminder by SMS")
-                    if (
-                        await self._send(
-                            "reminder_hour", "sms", "event_reminder_hour", about="event-recap"
-                        )
-                    ).status == "sent":
+                    self.enter("sending_reminder_hour", "One hour before: reminder by SMS")
+                    sms = await self._send(
+                        "reminder_hour", "sms", "event_reminder_hour", about="event-recap"
+                    )
+                    if sms.status == "sent":
                         return
-        self._enter("sending_reminder_hour", "One hour before: reminder by email")
+        self.enter("sending_reminder_hour", "One hour before: reminder by email")
         await self._send("reminder_hour_email", "email", "event_reminder_hour", about="event")
 
     async def _apply_change(self) -> bool:
         """Re-read the event. Cancelled: say so and return False. Moved: say so, re-arm."""
         self.change_pending = False
-        self._enter("reading_event", "The event changed: reading its schedule again")
+        self.enter("reading_event", "The event changed: reading its schedule again")
         before, self.schedule = self.schedule, await self._read_schedule()
         if self.schedule.status == "cancelled":
-            self._enter("sending_cancellation", "The event is cancelled: telling the lead")
+            self.enter("sending_cancellation", "The event is cancelled: telling the lead")
             await self._send("cancelled", "email", "event_cancelled", about="event")
             return False
         if self.schedule.starts_at != before.starts_at or self.schedule.ends_at != before.ends_at:
-            self._enter(
+            self.enter(
                 "sending_new_date",
                 f"The event moved to {self.schedule.starts_at:%Y-%m-%d %H:%M} UTC",
             )
@@ -257,33 +257,17 @@ class EventReminderJourney:
     async def _send(
         self, step: str, channel: str, template: str, *, about: str, about_id: str = ""
     ) -> SendResult:
+        """The lead asked for these by registering: sent at their moment, counted by the frequency
+        cap but never held by it. A re-armed reminder is a new send (a new step)."""
         count = self.sends.get(step, 0)
         self.sends[step] = count + 1
-        request = SendRequest(
-            lead_id=self.input.lead_id,
-            workflow_id=workflow.info().workflow_id,
-            journey=JOURNEY,
-            step=step if count == 0 else f"{step}_{count + 1}",  # a re-armed reminder is a new send
-            template=template,
+        return await self.send_now(
+            step if count == 0 else f"{step}_{count + 1}",
+            template,
+            channel,
             about=f"{about}:{about_id or self.input.event_id}",
-            over_cap="exempt",  # the lead asked for these by registering: counted, never held by the cap
+            over_cap="exempt",
         )
-        method = EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
-        result = await workflow.execute_activity_method(
-            method, request, summary=f"{channel} {template}", **ACTIVITY_OPTIONS
-        )
-        self.messages.append(
-            SentMessage(
-                request.step,
-                channel,
-                template,
-                result.status,
-                result.message_id,
-                workflow.now(),
-                result.reason,
-            )
-        )
-        return result
 
     def _skip(self, step: str, reason: str) -> None:
         self.done.add(step)
@@ -292,12 +276,6 @@ class EventReminderJourney:
             "event journey for lead %s: %s skipped: %s", self.input.lead_id, step, reason
         )
 
-    # What the Temporal UI shows -----------------------------------------------------------
-    def _enter(self, step: str, details: str) -> None:
-        self.step = step
-        show_step(step, details)
-        workflow.logger.info("event journey for lead %s: %s", self.input.lead_id, details)
-
-    def _finish(self, outcome: str, reason: str) -> EventReminderResult:
-        self._enter("completed", f"Journey over: {outcome} ({reason})")
+    def _finish(self, outcome: EventOutcome, reason: str) -> EventReminderResult:
+        self.close(outcome, reason)
         return EventReminderResult(outcome, reason, self.attended, list(self.messages))

@@ -37,23 +37,21 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from relance.contracts import search_attributes as sa
 from relance.contracts.signals import (
     ASSET_DOWNLOADED,
     CLICKED,
     DEMO_BOOKED,
     DEMO_BOOKED_GOAL,
-    GOAL_REACHED,
     OPENED,
     PURCHASE_GOAL,
     PURCHASED,
     SCORE_CHANGED,
     TASK_COMPLETED,
-    UNSUBSCRIBED,
     AssetSignal,
     GoalSignal,
     PurchaseSignal,
@@ -61,27 +59,36 @@ from relance.contracts.signals import (
     TaskSignal,
     TrackingSignal,
 )
+from workflows.journey import Journey
 from workflows.steps import (
     ACTIVITY_OPTIONS,
+    JourneyStatus,
     SentMessage,
     not_sent_outcome,
     reach_goal,
-    send_marketing,
-    show_step,
     wait_for,
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
     from activities.leads import ConsentQuestion, LeadActivities, LeadRef
     from activities.sales import SalesActivities, TaskNotice, TaskRef, TaskRequest
-    from activities.scoring import ScoreChange, ScoringActivities
-    from activities.sending import SendRequest, SendResult
+    from activities.sending import SendResult
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "nurturing"
 WORKFLOW_ID_PREFIX = "nurture"
 GOALS = (DEMO_BOOKED_GOAL, PURCHASE_GOAL)
+
+
+class NurturingOutcome(StrEnum):
+    CONVERTED = "converted"  # the sales rep booked a meeting
+    GOAL_REACHED = "goal_reached"  # the lead booked a demo or bought on their own
+    NOT_INTERESTED = "not_interested"
+    UNSUBSCRIBED = "unsubscribed"
+    NOT_SENT = "not_sent"
+    EXCLUDED = "excluded"
+    GATE_NOT_MET = "gate_not_met"
+    SEQUENCE_COMPLETED = "sequence_completed"
 
 
 # The sequence (validated from YAML by relance/services/nurturing.py) -----------------------------------
@@ -141,19 +148,16 @@ class TaskView:
 
 
 @dataclass
-class NurturingStatus:
-    step: str
+class NurturingStatus(JourneyStatus):
     gate: str | None  # the validation rule the journey waits on, if any
     downloads: list[str]
     score: int
     open_tasks: list[TaskView]
-    messages: list[SentMessage] = field(default_factory=list)
 
 
 @dataclass
 class NurturingResult:
-    # converted | goal_reached | not_interested | unsubscribed | not_sent | excluded | gate_not_met | sequence_completed
-    outcome: str
+    outcome: NurturingOutcome
     reason: str
     steps_sent: list[str]
     loops: dict[str, int]  # alternatives sent per gated step
@@ -174,24 +178,25 @@ def add_business_days(start: datetime, days: int) -> datetime:
 
 
 @workflow.defn(name="LeadNurturingJourney")
-class LeadNurturingJourney:
+class LeadNurturingJourney(Journey):
+    NAME, GOALS, LOG_NAME = JOURNEY, GOALS, "nurturing journey"
+
     @workflow.init
     def __init__(self, input: NurturingInput) -> None:
+        super().__init__(input.lead_id, input.send_window)
         self.input = input
         self.seq = input.sequence
-        self.step = "starting"
         self.gate: str | None = None
         self.score = 0
         self.downloads: list[str] = []
-        self.messages: list[SentMessage] = []
         self.steps_sent: list[str] = []
         self.loops: dict[str, int] = {}
         self.tasks: dict[str, TaskView] = {}
-        self.stop: tuple[str, str] | None = None  # (outcome, reason): something ended the sequence
+        # (outcome, reason): something ended the sequence
+        self.stop: tuple[NurturingOutcome, str] | None = None
         self._mql = False
         self._mql_crossings = 0
         self._handed_off: set[str] = set()
-        self._scored_messages: set[str] = set()
         self._background: list[asyncio.Task] = []
         self._closing = False
         self._run_tag = (
@@ -200,25 +205,25 @@ class LeadNurturingJourney:
 
     @workflow.run
     async def run(self, input: NurturingInput) -> NurturingResult:
-        self._enter("checking_consent", "Checking the lead's marketing consent for email")
+        self.enter("checking_consent", "Checking the lead's marketing consent for email")
         consent = await workflow.execute_activity_method(
             LeadActivities.check_consent,
             ConsentQuestion(input.lead_id, "email"),
             **ACTIVITY_OPTIONS,
         )
         if not consent.granted:
-            return await self._finish("not_sent", consent.reason)
+            return await self._finish(NurturingOutcome.NOT_SENT, consent.reason)
         await self._refresh_score()
 
         for step in self.seq.steps:
             if step.gate:
                 self.gate = f"{step.name} requires the {step.gate.downloaded} downloaded"
             if step.delay_days > 0:
-                self._enter(
+                self.enter(
                     f"waiting_for_{step.name}",
                     f"Waiting {step.delay_days:g} days before {step.name}",
                 )
-                if await wait_for(lambda: self.stop is not None, timedelta(days=step.delay_days)):
+                if await wait_for(self.stopped, timedelta(days=step.delay_days)):
                     break
                 await self._refresh_score()  # other journeys (clicks, purchases) may have moved it
             if step.gate and not await self._pass_gate(step, step.gate):
@@ -226,24 +231,26 @@ class LeadNurturingJourney:
                     break
                 if step.gate.on_exhausted == "end":
                     return await self._finish(
-                        "gate_not_met",
+                        NurturingOutcome.GATE_NOT_MET,
                         f"the {step.gate.downloaded} was not downloaded after "
                         f"{self.loops.get(step.name, 0)} alternative(s); {step.name} not sent",
                     )
                 continue
-            self._enter(f"sending_{step.name}", f"Sending {step.name} ({step.template})")
+            self.enter(f"sending_{step.name}", f"Sending {step.name} ({step.template})")
             sent = await self._send(step.name, step.template)
             if sent.status != "sent" and not self.stop:
-                return await self._finish(not_sent_outcome(sent), sent.reason)
+                return await self._finish(_not_sent(sent), sent.reason)
             if self.stop:
                 break
 
         if self.stop is None and self._open_tasks():
-            self._enter("waiting_for_sales", "Sequence over; waiting for the open sales tasks")
-            await workflow.wait_condition(lambda: self.stop is not None or not self._open_tasks())
+            self.enter("waiting_for_sales", "Sequence over; waiting for the open sales tasks")
+            await workflow.wait_condition(lambda: self.stopped() or not self._open_tasks())
         if self.stop:
             return await self._finish(*self.stop)
-        return await self._finish("sequence_completed", "every step of the sequence was handled")
+        return await self._finish(
+            NurturingOutcome.SEQUENCE_COMPLETED, "every step of the sequence was handled"
+        )
 
     # Gates and the feedback loop ----------------------------------------------------------
     def _met(self, gate: Gate) -> bool:
@@ -255,21 +262,20 @@ class LeadNurturingJourney:
                 break
             template = gate.alternatives[min(loop, len(gate.alternatives)) - 1]
             self.gate = f"{step.name} requires the {gate.downloaded} downloaded (feedback loop {loop}/{gate.max_loops})"
-            self._enter(
+            self.enter(
                 f"feedback_{step.name}",
                 f"No {gate.downloaded} download yet: sending {template} instead",
             )
             sent = await self._send(f"{step.name}_alt_{loop}", template)
             self.loops[step.name] = loop
             if sent.status != "sent" and not self.stop:
-                self._stop(not_sent_outcome(sent), sent.reason)
-            self._enter(
+                self._stop(_not_sent(sent), sent.reason)
+            self.enter(
                 f"feedback_{step.name}",
                 f"Waiting up to {gate.retry_after_days:g} days for the {gate.downloaded} download",
             )
             await wait_for(
-                lambda: self._met(gate) or self.stop is not None,
-                timedelta(days=gate.retry_after_days),
+                lambda: self._met(gate) or self.stopped(), timedelta(days=gate.retry_after_days)
             )
         self.gate = None
         return self._met(gate) and not self.stop
@@ -284,21 +290,11 @@ class LeadNurturingJourney:
         for asset, url_part in self.seq.assets.items():
             if signal.url and url_part in signal.url:
                 self._downloaded(asset)
-        if signal.message_id in self._scored_messages:
-            return  # one score per message, however many clicks or link scanners
-        self._scored_messages.add(signal.message_id)
-        step = next((m.step for m in self.messages if m.message_id == signal.message_id), "a")
-        result = await workflow.execute_activity_method(
-            ScoringActivities.add_score,
-            ScoreChange(
-                lead_id=self.input.lead_id,
-                event="email_clicked",
-                key=f"{workflow.info().workflow_id}:click:{signal.message_id}",
-                reason=f"clicked a link in the {step} message of the nurturing journey",
-            ),
-            **ACTIVITY_OPTIONS,
+        scored = await self.score_click(
+            signal, "clicked a link in the {step} message of the nurturing journey"
         )
-        self._set_score(result.score)
+        if scored is not None:
+            self.set_score(scored.score)
 
     @workflow.signal(name=ASSET_DOWNLOADED)
     def on_asset_downloaded(self, signal: AssetSignal) -> None:
@@ -306,7 +302,7 @@ class LeadNurturingJourney:
 
     @workflow.signal(name=SCORE_CHANGED)
     def on_score_changed(self, signal: ScoreSignal) -> None:
-        self._set_score(signal.score)
+        self.set_score(signal.score)
 
     @workflow.signal(name=TASK_COMPLETED)
     def on_task_completed(self, signal: TaskSignal) -> None:
@@ -316,39 +312,42 @@ class LeadNurturingJourney:
                 return  # told twice
             task.status, task.outcome = "done", signal.outcome
         if signal.outcome == "meeting_booked":
-            self._stop("converted", f"the sales rep booked a meeting (task {signal.task_id})")
+            self._stop(
+                NurturingOutcome.CONVERTED,
+                f"the sales rep booked a meeting (task {signal.task_id})",
+            )
         elif signal.outcome == "not_interested":
             self._stop(
-                "not_interested",
+                NurturingOutcome.NOT_INTERESTED,
                 f"the lead told the sales rep they are not interested (task {signal.task_id})",
             )
 
     @workflow.signal(name=DEMO_BOOKED)
     def on_demo_booked(self) -> None:
-        self._stop("goal_reached", "the lead booked a demo")
+        self._stop(NurturingOutcome.GOAL_REACHED, "the lead booked a demo")
 
     @workflow.signal(name=PURCHASED)
     def on_purchased(self, signal: PurchaseSignal) -> None:
-        self._stop("goal_reached", f"the lead bought (order {signal.order_id})")
+        self._stop(NurturingOutcome.GOAL_REACHED, f"the lead bought (order {signal.order_id})")
 
-    @workflow.signal(name=GOAL_REACHED)
-    def on_goal_reached(self, signal: GoalSignal) -> None:
-        if signal.goal in GOALS:
-            self._stop("goal_reached", f"goal reached: {signal.goal} ({signal.source})")
+    def goal_reached(self, signal: GoalSignal) -> None:
+        self._stop(NurturingOutcome.GOAL_REACHED, f"goal reached: {signal.goal} ({signal.source})")
 
-    @workflow.signal(name=UNSUBSCRIBED)
-    def on_unsubscribed(self, signal: TrackingSignal) -> None:
-        self._stop("unsubscribed", "the lead unsubscribed")
+    def lead_unsubscribed(self) -> None:
+        self._stop(NurturingOutcome.UNSUBSCRIBED, "the lead unsubscribed")
+
+    def stopped(self) -> bool:
+        return self.stop is not None
 
     @workflow.query(name="status")
     def status(self) -> NurturingStatus:
         return NurturingStatus(
-            self.step,
-            self.gate,
-            list(self.downloads),
-            self.score,
-            self._open_tasks(),
-            list(self.messages),
+            step=self.step,
+            gate=self.gate,
+            downloads=list(self.downloads),
+            score=self.score,
+            open_tasks=self._open_tasks(),
+            messages=list(self.messages),
         )
 
     def _downloaded(self, asset: str) -> None:
@@ -362,11 +361,10 @@ class LeadNurturingJourney:
         facts = await workflow.execute_activity_method(
             LeadActivities.get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
         )
-        self._set_score(facts.score)
+        self.set_score(facts.score)
 
-    def _set_score(self, score: int) -> None:
-        self.score = score
-        workflow.upsert_search_attributes([sa.SCORE.value_set(score)])
+    def set_score(self, score: int) -> None:
+        super().set_score(score)
         if score < self.input.mql_threshold:
             self._mql = False  # below again: the next crossing is a new hand-off
         elif not self._mql:
@@ -378,7 +376,7 @@ class LeadNurturingJourney:
                     f"score {score} reached the MQL threshold ({self.input.mql_threshold})",
                 )
 
-    def _stop(self, outcome: str, reason: str) -> None:
+    def _stop(self, outcome: NurturingOutcome, reason: str) -> None:
         if self.stop is None:
             self.stop = (outcome, reason)
 
@@ -445,52 +443,24 @@ class LeadNurturingJourney:
     def _open_tasks(self) -> list[TaskView]:
         return [t for t in self.tasks.values() if t.status == "open"]
 
-    # Sending and what the Temporal UI shows -----------------------------------------------
+    # Sending ---------------------------------------------------------------------------------
     async def _send(self, step: str, template: str) -> SendResult:
-        request = SendRequest(
-            lead_id=self.input.lead_id,
-            workflow_id=workflow.info().workflow_id,
-            journey=JOURNEY,
-            step=f"{step}{self._run_tag}",
-            template=template,
-        )
-        result = await send_marketing(
-            EmailActivities.send_email,
-            request,
-            summary=f"email {template}",
-            window=self.input.send_window,
-            stop=lambda: self.stop is not None,
-        )
-        self.messages.append(
-            SentMessage(
-                step,
-                "email",
-                template,
-                result.status,
-                result.message_id,
-                workflow.now(),
-                result.reason,
-            )
-        )
+        """A step's email; a re-enrolled lead's run keys it apart (``_run_tag``)."""
+        result = await self.send(f"{step}{self._run_tag}", template, shown_as=step)
         if result.status == "sent":
             self.steps_sent.append(step)
         return result
 
-    def _enter(self, step: str, details: str) -> None:
-        self.step = step
-        show_step(step, details)
-        workflow.logger.info("nurturing journey for lead %s: %s", self.input.lead_id, details)
-
-    async def _finish(self, outcome: str, reason: str) -> NurturingResult:
+    async def _finish(self, outcome: NurturingOutcome, reason: str) -> NurturingResult:
         self._closing = True  # hand-offs stop watching due dates; none starts any more
-        if outcome == "converted" and workflow.patched(
+        if outcome == NurturingOutcome.CONVERTED and workflow.patched(
             "goals"
         ):  # a meeting booked: the demo goal, for the others
             await reach_goal(self.input.lead_id, DEMO_BOOKED_GOAL)
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self._background)
         self.gate = None
-        self._enter("completed", f"Journey over: {outcome} ({reason})")
+        self.close(outcome, reason)
         return NurturingResult(
             outcome,
             reason,
@@ -501,3 +471,7 @@ class LeadNurturingJourney:
             list(self.tasks.values()),
             list(self.messages),
         )
+
+
+def _not_sent(result: SendResult) -> NurturingOutcome:
+    return NurturingOutcome(not_sent_outcome(result))

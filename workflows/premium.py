@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 from temporalio import workflow
 
-from workflows.steps import ACTIVITY_OPTIONS, send_marketing, show_step
+from workflows.journey import Journey
+from workflows.steps import ACTIVITY_OPTIONS
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
     from activities.reengagement import PremiumRecord, ReEngagementActivities
-    from activities.sending import SendRequest
 
 JOURNEY = "premium"
 
@@ -37,29 +36,24 @@ class PremiumResult:
 
 
 @workflow.defn(name="PremiumOfferJourney")
-class PremiumOfferJourney:
+class PremiumOfferJourney(Journey):
+    NAME = JOURNEY
+
+    @workflow.init
+    def __init__(self, input: PremiumInput) -> None:
+        super().__init__(input.lead_id)
+
     @workflow.run
     async def run(self, input: PremiumInput) -> PremiumResult:
-        show_step("sending_offer", "The lead is very active: sending the premium-content offer")
-        result = await send_marketing(
-            EmailActivities.send_email,
-            SendRequest(
-                lead_id=input.lead_id,
-                workflow_id=workflow.info().workflow_id,
-                journey=JOURNEY,
-                step="premium_offer",
-                template="premium_offer",
-            ),
-            summary="email premium_offer",
-            over_cap="skip",
-        )
+        self.enter("sending_offer", "The lead is very active: sending the premium-content offer")
+        result = await self.send("premium_offer", "premium_offer", over_cap="skip")
         # Recorded even when skipped (no consent): the offer is a moment, not a debt to pay later.
         await workflow.execute_activity_method(
             ReEngagementActivities.record_premium_offer,
             PremiumRecord(input.lead_id),
             **ACTIVITY_OPTIONS,
         )
-        show_step(
+        self.enter(
             "completed",
             f"Premium offer {result.status}" + (f" ({result.reason})" if result.reason else ""),
         )

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from temporalio import workflow
 
 from relance.contracts import search_attributes as sa
+from workflows.journey import Journey
 from workflows.steps import ACTIVITY_OPTIONS
 
 with workflow.unsafe.imports_passed_through():
     from activities.commerce import CommerceActivities, PromoRequest, PurchaseRef
-    from activities.email import EmailActivities
     from activities.scoring import ScoreChange, ScoringActivities
-    from activities.sending import SendRequest
+
+JOURNEY = "purchase"
 
 
 @dataclass
@@ -39,12 +40,19 @@ class PurchaseResult:
 
 
 @workflow.defn(name="PurchaseFollowUp")
-class PurchaseFollowUp:
+class PurchaseFollowUp(Journey):
+    NAME = JOURNEY
+
+    @workflow.init
+    def __init__(self, input: PurchaseInput) -> None:
+        super().__init__(lead_id="")  # the order says whose it is (record_purchase)
+
     @workflow.run
     async def run(self, input: PurchaseInput) -> PurchaseResult:
         facts = await workflow.execute_activity_method(
             CommerceActivities.record_purchase, PurchaseRef(input.order_id), **ACTIVITY_OPTIONS
         )
+        self.lead_id = facts.lead_id
         workflow.upsert_search_attributes([sa.LEAD_ID.value_set(facts.lead_id)])
         score = await workflow.execute_activity_method(
             ScoringActivities.add_score,
@@ -56,7 +64,7 @@ class PurchaseFollowUp:
             ),
             **ACTIVITY_OPTIONS,
         )
-        workflow.upsert_search_attributes([sa.SCORE.value_set(score.score)])
+        self.set_score(score.score)
         if not facts.first_purchase:
             workflow.set_current_details(
                 f"Repeat purchase: the lead is on the {facts.added_to_list!r} list"
@@ -78,19 +86,9 @@ class PurchaseFollowUp:
                 **ACTIVITY_OPTIONS,
             )
             about += f",promo:{code}"
-        sent = await workflow.execute_activity_method(
-            EmailActivities.send_email,
-            SendRequest(
-                lead_id=facts.lead_id,
-                workflow_id=workflow.info().workflow_id,
-                journey="purchase",
-                step="thank_you",
-                template="purchase_thank_you",
-                about=about,
-                over_cap="exempt",
-            ),
-            summary="email purchase_thank_you",
-            **ACTIVITY_OPTIONS,
+        # The lead's own order: sent at once, counted by the frequency cap but never held by it.
+        sent = await self.send_now(
+            "thank_you", "purchase_thank_you", about=about, over_cap="exempt"
         )
         workflow.set_current_details(f"First purchase: thank-you {sent.status}, promo code {code}")
         return PurchaseResult(facts.lead_id, True, score.score, sent.status, code, None)

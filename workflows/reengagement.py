@@ -24,44 +24,48 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from relance.contracts import search_attributes as sa
 from relance.contracts.signals import (
     ACTIVITY,
     CLICKED,
-    GOAL_REACHED,
     OPENED,
     PURCHASE_GOAL,
-    UNSUBSCRIBED,
     ActivitySignal,
-    GoalSignal,
     TrackingSignal,
 )
-from workflows.steps import (
-    ACTIVITY_OPTIONS,
-    SentMessage,
-    not_sent_outcome,
-    send_marketing,
-    show_step,
-    until_goal,
-    wait_for,
-)
+from workflows.journey import Journey
+from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage, not_sent_outcome
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
     from activities.leads import ConsentQuestion, LeadActivities
     from activities.reengagement import OutcomeRecord, ReEngagementActivities, SunsetRequest
     from activities.scoring import ScoreChange, ScoringActivities
-    from activities.sending import SendRequest, SendResult
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "reengage"
 GOALS = (PURCHASE_GOAL,)
 # The three emails, in order: different content each time.
 EMAILS = ("reengage_best_of", "reengage_preferences", "reengage_last_call")
+
+
+class ReEngagementOutcome(StrEnum):
+    """Also recorded on the lead (``OutcomeRecord.status``), with ``in_journey`` while it runs."""
+
+    NOT_SENT = "not_sent"
+    RE_ENGAGED = "re_engaged"
+    UNSUBSCRIBED = "unsubscribed"
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+    EXCLUDED = "excluded"
+    SUNSET_SUPPRESSED = "sunset_suppressed"
+    SUNSET_DELETED = "sunset_deleted"
+    CONVERTED = "converted"
+
+
+IN_JOURNEY = "in_journey"  # what the lead's record says while the journey runs
 
 
 @dataclass
@@ -74,102 +78,91 @@ class ReEngagementInput:
 
 
 @dataclass
-class ReEngagementStatus:
-    step: str
+class ReEngagementStatus(JourneyStatus):
     reaction: str | None  # what the lead did: opened | clicked | page_view | purchase | ...
     score: int | None
-    messages: list[SentMessage] = field(default_factory=list)
 
 
 @dataclass
 class ReEngagementResult:
-    # not_sent | re_engaged | unsubscribed | consent_withdrawn | excluded | sunset_suppressed | sunset_deleted | converted
-    outcome: str
+    outcome: ReEngagementOutcome
     reason: str
     reaction: str | None
     score: int | None
     messages: list[SentMessage] = field(default_factory=list)
-    rows_deleted: dict[str, int] = field(
-        default_factory=dict
-    )  # sunset_deleted: what the erasure removed
+    # sunset_deleted: what the erasure removed
+    rows_deleted: dict[str, int] = field(default_factory=dict)
 
 
 @workflow.defn(name="ReEngagementJourney")
-class ReEngagementJourney:
+class ReEngagementJourney(Journey):
+    NAME, GOALS, LOG_NAME = JOURNEY, GOALS, "re-engagement journey"
+
     @workflow.init
     def __init__(self, input: ReEngagementInput) -> None:
+        super().__init__(input.lead_id, input.send_window)
         self.input = input
-        self.step = "starting"
         self.reaction: str | None = None
-        self.unsubscribed = False
-        self.score: int | None = None
-        self.messages: list[SentMessage] = []
-        self.converted: GoalSignal | None = None
 
     @workflow.run
     async def run(self, input: ReEngagementInput) -> ReEngagementResult:
-        result = await until_goal(self._steps(input), lambda: self.converted is not None)
+        result = await self.until_goal(self._steps(input))
         if result is None:
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            await self._record("converted")
-            return self._finish(
-                "converted", f"goal reached: {self.converted.goal} ({self.converted.source})"
+            await self.settle()
+            goal = self.converted
+            return await self._end(
+                ReEngagementOutcome.CONVERTED, f"goal reached: {goal.goal} ({goal.source})"
             )
         return result
 
     async def _steps(self, input: ReEngagementInput) -> ReEngagementResult:
-        if len(input.delays_days) != len(
-            EMAILS
-        ):  # fails the run (a ValueError would retry the task for ever)
+        if len(input.delays_days) != len(EMAILS):
+            # Fails the run (a ValueError would retry the task for ever).
             raise ApplicationError(
                 f"delays_days needs {len(EMAILS)} values, got {input.delays_days}",
                 type="BadJourneyInput",
                 non_retryable=True,
             )
         # 1. Consent first (the sweep checked it, but it may have changed since).
-        self._enter("checking_consent", "Checking the lead's marketing consent for email")
+        self.enter("checking_consent", "Checking the lead's marketing consent for email")
         consent = await workflow.execute_activity_method(
             LeadActivities.check_consent,
             ConsentQuestion(input.lead_id, "email"),
             **ACTIVITY_OPTIONS,
         )
         if not consent.granted:
-            await self._record("not_sent")
-            return self._finish("not_sent", consent.reason)
-        await self._record("in_journey")
+            return await self._end(ReEngagementOutcome.NOT_SENT, consent.reason)
+        await self._record(IN_JOURNEY)
 
         # 2. Up to three emails, each followed by a wait; any activity of the lead ends the series.
         started_on = workflow.info().start_time.strftime("%Y-%m-%d")
         for number, (template, delay) in enumerate(
             zip(EMAILS, input.delays_days, strict=False), start=1
         ):
-            self._enter(
+            self.enter(
                 f"sending_email_{number}", f"Sending re-engagement email {number} ({template})"
             )
-            sent = await self._send(f"email_{number}@{started_on}", template)
+            sent = await self.send(f"email_{number}@{started_on}", template)
             if sent.status != "sent":
-                if self._reacted_or_left():
+                if self.stopped():
                     break
-                outcome = (
-                    "excluded" if not_sent_outcome(sent) == "excluded" else "consent_withdrawn"
-                )
-                await self._record(outcome)
-                return self._finish(outcome, sent.reason)
-            wait = timedelta(days=delay)
-            self._enter(
+                if not_sent_outcome(sent) == "excluded":
+                    return await self._end(ReEngagementOutcome.EXCLUDED, sent.reason)
+                return await self._end(ReEngagementOutcome.CONSENT_WITHDRAWN, sent.reason)
+            if await self.wait(
                 f"waiting_after_email_{number}",
                 f"Email {number} sent; waiting up to {delay:g} days for any activity of the lead",
-            )
-            if await wait_for(self._reacted_or_left, wait):
+                self.stopped,
+                timedelta(days=delay),
+            ):
                 break
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self.settle()
 
         # 3. The outcome: came back, left, or sunset.
         if self.unsubscribed:
-            await self._record("unsubscribed")
-            return self._finish("unsubscribed", "the lead unsubscribed")
+            return await self._end(ReEngagementOutcome.UNSUBSCRIBED, "the lead unsubscribed")
         if self.reaction is not None:
-            self._enter("re_engaged", f"The lead came back ({self.reaction}): adding points")
+            self.enter("re_engaged", f"The lead came back ({self.reaction}): adding points")
             score = await workflow.execute_activity_method(
                 ScoringActivities.add_score,
                 ScoreChange(
@@ -180,11 +173,11 @@ class ReEngagementJourney:
                 ),
                 **ACTIVITY_OPTIONS,
             )
-            self.score = score.score
-            workflow.upsert_search_attributes([sa.SCORE.value_set(score.score)])
-            await self._record("re_engaged")
-            return self._finish("re_engaged", f"the lead came back: {self.reaction}")
-        self._enter("sunset", f"No reaction to {len(EMAILS)} emails: sunset ({input.sunset})")
+            self.set_score(score.score)
+            return await self._end(
+                ReEngagementOutcome.RE_ENGAGED, f"the lead came back: {self.reaction}"
+            )
+        self.enter("sunset", f"No reaction to {len(EMAILS)} emails: sunset ({input.sunset})")
         sunset = await workflow.execute_activity_method(
             ReEngagementActivities.sunset_lead,
             SunsetRequest(input.lead_id, input.sunset, workflow.info().workflow_id),
@@ -192,12 +185,14 @@ class ReEngagementJourney:
         )
         if sunset.policy == "delete":
             result = self._finish(
-                "sunset_deleted", "no reaction to the re-engagement emails: lead erased"
+                ReEngagementOutcome.SUNSET_DELETED,
+                "no reaction to the re-engagement emails: lead erased",
             )
             result.rows_deleted = sunset.rows_deleted
             return result
         return self._finish(
-            "sunset_suppressed", "no reaction to the re-engagement emails: marketing email stopped"
+            ReEngagementOutcome.SUNSET_SUPPRESSED,
+            "no reaction to the re-engagement emails: marketing email stopped",
         )
 
     # What the lead does ------------------------------------------------------------------
@@ -213,50 +208,16 @@ class ReEngagementJourney:
     def on_activity(self, signal: ActivitySignal) -> None:
         self.reaction = self.reaction or signal.kind
 
-    @workflow.signal(name=UNSUBSCRIBED)
-    def on_unsubscribed(self, signal: TrackingSignal) -> None:
-        self.unsubscribed = True
-
-    @workflow.signal(name=GOAL_REACHED)
-    def on_goal_reached(self, signal: GoalSignal) -> None:
-        if signal.goal in GOALS and self.converted is None:
-            self.converted = signal
-
     @workflow.query(name="status")
     def status(self) -> ReEngagementStatus:
-        return ReEngagementStatus(self.step, self.reaction, self.score, list(self.messages))
+        return ReEngagementStatus(
+            step=self.step, reaction=self.reaction, score=self.score, messages=list(self.messages)
+        )
 
     # Steps -------------------------------------------------------------------------------
-    def _reacted_or_left(self) -> bool:
+    def stopped(self) -> bool:
+        """The lead reacted (any activity) or left: no more emails of the series."""
         return self.reaction is not None or self.unsubscribed
-
-    async def _send(self, step: str, template: str) -> SendResult:
-        request = SendRequest(
-            lead_id=self.input.lead_id,
-            workflow_id=workflow.info().workflow_id,
-            journey=JOURNEY,
-            step=step,
-            template=template,
-        )
-        result = await send_marketing(
-            EmailActivities.send_email,
-            request,
-            summary=f"email {template}",
-            window=self.input.send_window,
-            stop=self._reacted_or_left,
-        )
-        self.messages.append(
-            SentMessage(
-                step,
-                "email",
-                template,
-                result.status,
-                result.message_id,
-                workflow.now(),
-                result.reason,
-            )
-        )
-        return result
 
     async def _record(self, status: str) -> None:
         await workflow.execute_activity_method(
@@ -265,11 +226,11 @@ class ReEngagementJourney:
             **ACTIVITY_OPTIONS,
         )
 
-    def _enter(self, step: str, details: str) -> None:
-        self.step = step
-        show_step(step, details)
-        workflow.logger.info("re-engagement journey for lead %s: %s", self.input.lead_id, details)
+    async def _end(self, outcome: ReEngagementOutcome, reason: str) -> ReEngagementResult:
+        """The journey's end, recorded on the lead (a sunset records itself)."""
+        await self._record(outcome)
+        return self._finish(outcome, reason)
 
-    def _finish(self, outcome: str, reason: str) -> ReEngagementResult:
-        self._enter("completed", f"Journey over: {outcome} ({reason})")
+    def _finish(self, outcome: ReEngagementOutcome, reason: str) -> ReEngagementResult:
+        self.close(outcome, reason)
         return ReEngagementResult(outcome, reason, self.reaction, self.score, list(self.messages))

@@ -19,33 +19,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 
 from temporalio import workflow
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
-from relance.contracts.signals import GOAL_REACHED, PURCHASE_GOAL, GoalSignal
+from relance.contracts.signals import PURCHASE_GOAL
+from workflows.journey import Journey
 from workflows.journey_graph import DEFAULT_MAX_DEPTH, Link, chain_refusal
 from workflows.steps import (
     ACTIVITY_OPTIONS,
+    JourneyStatus,
     SentMessage,
     not_sent_outcome,
-    send_marketing,
-    show_step,
-    until_goal,
-    wait_for,
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
     from activities.enrollment import EnrollmentActivities, EnrollmentCheck, RefusalRecord
-    from activities.sending import SendRequest
 
 JOURNEY = "scenario"
 RECORD_REFUSALS_PATCH = (
     "record-enrollment-refusals"  # refusals recorded in enrollment_refusals (issue 7)
 )
 GOALS = (PURCHASE_GOAL,)
+
+
+class ScenarioOutcome(StrEnum):
+    REDIRECTED = "redirected"
+    REDIRECT_REFUSED = "redirect_refused"
+    FINISHED = "finished"  # no other scenario follows
+    NOT_SENT = "not_sent"
+    EXCLUDED = "excluded"
+    CONVERTED = "converted"
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,13 @@ class ScenarioInput:
 
 
 @dataclass
+class ScenarioStatus(JourneyStatus):
+    chain: list[str]  # the journeys that led here, and this one
+
+
+@dataclass
 class ScenarioResult:
-    outcome: str  # redirected | redirect_refused | finished | not_sent | excluded | converted
+    outcome: ScenarioOutcome
     reason: str
     chain: list[str]
     redirected_to: str | None = None
@@ -95,23 +106,21 @@ class ScenarioResult:
 
 
 @workflow.defn(name="ScenarioJourney")
-class ScenarioJourney:
+class ScenarioJourney(Journey):
+    NAME, GOALS = JOURNEY, GOALS
+
     @workflow.init
     def __init__(self, input: ScenarioInput) -> None:
+        super().__init__(input.lead_id)
         self.input = input
         self.chain = [*input.chain, input.scenario]
-        self.step = "starting"
-        self.messages: list[SentMessage] = []
-        self.converted: GoalSignal | None = None
         self._rules = False  # set at the start of the steps (workflow.patched)
 
     @workflow.run
     async def run(self, input: ScenarioInput) -> ScenarioResult:
-        result = await until_goal(self._steps(input), lambda: self.converted is not None)
+        result = await self.until_goal(self._steps(input))
         if result is None:
-            return self._finish(
-                ScenarioResult("converted", f"goal reached: {self.converted.goal}", self.chain)
-            )
+            return self._finish(ScenarioOutcome.CONVERTED, f"goal reached: {self.converted.goal}")
         return result
 
     async def _steps(self, input: ScenarioInput) -> ScenarioResult:
@@ -125,38 +134,19 @@ class ScenarioJourney:
             if self._rules
             else input.scenario
         )
-        self._enter("sending", f"Sending {scenario.template}")
-        request = SendRequest(
-            lead_id=input.lead_id,
-            workflow_id=workflow.info().workflow_id,
-            journey=JOURNEY,
-            step=step,
-            template=scenario.template,
-        )
-        sent = await send_marketing(
-            EmailActivities.send_email,
-            request,
-            summary=f"email {scenario.template}",
-            stop=lambda: self.converted is not None,
-        )
-        self.messages.append(
-            SentMessage(
-                input.scenario,
-                "email",
-                scenario.template,
-                sent.status,
-                sent.message_id,
-                workflow.now(),
-                sent.reason,
-            )
-        )
+        self.enter("sending", f"Sending {scenario.template}")
+        sent = await self.send(step, scenario.template, shown_as=input.scenario)
         if sent.status != "sent":
-            return self._finish(ScenarioResult(not_sent_outcome(sent), sent.reason, self.chain))
+            return self._finish(ScenarioOutcome(not_sent_outcome(sent)), sent.reason)
         if scenario.redirect_to is None:
-            return self._finish(ScenarioResult("finished", "no other scenario follows", self.chain))
+            return self._finish(ScenarioOutcome.FINISHED, "no other scenario follows")
         wait_days = scenario.wait_days if input.wait_days is None else input.wait_days
-        self._enter("waiting", f"Waiting {wait_days:g} days before {scenario.redirect_to}")
-        await wait_for(lambda: False, timedelta(days=wait_days))
+        await self.wait(
+            "waiting",
+            f"Waiting {wait_days:g} days before {scenario.redirect_to}",
+            lambda: False,
+            timedelta(days=wait_days),
+        )
 
         target = scenario.redirect_to
         refusal = chain_refusal(self.chain, target, input.max_depth)
@@ -167,8 +157,7 @@ class ScenarioJourney:
                 input.lead_id,
                 refusal,
             )
-            await self._record_refusal(target, refusal)
-            return self._finish(ScenarioResult("redirect_refused", refusal, self.chain, target))
+            return await self._refused(target, refusal)
         if self._rules:  # the target's enrollment rules, as the API applies them
             refusal = await workflow.execute_activity_method(
                 EnrollmentActivities.check_enrollment,
@@ -178,9 +167,8 @@ class ScenarioJourney:
                 **ACTIVITY_OPTIONS,
             )
             if refusal:
-                await self._record_refusal(target, refusal)
-                return self._finish(ScenarioResult("redirect_refused", refusal, self.chain, target))
-        self._enter("redirecting", f"Enrolling the lead into {target}")
+                return await self._refused(target, refusal)
+        self.enter("redirecting", f"Enrolling the lead into {target}")
         try:
             await workflow.start_child_workflow(
                 ScenarioJourney.run,
@@ -191,24 +179,19 @@ class ScenarioJourney:
                 parent_close_policy=ParentClosePolicy.ABANDON,
             )
         except WorkflowAlreadyStartedError:
-            await self._record_refusal(target, f"the lead is already in {target}")
-            return self._finish(
-                ScenarioResult(
-                    "redirect_refused", f"the lead is already in {target}", self.chain, target
-                )
-            )
-        return self._finish(
-            ScenarioResult("redirected", f"enrolled into {target}", self.chain, target)
-        )
-
-    @workflow.signal(name=GOAL_REACHED)
-    def on_goal_reached(self, signal: GoalSignal) -> None:
-        if signal.goal in GOALS and self.converted is None:
-            self.converted = signal
+            return await self._refused(target, f"the lead is already in {target}")
+        return self._finish(ScenarioOutcome.REDIRECTED, f"enrolled into {target}", target)
 
     @workflow.query(name="status")
-    def status(self) -> ScenarioResult:
-        return ScenarioResult(self.step, "", self.chain, None, list(self.messages))
+    def status(self) -> ScenarioStatus:
+        return ScenarioStatus(step=self.step, chain=list(self.chain), messages=list(self.messages))
+
+    def stopped(self) -> bool:
+        return self.converted is not None
+
+    async def _refused(self, target: str, reason: str) -> ScenarioResult:
+        await self._record_refusal(target, reason)
+        return self._finish(ScenarioOutcome.REDIRECT_REFUSED, reason, target)
 
     async def _record_refusal(self, target: str, reason: str) -> None:
         """Keep the refusal with the lead's data (``enrollment_refusals``, in the export). Journeys
@@ -229,11 +212,8 @@ class ScenarioJourney:
                 **ACTIVITY_OPTIONS,
             )
 
-    def _enter(self, step: str, details: str) -> None:
-        self.step = step
-        show_step(step, details)
-
-    def _finish(self, result: ScenarioResult) -> ScenarioResult:
-        result.messages = list(self.messages)
-        self._enter(result.outcome, f"Scenario over: {result.outcome} ({result.reason})")
-        return result
+    def _finish(
+        self, outcome: ScenarioOutcome, reason: str, redirected_to: str | None = None
+    ) -> ScenarioResult:
+        self.enter(outcome.value, f"Scenario over: {outcome} ({reason})")
+        return ScenarioResult(outcome, reason, self.chain, redirected_to, list(self.messages))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 
 from relance.contracts import search_attributes as sa
 from relance.contracts.signals import GOAL_REACHED, GoalSignal
+from relance.contracts.skips import SkipReason
 from workflows.goals import journeys_with_goal
 
 with workflow.unsafe.imports_passed_through():
@@ -60,6 +61,16 @@ class SentMessage:
     message_id: str | None
     at: datetime  # workflow time when the send finished (or was skipped)
     reason: str = ""
+
+
+@dataclass
+class JourneyStatus:
+    """What every journey's status query answers (the ``status`` query: api/journeys.py reads
+    it); each journey's own status adds its fields to these."""
+
+    step: str  # the current step, as the ``Step`` search attribute shows it
+    _: KW_ONLY
+    messages: list[SentMessage] = field(default_factory=list)
 
 
 async def wait_for(condition: Callable[[], bool], timeout: timedelta) -> bool:
@@ -107,7 +118,10 @@ async def send_marketing(
     while True:
         if not await wait_for_send_window(request.lead_id, window, stop):
             return SendResult(
-                "skipped", None, "the journey stopped while the message waited for the send window"
+                "skipped",
+                None,
+                "the journey stopped while the message waited for the send window",
+                skip=SkipReason.JOURNEY_STOPPED,
             )
         result = await workflow.execute_activity_method(
             method, request, summary=summary, **ACTIVITY_OPTIONS
@@ -120,13 +134,30 @@ async def send_marketing(
                 "skipped",
                 result.message_id,
                 "the journey stopped while the message waited for the frequency cap",
+                skip=SkipReason.JOURNEY_STOPPED,
             )
+
+
+def skip_of(result: SendResult) -> SkipReason | None:
+    """Why the send ledger skipped the message (None: it did not skip it, or cannot say).
+
+    Sends recorded before the ledger named its skips carry none: for those (journeys running since
+    then, their saved histories) the two kinds a journey branches on are told by the ledger's own
+    wording, here and nowhere else. Compare kinds with ``==``: the workflow sandbox imports its
+    own copy of the enum, so the result's member is equal to this module's, not the same object."""
+    if result.skip is not None or result.status != "skipped":
+        return result.skip
+    if result.reason.startswith("excluded: "):
+        return SkipReason.EXCLUDED
+    if "bought in the category" in result.reason:
+        return SkipReason.NOT_RELEVANT
+    return None
 
 
 def not_sent_outcome(result: SendResult) -> str:
     """A journey's outcome when a message of it did not go out: ``excluded`` when the journey's
     exclusions refused it (the send ledger checks them before each send), else ``not_sent``."""
-    return "excluded" if result.reason.startswith("excluded: ") else "not_sent"
+    return "excluded" if skip_of(result) == SkipReason.EXCLUDED else "not_sent"
 
 
 async def wait_for_send_window(

@@ -29,40 +29,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 
 from temporalio import workflow
 
-from relance.contracts import search_attributes as sa
 from relance.contracts.signals import (
     CLICKED,
     EMAIL_CONFIRMED,
-    GOAL_REACHED,
     OPENED,
     PURCHASE_GOAL,
-    UNSUBSCRIBED,
-    GoalSignal,
     TrackingSignal,
 )
-from workflows.steps import (
-    ACTIVITY_OPTIONS,
-    SentMessage,
-    send_marketing,
-    show_step,
-    until_goal,
-    wait_for,
-)
+from workflows.journey import Journey
+from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
     from activities.leads import ConsentQuestion, LeadActivities, LeadFacts, LeadRef
-    from activities.scoring import ScoreChange, ScoringActivities
-    from activities.sending import SendRequest, SendResult
-    from activities.sms import SmsActivities
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "welcome"
 GOALS = (PURCHASE_GOAL,)
 DOUBLE_OPT_IN_PATCH = "double-opt-in"  # journeys started before it never wait for a confirmation
+
+
+class WelcomeOutcome(StrEnum):
+    NOT_SENT = "not_sent"
+    NOT_CONFIRMED = "not_confirmed"  # double opt-in: the lead never confirmed
+    CLICKED = "clicked"
+    OPENED = "opened"
+    NO_REACTION = "no_reaction"
+    UNSUBSCRIBED = "unsubscribed"
+    CONVERTED = "converted"  # a goal was reached
 
 
 @dataclass
@@ -78,17 +75,15 @@ class WelcomeInput:
 
 
 @dataclass
-class WelcomeStatus:
-    step: str
+class WelcomeStatus(JourneyStatus):
     opened: bool
     clicked: bool
     score: int
-    messages: list[SentMessage] = field(default_factory=list)
 
 
 @dataclass
 class WelcomeResult:
-    outcome: str  # not_sent | not_confirmed | clicked | opened | no_reaction | unsubscribed | converted (a goal was reached)
+    outcome: WelcomeOutcome
     reason: str
     opened: bool
     clicked: bool
@@ -98,42 +93,37 @@ class WelcomeResult:
 
 
 @workflow.defn(name="WelcomeJourney")
-class WelcomeJourney:
+class WelcomeJourney(Journey):
+    NAME, GOALS, LOG_NAME = JOURNEY, GOALS, "welcome journey"
+
     @workflow.init
     def __init__(self, input: WelcomeInput) -> None:
+        super().__init__(input.lead_id, input.send_window)
         self.input = input
-        self.step = "starting"
         self.opened = False
         self.clicked = False
-        self.unsubscribed = False
         self.score = 0
-        self.messages: list[SentMessage] = []
-        self._scored_messages: set[str] = set()
-        self.converted: GoalSignal | None = None
         self.confirmed = False  # double opt-in: the lead clicked the confirmation link
         self.confirming = False  # opens and clicks of the confirmation email are not engagement
 
     @workflow.run
     async def run(self, input: WelcomeInput) -> WelcomeResult:
-        result = await until_goal(self._steps(input), lambda: self.converted is not None)
+        result = await self.until_goal(self._steps(input))
         if result is None:
-            await workflow.wait_condition(workflow.all_handlers_finished)
+            await self.settle()
+            goal = self.converted
             return self._finish(
-                "converted", f"goal reached: {self.converted.goal} ({self.converted.source})"
+                WelcomeOutcome.CONVERTED, f"goal reached: {goal.goal} ({goal.source})"
             )
         return result
 
     async def _steps(self, input: WelcomeInput) -> WelcomeResult:
         # 1. Consent first: no marketing email without it.
-        self._enter("checking_consent", "Checking the lead's marketing consent for email")
-        consent = await workflow.execute_activity_method(
-            LeadActivities.check_consent,
-            ConsentQuestion(input.lead_id, "email"),
-            **ACTIVITY_OPTIONS,
-        )
+        self.enter("checking_consent", "Checking the lead's marketing consent for email")
+        consent = await self._consent("email")
         if not consent.granted:
             if not (consent.pending and workflow.patched(DOUBLE_OPT_IN_PATCH)):
-                return self._finish("not_sent", consent.reason)
+                return self._finish(WelcomeOutcome.NOT_SENT, consent.reason)
             # 1b. Double opt-in: nothing but the confirmation email until the lead confirms.
             ended = await self._confirm(input, consent.pending_id)
             if ended is not None:
@@ -141,51 +131,53 @@ class WelcomeJourney:
         facts = await workflow.execute_activity_method(
             LeadActivities.get_lead_facts, LeadRef(input.lead_id), **ACTIVITY_OPTIONS
         )
-        self._set_score(facts.score)
+        self.set_score(facts.score)
 
         # 2. Welcome a new contact; offer other content to someone already known.
         template = "welcome_known" if facts.known_contact else "welcome_new"
-        self._enter("sending_welcome", f"Sending the welcome email ({template})")
-        welcome = await self._send("welcome", "email", template)
+        self.enter("sending_welcome", f"Sending the welcome email ({template})")
+        welcome = await self.send("welcome", template)
         if welcome.status != "sent":
-            return self._finish("not_sent", welcome.reason)
+            return self._finish(WelcomeOutcome.NOT_SENT, welcome.reason)
         window_end = workflow.now() + timedelta(days=input.engagement_window_days)
 
         # 3. Wait for the lead to open or click.
         wait = timedelta(hours=input.relance_after_hours)
-        self._enter(
+        engaged = await self.wait(
             "waiting_for_open",
             f"Welcome email sent; waiting up to {_hours(wait)} for an open or a click",
+            lambda: self.opened or self.clicked or self.unsubscribed,
+            wait,
         )
-        engaged = await wait_for(lambda: self.opened or self.clicked or self.unsubscribed, wait)
 
         # 4. Nothing: relance, by SMS when allowed, else by email with another subject.
         relanced_by = None if engaged else await self._relance(facts)
 
         # 5. Clicks are what we want: count them until the window closes, end at the first one.
         if not (self.clicked or self.unsubscribed):
-            self._enter(
-                "waiting_for_click", f"Counting clicks until {window_end:%Y-%m-%d %H:%M} UTC"
+            await self.wait(
+                "waiting_for_click",
+                f"Counting clicks until {window_end:%Y-%m-%d %H:%M} UTC",
+                lambda: self.clicked or self.unsubscribed,
+                window_end - workflow.now(),
             )
-            await wait_for(lambda: self.clicked or self.unsubscribed, window_end - workflow.now())
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self.settle()
 
-        outcome = (
-            "unsubscribed"
-            if self.unsubscribed
-            else "clicked"
-            if self.clicked
-            else "opened"
-            if self.opened
-            else "no_reaction"
+        if self.unsubscribed:
+            return self._finish(WelcomeOutcome.UNSUBSCRIBED, "the lead unsubscribed", relanced_by)
+        if self.clicked:
+            return self._finish(WelcomeOutcome.CLICKED, "the lead clicked a link", relanced_by)
+        if self.opened:
+            return self._finish(
+                WelcomeOutcome.OPENED,
+                "the lead opened the welcome email but did not click",
+                relanced_by,
+            )
+        return self._finish(
+            WelcomeOutcome.NO_REACTION,
+            "no open or click before the engagement window closed",
+            relanced_by,
         )
-        reasons = {
-            "unsubscribed": "the lead unsubscribed",
-            "clicked": "the lead clicked a link",
-            "opened": "the lead opened the welcome email but did not click",
-            "no_reaction": "no open or click before the engagement window closed",
-        }
-        return self._finish(outcome, reasons[outcome], relanced_by)
 
     # What the lead does ------------------------------------------------------------------
     @workflow.signal(name=OPENED)
@@ -199,38 +191,25 @@ class WelcomeJourney:
             return
         self.clicked = True
         self.opened = True  # a click implies the message was seen, even with images blocked
-        if signal.message_id in self._scored_messages:
-            return  # one score per message, however many clicks or link scanners
-        self._scored_messages.add(signal.message_id)
-        step = next((m.step for m in self.messages if m.message_id == signal.message_id), "a")
-        result = await workflow.execute_activity_method(
-            ScoringActivities.add_score,
-            ScoreChange(
-                lead_id=self.input.lead_id,
-                event="email_clicked",
-                key=f"{workflow.info().workflow_id}:click:{signal.message_id}",
-                reason=f"clicked a link in the {step} message of the welcome journey",
-            ),
-            **ACTIVITY_OPTIONS,
+        scored = await self.score_click(
+            signal, "clicked a link in the {step} message of the welcome journey"
         )
-        self._set_score(result.score)
+        if scored is not None:
+            self.set_score(scored.score)
 
     @workflow.signal(name=EMAIL_CONFIRMED)
     def on_email_confirmed(self, signal: TrackingSignal) -> None:
         self.confirmed = True  # the grant is in the ledger already (GET /confirm/{token})
 
-    @workflow.signal(name=UNSUBSCRIBED)
-    def on_unsubscribed(self, signal: TrackingSignal) -> None:
-        self.unsubscribed = True  # the withdrawal is in the ledger already; sends would be refused
-
-    @workflow.signal(name=GOAL_REACHED)
-    def on_goal_reached(self, signal: GoalSignal) -> None:
-        if signal.goal in GOALS and self.converted is None:
-            self.converted = signal
-
     @workflow.query(name="status")
     def status(self) -> WelcomeStatus:
-        return WelcomeStatus(self.step, self.opened, self.clicked, self.score, list(self.messages))
+        return WelcomeStatus(
+            step=self.step,
+            opened=self.opened,
+            clicked=self.clicked,
+            score=self.score,
+            messages=list(self.messages),
+        )
 
     # Steps -------------------------------------------------------------------------------
     async def _confirm(self, input: WelcomeInput, pending_id: int) -> WelcomeResult | None:
@@ -241,121 +220,71 @@ class WelcomeJourney:
         The send is keyed by the pending ledger row: a lead who let one confirmation lapse and
         signs up again (a new journey, api/journeys.py) gets a new email, a retry never two."""
         self.confirming = True
-        self._enter(
+        self.enter(
             "sending_confirmation",
             "Email consent pending: sending the confirmation email (double opt-in)",
         )
-        step = f"confirm-{pending_id}"
-        request = SendRequest(
-            lead_id=input.lead_id,
-            workflow_id=workflow.info().workflow_id,
-            journey=JOURNEY,
-            step=step,
-            template="welcome_confirm",
-            kind="transactional",
-        )
-        sent = await workflow.execute_activity_method(
-            EmailActivities.send_email, request, summary="email welcome_confirm", **ACTIVITY_OPTIONS
-        )
-        self.messages.append(
-            SentMessage(
-                step,
-                "email",
-                "welcome_confirm",
-                sent.status,
-                sent.message_id,
-                workflow.now(),
-                sent.reason,
-            )
-        )
+        sent = await self.send_now(f"confirm-{pending_id}", "welcome_confirm", kind="transactional")
         if sent.status != "sent":
-            return self._finish("not_sent", f"the confirmation email was not sent: {sent.reason}")
+            return self._finish(
+                WelcomeOutcome.NOT_SENT, f"the confirmation email was not sent: {sent.reason}"
+            )
         wait = timedelta(hours=input.confirm_within_hours)
-        self._enter(
+        await self.wait(
             "awaiting_confirmation",
             f"Confirmation email sent; waiting up to {_hours(wait)} for the lead to click its link",
+            lambda: self.confirmed or self.unsubscribed,
+            wait,
         )
-        await wait_for(lambda: self.confirmed or self.unsubscribed, wait)
         self.confirming = False
         if self.unsubscribed:
-            return self._finish("unsubscribed", "the lead unsubscribed before confirming")
+            return self._finish(
+                WelcomeOutcome.UNSUBSCRIBED, "the lead unsubscribed before confirming"
+            )
         # The ledger decides, not the signal: granted by the click, or meanwhile by an import.
-        consent = await workflow.execute_activity_method(
-            LeadActivities.check_consent,
-            ConsentQuestion(input.lead_id, "email"),
-            **ACTIVITY_OPTIONS,
-        )
+        consent = await self._consent("email")
         if consent.granted:
             return None
         if self.confirmed:
-            return self._finish("not_sent", consent.reason)
+            return self._finish(WelcomeOutcome.NOT_SENT, consent.reason)
         return self._finish(
-            "not_confirmed",
+            WelcomeOutcome.NOT_CONFIRMED,
             f"the lead did not confirm the subscription within {_hours(wait)}; "
             "no marketing email is sent",
         )
 
     async def _relance(self, facts: LeadFacts) -> str | None:
         if self.input.relance_by_sms and facts.has_phone:
-            sms_consent = await workflow.execute_activity_method(
-                LeadActivities.check_consent,
-                ConsentQuestion(self.input.lead_id, "sms"),
-                **ACTIVITY_OPTIONS,
-            )
-            if sms_consent.granted:
-                self._enter("sending_relance", "No open after the wait: relance by SMS")
-                if (await self._send("relance_sms", "sms", "welcome_relance")).status == "sent":
+            if (await self._consent("sms")).granted:
+                self.enter("sending_relance", "No open after the wait: relance by SMS")
+                if (await self.send("relance_sms", "welcome_relance", "sms")).status == "sent":
                     return "sms"
-        self._enter(
+        self.enter(
             "sending_relance", "No open after the wait: relance by email with another subject"
         )
-        if (await self._send("relance_email", "email", "welcome_relance")).status == "sent":
+        if (await self.send("relance_email", "welcome_relance")).status == "sent":
             return "email"
         return None
 
-    async def _send(self, step: str, channel: str, template: str) -> SendResult:
-        request = SendRequest(
-            lead_id=self.input.lead_id,
-            workflow_id=workflow.info().workflow_id,
-            journey=JOURNEY,
-            step=step,
-            template=template,
+    async def _consent(self, channel: str):
+        return await workflow.execute_activity_method(
+            LeadActivities.check_consent,
+            ConsentQuestion(self.input.lead_id, channel),
+            **ACTIVITY_OPTIONS,
         )
-        method = EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
-        result = await send_marketing(
-            method,
-            request,
-            summary=f"{channel} {template}",
-            window=self.input.send_window,
-            stop=lambda: self.unsubscribed,
-        )
-        self.messages.append(
-            SentMessage(
-                step,
-                channel,
-                template,
-                result.status,
-                result.message_id,
-                workflow.now(),
-                result.reason,
-            )
-        )
-        return result
 
-    # What the Temporal UI shows -----------------------------------------------------------
-    def _enter(self, step: str, details: str) -> None:
-        self.step = step
-        show_step(step, details)
-        workflow.logger.info("welcome journey for lead %s: %s", self.input.lead_id, details)
-
-    def _set_score(self, score: int) -> None:
-        self.score = score
-        workflow.upsert_search_attributes([sa.SCORE.value_set(score)])
-
-    def _finish(self, outcome: str, reason: str, relanced_by: str | None = None) -> WelcomeResult:
-        self._enter("completed", f"Journey over: {outcome} ({reason})")
+    def _finish(
+        self, outcome: WelcomeOutcome, reason: str, relanced_by: str | None = None
+    ) -> WelcomeResult:
+        self.close(outcome, reason)
         return WelcomeResult(
-            outcome, reason, self.opened, self.clicked, relanced_by, self.score, list(self.messages)
+            outcome,
+            reason,
+            self.opened,
+            self.clicked,
+            relanced_by,
+            self.score,
+            list(self.messages),
         )
 
 
