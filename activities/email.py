@@ -26,7 +26,8 @@ from sqlalchemy.engine import Engine
 from temporalio import activity
 
 from activities.frequency import FrequencyCap
-from activities.sending import SendFailure, SendLedger, SendRequest, SendResult
+from activities.sending import SendFailure, SendLedger
+from relance.contracts.sending import SendRequest, SendResult
 from relance.domain.models import Lead
 from relance.domain.rendering import Renderer, Tracking, header_text
 from relance.domain.settings import Settings

@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.frequency import FrequencyCap
 from activities.message_context import MessageExtras, load_extras
+from relance.contracts.sending import SendRequest, SendResult
 from relance.domain.consent import has_consent
 from relance.domain.db import session_scope
 from relance.domain.journey_rules import (
@@ -65,33 +66,6 @@ class SendFailure(Exception):
 
     def __str__(self) -> str:
         return self.reason
-
-
-@dataclass
-class SendRequest:
-    """One message of a journey to one lead. Ids only: the activity loads the lead itself."""
-
-    lead_id: str
-    workflow_id: str
-    journey: str
-    step: str
-    template: str
-    kind: str = "marketing"  # marketing | transactional
-    about: str = ""  # what else the message is about, "<kind>:<id>" (see message_context.py)
-    # Over the frequency cap: "defer" (answer deferred, with the time the cap allows it again),
-    # "skip" (skipped for good), or "exempt" (counted, never held: a reminder the lead asked for).
-    over_cap: str = "skip"
-
-
-@dataclass
-class SendResult:
-    status: (
-        str  # sent | skipped | failed (refused for good by the provider) | deferred (frequency cap)
-    )
-    message_id: str | None = None
-    reason: str = ""
-    already_sent: bool = False
-    retry_at: datetime | None = None  # deferred: when the frequency cap allows the message
 
 
 @dataclass

@@ -12,10 +12,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities import build_activities
-from activities.sending import SendRequest
 from api import crud
 from api.journeys import cart_input
 from api.schemas import CartIn, OrderIn
+from relance.contracts.sending import SendRequest
 from relance.contracts.signals import CART_UPDATED, PURCHASED, CartSignal, PurchaseSignal
 from relance.dev.devsink import DevSink
 from relance.domain.models import PromoCode

@@ -220,7 +220,8 @@ async def test_the_confirmation_ignores_the_send_window_the_welcome_waits_for_it
 
 def test_other_journeys_send_no_marketing_while_the_consent_is_pending(engine, make_lead, settings):
     """Every send's consent gate needs "granted": pending is not consent, for any journey."""
-    from activities.sending import SendLedger, SendRequest
+    from activities.sending import SendLedger
+    from relance.contracts.sending import SendRequest
 
     lead = pending_lead(make_lead, engine)
     gate = SendLedger(engine, suppression_key=settings.secret_key)

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
-from activities.sending import SendLedger, SendRequest
+from activities.sending import SendLedger
+from relance.contracts.sending import SendRequest
 from relance.domain.db import session_scope
 from relance.domain.journey_rules import JourneyRules, cooldown_refusal, rules_for
 from relance.domain.models import ListMember, Message, Order

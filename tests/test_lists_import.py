@@ -15,7 +15,8 @@ from relance.domain.models import Consent, Lead, ListMember
 from tests.conftest import LiveStack, unique_id
 
 with workflow.unsafe.imports_passed_through():
-    from activities.lists import ListActivities, ListChange
+    from activities.lists import ListActivities
+    from relance.contracts.lists import ListChange
 
 
 async def new_lead(live: LiveStack) -> str:

@@ -13,7 +13,9 @@ from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.sales import SalesActivities, TaskNotice, TaskRef, TaskRequest
+from activities.sales import SalesActivities
+from relance.contracts.nurturing import NurturingSequence
+from relance.contracts.sales import TaskNotice, TaskRef, TaskRequest
 from relance.contracts.signals import (
     ASSET_DOWNLOADED,
     CLICKED,
@@ -35,7 +37,6 @@ from workflows.nurturing import (
     LeadNurturingJourney,
     NurturingInput,
     NurturingResult,
-    NurturingSequence,
     add_business_days,
 )
 

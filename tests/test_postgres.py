@@ -156,7 +156,8 @@ def test_sales_tasks_round_robin_on_postgres_even_when_concurrent(postgres_url, 
 
     from temporalio.testing import ActivityEnvironment
 
-    from activities.sales import SalesActivities, TaskRequest
+    from activities.sales import SalesActivities
+    from relance.contracts.sales import TaskRequest
     from relance.domain.models import SalesTask
     from relance.domain.rendering import Renderer
     from relance.domain.settings import SalesRep

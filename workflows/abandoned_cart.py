@@ -31,10 +31,9 @@ from relance.contracts.signals import (
 from workflows.steps import ACTIVITY_OPTIONS, send_marketing, show_step, wait_for
 
 with workflow.unsafe.imports_passed_through():
-    from activities.commerce import CommerceActivities, PromoRequest
-    from activities.email import EmailActivities
-    from activities.scoring import ScoreChange, ScoringActivities
-    from activities.sending import SendRequest, SendResult
+    from relance.contracts.commerce import PromoRequest, issue_promo_code
+    from relance.contracts.scoring import ScoreChange, add_score
+    from relance.contracts.sending import SendRequest, SendResult, send_email
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "cart"
@@ -138,8 +137,8 @@ class AbandonedCartJourney:
         if signal.message_id in self._scored:
             return
         self._scored.add(signal.message_id)
-        await workflow.execute_activity_method(
-            ScoringActivities.add_score,
+        await workflow.execute_activity(
+            add_score,
             ScoreChange(
                 lead_id=self.input.lead_id,
                 event="email_clicked",
@@ -169,8 +168,8 @@ class AbandonedCartJourney:
             else f"cart_reminder_{number}"
         )
         if with_promo:
-            code = await workflow.execute_activity_method(
-                CommerceActivities.issue_promo_code,
+            code = await workflow.execute_activity(
+                issue_promo_code,
                 PromoRequest(
                     self.input.lead_id,
                     f"{workflow.info().workflow_id}:{self.cart_id}:{step}",
@@ -183,7 +182,7 @@ class AbandonedCartJourney:
         # the send activity itself refuses a bought cart.
         send = asyncio.ensure_future(
             send_marketing(
-                EmailActivities.send_email,
+                send_email,
                 SendRequest(
                     lead_id=self.input.lead_id,
                     workflow_id=workflow.info().workflow_id,

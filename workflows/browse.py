@@ -22,8 +22,7 @@ from relance.contracts.signals import PAGE_VIEWED, UNSUBSCRIBED, PageViewSignal,
 from workflows.steps import SentMessage, not_sent_outcome, send_marketing, show_step, wait_for
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
-    from activities.sending import SendRequest
+    from relance.contracts.sending import SendRequest, send_email
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "browse"
@@ -104,7 +103,7 @@ class BrowseAbandonmentJourney:
         self._enter("sending_recommendation", f"Sending the {category} recommendation")
         step = f"recommend:{category}"
         sent = await send_marketing(
-            EmailActivities.send_email,
+            send_email,
             SendRequest(
                 lead_id=input.lead_id,
                 workflow_id=workflow.info().workflow_id,

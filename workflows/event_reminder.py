@@ -43,11 +43,15 @@ from relance.contracts.signals import (
 from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
-    from activities.events import EventActivities, EventRef, EventSchedule, NextEventQuestion
-    from activities.leads import ConsentQuestion, LeadActivities, LeadRef
-    from activities.sending import SendRequest, SendResult
-    from activities.sms import SmsActivities
+    from relance.contracts.events import (
+        EventRef,
+        EventSchedule,
+        NextEventQuestion,
+        find_next_event,
+        get_event_schedule,
+    )
+    from relance.contracts.leads import ConsentQuestion, LeadRef, check_consent, get_lead_facts
+    from relance.contracts.sending import SendRequest, SendResult, send_email, send_sms
 
 JOURNEY = "event"
 
@@ -193,8 +197,8 @@ class EventReminderJourney:
             await self._send(step, "email", template, about="event-recap")
         else:
             self._enter("finding_next_event", "A week after: is there a next event in the series?")
-            found = await workflow.execute_activity_method(
-                EventActivities.find_next_event,
+            found = await workflow.execute_activity(
+                find_next_event,
                 NextEventQuestion(self.input.event_id, workflow.now()),
                 **ACTIVITY_OPTIONS,
             )
@@ -207,12 +211,12 @@ class EventReminderJourney:
 
     async def _hour_reminder(self) -> None:
         if self.input.reminder_by_sms:
-            facts = await workflow.execute_activity_method(
-                LeadActivities.get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
+            facts = await workflow.execute_activity(
+                get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
             )
             if facts.has_phone:
-                consent = await workflow.execute_activity_method(
-                    LeadActivities.check_consent,
+                consent = await workflow.execute_activity(
+                    check_consent,
                     ConsentQuestion(self.input.lead_id, "sms"),
                     **ACTIVITY_OPTIONS,
                 )
@@ -250,8 +254,8 @@ class EventReminderJourney:
         return True
 
     async def _read_schedule(self) -> EventSchedule:
-        return await workflow.execute_activity_method(
-            EventActivities.get_event_schedule, EventRef(self.input.event_id), **ACTIVITY_OPTIONS
+        return await workflow.execute_activity(
+            get_event_schedule, EventRef(self.input.event_id), **ACTIVITY_OPTIONS
         )
 
     async def _send(
@@ -268,8 +272,8 @@ class EventReminderJourney:
             about=f"{about}:{about_id or self.input.event_id}",
             over_cap="exempt",  # the lead asked for these by registering: counted, never held by the cap
         )
-        method = EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
-        result = await workflow.execute_activity_method(
+        method = send_email if channel == "email" else send_sms
+        result = await workflow.execute_activity(
             method, request, summary=f"{channel} {template}", **ACTIVITY_OPTIONS
         )
         self.messages.append(

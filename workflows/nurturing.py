@@ -72,11 +72,18 @@ from workflows.steps import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
-    from activities.leads import ConsentQuestion, LeadActivities, LeadRef
-    from activities.sales import SalesActivities, TaskNotice, TaskRef, TaskRequest
-    from activities.scoring import ScoreChange, ScoringActivities
-    from activities.sending import SendRequest, SendResult
+    from relance.contracts.leads import ConsentQuestion, LeadRef, check_consent, get_lead_facts
+    from relance.contracts.nurturing import Gate, NurturingSequence, NurturingStep
+    from relance.contracts.sales import (
+        TaskNotice,
+        TaskRef,
+        TaskRequest,
+        create_sales_task,
+        escalate_sales_task,
+        notify_sales_task,
+    )
+    from relance.contracts.scoring import ScoreChange, add_score
+    from relance.contracts.sending import SendRequest, SendResult, send_email
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "nurturing"
@@ -84,39 +91,7 @@ WORKFLOW_ID_PREFIX = "nurture"
 GOALS = (DEMO_BOOKED_GOAL, PURCHASE_GOAL)
 
 
-# The sequence (validated from YAML by relance/services/nurturing.py) -----------------------------------
-@dataclass
-class Gate:
-    """A validation rule: the step goes out only once the lead downloaded ``downloaded``."""
-
-    downloaded: str  # an asset name, e.g. "white-paper"
-    alternatives: list[str]  # templates of the feedback loop, in order (the last one repeats)
-    max_loops: int = 2  # how many alternatives at most before giving up on the step
-    retry_after_days: float = 4.0  # how long each alternative waits for the condition
-    on_exhausted: str = "end"  # end (the journey) | skip (the step, and go on)
-
-
-@dataclass
-class NurturingStep:
-    name: str
-    template: str
-    delay_days: float  # wait before this step (from the previous one)
-    gate: Gate | None = None
-
-
-@dataclass
-class NurturingSequence:
-    version: str  # a hash of the file it came from
-    steps: list[NurturingStep]
-    assets: dict[str, str] = field(
-        default_factory=dict
-    )  # asset -> part of its URL: a click on it is a download
-    hand_off_downloads: list[str] = field(
-        default_factory=list
-    )  # a download of one of these makes a sales task
-    hand_off_on_mql: bool = True  # crossing the MQL threshold makes a sales task
-
-
+# The input (its sequence: relance/contracts/nurturing.py, read by relance/services/nurturing.py) ---
 @dataclass
 class NurturingInput:
     lead_id: str
@@ -201,8 +176,8 @@ class LeadNurturingJourney:
     @workflow.run
     async def run(self, input: NurturingInput) -> NurturingResult:
         self._enter("checking_consent", "Checking the lead's marketing consent for email")
-        consent = await workflow.execute_activity_method(
-            LeadActivities.check_consent,
+        consent = await workflow.execute_activity(
+            check_consent,
             ConsentQuestion(input.lead_id, "email"),
             **ACTIVITY_OPTIONS,
         )
@@ -288,8 +263,8 @@ class LeadNurturingJourney:
             return  # one score per message, however many clicks or link scanners
         self._scored_messages.add(signal.message_id)
         step = next((m.step for m in self.messages if m.message_id == signal.message_id), "a")
-        result = await workflow.execute_activity_method(
-            ScoringActivities.add_score,
+        result = await workflow.execute_activity(
+            add_score,
             ScoreChange(
                 lead_id=self.input.lead_id,
                 event="email_clicked",
@@ -359,8 +334,8 @@ class LeadNurturingJourney:
             self._hand_off(f"download-{asset}", f"downloaded the {asset}")
 
     async def _refresh_score(self) -> None:
-        facts = await workflow.execute_activity_method(
-            LeadActivities.get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
+        facts = await workflow.execute_activity(
+            get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
         )
         self._set_score(facts.score)
 
@@ -391,8 +366,8 @@ class LeadNurturingJourney:
 
     async def _run_task(self, key: str, reason: str) -> None:
         due = add_business_days(workflow.now(), self.input.task_due_business_days)
-        created = await workflow.execute_activity_method(
-            SalesActivities.create_sales_task,
+        created = await workflow.execute_activity(
+            create_sales_task,
             TaskRequest(
                 self.input.lead_id,
                 workflow.info().workflow_id,
@@ -416,8 +391,8 @@ class LeadNurturingJourney:
         await wait_for(lambda: task.status != "open" or self._closing, task.due_at - workflow.now())
         if task.status != "open" or self._closing:
             return
-        escalation = await workflow.execute_activity_method(
-            SalesActivities.escalate_sales_task, TaskRef(task.task_id), **ACTIVITY_OPTIONS
+        escalation = await workflow.execute_activity(
+            escalate_sales_task, TaskRef(task.task_id), **ACTIVITY_OPTIONS
         )
         if task.status == "open":  # not completed by a signal meanwhile
             task.status = escalation.status
@@ -427,8 +402,8 @@ class LeadNurturingJourney:
 
     async def _notify(self, task: TaskView, kind: str) -> None:
         try:
-            notice = await workflow.execute_activity_method(
-                SalesActivities.notify_sales_task,
+            notice = await workflow.execute_activity(
+                notify_sales_task,
                 TaskNotice(task.task_id, kind),
                 **ACTIVITY_OPTIONS,
             )
@@ -455,7 +430,7 @@ class LeadNurturingJourney:
             template=template,
         )
         result = await send_marketing(
-            EmailActivities.send_email,
+            send_email,
             request,
             summary=f"email {template}",
             window=self.input.send_window,

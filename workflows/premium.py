@@ -17,9 +17,8 @@ from temporalio import workflow
 from workflows.steps import ACTIVITY_OPTIONS, send_marketing, show_step
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
-    from activities.reengagement import PremiumRecord, ReEngagementActivities
-    from activities.sending import SendRequest
+    from relance.contracts.reengagement import PremiumRecord, record_premium_offer
+    from relance.contracts.sending import SendRequest, send_email
 
 JOURNEY = "premium"
 
@@ -42,7 +41,7 @@ class PremiumOfferJourney:
     async def run(self, input: PremiumInput) -> PremiumResult:
         show_step("sending_offer", "The lead is very active: sending the premium-content offer")
         result = await send_marketing(
-            EmailActivities.send_email,
+            send_email,
             SendRequest(
                 lead_id=input.lead_id,
                 workflow_id=workflow.info().workflow_id,
@@ -54,8 +53,8 @@ class PremiumOfferJourney:
             over_cap="skip",
         )
         # Recorded even when skipped (no consent): the offer is a moment, not a debt to pay later.
-        await workflow.execute_activity_method(
-            ReEngagementActivities.record_premium_offer,
+        await workflow.execute_activity(
+            record_premium_offer,
             PremiumRecord(input.lead_id),
             **ACTIVITY_OPTIONS,
         )

@@ -16,10 +16,14 @@ from relance.contracts import search_attributes as sa
 from workflows.steps import ACTIVITY_OPTIONS
 
 with workflow.unsafe.imports_passed_through():
-    from activities.commerce import CommerceActivities, PromoRequest, PurchaseRef
-    from activities.email import EmailActivities
-    from activities.scoring import ScoreChange, ScoringActivities
-    from activities.sending import SendRequest
+    from relance.contracts.commerce import (
+        PromoRequest,
+        PurchaseRef,
+        issue_promo_code,
+        record_purchase,
+    )
+    from relance.contracts.scoring import ScoreChange, add_score
+    from relance.contracts.sending import SendRequest, send_email
 
 
 @dataclass
@@ -42,12 +46,12 @@ class PurchaseResult:
 class PurchaseFollowUp:
     @workflow.run
     async def run(self, input: PurchaseInput) -> PurchaseResult:
-        facts = await workflow.execute_activity_method(
-            CommerceActivities.record_purchase, PurchaseRef(input.order_id), **ACTIVITY_OPTIONS
+        facts = await workflow.execute_activity(
+            record_purchase, PurchaseRef(input.order_id), **ACTIVITY_OPTIONS
         )
         workflow.upsert_search_attributes([sa.LEAD_ID.value_set(facts.lead_id)])
-        score = await workflow.execute_activity_method(
-            ScoringActivities.add_score,
+        score = await workflow.execute_activity(
+            add_score,
             ScoreChange(
                 lead_id=facts.lead_id,
                 event="purchase",
@@ -68,8 +72,8 @@ class PurchaseFollowUp:
         code = None
         about = f"order:{input.order_id}"
         if input.first_purchase_percent_off > 0:
-            code = await workflow.execute_activity_method(
-                CommerceActivities.issue_promo_code,
+            code = await workflow.execute_activity(
+                issue_promo_code,
                 PromoRequest(
                     facts.lead_id,
                     f"{workflow.info().workflow_id}:next-order",
@@ -78,8 +82,8 @@ class PurchaseFollowUp:
                 **ACTIVITY_OPTIONS,
             )
             about += f",promo:{code}"
-        sent = await workflow.execute_activity_method(
-            EmailActivities.send_email,
+        sent = await workflow.execute_activity(
+            send_email,
             SendRequest(
                 lead_id=facts.lead_id,
                 workflow_id=workflow.info().workflow_id,

@@ -51,11 +51,15 @@ from workflows.steps import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
-    from activities.leads import ConsentQuestion, LeadActivities
-    from activities.reengagement import OutcomeRecord, ReEngagementActivities, SunsetRequest
-    from activities.scoring import ScoreChange, ScoringActivities
-    from activities.sending import SendRequest, SendResult
+    from relance.contracts.leads import ConsentQuestion, check_consent
+    from relance.contracts.reengagement import (
+        OutcomeRecord,
+        SunsetRequest,
+        record_reengagement,
+        sunset_lead,
+    )
+    from relance.contracts.scoring import ScoreChange, add_score
+    from relance.contracts.sending import SendRequest, SendResult, send_email
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "reengage"
@@ -128,8 +132,8 @@ class ReEngagementJourney:
             )
         # 1. Consent first (the sweep checked it, but it may have changed since).
         self._enter("checking_consent", "Checking the lead's marketing consent for email")
-        consent = await workflow.execute_activity_method(
-            LeadActivities.check_consent,
+        consent = await workflow.execute_activity(
+            check_consent,
             ConsentQuestion(input.lead_id, "email"),
             **ACTIVITY_OPTIONS,
         )
@@ -170,8 +174,8 @@ class ReEngagementJourney:
             return self._finish("unsubscribed", "the lead unsubscribed")
         if self.reaction is not None:
             self._enter("re_engaged", f"The lead came back ({self.reaction}): adding points")
-            score = await workflow.execute_activity_method(
-                ScoringActivities.add_score,
+            score = await workflow.execute_activity(
+                add_score,
                 ScoreChange(
                     lead_id=input.lead_id,
                     event="reengaged",
@@ -185,8 +189,8 @@ class ReEngagementJourney:
             await self._record("re_engaged")
             return self._finish("re_engaged", f"the lead came back: {self.reaction}")
         self._enter("sunset", f"No reaction to {len(EMAILS)} emails: sunset ({input.sunset})")
-        sunset = await workflow.execute_activity_method(
-            ReEngagementActivities.sunset_lead,
+        sunset = await workflow.execute_activity(
+            sunset_lead,
             SunsetRequest(input.lead_id, input.sunset, workflow.info().workflow_id),
             **ACTIVITY_OPTIONS,
         )
@@ -239,7 +243,7 @@ class ReEngagementJourney:
             template=template,
         )
         result = await send_marketing(
-            EmailActivities.send_email,
+            send_email,
             request,
             summary=f"email {template}",
             window=self.input.send_window,
@@ -259,8 +263,8 @@ class ReEngagementJourney:
         return result
 
     async def _record(self, status: str) -> None:
-        await workflow.execute_activity_method(
-            ReEngagementActivities.record_reengagement,
+        await workflow.execute_activity(
+            record_reengagement,
             OutcomeRecord(self.input.lead_id, status),
             **ACTIVITY_OPTIONS,
         )

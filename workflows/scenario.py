@@ -37,9 +37,13 @@ from workflows.steps import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
-    from activities.enrollment import EnrollmentActivities, EnrollmentCheck, RefusalRecord
-    from activities.sending import SendRequest
+    from relance.contracts.enrollment import (
+        EnrollmentCheck,
+        RefusalRecord,
+        check_enrollment,
+        record_enrollment_refusal,
+    )
+    from relance.contracts.sending import SendRequest, send_email
 
 JOURNEY = "scenario"
 RECORD_REFUSALS_PATCH = (
@@ -134,7 +138,7 @@ class ScenarioJourney:
             template=scenario.template,
         )
         sent = await send_marketing(
-            EmailActivities.send_email,
+            send_email,
             request,
             summary=f"email {scenario.template}",
             stop=lambda: self.converted is not None,
@@ -170,8 +174,8 @@ class ScenarioJourney:
             await self._record_refusal(target, refusal)
             return self._finish(ScenarioResult("redirect_refused", refusal, self.chain, target))
         if self._rules:  # the target's enrollment rules, as the API applies them
-            refusal = await workflow.execute_activity_method(
-                EnrollmentActivities.check_enrollment,
+            refusal = await workflow.execute_activity(
+                check_enrollment,
                 EnrollmentCheck(
                     input.lead_id, JOURNEY, workflow_id(target, input.lead_id), f"{target} scenario"
                 ),
@@ -215,8 +219,8 @@ class ScenarioJourney:
         started before this existed replay without it."""
         if self._rules:
             info = workflow.info()
-            await workflow.execute_activity_method(
-                EnrollmentActivities.record_enrollment_refusal,
+            await workflow.execute_activity(
+                record_enrollment_refusal,
                 RefusalRecord(
                     self.input.lead_id,
                     info.workflow_id,

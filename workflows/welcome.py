@@ -53,11 +53,15 @@ from workflows.steps import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
-    from activities.leads import ConsentQuestion, LeadActivities, LeadFacts, LeadRef
-    from activities.scoring import ScoreChange, ScoringActivities
-    from activities.sending import SendRequest, SendResult
-    from activities.sms import SmsActivities
+    from relance.contracts.leads import (
+        ConsentQuestion,
+        LeadFacts,
+        LeadRef,
+        check_consent,
+        get_lead_facts,
+    )
+    from relance.contracts.scoring import ScoreChange, add_score
+    from relance.contracts.sending import SendRequest, SendResult, send_email, send_sms
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "welcome"
@@ -126,8 +130,8 @@ class WelcomeJourney:
     async def _steps(self, input: WelcomeInput) -> WelcomeResult:
         # 1. Consent first: no marketing email without it.
         self._enter("checking_consent", "Checking the lead's marketing consent for email")
-        consent = await workflow.execute_activity_method(
-            LeadActivities.check_consent,
+        consent = await workflow.execute_activity(
+            check_consent,
             ConsentQuestion(input.lead_id, "email"),
             **ACTIVITY_OPTIONS,
         )
@@ -138,8 +142,8 @@ class WelcomeJourney:
             ended = await self._confirm(input, consent.pending_id)
             if ended is not None:
                 return ended
-        facts = await workflow.execute_activity_method(
-            LeadActivities.get_lead_facts, LeadRef(input.lead_id), **ACTIVITY_OPTIONS
+        facts = await workflow.execute_activity(
+            get_lead_facts, LeadRef(input.lead_id), **ACTIVITY_OPTIONS
         )
         self._set_score(facts.score)
 
@@ -203,8 +207,8 @@ class WelcomeJourney:
             return  # one score per message, however many clicks or link scanners
         self._scored_messages.add(signal.message_id)
         step = next((m.step for m in self.messages if m.message_id == signal.message_id), "a")
-        result = await workflow.execute_activity_method(
-            ScoringActivities.add_score,
+        result = await workflow.execute_activity(
+            add_score,
             ScoreChange(
                 lead_id=self.input.lead_id,
                 event="email_clicked",
@@ -254,8 +258,8 @@ class WelcomeJourney:
             template="welcome_confirm",
             kind="transactional",
         )
-        sent = await workflow.execute_activity_method(
-            EmailActivities.send_email, request, summary="email welcome_confirm", **ACTIVITY_OPTIONS
+        sent = await workflow.execute_activity(
+            send_email, request, summary="email welcome_confirm", **ACTIVITY_OPTIONS
         )
         self.messages.append(
             SentMessage(
@@ -280,8 +284,8 @@ class WelcomeJourney:
         if self.unsubscribed:
             return self._finish("unsubscribed", "the lead unsubscribed before confirming")
         # The ledger decides, not the signal: granted by the click, or meanwhile by an import.
-        consent = await workflow.execute_activity_method(
-            LeadActivities.check_consent,
+        consent = await workflow.execute_activity(
+            check_consent,
             ConsentQuestion(input.lead_id, "email"),
             **ACTIVITY_OPTIONS,
         )
@@ -297,8 +301,8 @@ class WelcomeJourney:
 
     async def _relance(self, facts: LeadFacts) -> str | None:
         if self.input.relance_by_sms and facts.has_phone:
-            sms_consent = await workflow.execute_activity_method(
-                LeadActivities.check_consent,
+            sms_consent = await workflow.execute_activity(
+                check_consent,
                 ConsentQuestion(self.input.lead_id, "sms"),
                 **ACTIVITY_OPTIONS,
             )
@@ -321,7 +325,7 @@ class WelcomeJourney:
             step=step,
             template=template,
         )
-        method = EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
+        method = send_email if channel == "email" else send_sms
         result = await send_marketing(
             method,
             request,
