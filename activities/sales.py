@@ -23,8 +23,6 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.email import deliver
-from activities.sending import SendFailure
 from relance.contracts.sales import (
     EscalationResult,
     NoticeResult,
@@ -33,9 +31,11 @@ from relance.contracts.sales import (
     TaskRef,
     TaskRequest,
 )
+from relance.contracts.sending import SendFailure
 from relance.domain.models import Counter, Lead, SalesTask, as_utc, utcnow
 from relance.domain.rendering import Renderer
 from relance.domain.settings import SalesRep, Settings
+from relance.services.smtp import deliver
 
 
 def candidates_for(reps: list[SalesRep], country: str | None) -> tuple[list[SalesRep], str | None]:

@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.frequency import FrequencyCap
 from activities.message_context import MessageExtras, load_extras
-from relance.contracts.sending import SendRequest, SendResult
+from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.domain.consent import has_consent
 from relance.domain.db import session_scope
 from relance.domain.journey_rules import (
@@ -50,22 +50,6 @@ def resent_note(channel: str) -> str:
 def sent_after_failed_attempts(attempt: int, last_failure: str) -> str:
     """The note of a send whose earlier attempts all failed before the provider accepted anything."""
     return f"sent on attempt {attempt}; the earlier attempts did not reach the provider or were refused for now ({last_failure})"
-
-
-@dataclass(eq=False)
-class SendFailure(Exception):
-    """An attempt that did not end with the provider's acceptance.
-
-    ``permanent``: retrying cannot fix it (bad address, recipient refused, a 5xx answer): the
-    send is recorded failed and the journey goes on. ``maybe_delivered``: the attempt ended after
-    the message went out, without the provider's answer (it may have it)."""
-
-    reason: str
-    permanent: bool = False
-    maybe_delivered: bool = False
-
-    def __str__(self) -> str:
-        return self.reason
 
 
 @dataclass

@@ -14,7 +14,7 @@ from api import crud
 from api.main import create_app
 from api.schemas import LeadCreate
 from relance.domain.models import Lead, ScoreEvent
-from relance.domain.scoring import RulesError, load_rules
+from relance.domain.scoring_rules import RulesError, load_rules
 from tests.conftest import EMAIL_CONSENT, unique_id
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,6 +12,22 @@ from datetime import datetime
 from temporalio import activity
 
 
+@dataclass(eq=False)
+class SendFailure(Exception):
+    """An attempt that did not end with the provider's acceptance.
+
+    ``permanent``: retrying cannot fix it (bad address, recipient refused, a 5xx answer): the
+    send is recorded failed and the journey goes on. ``maybe_delivered``: the attempt ended after
+    the message went out, without the provider's answer (it may have it)."""
+
+    reason: str
+    permanent: bool = False
+    maybe_delivered: bool = False
+
+    def __str__(self) -> str:
+        return self.reason
+
+
 @dataclass
 class SendRequest:
     """One message of a journey to one lead. Ids only: the activity loads the lead itself."""
