@@ -20,12 +20,13 @@ from temporalio.client import Client, WorkflowHandle
 
 from relance.contracts import search_attributes as sa
 from relance.contracts.signals import EMAIL_CONFIRMED, OPENED, UNSUBSCRIBED, TrackingSignal
+from relance.dev.seeding import unique_id
 from relance.domain.db import session_scope
 from relance.domain.models import Consent, Message, TrackingEvent
 from relance.domain.send_window import SendWindow
 from relance.domain.tokens import TokenSigner
 from relance.services.tracking import Hit, record_hits
-from tests.conftest import LiveStack, unique_id
+from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import (
     CONFIRMATION_SUBJECT,
     confirm,

@@ -179,3 +179,24 @@ def test_every_activity_the_worker_runs_has_its_contract_with_the_same_types():
     for name, stub in stubs.items():
         real = implementations[name]
         assert (stub.arg_types, stub.ret_type) == (real.arg_types, real.ret_type), name
+
+
+def test_benchmarks_and_history_recorders_seed_through_the_package_not_test_modules():
+    """bench/ and tests/histories/record*.py take their seeding helpers from relance.dev.seeding:
+    a test module's fixtures and copies stay the tests' own to change."""
+    wrong = {}
+    for path in sorted((ROOT / "bench").glob("*.py")):
+        bad = {m for m in imports_of(path) if under(m, "tests")}
+        if bad:
+            wrong[str(path.relative_to(ROOT))] = sorted(bad)
+    for path in sorted((ROOT / "tests" / "histories").glob("record*.py")):
+        # the recorders' own harness and the test suite's waiting helpers are theirs to use
+        bad = {
+            m
+            for m in imports_of(path)
+            if under(m, "tests")
+            and not any(under(m, ok) for ok in ("tests.histories", "tests.waiting"))
+        }
+        if bad:
+            wrong[str(path.relative_to(ROOT))] = sorted(bad)
+    assert wrong == {}

@@ -26,12 +26,13 @@ from relance.contracts.signals import (
     TaskSignal,
     TrackingSignal,
 )
+from relance.dev.seeding import DEFAULT_SEQUENCE_FILE as DEFAULT_FILE
+from relance.dev.seeding import default_sequence, unique_id
 from relance.domain.models import Lead, SalesTask
 from relance.domain.rendering import Renderer
 from relance.domain.settings import SalesRep
 from relance.domain.tokens import TokenSigner
-from relance.services.nurturing import SequenceError, load_sequence, parse_sequence
-from tests.conftest import unique_id
+from relance.services.nurturing import SequenceError, parse_sequence
 from worker import build_worker
 from workflows.nurturing import (
     LeadNurturingJourney,
@@ -41,7 +42,6 @@ from workflows.nurturing import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FILE = ROOT / "config" / "nurturing.yaml"
 ALL_STEPS = [
     "welcome_newsletter",
     "case_study",
@@ -70,10 +70,6 @@ def sales(settings):
 async def worker(client, sales, engine):
     async with build_worker(client, sales, engine) as running:
         yield running
-
-
-def default_sequence() -> NurturingSequence:
-    return load_sequence(DEFAULT_FILE)
 
 
 async def start(

@@ -15,7 +15,7 @@ from relance.contracts import search_attributes as sa
 from relance.contracts.commerce import PromoRequest, PurchaseRef, issue_promo_code, record_purchase
 from relance.contracts.scoring import ScoreChange, add_score
 from relance.contracts.sending import SendRequest, send_email
-from tests.conftest import TEST_CONVERTER
+from relance.dev.seeding import TEST_CONVERTER
 from worker import ALL_JOURNEYS
 from workflows.purchase import PurchaseInput, PurchaseResult
 from workflows.steps import ACTIVITY_OPTIONS

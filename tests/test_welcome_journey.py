@@ -11,8 +11,8 @@ from temporalio.client import Client, WorkflowHandle
 
 from relance.contracts.signals import CLICKED, OPENED, TrackingSignal
 from relance.dev.devsink import DevSink
+from relance.dev.seeding import unique_id
 from relance.domain.models import Lead, Message, ScoreEvent
-from tests.conftest import unique_id
 from worker import build_worker
 from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult
 
