@@ -11,7 +11,8 @@ mailbox and no SMTPUTF8, a recipient refused for good, a 5xx answer) is recorded
 with its reason and the journey goes on; connection failures, timeouts and 4xx answers are
 retried by Temporal, and the row says whether the message may have gone out meanwhile. So is a
 refusal of the mail settings themselves (STARTTLS, login, the sender address): a wrong password
-makes the sends wait for the operator's fix, it does not fail every message for good.
+makes the sends wait for the operator's fix, it does not fail every message for good (the
+SMTP conversation itself: relance/services/smtp.py).
 """
 
 from __future__ import annotations
