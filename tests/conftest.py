@@ -17,11 +17,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from relance.contracts import search_attributes
 from relance.dev.devsink import DevSink
-from relance.dev.seeding import (
+from relance.dev.seeding import (  # noqa: F401 (also offered to test modules importing them from here)
     TEST_CONVERTER,
     TEST_PAYLOAD_KEY_ID,
     TEST_PAYLOAD_KEYS,
     make_lead_factory,
+    make_test_codec,
+    unique_id,
 )
 from relance.dev.serving import ServedApp, listening_socket
 from relance.domain.db import make_engine
