@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from relance.contracts import search_attributes
 from relance.dev.devsink import DevSink
-from relance.dev.seeding import (  # noqa: F401 (also offered to test modules importing them from here)
+from relance.dev.seeding import (  # noqa: F401 (test modules import them from here too)
     TEST_CONVERTER,
     TEST_PAYLOAD_KEY_ID,
     TEST_PAYLOAD_KEYS,
