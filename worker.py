@@ -27,7 +27,7 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from relance.domain.db import make_engine
-from relance.domain.scoring import RulesError
+from relance.domain.scoring_rules import RulesError
 from relance.domain.settings import Settings, get_settings
 from relance.services.mql import MqlNotifier
 from relance.services.nurturing import SequenceError, load_sequence

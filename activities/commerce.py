@@ -7,7 +7,6 @@ and that stop a cart reminder once the cart is bought or emptied.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -16,29 +15,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.message_context import MessageExtras, context_loader
+from relance.contracts.commerce import PromoRequest, PurchaseFacts, PurchaseRef
 from relance.domain.models import Cart, Lead, ListMember, Order, PromoCode
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
-
-
-@dataclass
-class PromoRequest:
-    lead_id: str
-    issued_for: str  # workflow id + step: asking twice gives the same code
-    percent_off: int
-
-
-@dataclass
-class PurchaseRef:
-    order_id: str
-
-
-@dataclass
-class PurchaseFacts:
-    lead_id: str
-    first_purchase: bool
-    orders: int
-    added_to_list: str | None
 
 
 class CommerceActivities:

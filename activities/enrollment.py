@@ -4,7 +4,6 @@ in the refusing journey's result."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
@@ -14,30 +13,10 @@ from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from relance.contracts.enrollment import EnrollmentCheck, RefusalRecord
 from relance.domain.journey_rules import cooldown_of, cooldown_refusal, exclusion_reason
 from relance.domain.models import EnrollmentRefusal, as_utc
 from relance.domain.settings import Settings
-
-
-@dataclass
-class RefusalRecord:
-    lead_id: str
-    workflow_id: str  # the journey that meant to enroll the lead
-    run_id: str
-    source: str
-    target: str
-    reason: str
-    chain: list[str] = field(default_factory=list)
-
-
-@dataclass
-class EnrollmentCheck:
-    """May a journey enroll the lead into ``journey`` (workflow id ``workflow_id``) now?"""
-
-    lead_id: str
-    journey: str  # its rules' name (relance/domain/journey_rules.py), e.g. scenario
-    workflow_id: str
-    label: str = ""  # how the refusal names it, e.g. "white_paper scenario"; "" = journey
 
 
 def _now() -> datetime:

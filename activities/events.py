@@ -11,7 +11,6 @@ Results hold ids, times and statuses only: nothing about the lead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,35 +20,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.message_context import Attachment, MessageExtras, context_loader
+from relance.contracts.events import EventRef, EventSchedule, NextEvent, NextEventQuestion
 from relance.domain.models import Event, Lead, as_utc, utcnow
 
 ICS_UID_DOMAIN = "events.relance"
-
-
-@dataclass
-class EventRef:
-    event_id: str
-
-
-@dataclass
-class EventSchedule:
-    event_id: str
-    starts_at: datetime  # UTC
-    ends_at: datetime  # UTC
-    status: str  # scheduled | cancelled
-    series: str | None
-    sequence: int  # how many times it was rescheduled
-
-
-@dataclass
-class NextEventQuestion:
-    event_id: str
-    after: datetime  # the next event must start after this moment (the journey's now)
-
-
-@dataclass
-class NextEvent:
-    event_id: str | None  # None: the series has no next event (yet)
 
 
 class EventActivities:

@@ -6,52 +6,15 @@ histories hold no readable personal data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from relance.contracts.leads import ConsentAnswer, ConsentQuestion, LeadFacts, LeadRef, SendProfile
 from relance.domain.consent import PENDING, has_consent, latest_consent
 from relance.domain.models import Lead, Message, as_utc
 from relance.domain.send_window import SendWindow, zone_or_utc
-
-
-@dataclass
-class ConsentQuestion:
-    lead_id: str
-    channel: str  # email | sms
-    purpose: str = "marketing"
-
-
-@dataclass
-class ConsentAnswer:
-    granted: bool
-    reason: str
-    pending: bool = False  # double opt-in: granted at sign-up, waiting for the lead's confirmation
-    pending_id: int = 0  # the pending ledger row: each sign-up's confirmation email is its own send
-
-
-@dataclass
-class LeadRef:
-    lead_id: str
-
-
-@dataclass
-class LeadFacts:
-    known_contact: bool  # was already a contact before this sign-up (seed 002)
-    has_phone: bool
-    score: int
-
-
-@dataclass
-class SendProfile:
-    """When marketing may reach the lead: their IANA zone and the global send window (None: no
-    window, send at any time). No personal data beyond the zone."""
-
-    time_zone: str
-    window: SendWindow | None
 
 
 class LeadActivities:

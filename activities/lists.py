@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from relance.contracts.lists import ListChange, ListChangeResult
 from relance.domain.lists import LIST_NAME, add_member, remove_member
 from relance.domain.models import Lead
-
-
-@dataclass
-class ListChange:
-    lead_id: str
-    list_name: str
-    action: str  # add | remove
-    reason: str = ""  # kept with the membership, e.g. "finished the onboarding journey"
-
-
-@dataclass
-class ListChangeResult:
-    changed: bool  # False: already on the list (add) or not on it (remove)
 
 
 class ListActivities:

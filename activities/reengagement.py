@@ -10,7 +10,6 @@ per page, not one event per lead.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, update
@@ -26,6 +25,14 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from relance.contracts import search_attributes as sa
+from relance.contracts.reengagement import (
+    OutcomeRecord,
+    PageRequest,
+    PageResult,
+    PremiumRecord,
+    SunsetRequest,
+    SunsetResult,
+)
 from relance.domain.consent import latest_consent
 from relance.domain.journey_rules import cooldown_of
 from relance.domain.models import Consent, Lead, utcnow
@@ -38,45 +45,6 @@ STARTS_IN_FLIGHT = 50  # concurrent start_workflow calls per page
 
 def reengage_workflow_id(lead_id: str) -> str:
     return f"reengage-{lead_id}"
-
-
-@dataclass
-class PageRequest:
-    cutoff: datetime  # leads whose last activity (or creation, if none) is before this
-    after: str  # keyset cursor: the last lead id of the previous page ("" for the first)
-    limit: int
-
-
-@dataclass
-class PageResult:
-    leads: int  # eligible leads read on this page
-    started: int  # journeys started
-    already_enrolled: int  # a journey was already running (started by an overlapping sweep)
-    next_cursor: str | None  # None: this was the last page
-
-
-@dataclass
-class OutcomeRecord:
-    lead_id: str
-    status: str  # in_journey | not_sent | re_engaged | unsubscribed | consent_withdrawn | sunset_suppressed
-
-
-@dataclass
-class SunsetRequest:
-    lead_id: str
-    policy: str  # suppress | delete
-    workflow_id: str
-
-
-@dataclass
-class SunsetResult:
-    policy: str
-    rows_deleted: dict[str, int] = field(default_factory=dict)  # delete: what the erasure removed
-
-
-@dataclass
-class PremiumRecord:
-    lead_id: str
 
 
 class ReEngagementActivities:

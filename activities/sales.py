@@ -13,8 +13,6 @@ task and kind: the task row records when each went out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 
@@ -25,52 +23,19 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.email import deliver
-from activities.sending import SendFailure
+from relance.contracts.sales import (
+    EscalationResult,
+    NoticeResult,
+    TaskCreated,
+    TaskNotice,
+    TaskRef,
+    TaskRequest,
+)
+from relance.contracts.sending import SendFailure
 from relance.domain.models import Counter, Lead, SalesTask, as_utc, utcnow
 from relance.domain.rendering import Renderer
 from relance.domain.settings import SalesRep, Settings
-
-
-@dataclass
-class TaskRequest:
-    lead_id: str
-    workflow_id: str
-    key: str  # idempotency key, unique: the workflow id + what the task is for
-    reason: str
-    due_at: datetime
-
-
-@dataclass
-class TaskCreated:
-    task_id: str
-    assignee_name: str | None  # None: no rep is configured, the task waits unassigned
-    territory: str | None
-    due_at: datetime
-    status: str
-
-
-@dataclass
-class TaskRef:
-    task_id: str
-
-
-@dataclass
-class TaskNotice:
-    task_id: str
-    kind: str  # assigned (to the rep) | escalated (to the manager)
-
-
-@dataclass
-class NoticeResult:
-    sent: bool
-    reason: str = ""
-
-
-@dataclass
-class EscalationResult:
-    escalated: bool  # False: the task was completed before its due date was checked
-    status: str
+from relance.services.smtp import deliver
 
 
 def candidates_for(reps: list[SalesRep], country: str | None) -> tuple[list[SalesRep], str | None]:

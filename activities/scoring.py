@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
@@ -11,39 +10,10 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from relance.contracts.scoring import DecayPage, DecayPageResult, ScoreChange, ScoreResult
 from relance.domain.models import Lead, as_utc
 from relance.domain.scoring import apply_score, decay_points
 from relance.domain.settings import Settings
-
-
-@dataclass
-class ScoreChange:
-    lead_id: str
-    event: str  # e.g. email_clicked; the points come from the scoring rules (config/scoring.yaml)
-    key: str  # idempotency key: the same key counts once
-    reason: str
-
-
-@dataclass
-class ScoreResult:
-    score: int
-    points: int
-    counted: bool  # False when this key had already been counted
-
-
-@dataclass
-class DecayPage:
-    now: datetime  # the sweep's clock (workflow.now()): fixed for the whole sweep
-    after: str = ""  # cursor: the last lead id of the previous page
-    limit: int = 500
-
-
-@dataclass
-class DecayPageResult:
-    leads: int  # leads looked at
-    decayed: int  # score events written
-    points: int  # total points removed (negative or 0)
-    next_cursor: str | None
 
 
 class ScoringActivities:

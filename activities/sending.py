@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.frequency import FrequencyCap
 from activities.message_context import MessageExtras, load_extras
+from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.contracts.skips import SkipReason
 from relance.domain.consent import has_consent
 from relance.domain.db import session_scope
@@ -50,50 +51,6 @@ def resent_note(channel: str) -> str:
 def sent_after_failed_attempts(attempt: int, last_failure: str) -> str:
     """The note of a send whose earlier attempts all failed before the provider accepted anything."""
     return f"sent on attempt {attempt}; the earlier attempts did not reach the provider or were refused for now ({last_failure})"
-
-
-@dataclass(eq=False)
-class SendFailure(Exception):
-    """An attempt that did not end with the provider's acceptance.
-
-    ``permanent``: retrying cannot fix it (bad address, recipient refused, a 5xx answer): the
-    send is recorded failed and the journey goes on. ``maybe_delivered``: the attempt ended after
-    the message went out, without the provider's answer (it may have it)."""
-
-    reason: str
-    permanent: bool = False
-    maybe_delivered: bool = False
-
-    def __str__(self) -> str:
-        return self.reason
-
-
-@dataclass
-class SendRequest:
-    """One message of a journey to one lead. Ids only: the activity loads the lead itself."""
-
-    lead_id: str
-    workflow_id: str
-    journey: str
-    step: str
-    template: str
-    kind: str = "marketing"  # marketing | transactional
-    about: str = ""  # what else the message is about, "<kind>:<id>" (see message_context.py)
-    # Over the frequency cap: "defer" (answer deferred, with the time the cap allows it again),
-    # "skip" (skipped for good), or "exempt" (counted, never held: a reminder the lead asked for).
-    over_cap: str = "skip"
-
-
-@dataclass
-class SendResult:
-    status: (
-        str  # sent | skipped | failed (refused for good by the provider) | deferred (frequency cap)
-    )
-    message_id: str | None = None
-    reason: str = ""
-    already_sent: bool = False
-    retry_at: datetime | None = None  # deferred: when the frequency cap allows the message
-    skip: SkipReason | None = None  # skipped: why, as a kind (``reason`` says it in words)
 
 
 @dataclass

@@ -14,7 +14,8 @@ from temporalio import activity
 
 from activities.email import template_context
 from activities.frequency import FrequencyCap
-from activities.sending import SendFailure, SendLedger, SendRequest, SendResult
+from activities.sending import SendLedger
+from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.domain.rendering import Renderer, Tracking
 from relance.domain.settings import Settings
 

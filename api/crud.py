@@ -16,7 +16,7 @@ from relance.domain.consent import GRANTED, PENDING, WITHDRAWN, current_consents
 from relance.domain.db import retry_on_conflict
 from relance.domain.models import Cart, Consent, Lead, LeadActivity, Order, as_utc, utcnow
 from relance.domain.scoring import score_fit, score_form, score_page_view
-from relance.domain.segments import segment_expr, stage_expr
+from relance.domain.segments import segment_and_stage, segment_expr, stage_expr
 from relance.domain.settings import Settings, get_settings
 from relance.domain.suppression import normalize_email, suppression_of
 from relance.services.lead_activity import FollowUp, follow_ups, note_activity
@@ -158,9 +158,7 @@ def lead_public(*, session: Session, lead: Lead, settings: Settings | None = Non
     """The lead as the API shows it: its segment and stage in one query, its current consent per
     channel in another."""
     settings = settings or get_settings()
-    segment, stage = session.execute(
-        sa_select(segment_expr(settings), stage_expr(settings)).where(col(Lead.id) == lead.id)
-    ).one()
+    segment, stage = segment_and_stage(session, lead.id, settings)
     consents = current_consents(session, lead.id)
     return LeadPublic(
         id=lead.id,

@@ -20,7 +20,7 @@ from bench.loadgen import LoadResult, Request, run_load
 from bench.results import Row
 from bench.stack import Stack, cpu_seconds, say
 from bench.tracking import describe
-from tests.conftest import make_lead_factory
+from relance.dev.seeding import make_lead_factory
 
 
 async def run(stack: Stack, args) -> list[Row]:

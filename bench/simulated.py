@@ -14,10 +14,9 @@ from temporalio.worker import Worker
 from bench.results import Row
 from bench.sleep_workflow import BenchSleep
 from bench.stack import Stack, say
+from relance.dev.seeding import TEST_CONVERTER, make_event, make_lead_factory, update_cart
+from relance.dev.seeding import start_event_journey as start
 from relance.services.temporal import bundled_binary, ensure_search_attributes
-from tests.conftest import TEST_CONVERTER, make_lead_factory
-from tests.test_cart_journey import update_cart
-from tests.test_event_journey import make_event, start
 from workflows.reengagement import ReEngagementInput, ReEngagementJourney
 from workflows.welcome import WelcomeInput, WelcomeJourney
 

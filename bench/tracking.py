@@ -17,8 +17,8 @@ from temporalio.api.enums.v1 import EventType
 from bench.loadgen import LoadResult, run_load
 from bench.results import Row
 from bench.stack import Stack, say
+from relance.dev.seeding import make_lead_factory
 from relance.domain.models import TrackingEvent
-from tests.conftest import make_lead_factory
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 

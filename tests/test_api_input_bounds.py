@@ -27,9 +27,10 @@ from sqlmodel import Session, select
 from api import crud
 from api.main import create_app
 from api.schemas import CartIn, LeadCreate
+from relance.dev.seeding import unique_id
 from relance.domain.db import make_engine
 from relance.domain.models import Cart, Event, Lead
-from tests.conftest import LiveStack, unique_id
+from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import sign_up_body
 from tests.test_postgres import postgres_url  # noqa: F401 (the fixture: a throwaway PostgreSQL)
 

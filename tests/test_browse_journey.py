@@ -7,9 +7,10 @@ import re
 from datetime import timedelta
 
 from relance.contracts.signals import PAGE_VIEWED, PageViewSignal
+from relance.dev.seeding import unique_id
 from relance.domain.db import session_scope
 from relance.domain.models import Order
-from tests.conftest import LiveStack, unique_id
+from tests.conftest import LiveStack
 from tests.test_api_nurturing_e2e import sign_up
 from worker import build_worker
 from workflows.browse import BrowseAbandonmentJourney, BrowseInput

@@ -8,75 +8,24 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session
 from temporalio.client import WorkflowHandle
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities import build_activities
-from activities.sending import SendRequest
 from api import crud
-from api.journeys import cart_input
-from api.schemas import CartIn, OrderIn
-from relance.contracts.signals import CART_UPDATED, PURCHASED, CartSignal, PurchaseSignal
+from api.schemas import OrderIn
+from relance.contracts.sending import SendRequest
 from relance.dev.devsink import DevSink
+from relance.dev.seeding import ITEMS, TEST_CONVERTER, buy, put_cart, unique_id, update_cart
 from relance.domain.models import PromoCode
 from relance.services.temporal import bundled_binary, ensure_search_attributes
-from tests.conftest import TEST_CONVERTER, unique_id
 from worker import build_worker
 from workflows.abandoned_cart import AbandonedCartJourney, CartResult
-
-ITEMS = [
-    {
-        "sku": "B-1",
-        "name": "The Shining",
-        "qty": 1,
-        "unit_price": 12.5,
-        "url": "https://example.com/b/1",
-    },
-    {"sku": "B-2", "name": "It", "qty": 2, "unit_price": 9.0, "url": "https://example.com/b/2"},
-]
 
 
 @pytest.fixture
 async def worker(client, settings, engine):
     async with build_worker(client, settings, engine) as running:
         yield running
-
-
-def put_cart(engine, lead_id: str, cart_id: str, items=ITEMS) -> int:
-    cart = CartIn(id=cart_id, items=items, total=sum(i["qty"] * i["unit_price"] for i in items))
-    with Session(engine) as session:
-        return crud.save_cart(session=session, lead_id=lead_id, cart=cart)
-
-
-async def update_cart(
-    client, settings, engine, lead_id: str, cart_id: str, items=ITEMS
-) -> WorkflowHandle:
-    """What POST /events/track does for a cart_updated event, but for the first event: the
-    time-skipping test server does not skip time for a workflow started by signal-with-start,
-    so here the journey is started, then signalled. The real signal-with-start is tested end
-    to end on the dev server (tests/test_api_cart_e2e.py)."""
-    count = put_cart(engine, lead_id, cart_id, items)
-    workflow_id = f"cart-{lead_id}"
-    try:
-        handle = await client.start_workflow(
-            AbandonedCartJourney.run,
-            cart_input(settings, lead_id),
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-        )
-    except WorkflowAlreadyStartedError:
-        handle = client.get_workflow_handle(workflow_id)
-    await handle.signal(CART_UPDATED, CartSignal(cart_id, count))
-    return handle
-
-
-async def buy(client, engine, lead_id: str) -> None:
-    """What POST /events/track does for a purchase, less the order's follow-up journey
-    (tested over HTTP in tests/test_api_cart_e2e.py): store it, tell the cart journey."""
-    order_id = unique_id("order")
-    with Session(engine) as session:
-        crud.save_order(session=session, lead_id=lead_id, order=OrderIn(id=order_id, total=30.5))
-    await client.get_workflow_handle(f"cart-{lead_id}").signal(PURCHASED, PurchaseSignal(order_id))
 
 
 async def started_at(handle: WorkflowHandle):

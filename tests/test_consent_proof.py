@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
+from relance.dev.seeding import unique_id
 from relance.domain.models import Consent, Lead
-from tests.conftest import LiveStack, unique_id
+from tests.conftest import LiveStack
 from tests.test_api_bad_input import counts
 from tests.test_lists_import import csv_file
 

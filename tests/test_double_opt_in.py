@@ -20,12 +20,13 @@ from temporalio.client import Client, WorkflowHandle
 
 from relance.contracts import search_attributes as sa
 from relance.contracts.signals import EMAIL_CONFIRMED, OPENED, UNSUBSCRIBED, TrackingSignal
+from relance.dev.seeding import unique_id
 from relance.domain.db import session_scope
 from relance.domain.models import Consent, Message, TrackingEvent
 from relance.domain.send_window import SendWindow
 from relance.domain.tokens import TokenSigner
 from relance.services.tracking import Hit, record_hits
-from tests.conftest import LiveStack, unique_id
+from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import (
     CONFIRMATION_SUBJECT,
     confirm,
@@ -220,7 +221,8 @@ async def test_the_confirmation_ignores_the_send_window_the_welcome_waits_for_it
 
 def test_other_journeys_send_no_marketing_while_the_consent_is_pending(engine, make_lead, settings):
     """Every send's consent gate needs "granted": pending is not consent, for any journey."""
-    from activities.sending import SendLedger, SendRequest
+    from activities.sending import SendLedger
+    from relance.contracts.sending import SendRequest
 
     lead = pending_lead(make_lead, engine)
     gate = SendLedger(engine, suppression_key=settings.secret_key)

@@ -18,6 +18,7 @@ from temporalio.worker import Replayer, Worker
 from activities import build_activities
 from relance.contracts.signals import CLICKED, TrackingSignal
 from relance.dev.devstack import ensure_env_file
+from relance.dev.seeding import TEST_CONVERTER, TEST_PAYLOAD_KEYS, make_test_codec, unique_id
 from relance.domain.encryption import (
     EncryptionCodec,
     EncryptionConfigError,
@@ -25,7 +26,6 @@ from relance.domain.encryption import (
     encrypted_converter,
 )
 from relance.domain.settings import Settings
-from tests.conftest import TEST_CONVERTER, TEST_PAYLOAD_KEYS, make_test_codec, unique_id
 from tests.waiting import eventually
 from worker import ALL_JOURNEYS, build_worker
 from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult

@@ -12,14 +12,16 @@ from pydantic import ValidationError
 from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
-from activities.sending import SendLedger, SendRequest
+from activities.sending import SendLedger
+from relance.contracts.sending import SendRequest
 from relance.contracts.skips import SkipReason
+from relance.dev.seeding import unique_id
 from relance.domain.db import session_scope
 from relance.domain.journey_rules import JourneyRules, cooldown_refusal, rules_for
 from relance.domain.models import ListMember, Message, Order
 from relance.domain.settings import Settings
 from relance.services.nurturing import load_sequence
-from tests.conftest import LiveStack, unique_id
+from tests.conftest import LiveStack
 from tests.test_api_cart_e2e import purchase_event
 from tests.test_api_nurturing_e2e import sign_up, state_when
 from tests.test_nurturing_journey import wait_for_step

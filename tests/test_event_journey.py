@@ -10,14 +10,13 @@ import asyncio
 from datetime import datetime, timedelta
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 
 from relance.contracts.signals import ATTENDED, EVENT_CHANGED, UNSUBSCRIBED, TrackingSignal
-from relance.domain.db import session_scope
-from relance.domain.models import Event
-from tests.conftest import unique_id
+from relance.dev.seeding import make_event, update_event
+from relance.dev.seeding import start_event_journey as start
 from worker import build_worker
-from workflows.event_reminder import EventReminderInput, EventReminderJourney, EventReminderResult
+from workflows.event_reminder import EventReminderJourney, EventReminderResult
 
 CLOSE = dict(abs=timedelta(seconds=5))
 
@@ -31,38 +30,6 @@ async def worker(client, settings, engine):
 @pytest.fixture
 async def now(time_skipping_env) -> datetime:
     return await time_skipping_env.get_current_time()
-
-
-def make_event(engine, starts_at: datetime, **fields) -> Event:
-    event = Event(
-        name="Journeys that convert",
-        starts_at=starts_at,
-        time_zone="Europe/Paris",
-        duration_minutes=60,
-        join_url="https://meet.example.com/journeys",
-        speakers=["Ada Lovelace", "Grace Hopper"],
-        topics=["Lead scoring", "Reminders"],
-        **fields,
-    )
-    with session_scope(engine) as session:
-        session.add(event)
-    return event
-
-
-def update_event(engine, event_id: str, **fields) -> None:
-    with session_scope(engine) as session:
-        event = session.get(Event, event_id)
-        for name, value in fields.items():
-            setattr(event, name, value)
-
-
-async def start(client: Client, settings, event: Event, lead, **knobs) -> WorkflowHandle:
-    return await client.start_workflow(
-        EventReminderJourney.run,
-        EventReminderInput(event_id=event.id, lead_id=lead.id, **knobs),
-        id=unique_id(f"event-{event.id}-{lead.id}"),
-        task_queue=settings.temporal_task_queue,
-    )
 
 
 async def wait_for_step(handle: WorkflowHandle, step: str, timeout: float = 10.0):

@@ -30,13 +30,13 @@ from temporalio.testing import WorkflowEnvironment
 from activities.sending import RESENT
 from relance.contracts import search_attributes
 from relance.dev.devsink import DROP_AFTER_ACCEPT, DevSink
+from relance.dev.seeding import TEST_CONVERTER, make_lead_factory
 from relance.dev.serving import ServedApp, listening_socket
 from relance.domain.db import make_engine
 from relance.domain.models import Message, TrackingEvent
 from relance.domain.settings import Settings
 from relance.services import migrate
 from relance.services.temporal import bundled_binary
-from tests.conftest import TEST_CONVERTER, make_lead_factory
 from tests.test_api_welcome_e2e import links, sign_up_body
 from tests.waiting import eventually, signals_received, stored_hits
 from workflows.welcome import WelcomeInput, WelcomeJourney

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import Session, select
 
 from activities.frequency import FrequencyCap
-from activities.sending import SendLedger, SendRequest
+from activities.sending import SendLedger
+from relance.contracts.sending import SendRequest
+from relance.dev.seeding import make_lead_factory, unique_id
 from relance.domain.models import Message
-from tests.conftest import make_lead_factory, unique_id
 from tests.test_postgres import postgres_url  # noqa: F401  (the throwaway PostgreSQL cluster fixture)
 from tests.waiting import eventually
 from worker import build_worker

@@ -13,7 +13,8 @@ from sqlalchemy import inspect, text
 from sqlmodel import Session, SQLModel
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.enrollment import EnrollmentActivities, RefusalRecord
+from activities.enrollment import EnrollmentActivities
+from relance.contracts.enrollment import RefusalRecord
 from relance.domain.audit import key_fingerprint
 from relance.domain.models import SuppressionEntry
 from relance.domain.suppression import email_hash
@@ -330,7 +331,8 @@ async def test_an_unsubscribe_stops_every_journey_of_the_lead_and_suppresses_the
 
 
 def test_no_marketing_email_to_a_suppressed_address(engine, make_lead, settings):
-    from activities.sending import SendLedger, SendRequest
+    from activities.sending import SendLedger
+    from relance.contracts.sending import SendRequest
     from relance.domain.db import session_scope
     from relance.domain.suppression import suppress
 

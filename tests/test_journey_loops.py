@@ -12,8 +12,8 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.client import WorkflowExecutionStatus
 
+from relance.dev.seeding import unique_id
 from relance.domain.models import EnrollmentRefusal, Message
-from tests.conftest import unique_id
 from worker import build_worker, journey_links
 from workflows.journey_graph import JourneyGraphError, Link, chain_refusal, check_graph
 from workflows.scenario import (

@@ -8,6 +8,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from relance.contracts.signals import CLICKED
+from relance.dev.seeding import make_lead_factory
 from relance.domain.db import make_engine
 from relance.domain.models import Lead, LeadActivity, TrackingEvent, as_utc, utcnow
 from relance.domain.tokens import TrackingToken
@@ -15,7 +16,6 @@ from relance.services import migrate
 from relance.services.lead_activity import follow_ups, note_activity
 from relance.services.outbox import OutboxDispatcher
 from relance.services.tracking import Hit, record_hits
-from tests.conftest import make_lead_factory
 
 
 def activities(engine, lead_id: str, kind: str, count: int, *, days_ago: float = 0) -> None:

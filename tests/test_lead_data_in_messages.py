@@ -19,10 +19,10 @@ from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowHandle
 
 from relance.dev.devsink import DevSink, ReceivedMail
+from relance.dev.seeding import unique_id
 from relance.domain.models import Message
 from relance.domain.settings import Settings
 from relance.domain.tokens import TokenSigner
-from tests.conftest import unique_id
 from tests.waiting import eventually
 from worker import build_worker
 from workflows.welcome import WelcomeInput, WelcomeJourney

@@ -11,11 +11,13 @@ from temporalio import workflow
 from temporalio.worker import Worker
 
 from activities import build_activities
+from relance.dev.seeding import unique_id
 from relance.domain.models import Consent, Lead, ListMember
-from tests.conftest import LiveStack, unique_id
+from tests.conftest import LiveStack
 
 with workflow.unsafe.imports_passed_through():
-    from activities.lists import ListActivities, ListChange
+    from activities.lists import ListActivities
+    from relance.contracts.lists import ListChange
 
 
 async def new_lead(live: LiveStack) -> str:

@@ -12,11 +12,12 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from sqlmodel import Session, col, select
 
+from relance.dev.seeding import unique_id
 from relance.dev.serving import ServedApp
 from relance.domain.models import Lead, MqlNotification, utcnow
 from relance.domain.scoring import apply_score
 from relance.services.mql import DELIVERY_HEADER, SIGNATURE_HEADER, MqlNotifier, verify
-from tests.conftest import EMAIL_CONSENT, unique_id
+from tests.conftest import EMAIL_CONSENT
 
 SECRET = "crm-shared-secret"
 

@@ -13,7 +13,9 @@ from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.sales import SalesActivities, TaskNotice, TaskRef, TaskRequest
+from activities.sales import SalesActivities
+from relance.contracts.nurturing import NurturingSequence
+from relance.contracts.sales import TaskNotice, TaskRef, TaskRequest
 from relance.contracts.signals import (
     ASSET_DOWNLOADED,
     CLICKED,
@@ -24,23 +26,22 @@ from relance.contracts.signals import (
     TaskSignal,
     TrackingSignal,
 )
+from relance.dev.seeding import DEFAULT_SEQUENCE_FILE as DEFAULT_FILE
+from relance.dev.seeding import default_sequence, unique_id
 from relance.domain.models import Lead, SalesTask
 from relance.domain.rendering import Renderer
 from relance.domain.settings import SalesRep
 from relance.domain.tokens import TokenSigner
-from relance.services.nurturing import SequenceError, load_sequence, parse_sequence
-from tests.conftest import unique_id
+from relance.services.nurturing import SequenceError, parse_sequence
 from worker import build_worker
 from workflows.nurturing import (
     LeadNurturingJourney,
     NurturingInput,
     NurturingResult,
-    NurturingSequence,
     add_business_days,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FILE = ROOT / "config" / "nurturing.yaml"
 ALL_STEPS = [
     "welcome_newsletter",
     "case_study",
@@ -69,10 +70,6 @@ def sales(settings):
 async def worker(client, sales, engine):
     async with build_worker(client, sales, engine) as running:
         yield running
-
-
-def default_sequence() -> NurturingSequence:
-    return load_sequence(DEFAULT_FILE)
 
 
 async def start(

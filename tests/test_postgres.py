@@ -25,12 +25,13 @@ from api import crud
 from api.main import create_app
 from api.schemas import LeadCreate
 from relance.contracts.signals import CLICKED, TrackingSignal
+from relance.dev.seeding import unique_id
 from relance.dev.serving import ServedApp, listening_socket
 from relance.domain.db import make_engine
 from relance.domain.models import ScoreEvent, TrackingEvent
 from relance.domain.tokens import TokenSigner, TrackingToken
 from relance.services import migrate
-from tests.conftest import EMAIL_CONSENT, unique_id
+from tests.conftest import EMAIL_CONSENT
 from tests.test_tracking_flood import hammer, sign_up
 from tests.waiting import eventually
 from tests.waiting import signals_received as signals
@@ -156,7 +157,8 @@ def test_sales_tasks_round_robin_on_postgres_even_when_concurrent(postgres_url, 
 
     from temporalio.testing import ActivityEnvironment
 
-    from activities.sales import SalesActivities, TaskRequest
+    from activities.sales import SalesActivities
+    from relance.contracts.sales import TaskRequest
     from relance.domain.models import SalesTask
     from relance.domain.rendering import Renderer
     from relance.domain.settings import SalesRep

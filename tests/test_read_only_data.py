@@ -27,8 +27,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from relance.dev.seeding import TEST_PAYLOAD_KEY_ID, TEST_PAYLOAD_KEYS
 from relance.services import migrate
-from tests.conftest import TEST_PAYLOAD_KEY_ID, TEST_PAYLOAD_KEYS
 from tests.test_api_welcome_e2e import new_email, sign_up_body
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,7 +28,8 @@ def layout_rows() -> dict[str, list[str]]:
 
 def test_how_it_fits_together_describes_each_path_once():
     rows = layout_rows()
-    assert {"workflows/", "activities/", "api/", "relance/", "config/", "tests/"} <= rows.keys()
+    layers = {f"relance/{layer}/" for layer in ("domain", "contracts", "services", "dev")}
+    assert {"workflows/", "activities/", "api/", "config/", "tests/"} | layers <= rows.keys()
     assert {path: texts for path, texts in rows.items() if len(texts) > 1} == {}
 
 

@@ -17,9 +17,9 @@ from relance.contracts.signals import (
     TrackingSignal,
 )
 from relance.dev.devsink import DevSink
+from relance.dev.seeding import unique_id
 from relance.domain.consent import latest_consent
 from relance.domain.models import Consent, Lead, Message, ScoreEvent
-from tests.conftest import unique_id
 from worker import build_worker
 from workflows.reengagement import ReEngagementInput, ReEngagementJourney, ReEngagementResult
 

@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 from activities import build_activities
 from activities.reengagement import ReEngagementActivities
 from relance.contracts import search_attributes
+from relance.contracts.reengagement import SweepInput
 from relance.domain.db import make_engine, session_scope
 from relance.domain.models import Consent, Lead, utcnow
 from relance.domain.settings import Settings
@@ -34,7 +35,7 @@ from relance.services.schedules import sweep_input
 from relance.services.temporal import bundled_binary
 from worker import build_worker
 from workflows.reengagement import ReEngagementInput, ReEngagementJourney
-from workflows.sweep import ReEngagementSweep, SweepInput, SweepResult
+from workflows.sweep import ReEngagementSweep, SweepResult
 
 SWEEP_QUEUE = "sweep"
 JOURNEY_QUEUE = "reengage-no-worker"  # journeys are started here and wait: nobody polls it

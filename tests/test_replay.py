@@ -11,12 +11,11 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from activities.commerce import CommerceActivities, PromoRequest, PurchaseRef
-from activities.email import EmailActivities
-from activities.scoring import ScoreChange, ScoringActivities
-from activities.sending import SendRequest
 from relance.contracts import search_attributes as sa
-from tests.conftest import TEST_CONVERTER
+from relance.contracts.commerce import PromoRequest, PurchaseRef, issue_promo_code, record_purchase
+from relance.contracts.scoring import ScoreChange, add_score
+from relance.contracts.sending import SendRequest, send_email
+from relance.dev.seeding import TEST_CONVERTER
 from worker import ALL_JOURNEYS
 from workflows.purchase import PurchaseInput, PurchaseResult
 from workflows.steps import ACTIVITY_OPTIONS
@@ -101,15 +100,15 @@ async def test_saved_history_replays_with_todays_code(name: str):
 
 async def follow_up(input: PurchaseInput, *, scores_the_purchase: bool) -> PurchaseResult:
     """workflows/purchase.py's PurchaseFollowUp.run, command for command."""
-    facts = await workflow.execute_activity_method(
-        CommerceActivities.record_purchase, PurchaseRef(input.order_id), **ACTIVITY_OPTIONS
+    facts = await workflow.execute_activity(
+        record_purchase, PurchaseRef(input.order_id), **ACTIVITY_OPTIONS
     )
     workflow.upsert_search_attributes([sa.LEAD_ID.value_set(facts.lead_id)])
     score = 0
     if scores_the_purchase:  # the one command the altered copy drops
         score = (
-            await workflow.execute_activity_method(
-                ScoringActivities.add_score,
+            await workflow.execute_activity(
+                add_score,
                 ScoreChange(
                     lead_id=facts.lead_id,
                     event="purchase",
@@ -128,8 +127,8 @@ async def follow_up(input: PurchaseInput, *, scores_the_purchase: bool) -> Purch
     code = None
     about = f"order:{input.order_id}"
     if input.first_purchase_percent_off > 0:
-        code = await workflow.execute_activity_method(
-            CommerceActivities.issue_promo_code,
+        code = await workflow.execute_activity(
+            issue_promo_code,
             PromoRequest(
                 facts.lead_id,
                 f"{workflow.info().workflow_id}:next-order",
@@ -138,8 +137,8 @@ async def follow_up(input: PurchaseInput, *, scores_the_purchase: bool) -> Purch
             **ACTIVITY_OPTIONS,
         )
         about += f",promo:{code}"
-    sent = await workflow.execute_activity_method(
-        EmailActivities.send_email,
+    sent = await workflow.execute_activity(
+        send_email,
         SendRequest(
             lead_id=facts.lead_id,
             workflow_id=workflow.info().workflow_id,

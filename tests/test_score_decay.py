@@ -12,14 +12,15 @@ from sqlmodel import Session, col, select
 from temporalio.worker import Worker
 
 from activities import build_activities
-from activities.scoring import DecayPage, decay_page
+from activities.scoring import decay_page
+from relance.contracts.scoring import DecayInput, DecayPage
+from relance.dev.seeding import unique_id
 from relance.domain.db import make_engine
 from relance.domain.models import Lead, ScoreEvent
 from relance.services import migrate
 from relance.services.schedules import SCORE_DECAY_SCHEDULE_ID, ensure_score_decay_schedule
-from tests.conftest import unique_id
 from tests.test_reengagement_schedule import listed
-from workflows.decay import DecayInput, ScoreDecaySweep
+from workflows.decay import ScoreDecaySweep
 
 NOW = datetime(2026, 6, 1, 5, 30, tzinfo=UTC)
 

@@ -13,9 +13,10 @@ from sqlmodel import Session, col, select
 from api import crud
 from api.main import create_app
 from api.schemas import LeadCreate
+from relance.dev.seeding import unique_id
 from relance.domain.models import Lead, ScoreEvent
-from relance.domain.scoring import RulesError, load_rules
-from tests.conftest import EMAIL_CONSENT, unique_id
+from relance.domain.scoring_rules import RulesError, load_rules
+from tests.conftest import EMAIL_CONSENT
 
 ROOT = Path(__file__).resolve().parent.parent
 

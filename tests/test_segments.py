@@ -6,8 +6,9 @@ from datetime import timedelta
 
 from sqlmodel import Session
 
+from relance.dev.seeding import unique_id
 from relance.domain.models import Lead, LeadActivity, Order, SalesTask, utcnow
-from tests.conftest import LiveStack, unique_id
+from tests.conftest import LiveStack
 
 
 def seed(

@@ -38,10 +38,10 @@ from relance.dev.devstack import (
     ui_front_args,
 )
 from relance.dev.devui import create_front
+from relance.dev.seeding import TEST_CONVERTER, unique_id
 from relance.dev.serving import ServedApp
 from relance.domain.settings import Settings
 from tests.browser import browser, off_localhost, requested_urls  # noqa: F401  (browser: a fixture)
-from tests.conftest import TEST_CONVERTER, unique_id
 from worker import build_worker
 
 CODEC_ERROR = "Codec Server could not connect"

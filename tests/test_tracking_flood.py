@@ -29,6 +29,7 @@ from api.main import create_app
 from bench.loadgen import run_load
 from relance.contracts import search_attributes
 from relance.dev.devsink import DevSink
+from relance.dev.seeding import TEST_CONVERTER
 from relance.dev.serving import ServedApp, listening_socket
 from relance.domain.db import make_engine
 from relance.domain.models import TrackingEvent
@@ -36,7 +37,7 @@ from relance.domain.settings import Settings
 from relance.domain.tokens import TokenSigner, TrackingToken
 from relance.services import migrate
 from relance.services.temporal import bundled_binary
-from tests.conftest import TEST_CONVERTER, LiveStack
+from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import links, sign_up_body, unsubscribe_url
 from tests.waiting import eventually
 from tests.waiting import signals_received as signals

@@ -11,8 +11,8 @@ from temporalio.client import Client, WorkflowHandle
 
 from relance.contracts.signals import CLICKED, OPENED, TrackingSignal
 from relance.dev.devsink import DevSink
+from relance.dev.seeding import unique_id
 from relance.domain.models import Lead, Message, ScoreEvent
-from tests.conftest import unique_id
 from worker import build_worker
 from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult
 
@@ -179,7 +179,7 @@ async def test_with_no_unsubscribe_mailbox_the_email_offers_only_the_one_click_l
     from temporalio.testing import ActivityEnvironment
 
     from activities import build_activities
-    from activities.sending import SendRequest
+    from relance.contracts.sending import SendRequest
 
     no_mailbox = settings.model_copy(update={"unsubscribe_mailto": ""})
     send_email = next(a for a in build_activities(no_mailbox, engine) if a.__name__ == "send_email")
@@ -203,7 +203,7 @@ async def test_a_retried_send_does_not_send_twice(settings, engine, sink, make_l
     from temporalio.testing import ActivityEnvironment
 
     from activities import build_activities
-    from activities.sending import SendRequest
+    from relance.contracts.sending import SendRequest
 
     run = ActivityEnvironment().run
     send_email = next(a for a in build_activities(settings, engine) if a.__name__ == "send_email")

@@ -19,8 +19,8 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from temporalio.testing import WorkflowEnvironment
 
+from relance.dev.seeding import TEST_PAYLOAD_KEY_ID, TEST_PAYLOAD_KEYS, unique_id
 from relance.domain.settings import Settings
-from tests.conftest import TEST_PAYLOAD_KEY_ID, TEST_PAYLOAD_KEYS, unique_id
 from worker import build_worker, polling_problem
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,8 +32,8 @@ from workflows.journey import Journey
 from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus
 
 with workflow.unsafe.imports_passed_through():
-    from activities.commerce import CommerceActivities, PromoRequest
-    from activities.sending import SendResult
+    from relance.contracts.commerce import PromoRequest, issue_promo_code
+    from relance.contracts.sending import SendResult
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "cart"
@@ -168,8 +168,8 @@ class AbandonedCartJourney(Journey):
             else f"cart_reminder_{number}"
         )
         if with_promo:
-            code = await workflow.execute_activity_method(
-                CommerceActivities.issue_promo_code,
+            code = await workflow.execute_activity(
+                issue_promo_code,
                 PromoRequest(
                     self.input.lead_id,
                     f"{workflow.info().workflow_id}:{self.cart_id}:{step}",

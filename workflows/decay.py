@@ -19,20 +19,7 @@ from temporalio import workflow
 from workflows.steps import PAGE_OPTIONS, show_step, time_to_continue_as_new
 
 with workflow.unsafe.imports_passed_through():
-    from activities.scoring import DecayPage, ScoringActivities
-
-
-@dataclass
-class DecayInput:
-    batch_size: int = 500
-    pages_per_run: int = 50  # continue-as-new after this many pages
-    # Carried over continue-as-new:
-    now: datetime | None = None
-    cursor: str = ""
-    pages: int = 0
-    leads: int = 0
-    decayed: int = 0
-    points: int = 0
+    from relance.contracts.scoring import DecayInput, DecayPage, decay_scores_page
 
 
 @dataclass
@@ -57,8 +44,8 @@ class ScoreDecaySweep:
                 f"Page {input.pages + 1} after lead {input.cursor or '(start)'}; "
                 f"{input.decayed} decays so far",
             )
-            page = await workflow.execute_activity_method(
-                ScoringActivities.decay_scores_page,
+            page = await workflow.execute_activity(
+                decay_scores_page,
                 DecayPage(now=input.now, after=input.cursor, limit=input.batch_size),
                 summary=f"page {input.pages + 1}",
                 **PAGE_OPTIONS,

@@ -38,9 +38,15 @@ from workflows.journey import Journey
 from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage
 
 with workflow.unsafe.imports_passed_through():
-    from activities.events import EventActivities, EventRef, EventSchedule, NextEventQuestion
-    from activities.leads import ConsentQuestion, LeadActivities, LeadRef
-    from activities.sending import SendResult
+    from relance.contracts.events import (
+        EventRef,
+        EventSchedule,
+        NextEventQuestion,
+        find_next_event,
+        get_event_schedule,
+    )
+    from relance.contracts.leads import ConsentQuestion, LeadRef, check_consent, get_lead_facts
+    from relance.contracts.sending import SendResult
 
 JOURNEY = "event"
 
@@ -194,8 +200,8 @@ class EventReminderJourney(Journey):
             await self._send(step, "email", template, about="event-recap")
         else:
             self.enter("finding_next_event", "A week after: is there a next event in the series?")
-            found = await workflow.execute_activity_method(
-                EventActivities.find_next_event,
+            found = await workflow.execute_activity(
+                find_next_event,
                 NextEventQuestion(self.input.event_id, workflow.now()),
                 **ACTIVITY_OPTIONS,
             )
@@ -208,12 +214,12 @@ class EventReminderJourney(Journey):
 
     async def _hour_reminder(self) -> None:
         if self.input.reminder_by_sms:
-            facts = await workflow.execute_activity_method(
-                LeadActivities.get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
+            facts = await workflow.execute_activity(
+                get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
             )
             if facts.has_phone:
-                consent = await workflow.execute_activity_method(
-                    LeadActivities.check_consent,
+                consent = await workflow.execute_activity(
+                    check_consent,
                     ConsentQuestion(self.input.lead_id, "sms"),
                     **ACTIVITY_OPTIONS,
                 )
@@ -250,8 +256,8 @@ class EventReminderJourney(Journey):
         return True
 
     async def _read_schedule(self) -> EventSchedule:
-        return await workflow.execute_activity_method(
-            EventActivities.get_event_schedule, EventRef(self.input.event_id), **ACTIVITY_OPTIONS
+        return await workflow.execute_activity(
+            get_event_schedule, EventRef(self.input.event_id), **ACTIVITY_OPTIONS
         )
 
     async def _send(

@@ -42,10 +42,8 @@ from workflows.steps import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
-    from activities.scoring import ScoreChange, ScoreResult, ScoringActivities
-    from activities.sending import SendRequest, SendResult
-    from activities.sms import SmsActivities
+    from relance.contracts.scoring import ScoreChange, ScoreResult, add_score
+    from relance.contracts.sending import SendRequest, SendResult, send_email, send_sms
     from relance.domain.send_window import SendWindow
 
 T = TypeVar("T")
@@ -53,7 +51,7 @@ T = TypeVar("T")
 
 def send_activity(channel: str) -> Callable:
     """The activity that sends on ``channel`` (email or sms)."""
-    return EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
+    return send_email if channel == "email" else send_sms
 
 
 class Journey:
@@ -215,8 +213,8 @@ class Journey:
         if signal.message_id in self._scored_messages:
             return None
         self._scored_messages.add(signal.message_id)
-        return await workflow.execute_activity_method(
-            ScoringActivities.add_score,
+        return await workflow.execute_activity(
+            add_score,
             ScoreChange(
                 lead_id=self.lead_id,
                 event="email_clicked",

@@ -70,9 +70,17 @@ from workflows.steps import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.leads import ConsentQuestion, LeadActivities, LeadRef
-    from activities.sales import SalesActivities, TaskNotice, TaskRef, TaskRequest
-    from activities.sending import SendResult
+    from relance.contracts.leads import ConsentQuestion, LeadRef, check_consent, get_lead_facts
+    from relance.contracts.nurturing import Gate, NurturingSequence, NurturingStep
+    from relance.contracts.sales import (
+        TaskNotice,
+        TaskRef,
+        TaskRequest,
+        create_sales_task,
+        escalate_sales_task,
+        notify_sales_task,
+    )
+    from relance.contracts.sending import SendResult
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "nurturing"
@@ -206,8 +214,8 @@ class LeadNurturingJourney(Journey):
     @workflow.run
     async def run(self, input: NurturingInput) -> NurturingResult:
         self.enter("checking_consent", "Checking the lead's marketing consent for email")
-        consent = await workflow.execute_activity_method(
-            LeadActivities.check_consent,
+        consent = await workflow.execute_activity(
+            check_consent,
             ConsentQuestion(input.lead_id, "email"),
             **ACTIVITY_OPTIONS,
         )
@@ -358,8 +366,8 @@ class LeadNurturingJourney(Journey):
             self._hand_off(f"download-{asset}", f"downloaded the {asset}")
 
     async def _refresh_score(self) -> None:
-        facts = await workflow.execute_activity_method(
-            LeadActivities.get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
+        facts = await workflow.execute_activity(
+            get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
         )
         self.set_score(facts.score)
 
@@ -389,8 +397,8 @@ class LeadNurturingJourney(Journey):
 
     async def _run_task(self, key: str, reason: str) -> None:
         due = add_business_days(workflow.now(), self.input.task_due_business_days)
-        created = await workflow.execute_activity_method(
-            SalesActivities.create_sales_task,
+        created = await workflow.execute_activity(
+            create_sales_task,
             TaskRequest(
                 self.input.lead_id,
                 workflow.info().workflow_id,
@@ -414,8 +422,8 @@ class LeadNurturingJourney(Journey):
         await wait_for(lambda: task.status != "open" or self._closing, task.due_at - workflow.now())
         if task.status != "open" or self._closing:
             return
-        escalation = await workflow.execute_activity_method(
-            SalesActivities.escalate_sales_task, TaskRef(task.task_id), **ACTIVITY_OPTIONS
+        escalation = await workflow.execute_activity(
+            escalate_sales_task, TaskRef(task.task_id), **ACTIVITY_OPTIONS
         )
         if task.status == "open":  # not completed by a signal meanwhile
             task.status = escalation.status
@@ -425,8 +433,8 @@ class LeadNurturingJourney(Journey):
 
     async def _notify(self, task: TaskView, kind: str) -> None:
         try:
-            notice = await workflow.execute_activity_method(
-                SalesActivities.notify_sales_task,
+            notice = await workflow.execute_activity(
+                notify_sales_task,
                 TaskNotice(task.task_id, kind),
                 **ACTIVITY_OPTIONS,
             )

@@ -18,7 +18,7 @@ from workflows.journey import Journey
 from workflows.steps import ACTIVITY_OPTIONS
 
 with workflow.unsafe.imports_passed_through():
-    from activities.reengagement import PremiumRecord, ReEngagementActivities
+    from relance.contracts.reengagement import PremiumRecord, record_premium_offer
 
 JOURNEY = "premium"
 
@@ -48,8 +48,8 @@ class PremiumOfferJourney(Journey):
         self.enter("sending_offer", "The lead is very active: sending the premium-content offer")
         result = await self.send("premium_offer", "premium_offer", over_cap="skip")
         # Recorded even when skipped (no consent): the offer is a moment, not a debt to pay later.
-        await workflow.execute_activity_method(
-            ReEngagementActivities.record_premium_offer,
+        await workflow.execute_activity(
+            record_premium_offer,
             PremiumRecord(input.lead_id),
             **ACTIVITY_OPTIONS,
         )

@@ -17,8 +17,13 @@ from workflows.journey import Journey
 from workflows.steps import ACTIVITY_OPTIONS
 
 with workflow.unsafe.imports_passed_through():
-    from activities.commerce import CommerceActivities, PromoRequest, PurchaseRef
-    from activities.scoring import ScoreChange, ScoringActivities
+    from relance.contracts.commerce import (
+        PromoRequest,
+        PurchaseRef,
+        issue_promo_code,
+        record_purchase,
+    )
+    from relance.contracts.scoring import ScoreChange, add_score
 
 JOURNEY = "purchase"
 
@@ -49,13 +54,13 @@ class PurchaseFollowUp(Journey):
 
     @workflow.run
     async def run(self, input: PurchaseInput) -> PurchaseResult:
-        facts = await workflow.execute_activity_method(
-            CommerceActivities.record_purchase, PurchaseRef(input.order_id), **ACTIVITY_OPTIONS
+        facts = await workflow.execute_activity(
+            record_purchase, PurchaseRef(input.order_id), **ACTIVITY_OPTIONS
         )
         self.lead_id = facts.lead_id
         workflow.upsert_search_attributes([sa.LEAD_ID.value_set(facts.lead_id)])
-        score = await workflow.execute_activity_method(
-            ScoringActivities.add_score,
+        score = await workflow.execute_activity(
+            add_score,
             ScoreChange(
                 lead_id=facts.lead_id,
                 event="purchase",
@@ -76,8 +81,8 @@ class PurchaseFollowUp(Journey):
         code = None
         about = f"order:{input.order_id}"
         if input.first_purchase_percent_off > 0:
-            code = await workflow.execute_activity_method(
-                CommerceActivities.issue_promo_code,
+            code = await workflow.execute_activity(
+                issue_promo_code,
                 PromoRequest(
                     facts.lead_id,
                     f"{workflow.info().workflow_id}:next-order",

@@ -41,9 +41,14 @@ from workflows.journey import Journey
 from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage, not_sent_outcome
 
 with workflow.unsafe.imports_passed_through():
-    from activities.leads import ConsentQuestion, LeadActivities
-    from activities.reengagement import OutcomeRecord, ReEngagementActivities, SunsetRequest
-    from activities.scoring import ScoreChange, ScoringActivities
+    from relance.contracts.leads import ConsentQuestion, check_consent
+    from relance.contracts.reengagement import (
+        OutcomeRecord,
+        SunsetRequest,
+        record_reengagement,
+        sunset_lead,
+    )
+    from relance.contracts.scoring import ScoreChange, add_score
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "reengage"
@@ -125,8 +130,8 @@ class ReEngagementJourney(Journey):
             )
         # 1. Consent first (the sweep checked it, but it may have changed since).
         self.enter("checking_consent", "Checking the lead's marketing consent for email")
-        consent = await workflow.execute_activity_method(
-            LeadActivities.check_consent,
+        consent = await workflow.execute_activity(
+            check_consent,
             ConsentQuestion(input.lead_id, "email"),
             **ACTIVITY_OPTIONS,
         )
@@ -163,8 +168,8 @@ class ReEngagementJourney(Journey):
             return await self._end(ReEngagementOutcome.UNSUBSCRIBED, "the lead unsubscribed")
         if self.reaction is not None:
             self.enter("re_engaged", f"The lead came back ({self.reaction}): adding points")
-            score = await workflow.execute_activity_method(
-                ScoringActivities.add_score,
+            score = await workflow.execute_activity(
+                add_score,
                 ScoreChange(
                     lead_id=input.lead_id,
                     event="reengaged",
@@ -178,8 +183,8 @@ class ReEngagementJourney(Journey):
                 ReEngagementOutcome.RE_ENGAGED, f"the lead came back: {self.reaction}"
             )
         self.enter("sunset", f"No reaction to {len(EMAILS)} emails: sunset ({input.sunset})")
-        sunset = await workflow.execute_activity_method(
-            ReEngagementActivities.sunset_lead,
+        sunset = await workflow.execute_activity(
+            sunset_lead,
             SunsetRequest(input.lead_id, input.sunset, workflow.info().workflow_id),
             **ACTIVITY_OPTIONS,
         )
@@ -220,8 +225,8 @@ class ReEngagementJourney(Journey):
         return self.reaction is not None or self.unsubscribed
 
     async def _record(self, status: str) -> None:
-        await workflow.execute_activity_method(
-            ReEngagementActivities.record_reengagement,
+        await workflow.execute_activity(
+            record_reengagement,
             OutcomeRecord(self.input.lead_id, status),
             **ACTIVITY_OPTIONS,
         )

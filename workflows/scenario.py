@@ -36,7 +36,12 @@ from workflows.steps import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.enrollment import EnrollmentActivities, EnrollmentCheck, RefusalRecord
+    from relance.contracts.enrollment import (
+        EnrollmentCheck,
+        RefusalRecord,
+        check_enrollment,
+        record_enrollment_refusal,
+    )
 
 JOURNEY = "scenario"
 RECORD_REFUSALS_PATCH = (
@@ -159,8 +164,8 @@ class ScenarioJourney(Journey):
             )
             return await self._refused(target, refusal)
         if self._rules:  # the target's enrollment rules, as the API applies them
-            refusal = await workflow.execute_activity_method(
-                EnrollmentActivities.check_enrollment,
+            refusal = await workflow.execute_activity(
+                check_enrollment,
                 EnrollmentCheck(
                     input.lead_id, JOURNEY, workflow_id(target, input.lead_id), f"{target} scenario"
                 ),
@@ -198,8 +203,8 @@ class ScenarioJourney(Journey):
         started before this existed replay without it."""
         if self._rules:
             info = workflow.info()
-            await workflow.execute_activity_method(
-                EnrollmentActivities.record_enrollment_refusal,
+            await workflow.execute_activity(
+                record_enrollment_refusal,
                 RefusalRecord(
                     self.input.lead_id,
                     info.workflow_id,

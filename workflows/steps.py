@@ -22,8 +22,8 @@ from workflows.goals import journeys_with_goal
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: the real zoneinfo (the sandbox hands a proxy datetime refuses as a tzinfo).
-    from activities.leads import LeadActivities, LeadRef
-    from activities.sending import SendRequest, SendResult
+    from relance.contracts.leads import LeadRef, get_send_profile
+    from relance.contracts.sending import SendRequest, SendResult
     from relance.domain.send_window import SendWindow, next_open
 
 T = TypeVar("T")
@@ -111,9 +111,7 @@ async def send_marketing(
     old command sequence (``workflow.patched``): they send at once, as they did.
     """
     if not workflow.patched(SEND_WINDOW_PATCH):
-        return await workflow.execute_activity_method(
-            method, request, summary=summary, **ACTIVITY_OPTIONS
-        )
+        return await workflow.execute_activity(method, request, summary=summary, **ACTIVITY_OPTIONS)
     request.over_cap = over_cap
     while True:
         if not await wait_for_send_window(request.lead_id, window, stop):
@@ -123,7 +121,7 @@ async def send_marketing(
                 "the journey stopped while the message waited for the send window",
                 skip=SkipReason.JOURNEY_STOPPED,
             )
-        result = await workflow.execute_activity_method(
+        result = await workflow.execute_activity(
             method, request, summary=summary, **ACTIVITY_OPTIONS
         )
         if result.status != "deferred":
@@ -164,8 +162,8 @@ async def wait_for_send_window(
     lead_id: str, window: SendWindow | None = None, stop: Callable[[], bool] = lambda: False
 ) -> bool:
     """Wait until the send window is open for the lead; False if ``stop`` came true first."""
-    profile = await workflow.execute_activity_method(
-        LeadActivities.get_send_profile, LeadRef(lead_id), **ACTIVITY_OPTIONS
+    profile = await workflow.execute_activity(
+        get_send_profile, LeadRef(lead_id), **ACTIVITY_OPTIONS
     )
     window = window or profile.window
     if window is None:

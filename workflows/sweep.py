@@ -22,22 +22,7 @@ from temporalio import workflow
 from workflows.steps import PAGE_OPTIONS, show_step, time_to_continue_as_new
 
 with workflow.unsafe.imports_passed_through():
-    from activities.reengagement import PageRequest, ReEngagementActivities
-
-
-@dataclass
-class SweepInput:
-    inactive_days: float = 60.0
-    batch_size: int = 500
-    pages_per_run: int = 50  # continue-as-new after this many pages
-    # Carried over continue-as-new:
-    cutoff: datetime | None = None
-    cursor: str = ""
-    pages: int = 0
-    leads: int = 0
-    started: int = 0
-    already_enrolled: int = 0
-    runs: int = 1
+    from relance.contracts.reengagement import PageRequest, SweepInput, enroll_inactive_page
 
 
 @dataclass
@@ -63,8 +48,8 @@ class ReEngagementSweep:
                 f"Page {input.pages + 1}: leads inactive since {input.cutoff:%Y-%m-%d %H:%M} UTC, "
                 f"after lead {input.cursor or '(start)'}; {input.started} journeys started so far",
             )
-            page = await workflow.execute_activity_method(
-                ReEngagementActivities.enroll_inactive_page,
+            page = await workflow.execute_activity(
+                enroll_inactive_page,
                 PageRequest(cutoff=input.cutoff, after=input.cursor, limit=input.batch_size),
                 summary=f"page {input.pages + 1}",
                 **PAGE_OPTIONS,

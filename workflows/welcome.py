@@ -44,7 +44,13 @@ from workflows.journey import Journey
 from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage
 
 with workflow.unsafe.imports_passed_through():
-    from activities.leads import ConsentQuestion, LeadActivities, LeadFacts, LeadRef
+    from relance.contracts.leads import (
+        ConsentQuestion,
+        LeadFacts,
+        LeadRef,
+        check_consent,
+        get_lead_facts,
+    )
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "welcome"
@@ -128,8 +134,8 @@ class WelcomeJourney(Journey):
             ended = await self._confirm(input, consent.pending_id)
             if ended is not None:
                 return ended
-        facts = await workflow.execute_activity_method(
-            LeadActivities.get_lead_facts, LeadRef(input.lead_id), **ACTIVITY_OPTIONS
+        facts = await workflow.execute_activity(
+            get_lead_facts, LeadRef(input.lead_id), **ACTIVITY_OPTIONS
         )
         self.set_score(facts.score)
 
@@ -267,8 +273,8 @@ class WelcomeJourney(Journey):
         return None
 
     async def _consent(self, channel: str):
-        return await workflow.execute_activity_method(
-            LeadActivities.check_consent,
+        return await workflow.execute_activity(
+            check_consent,
             ConsentQuestion(self.input.lead_id, channel),
             **ACTIVITY_OPTIONS,
         )

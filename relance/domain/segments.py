@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Literal
 
 from sqlalchemy import and_, case, exists, or_, select
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from relance.domain.models import Lead, LeadActivity, Order, SalesTask
 from relance.domain.settings import Settings
@@ -58,3 +58,12 @@ def stage_expr(settings: Settings):
         (has_form, "lead"),
         else_="subscriber",
     )
+
+
+def segment_and_stage(session: Session, lead_id: str, settings: Settings) -> tuple[str, str]:
+    """The lead's segment and stage as the API shows them (and the MQL notification tells the
+    CRM), in one query."""
+    segment, stage = session.execute(
+        select(segment_expr(settings), stage_expr(settings)).where(col(Lead.id) == lead_id)
+    ).one()
+    return segment, stage

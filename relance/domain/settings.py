@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from relance.domain.journey_rules import JourneyRules, rules_for
+from relance.domain.scoring_rules import ScoringRules, rules_from
 from relance.domain.send_window import SendWindow
 
 
@@ -224,7 +225,7 @@ class Settings(BaseSettings):
         window.check()
         return window
 
-    # Scoring (relance/domain/scoring.py): points per event, page and fit rule, and the decay, in a YAML
+    # Scoring (relance/domain/scoring_rules.py): points per event, page and fit rule, and the decay, in a YAML
     # file checked at worker and API start.
     scoring_rules_file: Path = Path(__file__).resolve().parents[2] / "config" / "scoring.yaml"
     score_mql_threshold: int = Field(
@@ -246,11 +247,8 @@ class Settings(BaseSettings):
     mql_retry_max_attempts: int = Field(default=8, ge=1, le=100)
     mql_retry_base_seconds: float = Field(default=5.0, gt=0)
 
-    def scoring_rules(
-        self,
-    ):  # -> relance.domain.scoring.ScoringRules (re-read when the file changes)
-        from relance.domain.scoring import rules_from
-
+    def scoring_rules(self) -> ScoringRules:
+        """The scoring rules in ``scoring_rules_file``, re-read when the file changes."""
         return rules_from(self.scoring_rules_file)
 
     @property

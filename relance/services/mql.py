@@ -1,7 +1,7 @@
 """Tell sales when a lead becomes marketing-qualified: once per crossing of the MQL threshold.
 
-``queue_notification`` writes a ``mql_notifications`` row in the transaction that raised the
-score (relance/domain/scoring.py ``apply_score``): a crossing is never lost, and never queued twice.
+``queue_notification`` (relance/domain/scoring.py) writes a ``mql_notifications`` row in the
+transaction that raised the score (``apply_score``): a crossing is never lost, and never queued twice.
 Falling below the threshold (decay, negative rules) and crossing again queues a new one.
 
 ``MqlNotifier`` (run by the worker beside its journeys) delivers each row, off every request:
@@ -36,28 +36,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from relance.domain.models import Lead, MqlNotification, as_utc, utcnow
+from relance.domain.segments import segment_and_stage
 from relance.domain.settings import Settings
+from relance.services.smtp import deliver
 
 log = logging.getLogger("relance.services.mql")
 
 SIGNATURE_HEADER = "X-Relance-Signature"
 DELIVERY_HEADER = "X-Relance-Delivery"
 CLAIM = timedelta(minutes=2)
-
-
-def queue_notification(
-    session: Session, *, lead_id: str, score: int, threshold: int, reason: str, now: datetime
-) -> MqlNotification:
-    row = MqlNotification(
-        lead_id=lead_id,
-        score=score,
-        threshold=threshold,
-        reason=reason[:500],
-        created_at=now,
-        next_attempt_at=now,
-    )
-    session.add(row)
-    return row
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -147,10 +134,8 @@ class MqlNotifier:
             return row, session.get(Lead, row.lead_id)
 
     def body(self, row: MqlNotification, lead: Lead) -> bytes:
-        from api.crud import lead_public  # segment and stage as the API shows them
-
         with Session(self.engine) as session:
-            public = lead_public(session=session, lead=lead, settings=self.settings)
+            segment, stage = segment_and_stage(session, lead.id, self.settings)
         payload = {
             "type": "lead.mql",
             "id": row.id,
@@ -165,8 +150,8 @@ class MqlNotifier:
                 "phone": lead.phone,
                 "country": lead.country,
                 "score": lead.score,
-                "segment": public.segment,
-                "stage": public.stage,
+                "segment": segment,
+                "stage": stage,
             },
         }
         return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
@@ -220,8 +205,6 @@ class MqlNotifier:
         return 0
 
     def _email(self, row: MqlNotification, lead: Lead) -> None:
-        from activities.email import deliver
-
         s = self.settings
         mime = EmailMessage()
         mime["From"] = s.sales_mail_from or s.mail_from

@@ -1,9 +1,9 @@
 """Read and check the nurturing sequence file (``RELANCE_NURTURING_SEQUENCE_FILE``, YAML).
 
-The file is validated with pydantic, then turned into the workflow's plain dataclasses
-(``workflows.nurturing.NurturingSequence``), which travel in the journey's input: editing the
-file changes the next enrollments, never a running journey. A mistake is reported with the file
-and the step it is in: ``config/nurturing.yaml: step 4 (demo_proposal): requires.max_loops: ...``.
+The file is validated with pydantic, then turned into the journey's plain dataclasses
+(``relance.contracts.nurturing.NurturingSequence``), which travel in the journey's input:
+editing the file changes the next enrollments, never a running journey. A mistake is reported
+with the file and the step it is in: ``config/nurturing.yaml: step 4 (demo_proposal): requires.max_loops: ...``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from relance.contracts.nurturing import Gate, NurturingSequence, NurturingStep
 from relance.domain.rendering import TEMPLATES_DIR
-from workflows.nurturing import Gate, NurturingSequence, NurturingStep
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
 AssetName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]

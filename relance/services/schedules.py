@@ -24,9 +24,9 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from relance.contracts.reengagement import REENGAGEMENT_SWEEP, SweepInput
+from relance.contracts.scoring import SCORE_DECAY_SWEEP, DecayInput
 from relance.domain.settings import Settings
-from workflows.decay import DecayInput, ScoreDecaySweep
-from workflows.sweep import ReEngagementSweep, SweepInput
 
 log = logging.getLogger("relance.services.schedules")
 
@@ -44,7 +44,7 @@ def sweep_input(settings: Settings, *, inactive_days: float | None = None) -> Sw
 
 
 def _daily(
-    run,
+    workflow_type: str,
     input,
     *,
     schedule_id: str,
@@ -57,7 +57,7 @@ def _daily(
     """A workflow started every day at hour:minute UTC; a run still going is not doubled by the next."""
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            run,
+            workflow_type,  # by name: the schedule starts the workflow, the worker defines it
             input,
             id=schedule_id,  # Temporal appends the scheduled time
             task_queue=settings.temporal_task_queue,
@@ -82,7 +82,7 @@ def _daily(
 
 def reengagement_schedule(settings: Settings) -> Schedule:
     return _daily(
-        ReEngagementSweep.run,
+        REENGAGEMENT_SWEEP,
         sweep_input(settings),
         schedule_id=REENGAGEMENT_SCHEDULE_ID,
         settings=settings,
@@ -97,7 +97,7 @@ def reengagement_schedule(settings: Settings) -> Schedule:
 
 def score_decay_schedule(settings: Settings) -> Schedule:
     return _daily(
-        ScoreDecaySweep.run,
+        SCORE_DECAY_SWEEP,
         DecayInput(batch_size=settings.score_decay_batch_size),
         schedule_id=SCORE_DECAY_SCHEDULE_ID,
         settings=settings,

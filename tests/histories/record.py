@@ -38,12 +38,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from relance.contracts.signals import CLICKED, TrackingSignal
 from relance.dev.devsink import DevSink
+from relance.dev.seeding import make_lead_factory
 from relance.domain.db import make_engine
 from relance.domain.models import Lead
 from relance.domain.settings import Settings
 from relance.services import migrate
 from relance.services.temporal import bundled_binary, ensure_search_attributes
-from tests.conftest import make_lead_factory
 from worker import build_worker
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
@@ -97,7 +97,7 @@ async def recording() -> AsyncIterator[Recording]:
 
 
 async def record_cart_histories(rec: Recording) -> None:
-    from tests.test_cart_journey import buy, update_cart
+    from relance.dev.seeding import buy, update_cart
 
     for name, purchase in (("cart_three_reminders", False), ("cart_purchased", True)):
         lead = rec.make_lead()

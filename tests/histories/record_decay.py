@@ -11,9 +11,10 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col
 
+from relance.contracts.scoring import DecayInput
 from relance.domain.models import Lead, utcnow
 from tests.histories.record import HERE, TASK_QUEUE, recording
-from workflows.decay import DecayInput, ScoreDecaySweep
+from workflows.decay import ScoreDecaySweep
 
 
 async def main() -> None:

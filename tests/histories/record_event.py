@@ -12,8 +12,8 @@ import asyncio
 from datetime import timedelta
 
 from relance.contracts.signals import ATTENDED, EVENT_CHANGED
+from relance.dev.seeding import make_event, update_event
 from tests.histories.record import TASK_QUEUE, recording
-from tests.test_event_journey import make_event, update_event
 from workflows.event_reminder import EventReminderInput, EventReminderJourney
 
 

@@ -13,9 +13,9 @@ import asyncio
 from sqlmodel import Session, select
 
 from relance.contracts.signals import ASSET_DOWNLOADED, TASK_COMPLETED, AssetSignal, TaskSignal
+from relance.dev.seeding import default_sequence
 from relance.domain.models import SalesTask
 from tests.histories.record import TASK_QUEUE, recording
-from tests.test_nurturing_journey import default_sequence
 from workflows.nurturing import LeadNurturingJourney, NurturingInput
 
 

@@ -25,10 +25,9 @@ from relance.contracts.signals import (
     GoalSignal,
     TrackingSignal,
 )
+from relance.dev.seeding import make_event, update_cart
 from relance.domain.send_window import SendWindow
 from tests.histories.record import TASK_QUEUE, Recording, recording
-from tests.test_cart_journey import update_cart
-from tests.test_event_journey import make_event
 from tests.waiting import eventually
 from workflows.browse import BrowseAbandonmentJourney, BrowseInput
 from workflows.event_reminder import EventReminderInput, EventReminderJourney

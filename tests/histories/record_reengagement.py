@@ -16,12 +16,13 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col
 
+from relance.contracts.reengagement import SweepInput
 from relance.contracts.signals import CLICKED, TrackingSignal
 from relance.domain.models import Lead, utcnow
 from tests.histories.record import HERE, TASK_QUEUE, recording
 from workflows.premium import PremiumInput, PremiumOfferJourney
 from workflows.reengagement import ReEngagementInput, ReEngagementJourney
-from workflows.sweep import ReEngagementSweep, SweepInput
+from workflows.sweep import ReEngagementSweep
 
 
 async def main() -> None:
