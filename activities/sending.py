@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.frequency import FrequencyCap
 from activities.message_context import MessageExtras, load_extras
+from relance.contracts.channels import channel as channel_of
 from relance.domain.consent import has_consent
 from relance.domain.db import session_scope
 from relance.domain.journey_rules import (
@@ -34,16 +35,22 @@ from relance.domain.journey_rules import (
 from relance.domain.models import Lead, Message, utcnow
 from relance.domain.suppression import suppression_of
 
+
 # The notes a retried send leaves on its row: they say what happened. "Sent again" only when an
 # earlier attempt may really have reached the provider (the worker died mid-send, the connection
 # dropped after the message went out); an attempt that failed before the provider took anything
 # (connection refused, SMTP down, a 4xx answer) is recorded as such.
-RESENT = "an earlier attempt ended without the provider's confirmation; sent again with the same Message-ID"
-RESENT_SMS = "an earlier attempt ended without the provider's confirmation; sent again with the same reference"
+def resent_note(channel_name: str) -> str:
+    """The row's note when a send goes again under the same key (the channel's Message-ID,
+    reference or delivery id), after an attempt that may have reached the provider."""
+    return (
+        "an earlier attempt ended without the provider's confirmation; sent again with the same "
+        + channel_of(channel_name).idempotency_key
+    )
 
 
-def resent_note(channel: str) -> str:
-    return RESENT_SMS if channel == "sms" else RESENT
+RESENT = resent_note("email")
+RESENT_SMS = resent_note("sms")
 
 
 def sent_after_failed_attempts(attempt: int, last_failure: str) -> str:
@@ -213,11 +220,14 @@ class SendLedger:
             return Claim(message, lead, None, extras)
 
     @staticmethod
-    def _blocked_reason(session: Session, lead: Lead, channel: str, kind: str) -> str:
-        if channel == "sms" and not lead.phone:
-            return "the lead has no phone number"
-        if kind == "marketing" and not has_consent(session, lead.id, channel):
-            return f"no marketing consent for {channel}"
+    def _blocked_reason(session: Session, lead: Lead, channel_name: str, kind: str) -> str:
+        """The channel's own conditions (relance/contracts/channels.py): the lead has its address,
+        and a marketing send has consent on its consent channel."""
+        c = channel_of(channel_name)
+        if c.address and not getattr(lead, c.address):
+            return c.no_address
+        if kind == "marketing" and not has_consent(session, lead.id, c.consent):
+            return f"no marketing consent for {c.consent}"
         return ""
 
     def _excluded(self, session: Session, lead: Lead, request: SendRequest) -> str:
@@ -229,8 +239,11 @@ class SendLedger:
         reason = exclusion_reason(session, lead.id, rules) if rules else ""
         return f"{EXCLUDED}{reason}" if reason else ""
 
-    def _suppressed(self, session: Session, lead: Lead, channel: str, kind: str) -> str:
-        if kind != "marketing" or channel != "email" or not self.suppression_key:
+    def _suppressed(self, session: Session, lead: Lead, channel_name: str, kind: str) -> str:
+        """The suppression list holds email addresses: it stops the channels that use one."""
+        if kind != "marketing" or channel_of(channel_name).address != "email":
+            return ""
+        if not self.suppression_key:
             return ""
         entry = suppression_of(session, self.suppression_key, lead.email)
         return f"the address is on the suppression list ({entry.reason})" if entry else ""

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
+from relance.contracts.channels import CONSENT_CHANNELS
 from relance.domain.consent import GRANTED, PENDING, WITHDRAWN, current_consents, has_consent
 from relance.domain.db import retry_on_conflict
 from relance.domain.models import Cart, Consent, Lead, LeadActivity, Order, as_utc, utcnow
@@ -161,7 +162,7 @@ def lead_public(*, session: Session, lead: Lead, settings: Settings | None = Non
     segment, stage = session.execute(
         sa_select(segment_expr(settings), stage_expr(settings)).where(col(Lead.id) == lead.id)
     ).one()
-    consents = current_consents(session, lead.id)
+    consents = current_consents(session, lead.id, CONSENT_CHANNELS)
     return LeadPublic(
         id=lead.id,
         email=lead.email,

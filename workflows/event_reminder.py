@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
+from relance.contracts.channels import channel_label
 from relance.contracts.signals import (
     ATTENDED,
     CLICKED,
@@ -40,14 +41,11 @@ from relance.contracts.signals import (
     UNSUBSCRIBED,
     TrackingSignal,
 )
-from workflows.steps import ACTIVITY_OPTIONS, SentMessage, show_step, wait_for
+from workflows.steps import ACTIVITY_OPTIONS, SentMessage, send_best, send_on, show_step, wait_for
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
     from activities.events import EventActivities, EventRef, EventSchedule, NextEventQuestion
-    from activities.leads import ConsentQuestion, LeadActivities, LeadRef
     from activities.sending import SendRequest, SendResult
-    from activities.sms import SmsActivities
 
 JOURNEY = "event"
 
@@ -206,26 +204,21 @@ class EventReminderJourney:
                 )
 
     async def _hour_reminder(self) -> None:
-        if self.input.reminder_by_sms:
-            facts = await workflow.execute_activity_method(
-                LeadActivities.get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
+        """On the best channel the lead accepts: SMS (a phone and SMS consent), else email."""
+        channels = ["sms", "email"] if self.input.reminder_by_sms else ["email"]
+        await send_best(self.input.lead_id, channels, self._hour_reminder_on)
+
+    async def _hour_reminder_on(self, channel: str) -> SendResult:
+        self._enter(
+            "sending_reminder_hour", f"One hour before: reminder by {channel_label(channel)}"
+        )
+        # Only an email carries the calendar file (``event``); the steps keep their saved names.
+        if channel == "email":
+            return await self._send(
+                "reminder_hour_email", channel, "event_reminder_hour", about="event"
             )
-            if facts.has_phone:
-                consent = await workflow.execute_activity_method(
-                    LeadActivities.check_consent,
-                    ConsentQuestion(self.input.lead_id, "sms"),
-                    **ACTIVITY_OPTIONS,
-                )
-                if consent.granted:
-                    self._enter("sending_reminder_hour", "One hour before: reminder by SMS")
-                    if (
-                        await self._send(
-                            "reminder_hour", "sms", "event_reminder_hour", about="event-recap"
-                        )
-                    ).status == "sent":
-                        return
-        self._enter("sending_reminder_hour", "One hour before: reminder by email")
-        await self._send("reminder_hour_email", "email", "event_reminder_hour", about="event")
+        step = "reminder_hour" if channel == "sms" else f"reminder_hour_{channel}"
+        return await self._send(step, channel, "event_reminder_hour", about="event-recap")
 
     async def _apply_change(self) -> bool:
         """Re-read the event. Cancelled: say so and return False. Moved: say so, re-arm."""
@@ -268,10 +261,7 @@ class EventReminderJourney:
             about=f"{about}:{about_id or self.input.event_id}",
             over_cap="exempt",  # the lead asked for these by registering: counted, never held by the cap
         )
-        method = EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
-        result = await workflow.execute_activity_method(
-            method, request, summary=f"{channel} {template}", **ACTIVITY_OPTIONS
-        )
+        result = await send_on(channel, request, paced=False)
         self.messages.append(
             SentMessage(
                 request.step,

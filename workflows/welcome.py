@@ -14,7 +14,8 @@
          wait up to 48 h for an open or a click
                    │ nothing
                    ▼
-         relance: SMS if the lead has a phone and SMS consent, else an email with another subject
+         relance: on the best channel the lead accepts (SMS if the lead has a phone and SMS
+                  consent, else an email with another subject; RELANCE_WELCOME_RELANCE_CHANNELS)
                    │
                    ▼
          count clicks (score) until the engagement window closes; a click ends the journey
@@ -33,6 +34,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 from relance.contracts import search_attributes as sa
+from relance.contracts.channels import channel_label
 from relance.contracts.signals import (
     CLICKED,
     EMAIL_CONFIRMED,
@@ -46,7 +48,8 @@ from relance.contracts.signals import (
 from workflows.steps import (
     ACTIVITY_OPTIONS,
     SentMessage,
-    send_marketing,
+    send_best,
+    send_on,
     show_step,
     until_goal,
     wait_for,
@@ -57,7 +60,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.leads import ConsentQuestion, LeadActivities, LeadFacts, LeadRef
     from activities.scoring import ScoreChange, ScoringActivities
     from activities.sending import SendRequest, SendResult
-    from activities.sms import SmsActivities
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "welcome"
@@ -70,6 +72,9 @@ class WelcomeInput:
     lead_id: str
     relance_after_hours: float = 48.0
     relance_by_sms: bool = True  # relance by SMS when the lead has a phone and SMS consent
+    # The relance's channels, best first (relance/contracts/channels.py), e.g. ["webhook", "sms",
+    # "email"]; None: SMS then email, as ``relance_by_sms`` says.
+    relance_channels: list[str] | None = None
     engagement_window_days: float = 7.0  # how long after the welcome clicks still count
     send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
     confirm_within_hours: float = (
@@ -92,7 +97,7 @@ class WelcomeResult:
     reason: str
     opened: bool
     clicked: bool
-    relanced_by: str | None  # email | sms | None
+    relanced_by: str | None  # the channel that relanced (email, sms, webhook...) or None
     score: int
     messages: list[SentMessage] = field(default_factory=list)
 
@@ -296,22 +301,18 @@ class WelcomeJourney:
         )
 
     async def _relance(self, facts: LeadFacts) -> str | None:
-        if self.input.relance_by_sms and facts.has_phone:
-            sms_consent = await workflow.execute_activity_method(
-                LeadActivities.check_consent,
-                ConsentQuestion(self.input.lead_id, "sms"),
-                **ACTIVITY_OPTIONS,
-            )
-            if sms_consent.granted:
-                self._enter("sending_relance", "No open after the wait: relance by SMS")
-                if (await self._send("relance_sms", "sms", "welcome_relance")).status == "sent":
-                    return "sms"
-        self._enter(
-            "sending_relance", "No open after the wait: relance by email with another subject"
+        """On the best channel the lead accepts, of the journey's preference (email last)."""
+        channels = self.input.relance_channels or (
+            ["sms", "email"] if self.input.relance_by_sms else ["email"]
         )
-        if (await self._send("relance_email", "email", "welcome_relance")).status == "sent":
-            return "email"
-        return None
+        sent_on, _ = await send_best(self.input.lead_id, channels, self._relance_on, facts=facts)
+        return sent_on
+
+    async def _relance_on(self, channel: str) -> SendResult:
+        self._enter(
+            "sending_relance", f"No open after the wait: relance by {channel_label(channel)}"
+        )
+        return await self._send(f"relance_{channel}", channel, "welcome_relance")
 
     async def _send(self, step: str, channel: str, template: str) -> SendResult:
         request = SendRequest(
@@ -321,13 +322,8 @@ class WelcomeJourney:
             step=step,
             template=template,
         )
-        method = EmailActivities.send_email if channel == "email" else SmsActivities.send_sms
-        result = await send_marketing(
-            method,
-            request,
-            summary=f"{channel} {template}",
-            window=self.input.send_window,
-            stop=lambda: self.unsubscribed,
+        result = await send_on(
+            channel, request, window=self.input.send_window, stop=lambda: self.unsubscribed
         )
         self.messages.append(
             SentMessage(
