@@ -25,6 +25,8 @@ class Channel:
     template_suffix: str
     # The lead field that addresses it ("email", "phone"); "" when the receiver knows the lead by
     # its id (a webhook). A lead without it gets nothing on the channel: ``no_address`` says so.
+    # Journeys choosing a channel read it from LeadFacts.has_<address> when there is one (a
+    # phone); an email address every lead has.
     address: str
     no_address: str
     # What a retried send reuses, so the provider (or receiver) can drop a second copy.
