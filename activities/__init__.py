@@ -1,4 +1,4 @@
-"""Activities: everything a journey does to the outside world (database, SMTP, SMS, CRM).
+"""Activities: everything a journey does to the outside world (database, the channels' providers, CRM).
 
 ``build_activities`` wires them to one set of settings; the worker registers the result.
 """
@@ -9,9 +9,14 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
-from activities import browse  # noqa: F401  (registers the "category" message context: the purchase exclusion)
+from activities import (  # noqa: F401  (the channels' providers register)
+    browse,  # noqa: F401  (registers the "category" message context: the purchase exclusion)
+    email,
+    sms,
+    webhook,
+)
+from activities.channels import channel_activities
 from activities.commerce import CommerceActivities
-from activities.email import EmailActivities
 from activities.enrollment import EnrollmentActivities
 from activities.events import EventActivities  # also registers the "event" message context loaders
 from activities.leads import LeadActivities
@@ -19,7 +24,6 @@ from activities.lists import ListActivities
 from activities.reengagement import ReEngagementActivities
 from activities.sales import SalesActivities
 from activities.scoring import ScoringActivities
-from activities.sms import SmsActivities
 from relance.domain.rendering import Renderer
 from relance.domain.settings import Settings
 from relance.domain.tokens import TokenSigner
@@ -33,8 +37,6 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     )
     renderer = Renderer(signer, settings.public_base_url)
     leads = LeadActivities(engine, settings.send_window())
-    email = EmailActivities(settings, engine, renderer)
-    sms = SmsActivities(settings, engine, renderer)
     scoring = ScoringActivities(settings, engine)
     commerce = CommerceActivities(engine, loyal_list=settings.loyal_customers_list)
     events = EventActivities(engine)
@@ -46,8 +48,7 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
         leads.check_consent,
         leads.get_lead_facts,
         leads.get_send_profile,
-        email.send_email,
-        sms.send_sms,
+        *channel_activities(settings, engine, renderer),
         scoring.add_score,
         scoring.decay_scores_page,
         commerce.issue_promo_code,

@@ -25,8 +25,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
-from activities.frequency import FrequencyCap
-from activities.sending import SendLedger
+from activities.channels import ledger_for, provider
 from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.domain.models import Lead
 from relance.domain.rendering import Renderer, Tracking, header_text
@@ -62,15 +61,11 @@ def recipient(email: str, name: str | None = None) -> Address:
     return Address(display_name=header_text(name or ""), username=local, domain=domain)
 
 
+@provider("email")
 class EmailActivities:
     def __init__(self, settings: Settings, engine: Engine, renderer: Renderer) -> None:
         self.settings = settings
-        self.ledger = SendLedger(
-            engine,
-            FrequencyCap(settings.frequency_cap_messages, settings.frequency_cap_days),
-            suppression_key=settings.suppression_hash_key,
-            rules=settings.rules_for,
-        )
+        self.ledger = ledger_for(settings, engine)
         self.renderer = renderer
 
     @activity.defn(name="send_email")

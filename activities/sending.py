@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.frequency import FrequencyCap
 from activities.message_context import MessageExtras, load_extras
+from relance.contracts.channels import channel as channel_of
 from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.contracts.skips import SkipReason
 from relance.domain.consent import has_consent
@@ -36,16 +37,22 @@ from relance.domain.journey_rules import (
 from relance.domain.models import Lead, Message, utcnow
 from relance.domain.suppression import suppression_of
 
+
 # The notes a retried send leaves on its row: they say what happened. "Sent again" only when an
 # earlier attempt may really have reached the provider (the worker died mid-send, the connection
 # dropped after the message went out); an attempt that failed before the provider took anything
 # (connection refused, SMTP down, a 4xx answer) is recorded as such.
-RESENT = "an earlier attempt ended without the provider's confirmation; sent again with the same Message-ID"
-RESENT_SMS = "an earlier attempt ended without the provider's confirmation; sent again with the same reference"
+def resent_note(channel_name: str) -> str:
+    """The row's note when a send goes again under the same key (the channel's Message-ID,
+    reference or delivery id), after an attempt that may have reached the provider."""
+    return (
+        "an earlier attempt ended without the provider's confirmation; sent again with the same "
+        + channel_of(channel_name).idempotency_key
+    )
 
 
-def resent_note(channel: str) -> str:
-    return RESENT_SMS if channel == "sms" else RESENT
+RESENT = resent_note("email")
+RESENT_SMS = resent_note("sms")
 
 
 def sent_after_failed_attempts(attempt: int, last_failure: str) -> str:
@@ -188,13 +195,17 @@ class SendLedger:
             return Claim(message, lead, None, extras)
 
     @staticmethod
-    def _unreachable(lead: Lead, channel: str) -> str:
-        return "the lead has no phone number" if channel == "sms" and not lead.phone else ""
+    def _unreachable(lead: Lead, channel_name: str) -> str:
+        """The channel's address (relance/contracts/channels.py): the lead has one on it."""
+        c = channel_of(channel_name)
+        return c.no_address if c.address and not getattr(lead, c.address) else ""
 
     @staticmethod
-    def _no_consent(session: Session, lead: Lead, channel: str, request: SendRequest) -> str:
-        if request.kind == "marketing" and not has_consent(session, lead.id, channel):
-            return f"no marketing consent for {channel}"
+    def _no_consent(session: Session, lead: Lead, channel_name: str, request: SendRequest) -> str:
+        """A marketing send needs consent on the channel's consent channel."""
+        consent = channel_of(channel_name).consent
+        if request.kind == "marketing" and not has_consent(session, lead.id, consent):
+            return f"no marketing consent for {consent}"
         return ""
 
     @staticmethod
@@ -221,8 +232,11 @@ class SendLedger:
         reason = exclusion_reason(session, lead.id, rules) if rules else ""
         return f"{EXCLUDED}{reason}" if reason else ""
 
-    def _suppressed(self, session: Session, lead: Lead, channel: str, kind: str) -> str:
-        if kind != "marketing" or channel != "email" or not self.suppression_key:
+    def _suppressed(self, session: Session, lead: Lead, channel_name: str, kind: str) -> str:
+        """The suppression list holds email addresses: it stops the channels that use one."""
+        if kind != "marketing" or channel_of(channel_name).address != "email":
+            return ""
+        if not self.suppression_key:
             return ""
         entry = suppression_of(session, self.suppression_key, lead.email)
         return f"the address is on the suppression list ({entry.reason})" if entry else ""

@@ -12,23 +12,18 @@ import httpx
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
+from activities.channels import ledger_for, provider
 from activities.email import template_context
-from activities.frequency import FrequencyCap
-from activities.sending import SendLedger
 from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.domain.rendering import Renderer, Tracking
 from relance.domain.settings import Settings
 
 
+@provider("sms")
 class SmsActivities:
     def __init__(self, settings: Settings, engine: Engine, renderer: Renderer) -> None:
         self.settings = settings
-        self.ledger = SendLedger(
-            engine,
-            FrequencyCap(settings.frequency_cap_messages, settings.frequency_cap_days),
-            suppression_key=settings.suppression_hash_key,
-            rules=settings.rules_for,
-        )
+        self.ledger = ledger_for(settings, engine)
         self.renderer = renderer
 
     @activity.defn(name="send_sms")

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
+from relance.contracts.channels import CONSENT_CHANNELS
 from relance.domain.consent import GRANTED, PENDING, WITHDRAWN, current_consents, has_consent
 from relance.domain.db import retry_on_conflict
 from relance.domain.models import Cart, Consent, Lead, LeadActivity, Order, as_utc, utcnow
@@ -159,7 +160,7 @@ def lead_public(*, session: Session, lead: Lead, settings: Settings | None = Non
     channel in another."""
     settings = settings or get_settings()
     segment, stage = segment_and_stage(session, lead.id, settings)
-    consents = current_consents(session, lead.id)
+    consents = current_consents(session, lead.id, CONSENT_CHANNELS)
     return LeadPublic(
         id=lead.id,
         email=lead.email,

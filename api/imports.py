@@ -4,7 +4,8 @@ Columns (a header line is required; order free; names case-insensitive):
 
     email            required; the deduplication key (normalised as sign-ups are)
     first_name, phone, country       optional, as in ``POST /leads``
-    consent          channels granted, separated by ``;`` or ``|`` (``email``, ``sms``, ``email;sms``);
+    consent          channels granted, separated by ``;`` or ``|`` (``email``, ``sms``, ``email;sms``;
+                     any consent channel of relance/contracts/channels.py);
                      empty: no consent recorded (the lead is a subscriber-to-be, not contacted)
     source_url, consented_at, wording_version, ip
                      the consent's evidence, kept in the ledger: ``source_url``, ``wording_version``
@@ -33,6 +34,7 @@ from sqlmodel import Session
 from api import crud
 from api.errors import unprocessable
 from api.schemas import CONSENT_PROOF, ImportRejection, ImportReport, LeadCreate, in_range
+from relance.contracts.channels import CONSENT_CHANNELS
 from relance.domain.consent import latest_consent
 from relance.domain.lists import add_member
 from relance.domain.models import as_utc, utcnow
@@ -127,8 +129,11 @@ def import_row(
     channels = [
         c.strip().lower() for c in row.get("consent", "").replace("|", ";").split(";") if c.strip()
     ]
-    if any(c not in ("email", "sms") for c in channels):
-        raise ValueError(f"consent: {row['consent']!r} is not email, sms or email;sms")
+    if any(c not in CONSENT_CHANNELS for c in channels):
+        raise ValueError(
+            f"consent: {row['consent']!r} is not a list of channels among "
+            f"{', '.join(CONSENT_CHANNELS)} (e.g. email;sms)"
+        )
     consented_at = None
     if channels:
         missing = [name for name in (*CONSENT_PROOF, "consented_at") if not row.get(name)]

@@ -103,6 +103,7 @@ JOURNEYS: dict[str, JourneySpec] = {
             lead_id=lead_id,
             relance_after_hours=s.welcome_relance_after_hours,
             relance_by_sms=s.welcome_relance_by_sms,
+            relance_channels=list(s.welcome_relance_channels) or None,
             engagement_window_days=s.welcome_engagement_window_days,
             confirm_within_hours=s.double_opt_in_hours,
         ),

@@ -24,7 +24,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from relance.contracts.channels import CONSENT_CHANNELS
+from relance.contracts.channels import NAMES as CHANNEL_NAMES
+
 JourneyName = Literal["welcome", "nurturing"]
+# The channels, from their one list (relance/contracts/channels.py): what a consent may be given
+# on, what a message went out on.
+ConsentChannel = Literal[CONSENT_CHANNELS]  # type: ignore[valid-type]
+ChannelName = Literal[CHANNEL_NAMES]  # type: ignore[valid-type]
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 
 # Every model the API takes: unknown fields refused, NaN and Infinity refused in numbers, and no
@@ -78,7 +85,7 @@ class ConsentIn(BaseModel):
 
     model_config = INPUT
 
-    channel: Literal["email", "sms"]
+    channel: ConsentChannel
     purpose: OneLine = Field(default="marketing", min_length=1, max_length=64)
     granted: StrictBool = Field(
         default=True, description='true or false (not "yes", 1...): this is the proof'
@@ -234,7 +241,7 @@ class MessagePublic(BaseModel):
     id: str
     journey: str
     step: str
-    channel: str
+    channel: ChannelName
     template: str
     kind: str = Field(
         description="marketing | transactional (e.g. the double opt-in confirmation: no consent needed)"
@@ -672,7 +679,7 @@ class TaskCompletion(BaseModel):
 class ConsentPublic(BaseModel):
     """One row of the append-only consent ledger: the proof of a grant or a withdrawal."""
 
-    channel: str
+    channel: ConsentChannel
     purpose: str
     status: str = Field(
         description="granted | withdrawn | pending (double opt-in: granted at sign-up, not "

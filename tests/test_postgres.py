@@ -105,7 +105,7 @@ def test_sign_up_on_postgres_deduplicates_by_email(postgres_url):
             default_phone_region="FR",
         )
     assert created and not created_again and first.id == again.id
-    assert again.consents == {"email": "granted", "sms": "none"}
+    assert again.consents == {"email": "granted", "sms": "none", "webhook": "none"}
 
 
 async def test_a_welcome_journey_runs_on_postgres(postgres_url, time_skipping_env, settings, sink):

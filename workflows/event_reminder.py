@@ -33,9 +33,10 @@ from enum import StrEnum
 
 from temporalio import workflow
 
+from relance.contracts.channels import channel_label
 from relance.contracts.signals import ATTENDED, CLICKED, EVENT_CHANGED, OPENED, TrackingSignal
 from workflows.journey import Journey
-from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage
+from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage, send_best
 
 with workflow.unsafe.imports_passed_through():
     from relance.contracts.events import (
@@ -45,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
         find_next_event,
         get_event_schedule,
     )
-    from relance.contracts.leads import ConsentQuestion, LeadRef, check_consent, get_lead_facts
     from relance.contracts.sending import SendResult
 
 JOURNEY = "event"
@@ -213,25 +213,21 @@ class EventReminderJourney(Journey):
                 )
 
     async def _hour_reminder(self) -> None:
-        if self.input.reminder_by_sms:
-            facts = await workflow.execute_activity(
-                get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
+        """On the best channel the lead accepts: SMS (a phone and SMS consent), else email."""
+        channels = ["sms", "email"] if self.input.reminder_by_sms else ["email"]
+        await send_best(self.input.lead_id, channels, self._hour_reminder_on)
+
+    async def _hour_reminder_on(self, channel: str) -> SendResult:
+        self.enter(
+            "sending_reminder_hour", f"One hour before: reminder by {channel_label(channel)}"
+        )
+        # Only an email carries the calendar file (``event``); the steps keep their saved names.
+        if channel == "email":
+            return await self._send(
+                "reminder_hour_email", channel, "event_reminder_hour", about="event"
             )
-            if facts.has_phone:
-                consent = await workflow.execute_activity(
-                    check_consent,
-                    ConsentQuestion(self.input.lead_id, "sms"),
-                    **ACTIVITY_OPTIONS,
-                )
-                if consent.granted:
-                    self.enter("sending_reminder_hour", "One hour before: reminder by SMS")
-                    sms = await self._send(
-                        "reminder_hour", "sms", "event_reminder_hour", about="event-recap"
-                    )
-                    if sms.status == "sent":
-                        return
-        self.enter("sending_reminder_hour", "One hour before: reminder by email")
-        await self._send("reminder_hour_email", "email", "event_reminder_hour", about="event")
+        step = "reminder_hour" if channel == "sms" else f"reminder_hour_{channel}"
+        return await self._send(step, channel, "event_reminder_hour", about="event-recap")
 
     async def _apply_change(self) -> bool:
         """Re-read the event. Cancelled: say so and return False. Moved: say so, re-arm."""

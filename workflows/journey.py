@@ -8,8 +8,8 @@ its ``@workflow.init``. It gets:
 - the messages it sent (``messages``: each send recorded as a ``SentMessage``), ``send`` (a
   marketing message: send window, frequency cap, stopped by ``stopped()``) and ``send_now`` (a
   message the lead asked for, or a transactional one: sent at once), both built with the journey's
-  workflow id and name — the one place journeys build a ``SendRequest`` and pick the channel's
-  activity;
+  workflow id and name — the one place journeys build a ``SendRequest``; the channel's activity
+  comes from the channel list (``send_on``, relance/contracts/channels.py);
 - the unsubscribe and goal signals (``unsubscribed``, ``converted``; same signal names as ever),
   ``until_goal`` to run the steps until a goal ends them;
 - the lead's score as the journey knows it (``set_score``: also its ``Score`` search attribute)
@@ -35,7 +35,7 @@ from relance.contracts.signals import GOAL_REACHED, UNSUBSCRIBED, GoalSignal, Tr
 from workflows.steps import (
     ACTIVITY_OPTIONS,
     SentMessage,
-    send_marketing,
+    send_on,
     show_step,
     until_goal,
     wait_for,
@@ -43,15 +43,10 @@ from workflows.steps import (
 
 with workflow.unsafe.imports_passed_through():
     from relance.contracts.scoring import ScoreChange, ScoreResult, add_score
-    from relance.contracts.sending import SendRequest, SendResult, send_email, send_sms
+    from relance.contracts.sending import SendRequest, SendResult
     from relance.domain.send_window import SendWindow
 
 T = TypeVar("T")
-
-
-def send_activity(channel: str) -> Callable:
-    """The activity that sends on ``channel`` (email or sms)."""
-    return send_email if channel == "email" else send_sms
 
 
 class Journey:
@@ -156,10 +151,10 @@ class Journey:
         default ``step``: the ledger's step may carry a run tag the status need not show), unless
         the journey keeps its own record of it (``record=False``)."""
         request = self.request(step, template, about=about)
-        result = await send_marketing(
-            send_activity(channel),
+        result = await send_on(
+            channel,
             request,
-            summary=summary or f"{channel} {template}",
+            summary=summary,
             window=self.send_window,
             over_cap=over_cap,
             stop=stop or self.stopped,
@@ -179,12 +174,7 @@ class Journey:
     ) -> SendResult:
         """A message sent at once, outside the send window: one the lead asked for (an event's
         reminders, ``over_cap="exempt"``) or a transactional one (``kind="transactional"``)."""
-        result = await workflow.execute_activity_method(
-            send_activity(channel),
-            self.request(step, template, **options),
-            summary=f"{channel} {template}",
-            **ACTIVITY_OPTIONS,
-        )
+        result = await send_on(channel, self.request(step, template, **options), paced=False)
         if record:
             self.record(step, channel, template, result)
         return result

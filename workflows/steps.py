@@ -7,7 +7,7 @@ issued when they carried their own copies, so saved histories still replay.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -16,13 +16,21 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from relance.contracts import search_attributes as sa
+from relance.contracts.channels import channel
 from relance.contracts.signals import GOAL_REACHED, GoalSignal
 from relance.contracts.skips import SkipReason
 from workflows.goals import journeys_with_goal
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: the real zoneinfo (the sandbox hands a proxy datetime refuses as a tzinfo).
-    from relance.contracts.leads import LeadRef, get_send_profile
+    from relance.contracts.leads import (
+        ConsentQuestion,
+        LeadFacts,
+        LeadRef,
+        check_consent,
+        get_lead_facts,
+        get_send_profile,
+    )
     from relance.contracts.sending import SendRequest, SendResult
     from relance.domain.send_window import SendWindow, next_open
 
@@ -93,7 +101,7 @@ def show_step(step: str, details: str) -> None:
 
 
 async def send_marketing(
-    method: Callable,
+    method: Callable | str,
     request: SendRequest,
     *,
     summary: str,
@@ -111,7 +119,7 @@ async def send_marketing(
     old command sequence (``workflow.patched``): they send at once, as they did.
     """
     if not workflow.patched(SEND_WINDOW_PATCH):
-        return await workflow.execute_activity(method, request, summary=summary, **ACTIVITY_OPTIONS)
+        return await _execute_send(method, request, summary)
     request.over_cap = over_cap
     while True:
         if not await wait_for_send_window(request.lead_id, window, stop):
@@ -121,9 +129,7 @@ async def send_marketing(
                 "the journey stopped while the message waited for the send window",
                 skip=SkipReason.JOURNEY_STOPPED,
             )
-        result = await workflow.execute_activity(
-            method, request, summary=summary, **ACTIVITY_OPTIONS
-        )
+        result = await _execute_send(method, request, summary)
         if result.status != "deferred":
             return result
         show_step("deferred_by_frequency_cap", f"{request.step}: {result.reason}")
@@ -150,6 +156,76 @@ def skip_of(result: SendResult) -> SkipReason | None:
     if "bought in the category" in result.reason:
         return SkipReason.NOT_RELEVANT
     return None
+
+
+async def _execute_send(method: Callable | str, request: SendRequest, summary: str) -> SendResult:
+    """One send activity: its contract stub, or a channel's activity by its type name."""
+    return await workflow.execute_activity(
+        method, request, result_type=SendResult, summary=summary, **ACTIVITY_OPTIONS
+    )
+
+
+async def send_on(
+    channel_name: str,
+    request: SendRequest,
+    *,
+    paced: bool = True,
+    summary: str = "",
+    window: SendWindow | None = None,
+    over_cap: str = "defer",
+    stop: Callable[[], bool] = lambda: False,
+) -> SendResult:
+    """Send ``request`` on a channel (relance/contracts/channels.py): its send activity, by the
+    name saved histories know it by. ``paced``: the way of marketing (``send_marketing``: the
+    send window, the frequency cap, ``stop``); not paced: at once, as a message the lead asked
+    for (a confirmation, an event's reminders) goes. Either way the send ledger decides."""
+    activity = channel(channel_name).activity
+    summary = summary or f"{channel_name} {request.template}"
+    if not paced:
+        return await _execute_send(activity, request, summary)
+    return await send_marketing(
+        activity, request, summary=summary, window=window, over_cap=over_cap, stop=stop
+    )
+
+
+async def send_best(
+    lead_id: str,
+    channels: Sequence[str],
+    send: Callable[[str], Awaitable[SendResult]],
+    *,
+    facts: LeadFacts | None = None,
+) -> tuple[str | None, SendResult | None]:
+    """Send on the best channel the lead accepts. ``channels``: the journey's preference, best
+    first; ``send(channel)`` sends the journey's message on one (its step, template, details).
+
+    Each channel but the last is tried when the lead has its address (``facts``, read once, when
+    a channel first needs it) and grants its consent channel (asked at that moment, one
+    ``check_consent`` per channel, in order: deterministic, replayed as recorded). A send that
+    does not go out falls to the next channel. The last is the fallback, sent without asking
+    first: the send ledger checks its consent and records why it did not go. Returns the channel
+    that sent (None: none did) and the last send's result (None: nothing was tried)."""
+    result = None
+    for position, name in enumerate(channels):
+        c = channel(name)
+        if position < len(channels) - 1:
+            if f"has_{c.address}" in LeadFacts.__dataclass_fields__:
+                if facts is None:
+                    facts = await workflow.execute_activity(
+                        get_lead_facts, LeadRef(lead_id), **ACTIVITY_OPTIONS
+                    )
+                if not getattr(facts, f"has_{c.address}"):
+                    continue
+            consent = await workflow.execute_activity(
+                check_consent,
+                ConsentQuestion(lead_id, c.consent),
+                **ACTIVITY_OPTIONS,
+            )
+            if not consent.granted:
+                continue
+        result = await send(name)
+        if result.status == "sent":
+            return name, result
+    return None, result
 
 
 def not_sent_outcome(result: SendResult) -> str:

@@ -14,7 +14,8 @@
          wait up to 48 h for an open or a click
                    │ nothing
                    ▼
-         relance: SMS if the lead has a phone and SMS consent, else an email with another subject
+         relance: on the best channel the lead accepts (SMS if the lead has a phone and SMS
+                  consent, else an email with another subject; RELANCE_WELCOME_RELANCE_CHANNELS)
                    │
                    ▼
          count clicks (score) until the engagement window closes; a click ends the journey
@@ -33,6 +34,7 @@ from enum import StrEnum
 
 from temporalio import workflow
 
+from relance.contracts.channels import channel_label
 from relance.contracts.signals import (
     CLICKED,
     EMAIL_CONFIRMED,
@@ -41,7 +43,7 @@ from relance.contracts.signals import (
     TrackingSignal,
 )
 from workflows.journey import Journey
-from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage
+from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage, send_best
 
 with workflow.unsafe.imports_passed_through():
     from relance.contracts.leads import (
@@ -51,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         check_consent,
         get_lead_facts,
     )
+    from relance.contracts.sending import SendResult
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "welcome"
@@ -73,6 +76,9 @@ class WelcomeInput:
     lead_id: str
     relance_after_hours: float = 48.0
     relance_by_sms: bool = True  # relance by SMS when the lead has a phone and SMS consent
+    # The relance's channels, best first (relance/contracts/channels.py), e.g. ["webhook", "sms",
+    # "email"]; None: SMS then email, as ``relance_by_sms`` says.
+    relance_channels: list[str] | None = None
     engagement_window_days: float = 7.0  # how long after the welcome clicks still count
     send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
     confirm_within_hours: float = (
@@ -93,7 +99,7 @@ class WelcomeResult:
     reason: str
     opened: bool
     clicked: bool
-    relanced_by: str | None  # email | sms | None
+    relanced_by: str | None  # the channel that relanced (email, sms, webhook...) or None
     score: int
     messages: list[SentMessage] = field(default_factory=list)
 
@@ -260,17 +266,18 @@ class WelcomeJourney(Journey):
         )
 
     async def _relance(self, facts: LeadFacts) -> str | None:
-        if self.input.relance_by_sms and facts.has_phone:
-            if (await self._consent("sms")).granted:
-                self.enter("sending_relance", "No open after the wait: relance by SMS")
-                if (await self.send("relance_sms", "welcome_relance", "sms")).status == "sent":
-                    return "sms"
-        self.enter(
-            "sending_relance", "No open after the wait: relance by email with another subject"
+        """On the best channel the lead accepts, of the journey's preference (email last)."""
+        channels = self.input.relance_channels or (
+            ["sms", "email"] if self.input.relance_by_sms else ["email"]
         )
-        if (await self.send("relance_email", "welcome_relance")).status == "sent":
-            return "email"
-        return None
+        sent_on, _ = await send_best(self.lead_id, channels, self._relance_on, facts=facts)
+        return sent_on
+
+    async def _relance_on(self, channel: str) -> SendResult:
+        self.enter(
+            "sending_relance", f"No open after the wait: relance by {channel_label(channel)}"
+        )
+        return await self.send(f"relance_{channel}", "welcome_relance", channel)
 
     async def _consent(self, channel: str):
         return await workflow.execute_activity(

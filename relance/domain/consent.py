@@ -7,11 +7,12 @@ lead has not clicked the confirmation link yet) is not consent either.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlmodel import Session, col, select
 
 from relance.domain.models import Consent
 
-CHANNELS = ("email", "sms")
 GRANTED, WITHDRAWN, PENDING = "granted", "withdrawn", "pending"
 
 
@@ -31,16 +32,19 @@ def has_consent(session: Session, lead_id: str, channel: str, purpose: str = "ma
     return row is not None and row.status == "granted"
 
 
-def current_consents(session: Session, lead_id: str, purpose: str = "marketing") -> dict[str, str]:
-    """The current state per channel (``none`` without a row), from one read of the ledger."""
-    current = dict.fromkeys(CHANNELS, "none")
+def current_consents(
+    session: Session, lead_id: str, channels: Sequence[str], purpose: str = "marketing"
+) -> dict[str, str]:
+    """The current state per channel (``none`` without a row), from one read of the ledger.
+    ``channels``: the consent channels (relance/contracts/channels.py ``CONSENT_CHANNELS``)."""
+    current = dict.fromkeys(channels, "none")
     seen: set[str] = set()
     for channel, status in session.exec(
         select(Consent.channel, Consent.status)
         .where(
             Consent.lead_id == lead_id,
             Consent.purpose == purpose,
-            col(Consent.channel).in_(CHANNELS),
+            col(Consent.channel).in_(channels),
         )
         .order_by(col(Consent.id).desc())
     ):

@@ -69,7 +69,7 @@ class Consent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
-    channel: str = Field(max_length=16)  # email | sms
+    channel: str = Field(max_length=16)  # a channel of relance/contracts/channels.py
     purpose: str = Field(default="marketing", max_length=64)
     status: str = Field(
         max_length=16
@@ -93,7 +93,7 @@ class Message(SQLModel, table=True):
     workflow_id: str = Field(index=True, max_length=255)
     journey: str = Field(max_length=64)
     step: str = Field(max_length=64)
-    channel: str = Field(max_length=16)  # email | sms
+    channel: str = Field(max_length=16)  # a channel of relance/contracts/channels.py
     template: str = Field(max_length=128)
     kind: str = Field(default="marketing", max_length=16)  # marketing | transactional
     status: str = Field(max_length=16)  # sending | sent | skipped | failed

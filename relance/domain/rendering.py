@@ -1,4 +1,6 @@
-"""Turn a message template into what is sent: subject, HTML and text for email, a body for SMS.
+"""Turn a message template into what is sent: subject, HTML and text for email, a body for SMS,
+a subject and a body for a webhook message (``templates/webhook/``, blocks ``subject`` and
+``body``).
 
 A template is one Jinja2 file per message under ``templates/email/`` (blocks ``subject``,
 ``html`` and ``text``) or ``templates/sms/`` (the whole file is the body). After rendering,
@@ -223,6 +225,19 @@ class Renderer:
         )
         subject, text = (values.fill(output) for output, values in rendered.values())
         return header_text(subject), text + "\n"
+
+    def text_blocks(
+        self, path: str, context: dict[str, Any], tracking: Tracking, names: tuple[str, ...]
+    ) -> dict[str, str]:
+        """Blocks of a text template (a webhook message's ``subject`` and ``body``): not HTML, its
+        links tracked, ``unsubscribe_url`` given. Whoever sends them serialises them (JSON), so a
+        value cannot change the message's structure either."""
+        unsubscribe_url = self.unsubscribe_url(tracking)
+        context = {**context, "unsubscribe_url": TemplateLink(unsubscribe_url)}
+        return {
+            name: values.fill(self._track_text(output, tracking))
+            for name, (output, values) in self.blocks(self.text_env, path, context, names).items()
+        }
 
     def sms(self, template: str, context: dict[str, Any], tracking: Tracking) -> str:
         tmpl = self.text_env.get_template(f"sms/{template}.txt")

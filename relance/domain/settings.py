@@ -107,6 +107,13 @@ class Settings(BaseSettings):
     sms_provider_url: str = "http://localhost:8025/sms"
     sms_api_token: str = ""
     sms_sender: str = "Relance"
+    # Webhook channel (activities/webhook.py): each message a signed JSON POST to this receiver (a
+    # WhatsApp or push gateway, a Zapier-like automation), headers X-Relance-Timestamp and
+    # X-Relance-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>"> with the secret (empty:
+    # the secret key). Empty URL: the channel is off, its sends are recorded skipped.
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     # Region used to read phone numbers written without a +country prefix.
     default_phone_region: str = "FR"
 
@@ -126,6 +133,10 @@ class Settings(BaseSettings):
     # Welcome journey
     welcome_relance_after_hours: float = 48.0
     welcome_relance_by_sms: bool = True
+    # The relance's channels, best first (relance/contracts/channels.py), e.g. ["webhook", "sms",
+    # "email"]: the first the lead accepts. Empty: SMS then email (email only without
+    # welcome_relance_by_sms).
+    welcome_relance_channels: list[str] = []
     welcome_engagement_window_days: float = 7.0
 
     # Abandoned cart: hours of inactivity before each reminder (each counted from the previous
@@ -250,6 +261,10 @@ class Settings(BaseSettings):
     def scoring_rules(self) -> ScoringRules:
         """The scoring rules in ``scoring_rules_file``, re-read when the file changes."""
         return rules_from(self.scoring_rules_file)
+
+    @property
+    def webhook_signing_secret(self) -> str:
+        return self.webhook_secret or self.secret_key
 
     @property
     def suppression_hash_key(self) -> str:

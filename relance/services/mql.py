@@ -22,8 +22,6 @@ workers share the table: a row is claimed (``claimed_until``) before it is deliv
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 from datetime import datetime, timedelta
@@ -38,22 +36,18 @@ from sqlmodel import Session, col, select
 from relance.domain.models import Lead, MqlNotification, as_utc, utcnow
 from relance.domain.segments import segment_and_stage
 from relance.domain.settings import Settings
+from relance.domain.webhook_signing import (  # noqa: F401  (sign, verify: what the CRM does)
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    sign,
+    signed_headers,
+    verify,
+)
 from relance.services.smtp import deliver
 
 log = logging.getLogger("relance.services.mql")
 
-SIGNATURE_HEADER = "X-Relance-Signature"
-DELIVERY_HEADER = "X-Relance-Delivery"
 CLAIM = timedelta(minutes=2)
-
-
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def verify(secret: str, body: bytes, signature: str) -> bool:
-    """What the receiving end does (documented in the README)."""
-    return hmac.compare_digest(sign(secret, body), signature)
 
 
 class MqlNotifier:
@@ -178,12 +172,7 @@ class MqlNotifier:
                 answer = await self.http.post(
                     s.mql_webhook_url,
                     content=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        SIGNATURE_HEADER: sign(self.secret, body),
-                        DELIVERY_HEADER: row.id,
-                        "User-Agent": "Relance",
-                    },
+                    headers=signed_headers(self.secret, body, row.id),
                 )
                 if 200 <= answer.status_code < 300:
                     stamps["webhook_sent_at"] = now

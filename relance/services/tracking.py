@@ -24,6 +24,7 @@ from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from relance.contracts.channels import EMAIL, NAMES, channel
 from relance.contracts.signals import CLICKED, EMAIL_CONFIRMED, OPENED, UNSUBSCRIBED
 from relance.domain.consent import GRANTED, PENDING, latest_consent
 from relance.domain.models import Consent, Lead, Message, TrackingEvent, utcnow
@@ -125,14 +126,18 @@ def record_hits(engine: Engine, hits: list[Hit], *, suppression_key: str = "") -
 
 
 def _withdraw(session: Session, hit: Hit, now, suppression_key: str) -> None:
-    """A one-click unsubscribe: a withdrawal in the consent ledger (once), the address suppressed."""
+    """A one-click unsubscribe: a withdrawal in the consent ledger (once), on the consent channel
+    of the message it came in (an email's: email; a webhook message's: webhook); the email
+    address suppressed when that message was an email."""
     token = hit.token
-    current = latest_consent(session, token.lead_id, "email")
+    message = session.get(Message, token.message_id)
+    via = channel(message.channel) if message is not None and message.channel in NAMES else EMAIL
+    current = latest_consent(session, token.lead_id, via.consent)
     if current is None or current.status != "withdrawn":
         session.add(
             Consent(
                 lead_id=token.lead_id,
-                channel="email",
+                channel=via.consent,
                 purpose="marketing",
                 status="withdrawn",
                 source_url=f"one-click unsubscribe, message {token.message_id}",
@@ -143,7 +148,7 @@ def _withdraw(session: Session, hit: Hit, now, suppression_key: str) -> None:
         )
         session.flush()
     lead = session.get(Lead, token.lead_id)
-    if lead is not None and suppression_key:
+    if lead is not None and suppression_key and via.address == "email":
         suppress(session, suppression_key, lead.email, "unsubscribed")
 
 

@@ -1,0 +1,71 @@
+"""The channels' providers: one class per channel (``activities/email.py``, ``sms.py``,
+``webhook.py``), registered under the channel's name with ``@provider``. The channel's light
+part (its activity name, consent channel, templates, address) is in relance/contracts/channels.py;
+``channel_activities`` builds a provider for every channel listed there and hands the worker
+their send activities, so a channel without a provider stops the worker at start, not a journey
+at its first message.
+
+A provider is built with ``(settings, engine, renderer)`` and has a method named as the channel's
+activity (``send_email``), an ``@activity.defn`` taking a ``SendRequest``, that sends through the
+send ledger (activities/sending.py: consent, suppression, exclusions, cap, window, once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.engine import Engine
+
+from activities.frequency import FrequencyCap
+from activities.sending import SendLedger
+from relance.contracts.channels import CHANNELS, UnknownChannel, channel
+from relance.domain.rendering import Renderer
+from relance.domain.settings import Settings
+
+Provider = Callable[[Settings, Engine, Renderer], object]
+_PROVIDERS: dict[str, Provider] = {}
+
+
+def provider(channel_name: str) -> Callable[[Provider], Provider]:
+    channel(channel_name)  # a provider for a channel the list does not have is a mistake
+
+    def register(cls: Provider) -> Provider:
+        _PROVIDERS[channel_name] = cls
+        return cls
+
+    return register
+
+
+def ledger_for(settings: Settings, engine: Engine) -> SendLedger:
+    """The send ledger a provider sends through, with the configured frequency cap, suppression
+    list and journey rules."""
+    return SendLedger(
+        engine,
+        FrequencyCap(settings.frequency_cap_messages, settings.frequency_cap_days),
+        suppression_key=settings.suppression_hash_key,
+        rules=settings.rules_for,
+    )
+
+
+def channel_activities(settings: Settings, engine: Engine, renderer: Renderer) -> list[Callable]:
+    """Every channel's send activity, in the order of the channel list."""
+    check_channel_settings(settings)
+    sends = []
+    for c in CHANNELS:
+        if c.name not in _PROVIDERS:
+            raise RuntimeError(
+                f"the {c.name} channel has no provider: a class in activities/ registered with "
+                f'@provider("{c.name}") (docs/channels.md)'
+            )
+        sends.append(getattr(_PROVIDERS[c.name](settings, engine, renderer), c.activity))
+    return sends
+
+
+def check_channel_settings(settings: Settings) -> None:
+    """The journeys' channel preferences name channels that exist (a typo in
+    RELANCE_WELCOME_RELANCE_CHANNELS stops the worker at start, with the list of channels)."""
+    for name in settings.welcome_relance_channels:
+        try:
+            channel(name)
+        except UnknownChannel as err:
+            raise ValueError(f"RELANCE_WELCOME_RELANCE_CHANNELS: {err}") from None

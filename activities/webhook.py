@@ -1,0 +1,134 @@
+"""Send one journey message as a signed HTTP POST to the configured receiver (the webhook channel).
+
+What a WhatsApp or push gateway, or a Zapier-like automation, takes: ``POST {webhook_url}`` with
+a JSON body::
+
+    {"type": "message", "delivery_id": "...", "message_id": "...", "lead_id": "...",
+     "journey": "welcome", "step": "relance_webhook", "kind": "marketing",
+     "template": "welcome_relance", "subject": "...", "body": "...", "unsubscribe_url": "..."}
+
+signed as relance/domain/webhook_signing.py says (``X-Relance-Timestamp``, ``X-Relance-Signature:
+sha256=<HMAC-SHA256 of "<timestamp>.<body>">`` with ``webhook_secret``, else the secret key).
+``delivery_id`` (also ``X-Relance-Delivery``) is the message's id: a retried send reuses it, so
+the receiver can drop a second copy, as mailboxes do with an email's Message-ID. The receiver
+gets the lead's id, never an address: it knows its own users.
+
+A 2xx answer is delivered (its JSON ``id``, if any, is kept as the provider's id). A 5xx or 429
+answer, a connection refused or a timeout is retried by Temporal (the activity's retry policy);
+any other 4xx is the receiver refusing the message for good: recorded ``failed``, the journey goes
+on. The message is rendered from ``templates/webhook/<template>.jinja`` (blocks ``subject`` and
+``body``, text with tracked links); the JSON is serialised here, so lead data in the text is
+escaped and never adds or changes a field.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+from sqlalchemy.engine import Engine
+from temporalio import activity
+
+from activities.channels import ledger_for, provider
+from activities.email import template_context
+from relance.contracts.channels import template_file
+from relance.contracts.sending import SendFailure, SendRequest, SendResult
+from relance.domain.models import Message
+from relance.domain.rendering import Renderer, Tracking, header_text
+from relance.domain.settings import Settings
+from relance.domain.webhook_signing import signed_headers
+
+
+@provider("webhook")
+class WebhookActivities:
+    def __init__(self, settings: Settings, engine: Engine, renderer: Renderer) -> None:
+        self.settings = settings
+        self.ledger = ledger_for(settings, engine)
+        self.renderer = renderer
+
+    @activity.defn(name="send_webhook")
+    def send_webhook(self, request: SendRequest) -> SendResult:
+        not_configured = "" if self.settings.webhook_url else "no webhook receiver is configured"
+        claim = self.ledger.claim(request, "webhook", channel_blocked=not_configured)
+        if claim.result is not None:
+            return claim.result
+        message, lead = claim.message, claim.lead
+        tracking = Tracking(message.id, lead.id, request.workflow_id)
+        blocks = self.renderer.text_blocks(
+            template_file("webhook", request.template),
+            {**template_context(self.settings, lead), **claim.extras.context},
+            tracking,
+            ("subject", "body"),
+        )
+        subject = header_text(blocks["subject"])
+        body = self.payload(request, message, subject, blocks["body"], tracking)
+        try:
+            provider_id = self._post(body, message.id)
+        except SendFailure as failure:
+            return self.ledger.failed_or_retried(message, failure, channel="webhook")
+        activity.logger.info(
+            "webhook %s accepted by the receiver for %s step %s",
+            message.id,
+            request.journey,
+            request.step,
+        )
+        return self.ledger.mark_sent(message, subject=subject, provider_id=provider_id)
+
+    def payload(
+        self, request: SendRequest, message: Message, subject: str, body: str, tracking: Tracking
+    ) -> bytes:
+        return json.dumps(
+            {
+                "type": "message",
+                "delivery_id": message.id,
+                "message_id": message.id,
+                "lead_id": message.lead_id,
+                "journey": request.journey,
+                "step": request.step,
+                "kind": request.kind,
+                "template": request.template,
+                "subject": subject,
+                "body": body,
+                "unsubscribe_url": self.renderer.unsubscribe_url(tracking),
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+
+    def _post(self, body: bytes, delivery_id: str) -> str | None:
+        """Hand one message to the receiver; its id. Raises SendFailure (activities/sending.py)."""
+        headers = signed_headers(
+            self.settings.webhook_signing_secret, body, delivery_id, timestamp=int(time.time())
+        )
+        try:
+            response = httpx.post(
+                self.settings.webhook_url,
+                content=body,
+                headers=headers,
+                timeout=self.settings.webhook_timeout_seconds,
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:
+            raise SendFailure(
+                f"could not reach the webhook receiver: {str(err) or type(err).__name__}"
+            ) from err
+        except httpx.TransportError as err:  # the request went out, the answer never came
+            raise SendFailure(
+                f"the webhook receiver did not answer: {str(err) or type(err).__name__}",
+                maybe_delivered=True,
+            ) from err
+        if response.status_code >= 500 or response.status_code == 429:
+            raise SendFailure(f"the webhook receiver answered {response.status_code}")
+        if response.status_code >= 400:
+            raise SendFailure(
+                f"the webhook receiver refused: {response.status_code} {response.text[:200]}",
+                permanent=True,
+            )
+        if not 200 <= response.status_code < 300:  # a redirect, say: not taken
+            raise SendFailure(
+                f"the webhook receiver answered {response.status_code}, not a 2xx", permanent=True
+            )
+        try:
+            return str(response.json().get("id", "")) or None
+        except (ValueError, AttributeError):  # accepted all the same: an answer without an id
+            return None
