@@ -60,7 +60,9 @@ class SendResult:
 
 # The activities, as journeys call them (``workflow.execute_activity(send_email, ...)``):
 # only the name and the types count here; the worker runs the implementation registered under
-# the same name (activities/email.py EmailActivities, activities/sms.py SmsActivities). tests/test_layers.py checks both agree.
+# the same name (activities/email.py, sms.py, webhook.py). Channels are sent by their activity's
+# name from the channel list (relance/contracts/channels.py); tests/test_layers.py checks that
+# each stub and its implementation agree.
 
 
 @activity.defn(name="send_email")
@@ -71,3 +73,8 @@ def send_email(request: SendRequest) -> SendResult:
 @activity.defn(name="send_sms")
 def send_sms(request: SendRequest) -> SendResult:
     raise NotImplementedError("run by the worker: SmsActivities.send_sms")
+
+
+@activity.defn(name="send_webhook")
+def send_webhook(request: SendRequest) -> SendResult:
+    raise NotImplementedError("run by the worker: WebhookActivities.send_webhook")
