@@ -20,6 +20,7 @@ import smtplib
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
+from functools import partial
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Engine
@@ -30,6 +31,7 @@ from activities.sending import SendFailure, SendLedger, SendRequest, SendResult
 from relance.domain.models import Lead
 from relance.domain.rendering import Renderer, Tracking, header_text
 from relance.domain.settings import Settings
+from relance.services.journeys import rules_for
 
 
 def template_context(settings: Settings, lead: Lead) -> dict:
@@ -67,7 +69,7 @@ class EmailActivities:
             engine,
             FrequencyCap(settings.frequency_cap_messages, settings.frequency_cap_days),
             suppression_key=settings.suppression_hash_key,
-            rules=settings.rules_for,
+            rules=partial(rules_for, settings),
         )
         self.renderer = renderer
 

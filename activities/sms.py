@@ -8,6 +8,8 @@ deduplicates by reference never delivers a retried send twice.
 
 from __future__ import annotations
 
+from functools import partial
+
 import httpx
 from sqlalchemy.engine import Engine
 from temporalio import activity
@@ -17,6 +19,7 @@ from activities.frequency import FrequencyCap
 from activities.sending import SendFailure, SendLedger, SendRequest, SendResult
 from relance.domain.rendering import Renderer, Tracking
 from relance.domain.settings import Settings
+from relance.services.journeys import rules_for
 
 
 class SmsActivities:
@@ -26,7 +29,7 @@ class SmsActivities:
             engine,
             FrequencyCap(settings.frequency_cap_messages, settings.frequency_cap_days),
             suppression_key=settings.suppression_hash_key,
-            rules=settings.rules_for,
+            rules=partial(rules_for, settings),
         )
         self.renderer = renderer
 

@@ -24,7 +24,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-JourneyName = Literal["welcome", "nurturing"]
+from relance.contracts import catalogue
+
+# The journeys the API enrolls leads into: the catalogue's enrollable entries (an enum in OpenAPI).
+JourneyName = Literal[catalogue.enrollable_names()]  # type: ignore[valid-type]
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 
 # Every model the API takes: unknown fields refused, NaN and Infinity refused in numbers, and no

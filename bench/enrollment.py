@@ -15,11 +15,11 @@ import uuid
 
 from temporalio.common import WorkflowIDReusePolicy
 
-from api.journeys import start_journey
 from bench.loadgen import LoadResult, Request, run_load
 from bench.results import Row
 from bench.stack import Stack, cpu_seconds, say
 from bench.tracking import describe
+from relance.services.journeys import start_journey
 from tests.conftest import make_lead_factory
 
 
@@ -40,7 +40,7 @@ async def run(stack: Stack, args) -> list[Row]:
                 await start_journey(
                     stack.client,
                     stack.settings,
-                    journey="welcome",
+                    "welcome",
                     lead_id=lead.id,
                     score=0,
                     reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -14,8 +14,8 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from activities import build_activities
 from activities.sending import SendRequest
 from api import crud
-from api.journeys import cart_input
 from api.schemas import CartIn, OrderIn
+from relance.contracts import catalogue
 from relance.contracts.signals import CART_UPDATED, PURCHASED, CartSignal, PurchaseSignal
 from relance.dev.devsink import DevSink
 from relance.domain.models import PromoCode
@@ -60,7 +60,7 @@ async def update_cart(
     try:
         handle = await client.start_workflow(
             AbandonedCartJourney.run,
-            cart_input(settings, lead_id),
+            catalogue.entry("cart").input(settings, lead_id=lead_id),
             id=workflow_id,
             task_queue=settings.temporal_task_queue,
         )

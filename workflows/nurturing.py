@@ -49,7 +49,6 @@ from relance.contracts.signals import (
     DEMO_BOOKED_GOAL,
     GOAL_REACHED,
     OPENED,
-    PURCHASE_GOAL,
     PURCHASED,
     SCORE_CHANGED,
     TASK_COMPLETED,
@@ -61,6 +60,7 @@ from relance.contracts.signals import (
     TaskSignal,
     TrackingSignal,
 )
+from workflows.goals import goals_of
 from workflows.steps import (
     ACTIVITY_OPTIONS,
     SentMessage,
@@ -80,8 +80,7 @@ with workflow.unsafe.imports_passed_through():
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "nurturing"
-WORKFLOW_ID_PREFIX = "nurture"
-GOALS = (DEMO_BOOKED_GOAL, PURCHASE_GOAL)
+GOALS = goals_of(JOURNEY)  # declared in the catalogue
 
 
 # The sequence (validated from YAML by relance/services/nurturing.py) -----------------------------------

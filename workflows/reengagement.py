@@ -34,12 +34,12 @@ from relance.contracts.signals import (
     CLICKED,
     GOAL_REACHED,
     OPENED,
-    PURCHASE_GOAL,
     UNSUBSCRIBED,
     ActivitySignal,
     GoalSignal,
     TrackingSignal,
 )
+from workflows.goals import goals_of
 from workflows.steps import (
     ACTIVITY_OPTIONS,
     SentMessage,
@@ -59,7 +59,7 @@ with workflow.unsafe.imports_passed_through():
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "reengage"
-GOALS = (PURCHASE_GOAL,)
+GOALS = goals_of(JOURNEY)  # declared in the catalogue
 # The three emails, in order: different content each time.
 EMAILS = ("reengage_best_of", "reengage_preferences", "reengage_last_call")
 

@@ -38,11 +38,11 @@ from relance.contracts.signals import (
     EMAIL_CONFIRMED,
     GOAL_REACHED,
     OPENED,
-    PURCHASE_GOAL,
     UNSUBSCRIBED,
     GoalSignal,
     TrackingSignal,
 )
+from workflows.goals import goals_of
 from workflows.steps import (
     ACTIVITY_OPTIONS,
     SentMessage,
@@ -61,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "welcome"
-GOALS = (PURCHASE_GOAL,)
+GOALS = goals_of(JOURNEY)  # declared in the catalogue
 DOUBLE_OPT_IN_PATCH = "double-opt-in"  # journeys started before it never wait for a confirmation
 
 
@@ -239,7 +239,7 @@ class WelcomeJourney:
         the consent ledger now says granted; else the journey's end.
 
         The send is keyed by the pending ledger row: a lead who let one confirmation lapse and
-        signs up again (a new journey, api/journeys.py) gets a new email, a retry never two."""
+        signs up again (a new journey, relance/services/journeys.py) gets a new email, a retry never two."""
         self.confirming = True
         self._enter(
             "sending_confirmation",
