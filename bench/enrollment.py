@@ -2,7 +2,7 @@
 bounded concurrency) vs the same number of welcome workflows started directly with the SDK on
 the same server. No worker runs: both measure the start, not the journey.
 
-The SDK baseline starts each workflow with the API's own start (``api.journeys.start_journey``:
+The SDK baseline starts each workflow with the API's own start (``relance.services.journeys.start_journey``:
 id, input, search attributes, summary, timeout), so the ratio measures what the API adds: HTTP,
 validation, the lead and consent rows, scoring, the enrollment rules."""
 
