@@ -43,6 +43,8 @@ def test_each_entry_names_its_workflow_and_builds_an_input_it_decodes(name, sett
     assert definition.name == entry.workflow_type
     [input_type], _ = temporalio.common._type_hints_from_func(definition.run_fn)
 
+    if entry.enrollable:  # the API's enrollment tells it whether the lead went through it before
+        assert "reenrolled" in inspect.signature(entry.build_input).parameters
     built = built_input(entry, settings)
     fields = {f.name for f in dataclasses.fields(input_type)}
     assert set(built) <= fields, f"{name}: keys {set(built) - fields} are not {input_type}'s"

@@ -87,7 +87,9 @@ class Journey:
     goals: tuple[str, ...] = ()  # a goal reached ends the lead's running run (as converted)
     rules: Rules = Rules()
     start: Start = Start()
-    enrollable: bool = False  # POST /leads/{id}/journeys/{name} and sign-up's "journeys"
+    # POST /leads/{id}/journeys/{name} and sign-up's "journeys"; its input builder then takes
+    # ``reenrolled`` (the lead went through the journey before).
+    enrollable: bool = False
     counted: bool = False  # toward RELANCE_MAX_CONCURRENT_JOURNEYS
     scores_own_clicks: bool = False  # its ``clicked`` handler scores; the outbox must not
     # Knobs the caller must pass to the input builder (API enrollment reads each one:
