@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -26,46 +27,60 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import build_activities
+from relance.contracts import catalogue
+from relance.contracts.catalogue import SCENARIOS, CatalogueError, Journey, scenario_links
+from relance.contracts.journey_graph import JourneyGraphError, Link, TargetRules, check_graph
 from relance.domain.db import make_engine
+from relance.domain.journey_rules import cooldown_of
 from relance.domain.scoring_rules import RulesError
 from relance.domain.settings import Settings, get_settings
+from relance.services.journeys import rules_for
 from relance.services.mql import MqlNotifier
 from relance.services.nurturing import SequenceError, load_sequence
 from relance.services.schedules import ensure_reengagement_schedule, ensure_score_decay_schedule
 from relance.services.temporal import connect, ensure_search_attributes
-from workflows.abandoned_cart import AbandonedCartJourney
-from workflows.browse import BrowseAbandonmentJourney
-from workflows.decay import ScoreDecaySweep
-from workflows.event_reminder import EventReminderJourney
-from workflows.journey_graph import JourneyGraphError, Link, check_graph
-from workflows.nurturing import LeadNurturingJourney
-from workflows.premium import PremiumOfferJourney
-from workflows.purchase import PurchaseFollowUp
-from workflows.reengagement import ReEngagementJourney
-from workflows.scenario import SCENARIOS, ScenarioJourney, scenario_links
-from workflows.sweep import ReEngagementSweep
-from workflows.welcome import WelcomeJourney
 
 log = logging.getLogger("relance.worker")
 
-ALL_JOURNEYS = [
-    WelcomeJourney,
-    AbandonedCartJourney,
-    PurchaseFollowUp,
-    EventReminderJourney,
-    ReEngagementJourney,
-    ReEngagementSweep,
-    PremiumOfferJourney,
-    LeadNurturingJourney,
-    ScenarioJourney,
-    BrowseAbandonmentJourney,
-    ScoreDecaySweep,
-]
+
+def workflow_class(entry: Journey) -> type:
+    """The class of the entry's workflow (``"module:Class"``), checked against its type name."""
+    module, _, name = entry.workflow.partition(":")
+    cls = getattr(importlib.import_module(module), name, None)
+    defn = getattr(cls, "__temporal_workflow_definition", None)
+    if defn is None or defn.name != entry.workflow_type:
+        raise CatalogueError(
+            f"the {entry.name} journey's workflow {entry.workflow} is not a workflow named "
+            f"{entry.workflow_type!r}"
+        )
+    return cls
+
+
+def workflow_classes() -> list[type]:
+    """Every workflow of the catalogue (relance/contracts/catalogue.py), for the worker."""
+    return [workflow_class(entry) for entry in catalogue.workflow_types()]
+
+
+# What the worker runs (the catalogue's workflows as it stood at start-up; build_worker reads it
+# again, so a journey registered since is run too).
+ALL_JOURNEYS = workflow_classes()
 
 
 def journey_links() -> list[Link]:
     """The declared graph of "journey A may enroll a lead into B"."""
     return scenario_links(SCENARIOS)
+
+
+def target_rules(settings: Settings):
+    """What the graph's guards are checked against: each target's enrollment rules."""
+
+    def rules_of(target: str) -> TargetRules:
+        name = target if target in catalogue.JOURNEYS else catalogue.scenario_entry_name(target)
+        rules = rules_for(settings, catalogue.entry(name).label)
+        cooldown = cooldown_of(rules, settings.reenroll_cooldown_days)
+        return TargetRules(rules.reenroll, cooldown.total_seconds() / 86400)
+
+    return rules_of
 
 
 def build_worker(
@@ -78,11 +93,11 @@ def build_worker(
 ) -> Worker:
     """A worker with every journey and activity, for ``worker.py`` and for the tests. Raises
     JourneyGraphError when journeys enroll each other in a loop that nothing guards."""
-    check_graph(journey_links() if links is None else links)
+    check_graph(journey_links() if links is None else links, target_rules(settings))
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
-        workflows=ALL_JOURNEYS,
+        workflows=workflow_classes(),
         activities=build_activities(settings, engine),
         activity_executor=ThreadPoolExecutor(max_workers=32),
         max_concurrent_activities=32,
@@ -179,9 +194,8 @@ async def main() -> None:
         "nurturing sequence %s: %s", sequence.version, " -> ".join(s.name for s in sequence.steps)
     )
     try:
-        check_graph(
-            journey_links()
-        )  # a loop between journeys that nothing guards stops the worker here
+        # a loop between journeys that nothing guards stops the worker here
+        check_graph(journey_links(), target_rules(settings))
     except JourneyGraphError as err:
         raise SystemExit(f"worker: {err}") from None
     log.info("connecting to Temporal at %s", settings.temporal_address)
@@ -198,7 +212,7 @@ async def main() -> None:
     async with worker:
         log.info(
             "ready: running %s on task queue %r",
-            ", ".join(j.__name__ for j in ALL_JOURNEYS),
+            ", ".join(j.__name__ for j in workflow_classes()),
             settings.temporal_task_queue,
         )
         await stop.wait()

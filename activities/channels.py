@@ -13,6 +13,7 @@ send ledger (activities/sending.py: consent, suppression, exclusions, cap, windo
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from sqlalchemy.engine import Engine
 
@@ -21,6 +22,7 @@ from activities.sending import SendLedger
 from relance.contracts.channels import CHANNELS, UnknownChannel, channel
 from relance.domain.rendering import Renderer
 from relance.domain.settings import Settings
+from relance.services.journeys import rules_for
 
 Provider = Callable[[Settings, Engine, Renderer], object]
 _PROVIDERS: dict[str, Provider] = {}
@@ -43,7 +45,7 @@ def ledger_for(settings: Settings, engine: Engine) -> SendLedger:
         engine,
         FrequencyCap(settings.frequency_cap_messages, settings.frequency_cap_days),
         suppression_key=settings.suppression_hash_key,
-        rules=settings.rules_for,
+        rules=partial(rules_for, settings),
     )
 
 

@@ -17,6 +17,7 @@ from relance.contracts.enrollment import EnrollmentCheck, RefusalRecord
 from relance.domain.journey_rules import cooldown_of, cooldown_refusal, exclusion_reason
 from relance.domain.models import EnrollmentRefusal, as_utc
 from relance.domain.settings import Settings
+from relance.services.journeys import rules_for
 
 
 def _now() -> datetime:
@@ -34,7 +35,7 @@ class EnrollmentActivities:
         """The enrollment rules for a journey-to-journey enrollment, as the API applies them: the
         target's exclusions, then its cooldown since the lead's previous run of it closed (read
         with describe(), on the journey's clock). Returns why it is refused, "" if it is not."""
-        rules = self.settings.rules_for(check.journey)
+        rules = rules_for(self.settings, check.journey)
         if rules.exclude:
             with Session(self.engine) as session:
                 reason = exclusion_reason(session, check.lead_id, rules.exclude)

@@ -16,15 +16,8 @@ from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from relance.contracts import search_attributes as sa
 from relance.contracts.reengagement import (
     OutcomeRecord,
     PageRequest,
@@ -38,13 +31,10 @@ from relance.domain.journey_rules import cooldown_of
 from relance.domain.models import Consent, Lead, utcnow
 from relance.domain.settings import Settings
 from relance.services.erasure import erase_lead
+from relance.services.journeys import rules_for, start_journey
 
 IN_JOURNEY = "in_journey"
 STARTS_IN_FLIGHT = 50  # concurrent start_workflow calls per page
-
-
-def reengage_workflow_id(lead_id: str) -> str:
-    return f"reengage-{lead_id}"
 
 
 class ReEngagementActivities:
@@ -73,7 +63,7 @@ class ReEngagementActivities:
         # Re-enrollment cooldown (relance/domain/journey_rules.py): ``reengagement_at`` is when the outcome
         # of the lead's previous run was recorded, i.e. when the lead left it.
         cooled = utcnow() - cooldown_of(
-            self.settings.rules_for("reengage"), self.settings.reenroll_cooldown_days
+            rules_for(self.settings, "reengage"), self.settings.reenroll_cooldown_days
         )
         query = (
             select(Lead.id)
@@ -116,36 +106,10 @@ class ReEngagementActivities:
             session.commit()
 
     async def start_journey(self, lead_id: str) -> bool:
-        """Start ``reengage-<lead id>``; False when it is running already (then it is skipped)."""
-        from workflows.reengagement import (
-            ReEngagementInput,
-            ReEngagementJourney,
-        )  # the journey imports this module
-
-        s = self.settings
+        """Start ``reengage-<lead id>``; False when it is running already (then it is skipped:
+        an overlapping sweep enrolled the lead; a closed one may run again)."""
         try:
-            await activity.client().start_workflow(
-                ReEngagementJourney.run,
-                ReEngagementInput(
-                    lead_id=lead_id,
-                    delays_days=list(s.reengagement_delays_days),
-                    sunset=s.reengagement_sunset,
-                ),
-                id=reengage_workflow_id(lead_id),
-                task_queue=s.temporal_task_queue,
-                # Running: this lead is enrolled already (an overlapping sweep); skip it.
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                # Closed: a lead who came back and went quiet again may be re-engaged again.
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(sa.JOURNEY, "reengage"),
-                        SearchAttributePair(sa.LEAD_ID, lead_id),
-                        SearchAttributePair(sa.STEP, "starting"),
-                    ]
-                ),
-                static_summary=f"re-engagement journey for lead {lead_id}",
-            )
+            await start_journey(activity.client(), self.settings, "reengage", lead_id=lead_id)
             return True
         except WorkflowAlreadyStartedError:
             return False

@@ -31,11 +31,9 @@ from relance.domain.journey_rules import (
     JourneyRules,
     exclusion_reason,
 )
-from relance.domain.journey_rules import (
-    rules_for as default_rules,
-)
 from relance.domain.models import Lead, Message, utcnow
 from relance.domain.suppression import suppression_of
+from relance.services.journeys import default_rules
 
 
 # The notes a retried send leaves on its row: they say what happened. "Sent again" only when an
@@ -91,7 +89,7 @@ class SendLedger:
         self.engine = engine
         self.cap = cap or FrequencyCap(messages=0)
         self.suppression_key = suppression_key  # Settings.suppression_hash_key: suppressed addresses get no marketing email
-        # journey name -> its enrollment rules, read at each send (Settings.rules_for): the journey's
+        # journey name -> its enrollment rules, read at each send (services.journeys.rules_for): the journey's
         # exclusions are checked again before each of its marketing messages.
         self.rules = rules or default_rules
 

@@ -1,7 +1,7 @@
 """Events for the API: database work (keyword-only, one session passed in, for ``db.run``) and
 the Temporal side (start a registration's journey, tell running journeys what changed).
 
-Each registration runs ``EventReminderJourney`` with id ``event-<event id>-<lead id>``.
+Each registration runs the catalogue's ``event`` journey, id ``event-<event id>-<lead id>``.
 """
 
 from __future__ import annotations
@@ -15,28 +15,25 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.crud import get_lead_or_404, normalize_email
 from api.errors import unprocessable
 from api.schemas import AttendanceIn, EventCreate, EventPublic, EventUpdate
-from relance.contracts import search_attributes as sa
+from relance.contracts import catalogue
 from relance.domain.models import Event, Lead, Registration, as_utc, utcnow
 from relance.domain.settings import Settings
-from workflows.event_reminder import JOURNEY, EventReminderInput, EventReminderJourney
+from relance.services import journeys
 
 # Changing one of these moves or ends the journeys: they are told (signal), then re-read the event.
 SCHEDULE_FIELDS = {"starts_at", "duration_minutes", "status"}
 
 
+EVENT = catalogue.entry("event")
+
+
 def workflow_id(event_id: str, lead_id: str) -> str:
-    return f"event-{event_id}-{lead_id}"
+    return EVENT.workflow_id(event_id=event_id, lead_id=lead_id)
 
 
 # Database -------------------------------------------------------------------------------
@@ -204,28 +201,16 @@ async def start_journey(
     client: Client, settings: Settings, *, event: Event, lead_id: str, score: int
 ) -> Started:
     """Raises ``WorkflowAlreadyStartedError`` when the registration's journey exists already."""
-    event_id = event.id
     # A safety net, not a plan: the journey ends a week after the event; a year more for reschedules.
     until_end = as_utc(event.starts_at) + timedelta(minutes=event.duration_minutes) - utcnow()
-    handle = await client.start_workflow(
-        EventReminderJourney.run,
-        EventReminderInput(
-            event_id=event_id, lead_id=lead_id, reminder_by_sms=settings.event_reminder_by_sms
-        ),
-        id=workflow_id(event_id, lead_id),
-        task_queue=settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    handle = await journeys.start_journey(
+        client,
+        settings,
+        EVENT,
+        lead_id=lead_id,
+        keys={"event_id": event.id},
+        score=score,
         execution_timeout=max(until_end, timedelta(0)) + timedelta(days=365),
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.JOURNEY, JOURNEY),
-                SearchAttributePair(sa.LEAD_ID, lead_id),
-                SearchAttributePair(sa.STEP, "starting"),
-                SearchAttributePair(sa.SCORE, score),
-            ]
-        ),
-        static_summary=f"event {event_id} journey for lead {lead_id}",
     )
     return Started(handle.id, handle.result_run_id)
 

@@ -21,8 +21,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.crud import get_lead_or_404
-from api.journeys import COUNTED_PREFIXES
 from api.schemas import AuditEntryPublic, ConsentPublic, JourneyRecord
+from relance.contracts import catalogue
 from relance.domain import audit
 from relance.domain.models import AuditEntry, Consent, Message, Order, Registration, as_utc
 from relance.services.erasure import lead_columns, tables_to_erase
@@ -92,13 +92,13 @@ def workflow_ids_of(*, session: Session, lead_id: str) -> list[str]:
     its messages' workflows, registrations, orders' follow-ups, and every per-lead journey id
     (``<journey>-<lead id>``: one that started a moment ago may not be in visibility yet)."""
     get_lead_or_404(session=session, lead_id=lead_id)
-    ids = {f"{prefix}-{lead_id}" for prefix in COUNTED_PREFIXES}
+    ids = set(catalogue.lead_workflow_ids(lead_id))
     ids |= set(session.exec(select(Message.workflow_id).where(Message.lead_id == lead_id)).all())
     ids |= set(
         session.exec(select(Registration.workflow_id).where(Registration.lead_id == lead_id)).all()
     )
     ids |= {
-        f"purchase-{order_id}"
+        catalogue.entry("purchase").workflow_id(order_id=order_id)
         for order_id in session.exec(select(Order.id).where(Order.lead_id == lead_id)).all()
     }
     return sorted(ids)

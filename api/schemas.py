@@ -24,10 +24,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from relance.contracts import catalogue
 from relance.contracts.channels import CONSENT_CHANNELS
 from relance.contracts.channels import NAMES as CHANNEL_NAMES
 
-JourneyName = Literal["welcome", "nurturing"]
+# The journeys the API enrolls leads into: the catalogue's enrollable entries (an enum in OpenAPI).
+JourneyName = Literal[catalogue.enrollable_names()]  # type: ignore[valid-type]
+
 # The channels, from their one list (relance/contracts/channels.py): what a consent may be given
 # on, what a message went out on.
 ConsentChannel = Literal[CONSENT_CHANNELS]  # type: ignore[valid-type]

@@ -2,7 +2,7 @@
 bounded concurrency) vs the same number of welcome workflows started directly with the SDK on
 the same server. No worker runs: both measure the start, not the journey.
 
-The SDK baseline starts each workflow with the API's own start (``api.journeys.start_journey``:
+The SDK baseline starts each workflow with the API's own start (``relance.services.journeys.start_journey``:
 id, input, search attributes, summary, timeout), so the ratio measures what the API adds: HTTP,
 validation, the lead and consent rows, scoring, the enrollment rules."""
 
@@ -15,12 +15,12 @@ import uuid
 
 from temporalio.common import WorkflowIDReusePolicy
 
-from api.journeys import start_journey
 from bench.loadgen import LoadResult, Request, run_load
 from bench.results import Row
 from bench.stack import Stack, cpu_seconds, say
 from bench.tracking import describe
 from relance.dev.seeding import make_lead_factory
+from relance.services.journeys import start_journey
 
 
 async def run(stack: Stack, args) -> list[Row]:
@@ -40,7 +40,7 @@ async def run(stack: Stack, args) -> list[Row]:
                 await start_journey(
                     stack.client,
                     stack.settings,
-                    journey="welcome",
+                    "welcome",
                     lead_id=lead.id,
                     score=0,
                     reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -17,9 +17,10 @@ from relance.contracts.sending import SendRequest
 from relance.contracts.skips import SkipReason
 from relance.dev.seeding import unique_id
 from relance.domain.db import session_scope
-from relance.domain.journey_rules import JourneyRules, cooldown_refusal, rules_for
+from relance.domain.journey_rules import JourneyRules, cooldown_refusal
 from relance.domain.models import ListMember, Message, Order
 from relance.domain.settings import Settings
+from relance.services.journeys import rules_for
 from relance.services.nurturing import load_sequence
 from tests.conftest import LiveStack
 from tests.test_api_cart_e2e import purchase_event
@@ -97,10 +98,9 @@ def test_journey_rules_are_checked_when_the_settings_load():
     rules = Settings(
         _env_file=None, journey_rules={"nurturing": {"cooldown_days": 60, "exclude": ["list:vip"]}}
     )
-    assert rules.rules_for("nurturing").cooldown_days == 60 and rules.rules_for(
-        "nurturing"
-    ).exclude == ("list:vip",)
-    assert rules.rules_for("welcome").reenroll is False  # the default stays for the others
+    nurturing = rules_for(rules, "nurturing")
+    assert nurturing.cooldown_days == 60 and nurturing.exclude == ("list:vip",)
+    assert rules_for(rules, "welcome").reenroll is False  # the default stays for the others
     for bad in (
         {"nurturing": {"exclude": ["vip"]}},
         {"nurturing": {"exclude": ["purchased:"]}},
@@ -172,8 +172,11 @@ async def test_the_welcome_allows_no_re_enrollment(live: LiveStack):
 # Exclusions checked again before each send ----------------------------------------------------
 def test_the_ledger_skips_a_send_the_journeys_exclusions_refuse(engine, make_lead):
     """Seed 001: a buyer of a Stephen King book must not get the "discover Stephen King" email."""
-    rules = {"scenario": JourneyRules(exclude=("purchased:stephen-king", "list:vip"))}
-    ledger = SendLedger(engine, rules=lambda journey: rules_for(journey, rules))
+    rules = Settings(
+        _env_file=None,
+        journey_rules={"scenario": JourneyRules(exclude=("purchased:stephen-king", "list:vip"))},
+    )
+    ledger = SendLedger(engine, rules=lambda journey: rules_for(rules, journey))
     reader, other, vip = make_lead(), make_lead(), make_lead()
     with session_scope(engine) as session:
         session.add(

@@ -3,11 +3,11 @@ running journey of the lead that declares it, wherever it is; the others go on."
 
 from __future__ import annotations
 
+from relance.contracts.catalogue import goals_of
 from tests.conftest import LiveStack
 from tests.test_api_cart_e2e import purchase_event
 from tests.test_api_nurturing_e2e import sign_up, state_when
 from tests.waiting import eventually
-from workflows.goals import JOURNEY_GOALS
 
 
 async def test_a_purchase_from_the_api_ends_every_journey_that_declares_it(live: LiveStack):
@@ -40,7 +40,7 @@ async def test_a_purchase_from_the_api_ends_every_journey_that_declares_it(live:
 async def test_a_demo_booked_ends_only_the_journeys_that_declare_it(live: LiveStack):
     lead_id = (await sign_up(live, journeys=["welcome"]))["lead"]["id"]
     welcome = live.temporal.get_workflow_handle(f"welcome-{lead_id}")
-    assert "demo_booked" not in JOURNEY_GOALS["welcome"]
+    assert "demo_booked" not in goals_of("welcome")
     response = await live.http.post("/events/track", json={"type": "demo_booked", "lead": lead_id})
     assert (
         response.status_code == 202 and response.json()["converted"] == []

@@ -12,17 +12,17 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.client import WorkflowExecutionStatus
 
+from relance.contracts import search_attributes as sa
+from relance.contracts.catalogue import SCENARIOS, scenario_links
+from relance.contracts.journey_graph import JourneyGraphError, Link, chain_refusal, check_graph
 from relance.dev.seeding import unique_id
+from relance.domain.journey_rules import JourneyRules
 from relance.domain.models import EnrollmentRefusal, Message
-from worker import build_worker, journey_links
-from workflows.journey_graph import JourneyGraphError, Link, chain_refusal, check_graph
-from workflows.scenario import (
-    SCENARIOS,
-    ScenarioInput,
-    ScenarioJourney,
-    scenario_links,
-    workflow_id,
-)
+from tests.conftest import LiveStack
+from tests.test_api_nurturing_e2e import sign_up
+from tests.waiting import eventually
+from worker import build_worker, journey_links, target_rules
+from workflows.scenario import ScenarioInput, ScenarioJourney, workflow_id
 
 UNGUARDED = [Link("newsletter", "white_paper"), Link("white_paper", "newsletter")]
 
@@ -39,7 +39,7 @@ def test_a_guard_on_one_link_lets_the_worker_start():
     check_graph(
         [
             Link("newsletter", "white_paper"),
-            Link("white_paper", "newsletter", guard="once per lead"),
+            Link("white_paper", "newsletter", guard="came_from"),
         ]
     )
     check_graph([Link("a", "b"), Link("b", "c")])  # no loop at all
@@ -204,3 +204,60 @@ async def test_a_scenario_run_again_sends_again(
             select(EnrollmentRefusal).where(EnrollmentRefusal.lead_id == lead.id)
         ).all()
     assert len(set(keys)) == 2 and len(refusals) == 2  # one redirect refused (depth) per run
+
+
+# Guards are conditions, checked ------------------------------------------------------------------
+LOOP = [Link("newsletter", "white_paper"), Link("white_paper", "newsletter")]
+
+
+def test_a_guard_is_a_known_condition_not_any_text(client, settings, engine):
+    with pytest.raises(JourneyGraphError, match="unknown guard 'once per lead' on white_paper"):
+        check_graph([LOOP[0], Link("white_paper", "newsletter", guard="once per lead")])
+    with pytest.raises(JourneyGraphError, match="unknown guard"):  # even off any loop
+        build_worker(client, settings, engine, links=[Link("a", "b", guard="trust me")])
+
+
+def test_a_guard_that_the_targets_rules_do_not_make_true_does_not_guard(settings):
+    once = [LOOP[0], Link("white_paper", "newsletter", guard="once")]
+    cooldown = [LOOP[0], Link("white_paper", "newsletter", guard="cooldown")]
+    # The scenarios allow re-enrollment after RELANCE_REENROLL_COOLDOWN_DAYS (30 by default).
+    with pytest.raises(JourneyGraphError, match="once guard .* does not hold: newsletter allows"):
+        check_graph(once, target_rules(settings))
+    check_graph(cooldown, target_rules(settings))
+    no_cooldown = settings.model_copy(
+        update={"journey_rules": {"scenario": JourneyRules(cooldown_days=0)}}
+    )
+    with pytest.raises(JourneyGraphError, match="cooldown guard .* newsletter has no cooldown"):
+        check_graph(cooldown, target_rules(no_cooldown))
+    once_only = settings.model_copy(
+        update={"journey_rules": {"scenario": JourneyRules(reenroll=False)}}
+    )
+    check_graph(once, target_rules(once_only))
+    check_graph(journey_links(), target_rules(no_cooldown))  # what ships: the enrollment chain
+
+
+async def test_the_api_enrolls_a_lead_into_a_scenario(live: LiveStack):
+    lead_id = (await sign_up(live))["lead"]["id"]
+    response = await live.http.post(f"/leads/{lead_id}/journeys/scenario-newsletter")
+    assert response.status_code == 201, response.text
+    assert response.json()["workflow_id"] == f"scenario-newsletter-{lead_id}"
+    handle = live.temporal.get_workflow_handle(f"scenario-newsletter-{lead_id}")
+
+    async def waiting():
+        return (await live.http.get(f"/leads/{lead_id}/journeys/scenario-newsletter")).json()[
+            "step"
+        ] == "waiting"
+
+    await eventually(waiting, timeout=15, what="the scenario to send and wait for the redirect")
+    with Session(live.engine) as session:
+        [sent] = session.exec(select(Message).where(Message.lead_id == lead_id)).all()
+    assert (sent.journey, sent.template, sent.status) == (
+        "scenario",
+        "nurture_welcome_newsletter",
+        "sent",
+    )
+    again = await live.http.post(f"/leads/{lead_id}/journeys/scenario-newsletter")
+    assert again.status_code == 409 and "already in" in again.json()["detail"]
+    described = await handle.describe()
+    assert described.typed_search_attributes.get(sa.JOURNEY) == "scenario"
+    await handle.terminate("test over")  # it waits 7 days before the white paper

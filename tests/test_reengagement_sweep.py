@@ -218,9 +218,7 @@ async def test_the_sweep_starts_journeys_only_for_inactive_consenting_not_enroll
 
 async def test_a_one_shot_campaign_can_use_another_inactivity(server, settings, scratch_engine):
     quiet_for_40_days = seed(scratch_engine, count=2, last_activity_days_ago=40)
-    default, _ = await run_sweep(
-        server.client, settings, scratch_engine, **vars(sweep_input(settings))
-    )
+    default, _ = await run_sweep(server.client, settings, scratch_engine, **sweep_input(settings))
     assert default.started == 0
     campaign, _ = await run_sweep(server.client, settings, scratch_engine, inactive_days=30)
     assert campaign.started == 2

@@ -48,7 +48,6 @@ from relance.contracts.signals import (
     DEMO_BOOKED,
     DEMO_BOOKED_GOAL,
     OPENED,
-    PURCHASE_GOAL,
     PURCHASED,
     SCORE_CHANGED,
     TASK_COMPLETED,
@@ -59,6 +58,7 @@ from relance.contracts.signals import (
     TaskSignal,
     TrackingSignal,
 )
+from workflows.goals import goals_of
 from workflows.journey import Journey
 from workflows.steps import (
     ACTIVITY_OPTIONS,
@@ -84,8 +84,7 @@ with workflow.unsafe.imports_passed_through():
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "nurturing"
-WORKFLOW_ID_PREFIX = "nurture"
-GOALS = (DEMO_BOOKED_GOAL, PURCHASE_GOAL)
+GOALS = goals_of(JOURNEY)  # declared in the catalogue
 
 
 class NurturingOutcome(StrEnum):

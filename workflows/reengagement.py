@@ -33,10 +33,10 @@ from relance.contracts.signals import (
     ACTIVITY,
     CLICKED,
     OPENED,
-    PURCHASE_GOAL,
     ActivitySignal,
     TrackingSignal,
 )
+from workflows.goals import goals_of
 from workflows.journey import Journey
 from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage, not_sent_outcome
 
@@ -52,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "reengage"
-GOALS = (PURCHASE_GOAL,)
+GOALS = goals_of(JOURNEY)  # declared in the catalogue
 # The three emails, in order: different content each time.
 EMAILS = ("reengage_best_of", "reengage_preferences", "reengage_last_call")
 

@@ -10,8 +10,9 @@ autre scénario eCRM"), e.g. a newsletter that leads to a white paper.
                (in the journey's result and in ``enrollment_refusals``, with the lead's data)
     Goal: a purchase ends it (converted).
 
-The scenarios and their links are declared here (``SCENARIOS``); the worker checks the graph at
-start (workflows/journey_graph.py): a loop no link guards is a start-up error naming it. Id
+The scenarios and their links are declared in the catalogue (``SCENARIOS``, one entry each:
+the API enrolls a lead into ``scenario-<name>``); the worker checks the graph at start
+(relance/contracts/journey_graph.py): a loop no link guards is a start-up error naming it. Id
 ``scenario-<name>-<lead id>``; the next scenario is a child workflow that outlives this one.
 """
 
@@ -25,9 +26,11 @@ from temporalio import workflow
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
-from relance.contracts.signals import PURCHASE_GOAL
+from relance.contracts import catalogue
+from relance.contracts.catalogue import SCENARIOS, scenario_entry_name
+from relance.contracts.journey_graph import DEFAULT_MAX_DEPTH, chain_refusal
+from workflows.goals import goals_of
 from workflows.journey import Journey
-from workflows.journey_graph import DEFAULT_MAX_DEPTH, Link, chain_refusal
 from workflows.steps import (
     ACTIVITY_OPTIONS,
     JourneyStatus,
@@ -47,7 +50,7 @@ JOURNEY = "scenario"
 RECORD_REFUSALS_PATCH = (
     "record-enrollment-refusals"  # refusals recorded in enrollment_refusals (issue 7)
 )
-GOALS = (PURCHASE_GOAL,)
+GOALS = goals_of(JOURNEY)  # declared in the catalogue
 
 
 class ScenarioOutcome(StrEnum):
@@ -59,32 +62,8 @@ class ScenarioOutcome(StrEnum):
     CONVERTED = "converted"
 
 
-@dataclass(frozen=True)
-class Scenario:
-    template: str
-    wait_days: float = 7.0  # after the email, before the redirect
-    redirect_to: str | None = None
-    guard: str = ""  # what stops a loop through the redirect ("" = nothing)
-
-
-# Seed 004's example: the newsletter leads to the white paper, which leads back to the newsletter.
-# The way back is guarded: the run-time chain check refuses to re-enroll a lead who came from it.
-SCENARIOS: dict[str, Scenario] = {
-    "newsletter": Scenario(template="nurture_welcome_newsletter", redirect_to="white_paper"),
-    "white_paper": Scenario(
-        template="nurture_white_paper",
-        redirect_to="newsletter",
-        guard="never back into a scenario the lead came from (the enrollment chain)",
-    ),
-}
-
-
-def scenario_links(scenarios: dict[str, Scenario]) -> list[Link]:
-    return [Link(name, s.redirect_to, s.guard) for name, s in scenarios.items() if s.redirect_to]
-
-
 def workflow_id(name: str, lead_id: str) -> str:
-    return f"scenario-{name}-{lead_id}"
+    return catalogue.entry(scenario_entry_name(name)).workflow_id(lead_id=lead_id)
 
 
 @dataclass

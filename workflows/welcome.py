@@ -39,9 +39,9 @@ from relance.contracts.signals import (
     CLICKED,
     EMAIL_CONFIRMED,
     OPENED,
-    PURCHASE_GOAL,
     TrackingSignal,
 )
+from workflows.goals import goals_of
 from workflows.journey import Journey
 from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage, send_best
 
@@ -57,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "welcome"
-GOALS = (PURCHASE_GOAL,)
+GOALS = goals_of(JOURNEY)  # declared in the catalogue
 DOUBLE_OPT_IN_PATCH = "double-opt-in"  # journeys started before it never wait for a confirmation
 
 
@@ -230,7 +230,7 @@ class WelcomeJourney(Journey):
         the consent ledger now says granted; else the journey's end.
 
         The send is keyed by the pending ledger row: a lead who let one confirmation lapse and
-        signs up again (a new journey, api/journeys.py) gets a new email, a retry never two."""
+        signs up again (a new journey, relance/services/journeys.py) gets a new email, a retry never two."""
         self.confirming = True
         self.enter(
             "sending_confirmation",

@@ -9,13 +9,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SettingsDep, TemporalDep, require_api_key
 from api.schemas import SweepCreate, SweepPublic
+from relance.contracts import catalogue
 from relance.domain.models import new_id
-from relance.services.schedules import sweep_input
-from workflows.sweep import ReEngagementSweep
+from relance.services.journeys import start_journey
+
+SWEEP = catalogue.entry("reengagement-sweep")
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[Depends(require_api_key)])
-
-PREFIX = "reengagement-sweep-manual-"
 
 
 @router.post("/re-engagement", response_model=SweepPublic, status_code=status.HTTP_202_ACCEPTED)
@@ -23,25 +23,20 @@ async def start_sweep(
     settings: SettingsDep, temporal: TemporalDep, body: SweepCreate | None = Body(default=None)
 ) -> SweepPublic:
     body = body or SweepCreate()
-    input = sweep_input(settings, inactive_days=body.inactive_days)
-    workflow_id = f"{PREFIX}{new_id()}"
+    knobs = {"inactive_days": body.inactive_days}
     try:
-        handle = await temporal.start_workflow(
-            ReEngagementSweep.run,
-            input,
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-            static_summary=f"re-engagement sweep by hand ({input.inactive_days:g} days)",
+        handle = await start_journey(
+            temporal, settings, SWEEP, keys={"sweep_id": new_id()}, knobs=knobs
         )
     except RPCError as err:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "the journey engine (Temporal) is unreachable"
         ) from err
     return SweepPublic(
-        workflow_id=workflow_id,
+        workflow_id=handle.id,
         run_id=handle.result_run_id,
         status="RUNNING",
-        inactive_days=input.inactive_days,
+        inactive_days=SWEEP.input(settings, **knobs)["inactive_days"],
     )
 
 

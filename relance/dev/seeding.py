@@ -20,8 +20,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api import crud
-from api.journeys import cart_input
 from api.schemas import CartIn, OrderIn
+from relance.contracts import catalogue
 from relance.contracts.nurturing import NurturingSequence
 from relance.contracts.signals import CART_UPDATED, PURCHASED, CartSignal, PurchaseSignal
 from relance.domain.db import session_scope
@@ -128,7 +128,7 @@ async def update_cart(
     try:
         handle = await client.start_workflow(
             AbandonedCartJourney.run,
-            cart_input(settings, lead_id),
+            catalogue.entry("cart").input(settings, lead_id=lead_id),
             id=workflow_id,
             task_queue=settings.temporal_task_queue,
         )

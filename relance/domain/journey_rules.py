@@ -2,8 +2,9 @@
 the previous run, and who is excluded from it.
 
 Journeys are named as their messages name them (``messages.journey``: welcome, nurturing, cart,
-browse, reengage, scenario, premium, event, purchase). The defaults are declared here, next to
-each other; ``RELANCE_JOURNEY_RULES`` overrides them per journey (relance/domain/settings.py), and
+browse, reengage, scenario, premium, event, purchase). The defaults are declared with each journey
+in the catalogue (relance/contracts/catalogue.py); ``RELANCE_JOURNEY_RULES`` overrides them per
+journey (relance/domain/settings.py; relance/services/journeys.py ``rules_for`` reads both), and
 ``RELANCE_REENROLL_COOLDOWN_DAYS`` is the cooldown of a journey that allows re-enrollment and sets
 none of its own.
 
@@ -68,22 +69,6 @@ def check_rule(rule: str) -> None:
     raise ValueError(
         f'unknown exclusion rule {rule!r}: use "customer", "list:<name>" or "purchased:<sku or category>"'
     )
-
-
-# The defaults. The welcome is once per lead; the others may run again after their cooldown
-# (cart and event journeys are about one cart or one registration: no cooldown).
-DEFAULT_RULES: dict[str, JourneyRules] = {
-    "welcome": JourneyRules(reenroll=False),
-    "nurturing": JourneyRules(exclude=("customer",)),
-    "browse": JourneyRules(cooldown_days=7),
-    "cart": JourneyRules(cooldown_days=0),
-    "event": JourneyRules(cooldown_days=0),
-    "purchase": JourneyRules(cooldown_days=0),
-}
-
-
-def rules_for(journey: str, overrides: dict[str, JourneyRules] | None = None) -> JourneyRules:
-    return (overrides or {}).get(journey) or DEFAULT_RULES.get(journey) or JourneyRules()
 
 
 def cooldown_of(rules: JourneyRules, default_days: float) -> timedelta:

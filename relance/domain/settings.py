@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from relance.domain.journey_rules import JourneyRules, rules_for
+from relance.domain.journey_rules import JourneyRules
 from relance.domain.scoring_rules import ScoringRules, rules_from
 from relance.domain.send_window import SendWindow
 
@@ -209,7 +209,7 @@ class Settings(BaseSettings):
     # Re-enrollment (relance/domain/journey_rules.py): a journey that allows it takes a lead again only this
     # many days after the lead's previous run of it closed, unless the journey sets its own cooldown.
     reenroll_cooldown_days: float = Field(default=30.0, ge=0, le=3650)
-    # Per-journey rules over the defaults of relance/domain/journey_rules.py, as JSON, e.g.
+    # Per-journey rules over the catalogue's defaults (relance/contracts/catalogue.py), as JSON, e.g.
     # RELANCE_JOURNEY_RULES='{"nurturing": {"cooldown_days": 60, "exclude": ["customer", "list:vip"]}}'
     # (reenroll, cooldown_days, exclude; exclusions are checked at entry and before each marketing send).
     journey_rules: dict[str, JourneyRules] = Field(default_factory=dict)
@@ -218,10 +218,6 @@ class Settings(BaseSettings):
     def _window_can_open(self) -> Settings:
         self.send_window()
         return self
-
-    def rules_for(self, journey: str) -> JourneyRules:
-        """The journey's enrollment rules: RELANCE_JOURNEY_RULES, else the default."""
-        return rules_for(journey, self.journey_rules)
 
     def send_window(self) -> SendWindow | None:
         """The global send window (checked), or None when disabled."""

@@ -21,16 +21,18 @@ from datetime import timedelta
 from sqlalchemy import func, or_, update
 from sqlmodel import Session, col, select
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from relance.contracts import search_attributes as sa
+from relance.contracts import catalogue
 from relance.contracts.signals import ACTIVITY, ActivitySignal
 from relance.domain.models import Lead, LeadActivity, TrackingEvent, utcnow
 from relance.domain.settings import Settings
+from relance.services.journeys import start_journey
 
 log = logging.getLogger("relance.activity")
+
+REENGAGE = catalogue.entry("reengage")
 
 COUNTED_KINDS = (
     "page_view",
@@ -114,34 +116,18 @@ def follow_ups(session: Session, settings: Settings, activity: dict[str, str]) -
 async def act_on(client: Client, settings: Settings, due: list[FollowUp]) -> None:
     """Signal re-engagement journeys (one that just ended is fine) and start premium offers
     (one already started or done is fine). Raises RPCError when Temporal is unreachable."""
-    from workflows.premium import PremiumInput, PremiumOfferJourney
-
     for follow_up in due:
         if follow_up.reengaging:
             try:
-                await client.get_workflow_handle(f"reengage-{follow_up.lead_id}").signal(
-                    ACTIVITY, ActivitySignal(kind=follow_up.kind)
-                )
+                await client.get_workflow_handle(
+                    REENGAGE.workflow_id(lead_id=follow_up.lead_id)
+                ).signal(ACTIVITY, ActivitySignal(kind=follow_up.kind))
             except RPCError as err:
                 if err.status != RPCStatusCode.NOT_FOUND:
                     raise
         if follow_up.premium_due:
             try:
-                await client.start_workflow(
-                    PremiumOfferJourney.run,
-                    PremiumInput(follow_up.lead_id),
-                    id=f"premium-{follow_up.lead_id}",
-                    task_queue=settings.temporal_task_queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    search_attributes=TypedSearchAttributes(
-                        [
-                            SearchAttributePair(sa.JOURNEY, "premium"),
-                            SearchAttributePair(sa.LEAD_ID, follow_up.lead_id),
-                            SearchAttributePair(sa.STEP, "starting"),
-                        ]
-                    ),
-                    static_summary=f"premium-content offer for lead {follow_up.lead_id}",
-                )
+                await start_journey(client, settings, "premium", lead_id=follow_up.lead_id)
                 log.info("lead %s is very active: premium offer started", follow_up.lead_id)
             except WorkflowAlreadyStartedError:
                 pass  # offered already (or being offered)

@@ -42,6 +42,7 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from relance.contracts import catalogue
 from relance.contracts.signals import CLICKED, OPENED, UNSUBSCRIBED, TrackingSignal
 from relance.domain.models import Lead, Message, TrackingEvent, utcnow
 from relance.domain.scoring import apply_score
@@ -51,8 +52,9 @@ from relance.services.tracking import signal_key
 
 log = logging.getLogger("relance.services.outbox")
 
-# Journeys that score the clicks in their own emails (their ``clicked`` signal handler).
-JOURNEYS_SCORING_CLICKS = frozenset({"welcome", "cart", "nurturing"})
+# Journeys that score the clicks in their own emails (their ``clicked`` signal handler), by their
+# messages' label (the catalogue's ``scores_own_clicks``).
+JOURNEYS_SCORING_CLICKS = catalogue.labels_scoring_own_clicks()
 
 # Temporal unreachable or overloaded for everyone: the whole outbox waits, nothing is counted
 # against the hit. Any other refusal is about one journey (its signal limit reached...).

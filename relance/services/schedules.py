@@ -24,8 +24,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from relance.contracts.reengagement import REENGAGEMENT_SWEEP, SweepInput
-from relance.contracts.scoring import SCORE_DECAY_SWEEP, DecayInput
+from relance.contracts import catalogue
 from relance.domain.settings import Settings
 
 log = logging.getLogger("relance.services.schedules")
@@ -34,18 +33,17 @@ REENGAGEMENT_SCHEDULE_ID = "reengagement-sweep"
 SCORE_DECAY_SCHEDULE_ID = "score-decay"
 
 
-def sweep_input(settings: Settings, *, inactive_days: float | None = None) -> SweepInput:
-    return SweepInput(
-        inactive_days=inactive_days
-        if inactive_days is not None
-        else settings.reengagement_inactive_days,
-        batch_size=settings.reengagement_batch_size,
-    )
+REENGAGEMENT_SWEEP = catalogue.entry("reengagement-sweep")
+SCORE_DECAY = catalogue.entry("score-decay")
+
+
+def sweep_input(settings: Settings, *, inactive_days: float | None = None) -> dict:
+    return REENGAGEMENT_SWEEP.input(settings, inactive_days=inactive_days)
 
 
 def _daily(
     workflow_type: str,
-    input,
+    input: dict,
     *,
     schedule_id: str,
     settings: Settings,
@@ -57,8 +55,8 @@ def _daily(
     """A workflow started every day at hour:minute UTC; a run still going is not doubled by the next."""
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            workflow_type,  # by name: the schedule starts the workflow, the worker defines it
-            input,
+            workflow_type,
+            args=[input],
             id=schedule_id,  # Temporal appends the scheduled time
             task_queue=settings.temporal_task_queue,
             static_summary=what,
@@ -82,7 +80,7 @@ def _daily(
 
 def reengagement_schedule(settings: Settings) -> Schedule:
     return _daily(
-        REENGAGEMENT_SWEEP,
+        REENGAGEMENT_SWEEP.workflow_type,
         sweep_input(settings),
         schedule_id=REENGAGEMENT_SCHEDULE_ID,
         settings=settings,
@@ -97,8 +95,8 @@ def reengagement_schedule(settings: Settings) -> Schedule:
 
 def score_decay_schedule(settings: Settings) -> Schedule:
     return _daily(
-        SCORE_DECAY_SWEEP,
-        DecayInput(batch_size=settings.score_decay_batch_size),
+        SCORE_DECAY.workflow_type,
+        SCORE_DECAY.input(settings),
         schedule_id=SCORE_DECAY_SCHEDULE_ID,
         settings=settings,
         hour=settings.score_decay_schedule_hour,
