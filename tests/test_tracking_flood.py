@@ -281,8 +281,8 @@ async def test_a_journey_is_told_one_open_and_one_click_across_batches_and_resta
     lead_id, pixel, link = await sign_up(first.http, sink)
     journey = f"welcome-{lead_id}"
     assert await hammer([pixel] * 3 + [link], connections=1) == {200: 3, 302: 1}
-    await eventually(
-        lambda: all(r.delivered_at for r in hits_of(first.engine, lead_id)),
+    await eventually(  # all four stored (a click's hit is written after its redirect) and settled
+        lambda: len(r := hits_of(first.engine, lead_id)) == 4 and all(h.delivered_at for h in r),
         timeout=10,
         what="the first hits to be settled",
     )

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from temporalio import workflow
 
 from relance.contracts import catalogue
+from workflows.journey import Journey
+from workflows.steps import JourneyStatus
 
 
 @dataclass
@@ -21,18 +23,23 @@ class TinyInput:
 
 
 @workflow.defn(name="TinyJourney")
-class TinyJourney:
-    def __init__(self) -> None:
-        self.step = "starting"
+class TinyJourney(Journey):
+    """On the shared frame (workflows/journey.py): steps, messages, unsubscribe and goals."""
+
+    NAME = "tiny"
+
+    @workflow.init
+    def __init__(self, input: TinyInput) -> None:
+        super().__init__(input.lead_id)
 
     @workflow.run
     async def run(self, input: TinyInput) -> dict:
-        self.step = "greeted"
+        self.enter("greeted", f"Greeted the lead: {input.greeting}")
         return {"outcome": "greeted", "greeting": f"{input.greeting}, {input.lead_id}"}
 
     @workflow.query(name="status")
-    def status(self) -> dict:
-        return {"step": self.step}
+    def status(self) -> JourneyStatus:
+        return JourneyStatus(self.step, messages=list(self.messages))
 
 
 def tiny_input(settings, *, lead_id: str, reenrolled: bool = False) -> dict:
