@@ -59,7 +59,7 @@ def stack(tmp_path):
     env = {
         **os.environ,
         "RELANCE_DATA_DIR": str(tmp_path / "var"),
-        "RELANCE_DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'relance.domain.db'}",
+        "RELANCE_DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'relance.db'}",
         "RELANCE_TEMPORAL_ADDRESS": f"localhost:{ports['temporal']}",
         "RELANCE_TEMPORAL_UI_PORT": str(ports["ui"]),
         "RELANCE_SMTP_PORT": str(ports["smtp"]),

@@ -94,7 +94,7 @@ async def temporal(tmp_path: Path) -> AsyncIterator[RestartableTemporal]:
 @pytest.fixture
 def own_settings(settings: Settings, temporal: RestartableTemporal, tmp_path: Path) -> Settings:
     """Its own database too: another test's API would deliver (and close) this test's kept hits."""
-    database_url = f"sqlite:///{tmp_path / 'relance.domain.db'}"
+    database_url = f"sqlite:///{tmp_path / 'relance.db'}"
     migrate.upgrade(database_url)
     return settings.model_copy(
         update={

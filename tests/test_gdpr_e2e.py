@@ -447,7 +447,7 @@ def files_holding(folder: Path, needles: dict[str, bytes]) -> dict[str, list[str
 
 
 async def test_an_erasure_leaves_no_personal_data_in_any_file_of_the_data_folder(live: LiveStack):
-    """Not only the tables: SQLite keeps recent pages in its write-ahead log (relance.domain.db-wal)
+    """Not only the tables: SQLite keeps recent pages in its write-ahead log (relance.db-wal)
     and deleted rows' bytes in freed space, until a checkpoint, a vacuum or a restart."""
     tag = uuid.uuid4().hex[:10]
     given_email = f"Erin.{tag}@Forget-Me.Example.COM"

@@ -94,7 +94,7 @@ async def test_one_link_clicked_again_and_again_is_one_click_toward_the_premium_
 ):
     """A script or a link scanner requesting one link many times does not make a lead very active.
     (Its own database: this outbox must settle no other test's hits.)"""
-    database_url = f"sqlite:///{tmp_path / 'relance.domain.db'}"
+    database_url = f"sqlite:///{tmp_path / 'relance.db'}"
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
     lead = make_lead_factory(engine)()

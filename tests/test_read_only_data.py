@@ -65,7 +65,7 @@ def data_folder() -> Iterator[tuple[Path, list[str]]]:
     base.chmod(0o755)
     folder = base / "var"
     folder.mkdir()
-    migrate.upgrade(f"sqlite:///{folder / 'relance.domain.db'}")
+    migrate.upgrade(f"sqlite:///{folder / 'relance.db'}")
     if uid is not None:
         for path in (folder, *folder.iterdir()):
             os.chown(path, uid, -1)
@@ -97,7 +97,7 @@ async def test_a_read_only_data_folder_is_reported_answered_503_and_recovered_fr
     data_folder, dev_server_env
 ):
     folder, prefix = data_folder
-    database = folder / "relance.domain.db"
+    database = folder / "relance.db"
     # Another process with the database open (the worker): its -wal and -shm files exist.
     holder = subprocess.Popen(
         [
@@ -116,9 +116,9 @@ async def test_a_read_only_data_folder_is_reported_answered_503_and_recovered_fr
     try:
         assert holder.stdout.readline().strip() == "open"
         assert {p.name for p in folder.iterdir()} >= {
-            "relance.domain.db",
-            "relance.domain.db-wal",
-            "relance.domain.db-shm",
+            "relance.db",
+            "relance.db-wal",
+            "relance.db-shm",
         }
         set_writable(folder, False)
 

@@ -168,7 +168,7 @@ async def own_stack(
 ) -> AsyncIterator[Callable[..., Awaitable[OwnStack]]]:
     """Starts the API and a worker on the strict dev server, with their own database (another
     test's API would settle this test's hits), and the given settings."""
-    database_url = f"sqlite:///{tmp_path / 'relance.domain.db'}"
+    database_url = f"sqlite:///{tmp_path / 'relance.db'}"
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
     async with AsyncExitStack() as running:

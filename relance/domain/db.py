@@ -9,7 +9,7 @@ time went to sleeping after the lock was already free (p99 ~1 s at 10 concurrent
 Erased means gone from the disk too: SQLite runs with ``secure_delete`` (a deleted or rewritten
 row's bytes are overwritten with zeros, not left in the page's free space), and an erasure
 checkpoints the write-ahead log into the database file and truncates it (``checkpoint_wal``),
-so ``relance.domain.db-wal`` keeps no copy of the pages the lead's rows were on.
+so ``relance.db-wal`` keeps no copy of the pages the lead's rows were on.
 
 A database that does not accept writes (its data folder made read-only, a full disk remounted
 read-only, a PostgreSQL standby) raises ``DatabaseNotWritable``, which the API answers with a

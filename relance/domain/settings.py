@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     # SQLAlchemy URL of the app database. SQLite by default; PostgreSQL in production, e.g.
     # postgresql+psycopg://relance:relance@db:5432/relance
-    database_url: str = "sqlite:///var/relance.domain.db"
+    database_url: str = "sqlite:///var/relance.db"
 
     # Temporal
     temporal_address: str = "localhost:7233"
