@@ -1,4 +1,4 @@
-"""Journey-to-journey enrollments refused at run time (issue 7, the loop guard), recorded with
+"""Journey-to-journey enrollments refused at run time (the loop guard), recorded with
 the lead's data (``enrollment_refusals``: in the export, removed by the erasure) rather than only
 in the refusing journey's result."""
 

@@ -1,4 +1,4 @@
-"""Re-engagement (issue 5): find inactive leads page by page and start their journeys, record
+"""Re-engagement: find inactive leads page by page and start their journeys, record
 each journey's outcome on the lead, and sunset the leads who never came back.
 
 The sweep reads eligible leads with a keyset cursor (``id > cursor ORDER BY id``), so a page

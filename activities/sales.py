@@ -1,4 +1,4 @@
-"""Sales hand-off tasks (seed 003 "roles"): create and assign a task, tell the rep, escalate.
+"""Sales hand-off tasks (nurturing hands a lead to a rep): create and assign, tell the rep, escalate.
 
 Assignment: the reps whose territory (``countries``) holds the lead's country; if none, the
 reps without a territory; if none, every rep. Among them, round-robin from a counter row per

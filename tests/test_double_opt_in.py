@@ -1,4 +1,4 @@
-"""Double opt-in (issue 6, seed 000): a sign-up's email consent is "pending" until the lead
+"""Double opt-in: a sign-up's email consent is "pending" until the lead
 clicks the signed link of the confirmation email; the welcome journey sends that email and waits
 48 h for the click before any marketing email.
 

@@ -1,4 +1,4 @@
-"""Enrollment rules (issue 7): exclusions checked at entry and before each send, at most N journeys
+"""Enrollment rules: exclusions checked at entry and before each send, at most N journeys
 at once per lead, re-enrollment and its cooldown."""
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ async def test_the_welcome_allows_no_re_enrollment(live: LiveStack):
 
 # Exclusions checked again before each send ----------------------------------------------------
 def test_the_ledger_skips_a_send_the_journeys_exclusions_refuse(engine, make_lead):
-    """Seed 001: a buyer of a Stephen King book must not get the "discover Stephen King" email."""
+    """A buyer of a Stephen King book must not get the "discover Stephen King" email."""
     rules = Settings(
         _env_file=None,
         journey_rules={"scenario": JourneyRules(exclude=("purchased:stephen-king", "list:vip"))},

@@ -1,4 +1,4 @@
-"""Loops between journeys (issue 7, seed 004 "redirection vers un autre scénario"): the
+"""Loops between journeys (a scenario redirecting the lead into another scenario): the
 newsletter <-> white paper loop is refused at worker start when nothing guards it, and at run
 time by the enrollment chain."""
 

@@ -1,4 +1,4 @@
-"""Security (issue 8): forged links do nothing, the API key guards everything but the public
+"""Security: forged links do nothing, the API key guards everything but the public
 endpoints, lead ids cannot be guessed."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Send windows, computed in the lead's own time zone (issue 7): the pure computation across
+"""Send windows, computed in the lead's own time zone: the pure computation across
 weekends, holidays and DST changes, then a real journey waiting for the window to open."""
 
 from __future__ import annotations

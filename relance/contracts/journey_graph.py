@@ -1,5 +1,5 @@
-"""Loops between journeys (seed 004, "redirection vers un autre scénario"): which journey may
-enroll a lead into which, checked twice.
+"""Loops between journeys (a scenario that redirects the lead into another scenario): which
+journey may enroll a lead into which, checked twice.
 
 - At worker start, the declared graph ("A may enroll into B") is searched for cycles. A cycle in
   which no link carries a guard that holds would trap a lead for ever: the worker refuses to start

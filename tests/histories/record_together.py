@@ -1,8 +1,9 @@
-"""Record the histories of issue 7 that tests/test_replay.py replays: a welcome through the send
-window and the frequency cap (the ``send-window`` patch path), the newsletter scenario that
-redirects to the white paper, the white paper refusing the way back, and browse abandonment.
+"""Record the histories of journeys that behave well together, which tests/test_replay.py
+replays: a welcome through the send window and the frequency cap (the ``send-window`` patch
+path), the newsletter scenario that redirects to the white paper, the white paper refusing the
+way back, and browse abandonment.
 
-    .venv/bin/python -m tests.histories.record_issue7
+    .venv/bin/python -m tests.histories.record_together
 
 Same rules as ``record.py``.
 """
