@@ -63,7 +63,10 @@ class FrequencyCap:
             message.counted_at = now
             return CapVerdict("go")
         retry_at = counted[len(counted) - self.messages] + period
-        cap = f"frequency cap: {self.messages} {message.channel} messages per {self.days:g} days reached"
+        cap = (
+            f"frequency cap: {self.messages} {message.channel} messages per {self.days:g} days "
+            "reached"
+        )
         if over_cap == "defer":
             message.status, message.deferred_until = "deferred", retry_at
             message.reason = f"deferred ({cap}); allowed again at {retry_at:%Y-%m-%d %H:%M} UTC"

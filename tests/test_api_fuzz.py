@@ -77,7 +77,8 @@ async def test_no_generated_request_gets_a_5xx_or_an_undocumented_body(
         )
     ).json()
     (tmp_path / "schemathesis.toml").write_text(
-        f'[parameters]\nlead_id = "{lead["id"]}"\nevent_id = "{event["id"]}"\nname = "loyal-customers"\n'
+        f'[parameters]\nlead_id = "{lead["id"]}"\nevent_id = "{event["id"]}"\nname = '
+        '"loyal-customers"\n'
     )
     code, output = await schemathesis(
         live,

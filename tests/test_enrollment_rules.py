@@ -145,7 +145,8 @@ async def test_a_journey_that_allows_it_takes_the_lead_again_only_after_its_cool
         again.json()["detail"]
         == "nurturing journey started again (the lead went through it before)"
     )
-    # The second run's newsletter goes out: its send key is its own, not the first run's (sent already).
+    # The second run's newsletter goes out: its send key is its own, not the first run's (sent
+    # already).
     mails = await live.sink.wait_for_mail(to=lead["email"], count=2)
     assert [m.subject for m in mails] == ["Welcome to the Relance newsletter"] * 2
     await state_when(live, lead_id, lambda s: s["step"] == "waiting_for_case_study")
@@ -164,8 +165,8 @@ async def test_the_welcome_allows_no_re_enrollment(live: LiveStack):
     again = await live.http.post(f"/leads/{lead_id}/journeys/welcome")
     assert again.status_code == 409 and again.json()["status"] == "already_enrolled"
     assert (
-        "already went through the welcome journey (it ended: TERMINATED); it allows no re-enrollment"
-        in again.json()["detail"]
+        "already went through the welcome journey (it ended: TERMINATED); it allows no "
+        "re-enrollment" in again.json()["detail"]
     )
 
 

@@ -136,5 +136,8 @@ def chain_refusal(chain: list[str], target: str, max_depth: int = DEFAULT_MAX_DE
     if target in chain:
         return f"enrolling into {target} would loop: {' -> '.join([*chain, target])}"
     if len(chain) >= max_depth:
-        return f"enrolling into {target} would exceed the depth of {max_depth}: {' -> '.join([*chain, target])}"
+        return (
+            f"enrolling into {target} would exceed the depth of {max_depth}: "
+            f"{' -> '.join([*chain, target])}"
+        )
     return ""

@@ -36,7 +36,8 @@ async def main() -> None:
         await rec.save(handle, "browse_recommendation_sent")
 
         lead = rec.make_lead()
-        # Two welcomes at once for one lead: 2 welcomes + 2 relances in 48 h, the cap (3 in 7 days) defers the last.
+        # Two welcomes at once for one lead: 2 welcomes + 2 relances in 48 h, the cap (3 in 7 days)
+        # defers the last.
         handles = [
             await client.start_workflow(
                 WelcomeJourney.run,
