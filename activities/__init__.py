@@ -1,4 +1,5 @@
-"""Activities: everything a journey does to the outside world (database, the channels' providers, CRM).
+"""Activities: everything a journey does to the outside world (database, the channels' providers,
+CRM).
 
 ``build_activities`` wires them to one set of settings; the worker registers the result.
 """

@@ -1,4 +1,5 @@
-"""Browse abandonment (seed 001: the Stephen King reader): what the recommendation email says
+"""Browse abandonment (a reader who keeps viewing one author and buys nothing): what the
+recommendation email says
 about the category, and the exclusion checked at the moment of sending.
 
 ``about="category:<name>"``: the template gets ``category``; a lead who bought an item of that

@@ -7,7 +7,8 @@ at its first message.
 
 A provider is built with ``(settings, engine, renderer)`` and has a method named as the channel's
 activity (``send_email``), an ``@activity.defn`` taking a ``SendRequest``, that sends through the
-send ledger (activities/sending.py: consent, suppression, exclusions, cap, window, once).
+send ledger (activities/sending.py: consent, suppression, exclusions, cap, once; the send window
+is the journey's wait before the activity).
 """
 
 from __future__ import annotations

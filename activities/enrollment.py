@@ -1,4 +1,4 @@
-"""Journey-to-journey enrollments refused at run time (issue 7, the loop guard), recorded with
+"""Journey-to-journey enrollments refused at run time (the loop guard), recorded with
 the lead's data (``enrollment_refusals``: in the export, removed by the erasure) rather than only
 in the refusing journey's result."""
 
@@ -51,7 +51,10 @@ class EnrollmentActivities:
         if previous.status == WorkflowExecutionStatus.RUNNING:
             return ""  # the start answers "already in it"
         if not rules.reenroll:
-            return f"the lead already went through the {check.label or check.journey} journey; it allows no re-enrollment"
+            return (
+                f"the lead already went through the {check.label or check.journey} journey; it "
+                "allows no re-enrollment"
+            )
         return cooldown_refusal(
             journey=check.label or check.journey,
             closed_at=as_utc(previous.close_time),

@@ -1,5 +1,5 @@
 """The frequency cap: at most N marketing messages per lead and channel over a rolling period,
-across every journey (seed 002: contacts in 5-10 workflows get too many messages).
+across every journey (a contact in five to ten journeys at once would get too many messages).
 
 Checked inside the send ledger's claim, in the same transaction that claims the message, after
 locking the lead+channel row of ``frequency_locks`` (an UPDATE: a row lock on PostgreSQL, the
@@ -63,7 +63,10 @@ class FrequencyCap:
             message.counted_at = now
             return CapVerdict("go")
         retry_at = counted[len(counted) - self.messages] + period
-        cap = f"frequency cap: {self.messages} {message.channel} messages per {self.days:g} days reached"
+        cap = (
+            f"frequency cap: {self.messages} {message.channel} messages per {self.days:g} days "
+            "reached"
+        )
         if over_cap == "defer":
             message.status, message.deferred_until = "deferred", retry_at
             message.reason = f"deferred ({cap}); allowed again at {retry_at:%Y-%m-%d %H:%M} UTC"

@@ -55,7 +55,8 @@ class LeadActivities:
             lead = self._lead(session, ref.lead_id)
             signed_up = as_utc(lead.last_signup_at)
             created_before_signup = signed_up is not None and as_utc(lead.created_at) < signed_up
-            # Messages of other journeys (not this one's double opt-in confirmation) make a known contact.
+            # Messages of other journeys (not this one's double opt-in confirmation) make a known
+            # contact.
             earlier = select(Message.id).where(Message.lead_id == lead.id)
             if (me := _workflow_id()) is not None:
                 earlier = earlier.where(Message.workflow_id != me)

@@ -1,4 +1,4 @@
-"""Re-engagement (issue 5): find inactive leads page by page and start their journeys, record
+"""Re-engagement: find inactive leads page by page and start their journeys, record
 each journey's outcome on the lead, and sunset the leads who never came back.
 
 The sweep reads eligible leads with a keyset cursor (``id > cursor ORDER BY id``), so a page
@@ -44,7 +44,8 @@ class ReEngagementActivities:
 
     # The sweep -------------------------------------------------------------------------------
     def eligible_page(self, cutoff: datetime, after: str, limit: int) -> list[str]:
-        """Leads inactive since ``cutoff``, with marketing email consent, not in a running journey."""
+        """Leads inactive since ``cutoff``, with marketing email consent, not in a running
+        journey."""
         latest_email_consent = (
             select(Consent.status)
             .where(
@@ -60,8 +61,8 @@ class ReEngagementActivities:
         # A status stuck at in_journey past the journey's longest possible run (terminated by
         # hand, say) does not keep the lead out for ever.
         stale = utcnow() - timedelta(days=sum(self.settings.reengagement_delays_days) + 2)
-        # Re-enrollment cooldown (relance/domain/journey_rules.py): ``reengagement_at`` is when the outcome
-        # of the lead's previous run was recorded, i.e. when the lead left it.
+        # Re-enrollment cooldown (relance/domain/journey_rules.py): ``reengagement_at`` is when the
+        # outcome of the lead's previous run was recorded, i.e. when the lead left it.
         cooled = utcnow() - cooldown_of(
             rules_for(self.settings, "reengage"), self.settings.reenroll_cooldown_days
         )
@@ -75,7 +76,8 @@ class ReEngagementActivities:
                 ),
                 or_(
                     col(Lead.reengagement_status).is_(None),
-                    # Left the previous run (its outcome recorded then) longer ago than the cooldown.
+                    # Left the previous run (its outcome recorded then) longer ago than the
+                    # cooldown.
                     and_(
                         col(Lead.reengagement_status) != IN_JOURNEY,
                         or_(
@@ -156,7 +158,8 @@ class ReEngagementActivities:
 
     @activity.defn(name="sunset_lead")
     def sunset_lead(self, request: SunsetRequest) -> SunsetResult:
-        """No reaction to the whole series: stop emailing the lead (suppress) or erase it (delete)."""
+        """No reaction to the whole series: stop emailing the lead (suppress) or erase it
+        (delete)."""
         if request.policy == "delete":
             report = erase_lead(
                 self.engine,

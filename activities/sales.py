@@ -1,4 +1,5 @@
-"""Sales hand-off tasks (seed 003 "roles"): create and assign a task, tell the rep, escalate.
+"""Sales hand-off tasks (nurturing hands a lead to a rep): create and assign, tell the rep,
+escalate.
 
 Assignment: the reps whose territory (``countries``) holds the lead's country; if none, the
 reps without a territory; if none, every rep. Among them, round-robin from a counter row per
@@ -39,7 +40,8 @@ from relance.services.smtp import deliver
 
 
 def candidates_for(reps: list[SalesRep], country: str | None) -> tuple[list[SalesRep], str | None]:
-    """The reps a lead from ``country`` may go to, and the territory that chose them (None: round-robin)."""
+    """The reps a lead from ``country`` may go to, and the territory that chose them (None:
+    round-robin)."""
     if country:
         local = [r for r in reps if country.upper() in {c.upper() for c in r.countries}]
         if local:

@@ -101,7 +101,8 @@ def decay_page(engine: Engine, settings: Settings, page: DecayPage) -> DecayPage
                     lead_id=lead_id,
                     event="decay",
                     key=f"decay:{lead_id}:{since.isoformat()}:{period}",
-                    reason=f"decay: {rules.percent:g} % after {period * rules.every_days} days without activity "
+                    reason=f"decay: {rules.percent:g} % after {period * rules.every_days} days "
+                    "without activity "
                     f"(since {since:%Y-%m-%d})",
                     points=points,
                     mql_threshold=settings.score_mql_threshold,

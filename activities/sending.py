@@ -3,8 +3,9 @@
 A send is keyed by ``<workflow id>:<step>``. Before talking to a provider, the activity claims
 that key; a retried activity that finds the key already ``sent`` returns the earlier result
 and sends nothing. Marketing sends re-check consent here, at the moment of sending, so no
-journey can bypass a withdrawal; so are the journey's exclusions (relance/domain/journey_rules.py): a
-send they refuse is recorded ``skipped`` with the reason ``excluded: ...``.
+journey can bypass a withdrawal; so are the journey's exclusions
+(relance/domain/journey_rules.py): a send they refuse is recorded ``skipped`` with the reason
+``excluded: ...``.
 """
 
 from __future__ import annotations
@@ -54,8 +55,12 @@ RESENT_SMS = resent_note("sms")
 
 
 def sent_after_failed_attempts(attempt: int, last_failure: str) -> str:
-    """The note of a send whose earlier attempts all failed before the provider accepted anything."""
-    return f"sent on attempt {attempt}; the earlier attempts did not reach the provider or were refused for now ({last_failure})"
+    """The note of a send whose earlier attempts all failed before the provider accepted
+    anything."""
+    return (
+        f"sent on attempt {attempt}; the earlier attempts did not reach the provider or were "
+        f"refused for now ({last_failure})"
+    )
 
 
 @dataclass
@@ -88,9 +93,10 @@ class SendLedger:
     ) -> None:
         self.engine = engine
         self.cap = cap or FrequencyCap(messages=0)
-        self.suppression_key = suppression_key  # Settings.suppression_hash_key: suppressed addresses get no marketing email
-        # journey name -> its enrollment rules, read at each send (services.journeys.rules_for): the journey's
-        # exclusions are checked again before each of its marketing messages.
+        # Settings.suppression_hash_key: suppressed addresses get no marketing email
+        self.suppression_key = suppression_key
+        # journey name -> its enrollment rules, read at each send (services.journeys.rules_for): the
+        # journey's exclusions are checked again before each of its marketing messages.
         self.rules = rules or default_rules
 
     def claim(
@@ -101,7 +107,8 @@ class SendLedger:
         channel_blocked: str = "",
         now: datetime | None = None,
     ) -> Claim:
-        """``channel_blocked``: why this channel cannot send at all (e.g. no SMS provider set up)."""
+        """``channel_blocked``: why this channel cannot send at all (e.g. no SMS provider set
+        up)."""
         key = f"{request.workflow_id}:{request.step}"
         with session_scope(self.engine) as session:
             message = session.exec(select(Message).where(Message.send_key == key)).first()
@@ -261,9 +268,10 @@ class SendLedger:
         with session_scope(self.engine) as session:
             row = session.get(Message, message.id)
             if failure.maybe_delivered:
-                row.reason = f"attempt {row.attempts} ended without the provider's answer ({failure.reason}); retrying"[
-                    :500
-                ]
+                row.reason = (
+                    f"attempt {row.attempts} ended without the provider's answer "
+                    f"({failure.reason}); retrying"
+                )[:500]
             else:
                 row.attempts_not_delivered += 1
                 if (

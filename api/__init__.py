@@ -1,1 +1,2 @@
-"""Relance's HTTP API (FastAPI): management endpoints behind an API key, public tracking endpoints."""
+"""Relance's HTTP API (FastAPI): management endpoints behind an API key, public tracking
+endpoints."""

@@ -61,9 +61,9 @@ def upsert_lead(
     sign-up of the same address that inserted it first makes this one an update, as if it came
     second (``retry_on_conflict``).
 
-    With ``suppression_key`` (Settings.suppression_hash_key), an address erased at the person's request (on
-    the suppression list) is refused with 409 and nothing is stored; an address suppressed by an
-    unsubscribe comes off the list when the sign-up grants email consent again.
+    With ``suppression_key`` (Settings.suppression_hash_key), an address erased at the person's
+    request (on the suppression list) is refused with 409 and nothing is stored; an address
+    suppressed by an unsubscribe comes off the list when the sign-up grants email consent again.
 
     With ``double_opt_in``, an email consent granted by a lead whose email consent is not granted
     already is recorded ``pending`` (same evidence): it counts once the lead confirms
@@ -104,7 +104,9 @@ def upsert_lead(
     if phone:
         lead.phone = phone
     lead.updated_at = now
-    if form:  # an import is not a sign-up; a sign-up is the lead's activity (note_activity, in the same write)
+    # an import is not a sign-up; a sign-up is the lead's activity (note_activity, in the same
+    # write)
+    if form:
         lead.last_signup_at = lead.last_activity_at = now
     session.add(lead)
     session.flush()
@@ -319,7 +321,8 @@ def activity_follow_ups(
 
 
 def touch_lead(*, session: Session, lead_id: str, kind: str) -> None:
-    """The lead did something (a download, a booking): stamps its last activity. 404 for an unknown lead."""
+    """The lead did something (a download, a booking): stamps its last activity. 404 for an unknown
+    lead."""
     get_lead_or_404(session=session, lead_id=lead_id)
     note_activity(session, lead_id=lead_id, kind=kind)
     session.commit()

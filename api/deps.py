@@ -110,8 +110,8 @@ DATABASE_READ_ONLY = (
 )
 ANSWERS_BY_DEPENDENCY = {
     require_api_key: {
-        status.HTTP_401_UNAUTHORIZED: "No X-API-Key header, a wrong key, or no key configured on the "
-        "server (RELANCE_API_KEY)"
+        status.HTTP_401_UNAUTHORIZED: "No X-API-Key header, a wrong key, or no key configured on "
+        "the server (RELANCE_API_KEY)"
     },
     get_temporal: {status.HTTP_503_SERVICE_UNAVAILABLE: TEMPORAL_UNREACHABLE},
     get_db: {status.HTTP_503_SERVICE_UNAVAILABLE: DATABASE_READ_ONLY},

@@ -54,9 +54,11 @@ HTML_PAGE = {"text/html": {"schema": {"type": "string"}}}
 # What every route can answer, whatever it does: a body over the limit (BodyLimit), a NUL in the
 # URL (NoNulInUrl), an unexpected error (server_error).
 EVERY_ROUTE = {
-    status.HTTP_413_CONTENT_TOO_LARGE: "The request body is over the size limit (RELANCE_MAX_REQUEST_BYTES)",
+    status.HTTP_413_CONTENT_TOO_LARGE: "The request body is over the size limit "
+    "(RELANCE_MAX_REQUEST_BYTES)",
     status.HTTP_422_UNPROCESSABLE_CONTENT: "Invalid input (also: a NUL character, %00, in the URL)",
-    status.HTTP_500_INTERNAL_SERVER_ERROR: "An unexpected error; the server's log has it under the id given",
+    status.HTTP_500_INTERNAL_SERVER_ERROR: "An unexpected error; the server's log has it under the "
+    "id given",
 }
 # What FastAPI answers by itself for a route that takes a body it cannot decode (not UTF-8).
 UNREADABLE_BODY = "The body could not be read (not UTF-8, or not the declared content type)"

@@ -150,7 +150,8 @@ def delete_registration(*, session: Session, registration_id: int) -> None:
 def mark_attendance(
     *, session: Session, event_id: str, data: AttendanceIn
 ) -> tuple[list[str], list[str], list[str]]:
-    """Mark the registrations of the leads given. Returns (lead ids, their journeys, not registered)."""
+    """Mark the registrations of the leads given. Returns (lead ids, their journeys, not
+    registered)."""
     get_event_or_404(session=session, event_id=event_id)
     by_email = {}
     if data.emails:
@@ -201,7 +202,8 @@ async def start_journey(
     client: Client, settings: Settings, *, event: Event, lead_id: str, score: int
 ) -> Started:
     """Raises ``WorkflowAlreadyStartedError`` when the registration's journey exists already."""
-    # A safety net, not a plan: the journey ends a week after the event; a year more for reschedules.
+    # A safety net, not a plan: the journey ends a week after the event; a year more for
+    # reschedules.
     until_end = as_utc(event.starts_at) + timedelta(minutes=event.duration_minutes) - utcnow()
     handle = await journeys.start_journey(
         client,

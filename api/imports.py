@@ -4,9 +4,10 @@ Columns (a header line is required; order free; names case-insensitive):
 
     email            required; the deduplication key (normalised as sign-ups are)
     first_name, phone, country       optional, as in ``POST /leads``
-    consent          channels granted, separated by ``;`` or ``|`` (``email``, ``sms``, ``email;sms``;
-                     any consent channel of relance/contracts/channels.py);
-                     empty: no consent recorded (the lead is a subscriber-to-be, not contacted)
+    consent          channels granted, separated by ``;`` or ``|``
+                     (``email``, ``sms``, ``email;sms``; any consent channel of
+                     relance/contracts/channels.py); empty: no consent recorded (the lead is a
+                     subscriber-to-be, not contacted)
     source_url, consented_at, wording_version, ip
                      the consent's evidence, kept in the ledger: ``source_url``, ``wording_version``
                      and ``consented_at`` (ISO 8601, not in the future) are required with a consent,
@@ -176,7 +177,8 @@ def import_row(
         raise ValueError(
             "the address is on the suppression list (erased at the person's request)"
             if entry.reason == "erased"
-            else f"the address is on the suppression list ({entry.reason}): an import does not re-subscribe"
+            else f"the address is on the suppression list ({entry.reason}): an import does not "
+            "re-subscribe"
         )
     existing = crud.get_lead_by_email(session=session, email=data.email)
     if existing is not None:
@@ -188,7 +190,8 @@ def import_row(
                 and as_utc(latest.recorded_at) > consented_at
             ):
                 raise ValueError(
-                    f"{channel} consent: the lead withdrew it on {as_utc(latest.recorded_at):%Y-%m-%d}, "
+                    f"{channel} consent: the lead withdrew it on "
+                    f"{as_utc(latest.recorded_at):%Y-%m-%d}, "
                     f"after the imported consent"
                 )
     try:

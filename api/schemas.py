@@ -121,7 +121,8 @@ class ConsentIn(BaseModel):
             if missing:
                 raise PydanticCustomError(
                     "consent_evidence_missing",
-                    "a granted marketing consent needs its proof: {missing} missing (where it was given, source_url; "
+                    "a granted marketing consent needs its proof: {missing} missing (where it was "
+                    "given, source_url; "
                     "the version of the wording shown, wording_version)",
                     {"missing": ", ".join(missing)},
                 )
@@ -200,15 +201,18 @@ class LeadPublic(BaseModel):
     last_activity_at: datetime | None
     reengagement_status: str | None = Field(
         default=None,
-        description="in_journey | re_engaged | unsubscribed | consent_withdrawn | not_sent | sunset_suppressed",
+        description="in_journey | re_engaged | unsubscribed | consent_withdrawn | not_sent | "
+        "sunset_suppressed",
     )
     reengagement_at: datetime | None = None
     premium_offered_at: datetime | None = None
     segment: Literal["hot", "warm", "cold"] = Field(
-        description="From the score: hot at or above RELANCE_SEGMENT_HOT_SCORE, warm at or above RELANCE_SEGMENT_WARM_SCORE"
+        description="From the score: hot at or above RELANCE_SEGMENT_HOT_SCORE, warm at or above "
+        "RELANCE_SEGMENT_WARM_SCORE"
     )
     stage: Literal["subscriber", "lead", "mql", "sql", "customer"] = Field(
-        description="Lifecycle stage, derived: an order = customer; a sales task open or a meeting booked = sql; "
+        description="Lifecycle stage, derived: an order = customer; a sales task open or a meeting "
+        "booked = sql; "
         "score at or above the MQL threshold = mql; a form = lead; else subscriber"
     )
 
@@ -247,7 +251,8 @@ class MessagePublic(BaseModel):
     channel: ChannelName
     template: str
     kind: str = Field(
-        description="marketing | transactional (e.g. the double opt-in confirmation: no consent needed)"
+        description="marketing | transactional (e.g. the double opt-in confirmation: no consent "
+        "needed)"
     )
     status: str
     reason: str | None
@@ -276,8 +281,10 @@ class JourneyStatusPublic(BaseModel):
     journey_score: int | None = Field(
         default=None,
         description=(
-            "The score as the journey last saw it, and its `Score` search attribute in the Temporal UI: read when the "
-            "journey reads the lead, or set when it scores a click itself. Opens, page views, forms and the daily decay "
+            "The score as the journey last saw it, and its `Score` search attribute in the "
+            "Temporal UI: read when the "
+            "journey reads the lead, or set when it scores a click itself. Opens, page views, "
+            "forms and the daily decay "
             "change the lead's score without telling the journey, so this may lag `score`"
         ),
     )
@@ -372,7 +379,8 @@ AssetId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 
 
 class AssetDownloaded(BaseModel):
-    """The lead downloaded a content asset (white paper, guide...): it may open a gated nurturing step."""
+    """The lead downloaded a content asset (white paper, guide...): it may open a gated nurturing
+    step."""
 
     model_config = INPUT
 

@@ -190,7 +190,7 @@ async def test_sweeps_need_the_api_key_and_unknown_sweeps_are_404(live: LiveStac
     assert (await live.http.get("/sweeps/re-engagement/welcome-abc")).status_code == 404
 
 
-# Sales tasks and nurturing events (issue 9) -----------------------------------------------------
+# Sales tasks and nurturing events -----------------------------------------------------------------
 async def test_unknown_task_is_404(live: LiveStack):
     task_id = uuid.uuid4().hex
     for response in (

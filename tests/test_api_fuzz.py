@@ -1,4 +1,4 @@
-"""Schemathesis over the running API's OpenAPI spec (issue 8): generated requests, valid and
+"""Schemathesis over the running API's OpenAPI spec: generated requests, valid and
 invalid, against every management operation of the real API on the real dev server, in every
 phase (examples, coverage, fuzzing, stateful sequences), bounded to a minute or so. No 5xx, ever;
 every status answered is one OpenAPI documents for the operation, with its content type, and the
@@ -77,7 +77,8 @@ async def test_no_generated_request_gets_a_5xx_or_an_undocumented_body(
         )
     ).json()
     (tmp_path / "schemathesis.toml").write_text(
-        f'[parameters]\nlead_id = "{lead["id"]}"\nevent_id = "{event["id"]}"\nname = "loyal-customers"\n'
+        f'[parameters]\nlead_id = "{lead["id"]}"\nevent_id = "{event["id"]}"\nname = '
+        '"loyal-customers"\n'
     )
     code, output = await schemathesis(
         live,

@@ -54,7 +54,8 @@ def event_body(**extra) -> dict:
 
 
 def assert_validation_error(response: httpx.Response, *loc_start) -> list[dict]:
-    """A 422 as OpenAPI documents it (HTTPValidationError): ``detail`` is a list of {loc, msg, type}."""
+    """A 422 as OpenAPI documents it (HTTPValidationError): ``detail`` is a list of {loc, msg,
+    type}."""
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/json")
     detail = response.json()["detail"]
@@ -169,9 +170,9 @@ async def test_string_422s_are_lists_as_documented(live: LiveStack):
 async def test_nan_and_infinity_are_422_and_never_stored(live: LiveStack, constant: str):
     lead = (await live.http.post("/leads", json=sign_up_body(email()))).json()["lead"]
     cart_id = f"c-{uuid.uuid4().hex[:8]}"
-    body = '{{"type": "cart_updated", "lead": "{}", "cart": {{"id": "{}", "items": [], "total": {}}}}}'.format(
-        lead["id"], cart_id, constant
-    )
+    body = (
+        '{{"type": "cart_updated", "lead": "{}", "cart": {{"id": "{}", "items": [], "total": {}}}}}'
+    ).format(lead["id"], cart_id, constant)
     response = await live.http.post(
         "/events/track", content=body, headers={"content-type": "application/json"}
     )
@@ -377,7 +378,7 @@ async def test_a_422_does_not_echo_a_big_input_back(live: LiveStack):
     assert len(many.content) < 20_000, len(many.content)
 
 
-# Control characters in names ------------------------------------------------------------------------
+# Control characters in names ----------------------------------------------------------------------
 @pytest.mark.parametrize(
     "name", ["Ana\r\nBcc: all@example.com", "Ana\nMaria", "Ana\x00", "Ana\tMaria", "Ana\u2028B"]
 )
@@ -546,7 +547,7 @@ def test_concurrent_first_sign_ups_and_cart_updates_on_postgres_end_as_one_row(p
         )
 
 
-# Host header, trailing slashes -----------------------------------------------------------------------
+# Host header, trailing slashes --------------------------------------------------------------------
 @pytest.mark.parametrize(
     "path", ["/t/c/sometoken/", "/t/o/sometoken/", "/leads/", "/health/", "/events/track/"]
 )

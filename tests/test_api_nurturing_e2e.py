@@ -124,7 +124,8 @@ async def test_a_download_without_a_running_journey_is_accepted_and_goes_nowhere
 
 
 async def test_a_click_on_the_tracked_white_paper_link_is_a_download(live: LiveStack):
-    """The real path: the email's signed link, the redirect, the outbox, the click signal with its URL."""
+    """The real path: the email's signed link, the redirect, the outbox, the click signal with its
+    URL."""
     from relance.services.nurturing import parse_sequence
     from workflows.nurturing import LeadNurturingJourney, NurturingInput
 

@@ -154,7 +154,8 @@ async def test_a_very_active_lead_gets_the_premium_offer_once(live: LiveStack):
 
 
 async def test_opening_another_journeys_email_ends_the_re_engagement_too(live: LiveStack):
-    """The outbox dispatcher passes the open of a welcome email on to the lead's re-engagement journey."""
+    """The outbox dispatcher passes the open of a welcome email on to the lead's re-engagement
+    journey."""
     lead_id, email = await inactive_lead(live, days=300)
     await sweep(live, {"inactive_days": 250})
     await reengagement_step(live, lead_id, "waiting_after_email_1")

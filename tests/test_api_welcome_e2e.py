@@ -156,7 +156,8 @@ async def test_enroll_over_http_then_the_pixel_hit_advances_the_journey(live: Li
     assert (confirmation["kind"], confirmation["opened_at"]) == ("transactional", None)
     assert message["status"] == "sent" and message["opened_at"] is not None
 
-    # The open scores email_opened once per message (config/scoring.yaml), a second hit nothing more.
+    # The open scores email_opened once per message (config/scoring.yaml), a second hit nothing
+    # more.
     rules = live.settings.scoring_rules().events
     assert (await live.public.get(pixel)).status_code == 200
     hits = await settled_hits(live.engine, lead_id, kind="opened", count=2)

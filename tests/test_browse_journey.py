@@ -1,4 +1,4 @@
-"""Browse abandonment (issue 7, seed 001): 3+ views of one category in 7 days, no purchase ->
+"""Browse abandonment: 3+ views of one category in 7 days, no purchase ->
 a recommendation email 3 days after the last visit; a purchase in the category suppresses it."""
 
 from __future__ import annotations

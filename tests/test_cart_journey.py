@@ -1,4 +1,5 @@
-"""The abandoned-cart journey on the time-skipping server, with the real activities and mail sink."""
+"""The abandoned-cart journey on the time-skipping server, with the real activities and mail
+sink."""
 
 from __future__ import annotations
 

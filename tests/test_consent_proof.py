@@ -39,7 +39,8 @@ async def test_a_marketing_consent_without_its_proof_is_refused_naming_what_is_m
     assert response.status_code == 422, response.text
     [error] = response.json()["detail"]
     assert error["loc"][:3] == ["body", "consents", 0]
-    said = f"{error['loc']} {error['msg']}"  # the field's name, in the message or as the place of the error
+    # the field's name, in the message or as the place of the error
+    said = f"{error['loc']} {error['msg']}"
     assert all(name in said for name in missing.split(", ")), said
     assert counts(live) == before  # no lead, no consent with null evidence
 

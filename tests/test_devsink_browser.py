@@ -1,6 +1,7 @@
-"""The dev inbox in a real headless Chromium, as `make run` serves it (`python -m relance.dev.devsink`
-on a data folder): the list newest first, a mail's HTML part rendered but never run, headers
-folded, the decoded text part, the SMS list, and everything still there after a restart."""
+"""The dev inbox in a real headless Chromium, as `make run` serves it (`python -m
+relance.dev.devsink` on a data folder): the list newest first, a mail's HTML part rendered but never
+run, headers folded, the decoded text part, the SMS list, and everything still there after a
+restart."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ HTML_PART = f"""<html><head><title>Confirmez</title></head><body>
 <script>document.body.insertAdjacentHTML("beforeend", "<p id=ran>script ran</p>");
 try {{ parent.document.title = "taken over"; }} catch (e) {{}}</script>
 <img src="data:," onerror="document.body.insertAdjacentHTML('beforeend', '<p id=ran>handler ran</p>')">
-</body></html>"""
+</body></html>"""  # noqa: E501
 
 
 def _free_port() -> int:

@@ -57,8 +57,8 @@ def test_a_configured_window_is_the_one_described():
 def test_with_the_window_off_the_banner_says_messages_go_out_at_any_hour():
     line = send_window_line(dev_settings(send_window_enabled=False), TUESDAY_EVENING)
     assert (
-        line
-        == "send window off: marketing messages go out at any hour (RELANCE_SEND_WINDOW_ENABLED=false)"
+        line == "send window off: marketing messages go out at any hour "
+        "(RELANCE_SEND_WINDOW_ENABLED=false)"
     )
 
 

@@ -1,5 +1,5 @@
-"""The real `make run` stack (`python -m relance.dev.devstack`: Temporal's dev server, the inbox, the
-worker, the API) on free ports and a throwaway data folder: a part killed with SIGKILL comes
+"""The real `make run` stack (`python -m relance.dev.devstack`: Temporal's dev server, the inbox,
+the worker, the API) on free ports and a throwaway data folder: a part killed with SIGKILL comes
 back by itself, the inbox still holds its mail after it was killed, and Ctrl-C stops everything
 in order, leaving no process behind."""
 

@@ -62,8 +62,8 @@ REQUIRED_ENV = {
     "RELANCE_PAYLOAD_KEY_ID": "k1",
 }
 
-# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}, ${NAME:+alt}, ${NAME+alt},
-# $NAME, and $$ for a literal $: the Compose Specification's interpolation.
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}, ${NAME:+alt},
+# ${NAME+alt}, $NAME, and $$ for a literal $: the Compose Specification's interpolation.
 INTERPOLATION = re.compile(
     r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
     r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*)|(?P<invalid>))"
@@ -259,7 +259,8 @@ def test_every_relance_variable_is_a_real_setting(services: dict, relance_env: d
                 continue
             field = variable.removeprefix("RELANCE_").lower()
             assert field in fields, (
-                f"{variable} in {where} does not match any field of relance.domain.settings.Settings "
+                f"{variable} in {where} does not match any field of "
+                "relance.domain.settings.Settings "
                 f"(no field named {field!r}); the app would silently ignore it"
             )
 
@@ -358,12 +359,14 @@ def test_the_api_replicas_are_reached_through_one_published_port(
     # Behind the proxy, the lead's address (consent and tracking evidence) is in X-Forwarded-For.
     args = command_args(services["api"])
     assert "--proxy-headers" in args and "--forwarded-allow-ips" in args, (
-        f"uvicorn must trust the proxy's X-Forwarded-For, or every hit is recorded from the proxy's address: {args}"
+        "uvicorn must trust the proxy's X-Forwarded-For, or every hit is recorded from the "
+        f"proxy's address: {args}"
     )
     for name in ("api", "worker"):
         replicas = resolved_services[name].get("deploy", {}).get("replicas")
         assert replicas is not None and int(replicas) >= 2, (
-            f"service {name!r} should run several replicas by default (deploy.replicas), got {replicas!r}"
+            f"service {name!r} should run several replicas by default (deploy.replicas), got "
+            f"{replicas!r}"
         )
         assert "container_name" not in services[name], (
             f"service {name!r} has a container_name: it cannot scale"
@@ -414,7 +417,8 @@ def test_temporal_uses_its_database(services: dict) -> None:
     temporal = env_of(services["temporal"])
     temporal_db = env_of(services["temporal-db"])
     assert temporal.get("POSTGRES_SEEDS") == "temporal-db", (
-        f"temporal's POSTGRES_SEEDS should be the temporal-db service, got {temporal.get('POSTGRES_SEEDS')!r}"
+        "temporal's POSTGRES_SEEDS should be the temporal-db service, got "
+        f"{temporal.get('POSTGRES_SEEDS')!r}"
     )
     assert temporal.get("POSTGRES_USER") == temporal_db.get("POSTGRES_USER"), (
         "temporal's POSTGRES_USER differs from the temporal-db service's POSTGRES_USER"
@@ -446,7 +450,8 @@ def test_database_url_matches_the_db_service(services: dict, relance_env: dict) 
     database = url.path.lstrip("/")
     expected = db_env.get("POSTGRES_DB", db_env.get("POSTGRES_USER"))
     assert database == expected, (
-        f"RELANCE_DATABASE_URL database {database!r} differs from the db service's database {expected!r}"
+        f"RELANCE_DATABASE_URL database {database!r} differs from the db service's database "
+        f"{expected!r}"
     )
 
 
@@ -456,7 +461,8 @@ def test_databases_have_healthchecks_and_volumes(compose: dict, services: dict) 
         service = services[name]
         test = service.get("healthcheck", {}).get("test")
         assert test and "pg_isready" in " ".join(test if isinstance(test, list) else [test]), (
-            f"service {name!r} has no pg_isready healthcheck, so depends_on service_healthy never fires"
+            f"service {name!r} has no pg_isready healthcheck, so depends_on service_healthy never "
+            "fires"
         )
         volumes = [str(v) for v in service.get("volumes", [])]
         data_volumes = [v for v in volumes if v.endswith(":/var/lib/postgresql/data")]
@@ -465,7 +471,8 @@ def test_databases_have_healthchecks_and_volumes(compose: dict, services: dict) 
         )
         volume_name = data_volumes[0].split(":", 1)[0]
         assert volume_name in declared, (
-            f"service {name!r} uses volume {volume_name!r}, which is not declared under top-level volumes"
+            f"service {name!r} uses volume {volume_name!r}, which is not declared under top-level "
+            "volumes"
         )
 
 
@@ -473,7 +480,8 @@ def test_temporal_ui_is_on_8233_and_talks_to_temporal(services: dict, relance_en
     ui = services["temporal-ui"]
     published = {host for host, _ in port_mappings(ui)}
     assert "8233" in published, (
-        f"temporal-ui should be published on host port 8233 like in dev, it publishes {sorted(filter(None, published))}"
+        "temporal-ui should be published on host port 8233 like in dev, it publishes "
+        f"{sorted(filter(None, published))}"
     )
     ui_address = env_of(ui).get("TEMPORAL_ADDRESS")
     assert ui_address == relance_env.get("RELANCE_TEMPORAL_ADDRESS"), (
@@ -482,10 +490,11 @@ def test_temporal_ui_is_on_8233_and_talks_to_temporal(services: dict, relance_en
     )
 
 
-# How many numbers an exact release has: PostgreSQL counts MAJOR.MINOR, the others MAJOR.MINOR.PATCH.
+# How many numbers an exact release has: PostgreSQL counts MAJOR.MINOR, the others
+# MAJOR.MINOR.PATCH.
 RELEASE_PARTS = {"postgres": 2}
-# Images on a Debian or Alpine base name it in the tag: the same version on another base is another libc,
-# and a libc change under a database changes how text sorts (its indexes need a REINDEX).
+# Images on a Debian or Alpine base name it in the tag: the same version on another base is another
+# libc, and a libc change under a database changes how text sorts (its indexes need a REINDEX).
 TAG_NAMES_ITS_BASE = {"postgres", "python"}
 
 
@@ -502,7 +511,8 @@ def assert_pinned(image: str, where: str) -> None:
     )
     if family in TAG_NAMES_ITS_BASE:
         assert re.search(r"-(bookworm|trixie|alpine\d+\.\d+)$", tag), (
-            f"{where} uses {image!r}: name the OS release too (e.g. -bookworm), or a rebuild can switch it"
+            f"{where} uses {image!r}: name the OS release too (e.g. -bookworm), or a rebuild can "
+            "switch it"
         )
 
 
@@ -522,7 +532,8 @@ def test_the_dockerfile_pins_its_python_base() -> None:
         assert_pinned(base, "the Dockerfile's FROM")
         name, tag = image_parts(base)
         assert name == "python" and re.fullmatch(r"3\.11\.\d+-slim-bookworm", tag), (
-            f"the app image should build on python:3.11.<patch>-slim-bookworm (the Python the project "
+            "the app image should build on python:3.11.<patch>-slim-bookworm (the Python the "
+            "project "
             f"supports, on a named Debian release), got {base!r}"
         )
 
@@ -546,7 +557,8 @@ def test_temporal_images_match_the_dev_server(services: dict) -> None:
 def test_temporal_is_not_the_auto_setup_image(services: dict) -> None:
     for name, service in services.items():
         assert "auto-setup" not in str(service.get("image", "")), (
-            f"service {name!r} runs {service.get('image')!r}, Temporal's development convenience image; "
+            f"service {name!r} runs {service.get('image')!r}, Temporal's development convenience "
+            "image; "
             f"use temporalio/server with the schema set up by temporalio/admin-tools"
         )
 
@@ -589,7 +601,8 @@ def test_the_temporal_schema_is_set_up_before_the_server_starts(services: dict) 
         assert update == [
             ["update-schema", "-d", f"/etc/temporal/schema/postgresql/v12/{schema_name}/versioned"]
         ], (
-            f"temporal-schema must update {database!r} with the {schema_name} schema of its release, got {update}"
+            f"temporal-schema must update {database!r} with the {schema_name} schema of its "
+            f"release, got {update}"
         )
         assert (
             mine.index(["create"])
@@ -628,7 +641,8 @@ def test_the_namespace_and_search_attributes_are_registered(
     }
     needed = {key.name: cli_type[key.indexed_value_type] for key in search_attributes.ALL}
     assert registered == needed, (
-        f"temporal-namespace registers {registered}, the journeys use {needed} (relance/contracts/search_attributes.py)"
+        f"temporal-namespace registers {registered}, the journeys use {needed} "
+        "(relance/contracts/search_attributes.py)"
     )
     for name in ("api", "worker"):
         assert (
@@ -646,7 +660,8 @@ def test_every_long_running_service_has_a_healthcheck(services: dict) -> None:
             continue
         command = healthcheck_command(service)
         assert command and command[0] in ("CMD", "CMD-SHELL") and len(command) > 1, (
-            f"service {name!r} runs for good but has no healthcheck, so nothing can wait for it or see it fail"
+            f"service {name!r} runs for good but has no healthcheck, so nothing can wait for it or "
+            "see it fail"
         )
         assert not (service.get("healthcheck") or {}).get("disable"), (
             f"service {name!r} disables its healthcheck"
@@ -658,10 +673,12 @@ def test_the_api_and_worker_healthchecks_check_what_matters(
 ) -> None:
     api_check = " ".join(healthcheck_command(services["api"]))
     assert f"http://127.0.0.1:{relance_env['RELANCE_API_PORT']}/health" in api_check, (
-        f"the api healthcheck should ask its own /health (200 only while the database takes writes): {api_check}"
+        "the api healthcheck should ask its own /health (200 only while the database takes "
+        f"writes): {api_check}"
     )
     assert healthcheck_command(services["worker"])[1:] == ["python", "worker.py", "--check"], (
-        "the worker healthcheck should be `python worker.py --check` (this container's worker polls its task queue)"
+        "the worker healthcheck should be `python worker.py --check` (this container's worker "
+        "polls its task queue)"
     )
     assert "/healthz" in " ".join(healthcheck_command(services["temporal-ui"]))
     assert depends_condition(services["proxy"], "api") == "service_healthy"
@@ -675,11 +692,14 @@ def test_secrets_are_required_not_written_in_the_file(relance_env: dict) -> None
         assert value is not None, f"{variable} is missing from x-relance-env"
         match = required.match(value)
         assert match, (
-            f"{variable} must come from the environment as ${{{variable}:?...}} so compose refuses to "
-            f"start without it; the file sets it some other way (a secret must not be written in the file)"
+            f"{variable} must come from the environment as ${{{variable}:?...}} so compose refuses "
+            "to "
+            "start without it; the file sets it some other way (a secret must not be written in "
+            "the file)"
         )
         assert match.group("name") == variable, (
-            f"{variable} is taken from the environment variable {match.group('name')}, expected {variable}"
+            f"{variable} is taken from the environment variable {match.group('name')}, expected "
+            f"{variable}"
         )
 
 
@@ -736,7 +756,8 @@ def test_the_apps_settings_parse_and_sms_is_off_unless_configured(
     default = settings_from(REQUIRED_ENV)
     assert default.sms_provider_url == "", "no SMS provider is configured by default in compose"
     assert not default.welcome_relance_by_sms and not default.event_reminder_by_sms, (
-        "with no SMS provider configured, the journeys' SMS steps must be off (they would only log refusals)"
+        "with no SMS provider configured, the journeys' SMS steps must be off (they would only log "
+        "refusals)"
     )
     assert default.codec_cors_origins == ["http://localhost:8233"]
     assert default.temporal_address == "temporal:7233" and default.api_host == "0.0.0.0"

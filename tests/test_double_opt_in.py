@@ -1,4 +1,4 @@
-"""Double opt-in (issue 6, seed 000): a sign-up's email consent is "pending" until the lead
+"""Double opt-in: a sign-up's email consent is "pending" until the lead
 clicks the signed link of the confirmation email; the welcome journey sends that email and waits
 48 h for the click before any marketing email.
 
@@ -125,7 +125,8 @@ async def test_confirmed_within_48h_the_welcome_follows_and_the_ledger_holds_the
     await click_confirmation(settings, engine, handle, confirmation)
     result: WelcomeResult = await handle.result()
 
-    # Confirmed: the normal welcome, then (no open) the relance; nothing counted the confirmation's open.
+    # Confirmed: the normal welcome, then (no open) the relance; nothing counted the confirmation's
+    # open.
     assert result.outcome == "no_reaction" and not result.opened and result.relanced_by == "email"
     assert steps(result.messages) == ["confirm", "welcome", "relance_email"]
     assert result.messages[1].at - result.messages[0].at == pytest.approx(

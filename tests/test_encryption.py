@@ -1,6 +1,6 @@
-"""Temporal payloads are encrypted (relance/domain/encryption.py): what Temporal stores is unreadable
-without the key, the worker and the API read it, old keys still decrypt after a rotation, and
-the codec endpoint lets an operator (API key or UI session) decrypt."""
+"""Temporal payloads are encrypted (relance/domain/encryption.py): what Temporal stores is
+unreadable without the key, the worker and the API read it, old keys still decrypt after a rotation,
+and the codec endpoint lets an operator (API key or UI session) decrypt."""
 
 from __future__ import annotations
 
@@ -33,8 +33,9 @@ from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult
 
 def payloads_of(node, *, skip=("searchAttributes",)):
     """Every Payload in a history (JSON form), wherever it sits, but search attributes: they are
-    indexed by the server, so never encrypted (ids and step names only: Journey, LeadId, Step, Score),
-    and ``workflow.patched`` markers, which the SDK's core writes itself (a patch id and a flag)."""
+    indexed by the server, so never encrypted (ids and step names only: Journey, LeadId, Step,
+    Score), and ``workflow.patched`` markers, which the SDK's core writes itself (a patch id and a
+    flag)."""
     if isinstance(node, dict):
         if node.get("markerName") == "core_patch":
             return

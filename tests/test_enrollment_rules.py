@@ -1,4 +1,4 @@
-"""Enrollment rules (issue 7): exclusions checked at entry and before each send, at most N journeys
+"""Enrollment rules: exclusions checked at entry and before each send, at most N journeys
 at once per lead, re-enrollment and its cooldown."""
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ async def test_a_journey_that_allows_it_takes_the_lead_again_only_after_its_cool
         again.json()["detail"]
         == "nurturing journey started again (the lead went through it before)"
     )
-    # The second run's newsletter goes out: its send key is its own, not the first run's (sent already).
+    # The second run's newsletter goes out: its send key is its own, not the first run's (sent
+    # already).
     mails = await live.sink.wait_for_mail(to=lead["email"], count=2)
     assert [m.subject for m in mails] == ["Welcome to the Relance newsletter"] * 2
     await state_when(live, lead_id, lambda s: s["step"] == "waiting_for_case_study")
@@ -164,14 +165,14 @@ async def test_the_welcome_allows_no_re_enrollment(live: LiveStack):
     again = await live.http.post(f"/leads/{lead_id}/journeys/welcome")
     assert again.status_code == 409 and again.json()["status"] == "already_enrolled"
     assert (
-        "already went through the welcome journey (it ended: TERMINATED); it allows no re-enrollment"
-        in again.json()["detail"]
+        "already went through the welcome journey (it ended: TERMINATED); it allows no "
+        "re-enrollment" in again.json()["detail"]
     )
 
 
 # Exclusions checked again before each send ----------------------------------------------------
 def test_the_ledger_skips_a_send_the_journeys_exclusions_refuse(engine, make_lead):
-    """Seed 001: a buyer of a Stephen King book must not get the "discover Stephen King" email."""
+    """A buyer of a Stephen King book must not get the "discover Stephen King" email."""
     rules = Settings(
         _env_file=None,
         journey_rules={"scenario": JourneyRules(exclude=("purchased:stephen-king", "list:vip"))},

@@ -1,4 +1,4 @@
-"""Failure tests (issue 8): what happens to journeys and tracking hits when a part of the stack
+"""Failure tests: what happens to journeys and tracking hits when a part of the stack
 dies. Each test runs its own real Temporal dev server on a SQLite file, so it can stop and
 restart it (same port, same file) without disturbing the other tests.
 

@@ -1,4 +1,4 @@
-"""The frequency cap across journeys (issue 7): at most N marketing messages per lead and channel
+"""The frequency cap across journeys: at most N marketing messages per lead and channel
 over a rolling period, race-free when journeys send in the same second."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Goals and exits (issue 7): reaching a goal, from the API or from another journey, ends every
+"""Goals and exits: reaching a goal, from the API or from another journey, ends every
 running journey of the lead that declares it, wherever it is; the others go on."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Loops between journeys (issue 7, seed 004 "redirection vers un autre scénario"): the
+"""Loops between journeys (a scenario redirecting the lead into another scenario): the
 newsletter <-> white paper loop is refused at worker start when nothing guards it, and at run
 time by the enrollment chain."""
 
@@ -101,7 +101,8 @@ async def test_at_run_time_the_white_paper_does_not_send_the_lead_back_to_the_ne
         sent = session.exec(
             select(Message.journey, Message.step).where(Message.lead_id == lead.id)
         ).all()
-    # Once each, no loop (a run keys its send with its start time: "newsletter@2026-11-23T10:00:00").
+    # Once each, no loop (a run keys its send with its start time:
+    # "newsletter@2026-11-23T10:00:00").
     assert sorted((journey, step.partition("@")[0]) for journey, step in sent) == [
         ("scenario", "newsletter"),
         ("scenario", "white_paper"),

@@ -1,4 +1,5 @@
-"""What a lead's activity sets in motion (relance/services/lead_activity.py), on the migrated test database."""
+"""What a lead's activity sets in motion (relance/services/lead_activity.py), on the migrated test
+database."""
 
 from __future__ import annotations
 

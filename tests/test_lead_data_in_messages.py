@@ -193,7 +193,8 @@ async def test_an_idn_domain_is_sent_in_its_ascii_form(
 
 @pytest.fixture
 async def plain_server(client, settings, engine) -> AsyncIterator[tuple[Settings, DevSink]]:
-    """Its own SMTP server that does not offer SMTPUTF8 (and can refuse recipients), and a worker for it."""
+    """Its own SMTP server that does not offer SMTPUTF8 (and can refuse recipients), and a worker
+    for it."""
     async with DevSink(smtp_port=0, http_port=0, smtputf8=False) as own_sink:
         own = settings.model_copy(
             update={
@@ -266,7 +267,7 @@ async def test_an_sms_the_provider_refuses_is_failed_and_the_journey_relances_by
 # A mail setting that is wrong is not the message's fault ---------------------------------------
 
 
-async def test_a_login_the_mail_server_refuses_is_retried_and_the_email_goes_out_once_the_settings_are_fixed(
+async def test_a_login_the_mail_server_refuses_is_retried_and_the_email_goes_out_once_the_settings_are_fixed(  # noqa: E501
     dev_server_env, settings, engine, sink, make_lead
 ):
     """A wrong SMTP login (here: a username set for a server that offers no AUTH) must not fail

@@ -107,16 +107,16 @@ async def test_csv_import_creates_updates_and_reports_bad_rows(live: LiveStack):
         "\n".join(
             [
                 "email,first_name,phone,country,consent,source_url,consented_at,wording_version,ip",
-                f"{fresh},Ana,,FR,email,https://example.com/fair,2026-03-01T10:00:00Z,v3,203.0.113.5",  # 2 created
-                f"  {existing.upper().replace('EXAMPLE.COM', 'Example.COM')}  ,New,,,,,,,",  # 3 updated (dedup)
-                f"{sms_too},Bo,+33612345678,FR,email;sms,https://example.com/fair,2026-03-01 10:00,v3,",  # 4 created
+                f"{fresh},Ana,,FR,email,https://example.com/fair,2026-03-01T10:00:00Z,v3,203.0.113.5",  # 2 created  # noqa: E501
+                f"  {existing.upper().replace('EXAMPLE.COM', 'Example.COM')}  ,New,,,,,,,",  # 3 updated (dedup)  # noqa: E501
+                f"{sms_too},Bo,+33612345678,FR,email;sms,https://example.com/fair,2026-03-01 10:00,v3,",  # 4 created  # noqa: E501
                 "not-an-email,X,,,,,,,",  # 5 bad email
                 f"{unique_id('nc')}@example.com,Y,,,email,,,,",  # 6 no evidence
                 f"{unique_id('ph')}@example.com,Z,12,,,,,,",  # 7 bad phone
-                f"{unique_id('fu')}@example.com,Z,,,email,https://example.com/f,2999-01-01T00:00:00Z,v3,",  # 8 future
+                f"{unique_id('fu')}@example.com,Z,,,email,https://example.com/f,2999-01-01T00:00:00Z,v3,",  # 8 future  # noqa: E501
                 f"{erased},Back,,,email,https://example.com/f,2026-03-01T10:00:00Z,v3,",  # 9 erased
                 f"{unique_id('co')}@example.com,Z,,Narnia,,,,,",  # 10 bad country
-                f"{unique_id('ch')}@example.com,Z,,,pigeon,https://example.com/f,2026-03-01T10:00:00Z,v3,",  # 11 bad channel
+                f"{unique_id('ch')}@example.com,Z,,,pigeon,https://example.com/f,2026-03-01T10:00:00Z,v3,",  # 11 bad channel  # noqa: E501
             ]
         )
         + "\n"

@@ -187,8 +187,8 @@ async def test_an_endpoint_that_never_answers_ends_failed_after_the_max_attempts
 
 
 async def test_end_to_end_a_form_a_pricing_visit_and_a_purchase_make_one_crossing(live, crm):
-    """Over HTTP with the real worker: 15 (form) + 5 (fit FR) + 10 (pricing) + 25 (purchase, scored by
-    the purchase journey) = 55 crosses 50 once; the notifier tells the CRM once."""
+    """Over HTTP with the real worker: 15 (form) + 5 (fit FR) + 10 (pricing) + 25 (purchase, scored
+    by the purchase journey) = 55 crosses 50 once; the notifier tells the CRM once."""
     from tests.test_api_cart_e2e import purchase_event
 
     crm.failures = 1

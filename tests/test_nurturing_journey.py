@@ -1,4 +1,4 @@
-"""The lead-nurturing journey (seed 003) on the time-skipping server, with the real activities,
+"""The lead-nurturing journey on the time-skipping server, with the real activities,
 database and mail sink: the sequence, the gate and its feedback loop, sales hand-off tasks."""
 
 from __future__ import annotations

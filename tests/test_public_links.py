@@ -141,7 +141,8 @@ async def test_opening_the_confirmation_link_confirms_nothing_pressing_its_butto
         page = await live.public.get(url, headers={"user-agent": "Mimecast link scanner"})
         assert page.status_code == 200 and "Yes, subscribe me" in page.text
         assert "location" not in page.headers
-    # The GET stored nothing (a confirmation would have been committed before the page was answered).
+    # The GET stored nothing (a confirmation would have been committed before the page was
+    # answered).
     assert await email_consent(live, lead_id) == "pending"
     assert hits_on(live, message_of(live, lead_id, "confirm-")) == []
 

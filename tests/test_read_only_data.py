@@ -104,8 +104,10 @@ async def test_a_read_only_data_folder_is_reported_answered_503_and_recovered_fr
             *prefix,
             sys.executable,
             "-c",
-            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA journal_mode=WAL');"
-            "c.execute('SELECT count(*) FROM leads').fetchall(); print('open', flush=True); sys.stdin.read()",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA "
+            "journal_mode=WAL');"
+            "c.execute('SELECT count(*) FROM leads').fetchall(); print('open', flush=True); "
+            "sys.stdin.read()",
             str(database),
         ],
         stdin=subprocess.PIPE,

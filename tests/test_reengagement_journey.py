@@ -1,4 +1,5 @@
-"""The re-engagement journey on the time-skipping server, with the real activities, database and mail sink."""
+"""The re-engagement journey on the time-skipping server, with the real activities, database and
+mail sink."""
 
 from __future__ import annotations
 

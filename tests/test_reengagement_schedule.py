@@ -10,7 +10,8 @@ from relance.services.schedules import REENGAGEMENT_SCHEDULE_ID, ensure_reengage
 
 
 async def listed(client, schedule_id: str) -> int:
-    """How many schedules with this id the list shows (the list is eventually consistent: wait for one)."""
+    """How many schedules with this id the list shows (the list is eventually consistent: wait for
+    one)."""
     for _ in range(100):
         count = [s.id async for s in await client.list_schedules()].count(schedule_id)
         if count:

@@ -182,8 +182,8 @@ async def test_the_sweep_starts_journeys_only_for_inactive_consenting_not_enroll
         id=f"reengage-{running}",
         task_queue=JOURNEY_QUEUE,
     )
-    # Came back after an earlier re-engagement (ended 80 days ago), then went quiet again: eligible again;
-    # but not a lead whose earlier run ended within the re-enrollment cooldown (30 days).
+    # Came back after an earlier re-engagement (ended 80 days ago), then went quiet again: eligible
+    # again; but not a lead whose earlier run ended within the re-enrollment cooldown (30 days).
     again = seed(
         scratch_engine, count=1, last_activity_days_ago=70, status="re_engaged", status_days_ago=80
     )
@@ -227,7 +227,8 @@ async def test_a_one_shot_campaign_can_use_another_inactivity(server, settings, 
 
 
 async def largest_history(client: Client, workflow_id: str, first_run_id: str) -> tuple[int, int]:
-    """Follow the continue-as-new chain from the first run: (runs, events in the largest history)."""
+    """Follow the continue-as-new chain from the first run: (runs, events in the largest
+    history)."""
     run_id, runs, largest = first_run_id, 0, 0
     while run_id:
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()

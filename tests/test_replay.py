@@ -183,7 +183,8 @@ async def test_a_journey_changed_without_a_patch_fails_its_replay():
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 def test_histories_hold_no_email_address_or_phone_number(path: Path):
-    """Workflow inputs, activity results and signals carry ids only: nothing readable about the lead."""
+    """Workflow inputs, activity results and signals carry ids only: nothing readable about the
+    lead."""
     import base64
     import json
     import re

@@ -36,17 +36,20 @@ def test_the_shipped_rules_give_the_issue_numbers(settings):
     [
         ("events: {email_clicked: 3}", "events: give points (0 is fine) for email_opened"),
         (
-            "events: {email_opened: 1, email_clicked: 3, form_submitted: 15, purchase: 25, reengaged: 10, page_view: 0}\n"
+            "events: {email_opened: 1, email_clicked: 3, form_submitted: 15, purchase: 25, "
+            "reengaged: 10, page_view: 0}\n"
             "pages: [{name: pricing, url_pattern: '/pricing(', points: 10}]",
             "pages.0.url_pattern",
         ),
         (
-            "events: {email_opened: 1, email_clicked: 3, form_submitted: 15, purchase: 25, reengaged: 10, page_view: 0}\n"
+            "events: {email_opened: 1, email_clicked: 3, form_submitted: 15, purchase: 25, "
+            "reengaged: 10, page_view: 0}\n"
             "fit: [{name: fr, field: salary, in: [FR], points: 5}]",
             "fit.0.field",
         ),
         (
-            "events: {email_opened: one, email_clicked: 3, form_submitted: 15, purchase: 25, reengaged: 10, page_view: 0}",
+            "events: {email_opened: one, email_clicked: 3, form_submitted: 15, purchase: 25, "
+            "reengaged: 10, page_view: 0}",
             "events.email_opened",
         ),
         ("events: [1, 2", "not valid YAML"),

@@ -1,4 +1,4 @@
-"""Security (issue 8): forged links do nothing, the API key guards everything but the public
+"""Security: forged links do nothing, the API key guards everything but the public
 endpoints, lead ids cannot be guessed."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from tests.conftest import LiveStack
 from tests.test_api_welcome_e2e import enroll, journey_when, links, new_email, sign_up_body
 from tests.waiting import settled_hits, signals_received
 
-# What a mail client, a browser or a load balancer reaches without a key. Everything else needs X-API-Key.
+# What a mail client, a browser or a load balancer reaches without a key. Everything else needs
+# X-API-Key.
 PUBLIC_PREFIXES = ("/t/", "/u/", "/confirm/", "/health", "/docs", "/redoc", "/openapi.json")
 
 

@@ -1,4 +1,5 @@
-"""Segments (hot / warm / cold) and lifecycle stages, shown on the lead and filterable, paginated."""
+"""Segments (hot / warm / cold) and lifecycle stages, shown on the lead and filterable,
+paginated."""
 
 from __future__ import annotations
 

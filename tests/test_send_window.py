@@ -1,4 +1,4 @@
-"""Send windows, computed in the lead's own time zone (issue 7): the pure computation across
+"""Send windows, computed in the lead's own time zone: the pure computation across
 weekends, holidays and DST changes, then a real journey waiting for the window to open."""
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def test_after_hours_waits_for_the_next_morning_and_friday_evening_for_monday():
 
 
 def test_the_window_is_the_leads_zone_not_utc():
-    # 14:00 UTC on a Tuesday: afternoon in Paris (open), 06:00 in Los Angeles (closed until 09:00 there).
+    # 14:00 UTC on a Tuesday: afternoon in Paris (open), 06:00 in Los Angeles (closed until 09:00
+    # there).
     now = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
     assert next_open(now, "Europe/Paris", OFFICE) == now
     assert next_open(now, "America/Los_Angeles", OFFICE) == datetime(
@@ -123,7 +124,8 @@ def next_saturday_23h_paris(after: datetime, *, min_date: datetime | None = None
 
 
 async def welcome_sent_at(env, settings, engine, make_lead, due: datetime) -> datetime:
-    """Move the server's clock to ``due``, sign a Paris lead up, return when the welcome went out."""
+    """Move the server's clock to ``due``, sign a Paris lead up, return when the welcome went
+    out."""
     from relance.domain.db import session_scope
     from relance.domain.models import Lead
     from worker import build_worker

@@ -28,9 +28,12 @@ class Recorder:
         self.selected.extend(item.nodeid for item in session.items)
 
 recorder = Recorder()
-code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *sys.argv[1:]], plugins=[recorder])
-print("RESULT " + json.dumps({"code": int(code), "selected": recorder.selected, "deselected": recorder.deselected,
-                              "loaded": sorted(m for m in ("hypothesis", "schemathesis") if m in sys.modules)}))
+code = pytest.main(
+    ["--collect-only", "-q", "-p", "no:cacheprovider", *sys.argv[1:]], plugins=[recorder]
+)
+loaded = sorted(m for m in ("hypothesis", "schemathesis") if m in sys.modules)
+print("RESULT " + json.dumps({"code": int(code), "selected": recorder.selected,
+                              "deselected": recorder.deselected, "loaded": loaded}))
 """
 
 

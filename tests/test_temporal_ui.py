@@ -142,7 +142,7 @@ def test_the_dev_server_is_told_the_codec_on_the_ui_origin_and_the_front_sits_on
     assert front[front.index("--api") + 1] == f"http://127.0.0.1:{dev_settings.api_port}"
 
 
-async def test_through_the_ui_port_the_codec_decrypts_for_a_logged_in_browser_and_the_ui_answers_the_rest(
+async def test_through_the_ui_port_the_codec_decrypts_for_a_logged_in_browser_and_the_ui_answers_the_rest(  # noqa: E501
     stack: DevStack,
 ):
     """What the browser does on the UI's own origin, without a browser: the page, then a decode
@@ -234,7 +234,8 @@ async def test_after_logging_in_once_the_ui_shows_the_journey_decrypted_and_its_
     signed_up = await stack.http.post("/leads", json=body)
     assert signed_up.status_code == 201, signed_up.text
     lead_id = signed_up.json()["lead"]["id"]
-    page = f"{stack.ui}/namespaces/default/workflows/{signed_up.json()['enrollments'][0]['workflow_id']}"
+    workflow_id = signed_up.json()["enrollments"][0]["workflow_id"]
+    page = f"{stack.ui}/namespaces/default/workflows/{workflow_id}"
 
     # Before: the UI cannot decrypt (no session), and says so.
     before = await asyncio.to_thread(_page_text, browser, page, CODEC_ERROR)

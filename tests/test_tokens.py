@@ -48,7 +48,8 @@ def test_only_the_spelling_that_was_signed_is_accepted(kind: str):
 
 
 def test_compressed_tokens_keep_their_leading_dot():
-    """A long click URL is compressed (the token starts with "."); that spelling is the signed one."""
+    """A long click URL is compressed (the token starts with "."); that spelling is the signed
+    one."""
     signer = TokenSigner("test-secret", max_age_seconds=3600)
     token = signer.sign(token_of("click"))
     assert token.startswith(".")

@@ -269,7 +269,8 @@ async def test_a_journey_gets_at_most_its_budget_of_tracking_signals(
     assert await signals(stack.temporal, f"welcome-{lead_id}") == ["opened"] * 3
     said = [r.getMessage() for r in caplog.records if "open and click signals" in r.getMessage()]
     assert said == [
-        f"outbox: journey welcome-{lead_id} has had its 3 open and click signals; its further opens and "
+        f"outbox: journey welcome-{lead_id} has had its 3 open and click signals; its further "
+        "opens and "
         "clicks are kept for reporting, not signalled (RELANCE_TRACKING_SIGNALS_PER_JOURNEY)"
     ]
 

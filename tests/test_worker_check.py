@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 async def wait_until_healthy(
     env: WorkflowEnvironment, settings: Settings, deadline_s: float = 20.0
 ) -> str:
-    """Poll the check until it passes or the deadline; returns the last problem ("" once healthy)."""
+    """Poll the check until it passes or the deadline; returns the last problem ("" once
+    healthy)."""
     deadline = time.monotonic() + deadline_s
     problem = "not checked"
     while time.monotonic() < deadline:
@@ -43,7 +44,8 @@ async def wait_until_healthy(
 def run_check(
     env: WorkflowEnvironment, task_queue: str, cwd: Path
 ) -> subprocess.CompletedProcess[str]:
-    """``python worker.py --check`` as the container runs it: configured by RELANCE_* variables only."""
+    """``python worker.py --check`` as the container runs it: configured by RELANCE_* variables
+    only."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RELANCE_")}
     environment.update(
         {
@@ -74,7 +76,8 @@ async def test_a_polling_worker_is_healthy_and_a_queue_nobody_polls_is_not(
 
     async with build_worker(dev_server_env.client, queue_settings, engine):
         assert await wait_until_healthy(dev_server_env, queue_settings) == ""
-        # Another machine's worker does not make this one healthy: in compose each replica checks itself.
+        # Another machine's worker does not make this one healthy: in compose each replica checks
+        # itself.
         elsewhere = await polling_problem(
             dev_server_env.client, queue_settings, host="another-container"
         )

@@ -67,7 +67,8 @@ def _authorised(request: Request, settings: Settings) -> bool:
         return True
     cookie = request.cookies.get(COOKIE)
     if cookie and settings.secret_key and settings.api_key:
-        try:  # the session names the key it was opened with: changing the API key ends every session
+        # the session names the key it was opened with: changing the API key ends every session
+        try:
             return _sessions(settings).loads(cookie, max_age=SESSION_SECONDS) == key_fingerprint(
                 settings.api_key
             )
@@ -102,7 +103,8 @@ async def _apply(request: Request, settings: Settings, op: str) -> Response:
             settings,
             JSONResponse(
                 {
-                    "detail": "the codec needs the API key (X-API-Key or Authorization: Bearer) or a session from /codec/login"
+                    "detail": "the codec needs the API key (X-API-Key or Authorization: Bearer) or "
+                    "a session from /codec/login"
                 },
                 status_code=status.HTTP_401_UNAUTHORIZED,
             ),
@@ -140,7 +142,8 @@ RESPONSES = {
         "description": 'Not {"payloads": [...]} in proto3 JSON, or payloads that cannot be decoded'
     },
     401: {
-        "description": "No API key (X-API-Key or Authorization: Bearer) and no session from /codec/login"
+        "description": "No API key (X-API-Key or Authorization: Bearer) and no session from "
+        "/codec/login"
     },
 }
 
@@ -168,13 +171,18 @@ def preflight(request: Request, settings: SettingsDep) -> Response:
 def _login_page(message: str = "", code: int = 200) -> HTMLResponse:
     return HTMLResponse(
         "<!doctype html><html><head><meta charset='utf-8'><title>Relance codec</title></head>"
-        "<body style='font-family:Helvetica,Arial,sans-serif;max-width:480px;margin:64px auto;color:#222'>"
+        "<body style='font-family:Helvetica,Arial,sans-serif;max-width:480px;margin:64px "
+        "auto;color:#222'>"
         "<h1 style='font-size:20px'>Let this browser's Temporal UI decrypt payloads</h1>"
         f"<p>{escape(message)}</p>"
-        "<form method='post' action='/codec/login'><label>API key <input type='password' name='api_key' "
-        "autocomplete='off' required></label> <button type='submit'>Open a session (8 h)</button></form>"
-        "<p>Then open (or reload) the Temporal UI in this browser: it shows the journeys decrypted. With "
-        "<code>make run</code> that is all; a UI served from another origin than this page also needs its codec "
+        "<form method='post' action='/codec/login'><label>API key <input type='password' "
+        "name='api_key' "
+        "autocomplete='off' required></label> <button type='submit'>Open a session (8 "
+        "h)</button></form>"
+        "<p>Then open (or reload) the Temporal UI in this browser: it shows the journeys "
+        "decrypted. With "
+        "<code>make run</code> that is all; a UI served from another origin than this page also "
+        "needs its codec "
         "setting <em>Include cross-origin credentials</em> (docker-compose.yml turns it on).</p>"
         "</body></html>",
         status_code=code,

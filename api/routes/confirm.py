@@ -9,10 +9,10 @@ Both act only on a valid signed ``confirm`` token (its own kind: a click or unsu
 refused, and it expires after ``RELANCE_DOUBLE_OPT_IN_HOURS`` plus an hour). The POST turns the
 lead's pending email consent into a grant, with the IP and user agent of the browser that
 pressed the button as proof, and the welcome journey waiting for it is told through the durable
-outbox (relance/services/outbox.py), like a tracking hit: the page never waits for Temporal, and Temporal
-being down loses nothing. Pressed twice, it grants once and signals once. A forged, tampered or
-expired token, or a lead erased since, gets a 404 page and changes nothing. Every answer is a
-page on this site: no redirect.
+outbox (relance/services/outbox.py), like a tracking hit: the page never waits for Temporal, and
+Temporal being down loses nothing. Pressed twice, it grants once and signals once. A forged,
+tampered or expired token, or a lead erased since, gets a 404 page and changes nothing. Every answer
+is a page on this site: no redirect.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ INVALID = (
 
 
 def email_consent_state(*, session: Session, lead_id: str) -> str:
-    """The lead's email consent now: pending | granted | withdrawn | none, or "" for no such lead."""
+    """The lead's email consent now: pending | granted | withdrawn | none, or "" for no such
+    lead."""
     if session.get(Lead, lead_id) is None:
         return ""
     row = latest_consent(session, lead_id, "email")
@@ -57,7 +58,8 @@ RESPONSES = {
 async def _settled(
     token: str, signer: TokenSigner, db: Database, settings: Settings
 ) -> tuple[TrackingToken | None, HTMLResponse | None]:
-    """The valid token, and the page to answer instead of confirming (None: the consent is pending)."""
+    """The valid token, and the page to answer instead of confirming (None: the consent is
+    pending)."""
     valid = signer.verify("confirm", token)
     if valid is None:
         return None, _page(*INVALID, code=status.HTTP_404_NOT_FOUND)
@@ -84,14 +86,16 @@ async def _settled(
 async def confirmation_page(
     token: str, signer: SignerDep, db: DatabaseDep, settings: SettingsDep
 ) -> HTMLResponse:
-    """The page with the button that confirms; opening it (a person or a link scanner) changes nothing."""
+    """The page with the button that confirms; opening it (a person or a link scanner) changes
+    nothing."""
     _, settled = await _settled(token, signer, db, settings)
     if settled is not None:
         return settled
     brand = escape(settings.brand_name)
     return _page(
         f"Confirm your subscription to {settings.brand_name}",
-        f"<p>Press the button to confirm that this is your address and that you want {brand} emails. "
+        f"<p>Press the button to confirm that this is your address and that you want {brand} "
+        "emails. "
         "Did not sign up? Close this page: without your confirmation you will not hear from us.</p>"
         f"<form method='post' action='/confirm/{escape(token)}'>"
         "<button type='submit' style='padding:10px 16px'>Yes, subscribe me</button></form>",
@@ -125,6 +129,7 @@ async def confirm_subscription(
     await hits.record(Hit(valid, EMAIL_CONFIRMED, request.headers.get("user-agent"), ip))
     return _page(
         "Thank you, your subscription is confirmed",
-        f"<p>You will receive the {escape(settings.brand_name)} emails you asked for. You can unsubscribe "
+        f"<p>You will receive the {escape(settings.brand_name)} emails you asked for. You can "
+        "unsubscribe "
         "at any time, in one click, from any of them.</p>",
     )

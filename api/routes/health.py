@@ -1,8 +1,8 @@
 """Health: is the API up, does its database accept writes (not only reads), can it reach Temporal.
 
-The database check is a write that changes nothing (``relance.domain.db.accepts_writes``): a database
-that answers reads but refuses writes (its data folder read-only) is not healthy, and a load
-balancer or ``make run`` must see it. 200 when the database takes writes, 503 otherwise, with
+The database check is a write that changes nothing (``relance.domain.db.accepts_writes``): a
+database that answers reads but refuses writes (its data folder read-only) is not healthy, and a
+load balancer or ``make run`` must see it. 200 when the database takes writes, 503 otherwise, with
 the reason in ``database``. Temporal being unreachable is reported, not a failure: hits and
 sign-ups are stored and reach the journeys once it is back.
 """

@@ -80,7 +80,9 @@ async def create_or_update_lead(
     )
     if not created:
         response.status_code = status.HTTP_200_OK
-        try:  # a known lead filling a form is active: a re-engagement journey ends, a premium offer may be due
+        # a known lead filling a form is active: a re-engagement journey ends, a premium offer may
+        # be due
+        try:
             await act_on(
                 temporal,
                 settings,
@@ -238,8 +240,9 @@ async def erase(
     ),
 ) -> ErasurePublic:
     """Right to be forgotten: deletes every journey of the lead from Temporal (a running one is
-    terminated by it, at once), then deletes every row about the lead. Kept: the address's keyed hash on the
-    suppression list (it is never signed up or contacted again) and the audit log entries."""
+    terminated by it, at once), then deletes every row about the lead. Kept: the address's keyed
+    hash on the suppression list (it is never signed up or contacted again) and the audit log
+    entries."""
     privacy.check_id(lead_id)
     known = await db.run(privacy.workflow_ids_of, lead_id=lead_id)
     try:

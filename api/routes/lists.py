@@ -61,7 +61,8 @@ def read_list_members(name: str, session: SessionDep) -> list[ListMemberPublic]:
     ]
 
 
-@retry_on_conflict  # the same lead added by two requests at once: the second finds it there ("already")
+# the same lead added by two requests at once: the second finds it there ("already")
+@retry_on_conflict
 def add_members(*, session: Session, name: str, body: ListMembersAdd) -> ListMembersAdded:
     lead_ids = list(dict.fromkeys(body.lead_ids))
     known = set(session.exec(select(Lead.id).where(col(Lead.id).in_(lead_ids))).all())

@@ -5,9 +5,9 @@ The event is stored first (carts, orders, activities), then passed to the journe
 update starts or feeds the lead's abandoned-cart journey (signal-with-start), a purchase ends it
 and starts the order's follow-up (and ends a nurturing journey: goal reached). A download
 (``asset_downloaded``) or a demo booking (``demo_booked``) goes to the lead's running nurturing
-journey, if any. A purchase and a demo booking are goals (relance/contracts/catalogue.py): every running
-journey of the lead that declares the goal ends as converted (``converted`` in the answer lists
-them). A shop that retries an event changes nothing the second time.
+journey, if any. A purchase and a demo booking are goals (relance/contracts/catalogue.py): every
+running journey of the lead that declares the goal ends as converted (``converted`` in the answer
+lists them). A shop that retries an event changes nothing the second time.
 Every event is the lead's activity: it stamps ``last_activity_at``, tells a running
 re-engagement journey the lead came back, and may make the premium offer due
 (relance/services/lead_activity.py).

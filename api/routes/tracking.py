@@ -2,7 +2,8 @@
 
 No API key: they act only on a valid signed token. They never wait for Temporal: the hit is
 committed to the outbox (in a group commit with its neighbours) and signalled to the journey
-in the background (relance.services.outbox). A forged, tampered or expired token signals nothing: the
+in the background (relance.services.outbox). A forged, tampered or expired token signals nothing:
+the
 pixel is still served (mail clients get no error page), the click answers 404 and redirects
 nowhere. If the database fails, the lead still gets the GIF or the redirect; the error is logged.
 

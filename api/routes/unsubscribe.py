@@ -27,7 +27,8 @@ def _page(title: str, body: str, code: int = status.HTTP_200_OK) -> HTMLResponse
     return HTMLResponse(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
         "<meta name='viewport' content='width=device-width'></head>"
-        "<body style='font-family:Helvetica,Arial,sans-serif;max-width:480px;margin:64px auto;color:#222'>"
+        "<body style='font-family:Helvetica,Arial,sans-serif;max-width:480px;margin:64px "
+        "auto;color:#222'>"
         f"<h1 style='font-size:20px'>{escape(title)}</h1>{body}</body></html>",
         status_code=code,
         headers={"Cache-Control": "no-store"},
@@ -83,9 +84,11 @@ async def unsubscribe(
     if valid is None:
         return _page(*INVALID, code=status.HTTP_404_NOT_FOUND)
     ip = request.client.host if request.client else None
-    # Unlike a pixel, a withdrawal that was not stored must not be confirmed: errors propagate (500).
+    # Unlike a pixel, a withdrawal that was not stored must not be confirmed: errors propagate
+    # (500).
     await hits.record(Hit(valid, UNSUBSCRIBED, request.headers.get("user-agent"), ip))
     return _page(
         "You are unsubscribed",
-        f"<p>You will not receive marketing emails from {escape(settings.brand_name)} any more.</p>",
+        f"<p>You will not receive marketing emails from {escape(settings.brand_name)} any "
+        "more.</p>",
     )

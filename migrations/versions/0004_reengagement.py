@@ -1,4 +1,5 @@
-"""re-engagement status and premium offer on leads, consent reason, lead_activities (the re-engagement journey)
+"""re-engagement status and premium offer on leads, consent reason, lead_activities (the
+re-engagement journey)
 
 Revision ID: 0004
 Revises: 0003

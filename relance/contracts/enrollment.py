@@ -32,7 +32,8 @@ class EnrollmentCheck:
 
 # The activities, as journeys call them (``workflow.execute_activity(check_enrollment, ...)``):
 # only the name and the types count here; the worker runs the implementation registered under
-# the same name (activities/enrollment.py EnrollmentActivities). tests/test_layers.py checks both agree.
+# the same name (activities/enrollment.py EnrollmentActivities). tests/test_layers.py checks both
+# agree.
 
 
 @activity.defn(name="check_enrollment")

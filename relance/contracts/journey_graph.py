@@ -1,5 +1,5 @@
-"""Loops between journeys (seed 004, "redirection vers un autre scénario"): which journey may
-enroll a lead into which, checked twice.
+"""Loops between journeys (a scenario that redirects the lead into another scenario): which
+journey may enroll a lead into which, checked twice.
 
 - At worker start, the declared graph ("A may enroll into B") is searched for cycles. A cycle in
   which no link carries a guard that holds would trap a lead for ever: the worker refuses to start
@@ -136,5 +136,8 @@ def chain_refusal(chain: list[str], target: str, max_depth: int = DEFAULT_MAX_DE
     if target in chain:
         return f"enrolling into {target} would loop: {' -> '.join([*chain, target])}"
     if len(chain) >= max_depth:
-        return f"enrolling into {target} would exceed the depth of {max_depth}: {' -> '.join([*chain, target])}"
+        return (
+            f"enrolling into {target} would exceed the depth of {max_depth}: "
+            f"{' -> '.join([*chain, target])}"
+        )
     return ""

@@ -20,9 +20,9 @@ class ListChangeResult:
     changed: bool  # False: already on the list (add) or not on it (remove)
 
 
-# The activities, as journeys call them (``workflow.execute_activity(change_list_membership, ...)``):
-# only the name and the types count here; the worker runs the implementation registered under
-# the same name (activities/lists.py ListActivities). tests/test_layers.py checks both agree.
+# The activities, as journeys call them (``workflow.execute_activity(change_list_membership,
+# ...)``): only the name and the types count here; the worker runs the implementation registered
+# under the same name (activities/lists.py ListActivities). tests/test_layers.py checks both agree.
 
 
 @activity.defn(name="change_list_membership")

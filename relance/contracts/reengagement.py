@@ -26,7 +26,8 @@ class PageResult:
 @dataclass
 class OutcomeRecord:
     lead_id: str
-    status: str  # in_journey | not_sent | re_engaged | unsubscribed | consent_withdrawn | sunset_suppressed
+    # in_journey | not_sent | re_engaged | unsubscribed | consent_withdrawn | sunset_suppressed
+    status: str
 
 
 @dataclass
@@ -69,7 +70,8 @@ class SweepInput:
 
 # The activities, as journeys call them (``workflow.execute_activity(enroll_inactive_page, ...)``):
 # only the name and the types count here; the worker runs the implementation registered under
-# the same name (activities/reengagement.py ReEngagementActivities). tests/test_layers.py checks both agree.
+# the same name (activities/reengagement.py ReEngagementActivities). tests/test_layers.py checks
+# both agree.
 
 
 @activity.defn(name="enroll_inactive_page")

@@ -1,7 +1,8 @@
 """One message to one lead: what a journey asks the send ledger for, and what it answers.
 
 Ids only: the activity loads the lead itself; every send goes through the send ledger
-(activities/sending.py): consent, suppression, exclusions, cap, window, once.
+(activities/sending.py): consent, suppression, exclusions, cap, once. A marketing send has waited
+for the send window in the journey before it asks (workflows/steps.py ``send_marketing``).
 """
 
 from __future__ import annotations

@@ -83,7 +83,8 @@ class ReceivedMail:
 
     @property
     def sender(self) -> str:
-        """The From header as a reader sees it (``Relance <hello@...>``), else the envelope sender."""
+        """The From header as a reader sees it (``Relance <hello@...>``), else the envelope
+        sender."""
         return str(self.message["From"] or self.mail_from)
 
     @property
@@ -371,7 +372,8 @@ class DevSink:
         self._arrived = asyncio.Event()
         if self.folder is not None:
             self._open_store(self.folder)
-        # Bind here first: Controller cannot use port 0, and only reports a busy port after ready_timeout.
+        # Bind here first: Controller cannot use port 0, and only reports a busy port after
+        # ready_timeout.
         with contextlib.closing(listening_socket(self.host, self.smtp_port)) as probe:
             self.smtp_port = probe.getsockname()[1]
         controller = Controller(
@@ -580,10 +582,13 @@ class DevSink:
         app = FastAPI(
             title="Relance dev outbox",
             description=(
-                "What `make run` sends, kept instead of delivered: mail over SMTP (port `smtp_port`), "
-                "SMS through `POST /sms` (the SMS provider API Relance speaks). Lists are newest first; "
+                "What `make run` sends, kept instead of delivered: mail over SMTP (port "
+                "`smtp_port`), "
+                "SMS through `POST /sms` (the SMS provider API Relance speaks). Lists are newest "
+                "first; "
                 "text and HTML parts are decoded. A script waiting for a mail asks "
-                "`GET /api/mails?to=ada@example.com&wait=30`: the answer comes as soon as one matches."
+                "`GET /api/mails?to=ada@example.com&wait=30`: the answer comes as soon as one "
+                "matches."
             ),
             docs_url=None,
             redoc_url=None,
@@ -652,7 +657,8 @@ class DevSink:
                     ge=0,
                     le=MAX_WAIT_SECONDS,
                     description=(
-                        "When nothing matches yet, wait up to this many seconds for a matching mail to "
+                        "When nothing matches yet, wait up to this many seconds for a matching "
+                        "mail to "
                         "arrive, then answer (an empty list if none came)."
                     ),
                 ),
@@ -677,7 +683,8 @@ class DevSink:
             responses=not_found,
         )
         async def mail_as_json(mail_id: int) -> MailDetail:
-            """One mail with every header and its text and HTML parts decoded, and the links in it."""
+            """One mail with every header and its text and HTML parts decoded, and the links in
+            it."""
             return _detail(self._mail_or_404(mail_id))
 
         @app.get(

@@ -268,9 +268,15 @@ def send_window_line(s: Settings, now_utc: datetime, zone: str = "Europe/Paris")
     (the example lead's): at 21:00 a welcome email waits for the morning, and says so here."""
     window = s.send_window()
     if window is None:
-        return "send window off: marketing messages go out at any hour (RELANCE_SEND_WINDOW_ENABLED=false)"
+        return (
+            "send window off: marketing messages go out at any hour "
+            "(RELANCE_SEND_WINDOW_ENABLED=false)"
+        )
     holidays = f", except {len(window.holidays)} holiday(s)" if window.holidays else ""
-    line = f"send window on: {_days(window.days)} {window.start}–{window.end} in the lead's time zone{holidays}; "
+    line = (
+        f"send window on: {_days(window.days)} {window.start}–{window.end} in the lead's time "
+        f"zone{holidays}; "
+    )
     opens = next_open(now_utc, zone, window)
     if opens == now_utc:
         return line + f"open now in {zone}"
@@ -292,11 +298,14 @@ def banner(s: Settings, api: str, generated: list[str]) -> None:
             if "RELANCE_PAYLOAD_KEYS" in generated
             else "   (from .env)"
         ),
-        # On the UI's own origin (relance/dev/devui.py): the session cookie then goes with the UI's decode calls.
-        f"  Decrypt in the UI http://localhost:{s.temporal_ui_port}/codec/login (once per browser, with the API key)",
+        # On the UI's own origin (relance/dev/devui.py): the session cookie then goes with the UI's
+        # decode calls.
+        f"  Decrypt in the UI http://localhost:{s.temporal_ui_port}/codec/login (once per browser, "
+        "with the API key)",
         f"  {send_window_line(s, datetime.now(UTC))}",
         "Try it (README.md has the walkthrough):",
-        f"  curl -s -X POST {api}/leads -H 'X-API-Key: {s.api_key}' -H 'Content-Type: application/json' \\",
+        f"  curl -s -X POST {api}/leads -H 'X-API-Key: {s.api_key}' -H 'Content-Type: "
+        "application/json' \\",
         f"    -d '{EXAMPLE_SIGNUP}'",
         "Press Ctrl-C to stop everything.",
     ]

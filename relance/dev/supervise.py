@@ -38,7 +38,8 @@ class Backoff:
 
 
 def describe_exit(code: int) -> str:
-    """``exited with code -9 (killed by SIGKILL)``: the code as Popen gives it, with the signal named."""
+    """``exited with code -9 (killed by SIGKILL)``: the code as Popen gives it, with the signal
+    named."""
     words = f"exited with code {code}"
     if code < 0:
         try:
@@ -105,7 +106,8 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
-            start_new_session=True,  # Ctrl-C reaches only the supervisor, which stops the children in order
+            # Ctrl-C reaches only the supervisor, which stops the children in order
+            start_new_session=True,
             env={**(self.env if self.env is not None else os.environ), "PYTHONUNBUFFERED": "1"},
         )
         child.process, child.started_at = process, time.monotonic()

@@ -104,8 +104,10 @@ def codec_from_settings(settings) -> EncryptionCodec:
     when they are missing: Relance does not write lead data to Temporal in clear."""
     if not settings.payload_keys:
         raise EncryptionConfigError(
-            "RELANCE_PAYLOAD_KEYS is not set: Temporal payloads must be encrypted. `make run` writes one to .env; "
-            "in production generate one with `python -m relance.domain.encryption` and keep it secret"
+            "RELANCE_PAYLOAD_KEYS is not set: Temporal payloads must be encrypted. `make run` "
+            "writes one to .env; "
+            "in production generate one with `python -m relance.domain.encryption` and keep it "
+            "secret"
         )
     keys = parse_keys(settings.payload_keys)
     current = settings.payload_key_id or (next(iter(keys)) if len(keys) == 1 else "")
@@ -146,5 +148,6 @@ if __name__ == "__main__":  # python -m relance.domain.encryption: print a new k
     print(f"RELANCE_PAYLOAD_KEYS='{keys_env_value([(key_id, key)])}'")
     print(f"RELANCE_PAYLOAD_KEY_ID={key_id}")
     print(
-        "# to rotate: add the new key to RELANCE_PAYLOAD_KEYS beside the old ones and point RELANCE_PAYLOAD_KEY_ID at it"
+        "# to rotate: add the new key to RELANCE_PAYLOAD_KEYS beside the old ones and point "
+        "RELANCE_PAYLOAD_KEY_ID at it"
     )

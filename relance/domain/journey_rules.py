@@ -67,7 +67,8 @@ def check_rule(rule: str) -> None:
     ):
         return
     raise ValueError(
-        f'unknown exclusion rule {rule!r}: use "customer", "list:<name>" or "purchased:<sku or category>"'
+        f'unknown exclusion rule {rule!r}: use "customer", "list:<name>" or "purchased:<sku or '
+        'category>"'
     )
 
 

@@ -48,11 +48,13 @@ class Lead(SQLModel, table=True):
     score: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
-    # The latest sign-up form: a lead created before it was "already a contact" (the welcome does not greet them twice).
+    # The latest sign-up form: a lead created before it was "already a contact" (the welcome does
+    # not greet them twice).
     last_signup_at: datetime | None = Field(default=None, sa_column=_when())
     last_activity_at: datetime | None = Field(default=None, sa_column=_when())
     # Re-engagement: null (never in it), in_journey, re_engaged, unsubscribed,
-    # consent_withdrawn, not_sent (no consent when it started), sunset_suppressed. A lead sunset with the ``delete`` policy is erased, so it has no row.
+    # consent_withdrawn, not_sent (no consent when it started), sunset_suppressed. A lead sunset
+    # with the ``delete`` policy is erased, so it has no row.
     reengagement_status: str | None = Field(default=None, max_length=32)
     reengagement_at: datetime | None = Field(
         default=None, sa_column=_when()
@@ -117,7 +119,8 @@ class Message(SQLModel, table=True):
 
 
 class ScoreEvent(SQLModel, table=True):
-    """Every change to a lead's score, with its reason. ``key`` makes a retried change count once."""
+    """Every change to a lead's score, with its reason. ``key`` makes a retried change count
+    once."""
 
     __tablename__ = "score_events"
     __table_args__ = (UniqueConstraint("key", name="uq_score_events_key"),)
@@ -135,17 +138,19 @@ class TrackingEvent(SQLModel, table=True):
     """A tracking hit (open, click), kept durably first and then signalled to its journey.
 
     This is the outbox between the public tracking endpoints and Temporal: the endpoint answers
-    at once; ``relance.services.outbox`` settles each hit in order, once, and stamps ``delivered_at``.
-    Every hit is kept for reporting, but a journey is told only what it can use: hits with the
-    same ``signal_key`` (an open of a message, a click of a message's link) tell it nothing new.
-    The one hit that told the journey (or found it closed, or was refused for good) carries
-    ``signal_outcome``; the others are settled with a ``delivery_note`` saying why they were not
+    at once; ``relance.services.outbox`` settles each hit in order, once, and stamps
+    ``delivered_at``. Every hit is kept for reporting, but a journey is told only what it can use:
+    hits with the same ``signal_key`` (an open of a message, a click of a message's link) tell it
+    nothing new. The one hit that told the journey (or found it closed, or was refused for good)
+    carries ``signal_outcome``; the others are settled with a ``delivery_note`` saying why they
+    were not
     signalled. ``retry_at``: the journey refused this hit and is left alone until then.
     """
 
     __tablename__ = "tracking_events"
     __table_args__ = (
-        # The outbox's queue: the pending hits, in order (the settled ones, nearly all, are not in it).
+        # The outbox's queue: the pending hits, in order (the settled ones, nearly all, are not in
+        # it).
         Index(
             "ix_tracking_events_pending",
             "id",
@@ -204,7 +209,8 @@ class Cart(SQLModel, table=True):
 
 
 class Order(SQLModel, table=True):
-    """A purchase reported by the shop; ``id`` is the shop's order id (a retried event counts once)."""
+    """A purchase reported by the shop; ``id`` is the shop's order id (a retried event counts
+    once)."""
 
     __tablename__ = "orders"
 
@@ -231,7 +237,8 @@ class PromoCode(SQLModel, table=True):
 
 
 class ListMember(SQLModel, table=True):
-    """Membership of a named list ("loyal-customers", ...). Lists are data: a list exists while it has members."""
+    """Membership of a named list ("loyal-customers", ...). Lists are data: a list exists while it
+    has members."""
 
     __tablename__ = "list_members"
     __table_args__ = (UniqueConstraint("list_name", "lead_id", name="uq_list_members"),)
@@ -245,7 +252,8 @@ class ListMember(SQLModel, table=True):
 
 class Event(SQLModel, table=True):
     """An event leads register to (webinar, workshop, breakfast...). Data, not a journey:
-    each registration runs its own ``EventReminderJourney`` (the event journey: registration, reminders, follow-up)."""
+    each registration runs its own ``EventReminderJourney`` (the event journey: registration,
+    reminders, follow-up)."""
 
     __tablename__ = "events"
 
@@ -301,7 +309,8 @@ class LeadActivity(SQLModel, table=True):
 
 
 class SalesTask(SQLModel, table=True):
-    """A hand-off to a sales rep (the nurturing journey's hand-off to sales): call this lead, with the reason and a due date.
+    """A hand-off to a sales rep (the nurturing journey's hand-off to sales): call this lead, with
+    the reason and a due date.
 
     ``task_key`` (workflow id + reason) makes a retried creation find the task it made.
     """
@@ -361,7 +370,8 @@ class SuppressionEntry(SQLModel, table=True):
 
 class AuditEntry(SQLModel, table=True):
     """Who read, exported or erased which lead's data, and when. ``actor`` is never a secret:
-    ``api-key:<fingerprint>`` (the first hex digits of the key's SHA-256) or ``journey:<workflow id>``.
+    ``api-key:<fingerprint>`` (the first hex digits of the key's SHA-256) or ``journey:<workflow
+    id>``.
     ``lead_id`` is kept after an erasure on purpose (a random id, not personal data once the
     lead's rows are gone): it proves the request was carried out."""
 
@@ -389,7 +399,8 @@ class FrequencyLock(SQLModel, table=True):
 
 
 class MqlNotification(SQLModel, table=True):
-    """A crossing of the MQL threshold, to tell sales about (relance/services/mql.py): a durable outbox.
+    """A crossing of the MQL threshold, to tell sales about (relance/services/mql.py): a durable
+    outbox.
 
     Written in the transaction that raised the score; delivered (CRM webhook, HMAC-signed, and/or
     an internal email to the sales address) by the worker's notifier, retried with backoff, and

@@ -156,7 +156,8 @@ class Renderer:
         return f"{self.base}/u/{self._token('unsubscribe', tracking)}"
 
     def confirm_url(self, tracking: Tracking) -> str:
-        """The double opt-in link (GET /confirm/{token}): its own kind of token, valid for days, not months."""
+        """The double opt-in link (GET /confirm/{token}): its own kind of token, valid for days, not
+        months."""
         return f"{self.base}/confirm/{self._token('confirm', tracking)}"
 
     def _tracked(self, url: str, tracking: Tracking) -> str:
@@ -201,12 +202,15 @@ class Renderer:
 
         html = _HREF.sub(
             lambda m: (
-                f"{m.group(1)}{m.group(2)}{self._tracked(_unescape(m.group(3)), tracking)}{m.group(2)}"
+                f"{m.group(1)}{m.group(2)}{self._tracked(_unescape(m.group(3)), tracking)}{m.group(2)}"  # noqa: E501
             ),
             html,
         )
         html = html_values.fill(html)
-        pixel = f'<img src="{self.pixel_url(tracking)}" width="1" height="1" alt="" style="display:block;border:0">'
+        pixel = (
+            f'<img src="{self.pixel_url(tracking)}" width="1" height="1" alt="" '
+            'style="display:block;border:0">'
+        )
         html = html.replace("</body>", pixel + "</body>") if "</body>" in html else html + pixel
         text, text_values = text_blocks["text"]
         text = text_values.fill(self._track_text(text, tracking))

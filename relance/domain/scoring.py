@@ -102,7 +102,8 @@ def queue_notification(
 
 
 def decay_points(score: int, percent: float) -> int:
-    """The (negative) change a decay makes: ``percent`` % of the score, rounded up, never below 0."""
+    """The (negative) change a decay makes: ``percent`` % of the score, rounded up, never below
+    0."""
     if score <= 0 or percent <= 0:
         return 0
     return -min(score, math.ceil(score * percent / 100))
@@ -124,7 +125,8 @@ def score_page_view(
     now: datetime | None = None,
 ) -> Applied | None:
     """A page view scores per the page rules: once per lead, rule and UTC day (a retried event
-    or a reload counts once); a page no rule names scores ``events.page_view`` once per URL and day."""
+    or a reload counts once); a page no rule names scores ``events.page_view`` once per URL and
+    day."""
     now = now or utcnow()
     rule, points = rules.page_points(url)
     if points == 0:

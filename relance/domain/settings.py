@@ -67,21 +67,22 @@ class Settings(BaseSettings):
     # key, set this to the secret key's current value and keep it.
     suppression_key: str = ""
     tracking_token_max_age_days: int = 180
-    # The tracking outbox (relance/services/outbox.py). A journey is told one open per message and one click
-    # per message and destination; however many hits a link gets, they are kept for reporting, not
-    # signalled again. On top of that, each journey gets at most this many open and click signals
-    # (Temporal refuses a workflow's 10,001st signal; each signal adds ~3 events to its history,
-    # which is replayed whenever the journey leaves the worker's cache): beyond it, hits are kept
-    # with the reason in their delivery_note, and the API logs it once.
+    # The tracking outbox (relance/services/outbox.py). A journey is told one open per message and
+    # one click per message and destination; however many hits a link gets, they are kept for
+    # reporting, not signalled again. On top of that, each journey gets at most this many open and
+    # click signals (Temporal refuses a workflow's 10,001st signal; each signal adds ~3 events to
+    # its history, which is replayed whenever the journey leaves the worker's cache): beyond it,
+    # hits are kept with the reason in their delivery_note, and the API logs it once.
     tracking_signals_per_journey: int = Field(default=200, ge=1, le=5000)
     # A journey that refuses a signal (not Temporal being down: a refusal for that journey only) is
     # left alone while the others are served, retried after 1 s, 2 s, 4 s... (at most this long
     # apart), and after this many attempts the hit is kept as not signalled, with Temporal's reason.
     tracking_signal_max_attempts: int = Field(default=8, ge=1)
     tracking_signal_retry_max_seconds: float = Field(default=300.0, gt=0)
-    # Temporal payload encryption (relance/domain/encryption.py): JSON {key id: base64 of 32 bytes}, and
-    # the id of the key that encrypts; every key listed still decrypts (rotation). `make run`
-    # generates one; production must set them (python -m relance.domain.encryption prints a new key).
+    # Temporal payload encryption (relance/domain/encryption.py): JSON {key id: base64 of 32 bytes},
+    # and the id of the key that encrypts; every key listed still decrypts (rotation). `make run`
+    # generates one; production must set them (python -m relance.domain.encryption prints a new
+    # key).
     payload_keys: dict[str, str] = {}
     payload_key_id: str = ""
     # Browser origins allowed to call the codec endpoint (/codec/decode): the Temporal UI's.
@@ -152,7 +153,8 @@ class Settings(BaseSettings):
 
     # Re-engagement: a daily sweep starts the journey for leads inactive this long.
     reengagement_inactive_days: int = Field(default=60, ge=1)
-    # Days after email 1 before email 2, after email 2 before email 3, after email 3 before the sunset.
+    # Days after email 1 before email 2, after email 2 before email 3, after email 3 before the
+    # sunset.
     reengagement_delays_days: list[float] = [7.0, 7.0, 7.0]
 
     @field_validator("reengagement_delays_days")
@@ -170,7 +172,8 @@ class Settings(BaseSettings):
     reengagement_batch_size: int = Field(
         default=500, ge=1, le=10_000
     )  # leads per page of the sweep (one activity each)
-    # When the daily sweep runs (a Temporal Schedule, UTC); the schedule is created or updated at worker start.
+    # When the daily sweep runs (a Temporal Schedule, UTC); the schedule is created or updated at
+    # worker start.
     reengagement_schedule_hour: int = Field(default=6, ge=0, le=23)
     reengagement_schedule_minute: int = Field(default=0, ge=0, le=59)
     reengagement_schedule_enabled: bool = True
@@ -192,26 +195,29 @@ class Settings(BaseSettings):
 
     # Send windows: marketing sends go out only inside this window, in the lead's own
     # time zone (leads.time_zone); one due outside waits for the window to open. Days are ISO
-    # (1 = Monday ... 7 = Sunday), hours "HH:MM" (end exclusive), holidays "YYYY-MM-DD" (local dates).
-    # A journey may carry its own window. Transactional messages ignore it.
+    # (1 = Monday ... 7 = Sunday), hours "HH:MM" (end exclusive), holidays "YYYY-MM-DD" (local
+    # dates). A journey may carry its own window. Transactional messages ignore it.
     send_window_enabled: bool = True
     send_window_days: list[int] = [1, 2, 3, 4, 5]
     send_window_start: str = "09:00"
     send_window_end: str = "19:00"
     send_window_holidays: list[str] = []
     # Frequency cap: at most this many marketing messages per lead and channel over the
-    # rolling period, across every journey (0: no cap). Over the cap a send is deferred until the cap
-    # allows it, or skipped, as the journey chooses.
+    # rolling period, across every journey (0: no cap). Over the cap a send is deferred until the
+    # cap allows it, or skipped, as the journey chooses.
     frequency_cap_messages: int = Field(default=3, ge=0)
     frequency_cap_days: float = Field(default=7.0, gt=0)
-    # Enrollment rules: a lead in this many journeys at once is not enrolled in another (0: no limit).
+    # Enrollment rules: a lead in this many journeys at once is not enrolled in another (0: no
+    # limit).
     max_concurrent_journeys: int = Field(default=5, ge=0)
-    # Re-enrollment (relance/domain/journey_rules.py): a journey that allows it takes a lead again only this
-    # many days after the lead's previous run of it closed, unless the journey sets its own cooldown.
+    # Re-enrollment (relance/domain/journey_rules.py): a journey that allows it takes a lead again
+    # only this many days after the lead's previous run of it closed, unless the journey sets its
+    # own cooldown.
     reenroll_cooldown_days: float = Field(default=30.0, ge=0, le=3650)
-    # Per-journey rules over the catalogue's defaults (relance/contracts/catalogue.py), as JSON, e.g.
-    # RELANCE_JOURNEY_RULES='{"nurturing": {"cooldown_days": 60, "exclude": ["customer", "list:vip"]}}'
-    # (reenroll, cooldown_days, exclude; exclusions are checked at entry and before each marketing send).
+    # Per-journey rules over the catalogue's defaults (relance/contracts/catalogue.py), as JSON,
+    # e.g. RELANCE_JOURNEY_RULES='{"nurturing": {"cooldown_days": 60, "exclude": ["customer",
+    # "list:vip"]}}' (reenroll, cooldown_days, exclude; exclusions are checked at entry and before
+    # each marketing send).
     journey_rules: dict[str, JourneyRules] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -232,8 +238,8 @@ class Settings(BaseSettings):
         window.check()
         return window
 
-    # Scoring (relance/domain/scoring_rules.py): points per event, page and fit rule, and the decay, in a YAML
-    # file checked at worker and API start.
+    # Scoring (relance/domain/scoring_rules.py): points per event, page and fit rule, and the decay,
+    # in a YAML file checked at worker and API start.
     scoring_rules_file: Path = Path(__file__).resolve().parents[2] / "config" / "scoring.yaml"
     score_mql_threshold: int = Field(
         default=50, description="A lead at or above this score is a marketing-qualified lead"
@@ -245,9 +251,9 @@ class Settings(BaseSettings):
     score_decay_schedule_hour: int = Field(default=5, ge=0, le=23)
     score_decay_schedule_minute: int = Field(default=30, ge=0, le=59)
     score_decay_batch_size: int = Field(default=500, ge=1, le=10_000)
-    # MQL notification (relance/services/mql.py): on each crossing of the threshold, a POST of a JSON body
-    # signed with HMAC-SHA256 (header X-Relance-Signature: sha256=<hex>) to the CRM, and/or an
-    # internal email to the sales address. Empty: that channel is off.
+    # MQL notification (relance/services/mql.py): on each crossing of the threshold, a POST of a
+    # JSON body signed with HMAC-SHA256 (header X-Relance-Signature: sha256=<hex>) to the CRM,
+    # and/or an internal email to the sales address. Empty: that channel is off.
     mql_webhook_url: str = ""
     mql_webhook_secret: str = ""  # empty: signed with secret_key
     mql_notify_email: str = ""

@@ -63,7 +63,8 @@ class TokenSigner:
         max_age_seconds: int,
         max_age_by_kind: dict[str, int] | None = None,
     ) -> None:
-        """``max_age_seconds``: how long a link stays valid; ``max_age_by_kind`` overrides it per kind."""
+        """``max_age_seconds``: how long a link stays valid; ``max_age_by_kind`` overrides it per
+        kind."""
         if not secret_key:
             raise ValueError("RELANCE_SECRET_KEY is empty: tracking links cannot be signed")
         self._serializers = {

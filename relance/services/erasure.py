@@ -11,8 +11,8 @@ except those listed in ``KEPT`` with the reason they are kept. What remains:
   with the reason and how many rows were deleted from each table.
 
 Nor is anything left on disk (SQLite): deleted bytes are zeroed (``secure_delete``, set on every
-connection by ``relance.domain.db``) and the write-ahead log, which still holds copies of the pages the
-rows were on, is checkpointed and truncated after the commit. PostgreSQL keeps deleted rows as
+connection by ``relance.domain.db``) and the write-ahead log, which still holds copies of the pages
+the rows were on, is checkpointed and truncated after the commit. PostgreSQL keeps deleted rows as
 dead tuples in its data files until VACUUM reclaims their space (autovacuum does, in time).
 
 Journeys are not this module's business (it is plain database work, callable from an
@@ -38,7 +38,8 @@ log = logging.getLogger("relance.services.erasure")
 
 # Tables holding a lead id that an erasure keeps on purpose, and why.
 KEPT = {
-    "audit_log": "proof that the lead's data was accessed and erased, and when; the lead id is a random id "
+    "audit_log": "proof that the lead's data was accessed and erased, and when; the lead id is a "
+    "random id "
     "that identifies no one once the lead's rows are gone",
 }
 

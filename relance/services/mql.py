@@ -1,8 +1,8 @@
 """Tell sales when a lead becomes marketing-qualified: once per crossing of the MQL threshold.
 
 ``queue_notification`` (relance/domain/scoring.py) writes a ``mql_notifications`` row in the
-transaction that raised the score (``apply_score``): a crossing is never lost, and never queued twice.
-Falling below the threshold (decay, negative rules) and crossing again queues a new one.
+transaction that raised the score (``apply_score``): a crossing is never lost, and never queued
+twice. Falling below the threshold (decay, negative rules) and crossing again queues a new one.
 
 ``MqlNotifier`` (run by the worker beside its journeys) delivers each row, off every request:
 
@@ -203,8 +203,10 @@ class MqlNotifier:
         mime["Message-ID"] = f"<mql-{row.id}@{s.mail_domain}>"
         mime["Auto-Submitted"] = "auto-generated"
         mime.set_content(
-            f"{formataddr((lead.first_name or '', lead.email))} reached the MQL threshold ({row.threshold}): "
-            f"score {row.score}.\nWhy: {row.reason}\nCountry: {lead.country or '-'}\nPhone: {lead.phone or '-'}\n"
+            f"{formataddr((lead.first_name or '', lead.email))} reached the MQL threshold "
+            f"({row.threshold}): "
+            f"score {row.score}.\nWhy: {row.reason}\nCountry: {lead.country or '-'}\nPhone: "
+            f"{lead.phone or '-'}\n"
             f"Lead id: {lead.id}\n"
         )
         deliver(s, mime, s.mql_notify_email)

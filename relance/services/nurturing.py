@@ -3,7 +3,9 @@
 The file is validated with pydantic, then turned into the journey's plain dataclasses
 (``relance.contracts.nurturing.NurturingSequence``), which travel in the journey's input:
 editing the file changes the next enrollments, never a running journey. A mistake is reported
-with the file and the step it is in: ``config/nurturing.yaml: step 4 (demo_proposal): requires.max_loops: ...``.
+with the file and the step it is in:
+
+    config/nurturing.yaml: step 4 (demo_proposal): requires.max_loops: ...
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ def _daily(
     what: str,
     paused_because: str = "",
 ) -> Schedule:
-    """A workflow started every day at hour:minute UTC; a run still going is not doubled by the next."""
+    """A workflow started every day at hour:minute UTC; a run still going is not doubled by the
+    next."""
     return Schedule(
         action=ScheduleActionStartWorkflow(
             workflow_type,
@@ -124,5 +125,6 @@ async def ensure_reengagement_schedule(client: Client, settings: Settings) -> No
 
 
 async def ensure_score_decay_schedule(client: Client, settings: Settings) -> None:
-    """Create the daily score decay's schedule, or bring the existing one to the current settings."""
+    """Create the daily score decay's schedule, or bring the existing one to the current
+    settings."""
     await _ensure(client, SCORE_DECAY_SCHEDULE_ID, score_decay_schedule(settings))

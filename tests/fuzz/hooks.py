@@ -10,7 +10,8 @@ def client_errors_are_explained_in_json(ctx, response, case):
     if 400 <= response.status_code < 500:
         if not response.headers.get("content-type", [""])[0].startswith("application/json"):
             raise AssertionError(
-                f"{response.status_code} without a JSON body: {response.headers.get('content-type')}"
+                f"{response.status_code} without a JSON body: "
+                f"{response.headers.get('content-type')}"
             )
         if case.method.upper() == "HEAD":
             return

@@ -6,9 +6,10 @@
     .venv/bin/python -m tests.histories.record_nurturing  # nurturing journey
     .venv/bin/python -m tests.histories.record_decay      # score-decay sweep
     .venv/bin/python -m tests.histories.record_double_opt_in  # welcome with double opt-in
-    .venv/bin/python -m tests.histories.record_issue7     # send window, scenarios, browse abandonment
-    .venv/bin/python -m tests.histories.record_issue7_rules  # enrollment rules
-    .venv/bin/python -m tests.histories.record_outcomes   # order follow-up, and endings not covered above
+    .venv/bin/python -m tests.histories.record_together   # send window, scenarios, browse
+    .venv/bin/python -m tests.histories.record_enrollment_rules  # enrollment rules
+    .venv/bin/python -m tests.histories.record_outcomes   # order follow-up, and endings not covered
+    above
 
 tests/test_replay.py lists every history file by name, with its workflow: add a new recording there.
 

@@ -1,8 +1,9 @@
-"""Record the histories of issue 7 that tests/test_replay.py replays: a welcome through the send
-window and the frequency cap (the ``send-window`` patch path), the newsletter scenario that
-redirects to the white paper, the white paper refusing the way back, and browse abandonment.
+"""Record the histories of journeys that behave well together, which tests/test_replay.py
+replays: a welcome through the send window and the frequency cap (the ``send-window`` patch
+path), the newsletter scenario that redirects to the white paper, the white paper refusing the
+way back, and browse abandonment.
 
-    .venv/bin/python -m tests.histories.record_issue7
+    .venv/bin/python -m tests.histories.record_together
 
 Same rules as ``record.py``.
 """
@@ -35,7 +36,8 @@ async def main() -> None:
         await rec.save(handle, "browse_recommendation_sent")
 
         lead = rec.make_lead()
-        # Two welcomes at once for one lead: 2 welcomes + 2 relances in 48 h, the cap (3 in 7 days) defers the last.
+        # Two welcomes at once for one lead: 2 welcomes + 2 relances in 48 h, the cap (3 in 7 days)
+        # defers the last.
         handles = [
             await client.start_workflow(
                 WelcomeJourney.run,

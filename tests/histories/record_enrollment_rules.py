@@ -1,10 +1,10 @@
-"""Record the enrollment-rules histories (issue 7) that tests/test_replay.py replays: a nurturing
+"""Record the enrollment-rules histories that tests/test_replay.py replays: a nurturing
 run re-enrolled after its cooldown (its sends keyed apart) that ends ``excluded`` when the lead
 becomes a customer mid-journey, the newsletter checking the white paper's enrollment rules before
 redirecting, and the white paper refusing the way back with the refusal recorded (the
 ``record-enrollment-refusals`` patch path).
 
-    .venv/bin/python -m tests.histories.record_issue7_rules
+    .venv/bin/python -m tests.histories.record_enrollment_rules
 
 Same rules as ``record.py``.
 """
