@@ -1,11 +1,13 @@
-"""The abandoned-cart journey (seed 002: "relancer les contacts ayant abandonné leur panier").
+"""The abandoned-cart journey: remind a lead who left items in their cart, up to three times.
 
     cart_updated ─► wait 1 h without an update ─► reminder 1 (the cart's items)
         (every update restarts the clock)   ─► wait 24 h more ─► reminder 2
-                                             ─► wait 72 h more ─► last reminder + single-use promo code
-    purchase, at any point ─► end at once (no reminder after it, even one being retried)
-    cart emptied           ─► end quietly
-    unsubscribe            ─► end
+                                             ─► wait 72 h more ─► last reminder + single-use
+                                                                   promo code
+                                             ─► end: all_reminders_sent
+    purchase, at any point ─► end at once: purchased (no reminder after it, even one being retried)
+    cart emptied           ─► end quietly: emptied
+    unsubscribe            ─► end: unsubscribed
 
 One journey per lead (id ``cart-<lead id>``), started and fed by signal-with-start, so any
 number of concurrent or repeated shop events make exactly one journey.
@@ -29,10 +31,9 @@ from relance.contracts.signals import (
     TrackingSignal,
 )
 from workflows.journey import Journey
-from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus
+from workflows.steps import JourneyStatus
 
 with workflow.unsafe.imports_passed_through():
-    from relance.contracts.commerce import PromoRequest, issue_promo_code
     from relance.contracts.sending import SendResult
     from relance.domain.send_window import SendWindow
 
@@ -75,6 +76,9 @@ class CartStatus(JourneyStatus):
 
 @dataclass
 class CartResult:
+    """Not a ``JourneyResult``: the cart's outcome needs no reason, and its messages say more
+    (``CartMessage``: the promo code, a reminder cancelled by the purchase)."""
+
     outcome: CartOutcome
     reminders_sent: int
     messages: list[CartMessage]
@@ -102,28 +106,28 @@ class AbandonedCartJourney(Journey):
         return self._finish()
 
     async def _reminders(self, input: CartInput) -> None:
-        await workflow.wait_condition(
-            lambda: self.updates > 0 or self.stopped()
-        )  # the start signal
+        # The journey starts with the shop's first event (signal-with-start).
+        await workflow.wait_condition(lambda: self.updates > 0 or self.stopped())
         for number, delay_hours in enumerate(input.reminder_delays_hours, start=1):
-            last = number == len(input.reminder_delays_hours)
+            if self.stopped():
+                return
             # Wait for the cart to stay untouched for the whole delay; an update restarts the clock.
-            while not self.stopped():
-                due = self.last_update + timedelta(hours=delay_hours)
-                seen = self.updates
-                if not await self.wait(
-                    f"waiting_for_reminder_{number}",
-                    f"Reminder {number} at {due:%Y-%m-%d %H:%M} UTC unless the cart changes or is bought",
-                    lambda: self.stopped() or self.updates != seen,
-                    due - workflow.now(),
-                ):
-                    break
+            await self.wait_quiet(
+                f"waiting_for_reminder_{number}",
+                lambda due: (
+                    f"Reminder {number} at {due:%Y-%m-%d %H:%M} UTC unless the cart changes or"
+                    " is bought"
+                ),
+                last_change=lambda: self.last_update,
+                changes=lambda: self.updates,
+                quiet=timedelta(hours=delay_hours),
+                stop=self.stopped,
+            )
             if self.stopped():
                 return
             self.last_update = workflow.now()  # the next delay counts from this reminder
+            last = number == len(input.reminder_delays_hours)
             await self._remind(number, with_promo=last and input.last_reminder_percent_off > 0)
-            if self.stopped():
-                return
 
     # What the shop and the lead do ------------------------------------------------------------
     @workflow.signal(name=CART_UPDATED)
@@ -168,14 +172,8 @@ class AbandonedCartJourney(Journey):
             else f"cart_reminder_{number}"
         )
         if with_promo:
-            code = await workflow.execute_activity(
-                issue_promo_code,
-                PromoRequest(
-                    self.input.lead_id,
-                    f"{workflow.info().workflow_id}:{self.cart_id}:{step}",
-                    self.input.last_reminder_percent_off,
-                ),
-                **ACTIVITY_OPTIONS,
+            code = await self.promo_code(
+                f"{self.cart_id}:{step}", self.input.last_reminder_percent_off
             )
             about += f",promo:{code}"
         # Send unless the purchase comes first: a send being retried is abandoned at once, and

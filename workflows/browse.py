@@ -1,10 +1,13 @@
-"""Browse abandonment (seed 001, seed 002: the bookshop and the Stephen King reader).
+"""Browse abandonment: a bookshop's reader who keeps looking at one author's books (a category)
+without buying gets a recommendation for that author.
 
     page_view with a category (e.g. an author) ─► counted per category over 7 days
+        no category with 3 views for 30 days ─► end: no_interest
         3+ views of one category within 7 days ─► wait 3 days after the last visit to it
-            (another visit restarts the clock) ─► recommendation email for that category
+            (another visit restarts the clock) ─► recommendation email for that category: sent
         bought in that category (before or meanwhile) ─► suppressed (checked when sending)
-    unsubscribe ─► end
+        refused by the journey's exclusions ─► excluded; not sent otherwise ─► not_sent
+    unsubscribe ─► end: unsubscribed
 
 One journey per lead (id ``browse-<lead id>``), started and fed by signal-with-start from
 ``POST /events/track`` page views, like the cart journey. It ends after one recommendation
@@ -13,7 +16,7 @@ One journey per lead (id ``browse-<lead id>``), started and fed by signal-with-s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -22,7 +25,7 @@ from temporalio import workflow
 from relance.contracts.signals import PAGE_VIEWED, PageViewSignal
 from relance.contracts.skips import SkipReason
 from workflows.journey import Journey
-from workflows.steps import JourneyStatus, SentMessage, not_sent_outcome, skip_of, wait_for
+from workflows.steps import JourneyResult, JourneyStatus, not_sent_outcome, skip_of, wait_for
 
 with workflow.unsafe.imports_passed_through():
     from relance.domain.send_window import SendWindow
@@ -56,16 +59,14 @@ class BrowseStatus(JourneyStatus):
 
 
 @dataclass
-class BrowseResult:
+class BrowseResult(JourneyResult):
     outcome: BrowseOutcome
-    category: str | None
-    reason: str
-    messages: list[SentMessage] = field(default_factory=list)
+    category: str | None  # the category recommended (None: none qualified)
 
 
 @workflow.defn(name="BrowseAbandonmentJourney")
 class BrowseAbandonmentJourney(Journey):
-    NAME = JOURNEY
+    NAME, RESULT = JOURNEY, BrowseResult
 
     @workflow.init
     def __init__(self, input: BrowseInput) -> None:
@@ -88,25 +89,25 @@ class BrowseAbandonmentJourney(Journey):
             if not await wait_for(
                 lambda: self.seen != seen or self.unsubscribed, timedelta(days=input.give_up_days)
             ):
-                return self._finish(
-                    BrowseOutcome.NO_INTEREST, None, f"no category reached {input.min_views} views"
+                return self.finish(
+                    BrowseOutcome.NO_INTEREST, f"no category reached {input.min_views} views"
                 )
             if self.unsubscribed:
-                return self._finish(BrowseOutcome.UNSUBSCRIBED, None, "the lead unsubscribed")
+                return self.finish(BrowseOutcome.UNSUBSCRIBED, "the lead unsubscribed")
         self.category = category
         # 2. Three days after the last visit to it (a new visit restarts the clock).
-        while True:
-            due = self.views[category][-1] + timedelta(days=input.delay_days)
-            count = len(self.views[category])
-            if not await self.wait(
-                "waiting_after_last_visit",
-                f"{category}: recommendation at {due:%Y-%m-%d %H:%M} UTC unless the lead visits it again",
-                lambda: len(self.views[category]) != count or self.unsubscribed,
-                due - workflow.now(),
-            ):
-                break
-            if self.unsubscribed:
-                return self._finish(BrowseOutcome.UNSUBSCRIBED, category, "the lead unsubscribed")
+        if not await self.wait_quiet(
+            "waiting_after_last_visit",
+            lambda due: (
+                f"{category}: recommendation at {due:%Y-%m-%d %H:%M} UTC unless the lead visits"
+                " it again"
+            ),
+            last_change=lambda: self.views[category][-1],
+            changes=lambda: len(self.views[category]),
+            quiet=timedelta(days=input.delay_days),
+            stop=lambda: self.unsubscribed,
+        ):
+            return self.finish(BrowseOutcome.UNSUBSCRIBED, "the lead unsubscribed")
         # 3. The recommendation; the send skips a lead who bought in the category.
         self.enter("sending_recommendation", f"Sending the {category} recommendation")
         sent = await self.send(
@@ -116,26 +117,14 @@ class BrowseAbandonmentJourney(Journey):
             summary=f"email browse {category}",
         )
         if sent.status == "sent":
-            return self._finish(
-                BrowseOutcome.SENT,
-                category,
-                f"{len(self.views[category])} views of {category}, no purchase",
+            return self.finish(
+                BrowseOutcome.SENT, f"{len(self.views[category])} views of {category}, no purchase"
             )
         if skip_of(sent) == SkipReason.NOT_RELEVANT:  # the lead bought in the category
-            return self._finish(BrowseOutcome.SUPPRESSED, category, sent.reason)
-        return self._finish(BrowseOutcome(not_sent_outcome(sent)), category, sent.reason)
+            return self.finish(BrowseOutcome.SUPPRESSED, sent.reason)
+        return self.finish(BrowseOutcome(not_sent_outcome(sent)), sent.reason)
 
-    def _qualified(self) -> str | None:
-        since = workflow.now() - timedelta(days=self.input.window_days)
-        best = None
-        for category, times in sorted(self.views.items()):
-            recent = [t for t in times if t >= since]
-            if len(recent) >= self.input.min_views and (
-                best is None or recent[-1] > self.views[best][-1]
-            ):
-                best = category
-        return best
-
+    # What the lead does ------------------------------------------------------------------
     @workflow.signal(name=PAGE_VIEWED)
     def on_page_viewed(self, signal: PageViewSignal) -> None:
         self.views.setdefault(signal.category, []).append(workflow.now())
@@ -151,6 +140,18 @@ class BrowseAbandonmentJourney(Journey):
             messages=list(self.messages),
         )
 
-    def _finish(self, outcome: BrowseOutcome, category: str | None, reason: str) -> BrowseResult:
-        self.close(outcome, reason)
-        return BrowseResult(outcome, category, reason, list(self.messages))
+    # Steps -------------------------------------------------------------------------------
+    def _qualified(self) -> str | None:
+        """The category viewed enough within the window (the latest visited, if several)."""
+        since = workflow.now() - timedelta(days=self.input.window_days)
+        best = None
+        for category, times in sorted(self.views.items()):
+            recent = [t for t in times if t >= since]
+            if len(recent) >= self.input.min_views and (
+                best is None or recent[-1] > self.views[best][-1]
+            ):
+                best = category
+        return best
+
+    def result_fields(self) -> dict:
+        return dict(category=self.category)

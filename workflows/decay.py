@@ -1,12 +1,14 @@
-"""The daily score decay: run by a Temporal Schedule (``relance/services/schedules.py``, created at worker
-start). Leads without activity for a decay period lose a share of their score (config/scoring.yaml
-``decay``), each decay a score event with its reason.
+"""The daily score decay: run by a Temporal Schedule (``relance/services/schedules.py``, created
+at worker start). Leads without activity for a decay period lose a share of their score
+(config/scoring.yaml ``decay``), each decay a score event with its reason.
 
     now = the sweep's start (fixed for the whole sweep)
-    page of up to ``batch_size`` leads inactive a period or more, after the cursor ─► decay them (one activity)
-        │ more leads?                                                          ▲
+    page of up to ``batch_size`` leads inactive a period or more, after the cursor
+        ─► decay them (one activity)
+        │ more leads?                                          ▲
         ├── yes, and this run's history is long enough ─► continue-as-new with the cursor
-        └── yes ───────────────────────────────────────────────────────────────┘
+        ├── yes ───────────────────────────────────────────────┘
+        └── no ─► completed
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
-"""The event journey (seed 002 "le workflow d'évènement"): one per registration.
+"""The event journey: one per registration to an event (a webinar, a conference, a workshop).
 
-    registration ─► thank-you email: speakers, topics, date, place or link, + invite.ics
+    registration ─► read the event (already cancelled ─► end: cancelled)
                    │
+                   ▼
+         thank-you email: speakers, topics, date, place or link, + invite.ics
+                   │ (not sent ─► end: not_sent)
                    ▼
          the day before (starts − 24 h) ─► reminder email
                    │
@@ -14,12 +17,16 @@
                    │
                    ▼
          a week after (ends + 7 days) ─► invitation to the next event of the series, if any
+                   │
+                   ▼
+         end: completed
 
     A reminder whose moment has already passed is skipped (recorded), never sent late.
     Rescheduled (signal): the timers move to the new date, a "new date" email (+ updated .ics)
     goes out, reminders already sent for the old date are re-armed for the new one.
-    Cancelled (signal): a cancellation email (+ .ics that removes it) and the journey ends.
-    An unsubscribe, at any point, ends the journey at once.
+    Cancelled (signal): a cancellation email (+ .ics that removes it) and the journey ends
+    (cancelled).
+    An unsubscribe, at any point, ends the journey at once (unsubscribed).
 
 Inputs are ids and knobs only; the event's schedule comes from an activity and is re-read
 whenever the API says the event changed.
@@ -27,7 +34,7 @@ whenever the API says the event changed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -36,7 +43,7 @@ from temporalio import workflow
 from relance.contracts.channels import channel_label
 from relance.contracts.signals import ATTENDED, CLICKED, EVENT_CHANGED, OPENED, TrackingSignal
 from workflows.journey import Journey
-from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage, send_best
+from workflows.steps import JourneyResult, JourneyStatus, SentMessage
 
 with workflow.unsafe.imports_passed_through():
     from relance.contracts.events import (
@@ -71,9 +78,7 @@ class EventReminderInput:
     hour_before_minutes: float = 60.0  # last reminder, before the start
     follow_up_after_hours: float = 24.0  # after the end: thanks (attended) or replay (did not)
     next_event_after_days: float = 7.0  # after the end: invitation to the next of the series
-    reminder_by_sms: bool = (
-        True  # the last reminder by SMS when the lead has a phone and SMS consent
-    )
+    reminder_by_sms: bool = True  # the last reminder by SMS when the lead has a phone and consent
 
 
 @dataclass
@@ -83,16 +88,14 @@ class EventReminderStatus(JourneyStatus):
 
 
 @dataclass
-class EventReminderResult:
+class EventReminderResult(JourneyResult):
     outcome: EventOutcome
-    reason: str
     attended: bool
-    messages: list[SentMessage] = field(default_factory=list)
 
 
 @workflow.defn(name="EventReminderJourney")
 class EventReminderJourney(Journey):
-    NAME, LOG_NAME = JOURNEY, "event journey"
+    NAME, LOG_NAME, RESULT = JOURNEY, "event journey", EventReminderResult
 
     @workflow.init
     def __init__(self, input: EventReminderInput) -> None:
@@ -111,7 +114,7 @@ class EventReminderJourney(Journey):
         self.enter("reading_event", "Reading the event's schedule")
         self.schedule = await self._read_schedule()
         if self.schedule.status == "cancelled":
-            return self._finish(
+            return self.finish(
                 EventOutcome.CANCELLED, "the event was cancelled before the journey started"
             )
         self.enter(
@@ -121,7 +124,7 @@ class EventReminderJourney(Journey):
             "confirmation", "email", "event_confirmation", about="event"
         )
         if confirmation.status != "sent":
-            return self._finish(EventOutcome.NOT_SENT, confirmation.reason)
+            return self.finish(EventOutcome.NOT_SENT, confirmation.reason)
 
         # 2. Each timed step in turn: wait for its moment, unless the event changes meanwhile.
         while (step := next((s for s in STEPS if s not in self.done), None)) is not None:
@@ -138,16 +141,16 @@ class EventReminderJourney(Journey):
                 due - workflow.now(),
             )
             if self.unsubscribed:
-                return self._finish(EventOutcome.UNSUBSCRIBED, "the lead unsubscribed")
+                return self.finish(EventOutcome.UNSUBSCRIBED, "the lead unsubscribed")
             if interrupted:
                 if not await self._apply_change():
-                    return self._finish(EventOutcome.CANCELLED, "the event was cancelled")
+                    return self.finish(EventOutcome.CANCELLED, "the event was cancelled")
                 continue
             await self._timed_step(step)
             self.done.add(step)
 
         await self.settle()
-        return self._finish(EventOutcome.COMPLETED, "every step of the event journey ran")
+        return self.finish(EventOutcome.COMPLETED, "every step of the event journey ran")
 
     # What the API tells the journey --------------------------------------------------------
     @workflow.signal(name=EVENT_CHANGED)
@@ -160,7 +163,7 @@ class EventReminderJourney(Journey):
 
     @workflow.signal(name=OPENED)
     def on_opened(self, signal: TrackingSignal) -> None:
-        pass  # the tracking endpoints record opens and clicks on the message; this journey does not branch on them
+        pass  # the tracking endpoints record opens and clicks; this journey does not branch on them
 
     @workflow.signal(name=CLICKED)
     def on_clicked(self, signal: TrackingSignal) -> None:
@@ -200,10 +203,8 @@ class EventReminderJourney(Journey):
             await self._send(step, "email", template, about="event-recap")
         else:
             self.enter("finding_next_event", "A week after: is there a next event in the series?")
-            found = await workflow.execute_activity(
-                find_next_event,
-                NextEventQuestion(self.input.event_id, workflow.now()),
-                **ACTIVITY_OPTIONS,
+            found = await self.activity(
+                find_next_event, NextEventQuestion(self.input.event_id, workflow.now())
             )
             if found.event_id is None:
                 self._skip(step, "the series has no next event")
@@ -215,7 +216,7 @@ class EventReminderJourney(Journey):
     async def _hour_reminder(self) -> None:
         """On the best channel the lead accepts: SMS (a phone and SMS consent), else email."""
         channels = ["sms", "email"] if self.input.reminder_by_sms else ["email"]
-        await send_best(self.input.lead_id, channels, self._hour_reminder_on)
+        await self.send_best(channels, self._hour_reminder_on)
 
     async def _hour_reminder_on(self, channel: str) -> SendResult:
         self.enter(
@@ -252,9 +253,7 @@ class EventReminderJourney(Journey):
         return True
 
     async def _read_schedule(self) -> EventSchedule:
-        return await workflow.execute_activity(
-            get_event_schedule, EventRef(self.input.event_id), **ACTIVITY_OPTIONS
-        )
+        return await self.activity(get_event_schedule, EventRef(self.input.event_id))
 
     async def _send(
         self, step: str, channel: str, template: str, *, about: str, about_id: str = ""
@@ -278,6 +277,5 @@ class EventReminderJourney(Journey):
             "event journey for lead %s: %s skipped: %s", self.input.lead_id, step, reason
         )
 
-    def _finish(self, outcome: EventOutcome, reason: str) -> EventReminderResult:
-        self.close(outcome, reason)
-        return EventReminderResult(outcome, reason, self.attended, list(self.messages))
+    def result_fields(self) -> dict:
+        return dict(attended=self.attended)

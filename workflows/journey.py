@@ -14,7 +14,13 @@ its ``@workflow.init``. It gets:
   ``until_goal`` to run the steps until a goal ends them;
 - the lead's score as the journey knows it (``set_score``: also its ``Score`` search attribute)
   and ``score_click`` (one score per message clicked, however many clicks);
-- ``wait`` (show the waiting step, then a durable timer that a condition ends early).
+- ``wait`` (show the waiting step, then a durable timer that a condition ends early) and
+  ``wait_quiet`` (until nothing changed for a while: each change restarts the clock);
+- what a journey asks about its lead (``check_consent``, ``consent_step``, ``lead_facts``,
+  ``refresh_score``), scores (``add_score``), promo codes (``promo_code``), ``send_best`` (the
+  best channel the lead accepts) and ``activity`` (any other step's activity, retried like all);
+- its end: ``finish`` (the last step shown, and the journey's result: its ``RESULT`` type, a
+  ``JourneyResult`` with the journey's ``result_fields()``).
 
 Temporal's ``@workflow.defn`` registers the signal handlers a class inherits (the handlers are
 looked up on the class with its bases); a journey that overrides one decorates it again with the
@@ -24,16 +30,18 @@ its own copy, so the saved histories (tests/histories) still replay.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import ClassVar, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, TypeVar
 
 from temporalio import workflow
 
 from relance.contracts import search_attributes as sa
+from relance.contracts.channels import channel as channel_named
 from relance.contracts.signals import GOAL_REACHED, UNSUBSCRIBED, GoalSignal, TrackingSignal
 from workflows.steps import (
     ACTIVITY_OPTIONS,
+    JourneyResult,
     SentMessage,
     send_on,
     show_step,
@@ -42,7 +50,10 @@ from workflows.steps import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from relance.contracts.scoring import ScoreChange, ScoreResult, add_score
+    from relance.contracts import commerce, leads, scoring
+    from relance.contracts.commerce import PromoRequest
+    from relance.contracts.leads import ConsentAnswer, ConsentQuestion, LeadFacts, LeadRef
+    from relance.contracts.scoring import ScoreChange, ScoreResult
     from relance.contracts.sending import SendRequest, SendResult
     from relance.domain.send_window import SendWindow
 
@@ -55,6 +66,7 @@ class Journey:
     NAME: ClassVar[str] = ""  # the journey's name in the send ledger (``SendRequest.journey``)
     GOALS: ClassVar[tuple[str, ...]] = ()  # the goals that end it as converted (workflows/goals.py)
     LOG_NAME: ClassVar[str] = ""  # how the worker's log names it ("" = no log line per step)
+    RESULT: ClassVar[type[JourneyResult]] = JourneyResult  # what ``finish`` returns
 
     def __init__(self, lead_id: str, send_window: SendWindow | None = None) -> None:
         self.lead_id = lead_id
@@ -89,8 +101,17 @@ class Journey:
         return self.unsubscribed
 
     async def until_goal(self, body: Awaitable[T]) -> T | None:
-        """Run the steps until they end, or a goal is reached (then None: stopped wherever)."""
-        return await until_goal(body, lambda: self.converted is not None)
+        """Run the steps until they end, or a goal is reached: then None, the steps stopped
+        wherever they were and the signal handlers still running (a click being scored) done."""
+        result = await until_goal(body, lambda: self.converted is not None)
+        if result is None:
+            await self.settle()
+        return result
+
+    @property
+    def goal_reason(self) -> str:
+        """Why a goal ended the journey: the goal and who reached it."""
+        return f"goal reached: {self.converted.goal} ({self.converted.source})"
 
     @staticmethod
     async def settle() -> None:
@@ -114,13 +135,86 @@ class Journey:
         self.score = score
         workflow.upsert_search_attributes([sa.SCORE.value_set(score)])
 
+    def finish(self, outcome: str, reason: str, **fields: Any) -> JourneyResult:
+        """The journey is over (``close``): its result, a ``RESULT`` with the journey's own
+        ``result_fields()`` (``fields`` add to them or replace them) and the messages sent."""
+        self.close(outcome, reason)
+        fields = {**self.result_fields(), **fields}
+        return self.RESULT(outcome, reason, messages=list(self.messages), **fields)
+
+    def result_fields(self) -> dict[str, Any]:
+        """What the journey's result carries besides its outcome, reason and messages."""
+        return {}
+
+    # What the journey asks about its lead -----------------------------------------------------
+    async def activity(self, activity: Callable, arg: Any, **options: Any) -> Any:
+        """One step's activity, retried with backoff like every step (``ACTIVITY_OPTIONS``)."""
+        return await workflow.execute_activity(activity, arg, **options, **ACTIVITY_OPTIONS)
+
+    async def check_consent(self, channel: str = "email") -> ConsentAnswer:
+        """The lead's marketing consent for ``channel``, as the consent ledger says now."""
+        return await self.activity(leads.check_consent, ConsentQuestion(self.lead_id, channel))
+
+    async def consent_step(self, channel: str = "email") -> ConsentAnswer:
+        """The first step of a marketing journey: no marketing message without consent."""
+        self.enter("checking_consent", f"Checking the lead's marketing consent for {channel}")
+        return await self.check_consent(channel)
+
+    async def lead_facts(self) -> LeadFacts:
+        """What the journey may know of its lead: a contact already? a phone? the score."""
+        return await self.activity(leads.get_lead_facts, LeadRef(self.lead_id))
+
+    async def refresh_score(self) -> LeadFacts:
+        """The lead's facts, and the score as they give it (other journeys may have moved it)."""
+        facts = await self.lead_facts()
+        self.set_score(facts.score)
+        return facts
+
+    async def add_score(self, event: str, key: str, reason: str) -> ScoreResult:
+        """Score ``event`` for the lead (the points come from the scoring rules); ``key`` makes
+        it count once however many times it is told."""
+        change = ScoreChange(lead_id=self.lead_id, event=event, key=key, reason=reason)
+        return await self.activity(scoring.add_score, change)
+
+    async def promo_code(self, issued_for: str, percent_off: int) -> str:
+        """A single-use promo code for the lead, the same one however many times it is asked
+        for the same ``issued_for`` (a step of this journey)."""
+        request = PromoRequest(
+            self.lead_id, f"{workflow.info().workflow_id}:{issued_for}", percent_off
+        )
+        return await self.activity(commerce.issue_promo_code, request)
+
     # Waiting and sending -----------------------------------------------------------------------
     async def wait(
         self, step: str, details: str, condition: Callable[[], bool], timeout: timedelta
     ) -> bool:
-        """Show the waiting step, then wait until ``condition`` holds (True) or ``timeout`` passes."""
+        """Show the waiting step, then wait until ``condition`` holds (True) or ``timeout``
+        passes (False)."""
         self.enter(step, details)
         return await wait_for(condition, timeout)
+
+    async def wait_quiet(
+        self,
+        step: str,
+        details: Callable[[datetime], str],
+        *,
+        last_change: Callable[[], datetime],
+        changes: Callable[[], int],
+        quiet: timedelta,
+        stop: Callable[[], bool],
+    ) -> bool:
+        """Wait until ``quiet`` has passed since the last change (a cart updated, a category
+        visited): each change restarts the clock. True when it has; False when ``stop`` came
+        true first. ``changes`` counts the changes; ``details`` says when the wait ends."""
+        while True:
+            due = last_change() + quiet
+            seen = changes()
+            if not await self.wait(
+                step, details(due), lambda: stop() or changes() != seen, due - workflow.now()
+            ):
+                return True
+            if stop():
+                return False
 
     def request(self, step: str, template: str, **options) -> SendRequest:
         """The send of ``template`` at ``step``, keyed in the ledger by this run's id + step."""
@@ -179,6 +273,39 @@ class Journey:
             self.record(step, channel, template, result)
         return result
 
+    async def send_best(
+        self,
+        channels: Sequence[str],
+        send: Callable[[str], Awaitable[SendResult]],
+        *,
+        facts: LeadFacts | None = None,
+    ) -> tuple[str | None, SendResult | None]:
+        """Send on the best channel the lead accepts. ``channels``: the journey's preference,
+        best first; ``send(channel)`` sends the journey's message on one (its step, template,
+        details).
+
+        Each channel but the last is tried when the lead has its address (``facts``, read once,
+        when a channel first needs it) and grants its consent channel (asked at that moment, one
+        consent check per channel, in order). A send that does not go out falls to the next
+        channel. The last is the fallback, sent without asking first: the send ledger checks its
+        consent and records why it did not go. Returns the channel that sent (None: none did) and
+        the last send's result (None: nothing was tried)."""
+        result = None
+        for position, name in enumerate(channels):
+            c = channel_named(name)
+            if position < len(channels) - 1:
+                if f"has_{c.address}" in LeadFacts.__dataclass_fields__:
+                    if facts is None:
+                        facts = await self.lead_facts()
+                    if not getattr(facts, f"has_{c.address}"):
+                        continue
+                if not (await self.check_consent(c.consent)).granted:
+                    continue
+            result = await send(name)
+            if result.status == "sent":
+                return name, result
+        return None, result
+
     def record(self, step: str, channel: str, template: str, result: SendResult) -> None:
         self.messages.append(
             SentMessage(
@@ -203,13 +330,8 @@ class Journey:
         if signal.message_id in self._scored_messages:
             return None
         self._scored_messages.add(signal.message_id)
-        return await workflow.execute_activity(
-            add_score,
-            ScoreChange(
-                lead_id=self.lead_id,
-                event="email_clicked",
-                key=f"{workflow.info().workflow_id}:click:{signal.message_id}",
-                reason=reason.format(step=self.step_of(signal.message_id)),
-            ),
-            **ACTIVITY_OPTIONS,
+        return await self.add_score(
+            "email_clicked",
+            f"{workflow.info().workflow_id}:click:{signal.message_id}",
+            reason.format(step=self.step_of(signal.message_id)),
         )

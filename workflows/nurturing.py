@@ -1,7 +1,7 @@
-"""The lead-nurturing journey (seed 003: object, sequence of tasks, validation rules, feedback
-loops, roles).
+"""The lead-nurturing journey: a sequence of content emails that brings a lead to a demo, with
+validation rules (a step waits for a download), feedback loops, and the sales team's tasks.
 
-    enroll ─► consent for email? ──no──► end (not_sent)
+    enroll ─► consent for email? ──no──► end: not_sent
                  │ yes
                  ▼
     the sequence (config/nurturing.yaml, read at enrollment; default 4 days apart):
@@ -13,20 +13,23 @@ loops, roles).
                                         ▼
                     feedback loop: send the alternative (another case study), wait up to
                     4 days for the download (it ends the wait), check again; at most N times
-                    (default 2), then skip the step or end the journey (per configuration)
+                    (default 2), then skip the step or end the journey: gate_not_met (per
+                    configuration)
                                                               ▼
-    sequence over ─► stay while a sales task is open (until it is done or escalated) ─► end
+    sequence over ─► stay while a sales task is open (until it is done or escalated)
+                  ─► end: sequence_completed
 
     At any point:
       white paper downloaded, or score crosses the MQL threshold ─► a sales task for a rep
           (territory or round-robin), the rep emailed; still open at its due date (2 business
           days) ─► escalated to the manager, once
-      task completed "meeting_booked" ─► end: converted; "not_interested" ─► end the marketing steps
-      demo booked or purchase (the lead on their own) ─► end: goal reached;  unsubscribe ─► end
+      task completed "meeting_booked" ─► end: converted; "not_interested" ─► end: not_interested
+      demo booked or purchase (the lead on their own) ─► end: goal_reached
+      unsubscribe ─► end: unsubscribed
       a message refused by the journey's exclusions (checked before each send: the lead became a
-          customer, joined an excluded list) ─► end: excluded
-      (goals: demo_booked, purchase, workflows/goals.py; a meeting booked by sales reaches
-       demo_booked for the lead's other journeys too)
+          customer, joined an excluded list) ─► end: excluded; not sent otherwise ─► not_sent
+      (goals: demo_booked, purchase, declared in the catalogue; a meeting booked by sales
+       reaches demo_booked for the lead's other journeys too)
 
 One journey per lead, id ``nurture-<lead id>``. The input carries the sequence itself (names,
 templates, delays, gates: no personal data), so editing the file never changes a running journey.
@@ -35,7 +38,7 @@ templates, delays, gates: no personal data), so editing the file never changes a
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -60,17 +63,9 @@ from relance.contracts.signals import (
 )
 from workflows.goals import goals_of
 from workflows.journey import Journey
-from workflows.steps import (
-    ACTIVITY_OPTIONS,
-    JourneyStatus,
-    SentMessage,
-    not_sent_outcome,
-    reach_goal,
-    wait_for,
-)
+from workflows.steps import JourneyResult, JourneyStatus, not_sent_outcome, reach_goal, wait_for
 
 with workflow.unsafe.imports_passed_through():
-    from relance.contracts.leads import ConsentQuestion, LeadRef, check_consent, get_lead_facts
     from relance.contracts.nurturing import Gate, NurturingSequence, NurturingStep
     from relance.contracts.sales import (
         TaskNotice,
@@ -85,6 +80,8 @@ with workflow.unsafe.imports_passed_through():
 
 JOURNEY = "nurturing"
 GOALS = goals_of(JOURNEY)  # declared in the catalogue
+# Journeys started before goals existed do not tell the lead's other journeys of a meeting booked.
+GOALS_PATCH = "goals"
 
 
 class NurturingOutcome(StrEnum):
@@ -106,7 +103,8 @@ class NurturingInput:
     task_due_business_days: int = 2
     send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
     # The lead went through the journey before (re-enrolled after the cooldown): this run keys its
-    # sends and sales tasks apart from the earlier run's (by its start time), or they would count as done.
+    # sends and sales tasks apart from the earlier run's (by its start time), or they would count
+    # as done.
     reenrolled: bool = False
 
 
@@ -130,15 +128,13 @@ class NurturingStatus(JourneyStatus):
 
 
 @dataclass
-class NurturingResult:
+class NurturingResult(JourneyResult):
     outcome: NurturingOutcome
-    reason: str
     steps_sent: list[str]
     loops: dict[str, int]  # alternatives sent per gated step
     downloads: list[str]
     score: int
     tasks: list[TaskView]
-    messages: list[SentMessage] = field(default_factory=list)
 
 
 def add_business_days(start: datetime, days: int) -> datetime:
@@ -153,7 +149,7 @@ def add_business_days(start: datetime, days: int) -> datetime:
 
 @workflow.defn(name="LeadNurturingJourney")
 class LeadNurturingJourney(Journey):
-    NAME, GOALS, LOG_NAME = JOURNEY, GOALS, "nurturing journey"
+    NAME, GOALS, LOG_NAME, RESULT = JOURNEY, GOALS, "nurturing journey", NurturingResult
 
     @workflow.init
     def __init__(self, input: NurturingInput) -> None:
@@ -179,27 +175,26 @@ class LeadNurturingJourney(Journey):
 
     @workflow.run
     async def run(self, input: NurturingInput) -> NurturingResult:
-        self.enter("checking_consent", "Checking the lead's marketing consent for email")
-        consent = await workflow.execute_activity(
-            check_consent,
-            ConsentQuestion(input.lead_id, "email"),
-            **ACTIVITY_OPTIONS,
-        )
+        # 1. Consent first: no marketing email without it.
+        consent = await self.consent_step("email")
         if not consent.granted:
             return await self._finish(NurturingOutcome.NOT_SENT, consent.reason)
-        await self._refresh_score()
+        await self.refresh_score()
+
+        # 2. The sequence, step by step: wait, check the step's gate, send.
 
         for step in self.seq.steps:
             if step.gate:
                 self.gate = f"{step.name} requires the {step.gate.downloaded} downloaded"
             if step.delay_days > 0:
-                self.enter(
+                if await self.wait(
                     f"waiting_for_{step.name}",
                     f"Waiting {step.delay_days:g} days before {step.name}",
-                )
-                if await wait_for(self.stopped, timedelta(days=step.delay_days)):
+                    self.stopped,
+                    timedelta(days=step.delay_days),
+                ):
                     break
-                await self._refresh_score()  # other journeys (clicks, purchases) may have moved it
+                await self.refresh_score()  # other journeys (clicks, purchases) may have moved it
             if step.gate and not await self._pass_gate(step, step.gate):
                 if self.stop:
                     break
@@ -217,6 +212,7 @@ class LeadNurturingJourney(Journey):
             if self.stop:
                 break
 
+        # 3. Sequence over: the sales team may still be working on the lead.
         if self.stop is None and self._open_tasks():
             self.enter("waiting_for_sales", "Sequence over; waiting for the open sales tasks")
             await workflow.wait_condition(lambda: self.stopped() or not self._open_tasks())
@@ -235,7 +231,10 @@ class LeadNurturingJourney(Journey):
             if self._met(gate) or self.stop:
                 break
             template = gate.alternatives[min(loop, len(gate.alternatives)) - 1]
-            self.gate = f"{step.name} requires the {gate.downloaded} downloaded (feedback loop {loop}/{gate.max_loops})"
+            self.gate = (
+                f"{step.name} requires the {gate.downloaded} downloaded "
+                f"(feedback loop {loop}/{gate.max_loops})"
+            )
             self.enter(
                 f"feedback_{step.name}",
                 f"No {gate.downloaded} download yet: sending {template} instead",
@@ -244,12 +243,11 @@ class LeadNurturingJourney(Journey):
             self.loops[step.name] = loop
             if sent.status != "sent" and not self.stop:
                 self._stop(_not_sent(sent), sent.reason)
-            self.enter(
+            await self.wait(
                 f"feedback_{step.name}",
                 f"Waiting up to {gate.retry_after_days:g} days for the {gate.downloaded} download",
-            )
-            await wait_for(
-                lambda: self._met(gate) or self.stopped(), timedelta(days=gate.retry_after_days)
+                lambda: self._met(gate) or self.stopped(),
+                timedelta(days=gate.retry_after_days),
             )
         self.gate = None
         return self._met(gate) and not self.stop
@@ -331,12 +329,6 @@ class LeadNurturingJourney(Journey):
         if asset in self.seq.hand_off_downloads:
             self._hand_off(f"download-{asset}", f"downloaded the {asset}")
 
-    async def _refresh_score(self) -> None:
-        facts = await workflow.execute_activity(
-            get_lead_facts, LeadRef(self.input.lead_id), **ACTIVITY_OPTIONS
-        )
-        self.set_score(facts.score)
-
     def set_score(self, score: int) -> None:
         super().set_score(score)
         if score < self.input.mql_threshold:
@@ -363,7 +355,7 @@ class LeadNurturingJourney(Journey):
 
     async def _run_task(self, key: str, reason: str) -> None:
         due = add_business_days(workflow.now(), self.input.task_due_business_days)
-        created = await workflow.execute_activity(
+        created = await self.activity(
             create_sales_task,
             TaskRequest(
                 self.input.lead_id,
@@ -373,7 +365,6 @@ class LeadNurturingJourney(Journey):
                 due,
             ),
             summary=f"sales task: {reason}",
-            **ACTIVITY_OPTIONS,
         )
         task = self.tasks.setdefault(
             created.task_id,
@@ -388,9 +379,7 @@ class LeadNurturingJourney(Journey):
         await wait_for(lambda: task.status != "open" or self._closing, task.due_at - workflow.now())
         if task.status != "open" or self._closing:
             return
-        escalation = await workflow.execute_activity(
-            escalate_sales_task, TaskRef(task.task_id), **ACTIVITY_OPTIONS
-        )
+        escalation = await self.activity(escalate_sales_task, TaskRef(task.task_id))
         if task.status == "open":  # not completed by a signal meanwhile
             task.status = escalation.status
         task.escalated = escalation.escalated
@@ -399,11 +388,7 @@ class LeadNurturingJourney(Journey):
 
     async def _notify(self, task: TaskView, kind: str) -> None:
         try:
-            notice = await workflow.execute_activity(
-                notify_sales_task,
-                TaskNotice(task.task_id, kind),
-                **ACTIVITY_OPTIONS,
-            )
+            notice = await self.activity(notify_sales_task, TaskNotice(task.task_id, kind))
         except ActivityError as err:  # e.g. the SMTP server refused the address for good
             workflow.logger.warning(
                 "sales task %s: the %s email failed: %s", task.task_id, kind, err.cause
@@ -426,24 +411,23 @@ class LeadNurturingJourney(Journey):
         return result
 
     async def _finish(self, outcome: NurturingOutcome, reason: str) -> NurturingResult:
+        """The journey's end, once the sales tasks it watches are left to the sales team."""
         self._closing = True  # hand-offs stop watching due dates; none starts any more
-        if outcome == NurturingOutcome.CONVERTED and workflow.patched(
-            "goals"
-        ):  # a meeting booked: the demo goal, for the others
+        # A meeting booked is the demo goal, for the lead's other journeys too.
+        if outcome == NurturingOutcome.CONVERTED and workflow.patched(GOALS_PATCH):
             await reach_goal(self.input.lead_id, DEMO_BOOKED_GOAL)
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self.settle()
         await asyncio.gather(*self._background)
         self.gate = None
-        self.close(outcome, reason)
-        return NurturingResult(
-            outcome,
-            reason,
-            list(self.steps_sent),
-            dict(self.loops),
-            list(self.downloads),
-            self.score,
-            list(self.tasks.values()),
-            list(self.messages),
+        return self.finish(outcome, reason)
+
+    def result_fields(self) -> dict:
+        return dict(
+            steps_sent=list(self.steps_sent),
+            loops=dict(self.loops),
+            downloads=list(self.downloads),
+            score=self.score,
+            tasks=list(self.tasks.values()),
         )
 
 

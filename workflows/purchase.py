@@ -1,9 +1,11 @@
-"""After a purchase (seed 002: "clients fidèles"): score it, then
+"""After a purchase: record and score it, then thank a first-time buyer or keep a loyal one.
 
-    first purchase  ─► thank-you email with a promo code for the next order
-    repeat purchase ─► the lead joins the "loyal customers" list
+    purchase ─► recorded (whose order it is, whether it is their first) ─► scored
+        first purchase  ─► thank-you email with a promo code for the next order (sent at once)
+        repeat purchase ─► the lead joins the "loyal customers" list
 
-One run per order (id ``purchase-<order id>``), so a shop retrying the event counts it once.
+One run per order (id ``purchase-<order id>``), so a shop retrying the event counts it once. Its
+result is the order's follow-up (no outcome, no reason: not a ``JourneyResult``).
 """
 
 from __future__ import annotations
@@ -14,16 +16,9 @@ from temporalio import workflow
 
 from relance.contracts import search_attributes as sa
 from workflows.journey import Journey
-from workflows.steps import ACTIVITY_OPTIONS
 
 with workflow.unsafe.imports_passed_through():
-    from relance.contracts.commerce import (
-        PromoRequest,
-        PurchaseRef,
-        issue_promo_code,
-        record_purchase,
-    )
-    from relance.contracts.scoring import ScoreChange, add_score
+    from relance.contracts.commerce import PurchaseRef, record_purchase
 
 JOURNEY = "purchase"
 
@@ -54,20 +49,11 @@ class PurchaseFollowUp(Journey):
 
     @workflow.run
     async def run(self, input: PurchaseInput) -> PurchaseResult:
-        facts = await workflow.execute_activity(
-            record_purchase, PurchaseRef(input.order_id), **ACTIVITY_OPTIONS
-        )
+        facts = await self.activity(record_purchase, PurchaseRef(input.order_id))
         self.lead_id = facts.lead_id
         workflow.upsert_search_attributes([sa.LEAD_ID.value_set(facts.lead_id)])
-        score = await workflow.execute_activity(
-            add_score,
-            ScoreChange(
-                lead_id=facts.lead_id,
-                event="purchase",
-                key=f"purchase:{input.order_id}",
-                reason=f"purchase (order {input.order_id})",
-            ),
-            **ACTIVITY_OPTIONS,
+        score = await self.add_score(
+            "purchase", f"purchase:{input.order_id}", f"purchase (order {input.order_id})"
         )
         self.set_score(score.score)
         if not facts.first_purchase:
@@ -81,15 +67,7 @@ class PurchaseFollowUp(Journey):
         code = None
         about = f"order:{input.order_id}"
         if input.first_purchase_percent_off > 0:
-            code = await workflow.execute_activity(
-                issue_promo_code,
-                PromoRequest(
-                    facts.lead_id,
-                    f"{workflow.info().workflow_id}:next-order",
-                    input.first_purchase_percent_off,
-                ),
-                **ACTIVITY_OPTIONS,
-            )
+            code = await self.promo_code("next-order", input.first_purchase_percent_off)
             about += f",promo:{code}"
         # The lead's own order: sent at once, counted by the frequency cap but never held by it.
         sent = await self.send_now(

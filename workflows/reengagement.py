@@ -1,19 +1,23 @@
-"""The re-engagement journey (seed 000 "workflow de relance": "no visit for 2 months"; seed 001:
-remove the unresponsive). Started by the daily sweep (workflows/sweep.py) for an inactive lead.
+"""The re-engagement journey: win back a lead who has not visited for two months, or stop
+writing to them. Started by the daily sweep (workflows/sweep.py) for an inactive lead.
 
-    inactive lead ─► consent for email? ──no──► end (reason recorded)
+    inactive lead ─► consent for email? ──no──► end: not_sent (the ledger's reason)
                           │ yes
                           ▼
           email 1 "the best of what you missed" ─► wait 7 days ──┐
           email 2 "what do you want to hear about?" ─► 7 days ───┤ any activity (open, click,
           email 3 "shall we stay in touch?" ─► 7 days ───────────┤ visit, purchase) ─► re-engaged:
                           │ no reaction                          │ points added, journey over
+                          │                                      │ (re_engaged)
                           ▼
-          sunset, per setting: suppress (marketing email consent withdrawn, reason "sunset")
-                               or delete (the lead is erased, as for a GDPR request)
+          sunset, per setting: suppress (marketing email consent withdrawn, reason "sunset":
+                               sunset_suppressed) or delete (the lead is erased, as for a GDPR
+                               request: sunset_deleted)
 
-    An unsubscribe, at any point, ends the journey at once. The outcome is recorded on the lead.
-    Goal: a purchase (workflows/goals.py). Reached, at any point, it ends the journey: converted.
+    An email not sent ends the journey: excluded (the journey's exclusions refused it) or
+    consent_withdrawn. An unsubscribe, at any point, ends the journey at once (unsubscribed).
+    Goal: a purchase (declared in the catalogue). Reached, at any point, it ends the journey:
+    converted. The outcome is recorded on the lead.
 
 Id ``reengage-<lead id>``; a lead who came back and went quiet again can go through it again,
 so every send step carries the date the journey started (the send ledger is keyed by workflow
@@ -38,17 +42,15 @@ from relance.contracts.signals import (
 )
 from workflows.goals import goals_of
 from workflows.journey import Journey
-from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage, not_sent_outcome
+from workflows.steps import JourneyResult, JourneyStatus, not_sent_outcome
 
 with workflow.unsafe.imports_passed_through():
-    from relance.contracts.leads import ConsentQuestion, check_consent
     from relance.contracts.reengagement import (
         OutcomeRecord,
         SunsetRequest,
         record_reengagement,
         sunset_lead,
     )
-    from relance.contracts.scoring import ScoreChange, add_score
     from relance.domain.send_window import SendWindow
 
 JOURNEY = "reengage"
@@ -76,7 +78,8 @@ IN_JOURNEY = "in_journey"  # what the lead's record says while the journey runs
 @dataclass
 class ReEngagementInput:
     lead_id: str
-    # Days after email 1 before email 2, after email 2 before email 3, after email 3 before the sunset.
+    # Days after email 1 before email 2, after email 2 before email 3, after email 3 before the
+    # sunset.
     delays_days: list[float] = field(default_factory=lambda: [7.0, 7.0, 7.0])
     sunset: str = "suppress"  # suppress | delete
     send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
@@ -89,19 +92,17 @@ class ReEngagementStatus(JourneyStatus):
 
 
 @dataclass
-class ReEngagementResult:
+class ReEngagementResult(JourneyResult):
     outcome: ReEngagementOutcome
-    reason: str
     reaction: str | None
     score: int | None
-    messages: list[SentMessage] = field(default_factory=list)
     # sunset_deleted: what the erasure removed
     rows_deleted: dict[str, int] = field(default_factory=dict)
 
 
 @workflow.defn(name="ReEngagementJourney")
 class ReEngagementJourney(Journey):
-    NAME, GOALS, LOG_NAME = JOURNEY, GOALS, "re-engagement journey"
+    NAME, GOALS, LOG_NAME, RESULT = JOURNEY, GOALS, "re-engagement journey", ReEngagementResult
 
     @workflow.init
     def __init__(self, input: ReEngagementInput) -> None:
@@ -113,11 +114,7 @@ class ReEngagementJourney(Journey):
     async def run(self, input: ReEngagementInput) -> ReEngagementResult:
         result = await self.until_goal(self._steps(input))
         if result is None:
-            await self.settle()
-            goal = self.converted
-            return await self._end(
-                ReEngagementOutcome.CONVERTED, f"goal reached: {goal.goal} ({goal.source})"
-            )
+            return await self._end(ReEngagementOutcome.CONVERTED, self.goal_reason)
         return result
 
     async def _steps(self, input: ReEngagementInput) -> ReEngagementResult:
@@ -129,12 +126,7 @@ class ReEngagementJourney(Journey):
                 non_retryable=True,
             )
         # 1. Consent first (the sweep checked it, but it may have changed since).
-        self.enter("checking_consent", "Checking the lead's marketing consent for email")
-        consent = await workflow.execute_activity(
-            check_consent,
-            ConsentQuestion(input.lead_id, "email"),
-            **ACTIVITY_OPTIONS,
-        )
+        consent = await self.consent_step("email")
         if not consent.granted:
             return await self._end(ReEngagementOutcome.NOT_SENT, consent.reason)
         await self._record(IN_JOURNEY)
@@ -168,34 +160,26 @@ class ReEngagementJourney(Journey):
             return await self._end(ReEngagementOutcome.UNSUBSCRIBED, "the lead unsubscribed")
         if self.reaction is not None:
             self.enter("re_engaged", f"The lead came back ({self.reaction}): adding points")
-            score = await workflow.execute_activity(
-                add_score,
-                ScoreChange(
-                    lead_id=input.lead_id,
-                    event="reengaged",
-                    key=f"{workflow.info().workflow_id}:{started_on}:reengaged",
-                    reason=f"came back during the re-engagement journey ({self.reaction})",
-                ),
-                **ACTIVITY_OPTIONS,
+            score = await self.add_score(
+                "reengaged",
+                f"{workflow.info().workflow_id}:{started_on}:reengaged",
+                f"came back during the re-engagement journey ({self.reaction})",
             )
             self.set_score(score.score)
             return await self._end(
                 ReEngagementOutcome.RE_ENGAGED, f"the lead came back: {self.reaction}"
             )
         self.enter("sunset", f"No reaction to {len(EMAILS)} emails: sunset ({input.sunset})")
-        sunset = await workflow.execute_activity(
-            sunset_lead,
-            SunsetRequest(input.lead_id, input.sunset, workflow.info().workflow_id),
-            **ACTIVITY_OPTIONS,
+        sunset = await self.activity(
+            sunset_lead, SunsetRequest(input.lead_id, input.sunset, workflow.info().workflow_id)
         )
         if sunset.policy == "delete":
-            result = self._finish(
+            return self.finish(
                 ReEngagementOutcome.SUNSET_DELETED,
                 "no reaction to the re-engagement emails: lead erased",
+                rows_deleted=sunset.rows_deleted,
             )
-            result.rows_deleted = sunset.rows_deleted
-            return result
-        return self._finish(
+        return self.finish(
             ReEngagementOutcome.SUNSET_SUPPRESSED,
             "no reaction to the re-engagement emails: marketing email stopped",
         )
@@ -225,17 +209,12 @@ class ReEngagementJourney(Journey):
         return self.reaction is not None or self.unsubscribed
 
     async def _record(self, status: str) -> None:
-        await workflow.execute_activity(
-            record_reengagement,
-            OutcomeRecord(self.input.lead_id, status),
-            **ACTIVITY_OPTIONS,
-        )
+        await self.activity(record_reengagement, OutcomeRecord(self.input.lead_id, status))
 
     async def _end(self, outcome: ReEngagementOutcome, reason: str) -> ReEngagementResult:
         """The journey's end, recorded on the lead (a sunset records itself)."""
         await self._record(outcome)
-        return self._finish(outcome, reason)
+        return self.finish(outcome, reason)
 
-    def _finish(self, outcome: ReEngagementOutcome, reason: str) -> ReEngagementResult:
-        self.close(outcome, reason)
-        return ReEngagementResult(outcome, reason, self.reaction, self.score, list(self.messages))
+    def result_fields(self) -> dict:
+        return dict(reaction=self.reaction, score=self.score)

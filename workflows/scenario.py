@@ -1,13 +1,17 @@
-"""Content scenarios that hand the lead on to another scenario (seed 004: "redirection vers un
-autre scénario eCRM"), e.g. a newsletter that leads to a white paper.
+"""Content scenarios that hand the lead on to another scenario when they are done with it, e.g.
+a newsletter that leads to a white paper.
 
     enroll (with the chain of journeys that led here)
-        ─► the scenario's email (send window, frequency cap) ─► wait N days
-        ─► redirect: enroll into the next scenario, unless the chain refuses it
+        ─► the scenario's email (send window, frequency cap)
+               (not sent ─► end: excluded by the journey's exclusions, else not_sent)
+        ─► no other scenario follows ─► end: finished
+        ─► wait N days
+        ─► redirect: enroll into the next scenario (end: redirected), unless the chain refuses it
                (the lead came from there already, or the chain is too deep), or the target's
-               enrollment rules (exclusions, cooldown since the lead left it: relance/domain/journey_rules.py)
-               refuse it: refused, recorded
-               (in the journey's result and in ``enrollment_refusals``, with the lead's data)
+               enrollment rules (exclusions, cooldown since the lead left it:
+               relance/domain/journey_rules.py) refuse it, or the lead is in it already
+               ─► end: redirect_refused, recorded (in the journey's result and in
+               ``enrollment_refusals``, with the lead's data)
     Goal: a purchase ends it (converted).
 
 The scenarios and their links are declared in the catalogue (``SCENARIOS``, one entry each:
@@ -31,12 +35,7 @@ from relance.contracts.catalogue import SCENARIOS, scenario_entry_name
 from relance.contracts.journey_graph import DEFAULT_MAX_DEPTH, chain_refusal
 from workflows.goals import goals_of
 from workflows.journey import Journey
-from workflows.steps import (
-    ACTIVITY_OPTIONS,
-    JourneyStatus,
-    SentMessage,
-    not_sent_outcome,
-)
+from workflows.steps import JourneyResult, JourneyStatus, not_sent_outcome
 
 with workflow.unsafe.imports_passed_through():
     from relance.contracts.enrollment import (
@@ -47,9 +46,10 @@ with workflow.unsafe.imports_passed_through():
     )
 
 JOURNEY = "scenario"
-RECORD_REFUSALS_PATCH = (
-    "record-enrollment-refusals"  # refusals recorded in enrollment_refusals (issue 7)
-)
+# Enrollment rules: a run keys its send with its start time (a lead may come back into a
+# scenario after its cooldown), the redirect checks the target's rules, and refusals are recorded
+# in enrollment_refusals. Scenarios started before the rules existed replay as they ran.
+RECORD_REFUSALS_PATCH = "record-enrollment-refusals"
 GOALS = goals_of(JOURNEY)  # declared in the catalogue
 
 
@@ -81,17 +81,15 @@ class ScenarioStatus(JourneyStatus):
 
 
 @dataclass
-class ScenarioResult:
+class ScenarioResult(JourneyResult):
     outcome: ScenarioOutcome
-    reason: str
-    chain: list[str]
-    redirected_to: str | None = None
-    messages: list[SentMessage] = field(default_factory=list)
+    chain: list[str]  # the journeys that led here, and this one
+    redirected_to: str | None = None  # the scenario the lead was sent on to (or refused)
 
 
 @workflow.defn(name="ScenarioJourney")
 class ScenarioJourney(Journey):
-    NAME, GOALS = JOURNEY, GOALS
+    NAME, GOALS, RESULT = JOURNEY, GOALS, ScenarioResult
 
     @workflow.init
     def __init__(self, input: ScenarioInput) -> None:
@@ -104,14 +102,13 @@ class ScenarioJourney(Journey):
     async def run(self, input: ScenarioInput) -> ScenarioResult:
         result = await self.until_goal(self._steps(input))
         if result is None:
-            return self._finish(ScenarioOutcome.CONVERTED, f"goal reached: {self.converted.goal}")
+            return self.finish(ScenarioOutcome.CONVERTED, f"goal reached: {self.converted.goal}")
         return result
 
     async def _steps(self, input: ScenarioInput) -> ScenarioResult:
         scenario = SCENARIOS[input.scenario]
-        # Enrollment rules (issue 7): a lead may come back into a scenario after its cooldown, so a
-        # run keys its send with its start time (or it would find the earlier run's send done);
-        # the redirect checks the target's rules, refusals are recorded. Older runs replay as they ran.
+        # Enrollment rules: a lead may come back into a scenario after its cooldown, so a run
+        # keys its send with its start time (or it would find the earlier run's send done).
         self._rules = workflow.patched(RECORD_REFUSALS_PATCH)
         step = (
             f"{input.scenario}@{workflow.info().start_time:%Y-%m-%dT%H:%M:%S}"
@@ -121,9 +118,9 @@ class ScenarioJourney(Journey):
         self.enter("sending", f"Sending {scenario.template}")
         sent = await self.send(step, scenario.template, shown_as=input.scenario)
         if sent.status != "sent":
-            return self._finish(ScenarioOutcome(not_sent_outcome(sent)), sent.reason)
+            return self.finish(ScenarioOutcome(not_sent_outcome(sent)), sent.reason)
         if scenario.redirect_to is None:
-            return self._finish(ScenarioOutcome.FINISHED, "no other scenario follows")
+            return self.finish(ScenarioOutcome.FINISHED, "no other scenario follows")
         wait_days = scenario.wait_days if input.wait_days is None else input.wait_days
         await self.wait(
             "waiting",
@@ -143,12 +140,11 @@ class ScenarioJourney(Journey):
             )
             return await self._refused(target, refusal)
         if self._rules:  # the target's enrollment rules, as the API applies them
-            refusal = await workflow.execute_activity(
+            refusal = await self.activity(
                 check_enrollment,
                 EnrollmentCheck(
                     input.lead_id, JOURNEY, workflow_id(target, input.lead_id), f"{target} scenario"
                 ),
-                **ACTIVITY_OPTIONS,
             )
             if refusal:
                 return await self._refused(target, refusal)
@@ -164,7 +160,9 @@ class ScenarioJourney(Journey):
             )
         except WorkflowAlreadyStartedError:
             return await self._refused(target, f"the lead is already in {target}")
-        return self._finish(ScenarioOutcome.REDIRECTED, f"enrolled into {target}", target)
+        return self.finish(
+            ScenarioOutcome.REDIRECTED, f"enrolled into {target}", redirected_to=target
+        )
 
     @workflow.query(name="status")
     def status(self) -> ScenarioStatus:
@@ -175,14 +173,14 @@ class ScenarioJourney(Journey):
 
     async def _refused(self, target: str, reason: str) -> ScenarioResult:
         await self._record_refusal(target, reason)
-        return self._finish(ScenarioOutcome.REDIRECT_REFUSED, reason, target)
+        return self.finish(ScenarioOutcome.REDIRECT_REFUSED, reason, redirected_to=target)
 
     async def _record_refusal(self, target: str, reason: str) -> None:
         """Keep the refusal with the lead's data (``enrollment_refusals``, in the export). Journeys
         started before this existed replay without it."""
         if self._rules:
             info = workflow.info()
-            await workflow.execute_activity(
+            await self.activity(
                 record_enrollment_refusal,
                 RefusalRecord(
                     self.input.lead_id,
@@ -193,11 +191,11 @@ class ScenarioJourney(Journey):
                     reason,
                     list(self.chain),
                 ),
-                **ACTIVITY_OPTIONS,
             )
 
-    def _finish(
-        self, outcome: ScenarioOutcome, reason: str, redirected_to: str | None = None
-    ) -> ScenarioResult:
-        self.enter(outcome.value, f"Scenario over: {outcome} ({reason})")
-        return ScenarioResult(outcome, reason, self.chain, redirected_to, list(self.messages))
+    def close(self, outcome: str, reason: str | None = None) -> None:
+        """A scenario's last step is its outcome, as the Temporal UI shows it."""
+        self.enter(str(outcome), f"Scenario over: {outcome} ({reason})")
+
+    def result_fields(self) -> dict:
+        return dict(chain=self.chain)

@@ -7,7 +7,7 @@ issued when they carried their own copies, so saved histories still replay.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -23,24 +23,17 @@ from workflows.goals import journeys_with_goal
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: the real zoneinfo (the sandbox hands a proxy datetime refuses as a tzinfo).
-    from relance.contracts.leads import (
-        ConsentQuestion,
-        LeadFacts,
-        LeadRef,
-        check_consent,
-        get_lead_facts,
-        get_send_profile,
-    )
+    from relance.contracts.leads import LeadRef, get_send_profile
     from relance.contracts.sending import SendRequest, SendResult
     from relance.domain.send_window import SendWindow, next_open
 
 T = TypeVar("T")
 
-SEND_WINDOW_PATCH = (
-    "send-window"  # journeys started before send windows and caps replay without them
-)
+# Journeys started before send windows and caps replay without them.
+SEND_WINDOW_PATCH = "send-window"
 
-# Activities retry with backoff up to every 5 minutes, without limit: a journey outlives an SMTP outage.
+# Activities retry with backoff up to every 5 minutes, without limit: a journey outlives an SMTP
+# outage.
 ACTIVITY_OPTIONS = dict(
     start_to_close_timeout=timedelta(seconds=60),
     retry_policy=RetryPolicy(
@@ -77,6 +70,18 @@ class JourneyStatus:
     it); each journey's own status adds its fields to these."""
 
     step: str  # the current step, as the ``Step`` search attribute shows it
+    _: KW_ONLY
+    messages: list[SentMessage] = field(default_factory=list)
+
+
+@dataclass
+class JourneyResult:
+    """What every journey returns when it ends (``GET /leads/{id}/journeys/{journey}`` shows it
+    as ``result``, as the journey wrote it); each journey's own result adds its fields to these.
+    ``outcome`` is a str enum of the journey's: the JSON holds its value."""
+
+    outcome: str
+    reason: str  # why the journey ended, in words
     _: KW_ONLY
     messages: list[SentMessage] = field(default_factory=list)
 
@@ -188,46 +193,6 @@ async def send_on(
     )
 
 
-async def send_best(
-    lead_id: str,
-    channels: Sequence[str],
-    send: Callable[[str], Awaitable[SendResult]],
-    *,
-    facts: LeadFacts | None = None,
-) -> tuple[str | None, SendResult | None]:
-    """Send on the best channel the lead accepts. ``channels``: the journey's preference, best
-    first; ``send(channel)`` sends the journey's message on one (its step, template, details).
-
-    Each channel but the last is tried when the lead has its address (``facts``, read once, when
-    a channel first needs it) and grants its consent channel (asked at that moment, one
-    ``check_consent`` per channel, in order: deterministic, replayed as recorded). A send that
-    does not go out falls to the next channel. The last is the fallback, sent without asking
-    first: the send ledger checks its consent and records why it did not go. Returns the channel
-    that sent (None: none did) and the last send's result (None: nothing was tried)."""
-    result = None
-    for position, name in enumerate(channels):
-        c = channel(name)
-        if position < len(channels) - 1:
-            if f"has_{c.address}" in LeadFacts.__dataclass_fields__:
-                if facts is None:
-                    facts = await workflow.execute_activity(
-                        get_lead_facts, LeadRef(lead_id), **ACTIVITY_OPTIONS
-                    )
-                if not getattr(facts, f"has_{c.address}"):
-                    continue
-            consent = await workflow.execute_activity(
-                check_consent,
-                ConsentQuestion(lead_id, c.consent),
-                **ACTIVITY_OPTIONS,
-            )
-            if not consent.granted:
-                continue
-        result = await send(name)
-        if result.status == "sent":
-            return name, result
-    return None, result
-
-
 def not_sent_outcome(result: SendResult) -> str:
     """A journey's outcome when a message of it did not go out: ``excluded`` when the journey's
     exclusions refused it (the send ledger checks them before each send), else ``not_sent``."""
@@ -250,7 +215,8 @@ async def wait_for_send_window(
         return not stop()
     show_step(
         "waiting_for_send_window",
-        f"Outside the send window ({window.describe()} {profile.time_zone}): sending at {opens:%Y-%m-%d %H:%M} UTC",
+        f"Outside the send window ({window.describe()} {profile.time_zone}): "
+        f"sending at {opens:%Y-%m-%d %H:%M} UTC",
     )
     return not await wait_for(stop, opens - now)
 

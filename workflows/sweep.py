@@ -1,12 +1,14 @@
-"""The re-engagement sweep: run daily by a Temporal Schedule (see ``relance/services/schedules.py``) or by
-hand (``POST /sweeps/re-engagement``). It starts ``ReEngagementJourney`` for every lead inactive
-for N days who has marketing email consent and is not already in the journey.
+"""The re-engagement sweep: run daily by a Temporal Schedule (see ``relance/services/schedules.py``)
+or by hand (``POST /sweeps/re-engagement``). It starts ``ReEngagementJourney`` for every lead
+inactive for N days who has marketing email consent and is not already in the journey.
 
     cutoff = now - N days (fixed for the whole sweep)
-    page of up to ``batch_size`` eligible leads after the cursor ─► start their journeys (one activity)
-        │ more leads?                                                    ▲
+    page of up to ``batch_size`` eligible leads after the cursor
+        ─► start their journeys (one activity)
+        │ more leads?                                          ▲
         ├── yes, and this run's history is long enough ─► continue-as-new with the cursor
-        └── yes ─────────────────────────────────────────────────────────┘
+        ├── yes ───────────────────────────────────────────────┘
+        └── no ─► completed
 
 Each page is one activity (about 6 history events), and the run continues as new every
 ``pages_per_run`` pages, so 100,000 leads never make one giant history.

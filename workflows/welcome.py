@@ -1,15 +1,15 @@
-"""The welcome journey (seed 002 "workflow de bienvenue", seed 000 "relance après 48 h").
+"""The welcome journey: greet a new sign-up, and relance a lead who did not react in 48 h.
 
-    sign-up ─► consent for email? ──no──► end (reason recorded)
+    sign-up ─► consent for email? ──no──► end: not_sent (the ledger's reason)
                    │           │ pending (double opt-in)
                    │           ▼
                    │      confirmation email (transactional) ─► wait up to 48 h for the click
-                   │           │ confirmed                         │ nothing (or unsubscribed)
-                   │◄──────────┘                                   ▼
-                   │ yes                                   end: not_confirmed, no marketing email ever
+                   │           │ clicked, and the ledger says granted   │ nothing
+                   │◄──────────┘                                        ▼
+                   │ yes                          end: not_confirmed, no marketing email ever
                    ▼
          new contact? ─► "welcome" email     already a contact? ─► "other content" email
-                   │
+                   │ (not sent ─► end: not_sent)
                    ▼
          wait up to 48 h for an open or a click
                    │ nothing
@@ -19,40 +19,32 @@
                    │
                    ▼
          count clicks (score) until the engagement window closes; a click ends the journey
+                   ▼
+         end: clicked, opened (no click) or no_reaction
 
-    An unsubscribe, at any point, ends the journey at once.
-    Goal: a purchase (workflows/goals.py). Reached, at any point, it ends the journey: converted.
+    An unsubscribe, at any point, ends the journey at once (unsubscribed).
+    Goal: a purchase (declared in the catalogue). Reached, at any point, it ends the journey:
+    converted.
 
 Inputs are ids and knobs only; every fact about the lead comes from an activity.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
 from temporalio import workflow
 
 from relance.contracts.channels import channel_label
-from relance.contracts.signals import (
-    CLICKED,
-    EMAIL_CONFIRMED,
-    OPENED,
-    TrackingSignal,
-)
+from relance.contracts.signals import CLICKED, EMAIL_CONFIRMED, OPENED, TrackingSignal
 from workflows.goals import goals_of
 from workflows.journey import Journey
-from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage, send_best
+from workflows.steps import JourneyResult, JourneyStatus
 
 with workflow.unsafe.imports_passed_through():
-    from relance.contracts.leads import (
-        ConsentQuestion,
-        LeadFacts,
-        LeadRef,
-        check_consent,
-        get_lead_facts,
-    )
+    from relance.contracts.leads import LeadFacts
     from relance.contracts.sending import SendResult
     from relance.domain.send_window import SendWindow
 
@@ -81,9 +73,8 @@ class WelcomeInput:
     relance_channels: list[str] | None = None
     engagement_window_days: float = 7.0  # how long after the welcome clicks still count
     send_window: SendWindow | None = None  # None: the global send window (RELANCE_SEND_WINDOW_*)
-    confirm_within_hours: float = (
-        48.0  # double opt-in: how long the lead has to confirm (RELANCE_DOUBLE_OPT_IN_HOURS)
-    )
+    # Double opt-in: how long the lead has to confirm (RELANCE_DOUBLE_OPT_IN_HOURS).
+    confirm_within_hours: float = 48.0
 
 
 @dataclass
@@ -94,19 +85,19 @@ class WelcomeStatus(JourneyStatus):
 
 
 @dataclass
-class WelcomeResult:
+class WelcomeResult(JourneyResult):
     outcome: WelcomeOutcome
-    reason: str
     opened: bool
     clicked: bool
-    relanced_by: str | None  # the channel that relanced (email, sms, webhook...) or None
     score: int
-    messages: list[SentMessage] = field(default_factory=list)
+    # The channel that relanced (email, sms, webhook...); None: none did, or the journey ended
+    # before its end of steps (unsubscribed while confirming, not sent, converted).
+    relanced_by: str | None = None
 
 
 @workflow.defn(name="WelcomeJourney")
 class WelcomeJourney(Journey):
-    NAME, GOALS, LOG_NAME = JOURNEY, GOALS, "welcome journey"
+    NAME, GOALS, LOG_NAME, RESULT = JOURNEY, GOALS, "welcome journey", WelcomeResult
 
     @workflow.init
     def __init__(self, input: WelcomeInput) -> None:
@@ -122,35 +113,27 @@ class WelcomeJourney(Journey):
     async def run(self, input: WelcomeInput) -> WelcomeResult:
         result = await self.until_goal(self._steps(input))
         if result is None:
-            await self.settle()
-            goal = self.converted
-            return self._finish(
-                WelcomeOutcome.CONVERTED, f"goal reached: {goal.goal} ({goal.source})"
-            )
+            return self.finish(WelcomeOutcome.CONVERTED, self.goal_reason)
         return result
 
     async def _steps(self, input: WelcomeInput) -> WelcomeResult:
         # 1. Consent first: no marketing email without it.
-        self.enter("checking_consent", "Checking the lead's marketing consent for email")
-        consent = await self._consent("email")
+        consent = await self.consent_step("email")
         if not consent.granted:
             if not (consent.pending and workflow.patched(DOUBLE_OPT_IN_PATCH)):
-                return self._finish(WelcomeOutcome.NOT_SENT, consent.reason)
+                return self.finish(WelcomeOutcome.NOT_SENT, consent.reason)
             # 1b. Double opt-in: nothing but the confirmation email until the lead confirms.
-            ended = await self._confirm(input, consent.pending_id)
+            ended = await self._double_opt_in(input, consent.pending_id)
             if ended is not None:
                 return ended
-        facts = await workflow.execute_activity(
-            get_lead_facts, LeadRef(input.lead_id), **ACTIVITY_OPTIONS
-        )
-        self.set_score(facts.score)
+        facts = await self.refresh_score()
 
         # 2. Welcome a new contact; offer other content to someone already known.
         template = "welcome_known" if facts.known_contact else "welcome_new"
         self.enter("sending_welcome", f"Sending the welcome email ({template})")
         welcome = await self.send("welcome", template)
         if welcome.status != "sent":
-            return self._finish(WelcomeOutcome.NOT_SENT, welcome.reason)
+            return self.finish(WelcomeOutcome.NOT_SENT, welcome.reason)
         window_end = workflow.now() + timedelta(days=input.engagement_window_days)
 
         # 3. Wait for the lead to open or click.
@@ -162,7 +145,7 @@ class WelcomeJourney(Journey):
             wait,
         )
 
-        # 4. Nothing: relance, by SMS when allowed, else by email with another subject.
+        # 4. Nothing: the relance, on the best channel the lead accepts.
         relanced_by = None if engaged else await self._relance(facts)
 
         # 5. Clicks are what we want: count them until the window closes, end at the first one.
@@ -176,19 +159,23 @@ class WelcomeJourney(Journey):
         await self.settle()
 
         if self.unsubscribed:
-            return self._finish(WelcomeOutcome.UNSUBSCRIBED, "the lead unsubscribed", relanced_by)
+            return self.finish(
+                WelcomeOutcome.UNSUBSCRIBED, "the lead unsubscribed", relanced_by=relanced_by
+            )
         if self.clicked:
-            return self._finish(WelcomeOutcome.CLICKED, "the lead clicked a link", relanced_by)
+            return self.finish(
+                WelcomeOutcome.CLICKED, "the lead clicked a link", relanced_by=relanced_by
+            )
         if self.opened:
-            return self._finish(
+            return self.finish(
                 WelcomeOutcome.OPENED,
                 "the lead opened the welcome email but did not click",
-                relanced_by,
+                relanced_by=relanced_by,
             )
-        return self._finish(
+        return self.finish(
             WelcomeOutcome.NO_REACTION,
             "no open or click before the engagement window closed",
-            relanced_by,
+            relanced_by=relanced_by,
         )
 
     # What the lead does ------------------------------------------------------------------
@@ -224,13 +211,14 @@ class WelcomeJourney(Journey):
         )
 
     # Steps -------------------------------------------------------------------------------
-    async def _confirm(self, input: WelcomeInput, pending_id: int) -> WelcomeResult | None:
-        """Double opt-in: send the confirmation email (transactional: no send window, no cap, not
-        blocked by the pending consent) and wait for the click. None when the lead confirmed and
-        the consent ledger now says granted; else the journey's end.
+    async def _double_opt_in(self, input: WelcomeInput, pending_id: int) -> WelcomeResult | None:
+        """Send the confirmation email (transactional: no send window, no cap, not blocked by the
+        pending consent) and wait for the click. None when the lead confirmed and the consent
+        ledger now says granted; else the journey's end.
 
         The send is keyed by the pending ledger row: a lead who let one confirmation lapse and
-        signs up again (a new journey, relance/services/journeys.py) gets a new email, a retry never two."""
+        signs up again (a new journey, relance/services/journeys.py) gets a new email, a retry
+        never two."""
         self.confirming = True
         self.enter(
             "sending_confirmation",
@@ -238,7 +226,7 @@ class WelcomeJourney(Journey):
         )
         sent = await self.send_now(f"confirm-{pending_id}", "welcome_confirm", kind="transactional")
         if sent.status != "sent":
-            return self._finish(
+            return self.finish(
                 WelcomeOutcome.NOT_SENT, f"the confirmation email was not sent: {sent.reason}"
             )
         wait = timedelta(hours=input.confirm_within_hours)
@@ -250,16 +238,16 @@ class WelcomeJourney(Journey):
         )
         self.confirming = False
         if self.unsubscribed:
-            return self._finish(
+            return self.finish(
                 WelcomeOutcome.UNSUBSCRIBED, "the lead unsubscribed before confirming"
             )
         # The ledger decides, not the signal: granted by the click, or meanwhile by an import.
-        consent = await self._consent("email")
+        consent = await self.check_consent("email")
         if consent.granted:
             return None
         if self.confirmed:
-            return self._finish(WelcomeOutcome.NOT_SENT, consent.reason)
-        return self._finish(
+            return self.finish(WelcomeOutcome.NOT_SENT, consent.reason)
+        return self.finish(
             WelcomeOutcome.NOT_CONFIRMED,
             f"the lead did not confirm the subscription within {_hours(wait)}; "
             "no marketing email is sent",
@@ -270,8 +258,8 @@ class WelcomeJourney(Journey):
         channels = self.input.relance_channels or (
             ["sms", "email"] if self.input.relance_by_sms else ["email"]
         )
-        sent_on, _ = await send_best(self.lead_id, channels, self._relance_on, facts=facts)
-        return sent_on
+        relanced_by, _ = await self.send_best(channels, self._relance_on, facts=facts)
+        return relanced_by
 
     async def _relance_on(self, channel: str) -> SendResult:
         self.enter(
@@ -279,26 +267,8 @@ class WelcomeJourney(Journey):
         )
         return await self.send(f"relance_{channel}", "welcome_relance", channel)
 
-    async def _consent(self, channel: str):
-        return await workflow.execute_activity(
-            check_consent,
-            ConsentQuestion(self.input.lead_id, channel),
-            **ACTIVITY_OPTIONS,
-        )
-
-    def _finish(
-        self, outcome: WelcomeOutcome, reason: str, relanced_by: str | None = None
-    ) -> WelcomeResult:
-        self.close(outcome, reason)
-        return WelcomeResult(
-            outcome,
-            reason,
-            self.opened,
-            self.clicked,
-            relanced_by,
-            self.score,
-            list(self.messages),
-        )
+    def result_fields(self) -> dict:
+        return dict(opened=self.opened, clicked=self.clicked, score=self.score)
 
 
 def _hours(delta: timedelta) -> str:

@@ -7,7 +7,8 @@ no I/O): the API's enums and OpenAPI, the consent ledger's channels, the CSV imp
 ledger and the journeys (inside the workflow sandbox) all read it. Adding a channel: an entry
 here, a provider module, its templates (docs/channels.md).
 
-The order is no preference: each journey names its own (``workflows/steps.py`` ``send_best``).
+The order is no preference: each journey names its own (``Journey.send_best``,
+workflows/journey.py).
 """
 
 from __future__ import annotations
