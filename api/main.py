@@ -41,8 +41,8 @@ from relance.services.tracking import HitRecorder
 log = logging.getLogger("relance.api")
 
 READ_ONLY_DETAIL = (
-    "the database does not accept writes at the moment (is its data folder read-only?); nothing was "
-    "changed: retry once it is writable again (GET /health tells)"
+    "the database does not accept writes at the moment (is its data folder read-only?); "
+    "nothing was changed: retry once it is writable again (GET /health tells)"
 )
 
 
@@ -58,7 +58,8 @@ async def database_not_writable(_request: Request, err: DatabaseNotWritable) -> 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    settings.scoring_rules()  # a broken scoring rules file stops the API here, with the place of the mistake
+    # A broken scoring rules file stops the API here, with the place of the mistake.
+    settings.scoring_rules()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -122,7 +122,7 @@ class Journey:
         return self.build_input(settings, **values)
 
 
-# Scenarios (seed 004: "redirection vers un autre scénario eCRM") --------------------------------
+# Scenarios: a journey that redirects the lead to another one when it ends --------------------
 @dataclass(frozen=True)
 class Scenario:
     template: str
