@@ -129,7 +129,17 @@ async def run_paced(
                 sent_at[key] = time.time()
                 sent[kind] = sent.get(kind, 0) + 1
                 writer.write(request.encode(host))
-                head = await reader.readuntil(b"\r\n\r\n")
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    # At a low rate a connection idles longer than the server's keep-alive
+                    # (uvicorn: 5 s) and is closed under it: open another and send again.
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, parts.port)
+                    started = time.perf_counter()
+                    sent_at[key] = time.time()
+                    writer.write(request.encode(host))
+                    head = await reader.readuntil(b"\r\n\r\n")
                 length = 0
                 for line in head.split(b"\r\n"):
                     if line.lower().startswith(b"content-length:"):
