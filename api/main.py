@@ -77,9 +77,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             on_committed=app.state.outbox.wake,
             suppression_key=settings.suppression_hash_key,
         )
-        app.state.outbox.quiet_for = (
-            app.state.hits.quiet_for
-        )  # a burst of hits is served first, signalled after
         dispatcher = asyncio.create_task(app.state.outbox.run(), name="outbox-dispatcher")
         recorder = asyncio.create_task(app.state.hits.run(), name="hit-recorder")
         if not settings.api_key:

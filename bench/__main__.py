@@ -10,6 +10,9 @@ machines:
   enrollment   leads enrolled over HTTP vs the same number of workflows started with the SDK
   waiting      N journeys parked on a 48 h timer: worker memory vs the idle worker, DB size
   simulated    whole journeys on the time-skipping server vs a bare sleep as long
+  outbox       pixel and click hits at fixed rates for a minute on more journeys than the worker
+               caches: the rate the outbox sustains vs the raw SDK signalling the same journeys,
+               and at half that rate the hit→signal latency and the backlog per 5 s
 
 The summary is printed and appended to docs/benchmarks.md with the date, machine and command.
 """
@@ -20,7 +23,7 @@ import argparse
 import asyncio
 from contextlib import AsyncExitStack
 
-from bench import enrollment, simulated, tracking, waiting
+from bench import enrollment, outbox, simulated, tracking, waiting
 from bench.results import RESULTS, print_summary, record
 from bench.stack import open_stack, say
 
@@ -29,6 +32,7 @@ BENCHMARKS = {
     "enrollment": enrollment,
     "waiting": waiting,
     "simulated": simulated,
+    "outbox": outbox,
 }
 
 
@@ -57,6 +61,18 @@ async def main() -> None:
     )
     parser.add_argument(
         "--repeat", type=int, default=3, help="simulated: runs per journey (the best counts)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=60,
+        help="outbox: seconds of hits at each fixed rate (10 for a quick check)",
+    )
+    parser.add_argument(
+        "--outbox-journeys",
+        type=int,
+        default=300,
+        help="outbox: waiting journeys the hits target (more than the worker's cache)",
     )
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument(

@@ -60,6 +60,8 @@ def env_for(settings: Settings) -> dict[str, str]:
         "public_base_url",
         "payload_key_id",
         "worker_max_cached_workflows",
+        "tracking_delivery_concurrency",
+        "tracking_delivery_max_delay_seconds",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELANCE_")}
     env.update({f"RELANCE_{f.upper()}": str(getattr(settings, f)) for f in fields})

@@ -71,7 +71,17 @@ def record_hits(engine: Engine, hits: list[Hit], *, suppression_key: str = "") -
     now = utcnow()
     with Session(engine) as session:
         wanted = {hit.token.lead_id for hit in hits}
-        existing = set(session.exec(select(Lead.id).where(col(Lead.id).in_(wanted))).all())
+        # The leads' rows are locked first, in id order (PostgreSQL; SQLite has one writer): the
+        # outbox scores and other API processes record hits of the same leads meanwhile, and
+        # rows taken in one order everywhere never deadlock.
+        existing = set(
+            session.exec(
+                select(Lead.id)
+                .where(col(Lead.id).in_(wanted))
+                .order_by(col(Lead.id))
+                .with_for_update()
+            ).all()
+        )
         kept = [hit for hit in hits if hit.token.lead_id in existing]
         if any(
             hit.kind == EMAIL_CONFIRMED for hit in kept
@@ -189,7 +199,7 @@ class HitRecorder:
         self,
         engine: Engine,
         *,
-        on_committed: Callable[[], None],
+        on_committed: Callable[[int], None],
         max_batch: int = 1000,
         suppression_key: str = "",
     ) -> None:
@@ -201,17 +211,11 @@ class HitRecorder:
             tuple[Hit, asyncio.Future | None]
         ] = []  # None: nobody waits for that one
         self._wake = asyncio.Event()
-        self._last_hit = float("-inf")  # loop time of the latest hit
-
-    def quiet_for(self) -> float:
-        """Seconds since the latest hit arrived: the outbox waits for a burst to pass."""
-        return asyncio.get_running_loop().time() - self._last_hit
 
     async def record(self, hit: Hit, *, wait: bool = True) -> None:
         """Return once the hit is committed (raises if the database refused it). With
         ``wait=False``, return at once: the hit goes into the next group commit, a few
         milliseconds later (unless ``max_batch`` hits are already waiting: then wait)."""
-        self._last_hit = asyncio.get_running_loop().time()
         wait = wait or len(self._waiting) >= self.max_batch
         done = asyncio.get_running_loop().create_future() if wait else None
         self._waiting.append((hit, done))
@@ -251,4 +255,4 @@ class HitRecorder:
         for _, done in batch:
             if done is not None and not done.done():
                 done.set_result(None)
-        self.on_committed()
+        self.on_committed(len(batch))

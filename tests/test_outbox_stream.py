@@ -1,0 +1,139 @@
+"""Tracking hits are delivered as a stream: a campaign's opens keep coming for minutes, and a
+journey hears of each within a fraction of a second, without the outbox waiting for them to stop.
+Batches overlap (one is signalled while the next is claimed), yet each journey is handled by one
+task at a time: its hits reach it once each, in the order received. Real API, outbox, worker and
+Temporal dev server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from relance.contracts.signals import OPENED, TrackingSignal
+from relance.dev.seeding import make_lead_factory
+from relance.domain.db import make_engine
+from relance.domain.tokens import TokenSigner, TrackingToken
+from relance.services import migrate
+from relance.services.outbox import OutboxDispatcher
+from relance.services.tracking import Hit, record_hits
+from tests.conftest import LiveStack
+from tests.test_tracking_flood import sign_up
+from tests.waiting import eventually, stored_hits
+from tests.waiting import signals_received as signals
+
+
+async def _count_is(names, count: int) -> list[str] | None:
+    """The awaited list once it holds at least ``count`` items."""
+    found = await names
+    return found if len(found) >= count else None
+
+
+async def signalled_messages(client: Client, workflow_id: str) -> list[str]:
+    """The message ids of the opens a journey was told, in the order its history holds them."""
+    told = []
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            continue
+        attributes = event.workflow_execution_signaled_event_attributes
+        if attributes.signal_name == OPENED:
+            [signal] = await client.data_converter.decode(
+                attributes.input.payloads, [TrackingSignal]
+            )
+            told.append(signal.message_id)
+    return told
+
+
+async def test_opens_that_keep_coming_reach_their_journey_while_they_still_come(live: LiveStack):
+    """An open every 50 ms for 6 s (distinct messages: each must be told): the first reaches
+    its journey within 2 s, while the stream is still going, and every one of them does."""
+    lead_id, _, _ = await sign_up(live.http, live.sink)
+    journey = f"welcome-{lead_id}"
+    signer = TokenSigner(live.settings.secret_key, max_age_seconds=3600)
+    opens = [
+        "/t/o/" + signer.sign(TrackingToken("open", uuid.uuid4().hex, lead_id, journey))
+        for _ in range(120)
+    ]
+
+    async def keep_opening() -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for n, pixel in enumerate(opens):
+            await asyncio.sleep(max(0.0, started + n * 0.05 - loop.time()))
+            assert (await live.public.get(pixel)).status_code == 200
+
+    stream = asyncio.create_task(keep_opening())
+    try:
+        await eventually(
+            lambda: stored_hits(live.engine, lead_id), timeout=5, what="the first open stored"
+        )
+        await eventually(
+            lambda: signals(live.temporal, journey),
+            timeout=2,
+            what="the first open to reach its journey while the opens keep coming",
+        )
+        assert not stream.done()  # told mid-stream: the outbox did not wait for calm
+    finally:
+        await stream
+    await eventually(
+        lambda: (
+            len(stored_hits(live.engine, lead_id)) == len(opens)
+            and all(h.delivered_at for h in stored_hits(live.engine, lead_id))
+        ),
+        timeout=15,
+        what="every open to be settled",
+    )
+    # A signal that came while the journey was busy joins its history when that task is done.
+    await eventually(
+        lambda: _count_is(signals(live.temporal, journey), len(opens)),
+        timeout=10,
+        what="every open in the journey's history",
+    )
+    assert len(await signals(live.temporal, journey)) == len(opens)
+
+
+async def test_overlapping_batches_tell_each_journey_its_hits_once_each_in_order(
+    live: LiveStack, tmp_path: Path
+):
+    """Batches of 5 while 90 hits of three journeys wait: the outbox claims the next batch while
+    it signals the last, and leaves out the journeys a batch in flight is settling — else a
+    journey's hits would be claimed twice, or signalled out of order."""
+    database_url = f"sqlite:///{tmp_path / 'relance.db'}"  # this outbox's own hits only
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    lead = make_lead_factory(engine)()
+    journeys = [f"welcome-{(await sign_up(live.http, live.sink))[0]}" for _ in range(3)]
+    sent = {journey: [f"{journey}-m{n:02d}" for n in range(30)] for journey in journeys}
+    record_hits(
+        engine,
+        [
+            Hit(TrackingToken("open", sent[journey][n], lead.id, journey), OPENED, None, None)
+            for n in range(30)
+            for journey in journeys  # interleaved, as a campaign's opens are
+        ],
+    )
+    outbox = OutboxDispatcher(
+        engine, live.temporal, batch_size=5, max_delay_seconds=0, claims_in_flight=3
+    )
+    delivering = asyncio.create_task(outbox.run())
+    try:
+        await eventually(
+            lambda: all(h.delivered_at for h in stored_hits(engine, lead.id)),
+            timeout=30,
+            what="the 90 hits to be settled",
+        )
+    finally:
+        delivering.cancel()
+        await asyncio.gather(delivering, return_exceptions=True)
+        engine.dispose()
+    for journey in journeys:
+        told = await eventually(
+            lambda j=journey: _count_is(signalled_messages(live.temporal, j), len(sent[j])),
+            timeout=10,
+            what="every open in the journey's history",
+        )
+        assert told == sent[journey]
