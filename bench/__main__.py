@@ -10,6 +10,10 @@ machines:
   enrollment   leads enrolled over HTTP vs the same number of workflows started with the SDK
   waiting      N journeys parked on a 48 h timer: worker memory vs the idle worker, DB size
   simulated    whole journeys on the time-skipping server vs a bare sleep as long
+  cache        worker CPU a signal with the cache smaller than the active journeys (each signal
+               rebuilds its journey from history) vs a cache large enough for them all
+  smtp         messages/s over the pooled SMTP connections vs a plain smtplib loop on one
+               connection, to the dev mail sink
 
 The summary is printed and appended to docs/benchmarks.md with the date, machine and command.
 """
@@ -20,7 +24,7 @@ import argparse
 import asyncio
 from contextlib import AsyncExitStack
 
-from bench import enrollment, simulated, tracking, waiting
+from bench import cache, enrollment, simulated, smtp, tracking, waiting
 from bench.results import RESULTS, print_summary, record
 from bench.stack import open_stack, say
 
@@ -29,6 +33,8 @@ BENCHMARKS = {
     "enrollment": enrollment,
     "waiting": waiting,
     "simulated": simulated,
+    "cache": cache,
+    "smtp": smtp,
 }
 
 
@@ -58,6 +64,11 @@ async def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="simulated: runs per journey (the best counts)"
     )
+    parser.add_argument(
+        "--active", type=int, default=300, help="cache: active journeys (cache: a tenth, twice)"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="cache: signals to each journey")
+    parser.add_argument("--messages", type=int, default=2000, help="smtp: messages per run")
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument(
         "--no-record", action="store_true", help=f"print only, do not add to {RESULTS.name}"
