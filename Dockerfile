@@ -28,8 +28,13 @@ COPY . .
 # Installed as root into the system site-packages; the app user only needs to read them.
 # var/ is the default RELANCE_DATA_DIR and must be writable by the app user.
 # pip and setuptools first, to releases with their published CVEs fixed (as the Makefile does).
+# The bytecode of /app is compiled here, once: PYTHONDONTWRITEBYTECODE keeps the processes from
+# writing it (the app user cannot write /app anyway), and the worker loads each journey's module
+# again for every journey it builds or rebuilds from history, which compiles from source when
+# no bytecode is there.
 RUN pip install --no-cache-dir --upgrade 'pip>=25.3' 'setuptools>=78.1.1' \
     && pip install --no-cache-dir . \
+    && python -m compileall -q /app \
     && mkdir -p /app/var \
     && chown relance:relance /app/var
 

@@ -13,6 +13,10 @@ machines:
   outbox       pixel and click hits at fixed rates for a minute on more journeys than the worker
                caches: the rate the outbox sustains vs the raw SDK signalling the same journeys,
                and at half that rate the hit→signal latency and the backlog per 5 s
+  cache        worker CPU a signal with the cache smaller than the active journeys (each signal
+               rebuilds its journey from history) vs a cache large enough for them all
+  smtp         messages/s over the pooled SMTP connections vs a plain smtplib loop on one
+               connection, to the dev mail sink
 
 The summary is printed and appended to docs/benchmarks.md with the date, machine and command.
 """
@@ -23,7 +27,7 @@ import argparse
 import asyncio
 from contextlib import AsyncExitStack
 
-from bench import enrollment, outbox, simulated, tracking, waiting
+from bench import cache, enrollment, outbox, simulated, smtp, tracking, waiting
 from bench.results import RESULTS, print_summary, record
 from bench.stack import open_stack, say
 
@@ -33,6 +37,8 @@ BENCHMARKS = {
     "waiting": waiting,
     "simulated": simulated,
     "outbox": outbox,
+    "cache": cache,
+    "smtp": smtp,
 }
 
 
@@ -74,6 +80,11 @@ async def main() -> None:
         default=300,
         help="outbox: waiting journeys the hits target (more than the worker's cache)",
     )
+    parser.add_argument(
+        "--active", type=int, default=300, help="cache: active journeys (cache: a tenth, twice)"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="cache: signals to each journey")
+    parser.add_argument("--messages", type=int, default=2000, help="smtp: messages per run")
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument(
         "--no-record", action="store_true", help=f"print only, do not add to {RESULTS.name}"

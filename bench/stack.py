@@ -2,7 +2,8 @@
 Temporal dev server (with payload encryption, as in production), the dev mail sink, and the
 worker and the API as separate processes (``python worker.py``, uvicorn), like ``make run``.
 
-``RELANCE_BENCH_PROFILE=DIR`` runs the API under py-spy and writes its samples to DIR.
+``RELANCE_BENCH_PROFILE=DIR`` runs the API and the worker under py-spy and writes their samples
+to DIR (one file a process started: ``api.txt``, ``worker.txt``, ``worker-cache-20.txt``...).
 """
 
 from __future__ import annotations
@@ -110,13 +111,15 @@ class Stack:
     workdir: Path
     api_url: str
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
 
     @property
     def server_pid(self) -> int | None:
         """The Temporal dev server's process (found by its database file)."""
         return pid_running(str(self.workdir / "temporal.db"))
 
-    def start(self, name: str) -> subprocess.Popen:
+    def start(self, name: str, *, label: str | None = None) -> subprocess.Popen:
+        """Start the worker or the API; ``label`` names its log and profile (default: name)."""
         port = self.api_url.rsplit(":", 1)[1]
         commands = {
             "worker": [sys.executable, str(ROOT / "worker.py")],
@@ -136,7 +139,7 @@ class Stack:
         }
         command = commands[name]
         profile = os.environ.get("RELANCE_BENCH_PROFILE")
-        if profile and name == "api":
+        if profile:
             Path(profile).mkdir(parents=True, exist_ok=True)
             command = [
                 str(Path(sys.executable).parent / "py-spy"),
@@ -147,20 +150,34 @@ class Stack:
                 "200",
                 "--gil",
                 "-o",
-                str(Path(profile) / "api.txt"),
+                str(Path(profile) / f"{label or name}.txt"),
                 "--",
             ] + command
-        log = (self.workdir / f"{name}.log").open("w")
+        self.logs[name] = self.workdir / f"{label or name}.log"
+        log = self.logs[name].open("w")
         self.processes[name] = subprocess.Popen(
             command, cwd=ROOT, env=env_for(self.settings), stdout=log, stderr=subprocess.STDOUT
         )
         return self.processes[name]
 
+    def pid_of(self, name: str) -> int:
+        """The worker's or the API's own process: under py-spy, py-spy's child."""
+        pid = self.processes[name].pid
+        if not os.environ.get("RELANCE_BENCH_PROFILE"):
+            return pid
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            if children:
+                return int(children[0])
+            time.sleep(0.05)
+        raise RuntimeError(f"py-spy started no {name} process")
+
     def stop(self, name: str) -> None:
         process = self.processes.pop(name, None)
         if process is None or process.poll() is not None:
             return
-        if os.environ.get("RELANCE_BENCH_PROFILE") and name == "api":
+        if os.environ.get("RELANCE_BENCH_PROFILE"):
             process.send_signal(signal.SIGINT)  # py-spy writes its samples on Ctrl-C
         else:
             process.terminate()
@@ -176,10 +193,8 @@ class Stack:
             while time.monotonic() < deadline:
                 process = self.processes[name]
                 if process.poll() is not None:
-                    raise RuntimeError(
-                        f"the {name} stopped: {(self.workdir / f'{name}.log').read_text()[-2000:]}"
-                    )
-                if name == "worker" and "ready:" in (self.workdir / "worker.log").read_text():
+                    raise RuntimeError(f"the {name} stopped: {self.logs[name].read_text()[-2000:]}")
+                if name == "worker" and "ready:" in self.logs[name].read_text():
                     return
                 if name == "api":
                     try:

@@ -27,7 +27,7 @@ from relance.domain.encryption import (
 )
 from relance.domain.settings import Settings
 from tests.waiting import eventually
-from worker import ALL_JOURNEYS, build_worker
+from worker import ALL_JOURNEYS, build_worker, workflow_runner
 from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult
 
 
@@ -113,7 +113,9 @@ async def test_a_journey_history_is_unreadable_without_the_key(
     assert (await client.get_workflow_handle(handle.id).result())["outcome"] == "clicked"
 
     # The encrypted history replays with the worker's converter (and determinism is checked).
-    await Replayer(workflows=ALL_JOURNEYS, data_converter=TEST_CONVERTER).replay_workflow(history)
+    await Replayer(
+        workflows=ALL_JOURNEYS, workflow_runner=workflow_runner(), data_converter=TEST_CONVERTER
+    ).replay_workflow(history)
 
 
 async def test_a_journey_started_under_the_old_key_finishes_after_the_rotation(

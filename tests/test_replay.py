@@ -4,6 +4,8 @@ already running in production (non-determinism) fails here, before it ships."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,10 +18,11 @@ from relance.contracts.commerce import PromoRequest, PurchaseRef, issue_promo_co
 from relance.contracts.scoring import ScoreChange, add_score
 from relance.contracts.sending import SendRequest, send_email
 from relance.dev.seeding import TEST_CONVERTER
-from worker import ALL_JOURNEYS
+from worker import ALL_JOURNEYS, SANDBOX_PASSTHROUGH, workflow_runner
 from workflows.purchase import PurchaseInput, PurchaseResult
 from workflows.steps import ACTIVITY_OPTIONS
 
+ROOT = Path(__file__).resolve().parent.parent
 FOLDER = Path(__file__).parent / "histories"
 HISTORIES = sorted(FOLDER.glob("*.json"))
 
@@ -91,7 +94,38 @@ async def test_saved_history_replays_with_todays_code(name: str):
     like those of journeys started before encryption was turned on, which must keep running."""
     path = FOLDER / f"{name}.json"
     history = WorkflowHistory.from_json(name, path.read_text())
-    await Replayer(workflows=ALL_JOURNEYS, data_converter=TEST_CONVERTER).replay_workflow(history)
+    await Replayer(
+        workflows=ALL_JOURNEYS, workflow_runner=workflow_runner(), data_converter=TEST_CONVERTER
+    ).replay_workflow(history)
+
+
+def test_what_the_shared_journey_modules_load_is_shared_with_them():
+    """The worker shares some modules with every journey's sandbox (worker.SANDBOX_PASSTHROUGH)
+    instead of running them again in each. What those import of the project must be shared too:
+    the converter reads a dataclass's field types from its module as the sandbox sees it, and a
+    module only the shared ones imported is not there. Sharing the journeys' frame without the
+    contracts failed the premium offer's replay so ("Failed decoding arguments": the send
+    result's ``datetime`` undefined), the journey module itself importing nothing of the send."""
+    code = (
+        "import importlib, json, sys\n"
+        "before = set(sys.modules)\n"
+        f"for name in {list(SANDBOX_PASSTHROUGH)!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    ours = [m for m in json.loads(run.stdout) if m.split(".")[0] in ("relance", "workflows")]
+    assert ours, "the shared modules load nothing of the project?"
+    shared = [
+        m
+        for m in ours
+        if any(m == p or m.startswith(p + ".") for p in SANDBOX_PASSTHROUGH)
+        or any(p.startswith(m + ".") for p in SANDBOX_PASSTHROUGH)  # a parent package: the
+        # sandbox imports it itself (it holds no dataclass)
+    ]
+    assert ours == shared
 
 
 # The replay test can fail: today's PurchaseFollowUp, copied, replays its saved history; the same

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from temporalio import workflow
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from relance.contracts.journey_graph import CAME_FROM, Link
@@ -380,8 +381,14 @@ class CatalogueError(ValueError):
 
 def register(entry: Journey) -> Journey:
     """Add a journey to the catalogue: before the API and the worker are built (they read it
-    when they are), e.g. at the import of the module that declares it."""
+    when they are), e.g. at the import of the module that declares it.
+
+    The worker shares the catalogue with its journeys' sandboxes (worker.SANDBOX_PASSTHROUGH)
+    and runs each journey's module again in each: there, the module's own entry is in the
+    catalogue already, and stays as the worker registered it."""
     if entry.name in JOURNEYS:
+        if workflow.unsafe.in_sandbox() and JOURNEYS[entry.name].workflow == entry.workflow:
+            return JOURNEYS[entry.name]
         raise CatalogueError(f"a journey named {entry.name!r} is in the catalogue already")
     if any(e.per_lead and entry.per_lead and e.prefix == entry.prefix for e in JOURNEYS.values()):
         raise CatalogueError(f"another journey runs with ids {entry.prefix}-<lead id>")

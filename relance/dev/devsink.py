@@ -72,6 +72,9 @@ class ReceivedMail:
     received_at: datetime
     message: EmailMessage
     raw: bytes = b""
+    # The client's address and port: mails with the same came over one SMTP connection (not kept
+    # across restarts).
+    peer: str = ""
 
     @property
     def subject(self) -> str:
@@ -320,7 +323,8 @@ class _SmtpHandler:
         fault = self.sink._next_fault()
         if fault and fault != DROP_AFTER_ACCEPT:
             return fault  # an SMTP error reply: nothing is kept
-        self.sink._store_mail(envelope.mail_from or "", list(envelope.rcpt_tos), raw)
+        peer = ":".join(str(part) for part in session.peer[:2]) if session.peer else ""
+        self.sink._store_mail(envelope.mail_from or "", list(envelope.rcpt_tos), raw, peer)
         if fault == DROP_AFTER_ACCEPT:
             server.transport.close()  # accepted, but the client never hears it
         return "250 Message accepted for delivery"
@@ -454,12 +458,14 @@ class DevSink:
 
     # -- storage -----------------------------------------------------------------------------
 
-    def _store_mail(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> ReceivedMail:
+    def _store_mail(
+        self, mail_from: str, rcpt_tos: list[str], raw: bytes, peer: str = ""
+    ) -> ReceivedMail:
         message = _parse_mail(raw)
         with self._lock:
             self._mail_seq += 1
             mail = ReceivedMail(
-                self._mail_seq, mail_from, rcpt_tos, datetime.now(UTC), message, raw
+                self._mail_seq, mail_from, rcpt_tos, datetime.now(UTC), message, raw, peer
             )
             if self._store is not None:
                 self._store.add_mail(mail, drop_up_to=mail.id - MAX_KEPT)

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 10.0
+    # Each process reuses its SMTP connections (relance/services/smtp.py); one is retired after
+    # this many messages, or when older than this (servers close idle connections after a minute
+    # or a few: a kept one found closed is replaced before the message goes out).
+    smtp_connection_max_messages: int = 100
+    smtp_connection_max_age_seconds: float = 60.0
     mail_from: str = "Relance <hello@relance.localhost>"
     # What templates call the sender, and the website their links point to.
     brand_name: str = "Relance"
