@@ -162,7 +162,12 @@ def check(
                             f"no template {node.template!r} for {channel} (templates/{path})",
                         )
                     )
-    graph = {n.id: [t for _, t in edges(n) if t in nodes] for n in nodes.values()}
+    if problems and any(
+        "edge goes to no node" in p.what or "two nodes" in p.what for p in problems
+    ):
+        # The graph is not what it means to be yet: what it would say of paths is noise.
+        return problems + _redirect_loops(definition, list(others), default_cooldown_days)
+    graph = {n.id: [t for _, t in edges(n)] for n in nodes.values()}
     reached = _reachable(definition.first, graph)
     for node_id in nodes:
         if node_id not in reached:
