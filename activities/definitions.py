@@ -62,7 +62,7 @@ class _Evaluation:
             return holds, "(" + word.join(w for _, w in parts) + ")"
         if test.not_ is not None:
             holds, why = self.of(test.not_)
-            return not holds, f"not {why}"
+            return not holds, f"not ({why})"
         return self.fact(test)
 
     def fact(self, test: Test) -> tuple[bool, str]:

@@ -221,7 +221,7 @@ async def test_a_condition_reads_the_lead_and_says_why(client, settings, worker,
     [why] = status.decisions
     assert why == (
         "fit: (score >= 10: yes (score 12) and consent for email: yes (granted) and "
-        "not in list vip: yes (a member)) -> else"
+        "not (in list vip: yes (a member))) -> else"
     )
 
 
