@@ -250,3 +250,29 @@ def test_an_experiment_splits_2000_leads_within_2_percent_of_its_percentages():
     other = {lead for lead in leads if assign_arm("webinar", "cta", lead, arms).name == "a"}
     first = {lead for lead in leads if assign_arm("webinar", "subject", lead, arms).name == "a"}
     assert 0.4 < len(other & first) / len(first) < 0.6
+
+
+# Through the API ----------------------------------------------------------------------------------
+@pytest.fixture
+def api(settings):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    with TestClient(create_app(settings), headers={"X-API-Key": settings.api_key}) as http:
+        yield http
+
+
+def test_the_api_serves_the_schema_and_answers_a_bad_definition_422_naming_the_node(api):
+    assert api.get("/journeys/schema").json()["title"] == "Relance journey definition"
+    bad = api.post("/journeys/check", json=CORPUS[5][1])  # experiment percentages
+    assert bad.status_code == 422
+    [problem] = bad.json()["detail"]
+    assert problem["loc"] == ["body", "nodes", "ab"]
+    assert problem["msg"] == "node ab: its arms and holdout sum to 80 %, not 100 %"
+    good = api.post("/journeys/check", json=yaml.safe_load(GOOD.read_text()))
+    assert good.status_code == 200 and good.json() == {
+        "key": "webinar_followup",
+        "nodes": 11,
+        "problems": [],
+    }
