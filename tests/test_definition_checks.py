@@ -10,9 +10,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
+from api.main import create_app
 from relance.contracts.definitions import CompiledArm, assign_arm
 from relance.domain.definitions import json_schema
 from relance.services.definitions import (
@@ -253,24 +255,26 @@ def test_an_experiment_splits_2000_leads_within_2_percent_of_its_percentages():
 
 
 # Through the API ----------------------------------------------------------------------------------
-@pytest.fixture
-def api(settings):
-    from fastapi.testclient import TestClient
-
-    from api.main import create_app
-
-    with TestClient(create_app(settings), headers={"X-API-Key": settings.api_key}) as http:
-        yield http
-
-
-def test_the_api_serves_the_schema_and_answers_a_bad_definition_422_naming_the_node(api):
-    assert api.get("/journeys/schema").json()["title"] == "Relance journey definition"
-    bad = api.post("/journeys/check", json=CORPUS[5][1])  # experiment percentages
+async def test_the_api_serves_the_schema_and_answers_a_bad_definition_422_naming_the_node(
+    settings,
+):
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app),
+            base_url="http://testserver",
+            headers={"X-API-Key": settings.api_key},
+        ) as api,
+    ):
+        schema = await api.get("/journeys/schema")
+        bad = await api.post("/journeys/check", json=CORPUS[5][1])  # experiment percentages
+        good = await api.post("/journeys/check", json=yaml.safe_load(GOOD.read_text()))
+    assert schema.json()["title"] == "Relance journey definition"
     assert bad.status_code == 422
     [problem] = bad.json()["detail"]
     assert problem["loc"] == ["body", "nodes", "ab"]
     assert problem["msg"] == "node ab: its arms and holdout sum to 80 %, not 100 %"
-    good = api.post("/journeys/check", json=yaml.safe_load(GOOD.read_text()))
     assert good.status_code == 200 and good.json() == {
         "key": "webinar_followup",
         "nodes": 11,
