@@ -18,6 +18,7 @@ from activities import (  # noqa: F401  (the channels' providers register)
 )
 from activities.channels import channel_activities
 from activities.commerce import CommerceActivities
+from activities.definitions import DefinitionActivities
 from activities.enrollment import EnrollmentActivities
 from activities.events import EventActivities  # also registers the "event" message context loaders
 from activities.leads import LeadActivities
@@ -45,6 +46,7 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     sales = SalesActivities(settings, engine, renderer)
     lists = ListActivities(engine)
     enrollment = EnrollmentActivities(engine, settings)
+    definitions = DefinitionActivities(settings, engine)
     return [
         leads.check_consent,
         leads.get_lead_facts,
@@ -66,4 +68,5 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
         lists.change_list_membership,
         enrollment.record_enrollment_refusal,
         enrollment.check_enrollment,
+        definitions.evaluate_condition,
     ]

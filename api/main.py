@@ -21,6 +21,7 @@ from api.routes import (
     audit,
     codec,
     confirm,
+    definitions,
     events,
     health,
     leads,
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(leads.router)
     app.include_router(shop_events.router)  # before any /events/{id} route
     app.include_router(lists.router)
+    app.include_router(definitions.router)
     app.include_router(events.router)
     app.include_router(sweeps.router)
     app.include_router(tasks.router)

@@ -18,13 +18,28 @@ from temporalio import workflow
 from temporalio.converter import DataConverter
 
 from relance.contracts import catalogue
+from relance.contracts.definitions import CompiledNode
 from relance.services.journeys import default_rules
 from relance.services.nurturing import load_sequence
 from worker import ALL_JOURNEYS, workflow_class
 
 ROOT = Path(__file__).resolve().parent.parent
 # The values an input builder may take: the lead id, an id key, a knob.
-VALUES = {"lead_id": "lead-1", "event_id": "event-1", "order_id": "order-1", "sweep_id": "s-1"}
+VALUES = {
+    "lead_id": "lead-1",
+    "event_id": "event-1",
+    "order_id": "order-1",
+    "sweep_id": "s-1",
+    "key": "webinar",  # a defined journey's key (relance/domain/definitions.py)
+    "definition": {
+        "key": "webinar",
+        "version": 1,
+        "name": "Webinar",
+        "goals": [],
+        "start": "done",
+        "nodes": [dataclasses.asdict(CompiledNode("done", "exit"))],
+    },
+}
 
 
 def built_input(entry: catalogue.Journey, settings) -> dict:
@@ -82,6 +97,7 @@ def test_persisted_names_stay_as_they_were():
         "reengage": "reengage-lead-1",
         "reengagement-sweep": "reengagement-sweep-manual-s-1",
         "score-decay": "score-decay",
+        "defined": "journey-webinar-lead-1",
     }
     for entry in catalogue.JOURNEYS.values():  # the label each module writes in its messages
         module = importlib.import_module(entry.workflow.partition(":")[0])

@@ -214,6 +214,25 @@ def _reengage(s: Any, *, lead_id: str) -> Input:
     }
 
 
+def _defined(
+    s: Any,
+    *,
+    lead_id: str,
+    key: str,
+    definition: Mapping[str, Any],
+    reenrolled: bool = False,
+    chain: list[str] | None = None,
+) -> Input:
+    """``definition``: the compiled definition (relance/contracts/definitions.py) as JSON: it
+    travels in the input, so the lead keeps the version it entered with."""
+    return {
+        "lead_id": lead_id,
+        "definition": dict(definition),
+        "reenrolled": reenrolled,
+        "chain": list(chain or []),
+    }
+
+
 def _sweep(s: Any, *, sweep_id: str = "", inactive_days: float | None = None) -> Input:
     return {
         "inactive_days": s.reengagement_inactive_days if inactive_days is None else inactive_days,
@@ -348,6 +367,19 @@ _ENTRIES: list[Journey] = [
             reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         ),
         counted=True,
+    ),
+    # Journeys written as data (relance/domain/definitions.py), all run by one interpreter, with
+    # ids journey-<key>-<lead id>. Started by relance/services/definitions.py with the entry's
+    # label set to the definition's key (its messages' label and its rules' name).
+    Journey(
+        name="defined",
+        workflow="workflows.defined:DefinedJourney",
+        workflow_type="DefinedJourney",
+        build_input=_defined,
+        id_prefix="journey",
+        id_keys=("key", "lead_id"),
+        summary="{key} journey (version {definition[version]}) for lead {lead_id}",
+        start=_ENROLLED,
     ),
     # Sweeps: not a lead's journey; by hand (POST /sweeps/re-engagement) or by their schedules
     # (relance/services/schedules.py, which name their own ids).

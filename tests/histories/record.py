@@ -10,6 +10,7 @@
     .venv/bin/python -m tests.histories.record_enrollment_rules  # enrollment rules
     .venv/bin/python -m tests.histories.record_outcomes   # order follow-up, and endings not covered
     above
+    .venv/bin/python -m tests.histories.record_definitions  # a journey written as data
 
 tests/test_replay.py lists every history file by name, with its workflow: add a new recording there.
 

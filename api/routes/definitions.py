@@ -1,0 +1,64 @@
+"""Journeys written as data (relance/domain/definitions.py), through the API.
+
+    GET  /journeys/schema   the definition's JSON Schema (an editor validates against it)
+    POST /journeys/check    a definition checked as publishing checks it: 200 with no problem,
+                            or 422 naming each node at fault and what is wrong
+
+Checking changes nothing. (Drafts, published versions and their lifecycle come next.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, status
+from pydantic import BaseModel
+
+from api.deps import require_api_key
+from api.errors import validation_response
+from relance.domain.definitions import json_schema
+from relance.services.definitions import DefinitionError, checked, known_templates
+
+router = APIRouter(prefix="/journeys", tags=["journeys"], dependencies=[Depends(require_api_key)])
+
+
+class DefinitionChecked(BaseModel):
+    key: str
+    nodes: int
+    problems: list[str]  # none: it may be published
+
+
+@router.get("/schema", response_model=dict[str, Any])
+def read_definition_schema() -> dict[str, Any]:
+    """The JSON Schema of a journey definition (YAML or JSON), for editors and CI."""
+    return json_schema()
+
+
+@router.post(
+    "/check",
+    response_model=DefinitionChecked,
+    responses={
+        422: validation_response(
+            "The definition cannot be published: one entry per problem, its `loc` naming the "
+            'node (`["body", "nodes", "<node id>"]`) and its `msg` what is wrong'
+        )
+    },
+)
+def check_definition(definition: dict[str, Any] = Body(...)) -> DefinitionChecked:  # noqa: B008
+    """Check a definition as publishing will: its shape, its graph (dangling edges, unreachable
+    nodes, branches that never end, loops with no wait), its experiments and its templates."""
+    try:
+        parsed = checked(definition, templates=known_templates())
+    except DefinitionError as err:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [
+                {
+                    "loc": ["body", "nodes", p.node] if p.node else ["body"],
+                    "msg": str(p),
+                    "type": "value_error",
+                }
+                for p in err.problems[:20]
+            ],
+        ) from None
+    return DefinitionChecked(key=parsed.key, nodes=len(parsed.nodes), problems=[])
