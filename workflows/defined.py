@@ -42,7 +42,7 @@ from temporalio.common import RawValue
 
 from relance.contracts.signals import CLICKED, OPENED, TrackingSignal
 from workflows.journey import Journey
-from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage, send_best, skip_of
+from workflows.steps import ACTIVITY_OPTIONS, JourneyStatus, SentMessage, skip_of
 
 with workflow.unsafe.imports_passed_through():
     from relance.contracts.definitions import (
@@ -220,7 +220,7 @@ class DefinedJourney(Journey):
             async def on(channel: str) -> SendResult:
                 return await self._send_one(node, channel, self._ledger_step(node, channel), shown)
 
-            _, result = await send_best(self.lead_id, node.channels, on)
+            _, result = await self.send_best(node.channels, on)
         else:
             result = await self._send_one(node, node.channel, self._ledger_step(node), shown)
         if result is not None and result.status == "sent":
