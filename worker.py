@@ -1,7 +1,8 @@
 """The Relance worker: runs every journey and every activity on the ``relance`` task queue.
 
     python worker.py          # run the worker
-    python worker.py --check  # health check: exit 0 if this machine's worker is polling its task queue
+    python worker.py --check  # health check: exit 0 if this machine's worker is polling
+                              # its task queue
 
 Reads its configuration from RELANCE_* environment variables (see relance/domain/settings.py).
 """

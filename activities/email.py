@@ -105,11 +105,15 @@ class EmailActivities:
             mime["Subject"] = rendered.subject
             mime["Date"] = formatdate(localtime=False)
             mime["Message-ID"] = f"<{message_id}@{self.settings.mail_domain}>"
-            # The one-click link does the unsubscribe; the mailto is only an address a person may write
-            # to, and Relance reads no mailbox: empty, no mailto is offered (README, Unsubscribe).
+            # The one-click link does the unsubscribe; the mailto is only an address a person may
+            # write to, and Relance reads no mailbox: empty, no mailto is offered (README,
+            # Unsubscribe).
             unsubscribe = f"<{rendered.unsubscribe_url}>"
             if self.settings.unsubscribe_mailto:
-                unsubscribe += f", <mailto:{self.settings.unsubscribe_mailto}?subject=unsubscribe-{message_id}>"
+                unsubscribe += (
+                    f", <mailto:{self.settings.unsubscribe_mailto}"
+                    f"?subject=unsubscribe-{message_id}>"
+                )
             mime["List-Unsubscribe"] = unsubscribe
             mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
             mime["X-Relance-Journey"] = f"{request.journey}/{request.step}"

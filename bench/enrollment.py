@@ -2,9 +2,10 @@
 bounded concurrency) vs the same number of welcome workflows started directly with the SDK on
 the same server. No worker runs: both measure the start, not the journey.
 
-The SDK baseline starts each workflow with the API's own start (``relance.services.journeys.start_journey``:
-id, input, search attributes, summary, timeout), so the ratio measures what the API adds: HTTP,
-validation, the lead and consent rows, scoring, the enrollment rules."""
+The SDK baseline starts each workflow with the API's own start
+(``relance.services.journeys.start_journey``: id, input, search attributes, summary, timeout),
+so the ratio measures what the API adds: HTTP, validation, the lead and consent rows, scoring,
+the enrollment rules."""
 
 from __future__ import annotations
 
@@ -130,11 +131,14 @@ async def run(stack: Stack, args) -> list[Row]:
     total = 2 * half
     return [
         Row(
-            f"enrollment: POST /leads + welcome vs SDK start, {total} leads each, {args.concurrency} conns",
+            f"enrollment: POST /leads + welcome vs SDK start, {total} leads each, "
+            f"{args.concurrency} conns",
             f"{ratio:.2f}×",
             f"≥ 0.9×: {'met' if ratio >= 0.9 and http.statuses == {201: total} else 'not met'}",
-            f"{http.rate:,.0f} vs {sdk.rate:,.0f} /s; p50 {http.percentile(50):.0f} / p99 {http.percentile(99):.0f} ms vs "
-            f"{sdk.percentile(50):.0f} / {sdk.percentile(99):.0f} ms; statuses {http.statuses}{cpu_text}",
+            f"{http.rate:,.0f} vs {sdk.rate:,.0f} /s; "
+            f"p50 {http.percentile(50):.0f} / p99 {http.percentile(99):.0f} ms vs "
+            f"{sdk.percentile(50):.0f} / {sdk.percentile(99):.0f} ms; "
+            f"statuses {http.statuses}{cpu_text}",
         )
     ]
 

@@ -70,7 +70,8 @@ async def _connection(
 
 
 async def run_load(base_url: str, requests: list[Request | str], *, concurrency: int) -> LoadResult:
-    """Send every request once (a str is a GET of that path), over ``concurrency`` keep-alive connections."""
+    """Send every request once (a str is a GET of that path), over ``concurrency`` keep-alive
+    connections."""
     parts = urlsplit(base_url)
     requests = [Request(r) if isinstance(r, str) else r for r in requests]
     shares = [requests[i::concurrency] for i in range(concurrency)]

@@ -118,7 +118,8 @@ def last_id(stack: Stack) -> int:
 
 
 async def enroll(stack: Stack, count: int) -> list[tuple[str, str]]:
-    """``count`` leads in the nurturing journey, each waiting after its first email: (lead, journey)."""
+    """``count`` leads in the nurturing journey, each waiting after its first email: (lead,
+    journey)."""
     make_lead = make_lead_factory(stack.engine)
     leads = [make_lead() for _ in range(count)]
     sequence = default_sequence()
@@ -216,7 +217,8 @@ async def drive(
                 recent = [b for t, b in samples if t > elapsed - WINDOW]
                 say(
                     f"{phase.name}: t={elapsed:5.1f} s  sent {sent if loading else phase.hits:6d}  "
-                    f"settled {settled:6d}  backlog now {backlog:5d}, max in the window {max(recent):5d}"
+                    f"settled {settled:6d}  backlog now {backlog:5d}, "
+                    f"max in the window {max(recent):5d}"
                 )
             await asyncio.sleep(0.5)
 
@@ -275,8 +277,8 @@ async def drive(
         phase.sustained = phase.signalled / (max(signal_times) - min(sent_at.values()))
     bare = phase.served("bare", 99)
     say(
-        f"{phase.name}: {phase.signalled}/{phase.hits} hits signalled ({phase.outcomes}), sustained "
-        f"{phase.sustained:.0f}/s; hit→signal median {phase.latency(50):.2f} s, "
+        f"{phase.name}: {phase.signalled}/{phase.hits} hits signalled ({phase.outcomes}), "
+        f"sustained {phase.sustained:.0f}/s; hit→signal median {phase.latency(50):.2f} s, "
         f"p99 {phase.latency(99):.2f} s; backlog max per 5 s {phase.windows}, after the load "
         f"{phase.drain_windows}, drained {phase.drained_after:.1f} s after; pixel p50 "
         f"{phase.served('pixel', 50):.1f} ms p99 {phase.served('pixel', 99):.1f} ms (bare GIF "
@@ -326,7 +328,10 @@ async def run(stack: Stack, args) -> list[Row]:
 
     ratio = full.sustained / raw
     p99 = half.latency(99)
-    common = f"{count} nurturing journeys (worker cache {cache}), {CLICK_SHARE:.0%} clicks, {duration:g} s"
+    common = (
+        f"{count} nurturing journeys (worker cache {cache}), {CLICK_SHARE:.0%} clicks, "
+        f"{duration:g} s"
+    )
     return [
         Row(
             f"outbox: sustained hit→signal rate vs raw SDK signals, {common}",
@@ -346,7 +351,8 @@ async def run(stack: Stack, args) -> list[Row]:
             f"{half.signalled}/{half.hits} signalled; hit→signal median {half.latency(50):.2f} s, "
             f"p99 {p99:.2f} s; backlog max per 5 s {half.windows}, drained "
             f"{half.drained_after:.1f} s after; pixel p50 {half.served('pixel', 50):.1f} ms, p99 "
-            f"{half.served('pixel', 99):.1f} ms (bare GIF beside it {half.served('bare', 99):.1f} ms); "
+            f"{half.served('pixel', 99):.1f} ms "
+            f"(bare GIF beside it {half.served('bare', 99):.1f} ms); "
             f"click p99 {half.served('click', 99):.1f} ms; "
             f"cores {', '.join(f'{k} {v:.2f}' for k, v in half.cpu.items())}",
         ),

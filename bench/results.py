@@ -41,7 +41,8 @@ def record(rows: list[Row]) -> None:
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     command = " ".join(["python -m bench"] + sys.argv[1:])
     lines = [
-        f"| {date} | {machine()} | `{command}` | {r.benchmark} | **{r.ratio}** | {r.target} | {r.details} |"
+        f"| {date} | {machine()} | `{command}` | {r.benchmark} | **{r.ratio}** | {r.target} "
+        f"| {r.details} |"
         for r in rows
     ]
     text = RESULTS.read_text()

@@ -60,16 +60,16 @@ async def run(stack: Stack, args) -> list[Row]:
                     await_sleep.append(time.perf_counter() - started)
                 wall, bare = min(walls), min(await_sleep)
                 say(
-                    f"simulated: {name}: {simulated.days} days in {wall:.2f} s (a bare {simulated.days}-day sleep: "
-                    f"{bare:.2f} s)"
+                    f"simulated: {name}: {simulated.days} days in {wall:.2f} s "
+                    f"(a bare {simulated.days}-day sleep: {bare:.2f} s)"
                 )
                 rows.append(
                     Row(
                         f"simulated time: {name}",
                         f"{wall / bare:.1f}×",
                         "wall time per journey (no target)",
-                        f"{simulated.days} simulated days in {wall:.2f} s vs a bare sleep as long in {bare:.2f} s "
-                        f"(best of {args.repeat})",
+                        f"{simulated.days} simulated days in {wall:.2f} s "
+                        f"vs a bare sleep as long in {bare:.2f} s (best of {args.repeat})",
                     )
                 )
 

@@ -25,7 +25,8 @@ from workflows.welcome import WelcomeInput, WelcomeJourney
 def describe(name: str, result: LoadResult) -> str:
     return (
         f"{name}: {result.requests} requests in {result.seconds:.2f} s = {result.rate:,.0f} req/s, "
-        f"p50 {result.percentile(50):.1f} ms, p99 {result.percentile(99):.1f} ms, statuses {result.statuses}"
+        f"p50 {result.percentile(50):.1f} ms, p99 {result.percentile(99):.1f} ms, "
+        f"statuses {result.statuses}"
     )
 
 
@@ -96,8 +97,8 @@ async def run(stack: Stack, args) -> list[Row]:
     received = sum(await asyncio.gather(*(signals_received(stack, h.id) for h in handles)))
     opened = sum([(await h.query(WelcomeJourney.status)).opened for h in handles])
     say(
-        f"tracking: {kept} hits kept, {received} signals received by the {len(handles)} journeys, drained "
-        f"{drain:.1f} s after the load; {opened}/{len(handles)} journeys saw their open"
+        f"tracking: {kept} hits kept, {received} signals received by the {len(handles)} journeys, "
+        f"drained {drain:.1f} s after the load; {opened}/{len(handles)} journeys saw their open"
     )
     for handle in handles:
         await handle.terminate("benchmark over")
@@ -113,9 +114,12 @@ async def run(stack: Stack, args) -> list[Row]:
             f"tracking: open pixel vs bare GIF, {args.hits} hits, {args.concurrency} conns",
             f"{ratio:.2f}×",
             f"≥ 0.5×: {verdict(ratio >= 0.5)}; p99 < 25 ms: {verdict(p99 < 25)}; "
-            f"every hit kept, each journey told its open once: {verdict(kept == args.hits and received == len(handles))}",
-            f"{pixel.rate:,.0f} vs {bare.rate:,.0f} req/s; p99 {p99:.1f} ms vs {bare.percentile(99):.1f} ms; "
-            f"{kept}/{args.hits} hits kept, {received} signals received by the {len(handles)} journeys, "
+            "every hit kept, each journey told its open once: "
+            f"{verdict(kept == args.hits and received == len(handles))}",
+            f"{pixel.rate:,.0f} vs {bare.rate:,.0f} req/s; "
+            f"p99 {p99:.1f} ms vs {bare.percentile(99):.1f} ms; "
+            f"{kept}/{args.hits} hits kept, "
+            f"{received} signals received by the {len(handles)} journeys, "
             f"drained {drain:.1f} s after the load; "
             f"{opened}/{len(handles)} journeys opened",
         )

@@ -57,7 +57,10 @@ def seed_leads(stack: Stack, n: int) -> list[str]:
 
 
 async def parked(stack: Stack) -> int:
-    query = 'WorkflowType = "WelcomeJourney" AND Step = "waiting_for_open" AND ExecutionStatus = "Running"'
+    query = (
+        'WorkflowType = "WelcomeJourney" AND Step = "waiting_for_open" '
+        'AND ExecutionStatus = "Running"'
+    )
     return (await stack.client.count_workflows(query)).count
 
 
@@ -86,7 +89,8 @@ async def run(stack: Stack, args) -> list[Row]:
     for i in range(0, n, 1000):
         await asyncio.gather(*(enroll(lead_id) for lead_id in ids[i : i + 1000]))
         say(
-            f"waiting: {min(i + 1000, n):,}/{n:,} journeys started ({time.perf_counter() - started:.0f} s)"
+            f"waiting: {min(i + 1000, n):,}/{n:,} journeys started "
+            f"({time.perf_counter() - started:.0f} s)"
         )
     while (count := await parked(stack)) < n:
         say(
@@ -103,7 +107,8 @@ async def run(stack: Stack, args) -> list[Row]:
     rss = process_rss_mb(worker.pid)
     db_after = db_file.stat().st_size
     say(
-        f"waiting: {n:,} journeys parked in {enroll_s:.0f} s; worker {rss:.0f} MB; server DB {db_after / 2**20:.0f} MB"
+        f"waiting: {n:,} journeys parked in {enroll_s:.0f} s; worker {rss:.0f} MB; "
+        f"server DB {db_after / 2**20:.0f} MB"
     )
     stack.stop("worker")
     return [
@@ -112,7 +117,8 @@ async def run(stack: Stack, args) -> list[Row]:
             f"{rss / idle_rss:.2f}×",
             f"RSS < 300 MB: {'met' if rss < 300 else 'not met'} ({rss:.0f} MB)",
             f"worker {rss:.0f} MB vs {idle_rss:.0f} MB idle; Temporal DB {db_after / 2**20:.0f} MB "
-            f"(+{(db_after - db_before) / n / 1024:.1f} KB a journey); enrolled and welcomed in {enroll_s:.0f} s "
+            f"(+{(db_after - db_before) / n / 1024:.1f} KB a journey); "
+            f"enrolled and welcomed in {enroll_s:.0f} s "
             f"({n / enroll_s:.0f} journeys/s, {n:,} emails)",
         )
     ]

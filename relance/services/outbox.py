@@ -4,14 +4,14 @@ The tracking endpoints never wait for Temporal (a signal round-trip is far slowe
 a GIF, and Temporal may be down): they write the hit and return. This dispatcher, running
 beside the API, settles each hit in the order received and stamps it delivered, as a stream: a
 hit waits a fraction of a second to be claimed, batches overlap, and a campaign's opens that keep
-coming for minutes reach their journeys as they come (``python -m bench outbox`` measures it). When Temporal is
-unreachable it backs off and tries again; nothing is lost.
+coming for minutes reach their journeys as they come (``python -m bench outbox`` measures it).
+When Temporal is unreachable it backs off and tries again; nothing is lost.
 
 Anyone holding one email can request its pixel thousands of times, so a journey is told only
 what it can use, decided from the database (across batches, restarts and API processes):
 
-- one signal per ``signal_key`` (relance.services.tracking.signal_key: an open per message, a click per
-  message and destination...); the later hits are kept for reporting, settled with a
+- one signal per ``signal_key`` (relance.services.tracking.signal_key: an open per message, a
+  click per message and destination...); the later hits are kept for reporting, settled with a
   ``delivery_note`` saying the journey was told already;
 - at most ``tracking_signals_per_journey`` open and click signals per journey; beyond, hits are
   kept as not signalled, the note says why, and the API logs it once;
@@ -25,8 +25,8 @@ Several API processes can share one PostgreSQL database: each batch's rows are c
 journey only when it holds that journey's oldest pending hit, so each hit is signalled once and
 each journey's hits in order. SQLite has no row locks: there, run one API process per database.
 
-After each batch it also passes the lead's activity on (relance/services/lead_activity.py): a lead in a
-re-engagement journey who opened or clicked another journey's message has come back, and a
+After each batch it also passes the lead's activity on (relance/services/lead_activity.py): a lead
+in a re-engagement journey who opened or clicked another journey's message has come back, and a
 click may make the premium offer due. One query per batch, off the tracking endpoints' path.
 """
 
@@ -303,7 +303,8 @@ class OutboxDispatcher:
                         event,
                         key=key,
                         note=(
-                            f"not signalled: the journey has had its {self.signals_per_journey} open and click signals "
+                            "not signalled: the journey has had its "
+                            f"{self.signals_per_journey} open and click signals "
                             "(RELANCE_TRACKING_SIGNALS_PER_JOURNEY)"
                         ),
                     )
@@ -320,11 +321,12 @@ class OutboxDispatcher:
                     )
                     return results, True
                 attempts = event.attempts + 1
-                # RESOURCE_EXHAUSTED: Temporal is rate-limiting (the journey, or everyone for a while):
-                # the journey waits its turn, retried with backoff however long it takes.
+                # RESOURCE_EXHAUSTED: Temporal is rate-limiting (the journey, or everyone for a
+                # while): the journey waits its turn, retried with backoff however long it takes.
                 if attempts >= self.max_attempts and err.status != RPCStatusCode.RESOURCE_EXHAUSTED:
                     log.warning(
-                        "outbox: %s refused the %s signal of hit %s %d times (%s); kept as not signalled",
+                        "outbox: %s refused the %s signal of hit %s %d times (%s); "
+                        "kept as not signalled",
                         workflow_id,
                         event.kind,
                         event.id,
@@ -344,7 +346,8 @@ class OutboxDispatcher:
                     continue
                 delay = min(2.0 ** (attempts - 1), self.retry_max_seconds)
                 log.warning(
-                    "outbox: %s refused the %s signal of hit %s (%s); its hits wait %.0f s, the others go on",
+                    "outbox: %s refused the %s signal of hit %s (%s); "
+                    "its hits wait %.0f s, the others go on",
                     workflow_id,
                     event.kind,
                     event.id,
@@ -379,14 +382,16 @@ class OutboxDispatcher:
             self._budget_said.clear()
         self._budget_said.add(workflow_id)
         log.warning(
-            "outbox: journey %s has had its %d open and click signals; its further opens and clicks "
-            "are kept for reporting, not signalled (RELANCE_TRACKING_SIGNALS_PER_JOURNEY)",
+            "outbox: journey %s has had its %d open and click signals; "
+            "its further opens and clicks are kept for reporting, not signalled "
+            "(RELANCE_TRACKING_SIGNALS_PER_JOURNEY)",
             workflow_id,
             self.signals_per_journey,
         )
 
     async def _deliver(self, event: TrackingEvent) -> tuple[str, str | None]:
-        """Signal one hit; returns (outcome, delivery note). Raises RPCError when Temporal did not take it."""
+        """Signal one hit; returns (outcome, delivery note). Raises RPCError when Temporal did not
+        take it."""
         signal = TrackingSignal(message_id=event.message_id, url=event.url)
         try:
             if (
@@ -449,7 +454,10 @@ class OutboxDispatcher:
                     lead_id=lead_id,
                     event="email_clicked",
                     key=f"{workflow_id}:click:{message_id}",
-                    reason=f"clicked a link in the {message.step} message of the {message.journey} journey",
+                    reason=(
+                        f"clicked a link in the {message.step} message "
+                        f"of the {message.journey} journey"
+                    ),
                     points=points,
                     mql_threshold=self.settings.score_mql_threshold,
                 )
@@ -591,8 +599,8 @@ class OutboxDispatcher:
     @staticmethod
     def _oldest_first(session: Session, events: list[TrackingEvent]) -> list[TrackingEvent]:
         """Keep a journey's hits only up to the first of its pending hits this batch does not hold
-        (another dispatcher holds it): that dispatcher has the journey's head, so it goes on with it,
-        in order, and this one skips the journey for now."""
+        (another dispatcher holds it): that dispatcher has the journey's head, so it goes on with
+        it, in order, and this one skips the journey for now."""
         mine = {event.id for event in events}
         journeys = {event.workflow_id for event in events}
         first_not_mine: dict[str, int] = {}

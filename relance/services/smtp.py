@@ -251,13 +251,15 @@ def _set_up(smtp: smtplib.SMTP, s: Settings) -> None:
             smtp.login(s.smtp_username, s.smtp_password)
     except (smtplib.SMTPNotSupportedError, smtplib.SMTPResponseException) as err:
         raise SendFailure(
-            f"the mail server refused the STARTTLS or login the settings ask for ({_describe(err)}); "
+            "the mail server refused the STARTTLS or login the settings ask for "
+            f"({_describe(err)}); "
             "check RELANCE_SMTP_STARTTLS, _USERNAME and _PASSWORD; will retry"
         ) from err
 
 
 def _hang_up(smtp: smtplib.SMTP) -> None:
-    """QUIT, quietly: once the server accepted the messages, how the goodbye goes changes nothing."""
+    """QUIT, quietly: once the server accepted the messages, how the goodbye goes changes
+    nothing."""
     try:
         smtp.quit()
     except (OSError, smtplib.SMTPException):

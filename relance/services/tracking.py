@@ -3,7 +3,8 @@
 An open or click stamps the message's first open/click and the lead's last activity; an
 unsubscribe appends a withdrawal to the consent ledger; a double opt-in confirmation turns the
 lead's pending email consent into a grant (once: a confirmation that changes nothing is not
-kept, so it signals nothing). The signal to the journey is sent afterwards by ``relance.services.outbox``.
+kept, so it signals nothing). The signal to the journey is sent afterwards by
+``relance.services.outbox``.
 
 Hits arrive in bursts (a campaign's opens come within minutes), so ``HitRecorder`` commits
 them in groups: the hits that arrived while one transaction was being written share the next
