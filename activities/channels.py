@@ -19,8 +19,9 @@ from functools import partial
 from sqlalchemy.engine import Engine
 
 from activities.frequency import FrequencyCap
-from activities.sending import SendLedger
+from activities.sending import Claim, SendLedger
 from relance.contracts.channels import CHANNELS, UnknownChannel, channel
+from relance.domain.models import Lead
 from relance.domain.rendering import Renderer
 from relance.domain.settings import Settings
 from relance.services.journeys import rules_for
@@ -48,6 +49,30 @@ def ledger_for(settings: Settings, engine: Engine) -> SendLedger:
         suppression_key=settings.suppression_hash_key,
         rules=partial(rules_for, settings),
     )
+
+
+class ChannelProvider:
+    """What every channel's provider starts from: the settings, the send ledger it sends
+    through, the renderer; and what a message's template sees (``context``)."""
+
+    def __init__(self, settings: Settings, engine: Engine, renderer: Renderer) -> None:
+        self.settings = settings
+        self.ledger = ledger_for(settings, engine)
+        self.renderer = renderer
+
+    def context(self, claim: Claim) -> dict:
+        """The lead's fields and the brand's, and what the message is about (an event, a cart)."""
+        return {**template_context(self.settings, claim.lead), **claim.extras.context}
+
+
+def template_context(settings: Settings, lead: Lead) -> dict:
+    """What a template may use about the lead and the brand."""
+    return {
+        "first_name": lead.first_name,
+        "locale": lead.locale,
+        "brand_name": settings.brand_name,
+        "site_url": settings.site_url.rstrip("/"),
+    }
 
 
 def channel_activities(settings: Settings, engine: Engine, renderer: Renderer) -> list[Callable]:

@@ -22,25 +22,12 @@ from email.message import EmailMessage
 from email.utils import formatdate
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy.engine import Engine
 from temporalio import activity
 
-from activities.channels import ledger_for, provider
+from activities.channels import ChannelProvider, provider
 from relance.contracts.sending import SendFailure, SendRequest, SendResult
-from relance.domain.models import Lead
-from relance.domain.rendering import Renderer, Tracking, header_text
-from relance.domain.settings import Settings
+from relance.domain.rendering import Tracking, header_text
 from relance.services import smtp
-
-
-def template_context(settings: Settings, lead: Lead) -> dict:
-    """What a template may use about the lead and the brand."""
-    return {
-        "first_name": lead.first_name,
-        "locale": lead.locale,
-        "brand_name": settings.brand_name,
-        "site_url": settings.site_url.rstrip("/"),
-    }
 
 
 def recipient(email: str, name: str | None = None) -> Address:
@@ -62,12 +49,7 @@ def recipient(email: str, name: str | None = None) -> Address:
 
 
 @provider("email")
-class EmailActivities:
-    def __init__(self, settings: Settings, engine: Engine, renderer: Renderer) -> None:
-        self.settings = settings
-        self.ledger = ledger_for(settings, engine)
-        self.renderer = renderer
-
+class EmailActivities(ChannelProvider):
     @activity.defn(name="send_email")
     def send_email(self, request: SendRequest) -> SendResult:
         claim = self.ledger.claim(request, "email")
@@ -84,7 +66,7 @@ class EmailActivities:
         try:
             to = recipient(lead.email, lead.first_name)
             tracking = Tracking(message.id, lead.id, request.workflow_id)
-            context = {**template_context(self.settings, lead), **claim.extras.context}
+            context = self.context(claim)
             rendered = self.renderer.email(request.template, context, tracking)
             mime = self._mime(request, message.id, to, rendered, claim.extras.attachments)
             self._deliver(mime, to.addr_spec)

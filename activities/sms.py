@@ -9,23 +9,15 @@ deduplicates by reference never delivers a retried send twice.
 from __future__ import annotations
 
 import httpx
-from sqlalchemy.engine import Engine
 from temporalio import activity
 
-from activities.channels import ledger_for, provider
-from activities.email import template_context
+from activities.channels import ChannelProvider, provider
 from relance.contracts.sending import SendFailure, SendRequest, SendResult
-from relance.domain.rendering import Renderer, Tracking
-from relance.domain.settings import Settings
+from relance.domain.rendering import Tracking
 
 
 @provider("sms")
-class SmsActivities:
-    def __init__(self, settings: Settings, engine: Engine, renderer: Renderer) -> None:
-        self.settings = settings
-        self.ledger = ledger_for(settings, engine)
-        self.renderer = renderer
-
+class SmsActivities(ChannelProvider):
     @activity.defn(name="send_sms")
     def send_sms(self, request: SendRequest) -> SendResult:
         not_configured = "" if self.settings.sms_provider_url else "no SMS provider is configured"
@@ -35,7 +27,7 @@ class SmsActivities:
         message, lead = claim.message, claim.lead
         body = self.renderer.sms(
             request.template,
-            {**template_context(self.settings, lead), **claim.extras.context},
+            self.context(claim),
             Tracking(message.id, lead.id, request.workflow_id),
         )
         headers = (

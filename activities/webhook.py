@@ -27,26 +27,18 @@ import json
 import time
 
 import httpx
-from sqlalchemy.engine import Engine
 from temporalio import activity
 
-from activities.channels import ledger_for, provider
-from activities.email import template_context
+from activities.channels import ChannelProvider, provider
 from relance.contracts.channels import template_file
 from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.domain.models import Message
-from relance.domain.rendering import Renderer, Tracking, header_text
-from relance.domain.settings import Settings
+from relance.domain.rendering import Tracking, header_text
 from relance.domain.webhook_signing import signed_headers
 
 
 @provider("webhook")
-class WebhookActivities:
-    def __init__(self, settings: Settings, engine: Engine, renderer: Renderer) -> None:
-        self.settings = settings
-        self.ledger = ledger_for(settings, engine)
-        self.renderer = renderer
-
+class WebhookActivities(ChannelProvider):
     @activity.defn(name="send_webhook")
     def send_webhook(self, request: SendRequest) -> SendResult:
         not_configured = "" if self.settings.webhook_url else "no webhook receiver is configured"
@@ -57,7 +49,7 @@ class WebhookActivities:
         tracking = Tracking(message.id, lead.id, request.workflow_id)
         blocks = self.renderer.text_blocks(
             template_file("webhook", request.template),
-            {**template_context(self.settings, lead), **claim.extras.context},
+            self.context(claim),
             tracking,
             ("subject", "body"),
         )
