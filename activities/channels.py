@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+import httpx
 from sqlalchemy.engine import Engine
 
 from activities.frequency import FrequencyCap
 from activities.sending import Claim, SendLedger
 from relance.contracts.channels import CHANNELS, UnknownChannel, channel
+from relance.contracts.sending import SendFailure
 from relance.domain.models import Lead
 from relance.domain.rendering import Renderer
 from relance.domain.settings import Settings
@@ -63,6 +65,33 @@ class ChannelProvider:
     def context(self, claim: Claim) -> dict:
         """The lead's fields and the brand's, and what the message is about (an event, a cart)."""
         return {**template_context(self.settings, claim.lead), **claim.extras.context}
+
+
+def post_to_provider(url: str, who: str, *, timeout: float, **request) -> str | None:
+    """Hand one message to an HTTP provider (an SMS gateway, a webhook receiver): its id for the
+    message, if it answered one. Raises SendFailure (activities/sending.py): nothing went out
+    (retried); it went out and no answer came (maybe delivered, retried); a 5xx or 429 (retried);
+    any other answer than a 2xx (refused for good: a 4xx, or a redirect, which is not taken)."""
+    try:
+        response = httpx.post(url, timeout=timeout, **request)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:
+        raise SendFailure(f"could not reach the {who}: {str(err) or type(err).__name__}") from err
+    except httpx.TransportError as err:  # the request went out, the answer never came
+        raise SendFailure(
+            f"the {who} did not answer: {str(err) or type(err).__name__}", maybe_delivered=True
+        ) from err
+    if response.status_code >= 500 or response.status_code == 429:
+        raise SendFailure(f"the {who} answered {response.status_code}")
+    if response.status_code >= 400:
+        raise SendFailure(
+            f"the {who} refused: {response.status_code} {response.text[:200]}", permanent=True
+        )
+    if not 200 <= response.status_code < 300:
+        raise SendFailure(f"the {who} answered {response.status_code}, not a 2xx", permanent=True)
+    try:
+        return str(response.json().get("id", "")) or None
+    except (ValueError, AttributeError):  # accepted all the same: an answer without an id
+        return None
 
 
 def template_context(settings: Settings, lead: Lead) -> dict:

@@ -8,10 +8,9 @@ deduplicates by reference never delivers a retried send twice.
 
 from __future__ import annotations
 
-import httpx
 from temporalio import activity
 
-from activities.channels import ChannelProvider, provider
+from activities.channels import ChannelProvider, post_to_provider, provider
 from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.domain.rendering import Tracking
 
@@ -49,39 +48,10 @@ class SmsActivities(ChannelProvider):
 
     def _post(self, to: str, body: str, reference: str, headers: dict) -> str | None:
         """Hand one SMS to the provider; its id. Raises SendFailure (see activities/sending.py)."""
-        try:
-            response = httpx.post(
-                self.settings.sms_provider_url,
-                json={
-                    "to": to,
-                    "from": self.settings.sms_sender,
-                    "body": body,
-                    "reference": reference,
-                },
-                headers=headers,
-                timeout=10.0,
-            )
-        except (
-            httpx.ConnectError,
-            httpx.ConnectTimeout,
-            httpx.PoolTimeout,
-        ) as err:  # nothing went out
-            raise SendFailure(
-                f"could not reach the SMS provider: {str(err) or type(err).__name__}"
-            ) from err
-        except httpx.TransportError as err:  # the request went out, the answer never came
-            raise SendFailure(
-                f"the SMS provider did not answer: {str(err) or type(err).__name__}",
-                maybe_delivered=True,
-            ) from err
-        if response.status_code >= 500 or response.status_code == 429:
-            raise SendFailure(f"the SMS provider answered {response.status_code}")
-        if response.status_code >= 400:
-            raise SendFailure(
-                f"SMS provider refused: {response.status_code} {response.text[:200]}",
-                permanent=True,
-            )
-        try:
-            return str(response.json().get("id", "")) or None
-        except (ValueError, AttributeError):  # accepted all the same: an answer without an id
-            return None
+        return post_to_provider(
+            self.settings.sms_provider_url,
+            "SMS provider",
+            timeout=10.0,
+            json={"to": to, "from": self.settings.sms_sender, "body": body, "reference": reference},
+            headers=headers,
+        )

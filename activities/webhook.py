@@ -26,10 +26,9 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
 from temporalio import activity
 
-from activities.channels import ChannelProvider, provider
+from activities.channels import ChannelProvider, post_to_provider, provider
 from relance.contracts.channels import template_file
 from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.domain.models import Message
@@ -93,34 +92,10 @@ class WebhookActivities(ChannelProvider):
         headers = signed_headers(
             self.settings.webhook_signing_secret, body, delivery_id, timestamp=int(time.time())
         )
-        try:
-            response = httpx.post(
-                self.settings.webhook_url,
-                content=body,
-                headers=headers,
-                timeout=self.settings.webhook_timeout_seconds,
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:
-            raise SendFailure(
-                f"could not reach the webhook receiver: {str(err) or type(err).__name__}"
-            ) from err
-        except httpx.TransportError as err:  # the request went out, the answer never came
-            raise SendFailure(
-                f"the webhook receiver did not answer: {str(err) or type(err).__name__}",
-                maybe_delivered=True,
-            ) from err
-        if response.status_code >= 500 or response.status_code == 429:
-            raise SendFailure(f"the webhook receiver answered {response.status_code}")
-        if response.status_code >= 400:
-            raise SendFailure(
-                f"the webhook receiver refused: {response.status_code} {response.text[:200]}",
-                permanent=True,
-            )
-        if not 200 <= response.status_code < 300:  # a redirect, say: not taken
-            raise SendFailure(
-                f"the webhook receiver answered {response.status_code}, not a 2xx", permanent=True
-            )
-        try:
-            return str(response.json().get("id", "")) or None
-        except (ValueError, AttributeError):  # accepted all the same: an answer without an id
-            return None
+        return post_to_provider(
+            self.settings.webhook_url,
+            "webhook receiver",
+            timeout=self.settings.webhook_timeout_seconds,
+            content=body,
+            headers=headers,
+        )
