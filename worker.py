@@ -36,6 +36,7 @@ from relance.contracts.catalogue import SCENARIOS, CatalogueError, Journey, scen
 from relance.contracts.journey_graph import JourneyGraphError, Link, TargetRules, check_graph
 from relance.domain.db import make_engine
 from relance.domain.journey_rules import cooldown_of
+from relance.domain.lead_schema import LeadSchemaError
 from relance.domain.scoring_rules import RulesError
 from relance.domain.settings import Settings, get_settings
 from relance.services.journeys import rules_for
@@ -226,6 +227,15 @@ async def main() -> None:
         rules = settings.scoring_rules()  # a broken scoring rules file stops the worker here
     except RulesError as err:
         raise SystemExit(f"worker: {err}") from None
+    try:
+        schema = settings.lead_schema()  # a broken lead schema file stops the worker here
+    except LeadSchemaError as err:
+        raise SystemExit(f"worker: {err}") from None
+    log.info(
+        "lead schema: %d custom attributes, %d custom events",
+        len(schema.attributes),
+        len(schema.events),
+    )
     log.info(
         "scoring rules: %s; %d page rules, %d fit rules",
         rules.events,

@@ -15,7 +15,17 @@ from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
 from relance.contracts.channels import CONSENT_CHANNELS
 from relance.domain.consent import GRANTED, PENDING, WITHDRAWN, current_consents, has_consent
 from relance.domain.db import retry_on_conflict
-from relance.domain.models import Cart, Consent, Lead, LeadActivity, Order, as_utc, utcnow
+from relance.domain.lead_schema import AttributeProblems
+from relance.domain.models import (
+    Cart,
+    Consent,
+    CustomEvent,
+    Lead,
+    LeadActivity,
+    Order,
+    as_utc,
+    utcnow,
+)
 from relance.domain.scoring import score_fit, score_form, score_page_view
 from relance.domain.segments import segment_and_stage, segment_expr, stage_expr
 from relance.domain.settings import Settings, get_settings
@@ -103,6 +113,8 @@ def upsert_lead(
             setattr(lead, field, getattr(data, field))
     if phone:
         lead.phone = phone
+    if data.attributes:  # checked against the lead schema by the caller (checked_attributes)
+        lead.attributes = merged_attributes(lead.attributes, data.attributes)
     lead.updated_at = now
     # an import is not a sign-up; a sign-up is the lead's activity (note_activity, in the same
     # write)
@@ -150,6 +162,93 @@ def upsert_lead(
     return lead, created
 
 
+def unprocessable(where: list[str], problems: dict[str, str]) -> HTTPException:
+    """422 with one entry per problem, its ``loc`` naming the field (``where`` + the key)."""
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        [
+            {"loc": [*where, key] if key else where, "msg": msg, "type": "value_error"}
+            for key, msg in problems.items()
+        ],
+    )
+
+
+def checked_attributes(settings: Settings, values: dict | None, where: list[str]) -> dict | None:
+    """Custom attribute values as stored, checked against the lead schema; 422 naming each
+    attribute at fault (nothing is written)."""
+    if not values:
+        return values
+    try:
+        return settings.lead_schema().check_attributes(values)
+    except AttributeProblems as err:
+        raise unprocessable(where, err.problems) from None
+
+
+def merged_attributes(stored: dict | None, changes: dict) -> dict:
+    """A given value replaces the stored one; ``None`` removes it. A new dict, so the ORM sees
+    the change."""
+    out = dict(stored or {})
+    for name, value in changes.items():
+        if value is None:
+            out.pop(name, None)
+        else:
+            out[name] = value
+    return out
+
+
+def set_attributes(
+    *, session: Session, lead_id: str, values: dict, settings: Settings
+) -> LeadPublic:
+    """Merge checked custom attributes into the lead's. Commits. 404 for an unknown lead."""
+    lead = get_lead_or_404(session=session, lead_id=lead_id)
+    lead.attributes = merged_attributes(lead.attributes, values)
+    lead.updated_at = utcnow()
+    session.add(lead)
+    session.commit()
+    session.refresh(lead)
+    return lead_public(session=session, lead=lead, settings=settings)
+
+
+def save_custom_event(
+    *,
+    session: Session,
+    lead_id: str,
+    name: str,
+    properties: dict,
+    event_id: str | None,
+    occurred_at: datetime | None,
+) -> bool:
+    """Keep the event (once per sender's ``event_id``) and stamp the lead's activity. Commits.
+    Returns False for an event already kept; 404 for an unknown lead."""
+    get_lead_or_404(session=session, lead_id=lead_id)
+    if event_id is not None:
+        seen = session.exec(
+            select(CustomEvent.id).where(
+                CustomEvent.lead_id == lead_id, CustomEvent.event_id == event_id
+            )
+        ).first()
+        if seen is not None:
+            return False
+    now = utcnow()
+    session.add(
+        CustomEvent(
+            lead_id=lead_id,
+            name=name,
+            properties=properties,
+            event_id=event_id,
+            occurred_at=occurred_at or now,
+            received_at=now,
+        )
+    )
+    note_activity(session, lead_id=lead_id, kind="custom")
+    try:
+        session.commit()
+    except IntegrityError:  # the same event sent twice at once: the other one kept it
+        session.rollback()
+        return False
+    return True
+
+
 def get_lead_or_404(*, session: Session, lead_id: str) -> Lead:
     lead = session.get(Lead, lead_id)
     if lead is None:
@@ -179,6 +278,7 @@ def lead_public(*, session: Session, lead: Lead, settings: Settings | None = Non
         reengagement_status=lead.reengagement_status,
         reengagement_at=as_utc(lead.reengagement_at),
         premium_offered_at=as_utc(lead.premium_offered_at),
+        attributes=dict(lead.attributes or {}),
         segment=segment,
         stage=stage,
     )

@@ -59,8 +59,10 @@ async def database_not_writable(_request: Request, err: DatabaseNotWritable) -> 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    # A broken scoring rules file stops the API here, with the place of the mistake.
+    # A broken scoring rules or lead schema file stops the API here, with the place of the
+    # mistake.
     settings.scoring_rules()
+    settings.lead_schema()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
 import phonenumbers
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -17,6 +18,7 @@ from pydantic import (
     HttpUrl,
     IPvAnyAddress,
     StrictBool,
+    StrictFloat,
     StrictInt,
     StringConstraints,
     field_validator,
@@ -69,6 +71,16 @@ def _text(value: str) -> str:
 OneLine = Annotated[str, AfterValidator(_one_line)]
 Text = Annotated[str, AfterValidator(_text)]
 # A lead's id as callers send it (ours are 32 hex digits; anything else is simply not found).
+# Custom attributes and event properties: scalars (the lead schema says which type each has).
+PropertyValue = Annotated[
+    StrictBool
+    | StrictInt
+    | StrictFloat
+    | Annotated[str, StringConstraints(max_length=1000)]
+    | None,
+    Field(union_mode="left_to_right"),
+]
+Attributes = Annotated[dict[str, PropertyValue], Field(max_length=200)]
 LeadId = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
@@ -156,6 +168,13 @@ class LeadCreate(BaseModel):
     journeys: list[JourneyName] = Field(
         default_factory=list, max_length=10, description="Journeys to enroll the lead in at once"
     )
+    attributes: Attributes | None = Field(
+        default=None,
+        examples=[{"plan": "pro", "birthday": "1990-04-12"}],
+        description="Custom attributes declared in the lead schema (config/lead_schema.yaml), "
+        "merged into the lead's: a given value replaces the stored one, null removes it; each is "
+        "checked against its type (422 naming the attribute)",
+    )
 
     @field_validator("locale")
     @classmethod
@@ -206,6 +225,10 @@ class LeadPublic(BaseModel):
     )
     reengagement_at: datetime | None = None
     premium_offered_at: datetime | None = None
+    attributes: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Custom attributes (the lead schema), a date as YYYY-MM-DD",
+    )
     segment: Literal["hot", "warm", "cold"] = Field(
         description="From the score: hot at or above RELANCE_SEGMENT_HOT_SCORE, warm at or above "
         "RELANCE_SEGMENT_WARM_SCORE"
@@ -359,6 +382,37 @@ class Purchase(BaseModel):
     order: OrderIn
 
 
+class CustomEventIn(BaseModel):
+    """Anything else the site tells about the lead, declared in the lead schema
+    (config/lead_schema.yaml): "attended a webinar", "started a trial". Segments count it;
+    journeys wait for it or start on it."""
+
+    model_config = INPUT
+
+    type: Literal["custom"]
+    lead: LeadId = Field(description="The lead's id")
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,63}$",
+        examples=["webinar_attended"],
+        description="An event declared in the lead schema (422 otherwise)",
+    )
+    properties: dict[str, PropertyValue] = Field(
+        default_factory=dict,
+        max_length=50,
+        examples=[{"webinar": "Lead scoring 101", "minutes": 42}],
+        description="Scalars; the ones the schema declares are checked against their type",
+    )
+    id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Your id of the event: the same event sent again is kept once",
+    )
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="When it happened (default: now); not in the future"
+    )
+
+
 class PageView(BaseModel):
     """A visit to the site (the lead's browser, through the shop or site backend)."""
 
@@ -399,7 +453,8 @@ class DemoBooked(BaseModel):
 
 
 TrackedEvent = Annotated[
-    CartUpdated | Purchase | PageView | AssetDownloaded | DemoBooked, Field(discriminator="type")
+    CartUpdated | Purchase | PageView | AssetDownloaded | DemoBooked | CustomEventIn,
+    Field(discriminator="type"),
 ]
 
 

@@ -64,6 +64,18 @@ async def a_lead_with_everything(live: LiveStack) -> tuple[str, str, object]:
     assert (
         await live.http.post("/events/track", json=cart_event(lead_id, "c-" + uuid.uuid4().hex[:8]))
     ).status_code == 202
+    # Custom attributes and a custom event (the lead schema).
+    assert (
+        await live.http.patch(
+            f"/leads/{lead_id}/attributes", json={"plan": "pro", "job_title": "Head of growth"}
+        )
+    ).status_code == 200
+    assert (
+        await live.http.post(
+            "/events/track",
+            json={"type": "custom", "lead": lead_id, "name": "trial_started", "id": "t-1"},
+        )
+    ).status_code == 202
     # A scenario that refused to send the lead back where it came from (the loop guard) records it.
     EnrollmentActivities(live.engine).record_enrollment_refusal(
         RefusalRecord(
@@ -110,6 +122,7 @@ async def test_export_then_erase_a_lead_with_every_kind_of_data(live: LiveStack)
     # Export: every table that holds the lead's rows has them in the export, and the journeys.
     export = (await live.http.get(f"/leads/{lead_id}/export")).json()
     assert export["lead"]["email"] == email and export["lead"]["id"] == lead_id
+    assert export["lead"]["attributes"] == {"plan": "pro", "job_title": "Head of growth"}
     expected = {table.name for table in tables_to_erase()}
     assert expected >= {
         "consents",

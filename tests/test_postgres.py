@@ -208,6 +208,7 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
     from api import privacy
     from relance.domain.models import (
         Cart,
+        CustomEvent,
         EnrollmentRefusal,
         Event,
         FrequencyLock,
@@ -230,7 +231,7 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
     with Session(engine) as session:
         lead, _ = crud.upsert_lead(
             session=session,
-            data=LeadCreate(email=email, consents=[EMAIL_CONSENT]),
+            data=LeadCreate(email=email, consents=[EMAIL_CONSENT], attributes={"plan": "pro"}),
             default_phone_region="FR",
         )
         event = Event(
@@ -295,6 +296,7 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
                     chain=["newsletter", "white_paper"],
                     reason="would loop",
                 ),
+                CustomEvent(lead_id=lead.id, name="trial_started", properties={"plan": "pro"}),
             ]
         )
         session.commit()
@@ -303,6 +305,7 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
     with Session(engine) as session:
         profile, data = privacy.export_rows(session=session, lead_id=lead_id, actor="api-key:test")
     assert profile["email"] == email and all(data[t.name] for t in tables_to_erase())
+    assert profile["attributes"] == {"plan": "pro"}
     assert data["orders"][0]["items"] == [{"sku": "B-1"}]
 
     report = erase_lead(

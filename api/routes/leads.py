@@ -16,6 +16,7 @@ from api.deps import ActorDep, DatabaseDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import ErrorBody, validation_response
 from api.journeys import enroll, journey_status
 from api.schemas import (
+    Attributes,
     ConsentPublic,
     EnrollmentPublic,
     ErasurePublic,
@@ -71,6 +72,14 @@ async def create_or_update_lead(
 ) -> LeadSaved:
     """A form submission. Deduplicates by normalised email; records the consent evidence;
     optionally enrolls the lead in journeys (`"journeys": ["welcome"]`)."""
+    if data.attributes:
+        data = data.model_copy(
+            update={
+                "attributes": crud.checked_attributes(
+                    settings, data.attributes, ["body", "attributes"]
+                )
+            }
+        )
     lead, created = await db.run(
         crud.save_sign_up,
         data=data,
@@ -191,6 +200,30 @@ def read_lead(
     lead = crud.read_lead_public(session=session, lead_id=lead_id, settings=settings)
     privacy.record_read(session=session, lead_id=lead_id, actor=actor)
     return lead
+
+
+@router.patch(
+    "/{lead_id}/attributes",
+    response_model=LeadPublic,
+    responses={
+        **NO_LEAD,
+        422: validation_response(
+            "An attribute the lead schema does not declare, or a value of the wrong type: one "
+            'entry per attribute, its `loc` naming it (`["body", "<attribute>"]`); nothing is '
+            "changed"
+        ),
+    },
+)
+def update_lead_attributes(
+    lead_id: str,
+    values: Attributes,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> LeadPublic:
+    """Set custom attributes (declared in config/lead_schema.yaml): a given value replaces the
+    stored one, null removes it, the others are left as they are."""
+    checked = crud.checked_attributes(settings, values, ["body"]) or {}
+    return crud.set_attributes(session=session, lead_id=lead_id, values=checked, settings=settings)
 
 
 @router.get("/{lead_id}/consents", response_model=list[ConsentPublic], responses=NO_LEAD)

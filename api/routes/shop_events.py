@@ -15,15 +15,19 @@ re-engagement journey the lead came back, and may make the premium offer due
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter, Depends, HTTPException, status
 from temporalio.service import RPCError
 
 from api import crud
 from api.deps import DatabaseDep, SettingsDep, TemporalDep, require_api_key
+from api.errors import validation_response
 from api.journeys import cart_updated, goal_reached, page_viewed, purchased, tell_nurturing
 from api.schemas import (
     AssetDownloaded,
     CartUpdated,
+    CustomEventIn,
     DemoBooked,
     PageView,
     Purchase,
@@ -37,7 +41,12 @@ from relance.contracts.signals import (
     PURCHASE_GOAL,
     AssetSignal,
 )
+from relance.domain.lead_schema import AttributeProblems
+from relance.domain.models import utcnow
+from relance.domain.settings import Settings
 from relance.services.lead_activity import act_on
+
+CLOCK_SKEW = timedelta(minutes=5)  # a sender's clock a little ahead is not "the future"
 
 router = APIRouter(prefix="/events", tags=["shop events"], dependencies=[Depends(require_api_key)])
 
@@ -49,6 +58,10 @@ router = APIRouter(prefix="/events", tags=["shop events"], dependencies=[Depends
     responses={
         404: {"description": "No lead with this id"},
         409: {"description": "The cart or the order belongs to another lead"},
+        422: validation_response(
+            "A custom event the lead schema does not declare, a property of the wrong type, or "
+            "an occurred_at in the future: its `loc` names the field; nothing is stored"
+        ),
     },
 )
 async def track(
@@ -84,6 +97,18 @@ async def track(
                     if workflow_id
                     else f" ({event.category}: no browse-abandonment journey: {refusal})"
                 )
+        elif isinstance(event, CustomEventIn):
+            properties = checked_event(settings, event)
+            new = await db.run(
+                crud.save_custom_event,
+                lead_id=event.lead,
+                name=event.name,
+                properties=properties,
+                event_id=event.id,
+                occurred_at=event.occurred_at,
+            )
+            workflow_id = None
+            detail = f"{event.name} " + ("recorded" if new else "was already recorded (same id)")
         elif isinstance(event, AssetDownloaded):
             await db.run(crud.touch_lead, lead_id=event.lead, kind=event.type)
             workflow_id = await tell_nurturing(
@@ -136,3 +161,16 @@ async def track(
         detail=detail,
         converted=converted,
     )
+
+
+def checked_event(settings: Settings, event: CustomEventIn) -> dict:
+    """The event's properties as stored; 422 naming what is wrong (nothing is stored)."""
+    if event.occurred_at is not None and event.occurred_at > utcnow() + CLOCK_SKEW:
+        raise crud.unprocessable(["body", "occurred_at"], {"": "occurred_at is in the future"})
+    try:
+        return settings.lead_schema().check_event(event.name, event.properties)
+    except AttributeProblems as err:
+        problems = {k: v for k, v in err.problems.items() if k}
+        if "" in err.problems:
+            raise crud.unprocessable(["body", "name"], {"": err.problems[""]}) from None
+        raise crud.unprocessable(["body", "properties"], problems) from None

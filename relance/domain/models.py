@@ -62,6 +62,11 @@ class Lead(SQLModel, table=True):
     premium_offered_at: datetime | None = Field(
         default=None, sa_column=_when()
     )  # the premium offer goes once
+    # Custom attributes (relance/domain/lead_schema.py: declared, typed, checked on write): name ->
+    # value, a date as YYYY-MM-DD.
+    attributes: dict = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
 
 
 class Consent(SQLModel, table=True):
@@ -290,6 +295,30 @@ class Registration(SQLModel, table=True):
     registered_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
     attended: bool = False
     attended_at: datetime | None = Field(default=None, sa_column=_when())
+
+
+class CustomEvent(SQLModel, table=True):
+    """Something the site told about a lead beyond carts and page views (``POST /events/track``
+    with ``type: custom``), declared in the lead schema: "attended a webinar", "started a trial".
+    Segments count them ("at least 2 within 7 days") and journeys wait for or start on them.
+    ``event_id``: the sender's id of the event, so a retried event is kept once."""
+
+    __tablename__ = "custom_events"
+    __table_args__ = (
+        UniqueConstraint("lead_id", "event_id", name="uq_custom_events_lead_event_id"),
+        # a lead's events of one name in a period (a condition about one lead)
+        Index("ix_custom_events_lead_name_at", "lead_id", "name", "occurred_at"),
+        # the leads who did one event in a period (a segment over all leads)
+        Index("ix_custom_events_name_at", "name", "occurred_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: str = Field(foreign_key="leads.id", max_length=32)
+    name: str = Field(max_length=64)
+    properties: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    event_id: str | None = Field(default=None, max_length=64)
+    occurred_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
 
 
 class LeadActivity(SQLModel, table=True):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from relance.domain.journey_rules import JourneyRules
+from relance.domain.lead_schema import LeadSchema, lead_schema_from
 from relance.domain.scoring_rules import ScoringRules, rules_from
 from relance.domain.send_window import SendWindow
 
@@ -252,6 +253,10 @@ class Settings(BaseSettings):
         window.check()
         return window
 
+    # Custom lead attributes and events (relance/domain/lead_schema.py), checked at worker and API
+    # start; a missing file declares none.
+    lead_schema_file: Path = Path(__file__).resolve().parents[2] / "config" / "lead_schema.yaml"
+
     # Scoring (relance/domain/scoring_rules.py): points per event, page and fit rule, and the decay,
     # in a YAML file checked at worker and API start.
     scoring_rules_file: Path = Path(__file__).resolve().parents[2] / "config" / "scoring.yaml"
@@ -273,6 +278,10 @@ class Settings(BaseSettings):
     mql_notify_email: str = ""
     mql_retry_max_attempts: int = Field(default=8, ge=1, le=100)
     mql_retry_base_seconds: float = Field(default=5.0, gt=0)
+
+    def lead_schema(self) -> LeadSchema:
+        """The custom attributes and events in ``lead_schema_file``, re-read when it changes."""
+        return lead_schema_from(self.lead_schema_file)
 
     def scoring_rules(self) -> ScoringRules:
         """The scoring rules in ``scoring_rules_file``, re-read when the file changes."""
