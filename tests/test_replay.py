@@ -60,6 +60,7 @@ EXPECTED = {
     "welcome_converted_by_a_purchase": "WelcomeJourney",
     "welcome_double_opt_in_confirmed": "WelcomeJourney",
     "welcome_double_opt_in_not_confirmed": "WelcomeJourney",
+    "welcome_double_opt_in_opened_clicked": "WelcomeJourney",
     "welcome_no_consent": "WelcomeJourney",
     "welcome_relanced_by_email_no_reaction": "WelcomeJourney",
     "welcome_relanced_by_sms": "WelcomeJourney",
