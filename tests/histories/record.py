@@ -11,6 +11,7 @@
     .venv/bin/python -m tests.histories.record_outcomes   # order follow-up, and endings not covered
     above
     .venv/bin/python -m tests.histories.record_definitions  # a journey written as data
+    .venv/bin/python -m tests.histories.record_fewer_actions  # paths since the fewer-actions patch
 
 tests/test_replay.py lists every history file by name, with its workflow: add a new recording there.
 
