@@ -68,6 +68,11 @@ async def main() -> None:
     parser.add_argument("--hits", type=int, default=5000, help="tracking: requests per run")
     parser.add_argument("--enrollments", type=int, default=5000, help="enrollment: leads per run")
     parser.add_argument(
+        "--profile-sign-up",
+        action="store_true",
+        help="enrollment: print where a sign-up's CPU goes (cProfile of save_sign_up)",
+    )
+    parser.add_argument(
         "--waiting", type=int, default=10_000, help="waiting: journeys parked on their timer"
     )
     parser.add_argument(

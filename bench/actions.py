@@ -150,33 +150,46 @@ async def run(stack, args) -> list[Row]:
         f"actions: {'path':<44} {'events':>6} {'act':>4} {'tmr':>4} {'sig':>4} {'SA':>4} "
         f"{'bill':>5} {'saved':>6}  $/M journeys"
     )
+    journeys: dict[str, list[tuple[str, Actions, Actions | None]]] = {}
     for name, history in by_journey:
         now = count(history)
         saved_path = SAVED / f"{name}.json"
         before = count(load(saved_path)) if saved_path.exists() else None
+        journeys.setdefault(workflow_type(history), []).append((name, now, before))
         say(
             f"actions: {name:<44} {now.events:>6} {now.activities:>4} {now.timers:>4} "
             f"{now.signals:>4} {now.search_attributes:>4} {now.billable:>5} "
             f"{before.billable if before else '-':>6}  ${now.dollars_per_million:,.0f}"
         )
-        if before is not None and before.billable:
-            ratio = f"{now.billable / before.billable:.2f}×"
-            versus = f"; the saved history of the same path: {before.describe()}"
-        else:
-            ratio, versus = f"{now.billable}", ""
         if name in TARGETS and before is not None:
-            wanted = TARGETS[name]
-            saved_share = 1 - now.billable / before.billable
-            met = "met" if saved_share >= wanted else "missed"
-            target = f"≥ {wanted:.0%} fewer actions than the saved path: {saved_share:.0%}, {met}"
-        else:
-            target = "no target (actions: today's code vs the saved history)"
+            wanted, saved_share = TARGETS[name], 1 - now.billable / before.billable
+            met = "met" if saved_share >= wanted else "not met"
+            rows.append(
+                Row(
+                    f"actions: {workflow_type(history)}, {name}",
+                    f"{now.billable / before.billable:.2f}×",
+                    f"≥ {wanted:.0%} fewer actions than the saved path: {saved_share:.0%}, {met}",
+                    f"today's code: {now.describe()}; the saved history of the same path: "
+                    f"{before.describe()}",
+                )
+            )
+    # One row a journey: its paths' actions today (and in their saved histories).
+    for journey, paths in journeys.items():
+        now_total = sum(now.billable for _, now, _ in paths)
+        saved = [before.billable for _, _, before in paths if before is not None]
+        ratio = f"{sum(n.billable for _, n, b in paths if b) / sum(saved):.2f}×" if saved else "-"
         rows.append(
             Row(
-                f"actions: {workflow_type(history)} {name}",
+                f"actions: {journey}, {len(paths)} paths",
                 ratio,
-                target,
-                f"today's code: {now.describe()}{versus}",
+                "no target (today's code vs the saved histories of the same paths)",
+                f"{now_total / len(paths):.1f} actions a path on average "
+                f"(${now_total / len(paths) * DOLLARS_PER_MILLION_ACTIONS:,.0f} per million "
+                "journeys); per path, today (saved): "
+                + ", ".join(
+                    f"{name} {now.billable} ({before.billable if before else '-'})"
+                    for name, now, before in paths
+                ),
             )
         )
     return rows
