@@ -51,6 +51,7 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
         leads.check_consent,
         leads.get_lead_facts,
         leads.get_send_profile,
+        leads.read_lead,
         *channel_activities(settings, engine, renderer),
         scoring.add_score,
         scoring.decay_scores_page,

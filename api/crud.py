@@ -6,8 +6,8 @@ from datetime import datetime
 
 import phonenumbers
 from fastapi import HTTPException, status
+from sqlalchemy import insert, update
 from sqlalchemy import select as sa_select
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -22,12 +22,26 @@ from relance.domain.models import (
     CustomEvent,
     Lead,
     LeadActivity,
+    MqlNotification,
     Order,
+    ScoreEvent,
     as_utc,
     utcnow,
 )
-from relance.domain.scoring import score_fit, score_form, score_page_view
-from relance.domain.segments import segment_and_stage, segment_expr, stage_expr
+from relance.domain.scoring import (
+    fit_changes,
+    form_change,
+    new_lead_scores,
+    score_fit,
+    score_form,
+    score_page_view,
+)
+from relance.domain.segments import (
+    new_lead_segment_and_stage,
+    segment_and_stage,
+    segment_expr,
+    stage_expr,
+)
 from relance.domain.settings import Settings, get_settings
 from relance.domain.suppression import normalize_email, suppression_of
 from relance.services.lead_activity import FollowUp, follow_ups, note_activity
@@ -81,7 +95,10 @@ def upsert_lead(
     who confirmed before is not asked again.
 
     With ``settings``, the lead is scored per the scoring rules: the form (``form``: a sign-up,
-    not an import) and the demographic fit rules it now matches."""
+    not an import) and the demographic fit rules it now matches.
+
+    A new lead is written without the ORM's unit of work (``_insert_new_lead``): the same rows,
+    computed first, then one insert per table; an existing one is updated through the ORM."""
     if suppression_key:
         entry = suppression_of(session, suppression_key, data.email)
         if entry is not None and entry.reason == "erased":
@@ -107,7 +124,17 @@ def upsert_lead(
             entry
         )  # unsubscribed, and now opts in again explicitly (recorded in the ledger below)
     if lead is None:
-        lead = Lead(email=normalize_email(data.email), created_at=now)
+        lead = _insert_new_lead(
+            session,
+            data,
+            phone=phone,
+            now=now,
+            form=form,
+            consented_at=consented_at,
+            pending=pending,
+            settings=settings,
+        )
+        return lead, True
     for field in ("first_name", "locale", "time_zone", "country"):
         if field in data.model_fields_set or created:
             setattr(lead, field, getattr(data, field))
@@ -124,26 +151,8 @@ def upsert_lead(
     session.flush()
     if form:
         session.add(LeadActivity(lead_id=lead.id, kind="form", at=now))
-    for consent in data.consents:
-        session.add(
-            Consent(
-                lead_id=lead.id,
-                channel=consent.channel,
-                purpose=consent.purpose,
-                status=(
-                    WITHDRAWN
-                    if not consent.granted
-                    else PENDING
-                    if pending and consent.channel == "email" and consent.purpose == "marketing"
-                    else GRANTED
-                ),
-                source_url=str(consent.source_url) if consent.source_url else None,
-                ip=str(consent.ip) if consent.ip else None,
-                user_agent=consent.user_agent,
-                wording_version=consent.wording_version,
-                recorded_at=consented_at or now,
-            )
-        )
+    for consent in _consent_rows(data, lead.id, pending=pending, at=consented_at or now):
+        session.add(consent)
     if settings is not None:
         rules = settings.scoring_rules()
         if form:
@@ -249,6 +258,97 @@ def save_custom_event(
     return True
 
 
+def _consent_rows(data: LeadCreate, lead_id: str, *, pending: bool, at: datetime) -> list[Consent]:
+    """The consent ledger's rows of a sign-up: its evidence, each consent as given (a new email
+    consent ``pending`` under double opt-in)."""
+    return [
+        Consent(
+            lead_id=lead_id,
+            channel=consent.channel,
+            purpose=consent.purpose,
+            status=(
+                WITHDRAWN
+                if not consent.granted
+                else PENDING
+                if pending and consent.channel == "email" and consent.purpose == "marketing"
+                else GRANTED
+            ),
+            source_url=str(consent.source_url) if consent.source_url else None,
+            ip=str(consent.ip) if consent.ip else None,
+            user_agent=consent.user_agent,
+            wording_version=consent.wording_version,
+            recorded_at=at,
+        )
+        for consent in data.consents
+    ]
+
+
+def _insert_new_lead(
+    session: Session,
+    data: LeadCreate,
+    *,
+    phone: str | None,
+    now: datetime,
+    form: bool,
+    consented_at: datetime | None,
+    pending: bool,
+    settings: Settings | None,
+) -> Lead:
+    """A new lead with everything its sign-up writes — its form activity, its consents, its score
+    changes and any MQL notification — computed in Python and inserted table by table, then
+    committed: what ``upsert_lead`` writes for a new lead through the ORM, without the unit of
+    work's flushes and read-backs (most of a sign-up's CPU). An address inserted meanwhile by a
+    concurrent sign-up fails the insert, and ``retry_on_conflict`` makes this one an update."""
+    lead = Lead(
+        email=normalize_email(data.email),
+        first_name=data.first_name,
+        phone=phone,
+        locale=data.locale,
+        time_zone=data.time_zone,
+        country=data.country,
+        attributes=merged_attributes({}, data.attributes or {}),
+        created_at=now,
+        updated_at=now,
+    )
+    if form:
+        lead.last_signup_at = lead.last_activity_at = now
+    activities = [LeadActivity(lead_id=lead.id, kind="form", at=now)] if form else []
+    consents = _consent_rows(data, lead.id, pending=pending, at=consented_at or now)
+    events: list[ScoreEvent] = []
+    notifications: list[MqlNotification] = []
+    if settings is not None:
+        rules = settings.scoring_rules()
+        changes = fit_changes(rules, lead)
+        if form:
+            source = next((str(c.source_url) for c in data.consents if c.source_url), None)
+            change = form_change(rules, lead_id=lead.id, source_url=source, now=now)
+            changes = ([change] if change else []) + changes  # the form first, as it is scored
+        lead.score, events, notifications = new_lead_scores(
+            changes, lead_id=lead.id, mql_threshold=settings.score_mql_threshold, now=now
+        )
+        if any(change.activity for change in changes):
+            lead.last_activity_at = now
+    for model, rows in (
+        (Lead, [lead]),
+        (LeadActivity, activities),
+        (Consent, consents),
+        (ScoreEvent, events),
+        (MqlNotification, notifications),
+    ):
+        if rows:
+            session.execute(insert(model.__table__), [_values(row) for row in rows])
+    session.commit()
+    return lead
+
+
+def _values(row) -> dict:
+    """A row's columns for an insert (an id the database numbers left out)."""
+    values = row.model_dump()
+    if values.get("id", "") is None:
+        del values["id"]
+    return values
+
+
 def get_lead_or_404(*, session: Session, lead_id: str) -> Lead:
     lead = session.get(Lead, lead_id)
     if lead is None:
@@ -262,6 +362,10 @@ def lead_public(*, session: Session, lead: Lead, settings: Settings | None = Non
     settings = settings or get_settings()
     segment, stage = segment_and_stage(session, lead.id, settings)
     consents = current_consents(session, lead.id, CONSENT_CHANNELS)
+    return _public(lead, consents, segment, stage)
+
+
+def _public(lead: Lead, consents: dict[str, str], segment: str, stage: str) -> LeadPublic:
     return LeadPublic(
         id=lead.id,
         email=lead.email,
@@ -284,6 +388,20 @@ def lead_public(*, session: Session, lead: Lead, settings: Settings | None = Non
     )
 
 
+def new_lead_public(*, lead: Lead, consents: list[Consent], settings: Settings) -> LeadPublic:
+    """``lead_public`` of a lead its sign-up just inserted (``_insert_new_lead``), from what it
+    wrote: the consents it recorded, the segment and stage of a lead with no order or sales task
+    yet — no query."""
+    current = dict.fromkeys(CONSENT_CHANNELS, "none")
+    for consent in consents:  # in the ledger's order: the last row of a channel is current
+        if consent.purpose == "marketing" and consent.channel in current:
+            current[consent.channel] = consent.status
+    segment, stage = new_lead_segment_and_stage(
+        lead.score, settings, form=lead.last_signup_at is not None
+    )
+    return _public(lead, current, segment, stage)
+
+
 def save_sign_up(
     *,
     session: Session,
@@ -292,14 +410,20 @@ def save_sign_up(
     suppression_key: str = "",
     settings: Settings | None = None,
 ) -> tuple[LeadPublic, bool]:
+    double_opt_in = settings is not None and settings.double_opt_in
     lead, created = upsert_lead(
         session=session,
         data=data,
         default_phone_region=default_phone_region,
         suppression_key=suppression_key,
         settings=settings,
-        double_opt_in=settings is not None and settings.double_opt_in,
+        double_opt_in=double_opt_in,
     )
+    if created:  # what it wrote, not read back
+        consents = _consent_rows(data, lead.id, pending=double_opt_in, at=lead.created_at)
+        return new_lead_public(
+            lead=lead, consents=consents, settings=settings or get_settings()
+        ), created
     return lead_public(session=session, lead=lead, settings=settings), created
 
 

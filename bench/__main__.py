@@ -17,6 +17,10 @@ machines:
                rebuilds its journey from history) vs a cache large enough for them all
   smtp         messages/s over the pooled SMTP connections vs a plain smtplib loop on one
                connection, to the dev mail sink
+  actions      every journey's main paths on the time-skipping server, counted from their
+               histories: events, activities, timers, signals, search-attribute updates and
+               billable Temporal actions (cost per million journeys), vs the saved history of
+               the same path in tests/histories
 
 The summary is printed and appended to docs/benchmarks.md with the date, machine and command.
 """
@@ -27,7 +31,7 @@ import argparse
 import asyncio
 from contextlib import AsyncExitStack
 
-from bench import cache, enrollment, outbox, simulated, smtp, tracking, waiting
+from bench import actions, cache, enrollment, outbox, simulated, smtp, tracking, waiting
 from bench.results import RESULTS, print_summary, record
 from bench.stack import open_stack, say
 
@@ -39,6 +43,7 @@ BENCHMARKS = {
     "outbox": outbox,
     "cache": cache,
     "smtp": smtp,
+    "actions": actions,
 }
 
 
@@ -62,6 +67,11 @@ async def main() -> None:
     )
     parser.add_argument("--hits", type=int, default=5000, help="tracking: requests per run")
     parser.add_argument("--enrollments", type=int, default=5000, help="enrollment: leads per run")
+    parser.add_argument(
+        "--profile-sign-up",
+        action="store_true",
+        help="enrollment: print where a sign-up's CPU goes (cProfile of save_sign_up)",
+    )
     parser.add_argument(
         "--waiting", type=int, default=10_000, help="waiting: journeys parked on their timer"
     )
@@ -98,7 +108,10 @@ async def main() -> None:
         async with (
             AsyncExitStack() as exit_stack
         ):  # a fresh stack each: one benchmark's leftovers never load another
-            stack = await open_stack(exit_stack, task_queue=f"bench-{name}")
+            needs_stack = getattr(BENCHMARKS[name], "NEEDS_STACK", True)
+            stack = (
+                await open_stack(exit_stack, task_queue=f"bench-{name}") if needs_stack else None
+            )
             done = await BENCHMARKS[name].run(stack, args)
         rows += done
         if (

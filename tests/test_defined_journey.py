@@ -354,9 +354,15 @@ async def test_the_welcome_as_data_sends_what_the_coded_welcome_sends_when_it_do
 
     def timeline(messages, started):
         return [
-            (m.template, m.channel, m.status, round((m.at - started).total_seconds()))
-            for m in messages
+            (m.template, m.channel, m.status, (m.at - started).total_seconds()) for m in messages
         ]
+
+    def same_moments(one, other) -> bool:
+        """The same messages at the same moments, give or take the activities before each (the
+        two journeys read the lead in different activities; each takes real time here)."""
+        return [m[:3] for m in one] == [m[:3] for m in other] and all(
+            abs(a[3] - b[3]) < 3 for a, b in zip(one, other, strict=True)
+        )
 
     coded_lead = make_lead(consents=consents, phone="+33600000001" if "sms" in consents else None)
     coded = await client.start_workflow(
@@ -373,9 +379,9 @@ async def test_the_welcome_as_data_sends_what_the_coded_welcome_sends_when_it_do
     defined_result = await defined.result()
     defined_start = (await defined.describe()).start_time
 
-    assert timeline(defined_result.messages, defined_start) == timeline(
-        coded_result.messages, coded_start
-    )
+    as_data = timeline(defined_result.messages, defined_start)
+    as_code = timeline(coded_result.messages, coded_start)
+    assert same_moments(as_data, as_code), (as_data, as_code)
     assert len(coded_result.messages) == 2
     assert all(m.at.tzinfo is not None for m in coded_result.messages)
     assert coded_start.tzinfo == UTC or coded_start.utcoffset() == timedelta(0)

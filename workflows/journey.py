@@ -22,6 +22,13 @@ its ``@workflow.init``. It gets:
 - its end: ``finish`` (the last step shown, and the journey's result: its ``RESULT`` type, a
   ``JourneyResult`` with the journey's ``result_fields()``).
 
+Fewer Temporal actions (each billed; ``FEWER_ACTIONS_PATCH``, for journeys started since): a
+journey reads its lead in one activity (``read_lead``: the consent asked, the facts and the send
+profile), and what it read at this very moment is not read again (``lead_facts``, the send
+window of the next send); only the steps a journey stays in are searchable (a wait, its end;
+not the moments it checks or sends: ``MOMENTS``; the current details still show them), and the
+score goes in the same upsert as the next searchable step.
+
 Temporal's ``@workflow.defn`` registers the signal handlers a class inherits (the handlers are
 looked up on the class with its bases); a journey that overrides one decorates it again with the
 same signal name. Every helper issues exactly the commands the journeys issued when each carried
@@ -41,6 +48,7 @@ from relance.contracts.channels import channel as channel_named
 from relance.contracts.signals import GOAL_REACHED, UNSUBSCRIBED, GoalSignal, TrackingSignal
 from workflows.steps import (
     ACTIVITY_OPTIONS,
+    FEWER_ACTIONS_PATCH,
     JourneyResult,
     SentMessage,
     send_on,
@@ -52,12 +60,25 @@ from workflows.steps import (
 with workflow.unsafe.imports_passed_through():
     from relance.contracts import commerce, leads, scoring
     from relance.contracts.commerce import PromoRequest
-    from relance.contracts.leads import ConsentAnswer, ConsentQuestion, LeadFacts, LeadRef
+    from relance.contracts.leads import (
+        ConsentAnswer,
+        ConsentQuestion,
+        LeadFacts,
+        LeadQuestion,
+        LeadReading,
+        LeadRef,
+        SendProfile,
+    )
     from relance.contracts.scoring import ScoreChange, ScoreResult
     from relance.contracts.sending import SendRequest, SendResult
     from relance.domain.send_window import SendWindow
 
 T = TypeVar("T")
+
+# Steps that are a moment, not a place: the journey checks or sends and moves on. With
+# ``FEWER_ACTIONS_PATCH`` they are shown in the current details only, not in the ``Step`` search
+# attribute (nobody searches for journeys in the middle of a send).
+MOMENTS = ("checking_", "sending_", "reading_", "finding_")
 
 
 class Journey:
@@ -77,6 +98,17 @@ class Journey:
         self.converted: GoalSignal | None = None  # the goal that ended the journey, if any
         self.score: int | None = None
         self._scored_messages: set[str] = set()
+        self._lean: bool | None = None  # FEWER_ACTIONS_PATCH, asked once (``lean``)
+        self._reading: LeadReading | None = None  # the last ``read_lead``, and when
+        self._read_at: datetime | None = None
+
+    @property
+    def lean(self) -> bool:
+        """Whether this run has ``FEWER_ACTIONS_PATCH`` (journeys started before it replay as
+        they ran)."""
+        if self._lean is None:
+            self._lean = workflow.patched(FEWER_ACTIONS_PATCH)
+        return self._lean
 
     # What the lead does, for every journey ---------------------------------------------------
     @workflow.signal(name=UNSUBSCRIBED)
@@ -119,21 +151,43 @@ class Journey:
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     # What the Temporal UI shows ---------------------------------------------------------------
-    def enter(self, step: str, details: str) -> None:
+    def enter(self, step: str, details: str, *, searched: bool | None = None) -> None:
+        """Show ``step``. ``searched``: whether it goes in the ``Step`` search attribute (by
+        default: unless it is one of the ``MOMENTS``); journeys started before
+        ``FEWER_ACTIONS_PATCH`` show every step there."""
         self.step = step
-        show_step(step, details)
+        if not self.lean:
+            show_step(step, details)
+        else:
+            if searched is None:
+                searched = not step.startswith(MOMENTS)
+            show_step(step, details, searched=searched, also=self._score_to_show())
         if self.LOG_NAME:
             workflow.logger.info("%s for lead %s: %s", self.LOG_NAME, self.lead_id, details)
 
     def close(self, outcome: str, reason: str | None = None) -> None:
         """The journey is over: its last step, as the Temporal UI shows it."""
         self.enter(
-            "completed", f"Journey over: {outcome}" + ("" if reason is None else f" ({reason})")
+            "completed",
+            f"Journey over: {outcome}" + ("" if reason is None else f" ({reason})"),
+            searched=True,
         )
 
     def set_score(self, score: int) -> None:
+        """The score as the journey knows it; also its ``Score`` search attribute: at once for
+        journeys started before ``FEWER_ACTIONS_PATCH``, else with the next searchable step (one
+        upsert for both; the journey's end is one)."""
         self.score = score
-        workflow.upsert_search_attributes([sa.SCORE.value_set(score)])
+        if not self.lean:
+            workflow.upsert_search_attributes([sa.SCORE.value_set(score)])
+
+    def _score_to_show(self) -> list:
+        """The ``Score`` update to add to the next upsert: none when it shows the score already
+        (set at the start, or since)."""
+        shown = workflow.info().typed_search_attributes.get(sa.SCORE)
+        if self.score is None or self.score == shown:
+            return []
+        return [sa.SCORE.value_set(self.score)]
 
     def finish(self, outcome: str, reason: str, **fields: Any) -> JourneyResult:
         """The journey is over (``close``): its result, a ``RESULT`` with the journey's own
@@ -151,8 +205,23 @@ class Journey:
         """One step's activity, retried with backoff like every step (``ACTIVITY_OPTIONS``)."""
         return await workflow.execute_activity(activity, arg, **options, **ACTIVITY_OPTIONS)
 
+    async def read_lead(self, channel: str = "email") -> LeadReading:
+        """All the journey reads of its lead, in one activity: the consent for ``channel``, the
+        facts, the send profile. Kept for the rest of this moment (``_fresh``)."""
+        self._reading = await self.activity(leads.read_lead, LeadQuestion(self.lead_id, channel))
+        self._read_at = workflow.now()
+        return self._reading
+
+    def _fresh(self) -> LeadReading | None:
+        """What ``read_lead`` read at this very moment (nothing happened since), if it did."""
+        if self._reading is not None and self._read_at == workflow.now():
+            return self._reading
+        return None
+
     async def check_consent(self, channel: str = "email") -> ConsentAnswer:
         """The lead's marketing consent for ``channel``, as the consent ledger says now."""
+        if self.lean:
+            return (await self.read_lead(channel)).consent
         return await self.activity(leads.check_consent, ConsentQuestion(self.lead_id, channel))
 
     async def consent_step(self, channel: str = "email") -> ConsentAnswer:
@@ -162,6 +231,8 @@ class Journey:
 
     async def lead_facts(self) -> LeadFacts:
         """What the journey may know of its lead: a contact already? a phone? the score."""
+        if self.lean:
+            return (self._fresh() or await self.read_lead()).facts
         return await self.activity(leads.get_lead_facts, LeadRef(self.lead_id))
 
     async def refresh_score(self) -> LeadFacts:
@@ -190,7 +261,7 @@ class Journey:
     ) -> bool:
         """Show the waiting step, then wait until ``condition`` holds (True) or ``timeout``
         passes (False)."""
-        self.enter(step, details)
+        self.enter(step, details, searched=True)
         return await wait_for(condition, timeout)
 
     async def wait_quiet(
@@ -252,10 +323,16 @@ class Journey:
             window=self.send_window,
             over_cap=over_cap,
             stop=stop or self.stopped,
+            profile=self._fresh_profile(),
+            lean=self.lean,
         )
         if record:
             self.record(shown_as or step, channel, template, result)
         return result
+
+    def _fresh_profile(self) -> SendProfile | None:
+        reading = self._fresh() if self.lean else None
+        return None if reading is None else reading.profile
 
     async def send_now(
         self,
@@ -293,7 +370,15 @@ class Journey:
         result = None
         for position, name in enumerate(channels):
             c = channel_named(name)
-            if position < len(channels) - 1:
+            if position < len(channels) - 1 and self.lean:
+                # One read for the channel's consent, the lead's address and the send profile.
+                has = f"has_{c.address}"
+                if facts is not None and not getattr(facts, has, True):
+                    continue
+                reading = await self.read_lead(c.consent)
+                if not (getattr(reading.facts, has, True) and reading.consent.granted):
+                    continue
+            elif position < len(channels) - 1:
                 if f"has_{c.address}" in LeadFacts.__dataclass_fields__:
                     if facts is None:
                         facts = await self.lead_facts()

@@ -7,7 +7,7 @@ issued when they carried their own copies, so saved histories still replay.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -23,7 +23,7 @@ from workflows.goals import journeys_with_goal
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: the real zoneinfo (the sandbox hands a proxy datetime refuses as a tzinfo).
-    from relance.contracts.leads import LeadRef, get_send_profile
+    from relance.contracts.leads import LeadRef, SendProfile, get_send_profile
     from relance.contracts.sending import SendRequest, SendResult
     from relance.domain.send_window import SendWindow, next_open
 
@@ -31,6 +31,12 @@ T = TypeVar("T")
 
 # Journeys started before send windows and caps replay without them.
 SEND_WINDOW_PATCH = "send-window"
+# Journeys started before it replay as they ran: they read their lead in three activities
+# (consent, facts, send profile) and show every step, even a send's, in the ``Step`` search
+# attribute. Since: one read of the lead, and only the steps a journey waits in are searchable
+# (workflows/journey.py). It implies the send window and double opt-in: a journey that has it
+# asks for neither of those patches.
+FEWER_ACTIONS_PATCH = "fewer-actions"
 
 # Activities retry with backoff up to every 5 minutes, without limit: a journey outlives an SMTP
 # outage.
@@ -99,9 +105,12 @@ async def wait_for(condition: Callable[[], bool], timeout: timedelta) -> bool:
         return False
 
 
-def show_step(step: str, details: str) -> None:
-    """What the Temporal UI shows: the ``Step`` search attribute and the current details."""
-    workflow.upsert_search_attributes([sa.STEP.value_set(step)])
+def show_step(step: str, details: str, *, searched: bool = True, also: Sequence = ()) -> None:
+    """What the Temporal UI shows: the current details, and (``searched``) the ``Step`` search
+    attribute, with any other search attribute updates (``also``) in the same upsert: each upsert
+    is one billed Temporal action, however many attributes it sets; the details are free."""
+    if searched:
+        workflow.upsert_search_attributes([sa.STEP.value_set(step), *also])
     workflow.set_current_details(f"**{step}**: {details}")
 
 
@@ -113,6 +122,8 @@ async def send_marketing(
     window: SendWindow | None = None,
     over_cap: str = "defer",
     stop: Callable[[], bool] = lambda: False,
+    profile: SendProfile | None = None,
+    lean: bool = False,
 ) -> SendResult:
     """Send a marketing message the way every journey should: wait (a durable timer) until the
     send window opens in the lead's time zone, then send; over the frequency cap, wait until the
@@ -122,12 +133,16 @@ async def send_marketing(
     ``stop``: when it becomes true during a wait (unsubscribe, goal, purchase...), nothing is
     sent and the result is ``skipped``. Journeys started before this helper existed keep their
     old command sequence (``workflow.patched``): they send at once, as they did.
+    ``profile``: the lead's send profile, read at this very moment (no second read of the lead);
+    ``lean``: the journey has ``FEWER_ACTIONS_PATCH``, which implies the send window.
     """
-    if not workflow.patched(SEND_WINDOW_PATCH):
+    if not (lean or workflow.patched(SEND_WINDOW_PATCH)):
         return await _execute_send(method, request, summary)
     request.over_cap = over_cap
     while True:
-        if not await wait_for_send_window(request.lead_id, window, stop):
+        opened = await wait_for_send_window(request.lead_id, window, stop, profile=profile)
+        profile = None  # after a wait for the cap, the lead is read again
+        if not opened:
             return SendResult(
                 "skipped",
                 None,
@@ -179,6 +194,8 @@ async def send_on(
     window: SendWindow | None = None,
     over_cap: str = "defer",
     stop: Callable[[], bool] = lambda: False,
+    profile: SendProfile | None = None,
+    lean: bool = False,
 ) -> SendResult:
     """Send ``request`` on a channel (relance/contracts/channels.py): its send activity, by the
     name saved histories know it by. ``paced``: the way of marketing (``send_marketing``: the
@@ -189,7 +206,14 @@ async def send_on(
     if not paced:
         return await _execute_send(activity, request, summary)
     return await send_marketing(
-        activity, request, summary=summary, window=window, over_cap=over_cap, stop=stop
+        activity,
+        request,
+        summary=summary,
+        window=window,
+        over_cap=over_cap,
+        stop=stop,
+        profile=profile,
+        lean=lean,
     )
 
 
@@ -200,12 +224,18 @@ def not_sent_outcome(result: SendResult) -> str:
 
 
 async def wait_for_send_window(
-    lead_id: str, window: SendWindow | None = None, stop: Callable[[], bool] = lambda: False
+    lead_id: str,
+    window: SendWindow | None = None,
+    stop: Callable[[], bool] = lambda: False,
+    *,
+    profile: SendProfile | None = None,
 ) -> bool:
-    """Wait until the send window is open for the lead; False if ``stop`` came true first."""
-    profile = await workflow.execute_activity(
-        get_send_profile, LeadRef(lead_id), **ACTIVITY_OPTIONS
-    )
+    """Wait until the send window is open for the lead; False if ``stop`` came true first.
+    ``profile``: the lead's send profile if the journey has just read it; else it is read."""
+    if profile is None:
+        profile = await workflow.execute_activity(
+            get_send_profile, LeadRef(lead_id), **ACTIVITY_OPTIONS
+        )
     window = window or profile.window
     if window is None:
         return not stop()

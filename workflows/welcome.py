@@ -32,7 +32,7 @@ Inputs are ids and knobs only; every fact about the lead comes from an activity.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from temporalio import workflow
@@ -41,7 +41,7 @@ from relance.contracts.channels import channel_label
 from relance.contracts.signals import CLICKED, EMAIL_CONFIRMED, OPENED, TrackingSignal
 from workflows.goals import goals_of
 from workflows.journey import Journey
-from workflows.steps import JourneyResult, JourneyStatus
+from workflows.steps import JourneyResult, JourneyStatus, wait_for
 
 with workflow.unsafe.imports_passed_through():
     from relance.contracts.leads import LeadFacts
@@ -108,6 +108,7 @@ class WelcomeJourney(Journey):
         self.score = 0
         self.confirmed = False  # double opt-in: the lead clicked the confirmation link
         self.confirming = False  # opens and clicks of the confirmation email are not engagement
+        self.window_end: datetime | None = None  # when clicks stop counting
 
     @workflow.run
     async def run(self, input: WelcomeInput) -> WelcomeResult:
@@ -120,7 +121,7 @@ class WelcomeJourney(Journey):
         # 1. Consent first: no marketing email without it.
         consent = await self.consent_step("email")
         if not consent.granted:
-            if not (consent.pending and workflow.patched(DOUBLE_OPT_IN_PATCH)):
+            if not (consent.pending and (self.lean or workflow.patched(DOUBLE_OPT_IN_PATCH))):
                 return self.finish(WelcomeOutcome.NOT_SENT, consent.reason)
             # 1b. Double opt-in: nothing but the confirmation email until the lead confirms.
             ended = await self._double_opt_in(input, consent.pending_id)
@@ -138,18 +139,23 @@ class WelcomeJourney(Journey):
 
         # 3. Wait for the lead to open or click.
         wait = timedelta(hours=input.relance_after_hours)
-        engaged = await self.wait(
-            "waiting_for_open",
-            f"Welcome email sent; waiting up to {_hours(wait)} for an open or a click",
-            lambda: self.opened or self.clicked or self.unsubscribed,
-            wait,
-        )
+        if self.lean:
+            engaged = await self._wait_for_engagement(wait, window_end)
+        else:
+            engaged = await self.wait(
+                "waiting_for_open",
+                f"Welcome email sent; waiting up to {_hours(wait)} for an open or a click",
+                lambda: self.opened or self.clicked or self.unsubscribed,
+                wait,
+            )
 
         # 4. Nothing: the relance, on the best channel the lead accepts.
         relanced_by = None if engaged else await self._relance(facts)
 
         # 5. Clicks are what we want: count them until the window closes, end at the first one.
-        if not (self.clicked or self.unsubscribed):
+        if self.step == "waiting_for_click":  # an open showed it already, during the wait
+            await wait_for(lambda: self.clicked or self.unsubscribed, window_end - workflow.now())
+        elif not (self.clicked or self.unsubscribed):
             await self.wait(
                 "waiting_for_click",
                 f"Counting clicks until {window_end:%Y-%m-%d %H:%M} UTC",
@@ -181,8 +187,11 @@ class WelcomeJourney(Journey):
     # What the lead does ------------------------------------------------------------------
     @workflow.signal(name=OPENED)
     def on_opened(self, signal: TrackingSignal) -> None:
-        if not self.confirming:
-            self.opened = True
+        if self.confirming:
+            return
+        if not self.opened and self.step == "waiting_for_open" and self.lean:
+            self._counting_clicks()  # the wait goes on, now for a click
+        self.opened = True
 
     @workflow.signal(name=CLICKED)
     async def on_clicked(self, signal: TrackingSignal) -> None:
@@ -251,6 +260,27 @@ class WelcomeJourney(Journey):
             WelcomeOutcome.NOT_CONFIRMED,
             f"the lead did not confirm the subscription within {_hours(wait)}; "
             "no marketing email is sent",
+        )
+
+    async def _wait_for_engagement(self, wait: timedelta, window_end: datetime) -> bool:
+        """Wait up to ``wait`` for an open or a click (True), on one timer: an open shows the
+        next step (counting clicks) at once, but only a click (or an unsubscribe) ends the wait
+        early. Opened and no click when it ends: the click wait goes on until the window closes,
+        as it did when an open ended this wait (then a second timer was started at once)."""
+        self.window_end = window_end
+        if self.opened or self.clicked or self.unsubscribed:
+            return True  # before the wait began (while the welcome was being sent)
+        await self.wait(
+            "waiting_for_open",
+            f"Welcome email sent; waiting up to {_hours(wait)} for an open or a click",
+            lambda: self.clicked or self.unsubscribed,
+            wait,
+        )
+        return self.opened or self.clicked or self.unsubscribed
+
+    def _counting_clicks(self) -> None:
+        self.enter(
+            "waiting_for_click", f"Counting clicks until {self.window_end:%Y-%m-%d %H:%M} UTC"
         )
 
     async def _relance(self, facts: LeadFacts) -> str | None:

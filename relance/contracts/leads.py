@@ -49,6 +49,25 @@ class SendProfile:
     window: SendWindow | None
 
 
+@dataclass
+class LeadQuestion:
+    """What a journey asks when it reads its lead: the consent for one channel, and the rest."""
+
+    lead_id: str
+    channel: str = "email"  # whose marketing consent is asked
+
+
+@dataclass
+class LeadReading:
+    """All a journey reads of its lead at one moment, in one activity: the consent for the
+    channel asked, the facts, and the send profile (instead of three activities reading the same
+    lead one after the other)."""
+
+    consent: ConsentAnswer
+    facts: LeadFacts
+    profile: SendProfile
+
+
 # The activities, as journeys call them (``workflow.execute_activity(check_consent, ...)``):
 # only the name and the types count here; the worker runs the implementation registered under
 # the same name (activities/leads.py LeadActivities). tests/test_layers.py checks both agree.
@@ -67,3 +86,8 @@ def get_lead_facts(ref: LeadRef) -> LeadFacts:
 @activity.defn(name="get_send_profile")
 def get_send_profile(ref: LeadRef) -> SendProfile:
     raise NotImplementedError("run by the worker: LeadActivities.get_send_profile")
+
+
+@activity.defn(name="read_lead")
+def read_lead(question: LeadQuestion) -> LeadReading:
+    raise NotImplementedError("run by the worker: LeadActivities.read_lead")

@@ -4,7 +4,8 @@ their file by relance/domain/scoring_rules.py).
 Every change goes through ``apply_score``: one ``score_events`` row with its reason and an
 idempotency key (the same key counts once), the lead's score updated in the same transaction,
 and a crossing of the MQL threshold queued for the sales notification (``queue_notification``;
-relance/services/mql.py delivers it).
+relance/services/mql.py delivers it). A lead created by a sign-up is written in one go instead
+(``new_lead_scores``: the same rows, computed before the lead's insert; api/crud.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,17 @@ from sqlmodel import Session, col, select
 
 from relance.domain.models import Lead, MqlNotification, ScoreEvent, utcnow
 from relance.domain.scoring_rules import ScoringRules
+
+
+@dataclass
+class Change:
+    """One score change a rule makes, before it is applied."""
+
+    event: str
+    key: str
+    reason: str
+    points: int
+    activity: bool = True  # from something the lead did (stamps ``last_activity_at``)
 
 
 @dataclass
@@ -163,21 +175,86 @@ def score_form(
 ) -> Applied | None:
     """A form submitted: once per lead, form page and UTC day (a double submit counts once)."""
     now = now or utcnow()
+    change = form_change(rules, lead_id=lead_id, source_url=source_url, now=now)
+    if change is None:
+        return None
+    return _apply(session, lead_id, change, mql_threshold, now)
+
+
+def form_change(
+    rules: ScoringRules, *, lead_id: str, source_url: str | None, now: datetime
+) -> Change | None:
+    """What submitting a form scores (None: nothing)."""
     points = rules.events["form_submitted"]
     if points == 0:
         return None
     key = f"form:{lead_id}:{_digest(source_url or '-')}:{now.date().isoformat()}"
     reason = f"submitted a form ({source_url[:300]})" if source_url else "submitted a form"
+    return Change("form_submitted", key, reason, points)
+
+
+def fit_changes(rules: ScoringRules, lead: Lead) -> list[Change]:
+    """What the demographic fit rules the lead matches score (each once per lead, ever)."""
+    return [
+        Change(
+            "fit",
+            f"fit:{lead.id}:{rule.name}",
+            f"fit rule {rule.name}: {rule.field} is {getattr(lead, rule.field)}",
+            rule.points,
+            activity=False,
+        )
+        for rule in rules.fit
+        if rule.points and rule.matches(lead)
+    ]
+
+
+def _apply(
+    session: Session, lead_id: str, change: Change, mql_threshold: int, now: datetime
+) -> Applied:
     return apply_score(
         session,
         lead_id=lead_id,
-        event="form_submitted",
-        key=key,
-        reason=reason,
-        points=points,
+        event=change.event,
+        key=change.key,
+        reason=change.reason,
+        points=change.points,
         mql_threshold=mql_threshold,
+        activity=change.activity,
         now=now,
     )
+
+
+def new_lead_scores(
+    changes: list[Change], *, lead_id: str, mql_threshold: int, now: datetime
+) -> tuple[int, list[ScoreEvent], list[MqlNotification]]:
+    """A new lead's score from 0 through ``changes`` in order, as ``apply_score`` would leave it
+    (none of a new lead's keys can have counted before): the score, its ``score_events`` rows and
+    one MQL notification per upward crossing of the threshold."""
+    score, events, notifications = 0, [], []
+    for change in changes:
+        before, score = score, score + change.points
+        events.append(
+            ScoreEvent(
+                lead_id=lead_id,
+                key=change.key,
+                event=change.event,
+                points=change.points,
+                reason=change.reason[:500],
+                created_at=now,
+            )
+        )
+        if before < mql_threshold <= score:
+            notifications.append(
+                MqlNotification(
+                    lead_id=lead_id,
+                    score=score,
+                    threshold=mql_threshold,
+                    reason=change.reason[:500],
+                    created_at=now,
+                    next_attempt_at=now,
+                )
+            )
+    return score, events, notifications
 
 
 def score_fit(
@@ -189,19 +266,5 @@ def score_fit(
     now: datetime | None = None,
 ) -> list[Applied]:
     """Demographic fit: each rule the lead matches scores once per lead, ever (not an activity)."""
-    out = []
-    for rule in rules.fit:
-        if rule.points and rule.matches(lead):
-            applied = apply_score(
-                session,
-                lead_id=lead.id,
-                event="fit",
-                key=f"fit:{lead.id}:{rule.name}",
-                reason=f"fit rule {rule.name}: {rule.field} is {getattr(lead, rule.field)}",
-                points=rule.points,
-                mql_threshold=mql_threshold,
-                activity=False,
-                now=now,
-            )
-            out.append(applied)
-    return out
+    now = now or utcnow()
+    return [_apply(session, lead.id, c, mql_threshold, now) for c in fit_changes(rules, lead)]

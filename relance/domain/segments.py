@@ -60,6 +60,21 @@ def stage_expr(settings: Settings):
     )
 
 
+def new_lead_segment_and_stage(score: int, settings: Settings, *, form: bool) -> tuple[str, str]:
+    """``segment_and_stage`` of a lead created a moment ago, without a query: it has no order and
+    no sales task yet, so the stage is ``mql`` by its score, else ``lead`` when it came by a form.
+    The same thresholds as the SQL above (tests/test_segments.py checks both agree)."""
+    if score >= settings.segment_hot_score:
+        segment = "hot"
+    elif score >= settings.segment_warm_score:
+        segment = "warm"
+    else:
+        segment = "cold"
+    if score >= settings.score_mql_threshold:
+        return segment, "mql"
+    return segment, "lead" if form else "subscriber"
+
+
 def segment_and_stage(session: Session, lead_id: str, settings: Settings) -> tuple[str, str]:
     """The lead's segment and stage as the API shows them (and the MQL notification tells the
     CRM), in one query."""

@@ -11,6 +11,7 @@
     .venv/bin/python -m tests.histories.record_outcomes   # order follow-up, and endings not covered
     above
     .venv/bin/python -m tests.histories.record_definitions  # a journey written as data
+    .venv/bin/python -m tests.histories.record_fewer_actions  # paths since the fewer-actions patch
 
 tests/test_replay.py lists every history file by name, with its workflow: add a new recording there.
 
@@ -27,6 +28,7 @@ keep running. tests/test_encryption.py replays an encrypted history as well.
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -51,6 +53,10 @@ from workflows.welcome import WelcomeInput, WelcomeJourney
 
 HERE = Path(__file__).parent
 TASK_QUEUE = "record"
+# Where the recordings go: here, unless RELANCE_RECORD_INTO names another folder (bench/actions.py
+# runs these scripts so, to count the Temporal actions of every journey's paths, leaving the saved
+# histories as they are). The settings come from the environment too (RELANCE_*), as ever.
+FOLDER = Path(os.environ.get("RELANCE_RECORD_INTO") or HERE)
 
 
 @dataclass
@@ -60,12 +66,13 @@ class Recording:
     sink: DevSink
     settings: Settings
     make_lead: Callable[..., Lead]
+    folder: Path = FOLDER
 
     async def save(self, handle: WorkflowHandle, name: str) -> None:
         """Wait for the journey's end and write its history as ``tests/histories/<name>.json``."""
         await handle.result()
         history = await handle.fetch_history()
-        (HERE / f"{name}.json").write_text(history.to_json())
+        (self.folder / f"{name}.json").write_text(history.to_json())
         print(f"recorded {name}: {len(history.events)} events")
 
 

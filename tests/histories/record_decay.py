@@ -13,7 +13,7 @@ from sqlmodel import Session, col
 
 from relance.contracts.scoring import DecayInput
 from relance.domain.models import Lead, utcnow
-from tests.histories.record import HERE, TASK_QUEUE, recording
+from tests.histories.record import TASK_QUEUE, recording
 from workflows.decay import ScoreDecaySweep
 
 
@@ -38,7 +38,9 @@ async def main() -> None:
             handle, "score_decay_last_run"
         )  # the handle follows the runs to the last one
         first = client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
-        (HERE / "score_decay_first_run.json").write_text((await first.fetch_history()).to_json())
+        (rec.folder / "score_decay_first_run.json").write_text(
+            (await first.fetch_history()).to_json()
+        )
         print("recorded score_decay_first_run (continued as new)")
 
 

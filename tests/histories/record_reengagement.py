@@ -19,7 +19,7 @@ from sqlmodel import Session, col
 from relance.contracts.reengagement import SweepInput
 from relance.contracts.signals import CLICKED, TrackingSignal
 from relance.domain.models import Lead, utcnow
-from tests.histories.record import HERE, TASK_QUEUE, recording
+from tests.histories.record import TASK_QUEUE, recording
 from workflows.premium import PremiumInput, PremiumOfferJourney
 from workflows.reengagement import ReEngagementInput, ReEngagementJourney
 from workflows.sweep import ReEngagementSweep
@@ -78,7 +78,7 @@ async def main() -> None:
             handle, "reengagement_sweep_last_run"
         )  # the handle follows the runs to the last one
         first = client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
-        (HERE / "reengagement_sweep_first_run.json").write_text(
+        (rec.folder / "reengagement_sweep_first_run.json").write_text(
             (await first.fetch_history()).to_json()
         )
         print("recorded reengagement_sweep_first_run (continued as new)")
