@@ -379,3 +379,30 @@ async def test_the_welcome_as_data_sends_what_the_coded_welcome_sends_when_it_do
     assert len(coded_result.messages) == 2
     assert all(m.at.tzinfo is not None for m in coded_result.messages)
     assert coded_start.tzinfo == UTC or coded_start.utcoffset() == timedelta(0)
+
+
+# What the ledger checks at the moment of sending ------------------------------------------------
+async def test_a_lead_who_joins_an_excluded_list_after_entering_gets_no_more_messages(
+    client, settings, worker, make_lead, engine, sink
+):
+    """The definition's own exclusions (its ``rules``) are checked by the send ledger before each
+    marketing message, as a coded journey's are: not only when the lead enters."""
+    lead = make_lead()
+    data = definition(
+        message("first", next="pause"),
+        {"id": "pause", "type": "delay", "duration": "1d", "next": "second"},
+        message("second", "nurture_case_study"),
+        EXIT,
+        rules={"exclude": ["list:unsubscribed_from_webinars"]},
+    )
+    handle = await start(client, settings, lead, data)
+    await status_at(handle, "delay:pause")
+    with Session(engine) as session:
+        add_member(session, list_name="unsubscribed_from_webinars", lead_id=lead.id, reason="t")
+        session.commit()
+    result = await handle.result()
+    assert result.outcome == "excluded"
+    first, second = result.messages
+    assert first.status == "sent" and second.status == "skipped"
+    assert "excluded: " in second.reason and "unsubscribed_from_webinars" in second.reason
+    assert len(sink.mails_to(lead.email)) == 1

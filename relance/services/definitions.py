@@ -321,6 +321,7 @@ def compile_definition(definition: Definition, version: int = 0) -> CompiledDefi
         goals=list(definition.goals),
         start=definition.first,
         nodes=[_compile(n) for n in definition.nodes],
+        exclude=list(definition.rules.exclude),
     )
 
 
