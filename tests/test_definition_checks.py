@@ -165,6 +165,12 @@ CORPUS = [
         "waiting for a signal names it",
     ),
     (
+        "a message whose template needs what its message does not have",
+        journey({**MAIL, "template": "event_reminder_day"}, EXIT),
+        "mail",
+        "its template event_reminder_day needs event, which a defined journey's message does not",
+    ),
+    (
         "an unknown exclusion rule",
         journey(MAIL, EXIT, rules={"exclude": ["martians"]}),
         None,

@@ -9,6 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from relance.dev.simulate import Profile, Script, Simulation, SimulationError
+from relance.services.definitions import parse
+
 DEFINITIONS = Path(__file__).parent / "definitions"
 WEBINAR = DEFINITIONS / "webinar_replay.yaml"
 LEAD = DEFINITIONS / "webinar_replay.lead.json"
@@ -83,3 +88,23 @@ def test_a_script_event_that_does_nothing_is_refused_before_anything_runs(tmp_pa
     run = simulate(WEBINAR, "--lead", LEAD, "--events", script)
     assert run.returncode == 1
     assert "events.0: an event is exactly one of open, click, event, goal" in run.stdout
+
+
+async def test_a_journey_stuck_on_a_send_is_reported_with_its_failure_not_waited_for():
+    """A message whose template needs an event (the check refuses it: this one is not checked)
+    fails at every attempt; the simulation stops and says why instead of hanging."""
+    definition = parse(
+        {
+            "key": "stuck",
+            "name": "an event's reminder with no event",
+            "nodes": [
+                {"id": "remind", "type": "message", "template": "event_reminder_day",
+                 "next": "done"},
+                {"id": "done", "type": "exit"},
+            ],
+        }
+    )  # fmt: skip
+    with pytest.raises(SimulationError) as raised:
+        await Simulation(definition, Profile(), Script()).run()
+    assert "stuck: its send_email activity failed" in str(raised.value)
+    assert "'event' is undefined" in str(raised.value)

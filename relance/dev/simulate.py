@@ -380,7 +380,7 @@ class Simulation:
             pending = description.raw_description.pending_activities
             for activity in pending:
                 if activity.attempt >= STUCK_ATTEMPTS:
-                    raise SimulationError(_stuck(activity))
+                    raise SimulationError(await _stuck(activity))
             types = [e.event_type async for e in handle.fetch_history_events()]
             scheduled = types.count(EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED)
             done = sum(
@@ -554,8 +554,10 @@ def _quiet_runtime() -> Runtime:
     return Runtime(telemetry=TelemetryConfig(logging=quiet))
 
 
-def _stuck(activity: Any) -> str:
-    failure = activity.last_failure.message if activity.HasField("last_failure") else "?"
+async def _stuck(activity: Any) -> str:
+    failure = "?"
+    if activity.HasField("last_failure"):
+        failure = str(await TEST_CONVERTER.decode_failure(activity.last_failure))
     return (
         f"the journey is stuck: its {activity.activity_type.name} activity failed "
         f"{activity.attempt - 1} times and is retried for ever: {failure}"

@@ -34,7 +34,7 @@ from relance.contracts.channels import template_file
 from relance.contracts.definitions import CompiledArm, CompiledDefinition, CompiledNode
 from relance.contracts.journey_graph import JourneyGraphError, Link, TargetRules, unguarded_cycles
 from relance.domain.definitions import Definition, edges, open_ends
-from relance.domain.rendering import TEMPLATES_DIR
+from relance.domain.rendering import MESSAGE_VARIABLES, TEMPLATES_DIR, template_variables
 from relance.domain.send_window import DAY_NAMES
 from relance.domain.settings import Settings
 from relance.services.journeys import start_journey
@@ -112,10 +112,11 @@ def check(
     templates: set[str] | None = None,
     others: Iterable[Definition] = (),
     default_cooldown_days: float = 30.0,
+    templates_dir: Path = TEMPLATES_DIR,
 ) -> list[Problem]:
     """Every problem of the definition (none: it may be published). ``templates``: the template
-    files there are (``known_templates``; None: not checked); ``others``: the other definitions
-    its redirects may loop through."""
+    files there are (``known_templates`` of ``templates_dir``; None: not checked, nor what they
+    need); ``others``: the other definitions its redirects may loop through."""
     nodes = {}
     problems: list[Problem] = []
     for node in definition.nodes:
@@ -160,6 +161,19 @@ def check(
                         Problem(
                             node.id,
                             f"no template {node.template!r} for {channel} (templates/{path})",
+                        )
+                    )
+                    continue
+                # A defined journey's message is about the lead alone: a template that needs an
+                # event or a cart (an event journey's reminder) would fail at every attempt.
+                needs = template_variables(path, templates_dir) - MESSAGE_VARIABLES
+                if needs:
+                    problems.append(
+                        Problem(
+                            node.id,
+                            f"its template {node.template} needs {', '.join(sorted(needs))}, "
+                            "which a defined journey's message does not have (it is about the "
+                            f"lead alone): templates/{path}",
                         )
                     )
     if problems and any(
@@ -384,7 +398,10 @@ def check_files(paths: list[Path], templates_dir: Path = TEMPLATES_DIR) -> list[
             lines.extend(f"{path}: {p}" for p in err.problems)
     for path, definition in parsed.items():
         others = [d for p, d in parsed.items() if p != path]
-        lines.extend(f"{path}: {p}" for p in check(definition, templates=templates, others=others))
+        problems = check(
+            definition, templates=templates, others=others, templates_dir=templates_dir
+        )
+        lines.extend(f"{path}: {p}" for p in problems)
     return lines
 
 
