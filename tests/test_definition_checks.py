@@ -17,6 +17,7 @@ import yaml
 from api.main import create_app
 from relance.contracts.definitions import CompiledArm, assign_arm
 from relance.domain.definitions import json_schema
+from relance.domain.lead_schema import load_lead_schema
 from relance.services.definitions import (
     DefinitionError,
     check,
@@ -28,6 +29,7 @@ from relance.services.definitions import (
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = known_templates()
+LEAD_SCHEMA = load_lead_schema(ROOT / "config" / "lead_schema.yaml")
 
 
 def journey(*nodes: dict, key: str = "bad", **fields) -> dict:
@@ -171,6 +173,14 @@ CORPUS = [
         "its template event_reminder_day needs event, which a defined journey's message does not",
     ),
     (
+        "a wait for an event the lead schema does not declare",
+        journey({"id": "w", "type": "wait_for", "event": "signal", "signal": "trial_startd",
+                 "within": "1d", "then": "done", "timeout": "done"}, EXIT),
+        "w",
+        "it waits for 'trial_startd', which is no signal of Relance and no custom event of the "
+        "lead schema (its events: ",
+    ),
+    (
         "an unknown exclusion rule",
         journey(MAIL, EXIT, rules={"exclude": ["martians"]}),
         None,
@@ -182,7 +192,7 @@ CORPUS = [
 @pytest.mark.parametrize("data,node,words", [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS])
 def test_each_bad_definition_is_answered_with_the_node_and_what_is_wrong(data, node, words):
     with pytest.raises(DefinitionError) as raised:
-        checked(data, templates=TEMPLATES)
+        checked(data, templates=TEMPLATES, lead_schema=LEAD_SCHEMA)
     problems = raised.value.problems
     assert any(p.node == node and words in p.what for p in problems), [str(p) for p in problems]
 

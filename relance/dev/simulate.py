@@ -636,7 +636,12 @@ def simulate_file(
     settings: dict[str, Any] | None = None,
 ) -> Timeline:
     """The definition in ``path``, checked like ``journeys check`` checks it, then simulated."""
-    definition = checked(read_file(path), source=str(path), templates=known_templates())
+    definition = checked(
+        read_file(path),
+        source=str(path),
+        templates=known_templates(),
+        lead_schema=Settings(_env_file=None).lead_schema(),
+    )
     simulation = Simulation(
         definition,
         _load(Profile, lead, "lead profile"),
