@@ -21,6 +21,7 @@ from relance.domain.lead_schema import load_lead_schema
 from relance.services.definitions import (
     DefinitionError,
     check,
+    check_files,
     checked,
     compile_definition,
     known_templates,
@@ -296,3 +297,16 @@ async def test_the_api_serves_the_schema_and_answers_a_bad_definition_422_naming
         "nodes": 11,
         "problems": [],
     }
+
+
+def test_every_definition_shipped_with_the_tests_passes_the_check():
+    """The examples the README points to (the webinar follow-ups, the welcome as data) are
+    definitions one may publish: their templates exist and need nothing a message lacks, their
+    waits name real events."""
+    files = sorted((ROOT / "tests" / "definitions").glob("*.yaml"))
+    assert {f.name for f in files} >= {
+        "webinar.yaml",
+        "webinar_replay.yaml",
+        "welcome_as_data.yaml",
+    }
+    assert check_files(files, lead_schema=LEAD_SCHEMA) == []
