@@ -234,6 +234,8 @@ class SendLedger:
         if request.kind != "marketing":
             return ""
         rules = self.rules(request.journey).exclude
+        if request.exclude:  # the journey's own (a definition's), besides its name's rules
+            rules = (*rules, *(r for r in request.exclude if r not in rules))
         reason = exclusion_reason(session, lead.id, rules) if rules else ""
         return f"{EXCLUDED}{reason}" if reason else ""
 

@@ -38,6 +38,7 @@ VALUES = {
         "goals": [],
         "start": "done",
         "nodes": [dataclasses.asdict(CompiledNode("done", "exit"))],
+        "exclude": [],
     },
 }
 

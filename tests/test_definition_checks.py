@@ -17,9 +17,11 @@ import yaml
 from api.main import create_app
 from relance.contracts.definitions import CompiledArm, assign_arm
 from relance.domain.definitions import json_schema
+from relance.domain.lead_schema import load_lead_schema
 from relance.services.definitions import (
     DefinitionError,
     check,
+    check_files,
     checked,
     compile_definition,
     known_templates,
@@ -28,6 +30,7 @@ from relance.services.definitions import (
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = known_templates()
+LEAD_SCHEMA = load_lead_schema(ROOT / "config" / "lead_schema.yaml")
 
 
 def journey(*nodes: dict, key: str = "bad", **fields) -> dict:
@@ -165,6 +168,20 @@ CORPUS = [
         "waiting for a signal names it",
     ),
     (
+        "a message whose template needs what its message does not have",
+        journey({**MAIL, "template": "event_reminder_day"}, EXIT),
+        "mail",
+        "its template event_reminder_day needs event, which a defined journey's message does not",
+    ),
+    (
+        "a wait for an event the lead schema does not declare",
+        journey({"id": "w", "type": "wait_for", "event": "signal", "signal": "trial_startd",
+                 "within": "1d", "then": "done", "timeout": "done"}, EXIT),
+        "w",
+        "it waits for 'trial_startd', which is no signal of Relance and no custom event of the "
+        "lead schema (its events: ",
+    ),
+    (
         "an unknown exclusion rule",
         journey(MAIL, EXIT, rules={"exclude": ["martians"]}),
         None,
@@ -176,7 +193,7 @@ CORPUS = [
 @pytest.mark.parametrize("data,node,words", [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS])
 def test_each_bad_definition_is_answered_with_the_node_and_what_is_wrong(data, node, words):
     with pytest.raises(DefinitionError) as raised:
-        checked(data, templates=TEMPLATES)
+        checked(data, templates=TEMPLATES, lead_schema=LEAD_SCHEMA)
     problems = raised.value.problems
     assert any(p.node == node and words in p.what for p in problems), [str(p) for p in problems]
 
@@ -280,3 +297,16 @@ async def test_the_api_serves_the_schema_and_answers_a_bad_definition_422_naming
         "nodes": 11,
         "problems": [],
     }
+
+
+def test_every_definition_shipped_with_the_tests_passes_the_check():
+    """The examples the README points to (the webinar follow-ups, the welcome as data) are
+    definitions one may publish: their templates exist and need nothing a message lacks, their
+    waits name real events."""
+    files = sorted((ROOT / "tests" / "definitions").glob("*.yaml"))
+    assert {f.name for f in files} >= {
+        "webinar.yaml",
+        "webinar_replay.yaml",
+        "welcome_as_data.yaml",
+    }
+    assert check_files(files, lead_schema=LEAD_SCHEMA) == []

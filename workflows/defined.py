@@ -56,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from relance.contracts.leads import LeadRef, get_send_profile
     from relance.contracts.lists import ListChange, change_list_membership
     from relance.contracts.scoring import ScoreChange, add_score
-    from relance.contracts.sending import SendResult
+    from relance.contracts.sending import SendRequest, SendResult
     from relance.contracts.skips import SkipReason
     from relance.domain.send_window import SendWindow, next_open
 
@@ -198,6 +198,13 @@ class DefinedJourney(Journey):
                 )
             case _:  # "exit"
                 return self._finish(DefinedOutcome.EXITED, f"exit ({node.id})")
+
+    def request(self, step: str, template: str, **options) -> SendRequest:
+        """Every send carries the definition's exclusions: the ledger checks them at the moment
+        of sending (a lead who joined an excluded list since entering gets no more messages)."""
+        if self.definition.exclude:
+            options["exclude"] = list(self.definition.exclude)
+        return super().request(step, template, **options)
 
     # Nodes -----------------------------------------------------------------------------------
     def _ledger_step(self, node: CompiledNode, channel: str = "") -> str:

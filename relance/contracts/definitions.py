@@ -76,6 +76,9 @@ class CompiledDefinition:
     goals: list[str]
     start: str
     nodes: list[CompiledNode]
+    # The definition's exclusions (JourneyRules.exclude): the send ledger checks them before
+    # each marketing message, as it checks a coded journey's.
+    exclude: list[str] = field(default_factory=list)
 
     def node(self, node_id: str) -> CompiledNode:
         for n in self.nodes:

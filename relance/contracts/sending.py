@@ -45,6 +45,9 @@ class SendRequest:
     # Over the frequency cap: "defer" (answer deferred, with the time the cap allows it again),
     # "skip" (skipped for good), or "exempt" (counted, never held: a reminder the lead asked for).
     over_cap: str = "skip"
+    # Exclusions the journey carries itself (a defined journey's ``rules.exclude``, in its
+    # input: the version the lead entered with), checked besides those of ``journey``'s rules.
+    exclude: list[str] | None = None
 
 
 @dataclass

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, meta, pass_context
 from jinja2.runtime import Context
 from markupsafe import escape
 
@@ -248,6 +248,34 @@ class Renderer:
         values = _Values()
         body = tmpl.render({**self._context(context), _SLOTS_VAR: values}).strip()
         return values.fill(self._track_text(body, tracking))
+
+
+# What every message's template is given, whatever the message is about: the lead's and the
+# brand's fields (activities/channels.py ``template_context``) and the links the renderer adds.
+# Anything else comes from what the message is about (``SendRequest.about``: an event, a cart).
+MESSAGE_VARIABLES = frozenset(
+    {"first_name", "locale", "brand_name", "site_url", "unsubscribe_url", "confirm_url"}
+)
+
+
+def template_variables(path: str, templates_dir: Path = TEMPLATES_DIR) -> set[str]:
+    """The variables the template file ``path`` ("email/event_thanks.jinja"), and the files it
+    includes, read without setting them: what its context must give (StrictUndefined: a
+    missing one fails the rendering)."""
+    env = _environment(templates_dir, html=False)
+    names: set[str] = set()
+    seen: set[str] = set()
+    todo = [path]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        source = env.loader.get_source(env, current)[0]
+        tree = env.parse(source)
+        names |= meta.find_undeclared_variables(tree)
+        todo.extend(t for t in meta.find_referenced_templates(tree) if t)
+    return names - {_SLOTS_VAR}
 
 
 def _unescape(url: str) -> str:

@@ -28,17 +28,36 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 
-from relance.contracts import catalogue
+from relance.contracts import catalogue, signals
 from relance.contracts.catalogue import Journey
 from relance.contracts.channels import template_file
 from relance.contracts.definitions import CompiledArm, CompiledDefinition, CompiledNode
 from relance.contracts.journey_graph import JourneyGraphError, Link, TargetRules, unguarded_cycles
 from relance.domain.definitions import Definition, edges, open_ends
-from relance.domain.rendering import TEMPLATES_DIR
+from relance.domain.lead_schema import LeadSchema
+from relance.domain.rendering import MESSAGE_VARIABLES, TEMPLATES_DIR, template_variables
 from relance.domain.send_window import DAY_NAMES
 from relance.domain.settings import Settings
 from relance.services.journeys import start_journey
 
+# What a wait for a signal may wait for, besides the lead schema's custom events: the signals the
+# product sends journeys by name (the opens, clicks, unsubscribes and goals have their own
+# handlers and nodes: wait_for opened / clicked, the definition's goals).
+SIGNALS = frozenset(
+    {
+        signals.EMAIL_CONFIRMED,
+        signals.CART_UPDATED,
+        signals.PURCHASED,
+        signals.EVENT_CHANGED,
+        signals.ATTENDED,
+        signals.ACTIVITY,
+        signals.ASSET_DOWNLOADED,
+        signals.DEMO_BOOKED,
+        signals.TASK_COMPLETED,
+        signals.SCORE_CHANGED,
+        signals.PAGE_VIEWED,
+    }
+)
 PAUSES = ("delay", "wait_for")  # a cycle through one of these takes time: it may loop
 PERCENT_TOLERANCE = 1e-6
 
@@ -112,10 +131,13 @@ def check(
     templates: set[str] | None = None,
     others: Iterable[Definition] = (),
     default_cooldown_days: float = 30.0,
+    templates_dir: Path = TEMPLATES_DIR,
+    lead_schema: LeadSchema | None = None,
 ) -> list[Problem]:
     """Every problem of the definition (none: it may be published). ``templates``: the template
-    files there are (``known_templates``; None: not checked); ``others``: the other definitions
-    its redirects may loop through."""
+    files there are (``known_templates`` of ``templates_dir``; None: not checked, nor what they
+    need); ``others``: the other definitions its redirects may loop through; ``lead_schema``: the
+    custom events a wait may name (None: not checked)."""
     nodes = {}
     problems: list[Problem] = []
     for node in definition.nodes:
@@ -142,6 +164,21 @@ def check(
                         "which is no message node",
                     )
                 )
+        if (
+            node.type == "wait_for"
+            and node.event == "signal"
+            and lead_schema is not None
+            and node.signal not in SIGNALS
+            and node.signal not in lead_schema.events
+        ):
+            known = ", ".join(sorted(lead_schema.events)) or "none"
+            problems.append(
+                Problem(
+                    node.id,
+                    f"it waits for {node.signal!r}, which is no signal of Relance and no custom "
+                    f"event of the lead schema (its events: {known})",
+                )
+            )
         if node.type == "experiment":
             arms = [*node.arms, *([node.holdout] if node.holdout else [])]
             total = sum(a.percent for a in arms)
@@ -160,6 +197,19 @@ def check(
                         Problem(
                             node.id,
                             f"no template {node.template!r} for {channel} (templates/{path})",
+                        )
+                    )
+                    continue
+                # A defined journey's message is about the lead alone: a template that needs an
+                # event or a cart (an event journey's reminder) would fail at every attempt.
+                needs = template_variables(path, templates_dir) - MESSAGE_VARIABLES
+                if needs:
+                    problems.append(
+                        Problem(
+                            node.id,
+                            f"its template {node.template} needs {', '.join(sorted(needs))}, "
+                            "which a defined journey's message does not have (it is about the "
+                            f"lead alone): templates/{path}",
                         )
                     )
     if problems and any(
@@ -302,10 +352,11 @@ def checked(
     source: str = "",
     templates: set[str] | None = None,
     others: Iterable[Definition] = (),
+    lead_schema: LeadSchema | None = None,
 ) -> Definition:
     """``data`` parsed and checked, or DefinitionError with every problem, each naming its node."""
     definition = parse(data, source)
-    problems = check(definition, templates=templates, others=others)
+    problems = check(definition, templates=templates, others=others, lead_schema=lead_schema)
     if problems:
         raise DefinitionError(problems, source)
     return definition
@@ -321,6 +372,7 @@ def compile_definition(definition: Definition, version: int = 0) -> CompiledDefi
         goals=list(definition.goals),
         start=definition.first,
         nodes=[_compile(n) for n in definition.nodes],
+        exclude=list(definition.rules.exclude),
     )
 
 
@@ -371,9 +423,14 @@ def compiled_input(definition: CompiledDefinition) -> dict[str, Any]:
 
 
 # The command line: python -m relance journeys check FILE... ---------------------------------------
-def check_files(paths: list[Path], templates_dir: Path = TEMPLATES_DIR) -> list[str]:
-    """One line per problem, "<file>: node <id>: <what>"; none: every file may be published."""
+def check_files(
+    paths: list[Path], templates_dir: Path = TEMPLATES_DIR, lead_schema: LeadSchema | None = None
+) -> list[str]:
+    """One line per problem, "<file>: node <id>: <what>"; none: every file may be published.
+    ``lead_schema``: the custom events waits may name (None: RELANCE_LEAD_SCHEMA_FILE's)."""
     templates = known_templates(templates_dir)
+    if lead_schema is None:
+        lead_schema = Settings(_env_file=None).lead_schema()
     parsed: dict[Path, Definition] = {}
     lines: list[str] = []
     for path in paths:
@@ -383,7 +440,14 @@ def check_files(paths: list[Path], templates_dir: Path = TEMPLATES_DIR) -> list[
             lines.extend(f"{path}: {p}" for p in err.problems)
     for path, definition in parsed.items():
         others = [d for p, d in parsed.items() if p != path]
-        lines.extend(f"{path}: {p}" for p in check(definition, templates=templates, others=others))
+        problems = check(
+            definition,
+            templates=templates,
+            others=others,
+            templates_dir=templates_dir,
+            lead_schema=lead_schema,
+        )
+        lines.extend(f"{path}: {p}" for p in problems)
     return lines
 
 
