@@ -137,3 +137,51 @@ async def test_overlapping_batches_tell_each_journey_its_hits_once_each_in_order
             what="every open in the journey's history",
         )
         assert told == sent[journey]
+
+
+async def test_a_journey_with_many_hits_does_not_hold_up_the_stamps_of_the_others(
+    live: LiveStack, tmp_path: Path
+):
+    """One journey with 200 opens to be told one by one, claimed with another journey's single
+    open: that open is stamped delivered while the busy journey is still being told its own —
+    each journey is stamped as soon as it is settled, not when the whole claim is."""
+    database_url = f"sqlite:///{tmp_path / 'relance.db'}"
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    lead = make_lead_factory(engine)()
+    busy, quiet = [f"welcome-{(await sign_up(live.http, live.sink))[0]}" for _ in range(2)]
+    record_hits(
+        engine,
+        [
+            Hit(TrackingToken("open", f"busy-m{n:03d}", lead.id, busy), OPENED, None, None)
+            for n in range(200)
+        ]
+        + [Hit(TrackingToken("open", "quiet-m", lead.id, quiet), OPENED, None, None)],
+    )
+    outbox = OutboxDispatcher(engine, live.temporal, max_delay_seconds=0)
+    delivering = asyncio.create_task(outbox.run())
+    try:
+        await eventually(
+            lambda: (
+                [h for h in stored_hits(engine, lead.id) if h.workflow_id == quiet][0].delivered_at
+            ),
+            timeout=10,
+            what="the quiet journey's open to be stamped",
+        )
+        busy_hits = [h for h in stored_hits(engine, lead.id) if h.workflow_id == busy]
+        assert not all(h.delivered_at for h in busy_hits)  # stamped before the busy journey
+        await eventually(
+            lambda: all(h.delivered_at for h in stored_hits(engine, lead.id)),
+            timeout=60,
+            what="every open to be settled",
+        )
+    finally:
+        delivering.cancel()
+        await asyncio.gather(delivering, return_exceptions=True)
+        engine.dispose()
+    told = await eventually(
+        lambda: _count_is(signalled_messages(live.temporal, busy), 200),
+        timeout=20,
+        what="the busy journey's opens in its history",
+    )
+    assert told == [f"busy-m{n:03d}" for n in range(200)]  # in order, once each

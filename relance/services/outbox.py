@@ -48,7 +48,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from relance.contracts import catalogue
 from relance.contracts.signals import CLICKED, OPENED, UNSUBSCRIBED, TrackingSignal
-from relance.domain.models import Lead, Message, TrackingEvent, utcnow
+from relance.domain.models import Lead, Message, ScoreEvent, TrackingEvent, utcnow
 from relance.domain.scoring import apply_score
 from relance.domain.settings import Settings
 from relance.services.lead_activity import FollowUp, act_on, follow_ups
@@ -67,6 +67,9 @@ UNREACHABLE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEE
 # What a journey's budget counts: the signals a stranger can multiply. Unsubscribes and
 # confirmations are one per message already, and must reach the journey.
 BUDGETED_KINDS = frozenset({OPENED, CLICKED})
+
+# Scores applied per transaction when a stamp's hits are scored.
+SCORES_PER_COMMIT = 50
 
 # signal_outcome: the hit that settled its signal_key for its journey.
 SIGNALLED, CLOSED, REFUSED = "signalled", "closed", "refused"
@@ -483,38 +486,63 @@ class OutboxDispatcher:
             log.exception("outbox: could not score %d opens and clicks", len(hits))
 
     def _score_hits_now(self, hits: list[tuple[str, str, str, str]]) -> None:
+        """Which leads still exist, which clicked messages score here and which keys are
+        counted already are read once for the whole group (a campaign's hits are hundreds a
+        stamp); each new score is applied in turn, committed every ``SCORES_PER_COMMIT``: on
+        SQLite's one writer the endpoints' hits and the stamps get their turn in between."""
         events = self.settings.scoring_rules().events
         with Session(self.engine) as session:
-            for kind, lead_id, workflow_id, message_id in hits:
-                points = events["email_opened" if kind == "opened" else "email_clicked"]
-                if not points or session.get(Lead, lead_id) is None:  # erased meanwhile
-                    continue
-                if kind == "opened":
-                    apply_score(
-                        session,
-                        lead_id=lead_id,
-                        event="email_opened",
-                        key=f"open:{message_id}",
-                        reason=f"opened message {message_id}",
-                        points=points,
-                        mql_threshold=self.settings.score_mql_threshold,
+            lead_ids = sorted({lead_id for _, lead_id, _, _ in hits})
+            clicked = sorted({message_id for kind, _, _, message_id in hits if kind == CLICKED})
+            leads: set[str] = set()
+            messages: dict[str, tuple[str, str]] = {}
+            for chunk in _chunks(lead_ids):
+                leads |= set(session.exec(select(Lead.id).where(col(Lead.id).in_(chunk))).all())
+            for chunk in _chunks(clicked):
+                for message_id, step, journey in session.exec(
+                    select(Message.id, Message.step, Message.journey).where(
+                        col(Message.id).in_(chunk)
                     )
+                ):
+                    messages[message_id] = (step, journey)
+            scores = []  # (lead, event, key, reason, points), in the hits' order (by lead)
+            for kind, lead_id, workflow_id, message_id in hits:
+                event = "email_opened" if kind == OPENED else "email_clicked"
+                if not events[event] or lead_id not in leads:  # erased meanwhile
                     continue
-                message = session.get(Message, message_id)
-                if message is None or message.journey in JOURNEYS_SCORING_CLICKS:
+                if kind == OPENED:
+                    key, reason = f"open:{message_id}", f"opened message {message_id}"
+                else:
+                    if message_id not in messages:
+                        continue
+                    step, journey = messages[message_id]
+                    if journey in JOURNEYS_SCORING_CLICKS:
+                        continue
+                    key = f"{workflow_id}:click:{message_id}"
+                    reason = f"clicked a link in the {step} message of the {journey} journey"
+                scores.append((lead_id, event, key, reason, events[event]))
+            counted: set[str] = set()
+            for chunk in _chunks(sorted({key for _, _, key, _, _ in scores})):
+                counted |= set(
+                    session.exec(select(ScoreEvent.key).where(col(ScoreEvent.key).in_(chunk)))
+                )
+            applied = 0
+            for lead_id, event, key, reason, points in scores:
+                if key in counted:
                     continue
+                counted.add(key)
                 apply_score(
                     session,
                     lead_id=lead_id,
-                    event="email_clicked",
-                    key=f"{workflow_id}:click:{message_id}",
-                    reason=(
-                        f"clicked a link in the {message.step} message "
-                        f"of the {message.journey} journey"
-                    ),
+                    event=event,
+                    key=key,
+                    reason=reason,
                     points=points,
                     mql_threshold=self.settings.score_mql_threshold,
                 )
+                applied += 1
+                if applied % SCORES_PER_COMMIT == 0:
+                    session.commit()
             session.commit()
 
     async def _pass_activity_on(self, delivered: list[TrackingEvent]) -> None:
@@ -750,3 +778,7 @@ def _by_journey(events: list[TrackingEvent]) -> dict[str, list[TrackingEvent]]:
     for event in events:
         by_journey.setdefault(event.workflow_id, []).append(event)
     return by_journey
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
