@@ -137,3 +137,89 @@ async def test_overlapping_batches_tell_each_journey_its_hits_once_each_in_order
             what="every open in the journey's history",
         )
         assert told == sent[journey]
+
+
+async def test_a_journey_with_many_hits_does_not_hold_up_the_stamps_of_the_others(
+    live: LiveStack, tmp_path: Path
+):
+    """One journey with 200 opens to be told one by one, claimed with another journey's single
+    open: that open is stamped delivered while the busy journey is still being told its own —
+    each journey is stamped as soon as it is settled, not when the whole claim is."""
+    database_url = f"sqlite:///{tmp_path / 'relance.db'}"
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    lead = make_lead_factory(engine)()
+    busy, quiet = [f"welcome-{(await sign_up(live.http, live.sink))[0]}" for _ in range(2)]
+    record_hits(
+        engine,
+        [
+            Hit(TrackingToken("open", f"busy-m{n:03d}", lead.id, busy), OPENED, None, None)
+            for n in range(200)
+        ]
+        + [Hit(TrackingToken("open", "quiet-m", lead.id, quiet), OPENED, None, None)],
+    )
+    outbox = OutboxDispatcher(engine, live.temporal, max_delay_seconds=0)
+    delivering = asyncio.create_task(outbox.run())
+    try:
+        await eventually(
+            lambda: (
+                [h for h in stored_hits(engine, lead.id) if h.workflow_id == quiet][0].delivered_at
+            ),
+            timeout=10,
+            what="the quiet journey's open to be stamped",
+        )
+        busy_hits = [h for h in stored_hits(engine, lead.id) if h.workflow_id == busy]
+        assert not all(h.delivered_at for h in busy_hits)  # stamped before the busy journey
+        await eventually(
+            lambda: all(h.delivered_at for h in stored_hits(engine, lead.id)),
+            timeout=60,
+            what="every open to be settled",
+        )
+    finally:
+        delivering.cancel()
+        await asyncio.gather(delivering, return_exceptions=True)
+        engine.dispose()
+    told = await eventually(
+        lambda: _count_is(signalled_messages(live.temporal, busy), 200),
+        timeout=20,
+        what="the busy journey's opens in its history",
+    )
+    assert told == [f"busy-m{n:03d}" for n in range(200)]  # in order, once each
+
+
+async def test_hits_not_tried_before_the_lease_ends_go_back_pending_and_are_told_later_in_order(
+    live: LiveStack, tmp_path: Path
+):
+    """A claim's lease is short here (0.2 s): the dispatcher stops starting signals before it
+    ends, so no other could take the journey while it still signals. The hits it did not try go
+    back pending as they were (no retry waiting, no attempt counted); the next claim tells them,
+    after the others, once each."""
+    database_url = f"sqlite:///{tmp_path / 'relance.db'}"
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    lead = make_lead_factory(engine)()
+    journey = f"welcome-{(await sign_up(live.http, live.sink))[0]}"
+    sent = [f"lease-m{n:03d}" for n in range(150)]
+    record_hits(
+        engine, [Hit(TrackingToken("open", m, lead.id, journey), OPENED, None, None) for m in sent]
+    )
+    outbox = OutboxDispatcher(engine, live.temporal, lease_seconds=0.2)
+    try:
+        claimed, settled, blocked = await outbox.deliver_batch()
+        assert (claimed, blocked) == (150, False)
+        assert 0 < settled < 150  # stopped before the lease ended
+        pending = [h for h in stored_hits(engine, lead.id) if h.delivered_at is None]
+        assert len(pending) == 150 - settled
+        assert all(h.retry_at is None and h.attempts == 0 for h in pending)
+        while (await outbox.deliver_batch())[0]:
+            pass
+    finally:
+        engine.dispose()
+    hits = stored_hits(engine, lead.id)
+    assert all(h.delivered_at and h.attempts == 1 for h in hits)
+    told = await eventually(
+        lambda: _count_is(signalled_messages(live.temporal, journey), len(sent)),
+        timeout=20,
+        what="every open in the journey's history",
+    )
+    assert told == sent

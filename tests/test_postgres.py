@@ -24,16 +24,19 @@ from sqlmodel import Session, col, select
 from api import crud
 from api.main import create_app
 from api.schemas import LeadCreate
-from relance.contracts.signals import CLICKED, TrackingSignal
-from relance.dev.seeding import unique_id
+from relance.contracts.signals import CLICKED, OPENED, TrackingSignal
+from relance.dev.seeding import make_lead_factory, unique_id
 from relance.dev.serving import ServedApp, listening_socket
 from relance.domain.db import make_engine
 from relance.domain.models import ScoreEvent, TrackingEvent
 from relance.domain.tokens import TokenSigner, TrackingToken
 from relance.services import migrate
+from relance.services.outbox import OutboxDispatcher
+from relance.services.tracking import Hit, record_hits
 from tests.conftest import EMAIL_CONSENT
+from tests.test_outbox_stream import _count_is, signalled_messages
 from tests.test_tracking_flood import hammer, sign_up
-from tests.waiting import eventually
+from tests.waiting import eventually, stored_hits
 from tests.waiting import signals_received as signals
 from worker import build_worker
 from workflows.welcome import WelcomeInput, WelcomeJourney
@@ -422,3 +425,46 @@ async def test_two_api_processes_share_the_tracking_outbox_on_postgres(
         for api in apis:
             await api.stop()
         engine.dispose()
+
+
+async def test_two_dispatchers_leasing_one_postgres_outbox_tell_each_journey_in_order(
+    postgres_url, live
+):
+    """Two dispatchers on one PostgreSQL database, small claims, each journey stamped as soon
+    as it is settled: a journey leased by one is left out by the other even where its later
+    hits are not locked, so each journey hears each of its opens once, in the order received."""
+    engine = make_engine(postgres_url)
+    lead = make_lead_factory(engine)()
+    journeys = [f"welcome-{(await sign_up(live.http, live.sink))[0]}" for _ in range(4)]
+    sent = {journey: [uuid.uuid4().hex for _ in range(25)] for journey in journeys}
+    record_hits(
+        engine,
+        [
+            Hit(TrackingToken("open", sent[journey][n], lead.id, journey), OPENED, None, None)
+            for n in range(25)
+            for journey in journeys  # interleaved, as a campaign's opens are
+        ],
+    )
+    outboxes = [
+        OutboxDispatcher(engine, live.temporal, batch_size=7, max_delay_seconds=0, poll_seconds=0.1)
+        for _ in range(2)
+    ]
+    delivering = [asyncio.create_task(outbox.run()) for outbox in outboxes]
+    try:
+        await eventually(
+            lambda: all(h.delivered_at for h in stored_hits(engine, lead.id)),
+            timeout=60,
+            what="the 100 hits to be settled",
+        )
+    finally:
+        for task in delivering:
+            task.cancel()
+        await asyncio.gather(*delivering, return_exceptions=True)
+        engine.dispose()
+    for journey in journeys:
+        told = await eventually(
+            lambda j=journey: _count_is(signalled_messages(live.temporal, j), len(sent[j])),
+            timeout=10,
+            what="every open in the journey's history",
+        )
+        assert told == sent[journey]

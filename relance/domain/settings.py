@@ -85,9 +85,10 @@ class Settings(BaseSettings):
     # second even while a campaign's opens keep coming.
     tracking_delivery_max_delay_seconds: float = Field(default=0.2, ge=0, le=5)
     # How many journeys each API process's outbox signals at once (one signal in flight per
-    # journey: a journey's hits go in order). Size it to the Temporal server: on a small machine
-    # running the dev server beside the API, 64 keep it busy without starving the endpoints; a
-    # cluster takes more. Several API processes on one PostgreSQL database add theirs up.
+    # journey: a journey's hits go in order; each journey is stamped as soon as it is settled).
+    # Size it to the Temporal server: on a small machine running the dev server beside the API,
+    # 64 keep it busy without starving the endpoints; a cluster takes more. Several API
+    # processes on one PostgreSQL database add theirs up.
     tracking_delivery_concurrency: int = Field(default=64, ge=1, le=1000)
     # Temporal payload encryption (relance/domain/encryption.py): JSON {key id: base64 of 32 bytes},
     # and the id of the key that encrypts; every key listed still decrypts (rotation). `make run`

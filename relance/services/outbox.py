@@ -20,24 +20,27 @@ what it can use, decided from the database (across batches, restarts and API pro
   served, and after ``tracking_signal_max_attempts`` the hit is kept as not signalled, with
   Temporal's reason. Only Temporal being unreachable for everyone stops the whole outbox.
 
-Several API processes can share one PostgreSQL database: each batch's rows are claimed with
-``SELECT ... FOR UPDATE SKIP LOCKED`` and held until they are settled, and a dispatcher takes a
-journey only when it holds that journey's oldest pending hit, so each hit is signalled once and
-each journey's hits in order. SQLite has no row locks: there, run one API process per database.
+Several API processes can share one PostgreSQL database: a dispatcher claims hits by leasing
+them (``retry_at`` set ahead, written while the rows are locked with ``SELECT ... FOR UPDATE SKIP
+LOCKED``), takes a journey only when it holds that journey's oldest pending hit, and leaves out
+every journey with a leased hit; so each hit is signalled once and each journey's hits in order,
+and each journey is stamped as soon as it is settled. SQLite has no row locks: there, run one API
+process per database.
 
-After each batch it also passes the lead's activity on (relance/services/lead_activity.py): a lead
+After each stamp it also passes the lead's activity on (relance/services/lead_activity.py): a lead
 in a re-engagement journey who opened or clicked another journey's message has come back, and a
-click may make the premium offer due. One query per batch, off the tracking endpoints' path.
+click may make the premium offer due. One query per stamp, off the tracking endpoints' path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client
@@ -45,7 +48,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from relance.contracts import catalogue
 from relance.contracts.signals import CLICKED, OPENED, UNSUBSCRIBED, TrackingSignal
-from relance.domain.models import Lead, Message, TrackingEvent, utcnow
+from relance.domain.models import Lead, Message, ScoreEvent, TrackingEvent, utcnow
 from relance.domain.scoring import apply_score
 from relance.domain.settings import Settings
 from relance.services.lead_activity import FollowUp, act_on, follow_ups
@@ -65,6 +68,9 @@ UNREACHABLE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEE
 # confirmations are one per message already, and must reach the journey.
 BUDGETED_KINDS = frozenset({OPENED, CLICKED})
 
+# Scores applied per transaction when a stamp's hits are scored.
+SCORES_PER_COMMIT = 50
+
 # signal_outcome: the hit that settled its signal_key for its journey.
 SIGNALLED, CLOSED, REFUSED = "signalled", "closed", "refused"
 NO_LONGER_RUNNING = "journey no longer running"
@@ -77,13 +83,13 @@ _ALREADY = {
 
 @dataclass
 class _Claim:
-    """One batch of pending hits, held by this dispatcher until they are settled."""
+    """Pending hits this dispatcher has leased: their journeys are its own until stamped."""
 
     events: list[TrackingEvent]  # in order; only journeys whose oldest pending hit is here
-    claimed: int  # rows read (the batch was full: there may be more)
+    claimed: int  # rows read (as many as asked: there may be more)
     told: dict[str, dict[str, tuple[int, str]]]  # journey -> signal_key -> (hit id, its outcome)
     spent: dict[str, int]  # journey -> open and click signals it has received
-    session: Session | None = None  # PostgreSQL: the transaction holding the rows' locks
+    stop_at: float = 0.0  # monotonic time after which no more signals start (the lease ends)
 
 
 @dataclass
@@ -94,20 +100,31 @@ class _Settled:
     retry_at: datetime | None = None  # still pending: the journey refused it, try again then
     attempted: bool = False  # a signal was sent (or tried)
     key: str = field(default="")
+    released: bool = False  # not tried (Temporal unreachable, lease ending): pending as it was
 
 
 class OutboxDispatcher:
-    """Delivers hits as a stream, not in bursts: the oldest pending hit waits at most
-    ``max_delay_seconds`` before it is claimed (sooner when a batch's worth is waiting), and
-    while one batch is being signalled the next is claimed and signalled beside it, at most
-    ``claims_in_flight`` batches and ``concurrency`` journeys (one signal each) at a time over
-    all of them (RELANCE_TRACKING_DELIVERY_CONCURRENCY). A journey is handled by one task at a
-    time: a batch leaves out the journeys another batch of this dispatcher is settling, and
-    each journey's hits are signalled in the order received.
+    """Delivers hits as a stream: the oldest pending hit waits at most ``max_delay_seconds``
+    before it is claimed (sooner when a batch's worth is waiting), and each journey is settled
+    and stamped on its own, as soon as its hits are signalled: a slow journey holds up nobody
+    but itself. Up to ``concurrency`` journeys are signalled at once
+    (RELANCE_TRACKING_DELIVERY_CONCURRENCY), and claims go on while they are, so that at most
+    ``claims_in_flight × batch_size`` hits are held at a time; a settled journey's later hits
+    are claimed right after its stamp. A journey is handled by one task at a time and its hits
+    are signalled in the order received.
+
+    Claiming leases the rows (``retry_at`` set ``lease_seconds`` ahead, in the claim's short
+    transaction): every dispatcher, this one included, leaves out the journeys with a hit whose
+    ``retry_at`` is ahead — the ones waiting out a refusal, and the ones being settled. The
+    stamp clears the lease; hits not tried go back as they were. A dispatcher stops starting
+    signals a quarter of the lease before its end, so an expired lease never lets two
+    dispatchers signal one journey; one killed mid-way leaves its journeys to the others once
+    the lease has passed (its last hits may be signalled twice, as before).
 
     The endpoints are served first because delivery is bounded, not postponed: a campaign's
     opens keep arriving for minutes, and waiting for calm under such a stream only let the
-    backlog grow. The database work of a batch runs in threads; the signals are awaited."""
+    backlog grow. The database work runs in threads, grouped (one stamp transaction for every
+    journey settled meanwhile); the signals are awaited."""
 
     def __init__(
         self,
@@ -121,6 +138,7 @@ class OutboxDispatcher:
         concurrency: int | None = None,
         max_delay_seconds: float | None = None,
         claims_in_flight: int = 3,
+        lease_seconds: float = 120.0,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -136,15 +154,21 @@ class OutboxDispatcher:
             else max_delay_seconds
         )
         self.claims_in_flight = claims_in_flight
+        self.lease_seconds = lease_seconds
         self.signals_per_journey = defaults.tracking_signals_per_journey
         self.max_attempts = defaults.tracking_signal_max_attempts
         self.retry_max_seconds = defaults.tracking_signal_retry_max_seconds
         self.share_rows = (
             engine.dialect.name == "postgresql"
-        )  # row locks: several dispatchers may share
-        self._wake = asyncio.Event()  # hits were stored, or a batch was settled
+        )  # row locks while claiming: several dispatchers may share
+        self._wake = asyncio.Event()  # hits were stored, or journeys were stamped
         self._arrived = 0  # hits stored since the last claim began
-        self._in_flight: set[str] = set()  # journeys a batch of this dispatcher is settling
+        self._in_flight: set[str] = set()  # journeys this dispatcher is settling
+        self._held = 0  # hits claimed and not stamped yet
+        self._to_stamp: list[list[_Settled]] = []  # settled journeys, for the next stamp
+        self._stamp_wake = asyncio.Event()
+        self._stamped: list[_Settled] = []  # stamped, to score and pass on
+        self._after_wake = asyncio.Event()
         self._budget_said: set[str] = set()  # journeys whose spent budget was logged (once each)
 
     def wake(self, hits: int = 1) -> None:
@@ -153,32 +177,59 @@ class OutboxDispatcher:
         self._wake.set()
 
     async def run(self) -> None:
-        signals = asyncio.Semaphore(self.concurrency)  # journeys being signalled, all batches
-        batches = asyncio.Semaphore(self.claims_in_flight)
+        signals = asyncio.Semaphore(self.concurrency)  # journeys being signalled at once
         running: set[asyncio.Task] = set()
         trouble = False  # Temporal unreachable, or the database failing: back off
         backoff = 0.0
 
-        async def settle(claim: _Claim, journeys: set[str]) -> None:
-            nonlocal trouble, backoff
-            try:
-                _, _, blocked = await self._settle_claim(claim, signals)
-            except Exception:  # a database hiccup must not kill delivery for good
-                log.exception("outbox: delivery failed; will try again")
-                blocked = True
-            finally:
-                self._in_flight -= journeys
-                batches.release()
-                self._wake.set()  # these journeys' later hits can be claimed now
-            if blocked:
+        async def settle(workflow_id: str, events: list[TrackingEvent], claim: _Claim) -> None:
+            nonlocal trouble
+            async with signals:
+                results, stopped = await self._settle_fully(workflow_id, events, claim)
+            if stopped:
                 trouble = True
-            elif not trouble:
-                backoff = 0.0
+            self._to_stamp.append(results)
+            self._stamp_wake.set()
 
+        async def stamp() -> None:
+            nonlocal trouble, backoff
+            while True:
+                await self._stamp_wake.wait()
+                self._stamp_wake.clear()
+                groups, self._to_stamp = self._to_stamp, []
+                if not groups:
+                    continue
+                settled = [s for group in groups for s in group]
+                try:
+                    await asyncio.to_thread(self._record, settled)
+                    if not trouble:
+                        backoff = 0.0
+                except Exception:  # the leases run out: these hits are tried again then
+                    log.exception("outbox: could not stamp %d hits; will try again", len(settled))
+                    trouble = True
+                else:
+                    self._stamped.extend(settled)
+                    self._after_wake.set()
+                finally:
+                    self._in_flight -= {group[0].event.workflow_id for group in groups}
+                    self._held -= len(settled)
+                    self._wake.set()  # these journeys' later hits can be claimed now
+
+        async def after() -> None:
+            while True:
+                await self._after_wake.wait()
+                self._after_wake.clear()
+                settled, self._stamped = self._stamped, []
+                await self._after_stamp(settled)
+
+        helpers = [asyncio.create_task(stamp()), asyncio.create_task(after())]
         try:
             while True:
                 if trouble:
-                    await asyncio.gather(*running, return_exceptions=True)  # every batch back
+                    await asyncio.gather(*running, return_exceptions=True)  # every journey back
+                    while self._in_flight:  # and stamped
+                        self._wake.clear()
+                        await self._wake.wait()
                     backoff = min(max(backoff * 2, 0.5), self.max_backoff_seconds)
                     # Temporal unreachable (or the database failing, logged): nothing is lost,
                     # the hits wait; the operator sees how long until the next try.
@@ -188,43 +239,42 @@ class OutboxDispatcher:
                     )
                     await asyncio.sleep(backoff)
                     trouble = False
-                await batches.acquire()
+                room = min(self.batch_size, self.claims_in_flight * self.batch_size - self._held)
+                if room <= 0:  # enough held: wait for a stamp
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
                 self._arrived = 0
                 self._wake.clear()
                 try:
-                    claim = await asyncio.to_thread(self._claim, frozenset(self._in_flight))
+                    claim = await asyncio.to_thread(self._claim, frozenset(self._in_flight), room)
                 except Exception:
-                    batches.release()
                     log.exception("outbox: delivery failed; will try again")
                     trouble = True
                     continue
-                if claim.events:
-                    journeys = {event.workflow_id for event in claim.events}
-                    self._in_flight |= journeys
-                    task = asyncio.create_task(settle(claim, journeys))
+                for workflow_id, events in _by_journey(claim.events).items():
+                    self._in_flight.add(workflow_id)
+                    self._held += len(events)
+                    task = asyncio.create_task(settle(workflow_id, events, claim))
                     running.add(task)
                     task.add_done_callback(running.discard)
-                else:
-                    batches.release()
-                    if claim.session is not None:
-                        await asyncio.to_thread(claim.session.close)
-                if claim.claimed < self.batch_size and not trouble:
+                if claim.claimed < room and not trouble:
                     await self._next_hits()
         finally:
-            for task in running:
+            for task in [*running, *helpers]:
                 task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            await asyncio.gather(*running, *helpers, return_exceptions=True)
 
     async def _next_hits(self) -> None:
         """Wait for hits to claim: stored here (``wake``), or by another API process (polled),
-        or left behind by a batch that is settled now; then let at most ``max_delay_seconds``
+        or left behind by a journey that is stamped now; then let at most ``max_delay_seconds``
         pass for more to join them, unless a batch's worth is waiting already."""
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
         except TimeoutError:
             return
         if not self._arrived:
-            return  # a batch was settled: its journeys' later hits are waiting already
+            return  # a journey was stamped: its later hits are waiting already
         deadline = asyncio.get_running_loop().time() + self.max_delay_seconds
         while self._arrived < self.batch_size:
             left = deadline - asyncio.get_running_loop().time()
@@ -239,43 +289,48 @@ class OutboxDispatcher:
     async def deliver_batch(self) -> tuple[int, int, bool]:
         """Settle up to one batch of pending hits. Returns (rows claimed, rows settled, blocked):
         blocked when Temporal could not be reached (the caller backs off; nothing is lost)."""
-        claim = await asyncio.to_thread(self._claim, frozenset())
-        return await self._settle_claim(claim, asyncio.Semaphore(self.concurrency))
+        claim = await asyncio.to_thread(self._claim, frozenset(), self.batch_size)
+        limit = asyncio.Semaphore(self.concurrency)
 
-    async def _settle_claim(self, claim: _Claim, limit: asyncio.Semaphore) -> tuple[int, int, bool]:
-        """Signal a claimed batch, each journey's hits in order, ``limit`` journeys at a time;
-        stamp what happened; then score the hits and pass the leads' activity on."""
+        async def one(workflow_id: str, events: list[TrackingEvent]) -> tuple[list, bool]:
+            async with limit:
+                return await self._settle_fully(workflow_id, events, claim)
+
+        done = await asyncio.gather(
+            *(one(w, events) for w, events in _by_journey(claim.events).items())
+        )
+        settled = [s for results, _ in done for s in results]
+        if settled:
+            await asyncio.to_thread(self._record, settled)
+            await self._after_stamp(settled)
+        settled_now = sum(1 for s in settled if s.retry_at is None and not s.released)
+        return claim.claimed, settled_now, any(stopped for _, stopped in done)
+
+    async def _settle_fully(
+        self, workflow_id: str, events: list[TrackingEvent], claim: _Claim
+    ) -> tuple[list[_Settled], bool]:
+        """``_settle_journey``, with the hits it did not try given back (``released``)."""
         try:
-            by_journey: dict[str, list[TrackingEvent]] = {}
-            for event in claim.events:
-                by_journey.setdefault(event.workflow_id, []).append(event)
-            settled: list[_Settled] = []
-            unreachable = False
+            results, stopped = await self._settle_journey(workflow_id, events, claim)
+        except Exception:  # a bug or a hiccup must not keep the journey leased for good
+            log.exception("outbox: could not settle %s's hits; will try again", workflow_id)
+            results, stopped = [], True
+        tried = {s.event.id for s in results}
+        results += [_Settled(e, released=True) for e in events if e.id not in tried]
+        return results, stopped
 
-            async def settle_in_order(workflow_id: str, events: list[TrackingEvent]) -> None:
-                nonlocal unreachable
-                async with limit:
-                    results, stopped = await self._settle_journey(workflow_id, events, claim)
-                    settled.extend(results)
-                    unreachable = unreachable or stopped
-
-            await asyncio.gather(*(settle_in_order(w, events) for w, events in by_journey.items()))
-            if settled:
-                await asyncio.to_thread(self._record, claim, settled)
-        finally:
-            if claim.session is not None:
-                await asyncio.to_thread(
-                    claim.session.close
-                )  # after _record's commit: releases the rows
+    async def _after_stamp(self, settled: list[_Settled]) -> None:
+        """Score the hits that reached their journey and pass the leads' activity on."""
         reached = [s.event for s in settled if s.outcome in (SIGNALLED, CLOSED)]
         if reached:
             await self._score_hits(reached)
-        hits = [
-            s.event for s in settled if s.retry_at is None and s.outcome != REFUSED
-        ]  # the lead was active
+        hits = [  # the lead was active
+            s.event
+            for s in settled
+            if s.retry_at is None and not s.released and s.outcome != REFUSED
+        ]
         if hits:
             await self._pass_activity_on(hits)
-        return claim.claimed, sum(1 for s in settled if s.retry_at is None), unreachable
 
     async def _settle_journey(
         self, workflow_id: str, events: list[TrackingEvent], claim: _Claim
@@ -286,6 +341,8 @@ class OutboxDispatcher:
         spent = claim.spent.get(workflow_id, 0)
         results: list[_Settled] = []
         for event in events:
+            if time.monotonic() > claim.stop_at:  # the lease ends soon: the rest go back
+                return results, False
             key = event.signal_key or signal_key(event.kind, event.message_id, event.url)
             if key in told:
                 first, outcome = told[key]
@@ -429,38 +486,63 @@ class OutboxDispatcher:
             log.exception("outbox: could not score %d opens and clicks", len(hits))
 
     def _score_hits_now(self, hits: list[tuple[str, str, str, str]]) -> None:
+        """Which leads still exist, which clicked messages score here and which keys are
+        counted already are read once for the whole group (a campaign's hits are hundreds a
+        stamp); each new score is applied in turn, committed every ``SCORES_PER_COMMIT``: on
+        SQLite's one writer the endpoints' hits and the stamps get their turn in between."""
         events = self.settings.scoring_rules().events
         with Session(self.engine) as session:
-            for kind, lead_id, workflow_id, message_id in hits:
-                points = events["email_opened" if kind == "opened" else "email_clicked"]
-                if not points or session.get(Lead, lead_id) is None:  # erased meanwhile
-                    continue
-                if kind == "opened":
-                    apply_score(
-                        session,
-                        lead_id=lead_id,
-                        event="email_opened",
-                        key=f"open:{message_id}",
-                        reason=f"opened message {message_id}",
-                        points=points,
-                        mql_threshold=self.settings.score_mql_threshold,
+            lead_ids = sorted({lead_id for _, lead_id, _, _ in hits})
+            clicked = sorted({message_id for kind, _, _, message_id in hits if kind == CLICKED})
+            leads: set[str] = set()
+            messages: dict[str, tuple[str, str]] = {}
+            for chunk in _chunks(lead_ids):
+                leads |= set(session.exec(select(Lead.id).where(col(Lead.id).in_(chunk))).all())
+            for chunk in _chunks(clicked):
+                for message_id, step, journey in session.exec(
+                    select(Message.id, Message.step, Message.journey).where(
+                        col(Message.id).in_(chunk)
                     )
+                ):
+                    messages[message_id] = (step, journey)
+            scores = []  # (lead, event, key, reason, points), in the hits' order (by lead)
+            for kind, lead_id, workflow_id, message_id in hits:
+                event = "email_opened" if kind == OPENED else "email_clicked"
+                if not events[event] or lead_id not in leads:  # erased meanwhile
                     continue
-                message = session.get(Message, message_id)
-                if message is None or message.journey in JOURNEYS_SCORING_CLICKS:
+                if kind == OPENED:
+                    key, reason = f"open:{message_id}", f"opened message {message_id}"
+                else:
+                    if message_id not in messages:
+                        continue
+                    step, journey = messages[message_id]
+                    if journey in JOURNEYS_SCORING_CLICKS:
+                        continue
+                    key = f"{workflow_id}:click:{message_id}"
+                    reason = f"clicked a link in the {step} message of the {journey} journey"
+                scores.append((lead_id, event, key, reason, events[event]))
+            counted: set[str] = set()
+            for chunk in _chunks(sorted({key for _, _, key, _, _ in scores})):
+                counted |= set(
+                    session.exec(select(ScoreEvent.key).where(col(ScoreEvent.key).in_(chunk)))
+                )
+            applied = 0
+            for lead_id, event, key, reason, points in scores:
+                if key in counted:
                     continue
+                counted.add(key)
                 apply_score(
                     session,
                     lead_id=lead_id,
-                    event="email_clicked",
-                    key=f"{workflow_id}:click:{message_id}",
-                    reason=(
-                        f"clicked a link in the {message.step} message "
-                        f"of the {message.journey} journey"
-                    ),
+                    event=event,
+                    key=key,
+                    reason=reason,
                     points=points,
                     mql_threshold=self.settings.score_mql_threshold,
                 )
+                applied += 1
+                if applied % SCORES_PER_COMMIT == 0:
+                    session.commit()
             session.commit()
 
     async def _pass_activity_on(self, delivered: list[TrackingEvent]) -> None:
@@ -540,13 +622,13 @@ class OutboxDispatcher:
                 )
         return told
 
-    def _claim(self, in_flight: frozenset[str]) -> _Claim:
-        """Read the next batch of pending hits, skipping journeys that wait out a refusal and
-        those another batch of this dispatcher is settling (``in_flight``), with what their
-        journeys were told already. On PostgreSQL the rows stay locked (the session
-        stays open) until ``_record`` commits: another dispatcher skips them."""
-        session = Session(self.engine)
-        try:
+    def _claim(self, in_flight: frozenset[str], limit: int) -> _Claim:
+        """Lease the next ``limit`` pending hits, skipping the journeys with a hit whose
+        ``retry_at`` is ahead (waiting out a refusal, or leased by a dispatcher) and those this
+        dispatcher is settling (``in_flight``), with what their journeys were told already. On
+        PostgreSQL the rows are locked while the lease is written: another dispatcher skips
+        them, and a journey whose oldest pending hit it cannot take."""
+        with Session(self.engine) as session:
             now = utcnow()
             waiting = select(TrackingEvent.workflow_id).where(  # only pending hits have a retry_at
                 col(TrackingEvent.retry_at).is_not(None), col(TrackingEvent.retry_at) > now
@@ -559,7 +641,7 @@ class OutboxDispatcher:
                 )
                 .where(*([col(TrackingEvent.workflow_id).not_in(in_flight)] if in_flight else []))
                 .order_by(col(TrackingEvent.id))
-                .limit(self.batch_size)
+                .limit(limit)
             )
             if self.share_rows:
                 query = query.with_for_update(skip_locked=True)
@@ -567,34 +649,67 @@ class OutboxDispatcher:
             claimed = len(events)
             if self.share_rows and events:
                 events = self._oldest_first(session, events)
-            told: dict[str, dict[str, tuple[int, str]]] = {}
-            spent: dict[str, int] = {}
-            journeys = sorted({event.workflow_id for event in events})
-            for chunk in (journeys[i : i + 500] for i in range(0, len(journeys), 500)):
-                for workflow_id, key, event_id, outcome in session.exec(
-                    select(
-                        TrackingEvent.workflow_id,
-                        TrackingEvent.signal_key,
-                        TrackingEvent.id,
-                        TrackingEvent.signal_outcome,
-                    )
-                    .where(
-                        col(TrackingEvent.signal_outcome).is_not(None),
-                        col(TrackingEvent.workflow_id).in_(chunk),
-                    )
-                    .order_by(col(TrackingEvent.id))
-                ):
-                    told.setdefault(workflow_id, {}).setdefault(key, (event_id, outcome))
-                    if outcome == SIGNALLED and key.split(":", 1)[0] in BUDGETED_KINDS:
-                        spent[workflow_id] = spent.get(workflow_id, 0) + 1
             session.expunge_all()
-            if not self.share_rows:
-                session.close()
-                return _Claim(events, claimed, told, spent)
-            return _Claim(events, claimed, told, spent, session)
-        except BaseException:
-            session.close()
-            raise
+            if events:
+                session.execute(
+                    update(TrackingEvent)
+                    .where(col(TrackingEvent.id).in_([event.id for event in events]))
+                    .values(retry_at=now + timedelta(seconds=self.lease_seconds))
+                    .execution_options(synchronize_session=False)
+                )
+            told, spent = self._told(session, events)
+            session.commit()
+        stop_at = time.monotonic() + self.lease_seconds * 0.75
+        return _Claim(events, claimed, told, spent, stop_at)
+
+    @staticmethod
+    def _told(
+        session: Session, events: list[TrackingEvent]
+    ) -> tuple[dict[str, dict[str, tuple[int, str]]], dict[str, int]]:
+        """What the claimed hits' journeys were told already, about these hits' keys only (a
+        journey's history of hits grows with every campaign; a claim reads only what it needs),
+        and how many open and click signals each has had."""
+        told: dict[str, dict[str, tuple[int, str]]] = {}
+        spent: dict[str, int] = {}
+        keys: dict[str, set[str]] = {}
+        for event in events:
+            key = event.signal_key or signal_key(event.kind, event.message_id, event.url)
+            keys.setdefault(event.workflow_id, set()).add(key)
+        journeys = sorted(keys)
+        for chunk in (journeys[i : i + 200] for i in range(0, len(journeys), 200)):
+            wanted = sorted({key for workflow_id in chunk for key in keys[workflow_id]})
+            for workflow_id, key, event_id, outcome in session.exec(
+                select(
+                    TrackingEvent.workflow_id,
+                    TrackingEvent.signal_key,
+                    TrackingEvent.id,
+                    TrackingEvent.signal_outcome,
+                )
+                .where(
+                    col(TrackingEvent.signal_outcome).is_not(None),
+                    col(TrackingEvent.workflow_id).in_(chunk),
+                    col(TrackingEvent.signal_key).in_(wanted),
+                )
+                .order_by(col(TrackingEvent.id))
+            ):
+                if key in keys[workflow_id]:
+                    told.setdefault(workflow_id, {}).setdefault(key, (event_id, outcome))
+            for workflow_id, count in session.exec(
+                select(TrackingEvent.workflow_id, func.count())
+                .where(
+                    col(TrackingEvent.signal_outcome) == SIGNALLED,
+                    col(TrackingEvent.workflow_id).in_(chunk),
+                    or_(
+                        *(
+                            col(TrackingEvent.signal_key).startswith(f"{kind}:")
+                            for kind in BUDGETED_KINDS
+                        )
+                    ),
+                )
+                .group_by(col(TrackingEvent.workflow_id))
+            ):
+                spent[workflow_id] = count
+        return told, spent
 
     @staticmethod
     def _oldest_first(session: Session, events: list[TrackingEvent]) -> list[TrackingEvent]:
@@ -621,11 +736,25 @@ class OutboxDispatcher:
             if event.id < first_not_mine.get(event.workflow_id, event.id + 1)
         ]
 
-    def _record(self, claim: _Claim, settled: list[_Settled]) -> None:
-        """Stamp what happened to each hit, in one transaction (on PostgreSQL, the claim's)."""
+    def _record(self, settled: list[_Settled]) -> None:
+        """Stamp what happened to each hit, in one transaction; the lease of each ends. A hit
+        not tried goes back as it was (pending, no retry)."""
         now = utcnow()
         rows = []
         for s in settled:
+            if s.released:
+                rows.append(
+                    {
+                        "id": s.event.id,
+                        "delivered_at": None,
+                        "delivery_note": s.event.delivery_note,
+                        "signal_key": s.event.signal_key,
+                        "signal_outcome": s.event.signal_outcome,
+                        "retry_at": None,
+                        "attempts": s.event.attempts,
+                    }
+                )
+                continue
             done = s.retry_at is None
             rows.append(
                 {
@@ -638,10 +767,18 @@ class OutboxDispatcher:
                     "attempts": s.event.attempts + (1 if s.attempted else 0),
                 }
             )
-        session = claim.session or Session(self.engine)
-        try:
+        with Session(self.engine) as session:
             session.execute(update(TrackingEvent), rows)
             session.commit()
-        finally:
-            if claim.session is None:
-                session.close()
+
+
+def _by_journey(events: list[TrackingEvent]) -> dict[str, list[TrackingEvent]]:
+    """The claimed hits by journey, each journey's in the order received."""
+    by_journey: dict[str, list[TrackingEvent]] = {}
+    for event in events:
+        by_journey.setdefault(event.workflow_id, []).append(event)
+    return by_journey
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
