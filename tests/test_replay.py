@@ -20,6 +20,7 @@ from relance.contracts.sending import SendRequest, send_email
 from relance.dev.seeding import TEST_CONVERTER
 from worker import ALL_JOURNEYS, SANDBOX_PASSTHROUGH, workflow_runner
 from workflows.purchase import PurchaseInput, PurchaseResult
+from workflows.recording import JourneyRuns
 from workflows.steps import ACTIVITY_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,7 @@ HISTORIES = sorted(FOLDER.glob("*.json"))
 EXPECTED = {
     "defined_webinar_clicked": "DefinedJourney",
     "defined_webinar_no_click": "DefinedJourney",
+    "defined_webinar_run_recorded": "DefinedJourney",
     "browse_no_interest": "BrowseAbandonmentJourney",
     "browse_recommendation_sent": "BrowseAbandonmentJourney",
     "cart_emptied": "AbandonedCartJourney",
@@ -97,7 +99,10 @@ async def test_saved_history_replays_with_todays_code(name: str):
     path = FOLDER / f"{name}.json"
     history = WorkflowHistory.from_json(name, path.read_text())
     await Replayer(
-        workflows=ALL_JOURNEYS, workflow_runner=workflow_runner(), data_converter=TEST_CONVERTER
+        workflows=ALL_JOURNEYS,
+        workflow_runner=workflow_runner(),
+        data_converter=TEST_CONVERTER,
+        interceptors=[JourneyRuns()],  # the worker's: journeys record their runs
     ).replay_workflow(history)
 
 
