@@ -42,6 +42,7 @@ class JourneyRunActivities:
                     run.reason = record.reason[:500]
                     run.goal = record.goal[:64] or None
                     run.checkpoints = list(record.checkpoints)
+                    run.arms = dict(record.arms)
                 session.add(run)
                 try:
                     session.commit()

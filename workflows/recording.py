@@ -69,6 +69,7 @@ class _RecordRun(WorkflowInboundInterceptor):
         record.reason = str(getattr(result, "reason", "") or "")
         record.goal = str(getattr(result, "goal", None) or getattr(converted, "goal", "") or "")
         record.checkpoints = list(getattr(result, "checkpoints", None) or [])
+        record.arms = dict(getattr(result, "arms", None) or {})
         await workflow.execute_activity(
             record_journey_run, record, summary="record the journey's end", **ACTIVITY_OPTIONS
         )

@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
         sa.Column("goal", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("checkpoints", sa.JSON(), nullable=False),
+        sa.Column("arms", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("workflow_id", "run_id", name="uq_journey_runs_run"),
     )

@@ -22,6 +22,7 @@ class JourneyRunRecord:
     reason: str = ""
     goal: str = ""
     checkpoints: list[str] = field(default_factory=list)
+    arms: dict[str, str] = field(default_factory=dict)  # experiment node -> the lead's arm
 
 
 # The activity, as journeys call it; the worker runs activities/runs.py JourneyRunActivities.

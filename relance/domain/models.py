@@ -464,10 +464,10 @@ class EnrollmentRefusal(SQLModel, table=True):
 
 class JourneyRun(SQLModel, table=True):
     """One run of a journey for a lead: when it entered, and when and how it ended (outcome,
-    reason, the goal reached, the checkpoints passed). Written by the journey itself through the
-    ``record_journey_run`` activity (workflows/recording.py), so it holds for every journey
-    however it was started; a retried activity writes the same row again. The reports' funnels
-    come from here, never from Temporal."""
+    reason, the goal reached, the checkpoints passed, the experiments' arms). Written by the
+    journey itself through the ``record_journey_run`` activity (workflows/recording.py), so it
+    holds for every journey however it was started; a retried activity writes the same row
+    again. The reports' funnels come from here, never from Temporal."""
 
     __tablename__ = "journey_runs"
     __table_args__ = (
@@ -487,3 +487,5 @@ class JourneyRun(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=500)
     goal: str | None = Field(default=None, max_length=64)  # set when a goal converted the lead
     checkpoints: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The experiments' arms it was placed on: experiment node -> arm (journeys written as data).
+    arms: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
