@@ -211,6 +211,7 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
         EnrollmentRefusal,
         Event,
         FrequencyLock,
+        JourneyRun,
         ListMember,
         Message,
         MqlNotification,
@@ -294,6 +295,14 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
                     target="newsletter",
                     chain=["newsletter", "white_paper"],
                     reason="would loop",
+                ),
+                JourneyRun(
+                    workflow_id=f"w-{lead.id}",
+                    run_id="run-1",
+                    lead_id=lead.id,
+                    journey="welcome",
+                    entered_at=utcnow(),
+                    checkpoints=["engaged"],
                 ),
             ]
         )

@@ -14,9 +14,9 @@ SQLite and PostgreSQL. Where each figure comes from:
   not which timer is running;
 - the messages (``messages``, the send ledger) created in the range: sent, skipped by reason,
   deferred (ever held by the frequency cap), failed, delivered (what the provider accepted: no
-  delivery receipts nor bounces come back yet, so it equals sent), and what their readers did: the first human open and click, the
-  unsubscribe (relance/domain/engagement.py: machines' hits are counted apart, as ``opened_any``
-  and ``clicked_any``).
+  delivery receipts nor bounces come back yet, so it equals sent), and what their readers did:
+  the first human open and click, the unsubscribe (relance/domain/engagement.py: machines' hits
+  are counted apart, as ``opened_any`` and ``clicked_any``).
 
 Rates are over the messages sent: open rate = human-opened / sent, click rate = human-clicked /
 sent, click-to-open = human-clicked / human-opened, unsubscribe rate = unsubscribed / sent.
@@ -24,6 +24,7 @@ sent, click-to-open = human-clicked / human-opened, unsubscribe rate = unsubscri
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -224,13 +225,17 @@ def _times_to_convert(conn: Connection, journey: str, period: Period) -> list[fl
 
 def _checkpoints(conn: Connection, journey: str, period: Period) -> dict[str, int]:
     """How many runs passed each checkpoint (runs that ended: a run tells its checkpoints when
-    it ends)."""
-    query = select(runs.c.checkpoints).where(
-        _cohort(journey, period), cast(runs.c.checkpoints, String) != "[]"
+    it ends). Grouped on the list's JSON text: few distinct lists, however many runs."""
+    as_text = cast(runs.c.checkpoints, String)
+    query = (
+        select(as_text, func.count())
+        .where(_cohort(journey, period), as_text != "[]")
+        .group_by(as_text)
     )
     counts: Counter[str] = Counter()
-    for (names,) in conn.execute(query):
-        counts.update(set(names or ()))
+    for names, n in conn.execute(query):
+        for name in set(json.loads(names) if isinstance(names, str) else names or ()):
+            counts[name] += n
     return dict(sorted(counts.items()))
 
 
