@@ -460,3 +460,45 @@ async def test_a_leads_timeline_pages_through_everything_newest_first(live):
     bad = await live.http.get(f"/leads/{lead.id}/timeline", params={"cursor": "bm9wZQ"})
     assert bad.status_code == 422
     assert (await live.http.get("/leads/nobody/timeline")).status_code == 404
+
+
+def test_a_journey_run_told_twice_is_one_row_and_its_end_completes_it(engine, make_lead):
+    """A retried activity (the worker died before Temporal heard it finished) writes the same
+    row again: entered once, ended once."""
+    from activities.runs import JourneyRunActivities
+    from relance.contracts.runs import JourneyRunRecord
+
+    lead = make_lead()
+    entered = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    record = JourneyRunRecord(f"journey-x-{lead.id}", "run-1", lead.id, "x", entered)
+    runs = JourneyRunActivities(engine)
+    runs.record_journey_run(record)
+    runs.record_journey_run(record)
+    ended = JourneyRunRecord(
+        record.workflow_id,
+        "run-1",
+        lead.id,
+        "x",
+        entered,
+        closed_at=entered + timedelta(hours=2),
+        outcome="converted",
+        reason="goal reached: purchase (shop)",
+        goal="purchase",
+        checkpoints=["engaged"],
+        arms={"split": "b"},
+    )
+    runs.record_journey_run(ended)
+    runs.record_journey_run(ended)
+    runs.record_journey_run(JourneyRunRecord(record.workflow_id, "run-2", lead.id, "x", entered))
+    with Session(engine) as session:
+        rows = [
+            row[0]
+            for row in session.exec(
+                select(JourneyRun).where(JourneyRun.lead_id == lead.id).order_by(JourneyRun.run_id)  # type: ignore[arg-type]
+            ).all()
+        ]
+    assert [(r.run_id, r.outcome, r.goal) for r in rows] == [
+        ("run-1", "converted", "purchase"),
+        ("run-2", None, None),  # a re-entry is a run of its own
+    ]
+    assert rows[0].checkpoints == ["engaged"] and rows[0].arms == {"split": "b"}

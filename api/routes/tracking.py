@@ -7,6 +7,10 @@ the
 pixel is still served (mail clients get no error page), the click answers 404 and redirects
 nowhere. If the database fails, the lead still gets the GIF or the redirect; the error is logged.
 
+Each open and click is classified human or machine (Apple's privacy proxy, link scanners,
+prefetches, too soon after sending: relance/domain/engagement.py, docs/engagement.md) from the
+request alone, before it is stored; a machine's click is kept but not told to its journey.
+
 ``HEAD`` answers what ``GET`` would (status and headers, no body: ``curl -I`` and link checkers)
 and records nothing: a HEAD is never an open or a click.
 """
