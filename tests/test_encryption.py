@@ -27,8 +27,8 @@ from relance.domain.encryption import (
 )
 from relance.domain.settings import Settings
 from tests.waiting import eventually
-from workflows.recording import JourneyRuns
 from worker import ALL_JOURNEYS, build_worker, workflow_runner
+from workflows.recording import JourneyRuns
 from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult
 
 
