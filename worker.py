@@ -44,6 +44,7 @@ from relance.services.mql import MqlNotifier
 from relance.services.nurturing import SequenceError, load_sequence
 from relance.services.schedules import ensure_reengagement_schedule, ensure_score_decay_schedule
 from relance.services.temporal import connect, ensure_search_attributes
+from workflows.recording import JourneyRuns
 
 log = logging.getLogger("relance.worker")
 
@@ -145,6 +146,7 @@ def build_worker(
         activity_executor=ThreadPoolExecutor(max_workers=32),
         max_concurrent_activities=32,
         max_cached_workflows=settings.worker_max_cached_workflows,
+        interceptors=[JourneyRuns()],
     )
 
 

@@ -24,6 +24,7 @@ from activities.events import EventActivities  # also registers the "event" mess
 from activities.leads import LeadActivities
 from activities.lists import ListActivities
 from activities.reengagement import ReEngagementActivities
+from activities.runs import JourneyRunActivities
 from activities.sales import SalesActivities
 from activities.scoring import ScoringActivities
 from relance.domain.rendering import Renderer
@@ -47,6 +48,7 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     lists = ListActivities(engine)
     enrollment = EnrollmentActivities(engine, settings)
     definitions = DefinitionActivities(settings, engine)
+    runs = JourneyRunActivities(engine)
     return [
         leads.check_consent,
         leads.get_lead_facts,
@@ -70,4 +72,5 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
         enrollment.record_enrollment_refusal,
         enrollment.check_enrollment,
         definitions.evaluate_condition,
+        runs.record_journey_run,
     ]

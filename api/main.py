@@ -26,6 +26,7 @@ from api.routes import (
     health,
     leads,
     lists,
+    reports,
     shop_events,
     sweeps,
     tasks,
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sweeps.router)
     app.include_router(tasks.router)
     app.include_router(tracking.router)
+    app.include_router(reports.router)
     app.include_router(unsubscribe.router)
     app.include_router(confirm.router)
     app.include_router(codec.router)

@@ -23,6 +23,8 @@ machines:
                the same path in tests/histories
   defined      a journey written as data vs the coded one it is equivalent to (the welcome):
                history events, activities and worker CPU per run, on the time-skipping server
+  reports      the journey report over 1,000,000 messages and 100,000 leads vs the equivalent
+               single hand-written SQL aggregate, on SQLite and PostgreSQL (database only)
 
 The summary is printed and appended to docs/benchmarks.md with the date, machine and command.
 """
@@ -33,7 +35,18 @@ import argparse
 import asyncio
 from contextlib import AsyncExitStack
 
-from bench import actions, cache, defined, enrollment, outbox, simulated, smtp, tracking, waiting
+from bench import (
+    actions,
+    cache,
+    defined,
+    enrollment,
+    outbox,
+    reports,
+    simulated,
+    smtp,
+    tracking,
+    waiting,
+)
 from bench.results import RESULTS, print_summary, record
 from bench.stack import open_stack, say
 
@@ -47,6 +60,7 @@ BENCHMARKS = {
     "smtp": smtp,
     "actions": actions,
     "defined": defined,
+    "reports": reports,
 }
 
 
@@ -102,6 +116,13 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="cache: signals to each journey")
     parser.add_argument("--messages", type=int, default=2000, help="smtp: messages per run")
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument(
+        "--report-messages", type=int, default=1_000_000, help="reports: message rows seeded"
+    )
+    parser.add_argument("--report-leads", type=int, default=100_000, help="reports: leads seeded")
+    parser.add_argument(
+        "--report-repeat", type=int, default=5, help="reports: runs of each query (the best counts)"
+    )
     parser.add_argument(
         "--no-record", action="store_true", help=f"print only, do not add to {RESULTS.name}"
     )

@@ -28,6 +28,7 @@ from relance.domain.encryption import (
 from relance.domain.settings import Settings
 from tests.waiting import eventually
 from worker import ALL_JOURNEYS, build_worker, workflow_runner
+from workflows.recording import JourneyRuns
 from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult
 
 
@@ -114,7 +115,10 @@ async def test_a_journey_history_is_unreadable_without_the_key(
 
     # The encrypted history replays with the worker's converter (and determinism is checked).
     await Replayer(
-        workflows=ALL_JOURNEYS, workflow_runner=workflow_runner(), data_converter=TEST_CONVERTER
+        workflows=ALL_JOURNEYS,
+        workflow_runner=workflow_runner(),
+        data_converter=TEST_CONVERTER,
+        interceptors=[JourneyRuns()],  # the worker's: journeys record their runs
     ).replay_workflow(history)
 
 

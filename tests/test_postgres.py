@@ -215,6 +215,7 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
         EnrollmentRefusal,
         Event,
         FrequencyLock,
+        JourneyRun,
         ListMember,
         Message,
         MqlNotification,
@@ -300,6 +301,14 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
                     reason="would loop",
                 ),
                 CustomEvent(lead_id=lead.id, name="trial_started", properties={"plan": "pro"}),
+                JourneyRun(
+                    workflow_id=f"w-{lead.id}",
+                    run_id="run-1",
+                    lead_id=lead.id,
+                    journey="welcome",
+                    entered_at=utcnow(),
+                    checkpoints=["engaged"],
+                ),
             ]
         )
         session.commit()

@@ -20,6 +20,7 @@ from relance.contracts.sending import SendRequest, send_email
 from relance.dev.seeding import TEST_CONVERTER
 from worker import ALL_JOURNEYS, SANDBOX_PASSTHROUGH, workflow_runner
 from workflows.purchase import PurchaseInput, PurchaseResult
+from workflows.recording import JourneyRuns
 from workflows.steps import ACTIVITY_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,7 @@ EXPECTED = {
     "defined_webinar_clicked": "DefinedJourney",
     "defined_webinar_clicked_fewer_actions": "DefinedJourney",
     "defined_webinar_no_click": "DefinedJourney",
+    "defined_webinar_run_recorded": "DefinedJourney",
     "event_cancelled": "EventReminderJourney",
     "event_every_step": "EventReminderJourney",
     "event_rescheduled_attended": "EventReminderJourney",
@@ -111,7 +113,10 @@ async def test_saved_history_replays_with_todays_code(name: str):
     path = FOLDER / f"{name}.json"
     history = WorkflowHistory.from_json(name, path.read_text())
     await Replayer(
-        workflows=ALL_JOURNEYS, workflow_runner=workflow_runner(), data_converter=TEST_CONVERTER
+        workflows=ALL_JOURNEYS,
+        workflow_runner=workflow_runner(),
+        data_converter=TEST_CONVERTER,
+        interceptors=[JourneyRuns()],  # the worker's: journeys record their runs
     ).replay_workflow(history)
 
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from datetime import datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from sqlmodel import col, select
 from temporalio.service import RPCError
 
 from api import crud, imports, privacy
 from api.deps import ActorDep, DatabaseDep, SessionDep, SettingsDep, TemporalDep, require_api_key
-from api.errors import ErrorBody, validation_response
+from api.errors import ErrorBody, unprocessable, validation_response
 from api.journeys import enroll, journey_status
 from api.schemas import (
     Attributes,
@@ -35,6 +37,7 @@ from relance.domain.lists import LIST_NAME
 from relance.domain.models import Message, as_utc, utcnow
 from relance.services.erasure import erase_lead
 from relance.services.lead_activity import act_on
+from relance.services.timeline import BadCursor, timeline
 
 log = logging.getLogger("relance.api")
 
@@ -343,6 +346,48 @@ def read_lead_messages(lead_id: str, session: SessionDep, actor: ActorDep) -> li
     ]
     privacy.record_read(session=session, lead_id=lead_id, actor=actor, action=audit.MESSAGES)
     return messages
+
+
+class TimelineEntry(BaseModel):
+    """One thing that happened to the lead: ``type`` says what (journey.entered, journey.left,
+    journey.refused, message.sent|skipped|deferred|failed|sending, tracking.opened|clicked|
+    unsubscribed|email_confirmed, score, stage.mql, consent, activity.<kind>, list.joined); the
+    other fields depend on it."""
+
+    model_config = ConfigDict(extra="allow")
+    at: datetime
+    type: str
+    id: str
+
+
+class TimelinePage(BaseModel):
+    entries: list[TimelineEntry]
+    next_cursor: str | None
+
+
+@router.get(
+    "/{lead_id}/timeline",
+    response_model=TimelinePage,
+    responses={**NO_LEAD, 422: validation_response("The cursor is not one this API gave")},
+)
+def read_lead_timeline(
+    lead_id: str,
+    session: SessionDep,
+    actor: ActorDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> dict:
+    """Everything that happened to the lead, newest first: journeys entered and left (why),
+    enrollments refused, every message sent, skipped, deferred or failed with its reason, every
+    open and click (human or machine, and why), score changes, MQL crossings, consents, page views
+    and purchases, lists joined. `next_cursor` fetches the next page. Audited."""
+    crud.get_lead_or_404(session=session, lead_id=lead_id)
+    try:
+        page = timeline(session.get_bind(), lead_id, limit=limit, cursor=cursor)
+    except BadCursor as err:
+        raise unprocessable(str(err), "query", "cursor") from err
+    privacy.record_read(session=session, lead_id=lead_id, actor=actor, action=audit.TIMELINE)
+    return page
 
 
 @router.post(

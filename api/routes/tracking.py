@@ -7,6 +7,10 @@ the
 pixel is still served (mail clients get no error page), the click answers 404 and redirects
 nowhere. If the database fails, the lead still gets the GIF or the redirect; the error is logged.
 
+Each open and click is classified human or machine (Apple's privacy proxy, link scanners,
+prefetches, too soon after sending: relance/domain/engagement.py, docs/engagement.md) from the
+request alone, before it is stored; a machine's click is kept but not told to its journey.
+
 ``HEAD`` answers what ``GET`` would (status and headers, no body: ``curl -I`` and link checkers)
 and records nothing: a HEAD is never an open or a click.
 """
@@ -15,12 +19,16 @@ from __future__ import annotations
 
 import base64
 import logging
+from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import RedirectResponse
 
-from api.deps import HitsDep, SignerDep
+from api.deps import HitsDep, SettingsDep, SignerDep
 from relance.contracts.signals import CLICKED, OPENED
+from relance.domain.engagement import classify
+from relance.domain.models import utcnow
+from relance.domain.settings import Settings
 from relance.domain.tokens import TokenSigner, TrackingToken
 from relance.services.tracking import Hit, HitRecorder
 
@@ -36,14 +44,22 @@ NO_CACHE = {
 }
 
 
-async def keep(hits: HitRecorder, request: Request, token: TrackingToken, kind: str) -> None:
-    """Opens are answered without waiting for their group commit; clicks wait for theirs."""
-    hit = Hit(
-        token,
-        kind,
-        request.headers.get("user-agent"),
-        request.client.host if request.client else None,
+async def keep(
+    hits: HitRecorder, settings: Settings, request: Request, token: TrackingToken, kind: str
+) -> None:
+    """Opens are answered without waiting for their group commit; clicks wait for theirs. Each
+    hit is classified human or machine here, from the request alone (no I/O)."""
+    user_agent = request.headers.get("user-agent")
+    ip = request.client.host if request.client else None
+    seen = classify(
+        user_agent=user_agent,
+        ip=ip,
+        headers=request.headers,
+        signed_at=token.signed_at,
+        received_at=utcnow(),
+        too_fast=timedelta(seconds=settings.tracking_machine_seconds),
     )
+    hit = Hit(token, kind, user_agent, ip, seen.machine, seen.reason)
     try:
         await hits.record(hit, wait=kind != OPENED)
     except Exception:  # logged by the recorder; the mail client must not see an error
@@ -70,10 +86,12 @@ def redirect(valid: TrackingToken) -> RedirectResponse:
 
 
 @router.get("/o/{token}", response_class=Response, responses=PIXEL_RESPONSES)
-async def open_pixel(token: str, request: Request, signer: SignerDep, hits: HitsDep) -> Response:
+async def open_pixel(
+    token: str, request: Request, signer: SignerDep, hits: HitsDep, settings: SettingsDep
+) -> Response:
     valid = signer.verify("open", token)
     if valid is not None:
-        await keep(hits, request, valid, OPENED)
+        await keep(hits, settings, request, valid, OPENED)
     return pixel()
 
 
@@ -89,10 +107,10 @@ async def open_pixel_head(token: str) -> Response:
 
 @router.get("/c/{token}", status_code=status.HTTP_302_FOUND, responses=CLICK_RESPONSES)
 async def click_redirect(
-    token: str, request: Request, signer: SignerDep, hits: HitsDep
+    token: str, request: Request, signer: SignerDep, hits: HitsDep, settings: SettingsDep
 ) -> RedirectResponse:
     valid = destination(signer, token)
-    await keep(hits, request, valid, CLICKED)
+    await keep(hits, settings, request, valid, CLICKED)
     return redirect(valid)
 
 

@@ -16,6 +16,7 @@ READ, MESSAGES, CONSENTS, EXPORT, ERASE = (
     "lead.erase",
 )
 LIST = "lead.list"  # the lead was in a page of GET /leads
+TIMELINE = "lead.timeline"  # GET /leads/{id}/timeline
 
 
 def key_fingerprint(api_key: str) -> str:

@@ -93,6 +93,11 @@ class Message(SQLModel, table=True):
     """Every email or SMS a journey sends, keyed by its idempotency key (workflow id + step)."""
 
     __tablename__ = "messages"
+    __table_args__ = (
+        # The reports: a journey's or a template's messages over a date range.
+        Index("ix_messages_journey_created", "journey", "created_at"),
+        Index("ix_messages_template_created", "template", "created_at"),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     send_key: str = Field(unique=True, max_length=300)
@@ -121,6 +126,11 @@ class Message(SQLModel, table=True):
     # message went out) may have reached the provider: a later send is then noted as sent again.
     attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     attempts_not_delivered: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # What its reader did, machines' hits left out (relance/domain/engagement.py): the reports'
+    # unique human opens and clicks, and the unsubscribes that came from this message.
+    human_opened_at: datetime | None = Field(default=None, sa_column=_when())
+    human_clicked_at: datetime | None = Field(default=None, sa_column=_when())
+    unsubscribed_at: datetime | None = Field(default=None, sa_column=_when())
 
 
 class ScoreEvent(SQLModel, table=True):
@@ -197,6 +207,9 @@ class TrackingEvent(SQLModel, table=True):
     )  # relance.services.tracking.signal_key
     signal_outcome: str | None = Field(default=None, max_length=16)  # signalled | closed | refused
     retry_at: datetime | None = Field(default=None, sa_column=_when())
+    # A proxy's or a scanner's hit (relance/domain/engagement.py), and why it is thought so.
+    machine: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    machine_reason: str | None = Field(default=None, max_length=32)
 
 
 class Cart(SQLModel, table=True):
@@ -476,3 +489,32 @@ class EnrollmentRefusal(SQLModel, table=True):
     chain: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     reason: str = Field(max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class JourneyRun(SQLModel, table=True):
+    """One run of a journey for a lead: when it entered, and when and how it ended (outcome,
+    reason, the goal reached, the checkpoints passed, the experiments' arms). Written by the
+    journey itself through the ``record_journey_run`` activity (workflows/recording.py), so it
+    holds for every journey however it was started; a retried activity writes the same row
+    again. The reports' funnels come from here, never from Temporal."""
+
+    __tablename__ = "journey_runs"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "run_id", name="uq_journey_runs_run"),
+        Index("ix_journey_runs_journey_entered", "journey", "entered_at"),
+        Index("ix_journey_runs_lead", "lead_id", "entered_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    workflow_id: str = Field(max_length=255)
+    run_id: str = Field(max_length=64)
+    lead_id: str = Field(max_length=32)
+    journey: str = Field(max_length=64)  # the journey's name in the send ledger
+    entered_at: datetime = Field(sa_column=_when(nullable=False))
+    closed_at: datetime | None = Field(default=None, sa_column=_when())
+    outcome: str | None = Field(default=None, max_length=32)
+    reason: str | None = Field(default=None, max_length=500)
+    goal: str | None = Field(default=None, max_length=64)  # set when a goal converted the lead
+    checkpoints: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The experiments' arms it was placed on: experiment node -> arm (journeys written as data).
+    arms: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

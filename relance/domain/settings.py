@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # key, set this to the secret key's current value and keep it.
     suppression_key: str = ""
     tracking_token_max_age_days: int = 180
+    # An open or click this soon after its link was signed (the message rendered and sent) is a
+    # machine's: nobody reads that fast (relance/domain/engagement.py). 0 turns the rule off.
+    tracking_machine_seconds: float = Field(default=2.0, ge=0, le=600)
     # The tracking outbox (relance/services/outbox.py). A journey is told one open per message and
     # one click per message and destination; however many hits a link gets, they are kept for
     # reporting, not signalled again. On top of that, each journey gets at most this many open and

@@ -14,7 +14,8 @@ bits), so a dedupe or replay rule keyed on the token string could be walked arou
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from itsdangerous import BadData, BadSignature, URLSafeTimedSerializer
@@ -34,6 +35,8 @@ class TrackingToken:
     lead_id: str
     workflow_id: str
     url: str | None = None
+    # When the link was signed (the message rendered): read from a verified token, never signed.
+    signed_at: datetime | None = field(default=None, compare=False)
 
 
 def is_canonical(value: str) -> bool:
@@ -87,8 +90,10 @@ class TokenSigner:
         if not isinstance(value, str) or not is_canonical(value):
             return None
         try:
-            payload = self._serializers[kind].loads(
-                value, max_age=self.max_age_by_kind.get(kind, self.max_age_seconds)
+            payload, signed_at = self._serializers[kind].loads(
+                value,
+                max_age=self.max_age_by_kind.get(kind, self.max_age_seconds),
+                return_timestamp=True,
             )
         except (BadSignature, KeyError, ValueError, TypeError):
             return None
@@ -100,4 +105,4 @@ class TokenSigner:
         url = payload.get("u")
         if kind == "click" and not (isinstance(url, str) and is_web_url(url)):
             return None
-        return TrackingToken(kind, *ids, url=url)
+        return TrackingToken(kind, *ids, url=url, signed_at=signed_at)

@@ -57,6 +57,30 @@ class Hit:
     kind: str  # opened | clicked | unsubscribed | email_confirmed
     user_agent: str | None
     ip: str | None
+    # relance.domain.engagement.classify, at the endpoint: a proxy's or a scanner's hit.
+    machine: bool = False
+    machine_reason: str = ""
+
+
+# A scanner's click is not the lead's: it is kept for the reports but its journey is not told
+# (no click score, no "clicked" branch). A machine open is told as ever: opens were always the
+# weakest of signals, and the journeys that use one only set a flag.
+MACHINE_CLICK_NOTE = "a machine's click ({reason}): kept, not told to the journey"
+# The message's stamps of what its reader did (reports count them): machine hits are left out.
+_HUMAN_STAMPS = {
+    OPENED: ("human_opened_at",),
+    CLICKED: ("human_clicked_at", "human_opened_at"),
+    UNSUBSCRIBED: ("unsubscribed_at",),
+}
+
+
+def _settled_at_once(hit: Hit, now) -> dict:
+    if hit.machine and hit.kind == CLICKED:
+        return {
+            "delivered_at": now,
+            "delivery_note": MACHINE_CLICK_NOTE.format(reason=hit.machine_reason),
+        }
+    return {"delivered_at": None, "delivery_note": None}
 
 
 def record_hits(engine: Engine, hits: list[Hit], *, suppression_key: str = "") -> None:
@@ -109,6 +133,9 @@ def record_hits(engine: Engine, hits: list[Hit], *, suppression_key: str = "") -
                     "received_at": now,
                     "attempts": 0,
                     "signal_key": signal_key(hit.kind, hit.token.message_id, hit.token.url),
+                    "machine": hit.machine,
+                    "machine_reason": hit.machine_reason or None,
+                    **_settled_at_once(hit, now),
                 }
                 for hit in kept
             ],
@@ -116,6 +143,18 @@ def record_hits(engine: Engine, hits: list[Hit], *, suppression_key: str = "") -
         for column in ("opened_at", "clicked_at"):
             stamped = {
                 hit.token.message_id for hit in kept if column in _MESSAGE_STAMPS.get(hit.kind, ())
+            }
+            if stamped:
+                session.execute(
+                    update(Message)
+                    .where(col(Message.id).in_(stamped), col(getattr(Message, column)).is_(None))
+                    .values({column: now})
+                )
+        for column in ("human_opened_at", "human_clicked_at", "unsubscribed_at"):
+            stamped = {
+                hit.token.message_id
+                for hit in kept
+                if column in _HUMAN_STAMPS.get(hit.kind, ()) and not hit.machine
             }
             if stamped:
                 session.execute(
