@@ -26,15 +26,18 @@ from api.routes import (
     health,
     leads,
     lists,
+    preferences,
     shop_events,
     sweeps,
     tasks,
+    topics,
     tracking,
     unsubscribe,
 )
 from relance.domain.db import DatabaseNotWritable, make_engine
 from relance.domain.settings import Settings, get_settings
 from relance.domain.tokens import TokenSigner
+from relance.services.journeys import check_topics
 from relance.services.outbox import OutboxDispatcher
 from relance.services.temporal import connect
 from relance.services.tracking import HitRecorder
@@ -61,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     # A broken scoring rules file stops the API here, with the place of the mistake.
     settings.scoring_rules()
+    # So does a broken topics file, or a journey sending on a topic it does not declare.
+    check_topics(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -124,6 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(tracking.router)
     app.include_router(unsubscribe.router)
+    app.include_router(preferences.router)
+    app.include_router(topics.router)
     app.include_router(confirm.router)
     app.include_router(codec.router)
     app.include_router(audit.router)

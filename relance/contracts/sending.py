@@ -45,6 +45,10 @@ class SendRequest:
     # Over the frequency cap: "defer" (answer deferred, with the time the cap allows it again),
     # "skip" (skipped for good), or "exempt" (counted, never held: a reminder the lead asked for).
     over_cap: str = "skip"
+    # What a marketing message is about (config/topics.yaml): the lead must have it on. None: the
+    # journey's topic from the catalogue (relance/contracts/catalogue.py ``topic_of``).
+    # Transactional messages have no topic gate.
+    topic: str | None = None
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from relance.domain.journey_rules import JourneyRules
 from relance.domain.scoring_rules import ScoringRules, rules_from
 from relance.domain.send_window import SendWindow
+from relance.domain.topics import DEFAULT_TOPICS_FILE, Topics, topics_from
 
 
 class SalesRep(BaseModel):
@@ -273,6 +274,14 @@ class Settings(BaseSettings):
     mql_notify_email: str = ""
     mql_retry_max_attempts: int = Field(default=8, ge=1, le=100)
     mql_retry_base_seconds: float = Field(default=5.0, gt=0)
+
+    # Topics (relance/domain/topics.py): what marketing messages are about, each with its default,
+    # in a YAML file checked at worker and API start; leads choose on the preference page.
+    topics_file: Path = DEFAULT_TOPICS_FILE
+
+    def topics(self) -> Topics:
+        """The topics in ``topics_file``, re-read when the file changes."""
+        return topics_from(self.topics_file)
 
     def scoring_rules(self) -> ScoringRules:
         """The scoring rules in ``scoring_rules_file``, re-read when the file changes."""
