@@ -6,12 +6,15 @@ email.
 N weeks) and channels (email; SMS when the lead has a phone). ``POST /p/{token}`` saves them
 (``action=save``) or unsubscribes from everything (``action=unsubscribe_all``: every channel's
 marketing consent withdrawn, and the one-click unsubscribe recorded, which suppresses the address
-and tells the lead's journey). The signed token (its own kind, ``preferences``) is the only
-authority: no cookie, no login, so no cross-site request can act without it; GET and HEAD change
-nothing; a forged, tampered or expired token gets a 404 page and changes nothing; a form that does
-not make sense gets a 422 page and changes nothing. No redirect: the answer is the page itself.
-Database work only (no Temporal call on the request path); every change is in the consent ledger
-with the page as its source, the browser's IP and user agent (relance/services/preferences.py).
+and tells the lead's journey).
+
+The signed token (its own kind, ``preferences``) is the only authority: no cookie, no login, so
+no cross-site request can act without it. GET and HEAD change no preference (a GET counts as a
+click on the email's link, as a tracked link would). A forged, tampered or expired token gets a
+404 page and changes nothing; a form that does not make sense gets a 422 page and changes
+nothing. No redirect: the answer is the page itself. Database work only (no Temporal call on the
+request path); every change is in the consent ledger with the page as its source, the browser's
+IP and user agent (relance/services/preferences.py).
 """
 
 from __future__ import annotations
@@ -26,15 +29,16 @@ from sqlmodel import Session
 
 from api.deps import DatabaseDep, HitsDep, SettingsDep, SignerDep
 from api.errors import error_responses
+from api.routes.tracking import keep
 from api.routes.unsubscribe import INVALID, _page
 from relance.contracts.channels import channel as channel_of
-from relance.contracts.signals import UNSUBSCRIBED
+from relance.contracts.signals import CLICKED, UNSUBSCRIBED
 from relance.domain.models import Lead
 from relance.domain.rendering import TEMPLATES_DIR
 from relance.domain.settings import Settings
-from relance.domain.tokens import TrackingToken
+from relance.domain.tokens import TokenSigner, TrackingToken
 from relance.services import preferences
-from relance.services.tracking import Hit
+from relance.services.tracking import Hit, HitRecorder
 
 router = APIRouter(prefix="/p", tags=["consent"])
 
@@ -110,9 +114,11 @@ def _load(*, session: Session, lead_id: str, settings: Settings):
     return lead, preferences.read(session, lead, settings.topics())
 
 
-@router.get("/{token}", response_class=HTMLResponse, responses=PAGE_ANSWERS)
-async def preference_page(
-    token: str, signer: SignerDep, settings: SettingsDep, db: DatabaseDep
+Visit = tuple[Request, HitRecorder]  # a GET's: who asked, where its click goes
+
+
+async def _show(
+    token: str, signer: TokenSigner, settings: Settings, db, *, visit: Visit | None = None
 ) -> HTMLResponse:
     valid = signer.verify("preferences", token)
     if valid is None:
@@ -120,16 +126,44 @@ async def preference_page(
     lead, chosen = await db.run(_load, lead_id=valid.lead_id, settings=settings)
     if lead is None:
         return _page(*INVALID, code=status.HTTP_404_NOT_FOUND)
+    if visit is not None:
+        # Opening the page from an email is a click on it (the re-engagement journey's second
+        # email asks for exactly that): counted like any tracked link, through the outbox.
+        request, hits = visit
+        page = TrackingToken(
+            "click",
+            valid.message_id,
+            valid.lead_id,
+            valid.workflow_id,
+            f"{settings.public_base_url.rstrip('/')}/p",
+        )
+        await keep(hits, request, page, CLICKED)
     return _render(settings, lead, chosen, token)
 
 
-# HEAD answers what GET would, without a body; it changes nothing.
-router.head(
+@router.get("/{token}", response_class=HTMLResponse, responses=PAGE_ANSWERS)
+async def preference_page(
+    token: str,
+    request: Request,
+    signer: SignerDep,
+    settings: SettingsDep,
+    db: DatabaseDep,
+    hits: HitsDep,
+) -> HTMLResponse:
+    return await _show(token, signer, settings, db, visit=(request, hits))
+
+
+@router.head(
     "/{token}",
     response_class=HTMLResponse,
     responses=PAGE_ANSWERS,
     summary="Preference page (headers only)",
-)(preference_page)
+)
+async def preference_page_head(
+    token: str, signer: SignerDep, settings: SettingsDep, db: DatabaseDep
+) -> HTMLResponse:
+    """Answers what GET would, without a body; it changes nothing and counts no click."""
+    return await _show(token, signer, settings, db)
 
 
 def _change_of(form, lead: Lead, settings: Settings) -> tuple[preferences.Change, list[str]]:
