@@ -788,4 +788,8 @@ class PreferencesUpdate(BaseModel):
         le=52,
         description="Pause marketing messages this many weeks; 0 ends a pause",
     )
-    channels: dict[Literal["email", "sms"], StrictBool] | None = None
+    channels: dict[Literal["email", "sms"], Literal[False]] | None = Field(
+        default=None,
+        description="Turn a channel's marketing consent off (false). Turning one on needs the "
+        "consent's proof (where, which wording): POST /leads with its consents",
+    )

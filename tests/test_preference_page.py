@@ -122,6 +122,15 @@ async def test_a_pause_and_the_weekly_pace_from_the_page(live: LiveStack):
     api = (await live.http.get(f"/leads/{lead.id}/preferences")).json()
     assert api["frequency"] == "weekly" and api["paused_until"] is None
     assert api["channels"] == {"email": True, "sms": True}
+    # Turned back on by the lead: the grant carries its proof (the page, its wording).
+    with Session(live.engine) as session:
+        grant = session.exec(
+            select(Consent)
+            .where(Consent.lead_id == lead.id, Consent.channel == "sms")
+            .order_by(col(Consent.id).desc())
+        ).first()
+    assert grant.status == "granted" and grant.wording_version == "preference-page-1"
+    assert grant.source_url.startswith("preference page, message ") and grant.ip == "127.0.0.1"
 
 
 @pytest.mark.parametrize(
@@ -226,6 +235,8 @@ async def test_operators_read_and_change_a_lead_s_preferences_with_evidence_api(
     wrong = await live.http.put(path, json={"topics": {"cats": False}})
     assert wrong.status_code == 422 and "cats" in wrong.text
     assert (await live.http.put(path, json={"pause_weeks": 53})).status_code == 422
+    # Granting a channel's consent needs its proof (POST /leads): the API only withdraws one.
+    assert (await live.http.put(path, json={"channels": {"email": True}})).status_code == 422
     assert topic_rows(live, lead.id) == []
     changed = await live.http.put(path, json={"topics": {"offers": False}, "frequency": "weekly"})
     assert changed.status_code == 200, changed.text

@@ -63,6 +63,7 @@ def _evidence(request: Request, token: TrackingToken) -> preferences.Evidence:
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
         actor="preference page",
+        wording_version=preferences.PAGE_WORDING,
     )
 
 

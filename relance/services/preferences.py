@@ -38,6 +38,10 @@ FREQUENCIES = ("as_sent", "weekly")  # leads.marketing_frequency
 PREFERENCE_CHANNELS = ("email", "sms")  # the channels a lead turns on or off themselves
 MAX_PAUSE_WEEKS = 52
 PREFERENCES = "lead.preferences"  # the audit log's action
+# The wording a channel's consent given on the preference page was given under (its proof, with
+# the page as its source and the browser's IP and user agent). Bump it when the page's words
+# about a channel change.
+PAGE_WORDING = "preference-page-1"
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Evidence:
     ip: str | None = None
     user_agent: str | None = None
     actor: str = ""  # the audit log's actor (default: the source)
+    wording_version: str | None = None  # what the lead read when turning a channel on
 
 
 @dataclass
@@ -199,6 +204,7 @@ def _set_channels(
                 ip=evidence.ip,
                 user_agent=(evidence.user_agent or "")[:1024] or None,
                 reason=reason,
+                wording_version=evidence.wording_version if on else None,
                 recorded_at=now,
             )
         )
