@@ -31,6 +31,9 @@ from relance.domain.topics import TopicsError, topics_from
 from relance.services import preferences
 from relance.services.erasure import erase_lead
 from relance.services.journeys import check_topics
+from worker import build_worker
+from workflows.premium import PremiumInput, PremiumOfferJourney
+from workflows.welcome import WelcomeInput, WelcomeJourney
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 TOPICS = topics_from(Path(__file__).resolve().parents[1] / "config" / "topics.yaml")
@@ -273,3 +276,30 @@ def test_an_export_holds_the_topic_choices_and_an_erasure_removes_them(engine):
             select(func.count()).select_from(Consent).where(Consent.lead_id == lead.id)
         ).one()
     assert left == 0
+
+
+# In journeys ------------------------------------------------------------------------------------
+async def test_journeys_follow_the_lead_s_topics(client, settings, engine, sink):
+    """Product off: the premium offer (a product message) is not sent, and says why; the welcome
+    (the newsletter) still goes out."""
+    lead = make_lead_factory(engine)()
+    choose(engine, lead.id, topics={"product": False})
+    queue = settings.model_copy(update={"temporal_task_queue": unique_id("topics")})
+    async with build_worker(client, queue, engine):
+        premium = await client.execute_workflow(
+            PremiumOfferJourney.run,
+            PremiumInput(lead.id),
+            id=unique_id(f"premium-{lead.id}"),
+            task_queue=queue.temporal_task_queue,
+        )
+        welcome = await client.start_workflow(
+            WelcomeJourney.run,
+            WelcomeInput(lead_id=lead.id, relance_after_hours=24 * 30, engagement_window_days=0.5),
+            id=unique_id(f"welcome-{lead.id}"),
+            task_queue=queue.temporal_task_queue,
+        )
+        [mail] = await sink.wait_for_mail(to=lead.email, subject_contains="Relance")
+        await welcome.terminate("the test saw its email")
+    assert premium.status == "skipped"
+    assert premium.reason == "the lead turned this topic off: product"
+    assert "/p/" in mail.text  # and it carries the preference page's link
