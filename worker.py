@@ -39,7 +39,8 @@ from relance.domain.journey_rules import cooldown_of
 from relance.domain.lead_schema import LeadSchemaError
 from relance.domain.scoring_rules import RulesError
 from relance.domain.settings import Settings, get_settings
-from relance.services.journeys import rules_for
+from relance.domain.topics import TopicsError
+from relance.services.journeys import check_topics, rules_for
 from relance.services.mql import MqlNotifier
 from relance.services.nurturing import SequenceError, load_sequence
 from relance.services.schedules import ensure_reengagement_schedule, ensure_score_decay_schedule
@@ -244,6 +245,11 @@ async def main() -> None:
         len(rules.pages),
         len(rules.fit),
     )
+    try:
+        check_topics(settings)  # a broken topics file stops the worker here
+    except TopicsError as err:
+        raise SystemExit(f"worker: {err}") from None
+    log.info("topics: %s", ", ".join(settings.topics().keys))
     log.info(
         "nurturing sequence %s: %s", sequence.version, " -> ".join(s.name for s in sequence.steps)
     )

@@ -50,6 +50,7 @@ def ledger_for(settings: Settings, engine: Engine) -> SendLedger:
         FrequencyCap(settings.frequency_cap_messages, settings.frequency_cap_days),
         suppression_key=settings.suppression_hash_key,
         rules=partial(rules_for, settings),
+        topics=settings.topics,
     )
 
 

@@ -9,6 +9,10 @@ therefore counted one after the other: the second sees the first's claim.
 A message that passes is stamped ``counted_at``; one over the cap is ``deferred`` (with
 ``deferred_until``, the moment the oldest counted message leaves the period) or ``skipped``, as
 the journey asked, and the reason says so on the message row.
+
+A lead who chose the weekly pace on the preference page (``leads.marketing_frequency``
+``weekly``) has a cap of their own on top: at most one marketing message per channel per 7 days
+(a digest's pace; the messages are not merged into one). The stricter of the two holds.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sqlmodel import Session, col, select
 from relance.domain.models import FrequencyLock, Message, as_utc
 
 COUNTED_STATUSES = ("sending", "sent")
+WEEKLY = (1, 7.0)  # the lead's weekly pace: messages per days
 
 
 @dataclass
@@ -38,12 +43,22 @@ class FrequencyCap:
     days: float = 7.0
 
     def check(
-        self, session: Session, message: Message, *, over_cap: str, now: datetime
+        self,
+        session: Session,
+        message: Message,
+        *,
+        over_cap: str,
+        now: datetime,
+        weekly: bool = False,
     ) -> CapVerdict:
-        if message.kind != "marketing" or self.messages <= 0:
+        """``weekly``: the lead chose the weekly pace (``WEEKLY``), a cap over the global one."""
+        caps = [(self.messages, self.days, "")] if self.messages > 0 else []
+        if weekly:
+            caps.append((*WEEKLY, "the lead's weekly pace, "))
+        if message.kind != "marketing" or not caps:
             return CapVerdict("go")
         self._lock(session, message.lead_id, message.channel)
-        period = timedelta(days=self.days)
+        longest = timedelta(days=max(days for _, days, _ in caps))
         counted = [
             as_utc(t)
             for t in session.exec(
@@ -53,20 +68,28 @@ class FrequencyCap:
                     Message.channel == message.channel,
                     Message.kind == "marketing",
                     col(Message.status).in_(COUNTED_STATUSES),
-                    col(Message.counted_at) > now - period,
+                    col(Message.counted_at) > now - longest,
                     Message.id != message.id,
                 )
                 .order_by(col(Message.counted_at))
             ).all()
         ]
-        if len(counted) < self.messages or over_cap == "exempt":
+        over = []  # (when the cap allows it again, what the cap is)
+        for limit, days, whose in caps:
+            period = timedelta(days=days)
+            within = [t for t in counted if t > now - period]
+            if len(within) >= limit:
+                over.append(
+                    (
+                        within[len(within) - limit] + period,
+                        f"{whose}{limit} {message.channel} messages per {days:g} days",
+                    )
+                )
+        if not over or over_cap == "exempt":
             message.counted_at = now
             return CapVerdict("go")
-        retry_at = counted[len(counted) - self.messages] + period
-        cap = (
-            f"frequency cap: {self.messages} {message.channel} messages per {self.days:g} days "
-            "reached"
-        )
+        retry_at, which = max(over)
+        cap = f"frequency cap: {which} reached"
         if over_cap == "defer":
             message.status, message.deferred_until = "deferred", retry_at
             message.reason = f"deferred ({cap}); allowed again at {retry_at:%Y-%m-%d %H:%M} UTC"

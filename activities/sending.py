@@ -6,6 +6,12 @@ and sends nothing. Marketing sends re-check consent here, at the moment of sendi
 journey can bypass a withdrawal; so are the journey's exclusions
 (relance/domain/journey_rules.py): a send they refuse is recorded ``skipped`` with the reason
 ``excluded: ...``.
+
+A marketing message has a topic (``SendRequest.topic``, else its journey's from the catalogue):
+the lead must have it on (the consent ledger, read with the channel's consent in one query), and
+must not have paused marketing messages (``leads.marketing_paused_until``). The lead's weekly
+pace is a frequency cap of their own (activities/frequency.py). Transactional messages pass
+none of these gates.
 """
 
 from __future__ import annotations
@@ -22,19 +28,25 @@ from temporalio.exceptions import ApplicationError
 
 from activities.frequency import FrequencyCap
 from activities.message_context import MessageExtras, load_extras
+from relance.contracts.catalogue import topic_of
 from relance.contracts.channels import channel as channel_of
 from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.contracts.skips import SkipReason
-from relance.domain.consent import has_consent
+from relance.domain.consent import GRANTED, marketing_gate
 from relance.domain.db import session_scope
 from relance.domain.journey_rules import (
     EXCLUDED,
     JourneyRules,
     exclusion_reason,
 )
-from relance.domain.models import Lead, Message, utcnow
+from relance.domain.models import Lead, Message, as_utc, utcnow
 from relance.domain.suppression import suppression_of
+from relance.domain.topics import DEFAULT_TOPICS_FILE, Topics, topics_from
 from relance.services.journeys import default_rules
+
+# The start of the reasons of the lead's own choices (a retried send tells the kind from them).
+TOPIC_OFF = "the lead turned this topic off: "
+PAUSED_UNTIL = "the lead paused marketing messages until "
 
 
 # The notes a retried send leaves on its row: they say what happened. "Sent again" only when an
@@ -90,6 +102,7 @@ class SendLedger:
         *,
         suppression_key: str = "",
         rules: Callable[[str], JourneyRules] | None = None,
+        topics: Callable[[], Topics] | None = None,
     ) -> None:
         self.engine = engine
         self.cap = cap or FrequencyCap(messages=0)
@@ -98,6 +111,8 @@ class SendLedger:
         # journey name -> its enrollment rules, read at each send (services.journeys.rules_for): the
         # journey's exclusions are checked again before each of its marketing messages.
         self.rules = rules or default_rules
+        # The declared topics (Settings.topics: the topics file, re-read when it changes).
+        self.topics = topics or (lambda: topics_from(DEFAULT_TOPICS_FILE))
 
     def claim(
         self,
@@ -110,6 +125,10 @@ class SendLedger:
         """``channel_blocked``: why this channel cannot send at all (e.g. no SMS provider set
         up)."""
         key = f"{request.workflow_id}:{request.step}"
+        topic = (
+            (request.topic or topic_of(request.journey)) if request.kind == "marketing" else None
+        )
+        when = now or _now()
         with session_scope(self.engine) as session:
             message = session.exec(select(Message).where(Message.send_key == key)).first()
             if message is not None and message.status in ("sent", "skipped", "failed"):
@@ -134,6 +153,7 @@ class SendLedger:
                     channel=channel,
                     template=request.template,
                     kind=request.kind,
+                    topic=topic,
                     status="sending",
                 )
                 session.add(message)
@@ -161,13 +181,16 @@ class SendLedger:
                 # alone make no "sent again".)
                 message.reason = resent_note(channel)
             extras = load_extras(session, lead, request.about)
+            no_consent, topic_off = self._no_consent(session, lead, channel, request, topic)
             skip, reason = next(
                 (
                     (kind, reason)
                     for kind, reason in (
                         (SkipReason.NO_CHANNEL, channel_blocked),
                         (SkipReason.NO_CHANNEL, self._unreachable(lead, channel)),
-                        (SkipReason.NO_CONSENT, self._no_consent(session, lead, channel, request)),
+                        (SkipReason.NO_CONSENT, no_consent),
+                        (SkipReason.NO_TOPIC_CONSENT, topic_off),
+                        (SkipReason.PAUSED, self._paused(lead, request, when)),
                         (
                             SkipReason.SUPPRESSED,
                             self._suppressed(session, lead, channel, request.kind),
@@ -182,7 +205,13 @@ class SendLedger:
             if skip is not None:
                 message.status, message.reason = "skipped", reason
                 return Claim(None, None, SendResult("skipped", message.id, reason, skip=skip))
-            verdict = self.cap.check(session, message, over_cap=request.over_cap, now=now or _now())
+            verdict = self.cap.check(
+                session,
+                message,
+                over_cap=request.over_cap,
+                now=when,
+                weekly=lead.marketing_frequency == "weekly",
+            )
             if verdict.status != "go":
                 return Claim(
                     None,
@@ -205,13 +234,34 @@ class SendLedger:
         c = channel_of(channel_name)
         return c.no_address if c.address and not getattr(lead, c.address) else ""
 
-    @staticmethod
-    def _no_consent(session: Session, lead: Lead, channel_name: str, request: SendRequest) -> str:
-        """A marketing send needs consent on the channel's consent channel."""
+    def _no_consent(
+        self,
+        session: Session,
+        lead: Lead,
+        channel_name: str,
+        request: SendRequest,
+        topic: str | None,
+    ) -> tuple[str, str]:
+        """A marketing send needs consent on the channel's consent channel, and its topic on
+        (the lead's choice, else the topic's default): why not, for each (one read)."""
+        if request.kind != "marketing":
+            return "", ""
         consent = channel_of(channel_name).consent
-        if request.kind == "marketing" and not has_consent(session, lead.id, consent):
-            return f"no marketing consent for {consent}"
-        return ""
+        status, chosen = marketing_gate(session, lead.id, consent, topic)
+        no_consent = "" if status == GRANTED else f"no marketing consent for {consent}"
+        declared = self.topics().get(topic or "")
+        if declared is None:
+            return no_consent, f"{TOPIC_OFF}{topic} (not a topic of the topics file)"
+        on = declared.default if chosen is None else chosen == GRANTED
+        return no_consent, "" if on else f"{TOPIC_OFF}{topic}"
+
+    @staticmethod
+    def _paused(lead: Lead, request: SendRequest, now: datetime) -> str:
+        """The lead paused marketing messages (the preference page) and the pause still runs."""
+        until = as_utc(lead.marketing_paused_until)
+        if request.kind != "marketing" or until is None or until <= now:
+            return ""
+        return f"{PAUSED_UNTIL}{until:%Y-%m-%d %H:%M} UTC"
 
     @staticmethod
     def _skip_of_settled(session: Session, request: SendRequest, reason: str) -> SkipReason | None:
@@ -219,6 +269,10 @@ class SendLedger:
         exclusions' reasons start with ``EXCLUDED``; the message's own context says it again)."""
         if reason.startswith(EXCLUDED):
             return SkipReason.EXCLUDED
+        if reason.startswith(TOPIC_OFF):
+            return SkipReason.NO_TOPIC_CONSENT
+        if reason.startswith(PAUSED_UNTIL):
+            return SkipReason.PAUSED
         lead = session.get(Lead, request.lead_id)
         if (
             lead is not None

@@ -27,15 +27,18 @@ from api.routes import (
     leads,
     lists,
     reports,
+    preferences,
     shop_events,
     sweeps,
     tasks,
+    topics,
     tracking,
     unsubscribe,
 )
 from relance.domain.db import DatabaseNotWritable, make_engine
 from relance.domain.settings import Settings, get_settings
 from relance.domain.tokens import TokenSigner
+from relance.services.journeys import check_topics
 from relance.services.outbox import OutboxDispatcher
 from relance.services.temporal import connect
 from relance.services.tracking import HitRecorder
@@ -64,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # mistake.
     settings.scoring_rules()
     settings.lead_schema()
+    # So does a broken topics file, or a journey sending on a topic it does not declare.
+    check_topics(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -128,6 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tracking.router)
     app.include_router(reports.router)
     app.include_router(unsubscribe.router)
+    app.include_router(preferences.router)
+    app.include_router(topics.router)
     app.include_router(confirm.router)
     app.include_router(codec.router)
     app.include_router(audit.router)

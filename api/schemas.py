@@ -803,3 +803,48 @@ class AuditEntryPublic(BaseModel):
     )
     lead_id: str
     detail: dict
+
+
+# Topics and preferences (relance/domain/topics.py, relance/services/preferences.py) --------------
+class TopicPublic(BaseModel):
+    key: str
+    label: str
+    description: str
+    default: bool = Field(description="On or off for a lead who has not chosen for this topic")
+
+
+class PreferencesPublic(BaseModel):
+    """What the lead receives: their topics (their choice, else the topic's default), their pace,
+    and their channels (the channel's marketing consent)."""
+
+    topics: dict[str, bool]
+    frequency: Literal["as_sent", "weekly"] = Field(
+        description="weekly: at most one marketing message per channel per 7 days"
+    )
+    paused_until: datetime | None = Field(
+        description="No marketing message before this time (null: not paused)"
+    )
+    channels: dict[str, bool]
+
+
+class PreferencesUpdate(BaseModel):
+    """A change of the lead's preferences, recorded with the evidence "api" (the consent ledger
+    for topics and channels, the audit log for all). A field left out is left as it is."""
+
+    model_config = INPUT
+
+    topics: dict[str, StrictBool] | None = Field(
+        default=None, description="Topic key (GET /topics) to on or off"
+    )
+    frequency: Literal["as_sent", "weekly"] | None = None
+    pause_weeks: int | None = Field(
+        default=None,
+        ge=0,
+        le=52,
+        description="Pause marketing messages this many weeks; 0 ends a pause",
+    )
+    channels: dict[Literal["email", "sms"], Literal[False]] | None = Field(
+        default=None,
+        description="Turn a channel's marketing consent off (false). Turning one on needs the "
+        "consent's proof (where, which wording): POST /leads with its consents",
+    )

@@ -84,7 +84,7 @@ async def test_no_generated_request_gets_a_5xx_or_an_undocumented_body(
         live,
         tmp_path,
         "--exclude-path-regex",
-        "^/(u|confirm)/",  # public HTML pages for people (tested elsewhere)
+        "^/(u|p|confirm)/",  # public HTML pages for people (tested elsewhere)
         "--phases",
         "examples,coverage,fuzzing,stateful",
         "--max-examples",
@@ -111,14 +111,15 @@ async def test_the_json_error_check_does_catch_an_html_error(live: LiveStack, tm
 
 
 async def test_the_pages_for_people_answer_only_what_they_document(live: LiveStack, tmp_path: Path):
-    """The unsubscribe and confirmation pages answer HTML, errors included ("this link is not
-    valid"): every status and content type they answer is documented, and OPTIONS and a method
-    they do not take name every method of the path (GET, HEAD and POST are three routes)."""
+    """The unsubscribe, preference and confirmation pages answer HTML, errors included ("this
+    link is not valid"): every status and content type they answer is documented, and OPTIONS and
+    a method they do not take name every method of the path (GET, HEAD and POST are three
+    routes)."""
     code, output = await schemathesis(
         live,
         tmp_path,
         "--include-path-regex",
-        "^/(u|confirm)/",
+        "^/(u|p|confirm)/",
         "--phases",
         "examples,coverage,fuzzing",
         "--max-examples",

@@ -14,7 +14,7 @@ from tests.waiting import settled_hits, signals_received
 
 # What a mail client, a browser or a load balancer reaches without a key. Everything else needs
 # X-API-Key.
-PUBLIC_PREFIXES = ("/t/", "/u/", "/confirm/", "/health", "/docs", "/redoc", "/openapi.json")
+PUBLIC_PREFIXES = ("/t/", "/u/", "/p/", "/confirm/", "/health", "/docs", "/redoc", "/openapi.json")
 
 
 CODEC = URLSafeTimedSerializer(

@@ -99,6 +99,10 @@ class Journey:
     # Outcomes after which a journey that allows no re-enrollment may still run again for the
     # lead (the welcome: a lead who let the double opt-in lapse and signs up again).
     again_after: tuple[str, ...] = ()
+    # What its marketing messages are about (config/topics.yaml): a lead who turned the topic off
+    # gets none of them (the send ledger checks it at each send). A send may name its own
+    # (SendRequest.topic). "": the journey sends no marketing message.
+    topic: str = ""
 
     @property
     def label(self) -> str:
@@ -249,6 +253,7 @@ _ENROLLED = Start(timeout=timedelta(days=365), score=True)  # API enrollment (re
 _ENTRIES: list[Journey] = [
     Journey(
         name="welcome",
+        topic="newsletter",
         workflow="workflows.welcome:WelcomeJourney",
         workflow_type="WelcomeJourney",
         build_input=_welcome,
@@ -263,6 +268,7 @@ _ENTRIES: list[Journey] = [
     # Again after its cooldown (a second run keys its sends apart: NurturingInput.reenrolled).
     Journey(
         name="nurturing",
+        topic="product",
         workflow="workflows.nurturing:LeadNurturingJourney",
         workflow_type="LeadNurturingJourney",
         build_input=_nurturing,
@@ -278,6 +284,7 @@ _ENTRIES: list[Journey] = [
     *(
         Journey(
             name=scenario_entry_name(name),
+            topic="newsletter",
             workflow="workflows.scenario:ScenarioJourney",
             workflow_type="ScenarioJourney",
             build_input=_scenario(name),
@@ -293,6 +300,7 @@ _ENTRIES: list[Journey] = [
     # Signal-with-start: the first cart update starts it, later ones reach it.
     Journey(
         name="cart",
+        topic="offers",
         workflow="workflows.abandoned_cart:AbandonedCartJourney",
         workflow_type="AbandonedCartJourney",
         build_input=_cart,
@@ -308,6 +316,7 @@ _ENTRIES: list[Journey] = [
     ),
     Journey(
         name="browse",
+        topic="product",
         workflow="workflows.browse:BrowseAbandonmentJourney",
         workflow_type="BrowseAbandonmentJourney",
         build_input=_browse,
@@ -323,6 +332,7 @@ _ENTRIES: list[Journey] = [
     # One run per order, so a shop retrying the event counts it once.
     Journey(
         name="purchase",
+        topic="offers",
         workflow="workflows.purchase:PurchaseFollowUp",
         workflow_type="PurchaseFollowUp",
         build_input=_purchase,
@@ -334,6 +344,7 @@ _ENTRIES: list[Journey] = [
     # One run per registration; not counted: the lead asked for it.
     Journey(
         name="event",
+        topic="events",
         workflow="workflows.event_reminder:EventReminderJourney",
         workflow_type="EventReminderJourney",
         build_input=_event,
@@ -346,6 +357,7 @@ _ENTRIES: list[Journey] = [
     # Once per lead ever (the send ledger and leads.premium_offered_at keep it so).
     Journey(
         name="premium",
+        topic="product",
         workflow="workflows.premium:PremiumOfferJourney",
         workflow_type="PremiumOfferJourney",
         build_input=_premium,
@@ -355,6 +367,7 @@ _ENTRIES: list[Journey] = [
     ),
     Journey(
         name="reengage",
+        topic="newsletter",
         workflow="workflows.reengagement:ReEngagementJourney",
         workflow_type="ReEngagementJourney",
         build_input=_reengage,
@@ -373,6 +386,7 @@ _ENTRIES: list[Journey] = [
     # label set to the definition's key (its messages' label and its rules' name).
     Journey(
         name="defined",
+        topic="newsletter",
         workflow="workflows.defined:DefinedJourney",
         workflow_type="DefinedJourney",
         build_input=_defined,
@@ -495,6 +509,25 @@ def goals_of(label: str) -> tuple[str, ...]:
     if len(goals) != 1:
         raise CatalogueError(f"the journeys labelled {label!r} declare different goals: {goals}")
     return goals.pop()
+
+
+# The topic of a marketing message whose journey declares none (a journey written as data, a
+# label the catalogue does not know): the newsletter, which every topics file must declare.
+DEFAULT_TOPIC = "newsletter"
+
+
+def topic_of(label: str) -> str:
+    """The topic of the marketing messages of the journeys labelled ``label`` (messages.journey)
+    when the send names none."""
+    for e in JOURNEYS.values():
+        if e.label == label and e.topic:
+            return e.topic
+    return DEFAULT_TOPIC
+
+
+def topics_named() -> frozenset[str]:
+    """Every topic the catalogue's journeys send on (the topics file must declare each one)."""
+    return frozenset({DEFAULT_TOPIC, *(e.topic for e in JOURNEYS.values() if e.topic)})
 
 
 def labels_scoring_own_clicks() -> frozenset[str]:

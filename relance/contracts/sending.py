@@ -48,6 +48,10 @@ class SendRequest:
     # Exclusions the journey carries itself (a defined journey's ``rules.exclude``, in its
     # input: the version the lead entered with), checked besides those of ``journey``'s rules.
     exclude: list[str] | None = None
+    # What a marketing message is about (config/topics.yaml): the lead must have it on. None: the
+    # journey's topic from the catalogue (relance/contracts/catalogue.py ``topic_of``).
+    # Transactional messages have no topic gate.
+    topic: str | None = None
 
 
 @dataclass

@@ -67,6 +67,13 @@ class Lead(SQLModel, table=True):
     attributes: dict = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
     )
+    # The lead's own pace for marketing messages (the preference page, PUT /leads/{id}/preferences):
+    # as_sent, or weekly (a digest's pace: at most one marketing message per channel per 7 days,
+    # through the frequency cap). Paused until a time: no marketing message before it.
+    marketing_frequency: str = Field(
+        default="as_sent", max_length=16, sa_column_kwargs={"server_default": "as_sent"}
+    )
+    marketing_paused_until: datetime | None = Field(default=None, sa_column=_when())
 
 
 class Consent(SQLModel, table=True):
@@ -76,7 +83,9 @@ class Consent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
-    channel: str = Field(max_length=16)  # a channel of relance/contracts/channels.py
+    # a channel of relance/contracts/channels.py, or "all" for a topic's choice (purpose
+    # "topic:<key>", relance/domain/consent.py)
+    channel: str = Field(max_length=16)
     purpose: str = Field(default="marketing", max_length=64)
     status: str = Field(
         max_length=16
@@ -108,6 +117,7 @@ class Message(SQLModel, table=True):
     channel: str = Field(max_length=16)  # a channel of relance/contracts/channels.py
     template: str = Field(max_length=128)
     kind: str = Field(default="marketing", max_length=16)  # marketing | transactional
+    topic: str | None = Field(default=None, max_length=64)  # marketing: relance/domain/topics.py
     status: str = Field(max_length=16)  # sending | sent | skipped | failed
     reason: str | None = Field(default=None, max_length=500)
     subject: str | None = Field(default=None, max_length=500)

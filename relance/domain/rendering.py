@@ -5,8 +5,8 @@ a subject and a body for a webhook message (``templates/webhook/``, blocks ``sub
 A template is one Jinja2 file per message under ``templates/email/`` (blocks ``subject``,
 ``html`` and ``text``) or ``templates/sms/`` (the whole file is the body). After rendering,
 the web links the template itself wrote are rewritten to signed click-redirect URLs, and the
-HTML gets a tracking pixel. Links to Relance itself (unsubscribe, the double opt-in
-``confirm_url``) are left as they are.
+HTML gets a tracking pixel. Links to Relance itself (unsubscribe, the preference page
+``preferences_url``, the double opt-in ``confirm_url``) are left as they are.
 
 Lead data is rendered, never executed:
 
@@ -155,6 +155,10 @@ class Renderer:
     def unsubscribe_url(self, tracking: Tracking) -> str:
         return f"{self.base}/u/{self._token('unsubscribe', tracking)}"
 
+    def preferences_url(self, tracking: Tracking) -> str:
+        """The hosted preference page (GET /p/{token}): topics, pace, channels."""
+        return f"{self.base}/p/{self._token('preferences', tracking)}"
+
     def confirm_url(self, tracking: Tracking) -> str:
         """The double opt-in link (GET /confirm/{token}): its own kind of token, valid for days, not
         months."""
@@ -195,6 +199,7 @@ class Renderer:
         context = {
             **context,
             "unsubscribe_url": TemplateLink(unsubscribe_url),
+            "preferences_url": TemplateLink(self.preferences_url(tracking)),
             "confirm_url": TemplateLink(self.confirm_url(tracking)),
         }
         [(html, html_values)] = self.blocks(self.html_env, name, context, ("html",)).values()
@@ -234,10 +239,14 @@ class Renderer:
         self, path: str, context: dict[str, Any], tracking: Tracking, names: tuple[str, ...]
     ) -> dict[str, str]:
         """Blocks of a text template (a webhook message's ``subject`` and ``body``): not HTML, its
-        links tracked, ``unsubscribe_url`` given. Whoever sends them serialises them (JSON), so a
-        value cannot change the message's structure either."""
+        links tracked, ``unsubscribe_url`` and ``preferences_url`` given. Whoever sends them
+        serialises them (JSON), so a value cannot change the message's structure either."""
         unsubscribe_url = self.unsubscribe_url(tracking)
-        context = {**context, "unsubscribe_url": TemplateLink(unsubscribe_url)}
+        context = {
+            **context,
+            "unsubscribe_url": TemplateLink(unsubscribe_url),
+            "preferences_url": TemplateLink(self.preferences_url(tracking)),
+        }
         return {
             name: values.fill(self._track_text(output, tracking))
             for name, (output, values) in self.blocks(self.text_env, path, context, names).items()

@@ -18,6 +18,7 @@ from relance.domain.journey_rules import JourneyRules
 from relance.domain.lead_schema import LeadSchema, lead_schema_from
 from relance.domain.scoring_rules import ScoringRules, rules_from
 from relance.domain.send_window import SendWindow
+from relance.domain.topics import DEFAULT_TOPICS_FILE, Topics, topics_from
 
 
 class SalesRep(BaseModel):
@@ -286,6 +287,14 @@ class Settings(BaseSettings):
     def lead_schema(self) -> LeadSchema:
         """The custom attributes and events in ``lead_schema_file``, re-read when it changes."""
         return lead_schema_from(self.lead_schema_file)
+
+    # Topics (relance/domain/topics.py): what marketing messages are about, each with its default,
+    # in a YAML file checked at worker and API start; leads choose on the preference page.
+    topics_file: Path = DEFAULT_TOPICS_FILE
+
+    def topics(self) -> Topics:
+        """The topics in ``topics_file``, re-read when the file changes."""
+        return topics_from(self.topics_file)
 
     def scoring_rules(self) -> ScoringRules:
         """The scoring rules in ``scoring_rules_file``, re-read when the file changes."""

@@ -3,7 +3,8 @@
 A token carries ids only (message, lead, workflow) and, for clicks, the destination URL, so
 the click endpoint redirects to exactly the URL that was signed and nowhere else. Each kind of
 link has its own salt: an open token is not a valid click or unsubscribe token, and a click
-token is not a valid double opt-in confirmation token (``confirm``, which expires sooner).
+token is not a valid double opt-in confirmation token (``confirm``, which expires sooner); a
+preference-page token (``preferences``, ``/p/{token}``) is none of the others.
 
 One token is one string: only the exact spelling ``sign`` produced is accepted. itsdangerous
 alone also accepts other spellings of the same token (padding ``=`` added, characters outside
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 from itsdangerous import BadData, BadSignature, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_decode, base64_encode
 
-KINDS = ("open", "click", "unsubscribe", "confirm")
+KINDS = ("open", "click", "unsubscribe", "confirm", "preferences")
 
 # What ``URLSafeTimedSerializer.dumps`` writes: payload (a leading "." when compressed),
 # timestamp and signature, each in unpadded URL-safe base64, joined by ".".

@@ -34,6 +34,14 @@ from relance.domain.settings import Settings
 
 
 # Enrollment rules ---------------------------------------------------------------------------------
+def check_topics(settings: Settings) -> None:
+    """The topics file is valid and declares every topic the catalogue's journeys send on: a
+    mistake stops the worker or the API at start (``TopicsError``, with the file and the place)."""
+    settings.topics().check_named(
+        catalogue.topics_named(), f"the journeys' catalogue (with {settings.topics_file})"
+    )
+
+
 def default_rules(journey: str) -> JourneyRules:
     """The catalogue's default rules of the journeys labelled ``journey`` (messages.journey)."""
     return JourneyRules(**asdict(catalogue.default_rules(journey)))
