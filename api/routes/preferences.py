@@ -137,8 +137,9 @@ async def _show(
             valid.lead_id,
             valid.workflow_id,
             f"{settings.public_base_url.rstrip('/')}/p",
+            signed_at=valid.signed_at,  # a scanner opening it at once is a machine's click
         )
-        await keep(hits, request, page, CLICKED)
+        await keep(hits, settings, request, page, CLICKED)
     return _render(settings, lead, chosen, token)
 
 
