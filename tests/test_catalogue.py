@@ -30,6 +30,8 @@ VALUES = {
     "event_id": "event-1",
     "order_id": "order-1",
     "sweep_id": "s-1",
+    "broadcast_id": "b-1",
+    "per_hour": 1000,
     "key": "webinar",  # a defined journey's key (relance/domain/definitions.py)
     "definition": {
         "key": "webinar",

@@ -45,6 +45,9 @@ class SendRequest:
     # Over the frequency cap: "defer" (answer deferred, with the time the cap allows it again),
     # "skip" (skipped for good), or "exempt" (counted, never held: a reminder the lead asked for).
     over_cap: str = "skip"
+    # The marketing topic the message is about (a newsletter, an offer): the lead's consent to it
+    # is checked with the channel's. None: the journey's own messages, no topic of their own.
+    topic: str | None = None
 
 
 @dataclass
