@@ -99,6 +99,7 @@ def test_persisted_names_stay_as_they_were():
         "reengage": "reengage-lead-1",
         "reengagement-sweep": "reengagement-sweep-manual-s-1",
         "score-decay": "score-decay",
+        "broadcast": "broadcast-b-1",
         "defined": "journey-webinar-lead-1",
     }
     for entry in catalogue.JOURNEYS.values():  # the label each module writes in its messages
