@@ -7,7 +7,9 @@ API's answers on the live stack (tests/conftest.py ``live``).
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlmodel import Session, select
 from temporalio.converter import value_to_type
 
@@ -18,6 +20,7 @@ from relance.domain.lists import add_member
 from relance.domain.models import Broadcast, Message
 from relance.services import broadcasts
 from relance.services.broadcasts import BroadcastSpec
+from tests.waiting import eventually
 from worker import build_worker
 
 TEMPLATE = "nurture_welcome_newsletter"
@@ -73,3 +76,118 @@ async def test_a_broadcast_goes_out_once_to_each_lead_at_the_pace_asked(
     with Session(engine) as session:
         row = session.get(Broadcast, workflow_id.removeprefix("broadcast-"))
     assert (row.status, row.sent, row.skipped_by_reason) == ("completed", 30, {"no_consent": 5})
+
+
+# The API ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"audience": {"list": "no-such-list"}}, "no members"),
+        ({"audience": {"segment": "s-1"}}, "segments are not available yet"),
+        ({"per_hour": 0}, "per_hour"),
+        ({"per_hour": -5}, "per_hour"),
+        ({"template": "no_such_template"}, "no email template named 'no_such_template'"),
+        ({"channel": "fax"}, "'fax' is not a channel"),
+        ({"send_at": "next tuesday-ish"}, "send_at"),
+    ],
+)
+async def test_bad_broadcasts_are_refused_naming_the_problem_and_nothing_starts(
+    live, make_lead, change, named
+):
+    name = new_list(live.engine, [make_lead()])
+    with Session(live.engine) as session:
+        before = len(session.exec(select(Broadcast)).all())
+    body = {"audience": {"list": name}, "template": TEMPLATE, "per_hour": 100, **change}
+    response = await live.http.post("/broadcasts", json=body)
+    assert response.status_code == 422, response.text
+    assert named in response.text
+    with Session(live.engine) as session:
+        assert len(session.exec(select(Broadcast)).all()) == before
+
+
+async def test_post_then_follow_pause_resume_and_finish(live, make_lead):
+    leads = [make_lead() for _ in range(4)]
+    name = new_list(live.engine, leads)
+    response = await live.http.post(
+        "/broadcasts",
+        json={"audience": {"list": name}, "template": TEMPLATE, "per_hour": 360_000},
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["audience"] == 4
+
+    async def done():
+        r = await live.http.get(f"/broadcasts/{created['id']}")
+        return r.json() if r.json()["status"] == "completed" else None
+
+    final = await eventually(done, timeout=30, what="the broadcast to complete")
+    assert (final["sent"], final["remaining"], final["failed"]) == (4, 0, 0)
+    for lead in leads:
+        assert len(live.sink.mails_to(lead.email)) == 1
+    again = await live.http.post(f"/broadcasts/{created['id']}/pause")
+    assert again.status_code == 409
+
+
+async def test_a_paused_broadcast_sends_nothing_until_resumed_and_a_cancelled_one_stops(
+    live, make_lead
+):
+    leads = [make_lead() for _ in range(40)]
+    name = new_list(live.engine, leads)
+    send_at = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    created = (
+        await live.http.post(
+            "/broadcasts",
+            json={
+                "audience": {"list": name},
+                "template": TEMPLATE,
+                "per_hour": 3600,
+                "send_at": send_at,
+            },
+        )
+    ).json()
+    paused = await live.http.post(f"/broadcasts/{created['id']}/pause")
+    assert paused.status_code == 200
+
+    await eventually(
+        lambda: _status(live, created["id"], "paused"), timeout=20, what="the broadcast paused"
+    )
+    assert sum(len(live.sink.mails_to(lead.email)) for lead in leads) == 0
+    await live.http.post(f"/broadcasts/{created['id']}/resume")
+    await eventually(
+        lambda: sum(len(live.sink.mails_to(lead.email)) for lead in leads) >= 1,
+        timeout=20,
+        what="a first wave after the resume",
+    )
+    await live.http.post(f"/broadcasts/{created['id']}/cancel")
+    final = await eventually(
+        lambda: _status(live, created["id"], "cancelled"), timeout=20, what="cancelled"
+    )
+    assert final["sent"] < 40
+    assert sum(len(live.sink.mails_to(lead.email)) for lead in leads) == final["sent"]
+
+
+async def _status(live, broadcast_id: str, wanted: str):
+    body = (await live.http.get(f"/broadcasts/{broadcast_id}")).json()
+    return body if body["status"] == wanted else None
+
+
+async def test_preview_is_untracked_and_test_send_counts_nowhere(live, make_lead):
+    lead = make_lead(first_name="Grace")
+    preview = await live.http.post(
+        "/broadcasts/preview", json={"template": TEMPLATE, "lead_id": lead.id}
+    )
+    assert preview.status_code == 200, preview.text
+    assert "Hi Grace" in preview.json()["text"]
+    assert "/t/o/" not in preview.json()["html"] and "/t/c/" not in preview.json()["html"]
+    to = f"tester-{uuid.uuid4().hex[:8]}@example.com"
+    sent = await live.http.post("/broadcasts/test-send", json={"template": TEMPLATE, "to": to})
+    assert sent.status_code == 200, sent.text
+    [mail] = await live.sink.wait_for_mail(to=to)
+    assert mail.subject.startswith("[Test] ")
+    with Session(live.engine) as session:
+        assert session.exec(select(Message).where(Message.template == TEMPLATE)).all() is not None
+        assert not session.exec(select(Message).where(Message.subject == mail.subject)).all()
+    missing = await live.http.post("/broadcasts/test-send", json={"template": "nope", "to": to})
+    assert missing.status_code == 422

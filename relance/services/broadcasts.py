@@ -24,7 +24,12 @@ ENTRY = catalogue.entry("broadcast")
 
 
 class BroadcastError(ValueError):
-    """The broadcast cannot go out as asked; the message names the problem."""
+    """The broadcast cannot go out as asked; the message names the problem, ``field`` the part
+    of the request at fault."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -46,28 +51,32 @@ def check_template(channel: str, template: str) -> None:
     try:
         path = template_file(channel, template)
     except UnknownChannel as err:
-        raise BroadcastError(str(err)) from None
+        raise BroadcastError(str(err), "channel") from None
     if "/" in template or "\\" in template or template.startswith(("_", ".")):
-        raise BroadcastError(f"{template!r} is not a template name")
+        raise BroadcastError(f"{template!r} is not a template name", "template")
     if not (TEMPLATES_DIR / path).is_file():
-        raise BroadcastError(f"no {channel} template named {template!r} (templates/{path})")
+        raise BroadcastError(
+            f"no {channel} template named {template!r} (templates/{path})", "template"
+        )
 
 
 def check(session: Session, spec: BroadcastSpec) -> int:
     """Raise BroadcastError naming what is wrong; else the audience's size now."""
     if spec.audience.kind not in KINDS:
-        raise BroadcastError(f"an audience is a list or a segment, not {spec.audience.kind!r}")
+        raise BroadcastError(
+            f"an audience is a list or a segment, not {spec.audience.kind!r}", "audience"
+        )
     if spec.per_hour <= 0:
-        raise BroadcastError(f"per_hour must be at least 1, got {spec.per_hour}")
+        raise BroadcastError(f"per_hour must be at least 1, got {spec.per_hour}", "per_hour")
     try:
         channel_of(spec.channel)
     except UnknownChannel as err:
-        raise BroadcastError(str(err)) from None
+        raise BroadcastError(str(err), "channel") from None
     check_template(spec.channel, spec.template)
     try:
         return audience_size(session, spec.audience)
     except AudienceError as err:
-        raise BroadcastError(str(err)) from None
+        raise BroadcastError(str(err), "audience") from None
 
 
 def create(session: Session, spec: BroadcastSpec) -> Broadcast:
