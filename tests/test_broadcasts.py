@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import Session, select
@@ -17,7 +18,7 @@ from relance.contracts.broadcasts import BroadcastResult
 from relance.domain.audiences import Audience
 from relance.domain.db import session_scope
 from relance.domain.lists import add_member
-from relance.domain.models import Broadcast, Message
+from relance.domain.models import Broadcast, Lead, Message, as_utc
 from relance.services import broadcasts
 from relance.services.broadcasts import BroadcastSpec
 from tests.waiting import eventually
@@ -191,3 +192,41 @@ async def test_preview_is_untracked_and_test_send_counts_nowhere(live, make_lead
         assert not session.exec(select(Message).where(Message.subject == mail.subject)).all()
     missing = await live.http.post("/broadcasts/test-send", json={"template": "nope", "to": to})
     assert missing.status_code == 422
+
+
+async def test_leads_outside_their_send_window_wait_for_it_without_holding_up_the_others(
+    client, settings, engine, sink, make_lead
+):
+    """One lead in each of 24 time zones, a window of 09:00-19:00 every day: whatever the hour,
+    the leads inside their window get the message in the first waves, the others at their own
+    09:00, each once."""
+    leads = [make_lead() for _ in range(24)]
+    with session_scope(engine) as session:
+        for lead, offset in zip(leads, range(-11, 13), strict=True):
+            session.get(Lead, lead.id).time_zone = f"Etc/GMT{-offset:+d}"  # Etc/GMT-3 is UTC+3
+    name = new_list(engine, leads)
+    windowed = settings.model_copy(
+        update={"send_window_enabled": True, "send_window_days": [1, 2, 3, 4, 5, 6, 7]}
+    )
+    workflow_id, result = await run_broadcast(
+        client, windowed, engine, BroadcastSpec(Audience("list", name), TEMPLATE, per_hour=360_000)
+    )
+    assert (result.status, result.counts.sent) == ("completed", 24)
+    rows = messages_of(engine, workflow_id)
+    first = min(m.counted_at for m in rows)
+    zones = {
+        lead.id: ZoneInfo(f"Etc/GMT{-offset:+d}")
+        for lead, offset in zip(leads, range(-11, 13), strict=True)
+    }
+    on_time = deferred = 0
+    for m in rows:
+        local = as_utc(m.counted_at).astimezone(zones[m.lead_id])
+        assert 9 <= local.hour < 19, (m.lead_id, local)
+        if (m.counted_at - first).total_seconds() < 60:
+            on_time += 1
+        else:
+            deferred += 1
+            assert (local.hour, local.minute) < (9, 5), local  # sent as its window opened
+    assert on_time >= 9 and deferred >= 13, (on_time, deferred)
+    for lead in leads:
+        assert len(sink.mails_to(lead.email)) == 1
