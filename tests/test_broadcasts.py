@@ -14,6 +14,7 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.converter import value_to_type
 
+from api.privacy import workflow_ids_of
 from relance.contracts.broadcasts import BroadcastResult
 from relance.domain.audiences import Audience
 from relance.domain.db import session_scope
@@ -230,3 +231,21 @@ async def test_leads_outside_their_send_window_wait_for_it_without_holding_up_th
     assert on_time >= 9 and deferred >= 13, (on_time, deferred)
     for lead in leads:
         assert len(sink.mails_to(lead.email)) == 1
+
+
+async def test_erasing_a_recipient_leaves_the_broadcast_to_the_others(
+    client, settings, engine, sink, make_lead
+):
+    """The broadcast's workflow is not the lead's: an erasure closes the lead's journeys, never
+    the campaign (whose history holds no lead's id)."""
+
+    leads = [make_lead() for _ in range(2)]
+    workflow_id, _ = await run_broadcast(
+        client,
+        settings,
+        engine,
+        BroadcastSpec(Audience("list", new_list(engine, leads)), TEMPLATE, per_hour=3600),
+    )
+    assert len(messages_of(engine, workflow_id)) == 2
+    with Session(engine) as session:
+        assert workflow_id not in workflow_ids_of(session=session, lead_id=leads[0].id)
