@@ -29,6 +29,8 @@ HISTORIES = sorted(FOLDER.glob("*.json"))
 # Every saved history, by the workflow it replays: one per journey and kind of ending at least.
 # A history lost (or a journey without one) fails here; a new recording is added here by name.
 EXPECTED = {
+    "broadcast_first_run": "BroadcastWorkflow",
+    "broadcast_last_run": "BroadcastWorkflow",
     "defined_webinar_clicked": "DefinedJourney",
     "defined_webinar_no_click": "DefinedJourney",
     "browse_no_interest": "BrowseAbandonmentJourney",
