@@ -165,7 +165,10 @@ async def run(stack: Stack, args) -> list[Row]:
     async def sample() -> None:
         last = 0
         while not done.is_set():
-            peak["rss"] = max(peak["rss"], process_rss_mb(worker_pid))
+            try:
+                peak["rss"] = max(peak["rss"], process_rss_mb(worker_pid))
+            except FileNotFoundError:  # the worker stopped: the result will say why
+                return
             arrived = sum(stack.sink.message_ids.values())
             if arrived - last >= count // 10:
                 say(f"broadcast: {arrived:,} arrived, worker RSS {peak['rss']:.0f} MB")
