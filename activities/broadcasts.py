@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 
 from sqlalchemy import func, insert, literal, or_, update
@@ -44,6 +44,7 @@ from relance.domain.send_window import next_open
 from relance.domain.settings import Settings
 
 Send = Callable[[SendRequest], SendResult]
+HEARTBEAT_EVERY = 5.0  # seconds: a wave tells Temporal it is alive while its sends go on
 EXAMINED_PER_SEND = 4  # a batch reads at most this many recipients per message it may send
 
 
@@ -190,6 +191,10 @@ class BroadcastActivities:
                     )
                     for position, lead_id in to_send
                 ]
+                pending = {future for _, future in futures}
+                while pending:  # alive while the sends progress, however slow the machine
+                    _, pending = wait(pending, timeout=HEARTBEAT_EVERY)
+                    activity.heartbeat(sent)
                 for position, future in futures:
                     try:
                         result = future.result()
