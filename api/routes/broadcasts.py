@@ -172,6 +172,79 @@ async def post_broadcast(
     )
 
 
+# Before the routes of one broadcast: /broadcasts/preview is not a broadcast's id.
+def _renderer(settings, signer) -> Renderer:
+    return Renderer(signer, settings.public_base_url)
+
+
+def _preview(*, session: Session, settings, signer, body: PreviewIn) -> PreviewOut:
+    try:
+        broadcasts.check_template("email", body.template)
+    except BroadcastError as err:
+        raise unprocessable(err) from None
+    lead = session.get(Lead, body.lead_id)
+    if lead is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {body.lead_id!r}")
+    rendered = _renderer(settings, signer).preview_email(
+        body.template, template_context(settings, lead)
+    )
+    return PreviewOut(subject=rendered.subject, html=rendered.html, text=rendered.text)
+
+
+@router.post(
+    "/preview",
+    response_model=PreviewOut,
+    responses={
+        404: {"description": "No lead with this id"},
+        422: validation_response("No email template by this name"),
+    },
+)
+async def preview_broadcast(
+    body: PreviewIn, db: DatabaseDep, settings: SettingsDep, signer: SignerDep
+) -> PreviewOut:
+    """The email as this lead would read it: no tracking pixel, links as written, stored
+    nowhere."""
+    return await db.run(_preview, settings=settings, signer=signer, body=body)
+
+
+@router.post(
+    "/test-send",
+    response_model=TestSent,
+    responses={
+        422: validation_response("No email template by this name, or not an address"),
+        502: {"description": "The mail server refused the message"},
+    },
+)
+async def test_send(body: TestSendIn, settings: SettingsDep, signer: SignerDep) -> TestSent:
+    """The email to this address, as a sample lead would read it (untracked, subject marked
+    [Test]). No lead, no row in the send ledger: never in reports, never against a cap."""
+    try:
+        broadcasts.check_template("email", body.template)
+    except BroadcastError as err:
+        raise unprocessable(err) from None
+    context = {
+        "first_name": None,
+        "locale": "en",
+        "brand_name": settings.brand_name,
+        "site_url": settings.site_url.rstrip("/"),
+    }
+    rendered = _renderer(settings, signer).preview_email(body.template, context)
+    mime = EmailMessage()
+    mime["From"] = settings.mail_from
+    mime["To"] = recipient(str(body.to))
+    mime["Subject"] = f"[Test] {rendered.subject}"
+    mime["Date"] = formatdate(localtime=False)
+    mime["Message-ID"] = f"<test-{new_id()}@{settings.mail_domain}>"
+    mime["X-Relance-Journey"] = f"{bc.BROADCAST_JOURNEY}/test-send"
+    mime.set_content(rendered.text)
+    mime.add_alternative(rendered.html, subtype="html")
+    try:
+        await asyncio.to_thread(smtp.deliver, settings, mime, mime["To"].addresses[0].addr_spec)
+    except SendFailure as err:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"not sent: {err}") from err
+    return TestSent(to=str(body.to), subject=mime["Subject"])
+
+
 def _forget(*, session: Session, broadcast_id: str) -> None:
     """A broadcast whose workflow could not start is not kept: nothing was started."""
     row = session.get(Broadcast, broadcast_id)
@@ -270,75 +343,3 @@ async def resume_broadcast(broadcast_id: str, db: DatabaseDep, temporal: Tempora
 async def cancel_broadcast(broadcast_id: str, db: DatabaseDep, temporal: TemporalDep):
     """The recipients not sent yet get nothing; the wave in flight ends first."""
     return await _signal(temporal, db, broadcast_id, bc.CANCEL)
-
-
-def _renderer(settings, signer) -> Renderer:
-    return Renderer(signer, settings.public_base_url)
-
-
-def _preview(*, session: Session, settings, signer, body: PreviewIn) -> PreviewOut:
-    try:
-        broadcasts.check_template("email", body.template)
-    except BroadcastError as err:
-        raise unprocessable(err) from None
-    lead = session.get(Lead, body.lead_id)
-    if lead is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {body.lead_id!r}")
-    rendered = _renderer(settings, signer).preview_email(
-        body.template, template_context(settings, lead)
-    )
-    return PreviewOut(subject=rendered.subject, html=rendered.html, text=rendered.text)
-
-
-@router.post(
-    "/preview",
-    response_model=PreviewOut,
-    responses={
-        404: {"description": "No lead with this id"},
-        422: validation_response("No email template by this name"),
-    },
-)
-async def preview_broadcast(
-    body: PreviewIn, db: DatabaseDep, settings: SettingsDep, signer: SignerDep
-) -> PreviewOut:
-    """The email as this lead would read it: no tracking pixel, links as written, stored
-    nowhere."""
-    return await db.run(_preview, settings=settings, signer=signer, body=body)
-
-
-@router.post(
-    "/test-send",
-    response_model=TestSent,
-    responses={
-        422: validation_response("No email template by this name, or not an address"),
-        502: {"description": "The mail server refused the message"},
-    },
-)
-async def test_send(body: TestSendIn, settings: SettingsDep, signer: SignerDep) -> TestSent:
-    """The email to this address, as a sample lead would read it (untracked, subject marked
-    [Test]). No lead, no row in the send ledger: never in reports, never against a cap."""
-    try:
-        broadcasts.check_template("email", body.template)
-    except BroadcastError as err:
-        raise unprocessable(err) from None
-    context = {
-        "first_name": None,
-        "locale": "en",
-        "brand_name": settings.brand_name,
-        "site_url": settings.site_url.rstrip("/"),
-    }
-    rendered = _renderer(settings, signer).preview_email(body.template, context)
-    mime = EmailMessage()
-    mime["From"] = settings.mail_from
-    mime["To"] = recipient(str(body.to))
-    mime["Subject"] = f"[Test] {rendered.subject}"
-    mime["Date"] = formatdate(localtime=False)
-    mime["Message-ID"] = f"<test-{new_id()}@{settings.mail_domain}>"
-    mime["X-Relance-Journey"] = f"{bc.BROADCAST_JOURNEY}/test-send"
-    mime.set_content(rendered.text)
-    mime.add_alternative(rendered.html, subtype="html")
-    try:
-        await asyncio.to_thread(smtp.deliver, settings, mime, mime["To"].addresses[0].addr_spec)
-    except SendFailure as err:
-        raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"not sent: {err}") from err
-    return TestSent(to=str(body.to), subject=mime["Subject"])
