@@ -16,6 +16,7 @@ from activities import (  # noqa: F401  (the channels' providers register)
     sms,
     webhook,
 )
+from activities.broadcasts import BroadcastActivities
 from activities.channels import channel_activities
 from activities.commerce import CommerceActivities
 from activities.definitions import DefinitionActivities
@@ -49,12 +50,14 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     enrollment = EnrollmentActivities(engine, settings)
     definitions = DefinitionActivities(settings, engine)
     runs = JourneyRunActivities(engine)
+    sends = channel_activities(settings, engine, renderer)
+    broadcasts = BroadcastActivities(settings, engine, sends)
     return [
         leads.check_consent,
         leads.get_lead_facts,
         leads.get_send_profile,
         leads.read_lead,
-        *channel_activities(settings, engine, renderer),
+        *sends,
         scoring.add_score,
         scoring.decay_scores_page,
         commerce.issue_promo_code,
@@ -73,4 +76,7 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
         enrollment.check_enrollment,
         definitions.evaluate_condition,
         runs.record_journey_run,
+        broadcasts.freeze_audience,
+        broadcasts.send_broadcast_batch,
+        broadcasts.record_broadcast,
     ]

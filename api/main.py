@@ -19,6 +19,7 @@ from api import docs, errors
 from api.deps import ANSWERS_BY_DEPENDENCY
 from api.routes import (
     audit,
+    broadcasts,
     codec,
     confirm,
     definitions,
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(leads.router)
     app.include_router(shop_events.router)  # before any /events/{id} route
     app.include_router(lists.router)
+    app.include_router(broadcasts.router)
     app.include_router(definitions.router)
     app.include_router(events.router)
     app.include_router(sweeps.router)

@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.crud import get_lead_or_404
 from api.schemas import AuditEntryPublic, ConsentPublic, JourneyRecord
 from relance.contracts import catalogue
+from relance.contracts.broadcasts import BROADCAST_JOURNEY
 from relance.domain import audit
 from relance.domain.models import AuditEntry, Consent, Message, Order, Registration, as_utc
 from relance.services.erasure import lead_columns, tables_to_erase
@@ -93,7 +94,15 @@ def workflow_ids_of(*, session: Session, lead_id: str) -> list[str]:
     (``<journey>-<lead id>``: one that started a moment ago may not be in visibility yet)."""
     get_lead_or_404(session=session, lead_id=lead_id)
     ids = set(catalogue.lead_workflow_ids(lead_id))
-    ids |= set(session.exec(select(Message.workflow_id).where(Message.lead_id == lead_id)).all())
+    # A broadcast's workflow is the whole campaign's, and its history holds no lead's id: erasing
+    # one recipient must not end (or delete) it for all the others.
+    ids |= set(
+        session.exec(
+            select(Message.workflow_id).where(
+                Message.lead_id == lead_id, Message.journey != BROADCAST_JOURNEY
+            )
+        ).all()
+    )
     ids |= set(
         session.exec(select(Registration.workflow_id).where(Registration.lead_id == lead_id)).all()
     )

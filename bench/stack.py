@@ -63,6 +63,7 @@ def env_for(settings: Settings) -> dict[str, str]:
         "worker_max_cached_workflows",
         "tracking_delivery_concurrency",
         "tracking_delivery_max_delay_seconds",
+        "broadcast_send_concurrency",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELANCE_")}
     env.update({f"RELANCE_{f.upper()}": str(getattr(settings, f)) for f in fields})

@@ -30,6 +30,8 @@ VALUES = {
     "event_id": "event-1",
     "order_id": "order-1",
     "sweep_id": "s-1",
+    "broadcast_id": "b-1",
+    "per_hour": 1000,
     "key": "webinar",  # a defined journey's key (relance/domain/definitions.py)
     "definition": {
         "key": "webinar",
@@ -98,6 +100,7 @@ def test_persisted_names_stay_as_they_were():
         "reengage": "reengage-lead-1",
         "reengagement-sweep": "reengagement-sweep-manual-s-1",
         "score-decay": "score-decay",
+        "broadcast": "broadcast-b-1",
         "defined": "journey-webinar-lead-1",
     }
     for entry in catalogue.JOURNEYS.values():  # the label each module writes in its messages

@@ -637,3 +637,76 @@ async def test_sms_provider_down_then_back_records_what_happened(
     assert row.reason.startswith(f"sent on attempt {row.attempts};") and row.attempts >= 2, (
         row.reason
     )
+
+
+# The worker killed in the middle of a broadcast ------------------------------------------------
+
+
+async def test_a_worker_killed_mid_broadcast_is_replaced_and_every_recipient_gets_it_once(
+    temporal: RestartableTemporal,
+    own_settings: Settings,
+    engine: Engine,
+    sink: DevSink,
+    make_lead,
+    tmp_path: Path,
+):
+    """SIGKILL in the middle of a wave: the wave is retried by the next worker, the recipients
+    it had done are settled in the send ledger and get nothing again, the others get it: no one
+    missing, no one twice (a message the kill cut between the mail server's acceptance and the
+    ledger's record goes again under its Message-ID, by which mailboxes drop the copy, and its
+    row says so)."""
+    from relance.domain.audiences import Audience
+    from relance.domain.db import session_scope
+    from relance.domain.lists import add_member
+    from relance.services import broadcasts
+
+    leads = [make_lead() for _ in range(200)]
+    with session_scope(engine) as session:
+        for lead in leads:
+            add_member(session, list_name="killed-mid-broadcast", lead_id=lead.id, reason="test")
+    with Session(engine) as session:
+        broadcast = broadcasts.create(
+            session,
+            broadcasts.BroadcastSpec(
+                Audience("list", "killed-mid-broadcast"),
+                "nurture_welcome_newsletter",
+                per_hour=1_000_000,  # waves back to back: the kill falls inside one
+            ),
+        )
+
+    def arrived() -> int:
+        return sum(len(sink.mails_to(lead.email)) for lead in leads)
+
+    client = temporal.env.client
+    log = tmp_path / "worker.log"
+    first = await start_worker_process(own_settings, log)
+    try:
+        handle = await broadcasts.start(client, own_settings, broadcast)
+        await eventually(lambda: arrived() >= 30, timeout=60, what="the first messages")
+        first.kill()
+        assert arrived() < len(leads), "the broadcast finished before the worker was killed"
+        second = await start_worker_process(own_settings, log)
+        try:
+            # The wave that died with the worker is retried once its heartbeat times out (30 s).
+            result = await asyncio.wait_for(handle.result(), timeout=150)
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+    assert (result["status"], result["counts"]["sent"]) == ("completed", len(leads))
+    attempts = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            attempts.append(event.activity_task_started_event_attributes.attempt)
+    assert max(attempts) >= 2, "the kill fell between waves: nothing was retried"
+    for lead in leads:
+        with Session(engine) as session:
+            [row] = session.exec(select(Message).where(Message.lead_id == lead.id)).all()
+        assert row.status == "sent"
+        received = [m.message["Message-ID"] for m in sink.mails_to(lead.email)]
+        assert set(received) == {f"<{row.id}@{own_settings.mail_domain}>"}, "missing"
+        assert len(received) == 1 or (len(received) == 2 and row.reason == RESENT), (
+            len(received),
+            row.reason,
+        )

@@ -88,6 +88,28 @@ async def a_lead_with_everything(live: LiveStack) -> tuple[str, str, object]:
             ["newsletter", "white_paper"],
         )
     )
+    # A broadcast to a list the lead is on: its recipient row is the lead's data; the campaign's
+    # workflow is not the lead's journey (an erasure leaves it to the others).
+    campaign_list = f"gdpr-{uuid.uuid4().hex[:8]}"
+    added = await live.http.post(
+        f"/lists/{campaign_list}/members", json={"lead_ids": [lead_id], "reason": "campaign"}
+    )
+    assert added.status_code == 200, added.text
+    broadcast = await live.http.post(
+        "/broadcasts",
+        json={
+            "audience": {"list": campaign_list},
+            "template": "nurture_welcome_newsletter",
+            "per_hour": 3600,
+        },
+    )
+    assert broadcast.status_code == 201, broadcast.text
+
+    async def broadcast_done():
+        body = (await live.http.get(f"/broadcasts/{broadcast.json()['id']}")).json()
+        return body["status"] == "completed"
+
+    await eventually(broadcast_done, timeout=30, what="the broadcast to complete")
     return lead_id, email, mail
 
 

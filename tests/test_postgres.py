@@ -210,6 +210,8 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
 
     from api import privacy
     from relance.domain.models import (
+        Broadcast,
+        BroadcastRecipient,
         Cart,
         CustomEvent,
         EnrollmentRefusal,
@@ -253,7 +255,15 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
             template="welcome",
             status="sent",
         )
-        session.add_all([event, message])
+        broadcast = Broadcast(
+            audience_kind="list",
+            audience_id="loyal-customers",
+            template="nurture_welcome_newsletter",
+            channel="email",
+            send_at=utcnow(),
+            per_hour=100,
+        )
+        session.add_all([event, message, broadcast])
         session.flush()
         session.add_all(
             [
@@ -309,6 +319,7 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
                     entered_at=utcnow(),
                     checkpoints=["engaged"],
                 ),
+                BroadcastRecipient(broadcast_id=broadcast.id, position=1, lead_id=lead.id),
             ]
         )
         session.commit()

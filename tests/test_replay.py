@@ -32,6 +32,8 @@ HISTORIES = sorted(FOLDER.glob("*.json"))
 # ``*_fewer_actions``: paths as journeys run them since the ``fewer-actions`` patch
 # (tests/histories/record_fewer_actions.py); the others, as journeys started before it ran.
 EXPECTED = {
+    "broadcast_first_run": "BroadcastWorkflow",
+    "broadcast_last_run": "BroadcastWorkflow",
     "browse_no_interest": "BrowseAbandonmentJourney",
     "browse_recommendation_sent": "BrowseAbandonmentJourney",
     "browse_recommendation_sent_fewer_actions": "BrowseAbandonmentJourney",

@@ -6,7 +6,7 @@
 for the reports over a date range.
 
 Revision ID: 0016_engagement_reports
-Revises: 0014_topics
+Revises: 0015_broadcasts
 """
 
 from collections.abc import Sequence
@@ -16,7 +16,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0016_engagement_reports"
-down_revision: str | None = "0014_topics"
+down_revision: str | None = "0015_broadcasts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

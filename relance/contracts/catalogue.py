@@ -248,6 +248,10 @@ def _decay(s: Any) -> Input:
     return {"batch_size": s.score_decay_batch_size}
 
 
+def _broadcast(s: Any, *, broadcast_id: str, per_hour: int, send_at: Any = None) -> Input:
+    return {"broadcast_id": broadcast_id, "per_hour": per_hour, "send_at": send_at}
+
+
 _ENROLLED = Start(timeout=timedelta(days=365), score=True)  # API enrollment (reuse: the rules)
 
 _ENTRIES: list[Journey] = [
@@ -415,6 +419,16 @@ _ENTRIES: list[Journey] = [
         id_keys=(),
         summary="daily score decay",
         start=Start(conflict=None, lead_attributes=False),
+    ),
+    # Broadcasts: one campaign to an audience (POST /broadcasts), not a lead's journey.
+    Journey(
+        name="broadcast",
+        workflow="workflows.broadcast:BroadcastWorkflow",
+        workflow_type="BroadcastWorkflow",
+        build_input=_broadcast,
+        id_keys=("broadcast_id",),
+        summary="broadcast {broadcast_id} ({per_hour} an hour)",
+        start=Start(lead_attributes=False),
     ),
 ]
 

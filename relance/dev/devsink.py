@@ -23,6 +23,7 @@ API) is a uvicorn server running as a task in the caller's event loop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import email
 import email.policy
@@ -354,6 +355,9 @@ class DevSink:
         self.mails: list[ReceivedMail] = []
         self.sms: list[ReceivedSms] = []
         self._lock = threading.Lock()  # mails arrive on aiosmtpd's thread
+        # Every Message-ID received and how many times, kept beyond the last MAX_KEPT mails (a
+        # benchmark of 100,000 messages counts its duplicates and missing ones here).
+        self.message_ids: collections.Counter[str] = collections.Counter()
         self._mail_seq = 0
         self._sms_seq = 0
         self._sms_by_reference: dict[str, str] = {}
@@ -471,6 +475,7 @@ class DevSink:
                 self._store.add_mail(mail, drop_up_to=mail.id - MAX_KEPT)
             self.mails.append(mail)
             del self.mails[:-MAX_KEPT]
+            self.message_ids[message.get("Message-ID", "")] += 1
         log.info('mail sink: received "%s" for %s', mail.subject, ", ".join(rcpt_tos))
         self._announce()
         return mail

@@ -528,3 +528,50 @@ class JourneyRun(SQLModel, table=True):
     checkpoints: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # The experiments' arms it was placed on: experiment node -> arm (journeys written as data).
     arms: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Broadcast(SQLModel, table=True):
+    """A campaign sent once to an audience (a list, later a segment), in waves of ``per_hour``
+    (workflows/broadcast.py). The counts are the workflow's, as of its last batch; the
+    recipients' rows (``broadcast_recipients``) are the truth they are counted from."""
+
+    __tablename__ = "broadcasts"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    audience_kind: str = Field(max_length=16)  # list | segment
+    audience_id: str = Field(max_length=64)  # the list's name, the segment's id
+    template: str = Field(max_length=128)
+    channel: str = Field(max_length=16)  # a channel of relance/contracts/channels.py
+    topic: str | None = Field(default=None, max_length=64)
+    send_at: datetime = Field(sa_column=_when(nullable=False))
+    per_hour: int
+    # scheduled | running | paused | cancelled | completed
+    status: str = Field(default="scheduled", max_length=16)
+    audience_size: int = Field(default=0)
+    sent: int = Field(default=0)
+    skipped: int = Field(default=0)
+    failed: int = Field(default=0)
+    skipped_by_reason: dict[str, int] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    started_at: datetime | None = Field(default=None, sa_column=_when())
+    finished_at: datetime | None = Field(default=None, sa_column=_when())
+
+
+class BroadcastRecipient(SQLModel, table=True):
+    """One lead of a broadcast's audience, frozen when the broadcast starts: a lead who joins the
+    list later is not in it. ``outcome``: pending, deferred (outside the lead's send window until
+    ``not_before``), sent, failed, or ``skipped:<reason>``."""
+
+    __tablename__ = "broadcast_recipients"
+    __table_args__ = (
+        Index("ix_broadcast_recipients_outcome", "broadcast_id", "outcome", "position"),
+    )
+
+    broadcast_id: str = Field(foreign_key="broadcasts.id", primary_key=True, max_length=32)
+    position: int = Field(primary_key=True)
+    lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
+    outcome: str = Field(default="pending", max_length=32)
+    not_before: datetime | None = Field(default=None, sa_column=_when())
+    message_id: str | None = Field(default=None, max_length=32)

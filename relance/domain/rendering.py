@@ -227,6 +227,27 @@ class Renderer:
             unsubscribe_url=unsubscribe_url,
         )
 
+    def preview_email(self, template: str, context: dict[str, Any]) -> RenderedEmail:
+        """The email as a lead would read it, without tracking: no pixel, links as the template
+        wrote them, and the unsubscribe and confirmation links pointing nowhere (a preview)."""
+        name = f"email/{template}.jinja"
+        placeholder = f"{self.base}/preview-has-no-links"
+        context = {
+            **context,
+            "unsubscribe_url": TemplateLink(placeholder),
+            "confirm_url": TemplateLink(placeholder),
+        }
+        [(html, html_values)] = self.blocks(self.html_env, name, context, ("html",)).values()
+        text_blocks = self.blocks(self.text_env, name, context, ("subject", "text"))
+        text, text_values = text_blocks["text"]
+        subject, subject_values = text_blocks["subject"]
+        return RenderedEmail(
+            subject=header_text(subject_values.fill(subject)),
+            html=html_values.fill(html),
+            text=text_values.fill(text) + "\n",
+            unsubscribe_url=placeholder,
+        )
+
     def plain_email(self, template: str, context: dict[str, Any]) -> tuple[str, str]:
         """An untracked text email (internal notices to staff): its subject and text."""
         rendered = self.blocks(

@@ -227,6 +227,9 @@ class Settings(BaseSettings):
     # cap allows it, or skipped, as the journey chooses.
     frequency_cap_messages: int = Field(default=3, ge=0)
     frequency_cap_days: float = Field(default=7.0, gt=0)
+    # Broadcasts (workflows/broadcast.py): messages a batch sends at once, each over the process's
+    # pooled SMTP connections.
+    broadcast_send_concurrency: int = Field(default=4, ge=1, le=32)
     # Enrollment rules: a lead in this many journeys at once is not enrolled in another (0: no
     # limit).
     max_concurrent_journeys: int = Field(default=5, ge=0)
