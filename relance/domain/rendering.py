@@ -229,12 +229,14 @@ class Renderer:
 
     def preview_email(self, template: str, context: dict[str, Any]) -> RenderedEmail:
         """The email as a lead would read it, without tracking: no pixel, links as the template
-        wrote them, and the unsubscribe and confirmation links pointing nowhere (a preview)."""
+        wrote them, and the unsubscribe, preference and confirmation links pointing nowhere (a
+        preview)."""
         name = f"email/{template}.jinja"
         placeholder = f"{self.base}/preview-has-no-links"
         context = {
             **context,
             "unsubscribe_url": TemplateLink(placeholder),
+            "preferences_url": TemplateLink(placeholder),
             "confirm_url": TemplateLink(placeholder),
         }
         [(html, html_values)] = self.blocks(self.html_env, name, context, ("html",)).values()
