@@ -24,6 +24,7 @@ from api.routes import (
     definitions,
     events,
     health,
+    journey_definitions,
     leads,
     lists,
     shop_events,
@@ -118,7 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(leads.router)
     app.include_router(shop_events.router)  # before any /events/{id} route
     app.include_router(lists.router)
-    app.include_router(definitions.router)
+    app.include_router(definitions.router)  # /journeys/schema, /journeys/check: before keys
+    app.include_router(journey_definitions.router)
     app.include_router(events.router)
     app.include_router(sweeps.router)
     app.include_router(tasks.router)
