@@ -7,11 +7,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
+from sqlmodel import Session
 
 from api.main import create_app
+from relance.domain.lists import add_member
+from tests.test_api_cart_e2e import purchase_event
+from tests.waiting import eventually
+from worker import build_worker
 
 EXIT = {"id": "done", "type": "exit"}
 
@@ -200,3 +206,170 @@ async def test_pause_resume_and_archive_and_what_each_refuses(api):
     for action in ("publish", "pause", "resume", "archive"):
         assert (await api.post(f"/journeys/{missing}/{action}")).status_code == 404
     assert (await api.get("/journeys/Not-A-Key")).status_code == 422
+
+
+# Enrolling ------------------------------------------------------------------------------------
+@pytest.fixture
+async def worker(client, settings, engine):
+    async with build_worker(client, settings, engine) as running:
+        yield running
+
+
+def two_emails(key: str | None = None, second: str = "nurture_case_study", **fields) -> dict:
+    """The white paper, two days, then ``second``."""
+    return definition(
+        key,
+        {"id": "paper", "type": "message", "template": "nurture_white_paper", "next": "pause"},
+        {"id": "pause", "type": "delay", "duration": "2d", "next": "second"},
+        {"id": "second", "type": "message", "template": second, "next": "done"},
+        EXIT,
+        **fields,
+    )
+
+
+async def published(api, data: dict) -> str:
+    assert (await api.post("/journeys", json=data)).status_code == 201
+    assert (await api.post(f"/journeys/{data['key']}/publish")).status_code == 201
+    return data["key"]
+
+
+async def enrolled(api, lead_id: str, key: str) -> dict:
+    response = await api.post(f"/leads/{lead_id}/journeys/{key}")
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.fixture
+def result_of(client, time_skipping_env):
+    """The run's result (its JSON), once ``wait`` went by on the time-skipping server (a handle
+    not started by the test's client skips no time of its own)."""
+
+    async def result(answer: dict, wait: timedelta = timedelta(days=3)) -> dict:
+        if wait:
+            await time_skipping_env.sleep(wait)
+        handle = client.get_workflow_handle(answer["workflow_id"], run_id=answer["run_id"])
+        return await handle.result()
+
+    return result
+
+
+async def at_step(api, lead_id: str, key: str, step: str) -> dict:
+    async def state() -> dict | None:
+        answer = (await api.get(f"/leads/{lead_id}/journeys/{key}")).json()
+        return answer if answer.get("step") == step else None
+
+    return await eventually(state, timeout=15, what=f"the {key} journey at {step}")
+
+
+async def templates_sent(api, lead_id: str) -> list[str]:
+    messages = (await api.get(f"/leads/{lead_id}/messages")).json()
+    return [m["template"] for m in messages if m["status"] == "sent"]
+
+
+async def test_a_lead_in_flight_keeps_version_1_when_version_2_is_published(
+    api, client, worker, make_lead, result_of
+):
+    key = await published(api, two_emails())
+    first, later = make_lead(), make_lead()
+    answer = await enrolled(api, first.id, key)
+    assert answer["workflow_id"] == f"journey-{key}-{first.id}" and answer["journey"] == key
+    await at_step(api, first.id, key, "delay:pause")
+    await api.put(f"/journeys/{key}", json=two_emails(key, "nurture_promotional_offer"))
+    assert (await api.post(f"/journeys/{key}/publish")).json()["version"] == 2
+    answers = [answer, await enrolled(api, later.id, key)]
+
+    results = [await result_of(a) for a in answers]
+    assert [r["version"] for r in results] == [1, 2]
+    assert await templates_sent(api, first.id) == ["nurture_white_paper", "nurture_case_study"]
+    assert await templates_sent(api, later.id) == [
+        "nurture_white_paper",
+        "nurture_promotional_offer",
+    ]
+    state = (await api.get(f"/leads/{first.id}/journeys/{key}")).json()
+    assert (state["status"], state["result"]["outcome"]) == ("COMPLETED", "exited")
+
+
+async def test_a_paused_journey_refuses_new_leads_while_the_one_in_it_goes_on(
+    api, client, worker, make_lead, result_of
+):
+    key = await published(api, two_emails())
+    inside, outside = make_lead(), make_lead()
+    answer = await enrolled(api, inside.id, key)
+    await at_step(api, inside.id, key, "delay:pause")
+    assert (await api.post(f"/journeys/{key}/pause")).status_code == 200
+
+    refused = await api.post(f"/leads/{outside.id}/journeys/{key}")
+    assert refused.status_code == 409
+    assert refused.json() == {"detail": f"the {key} journey is paused: it takes no new leads"}
+    assert (await result_of(answer))["outcome"] == "exited"
+    assert await templates_sent(api, inside.id) == ["nurture_white_paper", "nurture_case_study"]
+    assert (await api.get(f"/leads/{outside.id}/journeys/{key}")).status_code == 404
+
+    await api.post(f"/journeys/{key}/resume")
+    resumed = await enrolled(api, outside.id, key)
+    await api.post(f"/journeys/{key}/archive")
+    archived = await api.post(f"/leads/{make_lead().id}/journeys/{key}")
+    assert archived.status_code == 409 and "archived" in archived.json()["detail"]
+    # the lead who came in before the archive goes on to its end
+    assert (await result_of(resumed))["messages"][-1]["template"] == "nurture_case_study"
+
+
+async def test_a_draft_or_an_unknown_journey_enrolls_nobody(api, make_lead):
+    lead = make_lead()
+    data = definition()
+    await api.post("/journeys", json=data)
+    draft = await api.post(f"/leads/{lead.id}/journeys/{data['key']}")
+    assert draft.status_code == 404 and "draft: publish it" in draft.json()["detail"]
+    unknown = await api.post(f"/leads/{lead.id}/journeys/no_such_journey")
+    assert unknown.status_code == 404 and "neither coded nor defined" in unknown.json()["detail"]
+    bad = await api.post(f"/leads/{lead.id}/journeys/Not A Key")
+    assert bad.status_code == 422
+
+
+async def test_the_definitions_rules_apply_at_enrollment(
+    api, client, worker, make_lead, engine, result_of
+):
+    key = await published(
+        api, definition(rules={"cooldown_days": 30, "exclude": ["list:lifecycle_vip"]})
+    )
+    vip, lead = make_lead(), make_lead()
+    with Session(engine) as session:
+        add_member(session, list_name="lifecycle_vip", lead_id=vip.id, reason="test")
+        session.commit()
+    excluded = await api.post(f"/leads/{vip.id}/journeys/{key}")
+    assert excluded.status_code == 409 and excluded.json()["status"] == "refused"
+    assert "lifecycle_vip" in excluded.json()["detail"]
+
+    await result_of(await enrolled(api, lead.id, key))
+    again = await api.post(f"/leads/{lead.id}/journeys/{key}")
+    assert again.status_code == 409 and again.json()["status"] == "refused"
+    assert f"left the {key} journey" in again.json()["detail"]
+    assert "cooldown 30 days" in again.json()["detail"]
+
+    once = await published(api, definition(rules={"reenroll": False}))
+    await result_of(await enrolled(api, lead.id, once))
+    twice = await api.post(f"/leads/{lead.id}/journeys/{once}")
+    assert twice.status_code == 409 and twice.json()["status"] == "already_enrolled"
+
+
+async def test_a_purchase_told_to_the_api_ends_a_defined_journey_that_declares_it(
+    api, client, worker, make_lead, result_of
+):
+    key = await published(api, two_emails(goals=["purchase"]))
+    other = await published(api, two_emails())  # declares no goal: goes on
+    lead = make_lead()
+    answer = await enrolled(api, lead.id, key)
+    await enrolled(api, lead.id, other)
+    await at_step(api, lead.id, key, "delay:pause")
+    await at_step(api, lead.id, other, "delay:pause")
+
+    told = await api.post("/events/track", json=purchase_event(lead.id, f"o-{uuid.uuid4().hex}"))
+    assert told.status_code == 202, told.text
+    assert f"journey-{key}-{lead.id}" in told.json()["converted"]
+    assert f"journey-{other}-{lead.id}" not in told.json()["converted"]
+    result = await result_of(answer, wait=timedelta(0))
+    assert (result["outcome"], result["goal"]) == ("converted", "purchase")
+    assert result["path"] == ["paper", "pause"]
+    # no journey left on a timer for the tests after this one (the order's follow-up too)
+    for left in (f"journey-{other}-{lead.id}", told.json()["workflow_id"]):
+        await client.get_workflow_handle(left).terminate("test over")

@@ -37,6 +37,7 @@ from relance.contracts.signals import (
     PURCHASE_GOAL,
     AssetSignal,
 )
+from relance.services.journey_store import keys_with_goal
 from relance.services.lead_activity import act_on
 
 router = APIRouter(prefix="/events", tags=["shop events"], dependencies=[Depends(require_api_key)])
@@ -98,7 +99,11 @@ async def track(
             await db.run(crud.touch_lead, lead_id=event.lead, kind=event.type)
             workflow_id = await tell_nurturing(temporal, event.lead, DEMO_BOOKED)
             converted = await goal_reached(
-                temporal, lead_id=event.lead, goal=DEMO_BOOKED_GOAL, source="api:demo_booked"
+                temporal,
+                lead_id=event.lead,
+                goal=DEMO_BOOKED_GOAL,
+                source="api:demo_booked",
+                defined=await db.run(keys_with_goal, goal=DEMO_BOOKED_GOAL),
             )
             detail = "demo booked: " + (
                 "the nurturing journey ends (goal reached)"
@@ -113,6 +118,7 @@ async def track(
                 lead_id=event.lead,
                 goal=PURCHASE_GOAL,
                 source=f"api:purchase:{event.order.id}",
+                defined=await db.run(keys_with_goal, goal=PURCHASE_GOAL),
             )
             workflow_id = await purchased(
                 temporal, settings, lead_id=event.lead, order_id=event.order.id
