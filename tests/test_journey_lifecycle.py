@@ -5,20 +5,31 @@ time-skipping server, the mail sink)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from sqlmodel import Session
 
 from api.main import create_app
+from relance.contracts.catalogue import SCENARIOS
 from relance.domain.lists import add_member
+from relance.services.definitions import check_files
+from relance.services.journey_store import load_dir
+from tests.conftest import LiveStack
 from tests.test_api_cart_e2e import purchase_event
 from tests.waiting import eventually
 from worker import build_worker
 
+ROOT = Path(__file__).resolve().parent.parent
 EXIT = {"id": "done", "type": "exit"}
 
 
@@ -353,8 +364,10 @@ async def test_the_definitions_rules_apply_at_enrollment(
 
 
 async def test_a_purchase_told_to_the_api_ends_a_defined_journey_that_declares_it(
-    api, client, worker, make_lead, result_of
+    live: LiveStack, make_lead
 ):
+    """On the live stack (the dev server): the order's follow-up it starts keeps its own time."""
+    api = live.http
     key = await published(api, two_emails(goals=["purchase"]))
     other = await published(api, two_emails())  # declares no goal: goes on
     lead = make_lead()
@@ -367,9 +380,118 @@ async def test_a_purchase_told_to_the_api_ends_a_defined_journey_that_declares_i
     assert told.status_code == 202, told.text
     assert f"journey-{key}-{lead.id}" in told.json()["converted"]
     assert f"journey-{other}-{lead.id}" not in told.json()["converted"]
-    result = await result_of(answer, wait=timedelta(0))
+    handle = live.temporal.get_workflow_handle(answer["workflow_id"], run_id=answer["run_id"])
+    result = await asyncio.wait_for(handle.result(), 20)
     assert (result["outcome"], result["goal"]) == ("converted", "purchase")
     assert result["path"] == ["paper", "pause"]
-    # no journey left on a timer for the tests after this one (the order's follow-up too)
-    for left in (f"journey-{other}-{lead.id}", told.json()["workflow_id"]):
-        await client.get_workflow_handle(left).terminate("test over")
+    await live.temporal.get_workflow_handle(f"journey-{other}-{lead.id}").terminate("test over")
+
+
+# Files: config/journeys ----------------------------------------------------------------------
+def write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+async def test_journey_files_are_published_when_changed_left_alone_when_not_and_skipped_if_bad(
+    settings, engine, tmp_path, caplog
+):
+    good = definition()
+    write(tmp_path / "good.yaml", good)
+    bad = definition(
+        None,
+        {"id": "paper", "type": "message", "template": "nurture_white_paper", "next": "gone"},
+        EXIT,
+    )
+    write(tmp_path / "bad.yaml", bad)
+
+    first = {str(r.path.name): (r.outcome, r.detail) for r in load_dir(engine, tmp_path)}
+    assert first == {
+        "bad.yaml": (
+            "skipped",
+            "skipped, it cannot be published: node paper: its next edge goes to no node: 'gone'",
+        ),
+        "good.yaml": ("published", f"{good['key']} published as version 1"),
+    }
+    again = {str(r.path.name): r.outcome for r in load_dir(engine, tmp_path)}
+    assert again == {"bad.yaml": "skipped", "good.yaml": "unchanged"}
+    write(tmp_path / "good.yaml", {**good, "name": "Renamed in its file"})
+
+    # at API start, and the API starts with the bad file there
+    app = create_app(settings.model_copy(update={"journeys_dir": tmp_path}))
+    with caplog.at_level(logging.INFO, logger="relance.journeys"):
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app),
+                base_url="http://testserver",
+                headers={"X-API-Key": settings.api_key},
+            ) as api,
+        ):
+            state = (await api.get(f"/journeys/{good['key']}")).json()
+            assert (state["version"], state["name"]) == (2, "Renamed in its file")
+            assert (await api.get(f"/journeys/{bad['key']}")).status_code == 404
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert (
+        "WARNING",
+        f"journey definition {tmp_path / 'bad.yaml'}: skipped, it cannot be published: "
+        "node paper: its next edge goes to no node: 'gone'",
+    ) in logged
+    assert (
+        "INFO",
+        f"journey definition {tmp_path / 'good.yaml'}: {good['key']} published as version 2",
+    ) in logged
+
+
+def test_the_command_line_loads_a_directory(settings, tmp_path):
+    good = definition()
+    write(tmp_path / "good.yaml", good)
+    env = {**os.environ, "RELANCE_DATABASE_URL": settings.database_url}
+
+    def load() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "relance", "journeys", "load", str(tmp_path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    first, second = load(), load()
+    assert (first.returncode, first.stdout) == (
+        0,
+        f"{tmp_path / 'good.yaml'}: {good['key']} published as version 1\n",
+    )
+    assert second.stdout == f"{tmp_path / 'good.yaml'}: {good['key']} unchanged (version 1)\n"
+    write(tmp_path / "bad.yaml", {**definition(), "nodes": []})
+    third = load()
+    assert third.returncode == 1 and "bad.yaml: skipped, it cannot be published" in third.stdout
+
+
+def test_the_shipped_journey_files_check_and_tell_the_newsletter_then_the_white_paper():
+    [path] = sorted((ROOT / "config" / "journeys").glob("*.yaml"))
+    assert check_files([path]) == []
+    data = yaml.safe_load(path.read_text())
+    assert [n.get("template") for n in data["nodes"] if n["type"] == "message"] == [
+        SCENARIOS["newsletter"].template,
+        SCENARIOS["white_paper"].template,
+    ]
+    [delay] = [n for n in data["nodes"] if n["type"] == "delay"]
+    assert delay["duration"] == f"{SCENARIOS['newsletter'].wait_days:g}d"
+
+
+async def test_the_newsletter_journey_sends_the_white_paper_a_week_later(
+    api, worker, make_lead, result_of, engine, settings
+):
+    """Published at API start from config/journeys (the api fixture's app loaded it)."""
+    load_dir(engine, settings.journeys_dir)
+    lead = make_lead()
+    answer = await enrolled(api, lead.id, "newsletter_white_paper")
+    result = await result_of(answer, wait=timedelta(days=8))
+    assert (result["outcome"], result["checkpoints"]) == ("exited", ["white_paper"])
+    newsletter, paper = result["messages"]
+    assert (newsletter["template"], paper["template"]) == (
+        "nurture_welcome_newsletter",
+        "nurture_white_paper",
+    )
+    assert paper["at"] > newsletter["at"]

@@ -38,10 +38,11 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
 from relance.contracts import catalogue
-from relance.domain.db import retry_on_conflict
+from relance.domain.db import make_engine, retry_on_conflict
 from relance.domain.definitions import Definition
 from relance.domain.journey_rules import JourneyRules
 from relance.domain.models import JourneyDefinition, JourneyVersion, utcnow
+from relance.domain.settings import get_settings
 from relance.services.definitions import (
     DefinitionError,
     Problem,
@@ -312,24 +313,35 @@ def keys_with_goal(session: Session, goal: str) -> list[str]:
 
 
 # Files: config/journeys/*.yaml ----------------------------------------------------------------
-def load_files(engine: Engine, paths: Iterable[Path]) -> list[str]:
+@dataclass(frozen=True)
+class Loaded:
+    path: Path
+    outcome: str  # published | unchanged | skipped
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.detail}"
+
+
+def load_files(engine: Engine, paths: Iterable[Path]) -> list[Loaded]:
     """Each file checked, and published when its content is new: a file never seen is created
     and published, a changed one becomes its journey's next version, an unchanged one is left
-    alone, an invalid one is skipped. One line per file saying which (in plain words)."""
-    lines = []
+    alone, an invalid one is skipped (nothing of it is stored). A file's content replaces the
+    journey's draft: a journey kept in a file is edited in the file."""
+    report = []
     for path in sorted(paths):
         try:
             with Session(engine, expire_on_commit=False) as session:
-                lines.append(f"{path}: {_load_one(session, path)}")
+                report.append(_load_one(session, path))
         except DefinitionError as err:
             problems = "; ".join(str(p) for p in err.problems)
-            lines.append(f"{path}: skipped, it cannot be published: {problems}")
+            report.append(Loaded(path, "skipped", f"skipped, it cannot be published: {problems}"))
         except Conflict as err:
-            lines.append(f"{path}: skipped: {err}")
-    return lines
+            report.append(Loaded(path, "skipped", f"skipped: {err}"))
+    return report
 
 
-def _load_one(session: Session, path: Path) -> str:
+def _load_one(session: Session, path: Path) -> Loaded:
     data = read_file(path)
     definition = check_body(session, data, source=str(path))
     row = session.get(JourneyDefinition, definition.key)
@@ -340,12 +352,43 @@ def _load_one(session: Session, path: Path) -> str:
     published = publish(session=session, key=definition.key)
     v = published.version.version
     if not published.created:
-        return f"{definition.key} unchanged (version {v})"
-    return f"{definition.key} published as version {v}"
+        return Loaded(path, "unchanged", f"{definition.key} unchanged (version {v})")
+    return Loaded(path, "published", f"{definition.key} published as version {v}")
 
 
-def load_dir(engine: Engine, directory: Path) -> list[str]:
+def load_dir(engine: Engine, directory: Path) -> list[Loaded]:
     """``load_files`` of the directory's *.yaml and *.yml files (none there: nothing to do)."""
     if not directory.is_dir():
         return []
     return load_files(engine, [*directory.glob("*.yaml"), *directory.glob("*.yml")])
+
+
+def load_at_start(engine: Engine, directory: Path) -> list[Loaded]:
+    """``load_dir``, each file's outcome logged in plain words; whatever goes wrong (a database
+    not migrated yet, not writable) is logged too, and the caller starts all the same."""
+    try:
+        report = load_dir(engine, directory)
+    except Exception as err:  # noqa: BLE001 - the API starts without its journey files
+        log.error("journey definitions in %s were not loaded: %s", directory, err)
+        return []
+    for loaded in report:
+        if loaded.outcome == "skipped":
+            log.warning("journey definition %s", loaded)
+        else:
+            log.info("journey definition %s", loaded)
+    return report
+
+
+def main(directory: str) -> int:
+    """``python -m relance journeys load DIR`` (into RELANCE_DATABASE_URL's database): one
+    line per file; exit 1 when a file was skipped."""
+    engine = make_engine(get_settings().database_url)
+    try:
+        report = load_dir(engine, Path(directory))
+    finally:
+        engine.dispose()
+    for loaded in report:
+        print(loaded)
+    if not report:
+        print(f"{directory}: no journey definition (*.yaml) there")
+    return 1 if any(loaded.outcome == "skipped" for loaded in report) else 0
