@@ -345,9 +345,14 @@ def _load_one(session: Session, path: Path) -> Loaded:
     data = read_file(path)
     definition = check_body(session, data, source=str(path))
     row = session.get(JourneyDefinition, definition.key)
+    digest = content_hash(definition)
+    current = current_version(session, row) if row is not None else None
+    if row is not None and row.draft_hash == digest and current is not None:
+        if current.content_hash == digest:  # nothing to write (a read-only database starts)
+            return Loaded(path, "unchanged", f"{definition.key} unchanged (version {row.version})")
     if row is None:
         create_draft(session=session, data=data)
-    elif row.draft_hash != content_hash(definition):
+    elif row.draft_hash != digest:
         replace_draft(session=session, key=definition.key, data=data)
     published = publish(session=session, key=definition.key)
     v = published.version.version
