@@ -22,6 +22,7 @@ from sqlmodel import Session
 from api.main import create_app
 from relance.contracts.catalogue import SCENARIOS
 from relance.domain.lists import add_member
+from relance.services import migrate
 from relance.services.definitions import check_files
 from relance.services.journey_store import load_dir
 from tests.conftest import LiveStack
@@ -443,10 +444,13 @@ async def test_journey_files_are_published_when_changed_left_alone_when_not_and_
     ) in logged
 
 
-def test_the_command_line_loads_a_directory(settings, tmp_path):
+def test_the_command_line_loads_a_directory(tmp_path):
+    """Into a database of its own (another process on the suite's SQLite file is not wanted)."""
     good = definition()
     write(tmp_path / "good.yaml", good)
-    env = {**os.environ, "RELANCE_DATABASE_URL": settings.database_url}
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    migrate.upgrade(url)
+    env = {**os.environ, "RELANCE_DATABASE_URL": url}
 
     def load() -> subprocess.CompletedProcess:
         return subprocess.run(
