@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import json
 import sys
+from collections.abc import Iterable
 from functools import cache
 from typing import Any, get_type_hints
 
@@ -25,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.schemas import EnrollmentPublic, JourneyStatusPublic
 from relance.contracts import catalogue
+from relance.contracts.definitions import workflow_id
 from relance.contracts.signals import (
     CART_UPDATED,
     GOAL_REACHED,
@@ -36,7 +38,8 @@ from relance.contracts.signals import (
 )
 from relance.domain import journey_rules
 from relance.domain.settings import Settings
-from relance.services import journeys
+from relance.services import journey_store, journeys
+from relance.services.definitions import entry_for
 from relance.services.journeys import cooldown_check, start_journey
 from relance.services.nurturing import SequenceError, load_sequence
 from workflows.nurturing import NurturingStatus
@@ -66,6 +69,12 @@ def exclusion_reason(*, session: Session, lead_id: str, rules: tuple[str, ...]) 
     return journey_rules.exclusion_reason(session, lead_id, rules)
 
 
+def is_coded(journey: str) -> bool:
+    """A journey of the catalogue the API enrolls into; any other name is a defined journey's
+    key (relance/services/journey_store.py)."""
+    return journey in catalogue.enrollable_names()
+
+
 async def enroll(
     client: Client,
     settings: Settings,
@@ -77,20 +86,39 @@ async def enroll(
     new_lead: bool = False,
 ) -> EnrollmentPublic:
     """Enroll the lead as relance/services/journeys.py ``enroll`` does, exclusions checked with
-    ``db``. A journey whose configuration is broken (the nurturing sequence file) is a 500."""
+    ``db``. A journey whose configuration is broken (the nurturing sequence file) is a 500.
+
+    A defined journey (``journey`` is its key) is entered at its current published version,
+    which travels in the workflow's input (a lead keeps the version it entered with), under its
+    definition's rules; one that does not exist or was never published is a 404, a paused or
+    archived one a 409."""
 
     async def excluded(rules: tuple[str, ...]) -> str:
         return await db.run(exclusion_reason, lead_id=lead_id, rules=rules)
 
+    defined: dict[str, Any] = {}
+    if not is_coded(journey):
+        try:
+            target = await db.run(journey_store.enrollable, key=journey)
+        except journey_store.NotFound as err:
+            raise HTTPException(http_status.HTTP_404_NOT_FOUND, str(err)) from None
+        except journey_store.Conflict as err:
+            raise HTTPException(http_status.HTTP_409_CONFLICT, str(err)) from None
+        defined = {
+            "journey": entry_for(target.key),
+            "keys": {"key": target.key},
+            "inputs": {"definition": target.compiled},
+            "rules": target.rules,
+        }
     enrollment = await journeys.enroll(
         client,
         settings,
         lead_id=lead_id,
         score=score,
-        journey=journey,
         excluded=excluded if db is not None else None,
         knobs=ENROLLMENT_KNOBS,
         new_lead=new_lead,
+        **({"journey": journey} | defined),
     )
     return EnrollmentPublic(
         lead_id=enrollment.lead_id,
@@ -109,8 +137,12 @@ async def journey_status(
     the lead's (``lead_score``, from the database: the authoritative one); what the journey knows
     of it (its query, its ``Score`` search attribute) is ``journey_score``: the journey reads the
     score when it needs it, and nothing tells it of an open or a page view scored meanwhile."""
-    entry = catalogue.entry(journey)
-    handle = client.get_workflow_handle(entry.workflow_id(lead_id=lead_id))
+    if is_coded(journey):
+        entry = catalogue.entry(journey)
+        handle = client.get_workflow_handle(entry.workflow_id(lead_id=lead_id))
+    else:  # a defined journey: the interpreter's run for this key
+        entry = catalogue.entry("defined")
+        handle = client.get_workflow_handle(entry.workflow_id(key=journey, lead_id=lead_id))
     try:
         description = await handle.describe()
     except RPCError as err:
@@ -233,9 +265,13 @@ async def page_viewed(
     return workflow_id, ""
 
 
-async def goal_reached(client: Client, *, lead_id: str, goal: str, source: str) -> list[str]:
-    """Tell every running journey of the lead that declares ``goal`` to end as converted.
-    Returns the journeys told; the lead's other (or closed) journeys are left alone."""
+async def goal_reached(
+    client: Client, *, lead_id: str, goal: str, source: str, defined: Iterable[str] = ()
+) -> list[str]:
+    """Tell every running journey of the lead that declares ``goal`` to end as converted: the
+    coded ones, and the defined journeys ``defined`` (their keys: those whose definition
+    declares the goal, ``journey_store.keys_with_goal``). Returns the journeys told; the lead's
+    other (or closed) journeys are left alone."""
 
     async def one(workflow_id: str) -> str | None:
         try:
@@ -251,7 +287,8 @@ async def goal_reached(client: Client, *, lead_id: str, goal: str, source: str) 
     return [
         w
         for w in await asyncio.gather(
-            *(one(w) for w in catalogue.journeys_with_goal(lead_id, goal))
+            *(one(w) for w in catalogue.journeys_with_goal(lead_id, goal)),
+            *(one(workflow_id(key, lead_id)) for key in defined),
         )
         if w
     ]

@@ -2,8 +2,9 @@
 
     uvicorn --factory api.main:create_app
 
-The lifespan opens the database engine and the Temporal client once, and runs the outbox
-dispatcher that turns stored tracking hits into journey signals.
+The lifespan opens the database engine and the Temporal client once, loads the journeys kept
+as files (``RELANCE_JOURNEYS_DIR``, config/journeys: published when changed), and runs the
+outbox dispatcher that turns stored tracking hits into journey signals.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api import docs, errors
@@ -25,6 +27,7 @@ from api.routes import (
     definitions,
     events,
     health,
+    journey_definitions,
     leads,
     lists,
     preferences,
@@ -39,6 +42,7 @@ from api.routes import (
 from relance.domain.db import DatabaseNotWritable, make_engine
 from relance.domain.settings import Settings, get_settings
 from relance.domain.tokens import TokenSigner
+from relance.services.journey_store import load_at_start
 from relance.services.journeys import check_topics
 from relance.services.outbox import OutboxDispatcher
 from relance.services.temporal import connect
@@ -75,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.settings = settings
         app.state.engine = make_engine(settings.database_url)
+        # Journeys kept in files: published when changed; an invalid file is logged, skipped.
+        await run_in_threadpool(load_at_start, app.state.engine, settings.journeys_dir)
         app.state.signer = TokenSigner(
             settings.secret_key,
             max_age_seconds=settings.tracking_token_max_age_days * 86400,
@@ -128,7 +134,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(shop_events.router)  # before any /events/{id} route
     app.include_router(lists.router)
     app.include_router(broadcasts.router)
-    app.include_router(definitions.router)
+    app.include_router(definitions.router)  # /journeys/schema, /journeys/check: before keys
+    app.include_router(journey_definitions.router)
     app.include_router(events.router)
     app.include_router(sweeps.router)
     app.include_router(tasks.router)

@@ -30,8 +30,26 @@ from relance.contracts import catalogue
 from relance.contracts.channels import CONSENT_CHANNELS
 from relance.contracts.channels import NAMES as CHANNEL_NAMES
 
-# The journeys the API enrolls leads into: the catalogue's enrollable entries (an enum in OpenAPI).
+# The coded journeys the API enrolls leads into: the catalogue's enrollable entries (an enum in
+# OpenAPI: what a sign-up's ``journeys`` takes).
 JourneyName = Literal[catalogue.enrollable_names()]  # type: ignore[valid-type]
+# What ``/leads/{id}/journeys/{journey}`` takes: a coded journey's name, or the key of a journey
+# written as data (relance/domain/definitions.py), which only the database knows: a string of
+# that shape, the coded names listed in its description and examples.
+JOURNEY_KEY = r"^[a-z][a-z0-9_-]{0,59}$"
+JOURNEY_KEY_DESCRIPTION = (
+    "A coded journey (" + ", ".join(f"`{n}`" for n in catalogue.enrollable_names()) + ") or the "
+    "key of a published journey written as data (`GET /journeys` lists them all)"
+)
+JourneyKey = Annotated[
+    str,
+    Field(
+        pattern=JOURNEY_KEY,
+        max_length=60,
+        description=JOURNEY_KEY_DESCRIPTION,
+        examples=list(catalogue.enrollable_names()),
+    ),
+]
 
 # The channels, from their one list (relance/contracts/channels.py): what a consent may be given
 # on, what a message went out on.
@@ -249,7 +267,7 @@ class LeadPage(BaseModel):
 
 class EnrollmentPublic(BaseModel):
     lead_id: str
-    journey: JourneyName
+    journey: JourneyKey
     workflow_id: str
     run_id: str | None = None
     status: Literal["started", "already_enrolled", "refused"]  # refused: an enrollment rule
@@ -288,7 +306,7 @@ class MessagePublic(BaseModel):
 
 class JourneyStatusPublic(BaseModel):
     lead_id: str
-    journey: JourneyName
+    journey: JourneyKey
     workflow_id: str
     run_id: str | None
     status: str = Field(

@@ -7,6 +7,8 @@ python -m relance journeys simulate FILE --lead profile.json --events script.jso
                                               run one on a time-skipping Temporal server for
                                               one lead and print its timeline
                                               (relance/dev/simulate.py)
+python -m relance journeys load DIR           publish the definitions of DIR/*.yaml whose
+                                              content changed (relance/services/journey_store.py)
 """
 
 from __future__ import annotations
@@ -14,10 +16,20 @@ from __future__ import annotations
 import sys
 
 from relance.dev import simulate
+from relance.services import journey_store
 from relance.services.definitions import main
 
-if __name__ == "__main__":
-    argv = sys.argv[1:]
+
+def run(argv: list[str]) -> int:
     if argv[:2] == ["journeys", "simulate"]:
-        sys.exit(simulate.main(argv[2:]))
-    sys.exit(main(argv))
+        return simulate.main(argv[2:])
+    if argv[:2] == ["journeys", "load"]:
+        if len(argv) != 3:
+            print("usage: python -m relance journeys load DIR")
+            return 2
+        return journey_store.main(argv[2])
+    return main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))

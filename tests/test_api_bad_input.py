@@ -87,10 +87,15 @@ async def test_unknown_lead_is_404(live: LiveStack, method: str, path: str):
     }
 
 
-async def test_unknown_journey_name_is_422(live: LiveStack):
+async def test_an_unknown_journey_is_404_and_a_name_of_no_journey_shape_422(live: LiveStack):
+    """Journeys written as data are enrolled by their key, which only the database knows."""
     lead = (await live.http.post("/leads", json=sign_up_body(email()))).json()["lead"]
     response = await live.http.post(f"/leads/{lead['id']}/journeys/not-a-journey")
-    assert response.status_code == 422
+    assert response.status_code == 404
+    assert response.json() == {
+        "detail": "no journey named 'not-a-journey' (neither coded nor defined)"
+    }
+    assert (await live.http.post(f"/leads/{lead['id']}/journeys/Not%20One")).status_code == 422
 
 
 async def test_a_lead_never_enrolled_has_no_journey_state(live: LiveStack):

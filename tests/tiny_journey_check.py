@@ -15,10 +15,10 @@ from tests.test_api_nurturing_e2e import sign_up
 async def test_the_tiny_journey(live: LiveStack):
     assert "tiny" in catalogue.JOURNEYS, "run with -p tests.tiny_journey"
     schema = (await live.http.get("/openapi.json")).json()
-    assert (
-        "tiny"
-        in schema["components"]["schemas"]["EnrollmentPublic"]["properties"]["journey"]["enum"]
-    )
+    journey = schema["components"]["schemas"]["EnrollmentPublic"]["properties"]["journey"]
+    assert "tiny" in journey["examples"] and "`tiny`" in journey["description"]
+    sign_up_journeys = schema["components"]["schemas"]["LeadCreate"]["properties"]["journeys"]
+    assert "tiny" in sign_up_journeys["items"]["enum"]
     lead_id = (await sign_up(live, journeys=["tiny"]))["lead"]["id"]
     result = await asyncio.wait_for(
         live.temporal.get_workflow_handle(f"tiny-{lead_id}").result(), timeout=30

@@ -4,7 +4,9 @@
     POST /journeys/check    a definition checked as publishing checks it: 200 with no problem,
                             or 422 naming each node at fault and what is wrong
 
-Checking changes nothing. (Drafts, published versions and their lifecycle come next.)
+Checking changes nothing. Drafts, published versions and their lifecycle:
+api/routes/journey_definitions.py (registered after this router: ``/journeys/schema`` and
+``/journeys/check`` are not keys).
 """
 
 from __future__ import annotations
@@ -28,6 +30,27 @@ class DefinitionChecked(BaseModel):
     problems: list[str]  # none: it may be published
 
 
+def unprocessable(err: DefinitionError) -> HTTPException:
+    """A definition that cannot be published: a 422, one entry per problem naming its node."""
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        [
+            {
+                "loc": ["body", "nodes", p.node] if p.node else ["body"],
+                "msg": str(p),
+                "type": "value_error",
+            }
+            for p in err.problems[:20]
+        ],
+    )
+
+
+PROBLEMS_422 = validation_response(
+    "The definition cannot be published: one entry per problem, its `loc` naming the "
+    'node (`["body", "nodes", "<node id>"]`) and its `msg` what is wrong'
+)
+
+
 @router.get("/schema", response_model=dict[str, Any])
 def read_definition_schema() -> dict[str, Any]:
     """The JSON Schema of a journey definition (YAML or JSON), for editors and CI."""
@@ -37,12 +60,7 @@ def read_definition_schema() -> dict[str, Any]:
 @router.post(
     "/check",
     response_model=DefinitionChecked,
-    responses={
-        422: validation_response(
-            "The definition cannot be published: one entry per problem, its `loc` naming the "
-            'node (`["body", "nodes", "<node id>"]`) and its `msg` what is wrong'
-        )
-    },
+    responses={422: PROBLEMS_422},
 )
 def check_definition(
     settings: SettingsDep,
@@ -55,15 +73,5 @@ def check_definition(
             definition, templates=known_templates(), lead_schema=settings.lead_schema()
         )
     except DefinitionError as err:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [
-                {
-                    "loc": ["body", "nodes", p.node] if p.node else ["body"],
-                    "msg": str(p),
-                    "type": "value_error",
-                }
-                for p in err.problems[:20]
-            ],
-        ) from None
+        raise unprocessable(err) from None
     return DefinitionChecked(key=parsed.key, nodes=len(parsed.nodes), problems=[])

@@ -6,7 +6,17 @@ import logging
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Response, UploadFile, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    HTTPException,
+    Path,
+    Query,
+    Response,
+    UploadFile,
+    status,
+)
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
@@ -18,12 +28,13 @@ from api.deps import ActorDep, DatabaseDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import ErrorBody, unprocessable, validation_response
 from api.journeys import enroll, journey_status
 from api.schemas import (
+    JOURNEY_KEY,
+    JOURNEY_KEY_DESCRIPTION,
     Attributes,
     ConsentPublic,
     EnrollmentPublic,
     ErasurePublic,
     ImportReport,
-    JourneyName,
     JourneyStatusPublic,
     LeadCreate,
     LeadExport,
@@ -32,6 +43,7 @@ from api.schemas import (
     LeadSaved,
     MessagePublic,
 )
+from relance.contracts import catalogue
 from relance.domain import audit
 from relance.domain.lists import LIST_NAME
 from relance.domain.models import Message, as_utc, utcnow
@@ -52,6 +64,12 @@ TEMPORAL_DOWN = (
     "the journey engine (Temporal) is unreachable; the lead is saved, retry the enrollment"
 )
 NO_LEAD = {404: {"description": "No lead with this id"}}
+JourneyPath = Path(
+    pattern=JOURNEY_KEY,
+    max_length=60,
+    description=JOURNEY_KEY_DESCRIPTION,
+    examples=list(catalogue.enrollable_names()),
+)
 
 
 @router.post(
@@ -395,20 +413,28 @@ def read_lead_timeline(
     response_model=EnrollmentPublic,
     status_code=status.HTTP_201_CREATED,
     responses={
-        **NO_LEAD,
+        404: {
+            "model": ErrorBody,
+            "description": "No lead with this id, or no journey by this name (neither coded nor "
+            "defined), or a defined journey never published",
+        },
         409: {
             "description": "The lead is already in (or went through) this journey, or an "
-            "enrollment rule refuses it (excluded, too many journeys at once)"
+            "enrollment rule refuses it (excluded, too many journeys at once), or the defined "
+            "journey is paused or archived (a sentence in `detail`)"
         },
     },
 )
 async def enroll_lead(
     lead_id: str,
-    journey: JourneyName,
     db: DatabaseDep,
     settings: SettingsDep,
     temporal: TemporalDep,
+    journey: str = JourneyPath,
 ):
+    """Enroll the lead into a journey: a coded one, or the current published version of one
+    written as data (the lead keeps that version to its end, whatever is published after). The
+    journey's enrollment rules apply (exclusions, cooldown, re-entry, journeys at once)."""
     lead = await db.run(crud.read_lead_public, lead_id=lead_id, settings=settings)
     try:
         enrollment = await enroll(
@@ -431,7 +457,9 @@ async def enroll_lead(
         404: {"description": "No lead with this id, or it was never enrolled in this journey"}
     },
 )
-async def read_journey(lead_id: str, journey: JourneyName, db: DatabaseDep, temporal: TemporalDep):
+async def read_journey(
+    lead_id: str, db: DatabaseDep, temporal: TemporalDep, journey: str = JourneyPath
+):
     """Where the lead is in the journey (its status query). `score` is the lead's score now, from
     the database (authoritative); `journey_score` is what the journey last saw, as its `Score`
     search attribute shows in the Temporal UI, and may lag it (an open is scored after the journey

@@ -44,6 +44,7 @@ from relance.contracts.signals import (
 from relance.domain.lead_schema import AttributeProblems
 from relance.domain.models import utcnow
 from relance.domain.settings import Settings
+from relance.services.journey_store import keys_with_goal
 from relance.services.lead_activity import act_on
 
 CLOCK_SKEW = timedelta(minutes=5)  # a sender's clock a little ahead is not "the future"
@@ -123,7 +124,11 @@ async def track(
             await db.run(crud.touch_lead, lead_id=event.lead, kind=event.type)
             workflow_id = await tell_nurturing(temporal, event.lead, DEMO_BOOKED)
             converted = await goal_reached(
-                temporal, lead_id=event.lead, goal=DEMO_BOOKED_GOAL, source="api:demo_booked"
+                temporal,
+                lead_id=event.lead,
+                goal=DEMO_BOOKED_GOAL,
+                source="api:demo_booked",
+                defined=await db.run(keys_with_goal, goal=DEMO_BOOKED_GOAL),
             )
             detail = "demo booked: " + (
                 "the nurturing journey ends (goal reached)"
@@ -138,6 +143,7 @@ async def track(
                 lead_id=event.lead,
                 goal=PURCHASE_GOAL,
                 source=f"api:purchase:{event.order.id}",
+                defined=await db.run(keys_with_goal, goal=PURCHASE_GOAL),
             )
             workflow_id = await purchased(
                 temporal, settings, lead_id=event.lead, order_id=event.order.id

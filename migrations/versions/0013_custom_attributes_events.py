@@ -1,7 +1,7 @@
 """custom lead attributes (leads.attributes) and custom events (custom_events)
 
 Revision ID: 0013_custom_attributes_events
-Revises: 0011_outbox_coalescing
+Revises: 0012_journey_definitions
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0013_custom_attributes_events"
-down_revision: str | None = "0011_outbox_coalescing"
+down_revision: str | None = "0012_journey_definitions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -139,7 +139,9 @@ class Scenario:
 
 
 # The newsletter leads to the white paper, which leads back to the newsletter. The way back is
-# guarded: the enrollment chain refuses to re-enroll a lead who came from it.
+# guarded: the enrollment chain refuses to re-enroll a lead who came from it. Kept for the leads
+# in them and their saved histories: the same story written as data
+# (config/journeys/newsletter_white_paper.yaml) is the way forward.
 SCENARIOS: dict[str, Scenario] = {
     "newsletter": Scenario(template="nurture_welcome_newsletter", redirect_to="white_paper"),
     "white_paper": Scenario(

@@ -575,3 +575,40 @@ class BroadcastRecipient(SQLModel, table=True):
     outcome: str = Field(default="pending", max_length=32)
     not_before: datetime | None = Field(default=None, sa_column=_when())
     message_id: str | None = Field(default=None, max_length=32)
+
+
+class JourneyDefinition(SQLModel, table=True):
+    """A journey written as data (relance/domain/definitions.py), one row per key: its draft
+    (the body being edited, always a checked one) and where it is in its life:
+
+    draft      never published: nobody can be enrolled
+    published  leads are enrolled into its current version (``version``)
+    paused     no new entries; the leads in it go on
+    archived   no new entries, never published again (its versions and messages keep the key)
+    """
+
+    __tablename__ = "journey_definitions"
+
+    key: str = Field(primary_key=True, max_length=40)
+    status: str = Field(default="draft", max_length=16)
+    draft: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    draft_hash: str = Field(max_length=64)  # the draft's content hash (as a version's)
+    version: int | None = Field(default=None)  # the current published version
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class JourneyVersion(SQLModel, table=True):
+    """A published version of a defined journey: written once, never changed. ``compiled``:
+    what the interpreter receives (relance/contracts/definitions.py), as enrollment sends it."""
+
+    __tablename__ = "journey_versions"
+    __table_args__ = (UniqueConstraint("key", "version", name="uq_journey_versions_key_version"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    key: str = Field(foreign_key="journey_definitions.key", index=True, max_length=40)
+    version: int
+    body: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    compiled: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    content_hash: str = Field(max_length=64)
+    published_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))

@@ -206,6 +206,9 @@ class Settings(BaseSettings):
     nurturing_sequence_file: Path = (
         Path(__file__).resolve().parents[2] / "config" / "nurturing.yaml"
     )
+    # Journeys written as data kept in files (relance/services/journey_store.py): each *.yaml
+    # there is checked at API start and published when its content changed.
+    journeys_dir: Path = Path(__file__).resolve().parents[2] / "config" / "journeys"
     # Sales hand-off tasks: reps as JSON, e.g.
     # RELANCE_SALES_REPS='[{"email": "ana@example.com", "name": "Ana", "countries": ["FR", "BE"]}]'
     sales_reps: list[SalesRep] = Field(default_factory=list)

@@ -47,9 +47,12 @@ def default_rules(journey: str) -> JourneyRules:
     return JourneyRules(**asdict(catalogue.default_rules(journey)))
 
 
-def rules_for(settings: Settings, journey: str) -> JourneyRules:
-    """The journey's enrollment rules: RELANCE_JOURNEY_RULES, else the catalogue's default."""
-    return settings.journey_rules.get(journey) or default_rules(journey)
+def rules_for(
+    settings: Settings, journey: str, default: JourneyRules | None = None
+) -> JourneyRules:
+    """The journey's enrollment rules: RELANCE_JOURNEY_RULES, else ``default`` (a defined
+    journey's: its definition's ``rules``), else the catalogue's default."""
+    return settings.journey_rules.get(journey) or default or default_rules(journey)
 
 
 # Starting -----------------------------------------------------------------------------------------
@@ -134,12 +137,13 @@ async def cooldown_check(
     journey: str,
     workflow_id: str,
     now: datetime | None = None,
+    rules: JourneyRules | None = None,
 ) -> tuple[str, WorkflowExecutionDescription | None]:
     """(why the lead may not start ``workflow_id`` again now, "" if it may; the previous run).
     Only a closed previous run counts: a running one is the journey the lead is in. ``journey``:
-    the rules' name (the entry's label)."""
+    the rules' name (the entry's label); ``rules``: its rules when the caller has them."""
     cooldown = journey_rules.cooldown_of(
-        rules_for(settings, journey), settings.reenroll_cooldown_days
+        rules or rules_for(settings, journey), settings.reenroll_cooldown_days
     )
     previous = await describe(client, workflow_id)
     if (
@@ -172,10 +176,13 @@ async def enroll(
     *,
     lead_id: str,
     score: int,
-    journey: str,
+    journey: str | Journey,
     excluded: Callable[[tuple[str, ...]], Awaitable[str]] | None = None,
     knobs: Mapping[str, Callable[[Settings], Any]] | None = None,
     new_lead: bool = False,
+    keys: dict[str, str] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    rules: JourneyRules | None = None,
 ) -> Enrollment:
     """Start the journey unless an enrollment rule refuses it: an exclusion (``excluded``: why
     the lead is excluded by these rules, "" if it is not), the journey's cooldown since the lead's
@@ -186,16 +193,21 @@ async def enroll(
 
     ``new_lead``: the lead was created by this very request, so it has no previous run and is in
     no journey yet: the cooldown and concurrent-journeys lookups (describe calls) are skipped — at
-    a sign-up burst they cost the Temporal server more than the start itself."""
-    spec = catalogue.entry(journey)
-    rules = rules_for(settings, spec.label)
-    workflow_id = spec.workflow_id(lead_id=lead_id)
+    a sign-up burst they cost the Temporal server more than the start itself.
+
+    A journey written as data is given as its entry (``definitions.entry_for``), with its id
+    ``keys``, its ``inputs`` (the compiled definition) and its definition's ``rules``, which
+    RELANCE_JOURNEY_RULES overrides by its key as it does a coded journey's."""
+    spec = catalogue.entry(journey) if isinstance(journey, str) else journey
+    journey = journey if isinstance(journey, str) else spec.label
+    rules = rules_for(settings, spec.label, rules)
+    workflow_id = spec.workflow_id(lead_id=lead_id, **(keys or {}))
     reason, previous = "", None
     if excluded is not None and rules.exclude:
         reason = await excluded(rules.exclude)
     if not reason and rules.reenroll and not new_lead:
         reason, previous = await cooldown_check(
-            client, settings, journey=spec.label, workflow_id=workflow_id
+            client, settings, journey=spec.label, workflow_id=workflow_id, rules=rules
         )
     if not reason and settings.max_concurrent_journeys > 0 and not new_lead:
         running = [w for w in await running_journeys(client, lead_id) if w != workflow_id]
@@ -208,6 +220,7 @@ async def enroll(
         return Enrollment(lead_id, journey, workflow_id, "refused", f"not enrolled: {reason}")
     reenrolled = previous is not None and previous.status != WorkflowExecutionStatus.RUNNING
     values = {name: (knobs or {})[name](settings) for name in spec.requires}
+    values.update(inputs or {})
     values["reenrolled"] = reenrolled
 
     def start(reuse_policy: WorkflowIDReusePolicy):
@@ -217,6 +230,7 @@ async def enroll(
             spec,
             lead_id=lead_id,
             score=score,
+            keys=keys,
             knobs=values,
             reuse_policy=reuse_policy,
         )
