@@ -286,7 +286,15 @@ class Renderer:
 # brand's fields (activities/channels.py ``template_context``) and the links the renderer adds.
 # Anything else comes from what the message is about (``SendRequest.about``: an event, a cart).
 MESSAGE_VARIABLES = frozenset(
-    {"first_name", "locale", "brand_name", "site_url", "unsubscribe_url", "confirm_url"}
+    {
+        "first_name",
+        "locale",
+        "brand_name",
+        "site_url",
+        "unsubscribe_url",
+        "preferences_url",
+        "confirm_url",
+    }
 )
 
 
