@@ -476,3 +476,16 @@ class EnrollmentRefusal(SQLModel, table=True):
     chain: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     reason: str = Field(max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class Segment(SQLModel, table=True):
+    """A saved rule tree (relance/domain/conditions.py) over the leads: counted, listed and
+    exported on demand, never stored as members (relance/domain/segment_query.py)."""
+
+    __tablename__ = "segments"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    rules: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))

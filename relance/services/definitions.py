@@ -346,7 +346,7 @@ def _compile(node: Any) -> CompiledNode:
             c.event, c.message, c.signal = node.event, node.message or "", node.signal or ""
             c.seconds, c.then, c.otherwise = node.within.total_seconds(), node.then, node.timeout
         case "condition":
-            c.test = node.if_.model_dump(by_alias=True, exclude_none=True)
+            c.test = node.if_.model_dump(mode="json", by_alias=True, exclude_none=True)
             c.then, c.otherwise = node.then, node.else_
         case "experiment":
             c.arms = [CompiledArm(a.name, a.percent, a.next) for a in node.arms]
