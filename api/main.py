@@ -26,6 +26,7 @@ from api.routes import (
     health,
     leads,
     lists,
+    segments,
     shop_events,
     sweeps,
     tasks,
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(leads.router)
     app.include_router(shop_events.router)  # before any /events/{id} route
     app.include_router(lists.router)
+    app.include_router(segments.router)
     app.include_router(definitions.router)
     app.include_router(events.router)
     app.include_router(sweeps.router)

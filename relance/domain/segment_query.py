@@ -102,10 +102,11 @@ class Compiler:
         self.now = now or utcnow()
         self._inside: list[str] = []  # the segments being compiled (a cycle check)
 
-    def check(self, test: Test) -> None:
-        """RuleError naming each test the lead schema or the saved segments refuse."""
+    def check(self, test: Test, *, own_id: str | None = None) -> None:
+        """RuleError naming each test the lead schema or the saved segments refuse (a segment
+        that does not exist, a cycle back to ``own_id``: the segment these rules are for)."""
         found = problems(test, self.schema)
-        found += self._segment_problems(test, [])
+        found += self._segment_problems(test, [own_id] if own_id else [])
         if found:
             raise RuleError(found)
 
@@ -345,6 +346,28 @@ def member_ids(
     return list(session.execute(query).scalars())
 
 
+def member_rows(
+    session: Session,
+    test: Test,
+    settings: Settings,
+    *,
+    limit: int,
+    after: str | None = None,
+) -> list[tuple[Lead, str, str]]:
+    """A page of members in id order after the cursor: each lead with its segment (hot / warm /
+    cold) and stage."""
+    where = _compiler(session, settings).where(test)
+    query = (
+        select(Lead, segment_expr(settings), stage_expr(settings))
+        .where(where)
+        .order_by(col(Lead.id))
+        .limit(limit)
+    )
+    if after:
+        query = query.where(col(Lead.id) > after)
+    return [(lead, segment, stage) for lead, segment, stage in session.execute(query)]
+
+
 def segment_members(
     session: Session, segment_id: str, settings: Settings, *, page: int = 1000
 ) -> Iterator[str]:
@@ -432,6 +455,7 @@ __all__ = [
     "count",
     "evaluate",
     "member_ids",
+    "member_rows",
     "referring_segments",
     "segment_members",
     "stored_segments",
