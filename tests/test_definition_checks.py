@@ -280,3 +280,31 @@ async def test_the_api_serves_the_schema_and_answers_a_bad_definition_422_naming
         "nodes": 11,
         "problems": [],
     }
+
+
+async def test_a_condition_on_an_attribute_the_lead_schema_lacks_is_refused_at_check(settings):
+    """Journey conditions speak the segments' rule language and are checked the same way."""
+    definition = journey(
+        {
+            "id": "fit",
+            "type": "condition",
+            "if": {"all": [{"consent": "email"}, {"attribute": {"name": "shoe", "op": "exists"}}]},
+            "then": "done",
+            "else": "done",
+        },
+        EXIT,
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app),
+            base_url="http://testserver",
+            headers={"X-API-Key": settings.api_key},
+        ) as api,
+    ):
+        answer = await api.post("/journeys/check", json=definition)
+    assert answer.status_code == 422, answer.text
+    [problem] = answer.json()["detail"]
+    assert problem["loc"] == ["body", "nodes", "fit"]
+    assert problem["msg"].startswith("node fit: its condition at all[1].attribute: no attribute")

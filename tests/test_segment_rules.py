@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from temporalio.testing import ActivityEnvironment
 
+from activities.definitions import DefinitionActivities
+from relance.contracts.definitions import ConditionQuestion
 from relance.domain.conditions import Test as Rules
 from relance.domain.conditions import problems
 from relance.domain.db import make_engine
@@ -374,4 +377,24 @@ def test_saved_journey_condition_shapes_still_read():
     old = {"all": [{"score": {"gte": 20}}, {"stage": "mql"}, {"not": {"in_list": "do_not_call"}}]}
     assert Rules.model_validate(old).describe() == (
         "(score >= 20 and stage in mql and not (in list do_not_call))"
+    )
+
+
+def test_a_journey_condition_and_the_segment_of_the_same_rules_agree(
+    world: World, settings: Settings
+):
+    """The journeys' condition activity answers through the segments' compiler."""
+    rules = {"all": [{"segment": ["hot", "warm", "cold"]}, PRICING_LAST_48H]}
+    members = chosen(world, rules, settings)
+    activities = DefinitionActivities(settings, world.engine)
+    answers = {
+        name: ActivityEnvironment().run(
+            activities.evaluate_condition, ConditionQuestion(lead_id, rules)
+        )
+        for name, lead_id in world.ids.items()
+    }
+    assert {name for name, a in answers.items() if a.holds} == members == {"ana", "cleo"}
+    assert answers["ben"].why == (
+        "(segment in hot/warm/cold: yes (segment warm) and "
+        "viewed a page containing /pricing within 2d: no)"
     )

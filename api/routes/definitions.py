@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, HTTPException, status
 from pydantic import BaseModel
 
-from api.deps import require_api_key
+from api.deps import SettingsDep, require_api_key
 from api.errors import validation_response
 from relance.domain.definitions import json_schema
 from relance.services.definitions import DefinitionError, checked, known_templates
@@ -44,11 +44,15 @@ def read_definition_schema() -> dict[str, Any]:
         )
     },
 )
-def check_definition(definition: dict[str, Any] = Body(...)) -> DefinitionChecked:  # noqa: B008
+def check_definition(
+    settings: SettingsDep,
+    definition: dict[str, Any] = Body(...),  # noqa: B008
+) -> DefinitionChecked:
     """Check a definition as publishing will: its shape, its graph (dangling edges, unreachable
-    nodes, branches that never end, loops with no wait), its experiments and its templates."""
+    nodes, branches that never end, loops with no wait), its experiments, its templates and its
+    conditions' attributes and events (against the lead schema)."""
     try:
-        parsed = checked(definition, templates=known_templates())
+        parsed = checked(definition, templates=known_templates(), schema=settings.lead_schema())
     except DefinitionError as err:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -310,15 +310,15 @@ class Test(_Strict):
         if self.event is not None:
             e = self.event
             where = "".join(f" {k}={v}" for k, v in e.where.items())
-            return f"{e.name}{where} at least {e.at_least}×{_period(e.within)}"
+            return f"{e.name}{where}{_times(e.at_least)}{_period(e.within)}"
         if self.message is not None:
             m = self.message
             what = f"{m.channel or ''} message{'' if m.template is None else ' ' + m.template}"
-            return f"{m.action} {what.strip()} at least {m.at_least}×{_period(m.within)}"
+            return f"{m.action} {what.strip()}{_times(m.at_least)}{_period(m.within)}"
         if self.page is not None:
             p = self.page
             pattern = f"containing {p.url_contains}" if p.url_contains else f"like {p.url_matches}"
-            return f"viewed a page {pattern} at least {p.at_least}×{_period(p.within)}"
+            return f"viewed a page {pattern}{_times(p.at_least)}{_period(p.within)}"
         if self.not_ is not None:
             return f"not ({self.not_.describe()})"
         parts, word = (self.all, " and ") if self.all is not None else (self.any or [], " or ")
@@ -346,6 +346,10 @@ class Test(_Strict):
 
     def segments_named(self) -> set[str]:
         return {t.in_segment for _, t in self.walk() if t.in_segment is not None}
+
+
+def _times(at_least: int) -> str:
+    return "" if at_least == 1 else f" at least {at_least}×"
 
 
 def _period(within: timedelta | None) -> str:

@@ -33,7 +33,9 @@ from relance.contracts.catalogue import Journey
 from relance.contracts.channels import template_file
 from relance.contracts.definitions import CompiledArm, CompiledDefinition, CompiledNode
 from relance.contracts.journey_graph import JourneyGraphError, Link, TargetRules, unguarded_cycles
+from relance.domain.conditions import problems as rule_problems
 from relance.domain.definitions import Definition, edges, open_ends
+from relance.domain.lead_schema import LeadSchema
 from relance.domain.rendering import TEMPLATES_DIR
 from relance.domain.send_window import DAY_NAMES
 from relance.domain.settings import Settings
@@ -112,10 +114,12 @@ def check(
     templates: set[str] | None = None,
     others: Iterable[Definition] = (),
     default_cooldown_days: float = 30.0,
+    schema: LeadSchema | None = None,
 ) -> list[Problem]:
     """Every problem of the definition (none: it may be published). ``templates``: the template
     files there are (``known_templates``; None: not checked); ``others``: the other definitions
-    its redirects may loop through."""
+    its redirects may loop through; ``schema``: the lead schema its conditions' attributes and
+    events are checked against (None: not checked)."""
     nodes = {}
     problems: list[Problem] = []
     for node in definition.nodes:
@@ -152,6 +156,10 @@ def check(
             names = [a.name for a in arms]
             if len(set(names)) != len(names):
                 problems.append(Problem(node.id, "two arms have the same name"))
+        if node.type == "condition" and schema is not None:
+            problems += [
+                Problem(node.id, f"its condition at {p}") for p in rule_problems(node.if_, schema)
+            ]
         if node.type == "message" and templates is not None:
             for channel in node.channels if node.channel == "best" else [node.channel]:
                 path = template_file(channel, node.template)
@@ -302,10 +310,11 @@ def checked(
     source: str = "",
     templates: set[str] | None = None,
     others: Iterable[Definition] = (),
+    schema: LeadSchema | None = None,
 ) -> Definition:
     """``data`` parsed and checked, or DefinitionError with every problem, each naming its node."""
     definition = parse(data, source)
-    problems = check(definition, templates=templates, others=others)
+    problems = check(definition, templates=templates, others=others, schema=schema)
     if problems:
         raise DefinitionError(problems, source)
     return definition
