@@ -1,4 +1,4 @@
-"""segments: saved rule trees over the leads
+"""segments: saved rule trees over the leads; messages indexed by open and click time
 
 Revision ID: 0017_segments
 Revises: 0013_custom_attributes_events
@@ -26,7 +26,14 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
+    # "opened / clicked a message within D days" over every lead reads a range of these
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_messages_opened_at"), ["opened_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_messages_clicked_at"), ["clicked_at"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_messages_clicked_at"))
+        batch_op.drop_index(batch_op.f("ix_messages_opened_at"))
     op.drop_table("segments")

@@ -109,8 +109,9 @@ class Message(SQLModel, table=True):
     provider_id: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=_when())
-    opened_at: datetime | None = Field(default=None, sa_column=_when())
-    clicked_at: datetime | None = Field(default=None, sa_column=_when())
+    # indexed: segments read "opened / clicked within D days" over every lead
+    opened_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    clicked_at: datetime | None = Field(default=None, sa_column=_when(index=True))
     # Frequency cap: when the message counted against the lead's cap, and, while it is
     # ``deferred``, when the cap allows it again.
     counted_at: datetime | None = Field(default=None, sa_column=_when(index=True))

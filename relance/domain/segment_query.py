@@ -158,7 +158,18 @@ class Compiler:
         return stage_expr(self.settings).in_(stages)
 
     def _segment(self, segments: list[str]) -> ColumnElement[bool]:
-        return segment_expr(self.settings).in_(segments)
+        # segment_expr's CASE as score ranges (the same answers; a range can use an index)
+        score, hot, warm = (
+            col(Lead.score),
+            self.settings.segment_hot_score,
+            self.settings.segment_warm_score,
+        )
+        ranges = {
+            "hot": score >= hot,
+            "warm": and_(score >= warm, score < hot),
+            "cold": and_(score < warm, score < hot),
+        }
+        return or_(*(ranges[s] for s in segments))
 
     def _consent(self, channel: str) -> ColumnElement[bool]:
         latest = (
