@@ -47,7 +47,7 @@ from relance.domain.models import (
     utcnow,
 )
 from relance.domain.segments import segment_expr, stage_expr
-from relance.domain.settings import Settings
+from relance.domain.settings import Settings, get_settings
 
 Strategy = Literal["all_leads", "one_lead"]
 ALL_LEADS: Strategy = "all_leads"
@@ -380,10 +380,12 @@ def member_rows(
 
 
 def segment_members(
-    session: Session, segment_id: str, settings: Settings, *, page: int = 1000
+    session: Session, segment_id: str, settings: Settings | None = None, *, page: int = 1000
 ) -> Iterator[str]:
     """The ids of a saved segment's members, in id order, read a page at a time (the audience
-    of a broadcast). KeyError if there is no such segment."""
+    of a broadcast; ``settings``: the thresholds of hot / warm / cold and the lead schema, the
+    process's by default). KeyError if there is no such segment."""
+    settings = settings or get_settings()
     row = session.get(Segment, segment_id)
     if row is None:
         raise KeyError(f"no segment {segment_id!r}")
