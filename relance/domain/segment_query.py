@@ -169,7 +169,7 @@ class Compiler:
             "warm": and_(score >= warm, score < hot),
             "cold": and_(score < warm, score < hot),
         }
-        return or_(*(ranges[s] for s in segments))
+        return or_(false(), *(ranges[s] for s in segments))
 
     def _consent(self, channel: str) -> ColumnElement[bool]:
         latest = (
