@@ -32,6 +32,7 @@ from api.routes import (
     lists,
     preferences,
     reports,
+    segments,
     shop_events,
     sweeps,
     tasks,
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(shop_events.router)  # before any /events/{id} route
     app.include_router(lists.router)
     app.include_router(broadcasts.router)
+    app.include_router(segments.router)
     app.include_router(definitions.router)  # /journeys/schema, /journeys/check: before keys
     app.include_router(journey_definitions.router)
     app.include_router(events.router)

@@ -310,3 +310,31 @@ def test_every_definition_shipped_with_the_tests_passes_the_check():
         "welcome_as_data.yaml",
     }
     assert check_files(files, lead_schema=LEAD_SCHEMA) == []
+
+
+async def test_a_condition_on_an_attribute_the_lead_schema_lacks_is_refused_at_check(settings):
+    """Journey conditions speak the segments' rule language and are checked the same way."""
+    definition = journey(
+        {
+            "id": "fit",
+            "type": "condition",
+            "if": {"all": [{"consent": "email"}, {"attribute": {"name": "shoe", "op": "exists"}}]},
+            "then": "done",
+            "else": "done",
+        },
+        EXIT,
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app),
+            base_url="http://testserver",
+            headers={"X-API-Key": settings.api_key},
+        ) as api,
+    ):
+        answer = await api.post("/journeys/check", json=definition)
+    assert answer.status_code == 422, answer.text
+    [problem] = answer.json()["detail"]
+    assert problem["loc"] == ["body", "nodes", "fit"]
+    assert problem["msg"].startswith("node fit: its condition at all[1].attribute: no attribute")

@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,12 +22,12 @@ from api import crud
 from api.main import create_app
 from api.schemas import LeadCreate
 from relance.contracts.signals import CLICKED, OPENED, TrackingSignal
+from relance.dev.postgres import pg_bin, throwaway_postgres
 from relance.dev.seeding import make_lead_factory, unique_id
 from relance.dev.serving import ServedApp, listening_socket
 from relance.domain.db import make_engine
 from relance.domain.models import ScoreEvent, TrackingEvent
 from relance.domain.tokens import TokenSigner, TrackingToken
-from relance.services import migrate
 from relance.services.outbox import OutboxDispatcher
 from relance.services.tracking import Hit, record_hits
 from tests.conftest import EMAIL_CONSENT
@@ -42,14 +39,6 @@ from worker import build_worker
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
-    return str(candidates[-1]) if candidates else None
-
-
 def _cannot_run(why: str) -> None:
     if os.environ.get("RELANCE_TESTS_REQUIRE_POSTGRES"):
         pytest.fail(f"PostgreSQL tests are required here but {why}")
@@ -58,42 +47,12 @@ def _cannot_run(why: str) -> None:
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not (initdb and pg_ctl):
+    if not (pg_bin("initdb") and pg_bin("pg_ctl")):
         _cannot_run("no PostgreSQL server is installed (initdb/pg_ctl not found)")
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        if not shutil.which("runuser"):
-            _cannot_run("running as root without runuser: cannot start PostgreSQL")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    workdir = Path(tempfile.mkdtemp(prefix="relance-pg-"))
-    data, sockets = workdir / "data", workdir / "sock"
-    sockets.mkdir()
-    if as_user:
-        shutil.chown(workdir, "postgres")
-        shutil.chown(sockets, "postgres")
-    run = lambda *args: subprocess.run(
-        [*as_user, *args], check=True, capture_output=True, text=True
-    )  # noqa: E731
-    run(initdb, "-D", str(data), "-U", "relance", "--auth=trust", "-E", "UTF8")
-    run(
-        pg_ctl,
-        "-D",
-        str(data),
-        "-l",
-        str(workdir / "log"),
-        "-w",
-        "-o",
-        f"-k {sockets} -c listen_addresses='' -p 54329",
-        "start",
-    )
-    try:
-        url = f"postgresql+psycopg://relance@/postgres?host={sockets}&port=54329"
-        migrate.upgrade(url)
+    if os.geteuid() == 0 and not shutil.which("runuser"):  # PostgreSQL refuses to run as root
+        _cannot_run("running as root without runuser: cannot start PostgreSQL")
+    with throwaway_postgres() as url:
         yield url
-    finally:
-        run(pg_ctl, "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_sign_up_on_postgres_deduplicates_by_email(postgres_url):

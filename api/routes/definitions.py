@@ -67,7 +67,8 @@ def check_definition(
     definition: dict[str, Any] = Body(...),  # noqa: B008
 ) -> DefinitionChecked:
     """Check a definition as publishing will: its shape, its graph (dangling edges, unreachable
-    nodes, branches that never end, loops with no wait), its experiments and its templates."""
+    nodes, branches that never end, loops with no wait), its experiments, its templates and its
+    conditions' attributes and events (against the lead schema)."""
     try:
         parsed = checked(
             definition, templates=known_templates(), lead_schema=settings.lead_schema()

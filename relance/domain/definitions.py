@@ -9,8 +9,8 @@ exclusions), the goals that end it, and typed nodes, each with an id and the edg
     delay       a duration, or until a local time (and weekdays) in the lead's time zone
     wait_for    an open or a click of a message node, or a signal / event by name, with a
                 timeout: branches ``then`` and ``timeout``
-    condition   if / else on an expression tree (all / any / not over score, stage, segment,
-                consent on a channel, list membership), evaluated against the lead by an activity
+    condition   if / else on a rule tree (relance/domain/conditions.py: the language segments
+                use too), evaluated against the lead by an activity
     experiment  A/B/n arms with percentages and an optional holdout, sticky per lead
     update      add score points (an event of the scoring rules), add or remove a list
     checkpoint  a named point, recorded (reports count leads through it)
@@ -25,20 +25,29 @@ What a workflow receives is the light compiled form of relance/contracts/definit
 
 from __future__ import annotations
 
-import re
-from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     model_validator,
 )
 
+from relance.domain.conditions import MAX_DURATION, Duration, ScoreTest, Test, bounded
 from relance.domain.journey_rules import JourneyRules
+
+__all__ = [
+    "MAX_DURATION",
+    "Definition",
+    "Duration",
+    "ScoreTest",
+    "Test",
+    "edges",
+    "json_schema",
+    "open_ends",
+]
 
 NODE_ID = r"^[a-z][a-z0-9_]{0,23}$"
 KEY = r"^[a-z][a-z0-9_]{0,39}$"
@@ -46,102 +55,13 @@ NodeId = Annotated[str, StringConstraints(pattern=NODE_ID)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 TEMPLATE = r"^[a-z0-9_]{1,64}$"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-MAX_DURATION = timedelta(days=366)
-
-_SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def _duration(value: Any) -> Any:
-    """ "48h", "2d", "30m", "1w" (what a marketer writes), besides ISO 8601 ("P2D") and seconds."""
-    if isinstance(value, str) and (m := _SHORT.match(value)):
-        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    return value
-
-
-def _bounded(value: timedelta) -> timedelta:
-    if not timedelta(0) < value <= MAX_DURATION:
-        raise ValueError("a duration is more than 0 and at most 366 days")
-    return value
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(_duration),
-    Field(json_schema_extra={"examples": ["48h", "2d", "P7D"]}),
-]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# Conditions ---------------------------------------------------------------------------------------
-class ScoreTest(_Strict):
-    gte: int | None = Field(default=None, description="score at least this")
-    lte: int | None = Field(default=None, description="score at most this")
-
-    @model_validator(mode="after")
-    def _one_bound(self) -> ScoreTest:
-        if self.gte is None and self.lte is None:
-            raise ValueError("a score test needs gte or lte")
-        return self
-
-
-class Test(_Strict):
-    """One fact about the lead (exactly one of the fields), or all / any / not of others."""
-
-    score: ScoreTest | None = None
-    stage: list[Literal["subscriber", "lead", "mql", "sql", "customer"]] | None = None
-    segment: list[Literal["hot", "warm", "cold"]] | None = None
-    consent: Literal["email", "sms", "webhook"] | None = Field(
-        default=None, description="marketing consent granted on this consent channel"
-    )
-    in_list: Name | None = Field(default=None, description="the lead is in this list")
-    all: list[Test] | None = Field(default=None, min_length=1, max_length=20)
-    any: list[Test] | None = Field(default=None, min_length=1, max_length=20)
-    not_: Test | None = Field(default=None, alias="not")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_value(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name in ("stage", "segment"):  # one value or a list of them
-                if isinstance(data.get(name), str):
-                    data = {**data, name: [data[name]]}
-        return data
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Test:
-        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                "a condition is exactly one of score, stage, segment, consent, in_list, all, "
-                f"any, not (got {', '.join(given) or 'none'})"
-            )
-        return self
-
-    def describe(self) -> str:
-        if self.score is not None:
-            return " and ".join(
-                f"score {op} {v}"
-                for op, v in ((">=", self.score.gte), ("<=", self.score.lte))
-                if v is not None
-            )
-        if self.stage is not None:
-            return f"stage in {'/'.join(self.stage)}"
-        if self.segment is not None:
-            return f"segment in {'/'.join(self.segment)}"
-        if self.consent is not None:
-            return f"consent for {self.consent}"
-        if self.in_list is not None:
-            return f"in list {self.in_list}"
-        if self.not_ is not None:
-            return f"not ({self.not_.describe()})"
-        parts, word = (self.all, " and ") if self.all is not None else (self.any or [], " or ")
-        return "(" + word.join(p.describe() for p in parts) + ")"
+# Conditions: the rule language shared with segments (relance/domain/conditions.py).
 
 
 # Nodes --------------------------------------------------------------------------------------------
@@ -184,7 +104,7 @@ class Delay(_Node):
         if (self.duration is None) == (self.until is None):
             raise ValueError("a delay has a duration or an until, not both")
         if self.duration is not None:
-            _bounded(self.duration)
+            bounded(self.duration)
         return self
 
 
@@ -199,7 +119,7 @@ class WaitFor(_Node):
 
     @model_validator(mode="after")
     def _what(self) -> WaitFor:
-        _bounded(self.within)
+        bounded(self.within)
         if self.event == "signal" and not self.signal:
             raise ValueError("waiting for a signal names it (signal: <name>)")
         if self.event != "signal" and not self.message:

@@ -124,8 +124,9 @@ class Message(SQLModel, table=True):
     provider_id: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=_when())
-    opened_at: datetime | None = Field(default=None, sa_column=_when())
-    clicked_at: datetime | None = Field(default=None, sa_column=_when())
+    # indexed: segments read "opened / clicked within D days" over every lead
+    opened_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    clicked_at: datetime | None = Field(default=None, sa_column=_when(index=True))
     # Frequency cap: when the message counted against the lead's cap, and, while it is
     # ``deferred``, when the cap allows it again.
     counted_at: datetime | None = Field(default=None, sa_column=_when(index=True))
@@ -612,3 +613,16 @@ class JourneyVersion(SQLModel, table=True):
     compiled: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     content_hash: str = Field(max_length=64)
     published_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class Segment(SQLModel, table=True):
+    """A saved rule tree (relance/domain/conditions.py) over the leads: counted, listed and
+    exported on demand, never stored as members (relance/domain/segment_query.py)."""
+
+    __tablename__ = "segments"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    rules: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))

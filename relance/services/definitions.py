@@ -33,6 +33,7 @@ from relance.contracts.catalogue import Journey
 from relance.contracts.channels import template_file
 from relance.contracts.definitions import CompiledArm, CompiledDefinition, CompiledNode
 from relance.contracts.journey_graph import JourneyGraphError, Link, TargetRules, unguarded_cycles
+from relance.domain.conditions import problems as rule_problems
 from relance.domain.definitions import Definition, edges, open_ends
 from relance.domain.lead_schema import LeadSchema
 from relance.domain.rendering import MESSAGE_VARIABLES, TEMPLATES_DIR, template_variables
@@ -137,7 +138,8 @@ def check(
     """Every problem of the definition (none: it may be published). ``templates``: the template
     files there are (``known_templates`` of ``templates_dir``; None: not checked, nor what they
     need); ``others``: the other definitions its redirects may loop through; ``lead_schema``: the
-    custom events a wait may name (None: not checked)."""
+    custom events a wait may name and the attributes and events conditions read (None: not
+    checked)."""
     nodes = {}
     problems: list[Problem] = []
     for node in definition.nodes:
@@ -189,6 +191,11 @@ def check(
             names = [a.name for a in arms]
             if len(set(names)) != len(names):
                 problems.append(Problem(node.id, "two arms have the same name"))
+        if node.type == "condition" and lead_schema is not None:
+            problems += [
+                Problem(node.id, f"its condition at {p}")
+                for p in rule_problems(node.if_, lead_schema)
+            ]
         if node.type == "message" and templates is not None:
             for channel in node.channels if node.channel == "best" else [node.channel]:
                 path = template_file(channel, node.template)
@@ -398,7 +405,7 @@ def _compile(node: Any) -> CompiledNode:
             c.event, c.message, c.signal = node.event, node.message or "", node.signal or ""
             c.seconds, c.then, c.otherwise = node.within.total_seconds(), node.then, node.timeout
         case "condition":
-            c.test = node.if_.model_dump(by_alias=True, exclude_none=True)
+            c.test = node.if_.model_dump(mode="json", by_alias=True, exclude_none=True)
             c.then, c.otherwise = node.then, node.else_
         case "experiment":
             c.arms = [CompiledArm(a.name, a.percent, a.next) for a in node.arms]
