@@ -132,7 +132,8 @@ class BroadcastActivities:
                 select(func.count()).where(BroadcastRecipient.broadcast_id == request.broadcast_id)
             ).one()
             if not frozen:
-                ids = lead_ids(Audience(broadcast.audience_kind, broadcast.audience_id)).subquery()
+                audience = Audience(broadcast.audience_kind, broadcast.audience_id)
+                ids = lead_ids(session, audience, self.settings).subquery()
                 members = (
                     select(
                         literal(broadcast.id),

@@ -87,7 +87,7 @@ async def test_a_broadcast_goes_out_once_to_each_lead_at_the_pace_asked(
     ("change", "named"),
     [
         ({"audience": {"list": "no-such-list"}}, "no members"),
-        ({"audience": {"segment": "s-1"}}, "segments are not available yet"),
+        ({"audience": {"segment": "s-1"}}, "there is no segment 's-1'"),
         ({"per_hour": 0}, "per_hour"),
         ({"per_hour": -5}, "per_hour"),
         ({"template": "no_such_template"}, "no email template named 'no_such_template'"),
@@ -107,6 +107,49 @@ async def test_bad_broadcasts_are_refused_naming_the_problem_and_nothing_starts(
     assert named in response.text
     with Session(live.engine) as session:
         assert len(session.exec(select(Broadcast)).all()) == before
+
+
+async def test_a_broadcast_to_a_segment_goes_to_its_members_as_of_the_start(live, make_lead):
+    """ "This newsletter to every pro-plan lead in France": the segment's rules pick the
+    recipients when the broadcast starts; a lead who matches later is not in it."""
+    plan = f"pro-{uuid.uuid4().hex[:6]}"  # a value of this test alone (a string attribute)
+    fr_pro, fr_free, de_pro = (make_lead() for _ in range(3))
+    for lead, country, title in ((fr_pro, "FR", plan), (fr_free, "FR", "x"), (de_pro, "DE", plan)):
+        with session_scope(live.engine) as session:
+            row = session.get(Lead, lead.id)
+            row.country, row.attributes = country, {"job_title": title}
+    segment = await live.http.post(
+        "/segments",
+        json={
+            "name": "Pro leads in France",
+            "rules": {
+                "all": [
+                    {"attribute": {"name": "country", "op": "eq", "value": "FR"}},
+                    {"attribute": {"name": "job_title", "op": "eq", "value": plan}},
+                ]
+            },
+        },
+    )
+    assert segment.status_code == 201, segment.text
+    response = await live.http.post(
+        "/broadcasts",
+        json={
+            "audience": {"segment": segment.json()["id"]},
+            "template": TEMPLATE,
+            "per_hour": 360_000,
+        },
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["audience"] == 1
+
+    async def done():
+        r = await live.http.get(f"/broadcasts/{response.json()['id']}")
+        return r.json() if r.json()["status"] == "completed" else None
+
+    final = await eventually(done, timeout=30, what="the broadcast to complete")
+    assert final["sent"] == 1
+    assert len(live.sink.mails_to(fr_pro.email)) == 1
+    assert live.sink.mails_to(fr_free.email) == [] and live.sink.mails_to(de_pro.email) == []
 
 
 async def test_post_then_follow_pause_resume_and_finish(live, make_lead):

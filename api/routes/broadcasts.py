@@ -138,7 +138,7 @@ def _create(*, session: Session, spec: BroadcastSpec) -> Broadcast:
     status_code=status.HTTP_201_CREATED,
     responses={
         422: validation_response(
-            "Nothing was started: an unknown or empty list, segments (not available yet), an "
+            "Nothing was started: an unknown or empty list or segment, an "
             "unknown channel or template, per_hour below 1, send_at not a date"
         ),
         **UNREACHABLE,

@@ -532,7 +532,7 @@ class JourneyRun(SQLModel, table=True):
 
 
 class Broadcast(SQLModel, table=True):
-    """A campaign sent once to an audience (a list, later a segment), in waves of ``per_hour``
+    """A campaign sent once to an audience (a list or a saved segment), in waves of ``per_hour``
     (workflows/broadcast.py). The counts are the workflow's, as of its last batch; the
     recipients' rows (``broadcast_recipients``) are the truth they are counted from."""
 
