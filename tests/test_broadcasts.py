@@ -91,6 +91,7 @@ async def test_a_broadcast_goes_out_once_to_each_lead_at_the_pace_asked(
         ({"per_hour": 0}, "per_hour"),
         ({"per_hour": -5}, "per_hour"),
         ({"template": "no_such_template"}, "no email template named 'no_such_template'"),
+        ({"template": "event_cancelled"}, "needs event"),
         ({"channel": "fax"}, "'fax' is not a channel"),
         ({"send_at": "next tuesday-ish"}, "send_at"),
     ],
@@ -236,6 +237,13 @@ async def test_preview_is_untracked_and_test_send_counts_nowhere(live, make_lead
         assert not session.exec(select(Message).where(Message.subject == mail.subject)).all()
     missing = await live.http.post("/broadcasts/test-send", json={"template": "nope", "to": to})
     assert missing.status_code == 422
+    # a template about an event cannot be filled for a lead alone: 422, not a server error
+    for path, body in (
+        ("/broadcasts/preview", {"template": "event_cancelled", "lead_id": lead.id}),
+        ("/broadcasts/test-send", {"template": "event_cancelled", "to": to}),
+    ):
+        answer = await live.http.post(path, json=body)
+        assert answer.status_code == 422 and "needs event" in answer.text, answer.text
 
 
 async def test_leads_outside_their_send_window_wait_for_it_without_holding_up_the_others(

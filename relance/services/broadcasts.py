@@ -16,7 +16,7 @@ from relance.contracts.channels import UnknownChannel, template_file
 from relance.contracts.channels import channel as channel_of
 from relance.domain.audiences import KINDS, Audience, AudienceError, audience_size
 from relance.domain.models import Broadcast, as_utc, utcnow
-from relance.domain.rendering import TEMPLATES_DIR
+from relance.domain.rendering import MESSAGE_VARIABLES, TEMPLATES_DIR, template_variables
 from relance.domain.settings import Settings
 from relance.services.journeys import start_journey
 
@@ -57,6 +57,15 @@ def check_template(channel: str, template: str) -> None:
     if not (TEMPLATES_DIR / path).is_file():
         raise BroadcastError(
             f"no {channel} template named {template!r} (templates/{path})", "template"
+        )
+    # A broadcast's message is about the lead alone: a template that needs an event or a cart
+    # (an event journey's reminder) could not be rendered for anyone.
+    needs = template_variables(path) - MESSAGE_VARIABLES
+    if needs:
+        raise BroadcastError(
+            f"the template {template!r} needs {', '.join(sorted(needs))}, which a broadcast's "
+            "message does not have (it is about the lead alone)",
+            "template",
         )
 
 
