@@ -6,7 +6,7 @@ document.addEventListener("DOMContentLoaded", function () {
     var figure = JSON.parse(document.getElementById(el.dataset.figure).textContent);
     var layout = Object.assign({ font: { family: "Helvetica, Arial, sans-serif", size: 12 } },
       figure.layout);
-    Plotly.newPlot(el, figure.data, layout, { displaylogo: false, responsive: true })
+    Plotly.newPlot(el, figure.data, layout, { displaylogo: false, displayModeBar: false, responsive: true })
       .then(function () { el.dataset.drawn = "true"; });
   });
 });
