@@ -24,6 +24,7 @@ from api.routes import (
     broadcasts,
     codec,
     confirm,
+    dashboard,
     definitions,
     events,
     health,
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(topics.router)
     app.include_router(confirm.router)
     app.include_router(codec.router)
+    app.include_router(dashboard.router)
     app.include_router(audit.router)
     app.include_router(health.router)
     errors.document(app, ANSWERS_BY_DEPENDENCY)

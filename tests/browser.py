@@ -68,7 +68,9 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:  # noqa: F821
     profile = tmp_path / "chromium-profile"
     profile.mkdir()
     options.add_argument(f"--user-data-dir={profile}")
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # for requested_urls()
+    options.set_capability(  # requested_urls(); console_errors()
+        "goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"}
+    )
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     try:
@@ -99,3 +101,9 @@ def off_localhost(urls: list[str]) -> list[str]:
         if urlsplit(url).scheme in ("http", "https", "ws", "wss")
         and urlsplit(url).hostname not in LOCAL_HOSTS
     ]
+
+
+def console_errors(driver) -> list[str]:
+    """The page's console errors since the last call (a script that failed, a resource or an
+    inline script the Content-Security-Policy refused)."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]

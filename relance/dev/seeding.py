@@ -26,7 +26,7 @@ from relance.contracts.nurturing import NurturingSequence
 from relance.contracts.signals import CART_UPDATED, PURCHASED, CartSignal, PurchaseSignal
 from relance.domain.db import session_scope
 from relance.domain.encryption import EncryptionCodec, encrypted_converter
-from relance.domain.models import Consent, Event, Lead, utcnow
+from relance.domain.models import Consent, Event, JourneyRun, Lead, Message, utcnow
 from relance.domain.settings import Settings
 from relance.services.nurturing import load_sequence
 from workflows.abandoned_cart import AbandonedCartJourney
@@ -188,3 +188,73 @@ DEFAULT_SEQUENCE_FILE = ROOT / "config" / "nurturing.yaml"
 
 def default_sequence() -> NurturingSequence:
     return load_sequence(DEFAULT_SEQUENCE_FILE)
+
+
+# What the dashboard draws ----------------------------------------------------------------------
+def seed_journey_figures(
+    engine: Engine, journey: str, *, leads: int = 40, first_name: str = "Ada"
+) -> list[str]:
+    """Runs and messages of one journey written as data, over the last week, with an A/B
+    experiment on its invitation (``invite:a`` / ``invite:b``): every lead is sent the
+    invitation (one in ten skipped, no consent), half are sent the reminder; a third of the
+    ended runs convert (more on arm b), some pass the ``clicked`` checkpoint, a quarter are still
+    active; opens and clicks human and machine. The leads' ids, first one first."""
+    now = utcnow()
+    make = make_lead_factory(engine)
+    ids: list[str] = []
+
+    def past(moment: datetime) -> datetime:
+        return min(moment, now - timedelta(minutes=5))
+
+    with session_scope(engine) as session:
+        for n in range(leads):
+            lead = make(first_name=first_name if n == 0 else f"Lead {n}")
+            ids.append(lead.id)
+            entered = now - timedelta(days=7 - n % 7, hours=n % 5)
+            workflow_id = f"{journey}-{lead.id}"
+            arm = "ab"[n % 2]
+            active = n % 4 == 3
+            converted = not active and (n % 3 == 0 or (arm == "b" and n % 5 == 0))
+            session.add(
+                JourneyRun(
+                    workflow_id=workflow_id,
+                    run_id=uuid.uuid4().hex,
+                    lead_id=lead.id,
+                    journey=journey,
+                    entered_at=entered,
+                    closed_at=None if active else past(entered + timedelta(hours=20 + n)),
+                    outcome=None if active else ("converted" if converted else "completed"),
+                    reason=None if active else ("goal reached" if converted else "the end"),
+                    goal="registered" if converted else None,
+                    checkpoints=[] if active or n % 2 else ["clicked"],
+                    arms={"invite": arm},
+                )
+            )
+            skipped = n % 10 == 9
+            steps = [("invite", f"invite:{arm}.email", "skipped" if skipped else "sent")]
+            if n % 2 == 0:
+                steps.append(("reminder", "reminder.email", "sent"))
+            for hour, (template, step, state) in enumerate(steps):
+                at = past(entered + timedelta(hours=hour * 24 + 1))
+                session.add(
+                    Message(
+                        send_key=f"{workflow_id}:{step}",
+                        lead_id=lead.id,
+                        workflow_id=workflow_id,
+                        journey=journey,
+                        step=f"{step}@{at:%y%m%d%H%M%S}",
+                        channel="email",
+                        template=f"{journey}_{template}",
+                        topic="events",
+                        status=state,
+                        reason="no marketing consent for email" if state == "skipped" else None,
+                        created_at=at,
+                        sent_at=None if state == "skipped" else at,
+                        opened_at=at + timedelta(minutes=1) if n % 3 != 2 else None,
+                        human_opened_at=at + timedelta(hours=2) if n % 3 == 0 else None,
+                        clicked_at=at + timedelta(hours=3) if n % 4 == 0 else None,
+                        human_clicked_at=at + timedelta(hours=3) if n % 8 == 0 else None,
+                        unsubscribed_at=at + timedelta(hours=4) if n == 7 else None,
+                    )
+                )
+    return ids

@@ -494,3 +494,31 @@ def experiment_report(engine: Engine, journey: str, node: str, period: Period) -
         "leading_arm": leading,
         "significant": significant,
     }
+
+
+def experiment_nodes(engine: Engine, journey: str, period: Period) -> list[str]:
+    """The experiments the period's runs of ``journey`` were placed on (their nodes), so a page
+    can show each one's arms. Grouped on the arms' JSON text: few distinct values."""
+    as_text = cast(runs.c.arms, String)
+    nodes: set[str] = set()
+    with engine.connect() as conn:
+        for (placed,) in conn.execute(
+            select(as_text).where(_cohort(journey, period), as_text != "{}").group_by(as_text)
+        ):
+            nodes.update(json.loads(placed) if isinstance(placed, str) else placed or {})
+    return sorted(nodes)
+
+
+def funnel_stages(report: dict) -> list[tuple[str, int]]:
+    """A journey's funnel as a chart draws it: entered, each step's messages sent (the most sent
+    first: a funnel narrows), each checkpoint passed, converted."""
+    steps = sorted(
+        ((step, counts.get("sent", 0)) for step, counts in report["steps"].items()),
+        key=lambda pair: (-pair[1], pair[0]),
+    )
+    return [
+        ("entered", report["entered"]),
+        *((f"sent: {step}", n) for step, n in steps),
+        *((f"checkpoint: {name}", n) for name, n in report["checkpoints"].items()),
+        ("converted", report["converted"]),
+    ]

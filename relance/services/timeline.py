@@ -26,6 +26,7 @@ from relance.domain.models import (
     Consent,
     EnrollmentRefusal,
     JourneyRun,
+    Lead,
     LeadActivity,
     ListMember,
     Message,
@@ -218,3 +219,16 @@ def _before(source: Source, at, table: Table, after: tuple[datetime, str, Any]):
     if source.name > name:
         return at < moment
     return or_(at < moment, and_(at == moment, table.c.id < row_id))
+
+
+def lead_header(engine: Engine, lead_id: str) -> dict | None:
+    """Who the timeline is about (its page's heading): id, email, first name, score; None when
+    there is no such lead."""
+    leads = _t(Lead)
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(leads.c.id, leads.c.email, leads.c.first_name, leads.c.score).where(
+                leads.c.id == lead_id
+            )
+        ).first()
+    return dict(row._mapping) if row is not None else None
