@@ -7,8 +7,15 @@ retried after a worker was killed finds the recipients it had done already settl
 them nothing again. The send window is checked here, per recipient, in the lead's own zone: a
 lead outside it is ``deferred`` until it opens and the batch goes on with the others.
 
-A batch sends over a few threads at once (``RELANCE_BROADCAST_SEND_CONCURRENCY``), each over
-the process's pooled SMTP connections, and writes its recipients' outcomes once per chunk.
+A wave goes through the send ledger's batch path (``SendLedger.claim_many``): its recipients
+claimed in one transaction, every gate read for all of them at once and each recipient decided
+by the rules a single send follows; then the messages go over a few threads at once
+(``RELANCE_BROADCAST_SEND_CONCURRENCY``), each over the process's pooled SMTP connections; then
+the provider's answers are recorded in one write, and the recipients' outcomes in another. A
+worker killed between the mail server's acceptance and that write leaves the wave's rows
+``sending``: the retried wave sends those again under their Message-IDs (mailboxes drop the
+copy) and their rows say so, as a single send's would. A channel whose provider has no batch
+path sends its waves one ordinary send per recipient.
 """
 
 from __future__ import annotations

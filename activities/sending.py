@@ -12,6 +12,11 @@ the lead must have it on (the consent ledger, read with the channel's consent in
 must not have paused marketing messages (``leads.marketing_paused_until``). The lead's weekly
 pace is a frequency cap of their own (activities/frequency.py). Transactional messages pass
 none of these gates.
+
+A broadcast's wave claims its recipients together (``claim_many``: one transaction, one query
+per gate for all the leads, the new rows inserted together, the cap's locks in one statement)
+and records the provider's answers together (``record_many``); a single send is a wave of one,
+so both are decided by the same rules.
 """
 
 from __future__ import annotations
