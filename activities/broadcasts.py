@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 
-from sqlalchemy import func, insert, literal, or_, update
+from sqlalchemy import bindparam, func, insert, literal, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
@@ -358,16 +358,33 @@ class BroadcastActivities:
     ) -> None:
         if not outcomes:
             return
-        with session_scope(self.engine) as session:
-            for position, (outcome, not_before, message_id) in outcomes.items():
-                session.execute(
-                    update(BroadcastRecipient)
-                    .where(
-                        col(BroadcastRecipient.broadcast_id) == broadcast_id,
-                        col(BroadcastRecipient.position) == position,
-                    )
-                    .values(outcome=outcome, not_before=not_before, message_id=message_id)
-                )
+        recipients = BroadcastRecipient.__table__
+        one_statement = (
+            update(recipients)
+            .where(
+                recipients.c.broadcast_id == bindparam("b_broadcast"),
+                recipients.c.position == bindparam("b_position"),
+            )
+            .values(
+                outcome=bindparam("b_outcome"),
+                not_before=bindparam("b_not_before"),
+                message_id=bindparam("b_message"),
+            )
+        )
+        with session_scope(self.engine) as session:  # one statement, run for every recipient
+            session.connection().execute(
+                one_statement,
+                [
+                    {
+                        "b_broadcast": broadcast_id,
+                        "b_position": position,
+                        "b_outcome": outcome,
+                        "b_not_before": not_before,
+                        "b_message": message_id,
+                    }
+                    for position, (outcome, not_before, message_id) in outcomes.items()
+                ],
+            )
 
     @staticmethod
     def _save_counts(
