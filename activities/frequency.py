@@ -141,9 +141,20 @@ class FrequencyCap:
     def _lock_many(session: Session, lead_ids: list[str], channel: str) -> None:
         """Serialise the leads' sends on the channel until this transaction ends: their
         lead+channel rows bumped in one statement (made first where missing)."""
+        # PostgreSQL locks the rows in the leads' order (two waves to overlapping audiences wait
+        # for each other rather than deadlock); SQLite's one writer serialises them anyway.
+        in_order = (
+            select(FrequencyLock.lead_id)
+            .where(col(FrequencyLock.lead_id).in_(lead_ids), FrequencyLock.channel == channel)
+            .order_by(col(FrequencyLock.lead_id))
+            .with_for_update()
+        )
         bump = (
             update(FrequencyLock)
-            .where(col(FrequencyLock.lead_id).in_(lead_ids), col(FrequencyLock.channel) == channel)
+            .where(
+                col(FrequencyLock.channel) == channel,
+                col(FrequencyLock.lead_id).in_(in_order.scalar_subquery()),
+            )
             .values(version=col(FrequencyLock.version) + 1)
         )
         if session.execute(bump).rowcount == len(lead_ids):
@@ -169,4 +180,8 @@ class FrequencyCap:
                         session.add(FrequencyLock(lead_id=lead_id, channel=channel, version=0))
                 except IntegrityError:
                     pass
-        session.execute(bump.where(col(FrequencyLock.lead_id).in_(missing)))
+        session.execute(
+            update(FrequencyLock)
+            .where(col(FrequencyLock.lead_id).in_(missing), FrequencyLock.channel == channel)
+            .values(version=col(FrequencyLock.version) + 1)
+        )
