@@ -7,8 +7,15 @@ retried after a worker was killed finds the recipients it had done already settl
 them nothing again. The send window is checked here, per recipient, in the lead's own zone: a
 lead outside it is ``deferred`` until it opens and the batch goes on with the others.
 
-A batch sends over a few threads at once (``RELANCE_BROADCAST_SEND_CONCURRENCY``), each over
-the process's pooled SMTP connections, and writes its recipients' outcomes once per chunk.
+A wave goes through the send ledger's batch path (``SendLedger.claim_many``): its recipients
+claimed in one transaction, every gate read for all of them at once and each recipient decided
+by the rules a single send follows; then the messages go over a few threads at once
+(``RELANCE_BROADCAST_SEND_CONCURRENCY``), each over the process's pooled SMTP connections; then
+the provider's answers are recorded in one write, and the recipients' outcomes in another. A
+worker killed between the mail server's acceptance and that write leaves the wave's rows
+``sending``: the retried wave sends those again under their Message-IDs (mailboxes drop the
+copy) and their rows say so, as a single send's would. A channel whose provider has no batch
+path sends its waves one ordinary send per recipient.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 
-from sqlalchemy import func, insert, literal, or_, update
+from sqlalchemy import bindparam, func, insert, literal, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.channels import ChannelProvider
 from relance.contracts import broadcasts as bc
 from relance.contracts.broadcasts import (
     BatchRequest,
@@ -88,6 +96,14 @@ class BroadcastActivities:
         self.engine = engine
         # The channels' send activities (activities/channels.py), by channel name.
         self.sends = {c.name: send for c, send in zip(CHANNELS, sends, strict=True)}
+        # The channels whose provider has the batch path (``ChannelProvider.deliver``): a wave's
+        # recipients are claimed together, each by the rules of a single send.
+        self.providers = {
+            name: owner
+            for name, send in self.sends.items()
+            if isinstance(owner := getattr(send, "__self__", None), ChannelProvider)
+            and type(owner).deliver is not ChannelProvider.deliver
+        }
         self.window = settings.send_window()
         self.concurrency = settings.broadcast_send_concurrency
 
@@ -164,7 +180,6 @@ class BroadcastActivities:
         with session_scope(self.engine) as session:
             broadcast = self._broadcast(session, request.broadcast_id)
             session.expunge(broadcast)
-        send = self.sends[broadcast.channel]
         sent = examined = 0
         temporary = ""
         with ThreadPoolExecutor(max_workers=self.concurrency) as threads:
@@ -181,29 +196,11 @@ class BroadcastActivities:
                         outcomes[position] = (bc.DEFERRED, opens, None)
                     else:
                         to_send.append((position, lead_id))
-                futures = [
-                    (
-                        position,
-                        threads.submit(
-                            contextvars.copy_context().run,
-                            send,
-                            self._request(broadcast, request.workflow_id, lead_id),
-                        ),
-                    )
-                    for position, lead_id in to_send
-                ]
-                pending = {future for _, future in futures}
-                while pending:  # alive while the sends progress, however slow the machine
-                    _, pending = wait(pending, timeout=HEARTBEAT_EVERY)
-                    activity.heartbeat(sent)
-                for position, future in futures:
-                    try:
-                        result = future.result()
-                    except ApplicationError as err:
-                        if not err.non_retryable:  # the provider is down or refusing for now
-                            temporary = temporary or str(err)
-                            continue
-                        result = SendResult("failed", reason=str(err))
+                wave = self._send_wave if broadcast.channel in self.providers else self._send_each
+                for position, result in wave(broadcast, request.workflow_id, to_send, threads):
+                    if isinstance(result, str):  # the provider is down or refusing for now
+                        temporary = temporary or result
+                        continue
                     outcomes[position] = (
                         outcome_of(result, broadcast.channel),
                         None,
@@ -228,6 +225,98 @@ class BroadcastActivities:
                 )
             self._save_counts(session, broadcast.id, counts, None)
         return BatchResult(counts, next_due=next_due, temporary_failure=temporary[:500])
+
+    def _send_wave(
+        self,
+        broadcast: Broadcast,
+        workflow_id: str,
+        recipients: list[tuple[int, str]],
+        threads: ThreadPoolExecutor,
+    ) -> list[tuple[int, SendResult | str]]:
+        """The wave through the send ledger's batch path: its recipients claimed in one
+        transaction (every gate read for all of them at once, by the rules a single send
+        follows), the messages handed to the provider over the pooled connections, their
+        outcomes recorded in one write. Each recipient's result, or why it was not sent yet (a
+        failure a retry may fix: the recipient stays pending)."""
+        if not recipients:
+            return []
+        provider = self.providers[broadcast.channel]
+        requests = [self._request(broadcast, workflow_id, lead_id) for _, lead_id in recipients]
+        try:
+            claims = provider.ledger.claim_many(
+                requests, broadcast.channel, channel_blocked=provider.blocked()
+            )
+        except ApplicationError as err:
+            if not err.non_retryable:  # a concurrent claim: the wave goes again
+                return [(position, str(err)) for position, _ in recipients]
+            return [(position, SendResult("failed", reason=str(err))) for position, _ in recipients]
+        out: dict[int, SendResult | str] = {}
+        futures = []
+        for (position, _), request, claim in zip(recipients, requests, claims, strict=True):
+            if claim.result is not None:
+                out[position] = claim.result
+            else:
+                job = threads.submit(
+                    contextvars.copy_context().run, provider.deliver, request, claim
+                )
+                futures.append((position, claim, job))
+        pending = {job for _, _, job in futures}
+        while pending:  # alive while the sends progress, however slow the machine
+            _, pending = wait(pending, timeout=HEARTBEAT_EVERY)
+            activity.heartbeat()
+        deliveries, crashed = [], None
+        for position, _, job in futures:
+            try:
+                deliveries.append((position, job.result()))
+            except Exception as err:  # noqa: BLE001 - the others' outcomes are recorded first
+                crashed = crashed or err
+        results = provider.ledger.record_many([d for _, d in deliveries])
+        if crashed is not None:
+            raise crashed
+        for (position, delivery), result in zip(deliveries, results, strict=True):
+            out[position] = (
+                result
+                if result is not None
+                else f"{broadcast.channel} {delivery.message.id} not sent yet: "
+                f"{delivery.failure.reason}"
+            )
+        return [(position, out[position]) for position, _ in recipients if position in out]
+
+    def _send_each(
+        self,
+        broadcast: Broadcast,
+        workflow_id: str,
+        recipients: list[tuple[int, str]],
+        threads: ThreadPoolExecutor,
+    ) -> list[tuple[int, SendResult | str]]:
+        """The wave as ordinary sends, one per recipient (a channel whose provider has no batch
+        path)."""
+        send = self.sends[broadcast.channel]
+        futures = [
+            (
+                position,
+                threads.submit(
+                    contextvars.copy_context().run,
+                    send,
+                    self._request(broadcast, workflow_id, lead_id),
+                ),
+            )
+            for position, lead_id in recipients
+        ]
+        pending = {future for _, future in futures}
+        while pending:  # alive while the sends progress, however slow the machine
+            _, pending = wait(pending, timeout=HEARTBEAT_EVERY)
+            activity.heartbeat()
+        out: list[tuple[int, SendResult | str]] = []
+        for position, future in futures:
+            try:
+                out.append((position, future.result()))
+            except ApplicationError as err:
+                if not err.non_retryable:  # the provider is down or refusing for now
+                    out.append((position, str(err)))
+                else:
+                    out.append((position, SendResult("failed", reason=str(err))))
+        return out
 
     def _request(self, broadcast: Broadcast, workflow_id: str, lead_id: str) -> SendRequest:
         return SendRequest(
@@ -269,16 +358,33 @@ class BroadcastActivities:
     ) -> None:
         if not outcomes:
             return
-        with session_scope(self.engine) as session:
-            for position, (outcome, not_before, message_id) in outcomes.items():
-                session.execute(
-                    update(BroadcastRecipient)
-                    .where(
-                        col(BroadcastRecipient.broadcast_id) == broadcast_id,
-                        col(BroadcastRecipient.position) == position,
-                    )
-                    .values(outcome=outcome, not_before=not_before, message_id=message_id)
-                )
+        recipients = BroadcastRecipient.__table__
+        one_statement = (
+            update(recipients)
+            .where(
+                recipients.c.broadcast_id == bindparam("b_broadcast"),
+                recipients.c.position == bindparam("b_position"),
+            )
+            .values(
+                outcome=bindparam("b_outcome"),
+                not_before=bindparam("b_not_before"),
+                message_id=bindparam("b_message"),
+            )
+        )
+        with session_scope(self.engine) as session:  # one statement, run for every recipient
+            session.connection().execute(
+                one_statement,
+                [
+                    {
+                        "b_broadcast": broadcast_id,
+                        "b_position": position,
+                        "b_outcome": outcome,
+                        "b_not_before": not_before,
+                        "b_message": message_id,
+                    }
+                    for position, (outcome, not_before, message_id) in outcomes.items()
+                ],
+            )
 
     @staticmethod
     def _save_counts(

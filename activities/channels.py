@@ -20,9 +20,9 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from activities.frequency import FrequencyCap
-from activities.sending import Claim, SendLedger
+from activities.sending import Claim, Delivery, SendLedger
 from relance.contracts.channels import CHANNELS, UnknownChannel, channel
-from relance.contracts.sending import SendFailure
+from relance.contracts.sending import SendFailure, SendRequest
 from relance.domain.models import Lead
 from relance.domain.rendering import Renderer
 from relance.domain.settings import Settings
@@ -62,6 +62,16 @@ class ChannelProvider:
         self.settings = settings
         self.ledger = ledger_for(settings, engine)
         self.renderer = renderer
+
+    def blocked(self) -> str:
+        """Why this channel cannot send at all (e.g. no provider set up); "" when it can."""
+        return ""
+
+    def deliver(self, request: SendRequest, claim: Claim) -> Delivery:
+        """Render a claimed message and hand it to the provider, without touching the database
+        (the caller records the outcome): a broadcast's wave sends through it. A provider that
+        does not have it sends its broadcasts one ordinary send at a time."""
+        raise NotImplementedError
 
     def context(self, claim: Claim) -> dict:
         """The lead's fields and the brand's, and what the message is about (an event, a cart)."""

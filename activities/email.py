@@ -25,6 +25,7 @@ from email_validator import EmailNotValidError, validate_email
 from temporalio import activity
 
 from activities.channels import ChannelProvider, provider
+from activities.sending import Claim, Delivery
 from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.domain.rendering import Tracking, header_text
 from relance.services import smtp
@@ -62,6 +63,17 @@ class EmailActivities(ChannelProvider):
                 claim.result.reason or "(already sent)",
             )
             return claim.result
+        delivery = self.deliver(request, claim)
+        if delivery.failure is not None:
+            return self.ledger.failed_or_retried(claim.message, delivery.failure, channel="email")
+        activity.logger.info(
+            "email %s sent for %s step %s", claim.message.id, request.journey, request.step
+        )
+        return self.ledger.mark_sent(claim.message, subject=delivery.subject)
+
+    def deliver(self, request: SendRequest, claim: Claim) -> Delivery:
+        """Render the claimed message and hand it to the mail server (no database: the caller
+        records the outcome, one message or a broadcast's wave at once)."""
         message, lead = claim.message, claim.lead
         try:
             to = recipient(lead.email, lead.first_name)
@@ -71,11 +83,8 @@ class EmailActivities(ChannelProvider):
             mime = self._mime(request, message.id, to, rendered, claim.extras.attachments)
             self._deliver(mime, to.addr_spec)
         except SendFailure as failure:
-            return self.ledger.failed_or_retried(message, failure, channel="email")
-        activity.logger.info(
-            "email %s sent for %s step %s", message.id, request.journey, request.step
-        )
-        return self.ledger.mark_sent(message, subject=rendered.subject)
+            return Delivery(message, failure=failure)
+        return Delivery(message, subject=rendered.subject)
 
     def _mime(
         self, request: SendRequest, message_id: str, to: Address, rendered, attachments

@@ -42,6 +42,13 @@ class FrequencyCap:
     messages: int = 3  # 0: no cap
     days: float = 7.0
 
+    def caps(self, weekly: bool) -> list[tuple[int, float, str]]:
+        """The caps over a lead's marketing messages: (messages, days, whose)."""
+        caps = [(self.messages, self.days, "")] if self.messages > 0 else []
+        if weekly:
+            caps.append((*WEEKLY, "the lead's weekly pace, "))
+        return caps
+
     def check(
         self,
         session: Session,
@@ -52,28 +59,61 @@ class FrequencyCap:
         weekly: bool = False,
     ) -> CapVerdict:
         """``weekly``: the lead chose the weekly pace (``WEEKLY``), a cap over the global one."""
-        caps = [(self.messages, self.days, "")] if self.messages > 0 else []
-        if weekly:
-            caps.append((*WEEKLY, "the lead's weekly pace, "))
-        if message.kind != "marketing" or not caps:
-            return CapVerdict("go")
-        self._lock(session, message.lead_id, message.channel)
-        longest = timedelta(days=max(days for _, days, _ in caps))
-        counted = [
-            as_utc(t)
-            for t in session.exec(
-                select(Message.counted_at)
+        return self.check_many(session, [(message, weekly)], over_cap=over_cap, now=now)[0]
+
+    def check_many(
+        self,
+        session: Session,
+        messages: list[tuple[Message, bool]],
+        *,
+        over_cap: str,
+        now: datetime,
+    ) -> list[CapVerdict]:
+        """``check`` for the messages of a broadcast's wave (each with whether its lead chose
+        the weekly pace), on one channel, to different leads: their lead+channel rows locked in
+        one statement, their counted messages read in one query."""
+        capped = [
+            (message, caps)
+            for message, weekly in messages
+            if message.kind == "marketing" and (caps := self.caps(weekly))
+        ]
+        if capped:
+            channel = capped[0][0].channel
+            self._lock_many(session, sorted({m.lead_id for m, _ in capped}), channel)
+            longest = timedelta(days=max(days for _, caps in capped for _, days, _ in caps))
+            own = [m.id for m, _ in capped]
+            counted: dict[str, list[datetime]] = {m.lead_id: [] for m, _ in capped}
+            for lead_id, at in session.exec(
+                select(Message.lead_id, Message.counted_at)
                 .where(
-                    Message.lead_id == message.lead_id,
-                    Message.channel == message.channel,
+                    col(Message.lead_id).in_(list(counted)),
+                    Message.channel == channel,
                     Message.kind == "marketing",
                     col(Message.status).in_(COUNTED_STATUSES),
                     col(Message.counted_at) > now - longest,
-                    Message.id != message.id,
+                    col(Message.id).not_in(own),
                 )
                 .order_by(col(Message.counted_at))
-            ).all()
-        ]
+            ).all():
+                counted[lead_id].append(as_utc(at))
+            verdicts = {
+                id(m): self._verdict(m, counted[m.lead_id], caps, over_cap=over_cap, now=now)
+                for m, caps in capped
+            }
+        else:
+            verdicts = {}
+        return [verdicts.get(id(m), CapVerdict("go")) for m, _ in messages]
+
+    @staticmethod
+    def _verdict(
+        message: Message,
+        counted: list[datetime],
+        caps: list[tuple[int, float, str]],
+        *,
+        over_cap: str,
+        now: datetime,
+    ) -> CapVerdict:
+        """The message against its lead's counted messages (oldest first)."""
         over = []  # (when the cap allows it again, what the cap is)
         for limit, days, whose in caps:
             period = timedelta(days=days)
@@ -98,18 +138,50 @@ class FrequencyCap:
         return CapVerdict("skipped", message.reason)
 
     @staticmethod
-    def _lock(session: Session, lead_id: str, channel: str) -> None:
-        """Serialise the lead+channel's sends until this transaction ends."""
+    def _lock_many(session: Session, lead_ids: list[str], channel: str) -> None:
+        """Serialise the leads' sends on the channel until this transaction ends: their
+        lead+channel rows bumped in one statement (made first where missing)."""
+        # PostgreSQL locks the rows in the leads' order (two waves to overlapping audiences wait
+        # for each other rather than deadlock); SQLite's one writer serialises them anyway.
+        in_order = (
+            select(FrequencyLock.lead_id)
+            .where(col(FrequencyLock.lead_id).in_(lead_ids), FrequencyLock.channel == channel)
+            .order_by(col(FrequencyLock.lead_id))
+            .with_for_update()
+        )
         bump = (
             update(FrequencyLock)
-            .where(col(FrequencyLock.lead_id) == lead_id, col(FrequencyLock.channel) == channel)
+            .where(
+                col(FrequencyLock.channel) == channel,
+                col(FrequencyLock.lead_id).in_(in_order.scalar_subquery()),
+            )
             .values(version=col(FrequencyLock.version) + 1)
         )
-        if session.execute(bump).rowcount:
+        if session.execute(bump).rowcount == len(lead_ids):
             return
+        have = set(
+            session.exec(
+                select(FrequencyLock.lead_id).where(
+                    col(FrequencyLock.lead_id).in_(lead_ids), FrequencyLock.channel == channel
+                )
+            )
+        )
+        missing = [lead_id for lead_id in lead_ids if lead_id not in have]
         try:
             with session.begin_nested():
-                session.add(FrequencyLock(lead_id=lead_id, channel=channel, version=0))
-        except IntegrityError:  # created concurrently: lock the row the other made
-            pass
-        session.execute(bump)
+                session.add_all(
+                    FrequencyLock(lead_id=lead_id, channel=channel, version=0)
+                    for lead_id in missing
+                )
+        except IntegrityError:  # some created concurrently: one at a time, as a single send does
+            for lead_id in missing:
+                try:
+                    with session.begin_nested():
+                        session.add(FrequencyLock(lead_id=lead_id, channel=channel, version=0))
+                except IntegrityError:
+                    pass
+        session.execute(
+            update(FrequencyLock)
+            .where(col(FrequencyLock.lead_id).in_(missing), FrequencyLock.channel == channel)
+            .values(version=col(FrequencyLock.version) + 1)
+        )

@@ -12,6 +12,11 @@ the lead must have it on (the consent ledger, read with the channel's consent in
 must not have paused marketing messages (``leads.marketing_paused_until``). The lead's weekly
 pace is a frequency cap of their own (activities/frequency.py). Transactional messages pass
 none of these gates.
+
+A broadcast's wave claims its recipients together (``claim_many``: one transaction, one query
+per gate for all the leads, the new rows inserted together, the cap's locks in one statement)
+and records the provider's answers together (``record_many``); a single send is a wave of one,
+so both are decided by the same rules.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -32,15 +37,15 @@ from relance.contracts.catalogue import topic_of
 from relance.contracts.channels import channel as channel_of
 from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.contracts.skips import SkipReason
-from relance.domain.consent import GRANTED, marketing_gate
+from relance.domain.consent import GRANTED, marketing_gates
 from relance.domain.db import session_scope
 from relance.domain.journey_rules import (
     EXCLUDED,
     JourneyRules,
-    exclusion_reason,
+    exclusion_reasons,
 )
-from relance.domain.models import Lead, Message, as_utc, utcnow
-from relance.domain.suppression import suppression_of
+from relance.domain.models import Lead, Message, SuppressionEntry, as_utc, utcnow
+from relance.domain.suppression import suppressions_of
 from relance.domain.topics import DEFAULT_TOPICS_FILE, Topics, topics_from
 from relance.services.journeys import default_rules
 
@@ -73,6 +78,18 @@ def sent_after_failed_attempts(attempt: int, last_failure: str) -> str:
         f"sent on attempt {attempt}; the earlier attempts did not reach the provider or were "
         f"refused for now ({last_failure})"
     )
+
+
+@dataclass
+class Gates:
+    """What the gates read about a send's lead: the channel's marketing consent and the lead's
+    choice for the topic (marketing only), their address's suppression entry, why the
+    journey's exclusions exclude them, what the message is about."""
+
+    consent: tuple[str, str | None] | None
+    suppressed: SuppressionEntry | None
+    excluded: str
+    extras: MessageExtras
 
 
 @dataclass
@@ -124,109 +141,214 @@ class SendLedger:
     ) -> Claim:
         """``channel_blocked``: why this channel cannot send at all (e.g. no SMS provider set
         up)."""
-        key = f"{request.workflow_id}:{request.step}"
-        topic = (
-            (request.topic or topic_of(request.journey)) if request.kind == "marketing" else None
-        )
+        return self.claim_many([request], channel, channel_blocked=channel_blocked, now=now)[0]
+
+    def claim_many(
+        self,
+        requests: list[SendRequest],
+        channel: str,
+        *,
+        channel_blocked: str = "",
+        now: datetime | None = None,
+    ) -> list[Claim]:
+        """Claim sends on one channel, each to a different lead, in one transaction (a
+        broadcast's wave; a single send is a wave of one): the rows read and the new ones
+        inserted together, every gate read for all the leads at once (consent and topic,
+        suppression, exclusions, the frequency cap's locks and counts), and each send decided by
+        the same rules. A lead that does not exist raises LeadNotFound for a single send; in a
+        wave of several, that send alone is ``failed``."""
         when = now or _now()
+        keys = [f"{r.workflow_id}:{r.step}" for r in requests]
         with session_scope(self.engine) as session:
-            message = session.exec(select(Message).where(Message.send_key == key)).first()
-            if message is not None and message.status in ("sent", "skipped", "failed"):
-                result = SendResult(message.status, message.id, message.reason or "", True)
-                if message.status == "skipped":
-                    result.skip = self._skip_of_settled(session, request, result.reason)
-                return Claim(None, None, result)
-            lead = session.get(Lead, request.lead_id)
-            if lead is None:
-                raise ApplicationError(
-                    f"lead {request.lead_id} does not exist",
-                    type="LeadNotFound",
-                    non_retryable=True,
+            rows = {
+                m.send_key: m
+                for m in session.exec(select(Message).where(col(Message.send_key).in_(keys)))
+            }
+            claims: dict[int, Claim] = {}
+            open_: list[tuple[int, SendRequest, Message, Lead, str | None]] = []
+            leads = {
+                lead.id: lead
+                for lead in session.exec(
+                    select(Lead).where(col(Lead.id).in_([r.lead_id for r in requests]))
                 )
-            if message is None:
-                message = Message(
-                    send_key=key,
-                    lead_id=lead.id,
-                    workflow_id=request.workflow_id,
-                    journey=request.journey,
-                    step=request.step,
-                    channel=channel,
-                    template=request.template,
-                    kind=request.kind,
-                    topic=topic,
-                    status="sending",
+            }
+            new: list[Message] = []
+            for i, (request, key) in enumerate(zip(requests, keys, strict=True)):
+                message = rows.get(key)
+                if message is not None and message.status in ("sent", "skipped", "failed"):
+                    result = SendResult(message.status, message.id, message.reason or "", True)
+                    if message.status == "skipped":
+                        result.skip = self._skip_of_settled(session, request, result.reason)
+                    claims[i] = Claim(None, None, result)
+                    continue
+                lead = leads.get(request.lead_id)
+                if lead is None:
+                    missing = f"lead {request.lead_id} does not exist"
+                    if len(requests) == 1:
+                        raise ApplicationError(missing, type="LeadNotFound", non_retryable=True)
+                    claims[i] = Claim(None, None, SendResult("failed", reason=missing))
+                    continue
+                topic = (
+                    (request.topic or topic_of(request.journey))
+                    if request.kind == "marketing"
+                    else None
                 )
-                session.add(message)
+                if message is None:
+                    message = Message(
+                        send_key=key,
+                        lead_id=lead.id,
+                        workflow_id=request.workflow_id,
+                        journey=request.journey,
+                        step=request.step,
+                        channel=channel,
+                        template=request.template,
+                        kind=request.kind,
+                        topic=topic,
+                        status="sending",
+                    )
+                    new.append(message)
+                else:
+                    self._reclaim(message, channel)
+                open_.append((i, request, message, lead, topic))
+            if new:
+                session.add_all(new)
                 try:
                     session.flush()
                 except IntegrityError as race:
-                    # A concurrent attempt claimed it first: let Temporal retry.
+                    # A concurrent attempt claimed one first: let Temporal retry.
                     raise ApplicationError(
-                        f"send {key} is being claimed concurrently", type="SendRace"
+                        f"send {new[0].send_key} is being claimed concurrently"
+                        + (f" (or one of {len(new)})" if len(new) > 1 else ""),
+                        type="SendRace",
                     ) from race
-            elif (
-                message.status == "deferred"
-            ):  # the journey waited for the frequency cap: count again
-                message.status = (
-                    "sending"  # reason and deferred_until stay: the row says it was held
+            gates = self._read_gates(session, channel, [(r, lead, t) for _, r, _, lead, t in open_])
+            to_cap: list[tuple[int, SendRequest, Message, Lead, MessageExtras]] = []
+            for (i, request, message, lead, topic), gate in zip(open_, gates, strict=True):
+                skip, reason = self._decide(
+                    lead, channel, request, topic, when, gate, channel_blocked=channel_blocked
                 )
-            elif message.status == "sending" and (
-                message.attempts == 0 or message.attempts > message.attempts_not_delivered
-            ):
-                # An earlier attempt died between claiming and recording the provider's answer
-                # (worker killed, connection dropped after the message went out). The provider may
-                # have the message already; SMTP cannot tell. Sending again reuses the same
-                # Message-ID, by which mailboxes recognise a second copy; the row says it happened.
-                # (Attempts that certainly did not reach the provider are counted apart: those
-                # alone make no "sent again".)
-                message.reason = resent_note(channel)
-            extras = load_extras(session, lead, request.about)
-            no_consent, topic_off = self._no_consent(session, lead, channel, request, topic)
-            skip, reason = next(
-                (
-                    (kind, reason)
-                    for kind, reason in (
-                        (SkipReason.NO_CHANNEL, channel_blocked),
-                        (SkipReason.NO_CHANNEL, self._unreachable(lead, channel)),
-                        (SkipReason.NO_CONSENT, no_consent),
-                        (SkipReason.NO_TOPIC_CONSENT, topic_off),
-                        (SkipReason.PAUSED, self._paused(lead, request, when)),
-                        (
-                            SkipReason.SUPPRESSED,
-                            self._suppressed(session, lead, channel, request.kind),
-                        ),
-                        (SkipReason.NOT_RELEVANT, extras.skip_reason),
-                        (SkipReason.EXCLUDED, self._excluded(session, lead, request)),
+                if skip is not None:
+                    message.status, message.reason = "skipped", reason
+                    claims[i] = Claim(
+                        None, None, SendResult("skipped", message.id, reason, skip=skip)
                     )
-                    if reason
-                ),
-                (None, ""),
-            )
-            if skip is not None:
-                message.status, message.reason = "skipped", reason
-                return Claim(None, None, SendResult("skipped", message.id, reason, skip=skip))
-            verdict = self.cap.check(
-                session,
-                message,
-                over_cap=request.over_cap,
-                now=when,
-                weekly=lead.marketing_frequency == "weekly",
-            )
-            if verdict.status != "go":
-                return Claim(
-                    None,
-                    None,
-                    SendResult(
-                        verdict.status,
-                        message.id,
-                        verdict.reason,
-                        retry_at=verdict.retry_at,
-                        skip=SkipReason.FREQUENCY_CAP if verdict.status == "skipped" else None,
-                    ),
+                else:
+                    to_cap.append((i, request, message, lead, gate.extras))
+            by_pace: dict[str, list] = {}
+            for entry in to_cap:  # one cap check per way of handling a capped send
+                by_pace.setdefault(entry[1].over_cap, []).append(entry)
+            for over_cap, entries in by_pace.items():
+                verdicts = self.cap.check_many(
+                    session,
+                    [(m, lead.marketing_frequency == "weekly") for _, _, m, lead, _ in entries],
+                    over_cap=over_cap,
+                    now=when,
                 )
-            message.attempts += 1  # this attempt goes to the provider
-            session.expunge(lead)
-            return Claim(message, lead, None, extras)
+                for (i, _, message, lead, extras), verdict in zip(entries, verdicts, strict=True):
+                    if verdict.status != "go":
+                        claims[i] = Claim(
+                            None,
+                            None,
+                            SendResult(
+                                verdict.status,
+                                message.id,
+                                verdict.reason,
+                                retry_at=verdict.retry_at,
+                                skip=SkipReason.FREQUENCY_CAP
+                                if verdict.status == "skipped"
+                                else None,
+                            ),
+                        )
+                        continue
+                    message.attempts += 1  # this attempt goes to the provider
+                    claims[i] = Claim(message, lead, None, extras)
+            session.flush()
+            for claim in claims.values():
+                if claim.lead is not None:
+                    session.expunge(claim.lead)
+                if claim.message is not None:
+                    session.expunge(claim.message)
+            return [claims[i] for i in range(len(requests))]
+
+    @staticmethod
+    def _reclaim(message: Message, channel: str) -> None:
+        """An unsettled row claimed again."""
+        if message.status == "deferred":  # the journey waited for the frequency cap: count again
+            message.status = "sending"  # reason and deferred_until stay: the row says it was held
+        elif message.status == "sending" and (
+            message.attempts == 0 or message.attempts > message.attempts_not_delivered
+        ):
+            # An earlier attempt died between claiming and recording the provider's answer
+            # (worker killed, connection dropped after the message went out). The provider may
+            # have the message already; SMTP cannot tell. Sending again reuses the same
+            # Message-ID, by which mailboxes recognise a second copy; the row says it happened.
+            # (Attempts that certainly did not reach the provider are counted apart: those
+            # alone make no "sent again".)
+            message.reason = resent_note(channel)
+
+    def _read_gates(
+        self, session: Session, channel: str, sends: list[tuple[SendRequest, Lead, str | None]]
+    ) -> list[Gates]:
+        """What the gates need to know about each send's lead, read for all of them at once:
+        one query per gate, whatever the number of leads."""
+        marketing = [(r, lead, t) for r, lead, t in sends if r.kind == "marketing"]
+        consent = channel_of(channel).consent
+        choices: dict[tuple[str, str | None], dict[str, tuple[str, str | None]]] = {}
+        for topic in {t for _, _, t in marketing}:
+            ids = [lead.id for _, lead, t in marketing if t == topic]
+            choices[(consent, topic)] = marketing_gates(session, ids, consent, topic)
+        suppressed = {}
+        if self.suppression_key and channel_of(channel).address == "email":
+            emails = [lead.email for _, lead, _ in marketing if lead.email]
+            suppressed = suppressions_of(session, self.suppression_key, emails)
+        excluded: dict[tuple[str, ...], dict[str, str]] = {}
+        for request, _, _ in marketing:
+            rules = self._exclusions(request)
+            if rules and rules not in excluded:
+                ids = [lead.id for r, lead, _ in marketing if self._exclusions(r) == rules]
+                excluded[rules] = exclusion_reasons(session, ids, rules)
+        return [
+            Gates(
+                choices[(consent, topic)][lead.id] if request.kind == "marketing" else None,
+                suppressed.get(lead.email or "") if request.kind == "marketing" else None,
+                excluded.get(self._exclusions(request), {}).get(lead.id, "")
+                if request.kind == "marketing"
+                else "",
+                load_extras(session, lead, request.about),
+            )
+            for request, lead, topic in sends
+        ]
+
+    def _decide(
+        self,
+        lead: Lead,
+        channel: str,
+        request: SendRequest,
+        topic: str | None,
+        when: datetime,
+        gate: Gates,
+        *,
+        channel_blocked: str,
+    ) -> tuple[SkipReason | None, str]:
+        """The first gate that stops the send (its kind and reason), else (None, "")."""
+        no_consent, topic_off = self._no_consent(gate, channel, request, topic)
+        return next(
+            (
+                (kind, reason)
+                for kind, reason in (
+                    (SkipReason.NO_CHANNEL, channel_blocked),
+                    (SkipReason.NO_CHANNEL, self._unreachable(lead, channel)),
+                    (SkipReason.NO_CONSENT, no_consent),
+                    (SkipReason.NO_TOPIC_CONSENT, topic_off),
+                    (SkipReason.PAUSED, self._paused(lead, request, when)),
+                    (SkipReason.SUPPRESSED, self._suppressed(gate, channel, request.kind)),
+                    (SkipReason.NOT_RELEVANT, gate.extras.skip_reason),
+                    (SkipReason.EXCLUDED, f"{EXCLUDED}{gate.excluded}" if gate.excluded else ""),
+                )
+                if reason
+            ),
+            (None, ""),
+        )
 
     @staticmethod
     def _unreachable(lead: Lead, channel_name: str) -> str:
@@ -235,19 +357,14 @@ class SendLedger:
         return c.no_address if c.address and not getattr(lead, c.address) else ""
 
     def _no_consent(
-        self,
-        session: Session,
-        lead: Lead,
-        channel_name: str,
-        request: SendRequest,
-        topic: str | None,
+        self, gate: Gates, channel_name: str, request: SendRequest, topic: str | None
     ) -> tuple[str, str]:
         """A marketing send needs consent on the channel's consent channel, and its topic on
-        (the lead's choice, else the topic's default): why not, for each (one read)."""
-        if request.kind != "marketing":
+        (the lead's choice, else the topic's default): why not, for each."""
+        if request.kind != "marketing" or gate.consent is None:
             return "", ""
         consent = channel_of(channel_name).consent
-        status, chosen = marketing_gate(session, lead.id, consent, topic)
+        status, chosen = gate.consent
         no_consent = "" if status == GRANTED else f"no marketing consent for {consent}"
         declared = self.topics().get(topic or "")
         if declared is None:
@@ -282,61 +399,58 @@ class SendLedger:
             return SkipReason.NOT_RELEVANT
         return None
 
-    def _excluded(self, session: Session, lead: Lead, request: SendRequest) -> str:
+    def _exclusions(self, request: SendRequest) -> tuple[str, ...]:
         """The journey's exclusions, checked at the moment of sending (marketing only): a lead who
         became a customer or joined an excluded list mid-journey gets no more of its messages."""
-        if request.kind != "marketing":
-            return ""
-        rules = self.rules(request.journey).exclude
+        rules = tuple(self.rules(request.journey).exclude)
         if request.exclude:  # the journey's own (a definition's), besides its name's rules
             rules = (*rules, *(r for r in request.exclude if r not in rules))
-        reason = exclusion_reason(session, lead.id, rules) if rules else ""
-        return f"{EXCLUDED}{reason}" if reason else ""
+        return rules
 
-    def _suppressed(self, session: Session, lead: Lead, channel_name: str, kind: str) -> str:
+    def _suppressed(self, gate: Gates, channel_name: str, kind: str) -> str:
         """The suppression list holds email addresses: it stops the channels that use one."""
         if kind != "marketing" or channel_of(channel_name).address != "email":
             return ""
-        if not self.suppression_key:
-            return ""
-        entry = suppression_of(session, self.suppression_key, lead.email)
+        entry = gate.suppressed
         return f"the address is on the suppression list ({entry.reason})" if entry else ""
 
     def mark_sent(
         self, message: Message, *, subject: str | None = None, provider_id: str | None = None
     ) -> SendResult:
-        with session_scope(self.engine) as session:
-            row = session.get(Message, message.id)
-            row.status, row.sent_at = "sent", utcnow()
-            row.subject, row.provider_id = subject, provider_id
-            if row.attempts > 1 and row.attempts_not_delivered == row.attempts - 1:
-                row.reason = sent_after_failed_attempts(row.attempts, _last_failure(row.reason))[
-                    :500
-                ]
-        return SendResult("sent", message.id)
+        return self.record_many([Delivery(message, subject=subject, provider_id=provider_id)])[0]
 
     def mark_attempt_failed(self, message: Message, failure: SendFailure) -> SendResult | None:
         """Record how an attempt ended without the provider's acceptance. Permanent: the send is
         failed for good (returned, the journey goes on). Otherwise the row stays ``sending``,
         says what happened, and the caller raises so that Temporal retries."""
-        if failure.permanent:
-            return self.mark_failed(message, failure.reason)
+        return self.record_many([Delivery(message, failure=failure)])[0]
+
+    def record_many(self, deliveries: list[Delivery]) -> list[SendResult | None]:
+        """Record what the provider answered for each claimed message, in one write (a
+        broadcast's wave): ``sent``; ``failed`` for good; None when the attempt failed for now
+        (the row stays ``sending`` and says what happened; the caller has it retried)."""
+        if not deliveries:
+            return []
         with session_scope(self.engine) as session:
-            row = session.get(Message, message.id)
-            if failure.maybe_delivered:
-                row.reason = (
-                    f"attempt {row.attempts} ended without the provider's answer "
-                    f"({failure.reason}); retrying"
-                )[:500]
-            else:
-                row.attempts_not_delivered += 1
-                if (
-                    row.attempts_not_delivered == row.attempts
-                ):  # no attempt so far may have reached it
-                    row.reason = f"{_NOT_DELIVERED_YET}attempt {row.attempts}: {failure.reason}"[
-                        :500
-                    ]
-        return None
+            rows = {
+                row.id: row
+                for row in session.exec(
+                    select(Message).where(col(Message.id).in_([d.message.id for d in deliveries]))
+                )
+            }
+            results: list[SendResult | None] = []
+            for d in deliveries:
+                row = rows[d.message.id]
+                if d.failure is None:
+                    _record_sent(row, d.subject, d.provider_id)
+                    results.append(SendResult("sent", row.id))
+                elif d.failure.permanent:
+                    row.status, row.reason = "failed", d.failure.reason[:500]
+                    results.append(SendResult("failed", row.id, d.failure.reason[:500]))
+                else:
+                    _record_attempt_failed(row, d.failure)
+                    results.append(None)
+        return results
 
     def failed_or_retried(
         self, message: Message, failure: SendFailure, *, channel: str
@@ -361,6 +475,37 @@ class SendLedger:
 
 
 _NOT_DELIVERED_YET = "not delivered yet, retrying; "
+
+
+@dataclass
+class Delivery:
+    """How a claimed message's attempt ended: accepted by the provider (no ``failure``), with
+    the subject and the provider's id; or the failure."""
+
+    message: Message
+    failure: SendFailure | None = None
+    subject: str | None = None
+    provider_id: str | None = None
+
+
+def _record_sent(row: Message, subject: str | None, provider_id: str | None) -> None:
+    row.status, row.sent_at = "sent", utcnow()
+    row.subject, row.provider_id = subject, provider_id
+    if row.attempts > 1 and row.attempts_not_delivered == row.attempts - 1:
+        row.reason = sent_after_failed_attempts(row.attempts, _last_failure(row.reason))[:500]
+
+
+def _record_attempt_failed(row: Message, failure: SendFailure) -> None:
+    """An attempt the provider did not accept, and a retry may fix."""
+    if failure.maybe_delivered:
+        row.reason = (
+            f"attempt {row.attempts} ended without the provider's answer "
+            f"({failure.reason}); retrying"
+        )[:500]
+    else:
+        row.attempts_not_delivered += 1
+        if row.attempts_not_delivered == row.attempts:  # no attempt so far may have reached it
+            row.reason = f"{_NOT_DELIVERED_YET}attempt {row.attempts}: {failure.reason}"[:500]
 
 
 def _last_failure(reason: str | None) -> str:

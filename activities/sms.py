@@ -11,18 +11,34 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.channels import ChannelProvider, post_to_provider, provider
+from activities.sending import Claim, Delivery
 from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.domain.rendering import Tracking
 
 
 @provider("sms")
 class SmsActivities(ChannelProvider):
+    def blocked(self) -> str:
+        return "" if self.settings.sms_provider_url else "no SMS provider is configured"
+
     @activity.defn(name="send_sms")
     def send_sms(self, request: SendRequest) -> SendResult:
-        not_configured = "" if self.settings.sms_provider_url else "no SMS provider is configured"
-        claim = self.ledger.claim(request, "sms", channel_blocked=not_configured)
+        claim = self.ledger.claim(request, "sms", channel_blocked=self.blocked())
         if claim.result is not None:
             return claim.result
+        delivery = self.deliver(request, claim)
+        if delivery.failure is not None:
+            return self.ledger.failed_or_retried(claim.message, delivery.failure, channel="sms")
+        activity.logger.info(
+            "sms %s accepted by the provider for %s step %s",
+            claim.message.id,
+            request.journey,
+            request.step,
+        )
+        return self.ledger.mark_sent(claim.message, subject=None, provider_id=delivery.provider_id)
+
+    def deliver(self, request: SendRequest, claim: Claim) -> Delivery:
+        """Render the claimed SMS and hand it to the provider (no database)."""
         message, lead = claim.message, claim.lead
         body = self.renderer.sms(
             request.template,
@@ -37,14 +53,8 @@ class SmsActivities(ChannelProvider):
         try:
             provider_id = self._post(lead.phone, body, message.id, headers)
         except SendFailure as failure:
-            return self.ledger.failed_or_retried(message, failure, channel="sms")
-        activity.logger.info(
-            "sms %s accepted by the provider for %s step %s",
-            message.id,
-            request.journey,
-            request.step,
-        )
-        return self.ledger.mark_sent(message, subject=None, provider_id=provider_id)
+            return Delivery(message, failure=failure)
+        return Delivery(message, provider_id=provider_id)
 
     def _post(self, to: str, body: str, reference: str, headers: dict) -> str | None:
         """Hand one SMS to the provider; its id. Raises SendFailure (see activities/sending.py)."""

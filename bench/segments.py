@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import DateTime, bindparam, insert, text
+from sqlalchemy import DateTime, bindparam, func, insert, select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -29,7 +29,7 @@ from relance.dev.postgres import throwaway_postgres
 from relance.domain.conditions import Test
 from relance.domain.db import make_engine
 from relance.domain.models import CustomEvent, Lead, LeadActivity, Message, utcnow
-from relance.domain.segment_query import ALL_LEADS, ONE_LEAD, count
+from relance.domain.segment_query import ALL_LEADS, ONE_LEAD, Compiler, count
 from relance.domain.settings import Settings
 from relance.services import migrate
 
@@ -225,16 +225,28 @@ def measure(engine: Engine, settings: Settings, name: str) -> list[Row]:
                 5,
                 lambda: count(s, test, settings, strategy=ALL_LEADS, now=now),  # noqa: B023
             )
+            over_leads, got_three = best_of(
+                5,
+                lambda: s.execute(  # the form before: every count read the leads table
+                    select(func.count())
+                    .select_from(Lead)
+                    .where(Compiler(settings, now=now).where(test))  # noqa: B023
+                ).scalar_one(),
+            )
             correlated, got_too = best_of(
                 1,
                 lambda: count(s, test, settings, strategy=ONE_LEAD, now=now),  # noqa: B023
             )
-        if not expected == got == got_too:
-            raise AssertionError(f"{label}: hand {expected}, compiled {got}, correlated {got_too}")
+        if not expected == got == got_too == got_three:
+            raise AssertionError(
+                f"{label}: hand {expected}, compiled {got}, over leads {got_three}, "
+                f"correlated {got_too}"
+            )
         ratio = compiled / hand
         say(
             f"{dialect} {label}: {got} leads; hand {hand * 1000:.0f} ms, compiled "
-            f"{compiled * 1000:.0f} ms ({ratio:.2f}×), correlated {correlated * 1000:.0f} ms"
+            f"{compiled * 1000:.0f} ms ({ratio:.2f}×), over leads {over_leads * 1000:.0f} ms, "
+            f"correlated {correlated * 1000:.0f} ms"
         )
         rows.append(
             Row(
@@ -242,7 +254,8 @@ def measure(engine: Engine, settings: Settings, name: str) -> list[Row]:
                 ratio=f"{ratio:.2f}×",
                 target=f"≤ 2× hand-written SQL: {'met' if ratio <= 2 else 'NOT met'}",
                 details=f"{name}; {got} leads; hand-written {hand * 1000:.0f} ms, compiled "
-                f"(GROUP BY) {compiled * 1000:.0f} ms, compiled correlated (EXISTS) "
+                f"{compiled * 1000:.0f} ms (GROUP BY over the leads table, the form before: "
+                f"{over_leads * 1000:.0f} ms), compiled correlated (EXISTS) "
                 f"{correlated * 1000:.0f} ms",
             )
         )

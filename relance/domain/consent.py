@@ -92,16 +92,32 @@ def marketing_gate(
 ) -> tuple[str, str | None]:
     """For a marketing send: the channel's marketing consent (``none`` without a row) and the
     lead's latest choice for the topic (None: never chosen, the default holds), in one read."""
+    return marketing_gates(session, [lead_id], channel, topic)[lead_id]
+
+
+def marketing_gates(
+    session: Session, lead_ids: Sequence[str], channel: str, topic: str | None
+) -> dict[str, tuple[str, str | None]]:
+    """``marketing_gate`` for many leads in one read (a broadcast's wave): lead id -> (the
+    channel's marketing consent, the lead's latest choice for the topic)."""
     wanted = Consent.channel == channel
     wanted = wanted & (Consent.purpose == "marketing")
     if topic:
         chosen = (Consent.channel == TOPIC_CHANNEL) & (Consent.purpose == topic_purpose(topic))
         wanted = wanted | chosen
-    latest = _latest(
-        session,
-        select(Consent.purpose, Consent.status).where(Consent.lead_id == lead_id, wanted),
+    latest: dict[str, dict[str, str]] = {lead_id: {} for lead_id in lead_ids}
+    query = select(Consent.lead_id, Consent.purpose, Consent.status).where(
+        col(Consent.lead_id).in_(list(lead_ids)), wanted
     )
-    return latest.get("marketing", "none"), latest.get(topic_purpose(topic)) if topic else None
+    for lead_id, purpose, status in session.exec(query.order_by(col(Consent.id).desc())):
+        latest[lead_id].setdefault(purpose, status)
+    return {
+        lead_id: (
+            found.get("marketing", "none"),
+            found.get(topic_purpose(topic)) if topic else None,
+        )
+        for lead_id, found in latest.items()
+    }
 
 
 def _latest(session: Session, query) -> dict[str, str]:

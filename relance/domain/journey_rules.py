@@ -20,10 +20,11 @@ joins an excluded list mid-journey gets no further marketing message from it. Th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field, field_validator
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from relance.domain.models import ListMember, Order
 
@@ -108,30 +109,48 @@ def cooldown_refusal(
 
 def exclusion_reason(session: Session, lead_id: str, rules: tuple[str, ...]) -> str:
     """Why the lead is excluded by ``rules`` (the first that applies); "" when none does."""
+    return exclusion_reasons(session, [lead_id], rules)[lead_id]
+
+
+def exclusion_reasons(
+    session: Session, lead_ids: Sequence[str], rules: tuple[str, ...]
+) -> dict[str, str]:
+    """``exclusion_reason`` for many leads, one read per rule (a broadcast's wave): lead id ->
+    why the first rule that applies excludes them, "" when none does."""
+    reasons = dict.fromkeys(lead_ids, "")
     for rule in rules:
         kind, _, arg = rule.partition(":")
-        if (
-            rule == "customer"
-            and session.exec(select(Order.id).where(Order.lead_id == lead_id).limit(1)).first()
-        ):
-            return "the lead is a customer (has an order)"
-        if (
-            kind == "list"
-            and session.exec(
-                select(ListMember.id)
-                .where(ListMember.lead_id == lead_id, ListMember.list_name == arg)
-                .limit(1)
-            ).first()
-        ):
-            return f"the lead is in the list {arg}"
-        if kind == "purchased" and _bought(session, lead_id, arg):
-            return f"the lead already purchased {arg}"
-    return ""
+        undecided = [lead_id for lead_id, why in reasons.items() if not why]
+        if not undecided:
+            break
+        if rule == "customer":
+            found = session.exec(
+                select(Order.lead_id).where(col(Order.lead_id).in_(undecided)).distinct()
+            )
+            why = "the lead is a customer (has an order)"
+        elif kind == "list":
+            found = session.exec(
+                select(ListMember.lead_id).where(
+                    col(ListMember.lead_id).in_(undecided), ListMember.list_name == arg
+                )
+            )
+            why = f"the lead is in the list {arg}"
+        elif kind == "purchased":
+            orders = session.exec(
+                select(Order.lead_id, Order.items).where(col(Order.lead_id).in_(undecided))
+            )
+            found = [lead_id for lead_id, items in orders if _bought(items, arg)]
+            why = f"the lead already purchased {arg}"
+        else:
+            continue
+        for lead_id in found:
+            reasons[lead_id] = why
+    return reasons
 
 
-def _bought(session: Session, lead_id: str, what: str) -> bool:
-    for items in session.exec(select(Order.items).where(Order.lead_id == lead_id)).all():
-        for item in items or []:
-            if isinstance(item, dict) and what in (item.get("sku"), item.get("category")):
-                return True
-    return False
+def _bought(items: list | None, what: str) -> bool:
+    """An order's items hold one with that sku or that category."""
+    return any(
+        isinstance(item, dict) and what in (item.get("sku"), item.get("category"))
+        for item in items or []
+    )

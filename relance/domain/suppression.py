@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from relance.domain.models import SuppressionEntry, utcnow
 
@@ -30,6 +31,19 @@ def email_hash(secret_key: str, email: str) -> str:
 
 def suppression_of(session: Session, secret_key: str, email: str) -> SuppressionEntry | None:
     return session.get(SuppressionEntry, email_hash(secret_key, email))
+
+
+def suppressions_of(
+    session: Session, secret_key: str, emails: Iterable[str]
+) -> dict[str, SuppressionEntry]:
+    """The suppressed ones among many addresses, in one read: address -> its entry."""
+    hashes = {email_hash(secret_key, email): email for email in emails}
+    if not hashes:
+        return {}
+    entries = session.exec(
+        select(SuppressionEntry).where(col(SuppressionEntry.email_hash).in_(list(hashes)))
+    )
+    return {hashes[entry.email_hash]: entry for entry in entries}
 
 
 def suppress(session: Session, secret_key: str, email: str, reason: str) -> SuppressionEntry:
