@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, insert, literal, or_, update
@@ -53,7 +53,6 @@ from relance.domain.settings import Settings
 
 Send = Callable[[SendRequest], SendResult]
 HEARTBEAT_EVERY = 5.0  # seconds: a wave tells Temporal it is alive while its sends go on
-RECORD_EVERY = 16  # sends recorded together as they finish (a worker killed resends at most these)
 EXAMINED_PER_SEND = 4  # a batch reads at most this many recipients per message it may send
 
 
@@ -261,39 +260,27 @@ class BroadcastActivities:
                     contextvars.copy_context().run, provider.deliver, request, claim
                 )
                 futures.append((position, claim, job))
-        # Outcomes are recorded a few at a time as the sends finish (not once for the whole
-        # wave): a worker killed mid-wave sends again only the few the mail server took but the
-        # ledger had not recorded yet (under the same Message-IDs).
-        position_of = {job: position for position, _, job in futures}
-        pending = set(position_of)
-        finished: list = []
-        crashed: Exception | None = None
+        pending = {job for _, _, job in futures}
         while pending:  # alive while the sends progress, however slow the machine
-            done, pending = wait(pending, timeout=HEARTBEAT_EVERY, return_when=FIRST_COMPLETED)
+            _, pending = wait(pending, timeout=HEARTBEAT_EVERY)
             activity.heartbeat()
-            for job in done:
-                try:
-                    finished.append((position_of[job], job.result()))
-                except Exception as err:  # noqa: BLE001 - the others' outcomes are recorded first
-                    crashed = crashed or err
-            if finished and (len(finished) >= RECORD_EVERY or not pending):
-                self._record(provider, broadcast, finished, out)
-                finished = []
+        deliveries, crashed = [], None
+        for position, _, job in futures:
+            try:
+                deliveries.append((position, job.result()))
+            except Exception as err:  # noqa: BLE001 - the others' outcomes are recorded first
+                crashed = crashed or err
+        results = provider.ledger.record_many([d for _, d in deliveries])
         if crashed is not None:
             raise crashed
-        return [(position, out[position]) for position, _ in recipients if position in out]
-
-    @staticmethod
-    def _record(provider, broadcast: Broadcast, finished: list, out: dict) -> None:
-        """Record the provider's answers for these recipients in one write."""
-        results = provider.ledger.record_many([delivery for _, delivery in finished])
-        for (position, delivery), result in zip(finished, results, strict=True):
+        for (position, delivery), result in zip(deliveries, results, strict=True):
             out[position] = (
                 result
                 if result is not None
                 else f"{broadcast.channel} {delivery.message.id} not sent yet: "
                 f"{delivery.failure.reason}"
             )
+        return [(position, out[position]) for position, _ in recipients if position in out]
 
     def _send_each(
         self,

@@ -26,8 +26,13 @@ async def eventually(check, *, timeout: float, what: str, every: float = 0.05):
     deadline = loop.time() + timeout
     while True:
         result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
+        if asyncio.iscoroutine(result):  # bounded too: a call that hangs fails, saying what
+            try:
+                result = await asyncio.wait_for(result, max(deadline - loop.time(), every))
+            except TimeoutError:
+                raise AssertionError(
+                    f"timed out after {timeout:g} s waiting for {what} (a check hung)"
+                ) from None
         if result:
             return result
         if loop.time() > deadline:
