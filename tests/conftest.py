@@ -82,7 +82,9 @@ def settings(sink: DevSink, database_url: str) -> Settings:
     )
 
 
-@pytest.fixture(scope="session")
+# One time-skipping server per test module: a test that leaves a journey mid-activity freezes
+# that server's clock, and then only its own module can stall on it, not every later one.
+@pytest.fixture(scope="module")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=bundled_binary("temporal-test-server"),
