@@ -19,12 +19,12 @@ from __future__ import annotations
 import math
 import re
 from datetime import date
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from relance.domain.config_files import read_model, watched
 
 NAME = r"^[a-z][a-z0-9_]{0,63}$"
 # The built-in profile's fields: an attribute may not shadow one (a segment on ``country`` means
@@ -187,7 +187,9 @@ def coerce(spec: AttributeSpec, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError("expected a date as YYYY-MM-DD")
         try:
-            return date.fromisoformat(value).isoformat() if len(value) == 10 else _bad_date()
+            if len(value) != 10:  # fromisoformat takes 19900412 and week dates too
+                raise ValueError
+            return date.fromisoformat(value).isoformat()
         except ValueError:
             raise ValueError("expected a date as YYYY-MM-DD") from None
     assert spec.values is not None
@@ -196,47 +198,17 @@ def coerce(spec: AttributeSpec, value: Any) -> Any:
     return value
 
 
-def _bad_date() -> str:
-    raise ValueError
-
-
 def load_lead_schema(path: Path | str) -> LeadSchema:
     """Read and check the file. A missing file is an empty schema (no custom attribute or
     event); a wrong one raises LeadSchemaError with the file and the place."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return LeadSchema()
-    except OSError as err:
-        raise LeadSchemaError(
-            f"{path}: cannot read the lead schema: {err.strerror or err}"
-        ) from None
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise LeadSchemaError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise LeadSchemaError(f"{path}: expected a mapping with `attributes` and `events`")
-    try:
-        return LeadSchema.model_validate(raw)
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()
-        )
-        raise LeadSchemaError(f"{path}: {problems}") from None
+    return read_model(
+        path,
+        LeadSchema,
+        LeadSchemaError,
+        what="the lead schema",
+        shape="a mapping with `attributes` and `events`",
+        missing=LeadSchema(),
+    )
 
 
-@lru_cache(maxsize=8)
-def _cached(path: str, mtime: float) -> LeadSchema:
-    return load_lead_schema(path)
-
-
-def lead_schema_from(path: Path | str) -> LeadSchema:
-    """The schema in ``path``, re-read when the file changes."""
-    path = Path(path)
-    try:
-        mtime = path.stat().st_mtime
-    except OSError:
-        mtime = -1.0
-    return _cached(str(path), mtime)
+lead_schema_from = watched(load_lead_schema)  # the schema in a file, re-read when it changes

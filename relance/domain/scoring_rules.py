@@ -10,20 +10,19 @@ changes. Plain configuration like the settings that name it: nothing here touche
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     field_validator,
     model_validator,
 )
+
+from relance.domain.config_files import read_model, watched
 
 if TYPE_CHECKING:
     from relance.domain.models import Lead
@@ -122,34 +121,13 @@ class ScoringRules(BaseModel):
 
 def load_rules(path: Path | str) -> ScoringRules:
     """Read and check the rules file. Raises RulesError with the file and the place of a mistake."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise RulesError(f"{path}: cannot read the scoring rules: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise RulesError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise RulesError(f"{path}: expected a mapping with `events`, `pages`, `fit`, `decay`")
-    try:
-        return ScoringRules.model_validate(raw)
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()
-        )
-        raise RulesError(f"{path}: {problems}") from None
+    return read_model(
+        path,
+        ScoringRules,
+        RulesError,
+        what="the scoring rules",
+        shape="a mapping with `events`, `pages`, `fit`, `decay`",
+    )
 
 
-@lru_cache(maxsize=8)
-def _cached(path: str, mtime: float) -> ScoringRules:
-    return load_rules(path)
-
-
-def rules_from(path: Path | str) -> ScoringRules:
-    """The rules in ``path``, re-read when the file changes."""
-    path = Path(path)
-    try:
-        mtime = path.stat().st_mtime
-    except OSError:
-        mtime = -1.0
-    return _cached(str(path), mtime)
+rules_from = watched(load_rules)  # the rules in a file, re-read when it changes

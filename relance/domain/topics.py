@@ -11,19 +11,18 @@ Plain configuration: a lead's choices are in the consent ledger (relance/domain/
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
+
+from relance.domain.config_files import read_model, watched
 
 DEFAULT_TOPICS_FILE = Path(__file__).resolve().parents[2] / "config" / "topics.yaml"
 TopicKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
@@ -75,33 +74,13 @@ class Topics(BaseModel):
 
 
 def _load(path: Path) -> Topics:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise TopicsError(f"{path}: cannot read the topics: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise TopicsError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise TopicsError(f"{path}: expected a mapping with `topics`, a list of topics")
-    try:
-        return Topics.model_validate(raw)
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()
-        )
-        raise TopicsError(f"{path}: {problems}") from None
+    return read_model(
+        path,
+        Topics,
+        TopicsError,
+        what="the topics",
+        shape="a mapping with `topics`, a list of topics",
+    )
 
 
-@lru_cache(maxsize=8)
-def _cached(path: str, mtime: float) -> Topics:
-    return _load(Path(path))
-
-
-def topics_from(path: Path | str) -> Topics:
-    """The topics in ``path``, re-read when the file changes."""
-    path = Path(path)
-    try:
-        mtime = path.stat().st_mtime
-    except OSError:
-        mtime = -1.0
-    return _cached(str(path), mtime)
+topics_from = watched(_load)  # the topics in a file, re-read when it changes
