@@ -26,11 +26,13 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.common import HeaderCodecBehavior
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows
 from activities import build_activities
+from activities.runs import RunEntries
 from relance.contracts import catalogue
 from relance.contracts.catalogue import SCENARIOS, CatalogueError, Journey, scenario_links
 from relance.contracts.journey_graph import JourneyGraphError, Link, TargetRules, check_graph
@@ -43,7 +45,11 @@ from relance.domain.topics import TopicsError
 from relance.services.journeys import check_topics, rules_for
 from relance.services.mql import MqlNotifier
 from relance.services.nurturing import SequenceError, load_sequence
-from relance.services.schedules import ensure_reengagement_schedule, ensure_score_decay_schedule
+from relance.services.schedules import (
+    ensure_reengagement_schedule,
+    ensure_score_decay_schedule,
+    ensure_trigger_sweep_schedule,
+)
 from relance.services.temporal import connect, ensure_search_attributes
 from workflows.recording import JourneyRuns
 
@@ -138,6 +144,9 @@ def build_worker(
     """A worker with every journey and activity, for ``worker.py`` and for the tests. Raises
     JourneyGraphError when journeys enroll each other in a loop that nothing guards."""
     check_graph(journey_links() if links is None else links, target_rules(settings))
+    # The journeys' activities carry their run's entry in a header (the lead's id among it):
+    # encrypted like every payload (the client's codec), and decrypted where the activity runs.
+    client = Client(**{**client.config(), "header_codec_behavior": HeaderCodecBehavior.CODEC})
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -147,7 +156,8 @@ def build_worker(
         activity_executor=ThreadPoolExecutor(max_workers=32),
         max_concurrent_activities=32,
         max_cached_workflows=settings.worker_max_cached_workflows,
-        interceptors=[JourneyRuns()],
+        # Journeys record their runs: the end as an activity, the entry with their activities.
+        interceptors=[JourneyRuns(), RunEntries(engine)],
     )
 
 
@@ -264,6 +274,7 @@ async def main() -> None:
     await ensure_search_attributes(client, settings.temporal_namespace)
     await ensure_reengagement_schedule(client, settings)
     await ensure_score_decay_schedule(client, settings)
+    await ensure_trigger_sweep_schedule(client, settings)
     engine = make_engine(settings.database_url)
     worker = build_worker(client, settings, engine)
     stop = asyncio.Event()

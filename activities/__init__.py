@@ -2,6 +2,14 @@
 CRM).
 
 ``build_activities`` wires them to one set of settings; the worker registers the result.
+
+Every activity is declared ``no_thread_cancel_exception=True``. Without it, a worker that shuts
+down (a deploy, a restart) or an activity cancelled has the SDK raise an exception inside the
+activity's thread at whatever line it is on: inside a database transaction, between taking the
+process's SQLite write lock and noting it (relance/domain/db.py), or in the connection pool. The
+lock or the connection is then never given back, and every other lead's journey waits behind
+it. The activities are short and finish what they started (the send ledger makes a retry safe);
+a broadcast batch heartbeats between its parts. tests/test_activity_cancel.py holds every one to it.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from activities.reengagement import ReEngagementActivities
 from activities.runs import JourneyRunActivities
 from activities.sales import SalesActivities
 from activities.scoring import ScoringActivities
+from activities.triggers import TriggerActivities
 from relance.domain.rendering import Renderer
 from relance.domain.settings import Settings
 from relance.domain.tokens import TokenSigner
@@ -46,10 +55,11 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
     events = EventActivities(engine)
     reengagement = ReEngagementActivities(settings, engine)
     sales = SalesActivities(settings, engine, renderer)
-    lists = ListActivities(engine)
+    lists = ListActivities(engine, settings)
     enrollment = EnrollmentActivities(engine, settings)
     definitions = DefinitionActivities(settings, engine)
     runs = JourneyRunActivities(engine)
+    triggers = TriggerActivities(settings, engine)
     sends = channel_activities(settings, engine, renderer)
     broadcasts = BroadcastActivities(settings, engine, sends)
     return [
@@ -74,9 +84,16 @@ def build_activities(settings: Settings, engine: Engine) -> list[Callable]:
         lists.change_list_membership,
         enrollment.record_enrollment_refusal,
         enrollment.check_enrollment,
+        enrollment.redirect_lead,
         definitions.evaluate_condition,
+        definitions.call_journey_webhook,
         runs.record_journey_run,
+        triggers.sweep_triggers,
         broadcasts.freeze_audience,
         broadcasts.send_broadcast_batch,
         broadcasts.record_broadcast,
+        definitions.evaluate_switch,
+        definitions.read_lead_date,
+        definitions.set_lead_attributes,
+        definitions.raise_lead_stage,
     ]

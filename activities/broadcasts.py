@@ -7,31 +7,36 @@ retried after a worker was killed finds the recipients it had done already settl
 them nothing again. The send window is checked here, per recipient, in the lead's own zone: a
 lead outside it is ``deferred`` until it opens and the batch goes on with the others.
 
-A wave goes through the send ledger's batch path (``SendLedger.claim_many``): its recipients
-claimed in one transaction, every gate read for all of them at once and each recipient decided
-by the rules a single send follows; then the messages go over a few threads at once
-(``RELANCE_BROADCAST_SEND_CONCURRENCY``), each over the process's pooled SMTP connections; then
-the provider's answers are recorded in one write, and the recipients' outcomes in another. A
-worker killed between the mail server's acceptance and that write leaves the wave's rows
-``sending``: the retried wave sends those again under their Message-IDs (mailboxes drop the
+A batch goes through the send ledger's batch path (``SendLedger.claim_many``) in a few parts:
+a part's recipients claimed in one transaction, every gate read for all of them at once and
+each recipient decided by the rules a single send follows; then its messages go over a few
+threads at once (``RELANCE_BROADCAST_SEND_CONCURRENCY``), each over the process's pooled SMTP
+connections, while the next part is claimed; then the provider's answers are recorded in one
+write, and the recipients' outcomes in another. A part claimed ahead of a refusal for now is
+given back (its rows say no attempt reached the provider; its recipients stay pending). A
+worker killed between the mail server's acceptance and that write leaves the part's rows
+``sending``: the retried batch sends those again under their Message-IDs (mailboxes drop the
 copy) and their rows say so, as a single send's would. A channel whose provider has no batch
 path sends its waves one ordinary send per recipient.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, insert, literal, or_, update
+from sqlalchemy import bindparam, func, insert, literal, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.channels import ChannelProvider
+from activities.sending import Claim, Delivery
 from relance.contracts import broadcasts as bc
 from relance.contracts.broadcasts import (
     BatchRequest,
@@ -42,7 +47,7 @@ from relance.contracts.broadcasts import (
 )
 from relance.contracts.channels import CHANNELS
 from relance.contracts.channels import channel as channel_of
-from relance.contracts.sending import SendRequest, SendResult
+from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.contracts.skips import SkipReason
 from relance.domain.audiences import Audience, lead_ids
 from relance.domain.db import session_scope
@@ -54,6 +59,13 @@ from relance.domain.settings import Settings
 Send = Callable[[SendRequest], SendResult]
 HEARTBEAT_EVERY = 5.0  # seconds: a wave tells Temporal it is alive while its sends go on
 EXAMINED_PER_SEND = 4  # a batch reads at most this many recipients per message it may send
+# Recipients claimed at once, at most: a batch goes in about four parts, the next claimed while
+# a part's messages go out.
+PART = 50
+PARTS = 4
+# The row of a message claimed ahead and never handed to the provider (the one before was
+# refused for now): no attempt reached the provider.
+NOT_HANDED_OVER = "the wave stopped before this message was handed to the provider"
 
 
 def _now() -> datetime:
@@ -88,6 +100,21 @@ def outcome_of(result: SendResult, channel: str) -> str:
     if result.status == "skipped":
         return f"{bc.SKIPPED}:{skip_kind(result, channel)}"
     return bc.SENT if result.status == "sent" else bc.FAILED
+
+
+@dataclass
+class _Part:
+    """Recipients of a batch claimed together: the messages to hand to the provider (each with
+    its request and claim), and the outcomes known already (deferred, settled by the ledger)."""
+
+    last: int  # the last position read
+    examined: int
+    jobs: list[tuple[int, SendRequest, Claim]] = field(default_factory=list)
+    outcomes: dict[int, tuple[str, datetime | None, str | None]] = field(default_factory=dict)
+    temporary: str = ""  # why the ledger could not claim them now (a concurrent claim)
+
+    def settle(self, position: int, result: SendResult, broadcast: Broadcast) -> None:
+        self.outcomes[position] = (outcome_of(result, broadcast.channel), None, result.message_id)
 
 
 class BroadcastActivities:
@@ -139,7 +166,7 @@ class BroadcastActivities:
         return broadcast
 
     # The audience, frozen -------------------------------------------------------------------
-    @activity.defn(name="freeze_broadcast_audience")
+    @activity.defn(name="freeze_broadcast_audience", no_thread_cancel_exception=True)
     def freeze_audience(self, request: FreezeRequest) -> Counts:
         """The audience as it is now, numbered in a stable order; once (a retry finds it)."""
         with session_scope(self.engine) as session:
@@ -174,43 +201,17 @@ class BroadcastActivities:
         return counts
 
     # A batch ------------------------------------------------------------------------------
-    @activity.defn(name="send_broadcast_batch")
+    @activity.defn(name="send_broadcast_batch", no_thread_cancel_exception=True)
     def send_broadcast_batch(self, request: BatchRequest) -> BatchResult:
         now = _now()
         with session_scope(self.engine) as session:
             broadcast = self._broadcast(session, request.broadcast_id)
             session.expunge(broadcast)
-        sent = examined = 0
-        temporary = ""
         with ThreadPoolExecutor(max_workers=self.concurrency) as threads:
-            while sent < request.limit and not temporary:
-                chunk = self._ready(broadcast.id, now, request.limit - sent)
-                if not chunk:
-                    break
-                examined += len(chunk)
-                outcomes: dict[int, tuple[str, datetime | None, str | None]] = {}
-                to_send = []
-                for position, lead_id, zone in chunk:
-                    opens = next_open(now, zone, self.window) if self.window else now
-                    if opens > now:
-                        outcomes[position] = (bc.DEFERRED, opens, None)
-                    else:
-                        to_send.append((position, lead_id))
-                wave = self._send_wave if broadcast.channel in self.providers else self._send_each
-                for position, result in wave(broadcast, request.workflow_id, to_send, threads):
-                    if isinstance(result, str):  # the provider is down or refusing for now
-                        temporary = temporary or result
-                        continue
-                    outcomes[position] = (
-                        outcome_of(result, broadcast.channel),
-                        None,
-                        result.message_id,
-                    )
-                    sent += result.status == "sent"
-                self._record(broadcast.id, outcomes)
-                activity.heartbeat(sent)
-                if examined >= EXAMINED_PER_SEND * request.limit:
-                    break
+            if broadcast.channel in self.providers:
+                temporary = self._send_parts(broadcast, request, now, threads)
+            else:
+                temporary = self._send_waves_each(broadcast, request, now, threads)
         with session_scope(self.engine) as session:
             counts = self.counts(session, broadcast.id)
             next_due = None
@@ -226,20 +227,97 @@ class BroadcastActivities:
             self._save_counts(session, broadcast.id, counts, None)
         return BatchResult(counts, next_due=next_due, temporary_failure=temporary[:500])
 
-    def _send_wave(
+    def _send_parts(
+        self,
+        broadcast: Broadcast,
+        request: BatchRequest,
+        now: datetime,
+        threads: ThreadPoolExecutor,
+    ) -> str:
+        """The batch through the send ledger's batch path, a part at a time: each part's
+        recipients claimed in one transaction (every gate read for all of them at once, by the
+        rules a single send follows), their messages handed to the provider over the pooled
+        connections, the provider's answers and the recipients' outcomes recorded in one write
+        each. The next part is claimed while this one's messages go out, so the connections do
+        not wait for the ledger. Answers why the provider refuses for now, or ""."""
+        provider = self.providers[broadcast.channel]
+        size = max(1, min(PART, -(-request.limit // PARTS)))
+        handed = examined = 0  # messages handed to the provider; recipients read
+        temporary = ""
+        with ThreadPoolExecutor(max_workers=1) as ledger:
+
+            def claim_next(after: int | None, room: int) -> Future[_Part | None]:
+                return ledger.submit(
+                    contextvars.copy_context().run,
+                    self._claim_part,
+                    broadcast,
+                    request.workflow_id,
+                    now,
+                    after,
+                    room,
+                )
+
+            claiming: Future[_Part | None] | None = claim_next(None, min(size, request.limit))
+            while claiming is not None:
+                part = claiming.result()
+                claiming = None
+                if part is None:
+                    break
+                examined += part.examined
+                handed += len(part.jobs)
+                jobs = [
+                    (
+                        position,
+                        threads.submit(
+                            contextvars.copy_context().run, provider.deliver, send, claim
+                        ),
+                    )
+                    for position, send, claim in part.jobs
+                ]
+                room = min(size, request.limit - handed)
+                if room > 0 and examined < EXAMINED_PER_SEND * request.limit:
+                    claiming = claim_next(part.last, room)
+                pending = {job for _, job in jobs}
+                while pending:  # alive while the sends progress, however slow the machine
+                    _, pending = wait(pending, timeout=HEARTBEAT_EVERY)
+                    activity.heartbeat()
+                try:
+                    temporary = self._settle_part(broadcast, provider, part, jobs)
+                except BaseException:
+                    if claiming is not None:  # claimed, never handed over: say so on its rows
+                        with contextlib.suppress(Exception):  # the first failure is the one
+                            self._give_back(broadcast, provider, claiming.result())
+                    raise
+                activity.heartbeat()
+                if temporary and claiming is not None:
+                    self._give_back(broadcast, provider, claiming.result())
+                    claiming = None
+        return temporary
+
+    def _claim_part(
         self,
         broadcast: Broadcast,
         workflow_id: str,
-        recipients: list[tuple[int, str]],
-        threads: ThreadPoolExecutor,
-    ) -> list[tuple[int, SendResult | str]]:
-        """The wave through the send ledger's batch path: its recipients claimed in one
-        transaction (every gate read for all of them at once, by the rules a single send
-        follows), the messages handed to the provider over the pooled connections, their
-        outcomes recorded in one write. Each recipient's result, or why it was not sent yet (a
-        failure a retry may fix: the recipient stays pending)."""
+        now: datetime,
+        after: int | None,
+        room: int,
+    ) -> _Part | None:
+        """The next ``room`` recipients after position ``after``, claimed: those outside their
+        send window deferred, the others through the send ledger in one transaction. None when
+        no recipient is left."""
+        chunk = self._ready(broadcast.id, now, room, after=after)
+        if not chunk:
+            return None
+        part = _Part(last=chunk[-1][0], examined=len(chunk))
+        recipients = []
+        for position, lead_id, zone in chunk:
+            opens = next_open(now, zone, self.window) if self.window else now
+            if opens > now:
+                part.outcomes[position] = (bc.DEFERRED, opens, None)
+            else:
+                recipients.append((position, lead_id))
         if not recipients:
-            return []
+            return part
         provider = self.providers[broadcast.channel]
         requests = [self._request(broadcast, workflow_id, lead_id) for _, lead_id in recipients]
         try:
@@ -247,40 +325,107 @@ class BroadcastActivities:
                 requests, broadcast.channel, channel_blocked=provider.blocked()
             )
         except ApplicationError as err:
-            if not err.non_retryable:  # a concurrent claim: the wave goes again
-                return [(position, str(err)) for position, _ in recipients]
-            return [(position, SendResult("failed", reason=str(err))) for position, _ in recipients]
-        out: dict[int, SendResult | str] = {}
-        futures = []
-        for (position, _), request, claim in zip(recipients, requests, claims, strict=True):
-            if claim.result is not None:
-                out[position] = claim.result
+            if not err.non_retryable:  # a concurrent claim: the recipients go again
+                part.temporary = str(err)
             else:
-                job = threads.submit(
-                    contextvars.copy_context().run, provider.deliver, request, claim
-                )
-                futures.append((position, claim, job))
-        pending = {job for _, _, job in futures}
-        while pending:  # alive while the sends progress, however slow the machine
-            _, pending = wait(pending, timeout=HEARTBEAT_EVERY)
-            activity.heartbeat()
+                for position, _ in recipients:
+                    part.settle(position, SendResult("failed", reason=str(err)), broadcast)
+            return part
+        for (position, _), send, claim in zip(recipients, requests, claims, strict=True):
+            if claim.result is not None:
+                part.settle(position, claim.result, broadcast)
+            else:
+                part.jobs.append((position, send, claim))
+        return part
+
+    def _settle_part(
+        self,
+        broadcast: Broadcast,
+        provider: ChannelProvider,
+        part: _Part,
+        jobs: list[tuple[int, Future]],
+    ) -> str:
+        """Record the provider's answers for a part's messages (one write), then its recipients'
+        outcomes (another). Answers why the provider refuses for now ("" when it does not): those
+        recipients stay pending."""
         deliveries, crashed = [], None
-        for position, _, job in futures:
+        for position, job in jobs:
             try:
                 deliveries.append((position, job.result()))
             except Exception as err:  # noqa: BLE001 - the others' outcomes are recorded first
                 crashed = crashed or err
         results = provider.ledger.record_many([d for _, d in deliveries])
+        temporary = part.temporary
+        for (position, delivery), result in zip(deliveries, results, strict=True):
+            if result is None:  # the provider is down or refusing for now
+                temporary = temporary or (
+                    f"{broadcast.channel} {delivery.message.id} not sent yet: "
+                    f"{delivery.failure.reason}"
+                )
+            else:
+                part.settle(position, result, broadcast)
+        self._record(broadcast.id, part.outcomes)
         if crashed is not None:
             raise crashed
-        for (position, delivery), result in zip(deliveries, results, strict=True):
-            out[position] = (
-                result
-                if result is not None
-                else f"{broadcast.channel} {delivery.message.id} not sent yet: "
-                f"{delivery.failure.reason}"
-            )
-        return [(position, out[position]) for position, _ in recipients if position in out]
+        return temporary
+
+    def _give_back(
+        self, broadcast: Broadcast, provider: ChannelProvider, part: _Part | None
+    ) -> None:
+        """A part claimed ahead that will not be sent in this batch (the provider refused the
+        one before for now): its messages' rows say no attempt reached the provider, its
+        recipients stay pending; the ones the ledger settled (skipped...) are recorded."""
+        if part is None:
+            return
+        provider.ledger.record_many(
+            [
+                Delivery(claim.message, failure=SendFailure(NOT_HANDED_OVER))
+                for _, _, claim in part.jobs
+            ]
+        )
+        self._record(broadcast.id, part.outcomes)
+
+    def _send_waves_each(
+        self,
+        broadcast: Broadcast,
+        request: BatchRequest,
+        now: datetime,
+        threads: ThreadPoolExecutor,
+    ) -> str:
+        """The batch as ordinary sends, one per recipient, wave after wave (a channel whose
+        provider has no batch path). Answers why the provider refuses for now, or ""."""
+        sent = examined = 0
+        temporary = ""
+        while sent < request.limit and not temporary:
+            chunk = self._ready(broadcast.id, now, request.limit - sent)
+            if not chunk:
+                break
+            examined += len(chunk)
+            outcomes: dict[int, tuple[str, datetime | None, str | None]] = {}
+            to_send = []
+            for position, lead_id, zone in chunk:
+                opens = next_open(now, zone, self.window) if self.window else now
+                if opens > now:
+                    outcomes[position] = (bc.DEFERRED, opens, None)
+                else:
+                    to_send.append((position, lead_id))
+            for position, result in self._send_each(
+                broadcast, request.workflow_id, to_send, threads
+            ):
+                if isinstance(result, str):  # the provider is down or refusing for now
+                    temporary = temporary or result
+                    continue
+                outcomes[position] = (
+                    outcome_of(result, broadcast.channel),
+                    None,
+                    result.message_id,
+                )
+                sent += result.status == "sent"
+            self._record(broadcast.id, outcomes)
+            activity.heartbeat(sent)
+            if examined >= EXAMINED_PER_SEND * request.limit:
+                break
+        return temporary
 
     def _send_each(
         self,
@@ -331,27 +476,40 @@ class BroadcastActivities:
         )
 
     def _ready(
-        self, broadcast_id: str, now: datetime, limit: int, *, session: Session | None = None
+        self,
+        broadcast_id: str,
+        now: datetime,
+        limit: int,
+        *,
+        after: int | None = None,
+        session: Session | None = None,
     ) -> list[tuple[int, str, str]]:
-        """The next recipients to send to, in audience order: pending, or deferred and due."""
-        query = (
-            select(BroadcastRecipient.position, BroadcastRecipient.lead_id, Lead.time_zone)
-            .join(Lead, col(Lead.id) == col(BroadcastRecipient.lead_id))
-            .where(
-                BroadcastRecipient.broadcast_id == broadcast_id,
-                or_(
-                    BroadcastRecipient.outcome == bc.PENDING,
-                    (BroadcastRecipient.outcome == bc.DEFERRED)
-                    & (col(BroadcastRecipient.not_before) <= now),
-                ),
+        """The next recipients to send to, in audience order: pending, or deferred and due;
+        ``after``: only those after this position (the ones before are being sent). Each kind
+        is read along the (broadcast, outcome, position) index, never past the recipients done
+        already."""
+
+        def of(kind) -> list[tuple[int, str, str]]:
+            query = (
+                select(BroadcastRecipient.position, BroadcastRecipient.lead_id, Lead.time_zone)
+                .join(Lead, col(Lead.id) == col(BroadcastRecipient.lead_id))
+                .where(BroadcastRecipient.broadcast_id == broadcast_id, kind)
+                .order_by(col(BroadcastRecipient.position))
+                .limit(limit)
             )
-            .order_by(col(BroadcastRecipient.position))
-            .limit(limit)
+            if after is not None:
+                query = query.where(BroadcastRecipient.position > after)
+            if session is not None:
+                return list(session.exec(query).all())
+            with Session(self.engine) as own:
+                return list(own.exec(query).all())
+
+        pending = of(BroadcastRecipient.outcome == bc.PENDING)
+        due = of(
+            (BroadcastRecipient.outcome == bc.DEFERRED)
+            & (col(BroadcastRecipient.not_before) <= now)
         )
-        if session is not None:
-            return list(session.exec(query).all())
-        with Session(self.engine) as own:
-            return list(own.exec(query).all())
+        return sorted(pending + due)[:limit]
 
     def _record(
         self, broadcast_id: str, outcomes: dict[int, tuple[str, datetime | None, str | None]]
@@ -402,7 +560,7 @@ class BroadcastActivities:
                 broadcast.finished_at = utcnow()
 
     # Status ---------------------------------------------------------------------------------
-    @activity.defn(name="record_broadcast")
+    @activity.defn(name="record_broadcast", no_thread_cancel_exception=True)
     def record_broadcast(self, record: BroadcastRecord) -> None:
         with session_scope(self.engine) as session:
             counts = record.counts or self.counts(session, record.broadcast_id)

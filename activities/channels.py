@@ -83,6 +83,16 @@ def post_to_provider(url: str, who: str, *, timeout: float, **request) -> str | 
     message, if it answered one. Raises SendFailure (activities/sending.py): nothing went out
     (retried); it went out and no answer came (maybe delivered, retried); a 5xx or 429 (retried);
     any other answer than a 2xx (refused for good: a 4xx, or a redirect, which is not taken)."""
+    response = post_accepted(url, who, timeout=timeout, **request)
+    try:
+        return str(response.json().get("id", "")) or None
+    except (ValueError, AttributeError):  # accepted all the same: an answer without an id
+        return None
+
+
+def post_accepted(url: str, who: str, *, timeout: float, **request) -> httpx.Response:
+    """One POST answered with a 2xx (its response), or SendFailure as ``post_to_provider``
+    says."""
     try:
         response = httpx.post(url, timeout=timeout, **request)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:
@@ -91,18 +101,16 @@ def post_to_provider(url: str, who: str, *, timeout: float, **request) -> str | 
         raise SendFailure(
             f"the {who} did not answer: {str(err) or type(err).__name__}", maybe_delivered=True
         ) from err
-    if response.status_code >= 500 or response.status_code == 429:
-        raise SendFailure(f"the {who} answered {response.status_code}")
-    if response.status_code >= 400:
+    status = response.status_code
+    if status >= 500 or status == 429:
+        raise SendFailure(f"the {who} answered {status}", status=status)
+    if status >= 400:
         raise SendFailure(
-            f"the {who} refused: {response.status_code} {response.text[:200]}", permanent=True
+            f"the {who} refused: {status} {response.text[:200]}", permanent=True, status=status
         )
-    if not 200 <= response.status_code < 300:
-        raise SendFailure(f"the {who} answered {response.status_code}, not a 2xx", permanent=True)
-    try:
-        return str(response.json().get("id", "")) or None
-    except (ValueError, AttributeError):  # accepted all the same: an answer without an id
-        return None
+    if not 200 <= status < 300:
+        raise SendFailure(f"the {who} answered {status}, not a 2xx", permanent=True, status=status)
+    return response
 
 
 def template_context(settings: Settings, lead: Lead) -> dict:

@@ -7,6 +7,7 @@ and that stop a cart reminder once the cart is bought or emptied.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.message_context import MessageExtras, context_loader
 from relance.contracts.commerce import PromoRequest, PurchaseFacts, PurchaseRef
-from relance.domain.models import Cart, Lead, ListMember, Order, PromoCode
+from relance.domain.models import Cart, Lead, ListMember, Order, PromoCode, utcnow
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 
@@ -26,7 +27,7 @@ class CommerceActivities:
         self.engine = engine
         self.loyal_list = loyal_list
 
-    @activity.defn(name="issue_promo_code")
+    @activity.defn(name="issue_promo_code", no_thread_cancel_exception=True)
     def issue_promo_code(self, request: PromoRequest) -> str:
         with Session(self.engine) as session:
             existing = session.exec(
@@ -34,13 +35,20 @@ class CommerceActivities:
             ).first()
             if existing:
                 return existing.code
-            code = "RL-" + "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
+            code = f"{request.prefix}-" + "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
+            # The journey's clock (the attempt's scheduled time: skipped time in tests): a code
+            # valid 10 days is valid 10 days from the message that gives it.
+            now = activity.info().current_attempt_scheduled_time or utcnow()
             session.add(
                 PromoCode(
                     code=code,
                     lead_id=request.lead_id,
                     issued_for=request.issued_for,
                     percent_off=request.percent_off,
+                    created_at=now,
+                    expires_at=now + timedelta(days=request.valid_days)
+                    if request.valid_days
+                    else None,
                 )
             )
             try:
@@ -49,7 +57,7 @@ class CommerceActivities:
                 raise ApplicationError("promo code not issued; retrying", type="PromoRace") from err
             return code
 
-    @activity.defn(name="record_purchase")
+    @activity.defn(name="record_purchase", no_thread_cancel_exception=True)
     def record_purchase(self, ref: PurchaseRef) -> PurchaseFacts:
         """First or repeat purchase; a repeat puts the lead on the loyal-customers list."""
         with Session(self.engine) as session:
@@ -136,4 +144,11 @@ def promo_context(session: Session, lead: Lead, code: str) -> MessageExtras:
         raise ApplicationError(
             f"promo code {code} is not the lead's", type="PromoNotFound", non_retryable=True
         )
-    return MessageExtras(context={"promo": {"code": promo.code, "percent_off": promo.percent_off}})
+    expires = promo.expires_at.date().isoformat() if promo.expires_at else None
+    return MessageExtras(
+        context={
+            "promo": {"code": promo.code, "percent_off": promo.percent_off, "expires_at": expires},
+            "promo_code": promo.code,
+            "promo_expires_at": expires,
+        }
+    )

@@ -2,7 +2,9 @@
 
 The message is real MIME (text and HTML alternatives) with a stable ``Message-ID`` derived
 from the message row, a tracking pixel, click-tracked links and RFC 8058 one-click
-unsubscribe headers.
+unsubscribe headers. A message whose headers are all plain ASCII and that has no attachment
+(a broadcast's, most journeys') is written straight to its bytes (relance/services/mime.py);
+the others are built by the ``email`` package.
 
 Addresses are sent as the mail system expects them: an internationalised domain in its ASCII
 (IDNA) form, which any server takes; a non-ASCII mailbox name (``josé@...``) with SMTPUTF8 when
@@ -17,6 +19,7 @@ SMTP conversation itself: relance/services/smtp.py).
 
 from __future__ import annotations
 
+import email.policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -28,6 +31,7 @@ from activities.channels import ChannelProvider, provider
 from activities.sending import Claim, Delivery
 from relance.contracts.sending import SendFailure, SendRequest, SendResult
 from relance.domain.rendering import Tracking, header_text
+from relance.services import mime as raw_mime
 from relance.services import smtp
 
 
@@ -51,7 +55,7 @@ def recipient(email: str, name: str | None = None) -> Address:
 
 @provider("email")
 class EmailActivities(ChannelProvider):
-    @activity.defn(name="send_email")
+    @activity.defn(name="send_email", no_thread_cancel_exception=True)
     def send_email(self, request: SendRequest) -> SendResult:
         claim = self.ledger.claim(request, "email")
         if claim.result is not None:
@@ -88,26 +92,43 @@ class EmailActivities(ChannelProvider):
 
     def _mime(
         self, request: SendRequest, message_id: str, to: Address, rendered, attachments
-    ) -> EmailMessage:
-        mime = EmailMessage()
+    ) -> EmailMessage | bytes:
+        """The message: its bytes written directly when every header is plain ASCII and it has
+        no attachment (relance/services/mime.py), else built by the ``email`` package."""
+        # The one-click link does the unsubscribe; the mailto is only an address a person may
+        # write to, and Relance reads no mailbox: empty, no mailto is offered (README,
+        # Unsubscribe).
+        unsubscribe = f"<{rendered.unsubscribe_url}>"
+        if self.settings.unsubscribe_mailto:
+            unsubscribe += (
+                f", <mailto:{self.settings.unsubscribe_mailto}?subject=unsubscribe-{message_id}>"
+            )
+        headers = [
+            ("From", self.settings.mail_from),
+            ("To", str(to)),
+            ("Subject", rendered.subject),
+            ("Date", formatdate(localtime=False)),
+            ("Message-ID", f"<{message_id}@{self.settings.mail_domain}>"),
+            ("List-Unsubscribe", unsubscribe),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            ("X-Relance-Journey", f"{request.journey}/{request.step}"),
+        ]
+        if not attachments:
+            raw = raw_mime.build(headers, rendered.text, rendered.html)
+            if raw is not None:
+                return raw
+        # Headers set as written are sent as written (not refolded); the others are the email
+        # package's header objects, folded (and encoded) by it.
+        mime = EmailMessage(policy=email.policy.default.clone(refold_source="none"))
         try:
             mime["From"] = self.settings.mail_from
             mime["To"] = to
-            mime["Subject"] = rendered.subject
-            mime["Date"] = formatdate(localtime=False)
-            mime["Message-ID"] = f"<{message_id}@{self.settings.mail_domain}>"
-            # The one-click link does the unsubscribe; the mailto is only an address a person may
-            # write to, and Relance reads no mailbox: empty, no mailto is offered (README,
-            # Unsubscribe).
-            unsubscribe = f"<{rendered.unsubscribe_url}>"
-            if self.settings.unsubscribe_mailto:
-                unsubscribe += (
-                    f", <mailto:{self.settings.unsubscribe_mailto}"
-                    f"?subject=unsubscribe-{message_id}>"
-                )
-            mime["List-Unsubscribe"] = unsubscribe
-            mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-            mime["X-Relance-Journey"] = f"{request.journey}/{request.step}"
+            for name, value in headers[2:]:
+                folded = raw_mime.fold(name, value) if name == "List-Unsubscribe" else None
+                if folded is not None:  # its URLs as written, never encoded words
+                    mime.set_raw(name, folded[len(name) + 2 :])
+                else:
+                    mime[name] = value
         except (
             ValueError
         ) as err:  # the rendering keeps lead data out of headers; this is the last guard
@@ -123,5 +144,5 @@ class EmailActivities(ChannelProvider):
             )
         return mime
 
-    def _deliver(self, mime: EmailMessage, to: str) -> None:
+    def _deliver(self, mime: EmailMessage | bytes, to: str) -> None:
         smtp.deliver(self.settings, mime, to)

@@ -30,7 +30,7 @@ class EventActivities:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    @activity.defn(name="get_event_schedule")
+    @activity.defn(name="get_event_schedule", no_thread_cancel_exception=True)
     def get_event_schedule(self, ref: EventRef) -> EventSchedule:
         with Session(self.engine) as session:
             event = _event(session, ref.event_id)
@@ -44,7 +44,7 @@ class EventActivities:
                 event.sequence,
             )
 
-    @activity.defn(name="find_next_event")
+    @activity.defn(name="find_next_event", no_thread_cancel_exception=True)
     def find_next_event(self, question: NextEventQuestion) -> NextEvent:
         with Session(self.engine) as session:
             event = _event(session, question.event_id)

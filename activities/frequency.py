@@ -156,32 +156,44 @@ class FrequencyCap:
                 col(FrequencyLock.lead_id).in_(in_order.scalar_subquery()),
             )
             .values(version=col(FrequencyLock.version) + 1)
+            .returning(FrequencyLock.lead_id)
         )
-        if session.execute(bump).rowcount == len(lead_ids):
+        locked = set(session.execute(bump).scalars())
+        if len(locked) == len(lead_ids):
             return
+        # The rest are locked below, whether their row is made here or was made meanwhile. A row
+        # another send made and committed after the bump began is not seen by the bump, yet is
+        # by the next read: taking it as locked let two sends count the same messages, and the
+        # lead got one more than the cap.
+        unlocked = [lead_id for lead_id in lead_ids if lead_id not in locked]
         have = set(
             session.exec(
                 select(FrequencyLock.lead_id).where(
-                    col(FrequencyLock.lead_id).in_(lead_ids), FrequencyLock.channel == channel
+                    col(FrequencyLock.lead_id).in_(unlocked), FrequencyLock.channel == channel
                 )
             )
         )
-        missing = [lead_id for lead_id in lead_ids if lead_id not in have]
-        try:
-            with session.begin_nested():
-                session.add_all(
-                    FrequencyLock(lead_id=lead_id, channel=channel, version=0)
-                    for lead_id in missing
-                )
-        except IntegrityError:  # some created concurrently: one at a time, as a single send does
-            for lead_id in missing:
-                try:
-                    with session.begin_nested():
-                        session.add(FrequencyLock(lead_id=lead_id, channel=channel, version=0))
-                except IntegrityError:
-                    pass
+        missing = [lead_id for lead_id in unlocked if lead_id not in have]
+        if missing:
+            try:
+                with session.begin_nested():
+                    session.add_all(
+                        FrequencyLock(lead_id=lead_id, channel=channel, version=0)
+                        for lead_id in missing
+                    )
+            except IntegrityError:  # some made concurrently: one at a time, as a single send does
+                for lead_id in missing:
+                    try:
+                        with session.begin_nested():
+                            session.add(FrequencyLock(lead_id=lead_id, channel=channel, version=0))
+                    except IntegrityError:
+                        pass
+        in_order = in_order.where(col(FrequencyLock.lead_id).in_(unlocked))
         session.execute(
             update(FrequencyLock)
-            .where(col(FrequencyLock.lead_id).in_(missing), FrequencyLock.channel == channel)
+            .where(
+                col(FrequencyLock.channel) == channel,
+                col(FrequencyLock.lead_id).in_(in_order.scalar_subquery()),
+            )
             .values(version=col(FrequencyLock.version) + 1)
         )

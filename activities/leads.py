@@ -38,23 +38,23 @@ class LeadActivities:
             )
         return lead
 
-    @activity.defn(name="check_consent")
+    @activity.defn(name="check_consent", no_thread_cancel_exception=True)
     def check_consent(self, question: ConsentQuestion) -> ConsentAnswer:
         with Session(self.engine) as session:
             self._lead(session, question.lead_id)
             return self._consent(session, question)
 
-    @activity.defn(name="get_lead_facts")
+    @activity.defn(name="get_lead_facts", no_thread_cancel_exception=True)
     def get_lead_facts(self, ref: LeadRef) -> LeadFacts:
         with Session(self.engine) as session:
             return self._facts(session, self._lead(session, ref.lead_id))
 
-    @activity.defn(name="get_send_profile")
+    @activity.defn(name="get_send_profile", no_thread_cancel_exception=True)
     def get_send_profile(self, ref: LeadRef) -> SendProfile:
         with Session(self.engine) as session:
             return self._profile(self._lead(session, ref.lead_id))
 
-    @activity.defn(name="read_lead")
+    @activity.defn(name="read_lead", no_thread_cancel_exception=True)
     def read_lead(self, question: LeadQuestion) -> LeadReading:
         """The three reads above in one activity, one session, the lead loaded once."""
         with Session(self.engine) as session:

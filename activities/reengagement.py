@@ -116,7 +116,7 @@ class ReEngagementActivities:
         except WorkflowAlreadyStartedError:
             return False
 
-    @activity.defn(name="enroll_inactive_page")
+    @activity.defn(name="enroll_inactive_page", no_thread_cancel_exception=True)
     async def enroll_inactive_page(self, request: PageRequest) -> PageResult:
         # One more than the page, to know whether another page follows without reading an empty one.
         found = await asyncio.to_thread(
@@ -146,7 +146,7 @@ class ReEngagementActivities:
         )
 
     # The journey -----------------------------------------------------------------------------
-    @activity.defn(name="record_reengagement")
+    @activity.defn(name="record_reengagement", no_thread_cancel_exception=True)
     def record_reengagement(self, record: OutcomeRecord) -> None:
         with Session(self.engine) as session:
             session.execute(
@@ -156,7 +156,7 @@ class ReEngagementActivities:
             )
             session.commit()
 
-    @activity.defn(name="sunset_lead")
+    @activity.defn(name="sunset_lead", no_thread_cancel_exception=True)
     def sunset_lead(self, request: SunsetRequest) -> SunsetResult:
         """No reaction to the whole series: stop emailing the lead (suppress) or erase it
         (delete)."""
@@ -199,7 +199,7 @@ class ReEngagementActivities:
         return SunsetResult("suppress")
 
     # The premium offer -----------------------------------------------------------------------
-    @activity.defn(name="record_premium_offer")
+    @activity.defn(name="record_premium_offer", no_thread_cancel_exception=True)
     def record_premium_offer(self, record: PremiumRecord) -> None:
         with Session(self.engine) as session:
             session.execute(

@@ -17,6 +17,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 
+from jinja2 import TemplateError
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +25,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from relance.contracts.definitions import ID_PREFIX
 from relance.contracts.sales import (
     EscalationResult,
     NoticeResult,
@@ -34,7 +36,7 @@ from relance.contracts.sales import (
 )
 from relance.contracts.sending import SendFailure
 from relance.domain.models import Counter, Lead, SalesTask, as_utc, utcnow
-from relance.domain.rendering import Renderer
+from relance.domain.rendering import Renderer, render_inline
 from relance.domain.settings import SalesRep, Settings
 from relance.services.smtp import deliver
 
@@ -69,7 +71,7 @@ class SalesActivities:
         self.engine = engine
         self.renderer = renderer
 
-    @activity.defn(name="create_sales_task")
+    @activity.defn(name="create_sales_task", no_thread_cancel_exception=True)
     def create_sales_task(self, request: TaskRequest) -> TaskCreated:
         with Session(self.engine) as session:
             task = session.exec(select(SalesTask).where(SalesTask.task_key == request.key)).first()
@@ -90,11 +92,15 @@ class SalesActivities:
                         % len(candidates)
                     ]
                     assignee = rep.email.strip().lower()
+                reason, description = request.reason, request.description or None
+                if request.templated:  # a defined journey's task node: its templates, rendered
+                    reason, description = self._rendered(request, lead)
                 task = SalesTask(
                     task_key=request.key,
                     lead_id=lead.id,
                     workflow_id=request.workflow_id,
-                    reason=request.reason[:300],
+                    reason=reason[:300],
+                    description=description[:2000] if description else None,
                     assignee=assignee,
                     territory=territory,
                     due_at=request.due_at,
@@ -123,7 +129,7 @@ class SalesActivities:
                 status=task.status,
             )
 
-    @activity.defn(name="escalate_sales_task")
+    @activity.defn(name="escalate_sales_task", no_thread_cancel_exception=True)
     def escalate_sales_task(self, ref: TaskRef) -> EscalationResult:
         """Mark an open task escalated (once: a task done or escalated already is left as it is)."""
         with Session(self.engine) as session:
@@ -137,7 +143,7 @@ class SalesActivities:
             task = self._task(session, ref.task_id)
             return EscalationResult(escalated=task.escalated_at is not None, status=task.status)
 
-    @activity.defn(name="notify_sales_task")
+    @activity.defn(name="notify_sales_task", no_thread_cancel_exception=True)
     def notify_sales_task(self, notice: TaskNotice) -> NoticeResult:
         """Email the rep (``assigned``) or the manager (``escalated``), once per task and kind."""
         stamp = {"assigned": "notified_at", "escalated": "escalation_notified_at"}.get(notice.kind)
@@ -171,6 +177,28 @@ class SalesActivities:
         return NoticeResult(True)
 
     # ---------------------------------------------------------------------------------------
+    def _rendered(self, request: TaskRequest, lead: Lead) -> tuple[str, str | None]:
+        """A task node's title and description, rendered with the lead's fields (as text, in the
+        sandbox: the lead's data is printed, never run)."""
+        context = {
+            "first_name": lead.first_name,
+            "country": lead.country,
+            "locale": lead.locale,
+            "score": lead.score,
+            "attributes": dict(lead.attributes or {}),
+            "brand_name": self.settings.brand_name,
+        }
+        try:
+            title = render_inline(request.reason, context, one_line_only=True)
+            description = render_inline(request.description, context) or None
+        except TemplateError as err:  # checked at publish; a template is what it is
+            raise ApplicationError(
+                f"the task's template does not render: {err}",
+                type="BadTemplate",
+                non_retryable=True,
+            ) from None
+        return title or "a lead to call", description
+
     def _task(self, session: Session, task_id: str) -> SalesTask:
         task = session.get(SalesTask, task_id)
         if task is None:
@@ -192,6 +220,7 @@ class SalesActivities:
             {
                 "task": task,
                 "lead": lead,
+                "journey_label": journey_label(task.workflow_id),
                 "rep_name": self._rep_name(task.assignee) or "nobody",
                 "due_at": as_utc(task.due_at),
                 "brand_name": s.brand_name,
@@ -209,6 +238,15 @@ class SalesActivities:
         mime["X-Relance-Task"] = f"{task.id}/{kind}"
         mime.set_content(text)
         return mime
+
+
+def journey_label(workflow_id: str) -> str:
+    """What the rep's email calls the journey that handed the lead over: a defined journey's key
+    (``journey-<key>-<lead id>``), else the nurturing journey's hand-off."""
+    kind, _, rest = workflow_id.partition("-")
+    if kind == ID_PREFIX and "-" in rest:
+        return f"{rest.rsplit('-', 1)[0]} journey"
+    return "nurturing journey"
 
 
 def deliver_or_fail(settings: Settings, mime: EmailMessage, to: str) -> None:

@@ -1,7 +1,9 @@
-"""Change a lead's score, with the reason, exactly once per key."""
+"""Change a lead's score, with the reason, exactly once per key. A change counted re-evaluates, for
+the lead, the segment-entered triggers whose rules read the score (relance/services/triggers.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import func
@@ -14,6 +16,7 @@ from relance.contracts.scoring import DecayPage, DecayPageResult, ScoreChange, S
 from relance.domain.models import Lead, as_utc
 from relance.domain.scoring import apply_score, decay_points
 from relance.domain.settings import Settings
+from relance.services.triggers import SCORE, reevaluate_segments
 
 
 class ScoringActivities:
@@ -32,8 +35,20 @@ class ScoringActivities:
             )
         return points
 
-    @activity.defn(name="add_score")
-    def add_score(self, change: ScoreChange) -> ScoreResult:
+    @activity.defn(name="add_score", no_thread_cancel_exception=True)
+    async def add_score(self, change: ScoreChange) -> ScoreResult:
+        result = await asyncio.to_thread(self._add_score, change)
+        if result.counted and result.points:
+            await reevaluate_segments(
+                activity.client(),
+                self.settings,
+                self.engine,
+                lead_ids=[change.lead_id],
+                facts=(SCORE,),
+            )
+        return result
+
+    def _add_score(self, change: ScoreChange) -> ScoreResult:
         points = self.points_for(change.event)
         with Session(self.engine) as session:
             if session.get(Lead, change.lead_id) is None:
@@ -56,7 +71,7 @@ class ScoringActivities:
             )
         return ScoreResult(score=applied.score, points=applied.points, counted=applied.counted)
 
-    @activity.defn(name="decay_scores_page")
+    @activity.defn(name="decay_scores_page", no_thread_cancel_exception=True)
     def decay_scores_page(self, page: DecayPage) -> DecayPageResult:
         result = decay_page(self.engine, self.settings, page)
         activity.logger.info(

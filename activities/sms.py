@@ -21,7 +21,7 @@ class SmsActivities(ChannelProvider):
     def blocked(self) -> str:
         return "" if self.settings.sms_provider_url else "no SMS provider is configured"
 
-    @activity.defn(name="send_sms")
+    @activity.defn(name="send_sms", no_thread_cancel_exception=True)
     def send_sms(self, request: SendRequest) -> SendResult:
         claim = self.ledger.claim(request, "sms", channel_blocked=self.blocked())
         if claim.result is not None:

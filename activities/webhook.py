@@ -38,7 +38,7 @@ from relance.domain.webhook_signing import signed_headers
 
 @provider("webhook")
 class WebhookActivities(ChannelProvider):
-    @activity.defn(name="send_webhook")
+    @activity.defn(name="send_webhook", no_thread_cancel_exception=True)
     def send_webhook(self, request: SendRequest) -> SendResult:
         not_configured = "" if self.settings.webhook_url else "no webhook receiver is configured"
         claim = self.ledger.claim(request, "webhook", channel_blocked=not_configured)

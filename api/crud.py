@@ -15,7 +15,7 @@ from api.schemas import CartIn, LeadCreate, LeadPublic, OrderIn
 from relance.contracts.channels import CONSENT_CHANNELS
 from relance.domain.consent import GRANTED, PENDING, WITHDRAWN, current_consents, has_consent
 from relance.domain.db import retry_on_conflict
-from relance.domain.lead_schema import AttributeProblems
+from relance.domain.lead_schema import AttributeProblems, merged_attributes, write_attributes
 from relance.domain.models import (
     Cart,
     Consent,
@@ -24,6 +24,7 @@ from relance.domain.models import (
     LeadActivity,
     MqlNotification,
     Order,
+    PromoCode,
     ScoreEvent,
     as_utc,
     utcnow,
@@ -193,25 +194,12 @@ def checked_attributes(settings: Settings, values: dict | None, where: list[str]
         raise unprocessable(where, err.problems) from None
 
 
-def merged_attributes(stored: dict | None, changes: dict) -> dict:
-    """A given value replaces the stored one; ``None`` removes it. A new dict, so the ORM sees
-    the change."""
-    out = dict(stored or {})
-    for name, value in changes.items():
-        if value is None:
-            out.pop(name, None)
-        else:
-            out[name] = value
-    return out
-
-
 def set_attributes(
     *, session: Session, lead_id: str, values: dict, settings: Settings
 ) -> LeadPublic:
     """Merge checked custom attributes into the lead's. Commits. 404 for an unknown lead."""
     lead = get_lead_or_404(session=session, lead_id=lead_id)
-    lead.attributes = merged_attributes(lead.attributes, values)
-    lead.updated_at = utcnow()
+    write_attributes(lead, values)
     session.add(lead)
     session.commit()
     session.refresh(lead)
@@ -485,6 +473,8 @@ def save_order(*, session: Session, lead_id: str, order: OrderIn) -> bool:
                 status.HTTP_409_CONFLICT, f"order {order.id} belongs to another lead"
             )
         return False
+    if order.promo_code is not None:
+        _redeem(session, lead_id, order.promo_code)
     session.add(
         Order(
             id=order.id,
@@ -503,6 +493,26 @@ def save_order(*, session: Session, lead_id: str, order: OrderIn) -> bool:
     note_activity(session, lead_id=lead_id, kind="purchase")
     session.commit()
     return True
+
+
+def _redeem(session: Session, lead_id: str, code: str) -> None:
+    """The order uses the lead's single-use promo code: once, before it expires; 422 naming the
+    code otherwise (and nothing is stored)."""
+    promo = session.get(PromoCode, code)
+    where = ["body", "order", "promo_code"]
+    if promo is None or promo.lead_id != lead_id:
+        raise unprocessable(where, {"": f"{code} is no promo code of this lead"})
+    if promo.redeemed_at is not None:
+        raise unprocessable(where, {"": f"{code} was already used (single use)"})
+    if promo.expires_at is not None and as_utc(promo.expires_at) < utcnow():
+        raise unprocessable(where, {"": f"{code} expired on {promo.expires_at:%Y-%m-%d}"})
+    used = session.execute(  # at most once, even with two orders at the same moment
+        update(PromoCode)
+        .where(col(PromoCode.code) == code, col(PromoCode.redeemed_at).is_(None))
+        .values(redeemed_at=utcnow())
+    )
+    if used.rowcount != 1:
+        raise unprocessable(where, {"": f"{code} was already used (single use)"})
 
 
 def save_page_view(

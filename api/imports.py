@@ -122,9 +122,14 @@ def _reason(err: ValidationError) -> str:
 
 
 def import_row(
-    session: Session, settings: Settings, row: dict[str, str], list_name: str | None
+    session: Session,
+    settings: Settings,
+    row: dict[str, str],
+    list_name: str | None,
+    joined: list[str] | None = None,
 ) -> bool:
-    """One row, in its own transaction. Returns created; raises ValueError(reason) to reject it."""
+    """One row, in its own transaction. Returns created; raises ValueError(reason) to reject it.
+    ``joined``: gets the lead's id when it is new on ``list_name``."""
     if "__extra__" in row:
         raise ValueError("more fields than the header has columns")
     channels = [
@@ -213,19 +218,29 @@ def import_row(
         )
         raise ValueError(detail) from None
     if list_name:
-        add_member(session, list_name=list_name, lead_id=lead.id, reason="imported from a CSV file")
+        new = add_member(
+            session, list_name=list_name, lead_id=lead.id, reason="imported from a CSV file"
+        )
         session.commit()
+        if new and joined is not None:
+            joined.append(lead.id)
     return created
 
 
 def import_leads(
-    *, session: Session, settings: Settings, raw: bytes, list_name: str | None
+    *,
+    session: Session,
+    settings: Settings,
+    raw: bytes,
+    list_name: str | None,
+    joined: list[str] | None = None,
 ) -> ImportReport:
+    """``joined``: gets the ids of the leads new on ``list_name`` (its triggers enroll them)."""
     _, rows = parse_csv(raw, settings.import_max_bytes)
     report = ImportReport(created=0, updated=0, rejected=[])
     for line, row in rows:
         try:
-            created = import_row(session, settings, row, list_name)
+            created = import_row(session, settings, row, list_name, joined)
         except ValueError as err:
             session.rollback()
             report.rejected.append(

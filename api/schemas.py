@@ -37,9 +37,17 @@ JourneyName = Literal[catalogue.enrollable_names()]  # type: ignore[valid-type]
 # written as data (relance/domain/definitions.py), which only the database knows: a string of
 # that shape, the coded names listed in its description and examples.
 JOURNEY_KEY = r"^[a-z][a-z0-9_-]{0,59}$"
+_REPLACED = {n: catalogue.entry(n).replaced_by for n in catalogue.enrollable_names()}
+JOURNEY_EXAMPLES = [n for n, by in _REPLACED.items() if not by]
 JOURNEY_KEY_DESCRIPTION = (
-    "A coded journey (" + ", ".join(f"`{n}`" for n in catalogue.enrollable_names()) + ") or the "
-    "key of a published journey written as data (`GET /journeys` lists them all)"
+    "A coded journey ("
+    + ", ".join(f"`{n}`" for n, by in _REPLACED.items() if not by)
+    + ") or the key of a published journey written as data (`GET /journeys` lists them all). "
+    + "".join(
+        f"`{n}` takes no new leads (refused, 409): enroll into `{by}`. "
+        for n, by in _REPLACED.items()
+        if by
+    )
 )
 JourneyKey = Annotated[
     str,
@@ -47,7 +55,7 @@ JourneyKey = Annotated[
         pattern=JOURNEY_KEY,
         max_length=60,
         description=JOURNEY_KEY_DESCRIPTION,
-        examples=list(catalogue.enrollable_names()),
+        examples=JOURNEY_EXAMPLES,
     ),
 ]
 
@@ -382,6 +390,12 @@ class OrderIn(BaseModel):
     items: list[LineItem] = Field(default_factory=list, max_length=500)
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     total: float = Field(ge=0, le=1e12)
+    promo_code: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,16}$",
+        description="A single-use promo code of the lead's, redeemed by this order (a journey "
+        "asking whether it was used, e.g. the birthday reminder, then knows)",
+    )
 
 
 class CartUpdated(BaseModel):
@@ -736,6 +750,9 @@ class SalesTaskPublic(BaseModel):
     lead_id: str
     workflow_id: str
     reason: str
+    description: str | None = Field(
+        default=None, description="What to do (a defined journey's task node); null: the reason"
+    )
     assignee: str | None = Field(description="The rep's email; null when no rep is configured")
     territory: str | None = Field(
         description="The lead country that chose the rep; null: round-robin"

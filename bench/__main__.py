@@ -31,6 +31,8 @@ machines:
                single hand-written SQL aggregate, on SQLite and PostgreSQL (database only)
   segments     segment counts compiled from rules vs the same counts in hand-written SQL, over
                100,000 leads and 1,000,000 history rows, on SQLite and PostgreSQL (no stack)
+  date_sweep   the hourly sweep's birthday trigger over 100,000 leads: the leads read with the
+               SQL filter on the date vs every lead read and decided in Python (no stack)
 
 The summary is printed and appended to docs/benchmarks.md with the date, machine and command.
 """
@@ -45,6 +47,7 @@ from bench import (
     actions,
     broadcast,
     cache,
+    date_sweep,
     defined,
     enrollment,
     outbox,
@@ -71,10 +74,11 @@ BENCHMARKS = {
     "reports": reports,
     "broadcast": broadcast,
     "segments": segments,
+    "date_sweep": date_sweep,
 }
 # Run by name only: long seeding (100,000 leads and up by default).
-BY_NAME_ONLY = {"broadcast", "reports", "segments"}
-STANDALONE = {"segments"}  # need no Temporal, API nor worker
+BY_NAME_ONLY = {"broadcast", "reports", "segments", "date_sweep"}
+STANDALONE = {"segments", "date_sweep"}  # need no Temporal, API nor worker
 
 
 async def main() -> None:
@@ -124,6 +128,12 @@ async def main() -> None:
         help="outbox: waiting journeys the hits target (more than the worker's cache)",
     )
     parser.add_argument(
+        "--outbox-concurrency",
+        default="",
+        help="outbox: journeys the outbox signals at once, comma-separated to compare "
+        "(64,128: the API restarted with each); RELANCE_TRACKING_DELIVERY_CONCURRENCY by default",
+    )
+    parser.add_argument(
         "--active", type=int, default=300, help="cache: active journeys (cache: a tenth, twice)"
     )
     parser.add_argument("--rounds", type=int, default=5, help="cache: signals to each journey")
@@ -159,7 +169,12 @@ async def main() -> None:
         help="segments: history rows (emails, page views, custom events)",
     )
     parser.add_argument(
-        "--segment-sqlite-only", action="store_true", help="segments: skip PostgreSQL"
+        "--segment-sqlite-only",
+        action="store_true",
+        help="segments, date_sweep: skip PostgreSQL",
+    )
+    parser.add_argument(
+        "--sweep-leads", type=int, default=100_000, help="date_sweep: leads with a birthday"
     )
     parser.add_argument(
         "--no-record", action="store_true", help=f"print only, do not add to {RESULTS.name}"

@@ -19,13 +19,16 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
+from email.utils import parseaddr
 
 from sqlalchemy import func, insert, select
 from sqlmodel import Session
 
 from activities.channels import template_context
+from activities.email import EmailActivities, recipient
 from bench.results import Row
 from bench.stack import Stack, cpu_seconds, process_rss_mb, say
+from relance.contracts.sending import SendRequest
 from relance.domain.audiences import Audience
 from relance.domain.models import Consent, Lead, ListMember, Message, utcnow
 from relance.domain.rendering import Renderer, Tracking
@@ -83,11 +86,14 @@ def seed(stack: Stack, count: int) -> None:
         session.commit()
 
 
-def rendered_messages(stack: Stack, count: int) -> list[EmailMessage]:
-    """What the broadcast sends, rendered beforehand for the same leads: the loop's input."""
+def rendered_messages(stack: Stack, count: int) -> list[tuple[str, bytes | EmailMessage]]:
+    """What the broadcast sends, rendered and built beforehand for the same leads by the email
+    provider's own code (the same bytes, but for the Message-ID and the tokens): the loop's
+    input, each with its recipient."""
     s = stack.settings
     signer = TokenSigner(s.secret_key, max_age_seconds=s.tracking_token_max_age_days * 86400)
     renderer = Renderer(signer, s.public_base_url)
+    provider = EmailActivities(s, stack.engine, renderer)
     with Session(stack.engine) as session:
         leads = session.scalars(select(Lead).limit(count)).all()
     out = []
@@ -96,23 +102,24 @@ def rendered_messages(stack: Stack, count: int) -> list[EmailMessage]:
         rendered = renderer.email(
             TEMPLATE, template_context(s, lead), Tracking(message_id, lead.id, "loop")
         )
-        mime = EmailMessage()
-        mime["From"] = s.mail_from
-        mime["To"] = lead.email
-        mime["Subject"] = rendered.subject
-        mime["Message-ID"] = f"<loop-{message_id}@{s.mail_domain}>"
-        mime["List-Unsubscribe"] = f"<{rendered.unsubscribe_url}>"
-        mime.set_content(rendered.text)
-        mime.add_alternative(rendered.html, subtype="html")
-        out.append(mime)
+        to = recipient(lead.email, lead.first_name)
+        request = SendRequest(lead.id, "loop", "broadcast", f"lead-{lead.id}", TEMPLATE)
+        out.append((to.addr_spec, provider._mime(request, f"loop-{message_id}", to, rendered, [])))
     return out
 
 
-def plain_loop(stack: Stack, messages: list[EmailMessage], connections: int) -> None:
-    def one_connection(share: list[EmailMessage]) -> None:
+def plain_loop(
+    stack: Stack, messages: list[tuple[str, bytes | EmailMessage]], connections: int
+) -> None:
+    sender = parseaddr(stack.settings.mail_from)[1]
+
+    def one_connection(share: list[tuple[str, bytes | EmailMessage]]) -> None:
         with smtplib.SMTP(stack.settings.smtp_host, stack.settings.smtp_port) as smtp:
-            for mime in share:
-                smtp.send_message(mime, to_addrs=[mime["To"]])
+            for to, mime in share:
+                if isinstance(mime, bytes):
+                    smtp.sendmail(sender, [to], mime)
+                else:
+                    smtp.send_message(mime, to_addrs=[to])
 
     with ThreadPoolExecutor(max_workers=connections) as threads:
         list(threads.map(one_connection, [messages[i::connections] for i in range(connections)]))

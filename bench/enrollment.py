@@ -13,6 +13,7 @@ import asyncio
 import cProfile
 import io
 import json
+import os
 import pstats
 import time
 import uuid
@@ -29,6 +30,12 @@ from relance.dev.seeding import make_lead_factory
 from relance.services.journeys import start_journey
 
 SIGN_UPS_PROFILED = 300
+# Enrolled on each side before the measured rounds, not counted: a fresh API process pays
+# one-off costs on its first requests (statements compiled, pooled connections opened, the
+# threadpool's threads started), a fresh Temporal server on its first starts.
+WARM_UP = 100
+# Leads a round (each side has several rounds, interleaved).
+ROUND_LEADS = 250
 
 
 def sign_up_body() -> dict:
@@ -124,11 +131,20 @@ async def run(stack: Stack, args) -> list[Row]:
         ]
         return await run_load(stack.api_url, requests, concurrency=args.concurrency)
 
-    # SDK, API, API, SDK: the server's database grows as the run goes and every start gets a bit
-    # slower; this order gives both sides the same share of early and late starts.
-    half = max(1, n // 2)  # each side enrolls n leads, in two halves
-    sdk_parts: list[LoadResult] = []
-    api_parts: list[LoadResult] = []
+    say(f"enrollment: warming up, {WARM_UP} leads a side (not measured)")
+    await api_batch(WARM_UP)
+    await sdk_batch(WARM_UP)
+    load_before = os.getloadavg()[0]
+    # Rounds of ROUND_LEADS a side in the order SDK, API, API, SDK, then again: the server's
+    # database grows as the run goes and every start gets slower, and on a machine shared with
+    # other work the CPU left to the run changes from minute to minute; short rounds in this
+    # order give both sides the same share of early and late starts, of quiet and busy minutes.
+    per_round = max(1, min(ROUND_LEADS, n // 2))
+    rounds = max(1, n // per_round)  # rounds a side: each side enrolls rounds × per_round leads
+    # (an odd number of rounds ends on SDK, API: still as many of each)
+    order = [("sdk", "api", "api", "sdk")[i % 4] for i in range(2 * rounds)]
+    batches = {"sdk": sdk_batch, "api": api_batch}
+    parts: dict[str, list[LoadResult]] = {"sdk": [], "api": []}
     # CPU seconds used during each side's rounds: the Temporal server, the API, this process (the
     # SDK client or the HTTP load generator). On two shared cores they compete for the same CPU.
     cpu = {side: {"server": 0.0, "api": 0.0, "bench": 0.0} for side in ("sdk", "api")}
@@ -141,16 +157,9 @@ async def run(stack: Stack, args) -> list[Row]:
             "bench": time.process_time(),
         }
 
-    for i, (side, batch, parts) in enumerate(
-        (
-            ("sdk", sdk_batch, sdk_parts),
-            ("api", api_batch, api_parts),
-            ("api", api_batch, api_parts),
-            ("sdk", sdk_batch, sdk_parts),
-        )
-    ):
+    for i, side in enumerate(order):
         say(
-            f"enrollment: round {i + 1}/4, {half} leads "
+            f"enrollment: round {i + 1}/{len(order)}, {per_round} leads "
             + (
                 "started directly with the SDK"
                 if side == "sdk"
@@ -159,18 +168,22 @@ async def run(stack: Stack, args) -> list[Row]:
             + f", concurrency {args.concurrency}"
         )
         before = cpu_now()
-        parts.append(await batch(half))
+        parts[side].append(await batches[side](per_round))
         after = cpu_now()
         for process in after:
             cpu[side][process] += after[process] - before[process]
-        say(describe(side, parts[-1]))
+        say(describe(side, parts[side][-1]))
+    sdk_parts, api_parts = parts["sdk"], parts["api"]
     sdk, http = merge(sdk_parts), merge(api_parts)
     say(describe("sdk total", sdk))
     say(describe("api total", http))
-    per = {side: {p: cpu[side][p] / (2 * half) * 1000 for p in cpu[side]} for side in cpu}
+    per = {side: {p: cpu[side][p] / (rounds * per_round) * 1000 for p in cpu[side]} for side in cpu}
     cpu_text = "; CPU ms per enrollment (server / API / client): " + " vs ".join(
         f"{per[side]['server']:.1f} / {per[side]['api']:.1f} / {per[side]['bench']:.1f}"
         for side in ("api", "sdk")
+    )
+    cpu_text += (
+        f"; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after the rounds"
     )
     say("enrollment" + cpu_text)
     stack.stop("api")
@@ -178,7 +191,7 @@ async def run(stack: Stack, args) -> list[Row]:
     say(f"enrollment: a new lead's sign-up (save_sign_up, in process): {signup_ms:.2f} ms CPU")
     cpu_text += f"; a new lead's sign-up in process (save_sign_up): {signup_ms:.2f} ms CPU"
     ratio = http.rate / sdk.rate
-    total = 2 * half
+    total = rounds * per_round
     return [
         Row(
             f"enrollment: POST /leads + welcome vs SDK start, {total} leads each, "

@@ -13,6 +13,11 @@ signal often means a replay: what a campaign costs, not a warm best case.
 3. Hits at half that rate: hit→signal latency (the journey's history says when it was
    signalled; the load generator when the hit went out), the backlog (hits sent, not yet
    settled) per 5-s window, and the pixel's own latency while the outbox works.
+
+Through both, the API is asked every 0.5 s how many journeys its outbox is signalling
+(``/bench/outbox``): under a stream it should stay near its concurrency
+(RELANCE_TRACKING_DELIVERY_CONCURRENCY), not drain between claims. ``--outbox-concurrency 64,128``
+runs the three steps once per value, the API restarted with it, to size the default.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import httpx
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 from temporalio.api.enums.v1 import EventType
@@ -55,6 +61,14 @@ class Phase:
     drained_after: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # cores used per process, load + drain
     outcomes: dict[str, int] = field(default_factory=dict)  # the hits' signal_outcome counts
+    in_flight: list[int] = field(default_factory=list)  # journeys being signalled, during the load
+
+    def signalling(self) -> str:
+        """Mean and p90 of the journeys the outbox was signalling at once, while hits came."""
+        if not self.in_flight:
+            return "signals in flight not sampled"
+        mean = sum(self.in_flight) / len(self.in_flight)
+        return f"signals in flight mean {mean:.0f}, p90 {self.percentile(90, self.in_flight):.0f}"
 
     def percentile(self, p: float, values: list[float]) -> float:
         ordered = sorted(values)
@@ -205,11 +219,17 @@ async def drive(
         nonlocal sent
         sent = by_kind.get("pixel", 0) + by_kind.get("click", 0)
 
-    async def sample() -> None:
+    async def sample(http: httpx.AsyncClient) -> None:
         next_say = WINDOW
         while True:
             settled = await asyncio.to_thread(settled_since, stack, first_id)
             elapsed = time.perf_counter() - started
+            if loading:
+                try:
+                    outbox = (await http.get(f"{stack.api_url}/bench/outbox")).json()
+                    phase.in_flight.append(outbox["signalling"])
+                except httpx.HTTPError:
+                    pass
             backlog = (sent if loading else phase.hits) - settled
             samples.append((elapsed, backlog))
             if elapsed >= next_say:
@@ -218,11 +238,13 @@ async def drive(
                 say(
                     f"{phase.name}: t={elapsed:5.1f} s  sent {sent if loading else phase.hits:6d}  "
                     f"settled {settled:6d}  backlog now {backlog:5d}, "
-                    f"max in the window {max(recent):5d}"
+                    f"max in the window {max(recent):5d}; signalling "
+                    f"{phase.in_flight[-1] if phase.in_flight else '?'}"
                 )
             await asyncio.sleep(0.5)
 
-    sampler = asyncio.create_task(sample())
+    http = httpx.AsyncClient(timeout=5)
+    sampler = asyncio.create_task(sample(http))
     say(
         f"{phase.name}: {phase.hits} hits at {phase.rate:.0f}/s for {duration:g} s "
         f"({CLICK_SHARE:.0%} clicks) on {len(journeys)} journeys, {CONNECTIONS} connections, "
@@ -240,6 +262,7 @@ async def drive(
     phase.drained_after = time.perf_counter() - started - load_seconds
     sampler.cancel()
     await asyncio.gather(sampler, return_exceptions=True)
+    await http.aclose()
     cpu_after = cpu_now(stack)
     spent = time.perf_counter() - started
     phase.cpu = {k: (cpu_after[k] - cpu_before[k]) / spent for k in cpu_after if k in cpu_before}
@@ -283,37 +306,63 @@ async def drive(
         f"{phase.drain_windows}, drained {phase.drained_after:.1f} s after; pixel p50 "
         f"{phase.served('pixel', 50):.1f} ms p99 {phase.served('pixel', 99):.1f} ms (bare GIF "
         f"beside them p99 {bare:.1f} ms), click p99 "
-        f"{phase.served('click', 99):.1f} ms; statuses {phase.load.statuses}; late sends "
+        f"{phase.served('click', 99):.1f} ms; {phase.signalling()}; statuses "
+        f"{phase.load.statuses}; late sends "
         f"{phase.load.late}; cores used {', '.join(f'{k} {v:.2f}' for k, v in phase.cpu.items())}"
     )
 
 
 def bounded(phase: Phase) -> bool:
     """The backlog does not grow: its max over the second half of the load is no more than over
-    the first half plus half a second of hits, and it is gone within 5 s of the load's end."""
+    the first half plus half a second of hits (or under one second of hits: a handful waiting is
+    no trend), and it is gone within 5 s of the load's end."""
     half = len(phase.windows) // 2
     first, second = phase.windows[:half] or [0], phase.windows[half:] or [0]
-    return max(second) <= max(first) * 1.25 + phase.rate * 0.5 and phase.drained_after < 5
+    steady = max(second) <= max(max(first) * 1.25 + phase.rate * 0.5, phase.rate)
+    return steady and phase.drained_after < 5
 
 
 async def run(stack: Stack, args) -> list[Row]:
-    duration = args.duration
     cache = stack.settings.worker_max_cached_workflows
     count = args.outbox_journeys
     if count <= cache:
         raise SystemExit(
             f"outbox: --outbox-journeys ({count}) must exceed the worker's cache ({cache})"
         )
+    sweep = [int(c) for c in (args.outbox_concurrency or "").split(",") if c.strip()] or [
+        stack.settings.tracking_delivery_concurrency
+    ]
     stack.start("worker"), stack.start("api")
     await stack.wait_ready("worker"), await stack.wait_ready("api")
-    say(f"outbox: enrolling {count} nurturing journeys (worker cache {cache}) and their emails")
-    journeys = await enroll(stack, count)
-    await settle_down(stack)
+    rows = []
+    for concurrency in sweep:
+        # Fresh journeys for each value: a journey's history grows with every signal, and so
+        # does the cost of its replays; a later value must not pay for the earlier ones.
+        say(f"outbox: enrolling {count} nurturing journeys (worker cache {cache}) and their emails")
+        journeys = await enroll(stack, count)
+        await settle_down(stack)
+        if concurrency != stack.settings.tracking_delivery_concurrency:
+            stack.stop("api")
+            stack.settings = stack.settings.model_copy(
+                update={"tracking_delivery_concurrency": concurrency}
+            )
+            stack.start("api", label=f"api-{concurrency}")
+            await stack.wait_ready("api")
+        rows += await measure(stack, args, journeys, concurrency, named=len(sweep) > 1)
+    stack.stop("api"), stack.stop("worker")
+    return rows
 
+
+async def measure(
+    stack: Stack, args, journeys: list[tuple[str, str]], concurrency: int, *, named: bool
+) -> list[Row]:
+    """The raw SDK's rate, then hits at that rate and at half of it, through the API running
+    with outbox concurrency ``concurrency``."""
+    duration = args.duration
     raw_seconds = max(5.0, duration / 3)
     say(f"outbox: raw SDK signals for {raw_seconds:g} s, {args.concurrency} at a time")
     raw = await raw_signals(stack, journeys, raw_seconds, args.concurrency)
-    say(f"outbox: raw SDK: {raw:.0f} signals/s")
+    say(f"outbox: raw SDK: {raw:.0f} signals/s; the outbox signals {concurrency} at a time")
     await settle_down(stack)
 
     full = Phase("at the raw rate", raw, int(raw * duration))
@@ -321,7 +370,7 @@ async def run(stack: Stack, args) -> list[Row]:
     await settle_down(stack)
     half = Phase("at half the raw rate", raw / 2, int(raw / 2 * duration))
     await drive(stack, journeys, half, duration)
-    stack.stop("api"), stack.stop("worker")
+    await settle_down(stack)
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "not met"
@@ -329,15 +378,18 @@ async def run(stack: Stack, args) -> list[Row]:
     ratio = full.sustained / raw
     p99 = half.latency(99)
     common = (
-        f"{count} nurturing journeys (worker cache {cache}), {CLICK_SHARE:.0%} clicks, "
-        f"{duration:g} s"
+        f"{len(journeys)} nurturing journeys (worker cache "
+        f"{stack.settings.worker_max_cached_workflows}), {CLICK_SHARE:.0%} clicks, "
+        f"{duration:g} s" + (f", outbox concurrency {concurrency}" if named else "")
     )
     return [
         Row(
             f"outbox: sustained hit→signal rate vs raw SDK signals, {common}",
             f"{ratio:.2f}×",
             f"≥ 0.8×: {verdict(ratio >= 0.8)}",
-            f"{full.sustained:.0f} vs {raw:.0f} signals/s; offered {full.rate:.0f} hits/s: "
+            f"{full.sustained:.0f} vs {raw:.0f} signals/s ({args.concurrency} raw signals in "
+            f"flight; outbox concurrency {concurrency}, {full.signalling()}); offered "
+            f"{full.rate:.0f} hits/s: "
             f"{full.signalled}/{full.hits} signalled, median {full.latency(50):.2f} s, p99 "
             f"{full.latency(99):.2f} s; backlog max per 5 s {full.windows}, drained "
             f"{full.drained_after:.1f} s after; pixel p99 {full.served('pixel', 99):.1f} ms "
@@ -350,7 +402,8 @@ async def run(stack: Stack, args) -> list[Row]:
             f"p99 hit→signal < 2 s: {verdict(p99 < 2)}; backlog bounded: {verdict(bounded(half))}",
             f"{half.signalled}/{half.hits} signalled; hit→signal median {half.latency(50):.2f} s, "
             f"p99 {p99:.2f} s; backlog max per 5 s {half.windows}, drained "
-            f"{half.drained_after:.1f} s after; pixel p50 {half.served('pixel', 50):.1f} ms, p99 "
+            f"{half.drained_after:.1f} s after; {half.signalling()}; pixel p50 "
+            f"{half.served('pixel', 50):.1f} ms, p99 "
             f"{half.served('pixel', 99):.1f} ms "
             f"(bare GIF beside it {half.served('bare', 99):.1f} ms); "
             f"click p99 {half.served('click', 99):.1f} ms; "

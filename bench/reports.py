@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 from bench.results import Row
 from bench.stack import say
+from relance.dev.serving import free_ports
 from relance.domain.db import make_engine
 from relance.services import migrate, reports
 
@@ -242,12 +242,6 @@ def _pg_bin(name: str) -> str | None:
     return str(candidates[-1]) if candidates else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def postgres() -> Iterator[str | None]:
     """A throwaway PostgreSQL server's URL (None: no server installed)."""
@@ -266,7 +260,7 @@ def postgres() -> Iterator[str | None]:
     def run(*cmd: str) -> None:
         subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True)
 
-    port = _free_port()
+    port = free_ports(1)[0]
     run(initdb, "-D", str(data), "-U", "relance", "--auth=trust", "-E", "UTF8")
     run(
         pg_ctl, "-D", str(data), "-l", str(workdir / "log"), "-w",

@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from relance.contracts import search_attributes
 from relance.dev.devsink import DevSink
+from relance.dev.serving import free_ports
 from relance.domain.db import make_engine
 from relance.domain.encryption import EncryptionCodec, encrypted_converter, new_key
 from relance.domain.settings import Settings
@@ -40,12 +40,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def say(message: str) -> None:
     print(f"bench | {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def env_for(settings: Settings) -> dict[str, str]:
@@ -224,7 +218,7 @@ async def open_stack(exit_stack: AsyncExitStack, *, task_queue: str = "bench") -
     )
     exit_stack.push_async_callback(env.shutdown)
     sink = await exit_stack.enter_async_context(DevSink(smtp_port=0, http_port=0))
-    port = free_port()
+    port = free_ports(1)[0]
     settings = Settings(
         _env_file=None,
         database_url=url,

@@ -79,6 +79,11 @@ def settings(sink: DevSink, database_url: str) -> Settings:
         # rule calls a machine's (relance/domain/engagement.py, tested on its own there and in
         # tests/test_reports.py): here, the suite's clicks are the lead's.
         tracking_machine_seconds=0,
+        # Each test stops its worker with journeys still under way. The time-skipping server sends
+        # a journey's next step to the worker that kept it in its cache, even a stopped one, and
+        # the module's clock then stands still (tests/test_harness.py): the suite's workers keep
+        # no journey between steps. The cache is measured on its own: bench/cache.py.
+        worker_max_cached_workflows=0,
     )
 
 
@@ -122,6 +127,34 @@ EMAIL_CONSENT = {
 @pytest.fixture
 def client(time_skipping_env: WorkflowEnvironment) -> Client:
     return time_skipping_env.client
+
+
+@pytest.fixture
+async def worker(client: Client, settings: Settings, engine: Engine):
+    """The product's worker on the time-skipping server (a module may override it)."""
+    from worker import build_worker
+
+    async with build_worker(client, settings, engine) as running:
+        yield running
+
+
+@pytest.fixture
+async def api(settings: Settings, client: Client) -> AsyncIterator[httpx.AsyncClient]:
+    """The API app in-process, with the API key, its Temporal client the time-skipping
+    server's (a module may override it)."""
+    from api.main import create_app
+
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app),
+            base_url="http://testserver",
+            headers={"X-API-Key": settings.api_key},
+        ) as http,
+    ):
+        app.state.temporal = client
+        yield http
 
 
 @dataclass

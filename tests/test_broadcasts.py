@@ -300,3 +300,47 @@ async def test_erasing_a_recipient_leaves_the_broadcast_to_the_others(
     assert len(messages_of(engine, workflow_id)) == 2
     with Session(engine) as session:
         assert workflow_id not in workflow_ids_of(session=session, lead_id=leads[0].id)
+
+
+# A batch, a part at a time -----------------------------------------------------------------------
+
+
+async def test_a_batch_stopped_by_a_refusal_for_now_leaves_the_rest_pending_and_unsent(
+    settings, engine, sink, make_lead
+):
+    """A batch claims its next part while a part's messages go out. When the mail server refuses
+    one for now (451), the batch stops: the recipients claimed ahead stay pending, their rows
+    say no attempt reached the server (not "sent again"), and the next batch sends each of them
+    once."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities import build_activities
+    from relance.contracts.broadcasts import BatchRequest, FreezeRequest
+
+    leads = [make_lead() for _ in range(12)]
+    with Session(engine) as session:
+        row = broadcasts.create(
+            session,
+            BroadcastSpec(Audience("list", new_list(engine, leads)), TEMPLATE, per_hour=3600),
+        )
+        broadcast_id = row.id
+    by_name = {getattr(a, "__name__", ""): a for a in build_activities(settings, engine)}
+    env = ActivityEnvironment()
+    workflow_id = f"broadcast-{broadcast_id}"
+    env.run(by_name["freeze_audience"], FreezeRequest(broadcast_id))
+
+    sink.fail_next("", "451 4.3.0 Try again later")  # the second message is refused for now
+    first = env.run(by_name["send_broadcast_batch"], BatchRequest(broadcast_id, workflow_id, 12))
+    assert "451" in first.temporary_failure
+    assert 0 < first.counts.sent < 12 and first.counts.remaining == 12 - first.counts.sent
+    unsent = [m for m in messages_of(engine, workflow_id) if m.status != "sent"]
+    assert unsent and all(m.status == "sending" for m in unsent)
+    assert all(m.attempts_not_delivered == m.attempts for m in unsent), [m.reason for m in unsent]
+
+    second = env.run(by_name["send_broadcast_batch"], BatchRequest(broadcast_id, workflow_id, 12))
+    assert (second.temporary_failure, second.counts.sent, second.counts.remaining) == ("", 12, 0)
+    for lead in leads:
+        assert len(sink.mails_to(lead.email)) == 1
+    for message in messages_of(engine, workflow_id):
+        assert message.status == "sent"
+        assert "sent again" not in (message.reason or ""), message.reason

@@ -23,12 +23,6 @@ from worker import build_worker
 from workflows.abandoned_cart import AbandonedCartJourney, CartResult
 
 
-@pytest.fixture
-async def worker(client, settings, engine):
-    async with build_worker(client, settings, engine) as running:
-        yield running
-
-
 async def started_at(handle: WorkflowHandle):
     return (await handle.query(AbandonedCartJourney.status)).last_update
 

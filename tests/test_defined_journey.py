@@ -12,11 +12,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowHandle
 
+from activities.definitions import DefinitionActivities
 from relance.contracts import search_attributes as sa
-from relance.contracts.definitions import DefinedJourneyInput, workflow_id
+from relance.contracts.definitions import AttributesChange, DefinedJourneyInput, workflow_id
 from relance.contracts.signals import (
     CLICKED,
     GOAL_REACHED,
@@ -25,8 +26,12 @@ from relance.contracts.signals import (
     TrackingSignal,
 )
 from relance.domain.lists import add_member
-from relance.domain.models import Lead, ListMember, Message, ScoreEvent
-from relance.services.definitions import checked, compile_definition, start_defined
+from relance.domain.models import Lead, ListMember, Message, MqlNotification, Order, ScoreEvent
+from relance.domain.scoring import apply_score
+from relance.domain.segments import segment_and_stage, stage_expr
+from relance.domain.topics import topics_from
+from relance.services import preferences
+from relance.services.definitions import DefinitionError, checked, compile_definition, start_defined
 from worker import build_worker
 from workflows.defined import DefinedJourney, DefinedStatus
 from workflows.welcome import WelcomeInput, WelcomeJourney
@@ -40,7 +45,13 @@ async def worker(client, settings, engine):
 
 def definition(*nodes: dict, **fields) -> dict:
     """A definition with a key of its own (each test's journeys apart)."""
-    return {"key": f"t_{uuid.uuid4().hex[:10]}", "name": "test", "nodes": list(nodes), **fields}
+    return {
+        "key": f"t_{uuid.uuid4().hex[:10]}",
+        "name": "test",
+        "topic": "newsletter",
+        "nodes": list(nodes),
+        **fields,
+    }
 
 
 async def start(client: Client, settings, lead: Lead, data: dict) -> WorkflowHandle:
@@ -234,6 +245,7 @@ async def test_an_experiment_puts_the_arm_on_the_message_and_a_holdout_gets_noth
     data = {
         "key": key,
         "name": "subject test",
+        "topic": "newsletter",
         "nodes": [
             {
                 "id": "subject",
@@ -403,3 +415,236 @@ async def test_a_lead_who_joins_an_excluded_list_after_entering_gets_no_more_mes
     assert first.status == "sent" and second.status == "skipped"
     assert "excluded: " in second.reason and "unsubscribed_from_webinars" in second.reason
     assert len(sink.mails_to(lead.email)) == 1
+
+
+# Topics, multi-way splits, attributes set, delays until a date attribute -------------------------
+TOPICS = topics_from(Path(__file__).resolve().parents[1] / "config" / "topics.yaml")
+
+
+def turn_off(engine, lead: Lead, topic: str) -> None:
+    """The lead turns a topic off on the preference page."""
+    with Session(engine) as session:
+        preferences.save(
+            session,
+            session.get(Lead, lead.id),
+            TOPICS,
+            preferences.Change(topics={topic: False}),
+            preferences.Evidence("preference page, message m-1"),
+        )
+
+
+async def test_a_message_goes_through_the_topic_gate_of_its_own_topic_or_the_definitions(
+    client, settings, worker, make_lead, engine, sink
+):
+    """A lead who turned "offers" off: the definition's messages are about offers (inherited),
+    so the first is skipped with the topic reason; a message naming "newsletter" still goes."""
+    lead = make_lead()
+    turn_off(engine, lead, "offers")
+    inherited = definition(message("paper"), EXIT, topic="offers")
+    result = await (await start(client, settings, lead, inherited)).result()
+    assert result.outcome == "not_sent"
+    assert result.reason == "paper not sent: the lead turned this topic off: offers"
+    [skipped] = result.messages
+    assert skipped.status == "skipped"
+
+    own = definition(message("paper", topic="newsletter"), EXIT, topic="offers")
+    sent = await (await start(client, settings, lead, own)).result()
+    assert sent.outcome == "exited" and sent.messages[0].status == "sent"
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Message.journey, Message.topic, Message.status).where(Message.lead_id == lead.id)
+        ).all()
+    assert sorted((t, s) for _, t, s in rows) == [("newsletter", "sent"), ("offers", "skipped")]
+    assert len(sink.mails_to(lead.email)) == 1
+
+
+async def test_a_switch_takes_the_first_case_that_holds_else_its_default_and_says_why(
+    client, settings, worker, make_lead, engine
+):
+    def data() -> dict:
+        return definition(
+            {
+                "id": "tier",
+                "type": "switch",
+                "cases": [
+                    {"if": {"score": {"gte": 50}}, "next": "hot"},
+                    {"if": {"score": {"gte": 20}}, "next": "warm"},
+                ],
+                "default": "cold",
+            },
+            {"id": "hot", "type": "checkpoint", "name": "hot", "next": "done"},
+            {"id": "warm", "type": "checkpoint", "name": "warm", "next": "done"},
+            {"id": "cold", "type": "checkpoint", "name": "cold", "next": "done"},
+            EXIT,
+        )
+
+    results = {}
+    for score in (60, 25, 5):
+        lead = make_lead()
+        with Session(engine) as session:
+            session.get(Lead, lead.id).score = score
+            session.commit()
+        handle = await start(client, settings, lead, data())
+        results[score] = await handle.result()
+    assert {s: r.checkpoints for s, r in results.items()} == {
+        60: ["hot"],
+        25: ["warm"],
+        5: ["cold"],
+    }
+    assert results[60].decisions == ["tier: case 1: score >= 50: yes (score 60) -> case 1"]
+    assert results[25].decisions == [
+        "tier: case 1: score >= 50: no (score 25); case 2: score >= 20: yes (score 25) -> case 2"
+    ]
+    assert results[5].decisions[0].endswith("case 2: score >= 20: no (score 5) -> default")
+
+
+async def test_an_update_sets_custom_attributes_as_the_api_writes_them(
+    client, settings, worker, make_lead, engine
+):
+    lead = make_lead()
+    with Session(engine) as session:
+        session.get(Lead, lead.id).attributes = {"job_title": "buyer", "plan": "free"}
+        session.commit()
+    data = definition(
+        {
+            "id": "upgrade",
+            "type": "update",
+            "set": {"plan": "pro", "company_size": 120, "job_title": None},
+            "next": "done",
+        },
+        EXIT,
+    )
+    result = await (await start(client, settings, lead, data)).result()
+    assert result.path == ["upgrade", "done"]
+    with Session(engine) as session:
+        assert session.get(Lead, lead.id).attributes == {"plan": "pro", "company_size": 120}
+
+
+async def test_an_update_raises_the_stage_and_a_stage_only_moves_forward(
+    client, settings, worker, make_lead, engine
+):
+    """Sales accepted the lead: the journey marks it sql, and the API's stage (and its filter)
+    say so; a customer marked mql by the same kind of node stays a customer."""
+    accepted, customer = make_lead(), make_lead()
+    with Session(engine) as session:
+        session.add(Order(id=f"o-{uuid.uuid4().hex}", lead_id=customer.id, items=[]))
+        session.commit()
+        assert segment_and_stage(session, accepted.id, settings)[1] in ("subscriber", "lead")
+    raise_to = definition(
+        {"id": "accepted", "type": "update", "stage": "sql", "next": "done"}, EXIT
+    )
+    lower = definition({"id": "nurtured", "type": "update", "stage": "mql", "next": "done"}, EXIT)
+    raised = await (await start(client, settings, accepted, raise_to)).result()
+    kept = await (await start(client, settings, customer, lower)).result()
+    assert raised.decisions == ["accepted: stage sql"]
+    assert kept.decisions == ["nurtured: stage customer (already at mql or beyond)"]
+    with Session(engine) as session:
+        assert segment_and_stage(session, accepted.id, settings)[1] == "sql"
+        assert segment_and_stage(session, customer.id, settings)[1] == "customer"
+        in_sql = session.exec(select(Lead.id).where(stage_expr(settings) == "sql")).all()
+        assert accepted.id in in_sql and customer.id not in in_sql
+
+
+async def test_a_lead_a_journey_qualifies_is_told_to_sales_once(
+    client, settings, worker, make_lead, engine
+):
+    """Raised to mql (or past it), the lead reaches sales as a score crossing would: one MQL
+    notification, saying which journey; not again when it is raised again, nor when its score
+    reaches the threshold later. A lead already qualified by its facts brings none."""
+    lead, customer = make_lead(), make_lead()
+    with Session(engine) as session:
+        session.add(Order(id=f"o-{uuid.uuid4().hex}", lead_id=customer.id, items=[]))
+        session.commit()
+    qualify = definition({"id": "webinar", "type": "update", "stage": "mql", "next": "done"}, EXIT)
+    handle = await start(client, settings, lead, qualify)
+    await handle.result()
+    await (await start(client, settings, customer, qualify)).result()
+    again = definition({"id": "accepted", "type": "update", "stage": "sql", "next": "done"}, EXIT)
+    await (await start(client, settings, lead, again)).result()
+    with Session(engine) as session:
+        apply_score(
+            session,
+            lead_id=lead.id,
+            event="demo",
+            key=f"demo-{lead.id}",
+            reason="asked for a demo",
+            points=settings.score_mql_threshold + 10,
+            mql_threshold=settings.score_mql_threshold,
+        )
+        session.commit()
+        told = session.exec(
+            select(MqlNotification).where(col(MqlNotification.lead_id).in_([lead.id, customer.id]))
+        ).all()
+    assert [(n.lead_id, n.reason) for n in told] == [
+        (lead.id, f"stage raised to mql by {handle.id}")
+    ]
+
+
+def test_an_update_to_a_stage_that_does_not_exist_is_refused_at_check():
+    with pytest.raises(DefinitionError) as refused:
+        checked(definition({"id": "x", "type": "update", "stage": "vip", "next": "done"}, EXIT))
+    assert "x" in str(refused.value)
+
+
+def test_setting_the_same_attributes_again_changes_nothing(settings, engine, make_lead):
+    """The activity retried (the worker lost its answer): the same values written again."""
+    lead = make_lead()
+    activities = DefinitionActivities(settings, engine)
+    change = AttributesChange(lead.id, {"plan": "starter", "renewal_date": "2027-03-01"})
+    assert activities.set_lead_attributes(change).changed == ["plan", "renewal_date"]
+    assert activities.set_lead_attributes(change).changed == []
+    with Session(engine) as session:
+        assert session.get(Lead, lead.id).attributes == {
+            "plan": "starter",
+            "renewal_date": "2027-03-01",
+        }
+
+
+async def test_a_delay_until_a_date_attribute_less_30_days_at_9_in_the_lead_zone(
+    client, settings, worker, make_lead, engine, time_skipping_env
+):
+    """30 days before the renewal date, 09:00 in Tokyo; a lead with no renewal date, or whose
+    moment has passed, goes on at once, and the node says so."""
+    now = await time_skipping_env.get_current_time()
+    today = now.astimezone(ZoneInfo("Asia/Tokyo")).date()
+    leads = {}
+    for name, renewal in (
+        ("due", today + timedelta(days=40)),
+        ("passed", today - timedelta(days=3)),
+        ("none", None),
+    ):
+        lead = leads[name] = make_lead()
+        with Session(engine) as session:
+            row = session.get(Lead, lead.id)
+            row.time_zone = "Asia/Tokyo"
+            row.attributes = {"renewal_date": renewal.isoformat()} if renewal else {}
+            session.commit()
+
+    def data() -> dict:
+        return definition(
+            {
+                "id": "before",
+                "type": "delay",
+                "until_date": {"attribute": "renewal_date", "offset_days": -30, "at": "09:00"},
+                "next": "paper",
+            },
+            message("paper", kind="transactional"),
+            EXIT,
+        )
+
+    results = {}
+    for name, lead in leads.items():
+        handle = await start(client, settings, lead, data())
+        results[name] = (await handle.result(), (await handle.describe()).start_time)
+    due, _ = results["due"]
+    local = due.messages[0].at.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert (local.date(), local.hour, local.minute) == (today + timedelta(days=10), 9, 0)
+    assert due.decisions == []
+    for name, says in (
+        ("passed", f"before: renewal_date -30 d at 09:00 ({today - timedelta(days=33)} "
+         "Asia/Tokyo) has passed -> next"),
+        ("none", "before: no renewal_date for the lead -> next"),
+    ):  # fmt: skip
+        result, started = results[name]
+        assert result.decisions == [says] and result.path == ["before", "paper", "done"]
+        assert result.messages[0].at - started < timedelta(minutes=5)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from api.main import create_app
 from relance.contracts.definitions import CompiledArm, assign_arm
 from relance.domain.definitions import json_schema
 from relance.domain.lead_schema import load_lead_schema
+from relance.domain.topics import topics_from
 from relance.services.definitions import (
     DefinitionError,
     check,
@@ -31,10 +33,17 @@ from relance.services.definitions import (
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = known_templates()
 LEAD_SCHEMA = load_lead_schema(ROOT / "config" / "lead_schema.yaml")
+TOPICS = topics_from(ROOT / "config" / "topics.yaml")
 
 
 def journey(*nodes: dict, key: str = "bad", **fields) -> dict:
-    return {"key": key, "name": "a bad journey", "nodes": list(nodes), **fields}
+    return {
+        "key": key,
+        "name": "a bad journey",
+        "topic": "newsletter",
+        "nodes": list(nodes),
+        **fields,
+    }
 
 
 EXIT = {"id": "done", "type": "exit"}
@@ -131,6 +140,12 @@ CORPUS = [
         "again",
         "its redirect loops between journeys with no guard that holds: bad -> bad",
     ),
+    (
+        "a redirect to a coded scenario, which takes no new leads",
+        journey({"id": "on", "type": "redirect", "journey": "scenario-white_paper"}),
+        "on",
+        "which takes no new leads: redirect to newsletter_white_paper",
+    ),
     # Shapes pydantic refuses, named by node as well
     (
         "an unknown node type",
@@ -187,13 +202,129 @@ CORPUS = [
         None,
         "unknown exclusion rule 'martians'",
     ),
+    # Topics, switches, attributes set, delays until a date attribute
+    (
+        "a marketing message about no topic",
+        journey(MAIL, EXIT, topic=None),
+        "mail",
+        "a marketing message is about a topic: name one",
+    ),
+    (
+        "a message about a topic the topics file does not declare",
+        journey({**MAIL, "topic": "gossip"}, EXIT),
+        "mail",
+        "its topic 'gossip' is not declared in the topics file (declared: newsletter, events",
+    ),
+    (
+        "a definition's topic the topics file does not declare",
+        journey(MAIL, EXIT, topic="gossip"),
+        "mail",
+        "its topic 'gossip' (the definition's) is not declared in the topics file",
+    ),
+    (
+        "a switch case left without an edge",
+        journey({"id": "tier", "type": "switch", "cases": [
+            {"if": {"score": {"gte": 50}}, "next": "done"}, {"if": {"consent": "sms"}}],
+            "default": "done"}, EXIT),
+        "tier",
+        "its case 2 branch leads nowhere",
+    ),
+    (
+        "a switch case to no node",
+        journey({"id": "tier", "type": "switch", "cases": [
+            {"if": {"score": {"gte": 50}}, "next": "hot"}], "default": "done"}, EXIT),
+        "tier",
+        "its case 1 edge goes to no node: 'hot'",
+    ),
+    (
+        "a switch case that never ends",
+        journey(
+            {"id": "tier", "type": "switch", "cases": [
+                {"if": {"score": {"gte": 50}}, "next": "done"},
+                {"if": {"score": {"gte": 20}}, "next": "pause"}], "default": "done"},
+            {"id": "pause", "type": "delay", "duration": "1d", "next": "again"},
+            {**MAIL, "id": "again", "next": "pause"},
+            EXIT,
+        ),
+        "pause",
+        "no path from it reaches an end",
+    ),
+    (
+        "a switch without a default",
+        journey({"id": "tier", "type": "switch", "cases": [
+            {"if": {"score": {"gte": 50}}, "next": "done"}]}, EXIT),
+        "tier",
+        "its default branch leads nowhere",
+    ),
+    (
+        "a switch case on an attribute the lead schema lacks",
+        journey({"id": "tier", "type": "switch", "cases": [
+            {"if": {"attribute": {"name": "shoe", "op": "exists"}}, "next": "done"}],
+            "default": "done"}, EXIT),
+        "tier",
+        "its case 1 at attribute: no attribute",
+    ),
+    (
+        "a switch with no case",
+        journey({"id": "tier", "type": "switch", "cases": [], "default": "done"}, EXIT),
+        "tier",
+        "cases",
+    ),
+    (
+        "an update setting an attribute the lead schema lacks",
+        journey({"id": "up", "type": "update", "set": {"shoe_size": 42}, "next": "done"}, EXIT),
+        "up",
+        "its set of 'shoe_size': no such attribute",
+    ),
+    (
+        "an update setting a number attribute to a string",
+        journey({"id": "up", "type": "update", "set": {"company_size": "big"}, "next": "done"},
+                EXIT),
+        "up",
+        "its set of 'company_size': expected a number",
+    ),
+    (
+        "an update setting an enum attribute to a value it does not allow",
+        journey({"id": "up", "type": "update", "set": {"plan": "gold"}, "next": "done"}, EXIT),
+        "up",
+        "its set of 'plan': expected one of free, starter, pro, enterprise",
+    ),
+    (
+        "an update setting a date attribute to no date",
+        journey({"id": "up", "type": "update", "set": {"renewal_date": "next spring"},
+                 "next": "done"}, EXIT),
+        "up",
+        "its set of 'renewal_date': expected a date as YYYY-MM-DD",
+    ),
+    (
+        "a delay until an attribute the lead schema lacks",
+        journey({"id": "before", "type": "delay", "until_date": {"attribute": "renewal"},
+                 "next": "done"}, EXIT),
+        "before",
+        "it waits until 'renewal', which is no attribute of the lead schema",
+    ),
+    (
+        "a delay until an attribute that is no date",
+        journey({"id": "before", "type": "delay", "until_date": {"attribute": "plan"},
+                 "next": "done"}, EXIT),
+        "before",
+        "it waits until 'plan', whose type is enum, not date",
+    ),
+    (
+        "a delay until a date and for a duration",
+        journey({"id": "before", "type": "delay", "duration": "1d",
+                 "until_date": {"attribute": "renewal_date"}, "next": "done"}, EXIT),
+        "before",
+        "a delay until a date attribute has no duration and no until",
+    ),
 ]  # fmt: skip
+NEW_NODES = CORPUS[CORPUS.index(next(c for c in CORPUS if c[0].startswith("a marketing"))) :]
 
 
 @pytest.mark.parametrize("data,node,words", [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS])
 def test_each_bad_definition_is_answered_with_the_node_and_what_is_wrong(data, node, words):
     with pytest.raises(DefinitionError) as raised:
-        checked(data, templates=TEMPLATES, lead_schema=LEAD_SCHEMA)
+        checked(data, templates=TEMPLATES, lead_schema=LEAD_SCHEMA, topics=TOPICS)
     problems = raised.value.problems
     assert any(p.node == node and words in p.what for p in problems), [str(p) for p in problems]
 
@@ -251,7 +382,7 @@ def test_the_json_schema_describes_every_node_type():
             node_types.add(kind)
     assert node_types == {
         "message", "delay", "wait_for", "condition", "experiment", "update", "checkpoint",
-        "goal", "exit", "redirect",
+        "goal", "exit", "redirect", "switch", "task", "webhook",
     }  # fmt: skip
 
 
@@ -338,3 +469,73 @@ async def test_a_condition_on_an_attribute_the_lead_schema_lacks_is_refused_at_c
     [problem] = answer.json()["detail"]
     assert problem["loc"] == ["body", "nodes", "fit"]
     assert problem["msg"].startswith("node fit: its condition at all[1].attribute: no attribute")
+
+
+@pytest.mark.parametrize(
+    "data,node,words", [c[1:] for c in NEW_NODES], ids=[c[0] for c in NEW_NODES]
+)
+async def test_a_bad_topic_switch_update_or_date_delay_is_refused_422_at_check_and_at_publish(
+    settings, data, node, words
+):
+    """The API's check and the draft (checked as publishing checks it) answer alike, naming the
+    node; nothing is stored."""
+    app = create_app(settings)
+    data = {**data, "key": f"bad_{uuid.uuid4().hex[:10]}"}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app),
+            base_url="http://testserver",
+            headers={"X-API-Key": settings.api_key},
+        ) as api,
+    ):
+        checked_ = await api.post("/journeys/check", json=data)
+        drafted = await api.post("/journeys", json=data)
+        stored = await api.get(f"/journeys/{data['key']}")
+    for answer in (checked_, drafted):
+        assert answer.status_code == 422, answer.text
+        assert any(
+            p["loc"] == ["body", "nodes", node] and words in p["msg"]
+            for p in answer.json()["detail"]
+        ), answer.json()
+    assert stored.status_code == 404
+
+
+def test_a_switch_reached_by_every_case_passes_and_compiles_its_cases_in_order():
+    data = journey(
+        {"id": "tier", "type": "switch", "cases": [
+            {"if": {"score": {"gte": 50}}, "next": "hot"},
+            {"if": {"segment": "warm"}, "next": "warm"}], "default": "done"},
+        {"id": "hot", "type": "update", "set": {"plan": "pro"}, "next": "done"},
+        {"id": "warm", "type": "delay", "until_date": {"attribute": "renewal_date",
+         "offset_days": -30}, "next": "done"},
+        EXIT,
+    )  # fmt: skip
+    definition = checked(data, templates=TEMPLATES, lead_schema=LEAD_SCHEMA, topics=TOPICS)
+    nodes = {n.id: n for n in compile_definition(definition).nodes}
+    assert [(c.test, c.next) for c in nodes["tier"].cases] == [
+        ({"score": {"gte": 50}}, "hot"),
+        ({"segment": ["warm"]}, "warm"),  # one value or a list: a list
+    ]
+    assert nodes["tier"].otherwise == "done"
+    assert nodes["hot"].attributes == {"plan": "pro"}
+    assert (nodes["warm"].date_attribute, nodes["warm"].offset_days) == ("renewal_date", -30)
+    assert nodes["warm"].until_time == "09:00"
+
+
+def test_a_message_inherits_the_definitions_topic_and_a_transactional_one_needs_none():
+    data = journey(
+        {**MAIL, "next": "receipt"},
+        {**MAIL, "id": "receipt", "kind": "transactional", "next": "offer"},
+        {**MAIL, "id": "offer", "topic": "offers"},
+        EXIT,
+        topic="product",
+    )
+    nodes = {n.id: n for n in compile_definition(checked(data, topics=TOPICS)).nodes}
+    assert (nodes["mail"].topic, nodes["receipt"].topic, nodes["offer"].topic) == (
+        "product",
+        "",
+        "offers",
+    )
+    transactional = journey({**MAIL, "kind": "transactional"}, EXIT, topic=None)
+    assert check(parse(transactional), topics=TOPICS) == []

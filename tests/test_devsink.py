@@ -20,6 +20,7 @@ import pytest
 
 from relance.dev import devsink
 from relance.dev.devsink import DevSink
+from relance.dev.serving import free_ports
 
 TOKEN = "s3cret"
 
@@ -345,12 +346,6 @@ async def test_only_the_newest_are_kept_on_disk_too(tmp_path, monkeypatch):
         assert [m.subject for m in second.mails] == ["n1", "n2"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -366,7 +361,7 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20) ->
 def test_make_runs_inbox_keeps_its_mail_in_the_data_folder(tmp_path):
     """`python -m relance.dev.devsink`, as `make run` starts it: stopped and started again, the
     confirmation mail is still in the inbox, and it lives under the data folder."""
-    smtp_port, http_port = _free_port(), _free_port()
+    smtp_port, http_port = free_ports(2)
     env = {
         **os.environ,
         "RELANCE_DATA_DIR": str(tmp_path / "var"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
+from relance.dev.serving import free_ports
 from tests.browser import browser  # noqa: F401 (the fixture)
 
 CONFIRM_URL = "http://localhost:8000/confirm/eyJsZWFkIjoiMTIzNDU2Nzg5MCIsImtpbmQiOiJjb25maXJtIn0.a1b2c3d4e5f6?lang=fr&x=1"
@@ -34,17 +34,11 @@ try {{ parent.document.title = "taken over"; }} catch (e) {{}}</script>
 </body></html>"""  # noqa: E501
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Inbox:
     """`python -m relance.dev.devsink` on free ports and a folder of its own."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.smtp_port, self.http_port = _free_port(), _free_port()
+        self.smtp_port, self.http_port = free_ports(2)
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.env = {
             **os.environ,

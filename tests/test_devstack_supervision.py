@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import threading
@@ -18,17 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from relance.dev.serving import free_ports
 from tests.conftest import EMAIL_CONSENT
 from tests.test_supervise import Log, _gone, _wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.failure
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _children(pid: int) -> dict[int, str]:
@@ -55,7 +49,8 @@ def _pid_of(stack: subprocess.Popen, needle: str) -> int:
 
 @pytest.fixture
 def stack(tmp_path):
-    ports = {name: _free_port() for name in ("temporal", "ui", "smtp", "inbox", "api")}
+    names = ("temporal", "ui", "smtp", "inbox", "api")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     env = {
         **os.environ,
         "RELANCE_DATA_DIR": str(tmp_path / "var"),

@@ -37,7 +37,7 @@ from tests.test_api_welcome_e2e import (
     press_confirm,
     sign_up_body,
 )
-from tests.test_welcome_journey import wait_for_step, worker  # noqa: F401 (the fixture)
+from tests.test_welcome_journey import wait_for_step
 from tests.waiting import stored_hits
 from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult
 

@@ -15,16 +15,9 @@ from temporalio.client import WorkflowHandle
 from relance.contracts.signals import ATTENDED, EVENT_CHANGED, UNSUBSCRIBED, TrackingSignal
 from relance.dev.seeding import make_event, update_event
 from relance.dev.seeding import start_event_journey as start
-from worker import build_worker
 from workflows.event_reminder import EventReminderJourney, EventReminderResult
 
 CLOSE = dict(abs=timedelta(seconds=5))
-
-
-@pytest.fixture
-async def worker(client, settings, engine):
-    async with build_worker(client, settings, engine) as running:
-        yield running
 
 
 @pytest.fixture

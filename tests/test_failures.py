@@ -31,7 +31,7 @@ from activities.sending import RESENT
 from relance.contracts import search_attributes
 from relance.dev.devsink import DROP_AFTER_ACCEPT, DevSink
 from relance.dev.seeding import TEST_CONVERTER, make_lead_factory
-from relance.dev.serving import ServedApp, listening_socket
+from relance.dev.serving import ServedApp, free_ports, listening_socket
 from relance.domain.db import make_engine
 from relance.domain.models import Message, TrackingEvent
 from relance.domain.settings import Settings
@@ -46,19 +46,12 @@ pytestmark = pytest.mark.failure
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    sock = listening_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 class RestartableTemporal:
     """A real dev server that can be stopped and started again on the same port and database."""
 
     def __init__(self, db_file: Path) -> None:
         self.db_file = db_file
-        self.port = free_port()
+        self.port = free_ports(1)[0]
         self.env: WorkflowEnvironment | None = None
 
     @property
@@ -438,7 +431,10 @@ async def smtp_case(
                 return list(session.exec(select(Message).where(Message.lead_id == lead.id)).all())
 
     case_settings = settings.model_copy(
-        update={"smtp_port": free_port(), "temporal_task_queue": f"smtp-{uuid.uuid4().hex[:8]}"}
+        update={
+            "smtp_port": free_ports(1)[0],
+            "temporal_task_queue": f"smtp-{uuid.uuid4().hex[:8]}",
+        }
     )
     async with build_worker(dev_server_env.client, case_settings, engine):
         yield Case(case_settings, dev_server_env.client)
@@ -594,7 +590,7 @@ async def test_sms_provider_down_then_back_records_what_happened(
     back, and its row says the earlier attempts could not reach the provider (not "sent again")."""
     from worker import build_worker
 
-    sms_port = free_port()
+    sms_port = free_ports(1)[0]
     own = settings.model_copy(
         update={
             "sms_provider_url": f"http://127.0.0.1:{sms_port}/sms",

@@ -91,9 +91,14 @@ def test_the_cap_is_race_free_on_sqlite(engine):
 
 
 def test_the_cap_is_race_free_on_postgres(postgres_url):  # noqa: F811
+    """Rounds of twelve, each to a new lead: PostgreSQL's sends run side by side, and a lead's
+    first sends making its lock row as others wait for it is where a send once slipped past the
+    lock (one in four rounds gave the lead a fourth message)."""
     from relance.domain.db import make_engine
 
-    check_race(make_engine(postgres_url))
+    engine = make_engine(postgres_url)
+    for _ in range(20):
+        check_race(engine)
 
 
 def test_transactional_and_exempt_messages_are_not_held(engine):

@@ -16,7 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.enrollment import EnrollmentActivities
 from relance.contracts.enrollment import RefusalRecord
 from relance.domain.audit import key_fingerprint
-from relance.domain.models import SuppressionEntry
+from relance.domain.models import SegmentTriggerMember, SuppressionEntry, TriggerFire
 from relance.domain.suppression import email_hash
 from relance.services.erasure import KEPT, erase_lead, lead_columns, tables_to_erase
 from tests.conftest import LiveStack
@@ -88,6 +88,14 @@ async def a_lead_with_everything(live: LiveStack) -> tuple[str, str, object]:
             ["newsletter", "white_paper"],
         )
     )
+    # A birthday trigger fired for the lead, and a segment-entered trigger counts it a member
+    # (the hourly trigger sweep's idempotency and memory: relance/services/triggers.py).
+    with Session(live.engine) as session:
+        session.add(
+            TriggerFire(fire_key=f"birthday:0:{lead_id}:2027-03-15", lead_id=lead_id, journey="bd")
+        )
+        session.add(SegmentTriggerMember(journey="bd", segment_id="s-1", lead_id=lead_id))
+        session.commit()
     # A broadcast to a list the lead is on: its recipient row is the lead's data; the campaign's
     # workflow is not the lead's journey (an erasure leaves it to the others).
     campaign_list = f"gdpr-{uuid.uuid4().hex[:8]}"

@@ -10,25 +10,26 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from api.main import create_app
 from relance.contracts.catalogue import SCENARIOS
 from relance.domain.lists import add_member
+from relance.domain.models import Message
 from relance.services import migrate
 from relance.services.definitions import check_files
 from relance.services.journey_store import load_dir
 from tests.conftest import LiveStack
 from tests.test_api_cart_e2e import purchase_event
-from tests.waiting import eventually
-from worker import build_worker
+from tests.test_api_welcome_e2e import new_email, sign_up_body
+from tests.waiting import eventually, finished
+from workflows.scenario import ScenarioInput, ScenarioJourney, ScenarioOutcome
 
 ROOT = Path(__file__).resolve().parent.parent
 EXIT = {"id": "done", "type": "exit"}
@@ -43,25 +44,10 @@ def definition(key: str | None = None, *nodes: dict, **fields) -> dict:
     return {
         "key": key or f"t_{uuid.uuid4().hex[:10]}",
         "name": "Lifecycle test",
+        "topic": "newsletter",
         "nodes": list(nodes),
         **fields,
     }
-
-
-@pytest.fixture
-async def api(settings, client) -> AsyncIterator[httpx.AsyncClient]:
-    """The API app in-process, its Temporal client the time-skipping server's."""
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app),
-            base_url="http://testserver",
-            headers={"X-API-Key": settings.api_key},
-        ) as http,
-    ):
-        app.state.temporal = client
-        yield http
 
 
 # Drafts ------------------------------------------------------------------------------------------
@@ -77,6 +63,7 @@ async def test_a_draft_is_created_read_listed_and_replaced(api):
         "status": "draft",
         "version": None,
         "draft_changed": True,
+        "replaced_by": None,
         "created_at": None,
         "updated_at": None,
         "draft": data,
@@ -93,6 +80,7 @@ async def test_a_draft_is_created_read_listed_and_replaced(api):
         "status": "published",
         "version": None,
         "draft_changed": None,
+        "replaced_by": None,
         "created_at": None,
         "updated_at": None,
     }
@@ -221,12 +209,6 @@ async def test_pause_resume_and_archive_and_what_each_refuses(api):
 
 
 # Enrolling ------------------------------------------------------------------------------------
-@pytest.fixture
-async def worker(client, settings, engine):
-    async with build_worker(client, settings, engine) as running:
-        yield running
-
-
 def two_emails(key: str | None = None, second: str = "nurture_case_study", **fields) -> dict:
     """The white paper, two days, then ``second``."""
     return definition(
@@ -473,9 +455,11 @@ def test_the_command_line_loads_a_directory(tmp_path):
 
 
 def test_the_shipped_journey_files_check_and_tell_the_newsletter_then_the_white_paper():
-    [path] = sorted((ROOT / "config" / "journeys").glob("*.yaml"))
-    assert check_files([path]) == []
-    data = yaml.safe_load(path.read_text())
+    paths = sorted((ROOT / "config" / "journeys").glob("*.yaml"))
+    assert check_files(paths) == []
+    data = yaml.safe_load(
+        (ROOT / "config" / "journeys" / "newsletter_white_paper.yaml").read_text()
+    )
     assert [n.get("template") for n in data["nodes"] if n["type"] == "message"] == [
         SCENARIOS["newsletter"].template,
         SCENARIOS["white_paper"].template,
@@ -487,10 +471,14 @@ def test_the_shipped_journey_files_check_and_tell_the_newsletter_then_the_white_
 async def test_the_newsletter_journey_sends_the_white_paper_a_week_later(
     api, worker, make_lead, result_of, engine, settings
 ):
-    """Published at API start from config/journeys (the api fixture's app loaded it)."""
-    load_dir(engine, settings.journeys_dir)
+    """The shipped file, run as it is, under a key of the test's own: the shipped key may have
+    been paused or archived by another test of the same database (loading at start is tested
+    above, with files of its own)."""
+    data = yaml.safe_load((settings.journeys_dir / "newsletter_white_paper.yaml").read_text())
+    data["key"] = f"newsletter_{uuid.uuid4().hex[:10]}"
+    key = await published(api, data)
     lead = make_lead()
-    answer = await enrolled(api, lead.id, "newsletter_white_paper")
+    answer = await enrolled(api, lead.id, key)
     result = await result_of(answer, wait=timedelta(days=8))
     assert (result["outcome"], result["checkpoints"]) == ("exited", ["white_paper"])
     newsletter, paper = result["messages"]
@@ -499,3 +487,49 @@ async def test_the_newsletter_journey_sends_the_white_paper_a_week_later(
         "nurture_white_paper",
     )
     assert paper["at"] > newsletter["at"]
+
+
+async def test_the_coded_scenarios_take_no_new_lead_and_name_the_journey_that_replaced_them(
+    api, client, worker, make_lead, engine, settings
+):
+    """The newsletter and white-paper scenarios were coded; their story is now the journey
+    written as data. Asked for them, the API enrolls nobody and names it; a lead already in one
+    goes on, its state read as before."""
+    lead = make_lead()
+    for name in SCENARIOS:
+        refused = await api.post(f"/leads/{lead.id}/journeys/scenario-{name}")
+        assert refused.status_code == 409, refused.text
+        assert "enroll into newsletter_white_paper" in refused.json()["detail"]
+        assert refused.json()["status"] == "refused"
+        assert (await api.get(f"/leads/{lead.id}/journeys/scenario-{name}")).status_code == 404
+    with Session(engine) as session:
+        assert session.exec(select(Message).where(Message.lead_id == lead.id)).all() == []
+    # A sign-up that asks for one saves the lead and says why it was not enrolled.
+    body = sign_up_body(new_email(), journeys=["scenario-newsletter"])
+    signed = await api.post("/leads", json=body)
+    assert signed.status_code == 201, signed.text
+    [enrollment] = signed.json()["enrollments"]
+    assert enrollment["status"] == "refused" and "newsletter_white_paper" in enrollment["detail"]
+    # Listed as archived, with their successor; the documentation says so too.
+    listed = {j["key"]: j for j in (await api.get("/journeys")).json()}
+    assert listed["scenario-newsletter"]["status"] == "archived"
+    assert listed["scenario-newsletter"]["replaced_by"] == "newsletter_white_paper"
+    assert listed["welcome"]["status"] == "published" and listed["welcome"]["replaced_by"] is None
+    spec = (await api.get("/openapi.json")).json()
+    [path] = [p for p in spec["paths"] if p.endswith("/journeys/{journey}")]
+    [param] = spec["paths"][path]["post"]["parameters"][1:]
+    assert "`scenario-newsletter` takes no new leads" in param["schema"]["description"]
+    # A lead who entered before goes on to its end: the newsletter, then the white paper.
+    inside = make_lead()
+    handle = await client.start_workflow(
+        ScenarioJourney.run,
+        ScenarioInput(lead_id=inside.id, scenario="newsletter", wait_days=0),
+        id=f"scenario-newsletter-{inside.id}",
+        task_queue=settings.temporal_task_queue,
+    )
+    assert (await handle.result()).outcome == ScenarioOutcome.REDIRECTED
+    paper = client.get_workflow_handle(f"scenario-white_paper-{inside.id}")
+    assert (await finished(paper))["outcome"] == ScenarioOutcome.REDIRECT_REFUSED
+    for name in SCENARIOS:
+        status = await api.get(f"/leads/{inside.id}/journeys/scenario-{name}")
+        assert status.status_code == 200 and status.json()["status"] == "COMPLETED", status.text

@@ -12,15 +12,11 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.client import WorkflowExecutionStatus
 
-from relance.contracts import search_attributes as sa
 from relance.contracts.catalogue import SCENARIOS, scenario_links
 from relance.contracts.journey_graph import JourneyGraphError, Link, chain_refusal, check_graph
 from relance.dev.seeding import unique_id
 from relance.domain.journey_rules import JourneyRules
 from relance.domain.models import EnrollmentRefusal, Message
-from tests.conftest import LiveStack
-from tests.test_api_nurturing_e2e import sign_up
-from tests.waiting import eventually
 from worker import build_worker, journey_links, target_rules
 from workflows.scenario import ScenarioInput, ScenarioJourney, workflow_id
 
@@ -235,30 +231,3 @@ def test_a_guard_that_the_targets_rules_do_not_make_true_does_not_guard(settings
     )
     check_graph(once, target_rules(once_only))
     check_graph(journey_links(), target_rules(no_cooldown))  # what ships: the enrollment chain
-
-
-async def test_the_api_enrolls_a_lead_into_a_scenario(live: LiveStack):
-    lead_id = (await sign_up(live))["lead"]["id"]
-    response = await live.http.post(f"/leads/{lead_id}/journeys/scenario-newsletter")
-    assert response.status_code == 201, response.text
-    assert response.json()["workflow_id"] == f"scenario-newsletter-{lead_id}"
-    handle = live.temporal.get_workflow_handle(f"scenario-newsletter-{lead_id}")
-
-    async def waiting():
-        return (await live.http.get(f"/leads/{lead_id}/journeys/scenario-newsletter")).json()[
-            "step"
-        ] == "waiting"
-
-    await eventually(waiting, timeout=15, what="the scenario to send and wait for the redirect")
-    with Session(live.engine) as session:
-        [sent] = session.exec(select(Message).where(Message.lead_id == lead_id)).all()
-    assert (sent.journey, sent.template, sent.status) == (
-        "scenario",
-        "nurture_welcome_newsletter",
-        "sent",
-    )
-    again = await live.http.post(f"/leads/{lead_id}/journeys/scenario-newsletter")
-    assert again.status_code == 409 and "already in" in again.json()["detail"]
-    described = await handle.describe()
-    assert described.typed_search_attributes.get(sa.JOURNEY) == "scenario"
-    await handle.terminate("test over")  # it waits 7 days before the white paper

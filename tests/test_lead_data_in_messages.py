@@ -30,12 +30,6 @@ from workflows.welcome import WelcomeInput, WelcomeJourney
 EVIL = "https://evil.example/login"
 
 
-@pytest.fixture
-async def worker(client, settings, engine):
-    async with build_worker(client, settings, engine) as running:
-        yield running
-
-
 async def start(client: Client, settings: Settings, lead, **knobs) -> WorkflowHandle:
     return await client.start_workflow(
         WelcomeJourney.run,

@@ -223,3 +223,52 @@ async def test_hits_not_tried_before_the_lease_ends_go_back_pending_and_are_told
         what="every open in the journey's history",
     )
     assert told == sent
+
+
+async def test_the_outbox_signals_as_many_journeys_at_once_as_its_concurrency_never_more(
+    dev_server_env, tmp_path: Path
+):
+    """Forty journeys with ten hits each, interleaved as a campaign's opens are, small claims
+    (10 hits) and a concurrency of 8: while more than 8 journeys still have hits waiting, the
+    outbox signals up to 8 of them at once — it reaches 8, later hits claimed while earlier ones
+    are in flight — and never more: what RELANCE_TRACKING_DELIVERY_CONCURRENCY promises the
+    Temporal server. (The journeys have ended: each hit is still a round-trip to Temporal,
+    answered "not found", and kept as such.)"""
+    database_url = f"sqlite:///{tmp_path / 'relance.db'}"
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    lead = make_lead_factory(engine)()
+    journeys = [f"ended-{n:02d}-{uuid.uuid4().hex[:8]}" for n in range(40)]
+    record_hits(
+        engine,
+        [
+            Hit(TrackingToken("open", f"{journey}-m{n}", lead.id, journey), OPENED, None, None)
+            for n in range(10)
+            for journey in journeys
+        ],
+    )
+    outbox = OutboxDispatcher(
+        engine, dev_server_env.client, batch_size=10, concurrency=8, max_delay_seconds=0
+    )
+    samples: list[int] = []
+
+    def pending_journeys() -> int:
+        return len({h.workflow_id for h in stored_hits(engine, lead.id) if not h.delivered_at})
+
+    delivering = asyncio.create_task(outbox.run())
+    deadline = asyncio.get_running_loop().time() + 60
+    try:
+        while (waiting := await asyncio.to_thread(pending_journeys)) > 0:
+            if waiting > 8:
+                samples.append(outbox.signalling)
+            assert asyncio.get_running_loop().time() < deadline, f"{waiting} journeys unsettled"
+            assert not delivering.done()
+            await asyncio.sleep(0.01)
+    finally:
+        delivering.cancel()
+        await asyncio.gather(delivering, return_exceptions=True)
+        engine.dispose()
+    assert samples, "the hits were settled before any sample was taken"
+    assert max(samples) == 8, samples
+    hits = stored_hits(engine, lead.id)
+    assert len(hits) == 400 and all(h.delivered_at for h in hits)

@@ -184,8 +184,10 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
         PromoCode,
         Registration,
         SalesTask,
+        SegmentTriggerMember,
         SuppressionEntry,
         TrackingEvent,
+        TriggerFire,
         utcnow,
     )
     from relance.domain.suppression import email_hash
@@ -279,6 +281,10 @@ def test_erasure_and_export_on_postgres(postgres_url, settings):
                     checkpoints=["engaged"],
                 ),
                 BroadcastRecipient(broadcast_id=broadcast.id, position=1, lead_id=lead.id),
+                SegmentTriggerMember(journey="birthday", segment_id="s-1", lead_id=lead.id),
+                TriggerFire(
+                    fire_key=f"birthday:0:{lead.id}:2027-03-15", lead_id=lead.id, journey="birthday"
+                ),
             ]
         )
         session.commit()

@@ -16,7 +16,6 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import httpx
 import pytest
 
 from relance.dev.seeding import TEST_PAYLOAD_KEY_ID, TEST_PAYLOAD_KEYS
+from relance.dev.serving import free_ports
 from relance.services import migrate
 from tests.test_api_welcome_e2e import new_email, sign_up_body
 
@@ -76,12 +76,6 @@ def data_folder() -> Iterator[tuple[Path, list[str]]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def wait_for(check, what: str, timeout: float = 20.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -124,7 +118,7 @@ async def test_a_read_only_data_folder_is_reported_answered_503_and_recovered_fr
         }
         set_writable(folder, False)
 
-        port = free_port()
+        port = free_ports(1)[0]
         env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),

@@ -21,7 +21,6 @@ from relance.dev.devsink import DevSink
 from relance.dev.seeding import unique_id
 from relance.domain.consent import latest_consent
 from relance.domain.models import Consent, Lead, Message, ScoreEvent
-from worker import build_worker
 from workflows.reengagement import ReEngagementInput, ReEngagementJourney, ReEngagementResult
 
 SUBJECTS = [
@@ -29,12 +28,6 @@ SUBJECTS = [
     "What do you want to hear about, Ada?",
     "Shall we stay in touch, Ada?",
 ]
-
-
-@pytest.fixture
-async def worker(client, settings, engine):
-    async with build_worker(client, settings, engine) as running:
-        yield running
 
 
 async def start(client: Client, settings, lead, **knobs) -> WorkflowHandle:

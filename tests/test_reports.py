@@ -149,6 +149,7 @@ def hits_of(script: str, token: TrackingToken) -> list[Hit]:
 
 EXPERIMENT_JOURNEY = {
     "name": "reports test",
+    "topic": "newsletter",
     "goals": ["purchase"],
     "nodes": [
         {

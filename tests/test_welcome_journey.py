@@ -18,12 +18,6 @@ from worker import build_worker
 from workflows.welcome import WelcomeInput, WelcomeJourney, WelcomeResult
 
 
-@pytest.fixture
-async def worker(client, settings, engine):
-    async with build_worker(client, settings, engine) as running:
-        yield running
-
-
 async def start(client: Client, settings, lead, **knobs) -> WorkflowHandle:
     return await client.start_workflow(
         WelcomeJourney.run,

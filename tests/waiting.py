@@ -77,10 +77,37 @@ async def settled_hits(
     )
 
 
-async def signals_received(client: Client, workflow_id: str) -> list[str]:
-    """The names of the signals in the journey's history, in order."""
+async def signals_received(client: Client, workflow_id: str, *, timeout: float = 10.0) -> list[str]:
+    """The names of the signals in the journey's history, in order. A signal that comes while
+    the journey's worker is on a workflow task is held by Temporal and written to the history
+    when that task ends: so the history is read once no workflow task is pending (within
+    ``timeout`` seconds; then as it is)."""
+    handle = client.get_workflow_handle(workflow_id)
+
+    async def no_task_pending() -> bool:
+        return not (await handle.describe()).raw_description.HasField("pending_workflow_task")
+
+    try:
+        await eventually(no_task_pending, timeout=timeout, what=f"{workflow_id}'s workflow task")
+    except AssertionError:
+        pass  # a task that keeps failing: the history as it is says what went wrong
     names = []
     async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             names.append(event.workflow_execution_signaled_event_attributes.signal_name)
     return names
+
+
+async def finished(handle, *, timeout: float = 120.0):
+    """The run's result, on the time-skipping server too. A journey whose message is held for
+    the send window waits days of skipped time; the test server's wait for the closing event
+    can lapse in that jump and answer with no event (the SDK's "No completion event found"),
+    though the run goes on. Asked again until the run ends, within ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await handle.result()
+        except RuntimeError as err:
+            if "No completion event found" not in str(err) or loop.time() > deadline:
+                raise

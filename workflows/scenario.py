@@ -14,8 +14,10 @@ a newsletter that leads to a white paper.
                ``enrollment_refusals``, with the lead's data)
     Goal: a purchase ends it (converted).
 
-The scenarios and their links are declared in the catalogue (``SCENARIOS``, one entry each:
-the API enrolls a lead into ``scenario-<name>``); the worker checks the graph at start
+The scenarios and their links are declared in the catalogue (``SCENARIOS``, one entry each,
+``scenario-<name>``, which takes no new leads: the journey written as data
+``newsletter_white_paper`` replaced them, and these run for the leads already in them and their
+saved histories); the worker checks the graph at start
 (relance/contracts/journey_graph.py): a loop no link guards is a start-up error naming it. Id
 ``scenario-<name>-<lead id>``; the next scenario is a child workflow that outlives this one.
 """

@@ -318,7 +318,14 @@ async def _signal(temporal, db, broadcast_id: str, signal: str) -> BroadcastPubl
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "the journey engine (Temporal) is unreachable"
         ) from err
-    return await read_broadcast(broadcast_id, db, temporal)
+    answer = await read_broadcast(broadcast_id, db, temporal)
+    # The broadcast may have ended between the row read above and the signal (its workflow says
+    # "completed" a moment before its row does): the answer is then the one a request a moment
+    # later gets, not a 200 for a pause that changed nothing. A cancel that ends it is its own.
+    ended = ("completed",) if signal == bc.CANCEL else ("completed", "cancelled")
+    if answer.status in ended:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the broadcast is {answer.status} already")
+    return answer
 
 
 SIGNAL_ANSWERS = {

@@ -16,10 +16,16 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, HTTPException, status
 from pydantic import BaseModel
 
-from api.deps import SettingsDep, require_api_key
+from api.deps import SessionDep, SettingsDep, require_api_key
 from api.errors import validation_response
 from relance.domain.definitions import json_schema
-from relance.services.definitions import DefinitionError, checked, known_templates
+from relance.domain.models import Segment
+from relance.services.definitions import (
+    DefinitionError,
+    checked,
+    known_templates,
+    trigger_problems,
+)
 
 router = APIRouter(prefix="/journeys", tags=["journeys"], dependencies=[Depends(require_api_key)])
 
@@ -36,7 +42,11 @@ def unprocessable(err: DefinitionError) -> HTTPException:
         status.HTTP_422_UNPROCESSABLE_CONTENT,
         [
             {
-                "loc": ["body", "nodes", p.node] if p.node else ["body"],
+                "loc": ["body", "triggers", p.trigger]
+                if p.trigger is not None
+                else ["body", "nodes", p.node]
+                if p.node
+                else ["body"],
                 "msg": str(p),
                 "type": "value_error",
             }
@@ -47,7 +57,8 @@ def unprocessable(err: DefinitionError) -> HTTPException:
 
 PROBLEMS_422 = validation_response(
     "The definition cannot be published: one entry per problem, its `loc` naming the "
-    'node (`["body", "nodes", "<node id>"]`) and its `msg` what is wrong'
+    'node (`["body", "nodes", "<node id>"]`) or the entry trigger '
+    '(`["body", "triggers", <index>]`) and its `msg` what is wrong'
 )
 
 
@@ -64,15 +75,28 @@ def read_definition_schema() -> dict[str, Any]:
 )
 def check_definition(
     settings: SettingsDep,
+    session: SessionDep,
     definition: dict[str, Any] = Body(...),  # noqa: B008
 ) -> DefinitionChecked:
     """Check a definition as publishing will: its shape, its graph (dangling edges, unreachable
     nodes, branches that never end, loops with no wait), its experiments, its templates and its
-    conditions' attributes and events (against the lead schema)."""
+    conditions' attributes and events (against the lead schema), its triggers' events,
+    attributes and segments, its messages' topics (against the topics file), its updates'
+    attributes and values, its waits' custom events, its tasks' templates, its webhook calls'
+    endpoints (`RELANCE_JOURNEY_WEBHOOKS`) and the attributes they send and map."""
     try:
         parsed = checked(
-            definition, templates=known_templates(), lead_schema=settings.lead_schema()
+            definition,
+            templates=known_templates(),
+            lead_schema=settings.lead_schema(),
+            topics=settings.topics(),
+            webhooks=set(settings.journey_webhooks),
         )
+        segments = trigger_problems(
+            parsed, settings.lead_schema(), lambda s: session.get(Segment, s) is not None
+        )
+        if segments:
+            raise DefinitionError(segments)
     except DefinitionError as err:
         raise unprocessable(err) from None
     return DefinitionChecked(key=parsed.key, nodes=len(parsed.nodes), problems=[])

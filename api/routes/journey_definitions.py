@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from api.deps import SessionDep, require_api_key
+from api.deps import SessionDep, SettingsDep, require_api_key
 from api.errors import ErrorBody
 from api.routes.definitions import PROBLEMS_422, unprocessable
 from relance.contracts import catalogue
@@ -50,7 +50,8 @@ class JourneyPublic(BaseModel):
     status: Literal["draft", "published", "paused", "archived"] = Field(
         description="draft: never published; published: takes leads; paused: no new entries "
         "(the leads in it go on); archived: no new entries, never published again. A coded "
-        "journey is always published"
+        "journey is published, or archived when a journey written as data replaced it "
+        "(`replaced_by`)"
     )
     version: int | None = Field(
         description="The current published version (new leads enter it); null: coded, or never "
@@ -60,6 +61,11 @@ class JourneyPublic(BaseModel):
         default=None,
         description="The draft says something the current version does not (publish it to "
         "make it the next version)",
+    )
+    replaced_by: str | None = Field(
+        default=None,
+        description="A coded journey's successor: the journey written as data (its key) that "
+        "takes the leads it no longer takes",
     )
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -133,11 +139,17 @@ REFUSALS = (store.NotFound, store.Conflict, DefinitionError)
         422: PROBLEMS_422,
     },
 )
-def create_journey(session: SessionDep, definition: dict[str, Any] = Body(...)) -> JourneyDetail:  # noqa: B008
+def create_journey(
+    session: SessionDep,
+    settings: SettingsDep,
+    definition: dict[str, Any] = Body(...),  # noqa: B008
+) -> JourneyDetail:
     """Store a new definition as a draft, checked as `POST /journeys/check` checks it. Nobody
     is enrolled before it is published."""
     try:
-        row = store.create_draft(session=session, data=definition)
+        row = store.create_draft(
+            session=session, data=definition, webhooks=set(settings.journey_webhooks)
+        )
     except REFUSALS as err:
         raise _refused(err) from None
     return _detail(session, row)
@@ -145,11 +157,19 @@ def create_journey(session: SessionDep, definition: dict[str, Any] = Body(...)) 
 
 @router.get("", response_model=list[JourneyPublic])
 def list_journeys(session: SessionDep) -> list[JourneyPublic]:
-    """Every journey: the coded ones a lead can be enrolled into (always published), then the
-    defined ones with their status and current version."""
+    """Every journey: the coded ones a lead can be enrolled into (published, or archived when
+    a journey written as data replaced them), then the defined ones with their status and current
+    version."""
     coded = [
-        JourneyPublic(key=name, kind="coded", name=name, status="published", version=None)
-        for name in catalogue.enrollable_names()
+        JourneyPublic(
+            key=entry.name,
+            kind="coded",
+            name=entry.name,
+            status="archived" if entry.replaced_by else "published",
+            version=None,
+            replaced_by=entry.replaced_by or None,
+        )
+        for entry in map(catalogue.entry, catalogue.enrollable_names())
     ]
     defined = [
         JourneyPublic(**_public(row, store.current_version(session, row)))
@@ -178,13 +198,16 @@ def read_journey_definition(session: SessionDep, key: str = KeyPath) -> JourneyD
 )
 def replace_journey_draft(
     session: SessionDep,
+    settings: SettingsDep,
     key: str = KeyPath,
     definition: dict[str, Any] = Body(...),  # noqa: B008
 ) -> JourneyDetail:
     """Replace the draft (its `key` is the path's). The published versions do not change:
     publish the draft to make it the next one."""
     try:
-        row = store.replace_draft(session=session, key=key, data=definition)
+        row = store.replace_draft(
+            session=session, key=key, data=definition, webhooks=set(settings.journey_webhooks)
+        )
     except REFUSALS as err:
         raise _refused(err) from None
     return _detail(session, row)
@@ -202,12 +225,12 @@ def replace_journey_draft(
     },
     status_code=status.HTTP_201_CREATED,
 )
-def publish_journey(session: SessionDep, key: str = KeyPath):
+def publish_journey(session: SessionDep, settings: SettingsDep, key: str = KeyPath):
     """Check the draft again (a template may have gone) and publish it as the next version,
     written once and never changed. A draft that says what the current version says publishes
     nothing: the answer is that version (200). Two publishes at once make one version."""
     try:
-        published = store.publish(session=session, key=key)
+        published = store.publish(session=session, key=key, webhooks=set(settings.journey_webhooks))
     except REFUSALS as err:
         raise _refused(err) from None
     body = PublishedPublic(**_version(published.version), created=published.created)

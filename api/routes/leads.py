@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import (
     APIRouter,
+    BackgroundTasks,
     Depends,
     File,
     HTTPException,
@@ -28,6 +29,7 @@ from api.deps import ActorDep, DatabaseDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import ErrorBody, unprocessable, validation_response
 from api.journeys import enroll, journey_status
 from api.schemas import (
+    JOURNEY_EXAMPLES,
     JOURNEY_KEY,
     JOURNEY_KEY_DESCRIPTION,
     Attributes,
@@ -43,13 +45,13 @@ from api.schemas import (
     LeadSaved,
     MessagePublic,
 )
-from relance.contracts import catalogue
 from relance.domain import audit
 from relance.domain.lists import LIST_NAME
 from relance.domain.models import Message, as_utc, utcnow
 from relance.services.erasure import erase_lead
 from relance.services.lead_activity import act_on
 from relance.services.timeline import BadCursor, timeline
+from relance.services.triggers import ATTRIBUTE, LIST, on_list_joined, reevaluate_segments
 
 log = logging.getLogger("relance.api")
 
@@ -68,7 +70,7 @@ JourneyPath = Path(
     pattern=JOURNEY_KEY,
     max_length=60,
     description=JOURNEY_KEY_DESCRIPTION,
-    examples=list(catalogue.enrollable_names()),
+    examples=JOURNEY_EXAMPLES,
 )
 
 
@@ -90,6 +92,7 @@ async def create_or_update_lead(
     settings: SettingsDep,
     temporal: TemporalDep,
     response: Response,
+    background: BackgroundTasks,
 ) -> LeadSaved:
     """A form submission. Deduplicates by normalised email; records the consent evidence;
     optionally enrolls the lead in journeys (`"journeys": ["welcome"]`)."""
@@ -108,6 +111,11 @@ async def create_or_update_lead(
         suppression_key=settings.suppression_hash_key,
         settings=settings,
     )
+    if data.attributes:  # after the answer: the segments whose rules read attributes
+        background.add_task(
+            reevaluate_segments, temporal, settings, db.engine, lead_ids=[lead.id],
+            facts=(ATTRIBUTE,),
+        )  # fmt: skip
     if not created:
         response.status_code = status.HTTP_200_OK
         # a known lead filling a form is active: a re-engagement journey ends, a premium offer may
@@ -160,11 +168,17 @@ async def create_or_update_lead(
             "or has more than 50,000 rows",
         },
         422: validation_response("Not a CSV file we can read"),
+        503: {
+            "model": ErrorBody,
+            "description": "Imported, but the journeys the list triggers could not all be started",
+        },
     },
 )
 async def import_csv(
     db: DatabaseDep,
     settings: SettingsDep,
+    temporal: TemporalDep,
+    background: BackgroundTasks,
     file: UploadFile = File(
         description="CSV, UTF-8, with a header line: email, first_name, phone, "
         "country, consent, source_url, consented_at, wording_version, ip"
@@ -175,9 +189,26 @@ async def import_csv(
 ) -> ImportReport:
     """Import leads from a CSV file with their consent evidence, deduplicated by normalised
     email. Each row is all or nothing; the report says how many were created and updated, and
-    which lines were rejected and why. An address on the suppression list is refused."""
+    which lines were rejected and why. An address on the suppression list is refused. The leads
+    new on ``list`` enter the defined journeys a ``list_joined`` trigger of it starts."""
     raw = await file.read(settings.import_max_bytes + 1)
-    return await db.run(imports.import_leads, settings=settings, raw=raw, list_name=list)
+    joined: list[str] = []
+    report = await db.run(
+        imports.import_leads, settings=settings, raw=raw, list_name=list, joined=joined
+    )
+    if list and joined:
+        background.add_task(
+            reevaluate_segments, temporal, settings, db.engine, lead_ids=joined, facts=(LIST,)
+        )
+        try:
+            await on_list_joined(temporal, settings, db.engine, lead_ids=joined, list_name=list)
+        except RPCError as err:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "the leads are imported but the journey engine (Temporal) is unreachable: the "
+                "journeys their list triggers were not all started (import the file again)",
+            ) from err
+    return report
 
 
 @router.get("", response_model=LeadPage)
@@ -240,11 +271,19 @@ def update_lead_attributes(
     values: Attributes,
     session: SessionDep,
     settings: SettingsDep,
+    db: DatabaseDep,
+    temporal: TemporalDep,
+    background: BackgroundTasks,
 ) -> LeadPublic:
     """Set custom attributes (declared in config/lead_schema.yaml): a given value replaces the
-    stored one, null removes it, the others are left as they are."""
+    stored one, null removes it, the others are left as they are. The lead enters the journeys
+    of a segment it enters by them (after the answer)."""
     checked = crud.checked_attributes(settings, values, ["body"]) or {}
-    return crud.set_attributes(session=session, lead_id=lead_id, values=checked, settings=settings)
+    lead = crud.set_attributes(session=session, lead_id=lead_id, values=checked, settings=settings)
+    background.add_task(
+        reevaluate_segments, temporal, settings, db.engine, lead_ids=[lead_id], facts=(ATTRIBUTE,)
+    )
+    return lead
 
 
 @router.get("/{lead_id}/consents", response_model=list[ConsentPublic], responses=NO_LEAD)
@@ -421,7 +460,8 @@ def read_lead_timeline(
         409: {
             "description": "The lead is already in (or went through) this journey, or an "
             "enrollment rule refuses it (excluded, too many journeys at once), or the defined "
-            "journey is paused or archived (a sentence in `detail`)"
+            "journey is paused or archived, or the coded journey was replaced by one written as "
+            "data (a sentence in `detail`)"
         },
     },
 )

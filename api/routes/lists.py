@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Response, status
 from sqlmodel import Session, col, func, select
+from temporalio.service import RPCError
 
-from api.deps import DatabaseDep, SessionDep, require_api_key
+from api.deps import DatabaseDep, SessionDep, SettingsDep, TemporalDep, require_api_key
 from api.schemas import ListMemberPublic, ListMembersAdd, ListMembersAdded, ListPublic
 from relance.domain.db import retry_on_conflict
 from relance.domain.lists import LIST_NAME, add_member, remove_member
 from relance.domain.models import Lead, ListMember, as_utc
+from relance.services.triggers import LIST, on_list_joined, reevaluate_segments
 
 router = APIRouter(prefix="/lists", tags=["lists"], dependencies=[Depends(require_api_key)])
 
@@ -63,7 +65,10 @@ def read_list_members(name: str, session: SessionDep) -> list[ListMemberPublic]:
 
 # the same lead added by two requests at once: the second finds it there ("already")
 @retry_on_conflict
-def add_members(*, session: Session, name: str, body: ListMembersAdd) -> ListMembersAdded:
+def add_members(
+    *, session: Session, name: str, body: ListMembersAdd
+) -> tuple[ListMembersAdded, list[str]]:
+    """(the answer, the leads newly on the list)."""
     lead_ids = list(dict.fromkeys(body.lead_ids))
     known = set(session.exec(select(Lead.id).where(col(Lead.id).in_(lead_ids))).all())
     unknown = [lead_id for lead_id in lead_ids if lead_id not in known]
@@ -73,25 +78,47 @@ def add_members(*, session: Session, name: str, body: ListMembersAdd) -> ListMem
             f"no lead with id {', '.join(unknown[:10])}"
             f"{' ...' if len(unknown) > 10 else ''}; nobody was added",
         )
-    added = sum(
-        add_member(session, list_name=name, lead_id=lead_id, reason=body.reason)
+    added = [
+        lead_id
         for lead_id in lead_ids
-    )
+        if add_member(session, list_name=name, lead_id=lead_id, reason=body.reason)
+    ]
     session.commit()
-    return ListMembersAdded(list=name, added=added, already=len(lead_ids) - added)
+    return ListMembersAdded(list=name, added=len(added), already=len(lead_ids) - len(added)), added
 
 
 @router.post(
     "/{name}/members",
     response_model=ListMembersAdded,
-    responses={404: {"description": "A lead id is unknown: nobody was added"}},
+    responses={
+        404: {"description": "A lead id is unknown: nobody was added"},
+        503: {"description": "Added, but the journeys it triggers could not all be started"},
+    },
 )
 async def post_list_members(
-    name: ListName, body: ListMembersAdd, db: DatabaseDep
+    name: ListName,
+    body: ListMembersAdd,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    background: BackgroundTasks,
 ) -> ListMembersAdded:
     """Put leads on the list (created with its first member). Leads already on it are counted
-    in ``already`` and keep their first reason."""
-    return await db.run(add_members, name=name, body=body)
+    in ``already`` and keep their first reason. The leads new on it enter the defined journeys
+    a ``list_joined`` trigger of this list starts."""
+    answer, added = await db.run(add_members, name=name, body=body)
+    background.add_task(
+        reevaluate_segments, temporal, settings, db.engine, lead_ids=added, facts=(LIST,)
+    )
+    try:
+        await on_list_joined(temporal, settings, db.engine, lead_ids=added, list_name=name)
+    except RPCError as err:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the leads are on the list but the journey engine (Temporal) is unreachable: "
+            "the journeys it triggers were not all started",
+        ) from err
+    return answer
 
 
 def delete_member(*, session: Session, name: str, lead_id: str) -> None:
@@ -107,6 +134,16 @@ def delete_member(*, session: Session, name: str, lead_id: str) -> None:
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"description": "The lead is not on the list"}},
 )
-async def delete_list_member(name: ListName, lead_id: str, db: DatabaseDep) -> Response:
+async def delete_list_member(
+    name: ListName,
+    lead_id: str,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    background: BackgroundTasks,
+) -> Response:
     await db.run(delete_member, name=name, lead_id=lead_id)
+    background.add_task(
+        reevaluate_segments, temporal, settings, db.engine, lead_ids=[lead_id], facts=(LIST,)
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -5,9 +5,12 @@ The event is stored first (carts, orders, activities), then passed to the journe
 update starts or feeds the lead's abandoned-cart journey (signal-with-start), a purchase ends it
 and starts the order's follow-up (and ends a nurturing journey: goal reached). A download
 (``asset_downloaded``) or a demo booking (``demo_booked``) goes to the lead's running nurturing
-journey, if any. A purchase and a demo booking are goals (relance/contracts/catalogue.py): every
-running journey of the lead that declares the goal ends as converted (``converted`` in the answer
-lists them). A shop that retries an event changes nothing the second time.
+journey, if any (a download also to its defined journeys waiting for one). A purchase and a
+demo booking are goals (relance/contracts/catalogue.py): every running journey of the lead that
+declares the goal ends as converted (``converted`` in the answer lists them). A custom event is
+passed, by its name, to the lead's running defined journeys that wait for it, and enters the
+lead into the defined journeys it triggers (relance/services/triggers.py). A shop that retries an
+event changes nothing the second time.
 Every event is the lead's activity: it stamps ``last_activity_at``, tells a running
 re-engagement journey the lead came back, and may make the premium offer due
 (relance/services/lead_activity.py).
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, status
 from temporalio.service import RPCError
 
 from api import crud
@@ -46,6 +49,13 @@ from relance.domain.models import utcnow
 from relance.domain.settings import Settings
 from relance.services.journey_store import keys_with_goal
 from relance.services.lead_activity import act_on
+from relance.services.triggers import (
+    EVENT,
+    TRACKED,
+    on_custom_event,
+    on_download,
+    reevaluate_segments,
+)
 
 CLOCK_SKEW = timedelta(minutes=5)  # a sender's clock a little ahead is not "the future"
 
@@ -60,15 +70,21 @@ router = APIRouter(prefix="/events", tags=["shop events"], dependencies=[Depends
         404: {"description": "No lead with this id"},
         409: {"description": "The cart or the order belongs to another lead"},
         422: validation_response(
-            "A custom event the lead schema does not declare, a property of the wrong type, or "
-            "an occurred_at in the future: its `loc` names the field; nothing is stored"
+            "A custom event the lead schema does not declare, a property of the wrong type, an "
+            "occurred_at in the future, or a purchase's promo code that is not the lead's, used "
+            "or expired: its `loc` names the field; nothing is stored"
         ),
     },
 )
 async def track(
-    event: TrackedEvent, db: DatabaseDep, settings: SettingsDep, temporal: TemporalDep
+    event: TrackedEvent,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    background: BackgroundTasks,
 ) -> TrackedEventAccepted:
     converted: list[str] = []
+    read_by: tuple[str, ...] = ()  # what the segment-entered triggers re-evaluate it for
     try:
         if isinstance(event, CartUpdated):
             items = await db.run(crud.save_cart, lead_id=event.lead, cart=event.cart)
@@ -89,6 +105,7 @@ async def track(
                 settings=settings,
             )
             workflow_id, detail = None, "page view recorded"
+            read_by = (TRACKED,)
             if event.category:  # browse abandonment: the lead's journey counts views per category
                 workflow_id, refusal = await page_viewed(
                     temporal, settings, lead_id=event.lead, category=event.category
@@ -110,6 +127,23 @@ async def track(
             )
             workflow_id = None
             detail = f"{event.name} " + ("recorded" if new else "was already recorded (same id)")
+            if new:  # a retry triggers nothing again
+                read_by = (EVENT,)
+                told, enrolled = await on_custom_event(
+                    temporal,
+                    settings,
+                    db.engine,
+                    lead_id=event.lead,
+                    name=event.name,
+                    properties=properties,
+                    event_id=event.id,
+                )
+                started = [e.journey for e in enrolled if e.status == "started"]
+                if told:
+                    detail += f"; passed to {', '.join(told)}"
+                if started:
+                    detail += f"; entered {', '.join(started)}"
+                    workflow_id = next(e.workflow_id for e in enrolled if e.status == "started")
         elif isinstance(event, AssetDownloaded):
             await db.run(crud.touch_lead, lead_id=event.lead, kind=event.type)
             workflow_id = await tell_nurturing(
@@ -120,6 +154,10 @@ async def track(
                 if workflow_id
                 else "noted; no nurturing journey is running"
             )
+            told = await on_download(temporal, db.engine, lead_id=event.lead, asset=event.asset)
+            if told:
+                detail += f"; passed to {', '.join(told)}"
+                workflow_id = workflow_id or told[0]
         elif isinstance(event, DemoBooked):
             await db.run(crud.touch_lead, lead_id=event.lead, kind=event.type)
             workflow_id = await tell_nurturing(temporal, event.lead, DEMO_BOOKED)
@@ -160,6 +198,15 @@ async def track(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             "the event is stored but the journey engine (Temporal) is unreachable; send it again",
         ) from err
+    if read_by:  # after the answer: the segments whose rules read it, for this lead
+        background.add_task(
+            reevaluate_segments,
+            temporal,
+            settings,
+            db.engine,
+            lead_ids=[event.lead],
+            facts=read_by,
+        )
     return TrackedEventAccepted(
         type=event.type,
         lead_id=event.lead,

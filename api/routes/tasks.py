@@ -4,7 +4,8 @@
     GET  /tasks/{id}
     POST /tasks/{id}/complete   {"outcome": "meeting_booked", "note": "Tuesday 10:00"}
 
-Tasks are created by the nurturing journey (a download, the MQL threshold). Completing one
+Tasks are created by the nurturing journey (a download, the MQL threshold) and by defined
+journeys' task nodes (their ``description`` says what to do). Completing one
 tells the journey first, then records the outcome: if Temporal is unreachable nothing changes
 and the rep can send it again; a task completed already answers 409.
 """

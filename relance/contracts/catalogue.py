@@ -103,6 +103,10 @@ class Journey:
     # gets none of them (the send ledger checks it at each send). A send may name its own
     # (SendRequest.topic). "": the journey sends no marketing message.
     topic: str = ""
+    # The journey written as data that took this one's place (its key): this one takes no new
+    # leads (an enrollment is refused, naming it), and the leads already in it go on to its end,
+    # like a HubSpot workflow turned off for new enrollments. "": it takes leads.
+    replaced_by: str = ""
 
     @property
     def label(self) -> str:
@@ -140,8 +144,9 @@ class Scenario:
 
 # The newsletter leads to the white paper, which leads back to the newsletter. The way back is
 # guarded: the enrollment chain refuses to re-enroll a lead who came from it. Kept for the leads
-# in them and their saved histories: the same story written as data
-# (config/journeys/newsletter_white_paper.yaml) is the way forward.
+# in them and their saved histories; new leads go to the same story written as data
+# (config/journeys/newsletter_white_paper.yaml): the scenarios' entries are ``replaced_by`` it.
+SCENARIOS_REPLACED_BY = "newsletter_white_paper"
 SCENARIOS: dict[str, Scenario] = {
     "newsletter": Scenario(template="nurture_welcome_newsletter", redirect_to="white_paper"),
     "white_paper": Scenario(
@@ -250,6 +255,10 @@ def _decay(s: Any) -> Input:
     return {"batch_size": s.score_decay_batch_size}
 
 
+def _no_input(s: Any) -> Input:
+    return {}
+
+
 def _broadcast(s: Any, *, broadcast_id: str, per_hour: int, send_at: Any = None) -> Input:
     return {"broadcast_id": broadcast_id, "per_hour": per_hour, "send_at": send_at}
 
@@ -300,6 +309,7 @@ _ENTRIES: list[Journey] = [
             start=_ENROLLED,
             enrollable=True,
             counted=True,
+            replaced_by=SCENARIOS_REPLACED_BY,
         )
         for name in SCENARIOS
     ),
@@ -420,6 +430,15 @@ _ENTRIES: list[Journey] = [
         build_input=_decay,
         id_keys=(),
         summary="daily score decay",
+        start=Start(conflict=None, lead_attributes=False),
+    ),
+    Journey(
+        name="trigger-sweep",
+        workflow="workflows.triggers:TriggerSweep",
+        workflow_type="TriggerSweep",
+        build_input=_no_input,
+        id_keys=(),
+        summary="hourly date and segment triggers",
         start=Start(conflict=None, lead_attributes=False),
     ),
     # Broadcasts: one campaign to an audience (POST /broadcasts), not a lead's journey.

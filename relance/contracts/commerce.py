@@ -12,6 +12,8 @@ class PromoRequest:
     lead_id: str
     issued_for: str  # workflow id + step: asking twice gives the same code
     percent_off: int
+    prefix: str = "RL"  # the code's first letters (RL-7K2QX9PM)
+    valid_days: int = 0  # days the code can be used from its issue (0: no end)
 
 
 @dataclass

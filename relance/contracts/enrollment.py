@@ -44,3 +44,28 @@ def check_enrollment(check: EnrollmentCheck) -> str:
 @activity.defn(name="record_enrollment_refusal")
 def record_enrollment_refusal(record: RefusalRecord) -> str:
     raise NotImplementedError("run by the worker: EnrollmentActivities.record_enrollment_refusal")
+
+
+@dataclass
+class RedirectRequest:
+    """A defined journey's redirect node: enroll the lead into ``target`` (a coded journey of
+    the catalogue or a published definition's key) through the enrollment path, under ``guard``
+    (relance/contracts/journey_graph.py GUARDS) and the target's own rules."""
+
+    lead_id: str
+    target: str
+    guard: str
+    chain: list[str]  # the journeys that led here, the redirecting one last
+    source_workflow_id: str
+
+
+@dataclass
+class RedirectAnswer:
+    enrolled: bool
+    workflow_id: str  # the target's run for the lead ("" when there is none)
+    detail: str  # "started", or why the enrollment was refused
+
+
+@activity.defn(name="redirect_lead")
+def redirect_lead(request: RedirectRequest) -> RedirectAnswer:
+    raise NotImplementedError("run by the worker: EnrollmentActivities.redirect_lead")

@@ -1,5 +1,6 @@
 """A journey's run as the reports count it: entered, and ended (outcome, reason, goal,
-checkpoints). Recorded by the journeys themselves (workflows/recording.py) through one activity.
+checkpoints). Recorded by the journeys themselves (workflows/recording.py): the entry in a header
+of the journey's activities (``RUN_HEADER``), the end through one activity.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ class JourneyRunRecord:
     goal: str = ""
     checkpoints: list[str] = field(default_factory=list)
     arms: dict[str, str] = field(default_factory=dict)  # experiment node -> the lead's arm
+
+
+# The header of a journey's activities that carries its run's entry (a ``JourneyRunRecord`` with
+# no end): the worker writes the row the first time an activity of the run executes.
+RUN_HEADER = "relance-journey-run"
 
 
 # The activity, as journeys call it; the worker runs activities/runs.py JourneyRunActivities.

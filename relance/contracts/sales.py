@@ -15,6 +15,10 @@ class TaskRequest:
     key: str  # idempotency key, unique: the workflow id + what the task is for
     reason: str
     due_at: datetime
+    # A defined journey's task node: ``reason`` and ``description`` are templates of the lead's
+    # fields, rendered by the activity (the workflow never holds the lead's data).
+    templated: bool = False
+    description: str = ""
 
 
 @dataclass

@@ -26,6 +26,7 @@ class SendFailure(Exception):
     reason: str
     permanent: bool = False
     maybe_delivered: bool = False
+    status: int | None = None  # the provider's HTTP status, when it answered one
 
     def __str__(self) -> str:
         return self.reason

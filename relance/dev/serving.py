@@ -3,6 +3,11 @@
 The socket is bound before uvicorn starts, so port 0 gives a free port and a busy port fails
 at once with OSError (uvicorn would call sys.exit). Signal handling is left to whoever owns
 the loop.
+
+The socket says it is TCP (``IPPROTO_TCP``), and that matters: asyncio turns Nagle's algorithm
+off (``TCP_NODELAY``) on the connections of a TCP socket only, and with it on, a response's last
+bytes waited for the client's delayed acknowledgement: about 40 ms per request on a kept-alive
+connection, where the same app under ``uvicorn --host`` answered in about 1 ms.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ class _Server(uvicorn.Server):
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -29,6 +34,19 @@ def listening_socket(host: str, port: int) -> socket.socket:
         raise
     sock.listen(1024)
     return sock
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` different ports free now, for servers another process will bind. All are held
+    open until the last is picked: asked one at a time, the system may hand out the same free
+    port twice (the API and Temporal once got the same one, and the API never started)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(sock.getsockname()[1])
+        return ports
 
 
 class ServedApp:

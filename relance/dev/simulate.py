@@ -26,15 +26,26 @@ played in offset order; each names one thing the lead does::
       {"after": "2h", "open": "invite"},              the open of what node ``invite`` sent
       {"after": "1d", "click": "invite"},             a click on it (a click is an open too)
       {"after": "3d", "event": "trial_started", "properties": {"plan": "pro"}},
+      {"after": "3d", "download": "white-paper"},     an asset downloaded
       {"after": "4d", "join_list": "customers"},      the lead's lists change meanwhile
       {"after": "4d", "leave_list": "webinar_registrants"},
       {"after": "5d", "goal": "purchase"},            one of the definition's goals reached
       {"after": "6d", "unsubscribe": true}
-    ]}
+    ],
+     "webhooks": {"crm": {"status": 200, "body": {"account": {"plan": "pro"}}}}}
+
+``webhooks`` answers the journey's webhook nodes by endpoint name, as the CRM would: a local
+server the worker's real call reaches (a 2xx takes ``next`` and its ``map`` reads ``body``; a 4xx
+takes ``on_failure``). An endpoint the script does not answer is not configured: its node takes
+the failure branch.
 
 A custom event is kept as ``POST /events/track`` keeps it and passed to the journey under its
 name (what a ``wait_for`` of ``event: signal`` waits for); ``--until`` (default: 400 days) is how
 far the simulation goes after the last event before it stops a journey still waiting.
+
+``--start`` is when the lead enters, in the lead's time zone: ``22:00`` (the next 22:00) or
+``sat 10:00`` (the next Saturday at 10:00). Send windows and quiet hours depend on it: a lead who
+registers on Friday night gets Monday's message. Without it the lead enters now.
 
 No API endpoint runs this: a simulation needs a time-skipping server of its own (the API's
 Temporal server runs real time, and skipping it would move every journey in flight), which means
@@ -48,11 +59,15 @@ import argparse
 import asyncio
 import hashlib
 import json
+import re
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlmodel import select
@@ -61,12 +76,20 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
-from relance.contracts.definitions import DefinedJourneyInput, workflow_id
+from relance.contracts.definitions import (
+    DefinedJourneyInput,
+    WaitedEvent,
+    where_holds,
+    where_key,
+    workflow_id,
+)
 from relance.contracts.signals import (
+    ASSET_DOWNLOADED,
     CLICKED,
     GOAL_REACHED,
     OPENED,
     UNSUBSCRIBED,
+    AssetSignal,
     GoalSignal,
     TrackingSignal,
 )
@@ -76,8 +99,8 @@ from relance.domain.db import make_engine, session_scope
 from relance.domain.definitions import Definition, Duration
 from relance.domain.lead_schema import AttributeProblems
 from relance.domain.lists import add_member
-from relance.domain.models import Consent, CustomEvent, Lead, ListMember, utcnow
-from relance.domain.settings import Settings
+from relance.domain.models import Consent, CustomEvent, Lead, ListMember, SalesTask, utcnow
+from relance.domain.settings import JourneyWebhook, Settings
 from relance.services import migrate
 from relance.services.definitions import (
     DefinitionError,
@@ -121,7 +144,16 @@ class Profile(_Strict):
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
-ACTIONS = ("open", "click", "event", "goal", "join_list", "leave_list", "unsubscribe")
+ACTIONS = (
+    "open",
+    "click",
+    "event",
+    "download",
+    "goal",
+    "join_list",
+    "leave_list",
+    "unsubscribe",
+)
 
 
 class ScriptEvent(_Strict):
@@ -131,6 +163,9 @@ class ScriptEvent(_Strict):
     url: str = "https://example.com/"
     event: str | None = Field(default=None, description="a custom event's name")
     properties: dict[str, Any] = Field(default_factory=dict)
+    download: str | None = Field(
+        default=None, description="an asset downloaded (POST /events/track asset_downloaded)"
+    )
     goal: str | None = None
     join_list: str | None = None
     leave_list: str | None = None
@@ -157,6 +192,8 @@ class ScriptEvent(_Strict):
             case "event":
                 props = f" {json.dumps(self.properties)}" if self.properties else ""
                 return f"custom event {self.event}{props}"
+            case "download":
+                return f"the lead downloads {self.download}"
             case "goal":
                 return f"goal {self.goal} reached"
             case "join_list":
@@ -166,8 +203,22 @@ class ScriptEvent(_Strict):
         return "the lead unsubscribes"
 
 
+class WebhookReply(_Strict):
+    """What an endpoint answers a webhook node in the simulation (the CRM, an enrichment
+    service): a 2xx takes the node's ``next`` (its ``map`` reads ``body``), a 4xx its
+    ``on_failure``. A 5xx is retried in real life until the retries run out: a 4xx shows that
+    branch at once."""
+
+    status: int = Field(default=200, ge=200, le=499)
+    body: dict[str, Any] | list[Any] | None = None
+
+
 class Script(_Strict):
     events: list[ScriptEvent] = Field(default_factory=list, max_length=1000)
+    webhooks: dict[str, WebhookReply] = Field(
+        default_factory=dict,
+        description="by endpoint name: its answer; an endpoint left out is not configured",
+    )
 
 
 def _load(model: type[BaseModel], path: Path | None, what: str) -> Any:
@@ -245,6 +296,55 @@ def _offset(delta: timedelta) -> str:
 
 
 # Running ----------------------------------------------------------------------------------------
+class _Endpoints:
+    """The script's webhook endpoints, on a local HTTP server for the simulation's length: each
+    answers what the script says, to the worker's real, signed call."""
+
+    def __init__(self, replies: dict[str, WebhookReply]) -> None:
+        self.replies = replies
+        self.server: ThreadingHTTPServer | None = None
+
+    def configured(self) -> dict[str, JourneyWebhook]:
+        if self.server is None:
+            return {}
+        port = self.server.server_address[1]
+        return {
+            name: JourneyWebhook(url=f"http://127.0.0.1:{port}/{name}", secret="simulation")
+            for name in self.replies
+        }
+
+    def __enter__(self) -> _Endpoints:
+        if not self.replies:
+            return self
+        replies = self.replies
+
+        class Answer(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                reply = replies.get(self.path.lstrip("/"))
+                if reply is None:
+                    self.send_error(404)
+                    return
+                body = b"" if reply.body is None else json.dumps(reply.body).encode()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:  # the timeline says what was called
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
 class Simulation:
     def __init__(
         self,
@@ -253,29 +353,41 @@ class Simulation:
         script: Script,
         *,
         until: timedelta = timedelta(days=400),
+        start: StartAt | None = None,
         settings: dict[str, Any] | None = None,
     ) -> None:
         self.definition = definition
         self.profile = profile
         self.script = script
         self.until = until
+        self.start = start
         self.overrides = settings or {}
         self.played: list[tuple[datetime, ScriptEvent, str]] = []
 
     async def run(self) -> Timeline:
-        with tempfile.TemporaryDirectory(prefix="relance-simulation-") as folder:
+        called = {n.endpoint for n in self.definition.nodes if n.type == "webhook"}
+        unused = sorted(set(self.script.webhooks) - called)
+        if unused:
+            raise SimulationError(
+                f"the script answers the webhook endpoint(s) {', '.join(unused)}, which no node "
+                f"of {self.definition.key} calls (it calls: {', '.join(sorted(called)) or 'none'})"
+            )
+        with (
+            tempfile.TemporaryDirectory(prefix="relance-simulation-") as folder,
+            _Endpoints(self.script.webhooks) as endpoints,
+        ):
             url = f"sqlite:///{Path(folder) / 'simulation.db'}"
             migrate.upgrade(url)
             engine = make_engine(url)
             try:
                 async with DevSink(smtp_port=0, http_port=0, sms_token="simulation") as sink:
-                    settings = self._settings(url, sink)
+                    settings = self._settings(url, sink, endpoints.configured())
                     lead_id = self._make_lead(engine, settings)
                     return await self._run(settings, engine, lead_id)
             finally:
                 engine.dispose()
 
-    def _settings(self, url: str, sink: DevSink) -> Settings:
+    def _settings(self, url: str, sink: DevSink, webhooks: dict[str, JourneyWebhook]) -> Settings:
         return Settings(
             _env_file=None,
             **{
@@ -291,6 +403,7 @@ class Simulation:
                 "payload_keys": TEST_PAYLOAD_KEYS,
                 "payload_key_id": TEST_PAYLOAD_KEY_ID,
                 "double_opt_in": False,  # the profile's consents count as confirmed
+                "journey_webhooks": webhooks,
                 **self.overrides,
             },
         )
@@ -341,6 +454,9 @@ class Simulation:
         try:
             await ensure_search_attributes(env.client, "default")
             async with build_worker(env.client, settings, engine):
+                if self.start is not None:
+                    now = await env.get_current_time()
+                    await env.sleep(self.start.next_after(now, self.profile.time_zone) - now)
                 compiled = compile_definition(self.definition)
                 handle = await env.client.start_workflow(
                     "DefinedJourney",
@@ -360,7 +476,10 @@ class Simulation:
                     outcome = await self._play(event, handle, engine, lead_id)
                     self.played.append((at, event, outcome))
                 await self._finish(env, handle)
-                return await self._timeline(handle, started)
+                with session_scope(engine) as session:
+                    tasks = session.exec(select(SalesTask).where(SalesTask.lead_id == lead_id))
+                    titles = {task.id: task.reason for task in tasks}
+                return await self._timeline(handle, started, titles)
         finally:
             await env.shutdown()
 
@@ -415,6 +534,21 @@ class Simulation:
             await env.sleep(min(end - now, timedelta(hours=6)))
             await self._settle(handle)
 
+    def _waited(self, name: str, properties: dict) -> WaitedEvent:
+        """Which of the definition's waits for the custom event ``name`` it meets (their
+        ``where``), as relance/services/triggers.py ``tell_waiting`` says it to a journey."""
+        return WaitedEvent(
+            [
+                where_key(n.where)
+                for n in self.definition.nodes
+                if n.type == "wait_for"
+                and n.event == "custom"
+                and n.name == name
+                and n.where
+                and where_holds(n.where, properties)
+            ]
+        )
+
     async def _play(self, event: ScriptEvent, handle: WorkflowHandle, engine, lead_id: str) -> str:
         running = await self._running(handle)
         match event.action:
@@ -443,9 +577,13 @@ class Simulation:
                             received_at=now,
                         )
                     )
-                if running:
-                    await handle.signal(event.event)
+                if running:  # as POST /events/track tells it: the waits' filters it meets
+                    await handle.signal(event.event, self._waited(event.event, event.properties))
                 return "kept, and passed to the journey" if running else "kept"
+            case "download":
+                if running:  # as POST /events/track tells a journey of a download
+                    await handle.signal(ASSET_DOWNLOADED, AssetSignal(event.download))
+                return "passed to the journey" if running else "the journey was over already"
             case "goal":
                 if running:
                     await handle.signal(GOAL_REACHED, GoalSignal(event.goal, "simulation"))
@@ -477,7 +615,11 @@ class Simulation:
             return "the journey was over already"
         return "done"
 
-    async def _timeline(self, handle: WorkflowHandle, started: datetime) -> Timeline:
+    async def _timeline(
+        self, handle: WorkflowHandle, started: datetime, task_titles: dict[str, str]
+    ) -> Timeline:
+        """``task_titles``: the sales tasks made, by id (the timeline shows a task by its
+        title, as the rep reads it)."""
         result = await _result(handle)
         status = await handle.query("status")
         steps = await _step_times(handle)
@@ -505,7 +647,11 @@ class Simulation:
                         at, cursor = steps[j][0], j + 1
                         break
             at = at or end_at or (entries[-1][0] if entries else started)
-            if node.type == "delay":
+            if node.type == "delay" and node.until_date is not None:
+                why = _pop(decisions, node_id)  # no date, or its moment passed: on at once
+                words = f"goes on: {why}" if why else f"waits ({_until_date_words(node)})"
+                add(at, "wait", node_id, f"{node_id}: {words}")
+            elif node.type == "delay":
                 add(at, "wait", node_id, f"{node_id}: waits ({_delay_words(node)})")
             elif node.type == "wait_for":
                 what = (
@@ -513,6 +659,10 @@ class Simulation:
                     if node.event == "signal"
                     else f"{'an open' if node.event == 'opened' else 'a click'} of {node.message}"
                 )
+                if node.event == "custom":
+                    what = f"the event {node.name}" + (f" where {node.where}" if node.where else "")
+                if node.event == "downloaded":
+                    what = f"a download of {node.asset}"
                 add(at, "wait", node_id, f"{node_id}: waits up to {_dur(node.within)} for {what}")
                 why = _pop(decisions, node_id)
                 if why:
@@ -522,6 +672,8 @@ class Simulation:
                 add(at, "branch", node_id, f"{node_id}: {_pop(decisions, node_id) or '?'}")
             elif node.type == "experiment":
                 add(at, "experiment", node_id, f"{node_id}: {_pop(decisions, node_id) or '?'}")
+            elif node.type == "switch":
+                add(at, "branch", node_id, f"{node_id}: {_pop(decisions, node_id) or '?'}")
             elif node.type == "checkpoint":
                 add(at, "checkpoint", node_id, f"{node_id}: checkpoint {node.name}")
             elif node.type == "message":
@@ -529,7 +681,17 @@ class Simulation:
                 if sent and datetime.fromisoformat(sent[0]["at"]) - at >= timedelta(minutes=1):
                     add(at, "wait", node_id, f"{node_id}: held until the send window opens")
             elif node.type == "update":
-                add(at, "update", node_id, f"{node_id}: {_update_words(node)}")
+                words = ", ".join(filter(None, [_update_words(node), _pop(decisions, node_id)]))
+                add(at, "update", node_id, f"{node_id}: {words}")
+            elif node.type == "task":
+                words = _pop(decisions, node_id) or "a task"
+                for task_id, title in task_titles.items():
+                    words = words.replace(
+                        f"task {task_id}", f"task {json.dumps(title, ensure_ascii=False)}"
+                    )
+                add(at, "task", node_id, f"{node_id}: {words}")
+            elif node.type == "webhook":
+                add(at, "webhook", node_id, f"{node_id}: {_pop(decisions, node_id) or '?'}")
         for m in timeline.messages:
             at = datetime.fromisoformat(m["at"])
             node_id = m["step"].split(":")[0]
@@ -587,8 +749,19 @@ async def _step_times(handle: WorkflowHandle) -> list[tuple[datetime, str]]:
 
 
 def _step_name(node: Any) -> str | None:
-    if node.type in ("message", "delay", "wait_for", "condition", "experiment", "update"):
+    if node.type in (
+        "message",
+        "delay",
+        "wait_for",
+        "condition",
+        "experiment",
+        "update",
+        "task",
+        "webhook",
+    ):
         return f"{node.type}:{node.id}"
+    if node.type == "switch":
+        return f"switch:{node.id}"
     if node.type == "checkpoint":
         return f"checkpoint:{node.name}"
     return None
@@ -623,16 +796,64 @@ def _update_words(node: Any) -> str:
         parts.append(f"added to the list {node.add_to_list}")
     if node.remove_from_list:
         parts.append(f"removed from the list {node.remove_from_list}")
+    for name, value in node.set.items():
+        parts.append(f"{name} removed" if value is None else f"{name} set to {value!r}")
     return ", ".join(parts)
 
 
+def _until_date_words(node: Any) -> str:
+    until = node.until_date
+    return f"until {until.attribute} {until.offset_days:+d} d at {until.at} in the lead's time zone"
+
+
 # The command line ---------------------------------------------------------------------------------
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_START = re.compile(r"^(?:(?P<day>[a-z]{3})[a-z]*\s+)?(?P<hour>\d{1,2}):(?P<minute>\d{2})$")
+
+
+@dataclass(frozen=True)
+class StartAt:
+    """When the simulated lead enters: the next ``hour:minute`` in the lead's time zone, on the
+    given weekday (0 = Monday) or on any day."""
+
+    hour: int
+    minute: int
+    weekday: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> StartAt:
+        match = _START.match(text.strip().lower())
+        if match is None:
+            raise SimulationError(f"--start {text!r}: write HH:MM or a day and HH:MM (sat 10:00)")
+        hour, minute, day = int(match["hour"]), int(match["minute"]), match["day"]
+        if hour > 23 or minute > 59:
+            raise SimulationError(f"--start {text!r}: {hour:02d}:{minute:02d} is not a time of day")
+        if day is not None and day not in _WEEKDAYS:
+            raise SimulationError(f"--start {text!r}: {day!r} is not a day (mon, tue, … sun)")
+        return cls(hour, minute, None if day is None else _WEEKDAYS.index(day))
+
+    def next_after(self, now: datetime, time_zone: str | None) -> datetime:
+        """The first such moment after ``now``, in UTC (a time a DST change skips moves on by
+        the change, as zoneinfo resolves it)."""
+        zone = ZoneInfo(time_zone or "UTC")
+        local = now.astimezone(zone)
+        for days in range(8):
+            day = (local + timedelta(days=days)).date()
+            if self.weekday is not None and day.weekday() != self.weekday:
+                continue
+            candidate = datetime.combine(day, time(self.hour, self.minute), zone)
+            if candidate > local:
+                return candidate.astimezone(UTC)
+        raise AssertionError("a weekday and time come back within eight days")
+
+
 def simulate_file(
     path: Path,
     *,
     lead: Path | None = None,
     events: Path | None = None,
     until: timedelta = timedelta(days=400),
+    start: StartAt | None = None,
     settings: dict[str, Any] | None = None,
 ) -> Timeline:
     """The definition in ``path``, checked like ``journeys check`` checks it, then simulated."""
@@ -641,12 +862,14 @@ def simulate_file(
         source=str(path),
         templates=known_templates(),
         lead_schema=Settings(_env_file=None).lead_schema(),
+        topics=Settings(_env_file=None).topics(),
     )
     simulation = Simulation(
         definition,
         _load(Profile, lead, "lead profile"),
         _load(Script, events, "event script"),
         until=until,
+        start=start,
         settings=settings,
     )
     return asyncio.run(simulation.run())
@@ -664,10 +887,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--until", default="400d", help="how far to go after the last event (default 400d)"
     )
+    parser.add_argument(
+        "--start",
+        help="when the lead enters, in its time zone: HH:MM or a day and HH:MM (default: now)",
+    )
     args = parser.parse_args(argv)
     try:
         until = ScriptEvent(after=args.until, unsubscribe=True).after
-        timeline = simulate_file(args.file, lead=args.lead, events=args.events, until=until)
+        start = StartAt.parse(args.start) if args.start else None
+        timeline = simulate_file(
+            args.file, lead=args.lead, events=args.events, until=until, start=start
+        )
     except (DefinitionError, SimulationError, ValidationError) as err:
         print(f"cannot simulate: {err}")
         return 1

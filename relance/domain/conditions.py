@@ -19,6 +19,8 @@ A test is exactly one of:
     message      {action, template, channel, at_least, within}: messages sent / opened /
                  clicked within a period (of one template, or any)
     page         {url_contains | url_matches, at_least, within}: pages viewed
+    promo_used   a message node's id: the promo code this journey run issued there was
+                 redeemed (a journey's test: a segment may not use it)
     all / any / not   of other tests
 
 Attribute operators, by the attribute's type:
@@ -232,6 +234,7 @@ LEAVES = (
     "event",
     "message",
     "page",
+    "promo_used",
 )
 
 
@@ -252,6 +255,9 @@ class Test(_Strict):
     event: EventTest | None = None
     message: MessageTest | None = None
     page: PageTest | None = None
+    promo_used: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,23}$")] | None = Field(
+        default=None, description="the code issued at this message node was redeemed"
+    )
     all: list[Test] | None = Field(default=None, min_length=1, max_length=20)
     any: list[Test] | None = Field(default=None, min_length=1, max_length=20)
     not_: Test | None = Field(default=None, alias="not")
@@ -319,6 +325,8 @@ class Test(_Strict):
             p = self.page
             pattern = f"containing {p.url_contains}" if p.url_contains else f"like {p.url_matches}"
             return f"viewed a page {pattern}{_times(p.at_least)}{_period(p.within)}"
+        if self.promo_used is not None:
+            return f"promo code of {self.promo_used} redeemed"
         if self.not_ is not None:
             return f"not ({self.not_.describe()})"
         parts, word = (self.all, " and ") if self.all is not None else (self.any or [], " or ")
@@ -343,6 +351,10 @@ class Test(_Strict):
             for step, child in self.children()
             for leaf in child.walk(f"{path}.{step}" if path else step)
         ]
+
+    def promo_nodes(self) -> set[str]:
+        """The message nodes whose promo codes the tree asks about (``promo_used``)."""
+        return {t.promo_used for _, t in self.walk() if t.promo_used is not None}
 
     def segments_named(self) -> set[str]:
         return {t.in_segment for _, t in self.walk() if t.in_segment is not None}

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from relance.domain.config_files import read_model, watched
+from relance.domain.models import Lead, utcnow
 
 NAME = r"^[a-z][a-z0-9_]{0,63}$"
 # The built-in profile's fields: an attribute may not shadow one (a segment on ``country`` means
@@ -196,6 +197,29 @@ def coerce(spec: AttributeSpec, value: Any) -> Any:
     if value not in spec.values:
         raise ValueError(f"expected one of {', '.join(spec.values)}")
     return value
+
+
+def merged_attributes(stored: dict | None, changes: dict) -> dict:
+    """A given value replaces the stored one; ``None`` removes it. A new dict, so the ORM sees
+    the change."""
+    out = dict(stored or {})
+    for name, value in changes.items():
+        if value is None:
+            out.pop(name, None)
+        else:
+            out[name] = value
+    return out
+
+
+def write_attributes(lead: Lead, values: dict[str, Any]) -> list[str]:
+    """Merge checked values (``check_attributes``'s) into the lead's custom attributes, as
+    ``PATCH /leads/{id}/attributes`` and a journey's update write them (the caller commits).
+    Returns the attributes whose stored value changed: none when the same values are written
+    again (a retried activity)."""
+    before = dict(lead.attributes or {})
+    lead.attributes = merged_attributes(before, values)
+    lead.updated_at = utcnow()
+    return sorted(n for n in values if before.get(n) != lead.attributes.get(n))
 
 
 def load_lead_schema(path: Path | str) -> LeadSchema:

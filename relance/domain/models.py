@@ -62,6 +62,10 @@ class Lead(SQLModel, table=True):
     premium_offered_at: datetime | None = Field(
         default=None, sa_column=_when()
     )  # the premium offer goes once
+    # The lowest lifecycle stage the lead may show (a defined journey's update: "sales accepted
+    # this lead", stage sql): the stage derived from the facts wins when it is higher
+    # (relance/domain/segments.py), so stages only move forward. None: the facts alone.
+    stage_floor: str | None = Field(default=None, max_length=16)
     # Custom attributes (relance/domain/lead_schema.py: declared, typed, checked on write): name ->
     # value, a date as YYYY-MM-DD.
     attributes: dict = Field(
@@ -262,6 +266,7 @@ class PromoCode(SQLModel, table=True):
     issued_for: str = Field(unique=True, max_length=300)  # workflow id + step: one code per step
     percent_off: int
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    expires_at: datetime | None = Field(default=None, sa_column=_when())  # None: no end
     redeemed_at: datetime | None = Field(default=None, sa_column=_when())
 
 
@@ -389,6 +394,8 @@ class SalesTask(SQLModel, table=True):
     note: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+    # What to do (a defined journey's task node), rendered from its template; None: the reason
+    description: str | None = Field(default=None, max_length=2000)
     notified_at: datetime | None = Field(
         default=None, sa_column=_when()
     )  # the rep's email went out
@@ -504,10 +511,11 @@ class EnrollmentRefusal(SQLModel, table=True):
 
 class JourneyRun(SQLModel, table=True):
     """One run of a journey for a lead: when it entered, and when and how it ended (outcome,
-    reason, the goal reached, the checkpoints passed, the experiments' arms). Written by the
-    journey itself through the ``record_journey_run`` activity (workflows/recording.py), so it
-    holds for every journey however it was started; a retried activity writes the same row
-    again. The reports' funnels come from here, never from Temporal."""
+    reason, the goal reached, the checkpoints passed, the experiments' arms). Written for the
+    journey itself (workflows/recording.py): its entry by the worker with its first activity,
+    its end by the ``record_journey_run`` activity, so it holds for every journey however it was
+    started; a retried activity writes the same row again. The reports' funnels come from
+    here, never from Temporal."""
 
     __tablename__ = "journey_runs"
     __table_args__ = (
@@ -626,3 +634,38 @@ class Segment(SQLModel, table=True):
     rules: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class TriggerFire(SQLModel, table=True):
+    """A date trigger that fired for a lead (relance/services/triggers.py): its idempotency key
+    (the journey, the trigger, the lead and the local date it fired for), so the hourly sweep
+    enrolls a lead once per occurrence — once a year for a birthday — however often it runs."""
+
+    __tablename__ = "trigger_fires"
+
+    fire_key: str = Field(primary_key=True, max_length=200)
+    lead_id: str = Field(foreign_key="leads.id", index=True, max_length=32)
+    journey: str = Field(max_length=40)
+    fired_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class SegmentTriggerState(SQLModel, table=True):
+    """A segment-entered trigger's last evaluation (relance/services/triggers.py): none yet, and
+    the next evaluation enrolls nobody (it stores the members: "from now on")."""
+
+    __tablename__ = "segment_trigger_states"
+
+    journey: str = Field(primary_key=True, max_length=40)
+    segment_id: str = Field(primary_key=True, max_length=32)
+    evaluated_at: datetime = Field(default_factory=utcnow, sa_column=_when(nullable=False))
+
+
+class SegmentTriggerMember(SQLModel, table=True):
+    """A member of the segment at a segment-entered trigger's last evaluation: the next one
+    enrolls the members who are not here (they entered since)."""
+
+    __tablename__ = "segment_trigger_members"
+
+    journey: str = Field(primary_key=True, max_length=40)
+    segment_id: str = Field(primary_key=True, max_length=32)
+    lead_id: str = Field(foreign_key="leads.id", primary_key=True, max_length=32)

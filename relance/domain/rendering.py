@@ -27,8 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, meta, pass_context
+from jinja2 import (
+    ChainableUndefined,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateSyntaxError,
+    meta,
+    pass_context,
+)
 from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import escape
 
 from relance.domain.tokens import TokenSigner, TrackingToken, is_web_url
@@ -135,6 +144,8 @@ class Renderer:
     ):
         self.signer = signer
         self.base = public_base_url.rstrip("/")
+        self.templates_dir = templates_dir
+        self._variables: dict[str, frozenset[str]] = {}  # see _uses
         # One file, two compilations: the html block escapes what it prints, the subject, text
         # and SMS do not (they are not HTML).
         self.html_env = _environment(templates_dir, html=True)
@@ -164,15 +175,32 @@ class Renderer:
         months."""
         return f"{self.base}/confirm/{self._token('confirm', tracking)}"
 
-    def _tracked(self, url: str, tracking: Tracking) -> str:
+    def _tracked(self, url: str, tracking: Tracking, signed: dict[str, str] | None = None) -> str:
+        """``signed``: the click links of this message so far, by destination (a link in both
+        the HTML and the text part is signed once: the same token either way)."""
         if (
             _SLOT_OPEN in url
         ):  # a value is part of it: not a link the template wrote, left untracked
             return url
-        return url if url.startswith(self.base + "/") else self.click_url(tracking, url)
+        if url.startswith(self.base + "/"):
+            return url
+        if signed is None:
+            return self.click_url(tracking, url)
+        if url not in signed:
+            signed[url] = self.click_url(tracking, url)
+        return signed[url]
 
-    def _track_text(self, rendered: str, tracking: Tracking) -> str:
-        return _TEXT_URL.sub(lambda m: self._tracked(m.group(0), tracking), rendered)
+    def _track_text(
+        self, rendered: str, tracking: Tracking, signed: dict[str, str] | None = None
+    ) -> str:
+        return _TEXT_URL.sub(lambda m: self._tracked(m.group(0), tracking, signed), rendered)
+
+    def _uses(self, name: str) -> frozenset[str]:
+        """The variables the template ``name`` and the files it includes read (read once)."""
+        uses = self._variables.get(name)
+        if uses is None:
+            uses = self._variables[name] = frozenset(template_variables(name, self.templates_dir))
+        return uses
 
     # Messages -----------------------------------------------------------------------------
     def _context(self, context: dict[str, Any]) -> dict[str, Any]:
@@ -195,19 +223,22 @@ class Renderer:
 
     def email(self, template: str, context: dict[str, Any], tracking: Tracking) -> RenderedEmail:
         name = f"email/{template}.jinja"
-        unsubscribe_url = self.unsubscribe_url(tracking)
-        context = {
-            **context,
-            "unsubscribe_url": TemplateLink(unsubscribe_url),
-            "preferences_url": TemplateLink(self.preferences_url(tracking)),
-            "confirm_url": TemplateLink(self.confirm_url(tracking)),
-        }
+        unsubscribe_url = self.unsubscribe_url(tracking)  # the List-Unsubscribe header's
+        # The preference and confirmation links are signed when the template shows them.
+        uses = self._uses(name)
+        context = {**context, "unsubscribe_url": TemplateLink(unsubscribe_url)}
+        if "preferences_url" in uses:
+            context["preferences_url"] = TemplateLink(self.preferences_url(tracking))
+        if "confirm_url" in uses:
+            context["confirm_url"] = TemplateLink(self.confirm_url(tracking))
         [(html, html_values)] = self.blocks(self.html_env, name, context, ("html",)).values()
         text_blocks = self.blocks(self.text_env, name, context, ("subject", "text"))
 
+        signed: dict[str, str] = {}
         html = _HREF.sub(
             lambda m: (
-                f"{m.group(1)}{m.group(2)}{self._tracked(_unescape(m.group(3)), tracking)}{m.group(2)}"  # noqa: E501
+                f"{m.group(1)}{m.group(2)}"
+                f"{self._tracked(_unescape(m.group(3)), tracking, signed)}{m.group(2)}"
             ),
             html,
         )
@@ -218,7 +249,7 @@ class Renderer:
         )
         html = html.replace("</body>", pixel + "</body>") if "</body>" in html else html + pixel
         text, text_values = text_blocks["text"]
-        text = text_values.fill(self._track_text(text, tracking))
+        text = text_values.fill(self._track_text(text, tracking, signed))
         subject, subject_values = text_blocks["subject"]
         return RenderedEmail(
             subject=header_text(subject_values.fill(subject)),
@@ -320,3 +351,37 @@ def template_variables(path: str, templates_dir: Path = TEMPLATES_DIR) -> set[st
 
 def _unescape(url: str) -> str:
     return url.replace("&amp;", "&")
+
+
+# Inline templates of a definition (a task node's title and description) --------------------------
+# A definition's author writes them, so they run in Jinja's sandbox (no attribute of Python
+# objects beyond plain values), as text: what they print is the lead's data as written, one line
+# for a title, and never evaluated again. A value the lead lacks prints as nothing.
+INLINE_VARIABLES = frozenset(
+    {"first_name", "country", "locale", "score", "attributes", "brand_name"}
+)
+_INLINE = ImmutableSandboxedEnvironment(
+    autoescape=False, undefined=ChainableUndefined, finalize=lambda v: "" if v is None else v
+)
+
+
+def inline_problems(source: str) -> str:
+    """What is wrong with an inline template ("" when nothing): its syntax, or a variable it
+    reads that a task's template does not have."""
+    try:
+        tree = _INLINE.parse(source)
+    except TemplateSyntaxError as err:
+        return f"not a template: {err.message} (line {err.lineno})"
+    unknown = meta.find_undeclared_variables(tree) - INLINE_VARIABLES
+    if unknown:
+        return (
+            f"it reads {', '.join(sorted(unknown))}, which a task's template does not have "
+            f"(it has {', '.join(sorted(INLINE_VARIABLES))})"
+        )
+    return ""
+
+
+def render_inline(source: str, context: dict[str, Any], *, one_line_only: bool = False) -> str:
+    """An inline template rendered in the sandbox with plain values (``context``)."""
+    text = _INLINE.from_string(source).render(**context)
+    return header_text(text) if one_line_only else text.strip()

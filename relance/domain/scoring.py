@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from relance.domain.models import Lead, MqlNotification, ScoreEvent, utcnow
 from relance.domain.scoring_rules import ScoringRules
+from relance.domain.segments import QUALIFIED
 
 
 @dataclass
@@ -56,7 +57,8 @@ def apply_score(
 
     ``activity``: the change comes from something the lead did (stamps ``last_activity_at``);
     decay and demographic fit do not. A change that takes the score across the MQL threshold
-    upwards queues one sales notification (relance/services/mql.py)."""
+    upwards queues one sales notification (relance/services/mql.py), unless a journey raised
+    the lead's stage to mql or beyond before (its notification went then)."""
     now = now or utcnow()
     if session.exec(select(ScoreEvent.id).where(col(ScoreEvent.key) == key)).first() is not None:
         score = session.exec(select(Lead.score).where(col(Lead.id) == lead_id)).one()
@@ -80,15 +82,17 @@ def apply_score(
     # The update first, then the read: the row is this transaction's from the update on, so
     # ``before`` and ``after`` are exact even when other changes to the lead run concurrently.
     # (The lead objects in the session are not synchronised: callers that show the lead re-read it.)
-    after = session.execute(
+    after, floor = session.execute(
         update(Lead)
         .where(col(Lead.id) == lead_id)
         .values(**values)
-        .returning(Lead.score)
+        .returning(Lead.score, Lead.stage_floor)
         .execution_options(synchronize_session=False)
-    ).scalar_one()
+    ).one()
     before = after - points
-    if before < mql_threshold <= after:
+    # A lead a journey raised to mql or beyond was made known to sales then (the stage raise
+    # queued its notification): its score reaching the threshold later is no news.
+    if before < mql_threshold <= after and floor not in QUALIFIED:
         queue_notification(
             session, lead_id=lead_id, score=after, threshold=mql_threshold, reason=reason, now=now
         )

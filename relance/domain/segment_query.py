@@ -12,6 +12,10 @@ answers (the tests run both):
     ONE_LEAD    each history test is a correlated ``EXISTS`` / ``(SELECT count(*) ...) >= N``:
                 a few index lookups for the one lead a journey condition asks about
 
+``promo_used`` (the code a journey run issued at one of its message nodes was redeemed) is a
+journey's test, asked of one lead with the codes of its run (``promos``); a segment has no run,
+and refuses it.
+
 A missing value (an attribute the lead does not have, no consent row) makes a test false, also
 under ``not``: ``not: {attribute: {name: plan, op: eq, value: pro}}`` holds for a lead with no
 plan.
@@ -19,7 +23,7 @@ plan.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -43,6 +47,7 @@ from relance.domain.models import (
     LeadActivity,
     ListMember,
     Message,
+    PromoCode,
     Segment,
     utcnow,
 )
@@ -53,6 +58,10 @@ Strategy = Literal["all_leads", "one_lead"]
 ALL_LEADS: Strategy = "all_leads"
 ONE_LEAD: Strategy = "one_lead"
 MAX_DEPTH = 10  # segments inside segments
+PROMO_IN_SEGMENT = (
+    "promo_used asks about the code a journey run issued at one of its message nodes: "
+    "a journey's condition may use it, a segment may not"
+)
 
 
 class RuleError(ValueError):
@@ -95,8 +104,11 @@ class Compiler:
         resolve: Resolver = _no_segments,
         strategy: Strategy = ALL_LEADS,
         now: datetime | None = None,
+        promos: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
+        # A journey run's promo codes by message node (None: no run, a segment's rules).
+        self.promos = promos
         self.schema = schema if schema is not None else settings.lead_schema()
         self.resolve = resolve
         self.strategy = strategy
@@ -108,6 +120,12 @@ class Compiler:
         that does not exist, a cycle back to ``own_id``: the segment these rules are for)."""
         found = problems(test, self.schema)
         found += self._segment_problems(test, [own_id] if own_id else [])
+        if self.promos is None:
+            found += [
+                RuleProblem(f"{path}.promo_used" if path else "promo_used", PROMO_IN_SEGMENT)
+                for path, leaf in test.walk()
+                if leaf.promo_used is not None
+            ]
         if found:
             raise RuleError(found)
 
@@ -208,6 +226,17 @@ class Compiler:
             return self.where(rules)
         finally:
             self._inside.pop()
+
+    def _promo_used(self, node_id: str) -> ColumnElement[bool]:
+        if self.promos is None:
+            raise RuleError([RuleProblem("promo_used", PROMO_IN_SEGMENT)])
+        code = self.promos.get(node_id)
+        if code is None:  # the run has not issued a code there (yet): none was redeemed
+            return false()
+        rows = select(PromoCode.lead_id).where(
+            PromoCode.code == code, col(PromoCode.redeemed_at).is_not(None)
+        )
+        return self._history(rows, col(PromoCode.lead_id), 1)
 
     def _attribute(self, a) -> ColumnElement[bool]:
         typed = attribute_type(self.schema, a.name)
@@ -409,11 +438,16 @@ def member_ids(
     *,
     limit: int | None = None,
     after: str | None = None,
+    lead_ids: Collection[str] | None = None,
     **kw: Any,
 ) -> list[str]:
-    """The members' lead ids in id order, after the cursor ``after`` (a lead id)."""
+    """The members' lead ids in id order, after the cursor ``after`` (a lead id); among
+    ``lead_ids`` only when given (a few leads whose facts changed: compile with ``strategy=
+    ONE_LEAD``, each history test a few index lookups per lead)."""
     where = _compiler(session, settings, **kw).where(test)
     query = select(Lead.id).where(where).order_by(col(Lead.id))
+    if lead_ids is not None:
+        query = query.where(col(Lead.id).in_(list(lead_ids)))
     if after:
         query = query.where(col(Lead.id) > after)
     if limit is not None:
@@ -480,12 +514,23 @@ class Verdict:
 
 
 def evaluate(
-    session: Session, lead_id: str, test: Test, settings: Settings, *, now: datetime | None = None
+    session: Session,
+    lead_id: str,
+    test: Test,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    promos: dict[str, str] | None = None,
 ) -> Verdict | None:
     """Whether the tree holds for the lead (None: no such lead), and why: the whole tree and
-    each of its facts in one query, by the compiler segments use."""
+    each of its facts in one query, by the compiler segments use. ``promos``: the codes the
+    journey run asking issued, by message node (what ``promo_used`` reads)."""
     compiler = Compiler(
-        settings, resolve=stored_segments(session), strategy=ONE_LEAD, now=now or utcnow()
+        settings,
+        resolve=stored_segments(session),
+        strategy=ONE_LEAD,
+        now=now or utcnow(),
+        promos=promos,
     )
     leaves = test.walk()
     columns = [compiler.where(test).label("holds")]
@@ -518,6 +563,7 @@ def _why(test: Test, facts: dict[int, bool], row: Any) -> str:
         "consent": "granted" if holds else "not granted",
         "in_list": "a member" if holds else "not a member",
         "in_segment": "a member" if holds else "not a member",
+        "promo_used": "redeemed" if holds else "not redeemed",
     }.get(test.kind)
     answer = "yes" if holds else "no"
     return f"{test.describe()}: {answer}" + (f" ({seen})" if seen else "")
@@ -526,6 +572,7 @@ def _why(test: Test, facts: dict[int, bool], row: Any) -> str:
 __all__ = [
     "ALL_LEADS",
     "ONE_LEAD",
+    "PROMO_IN_SEGMENT",
     "Compiler",
     "RuleError",
     "Verdict",

@@ -7,9 +7,11 @@
               lead       a form submitted (a sign-up through POST /leads)
               subscriber none of these (e.g. imported with consent only)
 
-The first that holds wins, top to bottom. Derived in SQL (one CASE expression each), so
-``GET /leads?segment=hot&stage=mql`` filters in the database, and a change of thresholds
-applies at once, to every lead, with no migration of stored values.
+The first that holds wins, top to bottom. A defined journey's update may raise a lead's stage
+(``leads.stage_floor``: "sales accepted it", sql): the lead shows at least that stage, higher when
+its facts say so, so a stage only moves forward, as marketers expect of a lifecycle. Derived in
+SQL (one CASE expression each), so ``GET /leads?segment=hot&stage=mql`` filters in the database,
+and a change of thresholds applies at once, to every lead, with no stored stage to migrate.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from relance.domain.settings import Settings
 Segment = Literal["hot", "warm", "cold"]
 Stage = Literal["subscriber", "lead", "mql", "sql", "customer"]
 STAGES: tuple[str, ...] = ("subscriber", "lead", "mql", "sql", "customer")
+QUALIFIED = STAGES[STAGES.index("mql") :]  # marketing-qualified, or further on
 
 
 def segment_expr(settings: Settings):
@@ -51,11 +54,12 @@ def stage_expr(settings: Settings):
             and_(col(LeadActivity.lead_id) == col(Lead.id), col(LeadActivity.kind) == "form")
         )
     )
+    floor = col(Lead.stage_floor)
     return case(
-        (has_order, "customer"),
-        (with_sales, "sql"),
-        (col(Lead.score) >= settings.score_mql_threshold, "mql"),
-        (has_form, "lead"),
+        (or_(has_order, floor == "customer"), "customer"),
+        (or_(with_sales, floor == "sql"), "sql"),
+        (or_(col(Lead.score) >= settings.score_mql_threshold, floor == "mql"), "mql"),
+        (or_(has_form, floor == "lead"), "lead"),
         else_="subscriber",
     )
 

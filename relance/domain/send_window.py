@@ -75,6 +75,11 @@ def next_open(now_utc: datetime, zone: str, window: SendWindow) -> datetime:
     raise ValueError(f"the send window {window.describe()} never opens")
 
 
+def local_moment(day: date, at: str, zone: str | None) -> datetime:
+    """``day`` at ``at`` (HH:MM) in the time zone ``zone`` (unknown: UTC), in UTC."""
+    return _local(day, _minutes(at), zone_or_utc(zone))
+
+
 def _local(day: date, minutes: int, tz: ZoneInfo) -> datetime:
     """``day`` at ``minutes`` past local midnight, in UTC (a time skipped by DST moves forward)."""
     if minutes >= 24 * 60:

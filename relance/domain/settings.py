@@ -31,6 +31,16 @@ class SalesRep(BaseModel):
     )
 
 
+class JourneyWebhook(BaseModel):
+    """An endpoint a defined journey's webhook node may call, by its name
+    (``RELANCE_JOURNEY_WEBHOOKS``, a JSON object name -> this): a definition names one of these,
+    never a URL, so no definition makes the worker call an address the operators did not set."""
+
+    url: str = Field(pattern=r"^https?://", max_length=2000)
+    secret: str = Field(default="", description="the HMAC key; empty: the secret key")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RELANCE_", env_file=".env", extra="ignore")
 
@@ -90,10 +100,14 @@ class Settings(BaseSettings):
     tracking_delivery_max_delay_seconds: float = Field(default=0.2, ge=0, le=5)
     # How many journeys each API process's outbox signals at once (one signal in flight per
     # journey: a journey's hits go in order; each journey is stamped as soon as it is settled).
-    # Size it to the Temporal server: on a small machine running the dev server beside the API,
-    # 64 keep it busy without starving the endpoints; a cluster takes more. Several API
-    # processes on one PostgreSQL database add theirs up.
-    tracking_delivery_concurrency: int = Field(default=64, ge=1, le=1000)
+    # Under a stream the outbox keeps this many signals in flight, so what it sustains is this
+    # many ÷ the server's time to take one signal: the raw SDK's best here came with 100 in
+    # flight, and 64 held the outbox to 0.6× of it, every slot busy; 128 reached 0.81× in the
+    # same run (docs/benchmarks.md, `python -m bench outbox --outbox-concurrency 64,128`). It
+    # multiplies with the API processes: N of them on one database keep up to N × this many
+    # signals in flight against one Temporal server. Lower it if signals time out there (the
+    # outbox then backs off as if Temporal were down); a cluster takes more.
+    tracking_delivery_concurrency: int = Field(default=128, ge=1, le=1000)
     # Temporal payload encryption (relance/domain/encryption.py): JSON {key id: base64 of 32 bytes},
     # and the id of the key that encrypts; every key listed still decrypts (rotation). `make run`
     # generates one; production must set them (python -m relance.domain.encryption prints a new
@@ -135,6 +149,10 @@ class Settings(BaseSettings):
     webhook_url: str = ""
     webhook_secret: str = ""
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Defined journeys' webhook nodes (relance/domain/definitions.py ``Webhook``): the endpoints
+    # they may call, by name, each signed as the webhook channel signs (its secret, else the
+    # secret key), e.g. {"enrich": {"url": "https://crm.example.com/hooks/relance"}}.
+    journey_webhooks: dict[str, JourneyWebhook] = Field(default_factory=dict)
     # Region used to read phone numbers written without a +country prefix.
     default_phone_region: str = "FR"
 

@@ -13,12 +13,17 @@ in CI. Each problem names the node and what is wrong with it:
 - a cycle with no delay and no wait in it (it would spin for ever in an instant);
 - an experiment whose arms and holdout do not sum to 100 %;
 - a template missing for a message's channel (templates/<channel>/);
-- redirects between journeys that loop with no guard (relance/contracts/journey_graph.py).
+- redirects between journeys that loop with no guard (relance/contracts/journey_graph.py);
+- a marketing message about no topic (none of its own, none for the definition), or about a
+  topic the topics file does not declare (config/topics.yaml);
+- a switch case asking what a condition may not (the same rules, case by case);
+- an update setting an attribute the lead schema does not declare, or a value not of its type;
+- a delay until a date attribute that is no date attribute of the lead schema.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,15 +36,30 @@ from temporalio.common import WorkflowIDReusePolicy
 from relance.contracts import catalogue, signals
 from relance.contracts.catalogue import Journey
 from relance.contracts.channels import template_file
-from relance.contracts.definitions import CompiledArm, CompiledDefinition, CompiledNode
+from relance.contracts.definitions import (
+    CompiledArm,
+    CompiledCase,
+    CompiledDefinition,
+    CompiledNode,
+    where_key,
+)
 from relance.contracts.journey_graph import JourneyGraphError, Link, TargetRules, unguarded_cycles
 from relance.domain.conditions import problems as rule_problems
 from relance.domain.definitions import Definition, edges, open_ends
-from relance.domain.lead_schema import LeadSchema
-from relance.domain.rendering import MESSAGE_VARIABLES, TEMPLATES_DIR, template_variables
+from relance.domain.lead_schema import AttributeProblems, LeadSchema
+from relance.domain.rendering import (
+    MESSAGE_VARIABLES,
+    TEMPLATES_DIR,
+    inline_problems,
+    template_variables,
+)
 from relance.domain.send_window import DAY_NAMES
 from relance.domain.settings import Settings
+from relance.domain.topics import Topics
 from relance.services.journeys import start_journey
+
+# What a message with a promo code gives its template besides (activities/commerce.py).
+PROMO_VARIABLES = frozenset({"promo", "promo_code", "promo_expires_at"})
 
 # What a wait for a signal may wait for, besides the lead schema's custom events: the signals the
 # product sends journeys by name (the opens, clicks, unsubscribes and goals have their own
@@ -67,12 +87,18 @@ PERCENT_TOLERANCE = 1e-6
 class Problem:
     node: str | None  # the node at fault (None: the definition as a whole)
     what: str
+    trigger: int | None = None  # the entry trigger at fault (its index in ``triggers``)
 
     def __str__(self) -> str:
+        if self.trigger is not None:
+            return f"trigger {self.trigger}: {self.what}"
         return f"node {self.node}: {self.what}" if self.node else self.what
 
     def as_json(self) -> dict[str, Any]:
-        return {"node": self.node, "problem": self.what}
+        out: dict[str, Any] = {"node": self.node, "problem": self.what}
+        if self.trigger is not None:
+            out["trigger"] = self.trigger
+        return out
 
 
 class DefinitionError(ValueError):
@@ -107,6 +133,10 @@ def parse(data: Any, source: str = "") -> Definition:
 def _problem_of(data: Any, error: Mapping[str, Any]) -> Problem:
     loc = list(error["loc"])
     node = None
+    if len(loc) >= 2 and loc[0] == "triggers" and isinstance(loc[1], int):
+        field = ".".join(str(p) for p in loc[2:])
+        message = error["msg"].removeprefix("Value error, ")
+        return Problem(None, f"{field}: {message}" if field else message, trigger=loc[1])
     if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
         raw = data.get("nodes", [])[loc[1]] if isinstance(data, dict) else None
         node = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
@@ -119,6 +149,75 @@ def _problem_of(data: Any, error: Mapping[str, Any]) -> Problem:
 
 
 # Checking -----------------------------------------------------------------------------------------
+def trigger_problems(
+    definition: Definition,
+    lead_schema: LeadSchema,
+    segment_exists: Callable[[str], bool] | None = None,
+) -> list[Problem]:
+    """What is wrong with the entry triggers: a custom event or an attribute the lead schema
+    does not declare, a date trigger on an attribute that is no date, an unknown segment
+    (``segment_exists``: checked only with the stored segments at hand)."""
+    problems = []
+    events = ", ".join(sorted(lead_schema.events)) or "none"
+    for i, trigger in enumerate(definition.triggers):
+        if trigger.event is not None and trigger.event.name not in lead_schema.events:
+            problems.append(
+                Problem(
+                    None,
+                    f"event: {trigger.event.name!r} is no custom event of the lead schema "
+                    f"(its events: {events})",
+                    trigger=i,
+                )
+            )
+        if trigger.event is not None and trigger.event.name in lead_schema.events:
+            declared = lead_schema.events[trigger.event.name].properties
+            for name in trigger.event.where:
+                if declared and name not in declared:
+                    problems.append(
+                        Problem(
+                            None,
+                            f"event.where: {name!r} is no property of {trigger.event.name} "
+                            f"(its properties: {', '.join(sorted(declared))})",
+                            trigger=i,
+                        )
+                    )
+        if trigger.date is not None:
+            spec = lead_schema.attributes.get(trigger.date.attribute)
+            if spec is None:
+                known = ", ".join(sorted(lead_schema.attributes)) or "none"
+                problems.append(
+                    Problem(
+                        None,
+                        f"date: {trigger.date.attribute!r} is no attribute of the lead schema "
+                        f"(its attributes: {known})",
+                        trigger=i,
+                    )
+                )
+            elif spec.type != "date":
+                problems.append(
+                    Problem(
+                        None,
+                        f"date: the attribute {trigger.date.attribute!r} is a {spec.type}, "
+                        "not a date",
+                        trigger=i,
+                    )
+                )
+        if (
+            trigger.segment_entered is not None
+            and segment_exists is not None
+            and not segment_exists(trigger.segment_entered.segment)
+        ):
+            problems.append(
+                Problem(
+                    None,
+                    f"segment_entered: no saved segment with the id "
+                    f"{trigger.segment_entered.segment!r}",
+                    trigger=i,
+                )
+            )
+    return problems
+
+
 def known_templates(templates_dir: Path = TEMPLATES_DIR) -> set[str]:
     """The template files there are, as ``template_file`` names them ("email/welcome_new.jinja")."""
     return {
@@ -134,14 +233,19 @@ def check(
     default_cooldown_days: float = 30.0,
     templates_dir: Path = TEMPLATES_DIR,
     lead_schema: LeadSchema | None = None,
+    topics: Topics | None = None,
+    webhooks: Collection[str] | None = None,
 ) -> list[Problem]:
     """Every problem of the definition (none: it may be published). ``templates``: the template
     files there are (``known_templates`` of ``templates_dir``; None: not checked, nor what they
     need); ``others``: the other definitions its redirects may loop through; ``lead_schema``: the
     custom events a wait may name and the attributes and events conditions read (None: not
-    checked)."""
+    checked); ``topics``: the topics marketing messages may be about (None: any topic named);
+    ``webhooks``: the endpoints webhook nodes may name (None: not checked)."""
     nodes = {}
-    problems: list[Problem] = []
+    problems: list[Problem] = (
+        trigger_problems(definition, lead_schema) if lead_schema is not None else []
+    )
     for node in definition.nodes:
         if node.id in nodes:
             problems.append(Problem(node.id, "two nodes have this id"))
@@ -191,6 +295,34 @@ def check(
             names = [a.name for a in arms]
             if len(set(names)) != len(names):
                 problems.append(Problem(node.id, "two arms have the same name"))
+        if node.type == "condition":
+            for asked in sorted(node.if_.promo_nodes()):
+                if asked not in nodes or not _issues_promo(nodes[asked]):
+                    problems.append(
+                        Problem(
+                            node.id,
+                            f"its condition asks whether the promo code of {asked!r} was used, "
+                            "but that is no message node with a promo",
+                        )
+                    )
+        if node.type == "message" and node.promo_of is not None:
+            if node.promo_of not in nodes or not _issues_promo(nodes[node.promo_of]):
+                problems.append(
+                    Problem(
+                        node.id,
+                        f"it repeats the promo code of {node.promo_of!r}, "
+                        "which is no message node with a promo",
+                    )
+                )
+        if node.type == "redirect" and node.journey in catalogue.enrollable_names():
+            if replaced_by := catalogue.entry(node.journey).replaced_by:
+                problems.append(
+                    Problem(
+                        node.id,
+                        f"its redirect goes to {node.journey}, which takes no new leads: "
+                        f"redirect to {replaced_by}, the journey that tells its story now",
+                    )
+                )
         if node.type == "condition" and lead_schema is not None:
             problems += [
                 Problem(node.id, f"its condition at {p}")
@@ -209,7 +341,10 @@ def check(
                     continue
                 # A defined journey's message is about the lead alone: a template that needs an
                 # event or a cart (an event journey's reminder) would fail at every attempt.
-                needs = template_variables(path, templates_dir) - MESSAGE_VARIABLES
+                given = MESSAGE_VARIABLES | (
+                    PROMO_VARIABLES if node.promo is not None or node.promo_of else frozenset()
+                )
+                needs = template_variables(path, templates_dir) - given
                 if needs:
                     problems.append(
                         Problem(
@@ -219,6 +354,8 @@ def check(
                             f"lead alone): templates/{path}",
                         )
                     )
+    problems += _node_problems(definition, nodes, lead_schema, topics)
+    problems += _hand_off_problems(definition, lead_schema=lead_schema, webhooks=webhooks)
     if problems and any(
         "edge goes to no node" in p.what or "two nodes" in p.what for p in problems
     ):
@@ -246,6 +383,141 @@ def check(
             Problem(cycle[0], "it loops with no delay or wait: " + " -> ".join([*cycle, cycle[0]]))
         )
     problems.extend(_redirect_loops(definition, list(others), default_cooldown_days))
+    return problems
+
+
+def _node_problems(
+    definition: Definition,
+    nodes: Mapping[str, Any],
+    lead_schema: LeadSchema | None,
+    topics: Topics | None,
+) -> list[Problem]:
+    """What is wrong with the nodes' topics, switches, attributes set and dates waited for."""
+    problems: list[Problem] = []
+    for node in definition.nodes:
+        if node.type == "message" and node.kind == "marketing":
+            topic = node.topic or definition.topic
+            if topic is None:
+                problems.append(
+                    Problem(
+                        node.id,
+                        "a marketing message is about a topic: name one (topic: <key> of "
+                        "config/topics.yaml), or give the definition a topic its messages inherit",
+                    )
+                )
+            elif topics is not None and topics.get(topic) is None:
+                whose = "" if node.topic else " (the definition's)"
+                problems.append(
+                    Problem(
+                        node.id,
+                        f"its topic {topic!r}{whose} is not declared in the topics file "
+                        f"(declared: {', '.join(topics.keys)})",
+                    )
+                )
+        if node.type == "switch":
+            for i, case in enumerate(node.cases, start=1):
+                for asked in sorted(case.if_.promo_nodes()):
+                    if asked not in nodes or not _issues_promo(nodes[asked]):
+                        problems.append(
+                            Problem(
+                                node.id,
+                                f"its case {i} asks whether the promo code of {asked!r} was "
+                                "used, but that is no message node with a promo",
+                            )
+                        )
+                if lead_schema is not None:
+                    problems += [
+                        Problem(node.id, f"its case {i} at {p}")
+                        for p in rule_problems(case.if_, lead_schema)
+                    ]
+        if node.type == "update" and node.set and lead_schema is not None:
+            try:
+                lead_schema.check_attributes(dict(node.set))
+            except AttributeProblems as err:
+                problems += [
+                    Problem(node.id, f"its set of {name!r}: {what}")
+                    for name, what in err.problems.items()
+                ]
+        if node.type == "delay" and node.until_date is not None and lead_schema is not None:
+            name = node.until_date.attribute
+            spec = lead_schema.attributes.get(name)
+            if spec is None:
+                known = ", ".join(sorted(lead_schema.attributes)) or "none"
+                problems.append(
+                    Problem(
+                        node.id,
+                        f"it waits until {name!r}, which is no attribute of the lead schema "
+                        f"(its attributes: {known})",
+                    )
+                )
+            elif spec.type != "date":
+                problems.append(
+                    Problem(
+                        node.id, f"it waits until {name!r}, whose type is {spec.type}, not date"
+                    )
+                )
+    return problems
+
+
+def _hand_off_problems(
+    definition: Definition,
+    *,
+    lead_schema: LeadSchema | None = None,
+    webhooks: Collection[str] | None = None,
+) -> list[Problem]:
+    """What is wrong with the task, webhook and custom-event or download wait nodes: a task's
+    template that does not parse or reads what it lacks; a webhook's endpoint the settings do not
+    name (``webhooks``), an attribute it sends or maps that the lead schema lacks; a wait for a
+    custom event the lead schema does not declare, or a property of it the event lacks."""
+    problems = []
+    for node in definition.nodes:
+        if node.type == "task":
+            for part in ("title", "description"):
+                wrong = inline_problems(getattr(node, part))
+                if wrong:
+                    problems.append(Problem(node.id, f"its {part}: {wrong}"))
+        if node.type == "webhook" and webhooks is not None and node.endpoint not in webhooks:
+            known = ", ".join(sorted(webhooks)) or "none"
+            problems.append(
+                Problem(
+                    node.id,
+                    f"it calls {node.endpoint!r}, which is no endpoint of the settings "
+                    f"(RELANCE_JOURNEY_WEBHOOKS: {known})",
+                )
+            )
+        if node.type == "webhook" and lead_schema is not None:
+            known = ", ".join(sorted(lead_schema.attributes)) or "none"
+            for part, names in (("attributes", node.attributes), ("map", list(node.map))):
+                for name in names:
+                    if name not in lead_schema.attributes:
+                        problems.append(
+                            Problem(
+                                node.id,
+                                f"its {part}: {name!r} is no attribute of the lead schema "
+                                f"(its attributes: {known})",
+                            )
+                        )
+        if node.type == "wait_for" and node.event == "custom" and lead_schema is not None:
+            spec = lead_schema.events.get(node.name or "")
+            if spec is None:
+                known = ", ".join(sorted(lead_schema.events)) or "none"
+                problems.append(
+                    Problem(
+                        node.id,
+                        f"it waits for {node.name!r}, which is no custom event of the lead "
+                        f"schema (its events: {known})",
+                    )
+                )
+            else:
+                for name in node.where:
+                    if spec.properties and name not in spec.properties:
+                        problems.append(
+                            Problem(
+                                node.id,
+                                f"its where: {name!r} is no property of {node.name} "
+                                f"(its properties: {', '.join(sorted(spec.properties))})",
+                            )
+                        )
     return problems
 
 
@@ -360,13 +632,26 @@ def checked(
     templates: set[str] | None = None,
     others: Iterable[Definition] = (),
     lead_schema: LeadSchema | None = None,
+    topics: Topics | None = None,
+    webhooks: Collection[str] | None = None,
 ) -> Definition:
     """``data`` parsed and checked, or DefinitionError with every problem, each naming its node."""
     definition = parse(data, source)
-    problems = check(definition, templates=templates, others=others, lead_schema=lead_schema)
+    problems = check(
+        definition,
+        templates=templates,
+        others=others,
+        lead_schema=lead_schema,
+        topics=topics,
+        webhooks=webhooks,
+    )
     if problems:
         raise DefinitionError(problems, source)
     return definition
+
+
+def _issues_promo(node: Any) -> bool:
+    return node.type == "message" and node.promo is not None
 
 
 # Compiling ----------------------------------------------------------------------------------------
@@ -378,9 +663,16 @@ def compile_definition(definition: Definition, version: int = 0) -> CompiledDefi
         name=definition.name,
         goals=list(definition.goals),
         start=definition.first,
-        nodes=[_compile(n) for n in definition.nodes],
+        nodes=[_with_topic(_compile(n), definition.topic) for n in definition.nodes],
         exclude=list(definition.rules.exclude),
     )
+
+
+def _with_topic(node: CompiledNode, default: str | None) -> CompiledNode:
+    """A marketing message's topic: its own, else the definition's."""
+    if node.type == "message" and node.kind == "marketing" and not node.topic:
+        node.topic = default or ""
+    return node
 
 
 def _compile(node: Any) -> CompiledNode:
@@ -394,6 +686,15 @@ def _compile(node: Any) -> CompiledNode:
                 node.kind,
             )
             c.channels = list(node.channels) if node.channel == "best" else []
+            if node.promo is not None:
+                c.promo_percent_off = node.promo.percent_off
+                c.promo_valid_days = node.promo.valid_days
+                c.promo_prefix = node.promo.prefix
+            c.promo_of = node.promo_of or ""
+            c.topic = (node.topic or "") if node.kind == "marketing" else ""
+        case "delay" if node.until_date is not None:
+            c.next, c.date_attribute = node.next, node.until_date.attribute
+            c.offset_days, c.until_time = node.until_date.offset_days, node.until_date.at
         case "delay":
             c.next = node.next
             if node.duration is not None:
@@ -415,12 +716,32 @@ def _compile(node: Any) -> CompiledNode:
         case "update":
             c.next, c.score_event = node.next, node.score_event or ""
             c.add_to_list, c.remove_from_list = node.add_to_list or "", node.remove_from_list or ""
+            c.attributes = dict(node.set)
+            c.stage = node.stage or ""
         case "checkpoint":
             c.next, c.name = node.next, node.name
         case "goal":
             c.goal = node.goal
         case "redirect":
-            c.journey = node.journey
+            c.journey, c.guard = node.journey, node.guard
+        case "switch":
+            c.cases = [
+                CompiledCase(
+                    case.if_.model_dump(mode="json", by_alias=True, exclude_none=True), case.next
+                )
+                for case in node.cases
+            ]
+            c.otherwise = node.default
+        case "task":
+            c.next, c.task_title, c.task_details = node.next, node.title, node.description
+            c.seconds = node.due_in.total_seconds()
+        case "webhook":
+            c.next, c.otherwise, c.endpoint = node.next, node.on_failure, node.endpoint
+            c.sent_attributes, c.map = list(node.attributes), dict(node.map)
+    if node.type == "wait_for" and node.event == "custom":
+        c.signal, c.where, c.where_key = node.name or "", dict(node.where), where_key(node.where)
+    if node.type == "wait_for" and node.event == "downloaded":
+        c.asset = node.asset or ""
     return c
 
 
@@ -431,13 +752,20 @@ def compiled_input(definition: CompiledDefinition) -> dict[str, Any]:
 
 # The command line: python -m relance journeys check FILE... ---------------------------------------
 def check_files(
-    paths: list[Path], templates_dir: Path = TEMPLATES_DIR, lead_schema: LeadSchema | None = None
+    paths: list[Path],
+    templates_dir: Path = TEMPLATES_DIR,
+    lead_schema: LeadSchema | None = None,
+    topics: Topics | None = None,
 ) -> list[str]:
     """One line per problem, "<file>: node <id>: <what>"; none: every file may be published.
-    ``lead_schema``: the custom events waits may name (None: RELANCE_LEAD_SCHEMA_FILE's)."""
+    ``lead_schema``: the custom events waits may name (None: RELANCE_LEAD_SCHEMA_FILE's);
+    ``topics``: the topics messages may be about (None: RELANCE_TOPICS_FILE's)."""
     templates = known_templates(templates_dir)
+    settings = Settings(_env_file=None)
     if lead_schema is None:
-        lead_schema = Settings(_env_file=None).lead_schema()
+        lead_schema = settings.lead_schema()
+    if topics is None:
+        topics = settings.topics()
     parsed: dict[Path, Definition] = {}
     lines: list[str] = []
     for path in paths:
@@ -453,6 +781,9 @@ def check_files(
             others=others,
             templates_dir=templates_dir,
             lead_schema=lead_schema,
+            topics=topics,
+            # the endpoints, when this environment names some (a CI job may not hold them)
+            webhooks=set(settings.journey_webhooks) or None,
         )
         lines.extend(f"{path}: {p}" for p in problems)
     return lines

@@ -27,8 +27,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +40,11 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
 from relance.contracts import catalogue
+from relance.contracts.signals import ASSET_DOWNLOADED
 from relance.domain.db import make_engine, retry_on_conflict
-from relance.domain.definitions import Definition
+from relance.domain.definitions import Definition, Trigger
 from relance.domain.journey_rules import JourneyRules
-from relance.domain.models import JourneyDefinition, JourneyVersion, utcnow
+from relance.domain.models import JourneyDefinition, JourneyVersion, Segment, utcnow
 from relance.domain.settings import get_settings
 from relance.services.definitions import (
     DefinitionError,
@@ -52,6 +55,7 @@ from relance.services.definitions import (
     known_templates,
     parse,
     read_file,
+    trigger_problems,
 )
 
 log = logging.getLogger("relance.journeys")
@@ -80,6 +84,8 @@ def content_hash(definition: Definition) -> str:
     """The hash of what the definition says (its normalised form): the same journey written
     another way (YAML or JSON, "48h" or "2d", the fields in another order) hashes the same."""
     normal = definition.model_dump(mode="json", by_alias=True)
+    if not normal["triggers"]:  # a journey written before triggers existed hashes as it did
+        del normal["triggers"]
     text = json.dumps(normal, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -100,17 +106,36 @@ def _published_others(session: Session, key: str) -> list[Definition]:
 
 
 def check_body(
-    session: Session, data: Any, *, templates: set[str] | None = None, source: str = ""
+    session: Session,
+    data: Any,
+    *,
+    templates: set[str] | None = None,
+    source: str = "",
+    webhooks: Collection[str] | None = None,
 ) -> Definition:
     """``data`` checked as publishing checks it (its templates, its redirects with the other
-    journeys published), or DefinitionError naming each node at fault."""
+    journeys published, the endpoints its webhook nodes call: ``webhooks``, else the
+    settings'), or DefinitionError naming each node at fault."""
     definition = parse(data, source)
-    return checked(
+    settings = get_settings()
+    definition = checked(
         data,
         source=source,
         templates=known_templates() if templates is None else templates,
         others=_published_others(session, definition.key),
+        lead_schema=settings.lead_schema(),
+        topics=settings.topics(),
+        webhooks=set(settings.journey_webhooks) if webhooks is None else webhooks,
     )
+    if definition.triggers:
+        problems = trigger_problems(
+            definition,
+            get_settings().lead_schema(),
+            lambda segment_id: session.get(Segment, segment_id) is not None,
+        )
+        if problems:
+            raise DefinitionError(problems, source)
+    return definition
 
 
 # Reading ------------------------------------------------------------------------------------------
@@ -165,9 +190,13 @@ def _lock(session: Session, key: str) -> JourneyDefinition:
 # Changing -----------------------------------------------------------------------------------------
 @retry_on_conflict
 def create_draft(
-    *, session: Session, data: Any, templates: set[str] | None = None
+    *,
+    session: Session,
+    data: Any,
+    templates: set[str] | None = None,
+    webhooks: Collection[str] | None = None,
 ) -> JourneyDefinition:
-    definition = check_body(session, data, templates=templates)
+    definition = check_body(session, data, templates=templates, webhooks=webhooks)
     if definition.key in coded_keys():
         raise Conflict(
             f"the key {definition.key!r} is a coded journey's (the catalogue's names, labels "
@@ -186,9 +215,14 @@ def create_draft(
 
 @retry_on_conflict
 def replace_draft(
-    *, session: Session, key: str, data: Any, templates: set[str] | None = None
+    *,
+    session: Session,
+    key: str,
+    data: Any,
+    templates: set[str] | None = None,
+    webhooks: Collection[str] | None = None,
 ) -> JourneyDefinition:
-    definition = check_body(session, data, templates=templates)
+    definition = check_body(session, data, templates=templates, webhooks=webhooks)
     if definition.key != key:
         raise DefinitionError(
             [Problem(None, f"key: the definition's key {definition.key!r} is not {key!r}")]
@@ -210,7 +244,13 @@ class Published:
 
 
 @retry_on_conflict
-def publish(*, session: Session, key: str, templates: set[str] | None = None) -> Published:
+def publish(
+    *,
+    session: Session,
+    key: str,
+    templates: set[str] | None = None,
+    webhooks: Collection[str] | None = None,
+) -> Published:
     """The draft checked again and published as the next version; the current version when
     the draft says what it says."""
     row = _lock(session, key)
@@ -222,7 +262,7 @@ def publish(*, session: Session, key: str, templates: set[str] | None = None) ->
         session.rollback()
         return Published(current, created=False)
     try:
-        definition = check_body(session, row.draft, templates=templates)
+        definition = check_body(session, row.draft, templates=templates, webhooks=webhooks)
     except DefinitionError:
         session.rollback()
         raise
@@ -252,6 +292,7 @@ def publish(*, session: Session, key: str, templates: set[str] | None = None) ->
     if moved.rowcount != 1:  # another publish got there first: run again, find its version
         raise StaleDataError(f"the {key} journey was published meanwhile")
     session.commit()
+    invalidate_triggers()
     return Published(version, created=True)
 
 
@@ -279,6 +320,7 @@ def move(*, session: Session, key: str, action: str) -> JourneyDefinition:
     row.status, row.updated_at = to, utcnow()
     session.add(row)
     session.commit()
+    invalidate_triggers()
     return row
 
 
@@ -310,6 +352,91 @@ def keys_with_goal(session: Session, goal: str) -> list[str]:
     """The defined journeys one of whose versions ends on ``goal`` (a lead may be on any)."""
     rows = session.exec(select(JourneyVersion.key, JourneyVersion.compiled)).all()
     return sorted({key for key, compiled in rows if goal in compiled.get("goals", [])})
+
+
+# Entry triggers (relance/services/triggers.py) --------------------------------------------------
+@dataclass(frozen=True)
+class Triggered:
+    """A published (not paused) journey that has entry triggers: what its triggers enroll."""
+
+    journey: Enrollable
+    triggers: tuple[Trigger, ...]
+
+
+@dataclass(frozen=True)
+class TriggerIndex:
+    journeys: tuple[Triggered, ...]
+    waiting: dict[str, tuple[str, ...]]  # a signal's name -> the keys of journeys waiting for it
+    # a custom event's name -> a journey's key -> the property filters its waits for it have
+    # (``where``, in any of its versions: a lead runs the version it entered with)
+    filters: dict[str, dict[str, tuple[dict[str, Any], ...]]] = field(default_factory=dict)
+
+
+TRIGGERS_TTL_SECONDS = 30.0  # another process's publish or pause is seen within this
+_index: tuple[float, TriggerIndex] | None = None
+_index_lock = threading.Lock()
+
+
+def invalidate_triggers() -> None:
+    """Forget the cached triggers (a definition was published, paused, resumed or archived)."""
+    global _index
+    with _index_lock:
+        _index = None
+
+
+def trigger_index(session: Session) -> TriggerIndex:
+    """The published journeys' triggers, and which journeys wait for which signal, cached in the
+    process: the API's requests that may trigger a journey (a custom event, a list joined) read
+    the database once every ``TRIGGERS_TTL_SECONDS`` at most, and at once after this process
+    published or paused a definition."""
+    global _index
+    cached = _index
+    if cached is not None and time.monotonic() - cached[0] < TRIGGERS_TTL_SECONDS:
+        return cached[1]
+    rows = session.exec(
+        select(
+            JourneyDefinition.key,
+            JourneyDefinition.status,
+            JourneyDefinition.version,
+            JourneyVersion.version,
+            JourneyVersion.body,
+            JourneyVersion.compiled,
+        ).join(JourneyVersion, col(JourneyVersion.key) == col(JourneyDefinition.key))
+    ).all()
+    journeys, waiting = [], {}
+    filters: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for key, status, current, version, body, compiled in rows:
+        for node in compiled.get("nodes", []):
+            if node.get("event") == "signal" and node.get("signal"):
+                waiting.setdefault(node["signal"], set()).add(key)
+            # A wait for a custom event (by its name, as a signal's) or a download (the
+            # nurturing journey's signal, ASSET_DOWNLOADED).
+            if node.get("type") == "wait_for" and node.get("event") == "custom":
+                waiting.setdefault(node["signal"], set()).add(key)
+                if node.get("where"):
+                    known = filters.setdefault(node["signal"], {}).setdefault(key, [])
+                    if node["where"] not in known:
+                        known.append(node["where"])
+            if node.get("type") == "wait_for" and node.get("event") == "downloaded":
+                waiting.setdefault(ASSET_DOWNLOADED, set()).add(key)
+        if status != PUBLISHED or version != current:
+            continue
+        definition = parse(body)
+        if definition.triggers:
+            journeys.append(
+                Triggered(
+                    Enrollable(key, version, compiled, definition.rules),
+                    tuple(definition.triggers),
+                )
+            )
+    index = TriggerIndex(
+        tuple(sorted(journeys, key=lambda t: t.journey.key)),
+        {name: tuple(sorted(keys)) for name, keys in waiting.items()},
+        {name: {k: tuple(w) for k, w in by_key.items()} for name, by_key in filters.items()},
+    )
+    with _index_lock:
+        _index = (time.monotonic(), index)
+    return index
 
 
 # Files: config/journeys/*.yaml ----------------------------------------------------------------

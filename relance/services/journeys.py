@@ -170,6 +170,15 @@ async def running_journeys(client: Client, lead_id: str) -> list[str]:
     return [w for w in found if w]
 
 
+def replaced_refusal(spec: Journey) -> str:
+    """Why a coded journey that a journey written as data replaced takes no new lead."""
+    return (
+        f"not enrolled: the {spec.name} journey takes no new leads; the journey "
+        f"{spec.replaced_by} tells its story now: enroll into {spec.replaced_by} (the leads "
+        f"already in {spec.name} go on to its end)"
+    )
+
+
 async def enroll(
     client: Client,
     settings: Settings,
@@ -202,6 +211,8 @@ async def enroll(
     journey = journey if isinstance(journey, str) else spec.label
     rules = rules_for(settings, spec.label, rules)
     workflow_id = spec.workflow_id(lead_id=lead_id, **(keys or {}))
+    if spec.replaced_by:
+        return Enrollment(lead_id, journey, workflow_id, "refused", replaced_refusal(spec))
     reason, previous = "", None
     if excluded is not None and rules.exclude:
         reason = await excluded(rules.exclude)

@@ -29,7 +29,9 @@ process per database.
 
 After each stamp it also passes the lead's activity on (relance/services/lead_activity.py): a lead
 in a re-engagement journey who opened or clicked another journey's message has come back, and a
-click may make the premium offer due. One query per stamp, off the tracking endpoints' path.
+click may make the premium offer due. One query per stamp, off the tracking endpoints' path. And
+the segment-entered triggers whose rules read opens, clicks or the score are evaluated for the
+leads of the stamp (relance/services/triggers.py ``on_lead_facts``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from relance.domain.scoring import apply_score
 from relance.domain.settings import Settings
 from relance.services.lead_activity import FollowUp, act_on, follow_ups
 from relance.services.tracking import signal_key
+from relance.services.triggers import SCORE, TRACKED, reevaluate_segments
 
 log = logging.getLogger("relance.services.outbox")
 
@@ -170,6 +173,14 @@ class OutboxDispatcher:
         self._stamped: list[_Settled] = []  # stamped, to score and pass on
         self._after_wake = asyncio.Event()
         self._budget_said: set[str] = set()  # journeys whose spent budget was logged (once each)
+        # What an operator (or ``python -m bench outbox``) reads to see whether delivery keeps
+        # ``concurrency`` signals in flight under load, or drains between claims.
+        self.signalling = 0  # journeys being signalled now (one signal in flight each)
+
+    @property
+    def held(self) -> int:
+        """Hits claimed (leased) by this dispatcher and not stamped yet."""
+        return self._held
 
     def wake(self, hits: int = 1) -> None:
         """Called by the endpoints' recorder right after it stored ``hits`` hits."""
@@ -185,7 +196,11 @@ class OutboxDispatcher:
         async def settle(workflow_id: str, events: list[TrackingEvent], claim: _Claim) -> None:
             nonlocal trouble
             async with signals:
-                results, stopped = await self._settle_fully(workflow_id, events, claim)
+                self.signalling += 1
+                try:
+                    results, stopped = await self._settle_fully(workflow_id, events, claim)
+                finally:
+                    self.signalling -= 1
             if stopped:
                 trouble = True
             self._to_stamp.append(results)
@@ -331,6 +346,15 @@ class OutboxDispatcher:
         ]
         if hits:
             await self._pass_activity_on(hits)
+        if self.settings is not None and (reached or hits):
+            # the segments whose rules read opens and clicks (or the score they brought)
+            await reevaluate_segments(
+                self.client,
+                self.settings,
+                self.engine,
+                lead_ids=[e.lead_id for e in [*reached, *hits] if e.kind in ("opened", "clicked")],
+                facts=(TRACKED, SCORE),
+            )
 
     async def _settle_journey(
         self, workflow_id: str, events: list[TrackingEvent], claim: _Claim
@@ -648,7 +672,7 @@ class OutboxDispatcher:
             events = list(session.exec(query).all())
             claimed = len(events)
             if self.share_rows and events:
-                events = self._oldest_first(session, events)
+                events = self._oldest_first(session, self._not_leased(session, events, now))
             session.expunge_all()
             if events:
                 session.execute(
@@ -710,6 +734,30 @@ class OutboxDispatcher:
             ):
                 spent[workflow_id] = count
         return told, spent
+
+    @staticmethod
+    def _not_leased(
+        session: Session, events: list[TrackingEvent], now: datetime
+    ) -> list[TrackingEvent]:
+        """Leave out the journeys another dispatcher leased while this claim was reading. The
+        claim's query reads the leases as they were when it began; a row locked then by another
+        dispatcher's claim, and free by the time this one reaches it, is taken (PostgreSQL
+        re-checks only the row itself) although that claim has just leased it. This query, a
+        statement of its own, sees every lease committed before this claim's locks were taken:
+        each journey it names is someone else's (this claim writes its own leases after it)."""
+        journeys = sorted({event.workflow_id for event in events})
+        leased: set[str] = set()
+        for chunk in _chunks(journeys):
+            leased |= set(
+                session.exec(
+                    select(TrackingEvent.workflow_id).where(
+                        col(TrackingEvent.workflow_id).in_(chunk),
+                        col(TrackingEvent.retry_at).is_not(None),
+                        col(TrackingEvent.retry_at) > now,
+                    )
+                ).all()
+            )
+        return [event for event in events if event.workflow_id not in leased]
 
     @staticmethod
     def _oldest_first(session: Session, events: list[TrackingEvent]) -> list[TrackingEvent]:

@@ -1,4 +1,6 @@
-"""The Temporal Schedules Relance keeps: the daily re-engagement sweep and the daily score decay.
+"""The Temporal Schedules Relance keeps: the daily re-engagement sweep, the daily score decay and
+the hourly sweep of the defined journeys' date and segment triggers (every hour, so a birthday
+at 09:00 is honoured in every lead's time zone).
 
 ``ensure_reengagement_schedule`` is called at every worker start: it creates the schedule, or
 updates it to the current settings when it exists already, so running it twice leaves one
@@ -8,6 +10,7 @@ schedule (visible in the Temporal UI's Schedules page and with ``temporal schedu
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from temporalio.client import (
     Client,
@@ -15,6 +18,7 @@ from temporalio.client import (
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
+    ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleRange,
@@ -35,6 +39,8 @@ SCORE_DECAY_SCHEDULE_ID = "score-decay"
 
 REENGAGEMENT_SWEEP = catalogue.entry("reengagement-sweep")
 SCORE_DECAY = catalogue.entry("score-decay")
+TRIGGER_SWEEP_SCHEDULE_ID = "trigger-sweep"
+TRIGGER_SWEEP = catalogue.entry("trigger-sweep")
 
 
 def sweep_input(settings: Settings, *, inactive_days: float | None = None) -> dict:
@@ -128,3 +134,25 @@ async def ensure_score_decay_schedule(client: Client, settings: Settings) -> Non
     """Create the daily score decay's schedule, or bring the existing one to the current
     settings."""
     await _ensure(client, SCORE_DECAY_SCHEDULE_ID, score_decay_schedule(settings))
+
+
+def trigger_sweep_schedule(settings: Settings) -> Schedule:
+    """Every hour on the hour (UTC): the date triggers due in the leads' zones, the segments'
+    new members. A run still going is not doubled by the next."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            TRIGGER_SWEEP.workflow_type,
+            args=[TRIGGER_SWEEP.input(settings)],
+            id=TRIGGER_SWEEP_SCHEDULE_ID,  # Temporal appends the scheduled time
+            task_queue=settings.temporal_task_queue,
+            static_summary="hourly date and segment triggers",
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note="created by the Relance worker"),
+    )
+
+
+async def ensure_trigger_sweep_schedule(client: Client, settings: Settings) -> None:
+    """Create the hourly trigger sweep's schedule, or bring the existing one up to date."""
+    await _ensure(client, TRIGGER_SWEEP_SCHEDULE_ID, trigger_sweep_schedule(settings))

@@ -23,6 +23,7 @@ import smtplib
 import threading
 import time
 from email.message import EmailMessage
+from email.utils import parseaddr
 
 from relance.contracts.sending import SendFailure
 from relance.domain.settings import Settings
@@ -68,19 +69,20 @@ class SmtpPool:
         self._lock = threading.Lock()
         self.opened = 0  # connections opened so far (for the tests and the benchmark)
 
-    def deliver(self, mime: EmailMessage, to: str) -> None:
-        """One message (see ``deliver``)."""
+    def deliver(self, mime: EmailMessage | bytes, to: str, sender: str = "") -> None:
+        """One message (see ``deliver``); ``sender``: the envelope sender of a message handed
+        over as bytes."""
         smtp = self._take()
         if smtp is not None:
             try:
-                self._send(smtp, mime, to)
+                self._send(smtp, mime, to, sender)
             except _Stale:
                 smtp.close()  # closed by the server while kept: nothing of the message went out
             else:
                 self._put_back(smtp)
                 return
         smtp = self._connect()
-        self._send(smtp, mime, to)
+        self._send(smtp, mime, to, sender)
         self._put_back(smtp)
 
     def close(self) -> None:
@@ -137,12 +139,15 @@ class SmtpPool:
             self.opened += 1
         return smtp
 
-    def _send(self, smtp: _SMTP, mime: EmailMessage, to: str) -> None:
+    def _send(self, smtp: _SMTP, mime: EmailMessage | bytes, to: str, sender: str) -> None:
         """The message over ``smtp``; raises SendFailure, or _Stale when a kept connection turns
         out closed by the server before anything of the message went out. After a failure the
         conversation's state is unknown: the connection is closed, never reused."""
         try:
-            smtp.send_message(mime, to_addrs=[to])
+            if isinstance(mime, bytes):  # written already, headers in ASCII (services/mime.py)
+                smtp.sendmail(sender, [to], mime)
+            else:
+                smtp.send_message(mime, to_addrs=[to])
         except (OSError, smtplib.SMTPException, UnicodeEncodeError) as err:
             smtp.close()
             if smtp.messages > 0 and not smtp.content_sent and _closed_by_server(err):
@@ -231,13 +236,16 @@ def pool_for(s: Settings) -> SmtpPool:
     return pool
 
 
-def deliver(s: Settings, mime: EmailMessage, to: str) -> None:
+def deliver(s: Settings, mime: EmailMessage | bytes, to: str) -> None:
     """One message over the configured SMTP server (journey emails and internal emails alike),
-    over a connection of this process's pool.
+    over a connection of this process's pool: an ``EmailMessage``, or its bytes as sent (CRLF
+    line ends, ASCII headers: relance/services/mime.py).
 
     Raises SendFailure: ``permanent`` when no retry can fix it, ``maybe_delivered`` when the
     message went out but the server's answer never came."""
-    pool_for(s).deliver(mime, to)
+    # The envelope sender: the From address, as ``send_message`` takes it from the From header.
+    sender = parseaddr(s.mail_from)[1] if isinstance(mime, bytes) else ""
+    pool_for(s).deliver(mime, to, sender)
 
 
 def _set_up(smtp: smtplib.SMTP, s: Settings) -> None:

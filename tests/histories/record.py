@@ -11,6 +11,7 @@
     .venv/bin/python -m tests.histories.record_outcomes   # order follow-up, and endings not covered
     above
     .venv/bin/python -m tests.histories.record_definitions  # a journey written as data
+    .venv/bin/python -m tests.histories.record_defined_nodes  # switch, set, until a date, topics
     .venv/bin/python -m tests.histories.record_fewer_actions  # paths since the fewer-actions patch
 
 tests/test_replay.py lists every history file by name, with its workflow: add a new recording there.
@@ -35,11 +36,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from relance.contracts.definitions import DefinedJourneyInput, workflow_id
 from relance.contracts.signals import CLICKED, TrackingSignal
 from relance.dev.devsink import DevSink
 from relance.dev.seeding import make_lead_factory
@@ -49,6 +52,7 @@ from relance.domain.settings import Settings
 from relance.services import migrate
 from relance.services.temporal import bundled_binary, ensure_search_attributes
 from worker import build_worker
+from workflows.defined import DefinedJourney
 from workflows.welcome import WelcomeInput, WelcomeJourney
 
 HERE = Path(__file__).parent
@@ -67,6 +71,15 @@ class Recording:
     settings: Settings
     make_lead: Callable[..., Lead]
     folder: Path = FOLDER
+
+    async def start_defined(self, compiled: Any, lead: Lead) -> WorkflowHandle:
+        """The compiled definition started for the lead, as enrollment starts it."""
+        return await self.env.client.start_workflow(
+            DefinedJourney.run,
+            DefinedJourneyInput(lead.id, compiled),
+            id=workflow_id(compiled.key, lead.id),
+            task_queue=TASK_QUEUE,
+        )
 
     async def save(self, handle: WorkflowHandle, name: str) -> None:
         """Wait for the journey's end and write its history as ``tests/histories/<name>.json``."""

@@ -1,5 +1,7 @@
 """Record a history of a journey that records its run in the database (workflows/recording.py:
-the ``journey-runs`` marker, the entry and end activities), for tests/test_replay.py.
+the ``journey-runs`` and ``journey-runs-entry-in-headers`` markers, the entry in the activities'
+headers, the end activity), for tests/test_replay.py. ``defined_webinar_run_recorded`` is the same
+path recorded when the entry was an activity of its own (the ``journey-runs`` marker alone).
 
     .venv/bin/python -m tests.histories.record_runs
 
@@ -38,7 +40,7 @@ async def main() -> None:
             await rec.env.sleep(timedelta(minutes=30))
         invite = status.messages[0].message_id
         await handle.signal(CLICKED, TrackingSignal(invite, "https://example.com/replay"))
-        await rec.save(handle, "defined_webinar_run_recorded")
+        await rec.save(handle, "defined_webinar_run_entry_in_headers")
 
 
 if __name__ == "__main__":
