@@ -68,9 +68,11 @@ def make_lead_factory(engine: Engine) -> Callable[..., Lead]:
         first_name: str = "Ada",
         known: bool = False,
         email: str | None = None,
+        lead_id: str | None = None,  # a test that needs the same leads on every run
     ) -> Lead:
         now = utcnow()
         lead = Lead(
+            **({"id": lead_id} if lead_id else {}),
             email=email or f"lead-{uuid.uuid4().hex[:12]}@example.com",
             first_name=first_name,
             phone=phone,
