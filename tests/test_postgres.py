@@ -32,6 +32,7 @@ from relance.services.outbox import OutboxDispatcher
 from relance.services.tracking import Hit, record_hits
 from tests.conftest import EMAIL_CONSENT
 from tests.test_outbox_stream import _count_is, signalled_messages
+from tests.test_scoring import check_a_batch_of_scores
 from tests.test_tracking_flood import hammer, sign_up
 from tests.waiting import eventually, stored_hits
 from tests.waiting import signals_received as signals
@@ -453,3 +454,13 @@ async def test_two_dispatchers_leasing_one_postgres_outbox_tell_each_journey_in_
             what="every open in the journey's history",
         )
         assert told == sent[journey]
+
+
+def test_a_batch_of_scores_on_postgres_counts_each_key_once(postgres_url, settings):
+    """The outbox's batch scoring (INSERT ... ON CONFLICT DO NOTHING, one UPDATE per lead) in
+    PostgreSQL's dialect: the same counts and the same one notification as on SQLite."""
+    engine = make_engine(postgres_url)
+    try:
+        check_a_batch_of_scores(engine, settings.score_mql_threshold)
+    finally:
+        engine.dispose()

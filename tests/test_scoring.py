@@ -13,8 +13,9 @@ from sqlmodel import Session, col, select
 from api import crud
 from api.main import create_app
 from api.schemas import LeadCreate
-from relance.dev.seeding import unique_id
-from relance.domain.models import Lead, ScoreEvent
+from relance.dev.seeding import make_lead_factory, unique_id
+from relance.domain.models import Lead, MqlNotification, ScoreEvent
+from relance.domain.scoring import Change, apply_scores
 from relance.domain.scoring_rules import RulesError, load_rules
 from tests.conftest import EMAIL_CONSENT
 
@@ -193,3 +194,59 @@ async def test_concurrent_identical_page_views_score_once(live):
     )
     assert [r.status_code for r in responses] == [202] * 10
     assert (await live.http.get(f"/leads/{created['id']}")).json()["score"] == 15 + 10
+
+
+def test_a_batch_of_scores_counts_each_key_once_and_tells_sales_of_the_change_that_crossed(
+    engine, settings
+):
+    """The outbox scores a stamp's opens and clicks together (``apply_scores``): exactly what
+    applying them one by one gives — a key counted before, or twice in the batch, counts once;
+    the change that takes the score across the MQL threshold queues one notification with its
+    reason; a lead a journey raised to mql is no news."""
+    check_a_batch_of_scores(engine, settings.score_mql_threshold)
+
+
+def check_a_batch_of_scores(engine, threshold: int) -> None:
+    """The scenario, on any database (tests/test_postgres.py runs it on PostgreSQL)."""
+    make_lead = make_lead_factory(engine)
+    near, raised, other = make_lead(), make_lead(), make_lead()
+    with Session(engine) as session:
+        for lead, score, floor in ((near, threshold - 2, None), (raised, threshold - 1, "mql")):
+            row = session.get(Lead, lead.id)
+            row.score, row.stage_floor = score, floor
+            session.add(row)
+        session.add(
+            ScoreEvent(lead_id=near.id, key="open:m0", event="email_opened", points=1, reason="x")
+        )
+        session.commit()
+
+    def opened(message: str) -> Change:
+        return Change("email_opened", f"open:{message}", f"opened message {message}", 1)
+
+    changes = [
+        (near.id, opened("m0")),  # counted before this batch
+        (near.id, opened("m1")),
+        (near.id, opened("m1")),  # the same hit twice in the batch
+        (near.id, opened("m2")),  # threshold - 2 + 1 + 1: this one crosses
+        (near.id, opened("m3")),
+        (raised.id, opened("r1")),
+        (other.id, Change("email_clicked", "w:click:o1", "clicked a link", 3)),
+    ]
+    with Session(engine) as session:
+        counted = apply_scores(session, changes, mql_threshold=threshold)
+        session.commit()
+
+    assert counted == 5
+    with Session(engine) as session:
+        scores = {lead.id: session.get(Lead, lead.id).score for lead in (near, raised, other)}
+        notified = session.exec(
+            select(MqlNotification).where(
+                col(MqlNotification.lead_id).in_([near.id, raised.id, other.id])
+            )
+        ).all()
+        keys = session.exec(select(ScoreEvent.key).where(col(ScoreEvent.lead_id) == near.id)).all()
+    assert scores == {near.id: threshold + 1, raised.id: threshold, other.id: 3}
+    assert [(n.lead_id, n.score, n.reason) for n in notified] == [
+        (near.id, threshold, "opened message m2")
+    ]
+    assert sorted(keys) == ["open:m0", "open:m1", "open:m2", "open:m3"]

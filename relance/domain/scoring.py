@@ -11,10 +11,13 @@ relance/services/mql.py delivers it). A lead created by a sign-up is written in 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from relance.domain.models import Lead, MqlNotification, ScoreEvent, utcnow
@@ -97,6 +100,89 @@ def apply_score(
             session, lead_id=lead_id, score=after, threshold=mql_threshold, reason=reason, now=now
         )
     return Applied(counted=True, points=points, before=before, score=after)
+
+
+# Score rows written per INSERT by ``apply_scores`` (6 values each: well under SQLite's limit).
+ROWS_PER_INSERT = 200
+
+
+def apply_scores(
+    session: Session,
+    changes: Sequence[tuple[str, Change]],
+    *,
+    mql_threshold: int,
+    now: datetime | None = None,
+) -> int:
+    """``apply_score`` for many changes at once (a campaign's opens and clicks, hundreds a
+    stamp), by the same rules, in the session's transaction (the caller commits); returns how
+    many counted. Changes are ``(lead id, change)`` in the order they happened.
+
+    The rows go in by INSERT ... ON CONFLICT DO NOTHING on the unique key: a key counted
+    already, by this batch or by another writer racing it, is skipped by the database itself, so
+    a race ends as one writer would and never fails the batch. Then one UPDATE per lead, in lead
+    order (the order every writer locks leads in), adds up its new points; each upward crossing
+    of the MQL threshold queues its notification with the reason of the change that crossed,
+    unless a journey raised the lead to mql or beyond before."""
+    now = now or utcnow()
+    first: dict[str, tuple[str, Change]] = {}  # one row per key: the first change holding it
+    for lead_id, change in changes:
+        first.setdefault(change.key, (lead_id, change))
+    if not first:
+        return 0
+    table = ScoreEvent.__table__
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    rows = [
+        {
+            "lead_id": lead_id,
+            "key": key,
+            "event": change.event,
+            "points": change.points,
+            "reason": change.reason[:500],
+            "created_at": now,
+        }
+        for key, (lead_id, change) in first.items()
+    ]
+    counted: set[str] = set()
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        statement = (
+            insert(table)
+            .values(rows[start : start + ROWS_PER_INSERT])
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(table.c.key)
+        )
+        counted.update(session.execute(statement).scalars())
+    by_lead: dict[str, list[Change]] = {}
+    for key, (lead_id, change) in first.items():
+        if key in counted:
+            by_lead.setdefault(lead_id, []).append(change)
+    leads = Lead.__table__
+    for lead_id in sorted(by_lead):
+        applied = by_lead[lead_id]
+        points = sum(change.points for change in applied)
+        values: dict = {"score": leads.c.score + points, "updated_at": now}
+        if any(change.activity for change in applied):
+            values["last_activity_at"] = now
+        after, floor = session.execute(
+            update(leads)
+            .where(leads.c.id == lead_id)
+            .values(**values)
+            .returning(leads.c.score, leads.c.stage_floor)
+        ).one()
+        if floor in QUALIFIED:  # made known to sales when a journey raised its stage
+            continue
+        score = after - points
+        for change in applied:  # as if applied one by one, in order
+            if score < mql_threshold <= score + change.points:
+                queue_notification(
+                    session,
+                    lead_id=lead_id,
+                    score=score + change.points,
+                    threshold=mql_threshold,
+                    reason=change.reason,
+                    now=now,
+                )
+            score += change.points
+    return len(counted)
 
 
 def queue_notification(

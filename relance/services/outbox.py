@@ -50,8 +50,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from relance.contracts import catalogue
 from relance.contracts.signals import CLICKED, OPENED, UNSUBSCRIBED, TrackingSignal
-from relance.domain.models import Lead, Message, ScoreEvent, TrackingEvent, utcnow
-from relance.domain.scoring import apply_score
+from relance.domain.models import Lead, Message, TrackingEvent, utcnow
+from relance.domain.scoring import Change, apply_scores
 from relance.domain.settings import Settings
 from relance.services.lead_activity import FollowUp, act_on, follow_ups
 from relance.services.tracking import signal_key
@@ -71,8 +71,8 @@ UNREACHABLE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEE
 # confirmations are one per message already, and must reach the journey.
 BUDGETED_KINDS = frozenset({OPENED, CLICKED})
 
-# Scores applied per transaction when a stamp's hits are scored.
-SCORES_PER_COMMIT = 50
+# Hits scored per transaction when a stamp's hits are scored.
+SCORES_PER_COMMIT = 200
 
 # signal_outcome: the hit that settled its signal_key for its journey.
 SIGNALLED, CLOSED, REFUSED = "signalled", "closed", "refused"
@@ -510,10 +510,11 @@ class OutboxDispatcher:
             log.exception("outbox: could not score %d opens and clicks", len(hits))
 
     def _score_hits_now(self, hits: list[tuple[str, str, str, str]]) -> None:
-        """Which leads still exist, which clicked messages score here and which keys are
-        counted already are read once for the whole group (a campaign's hits are hundreds a
-        stamp); each new score is applied in turn, committed every ``SCORES_PER_COMMIT``: on
-        SQLite's one writer the endpoints' hits and the stamps get their turn in between."""
+        """Which leads still exist and which clicked messages score here are read once for the
+        whole group (a campaign's hits are hundreds a stamp); the scores are applied together
+        (``apply_scores``: one INSERT for their rows, one UPDATE per lead), committed every
+        ``SCORES_PER_COMMIT`` hits: on SQLite's one writer the endpoints' hits and the stamps
+        get their turn in between."""
         events = self.settings.scoring_rules().events
         with Session(self.engine) as session:
             lead_ids = sorted({lead_id for _, lead_id, _, _ in hits})
@@ -529,7 +530,7 @@ class OutboxDispatcher:
                     )
                 ):
                     messages[message_id] = (step, journey)
-            scores = []  # (lead, event, key, reason, points), in the hits' order (by lead)
+            scores: list[tuple[str, Change]] = []  # in the hits' order (by lead)
             for kind, lead_id, workflow_id, message_id in hits:
                 event = "email_opened" if kind == OPENED else "email_clicked"
                 if not events[event] or lead_id not in leads:  # erased meanwhile
@@ -544,30 +545,14 @@ class OutboxDispatcher:
                         continue
                     key = f"{workflow_id}:click:{message_id}"
                     reason = f"clicked a link in the {step} message of the {journey} journey"
-                scores.append((lead_id, event, key, reason, events[event]))
-            counted: set[str] = set()
-            for chunk in _chunks(sorted({key for _, _, key, _, _ in scores})):
-                counted |= set(
-                    session.exec(select(ScoreEvent.key).where(col(ScoreEvent.key).in_(chunk)))
-                )
-            applied = 0
-            for lead_id, event, key, reason, points in scores:
-                if key in counted:
-                    continue
-                counted.add(key)
-                apply_score(
+                scores.append((lead_id, Change(event, key, reason, events[event])))
+            for start in range(0, len(scores), SCORES_PER_COMMIT):
+                apply_scores(
                     session,
-                    lead_id=lead_id,
-                    event=event,
-                    key=key,
-                    reason=reason,
-                    points=points,
+                    scores[start : start + SCORES_PER_COMMIT],
                     mql_threshold=self.settings.score_mql_threshold,
                 )
-                applied += 1
-                if applied % SCORES_PER_COMMIT == 0:
-                    session.commit()
-            session.commit()
+                session.commit()
 
     async def _pass_activity_on(self, delivered: list[TrackingEvent]) -> None:
         if self.settings is None:
