@@ -55,6 +55,7 @@ def env_for(settings: Settings) -> dict[str, str]:
         "public_base_url",
         "payload_key_id",
         "worker_max_cached_workflows",
+        "tracking_machine_seconds",
         "tracking_delivery_concurrency",
         "tracking_delivery_max_delay_seconds",
         "broadcast_send_concurrency",
@@ -232,6 +233,10 @@ async def open_stack(exit_stack: AsyncExitStack, *, task_queue: str = "bench") -
         public_base_url=f"http://127.0.0.1:{port}",
         payload_keys={key_id: key},
         payload_key_id=key_id,
+        # The benchmarks sign each link the instant before they request it; a campaign's links
+        # are minutes or days old. With the default, the first 2 s of every load were clicks
+        # "too fast to be a person", kept and not signalled (relance/domain/engagement.py).
+        tracking_machine_seconds=0,
     )
     stack = Stack(settings, engine, env.client, sink, workdir, f"http://127.0.0.1:{port}")
 
