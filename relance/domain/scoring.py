@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
@@ -102,8 +102,29 @@ def apply_score(
     return Applied(counted=True, points=points, before=before, score=after)
 
 
-# Score rows written per INSERT by ``apply_scores`` (6 values each: well under SQLite's limit).
-ROWS_PER_INSERT = 200
+# ``apply_scores``'s statements, built once: SQLAlchemy compiles each of them once and reuses
+# it (a statement built per call, or a multi-row VALUES of varying length, is compiled each time:
+# that was most of its CPU).
+_SCORE_ROWS = ScoreEvent.__table__
+_LEADS = Lead.__table__
+_INSERT_NEW_KEYS = {
+    name: insert(_SCORE_ROWS)
+    .on_conflict_do_nothing(index_elements=["key"])
+    .returning(_SCORE_ROWS.c.key)
+    for name, insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))
+}
+_ADD_POINTS = (
+    update(_LEADS)
+    .where(_LEADS.c.id == bindparam("b_lead"))
+    .values(
+        score=_LEADS.c.score + bindparam("b_points"),
+        updated_at=bindparam("b_now", type_=_LEADS.c.updated_at.type),
+    )
+    .returning(_LEADS.c.score, _LEADS.c.stage_floor)
+)
+_ADD_POINTS_ACTIVE = _ADD_POINTS.values(
+    last_activity_at=bindparam("b_now", type_=_LEADS.c.last_activity_at.type)
+)
 
 
 def apply_scores(
@@ -129,8 +150,7 @@ def apply_scores(
         first.setdefault(change.key, (lead_id, change))
     if not first:
         return 0
-    table = ScoreEvent.__table__
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    connection = session.connection()
     rows = [
         {
             "lead_id": lead_id,
@@ -142,31 +162,19 @@ def apply_scores(
         }
         for key, (lead_id, change) in first.items()
     ]
-    counted: set[str] = set()
-    for start in range(0, len(rows), ROWS_PER_INSERT):
-        statement = (
-            insert(table)
-            .values(rows[start : start + ROWS_PER_INSERT])
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(table.c.key)
-        )
-        counted.update(session.execute(statement).scalars())
+    # One statement for all the rows (SQLAlchemy sends them as multi-row inserts).
+    insert_new = _INSERT_NEW_KEYS[connection.dialect.name]
+    counted = set(connection.execute(insert_new, rows).scalars())
     by_lead: dict[str, list[Change]] = {}
     for key, (lead_id, change) in first.items():
         if key in counted:
             by_lead.setdefault(lead_id, []).append(change)
-    leads = Lead.__table__
     for lead_id in sorted(by_lead):
         applied = by_lead[lead_id]
         points = sum(change.points for change in applied)
-        values: dict = {"score": leads.c.score + points, "updated_at": now}
-        if any(change.activity for change in applied):
-            values["last_activity_at"] = now
-        after, floor = session.execute(
-            update(leads)
-            .where(leads.c.id == lead_id)
-            .values(**values)
-            .returning(leads.c.score, leads.c.stage_floor)
+        add = _ADD_POINTS_ACTIVE if any(change.activity for change in applied) else _ADD_POINTS
+        after, floor = connection.execute(
+            add, {"b_lead": lead_id, "b_points": points, "b_now": now}
         ).one()
         if floor in QUALIFIED:  # made known to sales when a journey raised its stage
             continue
